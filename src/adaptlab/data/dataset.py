@@ -1,0 +1,142 @@
+"""`TextDataset`: the texts a study works on, with optional labels, groups and timestamps."""
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Optional, Sequence
+
+import numpy as np
+
+
+def text_hash(text: str) -> str:
+    """Stable content hash of one text (used by the embedding cache and leakage checks)."""
+    return hashlib.blake2b(text.encode("utf-8"), digest_size=16).hexdigest()
+
+
+@dataclass
+class TextDataset:
+    """Texts plus optional labels, groups and timestamps, all aligned by position.
+
+    ``rows`` keeps the 1-based row number each item had in its source file, so every report can point
+    the user back to the original line. Labels are strings (a CSV has no other type), groups too.
+
+    Example:
+        >>> ds = TextDataset(texts=["good", "bad", "fine"], labels=["pos", "neg", "pos"])
+        >>> len(ds), ds.classes
+        (3, ['neg', 'pos'])
+        >>> ds.subset([0, 2]).labels
+        ['pos', 'pos']
+    """
+
+    texts: list[str]
+    labels: Optional[list[str]] = None
+    groups: Optional[list[str]] = None
+    timestamps: Optional[np.ndarray] = None  # datetime64[ns]
+    ids: Optional[list[str]] = None
+    rows: Optional[list[int]] = None
+    source: str = ""
+    _hash: Optional[str] = field(default=None, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        n = len(self.texts)
+        for name in ("labels", "groups", "ids", "rows"):
+            col = getattr(self, name)
+            if col is not None and len(col) != n:
+                raise ValueError(f"{name} has {len(col)} entries but texts has {n}")
+        if self.timestamps is not None and len(self.timestamps) != n:
+            raise ValueError(f"timestamps has {len(self.timestamps)} entries but texts has {n}")
+        if self.rows is None:
+            self.rows = list(range(1, n + 1))
+        if self.ids is None:
+            self.ids = [str(r) for r in self.rows]
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+    @property
+    def has_labels(self) -> bool:
+        return self.labels is not None
+
+    @property
+    def classes(self) -> list[str]:
+        return sorted(set(self.labels or []))
+
+    def label_counts(self) -> dict[str, int]:
+        return dict(sorted(Counter(self.labels or []).items()))
+
+    @property
+    def y(self) -> np.ndarray:
+        if self.labels is None:
+            raise ValueError("this dataset has no labels")
+        return np.asarray(self.labels, dtype=object)
+
+    def subset(self, indices: Sequence[int]) -> "TextDataset":
+        idx = [int(i) for i in indices]
+        return TextDataset(
+            texts=[self.texts[i] for i in idx],
+            labels=None if self.labels is None else [self.labels[i] for i in idx],
+            groups=None if self.groups is None else [self.groups[i] for i in idx],
+            timestamps=None if self.timestamps is None else self.timestamps[idx],
+            ids=[self.ids[i] for i in idx],
+            rows=[self.rows[i] for i in idx],
+            source=self.source,
+        )
+
+    @property
+    def content_hash(self) -> str:
+        """Hash of texts, labels, groups and timestamps (not of ids or source), order-sensitive."""
+        if self._hash is None:
+            h = hashlib.sha256()
+            for name, col in (("t", self.texts), ("l", self.labels), ("g", self.groups)):
+                h.update(name.encode())
+                if col is not None:
+                    h.update(json.dumps(col, ensure_ascii=False).encode("utf-8"))
+            if self.timestamps is not None:
+                h.update(np.asarray(self.timestamps, dtype="datetime64[ns]").astype("int64").tobytes())
+            self._hash = h.hexdigest()[:20]
+        return self._hash
+
+    @classmethod
+    def concat(cls, datasets: Sequence["TextDataset"]) -> "TextDataset":
+        """Stack datasets end to end, e.g. a training file followed by a separate test file.
+
+        Optional columns (labels, groups, timestamps) must be present in all datasets or in none.
+        ``rows`` keep their values from each source file; ``source`` joins the sources with " + ".
+
+        Example:
+            >>> a = TextDataset(texts=["x", "y"], labels=["1", "0"])
+            >>> b = TextDataset(texts=["z"], labels=["1"])
+            >>> both = TextDataset.concat([a, b])
+            >>> len(both), both.rows
+            (3, [1, 2, 1])
+        """
+        parts = list(datasets)
+        if not parts:
+            raise ValueError("concat needs at least one dataset")
+
+        def joined(name: str) -> Optional[list]:
+            cols = [getattr(d, name) for d in parts]
+            if all(c is None for c in cols):
+                return None
+            if any(c is None for c in cols):
+                raise ValueError(f"cannot concat: some datasets have {name} and others do not")
+            return [v for c in cols for v in c]
+
+        ts = [d.timestamps for d in parts]
+        if all(t is None for t in ts):
+            timestamps = None
+        elif any(t is None for t in ts):
+            raise ValueError("cannot concat: some datasets have timestamps and others do not")
+        else:
+            timestamps = np.concatenate([np.asarray(t, dtype="datetime64[ns]") for t in ts])
+        return cls(
+            texts=[t for d in parts for t in d.texts],
+            labels=joined("labels"),
+            groups=joined("groups"),
+            timestamps=timestamps,
+            ids=[i for d in parts for i in d.ids],
+            rows=[r for d in parts for r in d.rows],
+            source=" + ".join(dict.fromkeys(d.source for d in parts if d.source)),
+        )

@@ -1,0 +1,33 @@
+"""Encoders stage: load a pretrained encoder offline, embed texts fast, cache embeddings on disk.
+
+Example:
+    >>> from adaptlab.encoders import load_encoder, EmbeddingCache, embed
+    >>> enc = load_encoder()                     # the packaged all-MiniLM-L6-v2
+    >>> cache = EmbeddingCache("~/.adaptlab/cache/embeddings.sqlite")
+    >>> X = embed(enc, ["rates rise again", "cup final tonight"], cache=cache)
+    >>> X.shape
+    (2, 384)
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional, Union
+
+from adaptlab.encoders.cache import CacheStats, EmbeddingCache, embed
+from adaptlab.encoders.encoder import DEFAULT_ENCODER, POOLING_MODES, Encoder
+
+
+def load_encoder(name_or_path: Optional[Union[str, Path]] = None, device: str = "auto") -> Encoder:
+    """Shortcut for :meth:`Encoder.from_pretrained` (``None`` loads the packaged all-MiniLM-L6-v2)."""
+    return Encoder.from_pretrained(name_or_path, device=device)
+
+
+__all__ = [
+    "DEFAULT_ENCODER",
+    "POOLING_MODES",
+    "CacheStats",
+    "EmbeddingCache",
+    "Encoder",
+    "embed",
+    "load_encoder",
+]

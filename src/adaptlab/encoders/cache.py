@@ -1,0 +1,310 @@
+"""On-disk embedding cache keyed by (encoder fingerprint, text hash), and `embed` that uses it.
+
+A frozen encoder gives the same vector for the same text every time, so a study computes each
+embedding once: seeds, rungs and re-runs then read vectors back in milliseconds. Keys are content
+addresses (the encoder's weight fingerprint and ``text_hash(text)``), so a changed model or a changed
+text can never be served a stale vector.
+"""
+from __future__ import annotations
+
+import sqlite3
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Optional, Sequence, Union
+
+import numpy as np
+
+from adaptlab.data.dataset import text_hash
+from adaptlab.errors import ConfigError, DataError
+
+# SQLite's historical limit on host parameters is 999; stay well under it (1 goes to the fingerprint).
+_CHUNK = 800
+# `embed` stores vectors after every this many newly encoded texts (the unit of resumption).
+_WRITE_EVERY = 2048
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS embeddings (
+    fingerprint TEXT NOT NULL,
+    text_hash   TEXT NOT NULL,
+    dim         INTEGER NOT NULL,
+    vector      BLOB NOT NULL,
+    PRIMARY KEY (fingerprint, text_hash)
+) WITHOUT ROWID
+"""
+
+
+@dataclass
+class CacheStats:
+    """Lookup counters: ``hits`` and ``misses`` count hashes asked for, ``writes`` vectors stored."""
+
+    hits: int = 0
+    misses: int = 0
+    writes: int = 0
+
+    @property
+    def hit_rate(self) -> float:
+        asked = self.hits + self.misses
+        return self.hits / asked if asked else 0.0
+
+
+class EmbeddingCache:
+    """Float32 embedding vectors in a SQLite file, keyed by (encoder fingerprint, text hash).
+
+    The file uses WAL journaling so several processes (e.g. parallel seeds) can read while one writes.
+    ``stats`` counts hits, misses and writes since creation (or :meth:`reset_stats`); ``last_stats``
+    covers the most recent :meth:`get_many` / :meth:`put_many` call.
+
+    Example:
+        >>> import numpy as np
+        >>> cache = EmbeddingCache("/tmp/adaptlab-doc/embeddings.sqlite")
+        >>> cache.put_many("fp", ["h1", "h2"], np.eye(2, 3, dtype=np.float32))
+        >>> sorted(cache.get_many("fp", ["h1", "h3"]))
+        ['h1']
+        >>> cache.last_stats.hits, cache.last_stats.misses
+        (1, 1)
+    """
+
+    def __init__(self, path: Union[str, Path]) -> None:
+        self.path = Path(path).expanduser()
+        if self.path.is_dir():
+            raise ConfigError.invalid(
+                "path", str(self.path), "a file path", "It is a folder; pass e.g. <folder>/embeddings.sqlite."
+            )
+        self.stats = CacheStats()
+        self.last_stats = CacheStats()
+        self._lock = threading.RLock()
+        self._conn: Optional[sqlite3.Connection] = None
+        self._connect()
+
+    # ------------------------------------------------------------------ connection
+    def _connect(self) -> sqlite3.Connection:
+        if self._conn is None:
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                conn = sqlite3.connect(str(self.path), timeout=60.0, check_same_thread=False)
+                conn.execute("PRAGMA journal_mode=WAL")
+                # WAL + NORMAL stays consistent after a crash; it only may lose the last transaction,
+                # which for a cache means recomputing a few vectors.
+                conn.execute("PRAGMA synchronous=NORMAL")
+                conn.execute(_SCHEMA)
+                conn.commit()
+            except (sqlite3.Error, OSError) as exc:
+                raise DataError(
+                    f"cannot open the embedding cache {str(self.path)!r}: {exc}. Check that the folder is "
+                    "writable, or delete the file if it is corrupt (it only holds recomputable vectors)."
+                ) from exc
+            self._conn = conn
+        return self._conn
+
+    def close(self) -> None:
+        """Close the database connection (it reopens on next use)."""
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+    def __enter__(self) -> "EmbeddingCache":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Connections and locks do not pickle; workers (e.g. Ray) reopen the same file.
+        state = self.__dict__.copy()
+        state["_conn"] = None
+        state["_lock"] = None
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.RLock()
+
+    def __repr__(self) -> str:
+        return f"EmbeddingCache(path={str(self.path)!r})"
+
+    # ------------------------------------------------------------------ queries
+    def get_many(self, fingerprint: str, hashes: Iterable[str]) -> dict[str, np.ndarray]:
+        """Return ``{hash: vector}`` for the hashes stored under ``fingerprint``; absent ones are left out.
+
+        Vectors are read-only float32 arrays (views on the stored bytes); copy one before editing it.
+        """
+        keys = list(dict.fromkeys(hashes))
+        found: dict[str, np.ndarray] = {}
+        with self._lock:
+            conn = self._connect()
+            for start in range(0, len(keys), _CHUNK):
+                chunk = keys[start : start + _CHUNK]
+                marks = ",".join("?" * len(chunk))
+                rows = conn.execute(
+                    f"SELECT text_hash, vector FROM embeddings WHERE fingerprint = ? AND text_hash IN ({marks})",
+                    (fingerprint, *chunk),
+                ).fetchall()
+                for h, blob in rows:
+                    found[h] = np.frombuffer(blob, dtype=np.float32)
+        self.last_stats = CacheStats(hits=len(found), misses=len(keys) - len(found))
+        self.stats.hits += self.last_stats.hits
+        self.stats.misses += self.last_stats.misses
+        return found
+
+    def put_many(self, fingerprint: str, hashes: Sequence[str], matrix: np.ndarray) -> None:
+        """Store row ``i`` of ``matrix`` under ``(fingerprint, hashes[i])``, replacing older values.
+
+        All rows are written in one transaction: a crash leaves either all or none of them.
+        """
+        matrix = np.asarray(matrix)
+        hashes = list(hashes)
+        if matrix.ndim != 2 or matrix.shape[0] != len(hashes):
+            raise ConfigError(
+                f"put_many needs a 2-D matrix with one row per hash: got shape {matrix.shape} for "
+                f"{len(hashes)} hashes."
+            )
+        if not np.issubdtype(matrix.dtype, np.number):
+            raise ConfigError(f"put_many needs a numeric matrix, got dtype {matrix.dtype}.")
+        matrix = np.ascontiguousarray(matrix, dtype=np.float32)
+        dim = int(matrix.shape[1])
+        rows = [(fingerprint, h, dim, matrix[i].tobytes()) for i, h in enumerate(hashes)]
+        with self._lock:
+            conn = self._connect()
+            with conn:  # one transaction, committed on exit
+                conn.executemany(
+                    "INSERT OR REPLACE INTO embeddings (fingerprint, text_hash, dim, vector) VALUES (?, ?, ?, ?)",
+                    rows,
+                )
+        self.last_stats = CacheStats(writes=len(rows))
+        self.stats.writes += len(rows)
+
+    def count(self, fingerprint: Optional[str] = None) -> int:
+        """Number of stored vectors, for one fingerprint or (``None``) all of them."""
+        with self._lock:
+            conn = self._connect()
+            if fingerprint is None:
+                (n,) = conn.execute("SELECT COUNT(*) FROM embeddings").fetchone()
+            else:
+                (n,) = conn.execute(
+                    "SELECT COUNT(*) FROM embeddings WHERE fingerprint = ?", (fingerprint,)
+                ).fetchone()
+        return int(n)
+
+    def __len__(self) -> int:
+        return self.count()
+
+    def fingerprints(self) -> list[str]:
+        """The encoder fingerprints that have vectors in this cache."""
+        with self._lock:
+            rows = self._connect().execute("SELECT DISTINCT fingerprint FROM embeddings ORDER BY 1").fetchall()
+        return [r[0] for r in rows]
+
+    def clear(self, fingerprint: Optional[str] = None) -> int:
+        """Delete the vectors of one fingerprint (or all); returns how many were deleted."""
+        with self._lock:
+            conn = self._connect()
+            with conn:
+                if fingerprint is None:
+                    cur = conn.execute("DELETE FROM embeddings")
+                else:
+                    cur = conn.execute("DELETE FROM embeddings WHERE fingerprint = ?", (fingerprint,))
+        return int(cur.rowcount)
+
+    def reset_stats(self) -> None:
+        self.stats = CacheStats()
+        self.last_stats = CacheStats()
+
+
+def embed(
+    encoder: Any,
+    texts: Sequence[str],
+    *,
+    cache: Optional[EmbeddingCache] = None,
+    batch_size: int = 32,
+    show_progress: Optional[bool] = None,
+) -> np.ndarray:
+    """Embed ``texts`` with ``encoder``, reading and filling ``cache``; returns ``(len(texts), dim)`` float32.
+
+    Identical texts are encoded once. Texts already in the cache for this encoder's fingerprint are
+    not encoded at all, so a repeated call costs only hashing and one indexed read. New vectors are
+    stored every 2,048 texts, so an interrupted call resumes where it stopped when run again.
+
+    Args:
+        encoder: An :class:`~adaptlab.encoders.Encoder` (anything with ``fingerprint``, ``dim`` and
+            ``encode(texts, batch_size=..., show_progress=...)``).
+        texts: The texts, in the order the rows are wanted.
+        cache: Where vectors are kept between calls; ``None`` encodes every (distinct) text.
+        batch_size: Passed to ``encoder.encode``.
+        show_progress: Passed to ``encoder.encode`` (``None``: a bar above 1,000 texts to encode).
+
+    Example:
+        >>> enc = Encoder.from_pretrained()
+        >>> cache = EmbeddingCache("~/.adaptlab/cache/embeddings.sqlite")
+        >>> X = embed(enc, ["first text", "second text", "first text"], cache=cache)
+        >>> X.shape, bool((X[0] == X[2]).all())
+        ((3, 384), True)
+    """
+    from adaptlab.encoders.encoder import _check_texts
+
+    texts = _check_texts(texts)
+    dim = int(encoder.dim)
+    if not texts:
+        return np.empty((0, dim), dtype=np.float32)
+
+    hashes = [text_hash(t) for t in texts]
+    position: dict[str, int] = {}
+    unique_texts: list[str] = []
+    for h, t in zip(hashes, texts):
+        if h not in position:
+            position[h] = len(unique_texts)
+            unique_texts.append(t)
+    unique_hashes = list(position)
+
+    table = np.empty((len(unique_hashes), dim), dtype=np.float32)
+    found: dict[str, np.ndarray] = {}
+    if cache is not None:
+        fingerprint = encoder.fingerprint
+        found = cache.get_many(fingerprint, unique_hashes)
+        for h, vec in found.items():
+            if vec.shape != (dim,):
+                raise DataError(
+                    f"the embedding cache {str(cache.path)!r} holds a {vec.shape[0]}-dim vector for a "
+                    f"{dim}-dim encoder under the same fingerprint; the file is inconsistent. Delete it "
+                    "(it only holds recomputable vectors) and run again."
+                )
+            table[position[h]] = vec
+
+    missing = [h for h in unique_hashes if h not in found]
+    # With a cache, encode and store in chunks: an interrupted run keeps what it finished and the
+    # next call resumes from there. Without one, a single call lets `encode` sort all texts at once.
+    step = _WRITE_EVERY if cache is not None else max(len(missing), 1)
+    chunks = [missing[i : i + step] for i in range(0, len(missing), step)]
+    bar = None
+    if len(chunks) > 1 and (show_progress or (show_progress is None and len(missing) > 1000)):
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(missing), desc=f"embed {getattr(encoder, 'name', '')}".strip(), unit="text")
+    try:
+        for chunk in chunks:
+            vectors = np.asarray(
+                encoder.encode(
+                    [unique_texts[position[h]] for h in chunk],
+                    batch_size=batch_size,
+                    show_progress=False if len(chunks) > 1 else show_progress,
+                ),
+                dtype=np.float32,
+            )
+            if vectors.shape != (len(chunk), dim):
+                raise ValueError(
+                    f"encoder.encode returned shape {vectors.shape} for {len(chunk)} texts, expected "
+                    f"({len(chunk)}, {dim})."
+                )
+            table[[position[h] for h in chunk]] = vectors
+            if cache is not None:
+                cache.put_many(fingerprint, chunk, vectors)
+            if bar is not None:
+                bar.update(len(chunk))
+    finally:
+        if bar is not None:
+            bar.close()
+
+    if len(unique_hashes) == len(hashes):
+        return table
+    return table[np.fromiter((position[h] for h in hashes), dtype=np.int64, count=len(hashes))]

@@ -1,0 +1,69 @@
+"""Human-readable rendering of a study: the rung table, band comparisons and the leakage report."""
+from __future__ import annotations
+
+from rich.console import Group
+from rich.table import Table
+from rich.text import Text
+
+from adaptlab.evaluate.study import StudyResult
+
+
+def rung_table(result: StudyResult) -> Table:
+    """The rung table: mean ± std over seeds and the 95% band (seeds and test sampling)."""
+    binary = result.positive_label is not None
+    t = Table(title=f"{result.name}  —  test {result.metric}, {result.n_test} sealed test items", title_justify="left")
+    t.add_column("rung")
+    t.add_column("seeds", justify="right")
+    t.add_column("test mean ± std", justify="right")
+    t.add_column("95% CI", justify="right")
+    t.add_column("val mean", justify="right")
+    if binary:
+        t.add_column("AUPRC", justify="right")
+    t.add_column("fit s/seed", justify="right")
+    t.add_column("encode s", justify="right")
+    for r in result.rows:
+        cells = [
+            r["rung"], str(r["n_seeds"]), f"{r['mean']:.4f} ± {r['std']:.4f}",
+            f"[{r['ci_low']:.4f}, {r['ci_high']:.4f}]", f"{r['val_f1_mean']:.4f}",
+        ]
+        if binary:
+            cells.append(f"{r.get('auprc_mean', float('nan')):.4f}")
+        cells += [f"{r['fit_seconds_mean']:.2f}", f"{r['encode_seconds_total']:.1f}"]
+        t.add_row(*cells)
+    return t
+
+
+def comparison_lines(result: StudyResult) -> list[str]:
+    lines = []
+    for o in result.overlaps:
+        verdict = "bands overlap: not distinguishable at this noise level" if o["overlap"] else "bands do not overlap"
+        lines.append(f"{o['b']} vs {o['a']}: {o['diff']:+.4f} ({verdict})")
+    for r in result.rows:
+        if "leakage_inflation" in r:
+            lines.append(
+                f"{r['rung']}: near-duplicate leakage inflates test {result.metric} by {r['leakage_inflation']:+.4f} "
+                "(all test items vs items without a near-duplicate in train/val)"
+            )
+    return lines
+
+
+def render_study(result: StudyResult) -> Group:
+    s = result.split
+    head = Text(
+        f"data: {result.data['source']} — {result.data['n_labeled']} labeled"
+        + (f", {result.data['n_test_file']} in the test file" if result.data.get("n_test_file") else "")
+        + (f", {result.data['n_unlabeled']} unlabeled" if result.data.get("n_unlabeled") else "")
+        + f"; classes: {', '.join(result.classes)}\n"
+        f"split: {s['strategy']} — train {s['n_train']}, validation {s['n_val']} (re-drawn per seed), "
+        f"test {s['n_test']} (sealed)\n"
+        f"near-duplicates: {s['near_dup_items']} texts in {s['near_dup_clusters']} clusters. {s['leakage_summary']}"
+    )
+    enc = result.data.get("encoder")
+    if enc:
+        head.append(f"\nencoder: {enc.get('name')} ({enc.get('source')}, license {enc.get('license')})")
+    tail = Text("\n".join(comparison_lines(result)))
+    tail.append(
+        f"\n{result.n_trained} run(s) trained, {result.n_from_store} read from the run store, "
+        f"{result.wall_seconds:.1f}s. Study id {result.study_id[:12]}."
+    )
+    return Group(head, rung_table(result), tail)

@@ -1,0 +1,284 @@
+"""`Study`: run the grid rungs x seeds on one sealed split and summarise it with honest bands.
+
+Each seed re-draws the train/validation split inside the fixed train+validation pool and reseeds the
+model; the test split is drawn once (``test_seed``) and sealed, and is read only after a rung has been
+fitted. Every (rung, seed) result is stored as soon as it exists, so an interrupted study resumes where
+it stopped and an identical study is answered from the store.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import numpy as np
+
+import adaptlab
+from adaptlab.config import StudyConfig, default_home
+from adaptlab.data import TextDataset, find_near_duplicates, split_dataset
+from adaptlab.errors import DataError
+from adaptlab.evaluate.metrics import bands_overlap, resolve_positive_label, score, seed_and_test_bootstrap
+from adaptlab.rungs import RungContext, get_rung
+from adaptlab.store import RunStore, content_key
+
+RESULT_SCHEMA = 1
+Progress = Callable[[str], None]
+
+
+@dataclass
+class StudyResult:
+    """What a study found: one summary row per rung plus the context needed to read it."""
+
+    study_id: str
+    name: str
+    config: dict[str, Any]
+    metric: str
+    classes: list[str]
+    positive_label: Optional[str]
+    n_train_pool: int
+    n_test: int
+    rows: list[dict[str, Any]]
+    overlaps: list[dict[str, Any]]
+    split: dict[str, Any]
+    data: dict[str, Any]
+    n_trained: int = 0
+    n_from_store: int = 0
+    wall_seconds: float = 0.0
+    per_seed: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "StudyResult":
+        return cls(**d)
+
+    def row(self, rung: str) -> dict[str, Any]:
+        for r in self.rows:
+            if r["rung"] == rung:
+                return r
+        raise KeyError(rung)
+
+
+def _concat(a: TextDataset, b: TextDataset) -> TextDataset:
+    def cat(x, y):
+        return None if x is None or y is None else list(x) + list(y)
+
+    ts = None
+    if a.timestamps is not None and b.timestamps is not None:
+        ts = np.concatenate([a.timestamps, b.timestamps])
+    return TextDataset(
+        texts=a.texts + b.texts, labels=cat(a.labels, b.labels), groups=cat(a.groups, b.groups), timestamps=ts,
+        ids=[f"train:{i}" for i in a.ids] + [f"test:{i}" for i in b.ids], rows=a.rows + b.rows,
+        source=f"{a.source}+{b.source}",
+    )
+
+
+class Study:
+    """Runs rungs x seeds and stores every result.
+
+    Example:
+        >>> from adaptlab.data.bundled import load_bbc_news
+        >>> study = Study(StudyConfig(rungs=["tfidf"], seeds=2), home="/tmp/adaptlab-doc")  # doctest: +SKIP
+        >>> result = study.run(load_bbc_news())  # doctest: +SKIP
+        >>> result.row("tfidf")["mean"]  # doctest: +SKIP
+        0.97...
+    """
+
+    def __init__(self, config: StudyConfig, *, home: str | Path | None = None, encoder: Any = None,
+                 show_progress: bool = False) -> None:
+        self.config = config
+        self.home = Path(home) if home is not None else default_home()
+        self.store = RunStore(self.home / "runs.sqlite")
+        self._encoder = encoder
+        self.show_progress = show_progress
+        # Instantiate every rung up front so a typo fails before any training starts.
+        self.rungs = [get_rung(name, config.rung_params.get(name)) for name in config.rungs]
+
+    def _load_encoder(self) -> Any:
+        if self._encoder is None:
+            from adaptlab.encoders import load_encoder
+
+            self._encoder = load_encoder(self.config.encoder)
+        return self._encoder
+
+    def run(
+        self,
+        data: TextDataset,
+        *,
+        test: Optional[TextDataset] = None,
+        unlabeled: Optional[TextDataset] = None,
+        progress: Optional[Progress] = None,
+    ) -> StudyResult:
+        cfg = self.config
+        say = progress or (lambda _msg: None)
+        t_start = time.perf_counter()
+        if data.labels is None:
+            raise DataError("the study data has no labels; pass --label-col NAME naming the label column.")
+        full, test_indices = data, None
+        if test is not None:
+            if test.labels is None:
+                raise DataError("the --test file has no labels; a sealed test set needs them (--label-col NAME).")
+            unseen = sorted(set(test.labels) - set(data.labels))
+            if unseen:
+                raise DataError(
+                    f"the --test file has label(s) {unseen} that never occur in --data; a rung cannot learn them. "
+                    "Add training examples of these classes or remove them from the test file."
+                )
+            full = _concat(data, test)
+            test_indices = list(range(len(data), len(full)))
+        classes = sorted(set(full.labels))
+        positive = resolve_positive_label(classes, full.labels, cfg.positive_label)
+
+        uses_encoder = any(r.uses_encoder for r in self.rungs)
+        encoder = self._load_encoder() if uses_encoder else None
+        cache = None
+        if encoder is not None:
+            from adaptlab.encoders import EmbeddingCache
+
+            cache = EmbeddingCache(self.home / "cache" / "embeddings.sqlite")
+        context = RungContext(classes=classes, positive_label=positive, encoder=encoder, cache=cache,
+                              unlabeled=unlabeled, show_progress=self.show_progress)
+
+        say(f"finding near-duplicates among {len(full)} labeled texts ...")
+        clusters = find_near_duplicates(full.texts, threshold=cfg.near_dup_threshold)
+
+        study_id = content_key("study", full.content_hash, cfg.to_dict(), encoder.fingerprint if encoder else None)
+        name = cfg.name or f"{Path(data.source).name or 'data'}: {','.join(cfg.rungs)} x {cfg.seeds} seeds"
+        self.store.put_study(study_id, name=name, config=cfg.to_dict(), data_hash=full.content_hash)
+
+        per_seed: list[dict[str, Any]] = []
+        y_test: Optional[np.ndarray] = None
+        split_info: dict[str, Any] = {}
+        n_trained = n_cached = 0
+        for seed in cfg.seed_values:
+            split = split_dataset(
+                full, strategy=cfg.split, test_size=cfg.test_size, val_size=cfg.val_size, seed=seed,
+                test_seed=cfg.test_seed, test_indices=test_indices, clusters=clusters,
+                near_dup_threshold=cfg.near_dup_threshold,
+            )
+            if not split_info:
+                split_info = {"strategy": split.strategy, "n_train": len(split.train), "n_val": len(split.val),
+                              "n_test": split.n_test, "leakage": split.leakage.to_dict(),
+                              "leakage_summary": split.leakage.summary(),
+                              "near_dup_clusters": int(clusters.n_clusters),
+                              "near_dup_items": int(clusters.n_items_in_clusters)}
+            train_ds, val_ds = full.subset(split.train), full.subset(split.val)
+            for rung in self.rungs:
+                key = content_key(
+                    "result", RESULT_SCHEMA, full.content_hash, split.fingerprint, rung.identity(context), seed, positive
+                )
+                stored = self.store.get_result(key)
+                if stored is None:
+                    say(f"{rung.name:>8} seed {seed}: training on {len(train_ds)}, validating on {len(val_ds)} ...")
+                    stored = self._fit_and_evaluate(rung, split, full, train_ds, val_ds, seed, context, positive,
+                                                    classes, key, clusters)
+                    n_trained += 1
+                    say(f"{rung.name:>8} seed {seed}: test {('F1' if positive else 'macro-F1')}="
+                        f"{stored['metrics']['test']['f1']:.4f} ({stored['metrics']['cost']['total_seconds']:.1f}s)")
+                else:
+                    n_cached += 1
+                    say(f"{rung.name:>8} seed {seed}: from the run store")
+                self.store.link_result(study_id, key)
+                if y_test is None:
+                    y_test = np.asarray(stored["predictions"]["y_true"], dtype=object)
+                per_seed.append({"rung": rung.name, "seed": seed, "result_key": key, **stored["metrics"],
+                                 "y_pred": stored["predictions"]["y_pred"]})
+
+        rows = self._summarise(per_seed, y_test, classes, positive)
+        overlaps = []
+        for i, a in enumerate(rows):
+            for b in rows[i + 1:]:
+                overlaps.append({"a": a["rung"], "b": b["rung"],
+                                 "overlap": bands_overlap((a["ci_low"], a["ci_high"]), (b["ci_low"], b["ci_high"])),
+                                 "diff": b["mean"] - a["mean"]})
+        result = StudyResult(
+            study_id=study_id, name=name, config=cfg.to_dict(),
+            metric=f"F1 of class {positive!r}" if positive else "macro-F1",
+            classes=classes, positive_label=positive, n_train_pool=len(full) - split_info["n_test"],
+            n_test=split_info["n_test"], rows=rows, overlaps=overlaps, split=split_info,
+            data={"source": data.source, "n_labeled": len(data), "n_test_file": len(test) if test else 0,
+                  "n_unlabeled": len(unlabeled) if unlabeled is not None else 0,
+                  "data_hash": full.content_hash, "label_counts": full.label_counts(),
+                  "encoder": encoder.info if encoder is not None else None},
+            n_trained=n_trained, n_from_store=n_cached, wall_seconds=time.perf_counter() - t_start,
+            per_seed=[{k: v for k, v in p.items() if k != "y_pred"} for p in per_seed],
+        )
+        self.store.set_summary(study_id, result.to_dict())
+        return result
+
+    def _fit_and_evaluate(self, rung, split, full, train_ds, val_ds, seed, context, positive, classes, key,
+                          clusters) -> dict[str, Any]:
+        fitted = rung.fit(train_ds, val_ds, seed=seed, context=context)
+        # The only place the sealed test is read: after the rung is fitted and its choices are frozen.
+        test_idx = split.unseal_test(f"evaluate {rung.name} seed {seed}")
+        test_ds = full.subset(test_idx)
+        proba = fitted.predict_proba(test_ds.texts)
+        pred = np.asarray(classes, dtype=object)[np.argmax(proba, axis=1)]
+        test_scores = score(test_ds.labels, pred, proba, classes, positive)
+        leaked = np.zeros(len(test_idx), dtype=bool)
+        leaked_pos = split.leakage.test_leaked_positions(test_idx)
+        leaked[leaked_pos] = True
+        clean = None
+        if leaked.any() and (~leaked).sum() > 0:
+            keep = ~leaked
+            clean = score(np.asarray(test_ds.labels, dtype=object)[keep], pred[keep], proba[keep], classes, positive)
+        metrics = {
+            "test": test_scores,
+            "test_clean": clean,
+            "n_test_leaked": int(leaked.sum()),
+            "val": fitted.val_scores_,
+            "selected": fitted.selected_,
+            "cost": fitted.cost_.to_dict(),
+        }
+        manifest = {
+            "adaptlab_version": adaptlab.__version__,
+            "rung": rung.identity(context),
+            "seed": seed,
+            "data_hash": full.content_hash,
+            "split": {"strategy": split.strategy, "fingerprint": split.fingerprint, "seed": seed,
+                      "test_seed": split.test_seed, "n_train": len(split.train), "n_val": len(split.val),
+                      "n_test": len(test_idx)},
+            "encoder": context.encoder.info if (rung.uses_encoder and context.encoder is not None) else None,
+            "positive_label": positive,
+            "test_reads": list(split.test_reads),
+        }
+        predictions = {
+            "test_ids": list(test_ds.ids),
+            "y_true": list(test_ds.labels),
+            "y_pred": [str(p) for p in pred],
+            "proba": np.round(proba, 5).tolist(),
+        }
+        self.store.put_result(key, rung=rung.name, seed=seed, metrics=metrics, predictions=predictions,
+                              manifest=manifest)
+        return {"metrics": metrics, "predictions": predictions}
+
+    def _summarise(self, per_seed, y_test, classes, positive) -> list[dict[str, Any]]:
+        rows = []
+        for rung in self.rungs:
+            runs = [p for p in per_seed if p["rung"] == rung.name]
+            f1 = np.array([r["test"]["f1"] for r in runs])
+            lo, hi = seed_and_test_bootstrap(y_test, [r["y_pred"] for r in runs], classes, positive,
+                                             n_boot=self.config.n_boot, seed=self.config.test_seed)
+            row: dict[str, Any] = {
+                "rung": rung.name,
+                "summary": rung.summary,
+                "n_seeds": len(runs),
+                "f1_by_seed": [float(x) for x in f1],
+                "mean": float(f1.mean()),
+                "std": float(f1.std(ddof=1)) if len(f1) > 1 else 0.0,
+                "ci_low": lo,
+                "ci_high": hi,
+                "val_f1_mean": float(np.mean([r["val"]["f1"] for r in runs])),
+                "accuracy_mean": float(np.mean([r["test"]["accuracy"] for r in runs])),
+                "fit_seconds_mean": float(np.mean([r["cost"]["fit_seconds"] for r in runs])),
+                "encode_seconds_total": float(np.sum([r["cost"]["encode_seconds"] for r in runs])),
+            }
+            if positive is not None:
+                row["auprc_mean"] = float(np.nanmean([r["test"].get("auprc", np.nan) for r in runs]))
+            cleans = [r for r in runs if r.get("test_clean")]
+            if cleans:
+                row["leakage_inflation"] = float(np.mean([r["test"]["f1"] - r["test_clean"]["f1"] for r in cleans]))
+            rows.append(row)
+        return rows

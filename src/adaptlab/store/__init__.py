@@ -1,0 +1,187 @@
+"""The run store: every study and every (rung, seed) result in one SQLite file.
+
+Results are content-addressed: the key hashes everything that determines the number (data hash, split
+fingerprint, encoder fingerprint, rung config, seed), so re-running an identical study reads the stored
+results instead of training again. Each result carries a JSON manifest (code version, hashes, config,
+seed, metrics) so a number in a report can be traced back and reproduced.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator, Optional
+
+from adaptlab.errors import AdaptlabError
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS studies (
+    study_id   TEXT PRIMARY KEY,
+    name       TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL,
+    config     TEXT NOT NULL,
+    data_hash  TEXT NOT NULL,
+    summary    TEXT
+);
+CREATE TABLE IF NOT EXISTS results (
+    result_key TEXT PRIMARY KEY,
+    rung       TEXT NOT NULL,
+    seed       INTEGER NOT NULL,
+    metrics    TEXT NOT NULL,
+    predictions TEXT NOT NULL,
+    manifest   TEXT NOT NULL,
+    created_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS study_results (
+    study_id   TEXT NOT NULL,
+    result_key TEXT NOT NULL,
+    PRIMARY KEY (study_id, result_key)
+);
+"""
+
+
+def content_key(*parts: Any) -> str:
+    """Stable hash of JSON-serialisable parts (dict keys sorted)."""
+    blob = json.dumps(parts, sort_keys=True, default=str, ensure_ascii=False)
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:32]
+
+
+class StoreError(AdaptlabError):
+    """The run store cannot be opened or does not hold what was asked for."""
+
+
+class RunStore:
+    """SQLite-backed store of studies and results.
+
+    Example:
+        >>> import tempfile, os
+        >>> store = RunStore(os.path.join(tempfile.mkdtemp(), "runs.sqlite"))
+        >>> store.put_result("k1", rung="probe", seed=0, metrics={"f1": 0.9}, predictions={}, manifest={})
+        >>> store.get_result("k1")["metrics"]["f1"]
+        0.9
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with self._connect() as con:
+                con.executescript(SCHEMA)
+        except (OSError, sqlite3.DatabaseError) as exc:
+            raise StoreError(
+                f"cannot open the run store at {self.path}: {exc}. "
+                "Pass another location with --home DIR (or ADAPTLAB_HOME)."
+            ) from exc
+
+    @contextmanager
+    def _connect(self) -> Iterator[sqlite3.Connection]:
+        con = sqlite3.connect(self.path, timeout=30)
+        try:
+            con.execute("PRAGMA journal_mode=WAL")
+            yield con
+            con.commit()
+        finally:
+            con.close()
+
+    # results ------------------------------------------------------------------------------------
+    def get_result(self, key: str) -> Optional[dict]:
+        with self._connect() as con:
+            row = con.execute(
+                "SELECT rung, seed, metrics, predictions, manifest, created_at FROM results WHERE result_key=?",
+                (key,),
+            ).fetchone()
+        if row is None:
+            return None
+        return {
+            "result_key": key,
+            "rung": row[0],
+            "seed": row[1],
+            "metrics": json.loads(row[2]),
+            "predictions": json.loads(row[3]),
+            "manifest": json.loads(row[4]),
+            "created_at": row[5],
+        }
+
+    def put_result(
+        self, key: str, *, rung: str, seed: int, metrics: dict, predictions: dict, manifest: dict
+    ) -> None:
+        with self._connect() as con:
+            con.execute(
+                "INSERT OR REPLACE INTO results VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (key, rung, seed, json.dumps(metrics), json.dumps(predictions), json.dumps(manifest), time.time()),
+            )
+
+    # studies ------------------------------------------------------------------------------------
+    def put_study(self, study_id: str, *, name: str, config: dict, data_hash: str) -> None:
+        now = time.time()
+        with self._connect() as con:
+            con.execute(
+                "INSERT INTO studies (study_id, name, created_at, updated_at, config, data_hash) VALUES (?,?,?,?,?,?) "
+                "ON CONFLICT(study_id) DO UPDATE SET updated_at=excluded.updated_at, name=excluded.name",
+                (study_id, name, now, now, json.dumps(config), data_hash),
+            )
+
+    def link_result(self, study_id: str, key: str) -> None:
+        with self._connect() as con:
+            con.execute("INSERT OR IGNORE INTO study_results VALUES (?, ?)", (study_id, key))
+
+    def set_summary(self, study_id: str, summary: dict) -> None:
+        with self._connect() as con:
+            con.execute(
+                "UPDATE studies SET summary=?, updated_at=? WHERE study_id=?",
+                (json.dumps(summary), time.time(), study_id),
+            )
+
+    def list_studies(self) -> list[dict]:
+        with self._connect() as con:
+            rows = con.execute(
+                "SELECT study_id, name, created_at, updated_at, data_hash, summary IS NOT NULL "
+                "FROM studies ORDER BY updated_at DESC"
+            ).fetchall()
+        return [
+            {"study_id": r[0], "name": r[1], "created_at": r[2], "updated_at": r[3], "data_hash": r[4], "complete": bool(r[5])}
+            for r in rows
+        ]
+
+    def get_study(self, study_id: str = "latest") -> dict:
+        with self._connect() as con:
+            if study_id == "latest":
+                row = con.execute(
+                    "SELECT study_id, name, created_at, updated_at, config, data_hash, summary FROM studies "
+                    "WHERE summary IS NOT NULL ORDER BY updated_at DESC LIMIT 1"
+                ).fetchone()
+            else:
+                rows = con.execute(
+                    "SELECT study_id, name, created_at, updated_at, config, data_hash, summary FROM studies "
+                    "WHERE study_id LIKE ? OR name = ?",
+                    (study_id + "%", study_id),
+                ).fetchall()
+                if len(rows) > 1:
+                    raise StoreError(
+                        f"study {study_id!r} is ambiguous ({len(rows)} studies match); give more characters of the id."
+                    )
+                row = rows[0] if rows else None
+        if row is None:
+            known = ", ".join(s["study_id"][:12] + f" ({s['name']})" for s in self.list_studies()[:10]) or "none"
+            raise StoreError(
+                f"no study {study_id!r} in {self.path}. Known studies: {known}. "
+                "Run `adaptlab study run` (or `adaptlab demo`) first, or pass --home to the store you used."
+            )
+        return {
+            "study_id": row[0],
+            "name": row[1],
+            "created_at": row[2],
+            "updated_at": row[3],
+            "config": json.loads(row[4]),
+            "data_hash": row[5],
+            "summary": json.loads(row[6]) if row[6] else None,
+        }
+
+    def study_results(self, study_id: str) -> list[dict]:
+        with self._connect() as con:
+            keys = [r[0] for r in con.execute("SELECT result_key FROM study_results WHERE study_id=?", (study_id,))]
+        return [r for r in (self.get_result(k) for k in keys) if r is not None]

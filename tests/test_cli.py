@@ -1,0 +1,86 @@
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from adaptlab.cli import app
+from synthetic import topic_corpus
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def csv_file(tmp_path):
+    ds = topic_corpus(150, noise=0.6)
+    path = tmp_path / "train.csv"
+    import pandas as pd
+
+    pd.DataFrame({"text": ds.texts, "label": ds.labels}).to_csv(path, index=False)
+    return path
+
+
+def invoke(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def test_study_run_prints_table_and_json(tmp_path, csv_file):
+    home = tmp_path / "home"
+    r = invoke("study", "run", "--data", csv_file, "--rungs", "tfidf", "--seeds", 2, "--home", home)
+    assert r.exit_code == 0, r.output
+    assert "tfidf" in r.output and "±" in r.output and "95% CI" in r.output
+    r = invoke("study", "run", "--data", csv_file, "--rungs", "tfidf", "--seeds", 2, "--home", home, "--json")
+    assert r.exit_code == 0, r.output
+    payload = json.loads(r.stdout)
+    assert payload["n_from_store"] == 2 and payload["rows"][0]["rung"] == "tfidf"
+
+
+def test_study_show_and_list(tmp_path, csv_file):
+    home = tmp_path / "home"
+    assert invoke("study", "run", "--data", csv_file, "--rungs", "tfidf", "--seeds", 2, "--home", home).exit_code == 0
+    r = invoke("study", "show", "--home", home, "--json")
+    assert r.exit_code == 0 and json.loads(r.stdout)["rows"][0]["n_seeds"] == 2
+    r = invoke("study", "list", "--home", home)
+    assert r.exit_code == 0 and "train.csv" in r.output
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--data", "nope.csv"], "nope.csv"),
+        (["--rungs", "lora"], "not available in this version"),
+        (["--seeds", "0"], "seeds=0 is not valid"),
+        (["--split", "shuffle"], "split='shuffle' is not valid"),
+        (["--text-col", "body"], "body"),
+    ],
+)
+def test_user_mistakes_exit_non_zero_with_one_message(tmp_path, csv_file, args, message):
+    base = ["study", "run", "--data", str(csv_file), "--home", str(tmp_path)]
+    r = runner.invoke(app, base + args)
+    assert r.exit_code == 2, r.output
+    assert message in r.output
+    assert "Traceback" not in r.output
+
+
+def test_show_without_studies_explains_what_to_do(tmp_path):
+    r = invoke("study", "show", "--home", tmp_path)
+    assert r.exit_code == 2 and "adaptlab study run" in r.output
+
+
+def test_rungs_lists_available_and_planned():
+    r = invoke("rungs")
+    assert r.exit_code == 0 and "tfidf" in r.output and "not available yet" in r.output
+
+
+def test_data_check_reports_near_duplicates_and_inflation(tmp_path):
+    import pandas as pd
+
+    ds = topic_corpus(150, noise=0.6)
+    texts = list(ds.texts) + [t + " update" for t in ds.texts[:40]]  # planted near-duplicates
+    labels = list(ds.labels) + list(ds.labels[:40])
+    path = tmp_path / "d.csv"
+    pd.DataFrame({"text": texts, "label": labels}).to_csv(path, index=False)
+    r = invoke("data", "check", "--data", path, "--json")
+    assert r.exit_code == 0, r.output
+    rep = json.loads(r.stdout)
+    assert rep["near_dup_clusters"] >= 30 and rep["recommended_split"] == "near-dup"
+    assert rep["naive_split"]["n_test_leaked"] > 0

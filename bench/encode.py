@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import glob
+import importlib.metadata
 import os
 import platform
 import sys
@@ -66,11 +67,12 @@ def main(argv: list[str] | None = None) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         st = SentenceTransformer(str(enc.path), device=args.device)
-    n_tokens = sum(len(ids) for ids in enc.tokenizer(texts, truncation=True, max_length=enc.max_seq_length)["input_ids"])
+    token_ids = enc.tokenizer(texts, truncation=True, max_length=enc.max_seq_length)["input_ids"]
+    n_tokens = sum(len(ids) for ids in token_ids)
 
-    print(f"machine      : {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, device={args.device}")
-    print(f"versions     : torch {torch.__version__}, sentence-transformers {__import__('sentence_transformers').__version__}, "
-          f"transformers {__import__('transformers').__version__}")
+    versions = {m: importlib.metadata.version(m) for m in ("torch", "transformers", "sentence-transformers")}
+    print(f"machine      : {platform.machine()}, {os.cpu_count()} CPUs, device={args.device}")
+    print("versions     : " + ", ".join(f"{m} {v}" for m, v in versions.items()))
     print(f"settings     : threads={torch.get_num_threads()} batch_size={args.batch_size} repeats={args.repeats} "
           f"TOKENIZERS_PARALLELISM={os.environ.get('TOKENIZERS_PARALLELISM', '(unset)')}")
     print(f"data         : {len(texts)} BBC News texts, {n_tokens} tokens after truncation to {enc.max_seq_length} "

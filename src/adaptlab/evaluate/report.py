@@ -58,6 +58,13 @@ def render_study(result: StudyResult) -> Group:
         f"test {s['n_test']} (sealed)\n"
         f"near-duplicates: {s['near_dup_items']} texts in {s['near_dup_clusters']} clusters. {s['leakage_summary']}"
     )
+    naive = s.get("naive_split")
+    if naive and naive.get("inflation") is not None:
+        head.append(
+            f"\na naive stratified split would put {naive['n_test_leaked']} of {naive['n_test']} test items next to "
+            f"a (near-)duplicate in train; tfidf scores {naive['f1_all']:.4f} on all of them vs {naive['f1_clean']:.4f} "
+            f"without the leaked ones (inflation {naive['inflation']:+.4f}); the {s['strategy']} split avoids this."
+        )
     enc = result.data.get("encoder")
     if enc:
         head.append(f"\nencoder: {enc.get('name')} ({enc.get('source')}, license {enc.get('license')})")

@@ -163,7 +163,15 @@ class Study:
                               "n_test": split.n_test, "leakage": split.leakage.to_dict(),
                               "leakage_summary": split.leakage.summary(),
                               "near_dup_clusters": int(clusters.n_clusters),
-                              "near_dup_items": int(clusters.n_items_in_clusters)}
+                              "near_dup_items": int(clusters.n_items_in_clusters),
+                              "naive_split": None}
+                if clusters.n_clusters and split.strategy != "stratified" and test_indices is None:
+                    # Show what the leakage-aware split saved the user from, measured on this data.
+                    from adaptlab.evaluate.leakage import measure_leakage_inflation
+
+                    split_info["naive_split"] = measure_leakage_inflation(
+                        full, threshold=cfg.near_dup_threshold, seed=cfg.test_seed, test_size=cfg.test_size,
+                        clusters=clusters)
             train_ds, val_ds = full.subset(split.train), full.subset(split.val)
             for rung in self.rungs:
                 key = content_key(

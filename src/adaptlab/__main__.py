@@ -1,0 +1,4 @@
+from adaptlab.cli import main
+
+if __name__ == "__main__":
+    main()

@@ -9,6 +9,47 @@ from typing import Any, Optional
 
 from adaptlab.errors import ConfigError
 
+_UNITS = {"s": 1, "sec": 1, "min": 60, "m": 60, "h": 3600, "d": 86400}
+
+
+@dataclass(frozen=True)
+class Budget:
+    """A training budget in optimizer steps or wall-clock seconds, equal for every rung of a study.
+
+    Example:
+        >>> Budget.parse("500steps"), Budget.parse("30min").seconds, Budget.parse("2h").seconds
+        (Budget(steps=500, seconds=None), 1800.0, 7200.0)
+    """
+
+    steps: Optional[int] = None
+    seconds: Optional[float] = None
+
+    @classmethod
+    def parse(cls, text: "str | int | Budget | None") -> Optional["Budget"]:
+        if text is None or isinstance(text, Budget):
+            return text
+        if isinstance(text, int):
+            return cls(steps=text)
+        raw = str(text).strip().lower().replace(" ", "")
+        import re
+
+        m = re.fullmatch(r"(\d+(?:\.\d+)?)(steps?|s|sec|min|m|h|d)?", raw)
+        if not m or float(m.group(1)) <= 0:
+            raise ConfigError.invalid(
+                "budget", text, "a positive number of steps or a duration, e.g. 500steps, 90s, 30min, 2h, 4d"
+            )
+        value, unit = float(m.group(1)), m.group(2) or "steps"
+        if unit.startswith("step"):
+            return cls(steps=int(value))
+        return cls(seconds=value * _UNITS[unit])
+
+    def __str__(self) -> str:
+        return f"{self.steps} steps" if self.steps is not None else f"{self.seconds:g} s"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"steps": self.steps, "seconds": self.seconds}
+
+
 SPLIT_STRATEGIES = ("auto", "stratified", "group", "near-dup", "time")
 
 
@@ -37,6 +78,7 @@ class StudyConfig:
     near_dup_threshold: float = 0.8
     n_boot: int = 1000
     rung_params: dict[str, dict[str, Any]] = field(default_factory=dict)
+    budget: Optional[str] = None  # training budget for network-training rungs, e.g. "500steps", "30min"
     name: str = ""
 
     def __post_init__(self) -> None:
@@ -56,6 +98,8 @@ class StudyConfig:
                 raise ConfigError.invalid(name, v, "a fraction strictly between 0 and 1, e.g. 0.2")
         if not 0.0 < self.near_dup_threshold <= 1.0:
             raise ConfigError.invalid("near_dup_threshold", self.near_dup_threshold, "a Jaccard similarity in (0, 1]")
+        if self.budget is not None:
+            Budget.parse(self.budget)  # raises ConfigError naming the field
         if self.n_boot < 100:
             raise ConfigError.invalid("n_boot", self.n_boot, "an integer >= 100")
 

@@ -90,6 +90,7 @@ def study_run(
     test_size: float = typer.Option(0.2, "--test-size"),
     val_size: float = typer.Option(0.2, "--val-size"),
     test_seed: int = typer.Option(0, "--test-seed", help="Seed of the sealed test draw (fixed across seeds)."),
+    budget: Optional[str] = typer.Option(None, "--budget", help="Training budget of network rungs, equal for all: 500steps, 30min, 2h."),
     name: str = typer.Option("", "--name", help="A name for the study."),
     home: Optional[Path] = HomeOpt,
     json_out: bool = JsonOpt,
@@ -99,7 +100,8 @@ def study_run(
     from adaptlab.evaluate import Study
 
     cfg = StudyConfig(rungs=rungs, seeds=seeds, split=split, test_size=test_size, val_size=val_size,
-                      test_seed=test_seed, encoder=encoder, positive_label=positive_label, name=name)
+                      test_seed=test_seed, encoder=encoder, positive_label=positive_label, budget=budget,
+                      name=name)
     cols = dict(text_col=text_col, label_col=label_col, group_col=group_col, time_col=time_col, id_col=id_col,
                 encoding=encoding, on_invalid=on_invalid)
     study = Study(cfg, home=home, show_progress=not json_out)

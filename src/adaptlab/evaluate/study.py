@@ -19,7 +19,7 @@ from adaptlab.config import StudyConfig, default_home
 from adaptlab.data import TextDataset, find_near_duplicates, split_dataset
 from adaptlab.errors import DataError
 from adaptlab.evaluate.metrics import bands_overlap, resolve_positive_label, score, seed_and_test_bootstrap
-from adaptlab.rungs import RungContext, get_rung
+from adaptlab.rungs import Budget, RungContext, get_rung
 from adaptlab.store import RunStore, content_key
 
 RESULT_SCHEMA = 1
@@ -139,7 +139,20 @@ class Study:
 
             cache = EmbeddingCache(self.home / "cache" / "embeddings.sqlite")
         context = RungContext(classes=classes, positive_label=positive, encoder=encoder, cache=cache,
-                              unlabeled=unlabeled, show_progress=self.show_progress)
+                              unlabeled=unlabeled, show_progress=self.show_progress,
+                              budget=Budget.parse(cfg.budget), home=self.home)
+
+        if encoder is not None:
+            # One pass over every labeled text fills the cache (one progress bar, tight length batches);
+            # the frozen encoder never sees a label, so embedding test texts here leaks nothing.
+            from adaptlab.encoders import embed
+
+            say(f"embedding {len(full)} labeled texts with {encoder.name} (cached on disk) ...")
+            t_enc = time.perf_counter()
+            embed(encoder, full.texts, cache=cache, show_progress=self.show_progress)
+            encode_seconds = time.perf_counter() - t_enc
+        else:
+            encode_seconds = 0.0
 
         say(f"finding near-duplicates among {len(full)} labeled texts ...")
         clusters = find_near_duplicates(full.texts, threshold=cfg.near_dup_threshold)
@@ -209,7 +222,8 @@ class Study:
             data={"source": data.source, "n_labeled": len(data), "n_test_file": len(test) if test else 0,
                   "n_unlabeled": len(unlabeled) if unlabeled is not None else 0,
                   "data_hash": full.content_hash, "label_counts": full.label_counts(),
-                  "encoder": encoder.info if encoder is not None else None},
+                  "encoder": encoder.info if encoder is not None else None,
+                  "encode_seconds": encode_seconds},
             n_trained=n_trained, n_from_store=n_cached, wall_seconds=time.perf_counter() - t_start,
             per_seed=[{k: v for k, v in p.items() if k != "y_pred"} for p in per_seed],
         )
@@ -239,6 +253,7 @@ class Study:
             "val": fitted.val_scores_,
             "selected": fitted.selected_,
             "cost": fitted.cost_.to_dict(),
+            "diagnostics": getattr(fitted, "diagnostics_", None),
         }
         manifest = {
             "adaptlab_version": adaptlab.__version__,
@@ -281,7 +296,7 @@ class Study:
                 "val_f1_mean": float(np.mean([r["val"]["f1"] for r in runs])),
                 "accuracy_mean": float(np.mean([r["test"]["accuracy"] for r in runs])),
                 "fit_seconds_mean": float(np.mean([r["cost"]["fit_seconds"] for r in runs])),
-                "encode_seconds_total": float(np.sum([r["cost"]["encode_seconds"] for r in runs])),
+                "uses_encoder": rung.uses_encoder,
             }
             if positive is not None:
                 row["auprc_mean"] = float(np.nanmean([r["test"].get("auprc", np.nan) for r in runs]))

@@ -3,6 +3,7 @@ from adaptlab.rungs.base import (
     LADDER_ORDER,
     PLANNED_RUNGS,
     RUNGS,
+    Budget,
     Cost,
     FittedRung,
     Rung,
@@ -16,6 +17,6 @@ from adaptlab.rungs.probe import ProbeConfig, ProbeRung
 from adaptlab.rungs.tfidf import TfidfConfig, TfidfRung
 
 __all__ = [
-    "LADDER_ORDER", "PLANNED_RUNGS", "RUNGS", "Cost", "FittedRung", "Rung", "RungConfig", "RungContext",
+    "LADDER_ORDER", "PLANNED_RUNGS", "RUNGS", "Budget", "Cost", "FittedRung", "Rung", "RungConfig", "RungContext",
     "available_rungs", "get_rung", "register_rung", "ProbeConfig", "ProbeRung", "TfidfConfig", "TfidfRung",
 ]

@@ -8,6 +8,7 @@ from typing import Any, ClassVar, Optional, Sequence
 
 import numpy as np
 
+from adaptlab.config import Budget  # noqa: F401  (re-exported: rungs take budgets)
 from adaptlab.data.dataset import TextDataset
 from adaptlab.errors import ConfigError, UnknownRungError
 
@@ -40,6 +41,8 @@ class RungContext:
     cache: Any = None  # adaptlab.encoders.EmbeddingCache
     unlabeled: Optional[TextDataset] = None
     show_progress: bool = False
+    budget: Optional[Budget] = None  # training budget of rungs that train a network (same for all)
+    home: Any = None  # pathlib.Path of the study home: where rungs keep content-addressed artifacts
 
 
 @dataclass
@@ -59,7 +62,11 @@ class Cost:
 
 
 class FittedRung(ABC):
-    """A trained rung: predicts classes and can embed texts into its feature space."""
+    """A trained rung: predicts classes and can embed texts into its feature space.
+
+    ``diagnostics_`` (optional, JSON-safe dict) is stored with the result in the run store: training
+    curves, backbone movement, refit timing, whatever explains the number.
+    """
 
     rung: str
     classes_: np.ndarray
@@ -83,6 +90,7 @@ class Rung(ABC):
     name: ClassVar[str]
     config_class: ClassVar[type[RungConfig]]
     uses_encoder: ClassVar[bool] = False
+    trains_network: ClassVar[bool] = False  # True for rungs bound by the study's training budget
     summary: ClassVar[str] = ""
 
     def __init__(self, config: Optional[RungConfig] = None, **params: Any) -> None:
@@ -100,6 +108,8 @@ class Rung(ABC):
         ident: dict[str, Any] = {"rung": self.name, "config": self.config.to_dict()}
         if self.uses_encoder and context.encoder is not None:
             ident["encoder"] = context.encoder.fingerprint
+        if self.trains_network and context.budget is not None:
+            ident["budget"] = context.budget.to_dict()
         return ident
 
 

@@ -146,3 +146,12 @@ def test_probe_and_tfidf_with_tiny_encoder_and_embedding_cache(tmp_path, corpus,
     monkeypatch.setattr(Encoder, "encode", lambda *a, **k: pytest.fail("encoder called despite the cache"))
     res3 = run(tmp_path, corpus, **{**cfg, "seeds": 3})
     assert res3.n_from_store == 4 and res3.n_trained == 2
+
+
+def test_small_sealed_test_is_flagged(tmp_path):
+    ds = topic_corpus(40, noise=0.6)
+    res = run(tmp_path, ds, seeds=1)
+    assert res.n_test < 50
+    assert any("only" in w and "items" in w for w in res.warnings)
+    big = run(tmp_path / "big", topic_corpus(300, noise=0.6), seeds=1)
+    assert big.warnings == []

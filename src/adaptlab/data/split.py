@@ -521,7 +521,7 @@ def split_dataset(
     if missing:
         raise DataError(
             f"split_dataset: {len(missing)} item(s) have no label (rows "
-            f"{', '.join(map(str, missing[:10]))}). Fix: label them, or load with on_invalid='drop'."
+            f"{', '.join(map(str, missing[:10]))}). Fix: label them, or load with --on-invalid drop (API: on_invalid='drop')."
         )
     if strategy == "group" and dataset.groups is None:
         raise ConfigError.invalid(
@@ -575,7 +575,7 @@ def split_dataset(
             raise DataError(
                 f"strategy='time' needs a timestamp on every item; {len(bad)} are missing or unparseable "
                 f"(rows {', '.join(str(dataset.rows[i]) for i in bad[:10])}). Fix: fix those timestamps, or "
-                "load with on_invalid='drop'."
+                "load with --on-invalid drop (API: on_invalid='drop')."
             )
         order = np.lexsort((all_idx, ts.astype(np.int64)))  # by time, ties by position
         if not external:
@@ -596,7 +596,7 @@ def split_dataset(
             if missing_g:
                 raise DataError(
                     f"strategy='group' needs a group on every item; {len(missing_g)} have none (rows "
-                    f"{', '.join(map(str, missing_g[:10]))}). Fix: fill them in, or load with on_invalid='drop'."
+                    f"{', '.join(map(str, missing_g[:10]))}). Fix: fill them in, or load with --on-invalid drop (API: on_invalid='drop')."
                 )
             _, g = np.unique(np.asarray(dataset.groups, dtype=str), return_inverse=True)
             what = "groups"

@@ -46,7 +46,10 @@ ROW_LEVEL_CODES = frozenset({"non_string_text", "empty_text", "nan_label", "miss
 #: deliberately absent: it is a common real class name ("no finding").
 MISSING_LABEL_TOKENS = frozenset({"", "nan", "na", "null"})
 
-_DROP_HINT = "or drop these rows with load_dataset(..., on_invalid='drop'), which reports each dropped row"
+_DROP_HINT = (
+    "or drop these rows with --on-invalid drop (API: load_dataset(..., on_invalid='drop')), "
+    "which lists each dropped row"
+)
 
 
 def is_missing(value: object) -> bool:

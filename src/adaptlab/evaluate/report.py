@@ -70,6 +70,8 @@ def render_study(result: StudyResult) -> Group:
     if enc:
         head.append(f"\nencoder: {enc.get('name')} ({enc.get('source')}, license {enc.get('license')})")
     tail = Text("\n".join(comparison_lines(result)))
+    for w in getattr(result, "warnings", []) or []:
+        tail.append(f"\nwarning: {w}", style="yellow")
     tail.append(
         f"\n{result.n_trained} run(s) trained, {result.n_from_store} read from the run store, "
         f"{result.wall_seconds:.1f}s. Study id {result.study_id[:12]}."

@@ -46,6 +46,7 @@ class StudyResult:
     n_from_store: int = 0
     wall_seconds: float = 0.0
     per_seed: list[dict[str, Any]] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -73,6 +74,31 @@ def _concat(a: TextDataset, b: TextDataset) -> TextDataset:
         ids=[f"train:{i}" for i in a.ids] + [f"test:{i}" for i in b.ids], rows=a.rows + b.rows,
         source=f"{a.source}+{b.source}",
     )
+
+
+MIN_TEST_ITEMS = 50
+MIN_TEST_PER_CLASS = 10
+
+
+def _small_test_warnings(y_test: Optional[np.ndarray], classes: list[str], positive: Optional[str]) -> list[str]:
+    """Say when the sealed test is too small for its F1 to mean much (bands then look falsely tight)."""
+    if y_test is None:
+        return []
+    out = []
+    if len(y_test) < MIN_TEST_ITEMS:
+        out.append(
+            f"the sealed test has only {len(y_test)} items (< {MIN_TEST_ITEMS}): its F1 is a coarse estimate and a "
+            "bootstrap band on so few items understates the uncertainty. Label more data or pass a larger --test file."
+        )
+    counts = {c: int((y_test == c).sum()) for c in ([positive] if positive else classes)}
+    thin = {c: n for c, n in counts.items() if n < MIN_TEST_PER_CLASS}
+    if thin:
+        listed = ", ".join(f"{c!r}: {n}" for c, n in thin.items())
+        out.append(
+            f"class(es) with fewer than {MIN_TEST_PER_CLASS} sealed test items ({listed}): their F1 can swing by "
+            "tens of points on one item. Label more examples of these classes."
+        )
+    return out
 
 
 class Study:
@@ -208,6 +234,7 @@ class Study:
                                  "y_pred": stored["predictions"]["y_pred"]})
 
         rows = self._summarise(per_seed, y_test, classes, positive)
+        warnings = _small_test_warnings(y_test, classes, positive)
         overlaps = []
         for i, a in enumerate(rows):
             for b in rows[i + 1:]:
@@ -226,6 +253,7 @@ class Study:
                   "encode_seconds": encode_seconds},
             n_trained=n_trained, n_from_store=n_cached, wall_seconds=time.perf_counter() - t_start,
             per_seed=[{k: v for k, v in p.items() if k != "y_pred"} for p in per_seed],
+            warnings=warnings,
         )
         self.store.set_summary(study_id, result.to_dict())
         return result

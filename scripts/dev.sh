@@ -28,6 +28,15 @@ export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 cmd="${1:-demo}"; shift || true
 case "$cmd" in
   demo) exec "$VENV/bin/adaptlab" demo "$@" ;;
-  test) exec "$VENV/bin/python" -m pytest "$@" ;;
+  test)
+    # The report's browser test renders the HTML in headless Chromium; install it once when missing.
+    if ! command -v chromium >/dev/null 2>&1; then
+      if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+        DEBIAN_FRONTEND=noninteractive apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium
+      else
+        echo "chromium is missing: install it (e.g. sudo apt-get install -y chromium) for the report browser test" >&2
+      fi
+    fi
+    exec "$VENV/bin/python" -m pytest "$@" ;;
   *) exec "$VENV/bin/adaptlab" "$cmd" "$@" ;;
 esac

@@ -65,7 +65,11 @@ def build_tiny_encoder(
     folder.mkdir(parents=True, exist_ok=True)
     vocab_file = folder / "vocab.txt"
     vocab_file.write_text("\n".join(tiny_vocab()) + "\n", encoding="utf-8")
-    tokenizer = BertTokenizerFast(vocab_file=str(vocab_file), do_lower_case=True, model_max_length=128)
+    # transformers 5 ignores `vocab_file=` (the tokenizer would know only its 5 special tokens and turn
+    # every word into [UNK]); pass the vocabulary itself.
+    tokenizer = BertTokenizerFast(
+        vocab={w: i for i, w in enumerate(tiny_vocab())}, do_lower_case=True, model_max_length=128
+    )
     tokenizer.save_pretrained(str(folder))
 
     config = BertConfig(

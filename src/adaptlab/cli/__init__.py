@@ -62,13 +62,20 @@ def _load(path: Optional[Path], *, text_col, label_col, group_col, time_col, id_
                         id_col=id_col, encoding=encoding, require_labels=require_labels, on_invalid=on_invalid)
 
 
-def _emit(result: Any, json_out: bool) -> None:
+def _emit(result: Any, json_out: bool, decision: Any = None) -> None:
     from adaptlab.evaluate.report import render_study
 
     if json_out:
-        typer.echo(json.dumps(result.to_dict(), indent=2, default=str))
+        payload = result.to_dict()
+        if decision is not None:
+            payload["decision"] = decision.to_dict()
+        typer.echo(json.dumps(payload, indent=2, default=str))
     else:
         out.print(render_study(result))
+        if decision is not None:
+            from adaptlab.report import render_decision
+
+            out.print(render_decision(decision))
 
 
 @study_app.command("run")
@@ -94,6 +101,9 @@ def study_run(
     test_seed: int = typer.Option(0, "--test-seed", help="Seed of the sealed test draw (fixed across seeds)."),
     budget: Optional[str] = typer.Option(None, "--budget", help="Training budget of network rungs, equal for all: 500steps, 30min, 2h."),
     name: str = typer.Option("", "--name", help="A name for the study."),
+    refit_budget: Optional[str] = typer.Option(None, "--refit-budget", help="Refit length: 300steps, 5Mtokens, 1epoch, 2h (default: --budget, else one epoch capped at 1000 steps)."),
+    refit_objective: Optional[str] = typer.Option(None, "--refit-objective", help="Refit objective: mlm (default) | simcse."),
+    transductive: bool = typer.Option(False, "--transductive", help="Let the refit also read the test texts (never labels)."),
     home: Optional[Path] = HomeOpt,
     json_out: bool = JsonOpt,
 ) -> None:
@@ -101,17 +111,23 @@ def study_run(
     from adaptlab.config import StudyConfig
     from adaptlab.evaluate import Study
 
+    from adaptlab.cli.diagnose import refit_rung_params
+    from adaptlab.diagnostics import run_study_with_diagnostics
+
     cfg = StudyConfig(rungs=rungs, seeds=seeds, split=split, test_size=test_size, val_size=val_size,
                       test_seed=test_seed, encoder=encoder, positive_label=positive_label, budget=budget,
-                      name=name)
+                      name=name, rung_params=refit_rung_params(rungs, refit_budget, refit_objective, transductive))
     cols = dict(text_col=text_col, label_col=label_col, group_col=group_col, time_col=time_col, id_col=id_col,
                 encoding=encoding, on_invalid=on_invalid)
     study = Study(cfg, home=home, show_progress=not json_out)
     ds = _load(data, **cols)
     test_ds = _load(test, **cols)
     unl = _load(unlabeled, **{**cols, "label_col": None, "group_col": None, "time_col": None}, require_labels=False)
-    result = study.run(ds, test=test_ds, unlabeled=unl, progress=_progress(json_out))
-    _emit(result, json_out)
+    # Studies with a refit rung are diagnosed (probe gap, MMD, domain shift) and the result stored with it.
+    result = run_study_with_diagnostics(study, ds, test=test_ds, unlabeled=unl, progress=_progress(json_out))
+    from adaptlab.cli.report import decide_study
+
+    _emit(result, json_out, decide_study(study.store, result.study_id, home=study.home))
 
 
 @study_app.command("show")
@@ -220,7 +236,9 @@ def demo(
     cfg = StudyConfig(rungs=rungs, seeds=seeds, name="demo: BBC News (5 topics)")
     study = Study(cfg, home=home, show_progress=not json_out)
     result = study.run(load_bbc_news(), progress=_progress(json_out))
-    _emit(result, json_out)
+    from adaptlab.cli.report import decide_study
+
+    _emit(result, json_out, decide_study(study.store, result.study_id, home=study.home))
 
 
 @app.callback(invoke_without_command=True)
@@ -233,6 +251,10 @@ def _root(ctx: typer.Context, version: bool = typer.Option(False, "--version", h
     if ctx.invoked_subcommand is None:
         typer.echo(ctx.get_help())
         raise typer.Exit(0)
+
+
+from adaptlab.cli import diagnose  # noqa: E402,F401  (registers `adaptlab diagnose ...`)
+from adaptlab.cli import report  # noqa: E402,F401  (registers `adaptlab decide`, `report`, `plan`)
 
 
 def main() -> None:

@@ -76,4 +76,37 @@ def render_study(result: StudyResult) -> Group:
         f"\n{result.n_trained} run(s) trained, {result.n_from_store} read from the run store, "
         f"{result.wall_seconds:.1f}s. Study id {result.study_id[:12]}."
     )
+    diag = diagnostics_lines(result)
+    if diag:
+        return Group(head, rung_table(result), tail, Text("\n".join(diag)))
     return Group(head, rung_table(result), tail)
+
+
+def diagnostics_lines(result: StudyResult) -> list[str]:
+    """The diagnostics section (filled by adaptlab.diagnostics for studies with a `refit` rung)."""
+    d = getattr(result, "diagnostics", None) or {}
+    if not d:
+        return []
+    lines = ["", "diagnostics (clinic: linear-probe gap, MMD, domain shift):"]
+    gap = d.get("probe_gap")
+    if gap:
+        lines.append(f"  probe gap: refit - probe = {gap['gap_points']:+.1f} F1 points, bands "
+                     f"{'overlap' if gap['bands_overlap'] else 'apart'} -> {'SHIP the refit' if gap['ship'] else 'keep probe'}")
+    cost = d.get("refit_cost")
+    if cost:
+        est = cost.get("estimated_seconds")
+        lines.append(f"  refit ({cost['objective']}): {cost['steps']} steps, {cost['tokens']:,} tokens in "
+                     f"{cost['wall_seconds']:.1f}s ({cost['tokens_per_second']:.0f} tokens/s"
+                     + (f", estimated {est:.1f}s before training" if est is not None else "")
+                     + f"); {cost.get('n_refits') or 1} refit(s)")
+    for m in d.get("refit_movement") or []:
+        cos = f", mean paired cosine {m['mean_cosine']:.3f}" if m.get("mean_cosine") is not None else ""
+        lines.append(f"  OTS vs refit embeddings ({m['n_texts']} held-out texts): MMD² {m['mmd']['mmd2']:.5f}, "
+                     f"p = {m['mmd']['p_value']:.3f}{cos} -> {'moved' if m['moved'] else 'NOT moved'}")
+    sh = d.get("domain_shift")
+    if sh:
+        lines.append(f"  domain shift vs {sh['reference']}: MMD² {sh['mmd']['mmd2']:.5f}, p = {sh['mmd']['p_value']:.3f} "
+                     f"-> {'shifted' if sh['shifted'] else 'no detectable shift'}")
+    for r in d.get("recommendations") or []:
+        lines.append(f"  - {r}")
+    return lines

@@ -47,6 +47,8 @@ class StudyResult:
     wall_seconds: float = 0.0
     per_seed: list[dict[str, Any]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    # Filled by adaptlab.diagnostics (probe gap, MMD, domain shift) when a study includes `refit`.
+    diagnostics: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -121,6 +123,10 @@ class Study:
         self.show_progress = show_progress
         # Instantiate every rung up front so a typo fails before any training starts.
         self.rungs = [get_rung(name, config.rung_params.get(name)) for name in config.rungs]
+        # Network rungs refuse a budget of their own unlike the study's, before anything trains (issue #5).
+        for rung in self.rungs:
+            if hasattr(rung, "resolve_budget"):
+                rung.resolve_budget(Budget.parse(config.budget))
 
     def _load_encoder(self) -> Any:
         if self._encoder is None:
@@ -212,6 +218,9 @@ class Study:
                         full, threshold=cfg.near_dup_threshold, seed=cfg.test_seed, test_size=cfg.test_size,
                         clusters=clusters)
             train_ds, val_ds = full.subset(split.train), full.subset(split.val)
+            if any(getattr(r.config, "transductive", False) for r in self.rungs):
+                # A transductive refit may read the test *texts* (never labels); the read is audited.
+                context.test_texts = full.subset(split.unseal_test("transductive refit: test texts, no labels")).texts
             for rung in self.rungs:
                 key = content_key(
                     "result", RESULT_SCHEMA, full.content_hash, split.fingerprint, rung.identity(context), seed, positive

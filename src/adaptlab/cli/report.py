@@ -1,0 +1,247 @@
+"""CLI commands of the decide and report stages: `adaptlab decide`, `adaptlab report`, `adaptlab plan`.
+
+Registered on the main app by one import line at the bottom of ``adaptlab.cli``.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+
+from adaptlab.cli import HomeOpt, JsonOpt, app, out, user_errors
+
+PolicyOpt = typer.Option(None, "--policy", help="JSON or TOML file overriding decision thresholds (margin, ship_threshold, min_seeds, ...).")
+MarginOpt = typer.Option(None, "--margin", help="F1 margin a more adapted rung must win by [default: 0.02].")
+ShipOpt = typer.Option(None, "--ship-threshold", help="Mean F1 the chosen rung needs to ship [default: 0.80].")
+
+
+def _policy(policy: Optional[Path], margin: Optional[float], ship_threshold: Optional[float]):
+    from adaptlab.decide import load_policy
+
+    return load_policy(policy, margin=margin, ship_threshold=ship_threshold)
+
+
+def decide_study(store: Any, study_id: str, *, policy: Any = None, home: Optional[Path] = None) -> Any:
+    """The decision of a stored study (used by `study run` and `demo` to print it at the end)."""
+    from adaptlab.report import decision_for
+
+    decision, _ = decision_for(store, study_id, policy, home)
+    return decision
+
+
+@app.command("decide")
+@user_errors
+def decide_cmd(
+    study: str = typer.Argument("latest", help="Study id (a prefix is enough), name, or 'latest'."),
+    home: Optional[Path] = HomeOpt,
+    policy: Optional[Path] = PolicyOpt,
+    margin: Optional[float] = MarginOpt,
+    ship_threshold: Optional[float] = ShipOpt,
+    defense: bool = typer.Option(False, "--defense", help="Also print the transfer note and the six-question defense."),
+    json_out: bool = JsonOpt,
+) -> None:
+    """Decide on a stored study: the rung to commit to, whether to ship, and the inspection that would flip it."""
+    from adaptlab.config import default_home
+    from adaptlab.decide import six_question_defense, transfer_note
+    from adaptlab.report import decision_for, render_decision
+    from adaptlab.store import RunStore
+
+    h = home or default_home()
+    store = RunStore(h / "runs.sqlite")
+    decision, ev = decision_for(store, study, _policy(policy, margin, ship_threshold), h)
+    note, qa = transfer_note(decision, ev), six_question_defense(decision, ev)
+    if json_out:
+        typer.echo(json.dumps({"decision": decision.to_dict(), "transfer_note": note.to_dict(),
+                               "defense": qa.to_dict()}, indent=2))
+        return
+    out.print(render_decision(decision))
+    if defense:
+        from rich.markdown import Markdown
+
+        out.print(Markdown("## Transfer note\n\n" + note.to_markdown() + "\n\n## Six-question defense\n\n"
+                           + qa.to_markdown()))
+
+
+@app.command("report")
+@user_errors
+def report_cmd(
+    study: str = typer.Argument("latest", help="Study id (a prefix is enough), name, or 'latest'."),
+    output: Path = typer.Option(Path("report.html"), "-o", "--output", help="The HTML file to write (self-contained)."),
+    markdown: Optional[Path] = typer.Option(None, "--md", help="The Markdown file [default: next to the HTML, .md]."),
+    home: Optional[Path] = HomeOpt,
+    policy: Optional[Path] = PolicyOpt,
+    margin: Optional[float] = MarginOpt,
+    ship_threshold: Optional[float] = ShipOpt,
+    json_out: bool = JsonOpt,
+) -> None:
+    """Write the study report: one self-contained HTML file (opens offline) and the same content as Markdown."""
+    from adaptlab.config import default_home
+    from adaptlab.report import build_report, render_decision
+    from adaptlab.store import RunStore
+
+    h = home or default_home()
+    store = RunStore(h / "runs.sqlite")
+    rep = build_report(store, study, policy=_policy(policy, margin, ship_threshold), home=h)
+    html_path, md_path = rep.write(output, markdown or output.with_suffix(".md"))
+    if json_out:
+        typer.echo(json.dumps({"html": str(html_path), "markdown": str(md_path), "decision": rep.decision.to_dict()},
+                              indent=2))
+        return
+    out.print(render_decision(rep.decision))
+    out.print(f"report: {html_path} (self-contained HTML), {md_path} (Markdown)")
+
+
+def _load_like_study(data: Path, test: Optional[Path], text_col, label_col, id_col, slice_col=None, time_col=None):
+    from adaptlab.data import load_dataset
+
+    kw = dict(text_col=text_col, label_col=label_col, id_col=id_col, group_col=slice_col, time_col=time_col)
+    ds = load_dataset(data, **kw)
+    return ds, (load_dataset(test, **kw) if test is not None else None)
+
+
+@app.command("curve")
+@user_errors
+def curve_cmd(
+    data: Path = typer.Option(..., "--data", help="The labeled file the study ran on."),
+    study: str = typer.Option("latest", "--study", help="Study whose config (split, encoder) the curve reuses."),
+    rungs: Optional[str] = typer.Option(None, "--rungs", help="Rungs [default: probe and the best adapted rung of the study]."),
+    fractions: str = typer.Option("0.1,0.25,0.5,1", "--fractions", help="Fractions of the training labels."),
+    seeds: int = typer.Option(2, "--seeds", help="Seeds per point (a curve needs few)."),
+    text_col: Optional[str] = typer.Option(None, "--text-col"),
+    label_col: Optional[str] = typer.Option(None, "--label-col"),
+    id_col: Optional[str] = typer.Option(None, "--id-col"),
+    group_col: Optional[str] = typer.Option(None, "--group-col", help="Same as the study's, so the sealed test is the same."),
+    time_col: Optional[str] = typer.Option(None, "--time-col", help="Same as the study's, so the sealed test is the same."),
+    home: Optional[Path] = HomeOpt,
+    json_out: bool = JsonOpt,
+) -> None:
+    """Learning curve: F1 vs fraction of training labels; says whether more labels or more adaptation pays."""
+    from adaptlab.cli import _progress
+    from adaptlab.config import StudyConfig, default_home
+    from adaptlab.decide import Evidence, decide
+    from adaptlab.decide.analyses import save_analysis
+    from adaptlab.decide.curves import learning_curve
+    from adaptlab.errors import ConfigError
+    from adaptlab.store import RunStore
+
+    h = home or default_home()
+    store = RunStore(h / "runs.sqlite")
+    rec = store.get_study(study)
+    cfg = StudyConfig(**rec["config"])
+    if rungs is None:
+        ev = Evidence.from_store(store, rec["study_id"], analyses=False)
+        d = decide(ev)
+        adapted = [r for r in ev.rungs if r not in ("tfidf", "probe")]
+        best = d.chosen if d.chosen in adapted else max(adapted, key=lambda r: ev.rungs[r].mean, default=None)
+        chosen_rungs = ["probe"] + ([best] if best else [])
+    else:
+        chosen_rungs = [r.strip() for r in rungs.split(",") if r.strip()]
+    try:
+        fr = [float(x) for x in fractions.split(",") if x.strip()]
+    except ValueError:
+        raise ConfigError.invalid("fractions", fractions, "comma-separated numbers in (0, 1], e.g. 0.1,0.25,0.5,1")
+    ds, _ = _load_like_study(data, None, text_col, label_col, id_col, group_col, time_col)
+    curve = learning_curve(ds, cfg, rungs=chosen_rungs, fractions=fr, seeds=seeds, home=h,
+                           progress=_progress(json_out))
+    curve["study_id"] = rec["study_id"]
+    path = save_analysis(h, rec["study_id"], "learning_curve", curve)
+    # Each curve point is a stored study; touch the parent so 'latest' still names the study analysed.
+    store.set_summary(rec["study_id"], rec["summary"])
+    if json_out:
+        typer.echo(json.dumps(curve, indent=2))
+        return
+    from rich.table import Table
+
+    t = Table("rung", "fraction", "labels", "seeds", "mean", "95% band", title="learning curve")
+    for p in curve["points"]:
+        t.add_row(p["rung"], f"{p['fraction']:.0%}", str(p["n_labels"]), str(p["n_seeds"]), f"{p['mean']:.4f}",
+                  f"[{p['ci_low']:.4f}, {p['ci_high']:.4f}]")
+    out.print(t)
+    out.print(curve["summary"])
+    out.print(f"saved to {path}; `adaptlab report` includes it.")
+
+
+@app.command("slices")
+@user_errors
+def slices_cmd(
+    data: Path = typer.Option(..., "--data", help="The labeled file the study ran on."),
+    test: Optional[Path] = typer.Option(None, "--test", help="The study's test file, if it had one."),
+    study: str = typer.Option("latest", "--study"),
+    slice_col: Optional[str] = typer.Option(None, "--slice-col", help="Column naming each row's slice [default: KMeans clusters of embeddings]."),
+    rung: Optional[str] = typer.Option(None, "--rung", help="Rung to slice [default: the decision's choice]."),
+    n_clusters: int = typer.Option(8, "--clusters", help="KMeans clusters when there is no slice column."),
+    text_col: Optional[str] = typer.Option(None, "--text-col"),
+    label_col: Optional[str] = typer.Option(None, "--label-col"),
+    id_col: Optional[str] = typer.Option(None, "--id-col"),
+    home: Optional[Path] = HomeOpt,
+    json_out: bool = JsonOpt,
+) -> None:
+    """Per-slice F1 of the chosen rung, worst slices first, with the rare-slice switch rule applied."""
+    from adaptlab.config import default_home
+    from adaptlab.decide.analyses import save_analysis
+    from adaptlab.decide.slices import slice_report
+    from adaptlab.store import RunStore
+
+    h = home or default_home()
+    store = RunStore(h / "runs.sqlite")
+    ds, test_ds = _load_like_study(data, test, text_col, label_col, id_col, slice_col)
+    values = None
+    if slice_col is not None:
+        values = list(ds.groups or []) + (list(test_ds.groups or []) if test_ds is not None else [])
+    rec = store.get_study(study)
+    rep = slice_report(store, rec["study_id"], ds, test=test_ds, rung=rung, slice_values=values,
+                       n_clusters=n_clusters)
+    path = save_analysis(h, rec["study_id"], "slices", rep)
+    if json_out:
+        typer.echo(json.dumps(rep, indent=2))
+        return
+    from rich.table import Table
+
+    t = Table("slice", "test items", "share", "F1", "share of errors", title=f"slices of {rep['rung']} ({rep['source']})")
+    for s in rep["slices"][:15]:
+        t.add_row(s["slice"], str(s["n"]), f"{s['share']:.0%}", f"{s['f1']:.4f}", f"{s['error_share']:.0%}")
+    out.print(t)
+    out.print(rep["summary"])
+    out.print(f"saved to {path}; `adaptlab decide` and `adaptlab report` use it.")
+
+
+@app.command("plan")
+@user_errors
+def plan_cmd(
+    data: Path = typer.Option(..., "--data", help="Labeled file the study will run on."),
+    budget: str = typer.Option(..., "--budget", help="Compute budget, e.g. '2 CPU hours', '4 days on one GPU'."),
+    unlabeled: Optional[Path] = typer.Option(None, "--unlabeled", help="Unlabeled in-domain texts (for the refit)."),
+    rungs: Optional[str] = typer.Option(None, "--rungs", help="Rungs to consider [default: every available rung]."),
+    encoder: Optional[str] = typer.Option(None, "--encoder", help="Encoder folder [default: packaged all-MiniLM-L6-v2]."),
+    gpu_speedup: float = typer.Option(25.0, "--gpu-speedup", help="Assumed GPU/CPU speed-up when planning for a GPU on a CPU."),
+    text_col: Optional[str] = typer.Option(None, "--text-col"),
+    label_col: Optional[str] = typer.Option(None, "--label-col"),
+    json_out: bool = JsonOpt,
+) -> None:
+    """Plan a study into a budget: which rungs, how many seeds, what is skipped and why (from a short calibration)."""
+    from adaptlab.data import load_dataset
+    from adaptlab.decide.plan import plan_study
+    from adaptlab.encoders import load_encoder
+
+    ds = load_dataset(data, text_col=text_col, label_col=label_col)
+    n_unl = len(load_dataset(unlabeled, text_col=text_col, require_labels=False)) if unlabeled is not None else 0
+    plan = plan_study(ds.texts, ds.labels, budget, encoder=load_encoder(encoder), n_unlabeled=n_unl,
+                      rungs=[r.strip() for r in rungs.split(",")] if rungs else None, gpu_speedup=gpu_speedup)
+    if json_out:
+        typer.echo(json.dumps(plan.to_dict(), indent=2))
+        return
+    from rich.table import Table
+
+    from adaptlab.decide.plan import _fmt
+
+    t = Table("rung", "seeds", "per seed", "total", "plan", title=f"plan for {budget} ({_fmt(plan.budget_seconds)}, {plan.device})")
+    for it in plan.items:
+        t.add_row(it.rung, str(it.seeds) if it.included else "-", _fmt(it.seconds_per_seed),
+                  _fmt(it.total_seconds) if it.included else "-", ("run: " if it.included else "skip: ") + it.reason)
+    out.print(t)
+    out.print(f"planned {_fmt(plan.total_seconds)} of {_fmt(plan.budget_seconds)}. " + " ".join(plan.notes))
+    if plan.rungs:
+        out.print(f"run it: adaptlab study run --data {data} --rungs {','.join(plan.rungs)} "
+                  f"--seeds {min(i.seeds for i in plan.items if i.included)}")

@@ -1,0 +1,680 @@
+"""`decide`: from the evidence of a study to a decision a team can commit to, and the inspection that would flip it.
+
+The rule (every threshold from :class:`~adaptlab.decide.policy.Policy`):
+
+1. A rung with fewer than ``min_seeds`` seeds cannot win ("not enough seeds: run >= 3").
+2. Climb the ladder from the simplest adapted rung (``probe``; ``tfidf`` is the scratch baseline): a
+   more adapted rung replaces the current choice only if its mean beats *every* simpler rung by at
+   least ``margin`` with non-overlapping bands and, where per-item predictions exist, a paired test-set
+   difference whose CI excludes zero.
+3. The scratch baseline wins only by the same standard; when it is within the margin the encoder is
+   not earning its keep and the decision says so.
+4. Switch rules (MMD ~ 0 -> the refit's gain is noise; slow refit; rare failing slice; many labels)
+   and the regime table are applied; when the evidence contradicts the regime table, the evidence wins.
+5. Ship only if the chosen rung's mean reaches ``ship_threshold``; otherwise name the cheapest next
+   experiment.
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any, Optional
+
+import numpy as np
+
+from adaptlab.decide.evidence import Evidence, RungEvidence, ladder_key
+from adaptlab.decide.policy import (
+    LABEL_TRAINED_ENCODER, LADDER, SCRATCH, Facts, Policy, evaluate_rules, rung_info, z_value,
+)
+from adaptlab.decide.stats import f1_replicates, items_to_resolve, paired_bootstrap, seed_only_difference
+from adaptlab.errors import ConfigError
+
+__all__ = ["Comparison", "Decision", "Flag", "NextExperiment", "compare_rungs", "decide", "Evidence"]
+
+
+def _f(x: Optional[float], nd: int = 3) -> str:
+    return "n/a" if x is None or not math.isfinite(x) else f"{x:.{nd}f}"
+
+
+def _pm(r: RungEvidence) -> str:
+    if r.n_seeds == 1:
+        return f"{_f(r.mean)} (one run)"
+    return f"{_f(r.mean)} ± {_f(r.std)} over {r.n_seeds} seeds"
+
+
+def _band(r: RungEvidence) -> str:
+    return f"[{_f(r.ci_low)}, {_f(r.ci_high)}]" if r.has_band else "[no band]"
+
+
+def _hours(seconds: Optional[float]) -> str:
+    if seconds is None:
+        return "cost not measured"
+    if seconds < 120:
+        return f"~{seconds:.0f} s"
+    if seconds < 7200:
+        return f"~{seconds / 60:.0f} min"
+    return f"~{seconds / 3600:.1f} h"
+
+
+@dataclass
+class Comparison:
+    """Rung ``other`` (more adapted) against rung ``simpler``: difference of seed-mean F1 with its CI."""
+
+    simpler: str
+    other: str
+    diff: float
+    ci_low: Optional[float]
+    ci_high: Optional[float]
+    method: str
+    paired: bool
+    significant: Optional[bool]
+    bands_overlap: Optional[bool]
+    beats_by_margin: bool
+    worse_by_margin: bool
+    p_value: Optional[float] = None
+    se: Optional[float] = None
+    se_seed: Optional[float] = None
+    n_test: Optional[int] = None
+    n_test_positive: Optional[int] = None
+    more_items_needed: Optional[int] = None
+    more_positives_needed: Optional[int] = None
+    more_seeds_needed: Optional[int] = None
+    note: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in asdict(self).items()}
+
+
+@dataclass
+class Flag:
+    rule: str
+    message: str
+    rung: Optional[str] = None
+    severity: str = "warn"  # "info" | "warn" | "block"
+
+
+@dataclass
+class NextExperiment:
+    what: str
+    why: str
+    cost: str
+    cost_seconds: Optional[float] = None
+    rule: Optional[str] = None
+
+
+@dataclass
+class Decision:
+    """The recommendation, why, and what would change it. JSON-serialisable with :meth:`to_dict`."""
+
+    chosen: Optional[str]
+    status: str  # "ship" | "do-not-ship" | "no-decision"
+    ship: bool
+    headline: str
+    reasons: list[str]
+    comparisons: list[Comparison]
+    flags: list[Flag]
+    flip_inspection: str
+    flips: list[str]
+    next_experiment: Optional[NextExperiment]
+    rungs: list[dict[str, Any]]
+    regime: Optional[dict[str, Any]]
+    rules_fired: list[str]
+    policy: dict[str, Any]
+    metric: str = "F1"
+    study_id: Optional[str] = None
+    evidence_notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["comparisons"] = [c.to_dict() for c in self.comparisons]
+        return json.loads(json.dumps(d, default=_json_default))
+
+    def to_json(self, **kw: Any) -> str:
+        return json.dumps(self.to_dict(), **kw)
+
+    def comparison(self, simpler: str, other: str) -> Comparison:
+        for c in self.comparisons:
+            if c.simpler == simpler and c.other == other:
+                return c
+        raise KeyError((simpler, other))
+
+    def verdict(self, rung: str) -> str:
+        for r in self.rungs:
+            if r["rung"] == rung:
+                return r["verdict"]
+        raise KeyError(rung)
+
+    def flags_for(self, rule: str) -> list[Flag]:
+        return [f for f in self.flags if f.rule == rule]
+
+    def summary_lines(self) -> list[str]:
+        lines = [self.headline]
+        lines += [f"- {r}" for r in self.reasons]
+        lines += [f"{'!' if f.severity != 'info' else '·'} {f.message}" for f in self.flags]
+        lines.append(f"Flip inspection: {self.flip_inspection}")
+        if self.next_experiment:
+            lines.append(f"Next experiment: {self.next_experiment.what} ({self.next_experiment.cost}) — "
+                         f"{self.next_experiment.why}")
+        return lines
+
+
+def _json_default(o: Any) -> Any:
+    if isinstance(o, (np.floating,)):
+        return None if not np.isfinite(o) else float(o)
+    if isinstance(o, np.integer):
+        return int(o)
+    if isinstance(o, np.bool_):
+        return bool(o)
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    return str(o)
+
+
+# -- comparisons -------------------------------------------------------------------------------------
+def compare_rungs(evidence: Evidence, policy: Optional[Policy] = None) -> list[Comparison]:
+    """Every pair of rungs (simpler first in ladder order): paired bootstrap where predictions exist.
+
+    Example:
+        >>> ev = Evidence.from_tables({"probe": [0.77, 0.78, 0.79], "refit": [0.80, 0.81, 0.82]})
+        >>> c = compare_rungs(ev)[0]
+        >>> c.simpler, c.other, round(c.diff, 3), c.beats_by_margin
+        ('probe', 'refit', 0.03, True)
+    """
+    p = policy or Policy()
+    ev = evidence
+    names = ev.order
+    reps: dict[str, tuple[list[int], np.ndarray, np.ndarray]] = {}
+    if ev.y_true is not None:
+        usable = [n for n in names if ev.rungs[n].predictions is not None]
+        flat, owner = [], []
+        for n in usable:
+            seeds = sorted(ev.rungs[n].predictions)
+            for s in seeds:
+                flat.append(ev.rungs[n].predictions[s])
+                owner.append((n, s))
+        if flat:
+            from adaptlab.evaluate.metrics import weighted_f1
+
+            classes = ev.classes or sorted(set(ev.y_true.tolist()))
+            R = f1_replicates(ev.y_true, flat, classes, ev.positive_label, n_boot=p.n_boot, seed=p.boot_seed)
+            ones = np.ones((1, len(ev.y_true)))
+            for n in usable:
+                idx = [i for i, (m, _) in enumerate(owner) if m == n]
+                seeds = [owner[i][1] for i in idx]
+                point = np.array([weighted_f1(ones, ev.y_true, flat[i], classes, ev.positive_label)[0] for i in idx])
+                reps[n] = (seeds, R[:, idx], point)
+
+    out = []
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            out.append(_compare(ev, p, ev.rungs[a], ev.rungs[b], reps.get(a), reps.get(b)))
+    return out
+
+
+def _compare(ev: Evidence, p: Policy, A: RungEvidence, B: RungEvidence, ra, rb) -> Comparison:
+    diff = B.mean - A.mean
+    overlap = None
+    if A.has_band and B.has_band:
+        overlap = not (A.ci_high < B.ci_low or B.ci_high < A.ci_low)
+    kw: dict[str, Any] = {}
+    if ra is not None and rb is not None:
+        paired_seeds = ra[0] == rb[0] and len(ra[0]) > 1
+        if ra[0] == rb[0]:
+            pr = paired_bootstrap(ra[1], rb[1], ra[2], rb[2], paired_seeds=True, alpha=p.alpha, seed=p.boot_seed)
+        else:
+            pr = paired_bootstrap(ra[1], rb[1], ra[2], rb[2], paired_seeds=False, alpha=p.alpha, seed=p.boot_seed)
+        significant = pr.ci_low > 0 or pr.ci_high < 0
+        n = len(ev.y_true)
+        how = ("paired bootstrap over the same test items and seeds" if paired_seeds
+               else "bootstrap over the same test items (seeds resampled per rung)")
+        kw = dict(ci_low=pr.ci_low, ci_high=pr.ci_high, method=f"{how} ({n} items)", paired=True,
+                  significant=significant, p_value=pr.p_value, se=pr.se, se_seed=pr.se_seed, n_test=n,
+                  n_test_positive=ev.n_test_positive)
+        if not significant:
+            need = items_to_resolve(pr.se, pr.se_seed, n, p.margin, p.alpha, p.power)
+            if need is None:
+                target = p.margin / (z_value(1 - p.alpha / 2) + z_value(p.power))
+                s = max(len(ra[0]), len(rb[0]))
+                kw["more_seeds_needed"] = max(1, int(math.ceil(s * 2 * (pr.se_seed / target) ** 2)) - s)
+            else:
+                kw["more_items_needed"] = max(0, need - n)
+                if ev.n_test_positive:
+                    kw["more_positives_needed"] = max(0, int(math.ceil(ev.n_test_positive * need / n)) - ev.n_test_positive)
+    else:
+        if A.n_seeds > 1 and B.n_seeds > 1:
+            d, lo, hi, se = seed_only_difference(A.f1_by_seed, B.f1_by_seed, p.alpha)
+            kw = dict(ci_low=lo, ci_high=hi, se=se, method="normal approximation over seeds only (unpaired; no "
+                      "test-set sampling error: no per-item predictions)", paired=False, significant=lo > 0 or hi < 0)
+        else:
+            kw = dict(ci_low=None, ci_high=None, method="no interval: a rung has a single run", paired=False,
+                      significant=None)
+    enough = A.n_seeds >= p.min_seeds and B.n_seeds >= p.min_seeds
+    sig_ok = kw["significant"] if kw["paired"] else True
+    eps = 1e-12
+    beats = bool(enough and diff >= p.margin - eps and overlap is False and sig_ok)
+    worse = bool(enough and -diff >= p.margin - eps and overlap is False and sig_ok)
+    c = Comparison(simpler=A.rung, other=B.rung, diff=float(diff), bands_overlap=overlap, beats_by_margin=beats,
+                   worse_by_margin=worse, **kw)
+    c.note = _comparison_note(c, p, ev)
+    return c
+
+
+def _comparison_note(c: Comparison, p: Policy, ev: Evidence) -> str:
+    s = f"{c.other} − {c.simpler} = {c.diff:+.3f}"
+    if c.ci_low is not None:
+        s += f" [{_f(c.ci_low)}, {_f(c.ci_high)}]"
+    s += f" ({c.method})"
+    if c.significant is True:
+        s += "; significant"
+    elif c.significant is False:
+        s += "; not significant"
+        if c.more_items_needed is not None:
+            pos = (f" ({c.more_positives_needed} more positives of {ev.positive_label!r})"
+                   if c.more_positives_needed is not None else "")
+            s += (f": ~{c.more_items_needed} more labeled test items{pos} would resolve a {p.margin:.2f} difference "
+                  f"(paired SE {_f(c.se, 4)} on {c.n_test} items, scaling with 1/√n, {p.power:.0%} power)")
+        elif c.more_seeds_needed is not None:
+            s += (f": seed noise alone (SE {_f(c.se_seed, 4)}) is too large for more test items to resolve a "
+                  f"{p.margin:.2f} difference; run ~{c.more_seeds_needed} more seeds")
+    if c.bands_overlap is not None:
+        s += "; bands overlap" if c.bands_overlap else "; bands apart"
+    return s
+
+
+# -- the decision -------------------------------------------------------------------------------------
+def decide(evidence: Evidence, policy: Optional[Policy] = None) -> Decision:
+    """Choose the simplest rung that wins by more than the noise; say whether to ship and what would flip it.
+
+    Example (the clinic's first-pass table):
+        >>> ev = Evidence.from_tables({"probe": [0.77, 0.78, 0.79], "refit": [0.82],
+        ...                            "finetune": [0.69, 0.73, 0.77]}, n_labels=5200, n_unlabeled=80000)
+        >>> d = decide(ev)
+        >>> d.chosen, d.ship, d.verdict("refit")
+        ('probe', False, 'not enough seeds: run ≥ 3')
+    """
+    p = policy or Policy()
+    ev = evidence
+    if not ev.rungs:
+        raise ConfigError("the evidence holds no rungs; run a study first (adaptlab study run).")
+    R = ev.rungs
+    order = ev.order
+    comps = compare_rungs(ev, p)
+    cmap = {(c.simpler, c.other): c for c in comps}
+
+    def cmp(a: str, b: str) -> Comparison:
+        return cmap[(a, b)] if (a, b) in cmap else cmap[(b, a)]
+
+    reasons: list[str] = []
+    flags: list[Flag] = []
+    verdicts: dict[str, str] = {}
+    fired: list[str] = []
+    eligible = [r for r in order if R[r].n_seeds >= p.min_seeds]
+
+    for r in order:
+        if R[r].n_seeds < p.min_seeds:
+            verdicts[r] = f"not enough seeds: run ≥ {p.min_seeds}"
+            flags.append(Flag("decision.min-seeds", f"{r}: not enough seeds: run ≥ {p.min_seeds}. {R[r].n_seeds} "
+                              f"run(s) at {_f(R[r].mean)} is a draw from a distribution, not a measurement; it cannot "
+                              f"win until its {p.min_seeds}-seed mean is known.", r, "block"))
+            fired.append("decision.min-seeds")
+
+    # The ladder climb over adapted rungs.
+    adapted = [r for r in eligible if r != SCRATCH]
+    chosen: Optional[str] = adapted[0] if adapted else (SCRATCH if SCRATCH in eligible else None)
+    base = chosen
+    if chosen is not None:
+        reasons.append(f"{chosen} ({rung_info(chosen)['label']}) is the simplest {'adapted ' if chosen != SCRATCH else ''}"
+                       f"rung with ≥ {p.min_seeds} seeds: {p_metric(ev)} {_pm(R[chosen])}, band {_band(R[chosen])}.")
+    for r in adapted[1:]:
+        simpler = [s for s in eligible if ladder_key(s) < ladder_key(r)]
+        failing = [s for s in simpler if not cmp(s, r).beats_by_margin]
+        if not failing:
+            vs = ", ".join(f"{s} by {cmp(s, r).diff:+.3f}" for s in simpler)
+            reasons.append(f"{r} beats every simpler rung by ≥ {p.margin:.2f} with bands apart ({vs}): "
+                           f"{_pm(R[r])}, band {_band(R[r])}.")
+            verdicts.setdefault(chosen, f"beaten by {r}")
+            chosen = r
+            fired.append("decision.margin")
+        else:
+            s = chosen if chosen in failing else failing[0]
+            c = cmp(s, r)
+            verdicts[r] = _why_not(c, p, r, s)
+            reasons.append(f"{r} does not earn its extra adaptation over {s}: {verdicts[r]} ({c.note}).")
+
+    # MMD ~ 0: a refit that did not move the representation cannot explain a gain.
+    facts = Facts(n_labels=ev.n_labels, n_unlabeled=ev.n_unlabeled, has_compute=ev.has_compute,
+                  mmd_p_value=ev.mmd_p_value, mmd=ev.mmd, refit_hours=ev.refit_hours, slices=ev.slices,
+                  overall_f1=ev.overall_f1, rungs_run=tuple(order))
+    fired_rules = {r.id: (r, res) for r, res in evaluate_rules(p, facts)}
+    if "switch.mmd-skip-refit" in fired_rules and "refit" in R:
+        rule = fired_rules["switch.mmd-skip-refit"][0]
+        fired.append(rule.id)
+        mmd_txt = f"MMD {_f(ev.mmd, 4)}, " if ev.mmd is not None else ""
+        msg = (f"MMD between pretrained and refit embeddings is ≈ 0 ({mmd_txt}p = {_f(ev.mmd_p_value)} ≥ "
+               f"{p.mmd_p_value}): the refit did not move the representation — skip the refit next time")
+        if chosen == "refit":
+            fallback = max((s for s in eligible if ladder_key(s) < ladder_key("refit") and s != SCRATCH),
+                           key=ladder_key, default=base)
+            msg += (f"; its {cmp(fallback, 'refit').diff:+.3f} gap over {fallback} is treated as noise, so the "
+                    f"decision falls back to {fallback}")
+            verdicts["refit"] = "gap treated as noise: MMD ≈ 0"
+            chosen = fallback
+            reasons.append(msg + ".")
+        flags.append(Flag(rule.id, msg + f" ({rule.evidence}).", "refit", "warn"))
+
+    # The scratch baseline: is the encoder earning its keep?
+    if SCRATCH in eligible and chosen not in (None, SCRATCH):
+        c = cmp(SCRATCH, chosen)
+        if c.diff <= 0:
+            # The encoder does not even match the scratch baseline: the simplest pipeline wins (ties included).
+            how = ("by ≥ the margin with bands apart" if c.worse_by_margin else
+                   "(within the noise, and the simpler pipeline wins ties)")
+            flags.append(Flag("decision.scratch", f"the scratch baseline tfidf {_pm(R[SCRATCH])} scores {-c.diff:+.3f} "
+                              f"vs {chosen} {how}: the pretrained encoder is not earning its keep"
+                              + (" (negative transfer)." if c.worse_by_margin else "."), SCRATCH, "warn"))
+            verdicts[chosen] = f"not above scratch tfidf ({c.diff:+.3f})"
+            reasons.append(f"tfidf (no pretraining) {_pm(R[SCRATCH])} is at least as good as {chosen} ({c.note}): "
+                           "commit to the scratch baseline; the encoder is not earning its keep.")
+            chosen = SCRATCH
+            fired.append("decision.scratch")
+        elif c.diff < p.margin:
+            flags.append(Flag("decision.scratch", f"{chosen} is only {c.diff:+.3f} over the scratch baseline tfidf "
+                              f"(< {p.margin:.2f} margin): the pretrained encoder is not clearly earning its keep.",
+                              SCRATCH, "warn"))
+            fired.append("decision.scratch")
+        else:
+            reasons.append(f"{chosen} beats the scratch baseline tfidf ({_pm(R[SCRATCH])}) by {c.diff:+.3f}: "
+                           f"{'bands apart' if c.bands_overlap is False else 'bands overlap'}, so the pretrained "
+                           "representation is earning its keep.")
+    if chosen == SCRATCH and not adapted:
+        reasons.append("only the scratch baseline has enough seeds; no adapted rung can be judged yet.")
+
+    # Rungs that train the encoder on labels and land below the frozen probe: the overfitting signature.
+    if "probe" in R:
+        for r in order:
+            if r in ("tfidf", "probe") or R[r].mean >= R["probe"].mean:
+                continue
+            gap = R[r].mean - R["probe"].mean
+            c = cmp("probe", r)
+            significant = c.worse_by_margin or (R["probe"].has_band and R[r].has_band and R[r].ci_high < R["probe"].ci_low)
+            why = ("the signature of overfitting to the labels" + (f" at {ev.n_labels:,} labels" if ev.n_labels else "")
+                   if r in LABEL_TRAINED_ENCODER else "negative transfer of the refit representation")
+            memorised = [d.get("seed") for d in R[r].diagnostics
+                         if isinstance(d.get("overfitting"), dict) and d["overfitting"].get("overfitting")]
+            if memorised:
+                why += (f"; its training diagnostics flag memorisation (train-validation gap) in "
+                        f"{len(memorised)} of {R[r].n_seeds} seed(s)")
+            verdict = f"rejected: below the frozen probe ({gap:+.3f}) — {why}"
+            if R[r].n_seeds < p.min_seeds:
+                verdict = f"not enough seeds: run ≥ {p.min_seeds}; so far below the frozen probe ({gap:+.3f})"
+            verdicts[r] = verdict
+            flags.append(Flag("decision.below-frozen",
+                              f"{r} {_pm(R[r])} is below the frozen probe {_pm(R['probe'])} ({gap:+.3f}"
+                              f"{', bands apart' if significant else ''}): {why}; "
+                              f"do not run it at this label count unless the labels grow.", r, "warn"))
+            fired.append("decision.below-frozen")
+
+    # Regime table versus evidence.
+    regime_rule = p.regime(ev.n_labels, ev.n_unlabeled, ev.has_compute)
+    regime = None
+    if regime_rule is not None:
+        fired.append(regime_rule.id)
+        sug = regime_rule.recommends
+        regime = {"rule": regime_rule.id, "condition": regime_rule.condition, "recommends": sug,
+                  "evidence": regime_rule.evidence, "agrees": chosen == sug, "measured": sug in R}
+        sizes = f"{ev.n_labels:,} labels" + (f" and {ev.n_unlabeled:,} unlabeled texts" if ev.n_unlabeled else "")
+        if chosen == sug:
+            reasons.append(f"This agrees with the regime table for {sizes}: {regime_rule.action} ({regime_rule.evidence}).")
+        elif sug in R and R[sug].n_seeds >= p.min_seeds and chosen is not None:
+            regime["contradicted"] = True
+            reasons.append(f"The evidence contradicts the regime table, and the evidence wins: for {sizes} the table "
+                           f"suggests {sug} ({regime_rule.condition}), but {sug} scores {_pm(R[sug])} and "
+                           f"{chosen} {_pm(R[chosen])} is the justified choice ({regime_rule.evidence}).")
+            flags.append(Flag(regime_rule.id, f"evidence overrides the regime table: {sug} suggested, {chosen} chosen.",
+                              sug, "info"))
+        elif sug in R:
+            flags.append(Flag(regime_rule.id, f"the regime table suggests {sug} for {sizes}, but {sug} has only "
+                              f"{R[sug].n_seeds} seed(s): the table is a prior, the {p.min_seeds}-seed evidence decides.",
+                              sug, "info"))
+        else:
+            flags.append(Flag(regime_rule.id, f"the regime table suggests {sug} for {sizes} ({regime_rule.condition}); "
+                              f"{sug} was not run.", sug, "info"))
+
+    # Other switch rules.
+    if "switch.labels-lora" in fired_rules:
+        rule = fired_rules["switch.labels-lora"][0]
+        fired.append(rule.id)
+        run = "lora" in eligible
+        flags.append(Flag(rule.id, f"{ev.n_labels:,} labels ≥ {p.lora_switch_labels:,}: {rule.action}"
+                          + ("" if run else " (lora has not been run with enough seeds)") + ".", "lora",
+                          "info" if run else "warn"))
+    if "switch.rare-slice" in fired_rules:
+        rule, bad = fired_rules["switch.rare-slice"]
+        fired.append(rule.id)
+        names = "; ".join(f"{s['slice']} ({s['n']} test items, {s['share']:.0%} of items, F1 {_f(s['f1'])} vs "
+                          f"{_f(ev.overall_f1)} overall, {s['error_share']:.0%} of the errors)" for s in bad[:3])
+        flags.append(Flag(rule.id, f"errors concentrate on rare slice(s) {names}: {rule.action}.", ev.slice_rung, "warn"))
+    if "switch.refit-slow" in fired_rules:
+        rule = fired_rules["switch.refit-slow"][0]
+        fired.append(rule.id)
+        flags.append(Flag(rule.id, f"the refit took {ev.refit_hours:.1f} h > {p.refit_max_hours:g} h: {rule.action}.",
+                          "refit", "warn" if chosen == "refit" else "info"))
+
+    # Ship threshold.
+    ship = bool(chosen is not None and R[chosen].n_seeds >= p.min_seeds and R[chosen].mean >= p.ship_threshold)
+    meeting = [r for r in eligible if R[r].mean >= p.ship_threshold]
+    if chosen is None:
+        status = "no-decision"
+    else:
+        status = "ship" if ship else "do-not-ship"
+    if chosen is not None and not ship:
+        if not meeting:
+            reasons.append(f"Nothing meets the ship threshold: no rung with ≥ {p.min_seeds} seeds reaches a mean "
+                           f"{p_metric(ev)} of {p.ship_threshold:.2f} (best: {max(eligible, key=lambda r: R[r].mean)} "
+                           f"at {_f(max(R[r].mean for r in eligible))}).")
+        else:
+            reasons.append(f"{chosen} is below the ship threshold {p.ship_threshold:.2f}; "
+                           + ", ".join(f"{r} reaches {_f(R[r].mean)} but {verdicts.get(r, 'is not a justified win')}"
+                                       for r in meeting) + ".")
+        fired.append("decision.ship")
+    elif ship:
+        reasons.append(f"{chosen} meets the ship threshold: mean {_f(R[chosen].mean)} ≥ {p.ship_threshold:.2f} "
+                       f"over {R[chosen].n_seeds} seeds.")
+        fired.append("decision.ship")
+
+    for r in order:
+        verdicts.setdefault(r, "chosen" if r == chosen else ("scratch baseline" if r == SCRATCH else
+                                                             f"beaten by or tied with {chosen}"))
+    if chosen is not None:
+        verdicts[chosen] = "chosen" + (" — ship" if ship else " — do not ship yet")
+
+    nxt = _next_experiment(ev, p, chosen, ship, eligible, cmp, fired_rules, regime)
+    flips = _flips(ev, p, chosen, eligible, cmp, regime)
+    headline = _headline(ev, p, chosen, ship, status, eligible)
+    rows = []
+    for r in order:
+        d = R[r].to_dict()
+        d["verdict"] = verdicts[r]
+        d["label"] = rung_info(r)["label"]
+        rows.append(d)
+    return Decision(
+        chosen=chosen, status=status, ship=ship, headline=headline, reasons=reasons, comparisons=comps, flags=flags,
+        flip_inspection=flips[0] if flips else "no inspection can change this: only one rung was measured.",
+        flips=flips, next_experiment=nxt, rungs=rows, regime=regime, rules_fired=sorted(set(fired)),
+        policy=p.to_dict(), metric=ev.metric, study_id=ev.study_id, evidence_notes=list(ev.notes),
+    )
+
+
+def p_metric(ev: Evidence) -> str:
+    return ev.metric or "F1"
+
+
+def _why_not(c: Comparison, p: Policy, r: str, s: str) -> str:
+    if c.diff < p.margin:
+        if abs(c.diff) < 1e-12:
+            return f"tie with {s} (+0.000): the simpler rung wins ties"
+        return f"no gain of ≥ {p.margin:.2f} over {s} ({c.diff:+.3f})"
+    if c.bands_overlap:
+        return f"+{c.diff:.3f} over {s}, but the bands overlap"
+    if c.paired and c.significant is False:
+        return f"+{c.diff:.3f} over {s} with bands apart, but the paired test-set difference is not significant"
+    return f"not a clear win over {s} ({c.diff:+.3f})"
+
+
+def _headline(ev: Evidence, p: Policy, chosen: Optional[str], ship: bool, status: str, eligible: list[str]) -> str:
+    if chosen is None:
+        return (f"No decision: no rung has ≥ {p.min_seeds} seeds. Run every rung with at least {p.min_seeds} seeds "
+                "before committing.")
+    r = ev.rungs[chosen]
+    lead = f"Commit to {chosen} ({rung_info(chosen)['label']}): {p_metric(ev)} {_pm(r)}, band {_band(r)}."
+    if ship:
+        return lead + f" Ship it (≥ {p.ship_threshold:.2f})."
+    return lead + f" Do not ship yet: below the {p.ship_threshold:.2f} ship threshold."
+
+
+def _cost_of(ev: Evidence, rung: str, runs: int) -> tuple[Optional[float], str]:
+    r = ev.rungs.get(rung)
+    if r is None or r.fit_seconds_mean is None:
+        return None, f"{runs} run(s); cost not measured yet"
+    secs = r.fit_seconds_mean * runs
+    return secs, f"{runs} run(s) × {_hours(r.fit_seconds_mean)} = {_hours(secs)}"
+
+
+def _next_experiment(ev, p, chosen, ship, eligible, cmp, fired_rules, regime) -> Optional[NextExperiment]:
+    R = ev.rungs
+    cands: list[tuple[int, float, NextExperiment]] = []
+    base_mean = R[chosen].mean if chosen else 0.0
+    # 1. an under-seeded rung that could change the decision: finish its seeds.
+    for r, e in R.items():
+        if e.n_seeds < p.min_seeds:
+            missing = p.min_seeds - e.n_seeds
+            promising = e.mean >= base_mean + p.margin or e.mean >= p.ship_threshold
+            secs, cost = _cost_of(ev, r, missing)
+            cands.append((0 if promising else 3, secs if secs is not None else math.inf, NextExperiment(
+                what=f"run {missing} more seed(s) of {r} (≥ {p.min_seeds} in all)",
+                why=f"{r} has {e.n_seeds} run(s) at {_f(e.mean)}; its {p.min_seeds}-seed mean decides whether it "
+                    f"beats {chosen or 'the baseline'} ({_f(base_mean)}) by ≥ {p.margin:.2f}",
+                cost=cost, cost_seconds=secs, rule="decision.min-seeds")))
+    # 2. a promising comparison that the test set is too small to resolve.
+    if chosen:
+        for r in eligible:
+            if ladder_key(r) <= ladder_key(chosen):
+                continue
+            c = cmp(chosen, r)
+            if c.diff >= p.margin and not c.beats_by_margin and c.paired and c.significant is False:
+                if c.more_items_needed is not None:
+                    pos = (f" (~{c.more_positives_needed} more positives)" if c.more_positives_needed is not None else "")
+                    cands.append((1, 0.0, NextExperiment(
+                        what=f"label ~{c.more_items_needed} more test items{pos} and re-score {chosen} vs {r}",
+                        why=f"{r} leads by {c.diff:+.3f} but the paired difference on {c.n_test} items is not "
+                            f"significant ({c.note})", cost="labeling effort; no retraining (stored models re-score)",
+                        rule="decision.margin")))
+                elif c.more_seeds_needed is not None:
+                    secs, cost = _cost_of(ev, r, c.more_seeds_needed)
+                    cands.append((1, secs if secs is not None else math.inf, NextExperiment(
+                        what=f"run ~{c.more_seeds_needed} more seeds of {chosen} and {r}",
+                        why=f"seed noise hides a {c.diff:+.3f} lead ({c.note})", cost=cost, cost_seconds=secs,
+                        rule="decision.margin")))
+    # 3. the rung the regime table or a switch rule points at, not run yet.
+    wanted = []
+    if regime and not regime.get("measured"):
+        wanted.append((regime["recommends"], f"the regime table suggests it ({regime['condition']})", regime["rule"]))
+    if "switch.labels-lora" in fired_rules and "lora" not in R:
+        wanted.append(("lora", f"{ev.n_labels:,} labels ≥ {p.lora_switch_labels:,} (switch rule)", "switch.labels-lora"))
+    for rung, why, rule in wanted:
+        if rung and rung not in R:
+            cands.append((2, math.inf, NextExperiment(what=f"run {rung} with {p.min_seeds} seeds", why=why,
+                                                        cost=f"{p.min_seeds} run(s); cost not measured yet", rule=rule)))
+    if "switch.rare-slice" in fired_rules:
+        bad = fired_rules["switch.rare-slice"][1]
+        cands.append((1, 0.0, NextExperiment(
+            what=f"collect more labels on slice {bad[0]['slice']}",
+            why=f"its F1 is {_f(bad[0]['f1'])} vs {_f(ev.overall_f1)} overall and it holds {bad[0]['error_share']:.0%} "
+                f"of the errors with {bad[0]['share']:.0%} of the items: more labels there, not a bigger model",
+            cost="labeling effort", rule="switch.rare-slice")))
+    # 4. nothing ships and every measured rung is settled: climb one rung or add labels.
+    if not ship:
+        top = max((r for r in R), key=ladder_key)
+        nxt_rungs = [r for r in LADDER if ladder_key(r) > ladder_key(top) and r not in R]
+        if nxt_rungs:
+            cands.append((2, math.inf, NextExperiment(
+                what=f"run {nxt_rungs[0]} with {p.min_seeds} seeds",
+                why=f"nothing measured reaches {p.ship_threshold:.2f}; {nxt_rungs[0]} is the next rung up the ladder",
+                cost=f"{p.min_seeds} run(s); cost not measured yet")))
+        lc = ev.learning_curve or {}
+        if lc.get("verdict") == "more-labels":
+            cands.append((1, math.inf, NextExperiment(
+                what="collect more labels", why=lc.get("summary", "the learning curve is still rising"),
+                cost="labeling effort")))
+        if chosen == "refit" or ("refit" in eligible and R["refit"].mean < p.ship_threshold):
+            cands.append((4, math.inf, NextExperiment(
+                what="refit on a curated in-domain sub-corpus (or a harder self-supervised task, e.g. SimCSE-style)",
+                why=f"the {p.min_seeds}-seed refit mean {_f(R['refit'].mean)} does not clear {p.ship_threshold:.2f}",
+                cost="one more refit")))
+    if not cands:
+        return None
+    cands.sort(key=lambda t: (t[0], t[1]))
+    return cands[0][2]
+
+
+def _flips(ev, p, chosen, eligible, cmp, regime) -> list[str]:
+    R = ev.rungs
+    if chosen is None:
+        return [f"run every rung with ≥ {p.min_seeds} seeds; the simplest adapted rung with ≥ {p.min_seeds} seeds "
+                "becomes the default."]
+    C = R[chosen]
+    need = C.mean + p.margin
+    out = []
+    cband = f"{chosen}'s {_f(C.mean)} ± {_f(C.std)} {_band(C)}"
+    # Flips worth naming: rungs still under-seeded, or measured and not far behind; a rung with enough seeds
+    # that scores below the choice would need a different experiment, not an inspection.
+    higher = [r for r in R if ladder_key(r) > ladder_key(chosen) and r != SCRATCH
+              and (R[r].n_seeds < p.min_seeds or R[r].mean >= C.mean or chosen == SCRATCH)]
+    if regime and regime.get("recommends") and regime["recommends"] not in R and ladder_key(regime["recommends"]) > ladder_key(chosen):
+        higher.append(regime["recommends"])
+    # Most promising more-adapted rung first: highest mean (unmeasured ones last).
+    higher.sort(key=lambda r: -(R[r].mean if r in R else -1))
+    for r in higher:
+        if r not in R:
+            who = f"{r} with {p.min_seeds} seeds (not run yet)"
+        elif R[r].n_seeds < p.min_seeds:
+            who = f"{r} with {p.min_seeds} seeds (so far {_pm(R[r])})"
+        else:
+            who = f"{r} (today {_pm(R[r])}), rerun with more seeds or test items,"
+        if chosen == SCRATCH:
+            # An adapted rung displaces the scratch baseline as soon as it scores above it (see decide()).
+            out.append(f"if {who} scores above the scratch baseline's {_f(C.mean)}, the decision flips to {r}"
+                       + (f" (and ships at ≥ {p.ship_threshold:.2f})" if C.mean < p.ship_threshold else "") + ".")
+            continue
+        if need > 1.0:
+            out.append(f"{r} cannot beat {chosen} ({_f(C.mean)}) by the {p.margin:.2f} margin: it would need a mean "
+                       f"above 1.0; only a rerun that lowers {chosen}'s own number could change the decision.")
+            continue
+        ship_note = (f"; ≥ {p.ship_threshold:.2f} to also ship" if need < p.ship_threshold - 1e-9 else "")
+        out.append(f"if {who} reaches a mean ≥ {_f(need)} ({_f(C.mean)} + {p.margin:.2f} margin{ship_note}) "
+                   f"with a band whose low end is above {_f(C.ci_high)} (not overlapping {cband})"
+                   + (" and a paired test-set difference excluding 0" if ev.has_predictions else "")
+                   + f", the decision flips to {r}.")
+    simpler = [s for s in eligible if ladder_key(s) < ladder_key(chosen)]
+    for s in simpler:
+        S = R[s]
+        c = cmp(s, chosen)
+        if s == SCRATCH:
+            out.append(f"if a rerun puts {chosen} at or below the scratch baseline tfidf ({_f(S.mean)}), the decision "
+                       f"falls back to tfidf; today the lead is {c.diff:+.3f}"
+                       + (f" [{_f(c.ci_low)}, {_f(c.ci_high)}]" if c.ci_low is not None else "") + ".")
+            continue
+        out.append(f"if a rerun (more seeds or more test items) puts {chosen} below {_f(S.mean + p.margin)} "
+                   f"({s} {_f(S.mean)} + {p.margin:.2f}) or its band's low end under {_f(S.ci_high)} ({s}'s band "
+                   f"{_band(S)}), the decision falls back to {s}; today the lead is {c.diff:+.3f}"
+                   + (f" [{_f(c.ci_low)}, {_f(c.ci_high)}]" if c.ci_low is not None else "") + ".")
+    if chosen == "refit":
+        out.append(f"if the MMD between pretrained and refit embeddings is ≈ 0 (p ≥ {p.mmd_p_value}), the refit did not "
+                   "move the representation: drop it and ship the frozen probe.")
+    if C.mean >= p.ship_threshold:
+        out.append(f"if the {chosen} mean on next quarter's data drops below {p.ship_threshold:.2f}, do not ship it.")
+    else:
+        out.append(f"if {chosen} reaches a {p.min_seeds}-seed mean ≥ {p.ship_threshold:.2f} (today {_f(C.mean)}), "
+                   "it ships.")
+    return out

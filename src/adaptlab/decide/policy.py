@@ -1,0 +1,433 @@
+"""The decision policy as data: the clinic's regime table, its switch rules and every threshold, in one place.
+
+Every number the decision engine compares against lives in :class:`Policy` (a frozen dataclass a user
+can override from a JSON/TOML file or keyword arguments). Every rule is a :class:`Rule` record that
+names the policy fields it reads, states its condition in words (with the current values filled in)
+and cites where the rule comes from. The engine evaluates rules through :func:`evaluate_rules`, so
+there is no threshold hidden in an ``if`` elsewhere.
+
+Example:
+    >>> policy = Policy(margin=0.03)
+    >>> policy.regime(n_labels=5200, n_unlabeled=80000).recommends
+    'refit'
+    >>> [r.id for r in policy.rules() if r.kind == "switch"]
+    ['switch.labels-lora', 'switch.rare-slice', 'switch.mmd-skip-refit', 'switch.refit-slow']
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+from adaptlab.errors import ConfigError
+
+CLINIC = "Clinic 21 (Embedding Reuse Or Retrain)"
+TRANSFER = "Transfer and Fine-Tuning note"
+
+# Rungs in the order of the adaptation ladder; tfidf is the scratch baseline, probe the first adapted rung.
+LADDER = ("tfidf", "probe", "refit", "lora", "unfreeze", "finetune", "lpft")
+SCRATCH = "tfidf"
+# Rungs whose training updates encoder weights from the labels (the overfitting risk the clinic warns about).
+LABEL_TRAINED_ENCODER = ("lora", "unfreeze", "finetune", "lpft")
+
+
+@dataclass(frozen=True)
+class Policy:
+    """Every threshold the decision uses. Override any field: ``Policy(margin=0.03)`` or a JSON/TOML file.
+
+    Example:
+        >>> Policy().margin, Policy().ship_threshold, Policy().min_seeds
+        (0.02, 0.8, 3)
+        >>> Policy.from_dict({"margin": 0.05}).margin
+        0.05
+    """
+
+    margin: float = field(default=0.02, metadata={
+        "help": "a more adapted rung must beat every simpler rung by at least this much (F1, absolute)"})
+    ship_threshold: float = field(default=0.80, metadata={
+        "help": "the chosen rung ships only if its seed-mean F1 reaches this"})
+    min_seeds: int = field(default=3, metadata={
+        "help": "fewer seeds than this and a rung cannot win: one run is a draw, not a measurement"})
+    alpha: float = field(default=0.05, metadata={"help": "two-sided level of every confidence interval"})
+    power: float = field(default=0.80, metadata={
+        "help": "power used to size the extra test items that would resolve a margin-sized difference"})
+    n_boot: int = field(default=2000, metadata={"help": "bootstrap replicates of paired comparisons"})
+    boot_seed: int = field(default=0, metadata={"help": "seed of the paired bootstrap"})
+    # regime table (label counts are labeled training examples, i.e. the train+validation pool)
+    few_labels: int = field(default=1_000, metadata={
+        "help": "below this many labels: freeze the encoder, train a head (probe)"})
+    adapter_labels: int = field(default=10_000, metadata={
+        "help": "from this many labels: adapters (LoRA) can specialise without wiping the base"})
+    full_ft_labels: int = field(default=100_000, metadata={
+        "help": "above this many labels (and with compute): full fine-tuning is justified"})
+    refit_min_unlabeled: int = field(default=10_000, metadata={
+        "help": "unlabeled in-domain texts needed for an MLM refit to move the representation"})
+    # switch rules
+    lora_switch_labels: int = field(default=15_000, metadata={
+        "help": "once labels reach this, try LoRA adapters; full freeze may no longer be optimal"})
+    rare_slice_max_share: float = field(default=0.10, metadata={
+        "help": "a slice is rare when it holds at most this share of the test items"})
+    rare_slice_min_gap: float = field(default=0.10, metadata={
+        "help": "a rare slice is failing when its F1 is at least this far below the overall F1"})
+    rare_slice_error_ratio: float = field(default=2.0, metadata={
+        "help": "errors are concentrated when the slice's share of errors is at least this multiple of its share of items"})
+    rare_slice_min_items: int = field(default=5, metadata={
+        "help": "slices with fewer test items are too small to judge"})
+    mmd_p_value: float = field(default=0.05, metadata={
+        "help": "MMD permutation p-value at or above which the refit did not move the representation"})
+    refit_max_hours: float = field(default=48.0, metadata={
+        "help": "a refit slower than this makes the quarterly rerun an engineer-in-the-loop task"})
+
+    def __post_init__(self) -> None:
+        for name in ("margin", "rare_slice_min_gap"):
+            v = getattr(self, name)
+            if not (isinstance(v, (int, float)) and 0.0 <= v < 1.0):
+                raise ConfigError.invalid(f"policy.{name}", v, "an F1 difference in [0, 1), e.g. 0.02")
+        for name in ("ship_threshold", "rare_slice_max_share"):
+            v = getattr(self, name)
+            if not (isinstance(v, (int, float)) and 0.0 < v <= 1.0):
+                raise ConfigError.invalid(f"policy.{name}", v, "a number in (0, 1]")
+        for name in ("alpha", "power", "mmd_p_value"):
+            v = getattr(self, name)
+            if not (isinstance(v, (int, float)) and 0.0 < v < 1.0):
+                raise ConfigError.invalid(f"policy.{name}", v, "a probability strictly between 0 and 1")
+        for name in ("min_seeds", "few_labels", "adapter_labels", "full_ft_labels", "refit_min_unlabeled",
+                     "lora_switch_labels", "rare_slice_min_items", "boot_seed"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool) or v < (1 if name == "min_seeds" else 0):
+                raise ConfigError.invalid(f"policy.{name}", v, "a non-negative integer" if name != "min_seeds"
+                                          else "an integer >= 1 (3 is the clinic's minimum)")
+        if not isinstance(self.n_boot, int) or self.n_boot < 200:
+            raise ConfigError.invalid("policy.n_boot", self.n_boot, "an integer >= 200")
+        if not (self.few_labels <= self.adapter_labels <= self.full_ft_labels):
+            raise ConfigError.invalid(
+                "policy.few_labels/adapter_labels/full_ft_labels",
+                (self.few_labels, self.adapter_labels, self.full_ft_labels), "increasing label counts")
+        if not (isinstance(self.rare_slice_error_ratio, (int, float)) and self.rare_slice_error_ratio >= 1.0):
+            raise ConfigError.invalid("policy.rare_slice_error_ratio", self.rare_slice_error_ratio, "a number >= 1")
+        if not (isinstance(self.refit_max_hours, (int, float)) and self.refit_max_hours > 0):
+            raise ConfigError.invalid("policy.refit_max_hours", self.refit_max_hours, "a positive number of hours")
+
+    # construction ---------------------------------------------------------------------------------
+    @classmethod
+    def from_dict(cls, params: dict[str, Any]) -> "Policy":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(params) - known)
+        if unknown:
+            raise ConfigError(f"unknown policy field(s) {unknown}; allowed: {sorted(known)}.")
+        return cls(**params)
+
+    @classmethod
+    def from_file(cls, path: str | Path, **overrides: Any) -> "Policy":
+        """Read a policy from JSON or TOML (a top-level table, or a ``[policy]`` table); kwargs win.
+
+        Example:
+            >>> import tempfile, os
+            >>> p = os.path.join(tempfile.mkdtemp(), "policy.toml")
+            >>> _ = open(p, "w").write("[policy]\\nmargin = 0.03\\n")
+            >>> Policy.from_file(p).margin
+            0.03
+        """
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"policy file {path} does not exist; pass a JSON or TOML file with fields of Policy.")
+        text = path.read_text(encoding="utf-8")
+        try:
+            if path.suffix.lower() == ".toml":
+                import tomllib
+
+                data = tomllib.loads(text)
+            else:
+                data = json.loads(text)
+        except ValueError as exc:
+            raise ConfigError(f"cannot parse the policy file {path}: {exc}. Use JSON or TOML (.toml).") from exc
+        if not isinstance(data, dict):
+            raise ConfigError(f"the policy file {path} must hold a table of fields, e.g. {{\"margin\": 0.02}}.")
+        if isinstance(data.get("policy"), dict):
+            data = data["policy"]
+        return cls.from_dict({**data, **overrides})
+
+    def replace(self, **overrides: Any) -> "Policy":
+        return self.from_dict({**self.to_dict(), **overrides})
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @staticmethod
+    def help() -> dict[str, str]:
+        return {f.name: f.metadata.get("help", "") for f in dataclasses.fields(Policy)}
+
+    # rules --------------------------------------------------------------------------------------
+    def rules(self) -> list["Rule"]:
+        """Every rule with this policy's thresholds filled in."""
+        return [spec.bind(self) for spec in RULE_SPECS]
+
+    def rule(self, rule_id: str) -> "Rule":
+        for r in self.rules():
+            if r.id == rule_id:
+                return r
+        raise KeyError(rule_id)
+
+    def regime(self, n_labels: Optional[int], n_unlabeled: Optional[int] = None,
+               has_compute: Optional[bool] = None) -> Optional["Rule"]:
+        """The regime-table row that matches the data sizes (None when the label count is unknown)."""
+        if n_labels is None:
+            return None
+        facts = Facts(n_labels=n_labels, n_unlabeled=n_unlabeled, has_compute=has_compute)
+        for r in self.rules():
+            if r.kind == "regime" and r.applies(facts):
+                return r
+        return None  # unreachable with increasing thresholds; kept for custom rule lists
+
+
+@dataclass
+class Facts:
+    """What rules are evaluated on: sizes, diagnostics and slice results, all optional."""
+
+    n_labels: Optional[int] = None
+    n_unlabeled: Optional[int] = None
+    has_compute: Optional[bool] = None
+    mmd_p_value: Optional[float] = None
+    mmd: Optional[float] = None
+    refit_hours: Optional[float] = None
+    slices: list[dict[str, Any]] = field(default_factory=list)
+    overall_f1: Optional[float] = None
+    rungs_run: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One rule of the policy: a condition on the evidence, the action it recommends and its source.
+
+    ``thresholds`` maps the :class:`Policy` fields this rule reads to their values, so a report can
+    print exactly which numbers the decision used.
+    """
+
+    id: str
+    kind: str  # "regime" | "switch" | "decision"
+    condition: str
+    action: str
+    thresholds: dict[str, Any]
+    evidence: str
+    recommends: Optional[str] = None
+    check: Optional[Callable[["Facts", "Policy"], Any]] = field(default=None, repr=False, compare=False)
+    policy: Optional[Policy] = field(default=None, repr=False, compare=False)
+
+    def applies(self, facts: Facts) -> Any:
+        """Whether the rule fires; truthy results may carry details (e.g. the failing slices)."""
+        if self.check is None or self.policy is None:
+            return False
+        return self.check(facts, self.policy)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "kind": self.kind, "condition": self.condition, "action": self.action,
+                "thresholds": dict(self.thresholds), "evidence": self.evidence, "recommends": self.recommends}
+
+
+@dataclass(frozen=True)
+class RuleSpec:
+    """A rule before a policy fills in its thresholds (the templates use ``{field}``)."""
+
+    id: str
+    kind: str
+    fields: tuple[str, ...]
+    condition: str
+    action: str
+    evidence: str
+    recommends: Optional[str]
+    check: Callable[[Facts, Policy], Any]
+
+    def bind(self, policy: Policy) -> Rule:
+        values = {f: getattr(policy, f) for f in self.fields}
+        fmt = {k: (f"{v:,}" if isinstance(v, int) else f"{v:g}") for k, v in values.items()}
+        return Rule(id=self.id, kind=self.kind, condition=self.condition.format(**fmt),
+                    action=self.action.format(**fmt), thresholds=values, evidence=self.evidence,
+                    recommends=self.recommends, check=self.check, policy=policy)
+
+
+def _plenty_unlabeled(f: Facts, p: Policy) -> bool:
+    return f.n_unlabeled is not None and f.n_unlabeled >= p.refit_min_unlabeled
+
+
+def rare_failing_slices(slices: list[dict[str, Any]], overall_f1: Optional[float], p: Policy) -> list[dict[str, Any]]:
+    """Slices that are rare, big enough to judge, far below the overall F1 and hold a concentrated share of errors.
+
+    Each slice dict needs ``n`` (test items), ``share`` (of test items), ``f1`` and ``error_share``
+    (share of all test errors that fall in the slice).
+    """
+    if overall_f1 is None:
+        return []
+    out = []
+    for s in slices:
+        share, err_share = s.get("share"), s.get("error_share")
+        if share is None or err_share is None or s.get("f1") is None:
+            continue
+        if (s.get("n", 0) >= p.rare_slice_min_items and share <= p.rare_slice_max_share
+                and overall_f1 - s["f1"] >= p.rare_slice_min_gap
+                and err_share >= p.rare_slice_error_ratio * share):
+            out.append(s)
+    return sorted(out, key=lambda s: s["f1"])
+
+
+RULE_SPECS: list[RuleSpec] = [
+    # ---- regime table: labels (and unlabeled, compute) -> the first rung worth trying ----
+    RuleSpec(
+        "regime.few-labels", "regime", ("few_labels",),
+        "labels < {few_labels}", "freeze the pretrained encoder and train a linear head (probe)",
+        f"{CLINIC}, regime table: too little signal to adapt the encoder", "probe",
+        lambda f, p: f.n_labels is not None and f.n_labels < p.few_labels),
+    RuleSpec(
+        "regime.refit", "regime", ("few_labels", "adapter_labels", "refit_min_unlabeled"),
+        "{few_labels} <= labels < {adapter_labels} and >= {refit_min_unlabeled} unlabeled in-domain texts",
+        "MLM-refit the encoder on the unlabeled texts, then freeze it and train a linear head (refit)",
+        f"{CLINIC}, regime table: domain shift of the representation without overfitting to labels", "refit",
+        lambda f, p: f.n_labels is not None and p.few_labels <= f.n_labels < p.adapter_labels and _plenty_unlabeled(f, p)),
+    RuleSpec(
+        "regime.moderate-no-unlabeled", "regime", ("few_labels", "adapter_labels", "refit_min_unlabeled"),
+        "{few_labels} <= labels < {adapter_labels} and fewer than {refit_min_unlabeled} unlabeled in-domain texts",
+        "freeze the encoder and train a linear head (probe); a refit has too little text to move the representation",
+        f"{CLINIC}, regime table (1-10k labels needs in-domain unlabeled text for the refit row)", "probe",
+        lambda f, p: f.n_labels is not None and p.few_labels <= f.n_labels < p.adapter_labels and not _plenty_unlabeled(f, p)),
+    RuleSpec(
+        "regime.adapters", "regime", ("adapter_labels", "full_ft_labels"),
+        "{adapter_labels} <= labels <= {full_ft_labels}, or more labels without the compute for a full fine-tune",
+        "fine-tune small adapters end to end (lora); adapter layers can specialise without wiping the base",
+        f"{CLINIC}, regime table; {TRANSFER}: PEFT before partial or full unfreeze", "lora",
+        lambda f, p: f.n_labels is not None and (p.adapter_labels <= f.n_labels <= p.full_ft_labels
+                                                 or (f.n_labels > p.full_ft_labels and f.has_compute is False))),
+    RuleSpec(
+        "regime.full-finetune", "regime", ("full_ft_labels",),
+        "labels > {full_ft_labels} and compute for it",
+        "full fine-tune (finetune), still compared against a simpler reuse baseline",
+        f"{CLINIC}, regime table: enough signal to justify the capacity; {TRANSFER}", "finetune",
+        lambda f, p: f.n_labels is not None and f.n_labels > p.full_ft_labels and f.has_compute is not False),
+    # ---- switch rules for the next cycle ----
+    RuleSpec(
+        "switch.labels-lora", "switch", ("lora_switch_labels",),
+        "labels >= {lora_switch_labels}",
+        "try small adapter layers (LoRA) unfrozen on the labels; full freeze may no longer be optimal",
+        f"{CLINIC}, switch decisions: labels grow to 15k+", "lora",
+        lambda f, p: f.n_labels is not None and f.n_labels >= p.lora_switch_labels),
+    RuleSpec(
+        "switch.rare-slice", "switch",
+        ("rare_slice_max_share", "rare_slice_min_gap", "rare_slice_error_ratio", "rare_slice_min_items"),
+        "a slice with <= {rare_slice_max_share} of the test items (>= {rare_slice_min_items} items) scores >= "
+        "{rare_slice_min_gap} F1 below overall and holds >= {rare_slice_error_ratio}x its share of the errors",
+        "collect more labels on that slice, not a bigger model",
+        f"{CLINIC}, switch decisions: misclassified rare subtopics need more labels, not a bigger model", None,
+        lambda f, p: rare_failing_slices(f.slices, f.overall_f1, p)),
+    RuleSpec(
+        "switch.mmd-skip-refit", "switch", ("mmd_p_value",),
+        "MMD between pretrained and refit embeddings is ~0 (permutation p >= {mmd_p_value})",
+        "skip the refit next time: it did not move the representation, so its gap is noise",
+        f"{CLINIC}, switch decisions and mandatory inspections (MMD on held-out texts)", "probe",
+        lambda f, p: f.mmd_p_value is not None and f.mmd_p_value >= p.mmd_p_value),
+    RuleSpec(
+        "switch.refit-slow", "switch", ("refit_max_hours",),
+        "the refit takes > {refit_max_hours} hours end to end",
+        "warn the review coordinator that the quarterly rerun is an engineer-in-the-loop task",
+        f"{CLINIC}, mandatory inspections: cost of retraining", None,
+        lambda f, p: f.refit_hours is not None and f.refit_hours > p.refit_max_hours),
+    # ---- decision rules (documented here so every threshold the engine uses is listed) ----
+    RuleSpec(
+        "decision.min-seeds", "decision", ("min_seeds",),
+        "a rung has fewer than {min_seeds} seeds",
+        "it cannot win: run >= {min_seeds} seeds; one run is a draw from a distribution, not a measurement",
+        f"{CLINIC}, strong reasoning: demand 3 seeds before committing", None,
+        lambda f, p: False),
+    RuleSpec(
+        "decision.margin", "decision", ("margin", "alpha"),
+        "a more adapted rung's mean beats every simpler rung by >= {margin} with non-overlapping {alpha}-level "
+        "bands (and a paired test-set difference whose CI excludes 0 when predictions exist)",
+        "climb to that rung; otherwise keep the simpler one",
+        f"{CLINIC}, strong reasoning: > 2 points with non-overlapping bands; {TRANSFER}: smallest adaptation that works",
+        None, lambda f, p: False),
+    RuleSpec(
+        "decision.ship", "decision", ("ship_threshold", "min_seeds"),
+        "the chosen rung's mean F1 >= {ship_threshold} over >= {min_seeds} seeds",
+        "ship it; otherwise name the cheapest next experiment",
+        f"{CLINIC}, reference reveal: the 3-seed mean must be >= 0.80", None,
+        lambda f, p: False),
+    RuleSpec(
+        "decision.scratch", "decision", ("margin",),
+        "the scratch baseline (tfidf) is within {margin} of, or above, the best adapted rung",
+        "the pretrained encoder is not earning its keep; prefer the scratch baseline if it wins outright",
+        f"{TRANSFER}: compare against a scratch baseline, negative transfer is real", None,
+        lambda f, p: False),
+    RuleSpec(
+        "decision.below-frozen", "decision", ("margin",),
+        "a rung that trains the encoder on labels scores below the frozen probe",
+        "reject it: the signature of overfitting to the labels at this scale (negative transfer)",
+        f"{CLINIC}: end-to-end fine-tune on 5.2k labels 0.73 vs frozen 0.78", None,
+        lambda f, p: False),
+]
+
+
+def evaluate_rules(policy: Policy, facts: Facts) -> list[tuple[Rule, Any]]:
+    """The regime and switch rules that fire on ``facts``, each with what its check returned."""
+    fired = []
+    for r in policy.rules():
+        if r.kind in ("regime", "switch"):
+            res = r.applies(facts)
+            if res:
+                fired.append((r, res))
+    return fired
+
+
+def load_policy(path: Optional[str | Path] = None, **overrides: Any) -> Policy:
+    """The policy from a file (JSON/TOML) and/or keyword overrides; the defaults otherwise."""
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    if path is not None:
+        return Policy.from_file(path, **overrides)
+    return Policy.from_dict(overrides)
+
+
+def z_value(p: float) -> float:
+    """Standard normal quantile (no scipy needed on this hot path)."""
+    from statistics import NormalDist
+
+    return NormalDist().inv_cdf(p)
+
+
+
+# What each rung freezes and trains, and what a rerun needs: the facts the transfer note and the
+# coordinator question are written from (the numbers come from the evidence).
+RUNG_INFO: dict[str, dict[str, Any]] = {
+    "tfidf": {"label": "TF-IDF + logistic regression (scratch baseline)", "short": "scratch TF-IDF",
+              "frozen": "nothing pretrained is used", "trainable": "the TF-IDF vocabulary and a logistic-regression head",
+              "depth": 0, "rerun": "one script call on a CPU in minutes", "needs_engineer": False},
+    "probe": {"label": "frozen pretrained encoder + linear head", "short": "frozen probe",
+              "frozen": "the whole pretrained encoder (every transformer block and the pooling)",
+              "trainable": "only the logistic-regression head on the frozen embeddings",
+              "depth": 1, "rerun": "one script call (embed + fit a linear head), no GPU training loop",
+              "needs_engineer": False},
+    "refit": {"label": "domain MLM-refit encoder, then frozen + linear head", "short": "MLM refit",
+              "frozen": "the refit encoder during head training (its weights changed only by masked-language "
+                        "modelling on unlabeled in-domain text, never by the labels)",
+              "trainable": "the encoder during the unsupervised MLM refit; then only the logistic-regression head",
+              "depth": 2, "rerun": "the head refits in one call; redoing the MLM refit is a GPU job",
+              "needs_engineer": False},
+    "lora": {"label": "LoRA adapters trained end to end", "short": "LoRA adapters",
+             "frozen": "the pretrained encoder weights (the base)",
+             "trainable": "low-rank adapter matrices inside attention plus the classification head",
+             "depth": 3, "rerun": "a deep-learning training loop (GPU recommended)", "needs_engineer": True},
+    "unfreeze": {"label": "partially unfrozen encoder (top blocks) + head", "short": "partial unfreeze",
+                 "frozen": "the lower transformer blocks and the embeddings",
+                 "trainable": "the top transformer blocks (lower learning rate) and the head",
+                 "depth": 4, "rerun": "a deep-learning training loop (GPU recommended)", "needs_engineer": True},
+    "finetune": {"label": "full end-to-end fine-tune", "short": "full fine-tune",
+                 "frozen": "nothing", "trainable": "every encoder weight and the head",
+                 "depth": 5, "rerun": "a deep-learning training loop (GPU)", "needs_engineer": True},
+    "lpft": {"label": "linear probe, then full fine-tune (LP-FT)", "short": "LP-FT",
+             "frozen": "the encoder during the linear-probe phase, nothing afterwards",
+             "trainable": "the head first, then every encoder weight",
+             "depth": 6, "rerun": "a deep-learning training loop (GPU)", "needs_engineer": True},
+}
+
+
+def rung_info(rung: str) -> dict[str, Any]:
+    """Static facts about a rung (a neutral description for rungs this version does not know)."""
+    return RUNG_INFO.get(rung, {"label": rung, "short": rung, "frozen": "unknown", "trainable": "unknown",
+                                "depth": len(LADDER), "rerun": "unknown", "needs_engineer": True})

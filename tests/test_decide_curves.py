@@ -1,0 +1,114 @@
+"""Learning curve and per-slice F1 on a real small study (tiny encoder), and their effect on the decision."""
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from adaptlab.cli import app
+from adaptlab.config import StudyConfig
+from adaptlab.decide import Evidence, decide
+from adaptlab.decide.curves import curve_verdict, learning_curve, nested_fractions
+from adaptlab.decide.slices import slice_report, slice_table
+from adaptlab.evaluate import Study
+from adaptlab.store import RunStore
+from synthetic import topic_corpus
+
+
+def test_nested_fractions_are_nested_and_stratified():
+    labels = ["a"] * 40 + ["b"] * 20
+    subs = nested_fractions(labels, [0.1, 0.25, 0.5, 1.0], seed=3)
+    assert len(subs[1.0]) == 60
+    for small, big in ((0.1, 0.25), (0.25, 0.5), (0.5, 1.0)):
+        assert set(subs[small]) <= set(subs[big])
+    sub = np.asarray(labels)[subs[0.5]]
+    assert (sub == "a").sum() == 20 and (sub == "b").sum() == 10
+
+
+@pytest.mark.parametrize("gains,adapt,verdict", [
+    ((0.70, 0.76), None, "more-labels"), ((0.75, 0.76), None, "neither"),
+    ((0.75, 0.76), 0.05, "more-adaptation"), ((0.70, 0.76), 0.05, "both"),
+])
+def test_curve_verdict(gains, adapt, verdict):
+    pts = [{"rung": "probe", "fraction": f, "n_labels": int(1000 * f), "mean": m} for f, m in zip((0.5, 1.0), gains)]
+    if adapt is not None:
+        pts.append({"rung": "lora", "fraction": 1.0, "n_labels": 1000, "mean": gains[-1] + adapt})
+    out = curve_verdict(pts)
+    assert out["verdict"] == verdict and "probe gains" in out["summary"]
+
+
+def test_learning_curve_runs_each_fraction_against_the_same_sealed_test(tmp_path, tiny_encoder_dir):
+    ds = topic_corpus(200, noise=0.4)
+    cfg = StudyConfig(rungs=["tfidf", "probe"], seeds=2, n_boot=200, encoder=str(tiny_encoder_dir))
+    curve = learning_curve(ds, cfg, rungs=["tfidf"], fractions=[0.25, 1.0], seeds=2, home=tmp_path)
+    pts = curve["points"]
+    assert [p["fraction"] for p in pts] == [0.25, 1.0] and pts[0]["n_labels"] < pts[1]["n_labels"] == curve["n_pool"]
+    assert curve["n_test"] == 40 and curve["verdict"] in ("more-labels", "neither")
+    store = RunStore(tmp_path / "runs.sqlite")
+    tests = {tuple(store.study_results(p["study_id"])[0]["predictions"]["test_ids"]) for p in pts}
+    assert len(tests) == 1  # every point is scored on the same sealed test items
+    json.dumps(curve)
+
+
+def test_slice_table_counts_errors_and_shares():
+    y = ["a"] * 8 + ["b"] * 2
+    pred = ["a"] * 8 + ["a", "a"]  # every error is in slice "rare"
+    rows, overall = slice_table(y, [pred], ["common"] * 8 + ["rare"] * 2, ["a", "b"], None)
+    rare = next(r for r in rows if r["slice"] == "rare")
+    assert rare["errors"] == 2 and rare["error_share"] == 1.0 and rare["share"] == 0.2 and rows[0]["slice"] == "rare"
+    assert 0 < overall < 1
+
+
+@pytest.fixture(scope="module")
+def sliced_study(tmp_path_factory, tiny_encoder_dir):
+    home = tmp_path_factory.mktemp("slices")
+    ds = topic_corpus(200, noise=0.4)
+    Study(StudyConfig(rungs=["tfidf", "probe"], seeds=3, n_boot=200, encoder=str(tiny_encoder_dir)), home=home).run(ds)
+    return home, ds
+
+
+def test_slice_report_with_a_column_and_with_kmeans(sliced_study, tiny_encoder_dir):
+    from adaptlab.encoders import Encoder
+
+    home, ds = sliced_study
+    store = RunStore(home / "runs.sqlite")
+    values = ["rare" if i % 17 == 0 else "common" for i in range(len(ds))]
+    rep = slice_report(store, "latest", ds, rung="tfidf", slice_values=values)
+    assert rep["source"] == "column" and {s["slice"] for s in rep["slices"]} == {"rare", "common"}
+    assert sum(s["n"] for s in rep["slices"]) == rep["n_test"] == 40
+    assert rep["overall_f1"] == pytest.approx(Evidence.from_store(store, "latest").rungs["tfidf"].mean)
+    rep = slice_report(store, "latest", ds, rung="probe", encoder=Encoder.from_pretrained(tiny_encoder_dir),
+                       n_clusters=3)
+    assert rep["source"] == "kmeans" and all(s["slice"].startswith("cluster ") for s in rep["slices"])
+    with pytest.raises(Exception, match="rung='lora' is not valid"):
+        slice_report(store, "latest", ds, rung="lora", slice_values=values)
+
+
+def test_slices_and_curve_cli_feed_the_decision_and_report(sliced_study, tmp_path):
+    import shutil
+
+    home = tmp_path / "h"
+    shutil.copytree(sliced_study[0], home)
+    ds = sliced_study[1]
+    # A slice column where one rare slice holds the items a model finds hardest: the noisy ones.
+    csv = tmp_path / "data.csv"
+    pd.DataFrame({"text": ds.texts, "label": ds.labels, "id": ds.ids,
+                  "topic": ["rare" if i % 17 == 0 else "common" for i in range(len(ds))]}).to_csv(csv, index=False)
+    runner = CliRunner()
+    r = runner.invoke(app, ["slices", "--data", str(csv), "--slice-col", "topic", "--id-col", "id", "--rung", "tfidf",
+                            "--home", str(home), "--json"])
+    assert r.exit_code == 0, r.output
+    rep = json.loads(r.stdout)
+    assert rep["rung"] == "tfidf" and (home / "analyses").is_dir()
+    ev = Evidence.from_store(RunStore(home / "runs.sqlite"), "latest")
+    assert ev.slices and ev.slice_rung == "tfidf" and ev.overall_f1 == pytest.approx(rep["overall_f1"])
+    r = runner.invoke(app, ["curve", "--data", str(csv), "--id-col", "id", "--rungs", "tfidf", "--fractions", "0.5,1",
+                            "--home", str(home), "--json"])
+    assert r.exit_code == 0, r.output
+    assert len(json.loads(r.stdout)["points"]) == 2
+    r = runner.invoke(app, ["report", "--home", str(home), "-o", str(tmp_path / "rep.html")])
+    assert r.exit_code == 0, r.output
+    html = (tmp_path / "rep.html").read_text(encoding="utf-8")
+    assert 'id="slices"' in html and 'id="learning-curve"' in html
+    assert decide(ev).to_dict()  # slices reach the decision without error

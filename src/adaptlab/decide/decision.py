@@ -269,7 +269,10 @@ def _comparison_note(c: Comparison, p: Policy, ev: Evidence) -> str:
         s += "; significant"
     elif c.significant is False:
         s += "; not significant"
-        if c.more_items_needed is not None:
+        if c.more_items_needed == 0:
+            s += (f": the {c.n_test} test items already resolve a {p.margin:.2f} difference (paired SE "
+                  f"{_f(c.se, 4)}), so the true gap is most likely smaller than the margin")
+        elif c.more_items_needed is not None:
             pos = (f" ({c.more_positives_needed} more positives of {ev.positive_label!r})"
                    if c.more_positives_needed is not None else "")
             s += (f": ~{c.more_items_needed} more labeled test items{pos} would resolve a {p.margin:.2f} difference "

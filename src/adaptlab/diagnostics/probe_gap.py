@@ -97,7 +97,7 @@ def probe_gap(
     n_seeds = int(min(b.get("n_seeds", 1), c.get("n_seeds", 1)))
     reasons = []
     if gap < min_gap:
-        reasons.append(f"the gap is {100 * gap:+.1f} F1 points, below the {100 * min_gap:.0f}-point bar")
+        reasons.append(f"the gap is below the {100 * min_gap:.0f}-point bar")
     if overlap:
         reasons.append("the 95% bands overlap, so the difference can be seed and test-set noise")
     if n_seeds < min_seeds:

@@ -65,6 +65,7 @@ def test_each_rung_learns_the_topic_task_above_chance(tiny_encoder, corpus, name
     d = fitted.diagnostics_
     json.dumps(d)
     assert {"history", "movement", "overfitting", "budget", "stages", "param_groups"} <= set(d)
+    assert 0.0 < d["cka_pretrained_vs_tuned"] <= 1.0 + 1e-9 and d["cka_texts"] == min(len(va), 200)
     assert fitted.selected_["val_f1"] == pytest.approx(max(h["val_f1"] for h in d["history"]))
 
 

@@ -133,3 +133,19 @@ def test_transfer_signatures_count_overfitting_seeds_and_spot_unknown_fine_tuned
     # A rung not named as fine-tuned but recording backbone movement is checked too.
     assert any(s["rung"] == "adapter2" and s["kind"] == "negative_transfer" and s["flag"] for s in sigs)
     assert not any(s["rung"] == "probe" for s in sigs)
+
+
+def test_linear_cka_is_rotation_and_scale_invariant_and_low_for_unrelated_embeddings():
+    import numpy as np
+
+    from adaptlab.diagnostics.movement import linear_cka
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(200, 16))
+    q, _ = np.linalg.qr(rng.normal(size=(16, 16)))
+    assert linear_cka(x, 2.5 * x @ q) == pytest.approx(1.0, abs=1e-9)
+    assert linear_cka(x, rng.normal(size=(200, 16))) < 0.3
+    noisy = x + 0.5 * rng.normal(size=x.shape)
+    assert 0.3 < linear_cka(x, noisy) < 1.0
+    with pytest.raises(ValueError, match="same >= 2 texts"):
+        linear_cka(x, x[:10])

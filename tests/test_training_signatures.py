@@ -10,15 +10,8 @@ from adaptlab.diagnostics.overfit import overfitting_signature, transfer_signatu
 from adaptlab.rungs import RungContext, get_rung
 from synthetic import topic_corpus
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    # Tiny models: splitting 32-wide matmuls over threads costs more than it gives, and on a shared
-    # 2-core machine the threads wait on each other (a 10x slowdown measured); one thread keeps it steady.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def hist(rows):

@@ -373,15 +373,9 @@ class Encoder:
             with torch.inference_mode():
                 for start in range(0, n, batch_size):
                     idx = order[start : start + batch_size]
-                    width = int(lengths[idx[0]])
-                    input_ids = np.full((len(idx), width), pad_id, dtype=np.int64)
-                    mask = np.zeros((len(idx), width), dtype=np.int64)
-                    for row, i in enumerate(idx):
-                        seq = ids[i]
-                        input_ids[row, : len(seq)] = seq
-                        mask[row, : len(seq)] = 1
+                    input_ids, mask = pad_batch(ids, idx, pad_id)
                     emb = self._forward(
-                        torch.from_numpy(input_ids).to(device), torch.from_numpy(mask).to(device)
+                        input_ids.to(device), mask.to(device)
                     )
                     out[idx] = emb.cpu().numpy()
                     if bar is not None:
@@ -489,6 +483,26 @@ class Encoder:
 
 
 # ---------------------------------------------------------------------- helpers
+def pad_batch(ids: Sequence[Sequence[int]], idx: Sequence[int], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token ids of the texts ``idx`` padded to the batch's own longest one (dynamic padding).
+
+    Shared by encoding, the refit and the fine-tuning loop so all three batch texts the same way.
+
+    Example:
+        >>> ids, mask = pad_batch([[5, 6, 7], [8]], [0, 1], pad_id=0)
+        >>> ids.tolist(), mask.tolist()
+        ([[5, 6, 7], [8, 0, 0]], [[1, 1, 1], [1, 0, 0]])
+    """
+    width = max(len(ids[i]) for i in idx)
+    input_ids = np.full((len(idx), width), pad_id, dtype=np.int64)
+    mask = np.zeros((len(idx), width), dtype=np.int64)
+    for row, i in enumerate(idx):
+        seq = ids[i]
+        input_ids[row, : len(seq)] = seq
+        mask[row, : len(seq)] = 1
+    return torch.from_numpy(input_ids), torch.from_numpy(mask)
+
+
 def _check_texts(texts: Any) -> list[str]:
     if isinstance(texts, (str, bytes)):
         raise ConfigError(

@@ -45,6 +45,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from adaptlab.encoders.encoder import pad_batch
 from adaptlab.config import Budget
 from adaptlab.data.dataset import TextDataset
 from adaptlab.errors import AdaptlabError, ConfigError
@@ -242,14 +243,8 @@ def encode_texts(tokenizer: Any, texts: Sequence[str], max_length: int) -> list[
 def _collate(
     ids: list[list[int]], idx: Sequence[int], pad_id: int, device: torch.device
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    width = max(len(ids[i]) for i in idx)
-    input_ids = np.full((len(idx), width), pad_id, dtype=np.int64)
-    mask = np.zeros((len(idx), width), dtype=np.int64)
-    for row, i in enumerate(idx):
-        seq = ids[i]
-        input_ids[row, : len(seq)] = seq
-        mask[row, : len(seq)] = 1
-    return torch.from_numpy(input_ids).to(device), torch.from_numpy(mask).to(device)
+    input_ids, mask = pad_batch(ids, idx, pad_id)
+    return input_ids.to(device), mask.to(device)
 
 
 def epoch_batches(lengths: np.ndarray, batch_size: int, *, seed: int, stage: int, epoch: int) -> list[np.ndarray]:

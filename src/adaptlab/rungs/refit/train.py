@@ -25,6 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from adaptlab.encoders.encoder import pad_batch
 from adaptlab.errors import AdaptlabError
 from adaptlab.rungs.refit.config import RefitBudget, RefitConfig
 
@@ -78,14 +79,7 @@ class TokenizedCorpus:
 
     def collate(self, idx: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
         """Pad one batch to its own longest text (dynamic padding)."""
-        width = int(self.lengths[idx].max())
-        input_ids = np.full((len(idx), width), self.pad_id, dtype=np.int64)
-        mask = np.zeros((len(idx), width), dtype=np.int64)
-        for row, i in enumerate(idx):
-            seq = self.ids[i]
-            input_ids[row, :len(seq)] = seq
-            mask[row, :len(seq)] = 1
-        return torch.from_numpy(input_ids), torch.from_numpy(mask)
+        return pad_batch(self.ids, idx, self.pad_id)
 
 
 # ---------------------------------------------------------------------------------------------- plan

@@ -255,6 +255,7 @@ def _root(ctx: typer.Context, version: bool = typer.Option(False, "--version", h
 
 from adaptlab.cli import diagnose  # noqa: E402,F401  (registers `adaptlab diagnose ...`)
 from adaptlab.cli import report  # noqa: E402,F401  (registers `adaptlab decide`, `report`, `plan`)
+from adaptlab.cli import ship  # noqa: E402,F401  (registers `adaptlab ship`, `predict`, `retrain`, `models`)
 
 
 def main() -> None:

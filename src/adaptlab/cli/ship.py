@@ -1,0 +1,191 @@
+"""`adaptlab ship | predict | retrain | models ...`: a thin shell over `adaptlab.ship`."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+from rich.table import Table
+
+from adaptlab.cli import HomeOpt, JsonOpt, _load, _progress, app, err, out, user_errors
+from adaptlab.errors import ConfigError
+
+models_app = typer.Typer(no_args_is_help=True, help="List the versions of a shipped model; roll back.")
+app.add_typer(models_app, name="models")
+
+TextOpt = typer.Option(None, "--text-col", help="Text column [default: text].")
+LabelOpt = typer.Option(None, "--label-col", help="Label column [default: label].")
+IdOpt = typer.Option(None, "--id-col", help="Id column [default: id, else row number].")
+EncodingOpt = typer.Option(None, "--encoding", help="File encoding when not UTF-8, e.g. cp1252.")
+
+
+def _from_study(study: str, home: Optional[Path]) -> tuple[str, dict[str, Any]]:
+    """The study's chosen rung and what its decision adds to the model card."""
+    from adaptlab.config import default_home
+    from adaptlab.decide import transfer_note
+    from adaptlab.report import decision_for
+    from adaptlab.store import RunStore
+
+    h = home or default_home()
+    decision, ev = decision_for(RunStore(h / "runs.sqlite"), study, None, h)
+    if decision.chosen is None:
+        raise ConfigError(f"study {study!r} reached no decision ({decision.headline}); pass --rung to ship one anyway.")
+    extra = {"transfer_note": transfer_note(decision, ev).to_markdown(),
+             "limitations": [f"{f.rung + ': ' if f.rung else ''}{f.message}" for f in decision.flags],
+             "evaluation_study": decision.headline, "study_id": decision.study_id}
+    return decision.chosen, extra
+
+
+@app.command("ship")
+@user_errors
+def ship_cmd(
+    data: Path = typer.Argument(..., help="Labeled CSV / JSONL / Parquet file to train the shipped model on."),
+    output: Path = typer.Option(..., "-o", "--output", help="Model folder to create (a versioned registry)."),
+    rung: Optional[str] = typer.Option(None, "--rung", help="Rung to ship [default: the --study's decision, else probe]."),
+    study: Optional[str] = typer.Option(None, "--study", help="Take the rung and transfer note from this study's decision."),
+    unlabeled: Optional[Path] = typer.Option(None, "--unlabeled", help="Unlabeled in-domain texts (needed by --rung refit)."),
+    encoder: Optional[str] = typer.Option(None, "--encoder", help="Encoder folder [default: packaged all-MiniLM-L6-v2]."),
+    split: str = typer.Option("auto", "--split", help="How the sealed evaluation set is drawn: auto | stratified | group | near-dup | time."),
+    test_size: float = typer.Option(0.2, "--test-size", help="Share of the data sealed for evaluating every version."),
+    test_seed: int = typer.Option(0, "--test-seed"),
+    seed: int = typer.Option(0, "--seed", help="Training seed (retrains reuse it)."),
+    budget: Optional[str] = typer.Option(None, "--budget", help="Training budget of network rungs, e.g. 300steps."),
+    max_drop: float = typer.Option(0.02, "--max-drop", help="Largest F1 drop a retrain may show and still be promoted."),
+    text_col: Optional[str] = TextOpt, label_col: Optional[str] = LabelOpt, id_col: Optional[str] = IdOpt,
+    group_col: Optional[str] = typer.Option(None, "--group-col", help="Group column: no group crosses the split."),
+    time_col: Optional[str] = typer.Option(None, "--time-col", help="Timestamp column (for --split time)."),
+    encoding: Optional[str] = EncodingOpt,
+    on_invalid: str = typer.Option("error", "--on-invalid", help="error | drop (drop bad rows, listing them)."),
+    home: Optional[Path] = HomeOpt,
+    json_out: bool = JsonOpt,
+) -> None:
+    """Train the chosen rung on DATA and save it as version v0001 of a model folder, with its model card."""
+    from adaptlab.data import split_dataset
+    from adaptlab.ship import ModelRegistry, Pipeline
+
+    say = _progress(json_out) or (lambda m: None)
+    extra: dict[str, Any] = {}
+    if study is not None:
+        chosen, extra = _from_study(study, home)
+        if rung is not None and rung != chosen:
+            say(f"note: study {study!r} chose {chosen!r}; shipping {rung!r} as asked.")
+        rung = rung or chosen
+    rung = rung or "probe"
+    cols = dict(text_col=text_col, label_col=label_col, group_col=group_col, time_col=time_col, id_col=id_col,
+                encoding=encoding, on_invalid=on_invalid)
+    ds = _load(data, **cols)
+    unl = _load(unlabeled, **{**cols, "label_col": None, "group_col": None, "time_col": None}, require_labels=False)
+    sp = split_dataset(ds, strategy=split, test_size=test_size, test_seed=test_seed, seed=seed)
+    eval_set = ds.subset(sp.unseal_test("sealed evaluation set of the shipped model"))
+    pool = ds.subset(sorted([*sp.train.tolist(), *sp.val.tolist()]))
+    say(f"training {rung} on {len(pool)} texts; {len(eval_set)} texts sealed for evaluation ({sp.strategy} split)")
+    from adaptlab.config import default_home
+
+    # The study's embedding cache: shipping right after a study does not encode the texts again.
+    h = Path(home) if home is not None else default_home()
+    pipe = Pipeline(rung=rung, encoder=encoder, seed=seed, budget=budget, home=h, device="auto",
+                    cache=h / "cache" / "embeddings.sqlite", show_progress=not json_out)
+    pipe.fit(pool.texts, pool.labels, unlabeled=unl.texts if unl is not None else None)
+    lineage: dict[str, Any] = {"source": f"{data} ({ds.content_hash}, {len(ds)} rows; split {sp.strategy}, "
+                                         f"test_size {test_size}, test_seed {test_seed})"}
+    if unl is not None:
+        lineage["refit_corpus"] = {"file": str(unlabeled), "hash": unl.content_hash, "texts": len(unl)}
+    extra.update(lineage=lineage, name=f"{output.name} ({rung})")
+    reg = ModelRegistry.create(output, pipe, train=pool, eval_set=eval_set, max_drop=max_drop, extra=extra)
+    v = reg.current
+    if json_out:
+        typer.echo(json.dumps({"model": str(output), "version": v.to_dict()}, indent=2))
+        return
+    ev = v.evaluation
+    out.print(f"[bold]{output}[/] {v.id} ({rung}): {ev['metric']} {ev['f1']:.4f} "
+              f"[95% CI {ev['ci'][0]:.4f}, {ev['ci'][1]:.4f}] on {ev['n']} sealed texts")
+    out.print(f"model card: {output / 'versions' / v.id / 'MODEL_CARD.md'}")
+    out.print(f"next: adaptlab predict {output} FILE -o OUT.csv | adaptlab retrain {output} NEW_LABELS.csv")
+
+
+@app.command("predict")
+@user_errors
+def predict_cmd(
+    model: Path = typer.Argument(..., help="Model folder (from `adaptlab ship`) or a saved pipeline folder."),
+    input: Path = typer.Argument(..., help="CSV / TSV / JSONL / Parquet file with a text column."),
+    output: Path = typer.Option(..., "-o", "--output", help="Where to write predictions (.csv, .tsv, .jsonl, .parquet)."),
+    version: Optional[str] = typer.Option(None, "--version", help="Model version [default: the one in use]."),
+    text_col: Optional[str] = TextOpt, id_col: Optional[str] = IdOpt, encoding: Optional[str] = EncodingOpt,
+    batch_size: int = typer.Option(256, "--batch-size", help="Rows per batch."),
+    rejects: Optional[Path] = typer.Option(None, "--rejects", help="Reject file [default: OUTPUT stem + .rejects.csv]."),
+    device: str = typer.Option("cpu", "--device", help="cpu | cuda | auto."),
+    json_out: bool = JsonOpt,
+) -> None:
+    """Label every row of INPUT (streamed in batches); bad rows go to a reject file with their line numbers."""
+    from adaptlab.ship import load_model
+    from adaptlab.ship.predict import predict_file
+
+    pipe = load_model(model, version, device=device)
+    report = predict_file(pipe, input, output, text_col=text_col, id_col=id_col, batch_size=batch_size,
+                          reject_path=rejects, encoding=encoding, show_progress=not json_out)
+    if json_out:
+        typer.echo(json.dumps(report.to_dict(), indent=2, default=str))
+    else:
+        out.print(report.summary())
+
+
+@app.command("retrain")
+@user_errors
+def retrain_cmd(
+    model: Path = typer.Argument(..., help="Model folder created by `adaptlab ship`."),
+    new_labels: Path = typer.Argument(..., help="CSV / JSONL / Parquet file of new labeled texts."),
+    max_drop: Optional[float] = typer.Option(None, "--max-drop", help="Largest F1 drop still promoted [default: the model's, 0.02]."),
+    text_col: Optional[str] = TextOpt, label_col: Optional[str] = LabelOpt, id_col: Optional[str] = IdOpt,
+    json_out: bool = JsonOpt,
+) -> None:
+    """Add new labels, retrain the same way, and put the new version in use only if it does not regress."""
+    from adaptlab.ship import retrain
+
+    outcome = retrain(model, new_labels, max_drop=max_drop, text_col=text_col, label_col=label_col, id_col=id_col,
+                      progress=_progress(json_out))
+    if json_out:
+        typer.echo(json.dumps(outcome.to_dict(), indent=2, default=str))
+        return
+    colour = "green" if outcome.promoted else ("yellow" if outcome.gate is None else "red")
+    out.print(f"[bold {colour}]{'PROMOTED' if outcome.promoted else 'KEPT ' + outcome.in_use}[/]  {outcome.message}",
+              highlight=False, soft_wrap=True)
+
+
+@models_app.command("list")
+@user_errors
+def models_list(model: Path = typer.Argument(..., help="Model folder created by `adaptlab ship`."),
+                json_out: bool = JsonOpt) -> None:
+    """Every version with its status, training size and sealed-set F1; the one in use is marked."""
+    from adaptlab.ship import ModelRegistry
+
+    reg = ModelRegistry(model)
+    cur = reg.current.id
+    if json_out:
+        typer.echo(json.dumps({"in_use": cur, "versions": [v.to_dict() for v in reg.versions]}, indent=2, default=str))
+        return
+    t = Table(title=f"{model}  —  in use: {cur}", title_justify="left")
+    for c in ("", "version", "created", "rung", "status", "train texts", "F1 [95% CI]", "note"):
+        t.add_column(c)
+    for v in reg.versions:
+        ev = v.evaluation
+        ci = ev.get("ci") or [float("nan")] * 2
+        t.add_row("▶" if v.id == cur else "", v.id, v.created.replace("T", " ")[:16], v.rung, v.status,
+                  str(v.n_train), f"{ev.get('f1', float('nan')):.4f} [{ci[0]:.4f}, {ci[1]:.4f}]",
+                  (v.reason[:90] + "…") if len(v.reason) > 90 else v.reason)
+    out.print(t)
+
+
+@models_app.command("rollback")
+@user_errors
+def models_rollback(model: Path = typer.Argument(..., help="Model folder created by `adaptlab ship`."),
+                    version: Optional[str] = typer.Argument(None, help="Version to put in use [default: the previous one]."),
+                    ) -> None:
+    """Put an earlier version back in use (kept versions are never deleted)."""
+    from adaptlab.ship import ModelRegistry
+
+    reg = ModelRegistry(model)
+    before = reg.current.id
+    v = reg.rollback(version)
+    out.print(f"{v.id} is in use again (was {before}). F1 on the sealed set: {v.evaluation.get('f1'):.4f}.")
+    err.print("[dim]Undo with: adaptlab models rollback " f"{model} {before}[/]")

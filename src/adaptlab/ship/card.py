@@ -1,0 +1,173 @@
+"""`MODEL_CARD.md`: provenance, lineage, evaluation and limits of a shipped model.
+
+The layout follows Hugging Face model cards (YAML front matter with license, base model, library and
+metrics; then Model details, Uses, Training data, Training procedure, Evaluation, Limitations, How to
+use). Everything in it comes from the manifest the pipeline was saved with, so the card cannot drift
+from the weights it describes.
+"""
+from __future__ import annotations
+
+from typing import Any, Optional
+
+_TFIDF_LICENSE = "n/a (no pretrained weights)"
+
+
+def _fmt(x: Any, nd: int = 4) -> str:
+    if isinstance(x, float):
+        return f"{x:.{nd}f}"
+    return "—" if x is None else str(x)
+
+
+def _encoder_lines(ref: Optional[dict[str, Any]], title: str) -> list[str]:
+    if not ref:
+        return []
+    lines = [f"- **{title}**: {ref.get('name')} ({ref.get('source') or 'in-memory'})",
+             f"  - license: {ref.get('license') or 'unknown'}",
+             f"  - fingerprint: `{ref.get('fingerprint')}`",
+             f"  - embedding dimension {ref.get('dim')}, max sequence length {ref.get('max_seq_length')}, "
+             f"pooling {ref.get('pooling')}{', normalised' if ref.get('normalize') else ''}, "
+             f"{_fmt(ref.get('n_parameters'))} parameters"]
+    if ref.get("package"):
+        lines.append(f"  - installed package: `{ref['package']}=={ref.get('package_version')}`")
+    elif ref.get("stored"):
+        lines.append("  - weights stored with this model (blobs/encoders/<fingerprint>)")
+    return lines
+
+
+def model_card(manifest: dict[str, Any]) -> str:
+    """Markdown model card of a saved pipeline's manifest (see :meth:`Pipeline.save`)."""
+    state = manifest.get("state", {})
+    extra = manifest.get("extra", {}) or {}
+    lineage = extra.get("lineage", {}) or {}
+    evaluation = extra.get("evaluation") or {}
+    fit = manifest.get("fit", {}) or {}
+    enc = state.get("encoder")
+    base = state.get("base_encoder") or enc
+    rung = manifest.get("rung")
+    license_ = (base or {}).get("license") or (_TFIDF_LICENSE if rung == "tfidf" else "unknown")
+    name = extra.get("name") or f"adaptlab-{rung}"
+    metric = evaluation.get("metric", "f1")
+    front = ["---", f"license: {license_}", "library_name: adaptlab", "pipeline_tag: text-classification",
+             "tags:", "- adaptlab", "- text-classification", f"- rung-{rung}"]
+    if base:
+        front.append(f"base_model: {base.get('name')}")
+    if evaluation.get("f1") is not None:
+        front += ["metrics:", f"- {metric}"]
+    front.append("---")
+
+    classes = manifest.get("classes", [])
+    lines = front + ["", f"# {name}", "",
+                     f"A text classifier over {len(classes)} classes built by adaptlab's **{rung}** rung "
+                     f"({_RUNG_WORDS.get(rung, rung)}).", "",
+                     "## Model details", "",
+                     f"- **Version**: {extra.get('version', '—')}  (created {manifest.get('created')}, "
+                     f"adaptlab {manifest.get('adaptlab_version')})",
+                     f"- **Rung**: `{rung}`; classes: {', '.join(map(str, classes))}"]
+    lines += _encoder_lines(base, "Base encoder")
+    if enc and base and enc.get("fingerprint") != base.get("fingerprint"):
+        lines += _encoder_lines(enc, "Adapted encoder")
+    if state.get("adapter"):
+        lines.append(f"- **LoRA adapters**: blobs/adapters/{state['adapter'][:16]}...")
+    lines += ["", "## Uses", "",
+              extra.get("intended_use") or "Intended use: classify texts like the training data "
+              "(same sources, language and label definitions). Not for texts from other domains without "
+              "re-evaluation; check `adaptlab drift` before trusting it on new sources.", ""]
+
+    lines += ["## Training data (lineage)", ""]
+    counts = fit.get("label_counts") or {}
+    lines += [f"- training texts: {fit.get('n_texts')} (hash `{fit.get('data_hash')}`), of which "
+              f"{fit.get('n_validation')} held out for model selection",
+              f"- label distribution: {', '.join(f'{k}: {v}' for k, v in counts.items()) or '—'}"]
+    for key, label in (("refit_corpus", "refit corpus"), ("source", "source file"), ("parent", "retrained from"),
+                       ("new_labels", "new labels")):
+        if lineage.get(key):
+            lines.append(f"- {label}: {_plain(lineage[key])}")
+    if fit.get("n_unlabeled"):
+        lines.append(f"- unlabeled in-domain texts used by the refit: {fit['n_unlabeled']}")
+    lines += ["", "## Training procedure", "",
+              f"- rung `{rung}` with settings: `{_compact(manifest.get('rung_config'))}`",
+              f"- seed {manifest.get('params', {}).get('seed')}, validation share "
+              f"{manifest.get('params', {}).get('validation_size')}, budget "
+              f"{manifest.get('params', {}).get('budget') or 'none'}",
+              f"- selected on validation: `{_compact(fit.get('selected'))}`; validation scores: "
+              f"`{_compact(fit.get('val_scores'))}`"]
+    cost = fit.get("cost") or {}
+    if cost:
+        lines.append(f"- cost: {_fmt(cost.get('total_seconds'), 1)} s "
+                     f"({_fmt(cost.get('encode_seconds'), 1)} s encoding), {cost.get('samples_seen')} samples seen")
+    if lineage.get("code_version"):
+        lines.append(f"- code: adaptlab {lineage['code_version']}")
+
+    lines += ["", "## Evaluation", ""]
+    if evaluation.get("f1") is not None:
+        ci = evaluation.get("ci") or [None, None]
+        lines.append(f"- sealed evaluation set: {evaluation.get('n')} texts (hash `{evaluation.get('hash')}`)")
+        lines.append(f"- **{metric}: {_fmt(evaluation['f1'])}** (95% bootstrap CI {_fmt(ci[0])} – {_fmt(ci[1])}); "
+                     f"accuracy {_fmt(evaluation.get('accuracy'))}")
+        slices = evaluation.get("per_class") or {}
+        if slices:
+            lines += ["", "| class | n | F1 |", "|---|---:|---:|"]
+            lines += [f"| {c} | {v.get('n')} | {_fmt(v.get('f1'), 3)} |" for c, v in slices.items()]
+        if evaluation.get("study"):
+            lines += ["", f"Study evidence: {evaluation['study']}"]
+    else:
+        lines.append("No sealed evaluation was recorded for this version (saved from the Python API). Use "
+                     "`adaptlab ship` to build a model with a sealed evaluation set.")
+
+    g = extra.get("gate")
+    if isinstance(g, dict) and g.get("explanation"):
+        lines += ["", "## Retrain gate", "",
+                  f"- verdict: **{'promoted' if g.get('promoted') else 'kept the previous version'}** ({g.get('verdict')})",
+                  f"- {g['explanation']}"]
+    lines += ["", "## Limitations and known issues", ""]
+    limits = list(extra.get("limitations") or [])
+    limits += _flag_lines(fit.get("diagnostics"))
+    if rung in ("unfreeze", "finetune", "lpft", "lora"):
+        limits.append("Retraining this rung runs a deep-learning loop; the coordinator's monthly retrain is "
+                      "slower and noisier than a frozen-encoder head (seed-to-seed std is in the study).")
+    limits.append("Predictions are only as good as the label definitions of the training data; the gate "
+                  "protects against regressions on the sealed evaluation set, not against label drift.")
+    lines += [f"- {x}" for x in limits]
+    if extra.get("transfer_note"):
+        lines += ["", "## Transfer note", "", str(extra["transfer_note"]).strip()]
+    lines += ["", "## How to use", "", "```bash",
+              "adaptlab predict MODEL input.csv -o predictions.csv   # label + probabilities per row",
+              "adaptlab retrain MODEL new_labels.csv                 # gated: keeps the old model if the new one regresses",
+              "adaptlab drift MODEL new_texts.csv                    # are new texts like the training texts?",
+              "```", "", "```python", "from adaptlab.ship import load_pipeline",
+              "pipe = load_pipeline('MODEL/versions/<version>')", "pipe.predict(['some text'])", "```", ""]
+    return "\n".join(lines)
+
+
+_RUNG_WORDS = {
+    "tfidf": "TF-IDF n-grams + logistic regression, no pretrained weights",
+    "probe": "frozen pretrained encoder + logistic-regression head",
+    "refit": "encoder refit on in-domain unlabeled text, then frozen, + logistic-regression head",
+    "lora": "LoRA adapters on the frozen encoder + trained head",
+    "unfreeze": "top encoder blocks unfrozen with discriminative learning rates + head",
+    "finetune": "full fine-tuning of the encoder + head",
+    "lpft": "linear probe, then full fine-tuning from the probe's head",
+}
+
+
+def _compact(d: Any) -> str:
+    if not isinstance(d, dict):
+        return _fmt(d)
+    return ", ".join(f"{k}={_fmt(v, 4) if isinstance(v, float) else v}" for k, v in d.items() if v is not None)
+
+
+def _plain(v: Any) -> str:
+    return _compact(v) if isinstance(v, dict) else str(v)
+
+
+def _flag_lines(diag: Any) -> list[str]:
+    out: list[str] = []
+    if not isinstance(diag, dict):
+        return out
+    over = diag.get("overfitting")
+    if isinstance(over, dict) and over.get("flag"):
+        out.append(f"Overfitting signature during training: {over.get('message') or over}")
+    mv = diag.get("movement")
+    if isinstance(mv, dict) and mv.get("sentence"):
+        out.append(f"Backbone movement: {mv['sentence']}")
+    return out

@@ -1,0 +1,302 @@
+"""`ModelRegistry`: every version of a shipped model, its training data, a fixed sealed evaluation set.
+
+Layout of a model folder (what ``adaptlab ship -o MODEL`` creates)::
+
+    MODEL/
+      registry.json          versions, which one is in use, the gate's settings
+      eval.parquet           the sealed evaluation set: the same texts judge every version
+      data/<hash>.parquet    the training data of each version (content-addressed)
+      blobs/                 encoders and adapters, stored once, referenced by fingerprint
+      versions/v0001/        a saved Pipeline (adaptlab.json, weights.safetensors, MODEL_CARD.md)
+
+Data files are Parquet (texts and labels as strings), the registry index is JSON: nothing is pickled.
+Rejected versions are kept too (with the gate's reason) so a coordinator can see what was refused.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Optional, Union
+
+import numpy as np
+
+from adaptlab.data.dataset import TextDataset
+from adaptlab.errors import ConfigError
+
+REGISTRY_FILE = "registry.json"
+REGISTRY_FORMAT = "adaptlab-registry-v1"
+EVAL_FILE = "eval.parquet"
+DEFAULT_MAX_DROP = 0.02
+PathLike = Union[str, Path]
+
+
+@dataclass
+class ModelVersion:
+    """One entry of the registry: a trained version and what happened to it."""
+
+    id: str
+    created: str
+    rung: str
+    status: str  # "promoted" (was or is in use) | "rejected" (kept for the record, never used)
+    data_hash: str
+    n_train: int
+    evaluation: dict[str, Any]
+    reason: str = ""
+    parent: Optional[str] = None
+    gate: Optional[dict[str, Any]] = None
+    merge: Optional[dict[str, Any]] = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class _Index:
+    current: Optional[str]
+    versions: list[ModelVersion]
+    max_drop: float = DEFAULT_MAX_DROP
+    eval_hash: str = ""
+    events: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def _write_json_atomic(path: Path, obj: Any) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def write_dataset(ds: TextDataset, path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    cols = {"id": [str(i) for i in ds.ids], "text": list(ds.texts),
+            "label": list(ds.labels) if ds.labels is not None else [None] * len(ds)}
+    tmp = path.with_name(path.name + ".tmp")
+    pq.write_table(pa.table(cols), str(tmp))
+    os.replace(tmp, path)
+
+
+def read_dataset(path: Path) -> TextDataset:
+    import pyarrow.parquet as pq
+
+    if not path.is_file():
+        raise ConfigError(f"{str(path)!r} is missing: the model folder is incomplete. Copy the whole folder.")
+    t = pq.read_table(str(path)).to_pydict()
+    if set(t) != {"id", "text", "label"}:
+        raise ConfigError(f"{str(path)!r} has columns {sorted(t)}, expected id, text, label: it was edited.")
+    labels = t["label"]
+    return TextDataset(texts=[str(x) for x in t["text"]], ids=[str(x) for x in t["id"]],
+                       labels=None if all(v is None for v in labels) else [str(v) for v in labels],
+                       source=str(path))
+
+
+class ModelRegistry:
+    """The versions of one shipped model (see the module docstring for the folder layout).
+
+    Example:
+        >>> reg = ModelRegistry.create("models/news", pipe, train=train, eval_set=test)  # doctest: +SKIP
+        >>> reg.current.id, reg.current.evaluation["f1"]                                 # doctest: +SKIP
+        ('v0001', 0.97)
+        >>> reg.load().predict(["Shares fell after the results."])                       # doctest: +SKIP
+    """
+
+    def __init__(self, root: PathLike) -> None:
+        self.root = Path(root).expanduser()
+        index = self.root / REGISTRY_FILE
+        if not index.is_file():
+            if (self.root / "adaptlab.json").is_file():
+                raise ConfigError(f"{str(self.root)!r} is a single saved model, not a model registry: retrain and "
+                                  "rollback need a folder made by `adaptlab ship -o FOLDER` (or ModelRegistry.create).")
+            raise ConfigError(f"{str(self.root)!r} is not an adaptlab model folder ({REGISTRY_FILE} is missing). "
+                              "Create one with `adaptlab ship DATA -o FOLDER`.")
+        try:
+            raw = json.loads(index.read_text(encoding="utf-8"))
+            if raw.get("format") != REGISTRY_FORMAT:
+                raise ValueError(f"format {raw.get('format')!r}")
+            self._index = _Index(current=raw["current"], versions=[ModelVersion(**v) for v in raw["versions"]],
+                                 max_drop=float(raw.get("max_drop", DEFAULT_MAX_DROP)),
+                                 eval_hash=raw.get("eval_hash", ""), events=list(raw.get("events", [])))
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ConfigError(f"cannot read {str(index)!r} ({exc}); it was edited or is from another version.") from exc
+
+    # ------------------------------------------------------------------ creation
+    @classmethod
+    def create(cls, root: PathLike, pipeline: Any, *, train: TextDataset, eval_set: TextDataset,
+               max_drop: float = DEFAULT_MAX_DROP, extra: Optional[dict[str, Any]] = None) -> "ModelRegistry":
+        """A new registry whose first version is the fitted ``pipeline`` (trained on ``train``)."""
+        from adaptlab.ship.evaluation import evaluate_pipeline
+
+        root = Path(root).expanduser()
+        if (root / REGISTRY_FILE).exists():
+            raise ConfigError(f"{str(root)!r} already holds a model. Use `adaptlab retrain {root} NEW_LABELS.csv` to "
+                              "add labels, or choose another folder.")
+        if root.exists() and any(root.iterdir()):
+            raise ConfigError.invalid("output folder", str(root), "a new or empty folder", "Choose another path.")
+        _check_max_drop(max_drop)
+        if eval_set.labels is None or len(eval_set) == 0:
+            raise ConfigError("the sealed evaluation set needs labeled texts.")
+        (root / "data").mkdir(parents=True, exist_ok=True)
+        (root / "versions").mkdir(exist_ok=True)
+        write_dataset(eval_set, root / EVAL_FILE)
+        _write_json_atomic(root / REGISTRY_FILE, {"format": REGISTRY_FORMAT, "current": None, "versions": [],
+                                                  "max_drop": float(max_drop), "eval_hash": eval_set.content_hash,
+                                                  "events": []})
+        reg = cls(root)
+        evaluation = evaluate_pipeline(pipeline, eval_set)
+        reg.add_version(pipeline, train, evaluation, status="promoted", reason="first version", extra=extra)
+        return reg
+
+    # ------------------------------------------------------------------ reading
+    @property
+    def versions(self) -> list[ModelVersion]:
+        return list(self._index.versions)
+
+    @property
+    def current(self) -> ModelVersion:
+        cur = self._index.current
+        for v in self._index.versions:
+            if v.id == cur:
+                return v
+        raise ConfigError(f"{str(self.root)!r} has no version in use; run `adaptlab models rollback {self.root} VERSION`.")
+
+    @property
+    def max_drop(self) -> float:
+        return self._index.max_drop
+
+    @property
+    def events(self) -> list[dict[str, Any]]:
+        return list(self._index.events)
+
+    def version(self, version_id: str) -> ModelVersion:
+        for v in self._index.versions:
+            if v.id == version_id:
+                return v
+        raise ConfigError.invalid("version", version_id, f"one of {', '.join(v.id for v in self._index.versions)}",
+                                  f"See `adaptlab models list {self.root}`.")
+
+    def version_dir(self, version_id: str) -> Path:
+        return self.root / "versions" / self.version(version_id).id
+
+    def load(self, version_id: Optional[str] = None, *, device: str = "cpu") -> Any:
+        """The saved pipeline of a version (default: the one in use), verified before loading."""
+        from adaptlab.ship.pipeline import load_pipeline
+
+        vid = version_id or self.current.id
+        return load_pipeline(self.version_dir(vid), device=device, blobs=self.root / "blobs")
+
+    def training_data(self, version_id: Optional[str] = None) -> TextDataset:
+        v = self.version(version_id) if version_id else self.current
+        return read_dataset(self.root / "data" / f"{v.data_hash}.parquet")
+
+    def eval_set(self) -> TextDataset:
+        ds = read_dataset(self.root / EVAL_FILE)
+        if self._index.eval_hash and ds.content_hash != self._index.eval_hash:
+            raise ConfigError(f"{str(self.root / EVAL_FILE)!r} changed since the model was shipped (hash mismatch): "
+                              "versions can only be compared on the same sealed set. Restore the file.")
+        return ds
+
+    # ------------------------------------------------------------------ writing
+    def _next_id(self) -> str:
+        return f"v{len(self._index.versions) + 1:04d}"
+
+    def add_version(self, pipeline: Any, train: TextDataset, evaluation: dict[str, Any], *, status: str,
+                    reason: str, parent: Optional[str] = None, gate: Optional[dict[str, Any]] = None,
+                    merge: Optional[dict[str, Any]] = None, extra: Optional[dict[str, Any]] = None) -> ModelVersion:
+        """Save ``pipeline`` as the next version; ``status="promoted"`` also puts it in use."""
+        if status not in ("promoted", "rejected"):
+            raise ConfigError.invalid("status", status, "'promoted' or 'rejected'")
+        vid = self._next_id()
+        data_hash = train.content_hash
+        data_file = self.root / "data" / f"{data_hash}.parquet"
+        if not data_file.exists():
+            write_dataset(train, data_file)
+        extra = dict(extra or {})
+        lineage = dict(extra.pop("lineage", {}) or {})
+        lineage.setdefault("code_version", _version())
+        if parent:
+            lineage["parent"] = parent
+        if merge:
+            lineage["new_labels"] = {k: merge[k] for k in ("added", "relabelled", "duplicates", "in_eval_set")
+                                     if k in merge}
+        card_extra = {**extra, "version": vid, "lineage": lineage, "evaluation": evaluation}
+        if gate:
+            card_extra["gate"] = gate
+        pipeline.save(self.root / "versions" / vid, blobs=self.root / "blobs", extra=card_extra)
+        entry = ModelVersion(id=vid, created=_now(), rung=str(pipeline.rung), status=status, data_hash=data_hash,
+                             n_train=len(train), evaluation=_summary(evaluation), reason=reason, parent=parent,
+                             gate=gate, merge=merge)
+        self._index.versions.append(entry)
+        if status == "promoted":
+            self._index.current = vid
+        self._index.events.append({"time": entry.created, "event": "promoted" if status == "promoted" else "rejected",
+                                   "version": vid, "reason": reason})
+        self._save()
+        return entry
+
+    def rollback(self, version_id: Optional[str] = None) -> ModelVersion:
+        """Put an earlier promoted version back in use (default: the one before the current)."""
+        promoted = [v for v in self._index.versions if v.status == "promoted"]
+        cur = self._index.current
+        if version_id is None:
+            ids = [v.id for v in promoted]
+            pos = ids.index(cur) if cur in ids else len(ids)
+            if pos == 0:
+                raise ConfigError(f"{cur} is the first version; there is nothing earlier to roll back to.")
+            target = promoted[pos - 1]
+        else:
+            target = self.version(version_id)
+            if target.status != "promoted":
+                raise ConfigError(f"{target.id} was rejected by the gate ({target.reason}); only versions that passed "
+                                  f"it can be put in use: {', '.join(v.id for v in promoted)}.")
+        if target.id == cur:
+            raise ConfigError(f"{target.id} is already in use.")
+        self._index.current = target.id
+        self._index.events.append({"time": _now(), "event": "rollback", "version": target.id, "from": cur})
+        self._save()
+        return target
+
+    def _save(self) -> None:
+        _write_json_atomic(self.root / REGISTRY_FILE, {
+            "format": REGISTRY_FORMAT, "current": self._index.current, "max_drop": self._index.max_drop,
+            "eval_hash": self._index.eval_hash, "versions": [v.to_dict() for v in self._index.versions],
+            "events": self._index.events,
+        })
+
+
+def _summary(evaluation: dict[str, Any]) -> dict[str, Any]:
+    return {k: evaluation.get(k) for k in ("metric", "f1", "ci", "accuracy", "n")}
+
+
+def _check_max_drop(v: Any) -> None:
+    if isinstance(v, bool) or not isinstance(v, (int, float, np.floating)) or not 0 <= float(v) < 1:
+        raise ConfigError.invalid("max_drop", v, "an F1 difference in [0, 1), e.g. 0.02 for two points")
+
+
+def _version() -> str:
+    import adaptlab
+
+    return str(adaptlab.__version__)
+
+
+def load_model(path: PathLike, version: Optional[str] = None, *, device: str = "cpu") -> Any:
+    """A saved pipeline from a registry folder (the version in use, or ``version``) or a single saved model.
+
+    Example:
+        >>> pipe = load_model("models/news")            # doctest: +SKIP
+        >>> pipe = load_model("models/news", "v0002")   # doctest: +SKIP
+    """
+    from adaptlab.ship.pipeline import load_pipeline
+
+    root = Path(path).expanduser()
+    if (root / REGISTRY_FILE).is_file():
+        return ModelRegistry(root).load(version, device=device)
+    if version is not None:
+        raise ConfigError(f"{str(root)!r} is a single saved model, not a registry; drop --version.")
+    return load_pipeline(root, device=device)

@@ -1,0 +1,188 @@
+"""`retrain`: the review coordinator's one command — new labels in, a gated new version out.
+
+1. The new labels are validated like any data file (row-numbered problems, never silent loss).
+2. They are merged into the training data of the version in use: exact repeats are skipped, a text
+   that already had another label takes the new one (reported), a text of the sealed evaluation set is
+   refused (it would leak into the judge).
+3. The same rung is retrained with the same settings and seed. Frozen-encoder rungs keep their encoder:
+   a ``refit`` model retrains its head on the stored refit encoder (the MLM refit is not rerun, which
+   is what makes the monthly retrain a one-command job).
+4. Old and new are scored on the same sealed evaluation set; :func:`~adaptlab.ship.evaluation.gate`
+   decides. Both outcomes are stored as versions; only a promoted one is put in use.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Optional, Union
+
+import numpy as np
+
+from adaptlab.data.dataset import TextDataset
+from adaptlab.errors import ConfigError
+from adaptlab.ship.evaluation import GateResult, evaluate_pipeline, gate, predict_names
+from adaptlab.ship.registry import ModelRegistry, ModelVersion, _check_max_drop
+
+_SHOWN = 10
+
+
+def _key(text: str) -> str:
+    # Repeats differ by case and spacing as often as not (copy-paste from a spreadsheet).
+    return " ".join(text.split()).casefold()
+
+
+@dataclass
+class MergeReport:
+    """What happened to each new label."""
+
+    n_new_rows: int = 0
+    added: int = 0
+    duplicates: int = 0
+    relabelled: list[dict[str, Any]] = field(default_factory=list)
+    in_eval_set: list[dict[str, Any]] = field(default_factory=list)
+    new_classes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"n_new_rows": self.n_new_rows, "added": self.added, "duplicates": self.duplicates,
+                "relabelled": len(self.relabelled), "relabelled_examples": self.relabelled[:_SHOWN],
+                "in_eval_set": len(self.in_eval_set), "in_eval_set_examples": self.in_eval_set[:_SHOWN],
+                "new_classes": self.new_classes}
+
+    def lines(self) -> list[str]:
+        out = [f"{self.n_new_rows} new label(s): {self.added} added, {self.duplicates} already known (skipped)"]
+        if self.relabelled:
+            ex = "; ".join(f"row {r['row']}: {r['old']!r} -> {r['new']!r}" for r in self.relabelled[:3])
+            out.append(f"{len(self.relabelled)} text(s) already had another label; the new label replaces it ({ex}"
+                       f"{'; ...' if len(self.relabelled) > 3 else ''})")
+        if self.in_eval_set:
+            rows = ", ".join(str(r["row"]) for r in self.in_eval_set[:_SHOWN])
+            out.append(f"{len(self.in_eval_set)} text(s) are in the sealed evaluation set and were NOT added "
+                       f"(rows {rows}): training on them would make the evaluation meaningless")
+        if self.new_classes:
+            out.append(f"new class(es) {self.new_classes}: the sealed evaluation set has no examples of them, so "
+                       "the gate cannot judge them; add labeled examples of them to a new `adaptlab ship`")
+        return out
+
+
+def merge_labels(current: TextDataset, new: TextDataset, eval_set: TextDataset) -> tuple[TextDataset, MergeReport]:
+    """``current`` plus ``new`` (see the module docstring for the rules); rows keep their ids."""
+    if new.labels is None:
+        raise ConfigError("the new labels file has no label column; pass --label-col NAME.")
+    report = MergeReport(n_new_rows=len(new))
+    texts, labels, ids = list(current.texts), list(current.labels or []), list(current.ids or [])
+    where = {_key(t): i for i, t in enumerate(texts)}
+    sealed = {_key(t) for t in eval_set.texts}
+    known = set(labels)
+    for j, (t, lab) in enumerate(zip(new.texts, new.labels)):
+        row = int(new.rows[j]) if new.rows else j + 1
+        k = _key(t)
+        if k in sealed:
+            report.in_eval_set.append({"row": row, "text": t[:80]})
+            continue
+        if k in where:
+            i = where[k]
+            if labels[i] == lab:
+                report.duplicates += 1
+            else:
+                report.relabelled.append({"row": row, "old": labels[i], "new": lab, "text": t[:80]})
+                labels[i] = lab
+            continue
+        where[k] = len(texts)
+        texts.append(t)
+        labels.append(lab)
+        ids.append(f"new:{new.ids[j] if new.ids else row}")
+        report.added += 1
+    report.new_classes = sorted(set(labels) - known)
+    return TextDataset(texts=texts, labels=labels, ids=ids, source="merged"), report
+
+
+@dataclass
+class RetrainOutcome:
+    """What `retrain` did: the merge, the gate and the version it stored (None when nothing changed)."""
+
+    merge: MergeReport
+    gate: Optional[GateResult]
+    version: Optional[ModelVersion]
+    in_use: str
+    message: str
+
+    @property
+    def promoted(self) -> bool:
+        return bool(self.gate and self.gate.promoted)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"merge": self.merge.to_dict(), "gate": self.gate.to_dict() if self.gate else None,
+                "version": self.version.to_dict() if self.version else None, "in_use": self.in_use,
+                "promoted": self.promoted, "message": self.message}
+
+
+def retrain_pipeline(old: Any) -> Any:
+    """An unfitted pipeline that retrains ``old`` the same way (same rung, settings and seed)."""
+    from adaptlab.ship.pipeline import Pipeline
+
+    params = {k: v for k, v in old.get_params().items()}
+    if old.rung in ("probe", "refit"):
+        # Keep the frozen encoder the model was evaluated with; for refit that is the refit encoder.
+        cfg = dict(old.rung_config_ or {})
+        params.update(rung="probe", encoder=old.fitted_.encoder,
+                      rung_params={k: cfg[k] for k in ("C_grid",) if k in cfg} or None)
+    return Pipeline(**params)
+
+
+def retrain(model: Union[str, Path, ModelRegistry], new_labels: Union[str, Path, TextDataset], *,
+            max_drop: Optional[float] = None, text_col: Optional[str] = None, label_col: Optional[str] = None,
+            id_col: Optional[str] = None, device: str = "cpu",
+            progress: Optional[Callable[[str], None]] = None) -> RetrainOutcome:
+    """Add ``new_labels`` to ``model`` (a registry folder), retrain, and promote only without regression.
+
+    Example:
+        >>> out = retrain("models/news", "labels-2026-12.csv")   # doctest: +SKIP
+        >>> print(out.message)                                   # doctest: +SKIP
+        Promoted the retrained model: ...
+    """
+    from adaptlab.data import load_dataset
+
+    say = progress or (lambda msg: None)
+    reg = model if isinstance(model, ModelRegistry) else ModelRegistry(model)
+    limit = reg.max_drop if max_drop is None else max_drop
+    _check_max_drop(limit)
+    if isinstance(new_labels, TextDataset):
+        new = new_labels
+    else:
+        new = load_dataset(new_labels, text_col=text_col, label_col=label_col, id_col=id_col)
+    current = reg.current
+    train_old = reg.training_data()
+    eval_set = reg.eval_set()
+    merged, report = merge_labels(train_old, new, eval_set)
+    for line in report.lines():
+        say(line)
+    if report.added == 0 and not report.relabelled:
+        msg = (f"Nothing to retrain: none of the {report.n_new_rows} rows changes the training data of "
+               f"{current.id} (all repeats{' or sealed evaluation texts' if report.in_eval_set else ''}). "
+               f"{current.id} stays in use.")
+        return RetrainOutcome(merge=report, gate=None, version=None, in_use=current.id, message=msg)
+    old = reg.load(device=device)
+    say(f"retraining {old.rung} on {len(merged)} texts ({report.added} new) ...")
+    new_pipe = retrain_pipeline(old)
+    # The registry's own cache: last month's texts are not encoded again.
+    new_pipe.set_params(device=device, cache=reg.root / "embeddings.sqlite")
+    new_pipe.fit(merged.texts, np.asarray(merged.labels, dtype=object))
+    say(f"scoring {current.id} and the retrained model on the {len(eval_set)} sealed evaluation texts ...")
+    y = np.asarray(eval_set.labels, dtype=object)
+    pred_old, pred_new = predict_names(old, eval_set.texts), predict_names(new_pipe, eval_set.texts)
+    classes = sorted(set(map(str, old.classes_)) | set(map(str, new_pipe.classes_)) | set(y.tolist()))
+    positive = old.positive_label_ if len(classes) == 2 else None
+    result = gate(y, pred_old, pred_new, classes, positive, max_drop=limit, old_name=f"{current.id} (in use)",
+                  new_name="the retrained model")
+    evaluation = evaluate_pipeline(new_pipe, eval_set, predictions=pred_new)
+    status = "promoted" if result.promoted else "rejected"
+    limitations = []
+    if old.rung == "refit":
+        limitations.append("Retrained head on the stored refit encoder; the MLM refit itself was not rerun.")
+    entry = reg.add_version(new_pipe, merged, evaluation, status=status, reason=result.explanation,
+                            parent=current.id, gate=result.to_dict(), merge=report.to_dict(),
+                            extra={"limitations": limitations, "retrained_from_rung": old.rung})
+    in_use = reg.current.id
+    head = f"{entry.id} is now in use." if result.promoted else f"{entry.id} was stored but NOT put in use; {in_use} stays."
+    return RetrainOutcome(merge=report, gate=result, version=entry, in_use=in_use,
+                          message=f"{result.explanation} {head}")

@@ -225,10 +225,11 @@ def rungs_cmd() -> None:
 def demo(
     seeds: int = typer.Option(5, "--seeds"),
     rungs: str = typer.Option("tfidf,probe", "--rungs"),
+    ship: bool = typer.Option(True, "--ship/--no-ship", help="Ship the decided rung to <home>/models/bbc-news."),
     home: Optional[Path] = HomeOpt,
     json_out: bool = JsonOpt,
 ) -> None:
-    """Run the demo study on bundled real data (BBC News, 2,225 articles, 5 classes)."""
+    """Run the demo study on bundled real data (BBC News, 2,225 articles, 5 classes), decide, and ship."""
     from adaptlab.config import StudyConfig
     from adaptlab.data.bundled import load_bbc_news
     from adaptlab.evaluate import Study
@@ -238,7 +239,12 @@ def demo(
     result = study.run(load_bbc_news(), progress=_progress(json_out))
     from adaptlab.cli.report import decide_study
 
-    _emit(result, json_out, decide_study(study.store, result.study_id, home=study.home))
+    decision = decide_study(study.store, result.study_id, home=study.home)
+    _emit(result, json_out, decision)
+    if ship and not json_out and decision.ship and decision.chosen:
+        from adaptlab.cli.ship import ship_demo
+
+        ship_demo(decision, study.home, result.study_id)
 
 
 @app.callback(invoke_without_command=True)
@@ -256,6 +262,8 @@ def _root(ctx: typer.Context, version: bool = typer.Option(False, "--version", h
 from adaptlab.cli import diagnose  # noqa: E402,F401  (registers `adaptlab diagnose ...`)
 from adaptlab.cli import report  # noqa: E402,F401  (registers `adaptlab decide`, `report`, `plan`)
 from adaptlab.cli import ship  # noqa: E402,F401  (registers `adaptlab ship`, `predict`, `retrain`, `models`)
+from adaptlab.cli import ui  # noqa: E402,F401  (registers `adaptlab ui`)
+from adaptlab.cli import monitor  # noqa: E402,F401  (registers `adaptlab drift`, `neighbors`, `bias`, `stability`, `embeddings`)
 
 
 def main() -> None:

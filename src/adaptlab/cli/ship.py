@@ -61,8 +61,7 @@ def ship_cmd(
     json_out: bool = JsonOpt,
 ) -> None:
     """Train the chosen rung on DATA and save it as version v0001 of a model folder, with its model card."""
-    from adaptlab.data import split_dataset
-    from adaptlab.ship import ModelRegistry, Pipeline
+    from adaptlab.ship import ship_model
 
     say = _progress(json_out) or (lambda m: None)
     extra: dict[str, Any] = {}
@@ -76,23 +75,9 @@ def ship_cmd(
                 encoding=encoding, on_invalid=on_invalid)
     ds = _load(data, **cols)
     unl = _load(unlabeled, **{**cols, "label_col": None, "group_col": None, "time_col": None}, require_labels=False)
-    sp = split_dataset(ds, strategy=split, test_size=test_size, test_seed=test_seed, seed=seed)
-    eval_set = ds.subset(sp.unseal_test("sealed evaluation set of the shipped model"))
-    pool = ds.subset(sorted([*sp.train.tolist(), *sp.val.tolist()]))
-    say(f"training {rung} on {len(pool)} texts; {len(eval_set)} texts sealed for evaluation ({sp.strategy} split)")
-    from adaptlab.config import default_home
-
-    # The study's embedding cache: shipping right after a study does not encode the texts again.
-    h = Path(home) if home is not None else default_home()
-    pipe = Pipeline(rung=rung, encoder=encoder, seed=seed, budget=budget, home=h, device="auto",
-                    cache=h / "cache" / "embeddings.sqlite", show_progress=not json_out)
-    pipe.fit(pool.texts, pool.labels, unlabeled=unl.texts if unl is not None else None)
-    lineage: dict[str, Any] = {"source": f"{data} ({ds.content_hash}, {len(ds)} rows; split {sp.strategy}, "
-                                         f"test_size {test_size}, test_seed {test_seed})"}
-    if unl is not None:
-        lineage["refit_corpus"] = {"file": str(unlabeled), "hash": unl.content_hash, "texts": len(unl)}
-    extra.update(lineage=lineage, name=f"{output.name} ({rung})")
-    reg = ModelRegistry.create(output, pipe, train=pool, eval_set=eval_set, max_drop=max_drop, extra=extra)
+    reg = ship_model(ds, output, rung=rung, encoder=encoder, unlabeled=unl, split=split, test_size=test_size,
+                     test_seed=test_seed, seed=seed, budget=budget, home=home, max_drop=max_drop, extra=extra,
+                     show_progress=not json_out, progress=say)
     v = reg.current
     if json_out:
         typer.echo(json.dumps({"model": str(output), "version": v.to_dict()}, indent=2))
@@ -102,6 +87,26 @@ def ship_cmd(
               f"[95% CI {ev['ci'][0]:.4f}, {ev['ci'][1]:.4f}] on {ev['n']} sealed texts")
     out.print(f"model card: {output / 'versions' / v.id / 'MODEL_CARD.md'}")
     out.print(f"next: adaptlab predict {output} FILE -o OUT.csv | adaptlab retrain {output} NEW_LABELS.csv")
+
+
+def ship_demo(decision: Any, home: Path, study_id: str) -> None:
+    """The demo's last step: ship the decided rung (once; a rerun shows the shipped model)."""
+    from adaptlab.data.bundled import load_bbc_news
+    from adaptlab.ship import ModelRegistry, ship_model
+
+    folder = Path(home) / "models" / "bbc-news"
+    if (folder / "registry.json").is_file():
+        reg = ModelRegistry(folder)
+    else:
+        out.print(f"\nshipping {decision.chosen} (the decision) to {folder} ...")
+        _, extra = _from_study(study_id, home)
+        reg = ship_model(load_bbc_news(), folder, rung=decision.chosen, home=home, extra=extra)
+    v = reg.current
+    ev = v.evaluation
+    out.print(f"\n[bold]shipped[/] {folder} {v.id} ({v.rung}): {ev['metric']} {ev['f1']:.4f} "
+              f"[95% CI {ev['ci'][0]:.4f}, {ev['ci'][1]:.4f}] on {ev['n']} sealed texts; card: "
+              f"{folder / 'versions' / v.id / 'MODEL_CARD.md'}")
+    out.print(f"try: adaptlab predict {folder} FILE.csv -o predictions.csv  |  adaptlab models list {folder}")
 
 
 @app.command("predict")

@@ -9,8 +9,9 @@ Example:
 """
 from adaptlab.ship.evaluation import GateResult, evaluate_pipeline, gate
 from adaptlab.ship.pipeline import Pipeline, load_pipeline, read_manifest
-from adaptlab.ship.registry import ModelRegistry, ModelVersion, load_model
+from adaptlab.ship.registry import ModelRegistry, ModelVersion, load_model, ship_model
 from adaptlab.ship.retrain import MergeReport, RetrainOutcome, merge_labels, retrain
 
 __all__ = ["GateResult", "MergeReport", "ModelRegistry", "ModelVersion", "Pipeline", "RetrainOutcome",
-           "evaluate_pipeline", "gate", "load_model", "load_pipeline", "merge_labels", "read_manifest", "retrain"]
+           "evaluate_pipeline", "gate", "load_model", "load_pipeline", "merge_labels", "read_manifest", "retrain",
+           "ship_model"]

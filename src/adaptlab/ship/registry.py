@@ -300,3 +300,43 @@ def load_model(path: PathLike, version: Optional[str] = None, *, device: str = "
     if version is not None:
         raise ConfigError(f"{str(root)!r} is a single saved model, not a registry; drop --version.")
     return load_pipeline(root, device=device)
+
+
+def ship_model(data: TextDataset, output: PathLike, *, rung: str = "probe", encoder: Any = None,
+               unlabeled: Optional[TextDataset] = None, split: str = "auto", test_size: float = 0.2,
+               test_seed: int = 0, seed: int = 0, budget: Optional[str] = None, home: Optional[PathLike] = None,
+               max_drop: float = DEFAULT_MAX_DROP, extra: Optional[dict[str, Any]] = None,
+               show_progress: bool = False, progress: Optional[Any] = None) -> ModelRegistry:
+    """Seal an evaluation set from ``data``, train ``rung`` on the rest and save it as version v0001.
+
+    The sealed set is drawn like a study's test set (same ``split`` strategy and ``test_seed``, so it is
+    the study's test set when the data and settings are the same) and judges every later retrain.
+
+    Example:
+        >>> reg = ship_model(load_dataset("labeled.csv"), "models/triage", rung="probe")   # doctest: +SKIP
+        >>> reg.current.evaluation["f1"]                                                   # doctest: +SKIP
+    """
+    from adaptlab.config import default_home
+    from adaptlab.data import split_dataset
+    from adaptlab.ship.pipeline import Pipeline
+
+    say = progress or (lambda _m: None)
+    sp = split_dataset(data, strategy=split, test_size=test_size, test_seed=test_seed, seed=seed)
+    eval_set = data.subset(sp.unseal_test("sealed evaluation set of the shipped model"))
+    pool = data.subset(sorted([*sp.train.tolist(), *sp.val.tolist()]))
+    say(f"training {rung} on {len(pool)} texts; {len(eval_set)} texts sealed for evaluation ({sp.strategy} split)")
+    h = Path(home).expanduser() if home is not None else default_home()
+    # The study's embedding cache: shipping right after a study does not encode the texts again.
+    pipe = Pipeline(rung=rung, encoder=encoder, seed=seed, budget=budget, home=h, device="auto",
+                    cache=h / "cache" / "embeddings.sqlite", show_progress=show_progress)
+    pipe.fit(pool.texts, pool.labels, unlabeled=unlabeled.texts if unlabeled is not None else None)
+    extra = dict(extra or {})
+    lineage = dict(extra.pop("lineage", {}) or {})
+    lineage.setdefault("source", f"{data.source or 'data'} ({data.content_hash}, {len(data)} rows; split "
+                                 f"{sp.strategy}, test_size {test_size}, test_seed {test_seed})")
+    if unlabeled is not None:
+        lineage.setdefault("refit_corpus", {"file": unlabeled.source, "hash": unlabeled.content_hash,
+                                            "texts": len(unlabeled)})
+    extra.setdefault("name", f"{Path(output).name} ({rung})")
+    return ModelRegistry.create(output, pipe, train=pool, eval_set=eval_set, max_drop=max_drop,
+                                extra={**extra, "lineage": lineage})

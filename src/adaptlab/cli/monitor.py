@@ -60,7 +60,6 @@ def drift_cmd(
         typer.echo(json.dumps({"model": str(model), "version": reg.current.id, **report.to_dict()}, indent=2))
         return
     out.print(str(report), highlight=False, soft_wrap=True)
-    out.print(f"\n[bold]{report.verdict}[/]", highlight=False, soft_wrap=True)
 
 
 @app.command("neighbors")

@@ -189,7 +189,13 @@ class ModelRegistry:
         from adaptlab.ship.pipeline import load_pipeline
 
         vid = version_id or self.current.id
-        return load_pipeline(self.version_dir(vid), device=device, blobs=self.root / "blobs")
+        pipe = load_pipeline(self.version_dir(vid), device=device, blobs=self.root / "blobs")
+        if hasattr(pipe.fitted_, "cache"):
+            from adaptlab.encoders import EmbeddingCache
+
+            # Frozen-encoder versions share one embedding cache: retrains and monitoring reuse vectors.
+            pipe.fitted_.cache = EmbeddingCache(self.root / "embeddings.sqlite")
+        return pipe
 
     def training_data(self, version_id: Optional[str] = None) -> TextDataset:
         v = self.version(version_id) if version_id else self.current

@@ -162,10 +162,6 @@ def retrain(model: Union[str, Path, ModelRegistry], new_labels: Union[str, Path,
                f"{current.id} stays in use.")
         return RetrainOutcome(merge=report, gate=None, version=None, in_use=current.id, message=msg)
     old = reg.load(device=device)
-    if hasattr(old.fitted_, "cache"):
-        from adaptlab.encoders import EmbeddingCache
-
-        old.fitted_.cache = EmbeddingCache(reg.root / "embeddings.sqlite")
     say(f"retraining {old.rung} on {len(merged)} texts ({report.added} new) ...")
     new_pipe = retrain_pipeline(old)
     # The registry's own cache: last month's texts are not encoded again.

@@ -31,7 +31,8 @@ def registry(tmp_path):
     small = topic_corpus(9, seed=1, noise=0.5)
     sealed = topic_corpus(150, seed=2)
     pipe = _pipe().fit(small.texts, small.labels)
-    return ModelRegistry.create(tmp_path / "model", pipe, train=small, eval_set=sealed)
+    return ModelRegistry.create(tmp_path / "model", pipe, train=small, eval_set=sealed,
+                                extra={"name": "triage", "transfer_note": "Ship tfidf: nothing beats it here."})
 
 
 def _frame(ds: TextDataset, labels=None) -> pd.DataFrame:
@@ -61,6 +62,7 @@ def test_retrain_promotes_an_improving_model(registry, tmp_path):
     assert "Promoted" in out.message and "v0002 is now in use" in out.message
     card = (reg.root / "versions" / "v0002" / "MODEL_CARD.md").read_text()
     assert "## Retrain gate" in card and "retrained from: v0001" in card
+    assert "# triage" in card and "nothing beats it here" in card  # carried over from v0001
     assert out.merge.added == 150 and reg.load().score(reg.eval_set().texts, reg.eval_set().labels) > 0.9
 
 

@@ -179,9 +179,18 @@ def retrain(model: Union[str, Path, ModelRegistry], new_labels: Union[str, Path,
     limitations = []
     if old.rung == "refit":
         limitations.append("Retrained head on the stored refit encoder; the MLM refit itself was not rerun.")
+    # What the first version's card said about the model (name, intended use, the study's transfer note,
+    # where the data came from) still holds for its retrains.
+    before = dict(getattr(old, "manifest_", {}).get("extra", {}) or {})
+    carried = {k: before[k] for k in ("name", "intended_use", "transfer_note", "study_id") if before.get(k)}
+    old_lineage = dict(before.get("lineage") or {})
+    lineage = {k: old_lineage[k] for k in ("source", "refit_corpus") if old_lineage.get(k)}
     entry = reg.add_version(new_pipe, merged, evaluation, status=status, reason=result.explanation,
                             parent=current.id, gate=result.to_dict(), merge=report.to_dict(),
-                            extra={"limitations": limitations, "retrained_from_rung": old.rung})
+                            extra={**carried, "lineage": lineage,
+                                   "limitations": list(dict.fromkeys([*(before.get("limitations") or []),
+                                                                      *limitations])),
+                                   "retrained_from_rung": old.rung})
     in_use = reg.current.id
     head = f"{entry.id} is now in use." if result.promoted else f"{entry.id} was stored but NOT put in use; {in_use} stays."
     return RetrainOutcome(merge=report, gate=result, version=entry, in_use=in_use,

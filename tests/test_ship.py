@@ -235,6 +235,9 @@ def test_tampered_weights_shapes_and_keys_are_refused(saved_probe):
     manifest_file.write_text(json.dumps(bad))
     with pytest.raises(ConfigError, match="not a hex digest"):
         load_pipeline(saved_probe)
+    manifest_file.write_text(json.dumps({**manifest, "exec": "import os"}))
+    with pytest.raises(ConfigError, match="keys adaptlab does not write"):
+        load_pipeline(saved_probe)
     bad = json.loads(json.dumps(manifest))
     bad["files"]["extra.bin"] = "0" * 64
     manifest_file.write_text(json.dumps(bad))

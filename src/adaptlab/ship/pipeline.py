@@ -38,6 +38,8 @@ BLOBS = "blobs"
 FORMAT = "adaptlab-pipeline-v1"
 # Files an artifact folder may hold besides blobs/. The card is documentation: never read at load time.
 _ARTIFACT_FILES = (MANIFEST, WEIGHTS, CARD)
+_MANIFEST_KEYS = frozenset({"format", "adaptlab_version", "created", "rung", "params", "classes", "class_dtype",
+                            "positive_label", "rung_config", "state", "tensors", "fit", "extra", "blobs", "files"})
 _SHIPPABLE = ("tfidf", "probe", "refit", "lora", "unfreeze", "finetune", "lpft")
 PathLike = Union[str, Path]
 
@@ -388,6 +390,10 @@ def read_manifest(directory: PathLike) -> dict[str, Any]:
     missing = sorted(required - set(manifest))
     if missing:
         raise ConfigError(f"{str(path)!r} lacks {missing}: the manifest was edited. Re-save the model.")
+    unknown_keys = sorted(set(manifest) - _MANIFEST_KEYS)
+    if unknown_keys:
+        raise ConfigError(f"{str(path)!r} has keys adaptlab does not write: {unknown_keys[:5]}. The manifest was "
+                          "edited or comes from a newer adaptlab; re-save the model with this version.")
     if set(manifest["files"]) != {WEIGHTS}:
         raise ConfigError(f"{str(path)!r} lists files {sorted(manifest['files'])}, expected only {WEIGHTS}: "
                           "the manifest was edited. Re-save the model.")

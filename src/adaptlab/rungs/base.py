@@ -43,6 +43,8 @@ class RungContext:
     show_progress: bool = False
     budget: Optional[Budget] = None  # training budget of rungs that train a network (same for all)
     home: Any = None  # pathlib.Path of the study home: where rungs keep content-addressed artifacts
+    # Test *texts* (never labels), set by a Study only for a transductive refit (refit.transductive=True).
+    test_texts: Optional[list[str]] = None
 
 
 @dataclass

@@ -110,7 +110,7 @@ class RefitRung(Rung):
             labeled += list(val.texts)
         test_texts: list[str] = []
         if cfg.transductive:
-            test_texts = list(getattr(context, "test_texts", None) or [])
+            test_texts = list(context.test_texts or [])
             if not test_texts:
                 raise ConfigError(
                     "refit.transductive=True needs the test texts, which only a Study passes to its rungs; "

@@ -1,0 +1,998 @@
+"""Batch prediction over a file of any size: stream it in batches, keep every row accounted for.
+
+:func:`predict_file` reads CSV/TSV (optionally gzipped), JSON Lines or Parquet one batch at a time,
+predicts each batch with a fitted model, and writes the predictions in the same row order. A row that
+cannot be predicted (empty or missing text, text that is not a string, bytes that are not valid in
+the file's encoding, a CSV record with the wrong number of fields, a line that is not a JSON object)
+is never dropped silently: it goes to a reject file with its line number, the reason in plain words
+and its id, and the report counts it.
+
+Line numbers are the ones an editor shows: the 1-based physical line of the input, header included,
+so the first CSV record under the header is line 2; a CSV record whose quoted field spans several
+lines has the line where it starts. Parquet has no lines, so its rows are numbered 1, 2, ... .
+
+The output and the reject file are written under temporary names beside their final paths and
+renamed only when the whole input has been read, so a file at the output path is always complete
+(an interrupted run leaves the previous output, if any, untouched).
+"""
+from __future__ import annotations
+
+import codecs
+import contextlib
+import csv
+import difflib
+import gzip
+import io
+import json
+import os
+import secrets
+import sys
+import time
+import zlib
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, Optional, Sequence, Union
+
+import numpy as np
+
+# The loader's rules for formats and columns are the contract users already know from `load_dataset`;
+# they are reused here, not copied, so both readers agree on what a file means.
+from adaptlab.data.load import (
+    TEXT_COLUMN_CANDIDATES,
+    _detect_format,
+    _resolve,
+    _show_columns,
+)
+from adaptlab.errors import ConfigError, DataError
+
+__all__ = ["predict_file", "PredictReport", "OUTPUT_SUFFIXES", "REJECT_COLUMNS"]
+
+PathLike = Union[str, Path]
+
+#: Output file suffixes and the format written (text formats may also end in ``.gz``).
+OUTPUT_SUFFIXES = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet"}
+#: Columns of the reject file.
+REJECT_COLUMNS = ("line", "id", "problem", "reason", "preview")
+
+# Plain-word names of the reject codes, for the summary.
+_PROBLEM_NAMES = {
+    "empty_text": "empty text",
+    "missing_text": "missing text",
+    "non_string_text": "text is not a string",
+    "bad_bytes": "bytes not valid in the file's encoding",
+    "wrong_field_count": "wrong number of fields",
+    "bad_csv": "unreadable CSV record",
+    "unclosed_quote": "a quote never closed",
+    "invalid_json": "not valid JSON",
+    "not_an_object": "not a JSON object",
+}
+_PREVIEW_CHARS = 120
+# Parquet row groups are buffered to this many rows: one group per small batch makes slow files.
+_PARQUET_ROW_GROUP = 65_536
+
+
+@dataclass
+class PredictReport:
+    """What :func:`predict_file` read, predicted and rejected.
+
+    Attributes:
+        input_path: The file read.
+        output_path: The predictions written.
+        format: Input format (``csv``, ``tsv``, ``jsonl`` or ``parquet``).
+        encoding: Text encoding used to read the input (None for Parquet).
+        text_col: The text column used.
+        id_col: The id column copied to the output, or None (the output then has a ``row`` column).
+        n_read: Rows (records) read; blank lines are not rows.
+        n_predicted: Rows predicted and written to the output.
+        n_rejected: Rows written to the reject file instead.
+        reject_path: The reject file (always written; it has only a header when nothing was rejected).
+        seconds: Wall time of the whole call.
+        rows_per_second: ``n_read / seconds``.
+        rejected_by_problem: Number of rejected rows per problem code (``empty_text``, ...).
+        rejected_lines: Line numbers of the first rejected rows (up to 100), for the summary.
+    """
+
+    input_path: str
+    output_path: str
+    format: str
+    encoding: Optional[str]
+    text_col: Optional[str]
+    id_col: Optional[str]
+    n_read: int = 0
+    n_predicted: int = 0
+    n_rejected: int = 0
+    reject_path: str = ""
+    seconds: float = 0.0
+    rows_per_second: float = 0.0
+    rejected_by_problem: dict[str, int] = field(default_factory=dict)
+    rejected_lines: dict[str, list[int]] = field(default_factory=dict)
+
+    def summary(self) -> str:
+        """A few sentences a person can read."""
+        lines = [
+            f"Predicted {self.n_predicted:,} of {self.n_read:,} rows of {self.input_path} in {self.seconds:.1f} s "
+            f"({self.rows_per_second:,.0f} rows/s) and wrote {self.output_path}."
+        ]
+        if self.n_read == 0:
+            lines.append("The input has no data rows, so the output has only its header.")
+        if not self.n_rejected:
+            lines.append("No row was rejected.")
+            return "\n".join(lines)
+        parts = []
+        for code, n in sorted(self.rejected_by_problem.items(), key=lambda kv: -kv[1]):
+            shown = self.rejected_lines.get(code, [])[:5]
+            where = ", ".join(str(x) for x in shown) + (", ..." if n > len(shown) else "")
+            parts.append(f"{_PROBLEM_NAMES.get(code, code)} x{n} (line{'s' if n > 1 else ''} {where})")
+        row_word = "row was" if self.n_rejected == 1 else "rows were"
+        lines.append(
+            f"{self.n_rejected:,} {row_word} NOT predicted and went to {self.reject_path} with their line "
+            f"numbers and reasons: {'; '.join(parts)}."
+        )
+        if self.format == "parquet":
+            lines[-1] += " Parquet rows are numbered from 1."
+        if self.rejected_by_problem.get("bad_bytes"):
+            enc = self.encoding or "utf-8"
+            lines.append(
+                f"Rows with bytes that are not valid {enc}: if the file was saved by Excel or another Windows "
+                "program, run again with --encoding cp1252 (Python: encoding=\"cp1252\"), or re-save the file "
+                "as UTF-8."
+            )
+        if self.rejected_by_problem.get("wrong_field_count"):
+            lines.append(
+                "Rows with the wrong number of fields usually hold an unquoted separator or an unclosed quote: "
+                "quote such fields (\"like, this\") or save the file again from a spreadsheet program."
+            )
+        lines.append("Fix those rows in the input and predict them again; every other row is in the output.")
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe form (for ``--json`` output and run manifests)."""
+        return {
+            "input_path": self.input_path,
+            "output_path": self.output_path,
+            "format": self.format,
+            "encoding": self.encoding,
+            "text_col": self.text_col,
+            "id_col": self.id_col,
+            "n_read": self.n_read,
+            "n_predicted": self.n_predicted,
+            "n_rejected": self.n_rejected,
+            "reject_path": self.reject_path,
+            "seconds": self.seconds,
+            "rows_per_second": self.rows_per_second,
+            "rejected_by_problem": dict(self.rejected_by_problem),
+            "rejected_lines": {k: list(v) for k, v in self.rejected_lines.items()},
+        }
+
+
+# ------------------------------------------------------------------------------------------ paths
+
+
+def _check_input(path: Path) -> None:
+    if not path.exists():
+        near = ""
+        if path.parent.is_dir():
+            close = difflib.get_close_matches(path.name, [p.name for p in path.parent.iterdir()], n=3)
+            if close:
+                near = f" Files with similar names there: {', '.join(close)}."
+        raise DataError(f"{path} does not exist.{near} Fix: check the path (it is relative to {Path.cwd()}).")
+    if path.is_dir():
+        raise DataError(f"{path} is a folder, not a file. Fix: pass the path of the data file inside it.")
+
+
+def _split_suffix(path: Path) -> tuple[str, bool, str]:
+    """(suffix without .gz, gzipped?, name without both) of an output path."""
+    name = path.name
+    gz = name.lower().endswith(".gz")
+    if gz:
+        name = name[:-3]
+    suffix = Path(name).suffix.lower()
+    return suffix, gz, name[: len(name) - len(suffix)] if suffix else name
+
+
+def _output_format(path: Path) -> tuple[str, bool]:
+    suffix, gz, _ = _split_suffix(path)
+    fmt = OUTPUT_SUFFIXES.get(suffix)
+    if fmt is None or (gz and fmt == "parquet"):
+        raise ConfigError.invalid(
+            "output_path", str(path),
+            "a file ending in .csv, .tsv, .jsonl, .ndjson or .parquet (text formats may add .gz)",
+            "Fix: name the output after the format you want, e.g. -o predictions.csv.",
+        )
+    return fmt, gz
+
+
+def _default_reject_path(output: Path) -> Path:
+    return output.with_name(_split_suffix(output)[2] + ".rejects.csv")
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    return os.path.abspath(a) == os.path.abspath(b) or (a.exists() and b.exists() and os.path.samefile(a, b))
+
+
+def _temp_beside(path: Path) -> Path:
+    # Same folder, so the final rename is atomic; a leading dot and ".partial" so nobody takes it
+    # for a result. Opened with "x" (not mkstemp) so it gets the user's normal file permissions.
+    return path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.partial")
+
+
+# ---------------------------------------------------------------------------------------- reading
+
+
+@dataclass
+class _Row:
+    """One record of the input. ``problem`` is set when the record itself cannot be read."""
+
+    line: int
+    text: Any = None
+    id: Any = None
+    problem: Optional[tuple[str, str]] = None  # (code, reason)
+    preview: str = ""
+    has_text: bool = True  # False when the record has no text field at all (JSONL)
+
+
+class _Reader:
+    fmt: str
+    encoding: Optional[str] = None
+    columns: list[str]
+    text_col: Optional[str]
+    id_col: Optional[str]
+    id_type: Any = None  # pyarrow type of the id column (Parquet input), kept in Parquet output
+    unit: str = "B"
+    total: Optional[int] = None
+
+    def position(self) -> int:
+        raise NotImplementedError
+
+    def __iter__(self) -> Iterator[_Row]:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+
+def _codec(path: Path, gz: bool, encoding: Optional[str]) -> tuple[str, str]:
+    """(codec used to decode, encoding name reported) for a text input."""
+    if encoding is not None:
+        try:
+            canonical = codecs.lookup(encoding).name
+        except LookupError:
+            raise ConfigError.invalid(
+                "encoding", encoding, "a Python codec name such as 'utf-8', 'cp1252' or 'latin-1'"
+            ) from None
+        # utf-8-sig also reads a file without a BOM, and drops the BOM from the first header.
+        return ("utf-8-sig" if canonical == "utf-8" else encoding), encoding
+    with _open_binary(path, gz) as (_, f):
+        head = _read_guarded(path, lambda: f.read(4))
+    if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        # A UTF-16 BOM is unambiguous (Excel's "Unicode text" export): no guessing involved.
+        return "utf-16", "utf-16"
+    return "utf-8-sig", "utf-8"
+
+
+@contextlib.contextmanager
+def _open_binary(path: Path, gz: bool) -> Iterator[tuple[Any, Any]]:
+    raw = open(path, "rb")
+    try:
+        yield raw, (gzip.GzipFile(fileobj=raw, mode="rb") if gz else raw)
+    finally:
+        raw.close()
+
+
+def _read_guarded(path: Path, fn: Any) -> Any:
+    try:
+        return fn()
+    except (gzip.BadGzipFile, EOFError, zlib.error, UnicodeDecodeError) as e:
+        raise _stream_error(path, e) from None
+
+
+def _stream_error(path: Path, e: Exception) -> DataError:
+    if isinstance(e, UnicodeDecodeError):
+        return DataError(
+            f"{path} cannot be decoded as {e.encoding} ({e.reason}). Fix: pass the encoding the file was saved "
+            "with (CLI: --encoding NAME), or re-save the file as UTF-8."
+        )
+    return DataError(
+        f"{path} is not a complete gzip file ({e}). Fix: check that the download or copy finished, or "
+        "pass the uncompressed file."
+    )
+
+
+class _TextSource:
+    """A text input opened for streaming: undecodable bytes become surrogates (checked per row)."""
+
+    def __init__(self, path: Path, gz: bool, codec: str, newline: str) -> None:
+        self.raw = open(path, "rb")
+        binary = gzip.GzipFile(fileobj=self.raw, mode="rb") if gz else self.raw
+        # surrogateescape keeps every record boundary intact (separators, quotes and newlines are
+        # ASCII), so one bad byte costs one row, not the file.
+        self.stream = io.TextIOWrapper(binary, encoding=codec, errors="surrogateescape", newline=newline)
+
+    def position(self) -> int:
+        try:
+            return self.raw.tell()
+        except (OSError, ValueError):
+            return 0
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.stream.close()  # a GzipFile given a fileobj leaves it open
+        self.raw.close()
+
+
+class _Lines:
+    """The stream's lines, noting when the csv reader had to read past the last one.
+
+    The csv module (non-strict, like pandas) returns a record cut off by the end of the file inside a
+    quoted field as if it were complete; reaching the end in the middle of a record is how to tell.
+    """
+
+    def __init__(self, stream: Any) -> None:
+        self.stream = stream
+        self.exhausted = False
+
+    def __iter__(self) -> "_Lines":
+        return self
+
+    def __next__(self) -> str:
+        line = self.stream.readline()
+        if not line:
+            self.exhausted = True
+            raise StopIteration
+        return line
+
+
+@contextlib.contextmanager
+def _large_csv_fields() -> Iterator[None]:
+    # The csv module's default field limit (128 KiB) is smaller than some documents.
+    old = csv.field_size_limit()
+    csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
+    try:
+        yield
+    finally:
+        csv.field_size_limit(old)
+
+
+class _CsvReader(_Reader):
+    def __init__(self, path: Path, fmt: str, gz: bool, encoding: Optional[str],
+                 text_col: Optional[str], id_col: Optional[str]) -> None:
+        self.path, self.fmt, self.gz = path, fmt, gz
+        self.codec, self.encoding = _codec(path, gz, encoding)
+        self.total = path.stat().st_size
+        self.delimiter = "\t" if fmt == "tsv" else ","
+        header = self._open()
+        if fmt == "csv" and len(header) == 1:
+            # European Excel writes ';'-separated "CSV"; a single header field holding ';' gives it away
+            # (the same rule as load_dataset).
+            for alt in (";", "\t"):
+                if alt in header[0]:
+                    self.close()
+                    self.delimiter = alt
+                    header = self._open()
+                    break
+        if any(_bad_char(h) is not None for h in header):
+            self.close()
+            raise DataError(
+                f"{path}: the header line is not valid {self.encoding}. Fix: pass the encoding the file was "
+                "saved with (CLI: --encoding NAME, e.g. cp1252 for Excel on Windows), or re-save it as UTF-8."
+            )
+        self.columns = header
+        try:
+            self.text_col = _resolve("text", text_col, header, path, TEXT_COLUMN_CANDIDATES)
+            self.id_col = _resolve_id(id_col, header, path)
+            _check_distinct(self.text_col, self.id_col, header, path)
+        except DataError:
+            self.close()
+            raise
+        self.text_idx = header.index(self.text_col)
+        self.id_idx = header.index(self.id_col) if self.id_col is not None else None
+
+    def _open(self) -> list[str]:
+        self.source = _TextSource(self.path, self.gz, self.codec, newline="")
+        self.lines = _Lines(self.source.stream)
+        self.reader = csv.reader(self.lines, delimiter=self.delimiter)
+        try:
+            with _large_csv_fields():
+                header = _read_guarded(self.path, lambda: next(self.reader, None))
+        except BaseException:
+            self.close()
+            raise
+        if header is None or not any(h.strip() for h in header):
+            self.close()
+            what = "is empty" if header is None else "starts with a blank line instead of a header"
+            raise DataError(f"{self.path} {what}. Fix: the first line must name the columns, e.g. id,text.")
+        return header
+
+    def position(self) -> int:
+        return self.source.position()
+
+    def close(self) -> None:
+        self.source.close()
+
+    def __iter__(self) -> Iterator[_Row]:
+        n_cols, ti, ii = len(self.columns), self.text_idx, self.id_idx
+        reader = self.reader
+        prev = reader.line_num
+        with _large_csv_fields():
+            while True:
+                start = prev + 1
+                try:
+                    rec = next(reader)
+                except StopIteration:
+                    return
+                except csv.Error as e:
+                    prev = reader.line_num
+                    yield _Row(start, problem=("bad_csv", f"the CSV record cannot be read ({e})"))
+                    continue
+                except (gzip.BadGzipFile, EOFError, zlib.error, UnicodeDecodeError) as e:
+                    raise _stream_error(self.path, e) from None
+                prev = end = reader.line_num
+                if not rec:
+                    continue  # a blank line is not a row (load_dataset skips it too)
+                if self.lines.exhausted:
+                    yield _Row(
+                        start, id=rec[ii] if ii is not None and ii < len(rec) else None,
+                        problem=("unclosed_quote",
+                                 f"a quote opened in this record is never closed, so the record runs from line "
+                                 f"{start} to the end of the file (line {end}); every line after it was read as "
+                                 "part of its text"),
+                        preview=self.delimiter.join(rec),
+                    )
+                    continue
+                if len(rec) != n_cols:
+                    span = f"runs from line {start} to line {end} and " if end > start else ""
+                    hint = ("a quote is probably not closed" if end > start + 1
+                            else "an unquoted separator in a field, or a missing field")
+                    yield _Row(
+                        start, id=rec[ii] if ii is not None and ii < len(rec) else None,
+                        problem=("wrong_field_count",
+                                 f"the record {span}has {len(rec)} field(s) but the header has {n_cols} "
+                                 f"({hint})"),
+                        preview=self.delimiter.join(rec),
+                    )
+                    continue
+                yield _Row(start, text=rec[ti], id=rec[ii] if ii is not None else None)
+
+
+class _JsonlReader(_Reader):
+    fmt = "jsonl"
+
+    def __init__(self, path: Path, gz: bool, encoding: Optional[str], text_col: Optional[str],
+                 id_col: Optional[str], sample: int) -> None:
+        self.path = path
+        self.codec, self.encoding = _codec(path, gz, encoding)
+        self.total = path.stat().st_size
+        # "\n" only: U+2028 and friends are legal inside JSON strings (the loader splits the same way).
+        self.source = _TextSource(path, gz, self.codec, newline="\n")
+        self._rows = self._parse()
+        # JSON Lines has no header: the columns are the keys of the first `sample` objects.
+        self._head: list[_Row] = []
+        keys: dict[str, None] = {}
+        first_problem: Optional[_Row] = None
+        n_objects = 0
+        try:
+            for row in self._rows:
+                self._head.append(row)
+                if row.problem is None:
+                    keys.update(dict.fromkeys(row.text))
+                    n_objects += 1
+                elif first_problem is None:
+                    first_problem = row
+                if n_objects >= sample:
+                    break
+            if n_objects == 0 and first_problem is not None:
+                why = first_problem.problem[1] if first_problem.problem else ""
+                raise DataError(
+                    f"{path}: none of the first {len(self._head)} non-blank line(s) holds a JSON object (line "
+                    f"{first_problem.line}: {why}; {first_problem.preview[:60]!r}). Fix: "
+                    "each line must hold one JSON object, e.g. {\"text\": \"...\"}; a JSON array must be "
+                    "saved as JSON Lines first."
+                )
+            self.columns = list(keys)
+            if n_objects == 0:  # an empty file: nothing to detect, nothing to predict
+                self.text_col, self.id_col = text_col, id_col
+            else:
+                self.text_col = _resolve("text", text_col, self.columns, path, TEXT_COLUMN_CANDIDATES)
+                self.id_col = _resolve_id(id_col, self.columns, path)
+                _check_distinct(self.text_col, self.id_col, self.columns, path)
+        except BaseException:
+            self.close()
+            raise
+
+    def _parse(self) -> Iterator[_Row]:
+        stream = self.source.stream
+        n = 0
+        while True:
+            line = _read_guarded(self.path, stream.readline)
+            if not line:
+                return
+            n += 1
+            s = line.strip()
+            if not s:
+                continue
+            try:
+                obj = json.loads(s)
+            except json.JSONDecodeError as e:
+                hint = " (the file looks like one JSON array)" if n == 1 and s.startswith("[") else ""
+                why = f"the line is not valid JSON: {e.msg} at column {e.colno}{hint}"
+                yield _Row(n, problem=("invalid_json", why), preview=s)
+                continue
+            if not isinstance(obj, dict):
+                yield _Row(n, problem=("not_an_object", f"the line holds a JSON {type(obj).__name__}, not an object"),
+                           preview=s)
+                continue
+            yield _Row(n, text=obj)
+
+    def position(self) -> int:
+        return self.source.position()
+
+    def close(self) -> None:
+        self.source.close()
+
+    def __iter__(self) -> Iterator[_Row]:
+        tc, ic = self.text_col, self.id_col
+        for source in (self._head, self._rows):
+            for row in source:
+                if row.problem is None:
+                    obj = row.text
+                    row.has_text = tc in obj
+                    row.text = obj.get(tc)
+                    row.id = obj.get(ic) if ic is not None else None
+                yield row
+        self._head = []
+
+
+class _ParquetReader(_Reader):
+    fmt = "parquet"
+    unit = "row"
+
+    def __init__(self, path: Path, text_col: Optional[str], id_col: Optional[str], batch_size: int) -> None:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        self.path, self.batch_size = path, batch_size
+        try:
+            self.file = pq.ParquetFile(path)
+        except Exception as e:  # pyarrow raises several unrelated types for a bad file
+            raise DataError(
+                f"{path} cannot be read as Parquet ({type(e).__name__}: {e}). Fix: check that the file is a "
+                "complete Parquet file (not a renamed CSV), or export it again."
+            ) from None
+        schema = self.file.schema_arrow
+        self.columns = [str(c) for c in schema.names]
+        self.total = self.file.metadata.num_rows
+        try:
+            self.text_col = _resolve("text", text_col, self.columns, path, TEXT_COLUMN_CANDIDATES)
+            self.id_col = _resolve_id(id_col, self.columns, path)
+            _check_distinct(self.text_col, self.id_col, self.columns, path)
+        except DataError:
+            self.close()
+            raise
+        ttype = schema.field(self.text_col).type
+        if pa.types.is_dictionary(ttype):
+            ttype = ttype.value_type
+        textual = (pa.types.is_string(ttype) or pa.types.is_large_string(ttype) or pa.types.is_null(ttype)
+                   or (hasattr(pa.types, "is_string_view") and pa.types.is_string_view(ttype)))
+        if not textual:
+            kinds = ", ".join(f"{f.name!r} ({f.type})" for f in schema)
+            self.close()
+            raise DataError(
+                f"{path}: text column {self.text_col!r} holds {ttype} values, not text. Columns in the file: "
+                f"{kinds}. Fix: pass text_col=NAME (CLI: --text-col NAME) with the column that holds the texts."
+            )
+        if self.id_col is not None:
+            itype = schema.field(self.id_col).type
+            self.id_type = itype.value_type if pa.types.is_dictionary(itype) else itype
+        self._rows_read = 0
+
+    def position(self) -> int:
+        return self._rows_read
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.file.close()
+
+    def __iter__(self) -> Iterator[_Row]:
+        wanted = [self.text_col] + ([self.id_col] if self.id_col is not None else [])
+        n = 0
+        batches = self.file.iter_batches(batch_size=self.batch_size, columns=wanted)
+        while True:
+            try:
+                batch = next(batches)
+            except StopIteration:
+                return
+            except Exception as e:  # a damaged row group surfaces only when it is read
+                raise DataError(
+                    f"{self.path}: cannot read the Parquet data after row {n} ({type(e).__name__}: {e}). Fix: "
+                    "export the file again; rows before it were read fine."
+                ) from None
+            texts = batch.column(0).to_pylist()
+            ids = batch.column(1).to_pylist() if self.id_col is not None else [None] * len(texts)
+            for t, i in zip(texts, ids):
+                n += 1
+                yield _Row(n, text=t, id=i)
+            self._rows_read = n
+
+
+def _resolve_id(id_col: Optional[str], columns: list[str], path: Path) -> Optional[str]:
+    # Same default as load_dataset: the column named "id" when there is one.
+    if id_col is not None:
+        return _resolve("id", id_col, columns, path)
+    return "id" if "id" in columns else None
+
+
+def _check_distinct(text_col: Optional[str], id_col: Optional[str], columns: list[str], path: Path) -> None:
+    if text_col is not None and text_col == id_col:
+        raise DataError(
+            f"{path}: text_col and id_col both point at column {text_col!r}. Fix: pass a different column for "
+            f"one of them (CLI: --text-col / --id-col). Columns in the file: {_show_columns(columns)}."
+        )
+
+
+def _open_reader(path: Path, fmt: str, gz: bool, encoding: Optional[str], text_col: Optional[str],
+                 id_col: Optional[str], batch_size: int) -> _Reader:
+    if fmt == "parquet":
+        return _ParquetReader(path, text_col, id_col, batch_size)
+    if fmt == "jsonl":
+        return _JsonlReader(path, gz, encoding, text_col, id_col, sample=batch_size)
+    return _CsvReader(path, fmt, gz, encoding, text_col, id_col)
+
+
+# ----------------------------------------------------------------------------------------- checks
+
+
+def _bad_char(s: str) -> Optional[int]:
+    """Index of the first character that cannot be written as UTF-8 (a byte the codec could not read)."""
+    try:
+        s.encode("utf-8")
+        return None
+    except UnicodeEncodeError as e:
+        return e.start
+
+
+def _printable(s: str) -> str:
+    # Undecodable bytes come back as \xNN so the user sees which byte it was.
+    return s.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace") if _bad_char(s) is not None else s
+
+
+def _preview(value: Any) -> str:
+    s = value if isinstance(value, str) else repr(value)
+    s = " ".join(_printable(s).split())
+    return s if len(s) <= _PREVIEW_CHARS else s[: _PREVIEW_CHARS - 3] + "..."
+
+
+def _byte_problem(what: str, s: str, encoding: Optional[str]) -> tuple[str, str]:
+    k = _bad_char(s) or 0
+    ch = ord(s[k])
+    if 0xDC80 <= ch <= 0xDCFF:
+        reason = (f"the {what} holds byte 0x{ch - 0xDC00:02X} (character {k + 1}), which is not valid "
+                  f"{encoding or 'utf-8'}")
+    else:
+        reason = f"the {what} holds an invalid Unicode character U+{ch:04X} (a lone surrogate)"
+    return "bad_bytes", reason
+
+
+def _row_problem(row: _Row, text_col: Optional[str], encoding: Optional[str]) -> Optional[tuple[str, str]]:
+    if row.problem is not None:
+        return row.problem
+    t = row.text
+    if not row.has_text:
+        return "missing_text", f"the record has no {text_col!r} field"
+    if t is None or (isinstance(t, float) and t != t):
+        return "missing_text", "the text is missing (null)"
+    if not isinstance(t, str):
+        return "non_string_text", (f"the text is a {type(t).__name__} ({_preview(t)}), not a string; in JSON "
+                                   "quote it: \"42\"")
+    if not t.strip():
+        return "empty_text", "the text is empty" if not t else "the text is only whitespace"
+    if _bad_char(t) is not None:
+        return _byte_problem("text", t, encoding)
+    if isinstance(row.id, str) and _bad_char(row.id) is not None:
+        return _byte_problem("id", row.id, encoding)
+    return None
+
+
+def _check_model(model: Any) -> list[str]:
+    classes = getattr(model, "classes_", None)
+    if classes is None or not callable(getattr(model, "predict_proba", None)):
+        raise ConfigError.invalid(
+            "model", type(model).__name__,
+            "a fitted model with classes_ and predict_proba(texts), such as adaptlab.ship.Pipeline",
+            "Fix: fit the model first, or load a saved one with adaptlab.ship.load_pipeline(folder).",
+        )
+    names = [str(c) for c in classes]
+    if len(names) < 2:
+        raise ConfigError.invalid("model.classes_", names, "at least two classes")
+    return names
+
+
+# ---------------------------------------------------------------------------------------- writing
+
+
+class _Writer:
+    def __init__(self, path: Path, fmt: str, gz: bool, key_name: str, key_type: Any, classes: list[str]) -> None:
+        self.path, self.fmt = path, fmt
+        self.header = [key_name, "label", "confidence"] + [f"proba_{c}" for c in classes]
+        self.key_type = key_type
+        if fmt == "parquet":
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+
+            self.schema = pa.schema(
+                [(key_name, key_type), ("label", pa.string()), ("confidence", pa.float64())]
+                + [(h, pa.float64()) for h in self.header[3:]]
+            )
+            self.file = None
+            self.pq_writer = pq.ParquetWriter(str(path), self.schema)
+            self.buffer: list[list[Any]] = [[] for _ in self.header]
+            return
+        raw = open(path, "xb")
+        # mtime=0: the same predictions give the same bytes.
+        self.file = gzip.GzipFile(fileobj=raw, mode="wb", filename="", mtime=0) if gz else raw
+        self._raw = raw
+        self.text = io.TextIOWrapper(self.file, encoding="utf-8", newline="")
+        if fmt == "jsonl":
+            return
+        self.csv = csv.writer(self.text, delimiter="\t" if fmt == "tsv" else ",", lineterminator="\n")
+        self.csv.writerow(self.header)
+
+    def write(self, keys: list[Any], labels: list[str], confidence: np.ndarray, proba: np.ndarray) -> None:
+        columns = [keys, labels, confidence.tolist()] + proba.T.tolist()
+        if self.fmt == "parquet":
+            for buf, col in zip(self.buffer, columns):
+                buf.extend(col)
+            if len(self.buffer[0]) >= _PARQUET_ROW_GROUP:
+                self._flush_parquet()
+        elif self.fmt == "jsonl":
+            header = self.header
+            self.text.write("".join(
+                json.dumps(dict(zip(header, row)), ensure_ascii=False, default=str) + "\n" for row in zip(*columns)
+            ))
+        else:
+            self.csv.writerows(zip(*columns))
+
+    def _flush_parquet(self) -> None:
+        import pyarrow as pa
+
+        keys = self.buffer[0]
+        if pa.types.is_string(self.key_type):
+            keys = [None if k is None else str(k) for k in keys]
+        arrays = [pa.array(keys, type=self.key_type)] + [
+            pa.array(col, type=f.type) for col, f in zip(self.buffer[1:], list(self.schema)[1:])
+        ]
+        self.pq_writer.write_table(pa.Table.from_arrays(arrays, schema=self.schema))
+        self.buffer = [[] for _ in self.header]
+
+    def close(self) -> None:
+        if self.fmt == "parquet":
+            if self.buffer[0]:
+                self._flush_parquet()
+            self.pq_writer.close()
+            return
+        self.text.close()  # closes the gzip member and the file underneath
+        if self._raw is not self.file:
+            self._raw.close()
+
+    def abort(self) -> None:
+        closers = [self.pq_writer.close] if self.fmt == "parquet" else [self.text.close, self._raw.close]
+        for close in closers:
+            with contextlib.suppress(Exception):
+                close()
+
+
+class _RejectWriter:
+    def __init__(self, path: Path) -> None:
+        self.text = open(path, "x", encoding="utf-8", newline="")
+        self.csv = csv.writer(self.text, lineterminator="\n")
+        self.csv.writerow(REJECT_COLUMNS)
+
+    def write(self, line: int, id_value: Any, code: str, reason: str, preview: str) -> None:
+        idv = "" if id_value is None else _printable(id_value if isinstance(id_value, str) else str(id_value))
+        self.csv.writerow([line, idv, code, reason, preview])
+
+    def close(self) -> None:
+        self.text.close()
+
+
+# ----------------------------------------------------------------------------------------- public
+
+
+def predict_file(
+    model: Any,
+    input_path: PathLike,
+    output_path: PathLike,
+    *,
+    text_col: Optional[str] = None,
+    id_col: Optional[str] = None,
+    batch_size: int = 256,
+    reject_path: Optional[PathLike] = None,
+    encoding: Optional[str] = None,
+    show_progress: bool = False,
+) -> PredictReport:
+    """Predict every row of a CSV/TSV, JSON Lines or Parquet file, streaming it in batches.
+
+    The output (format from its extension: ``.csv``, ``.tsv``, ``.jsonl``, ``.parquet``; text formats
+    may add ``.gz``) has, in input order, the input's id column (or ``row``, the input line number,
+    when there is none), ``label`` (the class with the highest probability), ``confidence`` (that
+    probability) and one ``proba_<class>`` column per class of ``model.classes_``. Rows that cannot be
+    predicted go to the reject file (CSV: ``line, id, problem, reason, preview``) instead; see the
+    module docstring for how lines are numbered.
+
+    Args:
+        model: A fitted model with ``classes_`` and ``predict_proba(list[str]) -> (n, n_classes)``,
+            e.g. :class:`adaptlab.ship.Pipeline`.
+        input_path: The file to predict. Read as :func:`adaptlab.data.load_dataset` reads it.
+        output_path: Where to write the predictions. Written under a temporary name and renamed when
+            complete, so an interrupted run never leaves a partial file here.
+        text_col: Text column. Default: the first of ``text, sentence, content, abstract, document,
+            body`` present (as in ``load_dataset``).
+        id_col: Id column copied to the output. Default: ``id`` when present.
+        batch_size: Rows read and predicted at a time; memory use is bounded by it.
+        reject_path: The reject file. Default: ``<output name>.rejects.csv`` beside the output.
+        encoding: Text encoding of CSV/TSV/JSONL (ignored for Parquet). Default UTF-8 (a UTF-16 BOM is
+            recognised). Bytes invalid in the encoding reject their row, and the report suggests a fix.
+        show_progress: Show a progress bar on stderr (bytes read; rows for Parquet).
+
+    Returns:
+        A :class:`PredictReport`; ``report.summary()`` says what was predicted and rejected.
+
+    Raises:
+        DataError: The input cannot be used: missing file, unknown type, no text column (the message
+            lists the columns found and says to pass ``--text-col``), a damaged file.
+        ConfigError: A bad argument (``batch_size``, ``encoding``, output type, a model without
+            ``predict_proba``).
+
+    Example:
+        >>> import pathlib, tempfile
+        >>> from adaptlab.data import TextDataset
+        >>> from adaptlab.rungs import RungContext, get_rung
+        >>> ds = TextDataset(["good film", "great film", "bad film", "awful film"] * 3, ["p", "p", "n", "n"] * 3)
+        >>> model = get_rung("tfidf", {"min_df": 1}).fit(ds, ds, seed=0, context=RungContext(classes=["n", "p"]))
+        >>> d = pathlib.Path(tempfile.mkdtemp())
+        >>> _ = (d / "new.csv").write_text("id,text\\n7,great\\n8,\\n9,awful\\n", encoding="utf-8")
+        >>> report = predict_file(model, d / "new.csv", d / "out.csv")
+        >>> (report.n_predicted, report.n_rejected)
+        (2, 1)
+        >>> (d / "out.csv").read_text().splitlines()[0]
+        'id,label,confidence,proba_n,proba_p'
+        >>> (d / "out.rejects.csv").read_text().splitlines()[1]
+        '3,8,empty_text,the text is empty,'
+    """
+    t0 = time.perf_counter()
+    classes = _check_model(model)
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise ConfigError.invalid("batch_size", batch_size, "an integer >= 1", "Fix: e.g. --batch-size 256.")
+    batch_size = int(batch_size)
+    input_path = Path(input_path).expanduser()
+    output_path = Path(output_path).expanduser()
+    _check_input(input_path)
+    in_fmt, in_gz = _detect_format(input_path)
+    out_fmt, out_gz = _output_format(output_path)
+    rejects = Path(reject_path).expanduser() if reject_path is not None else _default_reject_path(output_path)
+    if rejects.suffix.lower() != ".csv":
+        raise ConfigError.invalid("reject_path", str(rejects), "a file ending in .csv (rejects are written as CSV)")
+    for name, p in (("output_path", output_path), ("reject_path", rejects)):
+        if _same_file(p, input_path):
+            raise ConfigError.invalid(name, str(p), "a file other than the input",
+                                      "Fix: write the predictions to a new file, e.g. -o predictions.csv.")
+    if _same_file(output_path, rejects):
+        raise ConfigError.invalid("reject_path", str(rejects), "a file other than the output")
+    for p in (output_path, rejects):
+        if p.is_dir():
+            raise ConfigError.invalid("output_path" if p == output_path else "reject_path", str(p),
+                                      "a file path, not a folder", "Fix: add a file name, e.g. out/predictions.csv.")
+
+    reader = _open_reader(input_path, in_fmt, in_gz, encoding, text_col, id_col, batch_size)
+    report = PredictReport(
+        input_path=str(input_path), output_path=str(output_path), format=reader.fmt, encoding=reader.encoding,
+        text_col=reader.text_col, id_col=reader.id_col, reject_path=str(rejects),
+    )
+    key_name = "row"
+    key_type: Any = None
+    if reader.id_col is not None:
+        reserved = {"label", "confidence", "row"} | {f"proba_{c}" for c in classes}
+        key_name = reader.id_col if reader.id_col not in reserved else f"input_{reader.id_col}"
+    if out_fmt == "parquet":
+        import pyarrow as pa
+
+        key_type = pa.int64() if reader.id_col is None else (reader.id_type or pa.string())
+
+    class_arr = np.asarray(classes, dtype=object)
+    tmp_out, tmp_rej = _temp_beside(output_path), _temp_beside(rejects)
+    writer: Optional[_Writer] = None
+    rej: Optional[_RejectWriter] = None
+    bar = None
+    by_problem: Counter[str] = Counter()
+    lines_by_problem: dict[str, list[int]] = {}
+    texts: list[str] = []
+    keys: list[Any] = []
+
+    def flush() -> None:
+        proba = np.asarray(model.predict_proba(texts), dtype=np.float64)
+        if proba.shape != (len(texts), len(classes)):
+            raise ValueError(
+                f"model.predict_proba returned shape {proba.shape} for {len(texts)} texts and {len(classes)} "
+                "classes; expected (n_texts, n_classes)."
+            )
+        best = proba.argmax(axis=1)
+        assert writer is not None  # opened before the first row is read
+        writer.write(keys, class_arr[best].tolist(), proba[np.arange(len(texts)), best], proba)
+        report.n_predicted += len(texts)
+        texts.clear()
+        keys.clear()
+
+    last_pos = 0
+
+    def tick() -> None:
+        nonlocal last_pos
+        if bar is not None:
+            pos = reader.position()
+            bar.update(max(0, pos - last_pos))
+            last_pos = pos
+            bar.set_postfix(rows=report.n_read, rejected=report.n_rejected, refresh=False)
+
+    try:
+        try:
+            output_path.parent.mkdir(parents=True, exist_ok=True)
+            rejects.parent.mkdir(parents=True, exist_ok=True)
+            writer = _Writer(tmp_out, out_fmt, out_gz, key_name, key_type, classes)
+            rej = _RejectWriter(tmp_rej)
+        except OSError as e:
+            raise ConfigError(
+                f"cannot write the predictions beside {output_path} ({e.strerror or e}). Fix: choose an output "
+                "path in a folder you can write to (CLI: -o PATH)."
+            ) from None
+        if show_progress:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=reader.total, desc=f"predict {input_path.name}", unit=reader.unit,
+                       unit_scale=reader.unit == "B", unit_divisor=1024 if reader.unit == "B" else 1000)
+        use_id = reader.id_col is not None
+        for row in reader:
+            report.n_read += 1
+            problem = _row_problem(row, reader.text_col, reader.encoding)
+            if problem is not None:
+                code, reason = problem
+                preview = row.preview or ("" if row.problem is not None or row.text is None else row.text)
+                rej.write(row.line, row.id, code, reason, _preview(preview) if preview else "")
+                report.n_rejected += 1
+                by_problem[code] += 1
+                seen = lines_by_problem.setdefault(code, [])
+                if len(seen) < 100:
+                    seen.append(row.line)
+                continue
+            texts.append(row.text)
+            keys.append(row.id if use_id else row.line)
+            if len(texts) >= batch_size:
+                flush()
+                tick()
+        if texts:
+            flush()
+        tick()
+        rej.close()
+        writer.close()
+        # Rejects first: the output appearing is the signal that the run finished.
+        os.replace(tmp_rej, rejects)
+        os.replace(tmp_out, output_path)
+    except BaseException:
+        # Interrupted or failed: remove the partial files so nothing half-written is left behind.
+        if writer is not None:
+            writer.abort()
+        if rej is not None:
+            with contextlib.suppress(Exception):
+                rej.close()
+        for p in (tmp_out, tmp_rej):
+            with contextlib.suppress(OSError):
+                p.unlink()
+        raise
+    finally:
+        reader.close()
+        if bar is not None:
+            bar.close()
+
+    report.seconds = time.perf_counter() - t0
+    report.rows_per_second = report.n_read / report.seconds if report.seconds > 0 else 0.0
+    report.rejected_by_problem = dict(by_problem)
+    report.rejected_lines = lines_by_problem
+    return report

@@ -156,7 +156,7 @@ class _Table:
 # --------------------------------------------------------------------------------------- reading
 
 
-def _detect_format(path: Path) -> tuple[str, bool]:
+def detect_format(path: Path) -> tuple[str, bool]:
     suffixes = [s.lower() for s in path.suffixes]
     gz = bool(suffixes) and suffixes[-1] == ".gz"
     suffix = (suffixes[-2] if len(suffixes) >= 2 else "") if gz else (suffixes[-1] if suffixes else "")
@@ -360,7 +360,7 @@ def _read_parquet(path: Path) -> _Table:
 # --------------------------------------------------------------------------------------- columns
 
 
-def _show_columns(columns: list[str]) -> str:
+def show_columns(columns: list[str]) -> str:
     shown = ", ".join(repr(c) for c in columns[:20])
     return shown + (f" and {len(columns) - 20} more" if len(columns) > 20 else "")
 
@@ -377,7 +377,7 @@ def _find_default(columns: list[str], candidates: tuple[str, ...]) -> Optional[s
     return None
 
 
-def _resolve(
+def resolve_column(
     role: str, given: Optional[str], columns: list[str], path: Path, candidates: tuple[str, ...] = (),
     required: bool = True,
 ) -> Optional[str]:
@@ -390,7 +390,7 @@ def _resolve(
         suggestion = ci[0] if ci else (close[0] if close else None)
         did = f" Did you mean {suggestion!r}?" if suggestion else ""
         raise DataError(
-            f"{path}: {role}_col={given!r} is not a column.{did} Columns in the file: {_show_columns(columns)}. "
+            f"{path}: {role}_col={given!r} is not a column.{did} Columns in the file: {show_columns(columns)}. "
             f"Fix: pass {role}_col=NAME (CLI: {flag} NAME) with one of these names."
         )
     if not candidates:
@@ -402,7 +402,7 @@ def _resolve(
             extra = " If the file is unlabeled, pass require_labels=False."
         raise DataError(
             f"{path}: no {role} column found (looked for {', '.join(candidates)}). Columns in the file: "
-            f"{_show_columns(columns)}. Fix: pass {role}_col=NAME (CLI: {flag} NAME).{extra}"
+            f"{show_columns(columns)}. Fix: pass {role}_col=NAME (CLI: {flag} NAME).{extra}"
         )
     return found
 
@@ -590,15 +590,15 @@ def load_dataset(
         raise DataError(f"{path} does not exist.{near} Fix: check the path (it is relative to {Path.cwd()}).")
     if path.is_dir():
         raise DataError(f"{path} is a folder, not a file. Fix: pass the path of the data file inside it.")
-    fmt, gz = _detect_format(path)
+    fmt, gz = detect_format(path)
     table = _read_parquet(path) if fmt == "parquet" else _read_text_table(path, fmt, gz, encoding)
 
     cols = table.columns
-    tcol = _resolve("text", text_col, cols, path, TEXT_COLUMN_CANDIDATES)
-    lcol = _resolve("label", label_col, cols, path, LABEL_COLUMN_CANDIDATES, required=require_labels)
-    gcol = _resolve("group", group_col, cols, path)
-    timecol = _resolve("time", time_col, cols, path)
-    icol = _resolve("id", id_col, cols, path) if id_col is not None else ("id" if "id" in cols else None)
+    tcol = resolve_column("text", text_col, cols, path, TEXT_COLUMN_CANDIDATES)
+    lcol = resolve_column("label", label_col, cols, path, LABEL_COLUMN_CANDIDATES, required=require_labels)
+    gcol = resolve_column("group", group_col, cols, path)
+    timecol = resolve_column("time", time_col, cols, path)
+    icol = resolve_column("id", id_col, cols, path) if id_col is not None else ("id" if "id" in cols else None)
     roles = {"text": tcol, "label": lcol, "group": gcol, "time": timecol, "id": icol}
     used = [(r, c) for r, c in roles.items() if c is not None]
     for k, (role, c) in enumerate(used):
@@ -607,7 +607,7 @@ def load_dataset(
                 raise DataError(
                     f"{path}: {role}_col and {other}_col both point at column {c!r}. Fix: pass a different "
                     f"column for one of them (CLI: --{role}-col / --{other}-col). Columns in the file: "
-                    f"{_show_columns(cols)}."
+                    f"{show_columns(cols)}."
                 )
 
     rows = table.rows

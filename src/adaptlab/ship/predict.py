@@ -40,9 +40,9 @@ import numpy as np
 # they are reused here, not copied, so both readers agree on what a file means.
 from adaptlab.data.load import (
     TEXT_COLUMN_CANDIDATES,
-    _detect_format,
-    _resolve,
-    _show_columns,
+    detect_format,
+    resolve_column,
+    show_columns,
 )
 from adaptlab.errors import ConfigError, DataError
 
@@ -379,7 +379,7 @@ class _CsvReader(_Reader):
             )
         self.columns = header
         try:
-            self.text_col = _resolve("text", text_col, header, path, TEXT_COLUMN_CANDIDATES)
+            self.text_col = resolve_column("text", text_col, header, path, TEXT_COLUMN_CANDIDATES)
             self.id_col = _resolve_id(id_col, header, path)
             _check_distinct(self.text_col, self.id_col, header, path)
         except DataError:
@@ -493,7 +493,7 @@ class _JsonlReader(_Reader):
             if n_objects == 0:  # an empty file: nothing to detect, nothing to predict
                 self.text_col, self.id_col = text_col, id_col
             else:
-                self.text_col = _resolve("text", text_col, self.columns, path, TEXT_COLUMN_CANDIDATES)
+                self.text_col = resolve_column("text", text_col, self.columns, path, TEXT_COLUMN_CANDIDATES)
                 self.id_col = _resolve_id(id_col, self.columns, path)
                 _check_distinct(self.text_col, self.id_col, self.columns, path)
         except BaseException:
@@ -563,7 +563,7 @@ class _ParquetReader(_Reader):
         self.columns = [str(c) for c in schema.names]
         self.total = self.file.metadata.num_rows
         try:
-            self.text_col = _resolve("text", text_col, self.columns, path, TEXT_COLUMN_CANDIDATES)
+            self.text_col = resolve_column("text", text_col, self.columns, path, TEXT_COLUMN_CANDIDATES)
             self.id_col = _resolve_id(id_col, self.columns, path)
             _check_distinct(self.text_col, self.id_col, self.columns, path)
         except DataError:
@@ -618,7 +618,7 @@ class _ParquetReader(_Reader):
 def _resolve_id(id_col: Optional[str], columns: list[str], path: Path) -> Optional[str]:
     # Same default as load_dataset: the column named "id" when there is one.
     if id_col is not None:
-        return _resolve("id", id_col, columns, path)
+        return resolve_column("id", id_col, columns, path)
     return "id" if "id" in columns else None
 
 
@@ -626,7 +626,7 @@ def _check_distinct(text_col: Optional[str], id_col: Optional[str], columns: lis
     if text_col is not None and text_col == id_col:
         raise DataError(
             f"{path}: text_col and id_col both point at column {text_col!r}. Fix: pass a different column for "
-            f"one of them (CLI: --text-col / --id-col). Columns in the file: {_show_columns(columns)}."
+            f"one of them (CLI: --text-col / --id-col). Columns in the file: {show_columns(columns)}."
         )
 
 
@@ -867,7 +867,7 @@ def predict_file(
     input_path = Path(input_path).expanduser()
     output_path = Path(output_path).expanduser()
     _check_input(input_path)
-    in_fmt, in_gz = _detect_format(input_path)
+    in_fmt, in_gz = detect_format(input_path)
     out_fmt, out_gz = _output_format(output_path)
     rejects = Path(reject_path).expanduser() if reject_path is not None else _default_reject_path(output_path)
     if rejects.suffix.lower() != ".csv":

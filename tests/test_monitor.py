@@ -93,7 +93,7 @@ def _rewrite(folder: Path, mutate) -> None:
 
 def _resign(folder: Path) -> None:
     """Re-record the tensor file's hash, as an attacker who also edits the JSON would."""
-    from adaptlab.monitor.reference import _sha256
+    from adaptlab.store.files import sha256_file as _sha256
 
     _rewrite(folder, lambda d: d.__setitem__("embeddings_sha256", _sha256(folder / TENSOR_FILE)))
 

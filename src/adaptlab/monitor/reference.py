@@ -21,7 +21,6 @@ Example:
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 from collections import Counter
@@ -32,6 +31,7 @@ import numpy as np
 
 from adaptlab.data.dataset import text_hash
 from adaptlab.errors import ConfigError
+from adaptlab.store.files import sha256_file
 from adaptlab.monitor._common import EmbedFn, as_matrix, call_embed, check_ids, check_texts
 
 FORMAT = "adaptlab.monitor.reference"
@@ -45,14 +45,6 @@ _JSON_KEYS = frozenset({
 })
 _HASH_RE = re.compile(r"^[0-9a-f]{32}$")
 _MAX_FINGERPRINT_LEN = 256
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 class ReferenceSet:
@@ -239,7 +231,7 @@ class ReferenceSet:
             "fingerprints": self.fingerprints,
             "encoders": self.encoders,
             "embeddings_file": TENSOR_FILE,
-            "embeddings_sha256": _sha256(tensor_path),
+            "embeddings_sha256": sha256_file(tensor_path),
         }
         tmp = folder / (JSON_FILE + ".tmp")
         tmp.write_text(json.dumps(doc, ensure_ascii=False, allow_nan=False), encoding="utf-8")
@@ -294,7 +286,7 @@ class ReferenceSet:
         if labels is not None and (not isinstance(labels, list) or len(labels) != n
                                    or not all(x is None or isinstance(x, str) for x in labels)):
             raise ConfigError(f"{where}: 'labels' must be null or a list of {n} strings/nulls.")
-        if doc["embeddings_sha256"] != _sha256(tensor_path):
+        if doc["embeddings_sha256"] != sha256_file(tensor_path):
             raise ConfigError(
                 f"{where}: {TENSOR_FILE} does not match the SHA-256 recorded in {JSON_FILE}; the vectors were "
                 "changed after saving. Refusing to load them; rebuild the reference set."

@@ -19,6 +19,7 @@ import numpy as np
 
 from adaptlab.monitor.age import AgeReport, embedding_age, refresh
 from adaptlab.monitor.reference import ReferenceSet
+from adaptlab.store.files import write_folder_atomically
 
 REFERENCE_DIR = "reference"
 
@@ -75,16 +76,4 @@ def reference_for(registry: Any, pipe: Any, space: Optional[ModelSpace] = None, 
 
 
 def _save(ref: ReferenceSet, folder: Path) -> None:
-    import shutil
-    import tempfile
-
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".reference.", dir=folder.parent))
-    try:
-        ref.save(tmp)
-        if folder.exists():
-            shutil.rmtree(folder)
-        tmp.rename(folder)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+    write_folder_atomically(folder, ref.save)

@@ -24,7 +24,8 @@ from typing import Any
 import numpy as np
 
 from adaptlab.errors import ConfigError
-from adaptlab.ship.blobs import BlobStore, sha256_file
+from adaptlab.ship.blobs import BlobStore
+from adaptlab.store.files import sha256_file
 
 # What each stored tensor may look like; anything else in a tensor file is refused.
 _FLOAT_DTYPES = ("float16", "bfloat16", "float32", "float64")

@@ -7,15 +7,13 @@ every file, which :meth:`BlobStore.verify` checks before anything is loaded.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import re
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Callable
 
 from adaptlab.errors import ConfigError
+from adaptlab.store.files import sha256_file, write_folder_atomically
 
 BLOB_INDEX = "blob.json"
 BLOB_FORMAT = "adaptlab-blob-v1"
@@ -23,14 +21,6 @@ BLOB_KINDS = ("encoders", "adapters")
 _KEY = re.compile(r"^[0-9a-f]{16,64}$")
 # Files a blob may hold; anything else (a pickle, a script) makes the blob invalid.
 _ALLOWED_SUFFIXES = (".safetensors", ".json", ".txt", ".md", ".model")
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def check_key(kind: str, key: str) -> None:
@@ -66,27 +56,21 @@ class BlobStore:
         dest = self.path(kind, key)
         if self.has(kind, key):
             return dest
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        # Written beside the destination and renamed: an interrupted save never leaves half a blob.
-        tmp = Path(tempfile.mkdtemp(prefix=f".{key}.", dir=dest.parent))
-        try:
-            write(tmp)
+
+        def write_indexed(folder: Path) -> None:
+            write(folder)
             files = {}
-            for f in sorted(p for p in tmp.rglob("*") if p.is_file()):
-                rel = f.relative_to(tmp).as_posix()
+            for f in sorted(p for p in folder.rglob("*") if p.is_file()):
+                rel = f.relative_to(folder).as_posix()
                 if not rel.endswith(_ALLOWED_SUFFIXES):
-                    f.unlink()  # e.g. peft's README is .md (kept); anything executable-looking is not
+                    f.unlink()  # e.g. a README is .md (kept); anything that could be code or a pickle is not
                     continue
                 files[rel] = sha256_file(f)
-            (tmp / BLOB_INDEX).write_text(json.dumps({"format": BLOB_FORMAT, "kind": kind, "key": key,
-                                                      "files": files}, indent=2) + "\n", encoding="utf-8")
-            if dest.exists():
-                shutil.rmtree(dest)
-            tmp.rename(dest)
-        finally:
-            if tmp.exists():
-                shutil.rmtree(tmp, ignore_errors=True)
-        return dest
+            (folder / BLOB_INDEX).write_text(json.dumps({"format": BLOB_FORMAT, "kind": kind, "key": key,
+                                                         "files": files}, indent=2) + "\n", encoding="utf-8")
+
+        # An interrupted save never leaves half a blob.
+        return write_folder_atomically(dest, write_indexed)
 
     def verify(self, kind: str, key: str) -> Path:
         """The blob's folder after checking every file's hash; refuses missing, changed or extra files."""

@@ -29,7 +29,8 @@ from adaptlab.errors import ConfigError
 from adaptlab.ship.artifact import (
     check_tensors, describe_tensors, export_fitted, import_fitted, json_safe, read_json,
 )
-from adaptlab.ship.blobs import BlobStore, sha256_file
+from adaptlab.ship.blobs import BlobStore
+from adaptlab.store.files import sha256_file
 
 MANIFEST = "adaptlab.json"
 WEIGHTS = "weights.safetensors"

@@ -126,7 +126,7 @@ def predict_cmd(
     from adaptlab.ship import load_model
     from adaptlab.ship.predict import predict_file
 
-    pipe = load_model(model, version, device=device)
+    pipe = load_model(model, version, device=device, use_cache=False)
     report = predict_file(pipe, input, output, text_col=text_col, id_col=id_col, batch_size=batch_size,
                           reject_path=rejects, encoding=encoding, show_progress=not json_out)
     if json_out:

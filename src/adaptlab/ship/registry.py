@@ -184,13 +184,18 @@ class ModelRegistry:
     def version_dir(self, version_id: str) -> Path:
         return self.root / "versions" / self.version(version_id).id
 
-    def load(self, version_id: Optional[str] = None, *, device: str = "cpu") -> Any:
-        """The saved pipeline of a version (default: the one in use), verified before loading."""
+    def load(self, version_id: Optional[str] = None, *, device: str = "cpu", use_cache: bool = True) -> Any:
+        """The saved pipeline of a version (default: the one in use), verified before loading.
+
+        ``use_cache``: frozen-encoder versions read and write the registry's embedding cache (retrains
+        and monitoring embed the same training texts again and again); batch prediction of new texts
+        turns it off, as caching millions of one-off texts only costs time and disk.
+        """
         from adaptlab.ship.pipeline import load_pipeline
 
         vid = version_id or self.current.id
         pipe = load_pipeline(self.version_dir(vid), device=device, blobs=self.root / "blobs")
-        if hasattr(pipe.fitted_, "cache"):
+        if use_cache and hasattr(pipe.fitted_, "cache"):
             from adaptlab.encoders import EmbeddingCache
 
             # Frozen-encoder versions share one embedding cache: retrains and monitoring reuse vectors.
@@ -291,7 +296,7 @@ def _version() -> str:
     return str(adaptlab.__version__)
 
 
-def load_model(path: PathLike, version: Optional[str] = None, *, device: str = "cpu") -> Any:
+def load_model(path: PathLike, version: Optional[str] = None, *, device: str = "cpu", use_cache: bool = True) -> Any:
     """A saved pipeline from a registry folder (the version in use, or ``version``) or a single saved model.
 
     Example:
@@ -302,7 +307,7 @@ def load_model(path: PathLike, version: Optional[str] = None, *, device: str = "
 
     root = Path(path).expanduser()
     if (root / REGISTRY_FILE).is_file():
-        return ModelRegistry(root).load(version, device=device)
+        return ModelRegistry(root).load(version, device=device, use_cache=use_cache)
     if version is not None:
         raise ConfigError(f"{str(root)!r} is a single saved model, not a registry; drop --version.")
     return load_pipeline(root, device=device)

@@ -1,5 +1,6 @@
 """The fine-tuning rungs (lora, unfreeze, finetune, lpft) on the tiny encoder, and a study with them."""
 import json
+import re
 
 import numpy as np
 import pytest
@@ -199,6 +200,96 @@ def test_lora_on_dense_layers_too_and_unknown_targets_are_refused(tiny_encoder, 
         get_rung("lora", {**FAST, "target_modules": ["qkv"]}).fit(tr, va, seed=0, context=c)
 
 
+# ---------------------------------------------------------------- MLP head (seed 002: backbone frozen + head)
+def test_frozen_backbone_with_an_mlp_head_trains_only_the_head(tiny_encoder, corpus):
+    tr, va, te = corpus
+    rung = get_rung("unfreeze", {**FAST, "top_k": 0, "head": "mlp", "head_hidden": 16, "head_lr": 3e-2})
+    fitted = rung.fit(tr, va, seed=0, context=ctx(tiny_encoder))
+    head = fitted.model.head
+    assert isinstance(head, torch.nn.Sequential) and [type(m).__name__ for m in head] == [
+        "Linear", "GELU", "Dropout", "Linear"]
+    d = fitted.diagnostics_
+    dim = tiny_encoder.dim
+    assert d["trainable_parameters"] == (dim * 16 + 16) + (16 * 3 + 3)  # both head layers, nothing else
+    assert {g["name"] for g in d["param_groups"][0]["groups"]} == {"head", "head/no_decay"}
+    assert d["stages"][0]["stage"] == "head"
+    # The backbone is bit-identical: zero movement in every unit, and embeddings equal the frozen ones.
+    assert d["movement"]["overall"] == 0.0 and set(d["movement"]["frozen"]) == set(d["movement"]["per_layer"])
+    base = dict(tiny_encoder.model.named_parameters())
+    for name, p in fitted.model.backbone.named_parameters():
+        assert torch.equal(p, base[name]), name
+    np.testing.assert_allclose(fitted.embed(te.texts[:5]), tiny_encoder.encode(te.texts[:5]), atol=1e-5)
+    # ... and the MLP head learned the task on the frozen features.
+    test_f1 = score(te.labels, fitted.predict(te.texts), None, CLASSES, None)["f1"]
+    assert fitted.val_scores_["f1"] > 0.55 and test_f1 > 0.5, (fitted.val_scores_, test_f1)
+
+
+def test_mlp_head_trains_with_the_backbone_too(tiny_encoder, corpus):
+    tr, va, _ = corpus
+    fitted = get_rung("finetune", {**FAST, "max_epochs": 3, "head": "mlp", "head_hidden": 8}).fit(
+        tr, va, seed=0, context=ctx(tiny_encoder))
+    assert tuple(fitted.model.head[0].weight.shape) == (8, tiny_encoder.dim) and fitted.model.head[3].out_features == 3
+    d = fitted.diagnostics_
+    assert d["movement"]["overall"] > 0 and d["trainable_parameters"] == d["total_parameters"]
+    losses = [h["train_loss"] for h in d["history"]]
+    assert losses[-1] < losses[0], losses
+
+
+@pytest.mark.parametrize("rung,params,match", [
+    ("finetune", {"head": "deep"}, r"finetune.head='deep' is not valid: expected one of linear, mlp"),
+    ("unfreeze", {"head": "mlp", "head_hidden": 0}, r"unfreeze.head_hidden=0 is not valid: expected an integer >= 1"),
+    ("lora", {"head_hidden": 2.5}, r"lora.head_hidden=2.5 is not valid"),
+    ("lpft", {"head": "mlp"}, r"lpft.head='mlp' is not valid: expected 'linear' when lp_method='logistic'"),
+])
+def test_bad_head_settings_name_the_field(rung, params, match):
+    with pytest.raises(ConfigError, match=match):
+        get_rung(rung, params)
+    assert get_rung("lpft", {"head": "mlp", "lp_method": "head"}).config.head == "mlp"
+
+
+def test_lora_with_an_mlp_head_saves_and_loads_back_identically(tiny_encoder, corpus, tmp_path, tiny_encoder_dir):
+    from safetensors.torch import load_file
+
+    from adaptlab.encoders import Encoder
+    from adaptlab.rungs.lora import FittedLora
+
+    tr, va, te = corpus
+    fitted = get_rung("lora", {**FAST, "r": 2, "backbone_lr": 1e-2, "max_epochs": 3, "head": "mlp",
+                               "head_hidden": 12}).fit(tr, va, seed=0, context=ctx(tiny_encoder))
+    lora = fitted.diagnostics_["lora"]
+    assert lora["head_parameters"] == (tiny_encoder.dim * 12 + 12) + (12 * 3 + 3)
+    folder = fitted.save_pretrained(tmp_path / "adapter")
+    meta = json.loads((folder / "head_config.json").read_text())
+    assert meta["head"] == {"kind": "mlp", "hidden": 12, "dim": tiny_encoder.dim, "n_classes": 3}
+    assert set(load_file(str(folder / "head.safetensors"))) == {"0.weight", "0.bias", "3.weight", "3.bias"}
+    loaded = FittedLora.from_pretrained(folder, encoder=Encoder.from_pretrained(tiny_encoder_dir, device="cpu"))
+    assert isinstance(loaded.model.head, torch.nn.Sequential)
+    np.testing.assert_array_equal(loaded.predict_proba(te.texts), fitted.predict_proba(te.texts))
+    # A head file that does not match the recorded kind is refused, not silently misread.
+    meta["head"] = {"kind": "linear", "hidden": None}
+    (folder / "head_config.json").write_text(json.dumps(meta))
+    with pytest.raises(RuntimeError, match="state_dict"):
+        FittedLora.from_pretrained(folder, encoder=tiny_encoder)
+
+
+def test_lora_folders_of_the_first_format_still_load(tiny_encoder, corpus, tmp_path):
+    from adaptlab.rungs.lora import FittedLora
+
+    tr, va, te = corpus
+    fitted = get_rung("lora", {**FAST, "r": 2, "max_epochs": 1}).fit(tr, va, seed=0, context=ctx(tiny_encoder))
+    folder = fitted.save_pretrained(tmp_path / "v1")
+    meta = json.loads((folder / "head_config.json").read_text())
+    del meta["head"]
+    meta["format"] = "adaptlab-lora-head-v1"  # written before heads had kinds: weight + bias of a Linear
+    (folder / "head_config.json").write_text(json.dumps(meta))
+    loaded = FittedLora.from_pretrained(folder, encoder=tiny_encoder)
+    np.testing.assert_array_equal(loaded.predict_proba(te.texts), fitted.predict_proba(te.texts))
+    meta["format"] = "adaptlab-lora-head-v9"
+    (folder / "head_config.json").write_text(json.dumps(meta))
+    with pytest.raises(ConfigError, match="has format 'adaptlab-lora-head-v9'"):
+        FittedLora.from_pretrained(folder, encoder=tiny_encoder)
+
+
 def test_study_with_tfidf_probe_finetune_stores_diagnostics(tiny_encoder, tmp_path):
     from adaptlab.diagnostics.overfit import transfer_signatures
     from adaptlab.store import RunStore
@@ -225,6 +316,80 @@ def test_study_with_tfidf_probe_finetune_stores_diagnostics(tiny_encoder, tmp_pa
     # Another budget is another result (the budget is part of the key).
     cfg2 = StudyConfig(rungs=["finetune"], seeds=1, n_boot=200, budget="12steps", rung_params=cfg.rung_params)
     assert Study(cfg2, home=tmp_path, encoder=tiny_encoder).run(data).n_trained == 1
+
+
+def _columns(table):
+    return {str(c.header): [str(x) for x in c.cells] for c in table.columns}
+
+
+def test_study_table_shows_trainable_parameters_movement_cka_and_flags(tiny_encoder, tmp_path):
+    import copy
+
+    from rich.console import Console
+
+    from adaptlab.evaluate import StudyResult
+    from adaptlab.evaluate.report import diagnostics_lines, render_study, rung_table
+
+    data = topic_corpus(120, seed=1)
+    head_only = {**FAST, "top_k": 0, "head": "mlp", "head_hidden": 16, "head_lr": 3e-2}
+    cfg = StudyConfig(rungs=["tfidf", "probe", "unfreeze", "finetune"], seeds=2, n_boot=200, budget="16steps",
+                      rung_params={"finetune": FAST, "unfreeze": head_only})
+    res = Study(cfg, home=tmp_path, encoder=tiny_encoder).run(data)
+    cols = _columns(rung_table(res))
+    assert cols["rung"] == ["tfidf", "probe", "unfreeze", "finetune"]
+    assert all("±" in c for c in cols["test mean ± std"]) and all(float(c) >= 0 for c in cols["fit s"])
+    for col in ("trainable", "moved (max)", "CKA", "flags"):
+        assert cols[col][:2] == ["—", "—"], col  # tfidf and probe train no network
+    dim = tiny_encoder.dim
+    head_params = (dim * 16 + 16) + (16 * 3 + 3)
+    total = res.per_seed[-1]["diagnostics"]["total_parameters"]
+    assert total > head_params
+    # unfreeze top_k=0: only the MLP head trains; the backbone did not move and embeds as before.
+    assert cols["trainable"][2] == f"{head_params} ({100 * head_params / total:.1f}%)"
+    assert cols["moved (max)"][2] == "0%" and cols["CKA"][2] == "1.000"
+    # finetune: everything trains and moves; the geometry changed a little.
+    assert cols["trainable"][3].endswith("(100%)")
+    moved = [p["diagnostics"]["movement"]["overall"] for p in res.per_seed if p["rung"] == "finetune"]
+    m = re.fullmatch(r"([\d.]+)% \(([\d.]+)% (emb|L\d+)\)", cols["moved (max)"][3])
+    assert m, cols["moved (max)"][3]
+    assert float(m.group(1)) == pytest.approx(100 * np.mean(moved), rel=0.05) and float(m.group(2)) >= float(m.group(1))
+    assert 0 < float(cols["CKA"][3]) < 1
+    known = re.compile(r"(overfit \d/2 \(ep [\d,]+\)|neg\. transfer vs [a-z, ]+|budget-bound \d/2)")
+    assert all(f == "none" or all(known.fullmatch(part) for part in f.split("; ")) for f in cols["flags"][2:])
+
+    # Flags come from the stored data: a finetune band far below both baselines and an overfitting seed.
+    d = copy.deepcopy(res.to_dict())
+    row = next(r for r in d["rows"] if r["rung"] == "finetune")
+    row.update(mean=0.2, ci_low=0.15, ci_high=0.25)
+    seed0, seed1 = [p for p in d["per_seed"] if p["rung"] == "finetune"]
+    for p in (seed0, seed1):  # best checkpoint well before the end: not budget-bound
+        p["diagnostics"].update(stopped_by="budget_steps", best={**p["diagnostics"]["best"], "step": 3})
+    seed0["diagnostics"]["overfitting"].update(overfitting=True, best_epoch=2)
+    seed1["diagnostics"]["overfitting"]["overfitting"] = False
+    bad = StudyResult.from_dict(d)
+    flags = _columns(rung_table(bad))["flags"][3]
+    assert flags == "overfit 1/2 (ep 2); neg. transfer vs tfidf, probe"
+    lines = "\n".join(diagnostics_lines(bad))
+    assert "finetune: NEGATIVE TRANSFER: 0.2000 vs tfidf" in lines and "1 of 2 seed(s) overfit" in lines
+    assert "budget was too short" not in lines
+    # A seed whose best checkpoint is the last step the budget allowed was still improving: under-trained.
+    seed1["diagnostics"]["best"]["step"] = seed1["diagnostics"]["budget"]["steps_used"]
+    short = StudyResult.from_dict(d)
+    assert _columns(rung_table(short))["flags"][3].endswith("; budget-bound 1/2")
+    lines = "\n".join(diagnostics_lines(short))
+    assert "still improving when the budget ran out in 1 of 2 seed(s)" in lines and "budget was too short" in lines
+    assert "unfreeze: trained" in lines and "backbone unchanged (frozen" in lines
+    console = Console(record=True, width=220)
+    console.print(render_study(bad))
+    text = console.export_text()
+    assert "fine-tuning signatures" in text and "neg. transfer vs tfidf" in text
+
+    # A study without network rungs keeps the short table.
+    plain = copy.deepcopy(res.to_dict())
+    plain["rows"] = [r for r in plain["rows"] if r["rung"] in ("tfidf", "probe")]
+    plain["per_seed"] = [p for p in plain["per_seed"] if p["rung"] in ("tfidf", "probe")]
+    plain_res = StudyResult.from_dict(plain)
+    assert "trainable" not in _columns(rung_table(plain_res)) and diagnostics_lines(plain_res) == []
 
 
 def test_study_refuses_a_rung_budget_unlike_the_study_budget(tiny_encoder, tmp_path):

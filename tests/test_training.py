@@ -70,6 +70,39 @@ def test_frozen_units_get_no_group_and_no_grad(tiny_encoder):
     assert frozen and all(param_unit(n) in ("embeddings", "layer.0", "other") for n in frozen)
 
 
+def test_optimizer_is_fused_adamw_where_torch_has_the_kernel(tiny_encoder):
+    from adaptlab.rungs.training import make_adamw
+
+    model = TextClassifier(tiny_encoder.model, tiny_encoder.pool, tiny_encoder.dim, 3)
+    groups = Trainer(model, config=TrainingConfig(), classes=["a", "b", "c"], seed=0).param_groups(
+        Stage("all", lambda n, u: True, 1, 1))
+    assert make_adamw(groups, lr=1e-3).defaults["fused"] is True  # CPU float32
+    slow = [{"params": [torch.nn.Parameter(torch.zeros(2, dtype=torch.float64))], "lr": 1e-3}]
+    opt = make_adamw(slow, lr=1e-3)
+    assert not opt.defaults["fused"] and opt.defaults["foreach"] is False
+
+
+def test_best_evaluation_is_reused_not_repeated(tiny_encoder, data, monkeypatch):
+    tr, va = data
+    calls = []
+    real = Trainer.evaluate
+
+    def counting(self, *a, **k):
+        calls.append(1)
+        return real(self, *a, **k)
+
+    monkeypatch.setattr(Trainer, "evaluate", counting)
+    fitted = get_rung("finetune", {**FAST, "max_epochs": 3, "patience": 10}).fit(tr, va, seed=0,
+                                                                                context=ctx(tiny_encoder))
+    # One validation pass per epoch and none after: the restored best checkpoint's scores are the ones
+    # its evaluation computed.
+    assert len(calls) == len(fitted.diagnostics_["history"]) == 3
+    from adaptlab.evaluate.metrics import score
+
+    again = score(va.labels, fitted.predict(va.texts), fitted.predict_proba(va.texts), ["money", "sport", "tech"], None)
+    assert fitted.val_scores_ == pytest.approx(again)
+
+
 def test_rung_records_the_groups_it_trained_with(tiny_encoder, data):
     tr, va = data
     fitted = get_rung("unfreeze", {**FAST, "top_k": 2, "train_embeddings": True, "layer_decay": 0.5,
@@ -194,6 +227,42 @@ def test_interrupted_run_resumes_to_the_same_numbers(tiny_encoder, data, tmp_pat
         assert n1 == n2 and torch.equal(p1, p2), n1
     np.testing.assert_array_equal(resumed.predict_proba(va.texts), full.predict_proba(va.texts))
     assert not list(home.glob(f"checkpoints/{name}/*/checkpoint.json"))  # cleaned up once finished
+
+
+# Diagnostics that measure this machine's clock or say how the run went (resumed or not), not the model.
+_TIMING = {"seconds", "seconds_used", "resumed_from_step"}
+
+
+def without_timing(obj):
+    if isinstance(obj, dict):
+        return {k: without_timing(v) for k, v in obj.items() if k not in _TIMING}
+    if isinstance(obj, list):
+        return [without_timing(v) for v in obj]
+    return obj
+
+
+def test_lpft_keeps_its_linear_probe_diagnostics_across_a_resume(tiny_encoder, data, tmp_path):
+    tr, va = data
+    params = {**FAST, "checkpoint_every": 5}
+    full = get_rung("lpft", params).fit(tr, va, seed=0, context=ctx(tiny_encoder, home=tmp_path / "a"))
+    assert set(full.diagnostics_["linear_probe"]) == {"C", "val_f1", "seconds"}
+
+    def ctrl_c(step):
+        if step == 12:
+            raise TrainingInterrupted("interrupted by the test")
+
+    home = tmp_path / "b"
+    with pytest.raises(TrainingInterrupted):
+        get_rung("lpft", params).fit(tr, va, seed=0, context=ctx(tiny_encoder, home=home), callback=ctrl_c)
+    (state,) = list(home.glob("checkpoints/lpft/*/checkpoint.json"))
+    assert json.loads(state.read_text())["extra"]["linear_probe"]["C"] == full.diagnostics_["linear_probe"]["C"]
+    resumed = get_rung("lpft", params).fit(tr, va, seed=0, context=ctx(tiny_encoder, home=home))
+    assert resumed.diagnostics_["resumed_from_step"] == 10
+    # Everything but clock readings equals the uninterrupted run, the linear-probe entry included.
+    assert without_timing(resumed.diagnostics_) == without_timing(full.diagnostics_)
+    assert resumed.cost_.samples_seen == full.cost_.samples_seen
+    assert resumed.cost_.encode_seconds > 0  # the probe's encoding, done before the interruption, still counts
+    np.testing.assert_array_equal(resumed.predict_proba(va.texts), full.predict_proba(va.texts))
 
 
 def test_mid_epoch_checkpoint_resumes_exactly(tiny_encoder, data, tmp_path):

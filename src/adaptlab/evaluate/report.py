@@ -1,26 +1,172 @@
 """Human-readable rendering of a study: the rung table, band comparisons and the leakage report."""
 from __future__ import annotations
 
+from typing import Any, Optional
+
+import numpy as np
+from rich import box
 from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
+from adaptlab.evaluate.metrics import bands_overlap
 from adaptlab.evaluate.study import StudyResult
+
+NA = "—"  # a cell that does not apply to the rung (tfidf and probe train no network)
+# Baselines a rung that adapts the encoder must not fall below (negative transfer, seed 001).
+TRANSFER_BASELINES = ("tfidf", "probe")
+
+
+def _count(n: float) -> str:
+    """22713216 -> '22.7M', 1539 -> '1.5k', 99 -> '99'."""
+    for unit, size in (("B", 1e9), ("M", 1e6), ("k", 1e3)):
+        if n >= size:
+            return f"{n / size:.1f}{unit}"
+    return f"{int(n)}"
+
+
+def _pct(fraction: float) -> str:
+    """A fraction as a short percentage: 1.0 -> '100%', 0.0123 -> '1.2%', 4.1e-4 -> '0.041%'."""
+    v = 100.0 * fraction
+    if v == 0:
+        return "0%"
+    if v >= 10:
+        return f"{v:.0f}%"
+    if v >= 1:
+        return f"{v:.1f}%"
+    return f"{v:.2g}%"
+
+
+def _short_unit(unit: Optional[str]) -> str:
+    if not unit:
+        return ""
+    if unit.startswith("layer."):
+        return "L" + unit.split(".", 1)[1]
+    return {"embeddings": "emb"}.get(unit, unit)
+
+
+def network_signatures(result: StudyResult) -> dict[str, dict[str, Any]]:
+    """Per rung that trained a network, what its seeds' stored diagnostics say, averaged over seeds.
+
+    Reads ``per_seed[i]["diagnostics"]`` as the training rungs store them (``trainable_parameters``,
+    ``total_parameters``, ``movement``, ``cka_pretrained_vs_tuned``, ``overfitting``, ``budget``) and the
+    rows' bands for negative transfer: a rung below ``tfidf`` or ``probe`` with bands that do not
+    overlap (a gap larger than the noise). A seed is budget-bound when the budget stopped it while its
+    last evaluation was its best (under-trained rather than worse: a longer budget may change the row).
+    Rungs without such diagnostics (tfidf, probe, refit) are absent.
+
+    Example:
+        >>> sig = network_signatures(result)  # doctest: +SKIP
+        >>> sig["finetune"]["moved_overall"], sig["finetune"]["negative_transfer"]  # doctest: +SKIP
+        (0.0041, [])
+    """
+    rows = {r["rung"]: r for r in result.rows}
+    out: dict[str, dict[str, Any]] = {}
+    for name, row in rows.items():
+        diags = [p["diagnostics"] for p in result.per_seed
+                 if p.get("rung") == name and isinstance(p.get("diagnostics"), dict)
+                 and ("movement" in p["diagnostics"] or "trainable_parameters" in p["diagnostics"])]
+        if not diags:
+            continue
+
+        def mean_of(values: list[Any]) -> Optional[float]:
+            vals = [float(v) for v in values if v is not None]
+            return float(np.mean(vals)) if vals else None
+
+        moves = [d.get("movement") or {} for d in diags]
+        most = [m.get("most_moved") or {} for m in moves]
+        units = [m.get("unit") for m in most if m.get("unit")]
+        over = [d.get("overfitting") or {} for d in diags]
+        # Budget-bound: the budget ended training while validation F1 was still at its best, so the
+        # rung may simply be under-trained; a longer budget could change its row.
+        budget_bound = sum(
+            1 for d in diags
+            if d.get("stopped_by") in ("budget_steps", "budget_seconds")
+            and (d.get("best") or {}).get("step") is not None
+            and (d.get("best") or {}).get("step") == (d.get("budget") or {}).get("steps_used"))
+        overfit_epochs = [o.get("best_epoch") for o in over if o.get("overfitting")]
+        negative = []
+        for base in TRANSFER_BASELINES:
+            if base in rows and base != name:
+                b = rows[base]
+                apart = not bands_overlap((row["ci_low"], row["ci_high"]), (b["ci_low"], b["ci_high"]))
+                if row["mean"] < b["mean"] and apart:
+                    negative.append({"baseline": base, "mean": row["mean"], "baseline_mean": b["mean"]})
+        out[name] = {
+            "n_seeds": len(diags),
+            "trainable_parameters": mean_of([d.get("trainable_parameters") for d in diags]),
+            "total_parameters": mean_of([d.get("total_parameters") for d in diags]),
+            "trainable_fraction": mean_of([d.get("trainable_fraction") for d in diags]),
+            "moved_overall": mean_of([m.get("overall") for m in moves]),
+            "moved_most": mean_of([m.get("ratio") for m in most]),
+            "moved_most_unit": max(set(units), key=units.count) if units else None,
+            "cka": mean_of([d.get("cka_pretrained_vs_tuned") for d in diags]),
+            "steps_used": mean_of([(d.get("budget") or {}).get("steps_used") for d in diags]),
+            "n_budget_bound": budget_bound,
+            "n_overfitting": len(overfit_epochs),
+            "overfitting_epochs": overfit_epochs,
+            "negative_transfer": negative,
+        }
+    return out
+
+
+def _epochs(epochs: list[Any]) -> str:
+    return ",".join(str(e) for e in sorted(set(epochs), key=lambda e: (e is None, e)))
+
+
+def _flags(sig: dict[str, Any]) -> str:
+    flags = []
+    if sig["n_overfitting"]:
+        flags.append(f"overfit {sig['n_overfitting']}/{sig['n_seeds']} (ep {_epochs(sig['overfitting_epochs'])})")
+    if sig["negative_transfer"]:
+        flags.append("neg. transfer vs " + ", ".join(n["baseline"] for n in sig["negative_transfer"]))
+    if sig["n_budget_bound"]:
+        flags.append(f"budget-bound {sig['n_budget_bound']}/{sig['n_seeds']}")
+    return "; ".join(flags) if flags else "none"
 
 
 def rung_table(result: StudyResult) -> Table:
-    """The rung table: mean ± std over seeds and the 95% band (seeds and test sampling)."""
+    """The rung table: mean ± std over seeds, the 95% band (seeds and test sampling) and the cost.
+
+    When a rung trained a network (lora, unfreeze, finetune, lpft), four more columns say what it
+    trained and what that did, from the diagnostics stored with each seed's result: trainable
+    parameters (and their share of the model), backbone movement (mean relative L2 change from the
+    pretrained weights, overall and of the layer that moved most), linear CKA between pretrained and
+    tuned embeddings of held-out texts, and flags (overfitting seeds with the epoch validation F1
+    peaked; negative transfer below tfidf / probe; budget-bound seeds, still improving when the
+    budget ended). Rungs that train no network show "—" there.
+    """
     binary = result.positive_label is not None
-    t = Table(title=f"{result.name}  —  test {result.metric}, {result.n_test} sealed test items", title_justify="left")
-    t.add_column("rung")
-    t.add_column("seeds", justify="right")
-    t.add_column("test mean ± std", justify="right")
-    t.add_column("95% CI", justify="right")
-    t.add_column("val mean", justify="right")
+    sigs = network_signatures(result)
+    title = f"{result.name}  —  test {result.metric}, {result.n_test} sealed test items"
+    if sigs:
+        # Four more columns: lighter borders so the table fits 140 columns (the CLI's width when piped).
+        t = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
+    else:
+        t = Table(title=title, title_justify="left")
+    num = {"justify": "right", "no_wrap": True}
+    t.add_column("rung", no_wrap=True)
+    t.add_column("seeds", **num)
+    t.add_column("test mean ± std", **num)
+    t.add_column("95% CI", **num)
+    t.add_column("val mean", **num)
     if binary:
-        t.add_column("AUPRC", justify="right")
-    t.add_column("fit s/seed", justify="right")
-    t.add_column("encode s (this run)", justify="right")
+        t.add_column("AUPRC", **num)
+    t.add_column("fit s/seed" if not sigs else "fit s", **num)
+    t.add_column("encode s (this run)" if not sigs else "encode s", **num)
+    if sigs:
+        # Numbers never wrap; the flags column takes what width is left.
+        t.add_column("trainable", **num)
+        t.add_column("moved (max)", **num)
+        t.add_column("CKA", **num)
+        t.add_column("flags", min_width=12)
+        t.caption = ("encode s: encoding every labeled text once in this run, shared by the encoder rungs. "
+                     "trainable: parameters trained (share of the model). moved: mean relative L2 change of "
+                     "the backbone from its pretrained weights (layer that moved most). CKA: linear CKA of "
+                     "pretrained vs tuned embeddings of held-out texts (1 = same geometry). flags: overfit k/n "
+                     "(ep E): k of n seeds overfit, validation F1 peaking in epoch E; neg. transfer: below that "
+                     "baseline with bands apart; budget-bound k/n: still improving when the budget ended.")
+        t.caption_justify = "left"
     for r in result.rows:
         cells = [
             r["rung"], str(r["n_seeds"]), f"{r['mean']:.4f} ± {r['std']:.4f}",
@@ -28,8 +174,22 @@ def rung_table(result: StudyResult) -> Table:
         ]
         if binary:
             cells.append(f"{r.get('auprc_mean', float('nan')):.4f}")
-        enc = f"{result.data.get('encode_seconds', 0.0):.1f}" if r.get("uses_encoder") else "-"
+        enc = f"{result.data.get('encode_seconds', 0.0):.1f}" if r.get("uses_encoder") else NA
         cells += [f"{r['fit_seconds_mean']:.2f}", enc]
+        if sigs:
+            sig = sigs.get(r["rung"])
+            if sig is None:
+                cells += [NA, NA, NA, NA]
+            else:
+                n, frac = sig["trainable_parameters"], sig["trainable_fraction"]
+                trainable = NA if n is None else _count(n) + (f" ({_pct(frac)})" if frac is not None else "")
+                moved = NA
+                if sig["moved_overall"] is not None:
+                    moved = _pct(sig["moved_overall"])
+                    if sig["moved_most"]:
+                        moved += f" ({_pct(sig['moved_most'])} {_short_unit(sig['moved_most_unit'])})"
+                cka = NA if sig["cka"] is None else f"{sig['cka']:.3f}"
+                cells += [trainable, moved, cka, _flags(sig)]
         t.add_row(*cells)
     return t
 
@@ -82,12 +242,50 @@ def render_study(result: StudyResult) -> Group:
     return Group(head, rung_table(result), tail)
 
 
+def network_lines(result: StudyResult) -> list[str]:
+    """One plain line per rung that trained a network: movement, CKA, overfitting, negative transfer."""
+    sigs = network_signatures(result)
+    if not sigs:
+        return []
+    lines = ["", "fine-tuning signatures (means over seeds; movement = relative L2 change from the pretrained weights):"]
+    for name, sig in sigs.items():
+        parts = []
+        if sig["trainable_parameters"] is not None:
+            frac = f" ({_pct(sig['trainable_fraction'])} of the model)" if sig["trainable_fraction"] is not None else ""
+            parts.append(f"trained {_count(sig['trainable_parameters'])} parameters{frac}")
+        if sig["moved_overall"] is not None:
+            if sig["moved_overall"] == 0:
+                parts.append("backbone unchanged (frozen, or the pretrained weights were the best checkpoint)")
+            else:
+                parts.append(f"backbone moved {_pct(sig['moved_overall'])} overall, most in "
+                             f"{sig['moved_most_unit']} ({_pct(sig['moved_most'] or 0.0)})")
+        if sig["cka"] is not None:
+            parts.append(f"CKA pretrained vs tuned {sig['cka']:.3f}")
+        if sig["n_overfitting"]:
+            eps = _epochs(sig["overfitting_epochs"]).replace(",", ", ")
+            parts.append(f"{sig['n_overfitting']} of {sig['n_seeds']} seed(s) overfit (validation F1 peaked in "
+                         f"epoch {eps}, then fell while training kept improving; the peak checkpoint is kept)")
+        if sig["n_budget_bound"]:
+            parts.append(f"still improving when the budget ran out in {sig['n_budget_bound']} of {sig['n_seeds']} "
+                         "seed(s): a longer --budget may change this row")
+        lines.append(f"  {name}: " + "; ".join(parts) + ".")
+        for neg in sig["negative_transfer"]:
+            why = ("adapting the encoder made it worse here, or the budget was too short to tell (see above)"
+                   if sig["n_budget_bound"] else "adapting the encoder made it worse here")
+            lines.append(f"  {name}: NEGATIVE TRANSFER: {neg['mean']:.4f} vs {neg['baseline']} {neg['baseline_mean']:.4f} "
+                         f"with bands apart; {why}. Prefer {neg['baseline']}, or adapt more gently (LoRA, fewer "
+                         "unfrozen layers, a lower backbone learning rate).")
+    return lines
+
+
 def diagnostics_lines(result: StudyResult) -> list[str]:
-    """The diagnostics section (filled by adaptlab.diagnostics for studies with a `refit` rung)."""
+    """The diagnostics section: fine-tuning signatures of network rungs (from their stored diagnostics),
+    then what adaptlab.diagnostics found for studies with a `refit` rung."""
+    lines = network_lines(result)
     d = getattr(result, "diagnostics", None) or {}
     if not d:
-        return []
-    lines = ["", "diagnostics (clinic: linear-probe gap, MMD, domain shift):"]
+        return lines
+    lines += ["", "diagnostics (clinic: linear-probe gap, MMD, domain shift):"]
     gap = d.get("probe_gap")
     if gap:
         lines.append(f"  probe gap: refit - probe = {gap['gap_points']:+.1f} F1 points, bands "

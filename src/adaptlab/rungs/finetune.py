@@ -22,7 +22,7 @@ class FinetuneConfig(TrainingConfig):
 
 @register_rung
 class FinetuneRung(NetworkRung):
-    """Fine-tune the whole encoder and a linear head on the pooled embedding.
+    """Fine-tune the whole encoder and a head (linear or MLP) on the pooled embedding.
 
     Example:
         >>> from adaptlab.rungs import get_rung
@@ -33,7 +33,7 @@ class FinetuneRung(NetworkRung):
 
     name = "finetune"
     config_class = FinetuneConfig
-    summary = "full fine-tuning of the encoder + linear head (separate head / backbone LRs)"
+    summary = "full fine-tuning of the encoder + head (separate head / backbone LRs)"
 
     def stages(self, model: TextClassifier, n_layers: int) -> list[Stage]:
         cfg: FinetuneConfig = self.config  # type: ignore[assignment]

@@ -1,9 +1,10 @@
-"""`lora`: low-rank adapters (Hugging Face ``peft``) on the encoder's attention projections + a linear head.
+"""`lora`: low-rank adapters (Hugging Face ``peft``) on the encoder's attention projections + a head.
 
 The ladder's "smaller adaptation surface": the pretrained weights stay frozen (bit-identical) and each
 targeted projection learns a low-rank update ``B A`` (rank ``r``, scaled by ``alpha / r``). Only the
 adapters and the head train, typically well under 1% of the parameters, so the saved adapter is small
-and loads back onto the unchanged base encoder.
+and loads back onto the unchanged base encoder. The head (``head="linear"`` or ``"mlp"``) is saved
+beside the adapters as safetensors, its kind and width in ``head_config.json``.
 
 Example:
     >>> fitted = get_rung("lora", {"r": 8}).fit(train, val, seed=0, context=ctx)  # doctest: +SKIP
@@ -21,7 +22,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Optional, Sequence, Union
 
-import torch
 from torch import nn
 
 from adaptlab.errors import ConfigError
@@ -38,12 +38,14 @@ from adaptlab.rungs.training import (
 
 HEAD_WEIGHTS = "head.safetensors"
 HEAD_CONFIG = "head_config.json"
-HEAD_FORMAT = "adaptlab-lora-head-v1"
+# v2 adds the head's kind ("linear" | "mlp") and its state-dict names; v1 folders hold a linear head.
+HEAD_FORMAT = "adaptlab-lora-head-v2"
+HEAD_FORMATS = ("adaptlab-lora-head-v1", HEAD_FORMAT)
 
 
 @dataclass
 class LoraConfig(TrainingConfig):
-    """LoRA adapters on the attention projections (and optionally dense/MLP layers) + a linear head."""
+    """LoRA adapters on the attention projections (and optionally dense/MLP layers) + a head."""
 
     rung_name: ClassVar[str] = "lora"
 
@@ -112,12 +114,13 @@ class FittedLora(FittedNetwork):
             raise ConfigError.invalid("save_directory", str(out), "a folder path", "It names an existing file.")
         out.mkdir(parents=True, exist_ok=True)
         self.model.backbone.save_pretrained(str(out))
-        save_file({"weight": self.model.head.weight.detach().cpu().contiguous(),
-                   "bias": self.model.head.bias.detach().cpu().contiguous()}, str(out / HEAD_WEIGHTS))
+        save_file({k: v.detach().cpu().contiguous() for k, v in self.model.head.state_dict().items()},
+                  str(out / HEAD_WEIGHTS))
         meta = {
             "format": HEAD_FORMAT,
+            "head": self.model.head_config,
             "classes": [str(c) for c in self.classes_],
-            "dim": int(self.model.head.in_features),
+            "dim": int(self.model.dim),
             "max_length": self.max_length,
             "input_scale": self.model.input_scale,
             "encoder_fingerprint": self.encoder_fingerprint,
@@ -151,6 +154,9 @@ class FittedLora(FittedNetwork):
             raise ConfigError(f"{str(folder)!r} is not a saved LoRA rung: {HEAD_CONFIG} or {HEAD_WEIGHTS} is "
                               "missing. Pass the folder given to FittedLora.save_pretrained.")
         meta = json.loads(meta_file.read_text(encoding="utf-8"))
+        if meta.get("format") not in HEAD_FORMATS:
+            raise ConfigError(f"{str(meta_file)!r} has format {meta.get('format')!r}; this adaptlab reads "
+                              f"{', '.join(HEAD_FORMATS)}. Upgrade adaptlab or save the adapters again.")
         if not isinstance(encoder, Encoder):
             encoder = Encoder.from_pretrained(encoder, device=device or "auto")
         if encoder.fingerprint != meta["encoder_fingerprint"]:
@@ -163,13 +169,13 @@ class FittedLora(FittedNetwork):
             warnings.simplefilter("ignore", FutureWarning)
             backbone = PeftModel.from_pretrained(copy.deepcopy(encoder.model), str(folder), is_trainable=False)
         classes = list(meta["classes"])
+        head_meta = meta.get("head") or {"kind": "linear", "hidden": None}  # v1 folders: a linear head
         model = TextClassifier(backbone, encoder.pool, int(meta["dim"]), len(classes),
                                head_dropout=float(meta["rung_config"].get("head_dropout", 0.0)),
-                               input_scale=float(meta["input_scale"]))
-        head = load_file(str(folder / HEAD_WEIGHTS))
-        with torch.no_grad():
-            model.head.weight.copy_(head["weight"])
-            model.head.bias.copy_(head["bias"])
+                               input_scale=float(meta["input_scale"]), head=head_meta["kind"],
+                               head_hidden=int(head_meta.get("hidden") or 1))
+        # strict: a head file that does not match the recorded kind fails here, not with odd predictions.
+        model.head.load_state_dict(load_file(str(folder / HEAD_WEIGHTS)), strict=True)
         model.to(device or encoder.device)
         model.eval()
         for p in model.parameters():
@@ -185,7 +191,7 @@ class FittedLora(FittedNetwork):
 
 @register_rung
 class LoraRung(NetworkRung):
-    """LoRA adapters on the frozen encoder + a linear head on the pooled embedding.
+    """LoRA adapters on the frozen encoder + a head (linear or MLP) on the pooled embedding.
 
     Example:
         >>> from adaptlab.rungs import get_rung
@@ -196,7 +202,7 @@ class LoraRung(NetworkRung):
 
     name = "lora"
     config_class = LoraConfig
-    summary = "LoRA adapters (peft) on the attention projections + linear head; base weights frozen"
+    summary = "LoRA adapters (peft) on the attention projections + head; base weights frozen"
 
     def build_backbone(self, backbone: nn.Module, seed: int) -> nn.Module:
         from peft import get_peft_model

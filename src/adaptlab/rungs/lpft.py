@@ -8,7 +8,11 @@ the frozen features, then fine-tunes all weights starting from it:
   the frozen embeddings, C chosen on validation F1) becomes the linear head's initial weights; the
   LP-initialised model is evaluated before any step, so fine-tuning must beat the probe on
   validation to be kept;
-* ``lp_method="head"``: a first training stage with the backbone frozen (``lp_epochs`` at most).
+* ``lp_method="head"``: a first training stage with the backbone frozen (``lp_epochs`` at most); the
+  one that works with ``head="mlp"``.
+
+The linear probe's choice (``diagnostics_["linear_probe"]``) is saved with the training checkpoints,
+so a run resumed after an interruption reports the same diagnostics as an uninterrupted one.
 """
 from __future__ import annotations
 
@@ -54,6 +58,10 @@ class LpftConfig(TrainingConfig):
             raise ConfigError.invalid("lpft.C_grid", self.C_grid, "a non-empty list of positive numbers")
         if not _is_int(self.lp_epochs) or self.lp_epochs < 1:
             raise ConfigError.invalid("lpft.lp_epochs", self.lp_epochs, "an integer >= 1")
+        if self.lp_method == "logistic" and self.head != "linear":
+            # A logistic regression is a linear head; it has no hidden layer to initialise.
+            raise ConfigError.invalid("lpft.head", self.head, "'linear' when lp_method='logistic'",
+                                      "Set lpft.lp_method='head' to train an MLP head on the frozen backbone first.")
 
 
 def logistic_to_linear(head: Any, classes: list[str], dim: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -4,12 +4,14 @@ A rung describes *what* to train as a list of :class:`Stage` (which parameters a
 long); :class:`Trainer` does the rest the same way for all of them, so their numbers are comparable:
 
 * model: a deep copy of the study encoder's backbone + the encoder's own pooling (``encoder.pool``)
-  + a linear head (:class:`TextClassifier`); the shared encoder is never modified;
-* AdamW with one parameter group per layer: head LR, backbone LR, layer-wise decay (each lower layer's
-  LR is multiplied by ``layer_decay``), no weight decay on biases and LayerNorm;
+  + a linear or small MLP head (:class:`TextClassifier`, ``head=``); the shared encoder is never modified;
+* AdamW (torch's fused kernel on CPU/CUDA) with one parameter group per layer: head LR, backbone LR,
+  layer-wise decay (each lower layer's LR is multiplied by ``layer_decay``), no weight decay on biases
+  and LayerNorm;
 * linear warm-up then linear decay per stage, gradient clipping, class-weighted cross-entropy;
 * dynamic padding: texts are tokenized once; each epoch shuffles (seeded) and groups texts of similar
-  length into batches, so little compute is spent on padding;
+  length into batches, so little compute is spent on padding; per-step losses stay on the device until
+  an evaluation needs them (no host sync per step on a GPU);
 * early stopping on the validation F1 plateau, with the best checkpoint restored at the end (model
   selection sees validation only, never the sealed test);
 * a budget in optimizer steps or wall-clock seconds (:class:`~adaptlab.config.Budget`), honoured and
@@ -58,6 +60,8 @@ CHECKPOINT_VERSION = 1
 _BUCKET_BATCHES = 50
 # Config fields that do not change a run's numbers, so they stay out of the result key.
 _NOT_IN_IDENTITY = ("checkpoint_every", "keep_checkpoints")
+# Classification heads a network rung can put on the pooled embedding.
+HEADS = ("linear", "mlp")
 
 
 # ---------------------------------------------------------------------------------------------- config
@@ -86,6 +90,12 @@ class TrainingConfig(RungConfig):
     min_delta: float = field(default=0.0, metadata={"help": "a validation F1 gain must exceed this to count"})
     class_weighted: bool = field(default=True, metadata={"help": "weight the loss by inverse class frequency"})
     head_dropout: float = field(default=0.1, metadata={"help": "dropout on the pooled embedding before the head"})
+    head: str = field(
+        default="linear",
+        metadata={"help": "classification head on the pooled embedding: 'linear', or 'mlp' "
+                          "(Linear-GELU-Dropout-Linear, head_hidden units)"},
+    )
+    head_hidden: int = field(default=256, metadata={"help": "head='mlp': width of the hidden layer"})
     max_length: Optional[int] = field(
         default=None, metadata={"help": "truncate texts to this many tokens (default: the encoder's max_seq_length)"}
     )
@@ -126,6 +136,12 @@ class TrainingConfig(RungConfig):
             raise ConfigError.invalid(f"{p}.min_delta", self.min_delta, "a number >= 0")
         if not _is_num(self.head_dropout) or not 0 <= self.head_dropout < 1:
             raise ConfigError.invalid(f"{p}.head_dropout", self.head_dropout, "a probability in [0, 1)")
+        if self.head not in HEADS:
+            raise ConfigError.invalid(f"{p}.head", self.head, f"one of {', '.join(HEADS)}",
+                                      f"Set {p}.head to 'linear' (default) or 'mlp' (a hidden layer of "
+                                      "head_hidden units).")
+        if not _is_int(self.head_hidden) or self.head_hidden < 1:
+            raise ConfigError.invalid(f"{p}.head_hidden", self.head_hidden, "an integer >= 1, e.g. 256")
         if self.max_length is not None and (not _is_int(self.max_length) or self.max_length < 2):
             raise ConfigError.invalid(f"{p}.max_length", self.max_length, "an integer >= 2 or null")
         if not _is_int(self.checkpoint_every) or self.checkpoint_every < 0:
@@ -148,25 +164,53 @@ def _is_int(v: Any) -> bool:
 
 # ---------------------------------------------------------------------------------------------- model
 class TextClassifier(nn.Module):
-    """Backbone + the encoder's pooling + dropout + linear head.
+    """Backbone + the encoder's pooling + dropout + a classification head.
 
     ``pool`` is the study encoder's :meth:`~adaptlab.encoders.Encoder.pool`, so the fine-tuned
     embeddings are pooled exactly as the frozen ones (mean / cls / max, normalised or not).
+
+    ``head="linear"`` is one ``nn.Linear``; ``head="mlp"`` is Linear(dim, ``head_hidden``) - GELU -
+    Dropout - Linear(``head_hidden``, n_classes), the "frozen backbone + trainable head" scenario of
+    seed 002 when the backbone stays frozen (``unfreeze`` with ``top_k=0``). Every head parameter's
+    name starts with ``head.``, which is how the training loop tells head from backbone.
 
     ``input_scale`` multiplies the pooled embedding before the head. L2-normalised embeddings have
     coordinates of size ~1/sqrt(dim), so a head trained by SGD at usual learning rates would need
     hundreds of steps just to grow its weights; :func:`head_input_scale` gives sqrt(dim) for them (a
     cosine classifier with a fixed temperature) and 1 otherwise. ``embed`` is not scaled.
+
+    Example:
+        >>> import torch
+        >>> backbone = torch.nn.Identity()
+        >>> m = TextClassifier(backbone, lambda h, mask: h, 8, 3, head="mlp", head_hidden=16)
+        >>> [n for n, _ in m.named_parameters()]
+        ['head.0.weight', 'head.0.bias', 'head.3.weight', 'head.3.bias']
     """
 
     def __init__(self, backbone: nn.Module, pool: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
-                 dim: int, n_classes: int, *, head_dropout: float = 0.1, input_scale: float = 1.0) -> None:
+                 dim: int, n_classes: int, *, head_dropout: float = 0.1, input_scale: float = 1.0,
+                 head: str = "linear", head_hidden: int = 256) -> None:
         super().__init__()
+        if head not in HEADS:
+            raise ConfigError.invalid("head", head, f"one of {', '.join(HEADS)}")
         self.backbone = backbone
         self.dropout = nn.Dropout(head_dropout)
-        self.head = nn.Linear(dim, n_classes)
+        self.dim = int(dim)
+        self.n_classes = int(n_classes)
+        self.head_kind = head
+        self.head_hidden = int(head_hidden) if head == "mlp" else None
+        if head == "mlp":
+            self.head: nn.Module = nn.Sequential(nn.Linear(dim, int(head_hidden)), nn.GELU(),
+                                                 nn.Dropout(head_dropout), nn.Linear(int(head_hidden), n_classes))
+        else:
+            self.head = nn.Linear(dim, n_classes)
         self.input_scale = float(input_scale)
         object.__setattr__(self, "_pool", pool)  # a plain function, not a sub-module
+
+    @property
+    def head_config(self) -> dict[str, Any]:
+        """What rebuilds the head: ``{"kind": "linear"|"mlp", "hidden": int|None, "dim", "n_classes"}``."""
+        return {"kind": self.head_kind, "hidden": self.head_hidden, "dim": self.dim, "n_classes": self.n_classes}
 
     def embed(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         hidden = self.backbone(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
@@ -244,7 +288,14 @@ def _collate(
     ids: list[list[int]], idx: Sequence[int], pad_id: int, device: torch.device
 ) -> tuple[torch.Tensor, torch.Tensor]:
     input_ids, mask = pad_batch(ids, idx, pad_id)
-    return input_ids.to(device), mask.to(device)
+    return _to_device_async(input_ids, device), _to_device_async(mask, device)
+
+
+def _to_device_async(t: torch.Tensor, device: torch.device) -> torch.Tensor:
+    if device.type == "cuda":
+        # Pinned host memory lets the copy overlap the GPU's queued work instead of waiting for it.
+        return t.pin_memory().to(device, non_blocking=True)
+    return t.to(device)
 
 
 def epoch_batches(lengths: np.ndarray, batch_size: int, *, seed: int, stage: int, epoch: int) -> list[np.ndarray]:
@@ -268,8 +319,8 @@ def forward_all(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Pooled embeddings and logits of every text, in input order (eval mode, length-sorted batches)."""
     n = len(ids)
-    emb = np.empty((n, model.head.in_features), dtype=np.float32)
-    logits = np.empty((n, model.head.out_features), dtype=np.float32)
+    emb = np.empty((n, model.dim), dtype=np.float32)
+    logits = np.empty((n, model.n_classes), dtype=np.float32)
     if n == 0:
         return emb, logits
     was_training = model.training
@@ -285,6 +336,51 @@ def forward_all(
     finally:
         model.train(was_training)
     return emb, logits
+
+
+_FUSED_DEVICES = ("cpu", "cuda")
+
+
+def make_adamw(groups: list[dict[str, Any]], lr: float) -> torch.optim.AdamW:
+    """AdamW with torch's fused kernel where the parameters' device has one (CPU and CUDA float32).
+
+    One kernel per step instead of a Python loop over the ~100 parameter tensors of a small BERT:
+    the optimizer step was 2-20x faster on a 2-core CPU (bench/finetune.py), and it is what
+    ``transformers.Trainer`` uses by default. Deterministic, and its state resumes from checkpoints
+    like the loop's.
+    """
+    params = [p for g in groups for p in g["params"]]
+    devices = {p.device.type for p in params}
+    fusable = (len(devices) == 1 and devices <= set(_FUSED_DEVICES)
+               and all(p.dtype in (torch.float32, torch.float16, torch.bfloat16) for p in params))
+    if fusable:
+        try:
+            return torch.optim.AdamW(groups, lr=lr, fused=True)
+        except (RuntimeError, ValueError, TypeError):  # an older torch without this kernel
+            pass
+    return torch.optim.AdamW(groups, lr=lr, foreach=False)
+
+
+@torch.inference_mode()
+def pooled_embeddings(backbone: nn.Module, pool: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+                      ids: list[list[int]], pad_id: int, batch_size: int = 64) -> np.ndarray:
+    """Pooled embeddings of token-id lists by any backbone (e.g. the pretrained one), in input order."""
+    out: Optional[np.ndarray] = None
+    was_training = backbone.training
+    backbone.eval()
+    device = next(backbone.parameters()).device
+    try:
+        order = np.argsort(-np.fromiter((len(x) for x in ids), dtype=np.int64, count=len(ids)), kind="stable")
+        for start in range(0, len(ids), batch_size):
+            idx = order[start : start + batch_size]
+            input_ids, mask = _collate(ids, idx, pad_id, device)
+            e = pool(backbone(input_ids=input_ids, attention_mask=mask).last_hidden_state, mask).float().cpu().numpy()
+            if out is None:
+                out = np.empty((len(ids), e.shape[1]), dtype=np.float32)
+            out[idx] = e
+    finally:
+        backbone.train(was_training)
+    return out if out is not None else np.empty((0, 0), dtype=np.float32)
 
 
 def _softmax(logits: np.ndarray) -> np.ndarray:
@@ -308,6 +404,12 @@ class TrainResult:
     param_groups: list[dict[str, Any]]
     resumed_from_step: Optional[int] = None
     val_scores: dict[str, float] = field(default_factory=dict)
+    # What ``fresh_start`` returned, read back from the checkpoint when the run resumed.
+    extra: dict[str, Any] = field(default_factory=dict)
+    # Training seconds already spent before this process resumed the run (0 for a fresh run).
+    seconds_before_resume: float = 0.0
+    # Pooled embeddings of the validation texts by the returned model, in input order.
+    val_embeddings: Optional[np.ndarray] = None
 
 
 class TrainingInterrupted(AdaptlabError):
@@ -407,14 +509,14 @@ class Trainer:
     def evaluate(
         self, ids: list[list[int]], y: np.ndarray, pad_id: int, weight: Optional[torch.Tensor]
     ) -> dict[str, Any]:
-        """Validation loss (same weighted loss as training) and scores, in eval mode."""
-        _, logits = forward_all(self.model, ids, pad_id, batch_size=max(64, self.cfg.batch_size))
+        """Validation loss (same weighted loss as training), scores and pooled embeddings, in eval mode."""
+        emb, logits = forward_all(self.model, ids, pad_id, batch_size=max(64, self.cfg.batch_size))
         t_logits = torch.from_numpy(logits)
         loss = float(F.cross_entropy(t_logits, torch.from_numpy(y), weight=None if weight is None else weight.cpu()))
         proba = _softmax(logits)
         pred = np.asarray(self.classes, dtype=object)[proba.argmax(1)]
         true = np.asarray(self.classes, dtype=object)[y]
-        return {"loss": loss, "scores": score(true, pred, proba, self.classes, self.positive)}
+        return {"loss": loss, "scores": score(true, pred, proba, self.classes, self.positive), "embeddings": emb}
 
     # ---------------------------------------------------------------- the loop
     def fit(
@@ -427,8 +529,15 @@ class Trainer:
         *,
         pad_id: int,
         evaluate_at_start: bool = False,
+        fresh_start: Optional[Callable[[], Optional[dict[str, Any]]]] = None,
     ) -> TrainResult:
-        """Run the stages; return the history with the best checkpoint (by validation F1) restored."""
+        """Run the stages; return the history with the best checkpoint (by validation F1) restored.
+
+        ``fresh_start`` runs once, only when no checkpoint of this run is resumed, before the clock of
+        the budget starts (LP-FT fits its linear probe there). What it returns (JSON-safe) is saved with
+        every checkpoint and comes back as ``TrainResult.extra`` whether the run resumed or not, so a
+        resumed run reports what the interrupted one computed.
+        """
         if len(val_ids) == 0:
             raise ConfigError("network rungs need a non-empty validation split for early stopping (val_size > 0).")
         if len(train_ids) == 0:
@@ -457,6 +566,9 @@ class Trainer:
         if loaded is not None:
             st, opt_state = loaded
             resumed_from = st.step
+        elif fresh_start is not None:
+            st.extra = _json_safe(fresh_start() or {})
+        seconds_before_resume = st.elapsed
         t_start = time.perf_counter() - st.elapsed
 
         def elapsed() -> float:
@@ -474,6 +586,9 @@ class Trainer:
         def snapshot() -> dict[str, torch.Tensor]:
             return {n: params[n].detach().clone() for n in touched}
 
+        # Validation embeddings of the best checkpoint (not checkpointed: recomputed if a resume lost them).
+        best_val_emb: list[Optional[np.ndarray]] = [None]
+
         def record(stage_name: str, stage_epoch: int, train_part: Optional[dict[str, float]]) -> None:
             ev = self.evaluate(val_ids, y_val, pad_id, weight)
             entry = {"stage": stage_name, "epoch": st.epoch_count, "stage_epoch": stage_epoch, "step": st.step,
@@ -488,9 +603,27 @@ class Trainer:
                 st.best = {"val_f1": ev["scores"]["f1"], "epoch": st.epoch_count, "stage": stage_name,
                            "stage_epoch": stage_epoch, "step": st.step}
                 st.best_state = snapshot()
+                st.best_scores = ev["scores"]
+                best_val_emb[0] = ev["embeddings"]
                 st.bad = 0
             else:
                 st.bad += 1
+
+        # Per-step loss and predictions stay on the device until an evaluation or a checkpoint needs
+        # them: reading them every step (float(loss), .cpu()) would make a GPU wait for each step to
+        # finish before the next is queued. Flushed one value at a time, so the sums are bit-identical
+        # to reading each step's loss as it comes, wherever the flushes fall.
+        pending: list[tuple[torch.Tensor, torch.Tensor, int]] = []
+
+        def flush() -> None:
+            if not pending:
+                return
+            losses = torch.stack([x[0] for x in pending]).float().cpu().tolist()
+            preds = torch.cat([x[1] for x in pending]).cpu().tolist()
+            for value, (_, _, n) in zip(losses, pending):
+                st.acc_loss += value * n
+            st.acc_pred.extend(int(k) for k in preds)
+            pending.clear()
 
         bar = None
         if self.show_progress:
@@ -514,7 +647,7 @@ class Trainer:
                 stage = stages[st.stage]
                 if opt is None:
                     groups = self.param_groups(stage)
-                    opt = torch.optim.AdamW(groups, lr=cfg.head_lr, foreach=False)
+                    opt = make_adamw(groups, lr=cfg.head_lr)
                     if st.stage_start_step is None:
                         st.stage_start_step = st.step
                     base_lrs = [g["lr"] for g in opt.param_groups]
@@ -559,7 +692,7 @@ class Trainer:
                         break
                     idx = batches[st.batch]
                     input_ids, mask = _collate(train_ids, idx, pad_id, device)
-                    target = torch.from_numpy(y_train[idx]).to(device)
+                    target = _to_device_async(torch.from_numpy(y_train[idx]), device)
                     logits = model(input_ids, mask)
                     loss = F.cross_entropy(logits, target, weight=weight)
                     loss.backward()
@@ -571,16 +704,17 @@ class Trainer:
                     st.step += 1
                     st.batch += 1
                     st.samples += len(idx)
-                    st.acc_loss += float(loss.detach()) * len(idx)
+                    pending.append((loss.detach(), logits.detach().argmax(1), len(idx)))
                     st.acc_n += len(idx)
-                    st.acc_pred.extend(int(k) for k in logits.detach().argmax(1).cpu().numpy())
                     st.acc_true.extend(int(k) for k in y_train[idx])
                     if bar is not None:
                         bar.update(1)
                     if self.checkpoint_dir is not None and cfg.checkpoint_every and st.step % cfg.checkpoint_every == 0:
+                        flush()
                         self._save_checkpoint(st, params, touched, opt, sched, elapsed(), stages_log, param_groups_log)
                     if self.callback is not None:
                         self.callback(st.step)
+                flush()
                 if st.acc_n > 0:  # evaluate what was trained since the last evaluation
                     if st.batch >= len(batches) or stopped_by is not None:
                         st.epoch_count += 1
@@ -609,11 +743,17 @@ class Trainer:
         for p in model.parameters():
             p.requires_grad_(False)
         model.eval()
-        final = self.evaluate(val_ids, y_val, pad_id, weight)
+        val_scores, val_emb = st.best_scores, best_val_emb[0]
+        if val_scores is None or val_emb is None:
+            # The restored weights are those the best evaluation saw (bit for bit), so its scores and
+            # embeddings stand; only a run without one (or resumed past it) evaluates again.
+            final = self.evaluate(val_ids, y_val, pad_id, weight)
+            val_scores, val_emb = final["scores"], final["embeddings"]
         return TrainResult(
             history=st.history, best=dict(st.best or {}), stopped_by=stopped_by, steps=st.step,
             samples_seen=st.samples, seconds=elapsed(), stages=stages_log, param_groups=param_groups_log,
-            resumed_from_step=resumed_from, val_scores=final["scores"],
+            resumed_from_step=resumed_from, val_scores=dict(val_scores), extra=dict(st.extra),
+            seconds_before_resume=seconds_before_resume, val_embeddings=val_emb,
         )
 
     # ---------------------------------------------------------------- checkpoints
@@ -704,9 +844,11 @@ class _LoopState:
     elapsed: float = 0.0
     stages_log: list[dict[str, Any]] = field(default_factory=list)
     param_groups_log: list[dict[str, Any]] = field(default_factory=list)
+    extra: dict[str, Any] = field(default_factory=dict)
+    best_scores: Optional[dict[str, Any]] = None
 
     _JSON = ("step", "samples", "stage", "stage_epoch", "batch", "epoch_count", "bad", "stage_start_step",
-             "history", "best", "acc_loss", "acc_n", "acc_pred", "acc_true")
+             "history", "best", "acc_loss", "acc_n", "acc_pred", "acc_true", "extra", "best_scores")
 
     def to_json(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in self._JSON}
@@ -808,7 +950,9 @@ class NetworkRung(Rung):
 
     def before_training(self, model: TextClassifier, train: TextDataset, val: TextDataset, *, seed: int,
                         context: RungContext, y_train: np.ndarray, y_val: np.ndarray) -> dict[str, Any]:
-        """Hook run once before the loop (not on resume); returns extra diagnostics and encode seconds."""
+        """Hook run once before the loop, not on resume; returns extra diagnostics (JSON-safe), with the
+        optional keys ``encode_seconds`` and ``samples_seen`` counted in the cost. The dict is saved with
+        the checkpoints, so a resumed run reports it too."""
         return {}
 
     def make_fitted(self, model: TextClassifier, context: RungContext, max_length: int) -> FittedNetwork:
@@ -883,21 +1027,26 @@ class NetworkRung(Rung):
 
             backbone = self.build_backbone(copy.deepcopy(encoder.model), seed)
             model = TextClassifier(backbone, encoder.pool, encoder.dim, len(context.classes),
-                                   head_dropout=cfg.head_dropout, input_scale=head_input_scale(encoder)
-                                   ).to(encoder.device)
-            resuming = ckpt is not None and (ckpt / "checkpoint.json").is_file()
-            extra = {}
-            encode_seconds = 0.0
-            if not resuming:
-                extra = self.before_training(model, train, val, seed=seed, context=context,
-                                             y_train=y_train, y_val=y_val) or {}
-                encode_seconds = float(extra.pop("encode_seconds", 0.0))
+                                   head_dropout=cfg.head_dropout, input_scale=head_input_scale(encoder),
+                                   head=cfg.head, head_hidden=cfg.head_hidden).to(encoder.device)
             n_layers = n_backbone_layers(model.backbone)
             trainer = Trainer(model, config=cfg, classes=context.classes, seed=seed, positive=context.positive_label,
                               budget=budget, checkpoint_dir=ckpt, run_key=key, show_progress=context.show_progress,
                               callback=callback)
+            encode_here = [0.0]  # encoding done in this call (none when the run resumes)
+
+            def fresh_start() -> dict[str, Any]:
+                # Not run on resume: the checkpoint holds the head it produced and its diagnostics.
+                out = self.before_training(model, train, val, seed=seed, context=context,
+                                           y_train=y_train, y_val=y_val) or {}
+                encode_here[0] = float(out.get("encode_seconds", 0.0))
+                return out
+
             result = trainer.fit(train_ids, y_train, val_ids, y_val, self.stages(model, n_layers),
-                                 pad_id=0 if pad is None else int(pad), evaluate_at_start=self.evaluate_at_start)
+                                 pad_id=0 if pad is None else int(pad), evaluate_at_start=self.evaluate_at_start,
+                                 fresh_start=fresh_start)
+        extra = dict(result.extra)
+        encode_seconds = float(extra.pop("encode_seconds", 0.0) or 0.0)
         movement = backbone_movement(initial, effective_state_dict(model.backbone))
         n_total = sum(p.numel() for p in model.parameters())
         n_trainable = max((s["trainable_parameters"] for s in result.stages), default=0)
@@ -906,16 +1055,31 @@ class NetworkRung(Rung):
                             "stage": result.best.get("stage"), "val_f1": result.best.get("val_f1"),
                             "trainable_parameters": int(n_trainable), "steps": result.steps}
         fitted.val_scores_ = result.val_scores
-        fitted.cost_ = Cost(fit_seconds=time.perf_counter() - t0 - encode_seconds, encode_seconds=encode_seconds,
-                            samples_seen=int(result.samples_seen + extra.pop("samples_seen", 0)))
+        # A resumed run also counts the training time spent before the interruption.
+        fitted.cost_ = Cost(fit_seconds=time.perf_counter() - t0 - encode_here[0] + result.seconds_before_resume,
+                            encode_seconds=encode_seconds,
+                            samples_seen=int(result.samples_seen + (extra.pop("samples_seen", 0) or 0)))
         overfit = overfitting_signature(result.history)
         # CKA on held-out (validation) texts: how much the geometry moved, not just the weights.
+        # Both sides truncate at the rung's max_length, so a frozen backbone gives 1. The tuned side is
+        # what the best evaluation computed; the pretrained side comes from the study's embedding cache
+        # when the rung truncates as the encoder does.
         held_out = list(val.texts[:CKA_MAX_TEXTS])
         cka = None
         if len(held_out) >= 2:
             from adaptlab.diagnostics.movement import linear_cka
 
-            cka = round(linear_cka(encoder.encode(held_out), fitted.embed(held_out)), 6)
+            pad_id = 0 if pad is None else int(pad)
+            held_ids = val_ids[:CKA_MAX_TEXTS]
+            tuned = (result.val_embeddings[:CKA_MAX_TEXTS] if result.val_embeddings is not None
+                     else forward_all(model, held_ids, pad_id)[0])
+            if max_length == encoder.max_seq_length and context.cache is not None:
+                from adaptlab.encoders import embed
+
+                pretrained = embed(encoder, held_out, cache=context.cache)
+            else:
+                pretrained = pooled_embeddings(encoder.model, encoder.pool, held_ids, pad_id)
+            cka = round(linear_cka(pretrained, tuned), 6)
         fitted.diagnostics_ = _json_safe({
             "cka_pretrained_vs_tuned": cka,
             "cka_texts": len(held_out),
@@ -970,6 +1134,7 @@ def _json_safe(obj: Any) -> Any:
 
 __all__ = [
     "FittedNetwork", "NetworkRung", "Stage", "TextClassifier", "Trainer", "TrainingConfig", "TrainResult",
-    "TrainingInterrupted", "encode_texts", "epoch_batches", "forward_all", "n_backbone_layers", "param_unit",
+    "TrainingInterrupted", "encode_texts", "epoch_batches", "forward_all", "make_adamw", "n_backbone_layers",
+    "param_unit",
     "run_key", "unit_depth",
 ]

@@ -9,6 +9,14 @@ only, then the top ``blocks_per_stage`` blocks, then more, then everything inclu
 Each stage runs until validation F1 stops improving (``stage_patience`` evaluations) or for
 ``stage_max_epochs``, and the next stage starts from the best weights so far. The stages and why
 each ended are recorded in ``diagnostics_["stages"]``.
+
+Seed 002's three freezing scenarios on the ladder:
+
+* whole network frozen (a fixed feature extractor): the ``probe`` rung;
+* backbone frozen with a trainable head: ``unfreeze`` with ``top_k=0`` (``head="mlp"`` for a small
+  Linear-GELU-Dropout-Linear head, ``head="linear"`` for a linear one); every backbone weight stays
+  bit-identical and its movement is exactly 0;
+* partial unfreezing: ``top_k`` >= 1, or ``schedule="gradual"``.
 """
 from __future__ import annotations
 
@@ -92,11 +100,14 @@ class UnfreezeRung(NetworkRung):
         0.9
         >>> get_rung("unfreeze", {"schedule": "gradual", "blocks_per_stage": 1}).config.schedule
         'gradual'
+        >>> frozen_backbone = get_rung("unfreeze", {"top_k": 0, "head": "mlp", "head_hidden": 128})
+        >>> frozen_backbone.config.top_k, frozen_backbone.config.head
+        (0, 'mlp')
     """
 
     name = "unfreeze"
     config_class = UnfreezeConfig
-    summary = "top-k blocks unfrozen (or gradual unfreezing) with discriminative LRs + linear head"
+    summary = "top-k blocks unfrozen (or gradual unfreezing) with discriminative LRs + head (top_k=0: head only)"
 
     def stages(self, model: TextClassifier, n_layers: int) -> list[Stage]:
         cfg: UnfreezeConfig = self.config  # type: ignore[assignment]

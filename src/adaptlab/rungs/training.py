@@ -235,7 +235,7 @@ def head_input_scale(encoder: Any) -> float:
 
 def n_backbone_layers(backbone: nn.Module) -> int:
     """Number of transformer blocks (``config.num_hidden_layers``, else counted from parameter names)."""
-    from adaptlab.diagnostics.movement import layer_unit
+    from adaptlab.rungs.movement import layer_unit
 
     cfg = getattr(backbone, "config", None)
     n = getattr(cfg, "num_hidden_layers", None)
@@ -247,7 +247,7 @@ def n_backbone_layers(backbone: nn.Module) -> int:
 
 def param_unit(name: str) -> str:
     """``"head"`` for the head, else the backbone unit (``"embeddings"``, ``"layer.<i>"``, ``"other"``)."""
-    from adaptlab.diagnostics.movement import layer_unit
+    from adaptlab.rungs.movement import layer_unit
 
     if name.startswith("head.") or name.startswith("dropout."):
         return "head"
@@ -989,8 +989,8 @@ class NetworkRung(Rung):
     # ---- fit
     def fit(self, train: TextDataset, val: TextDataset, *, seed: int, context: RungContext,
             callback: Optional[Callable[[int], None]] = None) -> FittedNetwork:
-        from adaptlab.diagnostics.movement import backbone_movement, effective_state_dict, movement_sentence
-        from adaptlab.diagnostics.overfit import overfitting_signature
+        from adaptlab.rungs.movement import backbone_movement, effective_state_dict, movement_sentence
+        from adaptlab.rungs.overfit import overfitting_signature
 
         cfg: TrainingConfig = self.config  # type: ignore[assignment]
         encoder = context.encoder
@@ -1067,7 +1067,7 @@ class NetworkRung(Rung):
         held_out = list(val.texts[:CKA_MAX_TEXTS])
         cka = None
         if len(held_out) >= 2:
-            from adaptlab.diagnostics.movement import linear_cka
+            from adaptlab.rungs.movement import linear_cka
 
             pad_id = 0 if pad is None else int(pad)
             held_ids = val_ids[:CKA_MAX_TEXTS]

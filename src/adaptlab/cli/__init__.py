@@ -263,6 +263,7 @@ from adaptlab.cli import diagnose  # noqa: E402,F401  (registers `adaptlab diagn
 from adaptlab.cli import report  # noqa: E402,F401  (registers `adaptlab decide`, `report`, `plan`)
 from adaptlab.cli import ship  # noqa: E402,F401  (registers `adaptlab ship`, `predict`, `retrain`, `models`)
 from adaptlab.cli import ui  # noqa: E402,F401  (registers `adaptlab ui`)
+from adaptlab.cli import ui  # noqa: E402,F401  (registers `adaptlab ui`)
 from adaptlab.cli import monitor  # noqa: E402,F401  (registers `adaptlab drift`, `neighbors`, `bias`, `stability`, `embeddings`)
 
 

@@ -1,0 +1,49 @@
+"""`adaptlab ui`: start the local web app (a thin shell over `adaptlab.ui.create_app`).
+
+Registered on the main app by one import line at the bottom of ``adaptlab.cli``.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from adaptlab.cli import HomeOpt, app, err, out, user_errors
+
+
+@app.command("ui")
+@user_errors
+def ui_cmd(
+    host: str = typer.Option("127.0.0.1", "--host", help="Interface to listen on. Keep the default unless you know "
+                                                        "who else can reach this machine."),
+    port: int = typer.Option(8765, "--port", help="TCP port."),
+    home: Optional[Path] = HomeOpt,
+    models: Path = typer.Option(Path("models"), "--models", help="Folder whose model folders (from `adaptlab ship -o "
+                                                                 "MODELS/NAME`) the coordinator page lists."),
+    max_upload_mb: float = typer.Option(100.0, "--max-upload-mb", help="Largest upload accepted, in MiB."),
+    encoder: Optional[str] = typer.Option(None, "--encoder", help="Encoder folder for studies, the planner and the "
+                                                                  "sketch (default: the packaged all-MiniLM-L6-v2)."),
+    threads: Optional[int] = typer.Option(
+        None, "--threads", help="torch threads for jobs (default: torch's own). On a machine shared with busy "
+                                "processes 1 is often fastest."),
+) -> None:
+    """Start the local web app: upload data, run studies with live progress, read the decision, retrain models."""
+    try:
+        import uvicorn
+
+        from adaptlab.ui import UISettings, create_app
+    except ImportError as exc:  # pragma: no cover - fastapi/uvicorn are dependencies
+        raise typer.BadParameter(f"the web app needs fastapi, uvicorn and python-multipart ({exc}); "
+                                 "run `pip install adaptlab` again.") from exc
+    from adaptlab.config import default_home
+
+    settings = UISettings(home=home or default_home(), models_root=models, max_upload_mb=max_upload_mb,
+                          encoder=encoder, host=host, port=port, torch_threads=threads)
+    if settings.exposed:
+        err.print(f"[yellow]warning:[/] listening on {host}: anyone who can reach this machine on port {port} can "
+                  "upload data and retrain models. There is no login.", highlight=False)
+    shown = f"[{host}]" if ":" in host else host
+    out.print(f"adaptlab ui on http://{shown}:{port}/  (run store {settings.home}, models {settings.models_root}; "
+              "Ctrl+C stops it)", highlight=False)
+    uvicorn.run(create_app(settings), host=host, port=port, log_level="warning")

@@ -1,0 +1,605 @@
+"""Background jobs of the web app: studies, the sketch and retrains, with live progress on disk.
+
+A job runs in a worker thread (one lane for studies, one for model retrains, so a coordinator's retrain
+does not wait for an engineer's study). Its state (status, the rung x seed grid, the log, loss curves
+of finished runs) is written to ``<home>/ui/jobs/<id>.json`` as it changes, so every browser tab and a
+restarted server see the same thing.
+
+Cancel is cooperative: the study's progress callback raises between two (rung, seed) runs, so no run
+is cut in half. Every finished run is already in the run store, and resume simply runs the same study
+again: the study reads the stored runs instead of training them.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import queue
+import re
+import secrets
+import threading
+import time
+import traceback
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+from adaptlab.errors import AdaptlabError, DataValidationError
+
+logger = logging.getLogger("adaptlab.ui")
+
+JOB_ID = re.compile(r"^[0-9a-f]{16}$")
+LANES = {"study": "study", "sketch": "study", "retrain": "models"}
+FINISHED = ("done", "failed", "cancelled", "interrupted")
+RESUMABLE = ("failed", "cancelled", "interrupted")
+_LOG_LINES = 400
+
+# The study's progress lines (adaptlab.evaluate.study): one before and one after each (rung, seed) run.
+_TRAIN = re.compile(r"^\s*(?P<rung>[\w-]+) seed (?P<seed>\d+): training on (?P<n_train>\d+)")
+_DONE = re.compile(r"^\s*(?P<rung>[\w-]+) seed (?P<seed>\d+): test (?:macro-)?F1=(?P<f1>[-0-9.naN]+) "
+                   r"\((?P<secs>[0-9.]+)s\)")
+_STORED = re.compile(r"^\s*(?P<rung>[\w-]+) seed (?P<seed>\d+): from the run store")
+
+
+class JobCancelled(Exception):
+    """Raised by the progress callback when a cancel was requested (between two runs)."""
+
+
+@dataclass
+class Job:
+    id: str
+    kind: str
+    spec: dict[str, Any]
+    title: str
+    status: str = "queued"  # queued | running | done | failed | cancelled | interrupted
+    created: float = field(default_factory=time.time)
+    started: Optional[float] = None
+    finished: Optional[float] = None
+    phase: str = "waiting to start"
+    cells: dict[str, dict[str, Any]] = field(default_factory=dict)
+    rungs: list[str] = field(default_factory=list)
+    seeds: list[int] = field(default_factory=list)
+    log: deque = field(default_factory=lambda: deque(maxlen=_LOG_LINES))
+    curves: list[dict[str, Any]] = field(default_factory=list)
+    study_id: Optional[str] = None
+    expected_study_id: Optional[str] = None
+    error: Optional[dict[str, Any]] = None
+    result: Optional[dict[str, Any]] = None
+    cancel_requested: bool = False
+    runs: int = 0  # how many times the job was started (1 + resumes)
+
+    def to_dict(self, log_tail: Optional[int] = None) -> dict[str, Any]:
+        log = list(self.log)
+        if log_tail is not None:
+            log = log[-log_tail:] if log_tail > 0 else []
+        done = sum(1 for c in self.cells.values() if c["state"] in ("done", "stored"))
+        return {"id": self.id, "kind": self.kind, "spec": self.spec, "title": self.title, "status": self.status,
+                "created": self.created, "started": self.started, "finished": self.finished, "phase": self.phase,
+                "cells": self.cells, "rungs": self.rungs, "seeds": self.seeds, "log": log, "curves": self.curves,
+                "study_id": self.study_id, "expected_study_id": self.expected_study_id, "error": self.error,
+                "result": self.result, "cancel_requested": self.cancel_requested, "runs": self.runs,
+                "n_cells": len(self.cells), "n_done": done,
+                "resumable": self.status in RESUMABLE and self.kind in ("study", "sketch"),
+                "cancellable": self.status in ("queued", "running") and not self.cancel_requested,
+                "elapsed": ((self.finished or time.time()) - self.started) if self.started else None}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "Job":
+        keep = {k: d[k] for k in ("id", "kind", "spec", "title", "status", "created", "started", "finished", "phase",
+                                  "cells", "rungs", "seeds", "curves", "study_id", "expected_study_id", "error",
+                                  "result", "cancel_requested", "runs") if k in d}
+        job = cls(**keep)
+        job.log = deque(d.get("log", []), maxlen=_LOG_LINES)
+        return job
+
+    def init_grid(self, rungs: list[str], seeds: list[int]) -> None:
+        self.rungs, self.seeds = list(rungs), list(seeds)
+        old = self.cells
+        self.cells = {}
+        for r in rungs:
+            for s in seeds:
+                prev = old.get(f"{r}|{s}")
+                # A resumed job keeps what finished; anything else starts over as pending.
+                if prev and prev["state"] in ("done", "stored"):
+                    self.cells[f"{r}|{s}"] = prev
+                else:
+                    self.cells[f"{r}|{s}"] = {"rung": r, "seed": s, "state": "pending"}
+
+
+class JobContext:
+    """What a runner gets: ``say`` (progress, and the cancel point) and the app settings."""
+
+    def __init__(self, manager: "JobManager", job: Job, settings: Any) -> None:
+        self.manager, self.job, self.settings = manager, job, settings
+
+    def say(self, msg: str) -> None:
+        self.manager._progress(self.job, str(msg))
+        if self.job.cancel_requested:
+            raise JobCancelled()
+
+    def update(self, **changes: Any) -> None:
+        self.manager._update(self.job, **changes)
+
+
+Runner = Callable[[JobContext], None]
+
+
+class _ThreadLogHandler(logging.Handler):
+    """Forwards library log lines (e.g. the refit's) emitted on a job's thread into that job's log."""
+
+    def __init__(self, manager: "JobManager") -> None:
+        super().__init__(level=logging.INFO)
+        self.manager = manager
+        self.by_thread: dict[int, Job] = {}
+
+    def emit(self, record: logging.LogRecord) -> None:
+        job = self.by_thread.get(threading.get_ident())
+        if job is not None:
+            try:
+                self.manager._log(job, record.getMessage())
+            except Exception:  # a log line must never break a run
+                pass
+
+
+class JobManager:
+    """Queues, runs and records jobs; safe to call from request threads."""
+
+    def __init__(self, root: Path, settings: Any, runners: Optional[dict[str, Runner]] = None) -> None:
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.settings = settings
+        self.runners = runners or {"study": run_study, "sketch": run_sketch, "retrain": run_retrain}
+        self._lock = threading.RLock()
+        self._jobs: dict[str, Job] = {}
+        self._queues: dict[str, queue.Queue] = {}
+        self._threads: dict[str, threading.Thread] = {}
+        self._stopping = False
+        self._last_write: dict[str, float] = {}
+        self._load()
+        self._handler = _ThreadLogHandler(self)
+        logging.getLogger("adaptlab").addHandler(self._handler)
+        refit_log = logging.getLogger("adaptlab.refit")
+        self._refit_level = refit_log.level
+        if refit_log.level == logging.NOTSET:
+            # The refit reports its estimate and its end at INFO; let them reach the job log.
+            refit_log.setLevel(logging.INFO)
+
+    # ------------------------------------------------------------------ persistence
+    def _path(self, job_id: str) -> Path:
+        return self.root / f"{job_id}.json"
+
+    def _load(self) -> None:
+        for p in sorted(self.root.glob("*.json")):
+            try:
+                job = Job.from_dict(json.loads(p.read_text(encoding="utf-8")))
+            except (ValueError, TypeError, KeyError):
+                logger.warning("skipping unreadable job file %s", p)
+                continue
+            if not JOB_ID.match(job.id):
+                continue
+            if job.status in ("queued", "running"):
+                # The server stopped while it ran; finished runs are in the store, so it can be resumed.
+                job.status = "interrupted"
+                job.phase = ("interrupted: the server stopped while this job ran. Finished runs are stored; "
+                             "Resume continues.")
+                job.finished = job.finished or time.time()
+                for c in job.cells.values():
+                    if c["state"] == "running":
+                        c["state"] = "pending"
+            self._jobs[job.id] = job
+            self._write(job, force=True)
+
+    def _write(self, job: Job, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self._last_write.get(job.id, 0.0) < 0.25:
+            return
+        self._last_write[job.id] = now
+        path = self._path(job.id)
+        tmp = path.with_name(path.name + f".{threading.get_ident()}.tmp")
+        tmp.write_text(json.dumps(job.to_dict(), default=str), encoding="utf-8")
+        os.replace(tmp, path)
+
+    # ------------------------------------------------------------------ public
+    def submit(self, kind: str, spec: dict[str, Any], title: str) -> Job:
+        if kind not in self.runners:
+            raise KeyError(kind)
+        job = Job(id=secrets.token_hex(8), kind=kind, spec=spec, title=title)
+        if kind in ("study", "sketch"):
+            job.init_grid(spec.get("rungs", []), list(range(int(spec.get("seeds", 0)))))
+        with self._lock:
+            self._jobs[job.id] = job
+            self._write(job, force=True)
+        self._enqueue(job)
+        return job
+
+    def get(self, job_id: str) -> Job:
+        if not isinstance(job_id, str) or not JOB_ID.match(job_id):
+            raise KeyError(job_id)
+        with self._lock:
+            return self._jobs[job_id]
+
+    def snapshot(self, job_id: str, log_tail: Optional[int] = 80) -> dict[str, Any]:
+        job = self.get(job_id)
+        with self._lock:
+            return json.loads(json.dumps(job.to_dict(log_tail=log_tail), default=str))
+
+    def list(self) -> list[dict[str, Any]]:
+        with self._lock:
+            jobs = sorted(self._jobs.values(), key=lambda j: j.created, reverse=True)
+            return [json.loads(json.dumps(j.to_dict(log_tail=0), default=str)) for j in jobs]
+
+    def cancel(self, job_id: str) -> Job:
+        job = self.get(job_id)
+        with self._lock:
+            if job.status == "queued":
+                job.status, job.phase, job.finished = "cancelled", "cancelled before it started", time.time()
+            elif job.status == "running":
+                job.cancel_requested = True
+                job.phase = "cancelling: stops when the current run finishes (finished runs are kept)"
+            self._write(job, force=True)
+        return job
+
+    def resume(self, job_id: str) -> Job:
+        job = self.get(job_id)
+        with self._lock:
+            if job.status not in RESUMABLE or job.kind not in ("study", "sketch"):
+                raise AdaptlabError(f"job {job_id} is {job.status}; only a cancelled, failed or interrupted study "
+                                    "can be resumed.")
+            job.status, job.phase, job.error, job.cancel_requested = "queued", "waiting to resume", None, False
+            job.finished = None
+            job.init_grid(job.rungs, job.seeds)
+            self._write(job, force=True)
+        self._enqueue(job)
+        return job
+
+    def wait(self, job_id: str, timeout: float = 60.0) -> Job:
+        """Block until the job has finished (tests and scripts)."""
+        t_end = time.monotonic() + timeout
+        while time.monotonic() < t_end:
+            job = self.get(job_id)
+            if job.status in FINISHED:
+                return job
+            time.sleep(0.05)
+        raise TimeoutError(f"job {job_id} still {self.get(job_id).status} after {timeout} s")
+
+    def shutdown(self) -> None:
+        self._stopping = True
+        with self._lock:
+            for job in self._jobs.values():
+                if job.status == "running":
+                    job.cancel_requested = True
+        for q in self._queues.values():
+            q.put(None)
+        logging.getLogger("adaptlab").removeHandler(self._handler)
+        logging.getLogger("adaptlab.refit").setLevel(self._refit_level)
+
+    # ------------------------------------------------------------------ workers
+    def _enqueue(self, job: Job) -> None:
+        lane = LANES[job.kind]
+        with self._lock:
+            if lane not in self._queues:
+                self._queues[lane] = queue.Queue()
+                t = threading.Thread(target=self._worker, args=(lane,), name=f"adaptlab-ui-{lane}", daemon=True)
+                self._threads[lane] = t
+                t.start()
+        self._queues[lane].put(job.id)
+
+    def _worker(self, lane: str) -> None:
+        q = self._queues[lane]
+        while not self._stopping:
+            job_id = q.get()
+            if job_id is None:
+                return
+            job = self._jobs.get(job_id)
+            if job is None or job.status != "queued":
+                continue
+            self._run(job)
+
+    def _run(self, job: Job) -> None:
+        ctx = JobContext(self, job, self.settings)
+        with self._lock:
+            job.status, job.started, job.runs = "running", time.time(), job.runs + 1
+            job.phase = "starting"
+            self._write(job, force=True)
+        self._handler.by_thread[threading.get_ident()] = job
+        threads = getattr(self.settings, "torch_threads", None)
+        if threads:
+            import torch
+
+            torch.set_num_threads(threads)  # process-wide: the app's jobs are its only torch work
+        try:
+            self.runners[job.kind](ctx)
+        except JobCancelled:
+            with self._lock:
+                n = sum(1 for c in job.cells.values() if c["state"] in ("done", "stored"))
+                job.status = "cancelled"
+                job.phase = (f"cancelled after {n} of {len(job.cells)} runs. Finished runs are in the run store; "
+                             "Resume continues from there." if job.cells else "cancelled")
+        except DataValidationError as exc:
+            with self._lock:
+                from adaptlab.ui.uploads import problems_view
+
+                job.status, job.phase = "failed", "the data failed validation"
+                job.error = problems_view(exc, job.spec.get("display_paths", {}))
+        except AdaptlabError as exc:
+            with self._lock:
+                job.status, job.phase = "failed", "stopped by an error"
+                msg = str(exc)
+                for a, b in job.spec.get("display_paths", {}).items():
+                    msg = msg.replace(a, b)
+                job.error = {"message": msg, "problems": [], "rows": []}
+        except Exception as exc:  # an unexpected error: show it, keep the server running
+            logger.error("job %s failed:\n%s", job.id, traceback.format_exc())
+            with self._lock:
+                job.status, job.phase = "failed", "stopped by an internal error"
+                job.error = {"message": f"internal error: {type(exc).__name__}: {exc}. The server log has the "
+                                        "traceback; finished runs are stored, so Resume continues after a fix.",
+                             "problems": [], "rows": []}
+        else:
+            with self._lock:
+                job.status = "done"
+                job.phase = "finished"
+        finally:
+            self._handler.by_thread.pop(threading.get_ident(), None)
+            with self._lock:
+                job.finished = time.time()
+                job.cancel_requested = False
+                for c in job.cells.values():
+                    if c["state"] == "running":
+                        c["state"] = "pending"
+                self._write(job, force=True)
+
+    # ------------------------------------------------------------------ progress
+    def _log(self, job: Job, msg: str) -> None:
+        with self._lock:
+            job.log.append(f"{time.strftime('%H:%M:%S')}  {msg}")
+            self._write(job)
+
+    def _update(self, job: Job, **changes: Any) -> None:
+        with self._lock:
+            for k, v in changes.items():
+                setattr(job, k, v)
+            self._write(job, force=True)
+
+    def _progress(self, job: Job, msg: str) -> None:
+        refresh = False
+        with self._lock:
+            job.log.append(f"{time.strftime('%H:%M:%S')}  {msg.strip()}")
+            m = _TRAIN.match(msg)
+            if m:
+                cell = job.cells.setdefault(f"{m['rung']}|{m['seed']}", {"rung": m["rung"], "seed": int(m["seed"])})
+                cell.update(state="running", started=time.time())
+                job.phase = f"training {m['rung']} seed {m['seed']} on {m['n_train']} texts"
+            elif (m := _DONE.match(msg)) is not None:
+                cell = job.cells.setdefault(f"{m['rung']}|{m['seed']}", {"rung": m["rung"], "seed": int(m["seed"])})
+                cell.update(state="done", f1=_float(m["f1"]), seconds=_float(m["secs"]), finished=time.time())
+                job.phase = f"{m['rung']} seed {m['seed']} finished"
+                refresh = True
+            elif (m := _STORED.match(msg)) is not None:
+                cell = job.cells.setdefault(f"{m['rung']}|{m['seed']}", {"rung": m["rung"], "seed": int(m["seed"])})
+                cell.update(state="stored", finished=time.time())
+                job.phase = f"{m['rung']} seed {m['seed']} read from the run store"
+                refresh = True
+            else:
+                job.phase = msg.strip()
+            self._write(job, force=refresh)
+        if refresh:
+            self._refresh_from_store(job)
+
+    def _refresh_from_store(self, job: Job) -> None:
+        """Scores of stored runs and loss curves of finished runs, read back from the run store."""
+        sid = job.expected_study_id
+        if not sid:
+            return
+        try:
+            from adaptlab.store import RunStore
+
+            results = RunStore(Path(self.settings.home) / "runs.sqlite").study_results(sid)
+        except Exception:  # the live view is best-effort; the run itself goes on
+            return
+        curves = []
+        shared: set[str] = set()
+        with self._lock:
+            for r in sorted(results, key=lambda r: (r["rung"], r["seed"])):
+                cell = job.cells.get(f"{r['rung']}|{r['seed']}")
+                f1 = ((r.get("metrics") or {}).get("test") or {}).get("f1")
+                if cell is not None and cell.get("f1") is None and f1 is not None:
+                    cell["f1"] = float(f1)
+                diag = (r.get("metrics") or {}).get("diagnostics")
+                refit_key = diag.get("refit_key") if isinstance(diag, dict) else None
+                if refit_key in shared:
+                    continue  # one refit shared by every seed: its curve once
+                series = loss_series(diag)
+                if series:
+                    if refit_key:
+                        shared.add(refit_key)
+                    curves.append({"rung": r["rung"], "seed": r["seed"], "series": series})
+            job.curves = curves[:16]
+            self._write(job, force=True)
+
+
+def _float(s: str) -> Optional[float]:
+    try:
+        return float(s)
+    except ValueError:
+        return None
+
+
+def loss_series(diag: Any) -> list[dict[str, Any]]:
+    """Loss curves in a stored run's diagnostics: the refit's MLM loss, a network rung's train/val loss."""
+    if not isinstance(diag, dict):
+        return []
+    out = []
+    curve = diag.get("loss_curve")
+    if isinstance(curve, list) and len(curve) >= 2:
+        pts = [(float(x), float(y)) for x, y in curve if isinstance(y, (int, float))]
+        out.append({"name": f"{diag.get('objective', 'refit')} loss", "x": [p[0] for p in pts],
+                    "y": [p[1] for p in pts]})
+    hist = diag.get("history")
+    if isinstance(hist, list) and hist and all(isinstance(h, dict) for h in hist):
+        for key in ("train_loss", "val_loss"):
+            pts = [(float(h.get("step", i)), float(h[key])) for i, h in enumerate(hist)
+                   if isinstance(h.get(key), (int, float))]
+            if len(pts) >= 2:
+                out.append({"name": key.replace("_", " "), "x": [p[0] for p in pts], "y": [p[1] for p in pts]})
+    return out
+
+
+# ---------------------------------------------------------------------------------------- runners
+def load_labeled(spec: dict[str, Any]) -> tuple[Any, Any, Any]:
+    """The labeled dataset, the unlabeled one (or None) and the labeled file's `LoadReport`."""
+    from adaptlab.data import load_dataset
+
+    cols = spec["columns"]
+    ds, report = load_dataset(spec["data_path"], text_col=cols.get("text"), label_col=cols.get("label"),
+                              group_col=cols.get("group"), time_col=cols.get("time"), id_col=cols.get("id"),
+                              encoding=cols.get("encoding") or None, on_invalid=cols.get("on_invalid", "error"),
+                              return_report=True)
+    unl = None
+    if spec.get("unlabeled_path"):
+        unl = load_dataset(spec["unlabeled_path"], text_col=cols.get("unlabeled_text"),
+                           encoding=cols.get("encoding") or None, require_labels=False, on_invalid="drop",
+                           return_report=True)[0]
+    # The user's file names, not the server's upload paths, go into the study summary and the report
+    # (the source is not part of the content hash, so the study id does not change).
+    if spec.get("data_name"):
+        ds.source = spec["data_name"]
+    if unl is not None and spec.get("unlabeled_name"):
+        unl.source = spec["unlabeled_name"]
+    return ds, unl, report
+
+
+def expected_study_id(data: Any, cfg: Any, encoder: Any) -> str:
+    """The id `Study.run` will give this study (so stored runs can be shown while it runs)."""
+    from adaptlab.store import content_key
+
+    return content_key("study", data.content_hash, cfg.to_dict(), encoder.fingerprint if encoder is not None else None)
+
+
+def _run_study_on(ctx: JobContext, ds: Any, unl: Any, cfg: Any, **diagnose_kwargs: Any) -> None:
+    from adaptlab.diagnostics import run_study_with_diagnostics
+    from adaptlab.evaluate import Study
+    from adaptlab.rungs import RUNGS
+
+    encoder = None
+    if any(getattr(RUNGS.get(r), "uses_encoder", False) for r in cfg.rungs):
+        from adaptlab.encoders import load_encoder
+
+        ctx.say(f"loading the encoder {cfg.encoder or '(packaged all-MiniLM-L6-v2)'} ...")
+        encoder = load_encoder(cfg.encoder)
+    study = Study(cfg, home=ctx.settings.home, encoder=encoder, show_progress=False)
+    ctx.update(expected_study_id=expected_study_id(ds, cfg, encoder))
+    result = run_study_with_diagnostics(study, ds, unlabeled=unl, progress=ctx.say, **diagnose_kwargs)
+    ctx.update(study_id=result.study_id,
+               result={"n_trained": result.n_trained, "n_from_store": result.n_from_store,
+                       "wall_seconds": result.wall_seconds})
+    ctx.say(f"study {result.study_id[:12]} finished: {result.n_trained} run(s) trained, {result.n_from_store} read "
+            f"from the run store, {result.wall_seconds:.1f} s.")
+
+
+def run_study(ctx: JobContext) -> None:
+    from adaptlab.config import StudyConfig
+
+    spec = ctx.job.spec
+    ctx.say("reading and validating the data ...")
+    ds, unl, _ = load_labeled(spec)
+    cfg = StudyConfig(**spec["config"])
+    _run_study_on(ctx, ds, unl, cfg)
+
+
+def sketch_data(settings: Any) -> tuple[Any, Any, Any]:
+    """The sketch's corpora from the bundled BBC News: labeled, unlabeled and a reference slice.
+
+    Disjoint, stratified by topic, drawn with seed 0; each text cut to its first ``words`` words so the
+    sketch stays under a minute on a CPU.
+    """
+    import numpy as np
+
+    from adaptlab.data.bundled import load_bbc_news
+    from adaptlab.data.dataset import TextDataset
+
+    s = settings.sketch
+    bbc = load_bbc_news()
+    rng = np.random.default_rng(0)
+    classes = sorted(set(bbc.labels))
+    by_class = {c: rng.permutation([i for i, y in enumerate(bbc.labels) if y == c]).tolist() for c in classes}
+
+    def take(n: int) -> list[int]:
+        per = max(1, n // len(classes))
+        out = []
+        for c in classes:
+            out += by_class[c][:per]
+            by_class[c] = by_class[c][per:]
+        return sorted(out)
+
+    lab, unl, ref = take(s.n_labeled), take(s.n_unlabeled), take(s.n_reference)
+
+    def cut(i: int) -> str:
+        return " ".join(bbc.texts[i].split()[: s.words])
+
+    source = f"{bbc.source} (sketch: {len(lab)} articles, first {s.words} words)"
+    labeled = TextDataset(texts=[cut(i) for i in lab], labels=[bbc.labels[i] for i in lab],
+                          ids=[bbc.ids[i] for i in lab], source=source)
+    unlabeled = TextDataset(texts=[cut(i) for i in unl], ids=[bbc.ids[i] for i in unl],
+                            source=f"BBC News, {len(unl)} other articles (unlabeled)")
+    reference = TextDataset(texts=[cut(i) for i in ref], ids=[bbc.ids[i] for i in ref],
+                            source=f"BBC News, {len(ref)} further articles (reference)")
+    return labeled, unlabeled, reference
+
+
+def sketch_config(settings: Any) -> dict[str, Any]:
+    s = settings.sketch
+    return {"rungs": ["probe", "refit"], "seeds": s.seeds, "encoder": settings.encoder, "n_boot": settings.n_boot,
+            "name": "sketch: OTS probe vs refit on BBC News",
+            "rung_params": {"refit": {"budget": s.refit_budget, "batch_size": s.refit_batch_size,
+                                      "max_seq_length": s.refit_max_seq_length,
+                                      # one timed warm-up pass is enough to size a 20-step refit
+                                      "estimate_steps": 1}}}
+
+
+def run_sketch(ctx: JobContext) -> None:
+    from adaptlab.config import StudyConfig
+
+    s = ctx.settings.sketch
+    ctx.say("sketch: drawing labeled, unlabeled and reference articles from the bundled BBC News ...")
+    labeled, unlabeled, reference = sketch_data(ctx.settings)
+    cfg = StudyConfig(**ctx.job.spec["config"])
+    t0 = time.perf_counter()
+    threads = None if getattr(ctx.settings, "torch_threads", None) else s.torch_threads
+    import torch
+
+    before = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        _run_study_on(ctx, labeled, unlabeled, cfg, reference=reference, n=s.mmd_n,
+                      n_permutations=s.mmd_permutations)
+    finally:
+        torch.set_num_threads(before)
+    ctx.update(result={**(ctx.job.result or {}), "sketch_seconds": time.perf_counter() - t0})
+
+
+def run_retrain(ctx: JobContext) -> None:
+    from adaptlab.data import load_dataset
+    from adaptlab.ship import retrain
+
+    spec = ctx.job.spec
+    cols = spec.get("columns", {})
+    ctx.say("reading and validating the new labels ...")
+    new = load_dataset(spec["data_path"], text_col=cols.get("text"), label_col=cols.get("label"),
+                       id_col=cols.get("id"), encoding=cols.get("encoding") or None)
+    outcome = retrain(spec["model_path"], new, progress=ctx.say)
+    gate = outcome.gate
+    if outcome.promoted:
+        headline = f"Promoted: {outcome.in_use} is now in use."
+    elif gate is None:
+        headline = f"Nothing to retrain: {outcome.in_use} stays in use."
+    else:
+        headline = f"Not promoted: the retrained model would be worse, so {outcome.in_use} stays in use."
+    ctx.update(result={"promoted": outcome.promoted, "headline": headline, "message": outcome.message,
+                       "verdict": gate.verdict if gate else None, "in_use": outcome.in_use,
+                       "version": outcome.version.id if outcome.version else None,
+                       "gate": gate.to_dict() if gate else None, "merge": outcome.merge.lines(),
+                       "model": spec["model"]})
+    ctx.say(headline)

@@ -1,0 +1,238 @@
+"""Uploaded files: stored under server-chosen names, never executed, only ever parsed as data.
+
+A browser names a file; that name is shown back (sanitised, escaped by the templates) and its suffix
+picks the parser, nothing more. Every upload gets a random id and a folder of its own:
+``<upload_dir>/<id>/labeled.csv`` (or ``unlabeled.jsonl`` ...) plus ``meta.json``.
+"""
+from __future__ import annotations
+
+import codecs
+import csv
+import gzip
+import io
+import json
+import os
+import re
+import secrets
+import time
+import unicodedata
+from pathlib import Path
+from typing import Any, BinaryIO, Optional
+
+from adaptlab.data.load import SUPPORTED_SUFFIXES
+from adaptlab.errors import AdaptlabError, DataError, DataValidationError
+
+UPLOAD_ID = re.compile(r"^[0-9a-f]{32}$")
+ROLES = ("labeled", "unlabeled", "labels")
+_CHUNK = 1 << 20
+ENCODINGS = ("", "utf-8", "cp1252", "latin-1", "utf-16")
+
+
+class UploadError(AdaptlabError):
+    """An upload was refused (type, size, missing file); the message says what to do."""
+
+
+class UploadTooLarge(UploadError):
+    """The upload is larger than the server's limit."""
+
+
+def mib(n: float) -> str:
+    return f"{n / (1024 * 1024):.1f} MiB"
+
+
+def too_large_message(size: Optional[int], limit: int) -> str:
+    got = f"The upload is {mib(size)}" if size else "The upload is"
+    return (f"{got}, larger than this app's limit of {mib(limit)}. Split the file into smaller parts, keep "
+            "only the columns the study needs (text and label), or restart the app with a larger limit: "
+            f"adaptlab ui --max-upload-mb {max(2 * limit // (1024 * 1024), 1)}.")
+
+
+def display_name(client_name: Optional[str]) -> str:
+    """The client's file name, for display only: last path component, printable, at most 120 characters."""
+    name = (client_name or "").replace("\\", "/").rsplit("/", 1)[-1]
+    name = "".join(ch for ch in name if unicodedata.category(ch)[0] != "C").strip()
+    return (name[:117] + "...") if len(name) > 120 else (name or "upload")
+
+
+def data_suffix(client_name: Optional[str]) -> str:
+    """The parser suffix of a client file name (".csv", ".jsonl.gz", ...); refuses anything else."""
+    name = (client_name or "").lower().strip()
+    for suffix in SUPPORTED_SUFFIXES:
+        if suffix != ".parquet" and name.endswith(suffix + ".gz"):
+            return suffix + ".gz"
+    for suffix in SUPPORTED_SUFFIXES:
+        if name.endswith(suffix):
+            return suffix
+    shown = ("." + name.rsplit(".", 1)[-1]) if "." in name else "(none)"
+    hint = ""
+    if shown in (".xlsx", ".xls"):
+        hint = " In Excel use File > Save As > 'CSV UTF-8 (Comma delimited)'."
+    elif shown == ".json":
+        hint = " If it is a JSON array of objects, save it as JSON Lines (.jsonl), one object per line."
+    raise UploadError(f"cannot read files of type {shown!r} ({display_name(client_name)}). adaptlab reads "
+                      f"{', '.join(SUPPORTED_SUFFIXES)} (text formats may be gzipped, e.g. .csv.gz).{hint}")
+
+
+def new_upload_id() -> str:
+    return secrets.token_hex(16)
+
+
+class UploadStore:
+    """Upload folders under one root; ids are validated before any path is built from them."""
+
+    def __init__(self, root: Path, max_bytes: int) -> None:
+        self.root = Path(root)
+        self.max_bytes = max_bytes
+
+    def folder(self, upload_id: str) -> Path:
+        if not isinstance(upload_id, str) or not UPLOAD_ID.match(upload_id):
+            raise KeyError(upload_id)
+        folder = self.root / upload_id
+        if not (folder / "meta.json").is_file():
+            raise KeyError(upload_id)
+        return folder
+
+    def meta(self, upload_id: str) -> dict[str, Any]:
+        return json.loads((self.folder(upload_id) / "meta.json").read_text(encoding="utf-8"))
+
+    def save_meta(self, upload_id: str, meta: dict[str, Any]) -> None:
+        path = self.folder(upload_id) / "meta.json"
+        tmp = path.with_name("meta.json.tmp")
+        tmp.write_text(json.dumps(meta, indent=2), encoding="utf-8")
+        os.replace(tmp, path)
+
+    def path(self, upload_id: str, role: str) -> Path:
+        meta = self.meta(upload_id)
+        f = meta.get("files", {}).get(role)
+        if role not in ROLES or not f:
+            raise KeyError(role)
+        return self.folder(upload_id) / f"{role}{f['suffix']}"
+
+    def create(self, files: dict[str, tuple[Optional[str], BinaryIO]], kind: str = "study",
+               extra: Optional[dict[str, Any]] = None) -> str:
+        """Copy each (client name, stream) into a new upload folder; returns the new id.
+
+        Raises UploadError for an unsupported type, an empty file or one over the size limit (and
+        leaves nothing behind).
+        """
+        suffixes = {role: data_suffix(name) for role, (name, _) in files.items()}
+        uid = new_upload_id()
+        folder = self.root / uid
+        folder.mkdir(parents=True, exist_ok=False)
+        meta: dict[str, Any] = {"id": uid, "kind": kind, "created": time.time(), "files": {}, **(extra or {})}
+        try:
+            total = 0
+            for role, (name, stream) in files.items():
+                if role not in ROLES:
+                    raise UploadError(f"unknown upload role {role!r}")
+                target = folder / f"{role}{suffixes[role]}"
+                size = 0
+                with open(target, "wb") as out:
+                    while True:
+                        chunk = stream.read(_CHUNK)
+                        if not chunk:
+                            break
+                        size += len(chunk)
+                        total += len(chunk)
+                        if total > self.max_bytes:
+                            raise UploadTooLarge(too_large_message(None, self.max_bytes))
+                        out.write(chunk)
+                if size == 0:
+                    raise UploadError(f"{display_name(name)} is empty (0 bytes). Check that you picked the right file.")
+                meta["files"][role] = {"name": display_name(name), "suffix": suffixes[role], "bytes": size}
+            (folder / "meta.json").write_text(json.dumps(meta, indent=2), encoding="utf-8")
+        except BaseException:
+            for p in folder.iterdir():
+                p.unlink()
+            folder.rmdir()
+            raise
+        return uid
+
+
+# ------------------------------------------------------------------------------------------- columns
+def read_columns(path: Path) -> list[str]:
+    """The column names of a data file (header only), for the column pickers.
+
+    Reads at most the first MiB of a text file; Parquet from its schema. Raises DataError with what to do.
+    """
+    name = path.name.lower()
+    gz = name.endswith(".gz")
+    suffix = "." + name[:-3].rsplit(".", 1)[-1] if gz else path.suffix.lower()
+    fmt = SUPPORTED_SUFFIXES.get(suffix)
+    if fmt == "parquet":
+        import pyarrow.parquet as pq
+
+        try:
+            return [str(c) for c in pq.read_schema(path).names]
+        except Exception as exc:  # pyarrow raises several unrelated types for a bad file
+            raise DataError(f"the file cannot be read as Parquet ({type(exc).__name__}). Check that it is a complete "
+                            "Parquet file (not a renamed CSV), or export it again.") from None
+    try:
+        if gz:
+            with gzip.open(path, "rb") as fh:
+                raw = fh.read(_CHUNK)
+        else:
+            with open(path, "rb") as fh:
+                raw = fh.read(_CHUNK)
+    except (OSError, EOFError) as exc:
+        raise DataError(f"the file cannot be read ({exc}). If it is gzipped, check that it is complete.") from None
+    if raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        text = raw.decode("utf-16", errors="replace")
+    else:
+        text = raw.decode("utf-8-sig", errors="replace")
+    if fmt == "jsonl":
+        cols: dict[str, None] = {}
+        lines = text.split("\n")
+        if len(raw) == _CHUNK:
+            lines = lines[:-1]  # the last line may be cut in the middle
+        for line in lines[:5000]:
+            s = line.strip()
+            if not s:
+                continue
+            try:
+                obj = json.loads(s)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(obj, dict):
+                cols.update(dict.fromkeys(str(k) for k in obj))
+        if not cols:
+            raise DataError("no JSON object found in the first lines: JSON Lines needs one object per line, "
+                            'e.g. {"text": "...", "label": "..."}.')
+        return list(cols)
+    sep = "\t" if fmt == "tsv" else ","
+    try:
+        header = next(csv.reader(io.StringIO(text), delimiter=sep))
+    except (StopIteration, csv.Error):
+        raise DataError("the file has no header line. The first line must name the columns, e.g. text,label.") from None
+    if fmt == "csv" and len(header) == 1:
+        for alt in (";", "\t"):
+            if alt in header[0]:
+                header = next(csv.reader(io.StringIO(text), delimiter=alt))
+                break
+    return [h.strip() if h.strip() else h for h in header]
+
+
+def problems_view(exc: Exception, replace: dict[str, str]) -> dict[str, Any]:
+    """An error from loading data as what the page shows: a message, and problems with their rows.
+
+    ``replace`` maps server paths to the names the user knows, so no server path reaches the page.
+    """
+    def clean(s: str) -> str:
+        for a, b in replace.items():
+            s = s.replace(a, b)
+        return s
+
+    if isinstance(exc, DataValidationError):
+        problems = [{"code": p.code, "message": clean(p.message), "fix": clean(p.fix), "rows": list(p.rows),
+                     "severity": p.severity} for p in exc.problems]
+        by_row: dict[int, list[str]] = {}
+        for p in problems:
+            for r in p["rows"]:
+                by_row.setdefault(int(r), []).append(p["code"])
+        n_err = sum(1 for p in problems if p["severity"] == "error")
+        return {"message": f"{n_err} problem(s) found; nothing has run. Fix them in the file (or choose "
+                           "'drop bad rows' for row-level problems) and upload it again.",
+                "problems": problems,
+                "rows": [{"row": r, "codes": sorted(set(c))} for r, c in sorted(by_row.items())[:500]],
+                "n_rows": len(by_row)}
+    return {"message": clean(str(exc)), "problems": [], "rows": [], "n_rows": 0}

@@ -309,3 +309,16 @@ def test_flip_never_asks_for_an_f1_above_one():
     d = decide(Evidence.from_tables({"probe": [0.985, 0.99, 0.995], "lora": [0.99, 0.995, 1.0]}))
     assert d.chosen == "probe"
     assert "cannot beat probe" in d.flip_inspection and "≥ 1.0" not in d.flip_inspection
+
+
+def test_the_encoder_choice_leads_the_reasons_and_is_kept_in_the_decision():
+    ev = Evidence.from_tables({"tfidf": [0.70, 0.71, 0.72], "probe": [0.80, 0.81, 0.82]})
+    ev.encoder_choice = {"chosen": "all-MiniLM-L6-v2", "runner_up": "all-mpnet-base-v2",
+                         "reason": "all-MiniLM-L6-v2 is within the noise of all-mpnet-base-v2 and cheaper.",
+                         "gap": {"diff": -0.0073, "ci_low": -0.0356, "ci_high": 0.0206},
+                         "cost": {"chosen": {"texts_per_s": 20.0}}}
+    d = decide(ev)
+    assert d.reasons[0].startswith("Encoder: all-MiniLM-L6-v2 is within the noise")
+    assert "[-0.0356, +0.0206]" in d.reasons[0] and "20.0 texts/s" in d.reasons[0]
+    assert d.to_dict()["encoder_choice"]["runner_up"] == "all-mpnet-base-v2"
+    assert decide(Evidence.from_tables({"probe": [0.8, 0.81, 0.82]})).encoder_choice is None

@@ -95,6 +95,9 @@ def study_run(
     encoding: Optional[str] = typer.Option(None, "--encoding", help="File encoding when not UTF-8, e.g. cp1252."),
     on_invalid: str = typer.Option("error", "--on-invalid", help="error | drop (drop bad rows, listing them)."),
     encoder: Optional[str] = typer.Option(None, "--encoder", help="Encoder folder [default: packaged all-MiniLM-L6-v2]."),
+    encoders: Optional[str] = typer.Option(None, "--encoders", help="Compare these encoders first (comma-separated names "
+                                           "or folders; frozen probe over seeds + LogME pre-screen), then run the study "
+                                           "with the chosen one. See `adaptlab encoders list`."),
     positive_label: Optional[str] = typer.Option(None, "--positive-label", help="Positive class of a binary task."),
     test_size: float = typer.Option(0.2, "--test-size"),
     val_size: float = typer.Option(0.2, "--val-size"),
@@ -107,13 +110,28 @@ def study_run(
     home: Optional[Path] = HomeOpt,
     json_out: bool = JsonOpt,
 ) -> None:
-    """Run rungs x seeds on one sealed split; print mean ± std and 95% bands per rung."""
+    """Run rungs x seeds on one sealed split; print mean ± std and 95% bands per rung.
+
+    With ``--encoders a,b``, the candidates are compared first (frozen probe over the same seeds and
+    sealed split, LogME / kNN pre-screen, speed) and the study runs with the chosen encoder; its probe
+    results are read back from the run store, and the choice is stored with the study and added to
+    the decision.
+    """
+    import dataclasses
+
     from adaptlab.config import StudyConfig
     from adaptlab.evaluate import Study
 
     from adaptlab.cli.diagnose import refit_rung_params
+    from adaptlab.cli.encoders import parse_encoders, render_comparison
     from adaptlab.diagnostics import run_study_with_diagnostics
+    from adaptlab.errors import ConfigError
 
+    candidates = parse_encoders(encoders)
+    if candidates and encoder is not None:
+        raise ConfigError("give either --encoder (one encoder) or --encoders (candidates to compare), not both.")
+    if len(candidates) == 1:
+        encoder, candidates = candidates[0], []
     cfg = StudyConfig(rungs=rungs, seeds=seeds, split=split, test_size=test_size, val_size=val_size,
                       test_seed=test_seed, encoder=encoder, positive_label=positive_label, budget=budget,
                       name=name, rung_params=refit_rung_params(rungs, refit_budget, refit_objective, transductive))
@@ -123,10 +141,27 @@ def study_run(
     ds = _load(data, **cols)
     test_ds = _load(test, **cols)
     unl = _load(unlabeled, **{**cols, "label_col": None, "group_col": None, "time_col": None}, require_labels=False)
+    comparison = None
+    if candidates:
+        from adaptlab.evaluate.encoders import compare_encoders
+
+        comparison = compare_encoders(ds, candidates, config=cfg, test=test_ds, home=study.home,
+                                      progress=_progress(json_out), show_progress=not json_out)
+        chosen = comparison.row(comparison.chosen)
+        cfg = dataclasses.replace(cfg, encoder=chosen["spec"])
+        study = Study(cfg, home=study.home, show_progress=not json_out)
+        if not json_out:
+            out.print(render_comparison(comparison))
     # Studies with a refit rung are diagnosed (probe gap, MMD, domain shift) and the result stored with it.
     result = run_study_with_diagnostics(study, ds, test=test_ds, unlabeled=unl, progress=_progress(json_out))
+    if comparison is not None:
+        # Stored with the study's data facts (beside the encoder it used), so reports can show the choice.
+        result.data["encoder_choice"] = comparison.summary()
+        result.data["encoder_comparison"] = comparison.to_dict()
+        study.store.set_summary(result.study_id, result.to_dict())
     from adaptlab.cli.report import decide_study
 
+    # The decision reads the encoder choice stored with the study (so `decide` and `report` show it too).
     _emit(result, json_out, decide_study(study.store, result.study_id, home=study.home))
 
 
@@ -263,8 +298,8 @@ from adaptlab.cli import diagnose  # noqa: E402,F401  (registers `adaptlab diagn
 from adaptlab.cli import report  # noqa: E402,F401  (registers `adaptlab decide`, `report`, `plan`)
 from adaptlab.cli import ship  # noqa: E402,F401  (registers `adaptlab ship`, `predict`, `retrain`, `models`)
 from adaptlab.cli import ui  # noqa: E402,F401  (registers `adaptlab ui`)
-from adaptlab.cli import ui  # noqa: E402,F401  (registers `adaptlab ui`)
 from adaptlab.cli import monitor  # noqa: E402,F401  (registers `adaptlab drift`, `neighbors`, `bias`, `stability`, `embeddings`)
+from adaptlab.cli import encoders  # noqa: E402,F401  (registers `adaptlab encoders list`, `encoders compare`)
 
 
 def main() -> None:

@@ -124,6 +124,8 @@ class Decision:
     metric: str = "F1"
     study_id: Optional[str] = None
     evidence_notes: list[str] = field(default_factory=list)
+    # Which pretrained encoder the study started from, when several were compared (issue #9).
+    encoder_choice: Optional[dict[str, Any]] = None
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -501,12 +503,28 @@ def decide(evidence: Evidence, policy: Optional[Policy] = None) -> Decision:
         d["verdict"] = verdicts[r]
         d["label"] = rung_info(r)["label"]
         rows.append(d)
+    if ev.encoder_choice:
+        reasons.insert(0, encoder_choice_sentence(ev.encoder_choice))
     return Decision(
         chosen=chosen, status=status, ship=ship, headline=headline, reasons=reasons, comparisons=comps, flags=flags,
         flip_inspection=flips[0] if flips else "no inspection can change this: only one rung was measured.",
         flips=flips, next_experiment=nxt, rungs=rows, regime=regime, rules_fired=sorted(set(fired)),
         policy=p.to_dict(), metric=ev.metric, study_id=ev.study_id, evidence_notes=list(ev.notes),
+        encoder_choice=ev.encoder_choice,
     )
+
+
+def encoder_choice_sentence(choice: dict[str, Any]) -> str:
+    """The encoder choice in one sentence: what was chosen over what, the gap with its band, the cost."""
+    text = f"Encoder: {choice.get('reason') or choice.get('chosen')}"
+    gap = choice.get("gap") or {}
+    if gap and choice.get("runner_up"):
+        text += (f" Gap {choice['chosen']} − {choice['runner_up']}: {gap.get('diff', 0):+.4f} "
+                 f"[{gap.get('ci_low', 0):+.4f}, {gap.get('ci_high', 0):+.4f}].")
+    cost = (choice.get("cost") or {}).get("chosen") or {}
+    if cost.get("texts_per_s"):
+        text += f" It encodes {cost['texts_per_s']:.1f} texts/s here."
+    return text
 
 
 def p_metric(ev: Evidence) -> str:

@@ -108,6 +108,7 @@ class Evidence:
     source: str = "tables"
     encoder: Optional[dict[str, Any]] = None
     domain_shift: Optional[dict[str, Any]] = None  # in-domain vs general text, pretrained embeddings (MMD)
+    encoder_choice: Optional[dict[str, Any]] = None  # when the study compared several encoders first
     notes: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -320,7 +321,7 @@ class Evidence:
             n_labels=summary.get("n_train_pool"), n_unlabeled=data.get("n_unlabeled") or None,
             mmd=mmd, mmd_p_value=mmd_p, mmd_source=mmd_src, refit_hours=refit_hours,
             study_id=rec["study_id"], name=summary.get("name", rec.get("name", "")), source="store",
-            encoder=data.get("encoder"), notes=notes, domain_shift=shift,
+            encoder=data.get("encoder"), notes=notes, domain_shift=shift, encoder_choice=data.get("encoder_choice"),
             learning_curve=study_diag.get("learning_curve"),
         )
         if analyses:

@@ -15,6 +15,7 @@ from typing import Optional, Union
 
 from adaptlab.encoders.cache import CacheStats, EmbeddingCache, embed
 from adaptlab.encoders.encoder import DEFAULT_ENCODER, POOLING_MODES, Encoder
+from adaptlab.encoders.candidates import KNOWN_ENCODERS, list_encoders  # issue #9
 
 
 def load_encoder(name_or_path: Optional[Union[str, Path]] = None, device: str = "auto") -> Encoder:
@@ -24,10 +25,12 @@ def load_encoder(name_or_path: Optional[Union[str, Path]] = None, device: str = 
 
 __all__ = [
     "DEFAULT_ENCODER",
+    "KNOWN_ENCODERS",
     "POOLING_MODES",
     "CacheStats",
     "EmbeddingCache",
     "Encoder",
     "embed",
+    "list_encoders",
     "load_encoder",
 ]

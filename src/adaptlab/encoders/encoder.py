@@ -569,12 +569,19 @@ def _resolve_source(name_or_path: Optional[PathLike]) -> tuple[Path, str, str, O
             f"encoder path {str(path)!r} is a file; pass the model folder that contains it "
             f"({str(path.parent)!r})."
         )
+    # Other encoders shipped by registry packages (issue #9); imported here because candidates imports us.
+    from adaptlab.encoders.candidates import KNOWN_ENCODERS, resolve_known_encoder
+
+    known = resolve_known_encoder(name_or_path)
+    if known is not None:
+        return known
     raise ConfigError(
         f"unknown encoder {str(name_or_path)!r}: it is not a known name and no such folder exists. "
-        f"adaptlab loads encoders only from a local path or from the installed {_PACKAGE_DIST!r} "
-        "package (there is no Hugging Face Hub access at run time). Use "
-        f"{DEFAULT_ENCODER!r} (aliases: 'minilm', 'sentence-transformers/all-MiniLM-L6-v2') for the "
-        "packaged model, or download another model once on a connected machine "
+        f"adaptlab loads encoders only from a local path or from an installed encoder package such as "
+        f"{_PACKAGE_DIST!r} (there is no Hugging Face Hub access at run time). Known names: "
+        f"{', '.join(KNOWN_ENCODERS)} (`adaptlab encoders list` shows which are installed); "
+        f"{DEFAULT_ENCODER!r} (aliases: 'minilm', 'sentence-transformers/all-MiniLM-L6-v2') is the "
+        "packaged default. For another model, download it once on a connected machine "
         "(e.g. `huggingface-cli download ORG/MODEL --local-dir ./models/MODEL`) and pass its folder: "
         "Encoder.from_pretrained('./models/MODEL') or --encoder ./models/MODEL."
     )

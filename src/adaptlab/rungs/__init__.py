@@ -21,11 +21,12 @@ from adaptlab.rungs.unfreeze import UnfreezeConfig, UnfreezeRung  # noqa: E402  
 from adaptlab.rungs.finetune import FinetuneConfig, FinetuneRung  # noqa: E402  (issue #5)
 from adaptlab.rungs.lpft import LpftConfig, LpftRung  # noqa: E402  (issue #5)
 from adaptlab.rungs.training import FittedNetwork, NetworkRung, Trainer, TrainingConfig  # noqa: E402  (issue #5)
+from adaptlab.rungs.multitask import MultiTaskModel  # noqa: E402  (issue #9)
 
 __all__ = [
     "LADDER_ORDER", "PLANNED_RUNGS", "RUNGS", "Budget", "Cost", "FittedRung", "Rung", "RungConfig", "RungContext",
     "available_rungs", "get_rung", "register_rung", "ProbeConfig", "ProbeRung", "TfidfConfig", "TfidfRung",
     "RefitConfig", "RefitRung",
     "FittedLora", "LoraConfig", "LoraRung", "UnfreezeConfig", "UnfreezeRung", "FinetuneConfig", "FinetuneRung",
-    "LpftConfig", "LpftRung", "FittedNetwork", "NetworkRung", "Trainer", "TrainingConfig",
+    "LpftConfig", "LpftRung", "FittedNetwork", "NetworkRung", "Trainer", "TrainingConfig", "MultiTaskModel",
 ]

@@ -38,7 +38,11 @@ def test_study_show_and_list(tmp_path, csv_file):
     home = tmp_path / "home"
     assert invoke("study", "run", "--data", csv_file, "--rungs", "tfidf", "--seeds", 2, "--home", home).exit_code == 0
     r = invoke("study", "show", "--home", home, "--json")
-    assert r.exit_code == 0 and json.loads(r.stdout)["rows"][0]["n_seeds"] == 2
+    payload = json.loads(r.stdout)
+    assert r.exit_code == 0 and payload["rows"][0]["n_seeds"] == 2
+    assert payload["decision"]["status"] == "no-decision"  # the decision is shown with the study (2 seeds < 3)
+    r = invoke("study", "show", "--home", home)
+    assert "decision" in r.output and "not enough seeds" in r.output
     r = invoke("study", "list", "--home", home)
     assert r.exit_code == 0 and "train.csv" in r.output
 

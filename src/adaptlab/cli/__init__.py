@@ -172,16 +172,19 @@ def study_show(
     home: Optional[Path] = HomeOpt,
     json_out: bool = JsonOpt,
 ) -> None:
-    """Show a stored study."""
+    """Show a stored study and its decision."""
     from adaptlab.config import default_home
     from adaptlab.evaluate import StudyResult
     from adaptlab.store import RunStore
 
-    store = RunStore((home or default_home()) / "runs.sqlite")
+    from adaptlab.cli.report import decide_study
+
+    h = home or default_home()
+    store = RunStore(h / "runs.sqlite")
     rec = store.get_study(study)
     if rec["summary"] is None:
         raise AdaptlabError(f"study {rec['study_id'][:12]} did not finish; run the same `adaptlab study run` again to resume it.")
-    _emit(StudyResult.from_dict(rec["summary"]), json_out)
+    _emit(StudyResult.from_dict(rec["summary"]), json_out, decide_study(store, rec["study_id"], home=h))
 
 
 @study_app.command("list")

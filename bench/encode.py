@@ -1,13 +1,15 @@
-"""Benchmark: adaptlab `Encoder.encode` vs sentence-transformers, and the embedding cache.
+"""Benchmark: adaptlab `Encoder.encode` (fp32 and int8) vs sentence-transformers, and the embedding cache.
 
-Both encoders run the same packaged all-MiniLM-L6-v2 on the same real BBC News texts, in the same
-process, with the same torch threads and batch size; runs alternate order and the best of
-``--repeats`` counts. Then `embed` is timed with a fresh cache, cold (encoding and storing every
-text) and warm (every text a cache hit).
+All three run the same packaged all-MiniLM-L6-v2 on the same real BBC News texts, in the same
+process, with the same torch threads and batch size; runs rotate order and the best of ``--repeats``
+counts. The int8 path is `adaptlab.encoders.fast.Int8Encoder` (torch dynamic quantisation of every
+Linear layer, per-channel scales); its vectors are compared with fp32 by cosine similarity. Then
+`embed` is timed with a fresh cache, cold (encoding and storing every text) and warm (all hits).
 
     PYTHONPATH=src HF_HUB_OFFLINE=1 .venv/bin/python bench/encode.py --n 2000 --batch-size 32
 
-Targets: cold ratio adaptlab/sentence-transformers >= 1.0; cache-hit speed-up vs cold encode >= 50x.
+Targets: cold ratio adaptlab/sentence-transformers >= 1.0; cache-hit speed-up vs cold encode >= 50x;
+int8 faster than fp32 (the study only uses it when its validation F1 is within tolerance).
 """
 from __future__ import annotations
 
@@ -55,6 +57,7 @@ def main(argv: list[str] | None = None) -> None:
                         help="torch intra-op threads for both (default: torch.get_num_threads())")
     parser.add_argument("--repeats", type=int, default=2, help="timed runs per encoder; best counts")
     parser.add_argument("--device", default="cpu", help="device for both encoders (default cpu)")
+    parser.add_argument("--no-int8", action="store_true", help="skip the int8 path")
     args = parser.parse_args(argv)
 
     torch.set_num_threads(args.threads)
@@ -78,6 +81,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"data         : {len(texts)} BBC News texts, {n_tokens} tokens after truncation to {enc.max_seq_length} "
           f"({n_tokens / len(texts):.0f}/text)")
     print(f"encoder      : {enc.name} ({enc.info['source']}), fingerprint {enc.fingerprint}")
+    print(f"load         : {_load()}")
 
     def run_adaptlab() -> np.ndarray:
         return enc.encode(texts, batch_size=args.batch_size, show_progress=False)
@@ -85,16 +89,28 @@ def main(argv: list[str] | None = None) -> None:
     def run_st() -> np.ndarray:
         return st.encode(texts, batch_size=args.batch_size, show_progress_bar=False, normalize_embeddings=False)
 
+    runners = [("adaptlab", run_adaptlab), ("sentence-transformers", run_st)]
+    fast = None
+    if not args.no_int8 and args.device == "cpu":
+        from adaptlab.encoders.fast import Int8Encoder
+
+        t_q, fast = timed(lambda: Int8Encoder(enc))
+        print(f"int8         : {fast.method}, quantised in {t_q:.2f} s")
+        runners.insert(1, ("adaptlab int8", lambda: fast.encode(texts, batch_size=args.batch_size,
+                                                                show_progress=False)))
+
     # Warm-up: first calls pay for allocator growth and kernel selection.
     warm = texts[: min(len(texts), 4 * args.batch_size)]
     enc.encode(warm, batch_size=args.batch_size)
     st.encode(warm, batch_size=args.batch_size, show_progress_bar=False)
+    if fast is not None:
+        fast.encode(warm, batch_size=args.batch_size)
 
-    best = {"adaptlab": float("inf"), "sentence-transformers": float("inf")}
+    best = {name: float("inf") for name, _ in runners}
     outputs: dict[str, np.ndarray] = {}
-    runners = [("adaptlab", run_adaptlab), ("sentence-transformers", run_st)]
     for rep in range(args.repeats):
-        order = runners if rep % 2 == 0 else runners[::-1]
+        k = rep % len(runners)
+        order = runners[k:] + runners[:k]  # rotate: each tool runs first once in len(runners) repeats
         for name, fn in order:
             seconds, out = timed(fn)
             outputs[name] = out
@@ -124,6 +140,23 @@ def main(argv: list[str] | None = None) -> None:
     print(f"max |adaptlab - sentence-transformers| : {max_diff:.2e}")
     print(f"cold ratio adaptlab/sentence-transformers : {s / a:.3f}x  (target >= 1.0)")
     print(f"cache-hit speed-up vs cold encode         : {cold_s / warm_s:.0f}x  (target >= 50x)")
+    if fast is not None:
+        q = best["adaptlab int8"]
+        cos = (outputs["adaptlab int8"] * outputs["adaptlab"]).sum(1)
+        print(f"adaptlab int8 Encoder.encode     : {len(texts) / q:8.1f} texts/s  (best {q:.2f} s)")
+        print(f"int8 vs fp32 cosine              : mean {cos.mean():.4f}, min {cos.min():.4f}")
+        print(f"ratio adaptlab int8 / adaptlab fp32       : {a / q:.3f}x")
+        print(f"ratio adaptlab int8 / sentence-transformers : {s / q:.3f}x")
+    print(f"load after   : {_load()}")
+
+
+def _load() -> str:
+    """The 1/5/15-minute load averages: the machine is shared, so every number says how busy it was."""
+    try:
+        one, five, fifteen = os.getloadavg()
+    except OSError:
+        return "unknown"
+    return f"{one:.2f} {five:.2f} {fifteen:.2f} (on {os.cpu_count()} CPUs)"
 
 
 if __name__ == "__main__":

@@ -52,6 +52,9 @@ def test_study_show_and_list(tmp_path, csv_file):
     [
         (["--data", "nope.csv"], "nope.csv"),
         (["--rungs", "tfidf,lorra"], "rungs='lorra' is not valid"),  # every planned rung exists since issue #5
+        (["--executor", "nope"], "executor='nope' is not valid"),
+        (["--rung-resources", "{bad"], "--rung-resources='{bad' is not valid"),
+        (["--precision", "int4"], "int4"),
         (["--seeds", "0"], "seeds=0 is not valid"),
         (["--split", "shuffle"], "split='shuffle' is not valid"),
         (["--text-col", "body"], "body"),

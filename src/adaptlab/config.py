@@ -51,6 +51,11 @@ class Budget:
 
 
 SPLIT_STRATEGIES = ("auto", "stratified", "group", "near-dup", "time")
+ENCODE_PRECISIONS = ("fp32", "int8")
+EXECUTORS = ("inprocess", "ray")
+_RESOURCE_KEYS = ("cpus", "gpus", "memory")
+_MEMORY_UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
+                 "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
 
 
 def default_home() -> Path:
@@ -80,6 +85,10 @@ class StudyConfig:
     rung_params: dict[str, dict[str, Any]] = field(default_factory=dict)
     budget: Optional[str] = None  # training budget for network-training rungs, e.g. "500steps", "30min"
     name: str = ""
+    # Precision of the *frozen* encoder (probe-like rungs): "int8" is used only if the first seed's
+    # validation F1 stays within `int8_tolerance` (a fraction: 0.005 = 0.5 F1 points) of fp32.
+    encode_precision: str = "fp32"
+    int8_tolerance: float = 0.005
 
     def __post_init__(self) -> None:
         if isinstance(self.rungs, str):
@@ -102,10 +111,117 @@ class StudyConfig:
             Budget.parse(self.budget)  # raises ConfigError naming the field
         if self.n_boot < 100:
             raise ConfigError.invalid("n_boot", self.n_boot, "an integer >= 100")
+        if self.encode_precision not in ENCODE_PRECISIONS:
+            raise ConfigError.invalid("encode_precision", self.encode_precision, f"one of {', '.join(ENCODE_PRECISIONS)}")
+        tol = self.int8_tolerance
+        if isinstance(tol, bool) or not isinstance(tol, (int, float)) or not 0.0 <= tol < 1.0:
+            raise ConfigError.invalid(
+                "int8_tolerance", tol, "an F1 difference as a fraction in [0, 1), e.g. 0.005 for 0.5 F1 points"
+            )
 
     @property
     def seed_values(self) -> list[int]:
         return list(range(self.seeds))
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def parse_memory(value: "str | int | float | None", name: str = "memory") -> Optional[int]:
+    """Bytes from ``4GB``, ``512MiB``, ``2e9`` or an int; ``None`` stays ``None`` (no memory request).
+
+    Example:
+        >>> parse_memory("4GB"), parse_memory("512MiB"), parse_memory(1000), parse_memory(None)
+        (4000000000, 536870912, 1000, None)
+    """
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise ConfigError.invalid(name, value, "a size such as 4GB, 512MiB or a number of bytes")
+    if isinstance(value, (int, float)):
+        n = float(value)
+    else:
+        import re
+
+        m = re.fullmatch(r"(\d+(?:\.\d+)?(?:e\d+)?)([kmgt]i?b|b)?", str(value).strip().lower().replace(" ", ""))
+        if not m:
+            raise ConfigError.invalid(name, value, "a size such as 4GB, 512MiB or a number of bytes")
+        n = float(m.group(1)) * _MEMORY_UNITS[m.group(2) or ""]
+    if n <= 0:
+        raise ConfigError.invalid(name, value, "a positive size such as 4GB, 512MiB or a number of bytes")
+    return int(n)
+
+
+@dataclass
+class ExecutorConfig:
+    """Where a study's (rung, seed) jobs run. Not part of the study's identity: it changes no number.
+
+    ``kind="inprocess"`` (the default) runs the jobs one after the other in this process.
+    ``kind="ray"`` sends each job to Ray with its resource request; ``address=None`` starts a local
+    Ray instance, ``"auto"`` joins the cluster this machine belongs to, ``"ray://host:10001"`` goes
+    through Ray Client. A job that fails (exception, killed worker, lost node) is resubmitted up to
+    ``max_retries`` times. ``cpus``/``gpus``/``memory`` are the request of every job;
+    ``rung_resources`` overrides them per rung, e.g. ``{"refit": {"gpus": 1, "memory": "16GB"}}``.
+    ``runtime_env`` is handed to ``ray.init`` as is (e.g. ``{"pip": ["adaptlab==0.1.0"]}``).
+
+    Example:
+        >>> ExecutorConfig(kind="ray", rung_resources={"finetune": {"gpus": 1}}).resources_for("finetune")
+        {'num_cpus': 1.0, 'num_gpus': 1.0}
+        >>> ExecutorConfig(kind="ray", memory="2GB").resources_for("probe")["memory"]
+        2000000000
+    """
+
+    kind: str = "inprocess"
+    address: Optional[str] = None
+    max_retries: int = 2
+    cpus: float = 1.0
+    gpus: float = 0.0
+    memory: "str | int | None" = None
+    rung_resources: dict[str, dict[str, Any]] = field(default_factory=dict)
+    runtime_env: Optional[dict[str, Any]] = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in EXECUTORS:
+            raise ConfigError.invalid("executor", self.kind, f"one of {', '.join(EXECUTORS)}")
+        if self.address is not None:
+            if not isinstance(self.address, str) or not self.address.strip():
+                raise ConfigError.invalid("ray_address", self.address, "'auto', 'ray://host:port', 'host:port' or None")
+            if self.kind != "ray":
+                raise ConfigError.invalid("ray_address", self.address, "no address with executor='inprocess'",
+                                          "Add --executor ray, or drop --address.")
+        if isinstance(self.max_retries, bool) or not isinstance(self.max_retries, int) or self.max_retries < 0:
+            raise ConfigError.invalid("max_retries", self.max_retries, "an integer >= 0")
+        self._check_request("", {"cpus": self.cpus, "gpus": self.gpus, "memory": self.memory})
+        if not isinstance(self.rung_resources, dict):
+            raise ConfigError.invalid("rung_resources", self.rung_resources, 'a dict such as {"refit": {"gpus": 1}}')
+        for rung, req in self.rung_resources.items():
+            if not isinstance(req, dict):
+                raise ConfigError.invalid(f"rung_resources[{rung!r}]", req, 'a dict such as {"gpus": 1}')
+            unknown = sorted(set(req) - set(_RESOURCE_KEYS))
+            if unknown:
+                raise ConfigError.invalid(f"rung_resources[{rung!r}]", req, f"keys among {', '.join(_RESOURCE_KEYS)}")
+            self._check_request(f"rung_resources[{rung!r}].", req)
+        if self.runtime_env is not None and not isinstance(self.runtime_env, dict):
+            raise ConfigError.invalid("runtime_env", self.runtime_env, "a dict (Ray's runtime_env) or None")
+
+    @staticmethod
+    def _check_request(prefix: str, req: dict[str, Any]) -> None:
+        for key in ("cpus", "gpus"):
+            if key in req:
+                v = req[key]
+                if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0:
+                    raise ConfigError.invalid(f"{prefix}{key}", v, "a number >= 0 (fractions such as 0.5 share a device)")
+        if "memory" in req:
+            parse_memory(req["memory"], f"{prefix}memory")
+
+    def resources_for(self, rung: str) -> dict[str, Any]:
+        """Ray task options (``num_cpus``, ``num_gpus``, ``memory`` in bytes) for one job of ``rung``."""
+        req = {"cpus": self.cpus, "gpus": self.gpus, "memory": self.memory, **self.rung_resources.get(rung, {})}
+        out: dict[str, Any] = {"num_cpus": float(req["cpus"]), "num_gpus": float(req["gpus"])}
+        memory = parse_memory(req["memory"])
+        if memory is not None:
+            out["memory"] = memory
+        return out
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

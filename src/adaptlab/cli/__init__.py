@@ -107,6 +107,15 @@ def study_run(
     refit_budget: Optional[str] = typer.Option(None, "--refit-budget", help="Refit length: 300steps, 5Mtokens, 1epoch, 2h (default: --budget, else one epoch capped at 1000 steps)."),
     refit_objective: Optional[str] = typer.Option(None, "--refit-objective", help="Refit objective: mlm (default) | simcse."),
     transductive: bool = typer.Option(False, "--transductive", help="Let the refit also read the test texts (never labels)."),
+    executor: str = typer.Option("inprocess", "--executor", help="inprocess | ray: where the (rung, seed) jobs run."),
+    address: Optional[str] = typer.Option(None, "--address", help="Ray cluster: auto | ray://host:10001 (default: a local Ray instance)."),
+    max_retries: int = typer.Option(2, "--max-retries", help="Ray: resubmit a failed job this many times."),
+    job_cpus: float = typer.Option(1.0, "--job-cpus", help="Ray: CPUs per job."),
+    job_gpus: float = typer.Option(0.0, "--job-gpus", help="Ray: GPUs per job."),
+    job_memory: Optional[str] = typer.Option(None, "--job-memory", help="Ray: memory per job, e.g. 4GB."),
+    rung_resources: Optional[str] = typer.Option(None, "--rung-resources", help='Ray: per-rung requests as JSON, e.g. {"refit": {"gpus": 1}}.'),
+    precision: str = typer.Option("fp32", "--precision", help="fp32 | int8 (frozen encoder; int8 is used only within --int8-tolerance of fp32 on validation)."),
+    int8_tolerance: float = typer.Option(0.005, "--int8-tolerance", help="Largest validation-F1 loss int8 may show (0.005 = half a point)."),
     home: Optional[Path] = HomeOpt,
     json_out: bool = JsonOpt,
 ) -> None:
@@ -132,12 +141,21 @@ def study_run(
         raise ConfigError("give either --encoder (one encoder) or --encoders (candidates to compare), not both.")
     if len(candidates) == 1:
         encoder, candidates = candidates[0], []
+    from adaptlab.config import ExecutorConfig
+
     cfg = StudyConfig(rungs=rungs, seeds=seeds, split=split, test_size=test_size, val_size=val_size,
                       test_seed=test_seed, encoder=encoder, positive_label=positive_label, budget=budget,
-                      name=name, rung_params=refit_rung_params(rungs, refit_budget, refit_objective, transductive))
+                      name=name, rung_params=refit_rung_params(rungs, refit_budget, refit_objective, transductive),
+                      encode_precision=precision, int8_tolerance=int8_tolerance)
+    try:
+        per_rung = json.loads(rung_resources) if rung_resources else {}
+    except ValueError as exc:
+        raise ConfigError.invalid("--rung-resources", rung_resources, 'JSON like {"refit": {"gpus": 1}}') from exc
+    ex = ExecutorConfig(kind=executor, address=address, max_retries=max_retries, cpus=job_cpus, gpus=job_gpus,
+                        memory=job_memory, rung_resources=per_rung)
     cols = dict(text_col=text_col, label_col=label_col, group_col=group_col, time_col=time_col, id_col=id_col,
                 encoding=encoding, on_invalid=on_invalid)
-    study = Study(cfg, home=home, show_progress=not json_out)
+    study = Study(cfg, home=home, show_progress=not json_out, executor=ex)
     ds = _load(data, **cols)
     test_ds = _load(test, **cols)
     unl = _load(unlabeled, **{**cols, "label_col": None, "group_col": None, "time_col": None}, require_labels=False)
@@ -149,7 +167,7 @@ def study_run(
                                       progress=_progress(json_out), show_progress=not json_out)
         chosen = comparison.row(comparison.chosen)
         cfg = dataclasses.replace(cfg, encoder=chosen["spec"])
-        study = Study(cfg, home=study.home, show_progress=not json_out)
+        study = Study(cfg, home=study.home, show_progress=not json_out, executor=ex)
         if not json_out:
             out.print(render_comparison(comparison))
     # Studies with a refit rung are diagnosed (probe gap, MMD, domain shift) and the result stored with it.

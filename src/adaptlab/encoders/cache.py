@@ -212,6 +212,86 @@ class EmbeddingCache:
         self.last_stats = CacheStats()
 
 
+class PrimedCache:
+    """Vectors handed over in memory, in front of an optional on-disk :class:`EmbeddingCache`.
+
+    A study driver embeds every labeled text once and ships the vectors to its workers (e.g. Ray
+    tasks on other machines) in one object; a worker's ``embed`` then finds them here without a
+    shared file system and without encoding again. Misses fall through to ``backing``, where new
+    vectors are also written. Same ``get_many`` / ``put_many`` interface as ``EmbeddingCache``.
+
+    Example:
+        >>> import numpy as np
+        >>> primed = PrimedCache({"fp": (["h1", "h2"], np.eye(2, 3, dtype=np.float32))})
+        >>> sorted(primed.get_many("fp", ["h2", "h9"]))
+        ['h2']
+    """
+
+    def __init__(self, vectors: dict[str, tuple[Sequence[str], np.ndarray]],
+                 backing: Optional[EmbeddingCache] = None) -> None:
+        self._vectors: dict[str, tuple[dict[str, int], np.ndarray]] = {}
+        for key, (hashes, matrix) in vectors.items():
+            matrix = np.asarray(matrix, dtype=np.float32)
+            if matrix.ndim != 2 or matrix.shape[0] != len(hashes):
+                raise ConfigError(
+                    f"PrimedCache needs one row per hash: got shape {matrix.shape} for {len(hashes)} hashes of {key!r}."
+                )
+            self._vectors[key] = ({h: i for i, h in enumerate(hashes)}, matrix)
+        self.backing = backing
+        self.path = backing.path if backing is not None else Path("<memory>")
+        self.stats = CacheStats()
+        self.last_stats = CacheStats()
+
+    def get_many(self, fingerprint: str, hashes: Iterable[str]) -> dict[str, np.ndarray]:
+        keys = list(dict.fromkeys(hashes))
+        found: dict[str, np.ndarray] = {}
+        index, matrix = self._vectors.get(fingerprint, ({}, None))
+        rest = []
+        for h in keys:
+            i = index.get(h)
+            if i is None:
+                rest.append(h)
+            else:
+                found[h] = matrix[i]
+        if rest and self.backing is not None:
+            found.update(self.backing.get_many(fingerprint, rest))
+        self.last_stats = CacheStats(hits=len(found), misses=len(keys) - len(found))
+        self.stats.hits += self.last_stats.hits
+        self.stats.misses += self.last_stats.misses
+        return found
+
+    def put_many(self, fingerprint: str, hashes: Sequence[str], matrix: np.ndarray) -> None:
+        if self.backing is not None:
+            self.backing.put_many(fingerprint, hashes, matrix)
+            self.last_stats = CacheStats(writes=len(hashes))
+            self.stats.writes += len(hashes)
+
+    def close(self) -> None:
+        if self.backing is not None:
+            self.backing.close()
+
+    def __repr__(self) -> str:
+        n = sum(len(ix) for ix, _ in self._vectors.values())
+        return f"PrimedCache({n} vectors in memory, backing={self.backing!r})"
+
+
+def embedding_key(encoder: Any) -> str:
+    """The cache key of ``encoder``'s vectors: its fingerprint, plus the numeric path when not fp32.
+
+    An int8 encoder (``adaptlab.encoders.fast.Int8Encoder``) already has its own fingerprint; naming the
+    precision in the key as well keeps vectors of different paths apart even for an encoder whose
+    fingerprint ignores precision, and shows in the cache file which path produced each vector.
+
+    Example:
+        >>> class E: fingerprint, precision = "abc", "int8"
+        >>> embedding_key(E())
+        'abc@int8'
+    """
+    precision = str(getattr(encoder, "precision", "fp32"))
+    fingerprint = str(encoder.fingerprint)
+    return fingerprint if precision == "fp32" else f"{fingerprint}@{precision}"
+
+
 def embed(
     encoder: Any,
     texts: Sequence[str],
@@ -260,7 +340,7 @@ def embed(
     table = np.empty((len(unique_hashes), dim), dtype=np.float32)
     found: dict[str, np.ndarray] = {}
     if cache is not None:
-        fingerprint = encoder.fingerprint
+        fingerprint = embedding_key(encoder)
         found = cache.get_many(fingerprint, unique_hashes)
         for h, vec in found.items():
             if vec.shape != (dim,):

@@ -4,21 +4,26 @@ Each seed re-draws the train/validation split inside the fixed train+validation 
 model; the test split is drawn once (``test_seed``) and sealed, and is read only after a rung has been
 fitted. Every (rung, seed) result is stored as soon as it exists, so an interrupted study resumes where
 it stopped and an identical study is answered from the store.
+
+The shared work happens once, on the driver: near-duplicates, every seed's split, the int8 gate when
+``encode_precision="int8"``, and one embedding pass over all labeled texts. The (rung, seed) cells not
+yet in the store then become jobs for an executor (`adaptlab.evaluate.executor`): in-process by
+default, or Ray. Results come back to the driver, which alone writes the run store.
 """
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Optional
 
 import numpy as np
 
-import adaptlab
-from adaptlab.config import StudyConfig, default_home
+from adaptlab.config import ExecutorConfig, StudyConfig, default_home
 from adaptlab.data import TextDataset, find_near_duplicates, split_dataset
 from adaptlab.errors import DataError
-from adaptlab.evaluate.metrics import bands_overlap, resolve_positive_label, score, seed_and_test_bootstrap
+from adaptlab.evaluate.executor import Executor, Job, JobsFailedError, make_executor, shared_artifact_key
+from adaptlab.evaluate.metrics import bands_overlap, resolve_positive_label, seed_and_test_bootstrap
 from adaptlab.rungs import Budget, RungContext, get_rung
 from adaptlab.store import RunStore, content_key
 
@@ -106,16 +111,24 @@ def _small_test_warnings(y_test: Optional[np.ndarray], classes: list[str], posit
 class Study:
     """Runs rungs x seeds and stores every result.
 
+    ``executor`` says where the jobs run and changes no number (it is not part of the study id):
+    ``"inprocess"`` (default), ``"ray"`` (a local Ray instance), an
+    :class:`~adaptlab.config.ExecutorConfig` (cluster address, retries, per-job CPUs/GPUs/memory) or an
+    executor object.
+
     Example:
         >>> from adaptlab.data.bundled import load_bbc_news
         >>> study = Study(StudyConfig(rungs=["tfidf"], seeds=2), home="/tmp/adaptlab-doc")  # doctest: +SKIP
         >>> result = study.run(load_bbc_news())  # doctest: +SKIP
         >>> result.row("tfidf")["mean"]  # doctest: +SKIP
         0.97...
+        >>> ray_cluster = ExecutorConfig(kind="ray", address="auto", max_retries=2,
+        ...                              rung_resources={"refit": {"gpus": 1}})  # doctest: +SKIP
+        >>> Study(StudyConfig(rungs=["tfidf", "probe", "refit"]), executor=ray_cluster).run(data)  # doctest: +SKIP
     """
 
     def __init__(self, config: StudyConfig, *, home: str | Path | None = None, encoder: Any = None,
-                 show_progress: bool = False) -> None:
+                 show_progress: bool = False, executor: "str | ExecutorConfig | Executor | None" = None) -> None:
         self.config = config
         self.home = Path(home) if home is not None else default_home()
         self.store = RunStore(self.home / "runs.sqlite")
@@ -127,6 +140,10 @@ class Study:
         for rung in self.rungs:
             if hasattr(rung, "resolve_budget"):
                 rung.resolve_budget(Budget.parse(config.budget))
+        # Where the (rung, seed) jobs run; not part of the study's identity (it changes no number).
+        # A missing Ray fails here, before any work.
+        self.executor = make_executor(executor)
+        self._executor_config = getattr(self.executor, "config", None) or ExecutorConfig()
 
     def _load_encoder(self) -> Any:
         if self._encoder is None:
@@ -174,76 +191,134 @@ class Study:
                               unlabeled=unlabeled, show_progress=self.show_progress,
                               budget=Budget.parse(cfg.budget), home=self.home)
 
-        if encoder is not None:
-            # One pass over every labeled text fills the cache (one progress bar, tight length batches);
-            # the frozen encoder never sees a label, so embedding test texts here leaks nothing.
-            from adaptlab.encoders import embed
-
-            say(f"embedding {len(full)} labeled texts with {encoder.name} (cached on disk) ...")
-            t_enc = time.perf_counter()
-            embed(encoder, full.texts, cache=cache, show_progress=self.show_progress)
-            encode_seconds = time.perf_counter() - t_enc
-        else:
-            encode_seconds = 0.0
-
         say(f"finding near-duplicates among {len(full)} labeled texts ...")
         clusters = find_near_duplicates(full.texts, threshold=cfg.near_dup_threshold)
+        splits = {
+            seed: split_dataset(
+                full, strategy=cfg.split, test_size=cfg.test_size, val_size=cfg.val_size, seed=seed,
+                test_seed=cfg.test_seed, test_indices=test_indices, clusters=clusters,
+                near_dup_threshold=cfg.near_dup_threshold,
+            )
+            for seed in cfg.seed_values
+        }
+        first = splits[cfg.seed_values[0]]
+        split_info = {"strategy": first.strategy, "n_train": len(first.train), "n_val": len(first.val),
+                      "n_test": first.n_test, "leakage": first.leakage.to_dict(),
+                      "leakage_summary": first.leakage.summary(),
+                      "near_dup_clusters": int(clusters.n_clusters),
+                      "near_dup_items": int(clusters.n_items_in_clusters),
+                      "naive_split": None}
+        if clusters.n_clusters and first.strategy != "stratified" and test_indices is None:
+            # Show what the leakage-aware split saved the user from, measured on this data.
+            from adaptlab.evaluate.leakage import measure_leakage_inflation
+
+            split_info["naive_split"] = measure_leakage_inflation(
+                full, threshold=cfg.near_dup_threshold, seed=cfg.test_seed, test_size=cfg.test_size,
+                clusters=clusters)
+
+        # Rungs that only read the frozen encoder may get the int8 one; rungs that train it never do.
+        frozen_rungs = [r for r in self.rungs if r.uses_encoder and not r.trains_network]
+        frozen_encoder, choice = encoder, None
+        primed: dict[str, tuple[list[str], np.ndarray]] = {}
+        encode_seconds = 0.0
+        if encoder is not None:
+            from adaptlab.encoders.cache import embed, embedding_key
+            from adaptlab.encoders.fast import PrecisionChoice, choose_precision
+
+            t_enc = time.perf_counter()
+            if cfg.encode_precision != "fp32" and frozen_rungs:
+                say(f"checking the {cfg.encode_precision} encoding path against fp32 on the validation split of seed "
+                    f"{first.seed} (tolerance {cfg.int8_tolerance * 100:.2f} F1 points) ...")
+                frozen_encoder, choice = choose_precision(
+                    encoder, cfg.encode_precision, tolerance=cfg.int8_tolerance,
+                    validation_f1=self._gate_scorer(full, first, cache, classes, positive, frozen_rungs[0]))
+                say(choice.message)
+            else:
+                choice = PrecisionChoice(
+                    cfg.encode_precision, "fp32", cfg.int8_tolerance,
+                    message=f"{cfg.encode_precision} not used: it applies to rungs that encode with the frozen encoder "
+                            "(probe), and this study has none; the others train the encoder in fp32"
+                    if cfg.encode_precision != "fp32" else "fp32 (full precision) requested")
+            # One pass over every labeled text fills the cache (one progress bar, tight length batches);
+            # the frozen encoder never sees a label, so embedding test texts here leaks nothing.
+            needed = [frozen_encoder] if frozen_encoder is not encoder else []
+            if frozen_encoder is encoder or any(r.uses_encoder and r.trains_network for r in self.rungs):
+                needed.insert(0, encoder)
+            for enc in needed:
+                say(f"embedding {len(full)} labeled texts with {enc.name} (cached on disk) ...")
+                X = embed(enc, full.texts, cache=cache, show_progress=self.show_progress)
+                if self.executor.parallel:
+                    from adaptlab.data.dataset import text_hash
+
+                    primed[embedding_key(enc)] = ([text_hash(t) for t in full.texts], X)
+            encode_seconds = time.perf_counter() - t_enc
 
         study_id = content_key("study", full.content_hash, cfg.to_dict(), encoder.fingerprint if encoder else None)
         name = cfg.name or f"{Path(data.source).name or 'data'}: {','.join(cfg.rungs)} x {cfg.seeds} seeds"
         self.store.put_study(study_id, name=name, config=cfg.to_dict(), data_hash=full.content_hash)
 
-        per_seed: list[dict[str, Any]] = []
-        y_test: Optional[np.ndarray] = None
-        split_info: dict[str, Any] = {}
-        n_trained = n_cached = 0
+        # The grid in seed-major order; cells already in the run store are read, the others become jobs.
+        grid: list[tuple[Any, int, str]] = []
+        results: dict[str, dict[str, Any]] = {}
+        jobs: list[Job] = []
+        n_cached = 0
         for seed in cfg.seed_values:
-            split = split_dataset(
-                full, strategy=cfg.split, test_size=cfg.test_size, val_size=cfg.val_size, seed=seed,
-                test_seed=cfg.test_seed, test_indices=test_indices, clusters=clusters,
-                near_dup_threshold=cfg.near_dup_threshold,
-            )
-            if not split_info:
-                split_info = {"strategy": split.strategy, "n_train": len(split.train), "n_val": len(split.val),
-                              "n_test": split.n_test, "leakage": split.leakage.to_dict(),
-                              "leakage_summary": split.leakage.summary(),
-                              "near_dup_clusters": int(clusters.n_clusters),
-                              "near_dup_items": int(clusters.n_items_in_clusters),
-                              "naive_split": None}
-                if clusters.n_clusters and split.strategy != "stratified" and test_indices is None:
-                    # Show what the leakage-aware split saved the user from, measured on this data.
-                    from adaptlab.evaluate.leakage import measure_leakage_inflation
-
-                    split_info["naive_split"] = measure_leakage_inflation(
-                        full, threshold=cfg.near_dup_threshold, seed=cfg.test_seed, test_size=cfg.test_size,
-                        clusters=clusters)
-            train_ds, val_ds = full.subset(split.train), full.subset(split.val)
+            split = splits[seed]
+            seed_context = context
             if any(getattr(r.config, "transductive", False) for r in self.rungs):
                 # A transductive refit may read the test *texts* (never labels); the read is audited.
-                context.test_texts = full.subset(split.unseal_test("transductive refit: test texts, no labels")).texts
+                seed_context = replace(context, test_texts=full.subset(
+                    split.unseal_test("transductive refit: test texts, no labels")).texts)
             for rung in self.rungs:
+                job_context = seed_context
+                if rung in frozen_rungs and frozen_encoder is not encoder:
+                    job_context = replace(seed_context, encoder=frozen_encoder)
                 key = content_key(
-                    "result", RESULT_SCHEMA, full.content_hash, split.fingerprint, rung.identity(context), seed, positive
+                    "result", RESULT_SCHEMA, full.content_hash, split.fingerprint, rung.identity(job_context), seed,
+                    positive,
                 )
+                grid.append((rung, seed, key))
                 stored = self.store.get_result(key)
-                if stored is None:
-                    say(f"{rung.name:>8} seed {seed}: training on {len(train_ds)}, validating on {len(val_ds)} ...")
-                    stored = self._fit_and_evaluate(rung, split, full, train_ds, val_ds, seed, context, positive,
-                                                    classes, key, clusters)
-                    n_trained += 1
-                    say(f"{rung.name:>8} seed {seed}: test {('F1' if positive else 'macro-F1')}="
-                        f"{stored['metrics']['test']['f1']:.4f} ({stored['metrics']['cost']['total_seconds']:.1f}s)")
-                else:
+                if stored is not None:
                     n_cached += 1
                     say(f"{rung.name:>8} seed {seed}: from the run store")
-                self.store.link_result(study_id, key)
-                if y_test is None:
-                    y_test = np.asarray(stored["predictions"]["y_true"], dtype=object)
-                per_seed.append({"rung": rung.name, "seed": seed, "result_key": key, **stored["metrics"],
-                                 "y_pred": stored["predictions"]["y_pred"]})
+                    self.store.link_result(study_id, key)
+                    results[key] = stored
+                    continue
+                group = None
+                if self.executor.parallel:
+                    group = shared_artifact_key(rung, full.subset(split.train), full.subset(split.val), seed,
+                                                job_context)
+                jobs.append(Job(index=len(jobs), key=key, rung=rung, seed=seed, split=split, context=job_context,
+                                group=group, resources=self._executor_config.resources_for(rung.name)))
+
+        def on_result(job: Job, out: dict[str, Any]) -> None:
+            # Only the driver writes the run store: one writer, whichever executor ran the job.
+            self.store.put_result(job.key, rung=job.rung.name, seed=job.seed, metrics=out["metrics"],
+                                  predictions=out["predictions"], manifest=out["manifest"])
+            self.store.link_result(study_id, job.key)
+            results[job.key] = {"metrics": out["metrics"], "predictions": out["predictions"]}
+            say(f"{job.rung.name:>8} seed {job.seed}: test {('F1' if positive else 'macro-F1')}="
+                f"{out['metrics']['test']['f1']:.4f} ({out['metrics']['cost']['total_seconds']:.1f}s)")
+
+        failures = self.executor.run(jobs, full, on_result=on_result, say=say, primed=primed or None)
+        n_trained = len(jobs) - len(failures)
+        if failures:
+            raise JobsFailedError(failures, n_done=len(results))
+
+        per_seed: list[dict[str, Any]] = []
+        y_test: Optional[np.ndarray] = None
+        for rung, seed, key in grid:
+            stored = results[key]
+            if y_test is None:
+                y_test = np.asarray(stored["predictions"]["y_true"], dtype=object)
+            per_seed.append({"rung": rung.name, "seed": seed, "result_key": key, **stored["metrics"],
+                             "y_pred": stored["predictions"]["y_pred"]})
 
         rows = self._summarise(per_seed, y_test, classes, positive)
         warnings = _small_test_warnings(y_test, classes, positive)
+        if choice is not None and choice.fell_back:
+            warnings.append(choice.message)
         overlaps = []
         for i, a in enumerate(rows):
             for b in rows[i + 1:]:
@@ -259,7 +334,10 @@ class Study:
                   "n_unlabeled": len(unlabeled) if unlabeled is not None else 0,
                   "data_hash": full.content_hash, "label_counts": full.label_counts(),
                   "encoder": encoder.info if encoder is not None else None,
-                  "encode_seconds": encode_seconds},
+                  "encode_seconds": encode_seconds,
+                  # Which numeric path produced the frozen rungs' embeddings, and the gate's evidence.
+                  "encode_precision": choice.to_dict() if choice is not None else None,
+                  "executor": self.executor.describe()},
             n_trained=n_trained, n_from_store=n_cached, wall_seconds=time.perf_counter() - t_start,
             per_seed=[{k: v for k, v in p.items() if k != "y_pred"} for p in per_seed],
             warnings=warnings,
@@ -267,52 +345,26 @@ class Study:
         self.store.set_summary(study_id, result.to_dict())
         return result
 
-    def _fit_and_evaluate(self, rung, split, full, train_ds, val_ds, seed, context, positive, classes, key,
-                          clusters) -> dict[str, Any]:
-        fitted = rung.fit(train_ds, val_ds, seed=seed, context=context)
-        # The only place the sealed test is read: after the rung is fitted and its choices are frozen.
-        test_idx = split.unseal_test(f"evaluate {rung.name} seed {seed}")
-        test_ds = full.subset(test_idx)
-        proba = fitted.predict_proba(test_ds.texts)
-        pred = np.asarray(classes, dtype=object)[np.argmax(proba, axis=1)]
-        test_scores = score(test_ds.labels, pred, proba, classes, positive)
-        leaked = np.zeros(len(test_idx), dtype=bool)
-        leaked_pos = split.leakage.test_leaked_positions(test_idx)
-        leaked[leaked_pos] = True
-        clean = None
-        if leaked.any() and (~leaked).sum() > 0:
-            keep = ~leaked
-            clean = score(np.asarray(test_ds.labels, dtype=object)[keep], pred[keep], proba[keep], classes, positive)
-        metrics = {
-            "test": test_scores,
-            "test_clean": clean,
-            "n_test_leaked": int(leaked.sum()),
-            "val": fitted.val_scores_,
-            "selected": fitted.selected_,
-            "cost": fitted.cost_.to_dict(),
-            "diagnostics": getattr(fitted, "diagnostics_", None),
-        }
-        manifest = {
-            "adaptlab_version": adaptlab.__version__,
-            "rung": rung.identity(context),
-            "seed": seed,
-            "data_hash": full.content_hash,
-            "split": {"strategy": split.strategy, "fingerprint": split.fingerprint, "seed": seed,
-                      "test_seed": split.test_seed, "n_train": len(split.train), "n_val": len(split.val),
-                      "n_test": len(test_idx)},
-            "encoder": context.encoder.info if (rung.uses_encoder and context.encoder is not None) else None,
-            "positive_label": positive,
-            "test_reads": list(split.test_reads),
-        }
-        predictions = {
-            "test_ids": list(test_ds.ids),
-            "y_true": list(test_ds.labels),
-            "y_pred": [str(p) for p in pred],
-            "proba": np.round(proba, 5).tolist(),
-        }
-        self.store.put_result(key, rung=rung.name, seed=seed, metrics=metrics, predictions=predictions,
-                              manifest=manifest)
-        return {"metrics": metrics, "predictions": predictions}
+    def _gate_scorer(self, full: TextDataset, split: Any, cache: Any, classes: list[str], positive: Optional[str],
+                     rung: Any) -> Callable[[Any], float]:
+        """``encoder -> validation F1`` of the frozen rung's head on one split (train fits, validation scores)."""
+        from adaptlab.encoders.cache import embed
+        from adaptlab.rungs.head import select_logistic_head
+        from adaptlab.rungs.probe import ProbeConfig
+
+        default = ProbeConfig()
+        C_grid = list(getattr(rung.config, "C_grid", default.C_grid))
+        batch_size = int(getattr(rung.config, "batch_size", default.batch_size))
+        train_ds, val_ds = full.subset(split.train), full.subset(split.val)
+
+        def validation_f1(enc: Any) -> float:
+            X_train = embed(enc, train_ds.texts, cache=cache, batch_size=batch_size, show_progress=self.show_progress)
+            X_val = embed(enc, val_ds.texts, cache=cache, batch_size=batch_size, show_progress=self.show_progress)
+            _head, _C, val = select_logistic_head(X_train, train_ds.labels, X_val, val_ds.labels, C_grid=C_grid,
+                                                  seed=split.seed, classes=classes, positive=positive)
+            return float(val["f1"])
+
+        return validation_f1
 
     def _summarise(self, per_seed, y_test, classes, positive) -> list[dict[str, Any]]:
         rows = []

@@ -525,6 +525,19 @@ def load_dataset(
 ) -> tuple[TextDataset, LoadReport]: ...
 
 
+def check_input_file(path: Path) -> None:
+    """Refuse a missing path (naming files with similar names) or a folder, with the fix."""
+    if not path.exists():
+        near = ""
+        if path.parent.is_dir():
+            close = difflib.get_close_matches(path.name, [p.name for p in path.parent.iterdir()], n=3)
+            if close:
+                near = f" Files with similar names there: {', '.join(close)}."
+        raise DataError(f"{path} does not exist.{near} Fix: check the path (it is relative to {Path.cwd()}).")
+    if path.is_dir():
+        raise DataError(f"{path} is a folder, not a file. Fix: pass the path of the data file inside it.")
+
+
 def load_dataset(
     path: Union[str, Path],
     *,
@@ -581,15 +594,7 @@ def load_dataset(
     if on_invalid not in ("error", "drop"):
         raise ConfigError.invalid("on_invalid", on_invalid, "'error' or 'drop'")
     path = Path(path).expanduser()
-    if not path.exists():
-        near = ""
-        if path.parent.is_dir():
-            close = difflib.get_close_matches(path.name, [p.name for p in path.parent.iterdir()], n=3)
-            if close:
-                near = f" Files with similar names there: {', '.join(close)}."
-        raise DataError(f"{path} does not exist.{near} Fix: check the path (it is relative to {Path.cwd()}).")
-    if path.is_dir():
-        raise DataError(f"{path} is a folder, not a file. Fix: pass the path of the data file inside it.")
+    check_input_file(path)
     fmt, gz = detect_format(path)
     table = _read_parquet(path) if fmt == "parquet" else _read_text_table(path, fmt, gz, encoding)
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 import codecs
 import contextlib
 import csv
-import difflib
 import gzip
 import io
 import json
@@ -40,6 +39,7 @@ import numpy as np
 # they are reused here, not copied, so both readers agree on what a file means.
 from adaptlab.data.load import (
     TEXT_COLUMN_CANDIDATES,
+    check_input_file,
     detect_format,
     resolve_column,
     show_columns,
@@ -167,18 +167,6 @@ class PredictReport:
 
 
 # ------------------------------------------------------------------------------------------ paths
-
-
-def _check_input(path: Path) -> None:
-    if not path.exists():
-        near = ""
-        if path.parent.is_dir():
-            close = difflib.get_close_matches(path.name, [p.name for p in path.parent.iterdir()], n=3)
-            if close:
-                near = f" Files with similar names there: {', '.join(close)}."
-        raise DataError(f"{path} does not exist.{near} Fix: check the path (it is relative to {Path.cwd()}).")
-    if path.is_dir():
-        raise DataError(f"{path} is a folder, not a file. Fix: pass the path of the data file inside it.")
 
 
 def _split_suffix(path: Path) -> tuple[str, bool, str]:
@@ -866,7 +854,7 @@ def predict_file(
     batch_size = int(batch_size)
     input_path = Path(input_path).expanduser()
     output_path = Path(output_path).expanduser()
-    _check_input(input_path)
+    check_input_file(input_path)
     in_fmt, in_gz = detect_format(input_path)
     out_fmt, out_gz = _output_format(output_path)
     rejects = Path(reject_path).expanduser() if reject_path is not None else _default_reject_path(output_path)

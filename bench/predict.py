@@ -45,8 +45,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--n", type=int, default=2000, help="BBC texts to predict (default 2000)")
     parser.add_argument("--n-train", type=int, default=225, help="other BBC texts to fit the probe on (default 225)")
     parser.add_argument("--batch-size", type=int, default=32, help="encoder batch size for both (default 32)")
-    parser.add_argument("--predict-batch", type=int, default=256,
-                        help="rows per batch read and predicted by predict_file (default 256, its default)")
+    parser.add_argument("--predict-batch", type=int, default=1024,
+                        help="rows per batch read and predicted by predict_file (default 1024, its default)")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads(),
                         help="torch intra-op threads for both (default: torch.get_num_threads())")
     parser.add_argument("--repeats", type=int, default=2, help="timed runs per side; best counts")

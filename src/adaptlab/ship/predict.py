@@ -793,7 +793,7 @@ def predict_file(
     *,
     text_col: Optional[str] = None,
     id_col: Optional[str] = None,
-    batch_size: int = 256,
+    batch_size: int = 1024,
     reject_path: Optional[PathLike] = None,
     encoding: Optional[str] = None,
     show_progress: bool = False,
@@ -850,7 +850,7 @@ def predict_file(
     t0 = time.perf_counter()
     classes = _check_model(model)
     if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-        raise ConfigError.invalid("batch_size", batch_size, "an integer >= 1", "Fix: e.g. --batch-size 256.")
+        raise ConfigError.invalid("batch_size", batch_size, "an integer >= 1", "Fix: e.g. --batch-size 1024.")
     batch_size = int(batch_size)
     input_path = Path(input_path).expanduser()
     output_path = Path(output_path).expanduser()

@@ -53,6 +53,7 @@ from adaptlab.data.dataset import TextDataset
 from adaptlab.errors import AdaptlabError, ConfigError
 from adaptlab.evaluate.metrics import score
 from adaptlab.rungs.base import Cost, FittedRung, Rung, RungConfig, RungContext
+from adaptlab.store import json_safe
 
 CHECKPOINT_VERSION = 1
 # Texts are shuffled, then sorted by length inside windows of this many batches: batches hold texts of
@@ -567,7 +568,7 @@ class Trainer:
             st, opt_state = loaded
             resumed_from = st.step
         elif fresh_start is not None:
-            st.extra = _json_safe(fresh_start() or {})
+            st.extra = json_safe(fresh_start() or {})
         seconds_before_resume = st.elapsed
         t_start = time.perf_counter() - st.elapsed
 
@@ -1080,7 +1081,7 @@ class NetworkRung(Rung):
             else:
                 pretrained = pooled_embeddings(encoder.model, encoder.pool, held_ids, pad_id)
             cka = round(linear_cka(pretrained, tuned), 6)
-        fitted.diagnostics_ = _json_safe({
+        fitted.diagnostics_ = json_safe({
             "cka_pretrained_vs_tuned": cka,
             "cka_texts": len(held_out),
             "history": result.history,
@@ -1113,23 +1114,6 @@ def run_key(identity: dict[str, Any], train_hash: str, val_hash: str, seed: int,
     """Content key of one training run: names its checkpoint folder, so only the same run resumes it."""
     blob = json.dumps([identity, train_hash, val_hash, int(seed), positive], sort_keys=True, default=str)
     return hashlib.blake2b(blob.encode("utf-8"), digest_size=12).hexdigest()
-
-
-def _json_safe(obj: Any) -> Any:
-    if isinstance(obj, dict):
-        return {str(k): _json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_json_safe(v) for v in obj]
-    if isinstance(obj, (np.integer,)):
-        return int(obj)
-    if isinstance(obj, (np.floating, float)):
-        v = float(obj)
-        return v if math.isfinite(v) else None
-    if isinstance(obj, (np.bool_,)):
-        return bool(obj)
-    if isinstance(obj, (str, int, bool)) or obj is None:
-        return obj
-    return str(obj)
 
 
 __all__ = [

@@ -27,9 +27,10 @@ from sklearn.utils.validation import check_is_fitted
 
 from adaptlab.errors import ConfigError
 from adaptlab.ship.artifact import (
-    check_tensors, describe_tensors, export_fitted, import_fitted, json_safe, read_json,
+    check_tensors, describe_tensors, export_fitted, import_fitted, read_json,
 )
 from adaptlab.ship.blobs import BlobStore
+from adaptlab.store import json_safe
 from adaptlab.store.files import sha256_file
 
 MANIFEST = "adaptlab.json"

@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import sqlite3
 import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator, Optional
+
+import numpy as np
 
 from adaptlab.errors import AdaptlabError
 
@@ -42,6 +45,33 @@ CREATE TABLE IF NOT EXISTS study_results (
     PRIMARY KEY (study_id, result_key)
 );
 """
+
+
+def json_safe(obj: Any) -> Any:
+    """``obj`` with numpy scalars and arrays as Python values, NaN/inf as None, paths and anything else
+    JSON cannot hold as strings: what manifests and stored diagnostics may contain.
+
+    Example:
+        >>> import numpy as np
+        >>> json_safe({"f1": np.float32(0.5), "n": np.int64(3), "bad": float("nan"), "v": np.arange(2)})
+        {'f1': 0.5, 'n': 3, 'bad': None, 'v': [0, 1]}
+    """
+    if isinstance(obj, dict):
+        return {str(k): json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return json_safe(obj.tolist())
+    if isinstance(obj, (bool, np.bool_)):
+        return bool(obj)
+    if isinstance(obj, (int, np.integer)):
+        return int(obj)
+    if isinstance(obj, (float, np.floating)):
+        v = float(obj)
+        return v if math.isfinite(v) else None
+    if isinstance(obj, str) or obj is None:
+        return obj
+    return str(obj)
 
 
 def content_key(*parts: Any) -> str:

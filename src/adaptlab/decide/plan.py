@@ -166,14 +166,21 @@ class Plan:
         return [i.rung for i in self.items if i.included]
 
 
-def _fmt(seconds: float) -> str:
+def format_seconds(seconds: float, digits: int = 0) -> str:
+    """A duration in the unit a person reads best (``digits`` decimals for seconds and minutes).
+
+    Example:
+        >>> format_seconds(95), format_seconds(95, digits=1), format_seconds(5400)
+        ('95 s', '95.0 s', '90 min')
+    """
     if seconds < 120:
-        return f"{seconds:.0f} s"
+        return f"{seconds:.{digits}f} s"
     if seconds < 7200:
-        return f"{seconds / 60:.0f} min"
+        return f"{seconds / 60:.{digits}f} min"
     if seconds < 3 * 86400:
         return f"{seconds / 3600:.1f} h"
     return f"{seconds / 86400:.1f} days"
+
 
 
 def estimate_costs(cal: Calibration, *, n_labeled: int, n_unlabeled: int = 0, test_size: float = 0.2,
@@ -240,19 +247,19 @@ def make_plan(
             continue
         if need <= left:
             items.append(PlanItem(r, p.min_seeds, per, one, True,
-                                  f"{p.min_seeds} seeds × {_fmt(per)}" + (f" + {_fmt(one)} once" if one > 1 else "")))
+                                  f"{p.min_seeds} seeds × {format_seconds(per)}" + (f" + {format_seconds(one)} once" if one > 1 else "")))
             left -= need
         else:
             items.append(PlanItem(r, 0, per, one, False,
-                                  f"{p.min_seeds} seeds need ~{_fmt(need)}, more than the {_fmt(max(left, 0))} left"))
+                                  f"{p.min_seeds} seeds need ~{format_seconds(need)}, more than the {format_seconds(max(left, 0))} left"))
     # spend what is left on extra seeds, cheapest rungs first (tighter bands where they are cheap)
     for it in sorted((i for i in items if i.included), key=lambda i: i.seconds_per_seed):
         while it.seeds < max_seeds and it.seconds_per_seed <= left:
             it.seeds += 1
             left -= it.seconds_per_seed
         if it.seeds > p.min_seeds:
-            it.reason = f"{it.seeds} seeds × {_fmt(it.seconds_per_seed)}" + (
-                f" + {_fmt(it.one_time_seconds)} once" if it.one_time_seconds > 1 else "")
+            it.reason = f"{it.seeds} seeds × {format_seconds(it.seconds_per_seed)}" + (
+                f" + {format_seconds(it.one_time_seconds)} once" if it.one_time_seconds > 1 else "")
     if not any(i.included for i in items):
         notes.append("nothing fits the budget with the minimum number of seeds; raise the budget or subsample the data.")
     return Plan(budget_seconds=budget_seconds, device=device,

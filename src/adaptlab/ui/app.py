@@ -174,15 +174,9 @@ def _is_num(x: Any) -> bool:
 
 
 def _secs(x: Any) -> str:
-    if not _is_num(x):
-        return "n/a"
-    if x < 120:
-        return f"{x:.1f} s"
-    if x < 7200:
-        return f"{x / 60:.1f} min"
-    if x < 3 * 86400:
-        return f"{x / 3600:.1f} h"
-    return f"{x / 86400:.1f} days"
+    from adaptlab.decide.plan import format_seconds
+
+    return format_seconds(x, digits=1) if _is_num(x) else "n/a"
 
 
 def _env() -> Environment:

@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass
 from typing import Any, Optional, Sequence
 
 import numpy as np
+from sklearn.metrics import f1_score
 
 from adaptlab.data.dataset import TextDataset
 from adaptlab.evaluate.metrics import score, weighted_f1
@@ -35,11 +36,8 @@ def evaluate_pipeline(pipeline: Any, eval_set: TextDataset, *, n_boot: int = N_B
     scores = score(y, pred, None, classes, positive)
     reps = weighted_f1(_bootstrap_weights(len(y), n_boot, seed), y, pred, classes, positive)
     lo, hi = np.quantile(reps, [ALPHA / 2, 1 - ALPHA / 2])
-    per_class = {}
-    for c in classes:
-        t, p = y == c, pred == c
-        tp, fp, fn = float((t & p).sum()), float((~t & p).sum()), float((t & ~p).sum())
-        per_class[c] = {"n": int(t.sum()), "f1": 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 0.0}
+    f1s = f1_score(y, pred, labels=classes, average=None, zero_division=0)
+    per_class = {c: {"n": int((y == c).sum()), "f1": float(f)} for c, f in zip(classes, f1s)}
     return {"metric": "f1" if positive else "macro_f1", "f1": float(scores["f1"]), "ci": [float(lo), float(hi)],
             "accuracy": float(scores["accuracy"]), "n": int(len(y)), "hash": eval_set.content_hash,
             "positive_label": positive, "per_class": per_class}

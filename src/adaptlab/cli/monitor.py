@@ -24,14 +24,21 @@ def _registry_and_model(model: Path, version: Optional[str] = None):
     return reg, reg.load(version)
 
 
+def _monitored(model: Path):
+    """The model in use, its embedding space and its up-to-date reference set."""
+    from adaptlab.monitor.shipped import model_space, reference_for
+
+    reg, pipe = _registry_and_model(model)
+    space = model_space(pipe)
+    if space.note:
+        err.print(f"[dim]{space.note}[/]")
+    ref, _ = reference_for(reg, pipe, space)
+    return reg, space, ref
+
+
 def _texts(path: Path, text_col: Optional[str], id_col: Optional[str]):
     return _load(path, text_col=text_col, label_col=None, group_col=None, time_col=None, id_col=id_col,
                  encoding=None, on_invalid="error", require_labels=False)
-
-
-def _note(space) -> None:
-    if space.note:
-        err.print(f"[dim]{space.note}[/]")
 
 
 @app.command("drift")
@@ -47,12 +54,8 @@ def drift_cmd(
 ) -> None:
     """Are new texts distributed like the training texts? MMD test, PCA/dimension view, out-of-distribution share."""
     from adaptlab.monitor import embedding_drift
-    from adaptlab.monitor.shipped import model_space, reference_for
 
-    reg, pipe = _registry_and_model(model)
-    space = model_space(pipe)
-    _note(space)
-    ref, age = reference_for(reg, pipe, space)
+    reg, space, ref = _monitored(model)
     new = _texts(new_texts, text_col, None)
     report = embedding_drift(ref.embeddings, space.embed(new.texts), n_permutations=permutations,
                              max_points=max_points, seed=seed)
@@ -76,12 +79,8 @@ def neighbors_cmd(
     import pandas as pd
 
     from adaptlab.monitor import place_new_items
-    from adaptlab.monitor.shipped import model_space, reference_for
 
-    reg, pipe = _registry_and_model(model)
-    space = model_space(pipe)
-    _note(space)
-    ref, _ = reference_for(reg, pipe, space)
+    _, space, ref = _monitored(model)
     new = _texts(items, text_col, id_col)
     rows = place_new_items(ref.neighbor_index(), new.texts, space.embed, k=k, new_ids=new.ids)
     table = pd.DataFrame([r.to_dict() for r in rows])
@@ -175,10 +174,13 @@ def embeddings_cmd(
     if not (folder / "reference.json").is_file() and not update:
         raise ConfigError(f"{model} has no stored reference embeddings yet; run `adaptlab embeddings {model} "
                           "--update` (or `adaptlab drift`) to build them.")
+    before = None
     if update:
-        _, before = reference_for(reg, pipe, space)
+        ref, before = reference_for(reg, pipe, space)
+    else:
+        ref = ReferenceSet.load(folder)
     train = reg.training_data()
-    age = embedding_age(ReferenceSet.load(folder), space.fingerprint, dict(zip(train.ids, train.texts)))
+    age = embedding_age(ref, space.fingerprint, dict(zip(train.ids, train.texts)))
     if json_out:
         typer.echo(json.dumps(age.to_dict(), indent=2))
         return

@@ -201,12 +201,14 @@ def _export_network(fitted: Any, rung_config: dict[str, Any], blobs: BlobStore, 
         "head_dropout": float(rung_config.get("head_dropout", 0.0)),
     }
     if fitted.rung == "lora":
+        import shutil
         import tempfile
 
+        # The adapters are written once: hashed where they were saved, then copied into the store.
         with tempfile.TemporaryDirectory() as tmp:
             model.backbone.save_pretrained(tmp)
             key = _adapter_key(Path(tmp))
-            blobs.put("adapters", key, lambda d: model.backbone.save_pretrained(str(d)))
+            blobs.put("adapters", key, lambda d: shutil.copytree(tmp, d, dirs_exist_ok=True))
         state.update(encoder=encoder_reference(base, blobs), adapter=key)
     else:
         tuned = Encoder.from_model(model.backbone, base.tokenizer, name=f"{base.name}-{fitted.rung}",

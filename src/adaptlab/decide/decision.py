@@ -29,6 +29,7 @@ from adaptlab.decide.policy import (
 )
 from adaptlab.decide.stats import f1_replicates, items_to_resolve, paired_bootstrap, seed_only_difference
 from adaptlab.errors import ConfigError
+from adaptlab.store import json_safe
 
 __all__ = ["Comparison", "Decision", "Flag", "NextExperiment", "compare_rungs", "decide", "Evidence"]
 
@@ -130,7 +131,7 @@ class Decision:
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["comparisons"] = [c.to_dict() for c in self.comparisons]
-        return json.loads(json.dumps(d, default=_json_default))
+        return json.loads(json.dumps(d, default=json_safe))
 
     def to_json(self, **kw: Any) -> str:
         return json.dumps(self.to_dict(), **kw)
@@ -159,18 +160,6 @@ class Decision:
             lines.append(f"Next experiment: {self.next_experiment.what} ({self.next_experiment.cost}) — "
                          f"{self.next_experiment.why}")
         return lines
-
-
-def _json_default(o: Any) -> Any:
-    if isinstance(o, (np.floating,)):
-        return None if not np.isfinite(o) else float(o)
-    if isinstance(o, np.integer):
-        return int(o)
-    if isinstance(o, np.bool_):
-        return bool(o)
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    return str(o)
 
 
 # -- comparisons -------------------------------------------------------------------------------------

@@ -14,6 +14,7 @@ import hashlib
 import importlib
 import importlib.metadata
 import json
+import os
 import re
 import warnings
 from pathlib import Path
@@ -523,7 +524,11 @@ def _check_texts(texts: Any) -> list[str]:
 
 def _resolve_device(device: Optional[str]) -> str:
     if device is None or device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
+        if not torch.cuda.is_available():
+            return "cpu"
+        # Under `accelerate launch` / torchrun each process takes the GPU of its local rank.
+        rank = os.environ.get("LOCAL_RANK", "")
+        return f"cuda:{int(rank) % torch.cuda.device_count()}" if rank.isdigit() else "cuda"
     try:
         dev = torch.device(device)
     except (RuntimeError, TypeError):

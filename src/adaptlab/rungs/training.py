@@ -31,6 +31,7 @@ the rung sets ``allow_unequal_budgets=True`` (then the comparison is knowingly n
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
@@ -53,6 +54,7 @@ from adaptlab.data.dataset import TextDataset
 from adaptlab.errors import AdaptlabError, ConfigError
 from adaptlab.evaluate.metrics import score
 from adaptlab.rungs.base import Cost, FittedRung, Rung, RungConfig, RungContext
+from adaptlab.rungs.runtime import NonFiniteGuard, TrainingRuntime, check_mixed_precision
 from adaptlab.store import json_safe
 
 CHECKPOINT_VERSION = 1
@@ -114,6 +116,11 @@ class TrainingConfig(RungConfig):
         metadata={"help": "save a resumable checkpoint every N steps (and at each epoch end); 0 = epochs only"},
     )
     keep_checkpoints: bool = field(default=False, metadata={"help": "keep the checkpoint folder after a finished run"})
+    mixed_precision: str = field(
+        default="no",
+        metadata={"help": "'no' (float32), 'bf16' (autocast; GPUs since Ampere, and CPUs) or 'fp16' (GPU, with "
+                          "dynamic loss scaling and a guard against runs of skipped steps)"},
+    )
 
     def __post_init__(self) -> None:
         p = _prefix(self)
@@ -149,6 +156,7 @@ class TrainingConfig(RungConfig):
             raise ConfigError.invalid(f"{p}.checkpoint_every", self.checkpoint_every, "an integer >= 0")
         if self.budget is not None:
             Budget.parse(self.budget)
+        check_mixed_precision(self.mixed_precision, f"{p}.mixed_precision")
 
 
 def _prefix(cfg: Any) -> str:
@@ -411,6 +419,8 @@ class TrainResult:
     seconds_before_resume: float = 0.0
     # Pooled embeddings of the validation texts by the returned model, in input order.
     val_embeddings: Optional[np.ndarray] = None
+    # Where it trained: mixed precision, processes, device, and steps skipped by the fp16 loss scaler.
+    runtime: dict[str, Any] = field(default_factory=dict)
 
 
 class TrainingInterrupted(AdaptlabError):
@@ -441,8 +451,10 @@ class Trainer:
         run_key: str = "",
         show_progress: bool = False,
         callback: Optional[Callable[[int], None]] = None,
+        runtime: Optional[TrainingRuntime] = None,
     ) -> None:
         self.model = model
+        self.runtime = runtime
         self.cfg = config
         self.classes = list(classes)
         self.seed = int(seed)
@@ -511,7 +523,8 @@ class Trainer:
         self, ids: list[list[int]], y: np.ndarray, pad_id: int, weight: Optional[torch.Tensor]
     ) -> dict[str, Any]:
         """Validation loss (same weighted loss as training), scores and pooled embeddings, in eval mode."""
-        emb, logits = forward_all(self.model, ids, pad_id, batch_size=max(64, self.cfg.batch_size))
+        with (self.runtime.autocast() if self.runtime is not None else contextlib.nullcontext()):
+            emb, logits = forward_all(self.model, ids, pad_id, batch_size=max(64, self.cfg.batch_size))
         t_logits = torch.from_numpy(logits)
         loss = float(F.cross_entropy(t_logits, torch.from_numpy(y), weight=None if weight is None else weight.cpu()))
         proba = _softmax(logits)
@@ -544,7 +557,12 @@ class Trainer:
         if len(train_ids) == 0:
             raise ConfigError("network rungs need training texts; the training split is empty.")
         cfg, model = self.cfg, self.model
-        device = model.device
+        rt = self.runtime = self.runtime or TrainingRuntime(cfg.mixed_precision, device=model.device,
+                                                             name=f"{_prefix(cfg)}.mixed_precision")
+        if model.device != rt.device:  # several processes: each trains on its own device
+            model.to(rt.device)
+        device = rt.device
+        guard = NonFiniteGuard()
         y_train = np.asarray(y_train, dtype=np.int64)
         y_val = np.asarray(y_val, dtype=np.int64)
         lengths = np.fromiter((len(x) for x in train_ids), dtype=np.int64, count=len(train_ids))
@@ -554,6 +572,9 @@ class Trainer:
             counts = np.bincount(y_train, minlength=len(self.classes)).astype(np.float64)
             w = np.where(counts > 0, len(y_train) / (len(self.classes) * np.maximum(counts, 1)), 0.0)
             weight = torch.tensor(w, dtype=torch.float32, device=device)
+        # Several processes: each takes a shard of the global batch and its loss is that shard's part of
+        # the global batch's (weighted) mean, so DDP's gradient average is the one-process gradient.
+        w_host = weight.cpu().numpy() if weight is not None else None
 
         # Every parameter any stage trains: what the best snapshot and the checkpoints must hold.
         touched = [n for n, _ in model.named_parameters()
@@ -569,6 +590,8 @@ class Trainer:
             resumed_from = st.step
         elif fresh_start is not None:
             st.extra = json_safe(fresh_start() or {})
+        if opt_state is not None:
+            rt.load_scaler_state(opt_state.get("scaler"))
         seconds_before_resume = st.elapsed
         t_start = time.perf_counter() - st.elapsed
 
@@ -580,7 +603,7 @@ class Trainer:
                 return None
             if self.budget.steps is not None and st.step >= self.budget.steps:
                 return "budget_steps"
-            if self.budget.seconds is not None and elapsed() >= self.budget.seconds:
+            if self.budget.seconds is not None and rt.any(elapsed() >= self.budget.seconds):
                 return "budget_seconds"
             return None
 
@@ -591,7 +614,8 @@ class Trainer:
         best_val_emb: list[Optional[np.ndarray]] = [None]
 
         def record(stage_name: str, stage_epoch: int, train_part: Optional[dict[str, float]]) -> None:
-            ev = self.evaluate(val_ids, y_val, pad_id, weight)
+            # One process evaluates and tells the others, so all take the same early-stopping decision.
+            ev = rt.broadcast(self.evaluate(val_ids, y_val, pad_id, weight) if rt.is_main else None)
             entry = {"stage": stage_name, "epoch": st.epoch_count, "stage_epoch": stage_epoch, "step": st.step,
                      "samples_seen": st.samples,
                      "train_loss": None, "train_f1": None,
@@ -614,17 +638,26 @@ class Trainer:
         # them: reading them every step (float(loss), .cpu()) would make a GPU wait for each step to
         # finish before the next is queued. Flushed one value at a time, so the sums are bit-identical
         # to reading each step's loss as it comes, wherever the flushes fall.
-        pending: list[tuple[torch.Tensor, torch.Tensor, int]] = []
+        # Entries: (loss, predictions, texts in the global batch, true labels of this process's shard).
+        pending: list[tuple[torch.Tensor, torch.Tensor, int, np.ndarray]] = []
 
         def flush() -> None:
             if not pending:
                 return
-            losses = torch.stack([x[0] for x in pending]).float().cpu().tolist()
-            preds = torch.cat([x[1] for x in pending]).cpu().tolist()
-            for value, (_, _, n) in zip(losses, pending):
+            losses = rt.sum(torch.stack([x[0] for x in pending]).float()).cpu().tolist()
+            preds = rt.gather(torch.cat([x[1] for x in pending]).cpu().tolist())
+            trues = rt.gather([int(k) for x in pending for k in x[3]])
+            for value, (_, _, n, _) in zip(losses, pending):
                 st.acc_loss += value * n
             st.acc_pred.extend(int(k) for k in preds)
+            st.acc_true.extend(trues)
             pending.clear()
+
+        def save_checkpoint() -> None:
+            if rt.is_main:
+                self._save_checkpoint(st, params, touched, opt, sched, elapsed(), stages_log, param_groups_log,
+                                      scaler=rt.scaler_state())
+            rt.wait()
 
         bar = None
         if self.show_progress:
@@ -638,8 +671,9 @@ class Trainer:
 
         param_groups_log: list[dict[str, Any]] = list(st.param_groups_log)
         stages_log: list[dict[str, Any]] = list(st.stages_log)
-        opt: Optional[torch.optim.Optimizer] = None
+        opt: Optional[Any] = None
         sched = None
+        train_module: nn.Module = model
         stopped_by: Optional[str] = None
         try:
             if evaluate_at_start and st.step == 0 and not st.history:
@@ -648,16 +682,19 @@ class Trainer:
                 stage = stages[st.stage]
                 if opt is None:
                     groups = self.param_groups(stage)
-                    opt = make_adamw(groups, lr=cfg.head_lr)
+                    # DDP fixes its set of trainable parameters when it wraps: wrap again at every stage.
+                    train_module = rt.wrap(model)
+                    raw_opt = make_adamw(groups, lr=cfg.head_lr)
                     if st.stage_start_step is None:
                         st.stage_start_step = st.step
-                    base_lrs = [g["lr"] for g in opt.param_groups]
-                    sched = self._scheduler(opt, self._planned_steps(self._max_epochs(st.stage, stages),
-                                                                     steps_per_epoch, st.stage_start_step))
+                    base_lrs = [g["lr"] for g in raw_opt.param_groups]
+                    sched = self._scheduler(raw_opt, self._planned_steps(self._max_epochs(st.stage, stages),
+                                                                         steps_per_epoch, st.stage_start_step))
                     if opt_state is not None:
-                        opt.load_state_dict(opt_state["optimizer"])
+                        raw_opt.load_state_dict(opt_state["optimizer"])
                         sched.load_state_dict(opt_state["scheduler"])
                         opt_state = None
+                    opt = rt.prepare_optimizer(raw_opt)  # fp16: behind the loss scaler
                     if len(stages_log) <= st.stage:
                         n_train = sum(p.numel() for g in groups for p in g["params"])
                         stages_log.append({"stage": stage.name, "trainable_parameters": int(n_train),
@@ -692,27 +729,46 @@ class Trainer:
                         stopped_by = stop
                         break
                     idx = batches[st.batch]
-                    input_ids, mask = _collate(train_ids, idx, pad_id, device)
-                    target = _to_device_async(torch.from_numpy(y_train[idx]), device)
-                    logits = model(input_ids, mask)
-                    loss = F.cross_entropy(logits, target, weight=weight)
-                    loss.backward()
+                    local = rt.shard(idx)
+                    # A batch smaller than the number of processes leaves some without a text: they
+                    # run one with zero weight, as DDP needs every process in every step.
+                    idle = len(local) == 0
+                    if idle:
+                        local = idx[:1]
+                    input_ids, mask = _collate(train_ids, local, pad_id, device)
+                    target = _to_device_async(torch.from_numpy(y_train[local]), device)
+                    with rt.autocast():
+                        logits = train_module(input_ids, mask)
+                        if rt.distributed:
+                            total = float(w_host[y_train[idx]].sum()) if w_host is not None else float(len(idx))
+                            loss = F.cross_entropy(logits, target, weight=weight, reduction="sum") * (
+                                0.0 if idle else rt.num_processes / total)
+                        else:
+                            loss = F.cross_entropy(logits, target, weight=weight)
+                    rt.backward(loss)
                     if cfg.max_grad_norm > 0:
-                        torch.nn.utils.clip_grad_norm_(trainable, cfg.max_grad_norm)
+                        rt.clip_grad_norm_(trainable, cfg.max_grad_norm)
                     opt.step()
-                    sched.step()
+                    skipped = rt.step_was_skipped
+                    if not skipped:  # fp16 overflow: no update, so the schedule does not advance either
+                        sched.step()
+                    guard.record(skipped=skipped, step=st.step + 1,
+                                 hint=f"Lower the learning rates ({_prefix(cfg)}.backbone_lr={cfg.backbone_lr:g}) or "
+                                      "use mixed_precision='bf16'.")
                     opt.zero_grad(set_to_none=True)
                     st.step += 1
                     st.batch += 1
                     st.samples += len(idx)
-                    pending.append((loss.detach(), logits.detach().argmax(1), len(idx)))
+                    n_local = 0 if idle else len(local)
+                    # Distributed, loss / processes is this shard's part of the batch mean: flush() sums them.
+                    part = loss.detach() / rt.num_processes if rt.distributed else loss.detach()
+                    pending.append((part, logits.detach()[:n_local].argmax(1), len(idx), y_train[local][:n_local]))
                     st.acc_n += len(idx)
-                    st.acc_true.extend(int(k) for k in y_train[idx])
                     if bar is not None:
                         bar.update(1)
                     if self.checkpoint_dir is not None and cfg.checkpoint_every and st.step % cfg.checkpoint_every == 0:
                         flush()
-                        self._save_checkpoint(st, params, touched, opt, sched, elapsed(), stages_log, param_groups_log)
+                        save_checkpoint()
                     if self.callback is not None:
                         self.callback(st.step)
                 flush()
@@ -731,10 +787,11 @@ class Trainer:
                     st.stage_epoch += 1
                     st.batch = 0
                 if self.checkpoint_dir is not None:
-                    self._save_checkpoint(st, params, touched, opt, sched, elapsed(), stages_log, param_groups_log)
+                    save_checkpoint()
         finally:
             if bar is not None:
                 bar.close()
+            rt.unwrap(train_module)  # takes accelerate's autocast wrapper off the model's forward
         if stopped_by is None:
             stopped_by = "max_epochs"
         if stages_log and stages_log[min(st.stage, len(stages_log) - 1)]["end"] is None:
@@ -755,12 +812,14 @@ class Trainer:
             samples_seen=st.samples, seconds=elapsed(), stages=stages_log, param_groups=param_groups_log,
             resumed_from_step=resumed_from, val_scores=dict(val_scores), extra=dict(st.extra),
             seconds_before_resume=seconds_before_resume, val_embeddings=val_emb,
+            runtime={**rt.describe(), "skipped_steps": guard.skipped},
         )
 
     # ---------------------------------------------------------------- checkpoints
     def _save_checkpoint(self, st: "_LoopState", params: dict[str, nn.Parameter], touched: list[str],
                          opt: torch.optim.Optimizer, sched: Any, elapsed: float,
-                         stages_log: list[dict[str, Any]], param_groups_log: list[dict[str, Any]]) -> None:
+                         stages_log: list[dict[str, Any]], param_groups_log: list[dict[str, Any]],
+                         scaler: Optional[dict[str, Any]] = None) -> None:
         from safetensors.torch import save_file
 
         folder = self.checkpoint_dir
@@ -774,8 +833,10 @@ class Trainer:
         rng = {"torch": torch.get_rng_state()}
         if torch.cuda.is_available():
             rng.update({f"cuda{i}": s for i, s in enumerate(torch.cuda.get_rng_state_all())})
-        torch.save({"optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "rng": rng},
-                   folder / f"state-{tag}.pt")
+        state = {"optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "rng": rng}
+        if scaler is not None:  # fp16: the loss scale goes on from where it was
+            state["scaler"] = scaler
+        torch.save(state, folder / f"state-{tag}.pt")
         meta = {"version": CHECKPOINT_VERSION, "run_key": self.run_key, "tag": tag, **st.to_json(),
                 "elapsed": elapsed, "stages_log": stages_log, "param_groups_log": param_groups_log}
         tmp = folder / "checkpoint.json.tmp"
@@ -820,7 +881,8 @@ class Trainer:
         st.elapsed = float(meta.get("elapsed", 0.0))
         st.stages_log = meta.get("stages_log", [])
         st.param_groups_log = meta.get("param_groups_log", [])
-        opt_state = {"optimizer": _to_device(state["optimizer"], device), "scheduler": state["scheduler"]}
+        opt_state = {"optimizer": _to_device(state["optimizer"], device), "scheduler": state["scheduler"],
+                     "scaler": state.get("scaler")}
         return st, opt_state
 
 
@@ -983,6 +1045,9 @@ class NetworkRung(Rung):
         self.resolve_budget(context.budget)  # fail before anything trains
         ident = super().identity(context)
         ident["config"] = {k: v for k, v in ident["config"].items() if k not in _NOT_IN_IDENTITY}
+        if ident["config"].get("mixed_precision") == "no":
+            # float32 results keep the keys they had before mixed precision existed.
+            ident["config"].pop("mixed_precision")
         budget = self.resolve_budget(context.budget)
         ident["budget"] = budget.to_dict() if budget is not None else None
         return ident
@@ -1100,6 +1165,7 @@ class NetworkRung(Rung):
             "overfitting": overfit,
             "resumed_from_step": result.resumed_from_step,
             "device": str(model.device),
+            "runtime": result.runtime,
             **extra,
         })
         if ckpt is not None and not cfg.keep_checkpoints:

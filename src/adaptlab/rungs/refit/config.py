@@ -9,6 +9,7 @@ from typing import Any, Optional
 from adaptlab.config import Budget
 from adaptlab.errors import ConfigError
 from adaptlab.rungs.base import RungConfig
+from adaptlab.rungs.runtime import check_mixed_precision
 
 OBJECTIVES = ("mlm", "simcse")
 PLANNED_OBJECTIVES = {"tsdae": "TSDAE denoising auto-encoder refit (not available in this version)"}
@@ -125,6 +126,11 @@ class RefitConfig(RungConfig):
     C_grid: list[float] = field(default_factory=lambda: [0.01, 0.1, 1.0, 10.0, 100.0], metadata={
         "help": "inverse regularisation strengths of the head (as in probe), chosen on validation F1 only"})
     embed_batch_size: int = field(default=32, metadata={"help": "encoding batch size of the frozen refit encoder"})
+    mixed_precision: str = field(default="no", metadata={
+        "help": "'no' (float32), 'bf16' (autocast; GPUs since Ampere, and CPUs) or 'fp16' (GPU, dynamic loss "
+                "scaling; a run of max_skipped_steps overflowing steps stops it)"})
+    max_skipped_steps: int = field(default=25, metadata={
+        "help": "fp16: stop with an error after this many consecutive steps skipped for non-finite gradients"})
 
     def __post_init__(self) -> None:
         def bad(name: str, allowed: str, fix: str = "") -> ConfigError:
@@ -163,6 +169,10 @@ class RefitConfig(RungConfig):
             raise bad("C_grid", "a non-empty list of positive numbers")
         if not isinstance(self.refit_seed, int) or isinstance(self.refit_seed, bool):
             raise bad("refit_seed", "an integer")
+        check_mixed_precision(self.mixed_precision, "refit.mixed_precision")
+        if isinstance(self.max_skipped_steps, bool) or not isinstance(self.max_skipped_steps, int) \
+                or self.max_skipped_steps < 1:
+            raise bad("max_skipped_steps", "an integer >= 1")
 
     def training_identity(self) -> dict[str, Any]:
         """The fields that change the refit weights (part of the refit's content key)."""
@@ -172,4 +182,6 @@ class RefitConfig(RungConfig):
             ident["mlm_probability"] = self.mlm_probability
         if self.objective == "simcse":
             ident["temperature"] = self.temperature
+        if self.mixed_precision != "no":  # float32 refits keep the keys they had before mixed precision
+            ident["mixed_precision"] = self.mixed_precision
         return ident

@@ -8,6 +8,7 @@ same refit reads it instead of training again.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
@@ -25,6 +26,7 @@ from adaptlab.errors import AdaptlabError
 from adaptlab.rungs.refit.config import RefitBudget, RefitConfig
 from adaptlab.rungs.refit.objectives import build_objective
 from adaptlab.rungs.refit.train import StepCallback, TokenizedCorpus, train
+from adaptlab.rungs.runtime import is_main_process
 from adaptlab.store import content_key
 
 REFIT_SCHEMA = 1
@@ -132,26 +134,30 @@ def refit_encoder(
     folder.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     corpus = TokenizedCorpus.build(encoder.tokenizer, corpus_texts, cfg.max_seq_length)
-    with _TrainingLock(folder / "training.lock"), \
+    # Under `accelerate launch` all processes train together; only the main one holds the lock and writes.
+    main = is_main_process()
+    with (_TrainingLock(folder / "training.lock") if main else contextlib.nullcontext()), \
             torch.random.fork_rng(devices=list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []):
         # Seeds the MLM head's initialisation and dropout; a resume overwrites the RNG from the checkpoint.
         torch.manual_seed(int(seed))
         model = build_objective(cfg.objective, encoder, cfg)
         outcome = train(model, corpus, cfg, budget=budget, seed=seed, checkpoint_dir=folder / "checkpoint",
                         show_progress=show_progress, callback=callback, log=say)
-    state, plan = outcome.state, outcome.plan
+    state, plan, rt = outcome.state, outcome.plan, outcome.runtime
     body = model.release_body()
     body.eval()
     refit = Encoder.from_model(body, encoder.tokenizer, name=f"{encoder.name}-refit-{cfg.objective}",
                                pooling=encoder.pooling, normalize=encoder.normalize,
                                max_seq_length=encoder.max_seq_length, do_lower_case=encoder.do_lower_case)
-    tmp = folder / "encoder.tmp"
-    refit.save_pretrained(tmp)
-    if (folder / "encoder").exists():
-        import shutil
+    if main:
+        tmp = folder / "encoder.tmp"
+        refit.save_pretrained(tmp)
+        if (folder / "encoder").exists():
+            import shutil
 
-        shutil.rmtree(folder / "encoder")
-    os.replace(tmp, folder / "encoder")
+            shutil.rmtree(folder / "encoder")
+        os.replace(tmp, folder / "encoder")
+    rt.wait()
     # Always hand back the stored copy: a reused refit and a fresh one are then the same object.
     loaded = Encoder.from_pretrained(folder / "encoder", device=encoder.device)
     loaded.name = refit.name
@@ -184,17 +190,20 @@ def refit_encoder(
         "estimate_vs_actual": (estimate.get("estimated_seconds", 0.0) / elapsed) if estimate else None,
         "resumed_at": state.resumed_at,
         "device": str(next(body.parameters()).device),
+        "runtime": {**rt.describe(), "skipped_steps": state.skipped_steps},
         "torch_threads": torch.get_num_threads(),
         "versions": {"torch": torch.__version__, "python": platform.python_version()},
         "created_at": time.time(),
     }
-    tmp_manifest = folder / "manifest.json.tmp"
-    tmp_manifest.write_text(json.dumps(manifest, indent=1), encoding="utf-8")
-    os.replace(tmp_manifest, folder / "manifest.json")
-    if not cfg.keep_checkpoint:
-        from adaptlab.rungs.refit.train import Checkpointer
+    if main:
+        tmp_manifest = folder / "manifest.json.tmp"
+        tmp_manifest.write_text(json.dumps(manifest, indent=1), encoding="utf-8")
+        os.replace(tmp_manifest, folder / "manifest.json")
+        if not cfg.keep_checkpoint:
+            from adaptlab.rungs.refit.train import Checkpointer
 
-        Checkpointer(folder / "checkpoint").remove()
+            Checkpointer(folder / "checkpoint").remove()
+    rt.wait()
     say(f"refit {key[:12]}: {state.step} steps, {state.tokens:,} tokens in {state.elapsed:.1f}s "
         f"(loss {manifest['loss_first']:.3f} -> {manifest['loss_last']:.3f})")
     return RefitOutcome(encoder=loaded, key=key, path=folder, manifest=manifest, reused=False)

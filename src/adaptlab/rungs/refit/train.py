@@ -8,6 +8,7 @@ order of an epoch is a pure function of (seed, epoch), so the position is two in
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -28,6 +29,7 @@ from torch import nn
 from adaptlab.encoders.encoder import pad_batch
 from adaptlab.errors import AdaptlabError
 from adaptlab.rungs.refit.config import RefitBudget, RefitConfig
+from adaptlab.rungs.runtime import NonFiniteGuard, TrainingRuntime
 
 # Batches are sorted by length inside windows of this many batches, then the batches are shuffled:
 # padding drops to a few percent while the order stays random (Hugging Face's group_by_length idea).
@@ -125,6 +127,7 @@ class TrainState:
     total_steps: int = 0
     resumed_at: list[int] = field(default_factory=list)
     estimate: dict[str, Any] = field(default_factory=dict)
+    skipped_steps: int = 0  # fp16: steps the loss scaler skipped (non-finite gradients)
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -163,7 +166,7 @@ class Checkpointer:
         return int(json.loads((self.folder / "state.json").read_text())["step"])
 
     def save(self, model: nn.Module, optimizer: Any, scheduler: Any, generator: torch.Generator,
-             state: TrainState) -> None:
+             state: TrainState, scaler: Optional[dict[str, Any]] = None) -> None:
         from safetensors.torch import save_file, save_model
 
         tmp = self.folder.with_name(self.folder.name + ".tmp")
@@ -178,7 +181,8 @@ class Checkpointer:
             for i, s in enumerate(torch.cuda.get_rng_state_all()):
                 rng[f"cuda_{i}"] = s
         save_file(rng, str(tmp / "rng.safetensors"))
-        payload = {**state.to_dict(), "numpy_rng": _numpy_state_to_json(), "python_rng": _python_state_to_json()}
+        payload = {**state.to_dict(), "numpy_rng": _numpy_state_to_json(), "python_rng": _python_state_to_json(),
+                   "scaler": scaler}
         (tmp / "state.json").write_text(json.dumps(payload))
         old = self.folder.with_name(self.folder.name + ".old")
         if old.exists():
@@ -189,7 +193,8 @@ class Checkpointer:
         if old.exists():
             shutil.rmtree(old)
 
-    def load(self, model: nn.Module, optimizer: Any, scheduler: Any, generator: torch.Generator) -> TrainState:
+    def load(self, model: nn.Module, optimizer: Any, scheduler: Any, generator: torch.Generator,
+             runtime: Optional[TrainingRuntime] = None) -> TrainState:
         from safetensors.torch import load_file, load_model
 
         load_model(model, str(self.folder / "model.safetensors"))
@@ -205,6 +210,9 @@ class Checkpointer:
         payload = json.loads((self.folder / "state.json").read_text())
         _numpy_state_from_json(payload.pop("numpy_rng"))
         _python_state_from_json(payload.pop("python_rng"))
+        scaler = payload.pop("scaler", None)
+        if runtime is not None:
+            runtime.load_scaler_state(scaler)
         return TrainState(**payload)
 
     def remove(self) -> None:
@@ -262,7 +270,8 @@ def _optimizer(model: nn.Module, cfg: RefitConfig, total_steps: int) -> tuple[An
 
 
 def measure_seconds_per_step(model: nn.Module, corpus: TokenizedCorpus, batches: list[np.ndarray],
-                             n_steps: int, generator: torch.Generator) -> dict[str, float]:
+                             n_steps: int, generator: torch.Generator,
+                             autocast: Callable[[], Any] = contextlib.nullcontext) -> dict[str, float]:
     """Time forward+backward on a few representative batches without changing weights or RNG streams.
 
     The cost of a step scales with its padded tokens, so the measured time is rescaled from the
@@ -276,7 +285,8 @@ def measure_seconds_per_step(model: nn.Module, corpus: TokenizedCorpus, batches:
         for k, idx in enumerate(picks):
             ids, mask = corpus.collate(idx)
             t0 = time.perf_counter()
-            loss, _ = model(ids, mask, generator)
+            with autocast():
+                loss, _ = model(ids, mask, generator)
             loss.backward()
             if loss.is_cuda:
                 torch.cuda.synchronize()
@@ -298,6 +308,7 @@ def measure_seconds_per_step(model: nn.Module, corpus: TokenizedCorpus, batches:
 class TrainOutcome:
     state: TrainState
     plan: RefitPlan
+    runtime: TrainingRuntime
 
 
 def train(
@@ -311,17 +322,29 @@ def train(
     show_progress: bool = False,
     callback: Optional[StepCallback] = None,
     log: Callable[[str], None] = lambda _m: None,
+    runtime: Optional[TrainingRuntime] = None,
 ) -> TrainOutcome:
     """Run (or resume) the refit loop on ``model`` in place. Call inside ``torch.random.fork_rng``.
 
     ``model(input_ids, attention_mask, generator) -> (loss, tokens)``; the caller seeded torch before
     building the model, so a fresh run is reproducible.
+
+    Under ``accelerate launch`` every process runs this with the same arguments: each global batch is
+    split across the processes (DDP averages the gradients), only the main process writes checkpoints,
+    and stop decisions (wall-clock budget, Ctrl-C, divergence) are taken together.
     """
+    rt = runtime or TrainingRuntime(cfg.mixed_precision, device=next(model.parameters()).device,
+                                    name="refit.mixed_precision", find_unused_parameters=False)
+    if next(model.parameters()).device != rt.device:
+        model.to(rt.device)
     ckpt = Checkpointer(checkpoint_dir)
-    generator = torch.Generator().manual_seed((int(seed) * 1_000_003 + 7) & 0x7FFFFFFFFFFFFFFF)
+    # Process k > 0 masks from its own stream; process 0 draws what a one-process run draws.
+    generator = torch.Generator().manual_seed(
+        (int(seed) * 1_000_003 + 7 + 7_919 * rt.process_index) & 0x7FFFFFFFFFFFFFFF)
+    guard = NonFiniteGuard(cfg.max_skipped_steps)
     model.train()
     batches0 = corpus.epoch_batches(cfg.batch_size, seed, 0)
-    measured = measure_seconds_per_step(model, corpus, batches0, cfg.estimate_steps, generator)
+    measured = measure_seconds_per_step(model, corpus, batches0, cfg.estimate_steps, generator, rt.autocast)
     resume_step = ckpt.step()
     if resume_step is not None:
         saved_total = int(json.loads((ckpt.folder / "state.json").read_text())["total_steps"])
@@ -329,9 +352,11 @@ def train(
         plan.total_steps = saved_total  # a wall-clock plan must not change between sessions
     else:
         plan = make_plan(corpus, cfg.batch_size, budget, sec_per_step=measured["seconds_per_step"])
+    # A wall-clock plan comes from each process's own timing: every process follows the main one's.
+    plan.total_steps = int(rt.broadcast(plan.total_steps))
     optimizer, scheduler = _optimizer(model, cfg, plan.total_steps)
     if resume_step is not None:
-        state = ckpt.load(model, optimizer, scheduler, generator)
+        state = ckpt.load(model, optimizer, scheduler, generator, runtime=rt)
         state.resumed_at.append(state.step)
         log(f"refit: resuming from the checkpoint at step {state.step}/{state.total_steps}")
     else:
@@ -363,8 +388,11 @@ def train(
         state.estimate["last_session"] = dict(estimate)
 
     params = [p for p in model.parameters() if p.requires_grad]
+    train_module = rt.wrap(model)
+    stepper = rt.prepare_optimizer(optimizer)  # fp16: behind the loss scaler
+    fp16 = rt.mixed_precision == "fp16"
     bar = None
-    if show_progress:
+    if show_progress and rt.is_main:
         from tqdm.auto import tqdm
 
         bar = tqdm(total=plan.total_steps, initial=state.step, desc="refit", unit="step")
@@ -377,30 +405,44 @@ def train(
             while state.step < plan.total_steps:
                 if plan.stop_tokens is not None and state.tokens >= plan.stop_tokens:
                     break
-                if plan.stop_seconds is not None and state.elapsed >= plan.stop_seconds:
+                if plan.stop_seconds is not None and rt.any(state.elapsed >= plan.stop_seconds):
                     break
                 if state.position >= len(batches):
                     state.epoch += 1
                     state.position = 0
                     batches = corpus.epoch_batches(cfg.batch_size, seed, state.epoch)
                 idx = batches[state.position]
-                ids, mask = corpus.collate(idx)
-                loss, n_tokens = model(ids, mask, generator)
-                value = float(loss.detach())
-                if not math.isfinite(value):
+                local = rt.shard(idx)
+                idle = len(local) == 0  # a batch smaller than the number of processes
+                ids, mask = corpus.collate(local if not idle else idx[:1])
+                with rt.autocast():
+                    loss, n_tokens = train_module(ids, mask, generator)
+                if idle:
+                    loss, n_tokens = loss * 0.0, 0
+                value, n_tokens = _step_stats(rt, loss, n_tokens, idle)
+                if not math.isfinite(value) and not fp16:
                     _diverged(state, value, "loss", ckpt, cfg)
-                loss.backward()
-                grad_norm = float(torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm))
-                if not math.isfinite(grad_norm):
+                rt.backward(loss)
+                grad_norm = float(rt.clip_grad_norm_(params, cfg.max_grad_norm))
+                if not math.isfinite(grad_norm) and not fp16:
                     _diverged(state, grad_norm, "gradient norm", ckpt, cfg)
-                optimizer.step()
-                scheduler.step()
+                stepper.step()
+                # fp16: overflowing gradients skip the update (the scaler lowers its scale); too many in a
+                # row is divergence. The schedule advances only with real updates.
+                skipped = fp16 and rt.step_was_skipped
+                if not skipped:
+                    scheduler.step()
+                else:
+                    state.skipped_steps += 1
+                guard.record(skipped=skipped, step=state.step + 1,
+                             hint=f"Lower the learning rate (lr={cfg.lr:g}) or use mixed_precision='bf16'.")
                 optimizer.zero_grad(set_to_none=True)
                 state.step += 1
                 state.position += 1
                 state.tokens += n_tokens
                 state.samples += len(idx)
-                state.losses.append(value)
+                if math.isfinite(value):
+                    state.losses.append(value)
                 now = time.perf_counter()
                 state.elapsed = base_elapsed + (now - session_start)
                 if bar is not None:
@@ -409,12 +451,14 @@ def train(
                 if callback is not None:
                     callback(state.step, value, model)
                 due = (state.step % cfg.checkpoint_every == 0
-                       or now - last_ckpt_time >= cfg.checkpoint_minutes * 60.0)
-                if stop.requested or (due and state.step < plan.total_steps):
-                    if _weights_finite(params):
-                        ckpt.save(model, optimizer, scheduler, generator, state)
-                        last_ckpt_time = time.perf_counter()
-                    if stop.requested:
+                       or rt.any(now - last_ckpt_time >= cfg.checkpoint_minutes * 60.0))
+                requested = rt.any(stop.requested)
+                if requested or (due and state.step < plan.total_steps):
+                    if rt.is_main and _weights_finite(params):
+                        ckpt.save(model, optimizer, scheduler, generator, state, scaler=rt.scaler_state())
+                    rt.wait()
+                    last_ckpt_time = time.perf_counter()
+                    if requested:
                         raise KeyboardInterrupt(
                             f"refit interrupted at step {state.step}; the checkpoint is in {ckpt.folder}. "
                             "Run the same command again to resume from it."
@@ -422,7 +466,19 @@ def train(
     finally:
         if bar is not None:
             bar.close()
-    return TrainOutcome(state=state, plan=plan)
+        rt.unwrap(train_module)  # takes accelerate's autocast wrapper off the model's forward
+    return TrainOutcome(state=state, plan=plan, runtime=rt)
+
+
+def _step_stats(rt: TrainingRuntime, loss: torch.Tensor, n_tokens: int, idle: bool) -> tuple[float, int]:
+    """The step's loss (mean over the processes that had texts) and its tokens (summed over processes)."""
+    if not rt.distributed:
+        return float(loss.detach()), int(n_tokens)
+    active = 0.0 if idle else 1.0
+    stats = torch.stack([loss.detach().float() * active, torch.tensor(float(n_tokens), device=loss.device),
+                         torch.tensor(active, device=loss.device)])
+    total = rt.sum(stats).cpu().tolist()
+    return total[0] / max(total[2], 1.0), int(total[1])
 
 
 def _weights_finite(params: list[torch.Tensor]) -> bool:

@@ -335,8 +335,9 @@ def train(
     """
     rt = runtime or TrainingRuntime(cfg.mixed_precision, device=next(model.parameters()).device,
                                     name="refit.mixed_precision", find_unused_parameters=False)
-    if next(model.parameters()).device != rt.device:
-        model.to(rt.device)
+    # Whole model, every time: an objective's own layers (the MLM head) are built on the CPU beside a
+    # body that may already be on the GPU.
+    model.to(rt.device)
     ckpt = Checkpointer(checkpoint_dir)
     # Process k > 0 masks from its own stream; process 0 draws what a one-process run draws.
     generator = torch.Generator().manual_seed(

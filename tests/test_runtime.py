@@ -264,3 +264,16 @@ def test_two_process_refit_is_stored_once_under_the_one_process_key(word_encoder
     assert [f.name for f in folders] == [res["key"]]
     assert (folders[0] / "manifest.json").is_file() and (folders[0] / "encoder").is_dir()
     assert not (folders[0] / "training.lock").exists()
+
+
+def test_refit_rung_result_key_is_unchanged_for_float32(enc):
+    from adaptlab.rungs.refit.config import RefitConfig as C
+
+    ctx = RungContext(classes=CLASSES, encoder=enc)
+    ident = get_rung("refit", {"budget": "4steps"}).identity(ctx)
+    # The fields a float32 refit had before mixed precision existed, and no others.
+    old_fields = {f for f in C.__dataclass_fields__ if f not in ("mixed_precision", "max_skipped_steps")}
+    assert set(ident["config"]) == old_fields
+    assert get_rung("refit", {"budget": "4steps", "max_skipped_steps": 5}).identity(ctx) == ident
+    assert get_rung("refit", {"budget": "4steps", "mixed_precision": "bf16"}).identity(ctx)["config"][
+        "mixed_precision"] == "bf16"

@@ -107,6 +107,7 @@ def study_run(
     refit_budget: Optional[str] = typer.Option(None, "--refit-budget", help="Refit length: 300steps, 5Mtokens, 1epoch, 2h (default: --budget, else one epoch capped at 1000 steps)."),
     refit_objective: Optional[str] = typer.Option(None, "--refit-objective", help="Refit objective: mlm (default) | simcse."),
     transductive: bool = typer.Option(False, "--transductive", help="Let the refit also read the test texts (never labels)."),
+    mixed_precision: Optional[str] = typer.Option(None, "--mixed-precision", help="no | bf16 | fp16: precision of the rungs that train the encoder (lora, unfreeze, finetune, lpft, refit); fp16 needs a CUDA GPU (default: each rung's own, no)."),
     executor: str = typer.Option("inprocess", "--executor", help="inprocess | ray: where the (rung, seed) jobs run."),
     address: Optional[str] = typer.Option(None, "--address", help="Ray cluster: auto | ray://host:10001 (default: a local Ray instance)."),
     max_retries: int = typer.Option(2, "--max-retries", help="Ray: resubmit a failed job this many times."),
@@ -143,10 +144,10 @@ def study_run(
         encoder, candidates = candidates[0], []
     from adaptlab.config import ExecutorConfig
 
+    params = refit_rung_params(rungs, refit_budget, refit_objective, transductive, mixed_precision)
     cfg = StudyConfig(rungs=rungs, seeds=seeds, split=split, test_size=test_size, val_size=val_size,
                       test_seed=test_seed, encoder=encoder, positive_label=positive_label, budget=budget,
-                      name=name, rung_params=refit_rung_params(rungs, refit_budget, refit_objective, transductive),
-                      encode_precision=precision, int8_tolerance=int8_tolerance)
+                      name=name, rung_params=params, encode_precision=precision, int8_tolerance=int8_tolerance)
     try:
         per_rung = json.loads(rung_resources) if rung_resources else {}
     except ValueError as exc:
@@ -321,6 +322,7 @@ from adaptlab.cli import ship  # noqa: E402,F401  (registers `adaptlab ship`, `p
 from adaptlab.cli import ui  # noqa: E402,F401  (registers `adaptlab ui`)
 from adaptlab.cli import monitor  # noqa: E402,F401  (registers `adaptlab drift`, `neighbors`, `bias`, `stability`, `embeddings`)
 from adaptlab.cli import encoders  # noqa: E402,F401  (registers `adaptlab encoders list`, `encoders compare`)
+from adaptlab.cli import refit  # noqa: E402,F401  (registers `adaptlab refit`)
 
 
 def main() -> None:

@@ -15,9 +15,17 @@ diagnose_app = typer.Typer(no_args_is_help=True, help="Embedding diagnostics: MM
 app.add_typer(diagnose_app, name="diagnose")
 
 
-def refit_rung_params(rungs: str, budget: Optional[str], objective: Optional[str], transductive: bool
-                      ) -> dict[str, dict[str, Any]]:
-    """`study run` flags -> ``StudyConfig.rung_params["refit"]`` (the API takes the same dict)."""
+def refit_rung_params(rungs: str, budget: Optional[str], objective: Optional[str], transductive: bool,
+                      mixed_precision: Optional[str] = None) -> dict[str, dict[str, Any]]:
+    """`study run` flags -> ``StudyConfig.rung_params`` (the API takes the same dict).
+
+    The refit flags go to ``rung_params["refit"]``; ``--mixed-precision`` goes to every rung in
+    ``rungs`` that trains the encoder (``trains_network``), and ``"no"`` (the default) adds nothing.
+
+    Example:
+        >>> refit_rung_params("probe,refit,lora", "300steps", None, False, mixed_precision="bf16")
+        {'refit': {'budget': '300steps', 'mixed_precision': 'bf16'}, 'lora': {'mixed_precision': 'bf16'}}
+    """
     params: dict[str, Any] = {}
     if budget is not None:
         params["budget"] = budget
@@ -25,7 +33,7 @@ def refit_rung_params(rungs: str, budget: Optional[str], objective: Optional[str
         params["objective"] = objective
     if transductive:
         params["transductive"] = True
-    names = [r.strip() for r in rungs.split(",")] if isinstance(rungs, str) else list(rungs)
+    names = [r.strip() for r in rungs.split(",") if r.strip()] if isinstance(rungs, str) else list(rungs)
     if params and "refit" not in names:
         flags = ", ".join(f"--{k.replace('_', '-') if k != 'budget' else 'refit-budget'}" for k in params)
         raise ConfigError(f"{flags} configure the refit rung, which is not in --rungs {rungs!r}; add it, "
@@ -34,7 +42,40 @@ def refit_rung_params(rungs: str, budget: Optional[str], objective: Optional[str
         from adaptlab.rungs.refit import RefitConfig
 
         RefitConfig(**params)  # validate at the edge: the error names the field
-    return {"refit": params} if params else {}
+    out: dict[str, dict[str, Any]] = {"refit": params} if params else {}
+    if mixed_precision is not None:
+        for name in mixed_precision_rungs(names, mixed_precision):
+            out.setdefault(name, {})["mixed_precision"] = mixed_precision
+    return out
+
+
+def mixed_precision_rungs(names: list[str], mixed_precision: str) -> list[str]:
+    """The rungs among ``names`` that ``--mixed-precision`` configures (none for ``"no"``, the default).
+
+    Fails, naming ``--mixed-precision``, on an unknown value, on fp16 without a CUDA GPU, and when no
+    rung in ``names`` trains the encoder (an unknown rung name is left to the study's own error).
+    """
+    from adaptlab.rungs import RUNGS, available_rungs
+    from adaptlab.rungs.runtime import check_mixed_precision
+
+    check_mixed_precision(mixed_precision, "--mixed-precision")
+    trainers = [n for n in available_rungs() if getattr(RUNGS[n], "trains_network", False)]
+    chosen = [n for n in names if n in trainers]
+    if not chosen and all(n in RUNGS for n in names):
+        raise ConfigError(
+            f"--mixed-precision applies to rungs that train the encoder ({', '.join(trainers)}), and none is in "
+            f"--rungs {','.join(names)!r}; add one (e.g. --rungs tfidf,probe,finetune) or drop --mixed-precision."
+        )
+    if mixed_precision == "fp16":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise ConfigError.invalid(
+                "--mixed-precision", "fp16", "'no' or 'bf16' on a machine without a CUDA GPU",
+                "fp16 needs a CUDA GPU (its loss scaler does not run on the CPU); use --mixed-precision bf16 here, "
+                "or no.")
+    # "no" is every rung's default: leaving it out keeps the study id of a study run without the flag.
+    return [] if mixed_precision == "no" else chosen
 
 
 def _texts(path: Path, text_col: Optional[str], encoding: Optional[str]) -> list[str]:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 import numpy as np
 
@@ -26,6 +26,9 @@ from adaptlab.evaluate.executor import Executor, Job, JobsFailedError, make_exec
 from adaptlab.evaluate.metrics import bands_overlap, resolve_positive_label, seed_and_test_bootstrap
 from adaptlab.rungs import Budget, RungContext, get_rung
 from adaptlab.store import RunStore, content_key
+
+if TYPE_CHECKING:
+    from adaptlab.rungs.refit.core import RefitOutcome
 
 RESULT_SCHEMA = 1
 Progress = Callable[[str], None]
@@ -67,6 +70,18 @@ class StudyResult:
             if r["rung"] == rung:
                 return r
         raise KeyError(rung)
+
+
+@dataclass
+class PreparedData:
+    """The labeled data as every rung of a study sees it: the pool (+ the sealed test file), classes and splits."""
+
+    full: TextDataset  # --data, followed by the --test file when one is given
+    test_indices: Optional[list[int]]  # rows of ``full`` from the --test file (None: test carved from --data)
+    classes: list[str]
+    positive: Optional[str]
+    clusters: Any  # near-duplicate clusters of ``full``
+    splits: dict[int, Any]  # seed -> split of ``full``
 
 
 def _concat(a: TextDataset, b: TextDataset) -> TextDataset:
@@ -131,7 +146,7 @@ class Study:
                  show_progress: bool = False, executor: "str | ExecutorConfig | Executor | None" = None) -> None:
         self.config = config
         self.home = Path(home) if home is not None else default_home()
-        self.store = RunStore(self.home / "runs.sqlite")
+        self._store: Optional[RunStore] = None
         self._encoder = encoder
         self.show_progress = show_progress
         # Instantiate every rung up front so a typo fails before any training starts.
@@ -144,6 +159,14 @@ class Study:
         # A missing Ray fails here, before any work.
         self.executor = make_executor(executor)
         self._executor_config = getattr(self.executor, "config", None) or ExecutorConfig()
+
+    @property
+    def store(self) -> RunStore:
+        """The run store under ``home`` (opened on first use: `refit` never touches it, so the processes of
+        ``accelerate launch -m adaptlab.cli refit`` write nothing but the refit)."""
+        if self._store is None:
+            self._store = RunStore(self.home / "runs.sqlite")
+        return self._store
 
     def _load_encoder(self) -> Any:
         if self._encoder is None:
@@ -163,22 +186,10 @@ class Study:
         cfg = self.config
         say = progress or (lambda _msg: None)
         t_start = time.perf_counter()
-        if data.labels is None:
-            raise DataError("the study data has no labels; pass --label-col NAME naming the label column.")
-        full, test_indices = data, None
-        if test is not None:
-            if test.labels is None:
-                raise DataError("the --test file has no labels; a sealed test set needs them (--label-col NAME).")
-            unseen = sorted(set(test.labels) - set(data.labels))
-            if unseen:
-                raise DataError(
-                    f"the --test file has label(s) {unseen} that never occur in --data; a rung cannot learn them. "
-                    "Add training examples of these classes or remove them from the test file."
-                )
-            full = _concat(data, test)
-            test_indices = list(range(len(data), len(full)))
-        classes = sorted(set(full.labels))
-        positive = resolve_positive_label(classes, full.labels, cfg.positive_label)
+        _ = self.store  # opened now, so an unusable --home fails before any work
+        prepared = self._prepare(data, test, say)
+        full, test_indices, clusters, splits = prepared.full, prepared.test_indices, prepared.clusters, prepared.splits
+        classes, positive = prepared.classes, prepared.positive
 
         uses_encoder = any(r.uses_encoder for r in self.rungs)
         encoder = self._load_encoder() if uses_encoder else None
@@ -187,20 +198,7 @@ class Study:
             from adaptlab.encoders import EmbeddingCache
 
             cache = EmbeddingCache(self.home / "cache" / "embeddings.sqlite")
-        context = RungContext(classes=classes, positive_label=positive, encoder=encoder, cache=cache,
-                              unlabeled=unlabeled, show_progress=self.show_progress,
-                              budget=Budget.parse(cfg.budget), home=self.home)
-
-        say(f"finding near-duplicates among {len(full)} labeled texts ...")
-        clusters = find_near_duplicates(full.texts, threshold=cfg.near_dup_threshold)
-        splits = {
-            seed: split_dataset(
-                full, strategy=cfg.split, test_size=cfg.test_size, val_size=cfg.val_size, seed=seed,
-                test_seed=cfg.test_seed, test_indices=test_indices, clusters=clusters,
-                near_dup_threshold=cfg.near_dup_threshold,
-            )
-            for seed in cfg.seed_values
-        }
+        context = self._context(prepared, encoder, cache, unlabeled)
         first = splits[cfg.seed_values[0]]
         split_info = {"strategy": first.strategy, "n_train": len(first.train), "n_val": len(first.val),
                       "n_test": first.n_test, "leakage": first.leakage.to_dict(),
@@ -264,11 +262,7 @@ class Study:
         n_cached = 0
         for seed in cfg.seed_values:
             split = splits[seed]
-            seed_context = context
-            if any(getattr(r.config, "transductive", False) for r in self.rungs):
-                # A transductive refit may read the test *texts* (never labels); the read is audited.
-                seed_context = replace(context, test_texts=full.subset(
-                    split.unseal_test("transductive refit: test texts, no labels")).texts)
+            seed_context = self._seed_context(context, full, split)
             for rung in self.rungs:
                 job_context = seed_context
                 if rung in frozen_rungs and frozen_encoder is not encoder:
@@ -344,6 +338,103 @@ class Study:
         )
         self.store.set_summary(study_id, result.to_dict())
         return result
+
+    def refit(
+        self,
+        data: TextDataset,
+        *,
+        test: Optional[TextDataset] = None,
+        unlabeled: Optional[TextDataset] = None,
+        progress: Optional[Progress] = None,
+        seed: Optional[int] = None,
+    ) -> "RefitOutcome":
+        """Train (or read from ``home/refits``) the refit encoder that :meth:`run` would use, and nothing else.
+
+        Same data, same split, same corpus and the same ``refit_encoder`` call as the ``refit`` rung in
+        :meth:`run`, so a later ``run`` with this config finds the stored refit instead of training it.
+        Nothing is written to the run store, so it can run under ``accelerate launch`` (every process
+        calls it with the same arguments; only the main one writes the refit). The refit rung's
+        settings come from ``config.rung_params["refit"]``, whether or not ``"refit"`` is in
+        ``config.rungs``. ``seed`` (default: the first seed) matters only with ``refit_per_seed=True``
+        or ``corpus_filter="nearest-positive"``; otherwise every seed shares one refit.
+
+        Example:
+            >>> cfg = StudyConfig(rungs=["probe", "refit"], seeds=5,
+            ...                   rung_params={"refit": {"budget": "300steps", "mixed_precision": "bf16"}})
+            >>> out = Study(cfg, home="runs").refit(labeled, unlabeled=abstracts)  # doctest: +SKIP
+            >>> out.key[:12], out.reused, out.manifest["runtime"]["num_processes"]  # doctest: +SKIP
+            ('3f9c0d2a71be', False, 4)
+            >>> Study(cfg, home="runs").run(labeled, unlabeled=abstracts)  # reuses it  # doctest: +SKIP
+        """
+        from adaptlab.rungs.refit import RefitRung
+        from adaptlab.rungs.runtime import is_main_process
+
+        cfg = self.config
+        say = progress or (lambda _msg: None)
+        rung = next((r for r in self.rungs if isinstance(r, RefitRung)), None)
+        if rung is None:
+            rung = get_rung("refit", cfg.rung_params.get("refit"))
+        seed = cfg.seed_values[0] if seed is None else int(seed)
+        prepared = self._prepare(data, test, say, seeds=[seed])
+        cache = None
+        if is_main_process():
+            from adaptlab.encoders import EmbeddingCache
+
+            # Read only by a corpus_filter; the other processes of a launch compute without it (no writes).
+            cache = EmbeddingCache(self.home / "cache" / "embeddings.sqlite")
+        context = self._context(prepared, self._load_encoder(), cache, unlabeled)
+        split = prepared.splits[seed]
+        context = self._seed_context(context, prepared.full, split, rungs=[rung])
+        return rung.refit(prepared.full.subset(split.train), prepared.full.subset(split.val), seed=seed,
+                          context=context)
+
+    def _prepare(self, data: TextDataset, test: Optional[TextDataset], say: Progress,
+                 seeds: Optional[list[int]] = None) -> PreparedData:
+        """Check the labels, append the --test file, resolve the classes and draw every seed's split."""
+        cfg = self.config
+        if data.labels is None:
+            raise DataError("the study data has no labels; pass --label-col NAME naming the label column.")
+        full, test_indices = data, None
+        if test is not None:
+            if test.labels is None:
+                raise DataError("the --test file has no labels; a sealed test set needs them (--label-col NAME).")
+            unseen = sorted(set(test.labels) - set(data.labels))
+            if unseen:
+                raise DataError(
+                    f"the --test file has label(s) {unseen} that never occur in --data; a rung cannot learn them. "
+                    "Add training examples of these classes or remove them from the test file."
+                )
+            full = _concat(data, test)
+            test_indices = list(range(len(data), len(full)))
+        classes = sorted(set(full.labels))
+        positive = resolve_positive_label(classes, full.labels, cfg.positive_label)
+
+        say(f"finding near-duplicates among {len(full)} labeled texts ...")
+        clusters = find_near_duplicates(full.texts, threshold=cfg.near_dup_threshold)
+        splits = {
+            seed: split_dataset(
+                full, strategy=cfg.split, test_size=cfg.test_size, val_size=cfg.val_size, seed=seed,
+                test_seed=cfg.test_seed, test_indices=test_indices, clusters=clusters,
+                near_dup_threshold=cfg.near_dup_threshold,
+            )
+            for seed in (cfg.seed_values if seeds is None else seeds)
+        }
+        return PreparedData(full=full, test_indices=test_indices, classes=classes, positive=positive,
+                            clusters=clusters, splits=splits)
+
+    def _context(self, prepared: PreparedData, encoder: Any, cache: Any,
+                 unlabeled: Optional[TextDataset]) -> RungContext:
+        return RungContext(classes=prepared.classes, positive_label=prepared.positive, encoder=encoder, cache=cache,
+                           unlabeled=unlabeled, show_progress=self.show_progress,
+                           budget=Budget.parse(self.config.budget), home=self.home)
+
+    def _seed_context(self, context: RungContext, full: TextDataset, split: Any,
+                      rungs: Optional[list[Any]] = None) -> RungContext:
+        """``context`` for one seed: a transductive refit may read the test *texts* (never labels); audited."""
+        if any(getattr(r.config, "transductive", False) for r in (self.rungs if rungs is None else rungs)):
+            return replace(context, test_texts=full.subset(
+                split.unseal_test("transductive refit: test texts, no labels")).texts)
+        return context
 
     def _gate_scorer(self, full: TextDataset, split: Any, cache: Any, classes: list[str], positive: Optional[str],
                      rung: Any) -> Callable[[Any], float]:

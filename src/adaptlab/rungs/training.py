@@ -660,7 +660,7 @@ class Trainer:
             rt.wait()
 
         bar = None
-        if self.show_progress:
+        if self.show_progress and rt.is_main:
             from tqdm.auto import tqdm
 
             total = self.budget.steps if self.budget is not None and self.budget.steps else None

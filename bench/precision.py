@@ -1,17 +1,21 @@
-"""Benchmark: the refit and fine-tuning loops on one GPU, per mixed precision, with GPU utilisation.
+"""Benchmark: the refit and fine-tuning loops per mixed precision, on one GPU (with its utilisation) or the CPU.
 
 For each precision (``no`` = float32, ``bf16``, ``fp16``) it runs, on real BBC News texts:
 
 * an MLM refit of the encoder (``refit_encoder``, the study's own code path): tokens/s and samples/s
   from the refit manifest, the steps the fp16 loss scaler skipped, the loss first -> last;
-* a full fine-tune (``finetune`` rung) under a step budget: steps/s and the validation F1;
+* a full fine-tune (``finetune`` rung) under a step budget: steps/s (over the rung's training
+  seconds, its validation passes at epoch ends included) and the validation F1;
 
-while a thread samples the GPU's utilisation and memory through NVML every 100 ms; the utilisation
-reported is that of the samples between the first and the last training step. Then it checks
+while, on a GPU, a thread samples its utilisation and memory through NVML every 100 ms; the
+utilisation reported is that of the samples between the first and the last training step. Then it checks
 the fp16 guard: a refit with an absurd learning rate should stop with NonFiniteStepsError (a run of
 steps skipped by the loss scaler) or RefitDivergedError, instead of training on NaN weights.
 
-    PYTHONPATH=src python bench/gpu.py --encoder PATH --refit-steps 300 --finetune-steps 200 --json out.json
+    PYTHONPATH=src python bench/precision.py --encoder PATH --refit-steps 300 --finetune-steps 200 --json out.json
+    PYTHONPATH=src python bench/precision.py --device cpu --refit-steps 12 --finetune-steps 12 --precisions no,bf16
+
+On the CPU fp16 is refused (it needs a GPU) and there is no utilisation column.
 
 Ratios are printed against the float32 run of the same loop, measured in the same process.
 """
@@ -35,22 +39,26 @@ import torch  # noqa: E402
 
 
 class GpuSampler:
-    """Samples GPU utilisation (%) and used memory (MiB) every ``interval`` seconds while active."""
+    """Samples GPU utilisation (%) and used memory (MiB) every ``interval`` seconds while active
+    (does nothing on the CPU)."""
 
     def __init__(self, interval: float = 0.1) -> None:
+        self.times: list[float] = []
+        self.util: list[float] = []
+        self.mem: list[float] = []
+        self.first_step: float | None = None
+        self.last_step: float | None = None
+        self.active = torch.cuda.is_available()
+        if not self.active:
+            return
         import pynvml
 
         pynvml.nvmlInit()
         self._nvml = pynvml
         self._handle = pynvml.nvmlDeviceGetHandleByIndex(torch.cuda.current_device())
         self.interval = interval
-        self.times: list[float] = []
-        self.util: list[float] = []
-        self.mem: list[float] = []
         # Training steps' time window (set by the loop's per-step callback): setup, the time estimate,
         # evaluation at the end and saving are left out of the utilisation.
-        self.first_step: float | None = None
-        self.last_step: float | None = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -62,12 +70,14 @@ class GpuSampler:
             time.sleep(self.interval)
 
     def __enter__(self) -> "GpuSampler":
-        self._thread.start()
+        if self.active:
+            self._thread.start()
         return self
 
     def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._thread.join()
+        if self.active:
+            self._stop.set()
+            self._thread.join()
 
     def step(self, *_args) -> None:
         now = time.perf_counter()
@@ -75,12 +85,28 @@ class GpuSampler:
         self.last_step = now
 
     def summary(self) -> dict:
+        if not self.active:
+            return {"gpu_util_mean": None, "gpu_util_median": None, "gpu_util_samples": 0, "gpu_mem_peak_mib": None}
         t, u = np.asarray(self.times), np.asarray(self.util)
         if self.first_step is not None and len(t):
             u = u[(t >= self.first_step) & (t <= self.last_step)]
         u = u if len(u) else np.zeros(1)
         return {"gpu_util_mean": round(float(u.mean()), 1), "gpu_util_median": float(np.median(u)),
                 "gpu_util_samples": int(len(u)), "gpu_mem_peak_mib": round(max(self.mem or [0.0]))}
+
+
+def _reset_peak() -> None:
+    if torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()
+
+
+def _sync() -> None:
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
+def _peak_mib() -> "int | None":
+    return round(torch.cuda.max_memory_allocated() / 2**20) if torch.cuda.is_available() else None
 
 
 def bbc_split(seed: int = 0):
@@ -98,18 +124,18 @@ def run_refit(encoder, texts, precision: str, steps: int, home: str, **over) -> 
     from adaptlab.rungs.refit import RefitConfig, refit_encoder
 
     cfg = RefitConfig(budget=f"{steps}steps", mixed_precision=precision, **over)
-    torch.cuda.reset_peak_memory_stats()
+    _reset_peak()
     with GpuSampler() as gpu:
         t0 = time.perf_counter()
         out = refit_encoder(encoder, texts, cfg, seed=0, home=home, callback=gpu.step)
-        torch.cuda.synchronize()
+        _sync()
         wall = time.perf_counter() - t0
     m = out.manifest
     return {"precision": precision, "steps": m["steps"], "tokens_per_second": round(m["tokens_per_second"]),
             "samples_per_second": round(m["samples_per_second"], 1), "train_seconds": round(m["wall_seconds"], 2),
             "call_seconds": round(wall, 2), "skipped_steps": m["runtime"]["skipped_steps"],
             "loss_first": round(m["loss_first"], 3), "loss_last": round(m["loss_last"], 3),
-            "torch_peak_mib": round(torch.cuda.max_memory_allocated() / 2**20), **gpu.summary()}
+            "torch_peak_mib": _peak_mib(), **gpu.summary()}
 
 
 def run_finetune(encoder, train, val, classes, precision: str, steps: int, batch_size: int) -> dict:
@@ -119,11 +145,11 @@ def run_finetune(encoder, train, val, classes, precision: str, steps: int, batch
     rung = get_rung("finetune", {"mixed_precision": precision, "batch_size": batch_size, "max_epochs": 100,
                                  "patience": 100, "max_length": 128, "checkpoint_every": 0})
     ctx = RungContext(classes=classes, encoder=encoder, budget=Budget.parse(f"{steps}steps"))
-    torch.cuda.reset_peak_memory_stats()
+    _reset_peak()
     with GpuSampler() as gpu:
         t0 = time.perf_counter()
         fitted = rung.fit(train, val, seed=0, context=ctx, callback=gpu.step)
-        torch.cuda.synchronize()
+        _sync()
         wall = time.perf_counter() - t0
     d = fitted.diagnostics_
     train_s = d["budget"]["seconds_used"]
@@ -131,7 +157,7 @@ def run_finetune(encoder, train, val, classes, precision: str, steps: int, batch
         d["budget"]["steps_used"] / max(train_s, 1e-9), 2), "samples_per_second": round(
         d["budget"]["samples_seen"] / max(train_s, 1e-9), 1), "train_seconds": round(train_s, 2),
         "call_seconds": round(wall, 2), "val_f1": round(float(fitted.val_scores_["f1"]), 4),
-        "skipped_steps": d["runtime"]["skipped_steps"], "torch_peak_mib": round(torch.cuda.max_memory_allocated() / 2**20),
+        "skipped_steps": d["runtime"]["skipped_steps"], "torch_peak_mib": _peak_mib(),
         **gpu.summary()}
 
 
@@ -157,15 +183,19 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=32, help="texts per optimizer step (refit and fine-tune)")
     ap.add_argument("--precisions", default="no,bf16,fp16")
     ap.add_argument("--json", default=None, help="also write the results here")
+    ap.add_argument("--device", default="auto", help="auto (the GPU when there is one) | cpu | cuda")
+    ap.add_argument("--threads", type=int, default=torch.get_num_threads(), help="torch threads on the CPU")
     args = ap.parse_args()
-    if not torch.cuda.is_available():
-        sys.exit("bench/gpu.py needs a CUDA GPU.")
+    torch.set_num_threads(args.threads)
     from adaptlab.encoders import load_encoder
 
-    encoder = load_encoder(args.encoder)
+    encoder = load_encoder(args.encoder, device=args.device)
+    if encoder.device == "cpu" and "fp16" in args.precisions.split(","):
+        sys.exit("fp16 needs a CUDA GPU; on the CPU pass --precisions no,bf16.")
     ds, train, val = bbc_split()
     texts = list(ds.texts)
-    env = {"gpu": torch.cuda.get_device_name(), "torch": torch.__version__, "cuda": torch.version.cuda,
+    env = {"gpu": torch.cuda.get_device_name() if encoder.device != "cpu" else None,
+           "cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads(), "torch": torch.__version__, "cuda": torch.version.cuda,
            "python": platform.python_version(), "encoder": encoder.name, "device": str(encoder.device),
            "texts": len(texts), "batch_size": args.batch_size}
     try:
@@ -180,7 +210,8 @@ def main() -> None:
     precisions = [p for p in args.precisions.split(",") if p]
     with tempfile.TemporaryDirectory() as home:
         # Warm-up (CUDA context, kernels' autotuning), not reported.
-        run_refit(encoder, texts[:256], "no", 5, os.path.join(home, "warm"), estimate_steps=1)
+        run_refit(encoder, texts[:256], "no", 2 if encoder.device == "cpu" else 5, os.path.join(home, "warm"),
+                  estimate_steps=1)
         for p in precisions:
             r = run_refit(encoder, texts, p, args.refit_steps, os.path.join(home, f"refit-{p}"),
                           batch_size=args.batch_size)
@@ -200,8 +231,9 @@ def main() -> None:
     for kind, unit in (("refit", "tokens_per_second"), ("finetune", "steps_per_second")):
         for r in results[kind]:
             ratio = r[unit] / base[kind][unit] if base[kind] else float("nan")
+            util = "-" if r["gpu_util_mean"] is None else f"{r['gpu_util_mean']:.1f} %"
             print(f"{kind:<9} {r['precision']:<10} {r[unit]:>12,.1f} {unit.split('_')[0]:<7} {ratio:>6.2f}x"
-                  f"   {r['gpu_util_mean']:>10.1f} %   {r['skipped_steps']:>6}")
+                  f"   {util:>12}   {r['skipped_steps']:>6}")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=1)

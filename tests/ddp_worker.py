@@ -2,8 +2,10 @@
 tests/test_runtime.py under ``python -m torch.distributed.run --nproc_per_node 2`` (CPU, gloo) and
 once in a plain process, to compare the two.
 
-Usage: ddp_worker.py ENCODER_DIR OUT_DIR [finetune|refit]
-The main process writes OUT_DIR/weights.safetensors and OUT_DIR/result.json.
+Usage: ddp_worker.py ENCODER_DIR OUT_DIR [finetune|refit [STEPS [STOP_AT_STEP]]]
+The main process writes OUT_DIR/weights.safetensors and OUT_DIR/result.json. The refit runs STEPS
+steps (default 3); with STOP_AT_STEP it is interrupted in every process after that step (exit status
+3), as a killed job would be.
 """
 import json
 import os
@@ -36,8 +38,16 @@ def main() -> None:
         from adaptlab.rungs.refit import RefitConfig, refit_encoder
 
         texts = list(topic_corpus(40, seed=3).texts)
-        res = refit_encoder(encoder, texts, RefitConfig(budget="3steps", batch_size=5, max_seq_length=32,
-                                                        estimate_steps=1), seed=0, home=out / "home")
+        budget = f"{sys.argv[4] if len(sys.argv) > 4 else 3}steps"
+        stop_at = int(sys.argv[5]) if len(sys.argv) > 5 else None
+
+        def interrupt(step, _loss, _model):
+            if step == stop_at:
+                raise SystemExit(3)
+
+        res = refit_encoder(encoder, texts, RefitConfig(budget=budget, batch_size=5, max_seq_length=32,
+                                                        estimate_steps=1, checkpoint_every=2),
+                            seed=0, home=out / "home", callback=interrupt if stop_at else None)
         if is_main_process():
             (out / "result.json").write_text(json.dumps({"key": res.key, "manifest": res.manifest}))
         return

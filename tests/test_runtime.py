@@ -218,18 +218,18 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _launch(encoder_dir: Path, out: Path, what: str, nproc: int) -> None:
+def _launch(encoder_dir: Path, out: Path, what: str, nproc: int, *extra: str, expect: int = 0) -> None:
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
     for var in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
         env.pop(var, None)
-    worker = [str(TESTS / "ddp_worker.py"), str(encoder_dir), str(out), what]
+    worker = [str(TESTS / "ddp_worker.py"), str(encoder_dir), str(out), what, *extra]
     if nproc == 1:
         cmd = [sys.executable, *worker]
     else:
         cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc),
                "--master_addr", "127.0.0.1", "--master_port", str(_free_port()), *worker]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (proc.returncode == 0) == (expect == 0), proc.stderr[-3000:]
 
 
 def test_two_processes_train_the_same_model_as_one(word_encoder_dir, tmp_path):
@@ -277,3 +277,15 @@ def test_refit_rung_result_key_is_unchanged_for_float32(enc):
     assert get_rung("refit", {"budget": "4steps", "max_skipped_steps": 5}).identity(ctx) == ident
     assert get_rung("refit", {"budget": "4steps", "mixed_precision": "bf16"}).identity(ctx)["config"][
         "mixed_precision"] == "bf16"
+
+
+def test_an_interrupted_two_process_refit_resumes_from_the_main_process_checkpoint(word_encoder_dir, tmp_path):
+    out = tmp_path / "two"
+    _launch(word_encoder_dir, out, "refit", 2, "6", "5", expect=1)  # both processes stop after step 5
+    folder = next((out / "home" / "refits").iterdir())
+    state = json.loads((folder / "checkpoint" / "state.json").read_text())
+    assert state["step"] == 4 and not (folder / "manifest.json").exists()  # last checkpoint: step 4
+    _launch(word_encoder_dir, out, "refit", 2, "6")
+    m = json.loads((out / "result.json").read_text())["manifest"]
+    assert m["steps"] == 6 and m["resumed_at"] == [4] and m["runtime"]["num_processes"] == 2
+    assert len(m["loss_curve"]) == 6 and m["samples"] == 6 * 5

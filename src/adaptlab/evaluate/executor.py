@@ -271,15 +271,31 @@ class RayExecutor(Executor):
             ray.init(include_dashboard=False, log_to_driver=False, **kwargs)
         else:
             say(f"connecting to the Ray cluster at {self.config.address} ...")
+            if not self.config.address.startswith("ray://"):
+                # As locally: worker prints would land in this process's stdout (and in --json output).
+                # Ray Client does not forward worker output unless asked.
+                kwargs["log_to_driver"] = False
             try:
-                ray.init(address=self.config.address, **kwargs)
+                self._init_with_retry(address=self.config.address, **kwargs)
             except (ConnectionError, RuntimeError, ValueError) as exc:
                 raise ConfigError.invalid(
                     "ray_address", self.config.address, "the address of a running Ray cluster",
-                    f"Ray could not connect: {exc}. Start one with `ray start --head`, or pass no address to "
-                    "start a local instance.",
+                    f"Ray could not connect: {exc}. {_connect_fix(self.config.address, exc)}",
                 ) from exc
         self._owned = True
+
+    def _init_with_retry(self, **kwargs: Any) -> None:
+        # Ray Client starts a server process for each driver that connects; on a busy head it sometimes
+        # fails to start in time ("Starting Ray client server failed") and a second try succeeds.
+        for attempt in range(3):
+            try:
+                self._ray.init(**kwargs)
+                return
+            except ConnectionError as exc:
+                transient = "client server failed" in str(exc) or isinstance(exc, ConnectionAbortedError)
+                if attempt == 2 or not str(kwargs.get("address", "")).startswith("ray://") or not transient:
+                    raise
+                time.sleep(2.0 * (attempt + 1))
 
     def _disconnect(self) -> None:
         if self._owned:
@@ -384,6 +400,31 @@ class RayExecutor(Executor):
                 "cache": ctx.cache,
             }
         return shared, payloads
+
+
+def _connect_fix(address: str, exc: BaseException) -> str:
+    """How to fix a failed connection to ``address``.
+
+    A cluster that wants an authentication token refuses the driver the way a dead one would (Ray only
+    names the cause deep in the chained errors, or not at all through Ray Client), and the usual fix,
+    starting a cluster, would be wrong there.
+    """
+    chain, seen = [], exc
+    while seen is not None and len(chain) < 10:
+        chain.append(f"{type(seen).__name__}: {seen}")
+        seen = seen.__cause__ or seen.__context__
+    refused = any("InvalidAuthToken" in c or "AuthenticationError" in c for c in chain)
+    token_mode = os.environ.get("RAY_AUTH_MODE", "").lower() == "token"
+    if refused or (address.startswith("ray://") and not token_mode):
+        how = ("`ray start --head` turns token authentication on when a token exists (~/.ray/auth_token, which any "
+               "local ray.init() creates), and Ray sends the token to an explicit address only with "
+               "RAY_AUTH_MODE=token set before Python starts: export RAY_AUTH_MODE=token, with the cluster's token "
+               "in ~/.ray/auth_token, RAY_AUTH_TOKEN_PATH or RAY_AUTH_TOKEN (`ray get-auth-token` on the head "
+               "prints it).")
+        if refused:
+            return f"The cluster wants an authentication token that this driver did not send or got wrong: {how}"
+        return f"If the cluster uses token authentication: {how}"
+    return "Start one with `ray start --head`, or pass no address to start a local instance."
 
 
 def _cause(exc: BaseException) -> BaseException:

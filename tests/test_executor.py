@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import sys
-from pathlib import Path
 
 import pytest
 
@@ -18,6 +17,7 @@ from adaptlab.evaluate.executor import JobsFailedError, RayExecutor, make_execut
 from adaptlab.rungs import RUNGS, RungContext, get_rung
 from adaptlab.rungs.tfidf import TfidfRung
 from adaptlab.store import RunStore
+from stored_results import stored
 from synthetic import topic_corpus
 from tiny_models import build_tiny_encoder, tiny_vocab
 
@@ -40,16 +40,6 @@ def data():
 
 def ray_executor(**kw) -> RayExecutor:
     return RayExecutor(ExecutorConfig(kind="ray", **kw))
-
-
-def stored(home: Path, study_id: str) -> dict[tuple[str, int], dict]:
-    """Every stored result of a study by (rung, seed), without the wall-clock costs (which differ by run)."""
-    out = {}
-    for r in RunStore(home / "runs.sqlite").study_results(study_id):
-        metrics = {k: v for k, v in r["metrics"].items() if k != "cost"}
-        out[(r["rung"], r["seed"])] = {"metrics": metrics, "predictions": r["predictions"],
-                                       "test_reads": r["manifest"]["test_reads"]}
-    return out
 
 
 def register(cls):

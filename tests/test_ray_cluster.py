@@ -36,7 +36,7 @@ from adaptlab.config import ExecutorConfig, StudyConfig
 from adaptlab.encoders import Encoder
 from adaptlab.errors import ConfigError
 from adaptlab.evaluate import Study
-from adaptlab.store import RunStore
+from stored_results import stored
 from synthetic import topic_corpus
 
 RAY = str(Path(sys.executable).parent / "ray")
@@ -205,16 +205,6 @@ def baseline(tmp_path_factory, tiny_encoder_dir, data):
     home = tmp_path_factory.mktemp("inprocess")
     res = Study(CFG, home=home, encoder=Encoder.from_pretrained(tiny_encoder_dir, device="cpu")).run(data)
     return res, stored(home, res.study_id)
-
-
-def stored(home: Path, study_id: str) -> dict[tuple[str, int], dict]:
-    """Every stored result of a study by (rung, seed), without the wall-clock costs (which differ by run)."""
-    out = {}
-    for r in RunStore(home / "runs.sqlite").study_results(study_id):
-        metrics = {k: v for k, v in r["metrics"].items() if k != "cost"}
-        out[(r["rung"], r["seed"])] = {"metrics": metrics, "predictions": r["predictions"],
-                                       "test_reads": r["manifest"]["test_reads"]}
-    return out
 
 
 def run_on(address: str, cfg: StudyConfig, home: Path, encoder_dir: "Path | None", data) -> tuple:

@@ -24,8 +24,27 @@ app.add_typer(data_app, name="data")
 out = Console(width=None if sys.stdout.isatty() else 140)
 err = Console(stderr=True, width=None if sys.stderr.isatty() else 140)
 
-HomeOpt = typer.Option(None, "--home", help="Folder of the run store and caches [default: $ADAPTLAB_HOME or ./adaptlab-runs].")
+HomeOpt = typer.Option(None, "--home", help="Folder of the run store and caches (default: $ADAPTLAB_HOME or ./adaptlab-runs).")
 JsonOpt = typer.Option(False, "--json", help="Print machine-readable JSON instead of tables.")
+# The data, split and refit flags `study run` and `refit` share (one declaration: the same flags, the same key).
+UnlabeledOpt = typer.Option(None, "--unlabeled", help="Unlabeled in-domain texts (used by the refit rung).")
+TestOpt = typer.Option(None, "--test", help="Labeled test file; sealed. Default: carved from --data.")
+SplitOpt = typer.Option("auto", "--split", help="auto | stratified | group | near-dup | time.")
+TextColOpt = typer.Option(None, "--text-col", help="Text column (default: text).")
+LabelColOpt = typer.Option(None, "--label-col", help="Label column (default: label).")
+GroupColOpt = typer.Option(None, "--group-col", help="Group column: no group crosses splits.")
+TimeColOpt = typer.Option(None, "--time-col", help="Timestamp column (for --split time).")
+IdColOpt = typer.Option(None, "--id-col", help="Id column (default: id, else row number).")
+EncodingOpt = typer.Option(None, "--encoding", help="File encoding when not UTF-8, e.g. cp1252.")
+OnInvalidOpt = typer.Option("error", "--on-invalid", help="error | drop (drop bad rows, listing them).")
+EncoderOpt = typer.Option(None, "--encoder", help="Encoder folder (default: packaged all-MiniLM-L6-v2).")
+PositiveLabelOpt = typer.Option(None, "--positive-label", help="Positive class of a binary task.")
+TestSizeOpt = typer.Option(0.2, "--test-size")
+ValSizeOpt = typer.Option(0.2, "--val-size")
+TestSeedOpt = typer.Option(0, "--test-seed", help="Seed of the sealed test draw (fixed across seeds).")
+RefitBudgetOpt = typer.Option(None, "--refit-budget", help="Refit length: 300steps, 5Mtokens, 1epoch, 2h (default: --budget, else one epoch capped at 1000 steps).")
+RefitObjectiveOpt = typer.Option(None, "--refit-objective", help="Refit objective: mlm (default) | simcse.")
+TransductiveOpt = typer.Option(False, "--transductive", help="Let the refit also read the test texts (never labels).")
 
 
 def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -82,31 +101,31 @@ def _emit(result: Any, json_out: bool, decision: Any = None) -> None:
 @user_errors
 def study_run(
     data: Path = typer.Option(..., "--data", help="Labeled CSV / JSONL / Parquet file."),
-    unlabeled: Optional[Path] = typer.Option(None, "--unlabeled", help="Unlabeled in-domain texts (used by the refit rung)."),
-    test: Optional[Path] = typer.Option(None, "--test", help="Labeled test file; sealed. Default: carved from --data."),
+    unlabeled: Optional[Path] = UnlabeledOpt,
+    test: Optional[Path] = TestOpt,
     rungs: str = typer.Option("tfidf,probe", "--rungs", help="Comma-separated rungs (see `adaptlab rungs`)."),
     seeds: int = typer.Option(5, "--seeds", help="Number of seeds; each re-draws validation and reseeds the model."),
-    split: str = typer.Option("auto", "--split", help="auto | stratified | group | near-dup | time."),
-    text_col: Optional[str] = typer.Option(None, "--text-col", help="Text column [default: text]."),
-    label_col: Optional[str] = typer.Option(None, "--label-col", help="Label column [default: label]."),
-    group_col: Optional[str] = typer.Option(None, "--group-col", help="Group column: no group crosses splits."),
-    time_col: Optional[str] = typer.Option(None, "--time-col", help="Timestamp column (for --split time)."),
-    id_col: Optional[str] = typer.Option(None, "--id-col", help="Id column [default: id, else row number]."),
-    encoding: Optional[str] = typer.Option(None, "--encoding", help="File encoding when not UTF-8, e.g. cp1252."),
-    on_invalid: str = typer.Option("error", "--on-invalid", help="error | drop (drop bad rows, listing them)."),
-    encoder: Optional[str] = typer.Option(None, "--encoder", help="Encoder folder [default: packaged all-MiniLM-L6-v2]."),
+    split: str = SplitOpt,
+    text_col: Optional[str] = TextColOpt,
+    label_col: Optional[str] = LabelColOpt,
+    group_col: Optional[str] = GroupColOpt,
+    time_col: Optional[str] = TimeColOpt,
+    id_col: Optional[str] = IdColOpt,
+    encoding: Optional[str] = EncodingOpt,
+    on_invalid: str = OnInvalidOpt,
+    encoder: Optional[str] = EncoderOpt,
     encoders: Optional[str] = typer.Option(None, "--encoders", help="Compare these encoders first (comma-separated names "
                                            "or folders; frozen probe over seeds + LogME pre-screen), then run the study "
                                            "with the chosen one. See `adaptlab encoders list`."),
-    positive_label: Optional[str] = typer.Option(None, "--positive-label", help="Positive class of a binary task."),
-    test_size: float = typer.Option(0.2, "--test-size"),
-    val_size: float = typer.Option(0.2, "--val-size"),
-    test_seed: int = typer.Option(0, "--test-seed", help="Seed of the sealed test draw (fixed across seeds)."),
+    positive_label: Optional[str] = PositiveLabelOpt,
+    test_size: float = TestSizeOpt,
+    val_size: float = ValSizeOpt,
+    test_seed: int = TestSeedOpt,
     budget: Optional[str] = typer.Option(None, "--budget", help="Training budget of network rungs, equal for all: 500steps, 30min, 2h."),
     name: str = typer.Option("", "--name", help="A name for the study."),
-    refit_budget: Optional[str] = typer.Option(None, "--refit-budget", help="Refit length: 300steps, 5Mtokens, 1epoch, 2h (default: --budget, else one epoch capped at 1000 steps)."),
-    refit_objective: Optional[str] = typer.Option(None, "--refit-objective", help="Refit objective: mlm (default) | simcse."),
-    transductive: bool = typer.Option(False, "--transductive", help="Let the refit also read the test texts (never labels)."),
+    refit_budget: Optional[str] = RefitBudgetOpt,
+    refit_objective: Optional[str] = RefitObjectiveOpt,
+    transductive: bool = TransductiveOpt,
     mixed_precision: Optional[str] = typer.Option(None, "--mixed-precision", help="no | bf16 | fp16: precision of the rungs that train the encoder (lora, unfreeze, finetune, lpft, refit); fp16 needs a CUDA GPU (default: each rung's own, no)."),
     executor: str = typer.Option("inprocess", "--executor", help="inprocess | ray: where the (rung, seed) jobs run."),
     address: Optional[str] = typer.Option(None, "--address", help="Ray cluster: auto | ray://host:10001 (default: a local Ray instance)."),

@@ -96,8 +96,8 @@ def _cache(home: Optional[Path]) -> Any:
 def mmd(
     a: Path = typer.Argument(..., help="First corpus (CSV / JSONL / Parquet / TXT with a text column)."),
     b: Path = typer.Argument(..., help="Second corpus."),
-    text_col: Optional[str] = typer.Option(None, "--text-col", help="Text column [default: text]."),
-    encoder: Optional[str] = typer.Option(None, "--encoder", help="Encoder folder [default: packaged all-MiniLM-L6-v2]."),
+    text_col: Optional[str] = typer.Option(None, "--text-col", help="Text column (default: text)."),
+    encoder: Optional[str] = typer.Option(None, "--encoder", help="Encoder folder (default: packaged all-MiniLM-L6-v2)."),
     n: int = typer.Option(1000, "--n", help="Texts sampled from each corpus."),
     permutations: int = typer.Option(200, "--permutations", help="Permutations of the test."),
     seed: int = typer.Option(0, "--seed", help="Seed of the sampling and the permutations."),
@@ -131,9 +131,9 @@ def mmd(
 @user_errors
 def shift(
     data: Path = typer.Argument(..., help="In-domain corpus (e.g. the unlabeled file)."),
-    reference: Optional[Path] = typer.Option(None, "--reference", help="General-domain corpus [default: bundled BBC News]."),
-    text_col: Optional[str] = typer.Option(None, "--text-col", help="Text column [default: text]."),
-    encoder: Optional[str] = typer.Option(None, "--encoder", help="Encoder folder [default: packaged all-MiniLM-L6-v2]."),
+    reference: Optional[Path] = typer.Option(None, "--reference", help="General-domain corpus (default: bundled BBC News)."),
+    text_col: Optional[str] = typer.Option(None, "--text-col", help="Text column (default: text)."),
+    encoder: Optional[str] = typer.Option(None, "--encoder", help="Encoder folder (default: packaged all-MiniLM-L6-v2)."),
     n: int = typer.Option(1000, "--n", help="Texts sampled from each corpus."),
     permutations: int = typer.Option(200, "--permutations"),
     seed: int = typer.Option(0, "--seed"),

@@ -13,8 +13,8 @@ from adaptlab.cli import JsonOpt, _load, app, err, out, user_errors
 from adaptlab.errors import ConfigError
 
 ModelArg = typer.Argument(..., help="Model folder created by `adaptlab ship`.")
-TextOpt = typer.Option(None, "--text-col", help="Text column [default: text].")
-IdOpt = typer.Option(None, "--id-col", help="Id column [default: id, else row number].")
+TextOpt = typer.Option(None, "--text-col", help="Text column (default: text).")
+IdOpt = typer.Option(None, "--id-col", help="Id column (default: id, else row number).")
 
 
 def _registry_and_model(model: Path, version: Optional[str] = None):
@@ -107,7 +107,7 @@ def bias_cmd(
     data: Path = typer.Argument(..., help="Labeled file with a group column."),
     group_col: str = typer.Option(..., "--group-col", help="Column with the group of each row (e.g. site, language)."),
     text_col: Optional[str] = TextOpt,
-    label_col: Optional[str] = typer.Option(None, "--label-col", help="Label column [default: label]."),
+    label_col: Optional[str] = typer.Option(None, "--label-col", help="Label column (default: label)."),
     min_group_size: int = typer.Option(20, "--min-group-size", help="Smaller groups are reported but not tested."),
     json_out: bool = JsonOpt,
 ) -> None:

@@ -18,7 +18,10 @@ from typing import Any, Optional
 
 import typer
 
-from adaptlab.cli import HomeOpt, JsonOpt, _load, _progress, app, out, user_errors
+from adaptlab.cli import (EncoderOpt, EncodingOpt, GroupColOpt, HomeOpt, IdColOpt, JsonOpt, LabelColOpt, OnInvalidOpt,
+                          PositiveLabelOpt, RefitBudgetOpt, RefitObjectiveOpt, SplitOpt, TestOpt, TestSeedOpt,
+                          TestSizeOpt, TextColOpt, TimeColOpt, TransductiveOpt, UnlabeledOpt, ValSizeOpt, _load,
+                          _progress, app, out, user_errors)
 from adaptlab.errors import AdaptlabError
 
 # The manifest fields `--json` prints (the full manifest, loss curve included, is in the refit's folder).
@@ -59,25 +62,25 @@ def _fmt_loss(value: Optional[float]) -> str:
 @user_errors
 def refit_cmd(
     data: Path = typer.Option(..., "--data", help="Labeled CSV / JSONL / Parquet file (its texts join the corpus, never a label)."),
-    unlabeled: Optional[Path] = typer.Option(None, "--unlabeled", help="Unlabeled in-domain texts."),
-    test: Optional[Path] = typer.Option(None, "--test", help="Labeled test file; sealed. Default: carved from --data."),
-    split: str = typer.Option("auto", "--split", help="auto | stratified | group | near-dup | time."),
-    text_col: Optional[str] = typer.Option(None, "--text-col", help="Text column [default: text]."),
-    label_col: Optional[str] = typer.Option(None, "--label-col", help="Label column [default: label]."),
-    group_col: Optional[str] = typer.Option(None, "--group-col", help="Group column: no group crosses splits."),
-    time_col: Optional[str] = typer.Option(None, "--time-col", help="Timestamp column (for --split time)."),
-    id_col: Optional[str] = typer.Option(None, "--id-col", help="Id column [default: id, else row number]."),
-    encoding: Optional[str] = typer.Option(None, "--encoding", help="File encoding when not UTF-8, e.g. cp1252."),
-    on_invalid: str = typer.Option("error", "--on-invalid", help="error | drop (drop bad rows, listing them)."),
-    encoder: Optional[str] = typer.Option(None, "--encoder", help="Encoder folder [default: packaged all-MiniLM-L6-v2]."),
-    positive_label: Optional[str] = typer.Option(None, "--positive-label", help="Positive class of a binary task."),
-    test_size: float = typer.Option(0.2, "--test-size"),
-    val_size: float = typer.Option(0.2, "--val-size"),
-    test_seed: int = typer.Option(0, "--test-seed", help="Seed of the sealed test draw (fixed across seeds)."),
+    unlabeled: Optional[Path] = UnlabeledOpt,
+    test: Optional[Path] = TestOpt,
+    split: str = SplitOpt,
+    text_col: Optional[str] = TextColOpt,
+    label_col: Optional[str] = LabelColOpt,
+    group_col: Optional[str] = GroupColOpt,
+    time_col: Optional[str] = TimeColOpt,
+    id_col: Optional[str] = IdColOpt,
+    encoding: Optional[str] = EncodingOpt,
+    on_invalid: str = OnInvalidOpt,
+    encoder: Optional[str] = EncoderOpt,
+    positive_label: Optional[str] = PositiveLabelOpt,
+    test_size: float = TestSizeOpt,
+    val_size: float = ValSizeOpt,
+    test_seed: int = TestSeedOpt,
     budget: Optional[str] = typer.Option(None, "--budget", help="The study's training budget (the refit's default length)."),
-    refit_budget: Optional[str] = typer.Option(None, "--refit-budget", help="Refit length: 300steps, 5Mtokens, 1epoch, 2h (default: --budget, else one epoch capped at 1000 steps)."),
-    refit_objective: Optional[str] = typer.Option(None, "--refit-objective", help="Refit objective: mlm (default) | simcse."),
-    transductive: bool = typer.Option(False, "--transductive", help="Let the refit also read the test texts (never labels)."),
+    refit_budget: Optional[str] = RefitBudgetOpt,
+    refit_objective: Optional[str] = RefitObjectiveOpt,
+    transductive: bool = TransductiveOpt,
     mixed_precision: Optional[str] = typer.Option(None, "--mixed-precision", help="no | bf16 | fp16 (fp16 needs a CUDA GPU; default: no)."),
     home: Optional[Path] = HomeOpt,
     json_out: bool = JsonOpt,

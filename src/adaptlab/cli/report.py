@@ -13,8 +13,8 @@ import typer
 from adaptlab.cli import HomeOpt, JsonOpt, app, out, user_errors
 
 PolicyOpt = typer.Option(None, "--policy", help="JSON or TOML file overriding decision thresholds (margin, ship_threshold, min_seeds, ...).")
-MarginOpt = typer.Option(None, "--margin", help="F1 margin a more adapted rung must win by [default: 0.02].")
-ShipOpt = typer.Option(None, "--ship-threshold", help="Mean F1 the chosen rung needs to ship [default: 0.80].")
+MarginOpt = typer.Option(None, "--margin", help="F1 margin a more adapted rung must win by (default: 0.02).")
+ShipOpt = typer.Option(None, "--ship-threshold", help="Mean F1 the chosen rung needs to ship (default: 0.80).")
 
 
 def _policy(policy: Optional[Path], margin: Optional[float], ship_threshold: Optional[float]):
@@ -69,7 +69,7 @@ def decide_cmd(
 def report_cmd(
     study: str = typer.Argument("latest", help="Study id (a prefix is enough), name, or 'latest'."),
     output: Path = typer.Option(Path("report.html"), "-o", "--output", help="The HTML file to write (self-contained)."),
-    markdown: Optional[Path] = typer.Option(None, "--md", help="The Markdown file [default: next to the HTML, .md]."),
+    markdown: Optional[Path] = typer.Option(None, "--md", help="The Markdown file (default: next to the HTML, .md)."),
     home: Optional[Path] = HomeOpt,
     policy: Optional[Path] = PolicyOpt,
     margin: Optional[float] = MarginOpt,
@@ -106,7 +106,7 @@ def _load_like_study(data: Path, test: Optional[Path], text_col, label_col, id_c
 def curve_cmd(
     data: Path = typer.Option(..., "--data", help="The labeled file the study ran on."),
     study: str = typer.Option("latest", "--study", help="Study whose config (split, encoder) the curve reuses."),
-    rungs: Optional[str] = typer.Option(None, "--rungs", help="Rungs [default: probe and the best adapted rung of the study]."),
+    rungs: Optional[str] = typer.Option(None, "--rungs", help="Rungs (default: probe and the best adapted rung of the study)."),
     fractions: str = typer.Option("0.1,0.25,0.5,1", "--fractions", help="Fractions of the training labels."),
     seeds: int = typer.Option(2, "--seeds", help="Seeds per point (a curve needs few)."),
     text_col: Optional[str] = typer.Option(None, "--text-col"),
@@ -169,8 +169,8 @@ def slices_cmd(
     data: Path = typer.Option(..., "--data", help="The labeled file the study ran on."),
     test: Optional[Path] = typer.Option(None, "--test", help="The study's test file, if it had one."),
     study: str = typer.Option("latest", "--study"),
-    slice_col: Optional[str] = typer.Option(None, "--slice-col", help="Column naming each row's slice [default: KMeans clusters of embeddings]."),
-    rung: Optional[str] = typer.Option(None, "--rung", help="Rung to slice [default: the decision's choice]."),
+    slice_col: Optional[str] = typer.Option(None, "--slice-col", help="Column naming each row's slice (default: KMeans clusters of embeddings)."),
+    rung: Optional[str] = typer.Option(None, "--rung", help="Rung to slice (default: the decision's choice)."),
     n_clusters: int = typer.Option(8, "--clusters", help="KMeans clusters when there is no slice column."),
     text_col: Optional[str] = typer.Option(None, "--text-col"),
     label_col: Optional[str] = typer.Option(None, "--label-col"),
@@ -213,8 +213,8 @@ def plan_cmd(
     data: Path = typer.Option(..., "--data", help="Labeled file the study will run on."),
     budget: str = typer.Option(..., "--budget", help="Compute budget, e.g. '2 CPU hours', '4 days on one GPU'."),
     unlabeled: Optional[Path] = typer.Option(None, "--unlabeled", help="Unlabeled in-domain texts (for the refit)."),
-    rungs: Optional[str] = typer.Option(None, "--rungs", help="Rungs to consider [default: every available rung]."),
-    encoder: Optional[str] = typer.Option(None, "--encoder", help="Encoder folder [default: packaged all-MiniLM-L6-v2]."),
+    rungs: Optional[str] = typer.Option(None, "--rungs", help="Rungs to consider (default: every available rung)."),
+    encoder: Optional[str] = typer.Option(None, "--encoder", help="Encoder folder (default: packaged all-MiniLM-L6-v2)."),
     gpu_speedup: float = typer.Option(25.0, "--gpu-speedup", help="Assumed GPU/CPU speed-up when planning for a GPU on a CPU."),
     text_col: Optional[str] = typer.Option(None, "--text-col"),
     label_col: Optional[str] = typer.Option(None, "--label-col"),

@@ -14,9 +14,9 @@ from adaptlab.errors import ConfigError
 models_app = typer.Typer(no_args_is_help=True, help="List the versions of a shipped model; roll back.")
 app.add_typer(models_app, name="models")
 
-TextOpt = typer.Option(None, "--text-col", help="Text column [default: text].")
-LabelOpt = typer.Option(None, "--label-col", help="Label column [default: label].")
-IdOpt = typer.Option(None, "--id-col", help="Id column [default: id, else row number].")
+TextOpt = typer.Option(None, "--text-col", help="Text column (default: text).")
+LabelOpt = typer.Option(None, "--label-col", help="Label column (default: label).")
+IdOpt = typer.Option(None, "--id-col", help="Id column (default: id, else row number).")
 EncodingOpt = typer.Option(None, "--encoding", help="File encoding when not UTF-8, e.g. cp1252.")
 
 
@@ -42,10 +42,10 @@ def _from_study(study: str, home: Optional[Path]) -> tuple[str, dict[str, Any]]:
 def ship_cmd(
     data: Path = typer.Argument(..., help="Labeled CSV / JSONL / Parquet file to train the shipped model on."),
     output: Path = typer.Option(..., "-o", "--output", help="Model folder to create (a versioned registry)."),
-    rung: Optional[str] = typer.Option(None, "--rung", help="Rung to ship [default: the --study's decision, else probe]."),
+    rung: Optional[str] = typer.Option(None, "--rung", help="Rung to ship (default: the --study's decision, else probe)."),
     study: Optional[str] = typer.Option(None, "--study", help="Take the rung and transfer note from this study's decision."),
     unlabeled: Optional[Path] = typer.Option(None, "--unlabeled", help="Unlabeled in-domain texts (needed by --rung refit)."),
-    encoder: Optional[str] = typer.Option(None, "--encoder", help="Encoder folder [default: packaged all-MiniLM-L6-v2]."),
+    encoder: Optional[str] = typer.Option(None, "--encoder", help="Encoder folder (default: packaged all-MiniLM-L6-v2)."),
     split: str = typer.Option("auto", "--split", help="How the sealed evaluation set is drawn: auto | stratified | group | near-dup | time."),
     test_size: float = typer.Option(0.2, "--test-size", help="Share of the data sealed for evaluating every version."),
     test_seed: int = typer.Option(0, "--test-seed"),
@@ -115,10 +115,10 @@ def predict_cmd(
     model: Path = typer.Argument(..., help="Model folder (from `adaptlab ship`) or a saved pipeline folder."),
     input: Path = typer.Argument(..., help="CSV / TSV / JSONL / Parquet file with a text column."),
     output: Path = typer.Option(..., "-o", "--output", help="Where to write predictions (.csv, .tsv, .jsonl, .parquet)."),
-    version: Optional[str] = typer.Option(None, "--version", help="Model version [default: the one in use]."),
+    version: Optional[str] = typer.Option(None, "--version", help="Model version (default: the one in use)."),
     text_col: Optional[str] = TextOpt, id_col: Optional[str] = IdOpt, encoding: Optional[str] = EncodingOpt,
     batch_size: int = typer.Option(1024, "--batch-size", help="Rows read and predicted per batch (the encoder sorts each batch by length, so larger batches pad less)."),
-    rejects: Optional[Path] = typer.Option(None, "--rejects", help="Reject file [default: OUTPUT stem + .rejects.csv]."),
+    rejects: Optional[Path] = typer.Option(None, "--rejects", help="Reject file (default: OUTPUT stem + .rejects.csv)."),
     device: str = typer.Option("cpu", "--device", help="cpu | cuda | auto."),
     json_out: bool = JsonOpt,
 ) -> None:
@@ -140,7 +140,7 @@ def predict_cmd(
 def retrain_cmd(
     model: Path = typer.Argument(..., help="Model folder created by `adaptlab ship`."),
     new_labels: Path = typer.Argument(..., help="CSV / JSONL / Parquet file of new labeled texts."),
-    max_drop: Optional[float] = typer.Option(None, "--max-drop", help="Largest F1 drop still promoted [default: the model's, 0.02]."),
+    max_drop: Optional[float] = typer.Option(None, "--max-drop", help="Largest F1 drop still promoted (default: the model's, 0.02)."),
     text_col: Optional[str] = TextOpt, label_col: Optional[str] = LabelOpt, id_col: Optional[str] = IdOpt,
     json_out: bool = JsonOpt,
 ) -> None:
@@ -184,7 +184,7 @@ def models_list(model: Path = typer.Argument(..., help="Model folder created by 
 @models_app.command("rollback")
 @user_errors
 def models_rollback(model: Path = typer.Argument(..., help="Model folder created by `adaptlab ship`."),
-                    version: Optional[str] = typer.Argument(None, help="Version to put in use [default: the previous one]."),
+                    version: Optional[str] = typer.Argument(None, help="Version to put in use (default: the previous one)."),
                     ) -> None:
     """Put an earlier version back in use (kept versions are never deleted)."""
     from adaptlab.ship import ModelRegistry

@@ -289,3 +289,18 @@ def test_an_interrupted_two_process_refit_resumes_from_the_main_process_checkpoi
     m = json.loads((out / "result.json").read_text())["manifest"]
     assert m["steps"] == 6 and m["resumed_at"] == [4] and m["runtime"]["num_processes"] == 2
     assert len(m["loss_curve"]) == 6 and m["samples"] == 6 * 5
+
+
+def test_the_study_report_says_which_rows_trained_in_mixed_precision(enc, tmp_path):
+    from adaptlab.config import StudyConfig
+    from adaptlab.evaluate import Study
+    from adaptlab.evaluate.report import network_lines, network_signatures
+
+    cfg = StudyConfig(rungs=["finetune", "lora"], seeds=1, n_boot=200, budget="6steps",
+                      rung_params={"finetune": {**FAST, "mixed_precision": "bf16"}, "lora": {"batch_size": 8}})
+    res = Study(cfg, home=tmp_path, encoder=enc).run(topic_corpus(90, seed=0))
+    sig = network_signatures(res)
+    assert sig["finetune"]["mixed_precision"] == ["bf16"] and sig["lora"]["mixed_precision"] == ["no"]
+    lines = "\n".join(network_lines(res))
+    assert "finetune:" in lines and "trained in bf16 mixed precision" in lines
+    assert "lora:" in lines and lines.count("mixed precision") == 1

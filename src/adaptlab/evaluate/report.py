@@ -106,6 +106,9 @@ def network_signatures(result: StudyResult) -> dict[str, dict[str, Any]]:
             "n_overfitting": len(overfit_epochs),
             "overfitting_epochs": overfit_epochs,
             "negative_transfer": negative,
+            # Where the seeds trained (stored since mixed precision exists; older results have none).
+            "mixed_precision": sorted({(d.get("runtime") or {}).get("mixed_precision") or "no" for d in diags}),
+            "skipped_steps": int(sum((d.get("runtime") or {}).get("skipped_steps") or 0 for d in diags)),
         }
     return out
 
@@ -122,6 +125,9 @@ def _flags(sig: dict[str, Any]) -> str:
         flags.append("neg. transfer vs " + ", ".join(n["baseline"] for n in sig["negative_transfer"]))
     if sig["n_budget_bound"]:
         flags.append(f"budget-bound {sig['n_budget_bound']}/{sig['n_seeds']}")
+    mixed = [p for p in sig.get("mixed_precision", []) if p != "no"]
+    if mixed:  # not float32: numbers are comparable in kind, not bit for bit, with float32 rows
+        flags.append("/".join(mixed))
     return "; ".join(flags) if flags else "none"
 
 
@@ -268,6 +274,11 @@ def network_lines(result: StudyResult) -> list[str]:
         if sig["n_budget_bound"]:
             parts.append(f"still improving when the budget ran out in {sig['n_budget_bound']} of {sig['n_seeds']} "
                          "seed(s): a longer --budget may change this row")
+        mixed = [p for p in sig.get("mixed_precision", []) if p != "no"]
+        if mixed:
+            parts.append(f"trained in {'/'.join(mixed)} mixed precision")
+        if sig.get("skipped_steps"):
+            parts.append(f"{sig['skipped_steps']} step(s) skipped by the fp16 loss scaler (overflow), over all seeds")
         lines.append(f"  {name}: " + "; ".join(parts) + ".")
         for neg in sig["negative_transfer"]:
             why = ("adapting the encoder made it worse here, or the budget was too short to tell (see above)"

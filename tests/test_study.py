@@ -156,3 +156,22 @@ def test_small_sealed_test_is_flagged(tmp_path):
     assert any("only" in w and "items" in w for w in res.warnings)
     big = run(tmp_path / "big", topic_corpus(300, noise=0.6), seeds=1)
     assert big.warnings == []
+
+
+def test_study_events_follow_every_cell(tmp_path):
+    from adaptlab.config import StudyConfig
+    from adaptlab.evaluate import Study, StudyEvent
+    from synthetic import topic_corpus
+
+    data = topic_corpus(90, seed=0)
+    events: list[StudyEvent] = []
+    res = Study(StudyConfig(rungs=["tfidf"], seeds=2, n_boot=200), home=tmp_path).run(data, on_event=events.append)
+    assert [(e.kind, e.rung, e.seed) for e in events] == [
+        ("study", None, None), ("start", "tfidf", 0), ("done", "tfidf", 0), ("start", "tfidf", 1), ("done", "tfidf", 1)]
+    assert {e.study_id for e in events} == {res.study_id}
+    done = [e for e in events if e.kind == "done"]
+    assert [e.f1 for e in done] == [p["test"]["f1"] for p in res.per_seed] and all(e.seconds > 0 for e in done)
+    assert events[1].n_train > 0
+    again: list[StudyEvent] = []
+    Study(StudyConfig(rungs=["tfidf"], seeds=2, n_boot=200), home=tmp_path).run(data, on_event=again.append)
+    assert [(e.kind, e.seed) for e in again] == [("study", None), ("stored", 0), ("stored", 1)]

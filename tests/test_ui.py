@@ -368,16 +368,25 @@ def test_bad_new_labels_are_listed_and_nothing_is_retrained(model_ui):
 
 
 # ---------------------------------------------------------------------------------------- units
-def test_progress_lines_fill_the_grid(tmp_path):
+def test_study_events_fill_the_grid(tmp_path):
+    from adaptlab.evaluate import StudyEvent
+
     manager = JobManager(tmp_path / "jobs", make_settings(tmp_path), runners={"study": lambda ctx: None})
     job = Job(id="0123456789abcdef", kind="study", spec={}, title="t")
     job.init_grid(["tfidf", "probe"], [0, 1])
-    manager._progress(job, "   tfidf seed 0: training on 80, validating on 20 ...")
-    assert job.cells["tfidf|0"]["state"] == "running" and "training tfidf seed 0" in job.phase
-    manager._progress(job, "   tfidf seed 0: test macro-F1=0.9123 (1.5s)")
-    manager._progress(job, "   probe seed 1: from the run store")
+    manager._study_event(job, StudyEvent("study", "f" * 32))
+    assert job.expected_study_id == "f" * 32
+    manager._study_event(job, StudyEvent("start", "f" * 32, "tfidf", 0, n_train=80))
+    assert job.cells["tfidf|0"]["state"] == "running" and "training tfidf seed 0 on 80" in job.phase
+    manager._study_event(job, StudyEvent("done", "f" * 32, "tfidf", 0, f1=0.9123, seconds=1.5))
+    manager._study_event(job, StudyEvent("stored", "f" * 32, "probe", 1))
     assert job.cells["tfidf|0"]["f1"] == 0.9123 and job.cells["tfidf|0"]["seconds"] == 1.5
     assert job.cells["probe|1"]["state"] == "stored" and job.to_dict()["n_done"] == 2
+    manager._study_event(job, StudyEvent("done", "f" * 32, "probe", 0, f1=float("nan"), seconds=2.0))
+    assert job.cells["probe|0"]["f1"] is None  # NaN never reaches the browser's JSON
+    # Progress lines are log and phase only: the grid follows the events, not the wording of a line.
+    manager._progress(job, "   tfidf seed 1: test macro-F1=0.5 (1.0s)")
+    assert job.cells["tfidf|1"]["state"] == "pending" and job.log[-1].endswith("tfidf seed 1: test macro-F1=0.5 (1.0s)")
     manager.shutdown()
 
 

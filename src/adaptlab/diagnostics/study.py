@@ -135,6 +135,7 @@ def run_study_with_diagnostics(
     test: Optional[TextDataset] = None,
     unlabeled: Optional[TextDataset] = None,
     progress: Optional[Callable[[str], None]] = None,
+    on_event: Optional[Callable[[Any], None]] = None,
     **diagnose_kwargs: Any,
 ) -> Any:
     """``study.run(...)``, then (when ``refit`` is among the rungs) :func:`diagnose_study`; the
@@ -146,7 +147,7 @@ def run_study_with_diagnostics(
         >>> res = run_study_with_diagnostics(study, labeled, unlabeled=abstracts)  # doctest: +SKIP
         >>> res.diagnostics["probe_gap"]["ship"]                                # doctest: +SKIP
     """
-    result = study.run(data, test=test, unlabeled=unlabeled, progress=progress)
+    result = study.run(data, test=test, unlabeled=unlabeled, progress=progress, on_event=on_event)
     if "refit" in study.config.rungs:
         result.diagnostics = diagnose_study(result, data, test=test, unlabeled=unlabeled, home=study.home,
                                             encoder=getattr(study, "_encoder", None), progress=progress,

@@ -193,8 +193,12 @@ class Executor(ABC):
 
     @abstractmethod
     def run(self, jobs: list[Job], full: TextDataset, *, on_result: OnResult, say: Say,
-            primed: Optional[dict[str, tuple[list[str], np.ndarray]]] = None) -> list[JobFailure]:
-        """Run ``jobs``; return the ones that failed for good (an in-process executor raises instead)."""
+            primed: Optional[dict[str, tuple[list[str], np.ndarray]]] = None,
+            on_start: Optional[Callable[[Job], None]] = None) -> list[JobFailure]:
+        """Run ``jobs``; return the ones that failed for good (an in-process executor raises instead).
+
+        ``on_start(job)`` is called when a job starts (in process) or is handed to the cluster (Ray).
+        """
 
     def describe(self) -> dict[str, Any]:
         return {"kind": self.kind}
@@ -210,10 +214,13 @@ class InProcessExecutor(Executor):
     kind = "inprocess"
 
     def run(self, jobs: list[Job], full: TextDataset, *, on_result: OnResult, say: Say,
-            primed: Optional[dict[str, tuple[list[str], np.ndarray]]] = None) -> list[JobFailure]:
+            primed: Optional[dict[str, tuple[list[str], np.ndarray]]] = None,
+            on_start: Optional[Callable[[Job], None]] = None) -> list[JobFailure]:
         for job in jobs:
             say(f"{job.rung.name:>8} seed {job.seed}: training on {len(job.split.train)}, "
                 f"validating on {len(job.split.val)} ...")
+            if on_start is not None:
+                on_start(job)
             on_result(job, run_job(job, full))
         return []
 
@@ -304,7 +311,8 @@ class RayExecutor(Executor):
 
     # ------------------------------------------------------------------ run
     def run(self, jobs: list[Job], full: TextDataset, *, on_result: OnResult, say: Say,
-            primed: Optional[dict[str, tuple[list[str], np.ndarray]]] = None) -> list[JobFailure]:
+            primed: Optional[dict[str, tuple[list[str], np.ndarray]]] = None,
+            on_start: Optional[Callable[[Job], None]] = None) -> list[JobFailure]:
         if not jobs:
             return []
         ray = self._ray
@@ -321,6 +329,8 @@ class RayExecutor(Executor):
             def submit(job: Job, attempt: int) -> None:
                 opts = {**job.resources, "max_retries": 0, "name": f"adaptlab {job.label}"}
                 pending[remote.options(**opts).remote(shared_ref, payloads[job.index])] = (job, attempt)
+                if on_start is not None and attempt == 0:
+                    on_start(job)
 
             waiting: dict[str, deque[Job]] = {}
             for job in jobs:

@@ -34,6 +34,30 @@ RESULT_SCHEMA = 1
 Progress = Callable[[str], None]
 
 
+@dataclass(frozen=True)
+class StudyEvent:
+    """One step of a running study, for live views (the web app) and scripts; ``progress`` has the same as text.
+
+    ``kind``: ``"study"`` (the study id is known and the study is stored; the grid starts), ``"stored"``
+    (a (rung, seed) cell read from the run store), ``"start"`` (a cell starts training; on Ray: handed to
+    the cluster) or ``"done"`` (a cell finished and is stored; ``f1`` on the sealed test, ``seconds``).
+
+    Example:
+        >>> events = []
+        >>> Study(StudyConfig(rungs=["tfidf"], seeds=2)).run(data, on_event=events.append)  # doctest: +SKIP
+        >>> [(e.kind, e.rung, e.seed) for e in events]  # doctest: +SKIP
+        [('study', None, None), ('start', 'tfidf', 0), ('done', 'tfidf', 0), ('start', 'tfidf', 1), ('done', 'tfidf', 1)]
+    """
+
+    kind: str
+    study_id: str
+    rung: Optional[str] = None
+    seed: Optional[int] = None
+    n_train: Optional[int] = None
+    f1: Optional[float] = None
+    seconds: Optional[float] = None
+
+
 @dataclass
 class StudyResult:
     """What a study found: one summary row per rung plus the context needed to read it."""
@@ -182,9 +206,13 @@ class Study:
         test: Optional[TextDataset] = None,
         unlabeled: Optional[TextDataset] = None,
         progress: Optional[Progress] = None,
+        on_event: Optional[Callable[[StudyEvent], None]] = None,
     ) -> StudyResult:
+        """Run every (rung, seed) cell not yet in the run store; ``progress`` gets text lines, ``on_event``
+        a :class:`StudyEvent` per cell started, read from the store or finished."""
         cfg = self.config
         say = progress or (lambda _msg: None)
+        emit = on_event or (lambda _ev: None)
         t_start = time.perf_counter()
         _ = self.store  # opened now, so an unusable --home fails before any work
         prepared = self._prepare(data, test, say)
@@ -254,6 +282,7 @@ class Study:
         study_id = content_key("study", full.content_hash, cfg.to_dict(), encoder.fingerprint if encoder else None)
         name = cfg.name or f"{Path(data.source).name or 'data'}: {','.join(cfg.rungs)} x {cfg.seeds} seeds"
         self.store.put_study(study_id, name=name, config=cfg.to_dict(), data_hash=full.content_hash)
+        emit(StudyEvent("study", study_id))
 
         # The grid in seed-major order; cells already in the run store are read, the others become jobs.
         grid: list[tuple[Any, int, str]] = []
@@ -275,6 +304,7 @@ class Study:
                 stored = self.store.get_result(key)
                 if stored is not None:
                     n_cached += 1
+                    emit(StudyEvent("stored", study_id, rung.name, seed))
                     say(f"{rung.name:>8} seed {seed}: from the run store")
                     self.store.link_result(study_id, key)
                     results[key] = stored
@@ -292,10 +322,17 @@ class Study:
                                   predictions=out["predictions"], manifest=out["manifest"])
             self.store.link_result(study_id, job.key)
             results[job.key] = {"metrics": out["metrics"], "predictions": out["predictions"]}
+            # The event first: a progress callback may stop the study (cancel) once the cell is stored.
+            emit(StudyEvent("done", study_id, job.rung.name, job.seed, f1=float(out["metrics"]["test"]["f1"]),
+                            seconds=float(out["metrics"]["cost"]["total_seconds"])))
             say(f"{job.rung.name:>8} seed {job.seed}: test {('F1' if positive else 'macro-F1')}="
                 f"{out['metrics']['test']['f1']:.4f} ({out['metrics']['cost']['total_seconds']:.1f}s)")
 
-        failures = self.executor.run(jobs, full, on_result=on_result, say=say, primed=primed or None)
+        def on_start(job: Job) -> None:
+            emit(StudyEvent("start", study_id, job.rung.name, job.seed, n_train=len(job.split.train)))
+
+        failures = self.executor.run(jobs, full, on_result=on_result, say=say, primed=primed or None,
+                                     on_start=on_start)
         n_trained = len(jobs) - len(failures)
         if failures:
             raise JobsFailedError(failures, n_done=len(results))

@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import queue
+import math
 import re
 import secrets
 import threading
@@ -35,11 +36,6 @@ FINISHED = ("done", "failed", "cancelled", "interrupted")
 RESUMABLE = ("failed", "cancelled", "interrupted")
 _LOG_LINES = 400
 
-# The study's progress lines (adaptlab.evaluate.study): one before and one after each (rung, seed) run.
-_TRAIN = re.compile(r"^\s*(?P<rung>[\w-]+) seed (?P<seed>\d+): training on (?P<n_train>\d+)")
-_DONE = re.compile(r"^\s*(?P<rung>[\w-]+) seed (?P<seed>\d+): test (?:macro-)?F1=(?P<f1>[-0-9.naN]+) "
-                   r"\((?P<secs>[0-9.]+)s\)")
-_STORED = re.compile(r"^\s*(?P<rung>[\w-]+) seed (?P<seed>\d+): from the run store")
 
 
 class JobCancelled(Exception):
@@ -117,6 +113,10 @@ class JobContext:
         self.manager._progress(self.job, str(msg))
         if self.job.cancel_requested:
             raise JobCancelled()
+
+    def event(self, ev: Any) -> None:
+        """A `StudyEvent` of the running study: the live grid of (rung, seed) cells follows it."""
+        self.manager._study_event(self.job, ev)
 
     def update(self, **changes: Any) -> None:
         self.manager._update(self.job, **changes)
@@ -363,28 +363,28 @@ class JobManager:
             self._write(job, force=True)
 
     def _progress(self, job: Job, msg: str) -> None:
-        refresh = False
         with self._lock:
             job.log.append(f"{time.strftime('%H:%M:%S')}  {msg.strip()}")
-            m = _TRAIN.match(msg)
-            if m:
-                cell = job.cells.setdefault(f"{m['rung']}|{m['seed']}", {"rung": m["rung"], "seed": int(m["seed"])})
+            job.phase = msg.strip()
+            self._write(job)
+
+    def _study_event(self, job: Job, ev: Any) -> None:
+        if ev.kind == "study":
+            self._update(job, expected_study_id=ev.study_id)
+            return
+        with self._lock:
+            cell = job.cells.setdefault(f"{ev.rung}|{ev.seed}", {"rung": ev.rung, "seed": int(ev.seed)})
+            if ev.kind == "start":
                 cell.update(state="running", started=time.time())
-                job.phase = f"training {m['rung']} seed {m['seed']} on {m['n_train']} texts"
-            elif (m := _DONE.match(msg)) is not None:
-                cell = job.cells.setdefault(f"{m['rung']}|{m['seed']}", {"rung": m["rung"], "seed": int(m["seed"])})
-                cell.update(state="done", f1=_float(m["f1"]), seconds=_float(m["secs"]), finished=time.time())
-                job.phase = f"{m['rung']} seed {m['seed']} finished"
-                refresh = True
-            elif (m := _STORED.match(msg)) is not None:
-                cell = job.cells.setdefault(f"{m['rung']}|{m['seed']}", {"rung": m["rung"], "seed": int(m["seed"])})
+                job.phase = f"training {ev.rung} seed {ev.seed} on {ev.n_train} texts"
+            elif ev.kind == "done":
+                cell.update(state="done", f1=_float(ev.f1), seconds=_float(ev.seconds), finished=time.time())
+                job.phase = f"{ev.rung} seed {ev.seed} finished"
+            elif ev.kind == "stored":
                 cell.update(state="stored", finished=time.time())
-                job.phase = f"{m['rung']} seed {m['seed']} read from the run store"
-                refresh = True
-            else:
-                job.phase = msg.strip()
-            self._write(job, force=refresh)
-        if refresh:
+                job.phase = f"{ev.rung} seed {ev.seed} read from the run store"
+            self._write(job, force=True)
+        if ev.kind in ("done", "stored"):
             self._refresh_from_store(job)
 
     def _refresh_from_store(self, job: Job) -> None:
@@ -419,11 +419,12 @@ class JobManager:
             self._write(job, force=True)
 
 
-def _float(s: str) -> Optional[float]:
+def _float(x: Any) -> Optional[float]:
     try:
-        return float(s)
-    except ValueError:
+        value = float(x)
+    except (TypeError, ValueError):
         return None
+    return value if math.isfinite(value) else None  # NaN/inf would break the job's JSON for the browser
 
 
 def loss_series(diag: Any) -> list[dict[str, Any]]:
@@ -470,13 +471,6 @@ def load_labeled(spec: dict[str, Any]) -> tuple[Any, Any, Any]:
     return ds, unl, report
 
 
-def expected_study_id(data: Any, cfg: Any, encoder: Any) -> str:
-    """The id `Study.run` will give this study (so stored runs can be shown while it runs)."""
-    from adaptlab.store import content_key
-
-    return content_key("study", data.content_hash, cfg.to_dict(), encoder.fingerprint if encoder is not None else None)
-
-
 def _run_study_on(ctx: JobContext, ds: Any, unl: Any, cfg: Any, **diagnose_kwargs: Any) -> None:
     from adaptlab.diagnostics import run_study_with_diagnostics
     from adaptlab.evaluate import Study
@@ -489,8 +483,9 @@ def _run_study_on(ctx: JobContext, ds: Any, unl: Any, cfg: Any, **diagnose_kwarg
         ctx.say(f"loading the encoder {cfg.encoder or '(packaged all-MiniLM-L6-v2)'} ...")
         encoder = load_encoder(cfg.encoder)
     study = Study(cfg, home=ctx.settings.home, encoder=encoder, show_progress=False)
-    ctx.update(expected_study_id=expected_study_id(ds, cfg, encoder))
-    result = run_study_with_diagnostics(study, ds, unlabeled=unl, progress=ctx.say, **diagnose_kwargs)
+    # The study's events carry its id (set as soon as it is stored) and drive the live grid.
+    result = run_study_with_diagnostics(study, ds, unlabeled=unl, progress=ctx.say, on_event=ctx.event,
+                                        **diagnose_kwargs)
     ctx.update(study_id=result.study_id,
                result={"n_trained": result.n_trained, "n_from_store": result.n_from_store,
                        "wall_seconds": result.wall_seconds})

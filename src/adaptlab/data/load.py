@@ -180,18 +180,43 @@ def _fmt_lines(lines: list[int], limit: int = 8) -> str:
     return shown + (f" and {len(lines) - limit} more" if len(lines) > limit else "")
 
 
+def codec_for(encoding: str) -> str:
+    """The codec that decodes a file saved in ``encoding`` (checked: a clear error for an unknown name).
+
+    UTF-8 reads as ``utf-8-sig``: it also accepts a file without a BOM and drops the BOM from the
+    first header. Shared by `load_dataset` and the streaming reader of `adaptlab predict`.
+
+    Example:
+        >>> codec_for("UTF8"), codec_for("cp1252")
+        ('utf-8-sig', 'cp1252')
+    """
+    try:
+        canonical = codecs.lookup(encoding).name
+    except LookupError:
+        raise ConfigError.invalid(
+            "encoding", encoding, "a Python codec name such as 'utf-8', 'cp1252' or 'latin-1'"
+        ) from None
+    return "utf-8-sig" if canonical == "utf-8" else encoding
+
+
+def other_separator(header: str) -> Optional[str]:
+    """The separator of a "CSV" whose header parsed as one field: ';' or tab when it holds one, else None.
+
+    European Excel writes ';'-separated CSV; a single header field holding ';' gives it away.
+
+    Example:
+        >>> other_separator("text;label"), other_separator("text")
+        (';', None)
+    """
+    return next((alt for alt in (";", "\t") if alt in header), None)
+
+
 def _decode(data: bytes, encoding: Optional[str], name: str) -> tuple[str, str]:
     """Bytes to text. Returns the text and the encoding used."""
     if encoding is not None:
+        codec = codec_for(encoding)
         try:
-            canonical = codecs.lookup(encoding).name
-        except LookupError:
-            raise ConfigError.invalid(
-                "encoding", encoding, "a Python codec name such as 'utf-8', 'cp1252' or 'latin-1'"
-            ) from None
-        try:
-            # utf-8-sig also accepts a file without a BOM, and drops the BOM from the first header.
-            return data.decode("utf-8-sig" if canonical == "utf-8" else encoding), encoding
+            return data.decode(codec), encoding
         except UnicodeDecodeError as e:
             raise DataError(
                 f"{name} cannot be decoded as {encoding}: byte 0x{data[e.start]:02X} on line "
@@ -262,13 +287,8 @@ def _read_text_table(path: Path, fmt: str, gz: bool, encoding: Optional[str]) ->
 
     sep = "\t" if fmt == "tsv" else ","
     df = _read_csv(text, sep, path)
-    if fmt == "csv" and df.shape[1] == 1:
-        # European Excel writes ';'-separated "CSV"; a single column whose header holds ';' gives it away.
-        header = str(df.columns[0])
-        for alt in (";", "\t"):
-            if alt in header:
-                df = _read_csv(text, alt, path)
-                break
+    if fmt == "csv" and df.shape[1] == 1 and (alt := other_separator(str(df.columns[0]))) is not None:
+        df = _read_csv(text, alt, path)
     columns = [str(c) for c in df.columns]
     if len(df) == 0:
         raise DataError(

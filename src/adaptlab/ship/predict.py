@@ -31,7 +31,7 @@ import zlib
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Optional, Sequence, Union
+from typing import Any, Iterator, Optional, Union
 
 import numpy as np
 
@@ -40,7 +40,9 @@ import numpy as np
 from adaptlab.data.load import (
     TEXT_COLUMN_CANDIDATES,
     check_input_file,
+    codec_for,
     detect_format,
+    other_separator,
     resolve_column,
     show_columns,
 )
@@ -243,14 +245,7 @@ class _Reader:
 def _codec(path: Path, gz: bool, encoding: Optional[str]) -> tuple[str, str]:
     """(codec used to decode, encoding name reported) for a text input."""
     if encoding is not None:
-        try:
-            canonical = codecs.lookup(encoding).name
-        except LookupError:
-            raise ConfigError.invalid(
-                "encoding", encoding, "a Python codec name such as 'utf-8', 'cp1252' or 'latin-1'"
-            ) from None
-        # utf-8-sig also reads a file without a BOM, and drops the BOM from the first header.
-        return ("utf-8-sig" if canonical == "utf-8" else encoding), encoding
+        return codec_for(encoding), encoding
     with _open_binary(path, gz) as (_, f):
         head = _read_guarded(path, lambda: f.read(4))
     if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
@@ -350,15 +345,10 @@ class _CsvReader(_Reader):
         self.total = path.stat().st_size
         self.delimiter = "\t" if fmt == "tsv" else ","
         header = self._open()
-        if fmt == "csv" and len(header) == 1:
-            # European Excel writes ';'-separated "CSV"; a single header field holding ';' gives it away
-            # (the same rule as load_dataset).
-            for alt in (";", "\t"):
-                if alt in header[0]:
-                    self.close()
-                    self.delimiter = alt
-                    header = self._open()
-                    break
+        if fmt == "csv" and len(header) == 1 and (alt := other_separator(header[0])) is not None:
+            self.close()  # the same rule as load_dataset
+            self.delimiter = alt
+            header = self._open()
         if any(_bad_char(h) is not None for h in header):
             self.close()
             raise DataError(

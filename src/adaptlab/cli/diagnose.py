@@ -52,13 +52,14 @@ def refit_rung_params(rungs: str, budget: Optional[str], objective: Optional[str
 def mixed_precision_rungs(names: list[str], mixed_precision: str) -> list[str]:
     """The rungs among ``names`` that ``--mixed-precision`` configures (none for ``"no"``, the default).
 
-    Fails, naming ``--mixed-precision``, on an unknown value, on fp16 without a CUDA GPU, and when no
-    rung in ``names`` trains the encoder (an unknown rung name is left to the study's own error).
+    Fails, naming ``--mixed-precision``, on an unknown value, on a precision this machine cannot run
+    (fp16 without a CUDA GPU), and when no rung in ``names`` trains the encoder (an unknown rung name is
+    left to the study's own error).
     """
     from adaptlab.rungs import RUNGS, available_rungs
     from adaptlab.rungs.runtime import check_mixed_precision
 
-    check_mixed_precision(mixed_precision, "--mixed-precision")
+    check_mixed_precision(mixed_precision, "--mixed-precision", device="auto")  # before any work
     trainers = [n for n in available_rungs() if getattr(RUNGS[n], "trains_network", False)]
     chosen = [n for n in names if n in trainers]
     if not chosen and all(n in RUNGS for n in names):
@@ -66,14 +67,6 @@ def mixed_precision_rungs(names: list[str], mixed_precision: str) -> list[str]:
             f"--mixed-precision applies to rungs that train the encoder ({', '.join(trainers)}), and none is in "
             f"--rungs {','.join(names)!r}; add one (e.g. --rungs tfidf,probe,finetune) or drop --mixed-precision."
         )
-    if mixed_precision == "fp16":
-        import torch
-
-        if not torch.cuda.is_available():
-            raise ConfigError.invalid(
-                "--mixed-precision", "fp16", "'no' or 'bf16' on a machine without a CUDA GPU",
-                "fp16 needs a CUDA GPU (its loss scaler does not run on the CPU); use --mixed-precision bf16 here, "
-                "or no.")
     # "no" is every rung's default: leaving it out keeps the study id of a study run without the flag.
     return [] if mixed_precision == "no" else chosen
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from typing import Any, Iterator, Optional, Sequence
+from typing import Any, Optional, Sequence
 
 import numpy as np
 import torch
@@ -41,23 +41,36 @@ def world_size() -> int:
     return 1
 
 
-def local_rank() -> Optional[int]:
-    """This process's index on its machine under a launcher, else None."""
-    value = os.environ.get("LOCAL_RANK")
-    return int(value) if value and value.isdigit() else None
-
-
 def is_main_process() -> bool:
     """True unless this is a non-zero rank of a launched multi-process run."""
     value = os.environ.get("RANK")
     return not (world_size() > 1 and value and value.isdigit() and int(value) != 0)
 
 
-def check_mixed_precision(value: Any, name: str = "mixed_precision") -> str:
-    """Validate a ``mixed_precision`` setting; returns it."""
+def check_mixed_precision(value: Any, name: str = "mixed_precision",
+                          device: "str | torch.device | None" = None) -> str:
+    """Validate a ``mixed_precision`` setting; returns it.
+
+    With ``device`` (``"auto"``: the GPU when there is one) it also checks that the device can run it:
+    fp16 needs a CUDA GPU, bf16 on a GPU needs one since Ampere.
+
+    Example:
+        >>> check_mixed_precision("bf16", device="cpu")
+        'bf16'
+    """
     if value not in MIXED_PRECISIONS:
         raise ConfigError.invalid(name, value, f"one of {', '.join(MIXED_PRECISIONS)}",
                                   "'bf16' on recent GPUs (and CPUs); 'fp16' on older GPUs; 'no' for full float32.")
+    if device is None:
+        return value
+    on_cpu = not torch.cuda.is_available() or (device != "auto" and torch.device(device).type == "cpu")
+    if value == "fp16" and on_cpu:
+        raise ConfigError.invalid(name, "fp16", "'no' or 'bf16' on a CPU",
+                                  "fp16 needs a CUDA GPU (its loss scaler does not run on the CPU); use "
+                                  "'bf16' there, or 'no'.")
+    if value == "bf16" and not on_cpu and not torch.cuda.is_bf16_supported():
+        raise ConfigError.invalid(name, "bf16", "'fp16' or 'no' on this GPU",
+                                  "This GPU has no bfloat16 support (it predates Ampere); use fp16.")
     return value
 
 
@@ -117,17 +130,10 @@ class TrainingRuntime:
         from accelerate.state import AcceleratorState
         from accelerate.utils import DistributedDataParallelKwargs
 
-        self.mixed_precision = check_mixed_precision(mixed_precision, name)
-        distributed = world_size() > 1
         dev = torch.device(device) if device is not None else None
+        self.mixed_precision = check_mixed_precision(mixed_precision, name, device=dev if dev is not None else "auto")
+        distributed = world_size() > 1
         cpu = dev is not None and dev.type == "cpu"
-        if mixed_precision == "fp16" and (cpu or not torch.cuda.is_available()):
-            raise ConfigError.invalid(name, "fp16", "'no' or 'bf16' on a CPU",
-                                      "fp16 needs a CUDA GPU (its loss scaler does not run on the CPU); use "
-                                      "mixed_precision='bf16' there, or 'no'.")
-        if mixed_precision == "bf16" and not cpu and torch.cuda.is_available() and not torch.cuda.is_bf16_supported():
-            raise ConfigError.invalid(name, "bf16", "'fp16' or 'no' on this GPU",
-                                      "This GPU has no bfloat16 support (it predates Ampere); use fp16.")
         AcceleratorState._reset_state(reset_partial_state=not distributed)
         # Parameters that a stage trains but the loss never reaches (BERT's pooler under mean pooling)
         # would stall DDP's gradient reduction without find_unused_parameters; a model whose loss
@@ -237,12 +243,6 @@ class TrainingRuntime:
 
         return list(gather_object(list(items)))
 
-    @contextlib.contextmanager
-    def main_first(self) -> Iterator[None]:
-        """The main process runs the block first (e.g. writes a file), the others after it."""
-        with self.accelerator.main_process_first():
-            yield
-
     def describe(self) -> dict[str, Any]:
         """What a manifest records about where the run trained."""
         return {"mixed_precision": self.mixed_precision, "num_processes": self.num_processes,
@@ -251,4 +251,4 @@ class TrainingRuntime:
 
 
 __all__ = ["MIXED_PRECISIONS", "NonFiniteGuard", "NonFiniteStepsError", "TrainingRuntime", "check_mixed_precision",
-           "is_main_process", "local_rank", "world_size"]
+           "is_main_process", "world_size"]

@@ -20,6 +20,20 @@ class RungConfig:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+    def identity_dict(self) -> dict[str, Any]:
+        """The fields that change the rung's numbers: its part of every result key.
+
+        A field stays out with ``metadata={"identity": False}`` (it changes no number, e.g. how often
+        to checkpoint), or with ``{"identity": "unless_default"}`` while it holds its default (a field
+        added later then leaves the keys of results stored before it existed as they were).
+        """
+        out = self.to_dict()
+        for f in dataclasses.fields(self):
+            rule = f.metadata.get("identity", True)
+            if rule is False or (rule == "unless_default" and getattr(self, f.name) == f.default):
+                out.pop(f.name)
+        return out
+
     @classmethod
     def from_dict(cls, params: dict[str, Any], rung: str = "") -> "RungConfig":
         known = {f.name for f in dataclasses.fields(cls)}
@@ -107,7 +121,7 @@ class Rung(ABC):
 
     def identity(self, context: RungContext) -> dict[str, Any]:
         """Everything about this rung that changes its numbers (part of the result's content key)."""
-        ident: dict[str, Any] = {"rung": self.name, "config": self.config.to_dict()}
+        ident: dict[str, Any] = {"rung": self.name, "config": self.config.identity_dict()}
         if self.uses_encoder and context.encoder is not None:
             ident["encoder"] = context.encoder.fingerprint
         if self.trains_network and context.budget is not None:

@@ -61,8 +61,6 @@ CHECKPOINT_VERSION = 1
 # Texts are shuffled, then sorted by length inside windows of this many batches: batches hold texts of
 # similar length (little padding) while the order stays random from epoch to epoch.
 _BUCKET_BATCHES = 50
-# Config fields that do not change a run's numbers, so they stay out of the result key.
-_NOT_IN_IDENTITY = ("checkpoint_every", "keep_checkpoints")
 # Classification heads a network rung can put on the pooled embedding.
 HEADS = ("linear", "mlp")
 
@@ -113,13 +111,16 @@ class TrainingConfig(RungConfig):
     )
     checkpoint_every: int = field(
         default=200,
-        metadata={"help": "save a resumable checkpoint every N steps (and at each epoch end); 0 = epochs only"},
+        metadata={"help": "save a resumable checkpoint every N steps (and at each epoch end); 0 = epochs only",
+                  "identity": False},
     )
-    keep_checkpoints: bool = field(default=False, metadata={"help": "keep the checkpoint folder after a finished run"})
+    keep_checkpoints: bool = field(default=False, metadata={
+        "help": "keep the checkpoint folder after a finished run", "identity": False})
     mixed_precision: str = field(
         default="no",
         metadata={"help": "'no' (float32), 'bf16' (autocast; GPUs since Ampere, and CPUs) or 'fp16' (GPU, with "
-                          "dynamic loss scaling and a guard against runs of skipped steps)"},
+                          "dynamic loss scaling and a guard against runs of skipped steps)",
+                  "identity": "unless_default"},
     )
 
     def __post_init__(self) -> None:
@@ -1044,10 +1045,6 @@ class NetworkRung(Rung):
     def identity(self, context: RungContext) -> dict[str, Any]:
         self.resolve_budget(context.budget)  # fail before anything trains
         ident = super().identity(context)
-        ident["config"] = {k: v for k, v in ident["config"].items() if k not in _NOT_IN_IDENTITY}
-        if ident["config"].get("mixed_precision") == "no":
-            # float32 results keep the keys they had before mixed precision existed.
-            ident["config"].pop("mixed_precision")
         budget = self.resolve_budget(context.budget)
         ident["budget"] = budget.to_dict() if budget is not None else None
         return ident

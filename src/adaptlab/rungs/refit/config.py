@@ -128,9 +128,11 @@ class RefitConfig(RungConfig):
     embed_batch_size: int = field(default=32, metadata={"help": "encoding batch size of the frozen refit encoder"})
     mixed_precision: str = field(default="no", metadata={
         "help": "'no' (float32), 'bf16' (autocast; GPUs since Ampere, and CPUs) or 'fp16' (GPU, dynamic loss "
-                "scaling; a run of max_skipped_steps overflowing steps stops it)"})
+                "scaling; a run of max_skipped_steps overflowing steps stops it)", "identity": "unless_default"})
+    # The guard's patience changes no number of a run it does not stop.
     max_skipped_steps: int = field(default=25, metadata={
-        "help": "fp16: stop with an error after this many consecutive steps skipped for non-finite gradients"})
+        "help": "fp16: stop with an error after this many consecutive steps skipped for non-finite gradients",
+        "identity": False})
 
     def __post_init__(self) -> None:
         def bad(name: str, allowed: str, fix: str = "") -> ConfigError:

@@ -84,11 +84,6 @@ class RefitRung(Rung):
 
     def identity(self, context: RungContext) -> dict[str, Any]:
         ident = super().identity(context)
-        # A float32 refit keeps the result key it had before mixed precision existed; the fp16 guard's
-        # patience changes no number of a run it does not stop.
-        ident["config"].pop("max_skipped_steps", None)
-        if ident["config"].get("mixed_precision") == "no":
-            ident["config"].pop("mixed_precision")
         # The unlabeled corpus changes the refit, and the result key does not otherwise see it.
         ident["unlabeled"] = context.unlabeled.content_hash if context.unlabeled is not None else None
         return ident

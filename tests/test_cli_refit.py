@@ -159,20 +159,11 @@ def test_refit_launched_on_two_processes_is_the_one_a_study_reuses(files, tiny_e
                                                                     one_torch_thread):
     """`torchrun --nproc_per_node 2 -m adaptlab.cli refit ...` (what `accelerate launch` does on GPUs):
     one stored refit, trained by two processes, printed once, then reused by the study."""
-    import os
-    import socket
-    import subprocess
-    import sys
+    from launch import run_processes
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
     home = tmp_path / "home"
     common = [str(a) for a in flags(files, tiny_encoder_dir, home, "--mixed-precision", "bf16")]
-    env = {k: v for k, v in os.environ.items() if k not in ("WORLD_SIZE", "RANK", "LOCAL_RANK")}
-    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr",
-                           "127.0.0.1", "--master_port", str(port), "-m", "adaptlab.cli", "refit", *common, "--json"],
-                          env={**env, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=300)
+    proc = run_processes(["-m", "adaptlab.cli", "refit", *common, "--json"], nproc=2)
     assert proc.returncode == 0, proc.stderr[-3000:]
     summary = json.loads(proc.stdout)  # one JSON document: only the main process printed
     assert summary["runtime"]["num_processes"] == 2 and summary["runtime"]["mixed_precision"] == "bf16"

@@ -5,10 +5,6 @@ that reports the skipped steps a loss scaler would."""
 from __future__ import annotations
 
 import json
-import os
-import socket
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +16,7 @@ from adaptlab.rungs import RungContext, get_rung
 from adaptlab.rungs.refit import RefitConfig, refit_encoder
 from adaptlab.rungs.runtime import NonFiniteGuard, NonFiniteStepsError, TrainingRuntime
 from adaptlab.rungs.training import TrainingConfig
+from launch import run_processes
 from synthetic import topic_corpus
 from tiny_models import build_tiny_encoder, tiny_vocab
 
@@ -212,23 +209,8 @@ def test_refit_fp16_guard_stops_a_run_that_keeps_overflowing(enc, tmp_path, monk
 
 
 # ------------------------------------------------------------------------------------------ DDP
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _launch(encoder_dir: Path, out: Path, what: str, nproc: int, *extra: str, expect: int = 0) -> None:
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
-    for var in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
-        env.pop(var, None)
-    worker = [str(TESTS / "ddp_worker.py"), str(encoder_dir), str(out), what, *extra]
-    if nproc == 1:
-        cmd = [sys.executable, *worker]
-    else:
-        cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc),
-               "--master_addr", "127.0.0.1", "--master_port", str(_free_port()), *worker]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    proc = run_processes([str(TESTS / "ddp_worker.py"), str(encoder_dir), str(out), what, *extra], nproc)
     assert (proc.returncode == 0) == (expect == 0), proc.stderr[-3000:]
 
 

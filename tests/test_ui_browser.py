@@ -4,7 +4,6 @@ One uvicorn server in a thread on a free port, one browser for the module. Each 
 flow like a user would, then checks the DOM and a screenshot (a PNG that exists and is not blank).
 """
 import shutil
-import socket
 import threading
 import time
 from pathlib import Path
@@ -14,16 +13,11 @@ import pytest
 
 from adaptlab.ship import ModelRegistry, Pipeline
 from adaptlab.ui import UISettings, create_app
+from launch import free_port
 from synthetic import topic_corpus
 
 ROTATE = {"sport": "tech", "tech": "money", "money": "sport"}
 TIMEOUT_MS = 60_000
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +25,7 @@ def server(tmp_path_factory, tiny_encoder_dir):
     import uvicorn
 
     root = tmp_path_factory.mktemp("ui-browser")
-    port = _free_port()
+    port = free_port()
     settings = UISettings(home=root / "home", models_root=root / "models", encoder=str(tiny_encoder_dir),
                           max_upload_mb=1.0, n_boot=200, torch_threads=1, port=port)
     # A shipped model for the coordinator: v0001 trained on 9 noisy texts, judged on 150 sealed ones.

@@ -89,6 +89,10 @@ class StudyConfig:
     # validation F1 stays within `int8_tolerance` (a fraction: 0.005 = 0.5 F1 points) of fp32.
     encode_precision: str = "fp32"
     int8_tolerance: float = 0.005
+    # A whole-study time budget ("3h", "90min"): the study runs in rounds and spends it where the decision
+    # can still change (adaptlab.evaluate.adaptive). None: the exhaustive grid rungs x seeds.
+    time_budget: Optional[str] = None
+    adaptive: dict[str, Any] = field(default_factory=dict)  # AdaptiveConfig overrides (margin, screen_fidelity ...)
 
     def __post_init__(self) -> None:
         if isinstance(self.rungs, str):
@@ -113,6 +117,13 @@ class StudyConfig:
             raise ConfigError.invalid("n_boot", self.n_boot, "an integer >= 100")
         if self.encode_precision not in ENCODE_PRECISIONS:
             raise ConfigError.invalid("encode_precision", self.encode_precision, f"one of {', '.join(ENCODE_PRECISIONS)}")
+        if self.time_budget is not None:
+            parse_duration(self.time_budget, "time_budget")
+            if self.seeds < 2:
+                raise ConfigError.invalid("seeds", self.seeds, "at least 3 with a time budget (the decision needs 3 "
+                                          "seeds of the rung it picks)")
+        if not isinstance(self.adaptive, dict):
+            raise ConfigError.invalid("adaptive", self.adaptive, 'a dict of adaptive settings, e.g. {"margin": 0.03}')
         tol = self.int8_tolerance
         if isinstance(tol, bool) or not isinstance(tol, (int, float)) or not 0.0 <= tol < 1.0:
             raise ConfigError.invalid(
@@ -124,7 +135,34 @@ class StudyConfig:
         return list(range(self.seeds))
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        d = dataclasses.asdict(self)
+        # Fields added with the decision-driven study stay out while unset: study ids of earlier studies hold.
+        for name in ("time_budget", "adaptive"):
+            if not d[name]:
+                d.pop(name)
+        return d
+
+
+def parse_duration(text: "str | float | int", name: str = "time_budget") -> float:
+    """Seconds from a duration: ``3h``, ``90min``, ``2 CPU hours``, ``1.5 hours``, ``45s`` or a number of seconds.
+
+    Example:
+        >>> parse_duration("3h"), parse_duration("90 min"), parse_duration("2 CPU hours"), parse_duration(30)
+        (10800.0, 5400.0, 7200.0, 30.0)
+    """
+    import re
+
+    if isinstance(text, (int, float)) and not isinstance(text, bool):
+        if text > 0:
+            return float(text)
+        raise ConfigError.invalid(name, text, "a positive duration, e.g. 3h, 90min, 2 CPU hours")
+    units = {"s": 1, "sec": 1, "secs": 1, "second": 1, "seconds": 1, "m": 60, "min": 60, "mins": 60, "minute": 60,
+             "minutes": 60, "h": 3600, "hr": 3600, "hrs": 3600, "hour": 3600, "hours": 3600, "d": 86400,
+             "day": 86400, "days": 86400}
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(?:cpu|gpu)?\s*([a-z]+)?\s*", str(text).lower())
+    if not m or (m.group(2) or "s") not in units or float(m.group(1)) <= 0:
+        raise ConfigError.invalid(name, text, "a positive duration, e.g. 3h, 90min, 2 CPU hours")
+    return float(m.group(1)) * units[m.group(2) or "s"]
 
 
 def parse_memory(value: "str | int | float | None", name: str = "memory") -> Optional[int]:

@@ -15,10 +15,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 from adaptlab.decide.policy import z_value
-from adaptlab.evaluate.metrics import weighted_f1
-
-_CHUNK = 250  # bootstrap replicates per weight matrix: bounds memory at _CHUNK x n_test floats
-
+from adaptlab.evaluate.metrics import f1_replicates, weighted_f1  # noqa: F401  (f1_replicates re-exported)
 
 def normal_band(values: Sequence[float], alpha: float = 0.05) -> tuple[float, float]:
     """Normal-approximation band of a seed mean from the seed spread only (no test-set sampling error).
@@ -35,27 +32,6 @@ def normal_band(values: Sequence[float], alpha: float = 0.05) -> tuple[float, fl
         return float("nan"), float("nan")  # one run has no spread to estimate
     half = z_value(1 - alpha / 2) * float(v.std(ddof=1)) / math.sqrt(len(v))
     return float(v.mean() - half), float(v.mean() + half)
-
-
-def f1_replicates(
-    y_true: np.ndarray, preds: Sequence[np.ndarray], classes: Sequence[str], positive: Optional[str], *,
-    n_boot: int, seed: int,
-) -> np.ndarray:
-    """F1 of each prediction set under ``n_boot`` shared test-item resamples: shape (n_boot, len(preds)).
-
-    The same resamples (same ``seed``) are used for every call, so replicates of different rungs are paired.
-    """
-    n = len(y_true)
-    rng = np.random.default_rng(seed)
-    out = np.empty((n_boot, len(preds)))
-    done = 0
-    while done < n_boot:
-        b = min(_CHUNK, n_boot - done)
-        w = rng.multinomial(n, np.full(n, 1.0 / n), size=b).astype(np.float64)
-        for j, p in enumerate(preds):
-            out[done:done + b, j] = weighted_f1(w, y_true, p, classes, positive)
-        done += b
-    return out
 
 
 @dataclass

@@ -96,6 +96,30 @@ def weighted_f1(
     return np.mean(f1s, axis=0)
 
 
+_CHUNK = 250  # bootstrap replicates per weight matrix: bounds memory at _CHUNK x n_test floats
+
+
+def f1_replicates(
+    y_true: np.ndarray, preds: Sequence[np.ndarray], classes: Sequence[str], positive: Optional[str], *,
+    n_boot: int, seed: int,
+) -> np.ndarray:
+    """F1 of each prediction set under ``n_boot`` shared test-item resamples: shape (n_boot, len(preds)).
+
+    The same resamples (same ``seed``) are used for every call, so replicates of different rungs are paired.
+    """
+    n = len(y_true)
+    rng = np.random.default_rng(seed)
+    out = np.empty((n_boot, len(preds)))
+    done = 0
+    while done < n_boot:
+        b = min(_CHUNK, n_boot - done)
+        w = rng.multinomial(n, np.full(n, 1.0 / n), size=b).astype(np.float64)
+        for j, p in enumerate(preds):
+            out[done:done + b, j] = weighted_f1(w, y_true, p, classes, positive)
+        done += b
+    return out
+
+
 def seed_and_test_bootstrap(
     y_true: Sequence[str],
     preds_by_seed: Sequence[Sequence[str]],

@@ -19,9 +19,10 @@ from typing import TYPE_CHECKING, Any, Callable, Optional
 
 import numpy as np
 
-from adaptlab.config import ExecutorConfig, StudyConfig, default_home
+from adaptlab.config import ExecutorConfig, StudyConfig, default_home, parse_duration
 from adaptlab.data import TextDataset, find_near_duplicates, split_dataset
 from adaptlab.errors import DataError
+from adaptlab.evaluate.adaptive import AdaptiveConfig
 from adaptlab.evaluate.executor import Executor, Job, JobsFailedError, make_executor, shared_artifact_key
 from adaptlab.evaluate.metrics import bands_overlap, resolve_positive_label, seed_and_test_bootstrap
 from adaptlab.rungs import Budget, RungContext, get_rung
@@ -56,6 +57,7 @@ class StudyEvent:
     n_train: Optional[int] = None
     f1: Optional[float] = None
     seconds: Optional[float] = None
+    fidelity: float = 1.0  # share of its training budget the cell runs with (< 1: a decision-driven screen)
 
 
 @dataclass
@@ -81,6 +83,9 @@ class StudyResult:
     warnings: list[str] = field(default_factory=list)
     # Filled by adaptlab.diagnostics (probe gap, MMD, domain shift) when a study includes `refit`.
     diagnostics: dict[str, Any] = field(default_factory=dict)
+    # A decision-driven study (``time_budget``): what ran, at which fidelity and why, what was dropped,
+    # why it stopped and the compute used vs the exhaustive grid (adaptlab.evaluate.adaptive).
+    allocation: Optional[dict[str, Any]] = None
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -167,8 +172,18 @@ class Study:
     """
 
     def __init__(self, config: StudyConfig, *, home: str | Path | None = None, encoder: Any = None,
-                 show_progress: bool = False, executor: "str | ExecutorConfig | Executor | None" = None) -> None:
+                 show_progress: bool = False, executor: "str | ExecutorConfig | Executor | None" = None,
+                 time_budget: "str | float | None" = None, cost_estimates: Optional[dict[str, tuple[float, float]]] = None,
+                 priors: Optional[dict[str, float]] = None) -> None:
+        if time_budget is not None:
+            config = replace(config, time_budget=str(time_budget) if not isinstance(time_budget, str) else time_budget)
         self.config = config
+        # A decision-driven study (config.time_budget): seconds, the allocator's settings, its cost estimates
+        # (one-time, per seed at the full budget; e.g. from adaptlab.decide.plan) and prior F1 offsets.
+        self.time_budget = parse_duration(config.time_budget, "time_budget") if config.time_budget else None
+        self.adaptive = AdaptiveConfig.from_dict(config.adaptive)
+        self.cost_estimates = dict(cost_estimates or {})
+        self.priors = dict(priors or {})
         self.home = Path(home) if home is not None else default_home()
         self._store: Optional[RunStore] = None
         self._encoder = encoder
@@ -218,6 +233,7 @@ class Study:
         prepared = self._prepare(data, test, say)
         full, test_indices, clusters, splits = prepared.full, prepared.test_indices, prepared.clusters, prepared.splits
         classes, positive = prepared.classes, prepared.positive
+        self._classes, self._positive = classes, positive
 
         uses_encoder = any(r.uses_encoder for r in self.rungs)
         encoder = self._load_encoder() if uses_encoder else None
@@ -284,67 +300,24 @@ class Study:
         self.store.put_study(study_id, name=name, config=cfg.to_dict(), data_hash=full.content_hash)
         emit(StudyEvent("study", study_id))
 
-        # The grid in seed-major order; cells already in the run store are read, the others become jobs.
-        grid: list[tuple[Any, int, str]] = []
-        results: dict[str, dict[str, Any]] = {}
-        jobs: list[Job] = []
-        n_cached = 0
-        for seed in cfg.seed_values:
-            split = splits[seed]
-            seed_context = self._seed_context(context, full, split)
-            for rung in self.rungs:
-                job_context = seed_context
-                if rung in frozen_rungs and frozen_encoder is not encoder:
-                    job_context = replace(seed_context, encoder=frozen_encoder)
-                key = content_key(
-                    "result", RESULT_SCHEMA, full.content_hash, split.fingerprint, rung.identity(job_context), seed,
-                    positive,
-                )
-                grid.append((rung, seed, key))
-                stored = self.store.get_result(key)
-                if stored is not None:
-                    n_cached += 1
-                    emit(StudyEvent("stored", study_id, rung.name, seed))
-                    say(f"{rung.name:>8} seed {seed}: from the run store")
-                    self.store.link_result(study_id, key)
-                    results[key] = stored
-                    continue
-                group = None
-                if self.executor.parallel:
-                    group = shared_artifact_key(rung, full.subset(split.train), full.subset(split.val), seed,
-                                                job_context)
-                jobs.append(Job(index=len(jobs), key=key, rung=rung, seed=seed, split=split, context=job_context,
-                                group=group, resources=self._executor_config.resources_for(rung.name)))
-
-        def on_result(job: Job, out: dict[str, Any]) -> None:
-            # Only the driver writes the run store: one writer, whichever executor ran the job.
-            self.store.put_result(job.key, rung=job.rung.name, seed=job.seed, metrics=out["metrics"],
-                                  predictions=out["predictions"], manifest=out["manifest"])
-            self.store.link_result(study_id, job.key)
-            results[job.key] = {"metrics": out["metrics"], "predictions": out["predictions"]}
-            # The event first: a progress callback may stop the study (cancel) once the cell is stored.
-            emit(StudyEvent("done", study_id, job.rung.name, job.seed, f1=float(out["metrics"]["test"]["f1"]),
-                            seconds=float(out["metrics"]["cost"]["total_seconds"])))
-            say(f"{job.rung.name:>8} seed {job.seed}: test {('F1' if positive else 'macro-F1')}="
-                f"{out['metrics']['test']['f1']:.4f} ({out['metrics']['cost']['total_seconds']:.1f}s)")
-
-        def on_start(job: Job) -> None:
-            emit(StudyEvent("start", study_id, job.rung.name, job.seed, n_train=len(job.split.train)))
-
-        failures = self.executor.run(jobs, full, on_result=on_result, say=say, primed=primed or None,
-                                     on_start=on_start)
-        n_trained = len(jobs) - len(failures)
-        if failures:
-            raise JobsFailedError(failures, n_done=len(results))
+        run_cells = self._cell_runner(full, splits, context, frozen_rungs, frozen_encoder, encoder, positive,
+                                      study_id, primed, say, emit)
+        allocation = None
+        if self.time_budget is not None:
+            allocation, grid, results, n_cached, n_trained = self._run_adaptive(run_cells, say)
+        else:
+            cells = [(rung, seed, 1.0) for seed in cfg.seed_values for rung in self.rungs]
+            grid, results, cached, n_trained = run_cells(cells)
+            n_cached = len(cached)
 
         per_seed: list[dict[str, Any]] = []
         y_test: Optional[np.ndarray] = None
-        for rung, seed, key in grid:
+        for rung, seed, key, fidelity in (allocation_rows(grid) if allocation else grid):
             stored = results[key]
             if y_test is None:
                 y_test = np.asarray(stored["predictions"]["y_true"], dtype=object)
             per_seed.append({"rung": rung.name, "seed": seed, "result_key": key, **stored["metrics"],
-                             "y_pred": stored["predictions"]["y_pred"]})
+                             "y_pred": stored["predictions"]["y_pred"], **({"fidelity": fidelity} if fidelity < 1 else {})})
 
         rows = self._summarise(per_seed, y_test, classes, positive)
         warnings = _small_test_warnings(y_test, classes, positive)
@@ -371,10 +344,119 @@ class Study:
                   "executor": self.executor.describe()},
             n_trained=n_trained, n_from_store=n_cached, wall_seconds=time.perf_counter() - t_start,
             per_seed=[{k: v for k, v in p.items() if k != "y_pred"} for p in per_seed],
-            warnings=warnings,
+            warnings=warnings, allocation=allocation,
         )
         self.store.set_summary(study_id, result.to_dict())
         return result
+
+    def _cell_runner(self, full, splits, context, frozen_rungs, frozen_encoder, encoder, positive, study_id, primed,
+                     say, emit) -> Callable[[list[tuple[Any, int, float]]], tuple]:
+        """``run_cells([(rung, seed, fidelity), ...])``: read each cell from the run store or train it (the
+        executor runs the missing ones); returns (grid, results, keys read from the store, n_trained). A cell at
+        fidelity < 1 trains under that share of its training budget (its own result key)."""
+
+        def run_cells(cells: list[tuple[Any, int, float]]) -> tuple:
+            grid: list[tuple[Any, int, str, float]] = []
+            results: dict[str, dict[str, Any]] = {}
+            jobs: list[Job] = []
+            cached: set[str] = set()
+            for rung, seed, fidelity in cells:
+                split = splits[seed]
+                job_context = self._seed_context(context, full, split)
+                if rung in frozen_rungs and frozen_encoder is not encoder:
+                    job_context = replace(job_context, encoder=frozen_encoder)
+                if fidelity < 1.0:
+                    job_context = replace(job_context, budget=fidelity_budget(rung, context.budget, fidelity,
+                                                                             len(split.train)))
+                key = content_key(
+                    "result", RESULT_SCHEMA, full.content_hash, split.fingerprint, rung.identity(job_context), seed,
+                    positive,
+                )
+                grid.append((rung, seed, key, fidelity))
+                stored = self.store.get_result(key)
+                at = "" if fidelity >= 1.0 else f" at {fidelity:.0%} of its budget"
+                if stored is not None:
+                    cached.add(key)
+                    emit(StudyEvent("stored", study_id, rung.name, seed, fidelity=fidelity))
+                    say(f"{rung.name:>8} seed {seed}{at}: from the run store")
+                    self.store.link_result(study_id, key)
+                    results[key] = stored
+                    continue
+                group = None
+                if self.executor.parallel:
+                    group = shared_artifact_key(rung, full.subset(split.train), full.subset(split.val), seed,
+                                                job_context)
+                jobs.append(Job(index=len(jobs), key=key, rung=rung, seed=seed, split=split, context=job_context,
+                                group=group, resources=self._executor_config.resources_for(rung.name)))
+            fidelity_of = {key: f for _r, _s, key, f in grid}
+
+            def on_result(job: Job, out: dict[str, Any]) -> None:
+                # Only the driver writes the run store: one writer, whichever executor ran the job.
+                self.store.put_result(job.key, rung=job.rung.name, seed=job.seed, metrics=out["metrics"],
+                                      predictions=out["predictions"], manifest=out["manifest"])
+                self.store.link_result(study_id, job.key)
+                results[job.key] = {"metrics": out["metrics"], "predictions": out["predictions"]}
+                f = fidelity_of[job.key]
+                # The event first: a progress callback may stop the study (cancel) once the cell is stored.
+                emit(StudyEvent("done", study_id, job.rung.name, job.seed, f1=float(out["metrics"]["test"]["f1"]),
+                                seconds=float(out["metrics"]["cost"]["total_seconds"]), fidelity=f))
+                at = "" if f >= 1.0 else f" at {f:.0%} of its budget"
+                say(f"{job.rung.name:>8} seed {job.seed}{at}: test {('F1' if positive else 'macro-F1')}="
+                    f"{out['metrics']['test']['f1']:.4f} ({out['metrics']['cost']['total_seconds']:.1f}s)")
+
+            def on_start(job: Job) -> None:
+                emit(StudyEvent("start", study_id, job.rung.name, job.seed, n_train=len(job.split.train),
+                                fidelity=fidelity_of[job.key]))
+
+            failures = self.executor.run(jobs, full, on_result=on_result, say=say, primed=primed or None,
+                                         on_start=on_start)
+            if failures:
+                raise JobsFailedError(failures, n_done=len(results))
+            return grid, results, cached, len(jobs)
+
+        return run_cells
+
+    def _run_adaptive(self, run_cells: Callable[[list[tuple[Any, int, float]]], tuple], say: Progress) -> tuple:
+        """Run the study in rounds chosen by an :class:`~adaptlab.evaluate.adaptive.Allocator` until the
+        decision is settled or the time budget is spent."""
+        from adaptlab.evaluate.adaptive import Allocator, Observation, RungSpec, run_allocation
+
+        by_name = {r.name: r for r in self.rungs}
+        specs = [RungSpec(r.name, adaptive_kind(r)) for r in self.rungs]
+        alloc = Allocator(specs, budget_seconds=self.time_budget, seeds=self.config.seed_values,
+                          costs=self.cost_estimates, priors=self.priors, config=self.adaptive)
+        grid: list[tuple[Any, int, str, float]] = []
+        results: dict[str, dict[str, Any]] = {}
+        counts = [0, 0]
+
+        def execute(cells: list[Any]) -> list[Observation]:
+            g, res, cached, n_trained = run_cells([(by_name[c.rung], c.seed, c.fidelity) for c in cells])
+            grid.extend(g)
+            results.update(res)
+            counts[0] += len(cached)
+            counts[1] += n_trained
+            obs = []
+            for c, (_rung, seed, key, fidelity) in zip(cells, g):
+                stored = res[key]
+                if alloc.y_true is None:
+                    alloc.set_test_labels(stored["predictions"]["y_true"], self._classes, self._positive)
+                cost = stored["metrics"]["cost"]
+                obs.append(Observation(c.rung, seed, fidelity, float(stored["metrics"]["test"]["f1"]),
+                                       float(cost.get("total_seconds", cost.get("fit_seconds", 0.0))),
+                                       np.asarray(stored["predictions"]["y_pred"], dtype=object),
+                                       from_store=key in cached, key=key))
+            return obs
+
+        def on_round(cells: list[Any]) -> None:
+            for c in cells:
+                say(f"allocation round {c.round} ({c.phase}): {c.rung} seed {c.seed}"
+                    + (f" at {c.fidelity:.0%}" if c.fidelity < 1 else "") + f" — {c.why}")
+
+        # A parallel executor (Ray) gets every screening run of a round at once.
+        record = run_allocation(alloc, execute, parallel=len(self.rungs) if self.executor.parallel else 1,
+                                on_round=on_round)
+        say(f"allocation stopped ({record['stop']['kind']}): {record['stop']['reason']}")
+        return record, grid, results, counts[0], counts[1]
 
     def refit(
         self,
@@ -498,6 +580,8 @@ class Study:
         rows = []
         for rung in self.rungs:
             runs = [p for p in per_seed if p["rung"] == rung.name]
+            if not runs:
+                continue  # a decision-driven study may never run a rung (its allocation says why)
             f1 = np.array([r["test"]["f1"] for r in runs])
             lo, hi = seed_and_test_bootstrap(y_test, [r["y_pred"] for r in runs], classes, positive,
                                              n_boot=self.config.n_boot, seed=self.config.test_seed)
@@ -515,6 +599,9 @@ class Study:
                 "fit_seconds_mean": float(np.mean([r["cost"]["fit_seconds"] for r in runs])),
                 "uses_encoder": rung.uses_encoder,
             }
+            low = [r["fidelity"] for r in runs if r.get("fidelity", 1.0) < 1.0]
+            if low:
+                row["fidelity"] = float(min(low))  # only screened: a share of the training budget
             if positive is not None:
                 row["auprc_mean"] = float(np.nanmean([r["test"].get("auprc", np.nan) for r in runs]))
             cleans = [r for r in runs if r.get("test_clean")]
@@ -522,3 +609,40 @@ class Study:
                 row["leakage_inflation"] = float(np.mean([r["test"]["f1"] - r["test_clean"]["f1"] for r in cleans]))
             rows.append(row)
         return rows
+
+
+def adaptive_kind(rung: Any) -> str:
+    """How a decision-driven study treats ``rung``: ``shared`` (the refit: one costly refit shared by its
+    seeds), ``network`` (trains the encoder: can be screened at a reduced budget), ``cheap`` (the rest)."""
+    if rung.name == "refit":
+        return "shared"
+    return "network" if rung.trains_network else "cheap"
+
+
+def fidelity_budget(rung: Any, budget: Optional[Budget], fidelity: float, n_train: int) -> Budget:
+    """The training budget of ``rung`` at ``fidelity`` (a share of the study's budget; without one, a
+    share of the steps its ``max_epochs`` allow on ``n_train`` texts).
+
+    Example:
+        >>> fidelity_budget(None, Budget(steps=400), 0.25, 1000)
+        Budget(steps=100, seconds=None)
+    """
+    if budget is not None and budget.steps is not None:
+        return Budget(steps=max(1, int(round(budget.steps * fidelity))))
+    if budget is not None and budget.seconds is not None:
+        return Budget(seconds=budget.seconds * fidelity)
+    cfg = rung.config
+    steps = int(getattr(cfg, "max_epochs", 10)) * max(1, -(-n_train // int(getattr(cfg, "batch_size", 16))))
+    return Budget(steps=max(1, int(round(steps * fidelity))))
+
+
+def allocation_rows(grid: list[tuple[Any, int, str, float]]) -> list[tuple[Any, int, str, float]]:
+    """The cells a decision-driven study summarises: each rung's full-budget seeds, or (a rung only
+    screened) its highest-fidelity runs, which the table and the decision mark as such."""
+    out = []
+    rungs = list(dict.fromkeys(r for r, *_ in grid))
+    for rung in rungs:
+        mine = list(dict.fromkeys((r, s, k, f) for r, s, k, f in grid if r is rung))
+        top = max(f for *_, f in mine)
+        out += sorted((c for c in mine if c[3] == top), key=lambda c: c[1])
+    return out

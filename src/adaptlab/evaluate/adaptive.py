@@ -1,0 +1,721 @@
+"""Decision-driven allocation: spend a study's compute budget where the decision can still change.
+
+An exhaustive study runs every rung × every seed at full training budget. Given a time budget, the
+:class:`Allocator` runs the study in rounds instead:
+
+1. **cheap** — the rungs that cost seconds (tfidf, probe: no network training), every seed;
+2. **screen** — one seed of each other rung, network rungs at a reduced *fidelity* (a fraction of their
+   training steps), in order of expected value per second: the chance that the rung changes the
+   decision (under a prior that the evidence so far updates) divided by its estimated cost;
+3. **eliminate** — a rung whose upper confidence bound against the current leader (paired bootstrap
+   over the same test items, plus seed noise and the uncertainty of a reduced-fidelity score) is below
+   ``-margin`` cannot be the decision and is dropped, with the numbers;
+4. **resolve** — the remaining runs (promote a screened rung to full fidelity, add a seed) are ranked by
+   the probability that their outcome flips the provisional decision, per second; the provisional
+   choice always gets the ``min_seeds`` full-fidelity seeds the decision rule demands;
+5. **stop** when no affordable run could flip the decision with probability ≥ ``flip_threshold``
+   (*settled*), or when nothing more fits in the budget (*budget spent*).
+
+The provisional decision is the ladder rule of :func:`adaptlab.decide.decide` on point estimates: the
+simplest rung that no more adapted rung beats by ``margin``, and the scratch baseline when the encoder
+does not beat it. The final decision is still :func:`~adaptlab.decide.decide` on the stored evidence.
+
+Everything here is plain numbers (no model), so the allocation can be tested on simulated rungs, and the
+same reasoning names the next experiment of any study (:func:`best_next_run`).
+
+Example:
+    >>> alloc = Allocator([RungSpec("tfidf"), RungSpec("probe"), RungSpec("finetune", "network")],
+    ...                   budget_seconds=600, seeds=[0, 1, 2], y_true=None,
+    ...                   costs={"tfidf": (0, 2), "probe": (5, 1), "finetune": (0, 120)})
+    >>> [(c.rung, c.seed, c.phase) for c in alloc.next_cells(3)]
+    [('tfidf', 0, 'cheap'), ('probe', 0, 'cheap'), ('tfidf', 1, 'cheap')]
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from statistics import NormalDist
+from typing import Any, Callable, Optional, Sequence
+
+import numpy as np
+
+from adaptlab.errors import ConfigError
+
+# Ladder order (simplest first); kept equal to adaptlab.decide.policy.LADDER, which may not be imported here.
+LADDER = ("tfidf", "probe", "refit", "lora", "unfreeze", "finetune", "lpft")
+SCRATCH = "tfidf"
+# Cost of one training step of each network rung relative to a full fine-tune (LoRA and a partial
+# unfreeze backpropagate through less of the network; LP-FT adds its linear probe).
+RELATIVE_STEP_COST = {"lora": 0.7, "unfreeze": 0.6, "finetune": 1.0, "lpft": 1.1}
+KINDS = ("cheap", "shared", "network")
+
+
+def _ladder_key(rung: str) -> tuple[int, str]:
+    return (LADDER.index(rung) if rung in LADDER else len(LADDER), rung)
+
+
+@dataclass(frozen=True)
+class AdaptiveConfig:
+    """The knobs of a decision-driven study; every one has a default that suits a first study.
+
+    Example:
+        >>> AdaptiveConfig(margin=0.03).screen_fidelity
+        0.25
+    """
+
+    margin: float = 0.02  # the decision rule's margin (Policy.margin)
+    min_seeds: int = 3  # full-fidelity seeds the chosen rung needs (Policy.min_seeds)
+    screen_fidelity: float = 0.25  # share of its training budget a network rung gets when screened
+    error_rate: float = 0.05  # chance of dropping a rung that is truly within the margin of the leader
+    flip_threshold: float = 0.05  # stop when no affordable run flips the decision with this probability
+    seed_sd_prior: float = 0.02  # seed-to-seed std of a trained rung until two seeds are measured
+    fidelity_gain: float = 0.02  # prior F1 gain from screen fidelity to the full budget
+    fidelity_sd: float = 0.03  # prior uncertainty of that gain
+    prior_sd: float = 0.08  # uncertainty of an unmeasured rung's full-fidelity F1
+    n_boot: int = 400  # paired test-item resamples
+    n_draws: int = 2000  # Monte Carlo draws of a run's possible outcomes
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("margin", "error_rate", "flip_threshold", "seed_sd_prior", "fidelity_sd", "prior_sd"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0.0 <= v < 1.0:
+                raise ConfigError.invalid(f"adaptive.{name}", v, "a number in [0, 1)")
+        if not 0.0 < self.screen_fidelity <= 1.0:
+            raise ConfigError.invalid("adaptive.screen_fidelity", self.screen_fidelity,
+                                      "a share of the training budget in (0, 1], e.g. 0.25")
+        if not isinstance(self.min_seeds, int) or self.min_seeds < 1:
+            raise ConfigError.invalid("adaptive.min_seeds", self.min_seeds, "an integer >= 1")
+        if self.n_boot < 100 or self.n_draws < 100:
+            raise ConfigError.invalid("adaptive.n_boot/n_draws", (self.n_boot, self.n_draws), "integers >= 100")
+
+    @classmethod
+    def from_dict(cls, params: dict[str, Any]) -> "AdaptiveConfig":
+        known = set(cls.__dataclass_fields__)
+        unknown = sorted(set(params) - known)
+        if unknown:
+            raise ConfigError(f"unknown adaptive setting(s) {unknown}; allowed: {sorted(known)}.")
+        return cls(**params)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class RungSpec:
+    """A rung as the allocator sees it. ``kind``: ``cheap`` (seconds per seed: all seeds up front),
+    ``shared`` (a one-time cost shared by its seeds, e.g. the refit), ``network`` (trains the encoder:
+    can run at reduced fidelity)."""
+
+    name: str
+    kind: str = "cheap"
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ConfigError.invalid("kind", self.kind, f"one of {', '.join(KINDS)}")
+
+
+@dataclass
+class Cell:
+    """One run to make: ``rung`` with ``seed`` at ``fidelity`` (1.0 = the full training budget)."""
+
+    rung: str
+    seed: int
+    fidelity: float
+    phase: str  # cheap | screen | promote | seed | confirm
+    why: str
+    estimate_seconds: Optional[float] = None
+    round: int = 0
+    flip_probability: Optional[float] = None
+
+
+@dataclass
+class Observation:
+    """What a run gave: its test F1 and per-item predictions (aligned with the allocator's ``y_true``)."""
+
+    rung: str
+    seed: int
+    fidelity: float
+    f1: float
+    seconds: float
+    predictions: Optional[np.ndarray] = None
+    from_store: bool = False
+    key: Optional[str] = None
+
+
+@dataclass
+class Estimate:
+    """What is known of one rung's full-fidelity F1: a point, the variance of its difference to the leader
+    split by source, and how it was obtained."""
+
+    rung: str
+    point: float
+    var_items: float = 0.0  # paired test-item part (more seeds cannot shrink it)
+    var_seed: float = 0.0  # seed part (shrinks with seeds)
+    var_fidelity: float = 0.0  # a reduced-fidelity score projected to the full budget
+    var_prior: float = 0.0  # not measured at all
+    n_full: int = 0
+    fidelity: float = 0.0  # highest fidelity measured (0: none)
+    basis: str = ""
+
+    @property
+    def var(self) -> float:
+        return self.var_items + self.var_seed + self.var_fidelity + self.var_prior
+
+
+class Allocator:
+    """Chooses the next runs of a study from the evidence so far; see the module docstring.
+
+    ``costs`` maps a rung to its estimated (one-time seconds, seconds per seed at full fidelity), e.g.
+    from :func:`adaptlab.decide.plan.estimate_costs`; measured run times replace the estimates as soon as
+    a rung has run. ``priors`` maps a rung to an expected F1 offset over the best cheap rung (the regime
+    table's suggestion, say); the evidence of measured rungs updates it. ``y_true`` (the sealed test
+    labels) makes the comparisons paired; without it they use the seed spread only.
+    """
+
+    def __init__(self, rungs: Sequence[RungSpec], *, budget_seconds: float, seeds: Sequence[int],
+                 y_true: Optional[Sequence[str]] = None, classes: Optional[Sequence[str]] = None,
+                 positive: Optional[str] = None, costs: Optional[dict[str, tuple[float, float]]] = None,
+                 priors: Optional[dict[str, float]] = None, config: Optional[AdaptiveConfig] = None) -> None:
+        if budget_seconds <= 0:
+            raise ConfigError.invalid("time_budget", budget_seconds, "a positive duration, e.g. 3h or 90min")
+        self.specs = sorted(rungs, key=lambda s: _ladder_key(s.name))
+        self.kind = {s.name: s.kind for s in self.specs}
+        self.budget = float(budget_seconds)
+        self.seeds = list(seeds)
+        self.cfg = config or AdaptiveConfig()
+        if len(self.seeds) < self.cfg.min_seeds:
+            raise ConfigError.invalid("seeds", len(self.seeds), f"at least min_seeds={self.cfg.min_seeds} with a time budget")
+        self.y_true = np.asarray(y_true, dtype=object) if y_true is not None else None
+        self.classes = list(classes) if classes is not None else (
+            sorted(set(self.y_true.tolist())) if self.y_true is not None else [])
+        self.positive = positive
+        self.cost_prior = dict(costs or {})
+        self.priors = dict(priors or {})
+        self.obs: list[Observation] = []
+        self.cells: list[Cell] = []
+        self.drops: dict[str, dict[str, Any]] = {}
+        self.stop: Optional[dict[str, Any]] = None
+        self.round = 0
+        self._phase: Optional[str] = None
+        self._reps: dict[int, np.ndarray] = {}
+        self._weights: Optional[np.ndarray] = None
+        self._z = NormalDist().inv_cdf
+        self._rng = np.random.default_rng(self.cfg.seed)
+        self._pending: list[Cell] = []
+
+    def set_test_labels(self, y_true: Sequence[str], classes: Sequence[str], positive: Optional[str]) -> None:
+        """The sealed test labels the runs are scored on (known once the first run is back)."""
+        self.y_true = np.asarray(y_true, dtype=object)
+        self.classes, self.positive = list(classes), positive
+        self._reps.clear()
+        self._weights = None
+
+    # -- bookkeeping ----------------------------------------------------------------------------------
+    @property
+    def spent(self) -> float:
+        return float(sum(o.seconds for o in self.obs))
+
+    def observe(self, cell: Cell, obs: Observation) -> None:
+        """Record a finished run (read from the store or trained)."""
+        self.obs.append(obs)
+        self._pending = [c for c in self._pending if c is not cell]
+
+    def _of(self, rung: str, fidelity: Optional[float] = None) -> list[Observation]:
+        return [o for o in self.obs if o.rung == rung and (fidelity is None or abs(o.fidelity - fidelity) < 1e-9)]
+
+    def _full(self, rung: str) -> list[Observation]:
+        return self._of(rung, 1.0)
+
+    def _planned(self, rung: str) -> list[Cell]:
+        return [c for c in self.cells if c.rung == rung]
+
+    # -- costs ----------------------------------------------------------------------------------------
+    def estimate_seconds(self, rung: str, fidelity: float) -> Optional[float]:
+        """Estimated seconds of the next run of ``rung`` at ``fidelity`` (None: nothing to go on)."""
+        kind = self.kind[rung]
+        done = self._of(rung)
+        if kind == "network":
+            if done:
+                per_unit = float(np.mean([o.seconds / max(o.fidelity, 1e-6) for o in done]))
+                return per_unit * fidelity
+            if rung in self.cost_prior:
+                one, per = self.cost_prior[rung]
+                return one + per * fidelity
+            # Scale a measured network rung by the relative cost of a training step.
+            other = [o for o in self.obs if self.kind.get(o.rung) == "network"]
+            if other:
+                o = other[0]
+                unit = o.seconds / max(o.fidelity, 1e-6) / RELATIVE_STEP_COST.get(o.rung, 1.0)
+                return unit * RELATIVE_STEP_COST.get(rung, 1.0) * fidelity
+            return None
+        one, per = self.cost_prior.get(rung, (None, None))
+        if done:
+            first = done[0].seconds
+            later = [o.seconds for o in done[1:]]
+            if later:
+                return float(np.mean(later))
+            # The shared work (the refit's MLM training) was paid by the first seed.
+            return float(per) if per is not None and kind == "shared" else (first if kind == "cheap" else None)
+        if per is None:
+            return None
+        return float(one + per)
+
+    def affordable(self, estimate: Optional[float]) -> bool:
+        left = self.budget - self.spent - sum(c.estimate_seconds or 0.0 for c in self._pending)
+        if estimate is None:
+            return left > 0
+        return estimate <= left + 1e-9
+
+    # -- estimates ------------------------------------------------------------------------------------
+    def _replicates(self, o: Observation) -> Optional[np.ndarray]:
+        if self.y_true is None or o.predictions is None:
+            return None
+        if id(o) not in self._reps:
+            from adaptlab.evaluate.metrics import f1_replicates, weighted_f1
+
+            pred = np.asarray(o.predictions, dtype=object)
+            n = len(self.y_true)
+            if self.cfg.n_boot * n <= 4_000_000:
+                # One set of resample weights for every run: the same resamples pair the rungs, drawn once.
+                if self._weights is None:
+                    rng = np.random.default_rng(self.cfg.seed)
+                    self._weights = rng.multinomial(n, np.full(n, 1.0 / n), size=self.cfg.n_boot).astype(np.float64)
+                self._reps[id(o)] = weighted_f1(self._weights, self.y_true, pred, self.classes, self.positive)
+            else:
+                self._reps[id(o)] = f1_replicates(self.y_true, [pred], self.classes, self.positive,
+                                                  n_boot=self.cfg.n_boot, seed=self.cfg.seed)[:, 0]
+        return self._reps[id(o)]
+
+    def _seed_var(self, rung: str) -> float:
+        """Seed-to-seed variance of ``rung``: its own sample variance shrunk towards the pooled variance of
+        its kind, itself shrunk towards the prior (two seeds alone can agree by chance)."""
+        prior = (self.cfg.seed_sd_prior / (2 if self.kind[rung] == "cheap" else 1)) ** 2
+        k = 2.0  # pseudo degrees of freedom of each prior
+        dfs = [(len(self._full(r)) - 1, float(np.var([o.f1 for o in self._full(r)], ddof=1)))
+               for r in self.kind if self.kind[r] == self.kind[rung] and r != rung and len(self._full(r)) >= 2]
+        pooled = (k * prior + sum(d * v for d, v in dfs)) / (k + sum(d for d, _ in dfs))
+        own = [o.f1 for o in self._full(rung)]
+        if len(own) < 2:
+            return pooled
+        df = len(own) - 1
+        return (k * pooled + df * float(np.var(own, ddof=1))) / (k + df)
+
+    def fidelity_gain(self) -> tuple[float, float, str]:
+        """(mean, sd, basis) of the F1 gain from screen fidelity to the full budget: the prior, updated by
+        every rung measured at both (same seed)."""
+        gains = []
+        for r, kind in self.kind.items():
+            if kind != "network":
+                continue
+            for o in self._full(r):
+                low = [x for x in self._of(r) if x.fidelity < 1.0 and x.seed == o.seed]
+                if low:
+                    gains.append(o.f1 - low[0].f1)
+        prior_m, prior_sd = self.cfg.fidelity_gain, self.cfg.fidelity_sd
+        if not gains:
+            return prior_m, prior_sd, f"prior {prior_m:+.3f} ± {prior_sd:.3f}"
+        n = len(gains)
+        m = (prior_m + sum(gains)) / (n + 1)
+        spread = float(np.var(gains, ddof=1)) if n >= 2 else 0.0
+        sd = math.sqrt(prior_sd ** 2 / (n + 1) + spread)
+        return m, max(sd, 0.005), f"measured on {n} run(s): {', '.join(f'{g:+.3f}' for g in gains)} → {m:+.3f} ± {sd:.3f}"
+
+    def _own_point(self, rung: str) -> Optional[tuple[float, list[Observation], float]]:
+        """(point, the observations it rests on, their fidelity) of a measured rung."""
+        full = self._full(rung)
+        if full:
+            return float(np.mean([o.f1 for o in full])), full, 1.0
+        low = self._of(rung)
+        if not low:
+            return None
+        f = max(o.fidelity for o in low)
+        use = [o for o in low if o.fidelity == f]
+        return float(np.mean([o.f1 for o in use])), use, f
+
+    def _baseline(self) -> Optional[float]:
+        cheap = [self._own_point(s.name) for s in self.specs if s.kind == "cheap"]
+        cheap = [c[0] for c in cheap if c is not None]
+        return max(cheap) if cheap else None
+
+    def estimates(self) -> dict[str, Estimate]:
+        """Every rung's estimate, with variances relative to the current leader."""
+        gain_m, gain_sd, _ = self.fidelity_gain()
+        raw: dict[str, Estimate] = {}
+        used: dict[str, list[Observation]] = {}
+        for s in self.specs:
+            own = self._own_point(s.name)
+            if own is None:
+                continue
+            point, obs, f = own
+            e = Estimate(s.name, point, n_full=len(self._full(s.name)), fidelity=f)
+            if f < 1.0:
+                e.point += gain_m * (1.0 - f) / (1.0 - self.cfg.screen_fidelity if self.cfg.screen_fidelity < 1 else 1.0)
+                e.var_fidelity = gain_sd ** 2
+                e.basis = f"one run at {f:.0%} of the training budget, projected with the gain {gain_m:+.3f} ± {gain_sd:.3f}"
+            else:
+                e.basis = f"{len(obs)} full-budget seed(s)"
+            e.var_seed = self._seed_var(s.name) / len(obs)
+            raw[s.name] = e
+            used[s.name] = obs
+        # Unmeasured rungs: the prior, moved by what measured trained rungs show.
+        base = self._baseline()
+        trained = [raw[r].point for r in raw if self.kind[r] != "cheap"]
+        for s in self.specs:
+            if s.name in raw:
+                continue
+            sd = self.cfg.prior_sd
+            if trained and base is not None:
+                # Halfway between the best cheap rung and the trained rungs measured so far, and as uncertain
+                # as they are far apart: one poor screen should lower the prior, not rule out every rung.
+                t = float(np.mean(trained))
+                point, sd = (base + t) / 2, math.sqrt(sd ** 2 + ((base - t) / 2) ** 2)
+                basis = f"between the best cheap rung ({base:.3f}) and {len(trained)} measured trained rung(s) ({t:.3f})"
+            elif base is not None:
+                point, basis = base, f"the best cheap rung ({base:.3f})"
+            else:
+                point, basis = 0.5, "no evidence yet"
+            offset = self.priors.get(s.name, 0.0)
+            if offset:
+                basis += f", {offset:+.3f} prior offset"
+            raw[s.name] = Estimate(s.name, min(1.0, point + offset), var_prior=sd ** 2,
+                                   basis=f"not run: {basis}, ± {sd:.2f}")
+        leader = self.leader(raw)
+        if leader is not None and leader in used and self.y_true is not None:
+            ref = self._mean_reps(used[leader])
+            for r, e in raw.items():
+                if r == leader or r not in used:
+                    continue
+                mine = self._mean_reps(used[r])
+                if ref is not None and mine is not None:
+                    # Paired item noise of the difference, seeds held fixed.
+                    e.var_items = float(np.var(mine - ref, ddof=1))
+        return raw
+
+    def _mean_reps(self, obs: list[Observation]) -> Optional[np.ndarray]:
+        reps = [self._replicates(o) for o in obs]
+        if any(r is None for r in reps):
+            return None
+        return np.mean(np.stack(reps, axis=1), axis=1)
+
+    def active(self) -> list[str]:
+        return [s.name for s in self.specs if s.name not in self.drops]
+
+    def leader(self, est: dict[str, Estimate]) -> Optional[str]:
+        measured = [r for r in self.active() if r in est and (est[r].n_full or est[r].fidelity)]
+        return max(measured, key=lambda r: (est[r].point, -_ladder_key(r)[0])) if measured else None
+
+    # -- the decision rule on point estimates -----------------------------------------------------------
+    def choice(self, points: np.ndarray, names: list[str]) -> np.ndarray:
+        """Index (into ``names``, ladder-sorted) of the rung the ladder rule picks, per row of ``points``."""
+        m = self.cfg.margin - 1e-12
+        adapted = [i for i, n in enumerate(names) if n != SCRATCH]
+        if not adapted:
+            return np.zeros(points.shape[0], dtype=int)
+        chosen = np.full(points.shape[0], adapted[0])
+        for j in adapted[1:]:
+            beats = np.all(points[:, [j]] - points[:, :j] >= m, axis=1)
+            chosen = np.where(beats, j, chosen)
+        if SCRATCH in names:
+            t = names.index(SCRATCH)
+            worse = points[np.arange(points.shape[0]), chosen] - points[:, t] <= 0
+            chosen = np.where(worse, t, chosen)
+        return chosen
+
+    def _measured(self, est: dict[str, Estimate], plus: Optional[str] = None) -> list[str]:
+        """Active rungs with a measurement (and ``plus``): an unmeasured rung's prior must not block a flip."""
+        # A dropped rung that already has the decision's seeds stays: the decision rule will see it.
+        keep = [s.name for s in self.specs if s.name not in self.drops or len(self._full(s.name)) >= self.cfg.min_seeds]
+        return [r for r in keep if r in est and (est[r].n_full or est[r].fidelity or r == plus)]
+
+    def provisional(self, est: dict[str, Estimate]) -> Optional[str]:
+        """The rung the ladder rule picks from the measured rungs' point estimates."""
+        names = self._measured(est)
+        if not names:
+            return None
+        pts = np.array([[est[r].point for r in names]])
+        return names[int(self.choice(pts, names)[0])]
+
+    def flip_probability(self, est: dict[str, Estimate], rung: str, var_drop: float) -> float:
+        """Chance that a run on ``rung`` which removes ``var_drop`` of its variance changes the provisional
+        choice (the other rungs held at their point estimates)."""
+        names = self._measured(est, plus=rung)
+        now = self.provisional(est)
+        if var_drop <= 0 or rung not in names:
+            return 0.0
+        pts = np.tile([est[r].point for r in names], (self.cfg.n_draws, 1))
+        j = names.index(rung)
+        pts[:, j] = np.clip(pts[:, j] + self._rng.normal(0.0, math.sqrt(var_drop), self.cfg.n_draws), 0.0, 1.0)
+        picks = self.choice(pts, names)
+        return float(np.mean(np.array(names, dtype=object)[picks] != now))
+
+    # -- rounds ---------------------------------------------------------------------------------------
+    def next_cells(self, n: int = 1) -> list[Cell]:
+        """Up to ``n`` runs to make now (several for a parallel executor); ``[]`` when the study stops
+        (then :attr:`stop` says why)."""
+        if self.stop is not None:
+            return []
+        out: list[Cell] = []
+        while len(out) < n:
+            cell = self._next_cell()
+            if cell is None:
+                break
+            self.cells.append(cell)
+            self._pending.append(cell)
+            out.append(cell)
+            if cell.phase not in ("cheap", "screen"):
+                break  # resolving runs depend on each other's outcome: one at a time
+        if not out and not self._pending and self.stop is None:
+            self.stop = {"kind": "budget", "reason": "nothing more fits in the budget"}
+        return out
+
+    def _start_round(self, phase: str) -> None:
+        if phase != self._phase:
+            self._phase = phase
+            self.round += 1
+
+    def _next_cell(self) -> Optional[Cell]:
+        cell = self._cheap_cell()
+        if cell is None and not self._pending_of("cheap"):
+            # While screens are in flight (a parallel executor), only more screens can start.
+            cell = self._resolve_cell(screens_only=bool(self._pending))
+        return cell
+
+    def _pending_of(self, phase: str) -> list[Cell]:
+        return [c for c in self._pending if c.phase == phase]
+
+    def _cheap_cell(self) -> Optional[Cell]:
+        for seed in self.seeds:
+            for s in self.specs:
+                if s.kind != "cheap" or s.name in self.drops:
+                    continue
+                if any(c.seed == seed for c in self._planned(s.name)):
+                    continue
+                est = self.estimate_seconds(s.name, 1.0)
+                if not self.affordable(est):
+                    self._drop(s.name, "budget", f"its next seed (~{_secs(est)}) does not fit in the budget left")
+                    continue
+                self._start_round("cheap")
+                return Cell(s.name, seed, 1.0, "cheap", "cheap rung: every seed (seconds once embeddings are cached)",
+                            est, self.round)
+        return None
+
+    def _screen_actions(self, est: dict[str, Estimate]) -> list[Cell]:
+        """One run of each rung not run yet: network rungs at the screen fidelity, the others in full."""
+        out = []
+        for s in self.specs:
+            if s.kind == "cheap" or s.name in self.drops or self._planned(s.name):
+                continue
+            f = self.cfg.screen_fidelity if s.kind == "network" else 1.0
+            secs = self.estimate_seconds(s.name, f)
+            flip = self.flip_probability(est, s.name, est[s.name].var)
+            where = f"{f:.0%} of its training budget" if f < 1 else "the full budget (later seeds share its cost)"
+            out.append(Cell(s.name, self.seeds[0], f, "screen",
+                            f"screen at {where}: flip probability {flip:.2f} for ~{_secs(secs)} "
+                            f"(prior {est[s.name].point:.3f}: {est[s.name].basis})", secs, 0, flip))
+        return out
+
+    def _eliminate(self, est: dict[str, Estimate]) -> None:
+        leader = self.leader(est)
+        if leader is None:
+            return
+        contenders = [r for r in self.active() if r != leader and r in est and (est[r].n_full or est[r].fidelity)]
+        if not contenders:
+            return
+        z = self._z(1 - self.cfg.error_rate / max(1, len(contenders)))
+        for r in contenders:
+            e = est[r]
+            d = e.point - est[leader].point
+            sd = math.sqrt(e.var + est[leader].var_seed + est[leader].var_fidelity)
+            upper = d + z * sd
+            if upper < -self.cfg.margin:
+                self._drop(r, "eliminated", f"upper bound of {r} − {leader} is {upper:+.3f} < −{self.cfg.margin:.2f} "
+                           f"(difference {d:+.3f}, SE {sd:.3f}, one-sided {1 - self.cfg.error_rate / len(contenders):.3f} "
+                           f"bound over {len(contenders)} comparison(s))", estimate=e,
+                           extra={"leader": leader, "diff": d, "se": sd, "upper": upper})
+
+    def _resolve_cell(self, screens_only: bool = False) -> Optional[Cell]:
+        est = self.estimates()
+        if not screens_only:
+            self._eliminate(est)
+            est = self.estimates()
+        chosen = self.provisional(est)
+        actions = self._screen_actions(est)
+        if not screens_only:
+            actions += [a for a in (self._action(est, r) for r in self.active()) if a is not None]
+        useful = [a for a in actions if a.flip_probability >= self.cfg.flip_threshold and self.affordable(a.estimate_seconds)]
+        best = max(useful, key=lambda a: (a.flip_probability / max(a.estimate_seconds or 1.0, 1e-3)), default=None)
+        if screens_only:
+            if best is not None:
+                self._start_round(best.phase)
+                best.round = self.round
+            return best
+        need = self._decision_seed(est, chosen) if chosen is not None else None
+        if best is None and need is not None:
+            best = need if self.affordable(need.estimate_seconds) else None
+            if best is None:
+                return self._halt("budget", chosen, f"the budget ran out before {chosen} had {self.cfg.min_seeds} "
+                                  "full-budget seeds", actions)
+        if best is None:
+            top = max(actions, key=lambda a: a.flip_probability, default=None)
+            if top is not None and top.flip_probability >= self.cfg.flip_threshold:
+                return self._halt("budget", chosen, f"the budget is spent: the most useful next run ({top.rung} seed "
+                                  f"{top.seed} at {top.fidelity:.0%}, flip probability {top.flip_probability:.2f}) needs "
+                                  f"~{_secs(top.estimate_seconds)}, {_secs(self.budget - self.spent)} left", actions)
+            p = top.flip_probability if top is not None else 0.0
+            return self._halt("settled", chosen, f"settled: no affordable run could flip the decision (largest flip "
+                              f"probability {p:.3f} < {self.cfg.flip_threshold})", actions)
+        self._start_round(best.phase if best.phase in ("screen",) else "resolve")
+        best.round = self.round
+        return best
+
+    def _halt(self, kind: str, chosen: Optional[str], reason: str, actions: list[Cell]) -> None:
+        """Stop, and say for every rung never run why not."""
+        for a in actions:
+            if a.phase != "screen":
+                continue
+            if a.flip_probability < self.cfg.flip_threshold:
+                self._drop(a.rung, "cannot-flip", f"not run: even a good result could not change the decision "
+                           f"(flip probability {a.flip_probability:.3f} < {self.cfg.flip_threshold})")
+            else:
+                self._drop(a.rung, "budget", f"not run: one screening run (~{_secs(a.estimate_seconds)}) does not fit "
+                           f"in the {_secs(max(self.budget - self.spent, 0.0))} left")
+        self.stop = {"kind": kind, "chosen": chosen, "reason": reason}
+        return None
+
+    def _action(self, est: dict[str, Estimate], rung: str) -> Optional[Cell]:
+        """The next run of ``rung`` and its flip probability (None when it has nothing left to run)."""
+        e = est[rung]
+        full = self._full(rung)
+        if not full and e.fidelity:
+            drop = e.var_fidelity
+            secs = self.estimate_seconds(rung, 1.0)
+            flip = self.flip_probability(est, rung, drop)
+            return Cell(rung, self.seeds[0], 1.0, "promote", f"promote to the full budget: flip probability "
+                        f"{flip:.2f} (now {e.point:.3f} projected from {e.fidelity:.0%})", secs, 0, flip)
+        if not e.fidelity and not full:
+            return None  # unmeasured and not screened: the screen round decided against it
+        used = {o.seed for o in full}
+        free = [s for s in self.seeds if s not in used]
+        if not free:
+            return None
+        n = len(full)
+        sv = self._seed_var(rung)
+        drop = sv / n - sv / (n + 1)
+        secs = self.estimate_seconds(rung, 1.0)
+        flip = self.flip_probability(est, rung, drop)
+        return Cell(rung, free[0], 1.0, "seed", f"seed {n + 1} of {rung}: flip probability {flip:.2f} "
+                    f"(now {e.point:.3f} over {n} seed(s))", secs, 0, flip)
+
+    def _decision_seed(self, est: dict[str, Estimate], chosen: str) -> Optional[Cell]:
+        """The run the provisional choice still needs before the decision rule can pick it."""
+        a = self._action(est, chosen)
+        if a is None or len(self._full(chosen)) >= self.cfg.min_seeds:
+            return None
+        a.phase = "confirm"
+        a.why = (f"{chosen} leads the decision; the rule needs {self.cfg.min_seeds} full-budget seeds "
+                 f"(has {len(self._full(chosen))})")
+        return a
+
+    def _drop(self, rung: str, kind: str, reason: str, estimate: Optional[Estimate] = None,
+              extra: Optional[dict[str, Any]] = None) -> None:
+        if rung in self.drops:
+            return
+        self.drops[rung] = {"rung": rung, "kind": kind, "round": self.round, "reason": reason,
+                            "point": estimate.point if estimate else None, **(extra or {})}
+
+    # -- the record ------------------------------------------------------------------------------------
+    def next_run(self) -> Optional[dict[str, Any]]:
+        """The most useful run after the study stopped, budget aside (the decision's next experiment)."""
+        est = self.estimates()
+        actions = [a for a in (self._action(est, r) for r in self.active()) if a is not None]
+        unscreened = [s.name for s in self.specs if not self._of(s.name) and s.name in self.drops
+                      and self.drops[s.name]["kind"] == "budget"]
+        for r in unscreened:
+            f = self.cfg.screen_fidelity if self.kind[r] == "network" else 1.0
+            flip = self.flip_probability(est, r, est[r].var)
+            actions.append(Cell(r, self.seeds[0], f, "screen", f"not run for lack of budget; flip probability "
+                                f"{flip:.2f}", self.estimate_seconds(r, f), 0, flip))
+        if not actions:
+            return None
+        best = max(actions, key=lambda a: (a.flip_probability / max(a.estimate_seconds or 1.0, 1e-3)))
+        return {"rung": best.rung, "seed": best.seed, "fidelity": best.fidelity, "phase": best.phase,
+                "flip_probability": best.flip_probability, "estimate_seconds": best.estimate_seconds,
+                "why": best.why}
+
+    def exhaustive_seconds(self) -> Optional[float]:
+        """Estimated cost of the exhaustive grid: every rung × every seed at the full budget."""
+        total = 0.0
+        for s in self.specs:
+            one = self.estimate_seconds_first(s.name)
+            per = self.estimate_seconds(s.name, 1.0) if self._of(s.name) else None
+            if one is None:
+                return None
+            total += one + (len(self.seeds) - 1) * (per if per is not None else one)
+        return total
+
+    def estimate_seconds_first(self, rung: str) -> Optional[float]:
+        done = self._of(rung)
+        if self.kind[rung] == "network":
+            return self.estimate_seconds(rung, 1.0)
+        if done:
+            return max(o.seconds for o in done)
+        one, per = self.cost_prior.get(rung, (None, None))
+        return None if per is None else one + per
+
+    def record(self) -> dict[str, Any]:
+        """The allocation as JSON-safe data: what ran, at which fidelity and why; what was dropped; why it stopped."""
+        by_cell = {}
+        for o in self.obs:
+            by_cell[(o.rung, o.seed, round(o.fidelity, 6))] = o
+        cells = []
+        for c in self.cells:
+            o = by_cell.get((c.rung, c.seed, round(c.fidelity, 6)))
+            cells.append({"round": c.round, "phase": c.phase, "rung": c.rung, "seed": c.seed, "fidelity": c.fidelity,
+                          "why": c.why, "estimate_seconds": c.estimate_seconds, "flip_probability": c.flip_probability,
+                          "seconds": o.seconds if o else None, "f1": o.f1 if o else None,
+                          "from_store": o.from_store if o else None, "key": o.key if o else None})
+        est = self.estimates()
+        gain = self.fidelity_gain()
+        exhaustive = self.exhaustive_seconds()
+        return {
+            "budget_seconds": self.budget, "compute_seconds": self.spent, "exhaustive_seconds": exhaustive,
+            "ratio": (self.spent / exhaustive) if exhaustive else None, "seeds": list(self.seeds),
+            "config": self.cfg.to_dict(), "cells": cells, "drops": list(self.drops.values()),
+            "stop": self.stop, "provisional": self.provisional(est), "next": self.next_run(),
+            "fidelity_gain": {"mean": gain[0], "sd": gain[1], "basis": gain[2]},
+            "estimates": {r: {"point": e.point, "sd": math.sqrt(e.var), "n_full": e.n_full, "fidelity": e.fidelity,
+                              "basis": e.basis} for r, e in est.items()},
+        }
+
+
+def _secs(seconds: Optional[float]) -> str:
+    if seconds is None:
+        return "unknown time"
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def run_allocation(allocator: Allocator, execute: Callable[[list[Cell]], list[Observation]], *,
+                   parallel: int = 1, on_round: Optional[Callable[[list[Cell]], None]] = None) -> dict[str, Any]:
+    """Drive ``allocator`` to its stop: ``execute`` runs a list of cells and returns their observations.
+
+    Example (fake rungs, no model):
+        >>> alloc = Allocator([RungSpec("tfidf"), RungSpec("probe")], budget_seconds=100, seeds=[0, 1, 2])
+        >>> rec = run_allocation(alloc, lambda cells: [Observation(c.rung, c.seed, c.fidelity,
+        ...                      0.8 if c.rung == "tfidf" else 0.9, 1.0) for c in cells])
+        >>> rec["stop"]["kind"], rec["provisional"], rec["compute_seconds"]
+        ('settled', 'probe', 6.0)
+    """
+    while True:
+        cells = allocator.next_cells(parallel)
+        if not cells:
+            break
+        if on_round is not None:
+            on_round(cells)
+        for cell, obs in zip(cells, execute(cells)):
+            allocator.observe(cell, obs)
+    return allocator.record()

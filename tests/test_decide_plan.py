@@ -1,9 +1,12 @@
-"""The planner: budget parsing, cost scaling, greedy fit with reasons, and a real calibration on the tiny encoder."""
+"""The planner: budget parsing, cost scaling, the screen-first fit with reasons, measured costs from the run
+store, and a real calibration on the tiny encoder."""
 import json
+import math
 
 import pytest
 
-from adaptlab.decide.plan import Calibration, estimate_costs, make_plan, parse_budget, plan_study
+from adaptlab.decide.plan import (Calibration, estimate_costs, estimate_rung_costs, make_plan, measured_costs,
+                                  parse_budget, parse_train_budget, plan_study)
 from adaptlab.errors import ConfigError
 from synthetic import topic_corpus
 
@@ -32,7 +35,9 @@ def test_costs_scale_with_data_and_speedup():
     assert big["finetune"][1] > 9 * small["finetune"][1]
     fast = estimate_costs(CAL, n_labeled=1000, speedup=25)
     assert fast["finetune"][1] == pytest.approx(small["finetune"][1] / 25)
-    assert estimate_costs(CAL, n_labeled=1000, n_unlabeled=80_000)["refit"][1] > small["refit"][1]
+    # the MLM refit is a one-time cost: more unlabeled texts make it longer, not the seeds
+    more = estimate_costs(CAL, n_labeled=1000, n_unlabeled=80_000)["refit"]
+    assert more[0] > small["refit"][0] and more[1] == pytest.approx(small["refit"][1])
 
 
 def test_plan_fits_the_budget_and_says_what_is_skipped_and_why():
@@ -40,10 +45,13 @@ def test_plan_fits_the_budget_and_says_what_is_skipped_and_why():
     plan = make_plan(costs, 3600, device="cpu", rungs=["tfidf", "probe", "refit", "lora", "finetune"],
                      n_labels=5200, n_unlabeled=80_000)
     assert plan.total_seconds <= 3600
-    assert plan.rungs[:3] == ["tfidf", "probe", "refit"]  # baselines, then the regime table's rung
-    skipped = {i.rung: i.reason for i in plan.items if not i.included}
-    assert skipped and all("left" in r for r in skipped.values())
-    assert all(i.seeds >= 3 for i in plan.items if i.included)
+    assert plan.rungs == ["tfidf", "probe", "refit", "lora", "finetune"]
+    items = {i.rung: i for i in plan.items}
+    # Until issue #15 the network rungs were skipped here ("more than the ... left") and the refit paid its
+    # MLM once a seed; now they are screened at a quarter of their steps and the refit is shared.
+    assert all(items[r].fidelity == 0.25 and items[r].full_seeds == 0 for r in ("lora", "finetune"))
+    assert all("not promoted" in items[r].reason for r in ("lora", "finetune"))
+    assert items["refit"].full_seeds == 5 and items["tfidf"].seeds == 5
     json.dumps(plan.to_dict())
     # with a huge budget everything runs, with extra seeds on the cheap rungs
     plan = make_plan(costs, 30 * 86400, device="gpu", n_labels=5200, n_unlabeled=80_000)
@@ -67,3 +75,99 @@ def test_plan_study_with_a_real_calibration(tiny_encoder):
     assert any("calibrated on cpu" in n for n in plan.notes)
     gpu = plan_study(ds.texts, ds.labels, "1 hour on one GPU", encoder=tiny_encoder, rungs=["tfidf", "probe"])
     assert any("assumed 25× faster" in n for n in gpu.notes)
+
+
+def test_a_shared_refit_is_costed_once_and_a_seed_pays_a_head():
+    costs = estimate_rung_costs(CAL, n_labeled=5200, n_unlabeled=20_000)
+    refit = costs["refit"]
+    n_train = 5200 * 0.8 * 0.8
+    assert refit.kind == "shared" and refit.steps == math.ceil((20_000 + 5200 * 0.8) / 32)
+    assert refit.one_time >= refit.steps * refit.step_seconds  # the MLM refit is in the one-time cost
+    assert refit.per_seed == pytest.approx(CAL.head_per_train_text * n_train)  # a head, nothing repeated
+    totals = {}
+    for seeds in (1, 5):
+        plan = make_plan(costs, 30 * 86400, device="cpu", rungs=["refit"], n_labels=5200, n_unlabeled=20_000,
+                         max_seeds=seeds)
+        (item,) = plan.items
+        assert item.full_seeds == seeds and item.one_time_seconds == pytest.approx(refit.one_time)
+        totals[seeds] = item.total_seconds
+    assert totals[5] < 2 * totals[1]
+    assert totals[5] == pytest.approx(totals[1] + 4 * refit.per_seed)
+
+
+def test_network_rungs_cost_the_steps_they_take():
+    budgeted = estimate_rung_costs(CAL, n_labeled=5200, train_budget="520steps")["finetune"]
+    assert budgeted.steps == 520 and budgeted.per_seed == pytest.approx(budgeted.fixed + 520 * budgeted.step_seconds)
+    free = estimate_rung_costs(CAL, n_labeled=5200)["finetune"]
+    spe = math.ceil(5200 * 0.8 * 0.8 / 16)
+    assert free.steps == 10 * spe  # max_epochs: the upper bound, and said so
+    assert "max_epochs upper bound" in free.basis and "expected" in free.basis
+    assert free.expected_steps == 5 * spe and free.expected_per_seed < free.per_seed / 1.9
+    assert estimate_rung_costs(CAL, n_labeled=5200, train_budget="10min")["finetune"].steps < free.steps
+    assert "capped by max_epochs" in estimate_rung_costs(CAL, n_labeled=5200, train_budget="2h")["finetune"].basis
+    # the study's step budget also bounds the refit (RefitConfig.budget None: the study's --budget)
+    assert estimate_rung_costs(CAL, n_labeled=5200, n_unlabeled=20_000, train_budget="520steps")["refit"].steps == 520
+    with pytest.raises(ConfigError, match="--train-budget='soon'"):
+        parse_train_budget("soon")
+
+
+def test_every_rung_that_fits_is_screened_before_any_rung_gets_a_second_seed():
+    costs = estimate_rung_costs(CAL, n_labeled=5200, n_unlabeled=20_000)
+    upper = ["refit", "lora", "unfreeze", "finetune", "lpft"]
+    cheap = sum(costs[r].one_time + 5 * costs[r].per_seed for r in ("tfidf", "probe"))
+    screens = sum(costs[r].one_time + costs[r].run_seconds(0.25) for r in upper)
+    budget = cheap + screens + 0.5 * min(costs[r].per_seed for r in upper[1:])
+    assert budget < sum(c.one_time + 3 * c.per_seed for c in costs.values())  # 3 seeds of everything do not fit
+    plan = make_plan(costs, budget, device="cpu", n_labels=5200, n_unlabeled=20_000)
+    items = {i.rung: i for i in plan.items}
+    assert plan.rungs == list(items) and plan.total_seconds <= budget
+    for r in upper[1:]:
+        it = items[r]
+        assert it.seeds == 1 and it.full_seeds == 0 and it.fidelity == 0.25
+        assert it.screen_steps == math.ceil(0.25 * costs[r].steps) and "screen: 1 run at 25%" in it.reason
+        assert it.total_seconds == pytest.approx(costs[r].run_seconds(0.25))
+    assert items["refit"].full_seeds >= 1 and "shared refit" in items["refit"].reason
+    assert items["tfidf"].seeds == items["probe"].seeds == 5  # cheap: all their seeds first
+    # a smaller budget screens what fits and says why the rest is left out
+    small = make_plan(costs, cheap + costs["refit"].one_time + costs["refit"].per_seed + 1, device="cpu",
+                      n_labels=5200, n_unlabeled=20_000)
+    left_out = [i for i in small.items if not i.included]
+    assert left_out and all("one screening run at 25%" in i.reason for i in left_out)
+    with pytest.raises(ConfigError, match="--screen-fidelity=0"):
+        make_plan(costs, budget, device="cpu", screen_fidelity=0)
+
+
+def test_plan_commands_run_the_full_seeds_then_the_screens():
+    costs = estimate_rung_costs(CAL, n_labeled=5200, n_unlabeled=20_000, train_budget="520steps")
+    plan = make_plan(costs, 3 * 3600, device="cpu", rungs=["tfidf", "refit", "lora"], n_labels=5200,
+                     n_unlabeled=20_000, train_budget="520steps")
+    assert plan.commands("d.csv", "u.csv") == [
+        "adaptlab study run --data d.csv --rungs tfidf,refit,lora --seeds 5 --budget 520steps --unlabeled u.csv",
+        "adaptlab study run --data d.csv --rungs lora --seeds 1 --budget 130steps"]
+
+
+def test_measured_costs_from_the_run_store_replace_the_calibration(tmp_path, tiny_encoder):
+    from adaptlab.config import StudyConfig
+    from adaptlab.evaluate import Study
+    from adaptlab.store import RunStore
+
+    ds = topic_corpus(120)
+    Study(StudyConfig(rungs=["tfidf"], seeds=2), home=tmp_path, encoder=tiny_encoder).run(ds)
+    store = RunStore(tmp_path / "runs.sqlite")
+    same, double = (measured_costs(store, n_labeled=n)["tfidf"] for n in (120, 240))
+    assert same.runs == 2 and double.per_seed == pytest.approx(2 * same.per_seed)  # scaled to the labeled pool
+    plan = plan_study(ds.texts, ds.labels, "1 hour", encoder=tiny_encoder, rungs=["tfidf", "probe"], home=tmp_path)
+    items = {i.rung: i for i in plan.items}
+    assert items["tfidf"].cost_source == "measured (2 runs)" and items["probe"].cost_source == "calibrated"
+    assert items["tfidf"].seconds_per_seed == pytest.approx(same.per_seed)
+    assert any("measured in the run store: tfidf (2 runs)" in n for n in plan.notes)
+    # without a store (or with an empty home) everything is calibrated, and no store is created
+    bare = plan_study(ds.texts, ds.labels, "1 hour", encoder=tiny_encoder, rungs=["tfidf"], home=tmp_path / "none")
+    assert bare.items[0].cost_source == "calibrated" and not (tmp_path / "none").exists()
+
+
+def test_a_tight_budget_gives_every_cheap_rung_a_seed_before_a_second():
+    costs = {"tfidf": (0.0, 1.0), "probe": (2.0, 1.0)}
+    plan = make_plan(costs, 5.5, device="cpu", n_labels=5000)
+    assert [(i.rung, i.seeds) for i in plan.items] == [("tfidf", 2), ("probe", 1)]
+    assert "(of 5: no more fit)" in plan.items[0].reason

@@ -215,12 +215,23 @@ def plan_cmd(
     unlabeled: Optional[Path] = typer.Option(None, "--unlabeled", help="Unlabeled in-domain texts (for the refit)."),
     rungs: Optional[str] = typer.Option(None, "--rungs", help="Rungs to consider (default: every available rung)."),
     encoder: Optional[str] = typer.Option(None, "--encoder", help="Encoder folder (default: packaged all-MiniLM-L6-v2)."),
+    train_budget: Optional[str] = typer.Option(None, "--train-budget", help="The study's training budget of network rungs "
+                                               "(`study run --budget`): 520steps, 30min. Default: max_epochs, the upper bound."),
+    seeds: int = typer.Option(5, "--seeds", help="Seeds the study runs at most per rung."),
+    screen_fidelity: float = typer.Option(0.25, "--screen-fidelity", help="Share of its training a network rung gets "
+                                          "in its one screening run, before any rung gets a second seed."),
     gpu_speedup: float = typer.Option(25.0, "--gpu-speedup", help="Assumed GPU/CPU speed-up when planning for a GPU on a CPU."),
     text_col: Optional[str] = typer.Option(None, "--text-col"),
     label_col: Optional[str] = typer.Option(None, "--label-col"),
+    home: Optional[Path] = HomeOpt,
     json_out: bool = JsonOpt,
 ) -> None:
-    """Plan a study into a budget: which rungs, how many seeds, what is skipped and why (from a short calibration)."""
+    """Plan a study into a budget: which rungs, how many seeds at which fidelity, what is skipped and why.
+
+    Costs come from the run store under --home where it holds results of the same rungs, else from a
+    short calibration.
+    """
+    from adaptlab.config import default_home
     from adaptlab.data import load_dataset
     from adaptlab.decide.plan import plan_study
     from adaptlab.encoders import load_encoder
@@ -228,20 +239,31 @@ def plan_cmd(
     ds = load_dataset(data, text_col=text_col, label_col=label_col)
     n_unl = len(load_dataset(unlabeled, text_col=text_col, require_labels=False)) if unlabeled is not None else 0
     plan = plan_study(ds.texts, ds.labels, budget, encoder=load_encoder(encoder), n_unlabeled=n_unl,
-                      rungs=[r.strip() for r in rungs.split(",")] if rungs else None, gpu_speedup=gpu_speedup)
+                      rungs=[r.strip() for r in rungs.split(",")] if rungs else None, gpu_speedup=gpu_speedup,
+                      train_budget=train_budget, seeds=seeds, screen_fidelity=screen_fidelity,
+                      home=home or default_home())
     if json_out:
-        typer.echo(json.dumps(plan.to_dict(), indent=2))
+        typer.echo(json.dumps({**plan.to_dict(), "commands": plan.commands(str(data), unlabeled and str(unlabeled))},
+                              indent=2))
         return
+    _print_plan(plan, budget, str(data), unlabeled and str(unlabeled))
+
+
+def _print_plan(plan: Any, budget: str, data: str, unlabeled: Optional[str]) -> None:
     from rich.table import Table
 
-    from adaptlab.decide.plan import _fmt
+    from adaptlab.decide.plan import format_seconds as fmt
 
-    t = Table("rung", "seeds", "per seed", "total", "plan", title=f"plan for {budget} ({_fmt(plan.budget_seconds)}, {plan.device})")
+    t = Table("rung", "seeds", "per seed", "once", "total", "cost", "plan",
+              title=f"plan for {budget} ({fmt(plan.budget_seconds)}, {plan.device})")
     for it in plan.items:
-        t.add_row(it.rung, str(it.seeds) if it.included else "-", _fmt(it.seconds_per_seed),
-                  _fmt(it.total_seconds) if it.included else "-", ("run: " if it.included else "skip: ") + it.reason)
+        screen = f"1 @{it.fidelity:.0%}" if it.fidelity < 1 else ""
+        seeds = " + ".join(x for x in (screen, str(it.full_seeds) if it.full_seeds else "") if x)
+        t.add_row(it.rung, seeds if it.included else "-", fmt(it.seconds_per_seed, 1), fmt(it.one_time_seconds, 1),
+                  fmt(it.total_seconds, 1) if it.included else "-", it.cost_source,
+                  ("run: " if it.included else "skip: ") + it.reason)
     out.print(t)
-    out.print(f"planned {_fmt(plan.total_seconds)} of {_fmt(plan.budget_seconds)}. " + " ".join(plan.notes))
-    if plan.rungs:
-        out.print(f"run it: adaptlab study run --data {data} --rungs {','.join(plan.rungs)} "
-                  f"--seeds {min(i.seeds for i in plan.items if i.included)}")
+    out.print(f"planned {fmt(plan.total_seconds)} of {fmt(plan.budget_seconds)}. " + " ".join(plan.notes), markup=False)
+    for cmd in plan.commands(data, unlabeled):
+        # One unbroken line that copies as typed: no wrapping, and no [markup] read out of a path.
+        out.print(f"run it: {cmd}", soft_wrap=True, markup=False, highlight=False)

@@ -3,7 +3,19 @@
 The calibration times, on this machine, what each rung's cost is made of: TF-IDF + head fit, one
 encoder forward pass per text, one training step (forward + backward) of the encoder on a batch.
 Costs are then scaled to the data sizes. When the budget names a GPU and the calibration ran on a
-CPU, an assumed GPU speed-up is applied to encoder work and said so in the plan.
+CPU, an assumed GPU speed-up is applied to encoder work and said so in the plan. Results already in
+the run store replace the calibration where they exist (:func:`measured_costs`).
+
+What a rung costs is split like a study spends it: a one-time part (the frozen encoder's embedding
+pass; the MLM refit, shared by every seed unless ``refit_per_seed``) and a part per seed (a head; a
+network rung's training steps). A network rung is costed by the optimizer steps it will take: the
+study's step budget (``--train-budget``) exactly, else ``max_epochs`` as the upper bound, with an
+expected figure where early stopping usually ends it.
+
+The budget is filled in the rounds of a budgeted study (:mod:`adaptlab.evaluate.adaptive`): the cheap
+rungs (tfidf, probe) get all their seeds; every other rung that fits gets one screening run (a network
+rung at ``screen_fidelity`` of its training steps, the refit its shared refit + one head) before any of
+them gets a second seed; then full-fidelity seeds, ``min_seeds`` per rung first.
 
 Example:
     >>> parse_budget("2 CPU hours")
@@ -15,12 +27,15 @@ from __future__ import annotations
 
 import math
 import re
+import statistics
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Any, Optional, Sequence
+from pathlib import Path
+from typing import Any, Iterator, Optional, Sequence, Union
 
 import numpy as np
 
+from adaptlab.config import Budget
 from adaptlab.decide.policy import LADDER, Policy, rung_info
 from adaptlab.errors import ConfigError
 
@@ -31,8 +46,15 @@ _UNIT = {"s": 1, "sec": 1, "secs": 1, "second": 1, "seconds": 1, "m": 60, "min":
 # cannot measure (a small BERT on a data-centre GPU vs a few CPU cores); overridable.
 DEFAULT_GPU_SPEEDUP = 25.0
 NETWORK_RUNGS = ("lora", "unfreeze", "finetune", "lpft")
+CHEAP_RUNGS = ("tfidf", "probe")
 # Share of a full backward pass each network rung pays (LoRA / partial unfreeze backpropagate less).
 _STEP_FACTOR = {"lora": 0.7, "unfreeze": 0.6, "finetune": 1.0, "lpft": 1.1}
+# Share of its training steps a network rung gets when screened (AdaptiveConfig.screen_fidelity).
+DEFAULT_SCREEN_FIDELITY = 0.25
+# Validation F1 of a small encoder trained on a few thousand labels usually peaks by the second epoch
+# (users saw 2 epochs of finetune take 7 min of a 34-min, 10-epoch worst case); early stopping then ends
+# the run `patience` epochs later. Used for the expected figure only, never for the upper bound.
+TYPICAL_BEST_EPOCH = 2
 
 
 def parse_budget(text: str) -> tuple[float, str]:
@@ -130,42 +152,6 @@ def calibrate(encoder: Any, texts: Sequence[str], labels: Optional[Sequence[str]
                        seconds=time.perf_counter() - t_all)
 
 
-@dataclass
-class PlanItem:
-    rung: str
-    seeds: int
-    seconds_per_seed: float
-    one_time_seconds: float
-    included: bool
-    reason: str
-
-    @property
-    def total_seconds(self) -> float:
-        return self.one_time_seconds + self.seeds * self.seconds_per_seed if self.included else 0.0
-
-
-@dataclass
-class Plan:
-    budget_seconds: float
-    device: str
-    calibration: dict[str, Any]
-    items: list[PlanItem]
-    notes: list[str] = field(default_factory=list)
-
-    @property
-    def total_seconds(self) -> float:
-        return float(sum(i.total_seconds for i in self.items))
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"budget_seconds": self.budget_seconds, "device": self.device, "calibration": self.calibration,
-                "total_seconds": self.total_seconds, "notes": list(self.notes),
-                "items": [{**asdict(i), "total_seconds": i.total_seconds} for i in self.items]}
-
-    @property
-    def rungs(self) -> list[str]:
-        return [i.rung for i in self.items if i.included]
-
-
 def format_seconds(seconds: float, digits: int = 0) -> str:
     """A duration in the unit a person reads best (``digits`` decimals for seconds and minutes).
 
@@ -182,34 +168,463 @@ def format_seconds(seconds: float, digits: int = 0) -> str:
     return f"{seconds / 86400:.1f} days"
 
 
+# ------------------------------------------------------------------------------------------ costs
+@dataclass
+class RungCost:
+    """What one rung costs (seconds) and how that was figured.
 
-def estimate_costs(cal: Calibration, *, n_labeled: int, n_unlabeled: int = 0, test_size: float = 0.2,
-                   val_size: float = 0.2, max_epochs: int = 10, refit_max_steps: int = 1000, refit_batch: int = 32,
-                   speedup: float = 1.0) -> dict[str, tuple[float, float]]:
-    """(one-time seconds, seconds per seed) of each rung for these data sizes."""
-    n_pool = n_labeled * (1 - test_size)
-    n_train = n_pool * (1 - val_size)
-    n_val, n_test = n_pool - n_train, n_labeled * test_size
+    ``one_time`` is paid once per study (the frozen encoder's embedding pass, the shared refit);
+    ``per_seed`` is one seed at full fidelity, an upper bound. A network rung's seed is ``steps``
+    optimizer steps of ``step_seconds`` each (its validation passes spread over them) plus ``fixed``
+    seconds (the test pass); ``expected_steps`` is where early stopping usually ends it. ``pair`` is the
+    (one-time, per-seed) tuple :class:`adaptlab.evaluate.adaptive.Allocator` takes.
+
+    Example:
+        >>> c = RungCost("network", 0.0, 104.0, steps=400, step_seconds=0.25, fixed=4.0)
+        >>> c.run_seconds(0.25), c.pair
+        (29.0, (0.0, 104.0))
+    """
+
+    kind: str  # cheap | shared | network, as adaptlab.evaluate.adaptive.KINDS
+    one_time: float
+    per_seed: float
+    steps: Optional[int] = None
+    step_seconds: Optional[float] = None
+    fixed: float = 0.0
+    expected_steps: Optional[int] = None
+    source: str = "calibrated"
+    basis: str = ""
+
+    @property
+    def pair(self) -> tuple[float, float]:
+        return (self.one_time, self.per_seed)
+
+    def run_seconds(self, fidelity: float = 1.0) -> float:
+        """Seconds of one seed at ``fidelity`` (a share of a network rung's training steps)."""
+        if self.kind != "network" or fidelity >= 1.0:
+            return self.per_seed
+        if self.steps is None or self.step_seconds is None:  # a bare (one-time, per-seed) pair
+            return self.fixed + fidelity * (self.per_seed - self.fixed)
+        return self.fixed + self.fidelity_steps(fidelity) * self.step_seconds
+
+    def fidelity_steps(self, fidelity: float) -> Optional[int]:
+        """Optimizer steps of one seed at ``fidelity`` (None when the rung does not train in steps)."""
+        return None if self.steps is None else max(1, math.ceil(fidelity * self.steps))
+
+    @property
+    def expected_per_seed(self) -> Optional[float]:
+        if self.expected_steps is None or self.step_seconds is None:
+            return None
+        return self.fixed + self.expected_steps * self.step_seconds
+
+
+@dataclass
+class MeasuredCost:
+    """What the stored results of one rung cost, scaled to the data being planned.
+
+    Example:
+        >>> MeasuredCost(runs=2, per_seed=0.4).source
+        'measured (2 runs)'
+    """
+
+    runs: int = 0
+    per_seed: Optional[float] = None  # tfidf / probe / refit head: seconds a seed, scaled to the labeled pool
+    step_seconds: Optional[float] = None  # network: seconds an optimizer step (validation included); refit: an MLM step
+    epochs: Optional[float] = None  # network: epochs after which the stored runs stopped early
+
+    @property
+    def source(self) -> str:
+        return f"measured ({self.runs} run{'' if self.runs == 1 else 's'})"
+
+
+@dataclass(frozen=True)
+class _Sizes:
+    """Labeled texts as a study splits them (test carved first, validation from the pool)."""
+
+    n_labeled: int
+    n_pool: float
+    n_train: float
+    n_val: float
+    n_test: float
+
+    @classmethod
+    def of(cls, n_labeled: int, test_size: float, val_size: float) -> "_Sizes":
+        n_pool = n_labeled * (1 - test_size)
+        n_train = n_pool * (1 - val_size)
+        return cls(n_labeled, n_pool, n_train, n_pool - n_train, n_labeled * test_size)
+
+
+def _training_defaults() -> dict[str, int]:
+    # Read from the rung configs so the plan follows them when their defaults change.
+    from adaptlab.rungs.refit.config import RefitConfig
+    from adaptlab.rungs.training import TrainingConfig
+
+    t, r = TrainingConfig.__dataclass_fields__, RefitConfig.__dataclass_fields__
+    return {"max_epochs": t["max_epochs"].default, "patience": t["patience"].default,
+            "batch_size": t["batch_size"].default, "refit_batch": r["batch_size"].default,
+            "refit_max_steps": r["default_max_steps"].default}
+
+
+def parse_train_budget(value: Union[str, int, Budget, None]) -> Optional[Budget]:
+    """The study's training budget of network rungs (``--train-budget``): steps or wall-clock.
+
+    Example:
+        >>> parse_train_budget("520steps"), parse_train_budget(None)
+        (Budget(steps=520, seconds=None), None)
+    """
+    try:
+        return Budget.parse(value)
+    except ConfigError:
+        raise ConfigError.invalid("--train-budget", value, "a step or wall-clock budget, e.g. 520steps, 30min, 2h "
+                                  "(the --budget of `study run`)") from None
+
+
+def estimate_rung_costs(cal: Calibration, *, n_labeled: int, n_unlabeled: int = 0, test_size: float = 0.2,
+                        val_size: float = 0.2, train_budget: Union[str, Budget, None] = None,
+                        max_epochs: Optional[int] = None, patience: Optional[int] = None,
+                        refit_max_steps: Optional[int] = None, refit_batch: Optional[int] = None,
+                        speedup: float = 1.0, measured: Optional[dict[str, MeasuredCost]] = None) -> dict[str, RungCost]:
+    """Each rung's :class:`RungCost` for these data sizes; ``measured`` costs replace calibrated ones.
+
+    Example:
+        >>> cal = Calibration("cpu", 0.01, 0.5, 16, 1e-4, 1e-4, 1.0)
+        >>> costs = estimate_rung_costs(cal, n_labeled=5200, n_unlabeled=20_000, train_budget="520steps")
+        >>> costs["finetune"].steps, costs["refit"].kind
+        (520, 'shared')
+    """
+    d = _training_defaults()
+    budget = parse_train_budget(train_budget)
+    sz = _Sizes.of(n_labeled, test_size, val_size)
+    m = measured or {}
     enc = cal.encode_per_text / speedup
-    step = cal.train_step / speedup
-    steps_per_epoch = math.ceil(n_train / cal.batch_size)
     out = {
-        "tfidf": (0.0, cal.tfidf_per_train_text * n_train),
+        "tfidf": _cheap_cost(cal.tfidf_per_train_text * sz.n_train, 0.0, m.get("tfidf"), "TF-IDF and its C search"),
         # the frozen encoder embeds every labeled text once (cached), then only a head per seed
-        "probe": (enc * n_labeled, cal.head_per_train_text * n_train),
+        "probe": _cheap_cost(cal.head_per_train_text * sz.n_train, enc * n_labeled, m.get("probe"),
+                             "one embedding pass of the labeled texts, then a head"),
+        "refit": _refit_cost(cal, sz, n_unlabeled, budget, enc=enc, speedup=speedup, measured=m.get("refit"),
+                             batch=refit_batch or d["refit_batch"], cap=refit_max_steps or d["refit_max_steps"]),
     }
-    refit_steps = min(refit_max_steps, math.ceil(max(n_unlabeled, 1) / refit_batch))
-    out["refit"] = (0.0, refit_steps * step * refit_batch / cal.batch_size + enc * n_labeled
-                    + cal.head_per_train_text * n_train)
+    spe = max(1, math.ceil(sz.n_train / d["batch_size"]))
     for r in NETWORK_RUNGS:
-        # worst case: every epoch runs (early stopping usually ends sooner); validation each epoch, test once
-        per_seed = max_epochs * (steps_per_epoch * step * _STEP_FACTOR[r] + n_val * enc) + n_test * enc
-        out[r] = (0.0, per_seed)
+        mr = m.get(r)
+        step = cal.train_step / speedup * d["batch_size"] / cal.batch_size * _STEP_FACTOR[r] + sz.n_val * enc / spe
+        out[r] = network_cost(mr.step_seconds if mr and mr.step_seconds else step, fixed=sz.n_test * enc,
+                              steps_per_epoch=spe, budget=budget, max_epochs=max_epochs or d["max_epochs"],
+                              patience=patience or d["patience"], stopped_after=mr.epochs if mr else None,
+                              source=mr.source if mr and mr.step_seconds else "calibrated")
     return out
 
 
+def _cheap_cost(per_seed: float, one_time: float, measured: Optional[MeasuredCost], what: str) -> RungCost:
+    if measured is not None and measured.per_seed is not None:
+        return RungCost("cheap", one_time, measured.per_seed, source=measured.source,
+                        basis=f"{what}; seconds a seed from the run store, scaled to this data")
+    return RungCost("cheap", one_time, per_seed, basis=what)
+
+
+def _refit_cost(cal: Calibration, sz: _Sizes, n_unlabeled: int, budget: Optional[Budget], *, enc: float,
+                speedup: float, measured: Optional[MeasuredCost], batch: int, cap: int) -> RungCost:
+    # One refit is shared by every seed (RefitConfig.refit_per_seed is off by default): the MLM training
+    # and embedding the labeled texts with the refit encoder are paid once; a seed pays a head.
+    step = cal.train_step / speedup * batch / cal.batch_size
+    head = cal.head_per_train_text * sz.n_train
+    source = "calibrated"
+    if measured is not None:
+        step, head = measured.step_seconds or step, head if measured.per_seed is None else measured.per_seed
+        source = measured.source
+    if budget is not None and budget.seconds is not None:
+        steps, mlm, what = None, budget.seconds, f"{format_seconds(budget.seconds)} of MLM (--train-budget)"
+    else:
+        # Default corpus: the unlabeled texts plus the labeled train+validation texts, one epoch, capped.
+        steps = budget.steps if budget is not None else min(cap, math.ceil((n_unlabeled + sz.n_pool) / batch))
+        mlm = steps * step
+        what = f"{steps} MLM steps" + (" (--train-budget)" if budget is not None else f" (one epoch, at most {cap})")
+    return RungCost("shared", mlm + enc * sz.n_labeled, head, steps=steps, step_seconds=step, source=source,
+                    basis=f"one shared refit, {what}, and one embedding pass with it; then a head a seed")
+
+
+def network_cost(step_seconds: float, *, fixed: float, steps_per_epoch: int, budget: Optional[Budget],
+                 max_epochs: int, patience: int, stopped_after: Optional[float] = None,
+                 source: str = "calibrated") -> RungCost:
+    """A network rung's seed: the steps it will take under ``budget`` and where early stopping ends it.
+
+    A step budget replaces ``max_epochs`` (the trainer's rule), so the seed takes exactly those steps at
+    most; a wall-clock budget is still capped by ``max_epochs``; without a budget ``max_epochs`` is the
+    upper bound. ``stopped_after`` (epochs, from stored runs) replaces the typical early-stopping epoch.
+
+    Example:
+        >>> c = network_cost(0.5, fixed=2.0, steps_per_epoch=260, budget=None, max_epochs=10, patience=3)
+        >>> c.steps, c.expected_steps, c.per_seed, c.expected_per_seed
+        (2600, 1300, 1302.0, 652.0)
+    """
+    worst = max_epochs * steps_per_epoch
+    if budget is not None and budget.steps is not None:
+        steps, what = budget.steps, f"{budget.steps} steps (--train-budget)"
+    elif budget is not None:
+        steps = min(worst, max(1, int(budget.seconds / step_seconds)))
+        what = f"~{steps} steps in {format_seconds(budget.seconds)} (--train-budget)" + (
+            f", capped by max_epochs={max_epochs}" if steps == worst else "")
+    else:
+        steps, what = worst, f"{max_epochs} epochs × {steps_per_epoch} steps, the max_epochs upper bound"
+    epochs = stopped_after or min(max_epochs, TYPICAL_BEST_EPOCH + patience)
+    expected = min(steps, math.ceil(epochs * steps_per_epoch))
+    why = (f"stored runs stopped early after {epochs:g} epochs" if stopped_after else
+           f"early stopping (patience {patience}) usually ends it near epoch {epochs:g}")
+    basis = what + (f"; expected ~{expected} steps: {why}" if expected < steps else "")
+    return RungCost("network", 0.0, fixed + steps * step_seconds, steps=steps, step_seconds=step_seconds,
+                    fixed=fixed, expected_steps=expected, source=source, basis=basis)
+
+
+def estimate_costs(cal: Calibration, *, n_labeled: int, n_unlabeled: int = 0, test_size: float = 0.2,
+                   val_size: float = 0.2, max_epochs: Optional[int] = None, refit_max_steps: Optional[int] = None,
+                   refit_batch: Optional[int] = None, speedup: float = 1.0,
+                   train_budget: Union[str, Budget, None] = None) -> dict[str, tuple[float, float]]:
+    """(one-time seconds, seconds per seed at full fidelity) of each rung, as the Allocator takes them.
+
+    Example:
+        >>> cal = Calibration("cpu", 0.01, 0.5, 16, 1e-4, 1e-4, 1.0)
+        >>> one, per = estimate_costs(cal, n_labeled=1000, n_unlabeled=8000)["refit"]
+        >>> one > 100 * per  # the shared refit is paid once, a seed pays a head
+        True
+    """
+    costs = estimate_rung_costs(cal, n_labeled=n_labeled, n_unlabeled=n_unlabeled, test_size=test_size,
+                                val_size=val_size, max_epochs=max_epochs, refit_max_steps=refit_max_steps,
+                                refit_batch=refit_batch, speedup=speedup, train_budget=train_budget)
+    return {r: c.pair for r, c in costs.items()}
+
+
+# ------------------------------------------------------------------------------- measured costs
+def measured_costs(store: Any, *, n_labeled: int, test_size: float = 0.2, encoder_fingerprint: Optional[str] = None,
+                   device: Optional[str] = None) -> dict[str, MeasuredCost]:
+    """Per-rung costs of the results already in ``store`` (a :class:`adaptlab.store.RunStore`).
+
+    Seconds a seed of tfidf, probe and the refit's head scale with the labeled pool, so they are scaled
+    from the stored study's ``n_train_pool`` to this data's; seconds an optimizer step (network rungs, the
+    refit's MLM) do not. Results of another encoder than ``encoder_fingerprint``, or of network rungs
+    trained on another kind of ``device`` ("cpu" | "gpu") than the plan's, are left out.
+
+    Example:
+        >>> measured_costs(store, n_labeled=5200)["tfidf"].source  # doctest: +SKIP
+        'measured (5 runs)'
+    """
+    n_pool = n_labeled * (1 - test_size)
+    got: dict[str, list[dict[str, float]]] = {}
+    for res, summary in _stored_results(store):
+        enc = ((res.get("manifest") or {}).get("rung") or {}).get("encoder")
+        if encoder_fingerprint and enc and enc != encoder_fingerprint:
+            continue
+        sample = _cost_sample(res, summary, n_pool=n_pool, device=device)
+        if sample:
+            got.setdefault(res["rung"], []).append(sample)
+    return {rung: _summarise(samples) for rung, samples in got.items()}
+
+
+def _stored_results(store: Any) -> Iterator[tuple[dict, dict]]:
+    # A result linked to several studies (a re-run reuses it) is counted once.
+    seen: set[str] = set()
+    for s in store.list_studies():
+        summary = store.get_study(s["study_id"]).get("summary") or {}
+        for res in store.study_results(s["study_id"]):
+            if res["result_key"] not in seen:
+                seen.add(res["result_key"])
+                yield res, summary
+
+
+def _cost_sample(res: dict, summary: dict, *, n_pool: float, device: Optional[str]) -> Optional[dict[str, float]]:
+    metrics = res.get("metrics") or {}
+    cost, diag = metrics.get("cost") or {}, metrics.get("diagnostics") or {}
+    fit = cost.get("fit_seconds")
+    if not isinstance(fit, (int, float)):
+        return None
+    if res["rung"] in NETWORK_RUNGS:
+        return _network_sample(fit, diag, device)
+    split = (res.get("manifest") or {}).get("split") or {}
+    pool_then = summary.get("n_train_pool") or (split.get("n_train", 0) + split.get("n_val", 0))
+    if not pool_then:
+        return None
+    scale = n_pool / pool_then
+    if res["rung"] != "refit":
+        return {"per_seed": float(cost.get("total_seconds", fit)) * scale}
+    # The first seed paid the shared refit inside its fit time; later seeds reused it.
+    wall = 0.0 if diag.get("reused") else float(diag.get("wall_seconds") or 0.0)
+    sample = {"per_seed": max(0.0, fit - wall) * scale}
+    # A refit records no device: its MLM timing is trusted for CPU plans only.
+    if wall and diag.get("steps") and device in (None, "cpu"):
+        sample["step_seconds"] = wall / diag["steps"]
+    return sample
+
+
+def _network_sample(fit: float, diag: dict, device: Optional[str]) -> Optional[dict[str, float]]:
+    used = diag.get("budget") or {}
+    steps = used.get("steps_used")
+    ran_on = str(diag.get("device") or "cpu")
+    if not steps or (device is not None and ("cuda" in ran_on) != (device == "gpu")):
+        return None
+    sample = {"step_seconds": float(used.get("seconds_used") or fit) / steps}
+    if diag.get("stopped_by") == "early_stopping" and not used.get("declared"):
+        sample["epochs"] = float(sum(s.get("epochs", 0) for s in diag.get("stages") or []))
+    return sample
+
+
+def _summarise(samples: list[dict[str, float]]) -> MeasuredCost:
+    def median(key: str) -> Optional[float]:
+        vals = [s[key] for s in samples if key in s]
+        return float(statistics.median(vals)) if vals else None
+
+    return MeasuredCost(runs=len(samples), per_seed=median("per_seed"), step_seconds=median("step_seconds"),
+                        epochs=median("epochs"))
+
+
+def _open_store(home: Union[str, Path, None]) -> Any:
+    # Planning reads a store; it never creates one where none exists.
+    if home is None or not (Path(home) / "runs.sqlite").exists():
+        return None
+    from adaptlab.store import RunStore
+
+    return RunStore(Path(home) / "runs.sqlite")
+
+
+# ------------------------------------------------------------------------------------------- plan
+@dataclass
+class PlanItem:
+    """One rung of a plan: how many seeds at which fidelity, what they cost, and why.
+
+    ``seeds`` counts the distinct seeds the rung runs, ``full_seeds`` those at the full training budget
+    (default: all of them). A network rung screened first has ``fidelity`` < 1: one run at that share of
+    its training steps (``screen_steps``), costing ``screen_seconds``, before or instead of full seeds.
+    ``cost_source`` says whether the costs are "calibrated" or "measured (N runs)" from the run store.
+
+    Example:
+        >>> it = PlanItem("lora", 1, 400.0, 0.0, True, "screen", full_seeds=0, fidelity=0.25, screen_seconds=100.0)
+        >>> it.total_seconds
+        100.0
+    """
+
+    rung: str
+    seeds: int
+    seconds_per_seed: float
+    one_time_seconds: float
+    included: bool
+    reason: str
+    full_seeds: Optional[int] = None
+    fidelity: float = 1.0
+    screen_seconds: float = 0.0
+    screen_steps: Optional[int] = None
+    steps_per_seed: Optional[int] = None
+    expected_seconds_per_seed: Optional[float] = None
+    cost_source: str = "calibrated"
+    cost_basis: str = ""
+
+    def __post_init__(self) -> None:
+        if self.full_seeds is None:
+            self.full_seeds = self.seeds
+
+    @property
+    def total_seconds(self) -> float:
+        if not self.included:
+            return 0.0
+        screen = self.screen_seconds if self.fidelity < 1.0 else 0.0
+        return self.one_time_seconds + screen + (self.full_seeds or 0) * self.seconds_per_seed
+
+
+@dataclass
+class Plan:
+    """Rungs x seeds fitted into a budget; every item says what runs, at which fidelity, and why.
+
+    Example:
+        >>> plan = Plan(60.0, "cpu", {}, [PlanItem("tfidf", 5, 2.0, 0.0, True, "5 seeds")])
+        >>> plan.total_seconds, plan.rungs
+        (10.0, ['tfidf'])
+    """
+
+    budget_seconds: float
+    device: str
+    calibration: dict[str, Any]
+    items: list[PlanItem]
+    notes: list[str] = field(default_factory=list)
+    screen_fidelity: float = DEFAULT_SCREEN_FIDELITY
+    train_budget: Optional[str] = None
+
+    @property
+    def total_seconds(self) -> float:
+        return float(sum(i.total_seconds for i in self.items))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"budget_seconds": self.budget_seconds, "device": self.device, "calibration": self.calibration,
+                "total_seconds": self.total_seconds, "notes": list(self.notes),
+                "screen_fidelity": self.screen_fidelity, "train_budget": self.train_budget,
+                "items": [{**asdict(i), "total_seconds": i.total_seconds} for i in self.items]}
+
+    @property
+    def rungs(self) -> list[str]:
+        return [i.rung for i in self.items if i.included]
+
+    def commands(self, data: str, unlabeled: Optional[str] = None) -> list[str]:
+        """``adaptlab study run`` lines for this plan: the full-fidelity seeds, then the screening runs.
+
+        Example:
+            >>> plan = Plan(60.0, "cpu", {}, [PlanItem("tfidf", 5, 2.0, 0.0, True, "5 seeds")])
+            >>> plan.commands("train.csv")
+            ['adaptlab study run --data train.csv --rungs tfidf --seeds 5']
+        """
+        full = [i for i in self.items if i.included and i.full_seeds]
+        screen = [i for i in self.items if i.included and i.fidelity < 1.0]
+        out = []
+        if full:
+            cmd = (f"adaptlab study run --data {data} --rungs {','.join(i.rung for i in full)} "
+                   f"--seeds {min(i.full_seeds or 0 for i in full)}")
+            cmd += f" --budget {self.train_budget}" if self.train_budget else ""
+            cmd += f" --unlabeled {unlabeled}" if unlabeled and any(i.rung == "refit" for i in full) else ""
+            out.append(cmd)
+        if screen:
+            out.append(f"adaptlab study run --data {data} --rungs {','.join(i.rung for i in screen)} --seeds 1 "
+                       f"--budget {self._screen_budget(screen)}")
+        return out
+
+    def _screen_budget(self, screen: list[PlanItem]) -> str:
+        # The study's budget is one for all its network rungs, so the screen gets one too.
+        tb = Budget.parse(self.train_budget)
+        if tb is not None and tb.seconds is not None:
+            return f"{max(1, round(self.screen_fidelity * tb.seconds))}s"
+        return f"{max(i.screen_steps or 1 for i in screen)}steps"
+
+
+class _Purse:
+    """The seconds left of a budget."""
+
+    def __init__(self, seconds: float) -> None:
+        self.left = float(seconds)
+
+    def take(self, seconds: float) -> bool:
+        if seconds > self.left + 1e-9:
+            return False
+        self.left -= seconds
+        return True
+
+
+def _kind(rung: str) -> str:
+    return "network" if rung in NETWORK_RUNGS else "shared" if rung == "refit" else "cheap"
+
+
+def _as_cost(rung: str, cost: Union[RungCost, tuple[float, float]]) -> RungCost:
+    if isinstance(cost, RungCost):
+        return cost
+    one, per = cost
+    return RungCost(_kind(rung), float(one), float(per))
+
+
+def _check_plan_args(max_seeds: int, screen_fidelity: float) -> None:
+    if isinstance(max_seeds, bool) or not isinstance(max_seeds, int) or max_seeds < 1:
+        raise ConfigError.invalid("--seeds", max_seeds, "an integer >= 1 (the study's seeds)")
+    if isinstance(screen_fidelity, bool) or not isinstance(screen_fidelity, (int, float)) \
+            or not 0.0 < screen_fidelity <= 1.0:
+        raise ConfigError.invalid("--screen-fidelity", screen_fidelity,
+                                  "a share of the training budget in (0, 1], e.g. 0.25")
+
+
 def make_plan(
-    costs: dict[str, tuple[float, float]],
+    costs: dict[str, Union[RungCost, tuple[float, float]]],
     budget_seconds: float,
     *,
     device: str,
@@ -220,50 +635,165 @@ def make_plan(
     policy: Optional[Policy] = None,
     max_seeds: int = 5,
     forced: Sequence[str] = (),
+    screen_fidelity: float = DEFAULT_SCREEN_FIDELITY,
+    train_budget: Optional[str] = None,
 ) -> Plan:
-    """Greedy fit: the regime table's rung and the frozen baselines first, ``min_seeds`` each, ladder order;
-    then extra seeds up to ``max_seeds`` while the budget lasts. Every skipped rung says why; rungs in
-    ``forced`` (named by the user) are never skipped for a regime reason, only for the budget."""
+    """Fill ``budget_seconds`` in a budgeted study's rounds; every item says what runs and why.
+
+    1. tfidf and probe (seconds a seed) get all ``max_seeds`` seeds;
+    2. every other rung that fits gets ONE screening run before any of them gets a second seed: a
+       network rung at ``screen_fidelity`` of its training steps, the refit its shared refit + a head;
+       the regime table's rung first, then the cheapest;
+    3. screened rungs are promoted to ``policy.min_seeds`` full-fidelity seeds in the same order, then
+       extra seeds up to ``max_seeds`` go round-robin, cheapest first.
+
+    Rungs in ``forced`` (named by the user) are never skipped for a regime reason, only for the budget.
+    ``costs`` holds :class:`RungCost` or (one-time, per-seed) pairs.
+
+    Example:
+        >>> plan = make_plan({"tfidf": (0, 2), "probe": (10, 1), "finetune": (0, 400)}, 300, device="cpu",
+        ...                  n_labels=5000)
+        >>> [(i.rung, i.seeds, i.full_seeds, i.fidelity) for i in plan.items]
+        [('tfidf', 5, 5, 1.0), ('probe', 5, 5, 1.0), ('finetune', 1, 0, 0.25)]
+    """
+    _check_plan_args(max_seeds, screen_fidelity)
     p = policy or Policy()
-    wanted = [r for r in (rungs or LADDER) if r in costs]
+    rc = {r: _as_cost(r, c) for r, c in costs.items()}
+    wanted = [r for r in (rungs or LADDER) if r in rc]
+    items = {r: _empty_item(r, rc[r]) for r in wanted}
     regime = p.regime(n_labels, n_unlabeled, True if device == "gpu" else None)
-    first = list(dict.fromkeys(["tfidf", "probe"] + ([regime.recommends] if regime and regime.recommends else [])))
-    order = [r for r in first if r in wanted] + [r for r in wanted if r not in first]
-    left = budget_seconds
-    items: list[PlanItem] = []
-    notes: list[str] = []
-    if regime is not None:
-        notes.append(f"regime table ({regime.condition}): {regime.recommends} goes first after the frozen baselines.")
+    purse = _Purse(budget_seconds)
+    eligible = [r for r in wanted if not _skip_for_regime(items[r], p, n_labels, n_unlabeled, forced)]
+    _fill_cheap([r for r in eligible if rc[r].kind == "cheap"], items, rc, purse, max_seeds)
+    first = regime.recommends if regime is not None else None
+    order = sorted((r for r in eligible if rc[r].kind != "cheap"),
+                   key=lambda r: (r != first, rc[r].one_time + rc[r].run_seconds(screen_fidelity)))
+    screened = _fill_screens(order, items, rc, purse, screen_fidelity)
+    _fill_full_seeds(screened, items, rc, purse, min(p.min_seeds, max_seeds), max_seeds)
+    notes = [] if first is None else [f"regime table ({regime.condition}): {first} " + (
+        "is one of the cheap rungs: all its seeds first." if rc.get(first) and rc[first].kind == "cheap"
+        else "is screened and promoted first.")]
+    if not any(i.included for i in items.values()):
+        notes.append("nothing fits the budget, not even one screening run; raise the budget or subsample the data.")
+    return Plan(budget_seconds=budget_seconds, device=device, calibration=calibration.to_dict() if calibration else {},
+                items=[items[r] for r in wanted], notes=notes, screen_fidelity=screen_fidelity,
+                train_budget=train_budget)
+
+
+def _empty_item(rung: str, c: RungCost) -> PlanItem:
+    return PlanItem(rung, 0, c.per_seed, c.one_time, False, "", full_seeds=0, steps_per_seed=c.steps if
+                    c.kind == "network" else None, expected_seconds_per_seed=c.expected_per_seed,
+                    cost_source=c.source, cost_basis=c.basis)
+
+
+def _skip_for_regime(it: PlanItem, p: Policy, n_labels: Optional[int], n_unlabeled: Optional[int],
+                     forced: Sequence[str]) -> bool:
+    if it.rung == "refit" and not n_unlabeled:
+        it.reason = "no unlabeled in-domain texts: nothing to refit on"
+    elif it.rung in NETWORK_RUNGS and n_labels is not None and n_labels < p.few_labels and it.rung not in forced:
+        it.reason = (f"{n_labels} labels < {p.few_labels:,}: the regime table says the encoder should stay frozen "
+                     "(too little signal to adapt it)")
+    return bool(it.reason)
+
+
+def _fill_cheap(cheap: list[str], items: dict[str, PlanItem], rc: dict[str, RungCost], purse: _Purse,
+                max_seeds: int) -> None:
+    # Seed by seed across the cheap rungs, so a tight budget leaves none of them without a seed.
+    for k in range(max_seeds):
+        for r in cheap:
+            c, it = rc[r], items[r]
+            if it.full_seeds == k and purse.take(c.per_seed + (c.one_time if k == 0 else 0.0)):
+                it.full_seeds = k + 1
+    for r in cheap:
+        c, it = rc[r], items[r]
+        n = it.full_seeds or 0
+        if n == 0:
+            it.reason = (f"one seed needs ~{_secs(c.one_time + c.per_seed)}, more than the "
+                         f"{_secs(max(purse.left, 0))} left")
+            continue
+        it.included, it.seeds = True, n
+        once = f" + {_secs(c.one_time)} once" if c.one_time > 1 else ""
+        short = "" if n == max_seeds else f" (of {max_seeds}: no more fit)"
+        it.reason = f"cheap, so all its seeds first: {_seeds(n)}{short} × {_secs(c.per_seed)}{once}"
+
+
+def _fill_screens(order: list[str], items: dict[str, PlanItem], rc: dict[str, RungCost], purse: _Purse,
+                  fidelity: float) -> list[str]:
+    screened = []
     for r in order:
-        one, per = costs[r]
-        need = one + p.min_seeds * per
-        if r == "refit" and not n_unlabeled:
-            items.append(PlanItem(r, 0, per, one, False, "no unlabeled in-domain texts: nothing to refit on"))
+        c, it = rc[r], items[r]
+        f = fidelity if c.kind == "network" else 1.0
+        need = c.one_time + c.run_seconds(f)
+        if not purse.take(need):
+            it.reason = (f"one screening run{_at(c, f)} needs ~{_secs(need)}, more than the "
+                         f"{_secs(max(purse.left, 0))} left")
             continue
-        if r in NETWORK_RUNGS and n_labels is not None and n_labels < p.few_labels and r not in forced:
-            items.append(PlanItem(r, 0, per, one, False,
-                                  f"{n_labels} labels < {p.few_labels:,}: the regime table says the encoder "
-                                  "should stay frozen (too little signal to adapt it)"))
-            continue
-        if need <= left:
-            items.append(PlanItem(r, p.min_seeds, per, one, True,
-                                  f"{p.min_seeds} seeds × {format_seconds(per)}" + (f" + {format_seconds(one)} once" if one > 1 else "")))
-            left -= need
+        it.included, it.seeds = True, 1
+        if f < 1.0:
+            it.fidelity, it.screen_seconds, it.screen_steps = f, c.run_seconds(f), c.fidelity_steps(f)
         else:
-            items.append(PlanItem(r, 0, per, one, False,
-                                  f"{p.min_seeds} seeds need ~{format_seconds(need)}, more than the {format_seconds(max(left, 0))} left"))
-    # spend what is left on extra seeds, cheapest rungs first (tighter bands where they are cheap)
-    for it in sorted((i for i in items if i.included), key=lambda i: i.seconds_per_seed):
-        while it.seeds < max_seeds and it.seconds_per_seed <= left:
-            it.seeds += 1
-            left -= it.seconds_per_seed
-        if it.seeds > p.min_seeds:
-            it.reason = f"{it.seeds} seeds × {format_seconds(it.seconds_per_seed)}" + (
-                f" + {format_seconds(it.one_time_seconds)} once" if it.one_time_seconds > 1 else "")
-    if not any(i.included for i in items):
-        notes.append("nothing fits the budget with the minimum number of seeds; raise the budget or subsample the data.")
-    return Plan(budget_seconds=budget_seconds, device=device,
-                calibration=calibration.to_dict() if calibration else {}, items=items, notes=notes)
+            it.full_seeds = 1
+        screened.append(r)
+    return screened
+
+
+def _at(c: RungCost, f: float) -> str:
+    if c.kind != "network" or f >= 1.0:
+        return ""
+    return f" at {f:.0%} of its training ({c.fidelity_steps(f)} of {c.steps} steps)"
+
+
+def _fill_full_seeds(screened: list[str], items: dict[str, PlanItem], rc: dict[str, RungCost], purse: _Purse,
+                     min_seeds: int, max_seeds: int) -> None:
+    promoted, held = [], {}
+    for r in screened:
+        c, it = rc[r], items[r]
+        need = max(0, min_seeds - (it.full_seeds or 0)) * c.per_seed
+        if purse.take(need):
+            it.full_seeds = max(it.full_seeds or 0, min_seeds)
+            promoted.append(r)
+        else:
+            held[r] = (f"not promoted: {min_seeds} full seeds need ~{_secs(need)} more than the "
+                       f"{_secs(max(purse.left, 0))} left; the screen shows whether it is worth a bigger budget")
+    more = True
+    while more:  # extra seeds round-robin, cheapest first: tighter bands where they are cheap
+        more = False
+        for r in sorted(promoted, key=lambda r: rc[r].per_seed):
+            if (items[r].full_seeds or 0) < max_seeds and purse.take(rc[r].per_seed):
+                items[r].full_seeds = (items[r].full_seeds or 0) + 1
+                more = True
+    for r in screened:
+        items[r].seeds = max(1, items[r].full_seeds or 0)
+        items[r].reason = _screened_reason(items[r], rc[r], held.get(r))
+
+
+def _secs(seconds: float) -> str:
+    # Heads and TF-IDF take fractions of a second on small data; "0 s" would read as free.
+    return format_seconds(seconds, digits=1 if seconds < 10 else 0)
+
+
+def _seeds(n: int) -> str:
+    return f"{n} seed{'' if n == 1 else 's'}"
+
+
+def _screened_reason(it: PlanItem, c: RungCost, held: Optional[str]) -> str:
+    parts = []
+    if it.fidelity < 1.0:
+        parts.append(f"screen: 1 run{_at(c, it.fidelity)}, {_secs(it.screen_seconds)}, before any rung "
+                     "gets a second seed")
+    if c.kind == "shared":
+        parts.append(f"shared refit {_secs(c.one_time)} once, then {_seeds(it.full_seeds or 0)} × "
+                     f"{_secs(c.per_seed)} (a head each)")
+    elif it.full_seeds:
+        parts.append(f"then {_seeds(it.full_seeds)} at full fidelity × {_secs(c.per_seed)}")
+    if held:
+        parts.append(held)
+    if c.kind == "network":
+        parts.append(f"a full seed is {c.basis}")
+        exp = c.expected_per_seed
+        if exp is not None and exp < c.per_seed:
+            parts.append(f"~{_secs(exp)} a full seed expected, {_secs(c.per_seed)} at most")
+    return "; ".join(parts)
 
 
 def plan_study(
@@ -278,36 +808,64 @@ def plan_study(
     gpu_speedup: float = DEFAULT_GPU_SPEEDUP,
     test_size: float = 0.2,
     val_size: float = 0.2,
+    train_budget: Union[str, Budget, None] = None,
+    seeds: int = 5,
+    screen_fidelity: float = DEFAULT_SCREEN_FIDELITY,
+    home: Union[str, Path, None] = None,
+    store: Any = None,
 ) -> Plan:
-    """Calibrate on a few of ``texts``, estimate each rung's cost, and fit rungs x seeds into ``budget``.
+    """Calibrate on a few of ``texts``, cost each rung, and fit rungs x seeds into ``budget``.
+
+    ``train_budget`` is the study's network-rung budget (``study run --budget``), so the plan costs
+    exactly what that study would run. Costs of results already in ``store`` (or the run store under
+    ``home``) replace the calibrated ones for their rungs.
 
     Example:
-        >>> plan = plan_study(ds.texts, ds.labels, "2 CPU hours", encoder=enc)  # doctest: +SKIP
-        >>> plan.rungs  # doctest: +SKIP
-        ['tfidf', 'probe', 'refit']
+        >>> plan = plan_study(ds.texts, ds.labels, "2 CPU hours", encoder=enc, home="adaptlab-runs")  # doctest: +SKIP
+        >>> plan.rungs, plan.items[0].cost_source  # doctest: +SKIP
+        (['tfidf', 'probe', 'refit'], 'measured (5 runs)')
     """
     seconds, device = parse_budget(budget)
+    tb = parse_train_budget(train_budget)
+    _check_plan_args(seeds, screen_fidelity)
     cal = calibrate(encoder, texts, labels)
     speed = gpu_speedup if (device == "gpu" and cal.device == "cpu") else 1.0
-    costs = estimate_costs(cal, n_labeled=len(texts), n_unlabeled=n_unlabeled, test_size=test_size,
-                           val_size=val_size, speedup=speed)
+    st = store if store is not None else _open_store(home)
+    measured = {} if st is None else measured_costs(
+        st, n_labeled=len(texts), test_size=test_size, encoder_fingerprint=getattr(encoder, "fingerprint", None),
+        device=device)
+    costs = estimate_rung_costs(cal, n_labeled=len(texts), n_unlabeled=n_unlabeled, test_size=test_size,
+                                val_size=val_size, speedup=speed, train_budget=tb, measured=measured)
     from adaptlab.rungs import RUNGS
 
     available = [r for r in (rungs or LADDER) if r in RUNGS]
     plan = make_plan(costs, seconds, device=device, calibration=cal, rungs=available, n_labels=len(texts),
-                     n_unlabeled=n_unlabeled, policy=policy, forced=list(rungs or ()))
-    missing = [r for r in (rungs or LADDER) if r not in RUNGS]
-    if missing:
-        plan.notes.append(f"not available in this version, so not planned: {', '.join(missing)}.")
-    plan.notes.append(f"calibrated on {cal.device} in {cal.seconds:.1f} s: encode {cal.encode_per_text * 1000:.1f} ms/text, "
-                      f"training step {cal.train_step:.2f} s per {cal.batch_size} texts.")
-    if speed != 1.0:
-        plan.notes.append(f"the budget names a GPU but this machine has none: encoder work is assumed {speed:g}× faster "
-                          "there (--gpu-speedup); calibrate on the GPU machine for a measured plan.")
-    plan.notes.append("network rungs are costed at their worst case (every epoch runs); early stopping usually ends "
-                      "them sooner.")
+                     n_unlabeled=n_unlabeled, policy=policy, forced=list(rungs or ()), max_seeds=seeds,
+                     screen_fidelity=screen_fidelity, train_budget=None if train_budget is None else str(train_budget))
+    plan.notes += _study_notes(rungs, cal, speed, tb, measured, available)
     for it in plan.items:
-        it.reason = it.reason + ("" if it.rung in RUNGS else " (rung not available)")
         if rung_info(it.rung)["needs_engineer"] and it.included:
             it.reason += "; needs an engineer to rerun"
     return plan
+
+
+def _study_notes(rungs: Optional[Sequence[str]], cal: Calibration, speed: float, tb: Optional[Budget],
+                 measured: dict[str, MeasuredCost], available: list[str]) -> list[str]:
+    from adaptlab.rungs import RUNGS
+
+    notes = []
+    missing = [r for r in (rungs or LADDER) if r not in RUNGS]
+    if missing:
+        notes.append(f"not available in this version, so not planned: {', '.join(missing)}.")
+    notes.append(f"calibrated on {cal.device} in {cal.seconds:.1f} s: encode {cal.encode_per_text * 1000:.1f} ms/text, "
+                 f"training step {cal.train_step:.2f} s per {cal.batch_size} texts.")
+    used = {r: m for r, m in measured.items() if r in available}
+    if used:
+        notes.append("measured in the run store: " + ", ".join(f"{r} ({m.runs} runs)" for r, m in used.items()) + ".")
+    if speed != 1.0:
+        notes.append(f"the budget names a GPU but this machine has none: encoder work is assumed {speed:g}× faster "
+                     "there (--gpu-speedup); calibrate on the GPU machine for a measured plan.")
+    if tb is None and any(r in NETWORK_RUNGS for r in available):
+        notes.append("no --train-budget: network rungs are costed at max_epochs (the upper bound) with an expected "
+                     "figure for early stopping; pass the study's --budget as --train-budget to cost exactly its steps.")
+    return notes

@@ -51,11 +51,12 @@ def location_id(r) -> str:
     return r.headers["location"].split("?")[0].split("#")[0].rstrip("/").split("/")[-1]
 
 
-def start_study(client, data: bytes, rungs=("tfidf", "probe"), seeds=2) -> str:
+def start_study(client, data: bytes, rungs=("tfidf", "probe"), seeds=2, **fields) -> str:
     uid = location_id(upload(client, data))
     r = client.post(f"/data/{uid}/check", data={"text_col": "text", "label_col": "label"}, follow_redirects=False)
     assert r.headers["location"] == f"/data/{uid}/configure"
-    r = client.post(f"/data/{uid}/start", data={"rungs": list(rungs), "seeds": str(seeds)}, follow_redirects=False)
+    r = client.post(f"/data/{uid}/start", data={"rungs": list(rungs), "seeds": str(seeds), **fields},
+                    follow_redirects=False)
     assert r.status_code == 303 and r.headers["location"].startswith("/jobs/"), r.text[:800]
     return location_id(r)
 
@@ -217,6 +218,72 @@ def test_planner_estimate_and_bad_budget(ui):
     assert r.status_code == 400 and "seeds=0 is not valid" in r.text
     r = client.post(f"/data/{uid}/start", data={"rungs": ["nonsense"], "seeds": "2"})
     assert r.status_code == 400 and "at least one available rung" in r.text
+
+
+def test_time_budget_field_is_distinct_from_the_planner_budget_and_validated(ui):
+    app, client = ui
+    uid = location_id(upload(client, csv_bytes(topic_corpus(90))))
+    client.post(f"/data/{uid}/check", data={"text_col": "text", "label_col": "label"})
+    conf = client.get(f"/data/{uid}/configure").text
+    assert 'name="time_budget"' in conf and "time budget for the whole study" in conf
+    assert "spends it where the decision can still change" in conf and "exhaustive grid" in conf
+    assert "compute budget for the planner's estimate (runs nothing)" in html.unescape(conf)  # told apart
+    r = client.post(f"/data/{uid}/start", data={"rungs": ["tfidf"], "seeds": "3", "time_budget": "soon"})
+    text = html.unescape(r.text)
+    assert r.status_code == 400 and 'id="config-error"' in r.text
+    assert "time budget='soon' is not valid: expected a positive duration" in text
+    assert re.search(r'id="time_budget" value="soon" class="invalid" aria-invalid="true"', r.text)
+    r = client.post(f"/data/{uid}/start", data={"rungs": ["tfidf"], "seeds": "3", "time_budget": "-5min"})
+    assert r.status_code == 400 and "time budget='-5min' is not valid" in html.unescape(r.text)
+    r = client.post(f"/data/{uid}/start", data={"rungs": ["tfidf"], "seeds": "2", "time_budget": "20min"})
+    assert r.status_code == 400 and "seeds=2 is not valid: expected at least 3 with a time budget" in r.text
+    # The planner keeps the time budget the user typed.
+    client.post(f"/data/{uid}/plan", data={"rungs": ["tfidf"], "compute_budget": "5 min", "time_budget": "20min"})
+    assert 'id="time_budget" value="20min"' in client.get(f"/data/{uid}/configure").text
+    assert client.get("/api/jobs").json() == []
+
+
+def test_study_with_a_time_budget_screens_and_shows_its_allocation(ui):
+    app, client = ui
+    jid = start_study(client, csv_bytes(topic_corpus(120, seed=1)), rungs=("tfidf", "probe", "finetune"), seeds=3,
+                      time_budget="60s", train_budget="40steps")
+    job = app.state.jobs.wait(jid, 120)
+    assert job.status == "done", job.error
+    snap = client.get(f"/api/jobs/{jid}").json()
+    assert snap["spec"]["time_budget"] == "60s" and snap["spec"]["config"]["time_budget"] == "60s"
+    summary = RunStore(app.state.settings.home / "runs.sqlite").get_study(snap["study_id"])["summary"]
+    alloc = summary["allocation"]
+    assert alloc["stop"]["kind"] in ("settled", "budget")
+    # The live grid: the finetune screen ran at 25% of its budget; cells the allocation never needed say so.
+    screens = [c for c in alloc["cells"] if c["phase"] == "screen"]
+    assert screens and all(c["fidelity"] == 0.25 for c in screens)
+    cell = snap["cells"][f"finetune|{screens[0]['seed']}"]
+    promoted = any(c["rung"] == "finetune" and c["seed"] == screens[0]["seed"] and c["fidelity"] == 1.0
+                   for c in alloc["cells"])
+    assert cell["fidelity"] == (1.0 if promoted else 0.25)
+    n_runs = len({(c["rung"], c["seed"]) for c in alloc["cells"]})
+    assert snap["n_done"] == n_runs and snap["n_skipped"] == 9 - n_runs
+    page = client.get(f"/jobs/{jid}").text
+    assert 'id="job-adaptive"' in page and 'id="job-allocation"' in page
+    if not promoted:
+        assert f"@25%" in page and f'data-fidelity="0.25"' in page
+    if snap["n_skipped"]:
+        assert "not run (" in page and f"; {snap['n_skipped']} not needed" in page
+    # The results page: the allocation's timeline, drops, stop reason and compute against the budget.
+    res = client.get(f"/studies/{snap['study_id']}", headers=HTML)
+    assert res.status_code == 200
+    text = html.unescape(res.text)
+    assert 'id="allocation"' in res.text and 'id="allocation-timeline"' in res.text
+    assert f'data-kind="{alloc["stop"]["kind"]}"' in res.text and alloc["stop"]["reason"] in text
+    assert re.search(r"Compute used <b>[\d.]+ s</b> of the budget <b>60\.0 s</b>", text)
+    assert "the exhaustive grid" in text and "(ratio " in text
+    assert res.text.count('<tr class="phase-') == len(alloc["cells"])
+    for d in alloc["drops"]:
+        assert d["reason"] in text
+    for row in summary["rows"]:
+        tr = re.search(rf'<tr class="[^"]*" data-rung="{row["rung"]}">.*?</tr>', res.text, re.S).group(0)
+        assert ("screened at 25% of budget" in tr) == (row.get("fidelity") == 0.25)
+    assert client.get(f"/api/studies/{snap['study_id']}").json()["allocation"]["stop"] == alloc["stop"]
 
 
 def test_cancel_between_runs_then_resume_reads_the_store(ui, monkeypatch):
@@ -387,6 +454,19 @@ def test_study_events_fill_the_grid(tmp_path):
     # Progress lines are log and phase only: the grid follows the events, not the wording of a line.
     manager._progress(job, "   tfidf seed 1: test macro-F1=0.5 (1.0s)")
     assert job.cells["tfidf|1"]["state"] == "pending" and job.log[-1].endswith("tfidf seed 1: test macro-F1=0.5 (1.0s)")
+    # A decision-driven study's screen at 25% of the training budget, then the promoted full run.
+    job.init_grid(["tfidf", "finetune"], [0, 1])
+    manager._study_event(job, StudyEvent("start", "f" * 32, "finetune", 1, n_train=80, fidelity=0.25))
+    assert "training finetune seed 1 @25% on 80 texts" in job.phase and job.cells["finetune|1"]["fidelity"] == 0.25
+    manager._study_event(job, StudyEvent("done", "f" * 32, "finetune", 1, f1=0.5, seconds=1.0, fidelity=0.25))
+    assert job.phase == "finetune seed 1 @25% finished" and job.cells["finetune|1"]["f1"] == 0.5
+    manager._study_event(job, StudyEvent("start", "f" * 32, "finetune", 1, n_train=80, fidelity=1.0))
+    manager._study_event(job, StudyEvent("done", "f" * 32, "finetune", 1, f1=0.7, seconds=4.0, fidelity=1.0))
+    assert job.cells["finetune|1"]["fidelity"] == 1.0 and job.cells["finetune|1"]["f1"] == 0.7
+    manager._skip_unrun(job, {"drops": [{"rung": "finetune", "kind": "eliminated"}]})
+    assert job.cells["finetune|0"] == {"rung": "finetune", "seed": 0, "state": "skipped", "why": "eliminated"}
+    assert job.cells["tfidf|1"]["why"] == "not needed" and job.cells["tfidf|0"]["state"] == "done"
+    assert job.to_dict()["n_skipped"] == 2
     manager.shutdown()
 
 

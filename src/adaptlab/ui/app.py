@@ -198,6 +198,13 @@ def _rows_text(rows: list[int], limit: int = 40) -> str:
     return shown + (f" and {len(rows) - limit} more" if len(rows) > limit else "")
 
 
+def _not_run(summary: dict[str, Any]) -> list[str]:
+    """Rungs of a decision-driven study that never ran and that no drop explains (the study stopped first)."""
+    ran = {r["rung"] for r in summary.get("rows") or []}
+    dropped = {d.get("rung") for d in (summary.get("allocation") or {}).get("drops") or []}
+    return [r for r in (summary.get("config") or {}).get("rungs") or [] if r not in ran and r not in dropped]
+
+
 def public_job(snapshot: dict[str, Any]) -> dict[str, Any]:
     """A job as the browser sees it: without server paths."""
     out = dict(snapshot)
@@ -408,7 +415,7 @@ def create_app(settings: Optional[UISettings] = None) -> FastAPI:
         has_unl = bool(meta["check"].get("n_unlabeled"))
         form = form or meta.get("form") or {
             "rungs": ["tfidf", "probe"] + (["refit"] if has_unl else []), "seeds": 3, "compute_budget": "30 min",
-            "train_budget": "", "refit_budget": "200steps" if has_unl else "", "split": "auto"}
+            "time_budget": "", "train_budget": "", "refit_budget": "200steps" if has_unl else "", "split": "auto"}
         return render("configure.html.j2", status=status, uid=uid, meta=meta, rungs=rung_choices(), form=form,
                       plan=meta.get("plan"), error=error, splits=SPLITS)
 
@@ -423,7 +430,8 @@ def create_app(settings: Optional[UISettings] = None) -> FastAPI:
 
     @app.post("/data/{uid}/plan")
     def plan(uid: str, rungs: list[str] = Form([]), compute_budget: str = Form(""), seeds: str = Form("3"),
-             train_budget: str = Form(""), refit_budget: str = Form(""), split: str = Form("auto")) -> Response:
+             train_budget: str = Form(""), refit_budget: str = Form(""), split: str = Form("auto"),
+             time_budget: str = Form("")) -> Response:
         from adaptlab.decide.plan import plan_study
         from adaptlab.encoders import load_encoder
         from adaptlab.ui.jobs import load_labeled
@@ -432,7 +440,7 @@ def create_app(settings: Optional[UISettings] = None) -> FastAPI:
         if "check" not in meta:
             return see_other(f"/data/{uid}")
         form = {"rungs": _form_rungs(rungs), "seeds": seeds, "compute_budget": compute_budget,
-                "train_budget": train_budget, "refit_budget": refit_budget, "split": split}
+                "time_budget": time_budget, "train_budget": train_budget, "refit_budget": refit_budget, "split": split}
         data, unl, _ = _paths(uid)
         cols = {k: (v or None) for k, v in meta["columns"].items()}
         try:
@@ -456,16 +464,18 @@ def create_app(settings: Optional[UISettings] = None) -> FastAPI:
 
     @app.post("/data/{uid}/start")
     def start(uid: str, rungs: list[str] = Form([]), seeds: str = Form("3"), compute_budget: str = Form(""),
-              train_budget: str = Form(""), refit_budget: str = Form(""), split: str = Form("auto")) -> Response:
-        from adaptlab.config import StudyConfig
+              train_budget: str = Form(""), refit_budget: str = Form(""), split: str = Form("auto"),
+              time_budget: str = Form("")) -> Response:
+        from adaptlab.config import StudyConfig, parse_duration
         from adaptlab.evaluate import Study
 
         meta = _meta(uid)
         if "check" not in meta:
             return see_other(f"/data/{uid}")
         chosen = _form_rungs(rungs)
-        form = {"rungs": chosen, "seeds": seeds, "compute_budget": compute_budget, "train_budget": train_budget,
-                "refit_budget": refit_budget, "split": split}
+        whole = time_budget.strip()
+        form = {"rungs": chosen, "seeds": seeds, "compute_budget": compute_budget, "time_budget": time_budget,
+                "train_budget": train_budget, "refit_budget": refit_budget, "split": split}
         try:
             if not chosen:
                 raise ConfigError.invalid("rungs", ",".join(rungs), "at least one available rung; tick one")
@@ -475,18 +485,27 @@ def create_app(settings: Optional[UISettings] = None) -> FastAPI:
                 raise ConfigError.invalid("seeds", seeds, "an integer >= 1") from None
             if split not in SPLITS:
                 raise ConfigError.invalid("split", split, f"one of {', '.join(SPLITS)}")
+            if whole:
+                parse_duration(whole, "time budget")  # names the form's field, not the config's
             params = {"refit": {"budget": refit_budget.strip()}} if refit_budget.strip() and "refit" in chosen else {}
             name = f"{meta['files']['labeled']['name']}: {','.join(chosen)} x {n_seeds} seeds"
+            if whole:
+                name += f" within {whole}"
             cfg = StudyConfig(rungs=chosen, seeds=n_seeds, split=split, encoder=settings.encoder,
                               budget=train_budget.strip() or None, rung_params=params, n_boot=settings.n_boot,
-                              name=name)
-            Study(cfg, home=settings.home)  # validates every rung's parameters before anything is queued
+                              name=name, time_budget=whole or None)
+            study = Study(cfg, home=settings.home)  # validates every rung's parameters before anything is queued
+            if study.time_budget is not None and n_seeds < study.adaptive.min_seeds:
+                # The allocator needs the decision rule's full-budget seeds of the rung it picks.
+                raise ConfigError.invalid("seeds", n_seeds, f"at least {study.adaptive.min_seeds} with a time budget "
+                                          "(the rung the study picks needs that many full-budget seeds)")
         except AdaptlabError as exc:
             return _configure_page(uid, 400, form, str(exc))
         data, unl, names = _paths(uid)
         meta["form"] = form
         uploads.save_meta(uid, meta)
         spec = {"config": cfg.to_dict(), "rungs": chosen, "seeds": n_seeds, "upload_id": uid,
+                "time_budget": whole or None,
                 "data_name": meta["files"]["labeled"]["name"], "data_path": str(data),
                 "unlabeled_name": meta["files"].get("unlabeled", {}).get("name"),
                 "unlabeled_path": str(unl) if unl else None,
@@ -554,7 +573,9 @@ def create_app(settings: Optional[UISettings] = None) -> FastAPI:
             return render("unfinished.html.j2", status=409, rec=rec, job=job)
         rep = _report(sid)
         diag = rec["summary"].get("diagnostics") or {}
-        return render("results.html.j2", sid=sid, c=rep.context, study_diag=diag)
+        alloc = rec["summary"].get("allocation")
+        return render("results.html.j2", sid=sid, c=rep.context, study_diag=diag, allocation=alloc,
+                      not_run=_not_run(rec["summary"]) if alloc else [])
 
     @app.get("/studies/{sid}/report.html")
     def report_download(sid: str) -> Response:
@@ -578,7 +599,8 @@ def create_app(settings: Optional[UISettings] = None) -> FastAPI:
         decision, _ = decision_for(store(), sid, None, settings.home)
         s = rec["summary"]
         return {"study_id": sid, "name": rec["name"], "complete": True, "metric": s["metric"], "rows": s["rows"],
-                "diagnostics": s.get("diagnostics") or {}, "decision": decision.to_dict()}
+                "diagnostics": s.get("diagnostics") or {}, "decision": decision.to_dict(),
+                "allocation": s.get("allocation")}
 
     # -------------------------------------------------------------------------------- sketch
     @app.get("/sketch", response_class=HTMLResponse)

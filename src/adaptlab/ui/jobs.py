@@ -70,12 +70,13 @@ class Job:
         if log_tail is not None:
             log = log[-log_tail:] if log_tail > 0 else []
         done = sum(1 for c in self.cells.values() if c["state"] in ("done", "stored"))
+        skipped = sum(1 for c in self.cells.values() if c["state"] == "skipped")
         return {"id": self.id, "kind": self.kind, "spec": self.spec, "title": self.title, "status": self.status,
                 "created": self.created, "started": self.started, "finished": self.finished, "phase": self.phase,
                 "cells": self.cells, "rungs": self.rungs, "seeds": self.seeds, "log": log, "curves": self.curves,
                 "study_id": self.study_id, "expected_study_id": self.expected_study_id, "error": self.error,
                 "result": self.result, "cancel_requested": self.cancel_requested, "runs": self.runs,
-                "n_cells": len(self.cells), "n_done": done,
+                "n_cells": len(self.cells), "n_done": done, "n_skipped": skipped,
                 "resumable": self.status in RESUMABLE and self.kind in ("study", "sketch"),
                 "cancellable": self.status in ("queued", "running") and not self.cancel_requested,
                 "elapsed": ((self.finished or time.time()) - self.started) if self.started else None}
@@ -96,7 +97,7 @@ class Job:
         for r in rungs:
             for s in seeds:
                 prev = old.get(f"{r}|{s}")
-                # A resumed job keeps what finished; anything else starts over as pending.
+                # A resumed job keeps what finished; anything else (skipped included) starts over as pending.
                 if prev and prev["state"] in ("done", "stored"):
                     self.cells[f"{r}|{s}"] = prev
                 else:
@@ -374,18 +375,38 @@ class JobManager:
             return
         with self._lock:
             cell = job.cells.setdefault(f"{ev.rung}|{ev.seed}", {"rung": ev.rung, "seed": int(ev.seed)})
+            # A decision-driven study screens a network rung at a share of its training budget first; the
+            # same cell may run again at the full budget (promoted), and then shows that run.
+            fidelity = _float(getattr(ev, "fidelity", 1.0))
+            fidelity = 1.0 if fidelity is None or fidelity >= 1.0 else fidelity
+            at = cell_label(ev.rung, ev.seed, fidelity)
             if ev.kind == "start":
-                cell.update(state="running", started=time.time())
-                job.phase = f"training {ev.rung} seed {ev.seed} on {ev.n_train} texts"
+                cell.update(state="running", started=time.time(), fidelity=fidelity)
+                if fidelity < 1.0:
+                    cell.pop("f1", None)  # a new screen; a promoted run keeps the screen's F1 until it ends
+                job.phase = f"training {at} on {ev.n_train} texts"
             elif ev.kind == "done":
-                cell.update(state="done", f1=_float(ev.f1), seconds=_float(ev.seconds), finished=time.time())
-                job.phase = f"{ev.rung} seed {ev.seed} finished"
+                cell.update(state="done", f1=_float(ev.f1), seconds=_float(ev.seconds), finished=time.time(),
+                            fidelity=fidelity)
+                job.phase = f"{at} finished"
             elif ev.kind == "stored":
-                cell.update(state="stored", finished=time.time())
-                job.phase = f"{ev.rung} seed {ev.seed} read from the run store"
+                if cell.get("fidelity", 1.0) != fidelity:
+                    cell.pop("f1", None)  # the stored run's own score comes from the store below
+                cell.update(state="stored", finished=time.time(), fidelity=fidelity)
+                job.phase = f"{at} read from the run store"
             self._write(job, force=True)
         if ev.kind in ("done", "stored"):
             self._refresh_from_store(job)
+
+    def _skip_unrun(self, job: Job, alloc: dict[str, Any]) -> None:
+        """After a decision-driven study: the cells it never needed say so (and why, when a rung was dropped)."""
+        drops = {d.get("rung"): d for d in alloc.get("drops") or []}
+        with self._lock:
+            for c in job.cells.values():
+                if c["state"] == "pending":
+                    d = drops.get(c["rung"])
+                    c.update(state="skipped", why=f"{d.get('kind', 'dropped')}" if d else "not needed")
+            self._write(job, force=True)
 
     def _refresh_from_store(self, job: Job) -> None:
         """Scores of stored runs and loss curves of finished runs, read back from the run store."""
@@ -400,23 +421,57 @@ class JobManager:
             return
         curves = []
         shared: set[str] = set()
+        # A decision-driven study can hold two runs of one (rung, seed): its screen at a share of the training
+        # budget and the full run it was promoted to. The smaller budget is the screen.
+        by_cell: dict[tuple[str, int], list[dict[str, Any]]] = {}
+        for r in sorted(results, key=lambda r: (r["rung"], r["seed"], _budget_size(r))):
+            by_cell.setdefault((r["rung"], r["seed"]), []).append(r)
         with self._lock:
-            for r in sorted(results, key=lambda r: (r["rung"], r["seed"])):
-                cell = job.cells.get(f"{r['rung']}|{r['seed']}")
-                f1 = ((r.get("metrics") or {}).get("test") or {}).get("f1")
+            for (rung, seed), runs in by_cell.items():
+                cell = job.cells.get(f"{rung}|{seed}")
+                fidelity = (cell or {}).get("fidelity", 1.0)
+                mine = runs[-1] if fidelity >= 1.0 or len(runs) == 1 else runs[0]
+                f1 = ((mine.get("metrics") or {}).get("test") or {}).get("f1")
                 if cell is not None and cell.get("f1") is None and f1 is not None:
-                    cell["f1"] = float(f1)
-                diag = (r.get("metrics") or {}).get("diagnostics")
-                refit_key = diag.get("refit_key") if isinstance(diag, dict) else None
-                if refit_key in shared:
-                    continue  # one refit shared by every seed: its curve once
-                series = loss_series(diag)
-                if series:
-                    if refit_key:
-                        shared.add(refit_key)
-                    curves.append({"rung": r["rung"], "seed": r["seed"], "series": series})
+                    cell["f1"] = _float(f1)
+                for r in runs:
+                    diag = (r.get("metrics") or {}).get("diagnostics")
+                    refit_key = diag.get("refit_key") if isinstance(diag, dict) else None
+                    if refit_key in shared:
+                        continue  # one refit shared by every seed: its curve once
+                    series = loss_series(diag)
+                    if series:
+                        if refit_key:
+                            shared.add(refit_key)
+                        curve = {"rung": rung, "seed": seed, "series": series}
+                        if r is not runs[-1]:
+                            curve["note"] = "screen"
+                        elif len(runs) == 1 and fidelity < 1.0:
+                            curve["note"] = f"@{fidelity:.0%}"
+                        curves.append(curve)
             job.curves = curves[:16]
             self._write(job, force=True)
+
+
+def _budget_size(result: dict[str, Any]) -> float:
+    """How much training budget a stored run had (steps, else seconds; no budget: the rung's full default)."""
+    budget = (((result.get("manifest") or {}).get("rung") or {}).get("budget")) or {}
+    for k in ("steps", "seconds"):
+        v = _float(budget.get(k)) if isinstance(budget, dict) else None
+        if v is not None:
+            return v
+    return math.inf
+
+
+def cell_label(rung: Any, seed: Any, fidelity: Optional[float] = 1.0) -> str:
+    """``finetune seed 0``, or ``finetune seed 0 @25%`` for a run at a share of its training budget.
+
+    Example:
+        >>> cell_label("finetune", 0, 0.25), cell_label("probe", 1, 1.0)
+        ('finetune seed 0 @25%', 'probe seed 1')
+    """
+    at = f" @{fidelity:.0%}" if fidelity is not None and fidelity < 1.0 else ""
+    return f"{rung} seed {seed}{at}"
 
 
 def _float(x: Any) -> Optional[float]:
@@ -486,11 +541,24 @@ def _run_study_on(ctx: JobContext, ds: Any, unl: Any, cfg: Any, **diagnose_kwarg
     # The study's events carry its id (set as soon as it is stored) and drive the live grid.
     result = run_study_with_diagnostics(study, ds, unlabeled=unl, progress=ctx.say, on_event=ctx.event,
                                         **diagnose_kwargs)
-    ctx.update(study_id=result.study_id,
-               result={"n_trained": result.n_trained, "n_from_store": result.n_from_store,
-                       "wall_seconds": result.wall_seconds})
+    summary = {"n_trained": result.n_trained, "n_from_store": result.n_from_store,
+               "wall_seconds": result.wall_seconds}
+    alloc = getattr(result, "allocation", None)
+    if alloc:
+        summary["allocation"] = allocation_brief(alloc)
+        ctx.manager._skip_unrun(ctx.job, alloc)
+    ctx.update(study_id=result.study_id, result=summary)
     ctx.say(f"study {result.study_id[:12]} finished: {result.n_trained} run(s) trained, {result.n_from_store} read "
             f"from the run store, {result.wall_seconds:.1f} s.")
+
+
+def allocation_brief(alloc: dict[str, Any]) -> dict[str, Any]:
+    """What the job page shows of a decision-driven study's allocation (the results page has all of it)."""
+    stop = alloc.get("stop") or {}
+    return {"stop_kind": stop.get("kind"), "stop_reason": stop.get("reason"), "chosen": stop.get("chosen"),
+            "n_runs": len(alloc.get("cells") or []), "compute_seconds": _float(alloc.get("compute_seconds")),
+            "budget_seconds": _float(alloc.get("budget_seconds")),
+            "exhaustive_seconds": _float(alloc.get("exhaustive_seconds"))}
 
 
 def run_study(ctx: JobContext) -> None:

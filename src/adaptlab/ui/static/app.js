@@ -36,10 +36,17 @@
   var finished = ['done', 'failed', 'cancelled', 'interrupted'];
   var initial = jobEl.dataset.status;
 
+  // A decision-driven study screens network rungs at a share of their training budget: "@25%".
+  function fidelityText(c) {
+    return (c.fidelity != null && c.fidelity < 1) ? ' @' + Math.round(c.fidelity * 100) + '%' : '';
+  }
+
   function cellText(c) {
-    if (c.state === 'done') { return (c.f1 != null ? c.f1.toFixed(4) : 'done'); }
-    if (c.state === 'stored') { return (c.f1 != null ? c.f1.toFixed(4) : '') + ' (stored)'; }
-    if (c.state === 'running') { return 'running…'; }
+    var at = fidelityText(c);
+    if (c.state === 'done') { return (c.f1 != null ? c.f1.toFixed(4) + at : 'done'); }
+    if (c.state === 'stored') { return (c.f1 != null ? c.f1.toFixed(4) + at : 'stored') + ' (stored)'; }
+    if (c.state === 'running') { return 'running…' + at; }
+    if (c.state === 'skipped') { return 'not run (' + (c.why || 'not needed') + ')'; }
     return 'pending';
   }
 
@@ -80,7 +87,7 @@
     svg.appendChild(xl);
     var fig = document.createElement('figure');
     var cap = document.createElement('figcaption');
-    cap.textContent = curve.rung + ' seed ' + curve.seed;
+    cap.textContent = curve.rung + ' seed ' + curve.seed + (curve.note ? ' (' + curve.note + ')' : '');
     fig.appendChild(cap);
     fig.appendChild(svg);
     return fig;
@@ -94,9 +101,11 @@
     document.getElementById('job-phase').textContent = job.phase;
     var prog = document.getElementById('job-progress');
     if (prog) {
-      prog.max = Math.max(job.n_cells, 1);
+      var skipped = job.n_skipped || 0;
+      prog.max = Math.max(job.n_cells - skipped, 1);
       prog.value = job.n_done;
-      document.getElementById('job-count').textContent = job.n_done + ' of ' + job.n_cells + ' runs finished';
+      document.getElementById('job-count').textContent = job.n_done + ' of ' + (job.n_cells - skipped) +
+        ' runs finished' + (skipped ? '; ' + skipped + ' not needed' : '');
     }
     Object.keys(job.cells).forEach(function (key) {
       var c = job.cells[key];
@@ -105,6 +114,7 @@
         td.className = 'cell state-' + c.state;
         td.textContent = cellText(c);
         td.dataset.state = c.state;
+        td.dataset.fidelity = c.fidelity != null ? c.fidelity : 1;
       }
     });
     if (job.elapsed != null) {

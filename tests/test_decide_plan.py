@@ -160,7 +160,7 @@ def test_measured_costs_from_the_run_store_replace_the_calibration(tmp_path, tin
     items = {i.rung: i for i in plan.items}
     assert items["tfidf"].cost_source == "measured (2 runs)" and items["probe"].cost_source == "calibrated"
     assert items["tfidf"].seconds_per_seed == pytest.approx(same.per_seed)
-    assert any("measured in the run store: tfidf (2 runs)" in n for n in plan.notes)
+    assert any("costs from the run store: tfidf measured (2 runs)" in n for n in plan.notes)
     # without a store (or with an empty home) everything is calibrated, and no store is created
     bare = plan_study(ds.texts, ds.labels, "1 hour", encoder=tiny_encoder, rungs=["tfidf"], home=tmp_path / "none")
     assert bare.items[0].cost_source == "calibrated" and not (tmp_path / "none").exists()
@@ -171,3 +171,47 @@ def test_a_tight_budget_gives_every_cheap_rung_a_seed_before_a_second():
     plan = make_plan(costs, 5.5, device="cpu", n_labels=5000)
     assert [(i.rung, i.seeds) for i in plan.items] == [("tfidf", 2), ("probe", 1)]
     assert "(of 5: no more fit)" in plan.items[0].reason
+
+
+class _FakeStore:
+    """The three RunStore reads measured_costs makes, holding results shaped like a real study's."""
+
+    def __init__(self, results, n_train_pool):
+        self.results, self.summary = results, {"n_train_pool": n_train_pool}
+
+    def list_studies(self):
+        return [{"study_id": "s1"}, {"study_id": "s2"}]
+
+    def get_study(self, study_id):
+        return {"summary": self.summary}
+
+    def study_results(self, study_id):
+        return self.results  # both studies link the same results: each is counted once
+
+
+def _result(key, rung, fit, diagnostics, encoder="fp"):
+    return {"result_key": key, "rung": rung, "manifest": {"rung": {"encoder": encoder}},
+            "metrics": {"cost": {"fit_seconds": fit, "total_seconds": fit}, "diagnostics": diagnostics}}
+
+
+def test_measured_refit_and_network_costs_use_their_step_timings():
+    first = {"reused": False, "wall_seconds": 100.0, "steps": 50}
+    store = _FakeStore([
+        _result("r0", "refit", 101.0, first), _result("r1", "refit", 1.0, {"reused": True}),
+        _result("f0", "finetune", 40.0, {"budget": {"steps_used": 100, "seconds_used": 30.0, "declared": None},
+                                          "stopped_by": "early_stopping", "device": "cpu",
+                                          "stages": [{"epochs": 3}]}),
+        _result("f1", "finetune", 40.0, {"budget": {"steps_used": 100, "seconds_used": 30.0}, "device": "cuda:0"}),
+        _result("p0", "probe", 9.0, {}, encoder="another encoder"),
+    ], n_train_pool=500)
+    m = measured_costs(store, n_labeled=1250, encoder_fingerprint="fp", device="cpu")
+    assert set(m) == {"refit", "finetune"}  # another encoder's probe is not this one's cost
+    assert m["refit"].runs == 2 and m["refit"].step_seconds == pytest.approx(2.0)
+    assert m["refit"].per_seed == pytest.approx(2.0)  # a head a seed (1 s), scaled from a pool of 500 to 1000
+    assert m["finetune"].runs == 1 and m["finetune"].step_seconds == pytest.approx(0.3)  # the GPU run left out
+    costs = estimate_rung_costs(CAL, n_labeled=1250, n_unlabeled=10_000, train_budget="200steps", measured=m)
+    assert costs["refit"].one_time == pytest.approx(200 * 2.0 + 1250 * CAL.encode_per_text)
+    assert costs["finetune"].per_seed == pytest.approx(costs["finetune"].fixed + 200 * 0.3)
+    assert costs["finetune"].source == "measured (1 run)" and costs["lora"].source == "calibrated"
+    free = estimate_rung_costs(CAL, n_labeled=1250, measured=m)["finetune"]
+    assert free.expected_steps == 3 * math.ceil(1000 * 0.8 / 16) and "stopped early after 3 epochs" in free.basis

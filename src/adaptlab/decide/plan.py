@@ -332,7 +332,8 @@ def _refit_cost(cal: Calibration, sz: _Sizes, n_unlabeled: int, budget: Optional
     source = "calibrated"
     if measured is not None:
         step, head = measured.step_seconds or step, head if measured.per_seed is None else measured.per_seed
-        source = measured.source
+        # Reused refits record no MLM timing: then only the head is measured.
+        source = measured.source if measured.step_seconds else f"refit calibrated, head {measured.source}"
     if budget is not None and budget.seconds is not None:
         steps, mlm, what = None, budget.seconds, f"{format_seconds(budget.seconds)} of MLM (--train-budget)"
     else:
@@ -671,7 +672,8 @@ def make_plan(
     screened = _fill_screens(order, items, rc, purse, screen_fidelity)
     _fill_full_seeds(screened, items, rc, purse, min(p.min_seeds, max_seeds), max_seeds)
     notes = [] if first is None else [f"regime table ({regime.condition}): {first} " + (
-        "is one of the cheap rungs: all its seeds first." if rc.get(first) and rc[first].kind == "cheap"
+        "is not among the rungs planned." if first not in items else
+        "is one of the cheap rungs: all its seeds first." if rc[first].kind == "cheap"
         else "is screened and promoted first.")]
     if not any(i.included for i in items.values()):
         notes.append("nothing fits the budget, not even one screening run; raise the budget or subsample the data.")
@@ -841,12 +843,19 @@ def plan_study(
     available = [r for r in (rungs or LADDER) if r in RUNGS]
     plan = make_plan(costs, seconds, device=device, calibration=cal, rungs=available, n_labels=len(texts),
                      n_unlabeled=n_unlabeled, policy=policy, forced=list(rungs or ()), max_seeds=seeds,
-                     screen_fidelity=screen_fidelity, train_budget=None if train_budget is None else str(train_budget))
+                     screen_fidelity=screen_fidelity, train_budget=_budget_flag(tb))
     plan.notes += _study_notes(rungs, cal, speed, tb, measured, available)
     for it in plan.items:
         if rung_info(it.rung)["needs_engineer"] and it.included:
             it.reason += "; needs an engineer to rerun"
     return plan
+
+
+def _budget_flag(budget: Optional[Budget]) -> Optional[str]:
+    # As `study run --budget` takes it (str(Budget) has a space, which a shell would split).
+    if budget is None:
+        return None
+    return f"{budget.steps}steps" if budget.steps is not None else f"{budget.seconds:g}s"
 
 
 def _study_notes(rungs: Optional[Sequence[str]], cal: Calibration, speed: float, tb: Optional[Budget],
@@ -861,7 +870,7 @@ def _study_notes(rungs: Optional[Sequence[str]], cal: Calibration, speed: float,
                  f"training step {cal.train_step:.2f} s per {cal.batch_size} texts.")
     used = {r: m for r, m in measured.items() if r in available}
     if used:
-        notes.append("measured in the run store: " + ", ".join(f"{r} ({m.runs} runs)" for r, m in used.items()) + ".")
+        notes.append("costs from the run store: " + ", ".join(f"{r} {m.source}" for r, m in used.items()) + ".")
     if speed != 1.0:
         notes.append(f"the budget names a GPU but this machine has none: encoder work is assumed {speed:g}× faster "
                      "there (--gpu-speedup); calibrate on the GPU machine for a measured plan.")

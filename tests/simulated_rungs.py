@@ -91,7 +91,7 @@ class World:
         return names[int(alloc.choice(pts, names)[0])]
 
 
-def simulate(rungs: list[FakeRung], budget: float, *, seed: int = 0, seeds: int = 3, **config) -> tuple[dict, World]:
+def simulate(rungs: list[FakeRung], budget: float, *, seed: int = 0, seeds: int = 3, **config) -> tuple[dict, "World"]:
     from adaptlab.evaluate.adaptive import AdaptiveConfig
 
     world = World(rungs, seed=seed)

@@ -122,6 +122,8 @@ def study_run(
     val_size: float = ValSizeOpt,
     test_seed: int = TestSeedOpt,
     budget: Optional[str] = typer.Option(None, "--budget", help="Training budget of network rungs, equal for all: 500steps, 30min, 2h."),
+    time: Optional[str] = typer.Option(None, "--time", help="Whole-study time budget, e.g. 3h, 90min: run in rounds (cheap rungs, short screens of the network rungs, then full runs and seeds only where they can flip the decision) and stop when settled. --seeds is then the most seeds a rung gets. Default: the exhaustive grid rungs × seeds."),
+    screen_fidelity: float = typer.Option(0.25, "--screen-fidelity", help="With --time: share of its training budget a network rung gets when first screened."),
     name: str = typer.Option("", "--name", help="A name for the study."),
     refit_budget: Optional[str] = RefitBudgetOpt,
     refit_objective: Optional[str] = RefitObjectiveOpt,
@@ -164,9 +166,11 @@ def study_run(
     from adaptlab.config import ExecutorConfig
 
     params = refit_rung_params(rungs, refit_budget, refit_objective, transductive, mixed_precision)
+    adaptive = {"screen_fidelity": screen_fidelity} if time is not None and screen_fidelity != 0.25 else {}
     cfg = StudyConfig(rungs=rungs, seeds=seeds, split=split, test_size=test_size, val_size=val_size,
                       test_seed=test_seed, encoder=encoder, positive_label=positive_label, budget=budget,
-                      name=name, rung_params=params, encode_precision=precision, int8_tolerance=int8_tolerance)
+                      name=name, rung_params=params, encode_precision=precision, int8_tolerance=int8_tolerance,
+                      time_budget=time, adaptive=adaptive)
     try:
         per_rung = json.loads(rung_resources) if rung_resources else {}
     except ValueError as exc:

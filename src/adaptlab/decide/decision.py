@@ -305,8 +305,14 @@ def decide(evidence: Evidence, policy: Optional[Policy] = None) -> Decision:
     fired: list[str] = []
     eligible = [r for r in order if R[r].n_seeds >= p.min_seeds]
 
+    dropped = allocation_verdicts(ev)
     for r in order:
-        if R[r].n_seeds < p.min_seeds:
+        if R[r].n_seeds < p.min_seeds and r in dropped:
+            # A decision-driven study left it here on purpose: say why, without blocking the decision.
+            verdicts[r] = dropped[r]
+            flags.append(Flag("decision.allocation", f"{r}: {dropped[r]}.", r, "info"))
+            fired.append("decision.allocation")
+        elif R[r].n_seeds < p.min_seeds:
             verdicts[r] = f"not enough seeds: run ≥ {p.min_seeds}"
             flags.append(Flag("decision.min-seeds", f"{r}: not enough seeds: run ≥ {p.min_seeds}. {R[r].n_seeds} "
                               f"run(s) at {_f(R[r].mean)} is a draw from a distribution, not a measurement; it cannot "
@@ -551,13 +557,93 @@ def _cost_of(ev: Evidence, rung: str, runs: int) -> tuple[Optional[float], str]:
     return secs, f"{runs} run(s) × {_hours(r.fit_seconds_mean)} = {_hours(secs)}"
 
 
+def allocation_verdicts(ev: Evidence) -> dict[str, str]:
+    """Verdicts of the rungs a decision-driven study screened or dropped (rung -> sentence)."""
+    alloc = ev.allocation or {}
+    out = {}
+    for d in alloc.get("drops") or []:
+        r = d.get("rung")
+        e = ev.rungs.get(r)
+        at = (f"screened at {e.fidelity:.0%} of its training budget ({_f(e.mean)}); " if e is not None and e.fidelity < 1
+              else (f"{e.n_seeds} full-budget seed(s) ({_f(e.mean)}); " if e is not None else ""))
+        what = {"eliminated": "dropped", "cannot-flip": "not pursued", "budget": "not pursued (budget)"}.get(d.get("kind"), "dropped")
+        out[r] = f"{at}{what}: {d.get('reason', '')}"
+    for r, e in ev.rungs.items():
+        if r not in out and alloc and e.n_seeds < (alloc.get("config") or {}).get("min_seeds", 3):
+            out[r] = (f"{e.n_seeds} run(s) at {e.fidelity:.0%} of its training budget ({_f(e.mean)}): the decision-driven "
+                      f"study found no run of it that could change the decision")
+    return out
+
+
+def allocator_advice(ev: Evidence, p: Policy) -> Optional[dict[str, Any]]:
+    """The next run by value per cost (adaptlab.evaluate.adaptive): a decision-driven study's own answer,
+    else the allocator's reasoning applied to this evidence (unrun ladder rungs are candidates)."""
+    from adaptlab.evaluate.adaptive import AdaptiveConfig, best_next_run
+
+    if ev.allocation is not None:
+        return ev.allocation.get("next")
+    rungs = {r: {"f1_by_seed": e.f1_by_seed, "seeds": e.seeds, "predictions": e.predictions,
+                 "seconds": e.fit_seconds_mean, "fidelity": e.fidelity} for r, e in ev.rungs.items()}
+    # Unrun rungs are candidates of a stored study (they could run on its data); a hand-made table names
+    # the rungs in play itself.
+    candidates = [r for r in LADDER if r not in ev.rungs and (r != "refit" or ev.n_unlabeled)] if ev.source == "store" else []
+    try:
+        from adaptlab.rungs import available_rungs
+
+        candidates = [r for r in candidates if r in available_rungs()]
+    except ImportError:  # pragma: no cover - rungs always importable in a full install
+        pass
+    classes = ev.classes or (sorted(set(ev.y_true.tolist())) if ev.y_true is not None else None)
+    return best_next_run(rungs, y_true=ev.y_true if ev.has_predictions else None, classes=classes,
+                         positive=ev.positive_label, candidates=candidates,
+                         config=AdaptiveConfig(margin=p.margin, min_seeds=p.min_seeds))
+
+
+def _advice_experiment(ev: Evidence, p: Policy, adv: dict[str, Any]) -> NextExperiment:
+    r, phase = adv["rung"], adv["phase"]
+    e = ev.rungs.get(r)
+    runs = 1
+    if phase in ("confirm", "seed") and e is not None and e.n_seeds < p.min_seeds:
+        runs = p.min_seeds - e.n_seeds  # the decision rule needs them all before the rung can win
+    if phase == "screen":
+        what = (f"screen {r}: one seed at {adv['fidelity']:.0%} of its training budget" if adv["fidelity"] < 1
+                else f"run {r} once (its later seeds share the cost)")
+        others = [x for x in LADDER if x not in ev.rungs and x != r and (x != "refit" or ev.n_unlabeled)]
+        if others and ev.allocation is None:
+            what += f", then the other unrun rungs ({', '.join(others)}); `adaptlab study run --time ...` does this"
+    elif phase == "promote":
+        what = f"run {r} at its full training budget (seed {adv['seed']})"
+    else:
+        what = f"run {runs} more seed(s) of {r} at its full training budget"
+    cheap = [x for x, c in ev.rungs.items() if x in ("tfidf", "probe") and c.n_seeds < p.min_seeds and x != r]
+    if cheap:
+        what += f", and {', '.join(cheap)} to {p.min_seeds} seeds (seconds each)"
+    per = adv.get("estimate_seconds")
+    secs = per * runs if per is not None else None
+    cost = _hours(secs) if secs is not None else "cost not measured yet"
+    flip = adv.get("flip_probability")
+    why = adv.get("why", "")
+    if phase != "confirm" and flip is not None:
+        why = f"the run most likely to change the decision per second ({why})"
+    elif adv.get("provisional"):
+        why = f"{adv['provisional']} leads: {why}"
+    return NextExperiment(what=what, why=why, cost=cost, cost_seconds=secs, rule="allocation.value-per-cost")
+
+
 def _next_experiment(ev, p, chosen, ship, eligible, cmp, fired_rules, regime) -> Optional[NextExperiment]:
     R = ev.rungs
     cands: list[tuple[int, float, NextExperiment]] = []
-    base_mean = R[chosen].mean if chosen else 0.0
-    # 1. an under-seeded rung that could change the decision: finish its seeds.
+    base_mean = R[chosen].mean if chosen else max((e.mean for e in R.values()), default=0.0)
+    adv = allocator_advice(ev, p)
+    if adv is not None:
+        # After the policy's label rules (rare slice, test set too small): labels before compute.
+        cands.append((1, math.inf, _advice_experiment(ev, p, adv)))
+    # 1. an under-seeded rung that could change the decision: finish its seeds (the allocator's advice
+    #    supersedes this whenever it has one).
     for r, e in R.items():
-        if e.n_seeds < p.min_seeds:
+        if adv is not None:
+            break
+        if e.n_seeds < p.min_seeds and r not in allocation_verdicts(ev):
             missing = p.min_seeds - e.n_seeds
             promising = e.mean >= base_mean + p.margin or e.mean >= p.ship_threshold
             secs, cost = _cost_of(ev, r, missing)
@@ -593,7 +679,7 @@ def _next_experiment(ev, p, chosen, ship, eligible, cmp, fired_rules, regime) ->
     if "switch.labels-lora" in fired_rules and "lora" not in R:
         wanted.append(("lora", f"{ev.n_labels:,} labels ≥ {p.lora_switch_labels:,} (switch rule)", "switch.labels-lora"))
     for rung, why, rule in wanted:
-        if rung and rung not in R:
+        if rung and rung not in R and ev.allocation is None and (adv is None or ev.source != "store"):
             cands.append((2, math.inf, NextExperiment(what=f"run {rung} with {p.min_seeds} seeds", why=why,
                                                         cost=f"{p.min_seeds} run(s); cost not measured yet", rule=rule)))
     if "switch.rare-slice" in fired_rules:
@@ -607,7 +693,7 @@ def _next_experiment(ev, p, chosen, ship, eligible, cmp, fired_rules, regime) ->
     if not ship:
         top = max((r for r in R), key=ladder_key)
         nxt_rungs = [r for r in LADDER if ladder_key(r) > ladder_key(top) and r not in R]
-        if nxt_rungs:
+        if nxt_rungs and ev.allocation is None and (adv is None or ev.source != "store"):
             cands.append((2, math.inf, NextExperiment(
                 what=f"run {nxt_rungs[0]} with {p.min_seeds} seeds",
                 why=f"nothing measured reaches {p.ship_threshold:.2f}; {nxt_rungs[0]} is the next rung up the ladder",

@@ -44,6 +44,8 @@ class RungEvidence:
     val_f1_mean: Optional[float] = None
     summary: str = ""
     diagnostics: list[dict[str, Any]] = field(default_factory=list)
+    # Share of its training budget the runs had (< 1: only screened by a decision-driven study).
+    fidelity: float = 1.0
     # Per-seed test predictions aligned with Evidence.y_true (not serialised: they can be large).
     predictions: Optional[dict[int, np.ndarray]] = field(default=None, repr=False)
 
@@ -69,7 +71,7 @@ class RungEvidence:
                 "ci_low": _num(self.ci_low), "ci_high": _num(self.ci_high), "band_method": self.band_method,
                 "fit_seconds_mean": self.fit_seconds_mean, "fit_seconds_max": self.fit_seconds_max,
                 "uses_encoder": self.uses_encoder, "val_f1_mean": self.val_f1_mean, "summary": self.summary,
-                "has_predictions": self.predictions is not None}
+                "fidelity": self.fidelity, "has_predictions": self.predictions is not None}
 
 
 def _num(x: Optional[float]) -> Optional[float]:
@@ -109,6 +111,8 @@ class Evidence:
     encoder: Optional[dict[str, Any]] = None
     domain_shift: Optional[dict[str, Any]] = None  # in-domain vs general text, pretrained embeddings (MMD)
     encoder_choice: Optional[dict[str, Any]] = None  # when the study compared several encoders first
+    # A decision-driven study's record (adaptlab.evaluate.adaptive): what ran, what was dropped and why it stopped.
+    allocation: Optional[dict[str, Any]] = None
     notes: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -140,6 +144,7 @@ class Evidence:
             "mmd_source": self.mmd_source, "refit_hours": self.refit_hours, "slices": self.slices,
             "slice_rung": self.slice_rung, "overall_f1": self.overall_f1, "learning_curve": self.learning_curve,
             "encoder": self.encoder, "domain_shift": self.domain_shift, "notes": list(self.notes),
+            "allocation": self.allocation,
             "rungs": [r.to_dict() for r in self.rungs.values()],
         }
 
@@ -287,7 +292,7 @@ class Evidence:
                 fit_seconds_max=float(np.max(secs)) if secs else row.get("fit_seconds_mean"),
                 uses_encoder=row.get("uses_encoder"), val_f1_mean=row.get("val_f1_mean"),
                 summary=row.get("summary", ""), diagnostics=diags.get(name, []),
-                predictions=preds.get(name) or None)
+                predictions=preds.get(name) or None, fidelity=float(row.get("fidelity", 1.0)))
             if preds.get(name) and len(preds[name]) != rungs[name].n_seeds:
                 notes.append(f"{name}: {len(preds[name])} of {rungs[name].n_seeds} seeds have stored predictions.")
 
@@ -322,7 +327,7 @@ class Evidence:
             mmd=mmd, mmd_p_value=mmd_p, mmd_source=mmd_src, refit_hours=refit_hours,
             study_id=rec["study_id"], name=summary.get("name", rec.get("name", "")), source="store",
             encoder=data.get("encoder"), notes=notes, domain_shift=shift, encoder_choice=data.get("encoder_choice"),
-            learning_curve=study_diag.get("learning_curve"),
+            learning_curve=study_diag.get("learning_curve"), allocation=summary.get("allocation"),
         )
         if analyses:
             from pathlib import Path

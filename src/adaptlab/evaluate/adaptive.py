@@ -214,7 +214,7 @@ class Allocator:
     # -- bookkeeping ----------------------------------------------------------------------------------
     @property
     def spent(self) -> float:
-        return float(sum(o.seconds for o in self.obs))
+        return float(sum(o.seconds for o in self.obs if math.isfinite(o.seconds)))
 
     def observe(self, cell: Cell, obs: Observation) -> None:
         """Record a finished run (read from the store or trained)."""
@@ -234,7 +234,7 @@ class Allocator:
     def estimate_seconds(self, rung: str, fidelity: float) -> Optional[float]:
         """Estimated seconds of the next run of ``rung`` at ``fidelity`` (None: nothing to go on)."""
         kind = self.kind[rung]
-        done = self._of(rung)
+        done = [o for o in self._of(rung) if math.isfinite(o.seconds)]  # NaN: a run whose cost is unknown
         if kind == "network":
             if done:
                 per_unit = float(np.mean([o.seconds / max(o.fidelity, 1e-6) for o in done]))
@@ -243,7 +243,7 @@ class Allocator:
                 one, per = self.cost_prior[rung]
                 return one + per * fidelity
             # Scale a measured network rung by the relative cost of a training step.
-            other = [o for o in self.obs if self.kind.get(o.rung) == "network"]
+            other = [o for o in self.obs if self.kind.get(o.rung) == "network" and math.isfinite(o.seconds)]
             if other:
                 o = other[0]
                 unit = o.seconds / max(o.fidelity, 1e-6) / RELATIVE_STEP_COST.get(o.rung, 1.0)
@@ -256,13 +256,15 @@ class Allocator:
             if later:
                 return float(np.mean(later))
             # The shared work (the refit's MLM training) was paid by the first seed.
-            return float(per) if per is not None and kind == "shared" else (first if kind == "cheap" else None)
+            # Without an estimate of its per-seed part, a shared rung's next seed is costed like its first.
+            return float(per) if per is not None and kind == "shared" else first
         if per is None:
             return None
         return float(one + per)
 
-    def affordable(self, estimate: Optional[float]) -> bool:
-        left = self.budget - self.spent - sum(c.estimate_seconds or 0.0 for c in self._pending)
+    def affordable(self, estimate: Optional[float], reserve: float = 0.0) -> bool:
+        """Whether a run of ``estimate`` seconds fits in what is left, keeping ``reserve`` seconds aside."""
+        left = self.budget - self.spent - reserve - sum(c.estimate_seconds or 0.0 for c in self._pending)
         if estimate is None:
             return left > 0
         return estimate <= left + 1e-9
@@ -425,7 +427,8 @@ class Allocator:
     def _measured(self, est: dict[str, Estimate], plus: Optional[str] = None) -> list[str]:
         """Active rungs with a measurement (and ``plus``): an unmeasured rung's prior must not block a flip."""
         # A dropped rung that already has the decision's seeds stays: the decision rule will see it.
-        keep = [s.name for s in self.specs if s.name not in self.drops or len(self._full(s.name)) >= self.cfg.min_seeds]
+        keep = [s.name for s in self.specs
+                if s.name not in self.drops or s.name == plus or len(self._full(s.name)) >= self.cfg.min_seeds]
         return [r for r in keep if r in est and (est[r].n_full or est[r].fidelity or r == plus)]
 
     def provisional(self, est: dict[str, Estimate]) -> Optional[str]:
@@ -543,7 +546,9 @@ class Allocator:
         actions = self._screen_actions(est)
         if not screens_only:
             actions += [a for a in (self._action(est, r) for r in self.active()) if a is not None]
-        useful = [a for a in actions if a.flip_probability >= self.cfg.flip_threshold and self.affordable(a.estimate_seconds)]
+        reserve = self._reserve(est, chosen)
+        useful = [a for a in actions if a.flip_probability >= self.cfg.flip_threshold
+                  and self.affordable(a.estimate_seconds, reserve=0.0 if a.rung == chosen else reserve)]
         best = max(useful, key=lambda a: (a.flip_probability / max(a.estimate_seconds or 1.0, 1e-3)), default=None)
         if screens_only:
             if best is not None:
@@ -607,6 +612,17 @@ class Allocator:
         return Cell(rung, free[0], 1.0, "seed", f"seed {n + 1} of {rung}: flip probability {flip:.2f} "
                     f"(now {e.point:.3f} over {n} seed(s))", secs, 0, flip)
 
+    def _reserve(self, est: dict[str, Estimate], chosen: Optional[str]) -> float:
+        """Seconds kept for the full-budget seeds the provisional choice still needs: exploring must not
+        leave the leader short of the seeds the decision rule demands."""
+        if chosen is None or self.kind[chosen] == "cheap":
+            return 0.0
+        missing = self.cfg.min_seeds - len(self._full(chosen))
+        if missing <= 0:
+            return 0.0
+        per = self.estimate_seconds(chosen, 1.0) or 0.0
+        return missing * per
+
     def _decision_seed(self, est: dict[str, Estimate], chosen: str) -> Optional[Cell]:
         """The run the provisional choice still needs before the decision rule can pick it."""
         a = self._action(est, chosen)
@@ -626,22 +642,28 @@ class Allocator:
 
     # -- the record ------------------------------------------------------------------------------------
     def next_run(self) -> Optional[dict[str, Any]]:
-        """The most useful run after the study stopped, budget aside (the decision's next experiment)."""
+        """The most useful run now, budget aside: the best flip probability per second among screens of
+        rungs not run, promotions and extra seeds; else the seeds the provisional choice still needs for
+        the decision rule; ``None`` when no run could change the decision."""
         est = self.estimates()
-        actions = [a for a in (self._action(est, r) for r in self.active()) if a is not None]
-        unscreened = [s.name for s in self.specs if not self._of(s.name) and s.name in self.drops
-                      and self.drops[s.name]["kind"] == "budget"]
-        for r in unscreened:
-            f = self.cfg.screen_fidelity if self.kind[r] == "network" else 1.0
-            flip = self.flip_probability(est, r, est[r].var)
-            actions.append(Cell(r, self.seeds[0], f, "screen", f"not run for lack of budget; flip probability "
-                                f"{flip:.2f}", self.estimate_seconds(r, f), 0, flip))
-        if not actions:
+        chosen = self.provisional(est)
+        actions = [a for a in self._screen_actions(est) if a.rung not in self.drops or self.drops[a.rung]["kind"] == "budget"]
+        for r in self.drops:
+            if self.drops[r]["kind"] == "budget" and not self._of(r) and all(a.rung != r for a in actions):
+                f = self.cfg.screen_fidelity if self.kind[r] == "network" else 1.0
+                flip = self.flip_probability(est, r, est[r].var)
+                actions.append(Cell(r, self.seeds[0], f, "screen", f"not run for lack of budget: flip probability "
+                                    f"{flip:.2f}", self.estimate_seconds(r, f), 0, flip))
+        actions += [a for a in (self._action(est, r) for r in self.active()) if a is not None]
+        useful = [a for a in actions if a.flip_probability >= self.cfg.flip_threshold]
+        best = max(useful, key=lambda a: a.flip_probability / max(a.estimate_seconds or 1.0, 1e-3), default=None)
+        if best is None and chosen is not None:
+            best = self._decision_seed(est, chosen)
+        if best is None:
             return None
-        best = max(actions, key=lambda a: (a.flip_probability / max(a.estimate_seconds or 1.0, 1e-3)))
         return {"rung": best.rung, "seed": best.seed, "fidelity": best.fidelity, "phase": best.phase,
                 "flip_probability": best.flip_probability, "estimate_seconds": best.estimate_seconds,
-                "why": best.why}
+                "why": best.why, "provisional": chosen}
 
     def exhaustive_seconds(self) -> Optional[float]:
         """Estimated cost of the exhaustive grid: every rung × every seed at the full budget."""
@@ -719,3 +741,43 @@ def run_allocation(allocator: Allocator, execute: Callable[[list[Cell]], list[Ob
         for cell, obs in zip(cells, execute(cells)):
             allocator.observe(cell, obs)
     return allocator.record()
+
+
+def kind_of(rung: str) -> str:
+    """The allocator's kind of a rung known by name (see :func:`adaptlab.evaluate.study.adaptive_kind`)."""
+    if rung in ("tfidf", "probe"):
+        return "cheap"
+    return "shared" if rung == "refit" else "network"
+
+
+def best_next_run(rungs: dict[str, dict[str, Any]], *, y_true: Optional[Sequence[str]] = None,
+                  classes: Optional[Sequence[str]] = None, positive: Optional[str] = None,
+                  candidates: Sequence[str] = (), config: Optional[AdaptiveConfig] = None,
+                  costs: Optional[dict[str, tuple[float, float]]] = None) -> Optional[dict[str, Any]]:
+    """The next experiment of any study, by the allocator's value-per-cost reasoning.
+
+    ``rungs`` maps a measured rung to ``{"f1_by_seed", "seeds", "predictions" (seed -> labels or None),
+    "seconds" (mean per run, or None), "fidelity"}``; ``candidates`` are rungs not run yet that could be.
+
+    Example:
+        >>> nxt = best_next_run({"tfidf": {"f1_by_seed": [0.893]}, "probe": {"f1_by_seed": [0.803]},
+        ...                      "finetune": {"f1_by_seed": [0.923], "seconds": 420.0}})
+        >>> nxt["rung"], nxt["phase"]
+        ('finetune', 'confirm')
+    """
+    cfg = config or AdaptiveConfig()
+    names = list(dict.fromkeys([*rungs, *candidates]))
+    n_seeds = max([cfg.min_seeds] + [len(r.get("f1_by_seed", [])) for r in rungs.values()])
+    alloc = Allocator([RungSpec(n, kind_of(n)) for n in names], budget_seconds=1e12, seeds=list(range(n_seeds)),
+                      y_true=y_true, classes=classes, positive=positive, costs=costs, config=cfg)
+    for name, r in rungs.items():
+        seeds = list(r.get("seeds") or range(len(r["f1_by_seed"])))
+        preds = r.get("predictions") or {}
+        for seed, f1 in zip(seeds, r["f1_by_seed"]):
+            cell = Cell(name, seed, float(r.get("fidelity", 1.0)), "seed", "already run")
+            alloc.cells.append(cell)
+            p = preds.get(seed)
+            secs = r.get("seconds")
+            alloc.observe(cell, Observation(name, seed, cell.fidelity, float(f1), float("nan") if secs is None else float(secs),
+                                            None if p is None else np.asarray(p, dtype=object)))
+    return alloc.next_run()

@@ -174,8 +174,9 @@ def rung_table(result: StudyResult) -> Table:
                      "baseline with bands apart; budget-bound k/n: still improving when the budget ended.")
         t.caption_justify = "left"
     for r in result.rows:
+        seeds = str(r["n_seeds"]) + (f" @{r['fidelity']:.0%}" if r.get("fidelity", 1.0) < 1 else "")
         cells = [
-            r["rung"], str(r["n_seeds"]), f"{r['mean']:.4f} ± {r['std']:.4f}",
+            r["rung"], seeds, f"{r['mean']:.4f} ± {r['std']:.4f}",
             f"[{r['ci_low']:.4f}, {r['ci_high']:.4f}]", f"{r['val_f1_mean']:.4f}",
         ]
         if binary:
@@ -242,10 +243,71 @@ def render_study(result: StudyResult) -> Group:
         f"\n{result.n_trained} run(s) trained, {result.n_from_store} read from the run store, "
         f"{result.wall_seconds:.1f}s. Study id {result.study_id[:12]}."
     )
+    parts: list[Any] = [head, rung_table(result), tail]
     diag = diagnostics_lines(result)
     if diag:
-        return Group(head, rung_table(result), tail, Text("\n".join(diag)))
-    return Group(head, rung_table(result), tail)
+        parts.append(Text("\n".join(diag)))
+    if getattr(result, "allocation", None):
+        parts += [allocation_table(result.allocation), Text("\n".join(allocation_lines(result.allocation)))]
+    return Group(*parts)
+
+
+def _dur(seconds: Optional[float]) -> str:
+    if seconds is None:
+        return "?"
+    if seconds < 120:
+        return f"{seconds:.1f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.2f} h"
+
+
+def allocation_lines(alloc: dict[str, Any]) -> list[str]:
+    """A decision-driven study in words: compute used against the budget and the exhaustive grid, what was
+    dropped on which evidence, why it stopped, and what would be run next.
+
+    Example:
+        >>> allocation_lines({"budget_seconds": 600, "compute_seconds": 90, "exhaustive_seconds": 450, "ratio": 0.2,
+        ...                   "cells": [{}] * 8, "drops": [], "stop": {"kind": "settled", "reason": "settled: ..."},
+        ...                   "next": None, "seeds": [0, 1, 2]})[0]
+        'decision-driven study: 8 run(s), compute 90.0 s of the 10.0 min budget; the exhaustive grid (every rung × 3 seeds at the full budget) would take ~7.5 min: ratio 0.20.'
+    """
+    ex, ratio = alloc.get("exhaustive_seconds"), alloc.get("ratio")
+    lines = [f"decision-driven study: {len(alloc.get('cells') or [])} run(s), compute {_dur(alloc.get('compute_seconds'))} "
+             f"of the {_dur(alloc.get('budget_seconds'))} budget; the exhaustive grid (every rung × "
+             f"{len(alloc.get('seeds') or [])} seeds at the full budget) would take "
+             + (f"~{_dur(ex)}: ratio {ratio:.2f}." if ex else "an unknown time (a rung's cost was never measured).")]
+    gain = alloc.get("fidelity_gain") or {}
+    if any((c.get("fidelity") or 1) < 1 for c in alloc.get("cells") or []) and gain:
+        lines.append(f"screen-to-full-budget gain used to project screened rungs: {gain.get('basis')}.")
+    for d in alloc.get("drops") or []:
+        label = {"eliminated": "dropped", "cannot-flip": "not pursued", "budget": "not pursued (budget)"}.get(d["kind"], d["kind"])
+        lines.append(f"{label} in round {d.get('round')}: {d['rung']} — {d['reason']}")
+    stop = alloc.get("stop") or {}
+    if stop:
+        lines.append(f"stopped ({stop.get('kind')}): {stop.get('reason')}")
+    nxt = alloc.get("next")
+    if nxt:
+        at = f" at {nxt['fidelity']:.0%} of its budget" if nxt.get("fidelity", 1) < 1 else ""
+        lines.append(f"next run if you give it more time: {nxt['rung']} seed {nxt['seed']}{at} (~{_dur(nxt.get('estimate_seconds'))}; "
+                     f"{nxt.get('why')})")
+    return lines
+
+
+def allocation_table(alloc: dict[str, Any]) -> Table:
+    """The allocation timeline: one row per run, in the order the study made them."""
+    t = Table(title="allocation timeline (what ran, at which share of its training budget, and why)",
+              title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
+    num = {"justify": "right", "no_wrap": True}
+    for col, kw in (("round", num), ("phase", {"no_wrap": True}), ("rung", {"no_wrap": True}), ("seed", num),
+                    ("budget", num), ("test F1", num), ("seconds", num), ("why", {"min_width": 30})):
+        t.add_column(col, **kw)
+    for c in alloc.get("cells") or []:
+        f1 = "—" if c.get("f1") is None else f"{c['f1']:.4f}"
+        secs = "—" if c.get("seconds") is None else f"{c['seconds']:.1f}" + (" (stored)" if c.get("from_store") else "")
+        t.add_row(str(c.get("round")), c.get("phase", ""), c.get("rung", ""), str(c.get("seed")),
+                  f"{c.get('fidelity', 1.0):.0%}", f1, secs, c.get("why", ""))
+    return t
 
 
 def network_lines(result: StudyResult) -> list[str]:

@@ -274,7 +274,9 @@ def test_study_with_a_time_budget_screens_and_shows_its_allocation(ui):
     assert res.status_code == 200
     text = html.unescape(res.text)
     assert 'id="allocation"' in res.text and 'id="allocation-timeline"' in res.text
-    assert f'data-kind="{alloc["stop"]["kind"]}"' in res.text and alloc["stop"]["reason"] in text
+    kind, reason = alloc["stop"]["kind"], alloc["stop"]["reason"]
+    reason = reason[len(kind) + 1:].strip() if reason.startswith(f"{kind}:") else reason  # the kind is shown once
+    assert f'data-kind="{kind}"' in res.text and f"Why it stopped ({kind}):</b> {reason.rstrip('.')}." in text
     assert re.search(r"Compute used <b>[\d.]+ s</b> of the budget <b>60\.0 s</b>", text)
     assert "the exhaustive grid" in text and "(ratio " in text
     assert res.text.count('<tr class="phase-') == len(alloc["cells"])

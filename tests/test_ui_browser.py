@@ -197,3 +197,42 @@ def test_retrain_flow_promotes_then_refuses_then_rolls_back(server, page, tmp_pa
     assert page.inner_text("#in-use") == "v0001"
     shot(page, tmp_path / "models.png")
     assert ModelRegistry(server["settings"].models_root / "triage").current.id == "v0001"
+
+
+def test_study_with_a_time_budget_shows_screens_and_the_allocation(server, page, tmp_path):
+    data = write_csv(tmp_path / "budgeted.csv", topic_corpus(120, seed=1))
+    page.goto(server["url"] + "/study/new")
+    page.set_input_files("#labeled", str(data))
+    page.click("#upload-button")
+    page.click("#check-button")
+    page.wait_for_selector("#study-form")
+    assert "spends it where the decision can still change" in page.inner_text("#time-budget-help")
+    page.check("#rung-finetune")
+    page.fill("#seeds", "3")
+    page.fill("#train_budget", "40steps")
+    page.fill("#time_budget", "in a while")
+    page.click("#start-button")
+    page.wait_for_selector("#config-error")
+    assert "time budget='in a while' is not valid" in page.inner_text("#config-error")
+    assert page.get_attribute("#time_budget", "aria-invalid") == "true"
+    page.fill("#time_budget", "60s")
+    page.click("#start-button")
+    page.wait_for_selector("#job")
+    assert "60s" in page.inner_text("#job-adaptive")
+    page.wait_for_selector("#results-link")
+    assert page.inner_text("#job-status") == "done" and page.is_visible("#job-allocation")
+    cells = page.eval_on_selector_all(
+        "#grid td.cell", "tds => tds.map(td => [td.id, td.dataset.state, td.dataset.fidelity, td.textContent])")
+    assert all(state in ("done", "skipped") for _, state, _, _ in cells)
+    # finetune's screen shows its share of the budget ("@25%") unless the allocation promoted it to the full budget.
+    finetune = [(fid, text) for cid, state, fid, text in cells if cid.startswith("cell-finetune-") and state == "done"]
+    assert finetune and all(("@25%" in text) == (fid == "0.25") for fid, text in finetune)
+    assert all(text.startswith("not run (") for _, state, _, text in cells if state == "skipped")
+    shot(page, tmp_path / "job-budgeted.png")
+    page.click("#results-link")
+    page.wait_for_selector("#allocation")
+    assert page.inner_text("#allocation-stop").startswith("Why it stopped (")
+    assert "of the budget 60.0 s" in page.inner_text("#allocation-compute")
+    phases = page.eval_on_selector_all("#allocation-timeline tr[data-rung]", "rows => rows.map(r => r.cells[1].textContent)")
+    assert phases[0] == "cheap" and "screen" in phases
+    shot(page, tmp_path / "results-budgeted.png")

@@ -179,6 +179,15 @@ def _secs(x: Any) -> str:
     return format_seconds(x, digits=1) if _is_num(x) else "n/a"
 
 
+def _stop_reason(reason: Any, kind: Any = None) -> str:
+    """An allocation's stop reason without the leading ``"<kind>: "`` the page already shows, e.g.
+    ``"settled: no affordable run ..."`` -> ``"no affordable run ..."``."""
+    text = str(reason or "").strip()
+    if kind and text.lower().startswith(f"{str(kind).lower()}:"):
+        text = text[len(str(kind)) + 1:].strip()
+    return text.rstrip(".")
+
+
 def _env() -> Environment:
     env = Environment(loader=FileSystemLoader(str(HERE / "templates")),
                       autoescape=select_autoescape(["html", "j2"], default_for_string=True, default=True),
@@ -189,6 +198,7 @@ def _env() -> Environment:
     env.filters["secs"] = _secs
     env.filters["pct"] = lambda x: "n/a" if not _is_num(x) else f"{x:.0%}"
     env.filters["mib"] = mib
+    env.filters["stop_reason"] = _stop_reason
     env.filters["when"] = lambda t: dt.datetime.fromtimestamp(t).strftime("%Y-%m-%d %H:%M:%S") if _is_num(t) else ""
     return env
 

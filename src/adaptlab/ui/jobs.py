@@ -35,6 +35,8 @@ LANES = {"study": "study", "sketch": "study", "retrain": "models"}
 FINISHED = ("done", "failed", "cancelled", "interrupted")
 RESUMABLE = ("failed", "cancelled", "interrupted")
 _LOG_LINES = 400
+# How a grid cell names why a decision-driven study dropped its rung (Allocator drop kinds).
+_DROP_WORDS = {"eliminated": "eliminated", "cannot-flip": "cannot flip the decision", "budget": "out of budget"}
 
 
 
@@ -405,7 +407,7 @@ class JobManager:
             for c in job.cells.values():
                 if c["state"] == "pending":
                     d = drops.get(c["rung"])
-                    c.update(state="skipped", why=f"{d.get('kind', 'dropped')}" if d else "not needed")
+                    c.update(state="skipped", why=_DROP_WORDS.get(d.get("kind"), "dropped") if d else "not needed")
             self._write(job, force=True)
 
     def _refresh_from_store(self, job: Job) -> None:

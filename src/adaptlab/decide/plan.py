@@ -283,7 +283,8 @@ def estimate_rung_costs(cal: Calibration, *, n_labeled: int, n_unlabeled: int = 
                         val_size: float = 0.2, train_budget: Union[str, Budget, None] = None,
                         max_epochs: Optional[int] = None, patience: Optional[int] = None,
                         refit_max_steps: Optional[int] = None, refit_batch: Optional[int] = None,
-                        speedup: float = 1.0, measured: Optional[dict[str, MeasuredCost]] = None) -> dict[str, RungCost]:
+                        speedup: float = 1.0,
+                        measured: Optional[dict[str, MeasuredCost]] = None) -> dict[str, RungCost]:
     """Each rung's :class:`RungCost` for these data sizes; ``measured`` costs replace calibrated ones.
 
     Example:
@@ -876,5 +877,6 @@ def _study_notes(rungs: Optional[Sequence[str]], cal: Calibration, speed: float,
                      "there (--gpu-speedup); calibrate on the GPU machine for a measured plan.")
     if tb is None and any(r in NETWORK_RUNGS for r in available):
         notes.append("no --train-budget: network rungs are costed at max_epochs (the upper bound) with an expected "
-                     "figure for early stopping; pass the study's --budget as --train-budget to cost exactly its steps.")
+                     "figure for early stopping; pass the study's --budget as --train-budget to cost exactly its "
+                     "steps.")
     return notes

@@ -119,9 +119,10 @@ class StudyConfig:
             raise ConfigError.invalid("encode_precision", self.encode_precision, f"one of {', '.join(ENCODE_PRECISIONS)}")
         if self.time_budget is not None:
             parse_duration(self.time_budget, "time_budget")
-            if self.seeds < 2:
-                raise ConfigError.invalid("seeds", self.seeds, "at least 3 with a time budget (the decision needs 3 "
-                                          "seeds of the rung it picks)")
+            need = (self.adaptive or {}).get("min_seeds", 3) if isinstance(self.adaptive, dict) else 3
+            if self.seeds < need:
+                raise ConfigError.invalid("seeds", self.seeds, f"at least {need} with a time budget (the decision needs "
+                                          f"{need} seeds of the rung it picks); --seeds is the most a rung gets")
         if not isinstance(self.adaptive, dict):
             raise ConfigError.invalid("adaptive", self.adaptive, 'a dict of adaptive settings, e.g. {"margin": 0.03}')
         tol = self.int8_tolerance

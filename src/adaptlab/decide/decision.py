@@ -406,7 +406,9 @@ def decide(evidence: Evidence, policy: Optional[Policy] = None) -> Decision:
                 why += (f"; its training diagnostics flag memorisation (train-validation gap) in "
                         f"{len(memorised)} of {R[r].n_seeds} seed(s)")
             verdict = f"rejected: below the frozen probe ({gap:+.3f}) — {why}"
-            if R[r].n_seeds < p.min_seeds:
+            if r in dropped:
+                verdict = f"{dropped[r]}; below the frozen probe ({gap:+.3f})"
+            elif R[r].n_seeds < p.min_seeds:
                 verdict = f"not enough seeds: run ≥ {p.min_seeds}; so far below the frozen probe ({gap:+.3f})"
             verdicts[r] = verdict
             flags.append(Flag("decision.below-frozen",

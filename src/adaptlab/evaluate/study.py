@@ -58,6 +58,7 @@ class StudyEvent:
     f1: Optional[float] = None
     seconds: Optional[float] = None
     fidelity: float = 1.0  # share of its training budget the cell runs with (< 1: a decision-driven screen)
+    key: Optional[str] = None  # the cell's result key in the run store
 
 
 @dataclass
@@ -377,7 +378,8 @@ class Study:
                 at = "" if fidelity >= 1.0 else f" at {fidelity:.0%} of its budget"
                 if stored is not None:
                     cached.add(key)
-                    emit(StudyEvent("stored", study_id, rung.name, seed, fidelity=fidelity))
+                    emit(StudyEvent("stored", study_id, rung.name, seed, f1=float(stored["metrics"]["test"]["f1"]),
+                                    fidelity=fidelity, key=key))
                     say(f"{rung.name:>8} seed {seed}{at}: from the run store")
                     self.store.link_result(study_id, key)
                     results[key] = stored
@@ -399,14 +401,14 @@ class Study:
                 f = fidelity_of[job.key]
                 # The event first: a progress callback may stop the study (cancel) once the cell is stored.
                 emit(StudyEvent("done", study_id, job.rung.name, job.seed, f1=float(out["metrics"]["test"]["f1"]),
-                                seconds=float(out["metrics"]["cost"]["total_seconds"]), fidelity=f))
+                                seconds=float(out["metrics"]["cost"]["total_seconds"]), fidelity=f, key=job.key))
                 at = "" if f >= 1.0 else f" at {f:.0%} of its budget"
                 say(f"{job.rung.name:>8} seed {job.seed}{at}: test {('F1' if positive else 'macro-F1')}="
                     f"{out['metrics']['test']['f1']:.4f} ({out['metrics']['cost']['total_seconds']:.1f}s)")
 
             def on_start(job: Job) -> None:
                 emit(StudyEvent("start", study_id, job.rung.name, job.seed, n_train=len(job.split.train),
-                                fidelity=fidelity_of[job.key]))
+                                fidelity=fidelity_of[job.key], key=job.key))
 
             failures = self.executor.run(jobs, full, on_result=on_result, say=say, primed=primed or None,
                                          on_start=on_start)

@@ -246,6 +246,7 @@ def build_report(store: Any, study: str = "latest", *, policy: Optional[Policy] 
         "images": {k: plots.data_uri(v) for k, v in images.items()},
         "image_names": list(images),
         "band_method": next(iter(ev.rungs.values())).band_method if ev.rungs else "",
+        "allocation": summary.get("allocation"),
     }
     env = _env()
     html = env.get_template("report.html.j2").render(**ctx)

@@ -267,6 +267,30 @@ def test_the_decision_of_an_adaptive_study_reads_its_allocation(tiny_encoder, tm
         assert d.next_experiment is None or d.next_experiment.rule != "allocation.value-per-cost"
 
 
+def test_a_time_budgeted_study_is_costed_before_it_runs(tiny_encoder, tmp_path):
+    from adaptlab.decide.plan import cost_the_study
+    from adaptlab.evaluate import Study
+    from synthetic import topic_corpus
+
+    data = topic_corpus(160, seed=1)
+    study = Study(_adaptive_config(time_budget="10min"), home=tmp_path, encoder=tiny_encoder)
+    note = cost_the_study(study, data)
+    assert note.startswith("costed from a") and "run store" not in note
+    assert set(study.cost_estimates) == {"tfidf", "probe", "lora", "finetune"}
+    one, per = study.cost_estimates["finetune"]
+    assert one == 0 and per > 0 and study.cost_estimates["probe"][0] > 0  # the probe's embedding pass is one-time
+    res = study.run(data)
+    screen = next(c for c in res.allocation["cells"] if c["phase"] == "screen")
+    assert screen["estimate_seconds"] is not None and "unknown time" not in screen["why"]
+    # The next study on this home costs the rungs from what the store measured.
+    again = Study(_adaptive_config(time_budget="10min"), home=tmp_path, encoder=tiny_encoder)
+    note = cost_the_study(again, data)
+    assert "measured in the run store" in note and screen["rung"] in note.split("; ", 1)[1]
+    cheap = Study(StudyConfig(rungs=["tfidf", "probe"], seeds=3, time_budget="1min"), home=tmp_path,
+                  encoder=tiny_encoder)
+    assert cost_the_study(cheap, data) is None and cheap.cost_estimates == {}
+
+
 def test_cli_study_run_with_time_in_table_and_json(tiny_encoder_dir, tmp_path):
     import pandas as pd
     from typer.testing import CliRunner
@@ -282,6 +306,7 @@ def test_cli_study_run_with_time_in_table_and_json(tiny_encoder_dir, tmp_path):
     r = CliRunner().invoke(app, args)
     assert r.exit_code == 0, r.output
     assert "allocation timeline" in r.output and "decision-driven study:" in r.output and "stopped (" in r.output
+    assert "time budget: costed from a" in r.output and "unknown time" not in r.output
     r = CliRunner().invoke(app, args + ["--json"])
     assert r.exit_code == 0, r.output
     payload = json.loads(r.stdout)

@@ -39,6 +39,8 @@ def test_plan_prints_its_table_and_the_commands_that_run_it(files, tiny_encoder_
     assert "plan for 2 hours" in r.output and "calibrated" in r.output and "planned" in r.output
     assert "run it: adaptlab study run" in r.output and "--budget 8steps" in r.output
     assert "--seeds 1 --budget 2steps" in r.output  # the screen: a quarter of the 8 steps
+    assert "or let the study choose each next run from the results so far: adaptlab study run" in r.output
+    assert "--rungs tfidf,probe,refit,finetune --seeds 5 --time 2h --budget 8steps --unlabeled" in r.output
 
 
 def test_plan_json_has_fidelity_cost_source_and_commands(files, tiny_encoder_dir, tmp_path):
@@ -53,6 +55,8 @@ def test_plan_json_has_fidelity_cost_source_and_commands(files, tiny_encoder_dir
     assert items["refit"]["one_time_seconds"] > items["refit"]["seconds_per_seed"]
     assert payload["total_seconds"] <= payload["budget_seconds"]
     assert payload["commands"][-1].endswith("--rungs finetune --seeds 1 --budget 2steps")
+    assert payload["max_seeds"] == 3 and payload["eligible"] == ["tfidf", "probe", "refit", "finetune"]
+    assert " --seeds 3 --time 2h --budget 8steps" in payload["time_command"]
 
 
 def test_plan_reads_measured_costs_from_home(files, tiny_encoder_dir, tmp_path):

@@ -144,6 +144,11 @@ def test_plan_commands_run_the_full_seeds_then_the_screens():
     assert plan.commands("d.csv", "u.csv") == [
         "adaptlab study run --data d.csv --rungs tfidf,refit,lora --seeds 5 --budget 520steps --unlabeled u.csv",
         "adaptlab study run --data d.csv --rungs lora --seeds 1 --budget 130steps"]
+    assert plan.time_command("d.csv", "u.csv") == ("adaptlab study run --data d.csv --rungs tfidf,refit,lora --seeds 5 "
+                                                   "--time 3h --budget 520steps --unlabeled u.csv")
+    # Without unlabeled texts there is no refit to run.
+    assert plan.time_command("d.csv") == ("adaptlab study run --data d.csv --rungs tfidf,lora --seeds 5 --time 3h "
+                                          "--budget 520steps")
 
 
 def test_measured_costs_from_the_run_store_replace_the_calibration(tmp_path, tiny_encoder):

@@ -194,6 +194,12 @@ def study_run(
         study = Study(cfg, home=study.home, show_progress=not json_out, executor=ex)
         if not json_out:
             out.print(render_comparison(comparison))
+    if study.time_budget is not None:
+        from adaptlab.decide.plan import cost_the_study
+
+        note = cost_the_study(study, ds, test=test_ds, unlabeled=unl)
+        if note and not json_out:
+            err.print(f"[dim]time budget: {note}[/]", highlight=False)
     # Studies with a refit rung are diagnosed (probe gap, MMD, domain shift) and the result stored with it.
     result = run_study_with_diagnostics(study, ds, test=test_ds, unlabeled=unl, progress=_progress(json_out))
     if comparison is not None:

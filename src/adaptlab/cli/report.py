@@ -243,8 +243,9 @@ def plan_cmd(
                       train_budget=train_budget, seeds=seeds, screen_fidelity=screen_fidelity,
                       home=home or default_home())
     if json_out:
-        typer.echo(json.dumps({**plan.to_dict(), "commands": plan.commands(str(data), unlabeled and str(unlabeled))},
-                              indent=2))
+        u = unlabeled and str(unlabeled)
+        typer.echo(json.dumps({**plan.to_dict(), "commands": plan.commands(str(data), u),
+                               "time_command": plan.time_command(str(data), u)}, indent=2))
         return
     _print_plan(plan, budget, str(data), unlabeled and str(unlabeled))
 
@@ -267,3 +268,7 @@ def _print_plan(plan: Any, budget: str, data: str, unlabeled: Optional[str]) -> 
     for cmd in plan.commands(data, unlabeled):
         # One unbroken line that copies as typed: no wrapping, and no [markup] read out of a path.
         out.print(f"run it: {cmd}", soft_wrap=True, markup=False, highlight=False)
+    adaptive = plan.time_command(data, unlabeled)
+    if adaptive:
+        out.print(f"or let the study choose each next run from the results so far: {adaptive}", soft_wrap=True,
+                  markup=False, highlight=False)

@@ -396,6 +396,66 @@ def estimate_costs(cal: Calibration, *, n_labeled: int, n_unlabeled: int = 0, te
     return {r: c.pair for r, c in costs.items()}
 
 
+def study_cost_estimates(config: Any, texts: Sequence[str], labels: Optional[Sequence[str]], *, encoder: Any,
+                         n_unlabeled: int = 0, home: Union[str, Path, None] = None,
+                         test_size: Optional[float] = None) -> tuple[dict[str, tuple[float, float]], str]:
+    """Cost estimates for a decision-driven study, as ``Study(cost_estimates=...)`` takes them, and a note.
+
+    A short calibration on a few of ``texts`` (a few seconds), with the costs already measured in the
+    run store under ``home`` taking precedence; the network rungs are costed at the study's own training
+    budget (``config.budget``). Only the rungs of ``config`` are returned. The allocator uses an
+    estimate until the rung's first run measures its real cost, so these matter only for ordering the
+    first screens and for what a run is expected to cost in the progress lines and the report.
+
+    Example:
+        >>> costs, note = study_cost_estimates(StudyConfig(rungs=["tfidf", "lora"], budget="60steps"),
+        ...                                    ds.texts, ds.labels, encoder=enc)  # doctest: +SKIP
+        >>> sorted(costs), note  # doctest: +SKIP
+        (['lora', 'tfidf'], 'costed from a 3.1 s calibration on this machine')
+    """
+    cal = calibrate(encoder, texts, labels)
+    st = _open_store(home)
+    n_labeled = len(texts)
+    ts = config.test_size if test_size is None else test_size
+    measured = {} if st is None else measured_costs(
+        st, n_labeled=n_labeled, test_size=ts, encoder_fingerprint=getattr(encoder, "fingerprint", None),
+        device=cal.device)
+    costs = estimate_rung_costs(cal, n_labeled=n_labeled, n_unlabeled=n_unlabeled, test_size=ts,
+                                val_size=config.val_size, train_budget=config.budget, measured=measured)
+    wanted = {r: c.pair for r, c in costs.items() if r in config.rungs}
+    used = sorted(r for r in wanted if r in measured)
+    note = f"costed from a {format_seconds(cal.seconds, 1)} calibration on this machine"
+    if used:
+        note += f"; {', '.join(used)} from costs measured in the run store"
+    return wanted, note
+
+
+def cost_the_study(study: Any, data: Any, *, test: Any = None, unlabeled: Any = None) -> Optional[str]:
+    """Give a decision-driven :class:`~adaptlab.evaluate.Study` cost estimates for its first runs.
+
+    Estimates it already holds are kept. Returns the note saying where the costs came from, or None when
+    every rung is cheap (tfidf, probe: their first seed costs seconds and measures the rest).
+
+    Example:
+        >>> study = Study(StudyConfig(rungs=["tfidf", "probe", "finetune"]), time_budget="1h")  # doctest: +SKIP
+        >>> cost_the_study(study, ds)  # doctest: +SKIP
+        'costed from a 3.1 s calibration on this machine'
+    """
+    from adaptlab.evaluate.study import adaptive_kind
+
+    if all(adaptive_kind(r) == "cheap" for r in study.rungs):
+        return None
+    texts, labels, test_size = list(data.texts), list(data.labels), None
+    if test is not None:  # a separate test file: the labeled texts are both, the test its share
+        texts, labels = texts + list(test.texts), labels + list(test.labels)
+        test_size = len(test) / len(texts)
+    costs, note = study_cost_estimates(study.config, texts, labels, encoder=study.encoder,
+                                       n_unlabeled=len(unlabeled) if unlabeled is not None else 0, home=study.home,
+                                       test_size=test_size)
+    study.cost_estimates = {**costs, **study.cost_estimates}
+    return note
+
+
 # ------------------------------------------------------------------------------- measured costs
 def measured_costs(store: Any, *, n_labeled: int, test_size: float = 0.2, encoder_fingerprint: Optional[str] = None,
                    device: Optional[str] = None) -> dict[str, MeasuredCost]:
@@ -547,6 +607,8 @@ class Plan:
     notes: list[str] = field(default_factory=list)
     screen_fidelity: float = DEFAULT_SCREEN_FIDELITY
     train_budget: Optional[str] = None
+    max_seeds: int = 5
+    eligible: list[str] = field(default_factory=list)  # rungs not left out for a regime reason
 
     @property
     def total_seconds(self) -> float:
@@ -556,6 +618,7 @@ class Plan:
         return {"budget_seconds": self.budget_seconds, "device": self.device, "calibration": self.calibration,
                 "total_seconds": self.total_seconds, "notes": list(self.notes),
                 "screen_fidelity": self.screen_fidelity, "train_budget": self.train_budget,
+                "max_seeds": self.max_seeds, "eligible": list(self.eligible),
                 "items": [{**asdict(i), "total_seconds": i.total_seconds} for i in self.items]}
 
     @property
@@ -583,6 +646,27 @@ class Plan:
             out.append(f"adaptlab study run --data {data} --rungs {','.join(i.rung for i in screen)} --seeds 1 "
                        f"--budget {self._screen_budget(screen)}")
         return out
+
+    def time_command(self, data: str, unlabeled: Optional[str] = None) -> Optional[str]:
+        """The decision-driven ``adaptlab study run --time`` over every eligible rung, with this plan's budget:
+        it runs the same rounds, but chooses each next run from the results so far (None: no rung is eligible).
+
+        Example:
+            >>> plan = Plan(5400.0, "cpu", {}, [], max_seeds=3, eligible=["tfidf", "probe", "finetune"])
+            >>> plan.time_command("train.csv")
+            'adaptlab study run --data train.csv --rungs tfidf,probe,finetune --seeds 3 --time 90min'
+        """
+        rungs = [r for r in self.eligible if r != "refit" or unlabeled]
+        if not rungs:
+            return None
+        secs = self.budget_seconds
+        when = f"{secs / 3600:g}h" if secs % 3600 == 0 else f"{secs / 60:g}min" if secs % 60 == 0 else f"{secs:g}s"
+        # A decision-driven study needs 3 seeds of the rung it picks; --seeds is the most a rung gets.
+        cmd = (f"adaptlab study run --data {data} --rungs {','.join(rungs)} --seeds {max(3, self.max_seeds)} "
+               f"--time {when}")
+        cmd += f" --budget {self.train_budget}" if self.train_budget else ""
+        cmd += f" --screen-fidelity {self.screen_fidelity:g}" if self.screen_fidelity != DEFAULT_SCREEN_FIDELITY else ""
+        return cmd + (f" --unlabeled {unlabeled}" if unlabeled and "refit" in rungs else "")
 
     def _screen_budget(self, screen: list[PlanItem]) -> str:
         # The study's budget is one for all its network rungs, so the screen gets one too.
@@ -680,7 +764,7 @@ def make_plan(
         notes.append("nothing fits the budget, not even one screening run; raise the budget or subsample the data.")
     return Plan(budget_seconds=budget_seconds, device=device, calibration=calibration.to_dict() if calibration else {},
                 items=[items[r] for r in wanted], notes=notes, screen_fidelity=screen_fidelity,
-                train_budget=train_budget)
+                train_budget=train_budget, max_seeds=max_seeds, eligible=eligible)
 
 
 def _empty_item(rung: str, c: RungCost) -> PlanItem:

@@ -208,6 +208,11 @@ class Study:
             self._store = RunStore(self.home / "runs.sqlite")
         return self._store
 
+    @property
+    def encoder(self) -> Any:
+        """The study's encoder, loaded on first use (the packaged MiniLM unless ``config.encoder`` names one)."""
+        return self._load_encoder()
+
     def _load_encoder(self) -> Any:
         if self._encoder is None:
             from adaptlab.encoders import load_encoder

@@ -540,6 +540,12 @@ def _run_study_on(ctx: JobContext, ds: Any, unl: Any, cfg: Any, **diagnose_kwarg
         ctx.say(f"loading the encoder {cfg.encoder or '(packaged all-MiniLM-L6-v2)'} ...")
         encoder = load_encoder(cfg.encoder)
     study = Study(cfg, home=ctx.settings.home, encoder=encoder, show_progress=False)
+    if study.time_budget is not None:
+        from adaptlab.decide.plan import cost_the_study
+
+        note = cost_the_study(study, ds, unlabeled=unl)
+        if note:
+            ctx.say(f"time budget: {note}")
     # The study's events carry its id (set as soon as it is stored) and drive the live grid.
     result = run_study_with_diagnostics(study, ds, unlabeled=unl, progress=ctx.say, on_event=ctx.event,
                                         **diagnose_kwargs)

@@ -263,6 +263,9 @@ def test_the_decision_of_an_adaptive_study_reads_its_allocation(tiny_encoder, tm
         assert "screened at 25%" in d.verdict(r)
         assert not [f for f in d.flags if f.rule == "decision.min-seeds" and f.rung == r]
     assert d.chosen in ("tfidf", "probe", "lora", "finetune")
+    stop = [x for x in d.reasons if x.startswith("The decision-driven study stopped (")]
+    kind = {"settled": "settled", "budget": "out of budget"}[res.allocation["stop"]["kind"]]
+    assert len(stop) == 1 and f"({kind})" in stop[0] and "of its ~10 min budget" in stop[0]
     if res.allocation["next"] is None:
         assert d.next_experiment is None or d.next_experiment.rule != "allocation.value-per-cost"
 

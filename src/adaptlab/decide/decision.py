@@ -485,6 +485,10 @@ def decide(evidence: Evidence, policy: Optional[Policy] = None) -> Decision:
                        f"over {R[chosen].n_seeds} seeds.")
         fired.append("decision.ship")
 
+    if ev.allocation is not None:
+        reasons.append(allocation_stop_sentence(ev.allocation))
+        fired.append("allocation.stop")
+
     for r in order:
         verdicts.setdefault(r, "chosen" if r == chosen else ("scratch baseline" if r == SCRATCH else
                                                              f"beaten by or tied with {chosen}"))
@@ -575,6 +579,26 @@ def allocation_verdicts(ev: Evidence) -> dict[str, str]:
             out[r] = (f"{e.n_seeds} run(s) at {e.fidelity:.0%} of its training budget ({_f(e.mean)}): the decision-driven "
                       f"study found no run of it that could change the decision")
     return out
+
+
+def allocation_stop_sentence(alloc: dict[str, Any]) -> str:
+    """Why a decision-driven study stopped (settled, or out of budget) and the compute it used, in one sentence.
+
+    Example:
+        >>> allocation_stop_sentence({"stop": {"kind": "settled", "reason": "no affordable run could flip the "
+        ...     "decision"}, "compute_seconds": 50, "budget_seconds": 600, "exhaustive_seconds": 400})
+        'The decision-driven study stopped (settled): no affordable run could flip the decision. It used ~50 s of compute of its ~10 min budget (the exhaustive grid: ~7 min).'
+    """
+    stop = alloc.get("stop") or {}
+    kind, reason = stop.get("kind"), str(stop.get("reason") or "").rstrip(".")
+    why = {"settled": "settled", "budget": "out of budget"}.get(kind, kind)
+    used = f"It used {_hours(alloc.get('compute_seconds'))} of compute of its {_hours(alloc.get('budget_seconds'))} budget"
+    if alloc.get("exhaustive_seconds"):
+        used += f" (the exhaustive grid: {_hours(alloc['exhaustive_seconds'])})"
+    text = f"The decision-driven study stopped ({why}): {reason}. {used}."
+    if kind == "budget":
+        text += " More time could still change this decision (see the next experiment)."
+    return text
 
 
 def allocator_advice(ev: Evidence, p: Policy) -> Optional[dict[str, Any]]:

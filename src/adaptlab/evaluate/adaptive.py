@@ -568,7 +568,7 @@ class Allocator:
                                   f"{top.seed} at {top.fidelity:.0%}, flip probability {top.flip_probability:.2f}) needs "
                                   f"~{_secs(top.estimate_seconds)}, {_secs(self.budget - self.spent)} left", actions)
             p = top.flip_probability if top is not None else 0.0
-            return self._halt("settled", chosen, f"settled: no affordable run could flip the decision (largest flip "
+            return self._halt("settled", chosen, f"no affordable run could flip the decision (largest flip "
                               f"probability {p:.3f} < {self.cfg.flip_threshold})", actions)
         self._start_round(best.phase if best.phase in ("screen",) else "resolve")
         best.round = self.round

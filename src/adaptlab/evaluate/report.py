@@ -268,7 +268,7 @@ def allocation_lines(alloc: dict[str, Any]) -> list[str]:
 
     Example:
         >>> allocation_lines({"budget_seconds": 600, "compute_seconds": 90, "exhaustive_seconds": 450, "ratio": 0.2,
-        ...                   "cells": [{}] * 8, "drops": [], "stop": {"kind": "settled", "reason": "settled: ..."},
+        ...                   "cells": [{}] * 8, "drops": [], "stop": {"kind": "settled", "reason": "no affordable run ..."},
         ...                   "next": None, "seeds": [0, 1, 2]})[0]
         'decision-driven study: 8 run(s), compute 90.0 s of the 10.0 min budget; the exhaustive grid (every rung × 3 seeds at the full budget) would take ~7.5 min: ratio 0.20.'
     """

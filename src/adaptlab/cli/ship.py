@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from adaptlab.cli import HomeOpt, JsonOpt, _load, _progress, app, err, out, user_errors
@@ -141,20 +142,39 @@ def retrain_cmd(
     model: Path = typer.Argument(..., help="Model folder created by `adaptlab ship`."),
     new_labels: Path = typer.Argument(..., help="CSV / JSONL / Parquet file of new labeled texts."),
     max_drop: Optional[float] = typer.Option(None, "--max-drop", help="Largest F1 drop still promoted (default: the model's, 0.02)."),
+    accept_labels: bool = typer.Option(False, "--accept-labels", help="Train even if the label check flags the new "
+                                       "labels as likely wrong (after you reviewed them); recorded in the model card."),
+    label_issues: Optional[Path] = typer.Option(None, "--label-issues", help="Write every new label the check flags "
+                                                "(row, id, text, given, suggested, score) to .csv/.tsv/.jsonl/.parquet."),
+    policy: Optional[Path] = typer.Option(None, "--policy", help="JSON or TOML file overriding thresholds, e.g. "
+                                          "label_noise_ratio, label_noise_min, label_noise_min_rows."),
     text_col: Optional[str] = TextOpt, label_col: Optional[str] = LabelOpt, id_col: Optional[str] = IdOpt,
     json_out: bool = JsonOpt,
 ) -> None:
-    """Add new labels, retrain the same way, and put the new version in use only if it does not regress."""
-    from adaptlab.ship import retrain
+    """Add new labels, check them, retrain the same way, and put the new version in use only if it does not
+    regress. A batch of labels far noisier than the old ones is held (nothing trained) until fixed or accepted."""
+    from adaptlab.decide.policy import load_policy
+    from adaptlab.ship import retrain, write_label_issues
 
     outcome = retrain(model, new_labels, max_drop=max_drop, text_col=text_col, label_col=label_col, id_col=id_col,
+                      accept_labels=accept_labels, policy=load_policy(policy) if policy else None,
                       progress=_progress(json_out))
+    written = None
+    if label_issues is not None and outcome.labels is not None:
+        written = write_label_issues(outcome.labels, label_issues)
     if json_out:
-        typer.echo(json.dumps(outcome.to_dict(), indent=2, default=str))
+        typer.echo(json.dumps({**outcome.to_dict(), "label_issues_file": str(written) if written else None},
+                              indent=2, default=str))
         return
-    colour = "green" if outcome.promoted else ("yellow" if outcome.gate is None else "red")
-    out.print(f"[bold {colour}]{'PROMOTED' if outcome.promoted else 'KEPT ' + outcome.in_use}[/]  {outcome.message}",
-              highlight=False, soft_wrap=True)
+    if outcome.held:
+        # Escaped: the message quotes the users' own texts and labels, which may hold [brackets].
+        out.print(f"[bold yellow]HELD[/]  {escape(outcome.message)}", highlight=False, soft_wrap=True)
+    else:
+        colour = "green" if outcome.promoted else ("yellow" if outcome.gate is None else "red")
+        out.print(f"[bold {colour}]{'PROMOTED' if outcome.promoted else 'KEPT ' + outcome.in_use}[/]  {outcome.message}",
+                  highlight=False, soft_wrap=True)
+    if written is not None:
+        out.print(f"{outcome.labels.n_flagged_new} flagged new label(s) written to {written}")
 
 
 @models_app.command("list")

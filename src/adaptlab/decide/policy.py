@@ -79,6 +79,14 @@ class Policy:
         "help": "MMD permutation p-value at or above which the refit did not move the representation"})
     refit_max_hours: float = field(default=48.0, metadata={
         "help": "a refit slower than this makes the quarterly rerun an engineer-in-the-loop task"})
+    # the retrain's label check (adaptlab retrain; confident learning on old + new labels)
+    label_noise_ratio: float = field(default=3.0, metadata={
+        "help": "a retrain is held when the share of its new labels flagged as likely wrong is at least this "
+                "multiple of the share flagged among the labels the model was trained on"})
+    label_noise_min: float = field(default=0.10, metadata={
+        "help": "... and at least this share of the new labels (below it, a batch is never held)"})
+    label_noise_min_rows: int = field(default=5, metadata={
+        "help": "... and at least this many new rows are flagged (fewer cannot be told from chance)"})
 
     def __post_init__(self) -> None:
         for name in ("margin", "rare_slice_min_gap"):
@@ -109,6 +117,13 @@ class Policy:
             raise ConfigError.invalid("policy.rare_slice_error_ratio", self.rare_slice_error_ratio, "a number >= 1")
         if not (isinstance(self.refit_max_hours, (int, float)) and self.refit_max_hours > 0):
             raise ConfigError.invalid("policy.refit_max_hours", self.refit_max_hours, "a positive number of hours")
+        if not (isinstance(self.label_noise_ratio, (int, float)) and self.label_noise_ratio >= 1.0):
+            raise ConfigError.invalid("policy.label_noise_ratio", self.label_noise_ratio, "a number >= 1, e.g. 3")
+        if not (isinstance(self.label_noise_min, (int, float)) and 0.0 <= self.label_noise_min < 1.0):
+            raise ConfigError.invalid("policy.label_noise_min", self.label_noise_min, "a share in [0, 1), e.g. 0.10")
+        if (not isinstance(self.label_noise_min_rows, int) or isinstance(self.label_noise_min_rows, bool)
+                or self.label_noise_min_rows < 1):
+            raise ConfigError.invalid("policy.label_noise_min_rows", self.label_noise_min_rows, "an integer >= 1")
 
     # construction ---------------------------------------------------------------------------------
     @classmethod
@@ -269,6 +284,17 @@ def rare_failing_slices(slices: list[dict[str, Any]], overall_f1: Optional[float
                 and err_share >= p.rare_slice_error_ratio * share):
             out.append(s)
     return sorted(out, key=lambda s: s["f1"])
+
+
+def noisy_new_labels(new_rate: float, old_rate: float, n_flagged_new: int, p: Policy) -> bool:
+    """Whether a retrain's new labels are flagged far more often than the old ones (the batch is held).
+
+    Example:
+        >>> noisy_new_labels(0.40, 0.02, 80, Policy()), noisy_new_labels(0.05, 0.01, 10, Policy())
+        (True, False)
+    """
+    return (n_flagged_new >= p.label_noise_min_rows and new_rate >= p.label_noise_min
+            and new_rate >= p.label_noise_ratio * old_rate)
 
 
 RULE_SPECS: list[RuleSpec] = [

@@ -8,10 +8,11 @@ Example:
     >>> print(retrain("models/news", "new_labels.csv").message)                        # doctest: +SKIP
 """
 from adaptlab.ship.evaluation import GateResult, evaluate_pipeline, gate
+from adaptlab.ship.label_check import LabelCheck, check_new_labels, write_label_issues
 from adaptlab.ship.pipeline import Pipeline, load_pipeline, read_manifest
 from adaptlab.ship.registry import ModelRegistry, ModelVersion, load_model, ship_model
 from adaptlab.ship.retrain import MergeReport, RetrainOutcome, merge_labels, retrain
 
-__all__ = ["GateResult", "MergeReport", "ModelRegistry", "ModelVersion", "Pipeline", "RetrainOutcome",
+__all__ = ["GateResult", "LabelCheck", "MergeReport", "ModelRegistry", "ModelVersion", "Pipeline", "RetrainOutcome",
            "evaluate_pipeline", "gate", "load_model", "load_pipeline", "merge_labels", "read_manifest", "retrain",
-           "ship_model"]
+           "ship_model", "check_new_labels", "write_label_issues"]

@@ -119,6 +119,7 @@ def model_card(manifest: dict[str, Any]) -> str:
         lines += ["", "## Retrain gate", "",
                   f"- verdict: **{'promoted' if g.get('promoted') else 'kept the previous version'}** ({g.get('verdict')})",
                   f"- {g['explanation']}"]
+    lines += _label_check_lines(extra.get("label_check"))
     lines += ["", "## Limitations and known issues", ""]
     limits = list(extra.get("limitations") or [])
     limits += _flag_lines(fit.get("diagnostics"))
@@ -148,6 +149,24 @@ _RUNG_WORDS = {
     "finetune": "full fine-tuning of the encoder + head",
     "lpft": "linear probe, then full fine-tuning from the probe's head",
 }
+
+
+def _label_check_lines(chk: Any) -> list[str]:
+    """The retrain's label check; an override (--accept-labels) is said first, with the rows it let in."""
+    if not isinstance(chk, dict) or not chk.get("explanation"):
+        return []
+    lines = ["", "## Label check (new labels)", ""]
+    if chk.get("verdict") == "accepted":
+        lines.append(f"- **override: the new labels were accepted with --accept-labels** although the check "
+                     f"would have held them ({chk.get('n_flagged_new')} of {chk.get('n_new')} flagged, "
+                     f"{chk.get('new_rate', 0):.0%} vs {chk.get('old_rate', 0):.1%} of the old labels)")
+        rows = chk.get("rows") or []
+        if rows:
+            src = chk.get("source") or "the new labels file"
+            lines.append(f"- most suspicious rows of {src}: " + "; ".join(
+                f"row {r.get('row')} {r.get('given')!r} (looks like {r.get('suggested')!r})" for r in rows))
+    lines.append(f"- {chk['explanation']}")
+    return lines
 
 
 def _compact(d: Any) -> str:

@@ -251,6 +251,11 @@ class ModelRegistry:
         self._save()
         return entry
 
+    def log_event(self, event: str, **details: Any) -> None:
+        """Append an event that stores no version (e.g. a retrain held by the label check) to the log."""
+        self._index.events.append({"time": _now(), "event": event, **details})
+        self._save()
+
     def rollback(self, version_id: Optional[str] = None) -> ModelVersion:
         """Put an earlier promoted version back in use (default: the one before the current)."""
         promoted = [v for v in self._index.versions if v.status == "promoted"]

@@ -4,10 +4,13 @@
 2. They are merged into the training data of the version in use: exact repeats are skipped, a text
    that already had another label takes the new one (reported), a text of the sealed evaluation set is
    refused (it would leak into the judge).
-3. The same rung is retrained with the same settings and seed. Frozen-encoder rungs keep their encoder:
+3. Before training, the new labels are checked against the old ones and the model in use
+   (:mod:`adaptlab.ship.label_check`); a batch far noisier than the old data is held, nothing trained,
+   unless the coordinator accepts it after review (``accept_labels``, recorded in the card).
+4. The same rung is retrained with the same settings and seed. Frozen-encoder rungs keep their encoder:
    a ``refit`` model retrains its head on the stored refit encoder (the MLM refit is not rerun, which
    is what makes the monthly retrain a one-command job).
-4. Old and new are scored on the same sealed evaluation set; :func:`~adaptlab.ship.evaluation.gate`
+5. Old and new are scored on the same sealed evaluation set; :func:`~adaptlab.ship.evaluation.gate`
    decides. Both outcomes are stored as versions; only a promoted one is put in use.
 """
 from __future__ import annotations
@@ -21,6 +24,7 @@ import numpy as np
 from adaptlab.data.dataset import TextDataset
 from adaptlab.errors import ConfigError
 from adaptlab.ship.evaluation import GateResult, evaluate_pipeline, gate, predict_names
+from adaptlab.ship.label_check import LabelCheck, check_new_labels
 from adaptlab.ship.registry import ModelRegistry, ModelVersion, _check_max_drop
 
 _SHOWN = 10
@@ -98,22 +102,39 @@ def merge_labels(current: TextDataset, new: TextDataset, eval_set: TextDataset) 
 
 @dataclass
 class RetrainOutcome:
-    """What `retrain` did: the merge, the gate and the version it stored (None when nothing changed)."""
+    """What `retrain` did: the merge, the label check, the gate and the version it stored (None when
+    nothing changed, or when the label check held the retrain)."""
 
     merge: MergeReport
     gate: Optional[GateResult]
     version: Optional[ModelVersion]
     in_use: str
     message: str
+    labels: Optional[LabelCheck] = None
 
     @property
     def promoted(self) -> bool:
         return bool(self.gate and self.gate.promoted)
 
+    @property
+    def held(self) -> bool:
+        """The label check held the retrain: nothing was trained (see ``labels.rows``)."""
+        return bool(self.labels and self.labels.held)
+
+    @property
+    def status(self) -> str:
+        """promoted | rejected (by the gate) | held (by the label check) | unchanged (nothing to retrain)."""
+        if self.held:
+            return "held"
+        if self.gate is None:
+            return "unchanged"
+        return "promoted" if self.gate.promoted else "rejected"
+
     def to_dict(self) -> dict[str, Any]:
         return {"merge": self.merge.to_dict(), "gate": self.gate.to_dict() if self.gate else None,
                 "version": self.version.to_dict() if self.version else None, "in_use": self.in_use,
-                "promoted": self.promoted, "message": self.message}
+                "promoted": self.promoted, "status": self.status, "held": self.held,
+                "labels": self.labels.to_dict() if self.labels else None, "message": self.message}
 
 
 def retrain_pipeline(old: Any) -> Any:
@@ -131,14 +152,22 @@ def retrain_pipeline(old: Any) -> Any:
 
 def retrain(model: Union[str, Path, ModelRegistry], new_labels: Union[str, Path, TextDataset], *,
             max_drop: Optional[float] = None, text_col: Optional[str] = None, label_col: Optional[str] = None,
-            id_col: Optional[str] = None, device: str = "cpu",
+            id_col: Optional[str] = None, device: str = "cpu", accept_labels: bool = False, policy: Any = None,
             progress: Optional[Callable[[str], None]] = None) -> RetrainOutcome:
     """Add ``new_labels`` to ``model`` (a registry folder), retrain, and promote only without regression.
+
+    Before training, the new labels are checked (:mod:`adaptlab.ship.label_check`): a batch flagged as
+    likely wrong far more often than the old data (``policy`` thresholds, default
+    :class:`~adaptlab.decide.Policy`) is **held**: nothing is trained and the verdict names the rows.
+    ``accept_labels=True`` trains anyway and records the override in the new version's model card.
 
     Example:
         >>> out = retrain("models/news", "labels-2026-12.csv")   # doctest: +SKIP
         >>> print(out.message)                                   # doctest: +SKIP
         Promoted the retrained model: ...
+        >>> out = retrain("models/news", "random-labels.csv")    # doctest: +SKIP
+        >>> out.status, out.labels.rows[0]["row"]                # doctest: +SKIP
+        ('held', 17)
     """
     from adaptlab.data import load_dataset
 
@@ -162,6 +191,17 @@ def retrain(model: Union[str, Path, ModelRegistry], new_labels: Union[str, Path,
                f"{current.id} stays in use.")
         return RetrainOutcome(merge=report, gate=None, version=None, in_use=current.id, message=msg)
     old = reg.load(device=device)
+    say("checking the new labels (confident learning on old + new labels, and against the model in use) ...")
+    labels = check_new_labels(train_old, new, merged, pipeline=old, evaluation=current.evaluation, policy=policy,
+                              accept=accept_labels)
+    if labels is not None and labels.held:
+        where = str(new_labels) if not isinstance(new_labels, TextDataset) else "FILE"
+        msg = f"{labels.explanation(str(reg.root), where)} {current.id} stays in use."
+        reg.log_event("held", version=current.id, reason=labels.evidence(),
+                      rows=[r["row"] for r in labels.rows[:_SHOWN]])
+        return RetrainOutcome(merge=report, gate=None, version=None, in_use=current.id, message=msg, labels=labels)
+    if labels is not None:
+        say(labels.explanation())
     say(f"retraining {old.rung} on {len(merged)} texts ({report.added} new) ...")
     new_pipe = retrain_pipeline(old)
     # The registry's own cache: last month's texts are not encoded again.
@@ -190,8 +230,18 @@ def retrain(model: Union[str, Path, ModelRegistry], new_labels: Union[str, Path,
                             extra={**carried, "lineage": lineage,
                                    "limitations": list(dict.fromkeys([*(before.get("limitations") or []),
                                                                       *limitations])),
-                                   "retrained_from_rung": old.rung})
+                                   "retrained_from_rung": old.rung,
+                                   **({"label_check": _card_label_check(labels)} if labels is not None else {})})
     in_use = reg.current.id
     head = f"{entry.id} is now in use." if result.promoted else f"{entry.id} was stored but NOT put in use; {in_use} stays."
+    override = f" {labels.explanation()}" if labels is not None and labels.accepted else ""
     return RetrainOutcome(merge=report, gate=result, version=entry, in_use=in_use,
-                          message=f"{result.explanation} {head}")
+                          message=f"{result.explanation}{override} {head}", labels=labels)
+
+
+def _card_label_check(labels: LabelCheck) -> dict[str, Any]:
+    """What the model card keeps of the label check: the verdict, its numbers and the first flagged rows."""
+    return {"verdict": "accepted" if labels.accepted else "passed", "explanation": labels.explanation(),
+            "new_rate": labels.new_rate, "old_rate": labels.old_rate, "n_new": labels.n_new,
+            "n_flagged_new": labels.n_flagged_new, "source": labels.source,
+            "rows": [{k: r[k] for k in ("row", "id", "given", "suggested")} for r in labels.rows[:_SHOWN]]}

@@ -664,12 +664,15 @@ def run_retrain(ctx: JobContext) -> None:
     gate = outcome.gate
     if outcome.promoted:
         headline = f"Promoted: {outcome.in_use} is now in use."
+    elif outcome.held:
+        headline = f"Held: the new labels look wrong, so nothing was trained; {outcome.in_use} stays in use."
     elif gate is None:
         headline = f"Nothing to retrain: {outcome.in_use} stays in use."
     else:
         headline = f"Not promoted: the retrained model would be worse, so {outcome.in_use} stays in use."
     ctx.update(result={"promoted": outcome.promoted, "headline": headline, "message": outcome.message,
-                       "verdict": gate.verdict if gate else None, "in_use": outcome.in_use,
+                       "verdict": gate.verdict if gate else ("held" if outcome.held else None),
+                       "in_use": outcome.in_use, "labels": outcome.labels.to_dict() if outcome.labels else None,
                        "version": outcome.version.id if outcome.version else None,
                        "gate": gate.to_dict() if gate else None, "merge": outcome.merge.lines(),
                        "model": spec["model"]})

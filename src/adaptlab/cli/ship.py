@@ -153,9 +153,12 @@ def retrain_cmd(
 ) -> None:
     """Add new labels, check them, retrain the same way, and put the new version in use only if it does not
     regress. A batch of labels far noisier than the old ones is held (nothing trained) until fixed or accepted."""
+    from adaptlab.data.label_quality import issues_file_format
     from adaptlab.decide.policy import load_policy
     from adaptlab.ship import retrain, write_label_issues
 
+    if label_issues is not None:
+        issues_file_format(label_issues)  # a wrong name fails now, not after the retrain
     outcome = retrain(model, new_labels, max_drop=max_drop, text_col=text_col, label_col=label_col, id_col=id_col,
                       accept_labels=accept_labels, policy=load_policy(policy) if policy else None,
                       progress=_progress(json_out))

@@ -134,13 +134,7 @@ class LabelIssues:
             adaptlab.errors.ConfigError: label issues file='issues.txt' is not valid: expected a file ending in .csv, .tsv, .jsonl, .ndjson or .parquet. Rename it, e.g. issues.csv.
         """
         path = Path(path).expanduser()
-        fmt = WRITE_SUFFIXES.get(path.suffix.lower())
-        if fmt is None:
-            raise ConfigError.invalid("label issues file", str(path), "a file ending in .csv, .tsv, .jsonl, .ndjson "
-                                      "or .parquet", f"Rename it, e.g. {path.stem or 'issues'}.csv.")
-        if not path.parent.is_dir():
-            raise ConfigError(f"cannot write {str(path)!r}: the folder {str(path.parent)!r} does not exist. "
-                              "Create it or choose another path.")
+        fmt = issues_file_format(path)
         frame = self.to_frame()
         if fmt == "parquet":
             frame.to_parquet(path, index=False)
@@ -151,6 +145,26 @@ class LabelIssues:
         else:
             frame.to_csv(path, index=False, sep="\t" if fmt == "tsv" else ",")
         return path
+
+
+def issues_file_format(path: Union[str, Path]) -> str:
+    """The format a label-issues file is written in (from its suffix); checks the folder exists.
+
+    Call it before long work, so a wrong output name fails at once.
+
+    Example:
+        >>> issues_file_format("issues.jsonl")
+        'jsonl'
+    """
+    path = Path(path).expanduser()
+    fmt = WRITE_SUFFIXES.get(path.suffix.lower())
+    if fmt is None:
+        raise ConfigError.invalid("label issues file", str(path), "a file ending in .csv, .tsv, .jsonl, .ndjson "
+                                  "or .parquet", f"Rename it, e.g. {path.stem or 'issues'}.csv.")
+    if not path.parent.is_dir():
+        raise ConfigError(f"cannot write {str(path)!r}: the folder {str(path.parent)!r} does not exist. "
+                          "Create it or choose another path.")
+    return fmt
 
 
 def _class_index(labels: Sequence[str], source: str) -> tuple[list[str], np.ndarray]:

@@ -203,3 +203,28 @@ def test_data_check_can_skip_the_label_check_and_refuses_bad_flags(flipped_csv, 
     assert r.exit_code == 2 and "not both" in flat(r.output) and "Traceback" not in r.output
     r = runner.invoke(app, ["data", "check", "--data", str(path), "--label-issues", str(tmp_path / "x.xlsx")])
     assert r.exit_code == 2 and "Rename it, e.g. x.csv" in flat(r.output)
+
+
+# ---------------------------------------------------------------- the study stores it, the report shows it
+def test_a_study_stores_the_label_noise_of_its_train_pool_and_the_report_shows_it(tmp_path):
+    from adaptlab.config import StudyConfig
+    from adaptlab.evaluate import Study
+    from adaptlab.report import build_report
+    from adaptlab.store import RunStore
+
+    ds, _ = flipped(240, 0.15, 11)
+    cfg = StudyConfig(rungs=["tfidf"], seeds=2, n_boot=200, name="noisy labels")
+    said: list[str] = []
+    result = Study(cfg, home=tmp_path).run(ds, progress=said.append)
+    lq = result.data["label_quality"]
+    assert lq["n"] == result.n_train_pool == 240 - result.n_test  # the sealed test is not part of it
+    assert 0.05 < lq["noise_rate"] < 0.3 and set(lq["per_class"]) == {"money", "sport", "tech"}
+    assert len(lq["rows"]) <= 10 and any("estimating label noise" in m for m in said)
+    said.clear()
+    again = Study(cfg, home=tmp_path).run(ds, progress=said.append)
+    assert again.data["label_quality"] == lq and not any("estimating label noise" in m for m in said)
+    rep = build_report(RunStore(tmp_path / "runs.sqlite"), "latest", home=tmp_path)
+    html_path, md_path = rep.write(tmp_path / "r.html", tmp_path / "r.md")
+    html, md = html_path.read_text(), md_path.read_text()
+    assert 'id="label-noise"' in html and f"{lq['noise_rate']:.1%} of the {lq['n']} train-pool labels" in html
+    assert f"sport {lq['per_class']['sport']['noise_rate']:.1%}" in md and "label noise (estimated)" in md

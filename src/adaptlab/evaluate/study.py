@@ -347,13 +347,38 @@ class Study:
                   "encode_seconds": encode_seconds,
                   # Which numeric path produced the frozen rungs' embeddings, and the gate's evidence.
                   "encode_precision": choice.to_dict() if choice is not None else None,
-                  "executor": self.executor.describe()},
+                  "executor": self.executor.describe(),
+                  "label_quality": self._label_quality(full, first, study_id, say)},
             n_trained=n_trained, n_from_store=n_cached, wall_seconds=time.perf_counter() - t_start,
             per_seed=[{k: v for k, v in p.items() if k != "y_pred"} for p in per_seed],
             warnings=warnings, allocation=allocation,
         )
         self.store.set_summary(study_id, result.to_dict())
         return result
+
+    def _label_quality(self, full: TextDataset, split: Any, study_id: str, say: Progress) -> Optional[dict]:
+        """Estimated label noise per class of the labeled pool (train + validation; never the sealed test).
+
+        Stored with the study's data facts for the report. A rerun of the same study (same data and
+        split) reads it back from the stored summary instead of redoing the cross-validation.
+        """
+        from adaptlab.data import check_labels
+        from adaptlab.errors import AdaptlabError
+
+        try:
+            before = (self.store.get_study(study_id).get("summary") or {}).get("data", {}).get("label_quality")
+        except AdaptlabError:
+            before = None
+        if before:
+            return before
+        pool = full.subset(np.concatenate([split.train, split.val]))
+        say("estimating label noise on the train pool (confident learning, 5-fold TF-IDF) ...")
+        try:
+            issues = check_labels(pool, seed=self.config.test_seed)
+        except AdaptlabError as exc:  # e.g. a class with one example in the pool: the study still runs
+            return {"skipped": str(exc)}
+        # The report shows the rates; the first rows are kept as examples, `adaptlab data check` lists all.
+        return issues.to_dict(limit=10)
 
     def _cell_runner(self, full, splits, context, frozen_rungs, frozen_encoder, encoder, positive, study_id, primed,
                      say, emit) -> Callable[[list[tuple[Any, int, float]]], tuple]:

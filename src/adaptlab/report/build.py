@@ -152,6 +152,7 @@ def _env() -> Environment:
     env.filters["secs"] = lambda x: "n/a" if x is None or not _is_num(x) else (
         f"{x:.2f} s" if x < 120 else (f"{x / 60:.1f} min" if x < 7200 else f"{x / 3600:.1f} h"))
     env.filters["pct"] = lambda x: "n/a" if x is None or not _is_num(x) else f"{x:.0%}"
+    env.filters["pct1"] = lambda x: "n/a" if x is None or not _is_num(x) else f"{x:.1%}"
     env.filters["thousands"] = lambda x: "n/a" if x is None else (f"{x:,}" if isinstance(x, int) else str(x))
     return env
 

@@ -7,7 +7,8 @@ Example:
     >>> print(split.leakage.summary())                                # doctest: +SKIP
 """
 from adaptlab.data.dataset import TextDataset, text_hash
-from adaptlab.data.label_quality import LabelIssues, SuspiciousRow, check_labels, out_of_fold_probabilities
+from adaptlab.data.label_quality import (LabelIssues, OutOfFold, SuspiciousRow, check_labels,
+                                         out_of_fold_probabilities)
 from adaptlab.data.load import DroppedRow, DroppedRowsWarning, LoadReport, load_dataset
 from adaptlab.data.neardup import NearDupClusters, find_near_duplicates, normalize_text
 from adaptlab.data.split import LeakageReport, Split, describe_split, split_dataset
@@ -31,5 +32,6 @@ __all__ = [
     "check_labels",
     "out_of_fold_probabilities",
     "LabelIssues",
+    "OutOfFold",
     "SuspiciousRow",
 ]

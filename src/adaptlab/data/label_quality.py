@@ -32,7 +32,7 @@ import json
 import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Optional, Sequence, Union
+from typing import Any, NamedTuple, Optional, Sequence, Union
 
 import numpy as np
 
@@ -167,6 +167,15 @@ def issues_file_format(path: Union[str, Path]) -> str:
     return fmt
 
 
+class OutOfFold(NamedTuple):
+    """Out-of-fold probabilities (columns in ``classes`` order) and how they were made."""
+
+    probabilities: np.ndarray
+    classes: list[str]
+    n_folds: int
+    notes: list[str]
+
+
 def _class_index(labels: Sequence[str], source: str) -> tuple[list[str], np.ndarray]:
     classes = sorted(set(labels))
     if len(classes) < 2:
@@ -205,11 +214,11 @@ def _tfidf_features(texts: Sequence[str]) -> Any:
 
 
 def out_of_fold_probabilities(dataset: TextDataset, *, features: Any = None, n_folds: int = DEFAULT_FOLDS,
-                              seed: int = 0, C: float = DEFAULT_C) -> tuple[np.ndarray, list[str], int, list[str]]:
+                              seed: int = 0, C: float = DEFAULT_C) -> OutOfFold:
     """Out-of-fold class probabilities of every labeled row, by stratified K-fold cross-validation.
 
-    Returns ``(probabilities, classes, folds_used, notes)``: columns follow ``classes`` (sorted label
-    names). The model is class-weighted logistic regression on TF-IDF n-grams, or on ``features`` (one
+    Returns an :class:`OutOfFold` ``(probabilities, classes, n_folds, notes)``: columns follow
+    ``classes`` (sorted label names); ``n_folds`` may be fewer than asked when a class is small. The model is class-weighted logistic regression on TF-IDF n-grams, or on ``features`` (one
     row per text, e.g. frozen-encoder embeddings) when given. Pass the labeled pool only, never a
     sealed test set.
 
@@ -241,7 +250,7 @@ def out_of_fold_probabilities(dataset: TextDataset, *, features: Any = None, n_f
             warnings.simplefilter("ignore", ConvergenceWarning)
             head.fit(X[train], y[train])
         proba[np.ix_(held, head.classes_)] = head.predict_proba(X[held])
-    return proba, classes, k, notes
+    return OutOfFold(proba, classes, k, notes)
 
 
 def _validated_probabilities(probabilities: Any, n: int, classes: list[str]) -> np.ndarray:

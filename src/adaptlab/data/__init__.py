@@ -1,10 +1,11 @@
-"""The data stage: load, validate, find near-duplicates, split without leakage.
+"""The data stage: load, validate, find near-duplicates, split without leakage, find likely label errors.
 
 Example:
     >>> from adaptlab.data import load_dataset, split_dataset          # doctest: +SKIP
     >>> ds = load_dataset("reviews.csv", text_col="review")           # doctest: +SKIP
     >>> split = split_dataset(ds)                                     # doctest: +SKIP
     >>> print(split.leakage.summary())                                # doctest: +SKIP
+    >>> print(check_labels(ds).summary())                             # doctest: +SKIP
 """
 from adaptlab.data.dataset import TextDataset, text_hash
 from adaptlab.data.label_quality import (LabelIssues, OutOfFold, SuspiciousRow, check_labels,

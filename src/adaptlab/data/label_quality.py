@@ -218,9 +218,9 @@ def out_of_fold_probabilities(dataset: TextDataset, *, features: Any = None, n_f
     """Out-of-fold class probabilities of every labeled row, by stratified K-fold cross-validation.
 
     Returns an :class:`OutOfFold` ``(probabilities, classes, n_folds, notes)``: columns follow
-    ``classes`` (sorted label names); ``n_folds`` may be fewer than asked when a class is small. The model is class-weighted logistic regression on TF-IDF n-grams, or on ``features`` (one
-    row per text, e.g. frozen-encoder embeddings) when given. Pass the labeled pool only, never a
-    sealed test set.
+    ``classes`` (sorted label names); ``n_folds`` may be fewer than asked when a class is small. The
+    model is class-weighted logistic regression on TF-IDF n-grams, or on ``features`` (one row per
+    text, e.g. frozen-encoder embeddings) when given. Pass the labeled pool only, never a sealed test.
 
     Example:
         >>> ds = TextDataset([f"goal team {i}" for i in range(6)] + [f"chip data {i}" for i in range(6)],
@@ -240,6 +240,8 @@ def out_of_fold_probabilities(dataset: TextDataset, *, features: Any = None, n_f
     classes, y = _class_index(dataset.labels, dataset.source or "the data")
     k, notes = _folds(y, classes, n_folds)
     X = _tfidf_features(dataset.texts) if features is None else features
+    if not hasattr(X, "shape"):
+        X = np.asarray(X, dtype=np.float64)  # a list of feature rows
     if getattr(X, "shape", (len(dataset),))[0] != len(dataset):
         raise ConfigError(f"features has {X.shape[0]} rows but the data has {len(dataset)} texts; pass one "
                           "feature row per text, in the same order.")

@@ -1,7 +1,7 @@
 """The data stage: load, validate, find near-duplicates, split without leakage, find likely label errors.
 
 Example:
-    >>> from adaptlab.data import load_dataset, split_dataset          # doctest: +SKIP
+    >>> from adaptlab.data import check_labels, load_dataset, split_dataset  # doctest: +SKIP
     >>> ds = load_dataset("reviews.csv", text_col="review")           # doctest: +SKIP
     >>> split = split_dataset(ds)                                     # doctest: +SKIP
     >>> print(split.leakage.summary())                                # doctest: +SKIP

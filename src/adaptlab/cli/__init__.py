@@ -45,6 +45,10 @@ TestSeedOpt = typer.Option(0, "--test-seed", help="Seed of the sealed test draw 
 RefitBudgetOpt = typer.Option(None, "--refit-budget", help="Refit length: 300steps, 5Mtokens, 1epoch, 2h (default: --budget, else one epoch capped at 1000 steps).")
 RefitObjectiveOpt = typer.Option(None, "--refit-objective", help="Refit objective: mlm (default) | simcse.")
 TransductiveOpt = typer.Option(False, "--transductive", help="Let the refit also read the test texts (never labels).")
+ConfigOpt = typer.Option(None, "--config", help="Study file (TOML): these flags' settings (seeds = 3, budget = \"500steps\" ...) "
+                         "and \\[rung.NAME] parameters; flags given here override it. `adaptlab study config STUDY` writes one.")
+SetOpt = typer.Option(None, "--set", metavar="KEY=VALUE", help="Override one setting of the study file: --set lora.r=16, --set seeds=3 (repeatable; "
+                      "values are TOML: 5e-5, true, [0.1, 1.0]; a bare word is a string).")
 
 
 def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -100,7 +104,11 @@ def _emit(result: Any, json_out: bool, decision: Any = None) -> None:
 @study_app.command("run")
 @user_errors
 def study_run(
-    data: Path = typer.Option(..., "--data", help="Labeled CSV / JSONL / Parquet file."),
+    ctx: typer.Context,
+    data: Optional[Path] = typer.Option(None, "--data", help="Labeled CSV / JSONL / Parquet file (required here or "
+                                        "as data = \"FILE\" in the study file)."),
+    config: Optional[Path] = ConfigOpt,
+    set_: Optional[list[str]] = SetOpt,
     unlabeled: Optional[Path] = UnlabeledOpt,
     test: Optional[Path] = TestOpt,
     rungs: str = typer.Option("tfidf,probe", "--rungs", help="Comma-separated rungs (see `adaptlab rungs`)."),
@@ -147,42 +155,51 @@ def study_run(
     sealed split, LogME / kNN pre-screen, speed) and the study runs with the chosen encoder; its probe
     results are read back from the run store, and the choice is stored with the study and added to
     the decision.
+
+    With ``--config study.toml`` the settings come from a study file (top-level keys named like these flags,
+    per-rung parameters under ``\\[rung.NAME]``); ``--set lora.r=16`` overrides one of them, and flags
+    given explicitly override both. ``adaptlab study config STUDY`` writes a stored study back as a file.
     """
     import dataclasses
 
-    from adaptlab.config import StudyConfig
     from adaptlab.evaluate import Study
 
     from adaptlab.cli.diagnose import refit_rung_params
     from adaptlab.cli.encoders import parse_encoders, render_comparison
+    from adaptlab.cli.studyfile import settle_flags
     from adaptlab.diagnostics import run_study_with_diagnostics
     from adaptlab.errors import ConfigError
+    from adaptlab.studyfile import study_config
 
-    candidates = parse_encoders(encoders)
-    if candidates and encoder is not None:
+    flags = {k: v for k, v in locals().items() if k not in ("ctx", "config", "set_", "json_out")}
+    f, settings = settle_flags(ctx, flags, config, set_, quiet=json_out)
+    if f.data is None:
+        raise ConfigError("no labeled data: give --data FILE, or data = \"FILE\" in the study file (--config).")
+    candidates = parse_encoders(f.encoders)
+    if candidates and f.encoder is not None:
         raise ConfigError("give either --encoder (one encoder) or --encoders (candidates to compare), not both.")
     if len(candidates) == 1:
-        encoder, candidates = candidates[0], []
+        settings.values["encoder"], candidates = candidates[0], []
     from adaptlab.config import ExecutorConfig
 
-    params = refit_rung_params(rungs, refit_budget, refit_objective, transductive, mixed_precision)
-    adaptive = {"screen_fidelity": screen_fidelity} if time is not None and screen_fidelity != 0.25 else {}
-    cfg = StudyConfig(rungs=rungs, seeds=seeds, split=split, test_size=test_size, val_size=val_size,
-                      test_seed=test_seed, encoder=encoder, positive_label=positive_label, budget=budget,
-                      name=name, rung_params=params, encode_precision=precision, int8_tolerance=int8_tolerance,
-                      time_budget=time, adaptive=adaptive)
+    # The refit flags' own checks (refit in --rungs, a precision this machine runs); the parameters themselves
+    # come from the layered settings (file < --set < flags), which hold the same for flags alone.
+    refit_rung_params(f.rungs, f.refit_budget, f.refit_objective, f.transductive, f.mixed_precision)
+    cfg = study_config(settings)
+    per_rung = f.rung_resources
     try:
-        per_rung = json.loads(rung_resources) if rung_resources else {}
+        per_rung = json.loads(per_rung) if isinstance(per_rung, str) else (per_rung or {})
     except ValueError as exc:
-        raise ConfigError.invalid("--rung-resources", rung_resources, 'JSON like {"refit": {"gpus": 1}}') from exc
-    ex = ExecutorConfig(kind=executor, address=address, max_retries=max_retries, cpus=job_cpus, gpus=job_gpus,
-                        memory=job_memory, rung_resources=per_rung)
-    cols = dict(text_col=text_col, label_col=label_col, group_col=group_col, time_col=time_col, id_col=id_col,
-                encoding=encoding, on_invalid=on_invalid)
-    study = Study(cfg, home=home, show_progress=not json_out, executor=ex)
-    ds = _load(data, **cols)
-    test_ds = _load(test, **cols)
-    unl = _load(unlabeled, **{**cols, "label_col": None, "group_col": None, "time_col": None}, require_labels=False)
+        raise ConfigError.invalid("--rung-resources", f.rung_resources, 'JSON like {"refit": {"gpus": 1}}') from exc
+    ex = ExecutorConfig(kind=f.executor, address=f.address, max_retries=f.max_retries, cpus=f.job_cpus,
+                        gpus=f.job_gpus, memory=f.job_memory, rung_resources=per_rung)
+    cols = dict(text_col=f.text_col, label_col=f.label_col, group_col=f.group_col, time_col=f.time_col,
+                id_col=f.id_col, encoding=f.encoding, on_invalid=f.on_invalid)
+    study = Study(cfg, home=f.home, show_progress=not json_out, executor=ex)
+    ds = _load(Path(f.data), **cols)
+    test_ds = _load(Path(f.test) if f.test else None, **cols)
+    unl = _load(Path(f.unlabeled) if f.unlabeled else None, **{**cols, "label_col": None, "group_col": None,
+                                                                 "time_col": None}, require_labels=False)
     comparison = None
     if candidates:
         from adaptlab.evaluate.encoders import compare_encoders
@@ -233,6 +250,10 @@ def study_show(
     if rec["summary"] is None:
         raise AdaptlabError(f"study {rec['study_id'][:12]} did not finish; run the same `adaptlab study run` again to resume it.")
     _emit(StudyResult.from_dict(rec["summary"]), json_out, decide_study(store, rec["study_id"], home=h))
+    if not json_out:  # JSON has it as "config"
+        from adaptlab.cli.studyfile import print_configuration
+
+        print_configuration(rec["config"], rec["study_id"])
 
 
 @study_app.command("list")
@@ -393,6 +414,7 @@ from adaptlab.cli import ui  # noqa: E402,F401  (registers `adaptlab ui`)
 from adaptlab.cli import monitor  # noqa: E402,F401  (registers `adaptlab drift`, `neighbors`, `bias`, `stability`, `embeddings`)
 from adaptlab.cli import encoders  # noqa: E402,F401  (registers `adaptlab encoders list`, `encoders compare`)
 from adaptlab.cli import refit  # noqa: E402,F401  (registers `adaptlab refit`)
+from adaptlab.cli import studyfile  # noqa: E402,F401  (registers `adaptlab study config`)
 
 
 def main() -> None:

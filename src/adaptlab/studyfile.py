@@ -1,0 +1,776 @@
+"""Study files: a study's settings (what the `study run` flags hold, plus every rung's parameters) in TOML.
+
+A study file keeps a study next to its data and reruns it exactly::
+
+    rungs = ["tfidf", "probe", "lora"]
+    seeds = 3
+    budget = "200steps"
+
+    [rung.lora]
+    r = 16
+    backbone_lr = 5e-5
+
+Top-level keys are the `study run` flags without their dashes (``seeds``, ``test_size``, ``refit_budget``,
+``mixed_precision`` ...); ``[rung.<name>]`` tables go to ``StudyConfig.rung_params[<name>]`` and are checked
+against that rung's config dataclass; ``[adaptive]`` holds a decision-driven study's settings. Every key
+and value is checked like the API checks it, and an error names the file's line. ``--set lora.r=16``
+overrides one key (:func:`parse_set_options`); :func:`resolve_settings` layers the file, ``--set`` and
+explicit flags; :func:`study_file_text` writes a stored study's configuration back as a study file.
+
+Example:
+    >>> s = parse_study_file('rungs = ["tfidf", "probe"]\\nseeds = 3\\n[rung.tfidf]\\nmin_df = 1\\n')
+    >>> s.values, s.rung_params
+    ({'rungs': ['tfidf', 'probe'], 'seeds': 3}, {'tfidf': {'min_df': 1}})
+    >>> study_config(s).rung_params
+    {'tfidf': {'min_df': 1}}
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import json
+import math
+import re
+import sys
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+from adaptlab.errors import AdaptlabError, ConfigError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10 (pyproject: tomli; python_version < "3.11")
+    import tomli as tomllib
+
+
+@dataclass(frozen=True)
+class Key:
+    """One top-level key of a study file: the kind of value it takes and what it sets."""
+
+    kind: str  # int | float | bool | str | path | rungs | strlist | budget | duration | memory | table
+    help: str
+    field: Optional[str] = None  # the StudyConfig field it sets, if any
+    choices: tuple[str, ...] = ()
+
+
+# The `study run` flags (without dashes) and the StudyConfig fields that have no flag.
+KEYS: dict[str, Key] = {
+    "data": Key("path", "labeled data file (a relative path is read from the study file's folder)"),
+    "test": Key("path", "labeled test file, sealed (default: carved from data)"),
+    "unlabeled": Key("path", "unlabeled in-domain texts (the refit rung)"),
+    "text_col": Key("str", "text column (default: text)"),
+    "label_col": Key("str", "label column (default: label)"),
+    "group_col": Key("str", "group column: no group crosses splits"),
+    "time_col": Key("str", "timestamp column (split = \"time\")"),
+    "id_col": Key("str", "id column (default: id, else row number)"),
+    "encoding": Key("str", "file encoding when not UTF-8, e.g. cp1252"),
+    "on_invalid": Key("str", "what to do with invalid rows", choices=("error", "drop")),
+    "rungs": Key("rungs", "rungs of the ladder, e.g. [\"tfidf\", \"probe\"]", "rungs"),
+    "seeds": Key("int", "number of seeds", "seeds"),
+    "split": Key("str", "split strategy", "split"),
+    "test_size": Key("float", "share of the data sealed as test", "test_size"),
+    "val_size": Key("float", "share of the train pool used for validation", "val_size"),
+    "test_seed": Key("int", "seed of the sealed test draw", "test_seed"),
+    "encoder": Key("str", "encoder folder or name (default: the packaged all-MiniLM-L6-v2)", "encoder"),
+    "encoders": Key("strlist", "encoders to compare first (names or folders)"),
+    "positive_label": Key("str", "positive class of a binary task", "positive_label"),
+    "budget": Key("budget", "training budget of the network rungs, e.g. \"500steps\", \"30min\"", "budget"),
+    "time": Key("duration", "whole-study time budget, e.g. \"3h\" (a decision-driven study)", "time_budget"),
+    "screen_fidelity": Key("float", "with time: share of its budget a network rung gets when screened"),
+    "name": Key("str", "a name for the study", "name"),
+    "refit_budget": Key("str", "refit length, e.g. \"300steps\" (same as [rung.refit] budget)"),
+    "refit_objective": Key("str", "refit objective: mlm | simcse (same as [rung.refit] objective)"),
+    "transductive": Key("bool", "let the refit read the test texts, never labels ([rung.refit] transductive)"),
+    "mixed_precision": Key("str", "precision of every rung that trains the encoder: no | bf16 | fp16"),
+    "executor": Key("str", "where the jobs run: inprocess | ray"),
+    "address": Key("str", "Ray cluster address: auto | ray://host:10001"),
+    "max_retries": Key("int", "Ray: resubmit a failed job this many times"),
+    "job_cpus": Key("float", "Ray: CPUs per job"),
+    "job_gpus": Key("float", "Ray: GPUs per job"),
+    "job_memory": Key("memory", "Ray: memory per job, e.g. \"4GB\""),
+    "rung_resources": Key("table", "Ray: per-rung requests, e.g. {refit = {gpus = 1}}"),
+    "precision": Key("str", "precision of the frozen encoder: fp32 | int8", "encode_precision"),
+    "int8_tolerance": Key("float", "largest validation-F1 loss int8 may show", "int8_tolerance"),
+    "near_dup_threshold": Key("float", "Jaccard similarity of near-duplicates", "near_dup_threshold"),
+    "n_boot": Key("int", "bootstrap resamples of the bands", "n_boot"),
+    "home": Key("path", "folder of the run store and caches"),
+}
+TABLES = ("rung", "adaptive")
+# Names a user may reach for, and what a study file calls them.
+ALIASES = {"time_budget": "time", "encode_precision": "precision", "rung_params": "rung", "rung_parameters": "rung"}
+# The refit flags: top-level keys that set one parameter of the refit rung.
+REFIT_KEYS = {"refit_budget": "budget", "refit_objective": "objective", "transductive": "transductive"}
+# Rung parameters whose default is dropped after merging, so a study without them keeps its id.
+_DROP_DEFAULTS = {"mixed_precision": "no", "transductive": False}
+
+Where = Callable[[tuple[str, ...]], str]
+
+
+@dataclass
+class StudySettings:
+    """One layer of study settings: a study file, the ``--set`` options or the flags given explicitly.
+
+    ``values`` holds top-level keys (see :data:`KEYS`), ``rung_params`` the ``[rung.<name>]`` tables,
+    ``adaptive`` the ``[adaptive]`` table; ``source`` names the layer and ``lines`` maps a key path such
+    as ``("rung", "lora", "r")`` to its line in the file.
+
+    Example:
+        >>> StudySettings(values={"seeds": 3}, source="flags").values["seeds"]
+        3
+    """
+
+    values: dict[str, Any] = field(default_factory=dict)
+    rung_params: dict[str, dict[str, Any]] = field(default_factory=dict)
+    adaptive: dict[str, Any] = field(default_factory=dict)
+    source: str = ""
+    lines: dict[tuple[str, ...], int] = field(default_factory=dict)
+
+
+@dataclass
+class ResolvedSettings:
+    """Settings after layering: the effective top-level values, rung parameters and adaptive settings;
+    ``origin`` says which layer set each top-level key, ``notes`` what was left out and why."""
+
+    values: dict[str, Any]
+    rung_params: dict[str, dict[str, Any]]
+    adaptive: dict[str, Any]
+    origin: dict[str, str] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+
+# ---------------------------------------------------------------------------------------------- reading
+def read_study_file(path: "str | Path") -> StudySettings:
+    """Read and check a study file; relative paths in it (``data``, ``test`` ...) are read from its folder.
+
+    Example:
+        >>> read_study_file("study.toml").rung_params  # doctest: +SKIP
+        {'lora': {'r': 16, 'backbone_lr': 5e-05}}
+    """
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"study file {p} does not exist. Fix: check the path given to --config.") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read the study file {p}: {exc}. Fix: save it as UTF-8 text.") from None
+    return parse_study_file(text, source=str(p), base=p.parent)
+
+
+def parse_study_file(text: str, source: str = "study file", base: "str | Path | None" = None) -> StudySettings:
+    """Parse and check a study file's TOML ``text``; errors name ``source`` and the line.
+
+    Example:
+        >>> parse_study_file("seeds = 0", source="s.toml")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        adaptlab.errors.ConfigError: s.toml, line 1: seeds=0 is not valid: expected an integer >= 1 ...
+    """
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{source} is not valid TOML: {exc}. Fix: write key = value lines, strings in quotes "
+                          "(e.g. budget = \"500steps\"), rung parameters under [rung.<name>].") from None
+    lines = key_lines(text)
+
+    def where(path: tuple[str, ...]) -> str:
+        for n in range(len(path), 0, -1):
+            if path[:n] in lines:
+                return f"{source}, line {lines[path[:n]]}"
+        return source
+
+    settings = _from_mapping(raw, where, base=Path(base) if base is not None else None)
+    settings.source, settings.lines = source, lines
+    return settings
+
+
+def parse_set_options(items: "list[str] | tuple[str, ...] | None") -> StudySettings:
+    """``--set KEY=VALUE`` options as a layer of settings; values are TOML scalars (a bare word is a string).
+
+    ``lora.r=16`` (or ``rung.lora.r=16``) sets a rung parameter, ``adaptive.margin=0.03`` an adaptive
+    setting, ``seeds=3`` a top-level key.
+
+    Example:
+        >>> s = parse_set_options(["lora.r=16", "seeds=3", "budget=200steps", "probe.C_grid=[0.1, 1.0]"])
+        >>> s.values, s.rung_params
+        ({'seeds': 3, 'budget': '200steps'}, {'lora': {'r': 16}, 'probe': {'C_grid': [0.1, 1.0]}})
+    """
+    from adaptlab.rungs import RUNGS
+
+    raw: dict[str, Any] = {}
+    origin: dict[tuple[str, ...], str] = {}
+    for item in items or []:
+        key, sep, text = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ConfigError.invalid("--set", item, "KEY=VALUE, e.g. --set lora.r=16 or --set seeds=3")
+        path = tuple(p.strip() for p in key.split("."))
+        if path[0] in RUNGS and len(path) == 2:
+            path = ("rung", *path)
+        value = parse_scalar(text)
+        node = raw
+        for part in path[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError.invalid("--set", item, "KEY=VALUE with each key set once")
+        node[path[-1]] = value
+        origin[path] = item
+
+    def where(path: tuple[str, ...]) -> str:
+        for n in range(len(path), 0, -1):
+            hits = [item for p, item in origin.items() if p[:n] == path[:n]]
+            if hits:
+                return f"--set {hits[0]}"
+        return "--set"
+
+    settings = _from_mapping(raw, where, base=None)
+    settings.source = "--set"
+    return settings
+
+
+def parse_scalar(text: str) -> Any:
+    """A ``--set`` value as TOML reads it; a bare word that is not TOML is a string.
+
+    Example:
+        >>> parse_scalar("16"), parse_scalar("5e-5"), parse_scalar("true"), parse_scalar("500steps"), parse_scalar('"x"')
+        (16, 5e-05, True, '500steps', 'x')
+    """
+    try:
+        return tomllib.loads(f"v = {text.strip()}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text.strip()
+
+
+def key_lines(text: str) -> dict[tuple[str, ...], int]:
+    """The line (1-based) of each table header and key in TOML ``text``, by key path.
+
+    Good enough for top-level keys, ``[table]`` headers, dotted keys and the keys of a table; a key
+    inside a multi-line string or array is not looked for.
+
+    Example:
+        >>> key_lines('seeds = 3\\n\\n[rung.lora]\\nr = 16\\n')
+        {('seeds',): 1, ('rung', 'lora'): 3, ('rung',): 3, ('rung', 'lora', 'r'): 4}
+    """
+    out: dict[tuple[str, ...], int] = {}
+    table: tuple[str, ...] = ()
+    for i, line in enumerate(text.splitlines(), 1):
+        s = line.strip()
+        if not s or s.startswith("#"):
+            continue
+        m = re.match(r"^\[\[?\s*([^\[\]]+?)\s*\]\]?\s*(#.*)?$", s)
+        if m:
+            table = _split_key(m.group(1))
+            for n in range(len(table), 0, -1):
+                out.setdefault(table[:n], i)
+            continue
+        m = re.match(r"""^((?:[A-Za-z0-9_\-]+|"[^"]*"|'[^']*')(?:\s*\.\s*(?:[A-Za-z0-9_\-]+|"[^"]*"|'[^']*'))*)\s*=""", s)
+        if m:
+            path = table + _split_key(m.group(1))
+            for n in range(len(path), len(table), -1):
+                out.setdefault(path[:n], i)
+    return out
+
+
+def _split_key(text: str) -> tuple[str, ...]:
+    parts = re.findall(r"""\s*("[^"]*"|'[^']*'|[^.]+)\s*(?:\.|$)""", text)
+    return tuple(p.strip().strip("\"'") for p in parts)
+
+
+# ----------------------------------------------------------------------------------------- checking
+def _from_mapping(raw: dict[str, Any], where: Where, base: Optional[Path]) -> StudySettings:
+    settings = StudySettings()
+    for key, value in raw.items():
+        if key == "rung":
+            settings.rung_params = _check_rung_tables(value, where)
+        elif key == "adaptive":
+            settings.adaptive = _check_adaptive(value, where)
+        elif key in KEYS:
+            settings.values[key] = _check_value(key, value, where, base)
+        else:
+            raise _unknown(where((key,)), key, value, sorted([*KEYS, *TABLES]), "key")
+    return settings
+
+
+def _unknown(at: str, key: str, value: Any, allowed: list[str], what: str, extra: str = "") -> ConfigError:
+    shown = "" if isinstance(value, dict) else f" (= {format_value(value)})"
+    hint = ""
+    top = ALIASES.get(key, key)
+    if what == "key" and key in ALIASES:
+        hint = f" A study file calls it {ALIASES[key]!r}."
+    elif what != "key" and (top in KEYS or top in TABLES):
+        hint = (f" {top!r} is a top-level key: move it above the first [table] (in TOML every key after a "
+                "[table] header belongs to that table).")
+    else:
+        close = difflib.get_close_matches(key, allowed, n=1, cutoff=0.6)
+        if close:
+            hint = f" Did you mean {close[0]!r}?"
+    return ConfigError(f"{at}: unknown {what} {key!r}{shown}{extra}; allowed: {', '.join(allowed)}.{hint} "
+                       "Fix: correct or remove it.")
+
+
+def _check_value(key: str, value: Any, where: Where, base: Optional[Path]) -> Any:
+    spec, at = KEYS[key], where((key,))
+    value = _coerce(key, spec, value, at)
+    try:
+        _validate(key, spec, value)
+    except ConfigError as exc:
+        raise ConfigError(f"{at}: {exc}") from None
+    if spec.kind == "float":
+        value = float(value)  # what the flag gives: the same study id from a file and from flags
+    if spec.kind == "path" and base is not None and not Path(value).expanduser().is_absolute():
+        value = str(base / value)
+    return value
+
+
+def _coerce(key: str, spec: Key, value: Any, at: str) -> Any:
+    """Check the TOML type of a top-level value; numbers and lists become what the flag would give."""
+    kind = spec.kind
+    ok = {
+        "int": _is_int(value),
+        "float": _is_num(value),
+        "bool": isinstance(value, bool),
+        "str": isinstance(value, str),
+        "path": isinstance(value, str) and value.strip() != "",
+        "rungs": isinstance(value, str) or (isinstance(value, list) and all(isinstance(v, str) for v in value)),
+        "strlist": isinstance(value, str) or (isinstance(value, list) and all(isinstance(v, str) for v in value)),
+        "budget": isinstance(value, str) or _is_int(value),
+        "duration": isinstance(value, str) or _is_num(value),
+        "memory": isinstance(value, str) or _is_int(value),
+        "table": isinstance(value, dict),
+    }[kind]
+    if not ok:
+        raise ConfigError(f"{at}: " + str(ConfigError.invalid(key, value, _KIND_WORDS[kind] + _choices(spec))))
+    if kind == "rungs" and isinstance(value, str):
+        return [r.strip() for r in value.split(",") if r.strip()]
+    if kind == "strlist" and isinstance(value, list):
+        return ",".join(value)
+    if kind in ("budget", "duration") and not isinstance(value, str):
+        return f"{value:g}" if isinstance(value, float) else str(value)
+    return value
+
+
+_KIND_WORDS = {
+    "int": "an integer", "float": "a number", "bool": "true or false", "str": "a string in quotes",
+    "path": "a file path in quotes", "rungs": 'a list of rung names, e.g. ["tfidf", "probe"]',
+    "strlist": 'a list of names or folders, e.g. ["minilm", "e5-small"]',
+    "budget": 'a number of steps or a string such as "500steps" or "30min"',
+    "duration": 'a string such as "3h" or "90min", or a number of seconds',
+    "memory": 'a size such as "4GB" or a number of bytes', "table": "a table, e.g. {refit = {gpus = 1}}",
+}
+
+
+def _choices(spec: Key) -> str:
+    return f" (one of {', '.join(spec.choices)})" if spec.choices else ""
+
+
+def _validate(key: str, spec: Key, value: Any) -> None:
+    """The API's own checks, one key at a time (cross-key checks run when the study is built)."""
+    from adaptlab.config import ExecutorConfig, StudyConfig
+
+    if spec.choices and value not in spec.choices:
+        raise ConfigError.invalid(key, value, f"one of {', '.join(spec.choices)}")
+    if spec.field is not None:
+        StudyConfig(**{spec.field: value})
+        if key == "rungs":
+            from adaptlab.rungs import get_rung
+
+            for name in value:
+                get_rung(name)
+    elif key in ("refit_budget", "refit_objective"):
+        from adaptlab.rungs.refit import RefitConfig
+
+        RefitConfig(**{REFIT_KEYS[key]: value})
+    elif key == "mixed_precision":
+        from adaptlab.rungs.runtime import check_mixed_precision
+
+        check_mixed_precision(value, "mixed_precision")
+    elif key == "screen_fidelity":
+        from adaptlab.evaluate.adaptive import AdaptiveConfig
+
+        AdaptiveConfig(screen_fidelity=value)
+    elif key in ("executor", "max_retries", "job_cpus", "job_gpus", "job_memory", "rung_resources"):
+        name = {"executor": "kind", "job_cpus": "cpus", "job_gpus": "gpus", "job_memory": "memory"}.get(key, key)
+        ExecutorConfig(**{name: value})
+
+
+def _check_adaptive(table: Any, where: Where) -> dict[str, Any]:
+    from adaptlab.evaluate.adaptive import AdaptiveConfig
+
+    if not isinstance(table, dict):
+        raise ConfigError(f"{where(('adaptive',))}: adaptive={table!r} is not valid: expected a table "
+                          "[adaptive] of settings, e.g. margin = 0.03.")
+    hints = typing.get_type_hints(AdaptiveConfig)
+    fields = {f.name: f for f in dataclasses.fields(AdaptiveConfig)}
+    for key, value in table.items():
+        at = where(("adaptive", key))
+        if key not in fields:
+            raise _unknown(at, key, value, sorted(fields), "adaptive setting")
+        _check_field_type(f"adaptive.{key}", value, hints[key], fields[key], at)
+        try:
+            AdaptiveConfig(**{key: value})
+        except ConfigError as exc:
+            raise ConfigError(f"{at}: {exc}") from None
+    return dict(table)
+
+
+def _check_rung_tables(tables: Any, where: Where) -> dict[str, dict[str, Any]]:
+    from adaptlab.rungs import RUNGS, available_rungs
+
+    if not isinstance(tables, dict) or not all(isinstance(t, dict) for t in tables.values()):
+        raise ConfigError(f"{where(('rung',))}: rung parameters go in one table per rung, e.g. [rung.lora] "
+                          "then r = 16 on the next line.")
+    out: dict[str, dict[str, Any]] = {}
+    for name, table in tables.items():
+        if name not in RUNGS:
+            raise _unknown(where(("rung", name)), name, table, available_rungs(), "rung", " in [rung.<name>]")
+        for key, value in table.items():
+            check_rung_param(name, key, value, where(("rung", name, key)))
+        try:
+            RUNGS[name].config_class.from_dict(dict(table), name)  # the keys together (cross-field checks)
+        except ConfigError as exc:
+            raise ConfigError(f"{_where_named(exc, name, where)}: {exc}") from None
+        out[name] = dict(table)
+    return out
+
+
+def check_rung_param(rung: str, key: str, value: Any, at: str = "") -> None:
+    """Check one parameter of ``rung`` against its config dataclass: the name, the type, then the rung's own
+    checks. The error names the parameter, the value, what is allowed (with the default and help) and ``at``.
+
+    Example:
+        >>> check_rung_param("lora", "r", 0)
+        Traceback (most recent call last):
+        ...
+        adaptlab.errors.ConfigError: lora.r=0 is not valid: expected an integer >= 1, e.g. 8.
+    """
+    from adaptlab.rungs import RUNGS
+
+    cls = RUNGS[rung].config_class
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    prefix = f"{at}: " if at else ""
+    if key not in fields:
+        raise _unknown(at or rung, key, value, sorted(fields), "parameter", f" for rung {rung}")
+    _check_field_type(f"{rung}.{key}", value, typing.get_type_hints(cls)[key], fields[key], at)
+    try:
+        cls.from_dict({key: value}, rung)
+    except ConfigError as exc:
+        raise ConfigError(f"{prefix}{exc}") from None
+    except (TypeError, ValueError) as exc:  # a rung check that assumed the type: still the user's value
+        raise ConfigError(prefix + str(ConfigError.invalid(f"{rung}.{key}", value, _field_words(fields[key]),
+                                                            str(exc)))) from None
+
+
+def _check_field_type(name: str, value: Any, hint: Any, f: dataclasses.Field, at: str) -> None:
+    if not _matches(value, hint):
+        raise ConfigError((f"{at}: " if at else "") + str(ConfigError.invalid(
+            name, value, f"{_type_words(hint)}{_field_words(f)}")))
+
+
+def _field_words(f: dataclasses.Field) -> str:
+    default = f.default if f.default is not dataclasses.MISSING else (
+        f.default_factory() if f.default_factory is not dataclasses.MISSING else None)
+    text = f" (default {format_value(default)}"
+    if f.metadata.get("help"):
+        text += f": {f.metadata['help']}"
+    return text + ")"
+
+
+def _matches(value: Any, hint: Any) -> bool:
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if hint is Any:
+        return True
+    if origin is typing.Union or type(hint).__name__ == "UnionType":
+        return any(_matches(value, a) for a in args)
+    if hint is type(None):
+        return value is None
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return _is_int(value)
+    if hint is float:
+        return _is_num(value)
+    if hint is str:
+        return isinstance(value, str)
+    if origin in (list, tuple) or hint in (list, tuple):
+        return isinstance(value, list) and (not args or all(_matches(v, args[0]) for v in value))
+    if origin is dict or hint is dict:
+        return isinstance(value, dict)
+    if origin is typing.Literal:
+        return value in args
+    return True
+
+
+def _type_words(hint: Any) -> str:
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin is typing.Union or type(hint).__name__ == "UnionType":
+        return " or ".join(_type_words(a) for a in args if a is not type(None))
+    if origin in (list, tuple):
+        inner = {int: "integers", float: "numbers", str: "strings", bool: "booleans"}.get(args[0] if args else None,
+                                                                                        "values")
+        return f"a list of {inner}"
+    return {bool: "true or false", int: "an integer", float: "a number", str: "a string in quotes",
+            dict: "a table"}.get(hint, "a value")
+
+
+def _where_named(exc: ConfigError, rung: str, where: Where) -> str:
+    m = re.match(rf"^{re.escape(rung)}\.(\w+)=", str(exc))
+    return where(("rung", rung, m.group(1)) if m else ("rung", rung))
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_num(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+# ----------------------------------------------------------------------------------------- layering
+def resolve_settings(layers: "list[StudySettings]", defaults: Optional[dict[str, Any]] = None) -> ResolvedSettings:
+    """Layer settings, later over earlier: e.g. ``[study file, --set, flags given explicitly]``.
+
+    Top-level keys: the last layer that sets a key wins. Rung parameters: within a layer a
+    ``[rung.<name>]`` table beats that layer's top-level keys that set the same parameter
+    (``refit_budget``, ``mixed_precision`` ...); a later layer beats an earlier one. Parameters of rungs not
+    in the effective ``rungs`` are left out (with a note), so the study's configuration holds only what it
+    used.
+
+    Example:
+        >>> f = StudySettings(values={"rungs": ["probe", "lora"], "mixed_precision": "bf16"},
+        ...                   rung_params={"lora": {"r": 16}}, source="study.toml")
+        >>> r = resolve_settings([f, parse_set_options(["lora.r=4"])])
+        >>> r.rung_params
+        {'lora': {'mixed_precision': 'bf16', 'r': 4}}
+    """
+    from adaptlab.rungs import RUNGS
+
+    values: dict[str, Any] = dict(defaults or {})
+    origin: dict[str, str] = {k: "default" for k in values}
+    for layer in layers:
+        for k, v in layer.values.items():
+            values[k], origin[k] = v, layer.source
+    rungs = values.get("rungs") or ["tfidf", "probe"]
+    rungs = [r.strip() for r in rungs.split(",") if r.strip()] if isinstance(rungs, str) else list(rungs)
+    params: dict[str, dict[str, Any]] = {}
+    adaptive: dict[str, Any] = {}
+    notes: list[str] = []
+    for layer in layers:
+        for name, table in _flag_rung_params(layer.values, rungs).items():
+            params.setdefault(name, {}).update(table)
+        for name, table in layer.rung_params.items():
+            if name not in rungs:
+                notes.append(f"[rung.{name}] in {layer.source} not used: {name} is not in rungs ({','.join(rungs)})")
+                continue
+            params.setdefault(name, {}).update(table)
+        adaptive.update(layer.adaptive)
+    for name in list(params):
+        for key, default in _DROP_DEFAULTS.items():
+            if key in params[name] and params[name][key] == default:
+                del params[name][key]
+        if not params[name]:
+            del params[name]
+    return ResolvedSettings(values=values, rung_params=params, adaptive=adaptive, origin=origin, notes=notes)
+
+
+def _flag_rung_params(values: dict[str, Any], rungs: list[str]) -> dict[str, dict[str, Any]]:
+    """The rung parameters a layer's top-level keys set (the refit keys, mixed_precision)."""
+    from adaptlab.rungs import RUNGS
+
+    out: dict[str, dict[str, Any]] = {}
+    for key, param in REFIT_KEYS.items():
+        if values.get(key) is not None and "refit" in rungs:  # without refit: the caller's error (check_refit_keys)
+            out.setdefault("refit", {})[param] = values[key]
+    if values.get("mixed_precision") is not None:
+        for name in rungs:
+            if getattr(RUNGS.get(name), "trains_network", False):
+                out.setdefault(name, {})["mixed_precision"] = values["mixed_precision"]
+    return out
+
+
+def check_refit_keys(values: dict[str, Any]) -> None:
+    """Fail when a refit key (``refit_budget``, ``refit_objective``, ``transductive = true``) is set and the
+    refit rung is not in ``rungs``: it would configure nothing.
+
+    Example:
+        >>> check_refit_keys({"rungs": ["tfidf"], "refit_budget": "300steps"})  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        adaptlab.errors.ConfigError: refit_budget configures the refit rung, which is not in rungs (tfidf); add it ...
+    """
+    rungs = values.get("rungs") or []
+    rungs = [r.strip() for r in rungs.split(",")] if isinstance(rungs, str) else list(rungs)
+    keys = [k for k in REFIT_KEYS if values.get(k) not in (None, False)]
+    if keys and "refit" not in rungs:
+        raise ConfigError(f"{', '.join(keys)} configure{'s' if len(keys) == 1 else ''} the refit rung, which is not in "
+                          f"rungs ({','.join(rungs)}); add it (e.g. rungs = [\"tfidf\", \"probe\", \"refit\"]) or "
+                          f"remove {', '.join(keys)}.")
+
+
+def study_config(settings: "StudySettings | ResolvedSettings") -> Any:
+    """The :class:`~adaptlab.config.StudyConfig` a study file (or resolved settings) describes.
+
+    Keys that are not the study's (data columns, executor, home) are left to the caller.
+
+    Example:
+        >>> study_config(parse_study_file('rungs = ["tfidf"]\\nseeds = 2')).seeds
+        2
+    """
+    from adaptlab.config import StudyConfig
+
+    if isinstance(settings, StudySettings):
+        settings = resolve_settings([settings])
+    check_refit_keys(settings.values)
+    kw = {KEYS[k].field: v for k, v in settings.values.items() if k in KEYS and KEYS[k].field and v is not None}
+    adaptive = dict(settings.adaptive)
+    fidelity = settings.values.get("screen_fidelity")
+    if fidelity is not None and settings.values.get("time") is not None and fidelity != 0.25:
+        adaptive["screen_fidelity"] = fidelity
+    return StudyConfig(**kw, rung_params=settings.rung_params, adaptive=adaptive)
+
+
+# ------------------------------------------------------------------------------------------ writing
+# StudyConfig field -> study-file key, in the order a study file lists them.
+_WRITE_ORDER = ["name", "rungs", "seeds", "split", "test_size", "val_size", "test_seed", "encoder", "positive_label",
+                "budget", "time_budget", "encode_precision", "int8_tolerance", "near_dup_threshold", "n_boot"]
+
+
+def study_file_text(config: dict[str, Any], *, header: str = "") -> str:
+    """A study's configuration (``StudyConfig.to_dict()``, as stored with the study) as a study file.
+
+    Every setting is written, defaults included, so the file reruns the study exactly (same study id,
+    same result keys) even if a later version changes a default.
+
+    Example:
+        >>> from adaptlab.config import StudyConfig
+        >>> cfg = StudyConfig(rungs=["tfidf", "lora"], seeds=3, rung_params={"lora": {"r": 16}})
+        >>> text = study_file_text(cfg.to_dict())
+        >>> print(text)
+        rungs = ["tfidf", "lora"]
+        seeds = 3
+        split = "auto"
+        test_size = 0.2
+        val_size = 0.2
+        test_seed = 0
+        precision = "fp32"
+        int8_tolerance = 0.005
+        near_dup_threshold = 0.8
+        n_boot = 1000
+        <BLANKLINE>
+        [rung.lora]
+        r = 16
+        <BLANKLINE>
+        >>> study_config(parse_study_file(text)).to_dict() == cfg.to_dict()
+        True
+    """
+    by_field = {spec.field: key for key, spec in KEYS.items() if spec.field}
+    lines = [f"# {h}" if h else "#" for h in header.splitlines()] if header else []
+    skipped: list[str] = []
+    order = _WRITE_ORDER + [k for k in config if k not in _WRITE_ORDER]
+    for name in order:
+        if name not in config or name in ("rung_params", "adaptive"):
+            continue
+        value = config[name]
+        if value is None or (name == "name" and value == ""):
+            continue  # TOML has no null: an absent key is the default (None / "")
+        key = by_field.get(name, name)
+        if isinstance(value, dict):
+            skipped.append(name)
+            continue
+        lines.append(f"{_bare(key)} = {format_value(value)}")
+    if config.get("adaptive"):
+        lines += ["", "[adaptive]", *_table_lines(config["adaptive"])]
+    for rung, params in (config.get("rung_params") or {}).items():
+        lines += ["", f"[rung.{_bare(rung)}]", *_table_lines(params or {})]
+    if skipped:
+        lines += ["", f"# not written (tables this version cannot read back): {', '.join(skipped)}"]
+    return "\n".join(lines) + "\n"
+
+
+def _table_lines(table: dict[str, Any]) -> list[str]:
+    out = []
+    for k, v in table.items():
+        if v is None:
+            out.append(f"# {_bare(k)} = None  (TOML has no null; set in Python only)")
+        else:
+            out.append(f"{_bare(k)} = {format_value(v)}")
+    return out
+
+
+def _bare(key: str) -> str:
+    return key if re.fullmatch(r"[A-Za-z0-9_\-]+", key) else json.dumps(key)
+
+
+def format_value(value: Any) -> str:
+    """A Python value as a TOML value (str, int, float, bool, lists and tables of them).
+
+    Example:
+        >>> format_value(5e-05), format_value([0.1, 1.0]), format_value("a\\"b"), format_value({"gpus": 1})
+        ('5e-05', '[0.1, 1.0]', '"a\\\\"b"', '{gpus = 1}')
+    """
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "nan"
+        if math.isinf(value):
+            return "inf" if value > 0 else "-inf"
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(format_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{_bare(str(k))} = {format_value(v)}" for k, v in value.items() if v is not None) + "}"
+    if value is None:
+        raise AdaptlabError("None has no TOML form")
+    return json.dumps(str(value))
+
+
+def describe_config(config: dict[str, Any]) -> list[str]:
+    """Short lines of a stored study configuration for ``study show``: the grid, then each rung's parameters.
+
+    Example:
+        >>> from adaptlab.config import StudyConfig
+        >>> describe_config(StudyConfig(rungs=["tfidf", "lora"], seeds=3, rung_params={"lora": {"r": 16}}).to_dict())
+        ['rungs tfidf, lora · seeds 3 · split auto · test 0.2 · val 0.2 · test seed 0', 'lora: r = 16']
+    """
+    grid = [f"rungs {', '.join(config.get('rungs', []))}", f"seeds {config.get('seeds')}",
+            f"split {config.get('split')}", f"test {config.get('test_size')}", f"val {config.get('val_size')}",
+            f"test seed {config.get('test_seed')}"]
+    for name, label in (("budget", "budget"), ("time_budget", "time"), ("encoder", "encoder"),
+                        ("positive_label", "positive"), ("name", "name")):
+        if config.get(name):
+            grid.append(f"{label} {config[name]}")
+    if config.get("encode_precision", "fp32") != "fp32":
+        grid.append(f"precision {config['encode_precision']}")
+    out = [" · ".join(grid)]
+    if config.get("adaptive"):
+        out.append("adaptive: " + ", ".join(f"{k} = {format_value(v)}" for k, v in config["adaptive"].items()))
+    for rung, params in (config.get("rung_params") or {}).items():
+        if params:
+            out.append(f"{rung}: " + ", ".join(f"{k} = {format_value(v) if v is not None else 'None'}"
+                                               for k, v in params.items()))
+    return out
+
+
+def rung_parameters(rung: str) -> list[dict[str, Any]]:
+    """Each parameter of ``rung``: name, default, type in words, help (from the config dataclass metadata).
+
+    Example:
+        >>> [p["name"] for p in rung_parameters("tfidf")][:2], rung_parameters("tfidf")[1]["default"]
+        (['ngram_max', 'min_df'], 2)
+    """
+    from adaptlab.rungs import RUNGS
+
+    cls = RUNGS[rung].config_class
+    hints = typing.get_type_hints(cls)
+    out = []
+    for f in dataclasses.fields(cls):
+        default = f.default if f.default is not dataclasses.MISSING else (
+            f.default_factory() if f.default_factory is not dataclasses.MISSING else None)
+        out.append({"name": f.name, "default": default, "type": _type_words(hints[f.name]),
+                    "help": f.metadata.get("help", ""), "identity": f.metadata.get("identity", True) is not False})
+    return out

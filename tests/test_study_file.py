@@ -330,3 +330,88 @@ def test_read_study_file_names_the_file(tmp_path):
     p = write(tmp_path / "x.toml", "seeds = -1\n")
     with pytest.raises(ConfigError, match=r"x.toml, line 1: seeds=-1 is not valid"):
         read_study_file(p)
+
+
+# ------------------------------------------------------------------------------------------- the web app
+@pytest.fixture
+def web(tmp_path, tiny_encoder_dir):
+    from fastapi.testclient import TestClient
+
+    from adaptlab.ui import create_app
+    from test_ui import BASE, make_settings
+
+    app = create_app(make_settings(tmp_path, str(tiny_encoder_dir)))
+    with TestClient(app, base_url=BASE) as client:
+        yield app, client
+
+
+def checked_upload(client) -> str:
+    from test_ui import csv_bytes, location_id, upload
+
+    uid = location_id(upload(client, csv_bytes(topic_corpus(120, seed=0, noise=0.5))))
+    r = client.post(f"/data/{uid}/check", data={"text_col": "text", "label_col": "label"}, follow_redirects=False)
+    assert r.status_code == 303
+    return uid
+
+
+def test_the_configure_page_shows_rung_parameters_and_a_changed_one_reaches_the_stored_study(web):
+    import html
+
+    from test_ui import location_id
+
+    app, client = web
+    uid = checked_upload(client)
+    page = client.get(f"/data/{uid}/configure").text
+    # Each available rung's main parameters, with the default as placeholder and the dataclass help text.
+    assert 'id="params-lora"' in page and 'name="p.lora.r"' in page and "LoRA rank" in page
+    assert 'id="param-lora-r" value="" placeholder="8"' in page and "an integer; default 8" in page
+    assert 'id="param-tfidf-min_df" value="" placeholder="2"' in page and "drop terms seen in fewer" in page
+    assert 'id="params-more-lora"' in page and 'name="p.lora.dropout"' in page
+    assert 'name="p.lora.checkpoint_every"' not in page  # changes no number: not offered
+    # A bad value comes back with the parameter named and marked.
+    r = client.post(f"/data/{uid}/start", data={"rungs": ["tfidf"], "seeds": "2", "p.tfidf.min_df": "0"})
+    assert r.status_code == 400
+    text = html.unescape(r.text)
+    assert "parameter tfidf.min_df: tfidf.min_df=0 is not valid: expected an integer >= 1" in text
+    assert 'id="param-tfidf-min_df" value="0"' in r.text and 'class="invalid"' in r.text
+    # One parameter edited (and one of an unticked rung, which is kept in the form but not used).
+    r = client.post(f"/data/{uid}/start", data={"rungs": ["tfidf"], "seeds": "2", "p.tfidf.min_df": "1",
+                                                 "p.lora.r": "4"}, follow_redirects=False)
+    job = app.state.jobs.wait(location_id(r), 120)
+    assert job.status == "done", job.error
+    sid = client.get(f"/api/jobs/{job.id}").json()["study_id"]
+    rec = RunStore(app.state.settings.home / "runs.sqlite").get_study(sid)
+    assert rec["config"]["rung_params"] == {"tfidf": {"min_df": 1}}
+    res = client.get(f"/studies/{sid}")
+    assert 'id="study-config"' in res.text and "tfidf: min_df = 1" in res.text
+    toml_file = client.get(f"/studies/{sid}/study.toml")
+    assert toml_file.status_code == 200 and "attachment" in toml_file.headers["content-disposition"]
+    assert study_config(parse_study_file(toml_file.text)).to_dict() == rec["config"]
+    conf = client.get(f"/data/{uid}/configure").text  # the form remembers the edit
+    assert 'id="param-tfidf-min_df" value="1"' in conf and 'id="param-lora-r" value="4"' in conf
+
+
+def test_a_study_file_uploaded_on_the_configure_page_fills_the_form_and_the_study(web):
+    from test_ui import location_id
+
+    app, client = web
+    uid = checked_upload(client)
+    bad = client.post(f"/data/{uid}/studyfile", files={"study_file": ("mine.toml", STUDY.replace("min_df", "min_dff"))})
+    assert bad.status_code == 400 and "mine.toml, line 7: unknown parameter &#39;min_dff&#39;" in bad.text
+    r = client.post(f"/data/{uid}/studyfile", files={"study_file": ("mine.toml", 'encoder = "x"\n' + STUDY)},
+                    follow_redirects=False)
+    assert r.status_code == 303 and r.headers["location"] == f"/data/{uid}/configure"
+    page = client.get(f"/data/{uid}/configure").text
+    assert 'id="study-file-loaded"' in page and "mine.toml" in page and "<code>test_size = 0.25</code>" in page
+    assert "not used by the web app" in page and "encoder" in page
+    assert 'id="param-tfidf-min_df" value="1"' in page and 'id="param-tfidf-ngram_max" value="1"' in page
+    assert 'id="seeds" value="2"' in page and 'value="tfidf" id="rung-tfidf"\n    checked' in page
+    # The browser posts the form as filled; the settings the form has no field for come from the file.
+    r = client.post(f"/data/{uid}/start", data={"rungs": ["tfidf"], "seeds": "2", "p.tfidf.min_df": "1",
+                                                 "p.tfidf.ngram_max": "1"}, follow_redirects=False)
+    job = app.state.jobs.wait(location_id(r), 120)
+    assert job.status == "done", job.error
+    cfg = RunStore(app.state.settings.home / "runs.sqlite").get_study(
+        client.get(f"/api/jobs/{job.id}").json()["study_id"])["config"]
+    assert cfg["test_size"] == 0.25 and cfg["seeds"] == 2
+    assert cfg["rung_params"] == {"tfidf": {"min_df": 1, "ngram_max": 1}}

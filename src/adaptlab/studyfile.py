@@ -756,21 +756,41 @@ def describe_config(config: dict[str, Any]) -> list[str]:
     return out
 
 
+# The parameters a user of each rung reaches for first (the web app shows these up front, the rest folded).
+MAIN_PARAMETERS: dict[str, tuple[str, ...]] = {
+    "tfidf": ("ngram_max", "min_df", "C_grid"),
+    "probe": ("C_grid",),
+    "refit": ("objective", "lr", "max_seq_length", "batch_size"),
+    "lora": ("r", "alpha", "backbone_lr", "head_lr", "head", "max_length"),
+    "unfreeze": ("top_k", "schedule", "backbone_lr", "layer_decay", "head_lr", "head"),
+    "finetune": ("backbone_lr", "head_lr", "layer_decay", "head", "max_length"),
+    "lpft": ("lp_method", "backbone_lr", "head_lr", "head", "max_length"),
+}
+
+
 def rung_parameters(rung: str) -> list[dict[str, Any]]:
-    """Each parameter of ``rung``: name, default, type in words, help (from the config dataclass metadata).
+    """Each parameter of ``rung``: name, default (and as TOML text), type in words, help (from the config
+    dataclass metadata), whether it changes the rung's numbers (``identity``) and whether it is one of the
+    rung's main parameters (:data:`MAIN_PARAMETERS`; a rung not listed there: its first five).
 
     Example:
         >>> [p["name"] for p in rung_parameters("tfidf")][:2], rung_parameters("tfidf")[1]["default"]
         (['ngram_max', 'min_df'], 2)
+        >>> [p["name"] for p in rung_parameters("lora") if p["main"]]
+        ['head_lr', 'backbone_lr', 'head', 'max_length', 'r', 'alpha']
     """
     from adaptlab.rungs import RUNGS
 
     cls = RUNGS[rung].config_class
     hints = typing.get_type_hints(cls)
+    fields = dataclasses.fields(cls)
+    main = MAIN_PARAMETERS.get(rung) or tuple(f.name for f in fields[:5])
     out = []
-    for f in dataclasses.fields(cls):
+    for f in fields:
         default = f.default if f.default is not dataclasses.MISSING else (
             f.default_factory() if f.default_factory is not dataclasses.MISSING else None)
-        out.append({"name": f.name, "default": default, "type": _type_words(hints[f.name]),
-                    "help": f.metadata.get("help", ""), "identity": f.metadata.get("identity", True) is not False})
+        out.append({"name": f.name, "default": default,
+                    "default_text": format_value(default) if default is not None else "none",
+                    "type": _type_words(hints[f.name]), "help": f.metadata.get("help", ""),
+                    "identity": f.metadata.get("identity", True) is not False, "main": f.name in main})
     return out

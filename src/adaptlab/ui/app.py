@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Optional
 from urllib.parse import urlsplit
 
-from fastapi import FastAPI, File, Form, Request, UploadFile
+from fastapi import Depends, FastAPI, File, Form, Request, UploadFile
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
@@ -226,13 +226,23 @@ def rung_choices() -> list[dict[str, Any]]:
     from adaptlab.rungs import PLANNED_RUNGS, RUNGS, available_rungs
     from adaptlab.rungs.base import LADDER_ORDER
 
+    from adaptlab.ui.studyform import form_parameters
+
     out = [{"name": n, "summary": RUNGS[n].summary, "available": True, "uses_encoder": RUNGS[n].uses_encoder,
-            "trains_network": getattr(RUNGS[n], "trains_network", False)} for n in available_rungs()]
+            "trains_network": getattr(RUNGS[n], "trains_network", False), "params": form_parameters(n)}
+           for n in available_rungs()]
     for n in LADDER_ORDER:
         if n not in RUNGS:
             out.append({"name": n, "summary": PLANNED_RUNGS.get(n, ""), "available": False, "uses_encoder": True,
-                        "trains_network": False})
+                        "trains_network": False, "params": {"main": [], "more": []}})
     return out
+
+
+async def rung_param_fields(request: Request) -> dict[str, dict[str, str]]:
+    """The posted form's ``p.<rung>.<parameter>`` fields (names not known in advance, so read from the form)."""
+    from adaptlab.ui.studyform import param_fields
+
+    return param_fields(dict((await request.form()).items()))
 
 
 # ------------------------------------------------------------------------------------ the app
@@ -417,15 +427,17 @@ def create_app(settings: Optional[UISettings] = None) -> FastAPI:
         uploads.save_meta(uid, meta)
         return see_other(f"/data/{uid}/configure")
 
+    def _default_form(meta: dict[str, Any]) -> dict[str, Any]:
+        has_unl = bool(meta["check"].get("n_unlabeled"))
+        return {"rungs": ["tfidf", "probe"] + (["refit"] if has_unl else []), "seeds": 3, "compute_budget": "30 min",
+                "time_budget": "", "train_budget": "", "refit_budget": "200steps" if has_unl else "", "split": "auto"}
+
     def _configure_page(uid: str, status: int = 200, form: Optional[dict[str, Any]] = None,
                         error: Optional[str] = None) -> Response:
         meta = _meta(uid)
         if "check" not in meta:
             return see_other(f"/data/{uid}")
-        has_unl = bool(meta["check"].get("n_unlabeled"))
-        form = form or meta.get("form") or {
-            "rungs": ["tfidf", "probe"] + (["refit"] if has_unl else []), "seeds": 3, "compute_budget": "30 min",
-            "time_budget": "", "train_budget": "", "refit_budget": "200steps" if has_unl else "", "split": "auto"}
+        form = {"params": {}, "extra": {}, "file_notes": [], **(form or meta.get("form") or _default_form(meta))}
         return render("configure.html.j2", status=status, uid=uid, meta=meta, rungs=rung_choices(), form=form,
                       plan=meta.get("plan"), error=error, splits=SPLITS)
 
@@ -438,10 +450,31 @@ def create_app(settings: Optional[UISettings] = None) -> FastAPI:
 
         return [r for r in dict.fromkeys(rungs) if r in RUNGS]
 
+    def _kept(uid: str) -> dict[str, Any]:
+        """What an uploaded study file put in the form that the form has no field for."""
+        saved = _meta(uid).get("form") or {}
+        return {k: saved[k] for k in ("extra", "file_notes", "study_file") if k in saved}
+
+    @app.post("/data/{uid}/studyfile")
+    def study_file(uid: str, study_file: UploadFile = File(...)) -> Response:
+        from adaptlab.ui.studyform import form_from_study_file
+
+        meta = _meta(uid)
+        if "check" not in meta:
+            return see_other(f"/data/{uid}")
+        name = display_name(study_file.filename or "study.toml")
+        try:
+            form, _ = form_from_study_file(study_file.file.read(), name, meta.get("form") or {})
+        except AdaptlabError as exc:
+            return _configure_page(uid, 400, None, str(exc))
+        meta["form"] = {**_default_form(meta), **form}
+        uploads.save_meta(uid, meta)
+        return see_other(f"/data/{uid}/configure")
+
     @app.post("/data/{uid}/plan")
     def plan(uid: str, rungs: list[str] = Form([]), compute_budget: str = Form(""), seeds: str = Form("3"),
              train_budget: str = Form(""), refit_budget: str = Form(""), split: str = Form("auto"),
-             time_budget: str = Form("")) -> Response:
+             time_budget: str = Form(""), params: dict = Depends(rung_param_fields)) -> Response:
         from adaptlab.decide.plan import plan_study
         from adaptlab.encoders import load_encoder
         from adaptlab.ui.jobs import load_labeled
@@ -450,7 +483,8 @@ def create_app(settings: Optional[UISettings] = None) -> FastAPI:
         if "check" not in meta:
             return see_other(f"/data/{uid}")
         form = {"rungs": _form_rungs(rungs), "seeds": seeds, "compute_budget": compute_budget,
-                "time_budget": time_budget, "train_budget": train_budget, "refit_budget": refit_budget, "split": split}
+                "time_budget": time_budget, "train_budget": train_budget, "refit_budget": refit_budget, "split": split,
+                "params": params, **_kept(uid)}
         data, unl, _ = _paths(uid)
         cols = {k: (v or None) for k, v in meta["columns"].items()}
         try:
@@ -475,7 +509,7 @@ def create_app(settings: Optional[UISettings] = None) -> FastAPI:
     @app.post("/data/{uid}/start")
     def start(uid: str, rungs: list[str] = Form([]), seeds: str = Form("3"), compute_budget: str = Form(""),
               train_budget: str = Form(""), refit_budget: str = Form(""), split: str = Form("auto"),
-              time_budget: str = Form("")) -> Response:
+              time_budget: str = Form(""), param_texts: dict = Depends(rung_param_fields)) -> Response:
         from adaptlab.config import StudyConfig, parse_duration
         from adaptlab.evaluate import Study
 
@@ -485,7 +519,9 @@ def create_app(settings: Optional[UISettings] = None) -> FastAPI:
         chosen = _form_rungs(rungs)
         whole = time_budget.strip()
         form = {"rungs": chosen, "seeds": seeds, "compute_budget": compute_budget, "time_budget": time_budget,
-                "train_budget": train_budget, "refit_budget": refit_budget, "split": split}
+                "train_budget": train_budget, "refit_budget": refit_budget, "split": split, "params": param_texts,
+                **_kept(uid)}
+        extra = dict(form.get("extra") or {})
         try:
             if not chosen:
                 raise ConfigError.invalid("rungs", ",".join(rungs), "at least one available rung; tick one")
@@ -497,13 +533,20 @@ def create_app(settings: Optional[UISettings] = None) -> FastAPI:
                 raise ConfigError.invalid("split", split, f"one of {', '.join(SPLITS)}")
             if whole:
                 parse_duration(whole, "time budget")  # names the form's field, not the config's
-            params = {"refit": {"budget": refit_budget.strip()}} if refit_budget.strip() and "refit" in chosen else {}
+            from adaptlab.ui.studyform import rung_params_from_form
+
+            params = rung_params_from_form(param_texts, chosen)
+            if refit_budget.strip() and "refit" in chosen:
+                params.setdefault("refit", {})["budget"] = refit_budget.strip()
             name = f"{meta['files']['labeled']['name']}: {','.join(chosen)} x {n_seeds} seeds"
             if whole:
                 name += f" within {whole}"
+            extra.setdefault("n_boot", settings.n_boot)
+            extra.setdefault("name", name)
+            name = extra["name"] or name
             cfg = StudyConfig(rungs=chosen, seeds=n_seeds, split=split, encoder=settings.encoder,
-                              budget=train_budget.strip() or None, rung_params=params, n_boot=settings.n_boot,
-                              name=name, time_budget=whole or None)
+                              budget=train_budget.strip() or None, rung_params=params,
+                              time_budget=whole or None, **extra)
             study = Study(cfg, home=settings.home)  # validates every rung's parameters before anything is queued
             if study.time_budget is not None and n_seeds < study.adaptive.min_seeds:
                 # The allocator needs the decision rule's full-budget seeds of the rung it picks.
@@ -584,8 +627,21 @@ def create_app(settings: Optional[UISettings] = None) -> FastAPI:
         rep = _report(sid)
         diag = rec["summary"].get("diagnostics") or {}
         alloc = rec["summary"].get("allocation")
+        from adaptlab.studyfile import describe_config
+
         return render("results.html.j2", sid=sid, c=rep.context, study_diag=diag, allocation=alloc,
-                      not_run=_not_run(rec["summary"]) if alloc else [])
+                      not_run=_not_run(rec["summary"]) if alloc else [], config_lines=describe_config(rec["config"]))
+
+    @app.get("/studies/{sid}/study.toml")
+    def study_file_download(sid: str) -> Response:
+        from adaptlab.studyfile import study_file_text
+
+        sid = _study_id(sid)
+        rec = store().get_study(sid)
+        text = study_file_text(rec["config"], header=f"adaptlab study {sid[:12]} ({rec['name']})\nrerun it exactly: "
+                               "adaptlab study run --data DATA --config study.toml, or load it on the configure page")
+        return Response(text, media_type="application/toml; charset=utf-8",
+                        headers={"Content-Disposition": f'attachment; filename="study-{sid[:12]}.toml"'})
 
     @app.get("/studies/{sid}/report.html")
     def report_download(sid: str) -> Response:

@@ -415,3 +415,16 @@ def test_a_study_file_uploaded_on_the_configure_page_fills_the_form_and_the_stud
         client.get(f"/api/jobs/{job.id}").json()["study_id"])["config"]
     assert cfg["test_size"] == 0.25 and cfg["seeds"] == 2
     assert cfg["rung_params"] == {"tfidf": {"min_df": 1, "ngram_max": 1}}
+
+
+def test_a_study_setting_newer_than_the_key_table_still_round_trips(monkeypatch):
+    """A StudyConfig field with no study-file key yet is written and read under its own name."""
+    import adaptlab.studyfile as sf
+
+    monkeypatch.setattr(sf, "KEYS", {k: v for k, v in sf.KEYS.items() if k != "n_boot"})
+    cfg = StudyConfig(rungs=["tfidf"], n_boot=300)
+    text = study_file_text(cfg.to_dict())
+    assert "\nn_boot = 300\n" in text
+    assert study_config(parse_study_file(text)).to_dict() == cfg.to_dict()
+    with pytest.raises(ConfigError, match="line 1: n_boot=5 is not valid"):
+        parse_study_file("n_boot = 5\n")

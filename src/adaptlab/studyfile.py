@@ -287,9 +287,22 @@ def _from_mapping(raw: dict[str, Any], where: Where, base: Optional[Path]) -> St
             settings.adaptive = _check_adaptive(value, where)
         elif key in KEYS:
             settings.values[key] = _check_value(key, value, where, base)
+        elif key in _unmapped_study_fields():  # a StudyConfig field newer than this table: as the API takes it
+            try:
+                _validate(key, Key("any", "", key), value)
+            except ConfigError as exc:
+                raise ConfigError(_at(where((key,)), str(exc))) from None
+            settings.values[key] = value
         else:
             raise _unknown(where((key,)), key, value, sorted([*KEYS, *TABLES]), "key")
     return settings
+
+
+def _unmapped_study_fields() -> set[str]:
+    from adaptlab.config import StudyConfig
+
+    mapped = {spec.field for spec in KEYS.values()} | {"rung_params", "adaptive"}
+    return {f.name for f in dataclasses.fields(StudyConfig)} - mapped
 
 
 def _unknown(at: str, key: str, value: Any, allowed: list[str], what: str, extra: str = "") -> ConfigError:
@@ -400,13 +413,13 @@ def _check_adaptive(table: Any, where: Where) -> dict[str, Any]:
     if not isinstance(table, dict):
         raise ConfigError(f"{where(('adaptive',))}: adaptive={table!r} is not valid: expected a table "
                           "[adaptive] of settings, e.g. margin = 0.03.")
-    hints = typing.get_type_hints(AdaptiveConfig)
+    hints = _hints(AdaptiveConfig)
     fields = {f.name: f for f in dataclasses.fields(AdaptiveConfig)}
     for key, value in table.items():
         at = where(("adaptive", key))
         if key not in fields:
             raise _unknown(at, key, value, sorted(fields), "adaptive setting")
-        _check_field_type(f"adaptive.{key}", value, hints[key], fields[key], at)
+        _check_field_type(f"adaptive.{key}", value, hints.get(key, Any), fields[key], at)
         try:
             AdaptiveConfig(**{key: value})
         except ConfigError as exc:
@@ -424,19 +437,42 @@ def _check_rung_tables(tables: Any, where: Where) -> dict[str, dict[str, Any]]:
     for name, table in tables.items():
         if name not in RUNGS:
             raise _unknown(where(("rung", name)), name, table, available_rungs(), "rung", " in [rung.<name>]")
-        for key, value in table.items():
-            check_rung_param(name, key, value, where(("rung", name, key)))
-        try:
-            RUNGS[name].config_class.from_dict(dict(table), name)  # the keys together (cross-field checks)
-        except ConfigError as exc:
-            raise ConfigError(f"{_where_named(exc, name, where)}: {exc}") from None
+        check_rung_params(name, table, lambda key, rung=name: where(("rung", rung, key) if key else ("rung", rung)))
         out[name] = dict(table)
     return out
 
 
+def check_rung_params(rung: str, params: dict[str, Any], where: Callable[[Optional[str]], str] = lambda _k: "") -> None:
+    """Check parameters of ``rung`` against its config dataclass: each name and type, then the rung's own
+    checks on them together. The error names the parameter, the value, what is allowed (with the default
+    and help text) and where it was given (``where(parameter)``; ``where(None)``: the whole table).
+
+    Example:
+        >>> check_rung_params("lora", {"r": 0}, lambda key: f"study.toml [rung.lora] {key}")
+        Traceback (most recent call last):
+        ...
+        adaptlab.errors.ConfigError: study.toml [rung.lora] r: lora.r=0 is not valid: expected an integer >= 1, e.g. 8.
+    """
+    from adaptlab.rungs import RUNGS
+
+    cls = RUNGS[rung].config_class
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    hints = _hints(cls)
+    for key, value in params.items():
+        if key not in fields:
+            raise _unknown(where(key) or rung, key, value, sorted(fields), "parameter", f" for rung {rung}")
+        _check_field_type(f"{rung}.{key}", value, hints.get(key, Any), fields[key], where(key))
+    try:
+        cls.from_dict(dict(params), rung)  # the rung's own checks, on the keys together (cross-field ones too)
+    except ConfigError as exc:
+        m = re.match(rf"^{re.escape(rung)}\.(\w+)=", str(exc))
+        raise ConfigError(_at(where(m.group(1) if m and m.group(1) in params else None), str(exc))) from None
+    except (TypeError, ValueError) as exc:  # a rung check that assumed a type: still the user's values
+        raise ConfigError(_at(where(None), f"parameters of {rung} {params!r} are not valid: {exc}.")) from None
+
+
 def check_rung_param(rung: str, key: str, value: Any, at: str = "") -> None:
-    """Check one parameter of ``rung`` against its config dataclass: the name, the type, then the rung's own
-    checks. The error names the parameter, the value, what is allowed (with the default and help) and ``at``.
+    """Check one parameter of ``rung`` (see :func:`check_rung_params`); ``at`` says where it was given.
 
     Example:
         >>> check_rung_param("lora", "r", 0)
@@ -444,21 +480,18 @@ def check_rung_param(rung: str, key: str, value: Any, at: str = "") -> None:
         ...
         adaptlab.errors.ConfigError: lora.r=0 is not valid: expected an integer >= 1, e.g. 8.
     """
-    from adaptlab.rungs import RUNGS
+    check_rung_params(rung, {key: value}, lambda _key: at)
 
-    cls = RUNGS[rung].config_class
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    prefix = f"{at}: " if at else ""
-    if key not in fields:
-        raise _unknown(at or rung, key, value, sorted(fields), "parameter", f" for rung {rung}")
-    _check_field_type(f"{rung}.{key}", value, typing.get_type_hints(cls)[key], fields[key], at)
+
+def _at(at: str, message: str) -> str:
+    return f"{at}: {message}" if at else message
+
+
+def _hints(cls: type) -> dict[str, Any]:
     try:
-        cls.from_dict({key: value}, rung)
-    except ConfigError as exc:
-        raise ConfigError(f"{prefix}{exc}") from None
-    except (TypeError, ValueError) as exc:  # a rung check that assumed the type: still the user's value
-        raise ConfigError(prefix + str(ConfigError.invalid(f"{rung}.{key}", value, _field_words(fields[key]),
-                                                            str(exc)))) from None
+        return typing.get_type_hints(cls)
+    except Exception:  # an annotation this Python cannot resolve: the rung's own checks still run
+        return {}
 
 
 def _check_field_type(name: str, value: Any, hint: Any, f: dataclasses.Field, at: str) -> None:
@@ -511,11 +544,6 @@ def _type_words(hint: Any) -> str:
         return f"a list of {inner}"
     return {bool: "true or false", int: "an integer", float: "a number", str: "a string in quotes",
             dict: "a table"}.get(hint, "a value")
-
-
-def _where_named(exc: ConfigError, rung: str, where: Where) -> str:
-    m = re.match(rf"^{re.escape(rung)}\.(\w+)=", str(exc))
-    return where(("rung", rung, m.group(1)) if m else ("rung", rung))
 
 
 def _is_int(v: Any) -> bool:
@@ -622,6 +650,7 @@ def study_config(settings: "StudySettings | ResolvedSettings") -> Any:
         settings = resolve_settings([settings])
     check_refit_keys(settings.values)
     kw = {KEYS[k].field: v for k, v in settings.values.items() if k in KEYS and KEYS[k].field and v is not None}
+    kw.update({k: v for k, v in settings.values.items() if k in _unmapped_study_fields()})
     adaptive = dict(settings.adaptive)
     fidelity = settings.values.get("screen_fidelity")
     if fidelity is not None and settings.values.get("time") is not None and fidelity != 0.25:
@@ -782,7 +811,7 @@ def rung_parameters(rung: str) -> list[dict[str, Any]]:
     from adaptlab.rungs import RUNGS
 
     cls = RUNGS[rung].config_class
-    hints = typing.get_type_hints(cls)
+    hints = _hints(cls)
     fields = dataclasses.fields(cls)
     main = MAIN_PARAMETERS.get(rung) or tuple(f.name for f in fields[:5])
     out = []
@@ -791,6 +820,6 @@ def rung_parameters(rung: str) -> list[dict[str, Any]]:
             f.default_factory() if f.default_factory is not dataclasses.MISSING else None)
         out.append({"name": f.name, "default": default,
                     "default_text": format_value(default) if default is not None else "none",
-                    "type": _type_words(hints[f.name]), "help": f.metadata.get("help", ""),
+                    "type": _type_words(hints.get(f.name, Any)), "help": f.metadata.get("help", ""),
                     "identity": f.metadata.get("identity", True) is not False, "main": f.name in main})
     return out

@@ -63,21 +63,14 @@ def rung_params_from_form(texts: dict[str, dict[str, str]], chosen: list[str]) -
         adaptlab.errors.ConfigError: parameter tfidf.min_df: tfidf.min_df=0 is not valid: expected an integer >= 1.
     """
     from adaptlab.rungs import RUNGS
-    from adaptlab.studyfile import check_rung_param, parse_scalar
+    from adaptlab.studyfile import check_rung_params, parse_scalar
 
     out: dict[str, dict[str, Any]] = {}
     for rung in chosen:
-        for key, text in texts.get(rung, {}).items():
-            if rung not in RUNGS:
-                continue
-            value = parse_scalar(text)
-            check_rung_param(rung, key, value, at=f"parameter {rung}.{key}")
-            out.setdefault(rung, {})[key] = value
-    for rung, params in out.items():
-        try:
-            RUNGS[rung].config_class.from_dict(dict(params), rung)
-        except ConfigError as exc:
-            raise ConfigError(f"parameters of {rung}: {exc}") from None
+        params = {key: parse_scalar(text) for key, text in texts.get(rung, {}).items()}
+        if params and rung in RUNGS:
+            check_rung_params(rung, params, lambda key, r=rung: f"parameter {r}.{key}" if key else f"parameters of {r}")
+            out[rung] = params
     return out
 
 

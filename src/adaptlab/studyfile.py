@@ -571,8 +571,6 @@ def resolve_settings(layers: "list[StudySettings]", defaults: Optional[dict[str,
         >>> r.rung_params
         {'lora': {'mixed_precision': 'bf16', 'r': 4}}
     """
-    from adaptlab.rungs import RUNGS
-
     values: dict[str, Any] = dict(defaults or {})
     origin: dict[str, str] = {k: "default" for k in values}
     for layer in layers:

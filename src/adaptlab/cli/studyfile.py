@@ -74,8 +74,11 @@ def study_config_cmd(
     home: Optional[Path] = HomeOpt,
     json_out: bool = JsonOpt,
 ) -> None:
-    """Write a stored study's configuration as a study file: `study run --data FILE --config it` reruns it
-    exactly (same study id, every result read from the run store)."""
+    """Write a stored study's configuration as a study file (TOML) that reruns it exactly.
+
+    `adaptlab study run --data FILE --config study.toml` then gives the same study id and reads every
+    result from the run store. JSON: the study id, the configuration and the file's text.
+    """
     from adaptlab.config import default_home
     from adaptlab.store import RunStore
     from adaptlab.studyfile import study_file_text

@@ -166,6 +166,26 @@ def parse_duration(text: "str | float | int", name: str = "time_budget") -> floa
     return float(m.group(1)) * units[m.group(2) or "s"]
 
 
+def format_duration(seconds: "float | None", digits: "tuple[int, int, int]" = (0, 1, 1),
+                    unknown: str = "unknown time") -> str:
+    """Seconds in the unit a reader wants: seconds under 2 min, minutes under 2 h, then hours.
+
+    ``digits`` are the decimals of the three units. ``None`` (a cost never measured) reads ``unknown``.
+
+    Example:
+        >>> format_duration(95), format_duration(5400), format_duration(None), format_duration(30, (1, 1, 2))
+        ('95 s', '90.0 min', 'unknown time', '30.0 s')
+    """
+    if seconds is None:
+        return unknown
+    s, m, h = digits
+    if seconds < 120:
+        return f"{seconds:.{s}f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.{m}f} min"
+    return f"{seconds / 3600:.{h}f} h"
+
+
 def parse_memory(value: "str | int | float | None", name: str = "memory") -> Optional[int]:
     """Bytes from ``4GB``, ``512MiB``, ``2e9`` or an int; ``None`` stays ``None`` (no memory request).
 

@@ -28,6 +28,7 @@ from adaptlab.decide.policy import (
     LABEL_TRAINED_ENCODER, LADDER, SCRATCH, Facts, Policy, evaluate_rules, rung_info, z_value,
 )
 from adaptlab.decide.stats import f1_replicates, items_to_resolve, paired_bootstrap, seed_only_difference
+from adaptlab.config import format_duration
 from adaptlab.errors import ConfigError
 from adaptlab.store import json_safe
 
@@ -49,13 +50,7 @@ def _band(r: RungEvidence) -> str:
 
 
 def _hours(seconds: Optional[float]) -> str:
-    if seconds is None:
-        return "cost not measured"
-    if seconds < 120:
-        return f"~{seconds:.0f} s"
-    if seconds < 7200:
-        return f"~{seconds / 60:.0f} min"
-    return f"~{seconds / 3600:.1f} h"
+    return "cost not measured" if seconds is None else "~" + format_duration(seconds, (0, 0, 1))
 
 
 @dataclass

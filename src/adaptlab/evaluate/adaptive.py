@@ -39,6 +39,7 @@ from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 
+from adaptlab.config import format_duration
 from adaptlab.errors import ConfigError
 
 # Ladder order (simplest first); kept equal to adaptlab.decide.policy.LADDER, which may not be imported here.
@@ -712,13 +713,7 @@ class Allocator:
 
 
 def _secs(seconds: Optional[float]) -> str:
-    if seconds is None:
-        return "unknown time"
-    if seconds < 120:
-        return f"{seconds:.0f} s"
-    if seconds < 7200:
-        return f"{seconds / 60:.1f} min"
-    return f"{seconds / 3600:.1f} h"
+    return format_duration(seconds)
 
 
 def run_allocation(allocator: Allocator, execute: Callable[[list[Cell]], list[Observation]], *,

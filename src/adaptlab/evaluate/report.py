@@ -9,6 +9,7 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
+from adaptlab.config import format_duration
 from adaptlab.evaluate.metrics import bands_overlap
 from adaptlab.evaluate.study import StudyResult
 
@@ -253,13 +254,7 @@ def render_study(result: StudyResult) -> Group:
 
 
 def _dur(seconds: Optional[float]) -> str:
-    if seconds is None:
-        return "?"
-    if seconds < 120:
-        return f"{seconds:.1f} s"
-    if seconds < 7200:
-        return f"{seconds / 60:.1f} min"
-    return f"{seconds / 3600:.2f} h"
+    return format_duration(seconds, (1, 1, 2), unknown="?")
 
 
 def allocation_lines(alloc: dict[str, Any]) -> list[str]:

@@ -220,3 +220,15 @@ def test_measured_refit_and_network_costs_use_their_step_timings():
     assert costs["finetune"].source == "measured (1 run)" and costs["lora"].source == "calibrated"
     free = estimate_rung_costs(CAL, n_labeled=1250, measured=m)["finetune"]
     assert free.expected_steps == 3 * math.ceil(1000 * 0.8 / 16) and "stopped early after 3 epochs" in free.basis
+
+
+def test_the_regime_table_is_only_the_allocators_prior():
+    from adaptlab.decide.plan import regime_priors
+    from adaptlab.decide.policy import Policy
+
+    priors, why = regime_priors(Policy(), n_labels=5200, n_unlabeled=80_000, rungs=["lora", "refit", "finetune"])
+    rule = Policy().regime(5200, 80_000)
+    assert priors == {rule.recommends: 0.01} and rule.recommends in why and "+0.010" in why
+    # The table's rung is not in the study (or is a cheap rung): no prior at all, not a made-up one.
+    assert regime_priors(Policy(), n_labels=5200, n_unlabeled=80_000, rungs=["lora"]) == ({}, None)
+    assert regime_priors(Policy(), n_labels=300, n_unlabeled=0, rungs=["lora", "finetune"]) == ({}, None)

@@ -453,7 +453,28 @@ def cost_the_study(study: Any, data: Any, *, test: Any = None, unlabeled: Any = 
                                        n_unlabeled=len(unlabeled) if unlabeled is not None else 0, home=study.home,
                                        test_size=test_size)
     study.cost_estimates = {**costs, **study.cost_estimates}
-    return note
+    priors, why = regime_priors(Policy(), n_labels=len(texts),
+                                n_unlabeled=len(unlabeled) if unlabeled is not None else 0,
+                                rungs=[r.name for r in study.rungs if adaptive_kind(r) != "cheap"])
+    study.priors = {**priors, **study.priors}
+    return note + (f"; {why}" if why else "")
+
+
+def regime_priors(policy: Policy, *, n_labels: int, n_unlabeled: int, rungs: Sequence[str],
+                  offset: float = 0.01) -> tuple[dict[str, float], Optional[str]]:
+    """The regime table as the allocator's prior: the rung it recommends for these sizes starts ``offset``
+    above the others (a nudge to screen it first; its first run replaces the prior), and the sentence
+    that says so. Empty when the table recommends none of ``rungs``.
+
+    Example:
+        >>> regime_priors(Policy(), n_labels=5200, n_unlabeled=80_000, rungs=["lora", "refit"])[0]
+        {'refit': 0.01}
+    """
+    rule = policy.regime(n_labels, n_unlabeled)
+    if rule is None or rule.recommends not in rungs:
+        return {}, None
+    return {rule.recommends: offset}, (f"regime table ({rule.condition}): {rule.recommends} starts "
+                                       f"{offset:+.3f} ahead in the allocator's prior")
 
 
 # ------------------------------------------------------------------------------- measured costs

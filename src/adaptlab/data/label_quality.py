@@ -5,7 +5,7 @@ module finds the rows whose label the data itself argues against, before they tr
 
 1. Out-of-fold predicted probabilities by stratified K-fold cross-validation on the labeled pool only
    (the caller never passes a sealed test set): every row is scored by a model that did not see it.
-   The default model is the ``tfidf`` rung's recipe (word 1-2-gram TF-IDF + class-weighted logistic
+   The default model is the ``tfidf`` rung's recipe on unigrams (word TF-IDF + class-weighted logistic
    regression), fast enough for thousands of texts in seconds; ``features=`` swaps TF-IDF for any
    feature matrix (e.g. frozen-encoder embeddings), ``probabilities=`` takes out-of-fold probabilities
    computed elsewhere.
@@ -205,10 +205,12 @@ def _folds(y: np.ndarray, classes: list[str], n_folds: int) -> tuple[int, list[s
 def _tfidf_features(texts: Sequence[str]) -> Any:
     from sklearn.feature_extraction.text import TfidfVectorizer
 
-    # The tfidf rung's recipe. Fitting the vocabulary on all texts reads no label, so the probabilities
-    # stay out-of-fold with respect to the labels.
+    # The tfidf rung's recipe with unigrams only: on BBC News and tweets with 10% flipped labels,
+    # bigrams found the same flips (precision at k within 0.01) at 3-8x the time (2,225 BBC articles:
+    # ~6 s instead of ~20 s on 2 CPU cores). Fitting the vocabulary on all texts reads no label, so the
+    # probabilities stay out-of-fold with respect to the labels.
     min_df = min(2, max(1, len(texts) // 2))
-    vec = TfidfVectorizer(ngram_range=(1, 2), min_df=min_df, max_features=200_000, sublinear_tf=True,
+    vec = TfidfVectorizer(ngram_range=(1, 1), min_df=min_df, max_features=200_000, sublinear_tf=True,
                           dtype=np.float32)
     return vec.fit_transform(list(texts))
 
@@ -247,7 +249,8 @@ def out_of_fold_probabilities(dataset: TextDataset, *, features: Any = None, n_f
                           "feature row per text, in the same order.")
     proba = np.zeros((len(dataset), len(classes)))
     for train, held in StratifiedKFold(n_splits=k, shuffle=True, random_state=seed).split(np.zeros(len(y)), y):
-        head = LogisticRegression(C=C, class_weight="balanced", max_iter=2000, random_state=seed)
+        # tol 1e-3 (not 1e-4): the ranking needs probabilities, not the last digits of the optimum.
+        head = LogisticRegression(C=C, class_weight="balanced", max_iter=2000, tol=1e-3, random_state=seed)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
             head.fit(X[train], y[train])
@@ -296,8 +299,8 @@ def check_labels(dataset: TextDataset, *, features: Any = None, probabilities: A
     else:
         proba, classes, k, notes = out_of_fold_probabilities(dataset, features=features, n_folds=n_folds, seed=seed)
         y = _class_index(dataset.labels, dataset.source or "the data")[1]
-        model = (f"out-of-fold probabilities of {'TF-IDF 1-2-grams' if features is None else feature_name or 'the given features'}"
-                 f" + logistic regression ({k}-fold stratified cross-validation)")
+        inputs = "TF-IDF words" if features is None else feature_name or "the given features"
+        model = f"out-of-fold probabilities of {inputs} + logistic regression ({k}-fold stratified cross-validation)"
     with warnings.catch_warnings():
         # cleanlab warns on near-empty classes; the fold note already says so in plain words.
         warnings.simplefilter("ignore")

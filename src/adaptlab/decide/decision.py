@@ -30,6 +30,7 @@ from adaptlab.decide.policy import (
 from adaptlab.decide.stats import f1_replicates, items_to_resolve, paired_bootstrap, seed_only_difference
 from adaptlab.config import format_duration
 from adaptlab.errors import ConfigError
+from adaptlab.evaluate.adaptive import stop_reason
 from adaptlab.store import json_safe
 
 __all__ = ["Comparison", "Decision", "Flag", "NextExperiment", "compare_rungs", "decide", "Evidence"]
@@ -585,7 +586,7 @@ def allocation_stop_sentence(alloc: dict[str, Any]) -> str:
         'The decision-driven study stopped (settled): no affordable run could flip the decision. It used ~50 s of compute of its ~10 min budget (the exhaustive grid: ~7 min).'
     """
     stop = alloc.get("stop") or {}
-    kind, reason = stop.get("kind"), str(stop.get("reason") or "").rstrip(".")
+    kind, reason = stop.get("kind"), stop_reason(stop).rstrip(".")
     why = {"settled": "settled", "budget": "out of budget"}.get(kind, kind)
     used = f"It used {_hours(alloc.get('compute_seconds'))} of compute of its {_hours(alloc.get('budget_seconds'))} budget"
     if alloc.get("exhaustive_seconds"):

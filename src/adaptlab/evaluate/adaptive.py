@@ -712,6 +712,16 @@ class Allocator:
         }
 
 
+def stop_reason(stop: Optional[dict[str, Any]]) -> str:
+    """The reason an allocation stopped, without a leading ``"<kind>: "`` (studies stored before
+    2026-12-03 repeat their kind there), e.g. ``"settled: no affordable run ..."`` -> ``"no affordable run ..."``."""
+    stop = stop or {}
+    text, kind = str(stop.get("reason") or "").strip(), str(stop.get("kind") or "")
+    if kind and text.lower().startswith(f"{kind.lower()}:"):
+        text = text[len(kind) + 1:].strip()
+    return text
+
+
 def _secs(seconds: Optional[float]) -> str:
     return format_duration(seconds)
 

@@ -10,6 +10,7 @@ from rich.table import Table
 from rich.text import Text
 
 from adaptlab.config import format_duration
+from adaptlab.evaluate.adaptive import stop_reason
 from adaptlab.evaluate.metrics import bands_overlap
 from adaptlab.evaluate.study import StudyResult
 
@@ -280,7 +281,7 @@ def allocation_lines(alloc: dict[str, Any]) -> list[str]:
         lines.append(f"{label} in round {d.get('round')}: {d['rung']} — {d['reason']}")
     stop = alloc.get("stop") or {}
     if stop:
-        lines.append(f"stopped ({stop.get('kind')}): {stop.get('reason')}")
+        lines.append(f"stopped ({stop.get('kind')}): {stop_reason(stop)}")
     nxt = alloc.get("next")
     if nxt:
         at = f" at {nxt['fidelity']:.0%} of its budget" if nxt.get("fidelity", 1) < 1 else ""

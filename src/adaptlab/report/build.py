@@ -247,9 +247,18 @@ def build_report(store: Any, study: str = "latest", *, policy: Optional[Policy] 
         "images": {k: plots.data_uri(v) for k, v in images.items()},
         "image_names": list(images),
         "band_method": next(iter(ev.rungs.values())).band_method if ev.rungs else "",
-        "allocation": summary.get("allocation"),
+        "allocation": _allocation(summary.get("allocation")),
     }
     env = _env()
     html = env.get_template("report.html.j2").render(**ctx)
     md = env.get_template("report.md.j2").render(**ctx)
     return Report(context=ctx, html=html, markdown=md, decision=decision, evidence=ev, images=images)
+
+
+def _allocation(alloc: Optional[dict[str, Any]]) -> Optional[dict[str, Any]]:
+    # The stop reason as the page words it (older stored studies repeat their stop kind in it).
+    if not alloc:
+        return alloc
+    from adaptlab.evaluate.adaptive import stop_reason
+
+    return {**alloc, "stop": {**(alloc.get("stop") or {}), "reason": stop_reason(alloc.get("stop"))}}

@@ -182,10 +182,9 @@ def _secs(x: Any) -> str:
 def _stop_reason(reason: Any, kind: Any = None) -> str:
     """An allocation's stop reason without the leading ``"<kind>: "`` the page already shows, e.g.
     ``"settled: no affordable run ..."`` -> ``"no affordable run ..."``."""
-    text = str(reason or "").strip()
-    if kind and text.lower().startswith(f"{str(kind).lower()}:"):
-        text = text[len(str(kind)) + 1:].strip()
-    return text.rstrip(".")
+    from adaptlab.evaluate.adaptive import stop_reason
+
+    return stop_reason({"reason": reason, "kind": kind}).rstrip(".")
 
 
 def _env() -> Environment:

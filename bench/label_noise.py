@@ -118,10 +118,12 @@ def main() -> None:
                         for k in ("precision", "recall", "flagged", "precision_flagged", "recall_flagged")}
             summary.append(s)
             pr = lambda m: f"{s[m]['precision']:.2f} / {s[m]['recall']:.2f}"  # noqa: E731
-            fl = lambda m: f"{s[m]['flagged']:.0f}: {s[m]['precision_flagged']:.2f} / {s[m]['recall_flagged']:.2f}"  # noqa: E731
+            fl = lambda m: (f"{s[m]['flagged']:.0f}: "  # noqa: E731
+                            f"{s[m]['precision_flagged']:.2f} / {s[m]['recall_flagged']:.2f}")
             print(f"{name:<18}{rate:>6.0%}  {s['estimated_noise_rate']:>10.1%}  {pr('adaptlab'):>13}  "
                   f"{pr('cleanlab'):>13}  {pr('model_disagrees'):>13}  {fl('adaptlab'):>22}  "
-                  f"{fl('model_disagrees'):>22}  {'yes' if s['identical_to_cleanlab'] else 'NO':>5}  {s['seconds']:>5.1f}")
+                  f"{fl('model_disagrees'):>22}  {'yes' if s['identical_to_cleanlab'] else 'NO':>5}  "
+                  f"{s['seconds']:>5.1f}")
     import cleanlab
     import sklearn
 

@@ -91,7 +91,8 @@ def test_features_replace_tfidf_and_are_named_in_the_method():
 def test_rows_and_ids_follow_the_loader(tmp_path):
     ds, flips = flipped(150, 0.10, 6)
     path = tmp_path / "labels.csv"
-    pd.DataFrame({"id": [f"doc-{i}" for i in range(150)], "text": ds.texts, "label": ds.labels}).to_csv(path, index=False)
+    frame = pd.DataFrame({"id": [f"doc-{i}" for i in range(150)], "text": ds.texts, "label": ds.labels})
+    frame.to_csv(path, index=False)
     loaded = load_dataset(path)
     issues = check_labels(loaded)
     for r in issues.rows:

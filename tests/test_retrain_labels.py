@@ -147,7 +147,8 @@ def test_retrain_cli_accept_labels_and_policy_file(registry, random_batch, tmp_p
     assert "accepted with --accept-labels" in card
     other = topic_corpus(80, seed=17)
     again = tmp_path / "again.csv"
-    pd.DataFrame({"text": other.texts, "label": np.random.default_rng(1).choice(CLASSES, 80)}).to_csv(again, index=False)
+    labels = np.random.default_rng(1).choice(CLASSES, 80)
+    pd.DataFrame({"text": other.texts, "label": labels}).to_csv(again, index=False)
     policy = tmp_path / "policy.json"
     policy.write_text(json.dumps({"label_noise_min": 0.95}))
     r = runner.invoke(app, ["retrain", str(registry.root), str(again), "--policy", str(policy), "--json"])

@@ -106,7 +106,7 @@ class LabelIssues:
         if not self.rows:
             return f"{head}; no row flagged as likely mislabeled"
         noisy = sorted(self.per_class.items(), key=lambda kv: -kv[1]["noise_rate"])[:3]
-        worst = ", ".join(f"{c} {v['noise_rate']:.0%}" for c, v in noisy if v["noise_rate"] > 0)
+        worst = ", ".join(f"{c} {v['noise_rate']:.1%}" for c, v in noisy if v["noise_rate"] >= 0.0005)
         return (f"{head}{f' (highest: {worst})' if worst else ''}; {self.n_flagged} row(s) flagged as likely "
                 "mislabeled")
 

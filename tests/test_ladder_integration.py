@@ -35,15 +35,15 @@ def test_every_rung_on_real_minilm_and_bbc_fills_the_study_table(minilm_dir, tmp
     encoder.refresh_fingerprint()
 
     rungs = available_rungs()
-    assert set(rungs) >= {"tfidf", "probe", "refit", "lora", "unfreeze", "finetune", "lpft"}
-    params = {name: dict(NETWORK) for name in ("lora", "unfreeze", "finetune", "lpft")}
+    assert set(rungs) >= {"tfidf", "probe", "refit", "setfit", "lora", "unfreeze", "finetune", "lpft"}
+    params = {name: dict(NETWORK) for name in ("setfit", "lora", "unfreeze", "finetune", "lpft")}
     params["unfreeze"]["top_k"] = 2
     params["refit"] = {"batch_size": 8, "max_seq_length": 64, "estimate_steps": 1}
     cfg = StudyConfig(rungs=rungs, seeds=2, n_boot=200, budget=f"{BUDGET_STEPS}steps", rung_params=params)
     res = Study(cfg, home=tmp_path, encoder=encoder).run(labeled, unlabeled=unlabeled)
 
     assert [r["rung"] for r in res.rows] == rungs and all(r["n_seeds"] == 2 for r in res.rows)
-    network = ("lora", "unfreeze", "finetune", "lpft")
+    network = ("setfit", "lora", "unfreeze", "finetune", "lpft")
     for p in res.per_seed:
         d = p["diagnostics"] or {}
         if p["rung"] in network:

@@ -788,6 +788,7 @@ MAIN_PARAMETERS: dict[str, tuple[str, ...]] = {
     "tfidf": ("ngram_max", "min_df", "C_grid"),
     "probe": ("C_grid",),
     "refit": ("objective", "lr", "max_seq_length", "batch_size"),
+    "setfit": ("body_lr", "batch_size", "num_iterations", "max_length", "C_grid"),
     "lora": ("r", "alpha", "backbone_lr", "head_lr", "head", "max_length"),
     "unfreeze": ("top_k", "schedule", "backbone_lr", "layer_decay", "head_lr", "head"),
     "finetune": ("backbone_lr", "head_lr", "layer_decay", "head", "max_length"),

@@ -447,6 +447,10 @@ def decide(evidence: Evidence, policy: Optional[Policy] = None) -> Decision:
         flags.append(Flag(rule.id, f"{ev.n_labels:,} labels ≥ {p.lora_switch_labels:,}: {rule.action}"
                           + ("" if run else " (lora has not been run with enough seeds)") + ".", "lora",
                           "info" if run else "warn"))
+    if "switch.setfit-few-labels" in fired_rules:
+        rule = fired_rules["switch.setfit-few-labels"][0]
+        fired.append(rule.id)
+        flags.append(Flag(rule.id, f"{ev.n_labels:,} labels < {p.setfit_max_labels:,}: {rule.action}.", "setfit", "info"))
     if "switch.rare-slice" in fired_rules:
         rule, bad = fired_rules["switch.rare-slice"]
         fired.append(rule.id)
@@ -700,6 +704,9 @@ def _next_experiment(ev, p, chosen, ship, eligible, cmp, fired_rules, regime) ->
         wanted.append((regime["recommends"], f"the regime table suggests it ({regime['condition']})", regime["rule"]))
     if "switch.labels-lora" in fired_rules and "lora" not in R:
         wanted.append(("lora", f"{ev.n_labels:,} labels ≥ {p.lora_switch_labels:,} (switch rule)", "switch.labels-lora"))
+    if "switch.setfit-few-labels" in fired_rules and "setfit" not in R:
+        wanted.append(("setfit", f"{ev.n_labels:,} labels < {p.setfit_max_labels:,} (switch rule)",
+                       "switch.setfit-few-labels"))
     for rung, why, rule in wanted:
         if rung and rung not in R and ev.allocation is None and (adv is None or ev.source != "store"):
             cands.append((2, math.inf, NextExperiment(what=f"run {rung} with {p.min_seeds} seeds", why=why,

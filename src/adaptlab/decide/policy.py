@@ -11,7 +11,7 @@ Example:
     >>> policy.regime(n_labels=5200, n_unlabeled=80000).recommends
     'refit'
     >>> [r.id for r in policy.rules() if r.kind == "switch"]
-    ['switch.labels-lora', 'switch.rare-slice', 'switch.mmd-skip-refit', 'switch.refit-slow']
+    ['switch.labels-lora', 'switch.setfit-few-labels', 'switch.rare-slice', 'switch.mmd-skip-refit', 'switch.refit-slow']
 """
 from __future__ import annotations
 
@@ -27,10 +27,12 @@ CLINIC = "Clinic 21 (Embedding Reuse Or Retrain)"
 TRANSFER = "Transfer and Fine-Tuning note"
 
 # Rungs in the order of the adaptation ladder; tfidf is the scratch baseline, probe the first adapted rung.
-LADDER = ("tfidf", "probe", "refit", "lora", "unfreeze", "finetune", "lpft")
+# setfit sits after the frozen rungs and before lora: its encoder learns from the labels, but only through a
+# pair-similarity objective, and it predicts with the same logistic head as probe (issue #16).
+LADDER = ("tfidf", "probe", "refit", "setfit", "lora", "unfreeze", "finetune", "lpft")
 SCRATCH = "tfidf"
 # Rungs whose training updates encoder weights from the labels (the overfitting risk the clinic warns about).
-LABEL_TRAINED_ENCODER = ("lora", "unfreeze", "finetune", "lpft")
+LABEL_TRAINED_ENCODER = ("setfit", "lora", "unfreeze", "finetune", "lpft")
 
 
 @dataclass(frozen=True)
@@ -67,6 +69,9 @@ class Policy:
     # switch rules
     lora_switch_labels: int = field(default=15_000, metadata={
         "help": "once labels reach this, try LoRA adapters; full freeze may no longer be optimal"})
+    setfit_max_labels: int = field(default=1_000, metadata={
+        "help": "below this many labels, also try setfit (contrastive tuning on label pairs): few labels give "
+                "many pairs, so they can move the encoder where a softmax fine-tune would overfit"})
     rare_slice_max_share: float = field(default=0.10, metadata={
         "help": "a slice is rare when it holds at most this share of the test items"})
     rare_slice_min_gap: float = field(default=0.10, metadata={
@@ -102,7 +107,7 @@ class Policy:
             if not (isinstance(v, (int, float)) and 0.0 < v < 1.0):
                 raise ConfigError.invalid(f"policy.{name}", v, "a probability strictly between 0 and 1")
         for name in ("min_seeds", "few_labels", "adapter_labels", "full_ft_labels", "refit_min_unlabeled",
-                     "lora_switch_labels", "rare_slice_min_items", "boot_seed"):
+                     "lora_switch_labels", "setfit_max_labels", "rare_slice_min_items", "boot_seed"):
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v < (1 if name == "min_seeds" else 0):
                 raise ConfigError.invalid(f"policy.{name}", v, "a non-negative integer" if name != "min_seeds"
@@ -337,6 +342,14 @@ RULE_SPECS: list[RuleSpec] = [
         f"{CLINIC}, switch decisions: labels grow to 15k+", "lora",
         lambda f, p: f.n_labels is not None and f.n_labels >= p.lora_switch_labels),
     RuleSpec(
+        "switch.setfit-few-labels", "switch", ("setfit_max_labels",),
+        "labels < {setfit_max_labels} and setfit not run yet",
+        "also try setfit: n labels give ~n^2/2 text pairs, so contrastive tuning lets few labels adapt the encoder "
+        "that the probe keeps frozen; it must still beat the probe by the margin",
+        f"{TRANSFER}: the smallest adaptation that works; SetFit (Tunstall et al. 2022): contrastive tuning on "
+        "8-64 labels per class rivals full fine-tuning on thousands, and its lead shrinks as labels grow", "setfit",
+        lambda f, p: f.n_labels is not None and f.n_labels < p.setfit_max_labels and "setfit" not in f.rungs_run),
+    RuleSpec(
         "switch.rare-slice", "switch",
         ("rare_slice_max_share", "rare_slice_min_gap", "rare_slice_error_ratio", "rare_slice_min_items"),
         "a slice with <= {rare_slice_max_share} of the test items (>= {rare_slice_min_items} items) scores >= "
@@ -435,21 +448,27 @@ RUNG_INFO: dict[str, dict[str, Any]] = {
               "trainable": "the encoder during the unsupervised MLM refit; then only the logistic-regression head",
               "depth": 2, "rerun": "the head refits in one call; redoing the MLM refit is a GPU job",
               "needs_engineer": False},
+    "setfit": {"label": "SetFit: encoder tuned contrastively on label pairs + linear head", "short": "SetFit",
+               "frozen": "nothing during the contrastive phase; the tuned encoder during head training",
+               "trainable": "every encoder weight through a pair-similarity loss (same class close, other classes "
+                            "apart), then only the logistic-regression head",
+               "depth": 3, "rerun": "a short contrastive training loop (a CPU copes with a few hundred steps), "
+                                    "then the head", "needs_engineer": False},
     "lora": {"label": "LoRA adapters trained end to end", "short": "LoRA adapters",
              "frozen": "the pretrained encoder weights (the base)",
              "trainable": "low-rank adapter matrices inside attention plus the classification head",
-             "depth": 3, "rerun": "a deep-learning training loop (GPU recommended)", "needs_engineer": True},
+             "depth": 4, "rerun": "a deep-learning training loop (GPU recommended)", "needs_engineer": True},
     "unfreeze": {"label": "partially unfrozen encoder (top blocks) + head", "short": "partial unfreeze",
                  "frozen": "the lower transformer blocks and the embeddings",
                  "trainable": "the top transformer blocks (lower learning rate) and the head",
-                 "depth": 4, "rerun": "a deep-learning training loop (GPU recommended)", "needs_engineer": True},
+                 "depth": 5, "rerun": "a deep-learning training loop (GPU recommended)", "needs_engineer": True},
     "finetune": {"label": "full end-to-end fine-tune", "short": "full fine-tune",
                  "frozen": "nothing", "trainable": "every encoder weight and the head",
-                 "depth": 5, "rerun": "a deep-learning training loop (GPU)", "needs_engineer": True},
+                 "depth": 6, "rerun": "a deep-learning training loop (GPU)", "needs_engineer": True},
     "lpft": {"label": "linear probe, then full fine-tune (LP-FT)", "short": "LP-FT",
              "frozen": "the encoder during the linear-probe phase, nothing afterwards",
              "trainable": "the head first, then every encoder weight",
-             "depth": 6, "rerun": "a deep-learning training loop (GPU)", "needs_engineer": True},
+             "depth": 7, "rerun": "a deep-learning training loop (GPU)", "needs_engineer": True},
 }
 
 

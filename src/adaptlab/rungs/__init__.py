@@ -22,6 +22,7 @@ from adaptlab.rungs.finetune import FinetuneConfig, FinetuneRung  # noqa: E402  
 from adaptlab.rungs.lpft import LpftConfig, LpftRung  # noqa: E402  (issue #5)
 from adaptlab.rungs.training import FittedNetwork, NetworkRung, Trainer, TrainingConfig  # noqa: E402  (issue #5)
 from adaptlab.rungs.multitask import MultiTaskModel  # noqa: E402  (issue #9)
+from adaptlab.rungs.setfit import FittedSetFit, SetFitConfig, SetFitRung  # noqa: E402  (issue #16)
 
 __all__ = [
     "LADDER_ORDER", "PLANNED_RUNGS", "RUNGS", "Budget", "Cost", "FittedRung", "Rung", "RungConfig", "RungContext",
@@ -29,4 +30,5 @@ __all__ = [
     "RefitConfig", "RefitRung",
     "FittedLora", "LoraConfig", "LoraRung", "UnfreezeConfig", "UnfreezeRung", "FinetuneConfig", "FinetuneRung",
     "LpftConfig", "LpftRung", "FittedNetwork", "NetworkRung", "Trainer", "TrainingConfig", "MultiTaskModel",
+    "FittedSetFit", "SetFitConfig", "SetFitRung",
 ]

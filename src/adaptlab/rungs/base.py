@@ -140,7 +140,7 @@ PLANNED_RUNGS: dict[str, str] = {
     "lpft": "linear-probe then fine-tune (issue #5)",
 }
 
-LADDER_ORDER = ["tfidf", "probe", "refit", "lora", "unfreeze", "finetune", "lpft"]
+LADDER_ORDER = ["tfidf", "probe", "refit", "setfit", "lora", "unfreeze", "finetune", "lpft"]
 
 
 def register_rung(cls: type[Rung]) -> type[Rung]:

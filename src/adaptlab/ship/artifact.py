@@ -3,7 +3,8 @@
 Each rung family has one exporter/importer pair:
 
 * ``tfidf``: the vectorizer's settings and vocabulary (JSON), its idf weights (safetensors), the head;
-* ``probe`` / ``refit``: a reference to the encoder (by fingerprint) and the logistic head;
+* ``probe`` / ``refit`` / ``setfit``: a reference to the encoder (by fingerprint; the refit or
+  contrastively tuned encoder is stored as a safetensors folder) and the logistic head;
 * network rungs (``unfreeze``, ``finetune``, ``lpft``): the tuned encoder as a blob, the torch head;
 * ``lora``: the base encoder's reference, the adapters as a blob (peft's own files), the torch head.
 
@@ -179,10 +180,14 @@ def export_fitted(fitted: Any, rung_config: dict[str, Any], blobs: BlobStore, ba
         vstate, tensors = _export_tfidf(fitted.vectorizer)
         hstate, htensors = _export_logistic(fitted.head, "head")
         return {"kind": "tfidf", "vectorizer": vstate, "head": hstate}, {**tensors, **htensors}
-    if rung in ("probe", "refit"):
+    if rung in ("probe", "refit", "setfit"):
         hstate, tensors = _export_logistic(fitted.head, "head")
-        return {"kind": "frozen", "encoder": encoder_reference(fitted.encoder, blobs), "head": hstate,
-                "batch_size": int(fitted.batch_size)}, tensors
+        state = {"kind": "frozen", "encoder": encoder_reference(fitted.encoder, blobs), "head": hstate,
+                 "batch_size": int(fitted.batch_size)}
+        if rung == "setfit" and base_encoder is not None:
+            # The contrastively tuned body is the stored encoder; the base it started from is provenance only.
+            state["base_encoder"] = encoder_reference(base_encoder, blobs, store=False)
+        return state, tensors
     if hasattr(fitted, "model") and hasattr(fitted.model, "head"):
         if base_encoder is None:
             raise ConfigError(f"shipping a {rung} model needs the encoder it was trained from (base_encoder).")

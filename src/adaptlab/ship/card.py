@@ -123,7 +123,7 @@ def model_card(manifest: dict[str, Any]) -> str:
     lines += ["", "## Limitations and known issues", ""]
     limits = list(extra.get("limitations") or [])
     limits += _flag_lines(fit.get("diagnostics"))
-    if rung in ("unfreeze", "finetune", "lpft", "lora"):
+    if rung in ("setfit", "unfreeze", "finetune", "lpft", "lora"):
         limits.append("Retraining this rung runs a deep-learning loop; the coordinator's monthly retrain is "
                       "slower and noisier than a frozen-encoder head (seed-to-seed std is in the study).")
     limits.append("Predictions are only as good as the label definitions of the training data; the gate "
@@ -144,6 +144,7 @@ _RUNG_WORDS = {
     "tfidf": "TF-IDF n-grams + logistic regression, no pretrained weights",
     "probe": "frozen pretrained encoder + logistic-regression head",
     "refit": "encoder refit on in-domain unlabeled text, then frozen, + logistic-regression head",
+    "setfit": "encoder tuned contrastively on label pairs (SetFit), then frozen, + logistic-regression head",
     "lora": "LoRA adapters on the frozen encoder + trained head",
     "unfreeze": "top encoder blocks unfrozen with discriminative learning rates + head",
     "finetune": "full fine-tuning of the encoder + head",

@@ -42,7 +42,7 @@ FORMAT = "adaptlab-pipeline-v1"
 _ARTIFACT_FILES = (MANIFEST, WEIGHTS, CARD)
 _MANIFEST_KEYS = frozenset({"format", "adaptlab_version", "created", "rung", "params", "classes", "class_dtype",
                             "positive_label", "rung_config", "state", "tensors", "fit", "extra", "blobs", "files"})
-_SHIPPABLE = ("tfidf", "probe", "refit", "lora", "unfreeze", "finetune", "lpft")
+_SHIPPABLE = ("tfidf", "probe", "refit", "setfit", "lora", "unfreeze", "finetune", "lpft")
 PathLike = Union[str, Path]
 
 
@@ -99,7 +99,8 @@ class Pipeline(ClassifierMixin, BaseEstimator):
 
     Args:
         rung: Which rung to train: ``"tfidf"``, ``"probe"`` (frozen encoder + logistic head; the
-            default), ``"refit"`` (needs ``unlabeled`` texts in :meth:`fit`), ``"lora"``, ``"unfreeze"``,
+            default), ``"refit"`` (needs ``unlabeled`` texts in :meth:`fit`), ``"setfit"`` (needs
+            ``pip install adaptlab[setfit]``), ``"lora"``, ``"unfreeze"``,
             ``"finetune"`` or ``"lpft"``.
         encoder: ``None`` for the packaged all-MiniLM-L6-v2, a folder path, or an ``Encoder``.
         rung_params: The rung's settings (as in ``StudyConfig.rung_params[rung]``), e.g. ``{"C_grid": [1.0]}``.

@@ -145,11 +145,15 @@ def _require_setfit() -> Any:
 def _quiet(show_progress: bool):
     """SetFit and the transformers Trainer log every step; keep them quiet unless progress is wanted."""
     names = ("setfit", "sentence_transformers", "transformers", "datasets")
+    from transformers.utils import logging as hf_logging
+
     loggers = [logging.getLogger(n) for n in names]
     levels = [lg.level for lg in loggers]
+    bars = hf_logging.is_progress_bar_enabled()
     if not show_progress:
         for lg in loggers:
             lg.setLevel(logging.ERROR)
+        hf_logging.disable_progress_bar()  # "Loading weights" when the body is loaded
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -157,6 +161,8 @@ def _quiet(show_progress: bool):
     finally:
         for lg, lv in zip(loggers, levels):
             lg.setLevel(lv)
+        if bars:
+            hf_logging.enable_progress_bar()
 
 
 @contextlib.contextmanager
@@ -368,7 +374,13 @@ class SetFitRung(Rung):
             t_start = [time.perf_counter()]
             callback = _make_budget_callback(budget, t_start)
             trainer = Trainer(model=model, args=args, callbacks=[callback])
-            trainer.st_trainer.args.disable_tqdm = not context.show_progress
+            if not context.show_progress:
+                from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+                # Without a progress bar the transformers Trainer prints every log line instead.
+                trainer.st_trainer.args.disable_tqdm = True
+                for cb in (PrinterCallback, ProgressCallback):
+                    trainer.st_trainer.remove_callback(cb)
             t_start[0] = time.perf_counter()
             trainer.train_embeddings(texts, labels, args=args)
             seconds = time.perf_counter() - t_start[0]

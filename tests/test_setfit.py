@@ -214,3 +214,17 @@ def test_study_file_lists_setfit_parameters_with_help():
     params = {p["name"]: p for p in rung_parameters("setfit")}
     assert {"body_lr", "batch_size", "num_iterations", "C_grid", "budget"} <= set(params)
     assert params["body_lr"]["help"]
+
+
+def test_an_in_memory_encoder_trains_like_the_same_encoder_read_from_its_folder(tiny_encoder, corpus):
+    from adaptlab.encoders import Encoder
+
+    train, val = corpus
+    # Loaded from its folder, the body is read from there (weights copied in); in memory, it is written out.
+    twin = Encoder.from_model(tiny_encoder.model, tiny_encoder.tokenizer, name="tiny", pooling=tiny_encoder.pooling,
+                              normalize=tiny_encoder.normalize, max_seq_length=tiny_encoder.max_seq_length)
+    assert twin.path is None and twin.fingerprint == tiny_encoder.fingerprint
+    c = {"budget": Budget(steps=4)}
+    a = get_rung("setfit", FAST).fit(train, val, seed=0, context=ctx(tiny_encoder, **c))
+    b = get_rung("setfit", FAST).fit(train, val, seed=0, context=ctx(twin, **c))
+    assert a.encoder.fingerprint == b.encoder.fingerprint

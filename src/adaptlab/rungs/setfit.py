@@ -28,6 +28,7 @@ import tempfile
 import time
 import warnings
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Optional, Sequence
 
 import numpy as np
@@ -359,8 +360,7 @@ class SetFitRung(Rung):
         work = tempfile.mkdtemp(prefix="adaptlab-setfit-")
         try:
             # A sentence-transformers copy of the study encoder (the shared one is never modified).
-            encoder.save_pretrained(f"{work}/body")
-            body = SentenceTransformer(f"{work}/body", device=str(encoder.device), local_files_only=True)
+            body = _sentence_transformer(encoder, work, SentenceTransformer)
             body.max_seq_length = max_length
             model = SetFitModel(model_body=body, normalize_embeddings=False)
             args = TrainingArguments(
@@ -406,6 +406,48 @@ class SetFitRung(Rung):
                                                                                    steps * cfg.batch_size),
                        "seconds": seconds, "stopped_by": stopped_by, "losses": callback.losses,
                        "sampling": sampling}
+
+
+def _sentence_transformer(encoder: Any, work: str, loader: Any) -> Any:
+    """A sentence-transformers model with the encoder's weights, pooling and normalisation.
+
+    An encoder read from a sentence-transformers folder is loaded from that folder (as SetFit itself
+    would load it) and gets the in-memory weights copied in; any other encoder is written to ``work``
+    first. Either way the copy is checked to pool and normalise as the encoder does.
+    """
+    import torch
+
+    device = str(encoder.device)
+    body = None
+    folder = getattr(encoder, "path", None)
+    if folder is not None and (Path(folder) / "modules.json").is_file():
+        body = loader(str(folder), device=device, local_files_only=True)
+        if not _same_head(body, encoder):
+            body = None
+        else:
+            state = encoder.model.state_dict()
+            target = body[0].auto_model
+            if set(target.state_dict()) != set(state):
+                body = None
+            else:
+                with torch.no_grad():
+                    target.load_state_dict(state)
+    if body is None:
+        encoder.save_pretrained(f"{work}/body")
+        body = loader(f"{work}/body", device=device, local_files_only=True)
+    if not _same_head(body, encoder):  # pragma: no cover - save_pretrained writes these modules itself
+        raise ConfigError(f"cannot reproduce encoder {encoder.name!r} as a sentence-transformers model "
+                          f"(pooling {encoder.pooling}, normalize {encoder.normalize}); the setfit rung needs one.")
+    return body
+
+
+def _same_head(body: Any, encoder: Any) -> bool:
+    modules = [type(m).__name__ for m in body]
+    if len(modules) < 2 or modules[1] != "Pooling" or ("Normalize" in modules) != bool(encoder.normalize):
+        return False
+    mode = getattr(body[1], "pooling_mode", None) or body[1].get_config_dict().get("pooling_mode")
+    wanted = {"mean": "mean", "cls": "cls", "max": "max"}[encoder.pooling]
+    return str(mode).replace("_tokens", "").replace("_token", "") == wanted and len(modules) <= 3
 
 
 def _setfit_version() -> Optional[str]:

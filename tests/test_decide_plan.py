@@ -113,7 +113,7 @@ def test_network_rungs_cost_the_steps_they_take():
 
 def test_every_rung_that_fits_is_screened_before_any_rung_gets_a_second_seed():
     costs = estimate_rung_costs(CAL, n_labeled=5200, n_unlabeled=20_000)
-    upper = ["refit", "lora", "unfreeze", "finetune", "lpft"]
+    upper = ["refit", "setfit", "lora", "unfreeze", "finetune", "lpft"]
     cheap = sum(costs[r].one_time + 5 * costs[r].per_seed for r in ("tfidf", "probe"))
     screens = sum(costs[r].one_time + costs[r].run_seconds(0.25) for r in upper)
     budget = cheap + screens + 0.5 * min(costs[r].per_seed for r in upper[1:])
@@ -232,3 +232,14 @@ def test_the_regime_table_is_only_the_allocators_prior():
     # The table's rung is not in the study (or is a cheap rung): no prior at all, not a made-up one.
     assert regime_priors(Policy(), n_labels=5200, n_unlabeled=80_000, rungs=["lora"]) == ({}, None)
     assert regime_priors(Policy(), n_labels=300, n_unlabeled=0, rungs=["lora", "finetune"]) == ({}, None)
+
+
+def test_setfit_is_a_network_rung_the_few_labels_regime_does_not_skip():
+    costs = estimate_rung_costs(CAL, n_labeled=400, train_budget="100steps")
+    assert costs["setfit"].kind == "network" and costs["setfit"].steps == 100
+    # A step is batch_size pairs: about twice the texts of a finetune step.
+    assert costs["setfit"].step_seconds > 1.5 * costs["finetune"].step_seconds
+    plan = make_plan(costs, 3600 * 24, device="cpu", rungs=["tfidf", "probe", "setfit", "finetune"], n_labels=400)
+    items = {i.rung: i for i in plan.items}
+    assert items["setfit"].included and not items["finetune"].included
+    assert "too little signal" in items["finetune"].reason

@@ -45,10 +45,10 @@ _UNIT = {"s": 1, "sec": 1, "secs": 1, "second": 1, "seconds": 1, "m": 60, "min":
 # Assumed speed-up of encoder work on one GPU over this machine's CPU when the plan targets a GPU it
 # cannot measure (a small BERT on a data-centre GPU vs a few CPU cores); overridable.
 DEFAULT_GPU_SPEEDUP = 25.0
-NETWORK_RUNGS = ("lora", "unfreeze", "finetune", "lpft")
+NETWORK_RUNGS = ("setfit", "lora", "unfreeze", "finetune", "lpft")
 CHEAP_RUNGS = ("tfidf", "probe")
 # Share of a full backward pass each network rung pays (LoRA / partial unfreeze backpropagate less).
-_STEP_FACTOR = {"lora": 0.7, "unfreeze": 0.6, "finetune": 1.0, "lpft": 1.1}
+_STEP_FACTOR = {"setfit": 2.0, "lora": 0.7, "unfreeze": 0.6, "finetune": 1.0, "lpft": 1.1}
 # Share of its training steps a network rung gets when screened (AdaptiveConfig.screen_fidelity).
 DEFAULT_SCREEN_FIDELITY = 0.25
 # Validation F1 of a small encoder trained on a few thousand labels usually peaks by the second epoch
@@ -798,7 +798,9 @@ def _skip_for_regime(it: PlanItem, p: Policy, n_labels: Optional[int], n_unlabel
                      forced: Sequence[str]) -> bool:
     if it.rung == "refit" and not n_unlabeled:
         it.reason = "no unlabeled in-domain texts: nothing to refit on"
-    elif it.rung in NETWORK_RUNGS and n_labels is not None and n_labels < p.few_labels and it.rung not in forced:
+    elif (it.rung in NETWORK_RUNGS and it.rung != "setfit" and n_labels is not None and n_labels < p.few_labels
+          and it.rung not in forced):
+        # setfit is the exception the switch rules make for few labels (pairs multiply them).
         it.reason = (f"{n_labels} labels < {p.few_labels:,}: the regime table says the encoder should stay frozen "
                      "(too little signal to adapt it)")
     return bool(it.reason)

@@ -335,3 +335,13 @@ def test_the_report_draws_the_allocation(tiny_encoder, tmp_path):
     plain = Study(_adaptive_config(), home=tmp_path, encoder=tiny_encoder)
     assert 'id="allocation"' not in build_report(plain.store, plain.run(topic_corpus(160, seed=1)).study_id,
                                                  home=tmp_path).html
+
+
+def test_the_allocators_ladder_and_step_costs_match_the_policy_and_the_planner():
+    # adaptive.py may not import decide/, so it keeps copies: a new rung must reach both.
+    from adaptlab.decide import plan, policy
+    from adaptlab.evaluate import adaptive
+
+    assert adaptive.LADDER == policy.LADDER
+    assert adaptive.RELATIVE_STEP_COST == plan._STEP_FACTOR
+    assert set(adaptive.RELATIVE_STEP_COST) == set(plan.NETWORK_RUNGS)

@@ -322,3 +322,13 @@ def test_the_encoder_choice_leads_the_reasons_and_is_kept_in_the_decision():
     assert "[-0.0356, +0.0206]" in d.reasons[0] and "20.0 texts/s" in d.reasons[0]
     assert d.to_dict()["encoder_choice"]["runner_up"] == "all-mpnet-base-v2"
     assert decide(Evidence.from_tables({"probe": [0.8, 0.81, 0.82]})).encoder_choice is None
+
+
+def test_the_scratch_flag_words_a_gap_beyond_the_margin_with_overlapping_bands_as_such():
+    from adaptlab.decide.decision import decide
+    from adaptlab.decide.evidence import Evidence
+
+    # tfidf ahead of probe by 0.10 (beyond the 0.02 margin) but with wide, overlapping bands.
+    d = decide(Evidence.from_tables({"tfidf": [0.95, 0.80, 0.85], "probe": [0.85, 0.70, 0.75]}))
+    flag = next(f for f in d.flags if f.rule == "decision.scratch")
+    assert d.chosen == "tfidf" and "bands overlapping" in flag.message and "within the" not in flag.message

@@ -365,7 +365,8 @@ def decide(evidence: Evidence, policy: Optional[Policy] = None) -> Decision:
         if c.diff <= 0:
             # The encoder does not even match the scratch baseline: the simplest pipeline wins (ties included).
             how = ("by ≥ the margin with bands apart" if c.worse_by_margin else
-                   "(within the noise, and the simpler pipeline wins ties)")
+                   "by ≥ the margin, bands overlapping (the simpler pipeline wins)" if -c.diff >= p.margin else
+                   "(within the margin, and the simpler pipeline wins ties)")
             flags.append(Flag("decision.scratch", f"the scratch baseline tfidf {_pm(R[SCRATCH])} scores {-c.diff:+.3f} "
                               f"vs {chosen} {how}: the pretrained encoder is not earning its keep"
                               + (" (negative transfer)." if c.worse_by_margin else "."), SCRATCH, "warn"))

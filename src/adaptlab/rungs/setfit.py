@@ -232,18 +232,9 @@ class SetFitRung(Rung):
             >>> SetFitRung(budget="200steps").resolve_budget(Budget(steps=200))
             Budget(steps=200, seconds=None)
         """
-        cfg: SetFitConfig = self.config  # type: ignore[assignment]
-        own = Budget.parse(cfg.budget)
-        if own is None:
-            return study_budget
-        if own != study_budget and not cfg.allow_unequal_budgets:
-            theirs = str(study_budget) if study_budget is not None else "no budget"
-            raise ConfigError(
-                f"setfit.budget={cfg.budget!r} differs from the study's budget ({theirs}): rungs that train "
-                f"a network are compared under one budget. Remove the rung's budget and set the study's "
-                f"(--budget {cfg.budget}), or set setfit.allow_unequal_budgets=true to compare anyway."
-            )
-        return own
+        from adaptlab.rungs.training import resolve_rung_budget
+
+        return resolve_rung_budget("setfit", self.config, study_budget)
 
     def identity(self, context: RungContext) -> dict[str, Any]:
         budget = self.resolve_budget(context.budget)  # fail before anything trains

@@ -1029,18 +1029,7 @@ class NetworkRung(Rung):
         Rungs that train a network are compared under one budget (``StudyConfig.budget`` / ``--budget``).
         A rung's own ``budget`` parameter must equal it unless ``allow_unequal_budgets=True``.
         """
-        cfg: TrainingConfig = self.config  # type: ignore[assignment]
-        own = Budget.parse(cfg.budget)
-        if own is None:
-            return study_budget
-        if own != study_budget and not cfg.allow_unequal_budgets:
-            theirs = str(study_budget) if study_budget is not None else "no budget"
-            raise ConfigError(
-                f"{self.name}.budget={cfg.budget!r} differs from the study's budget ({theirs}): rungs that train "
-                f"a network are compared under one budget. Remove the rung's budget and set the study's "
-                f"(--budget {cfg.budget}), or set {self.name}.allow_unequal_budgets=true to compare anyway."
-            )
-        return own
+        return resolve_rung_budget(self.name, self.config, study_budget)
 
     def identity(self, context: RungContext) -> dict[str, Any]:
         self.resolve_budget(context.budget)  # fail before anything trains
@@ -1185,3 +1174,27 @@ __all__ = [
     "param_unit",
     "run_key", "unit_depth",
 ]
+
+
+def resolve_rung_budget(name: str, config: Any, study_budget: Optional[Budget]) -> Optional[Budget]:
+    """The budget a network rung named ``name`` trains under, from its ``config.budget`` and the study's.
+
+    Rungs that train a network are compared under one budget (``StudyConfig.budget`` / ``--budget``): a
+    rung's own budget must equal it unless ``config.allow_unequal_budgets``.
+
+    Example:
+        >>> from types import SimpleNamespace
+        >>> resolve_rung_budget("lora", SimpleNamespace(budget=None, allow_unequal_budgets=False), Budget(steps=50))
+        Budget(steps=50, seconds=None)
+    """
+    own = Budget.parse(config.budget)
+    if own is None:
+        return study_budget
+    if own != study_budget and not config.allow_unequal_budgets:
+        theirs = str(study_budget) if study_budget is not None else "no budget"
+        raise ConfigError(
+            f"{name}.budget={config.budget!r} differs from the study's budget ({theirs}): rungs that train "
+            f"a network are compared under one budget. Remove the rung's budget and set the study's "
+            f"(--budget {config.budget}), or set {name}.allow_unequal_budgets=true to compare anyway."
+        )
+    return own

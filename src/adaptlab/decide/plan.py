@@ -35,7 +35,7 @@ from typing import Any, Iterator, Optional, Sequence, Union
 
 import numpy as np
 
-from adaptlab.config import Budget
+from adaptlab.config import Budget, format_duration
 from adaptlab.decide.policy import LADDER, Policy, rung_info
 from adaptlab.errors import ConfigError
 
@@ -159,12 +159,8 @@ def format_seconds(seconds: float, digits: int = 0) -> str:
         >>> format_seconds(95), format_seconds(95, digits=1), format_seconds(5400)
         ('95 s', '95.0 s', '90 min')
     """
-    if seconds < 120:
-        return f"{seconds:.{digits}f} s"
-    if seconds < 7200:
-        return f"{seconds / 60:.{digits}f} min"
     if seconds < 3 * 86400:
-        return f"{seconds / 3600:.1f} h"
+        return format_duration(seconds, (digits, digits, 1))
     return f"{seconds / 86400:.1f} days"
 
 

@@ -442,15 +442,14 @@ def cost_the_study(study: Any, data: Any, *, test: Any = None, unlabeled: Any = 
     if all(adaptive_kind(r) == "cheap" for r in study.rungs):
         return None
     texts, labels, test_size = list(data.texts), list(data.labels), None
+    n_unlabeled = len(unlabeled) if unlabeled is not None else 0
     if test is not None:  # a separate test file: the labeled texts are both, the test its share
         texts, labels = texts + list(test.texts), labels + list(test.labels)
         test_size = len(test) / len(texts)
     costs, note = study_cost_estimates(study.config, texts, labels, encoder=study.encoder,
-                                       n_unlabeled=len(unlabeled) if unlabeled is not None else 0, home=study.home,
-                                       test_size=test_size)
+                                       n_unlabeled=n_unlabeled, home=study.home, test_size=test_size)
     study.cost_estimates = {**costs, **study.cost_estimates}
-    priors, why = regime_priors(Policy(), n_labels=len(texts),
-                                n_unlabeled=len(unlabeled) if unlabeled is not None else 0,
+    priors, why = regime_priors(Policy(), n_labels=len(texts), n_unlabeled=n_unlabeled,
                                 rungs=[r.name for r in study.rungs if adaptive_kind(r) != "cheap"])
     study.priors = {**priors, **study.priors}
     return note + (f"; {why}" if why else "")

@@ -243,3 +243,21 @@ def test_setfit_is_a_network_rung_the_few_labels_regime_does_not_skip():
     items = {i.rung: i for i in plan.items}
     assert items["setfit"].included and not items["finetune"].included
     assert "too little signal" in items["finetune"].reason
+
+
+def test_setfit_without_a_step_budget_is_costed_by_setfits_own_pair_sizing():
+    from adaptlab.rungs.setfit import setfit_pair_count
+
+    # 400 labeled -> 256 training texts (test 20%, then val 20%); 4 balanced classes of 64.
+    costs = estimate_rung_costs(CAL, n_labeled=400, n_classes=4)
+    pairs = setfit_pair_count([64] * 4)
+    c = costs["setfit"]
+    assert c.steps == c.expected_steps == -(-pairs // 16)  # one epoch, no early stopping
+    assert f"{pairs:,} pairs" in c.basis and "oversampling" in c.basis
+    # Quadratic in the texts: ten times the labels cost about a hundred times the steps.
+    big = estimate_rung_costs(CAL, n_labeled=4000, n_classes=4)["setfit"]
+    assert 80 < big.steps / c.steps < 120 and "--budget 500steps" in big.basis
+    # A wall-clock budget caps the sizing; a step budget replaces it as for the other network rungs.
+    timed = estimate_rung_costs(CAL, n_labeled=4000, n_classes=4, train_budget="10min")["setfit"]
+    assert timed.steps < big.steps and "(--train-budget)" in timed.basis
+    assert estimate_rung_costs(CAL, n_labeled=4000, train_budget="300steps")["setfit"].steps == 300

@@ -50,7 +50,7 @@ def test_trains_exactly_the_step_budget_and_moves_the_body(tiny_encoder, corpus)
     assert fitted.cost_.samples_seen == 96 and fitted.selected_["steps"] == 12
     assert diag["movement"]["overall"] > 0 and diag["movement_sentence"]
     assert diag["cka_pretrained_vs_tuned"] is not None and diag["cka_pretrained_vs_tuned"] < 1
-    assert diag["overfitting"]["sentence"] and len(diag["history"]) == 1
+    assert diag["overfitting"]["sentence"] and [h["step"] for h in diag["history"]] == [3, 6, 9, 12]
     assert len(diag["contrastive_loss"]) >= 1
     assert fitted.selected_["C"] in FAST["C_grid"]
     # The study's encoder is never modified; the tuned one is another encoder.
@@ -228,3 +228,75 @@ def test_an_in_memory_encoder_trains_like_the_same_encoder_read_from_its_folder(
     a = get_rung("setfit", FAST).fit(train, val, seed=0, context=ctx(tiny_encoder, **c))
     b = get_rung("setfit", FAST).fit(train, val, seed=0, context=ctx(twin, **c))
     assert a.encoder.fingerprint == b.encoder.fingerprint
+
+
+def _scripted_val_f1(monkeypatch, values):
+    """Make the checkpoint evaluations report ``values`` as validation F1, in order (the real head still fits)."""
+    import adaptlab.rungs.setfit as mod
+
+    real, calls = mod.select_logistic_head, []
+
+    def scripted(*args, **kw):
+        head, C, val = real(*args, **kw)
+        calls.append(1)
+        if len(calls) <= len(values):
+            val = {**val, "f1": values[len(calls) - 1]}
+        return head, C, val
+
+    monkeypatch.setattr(mod, "select_logistic_head", scripted)
+
+
+def test_checkpoints_keep_the_best_body_and_show_overfitting(tiny_encoder, corpus, monkeypatch):
+    train, val = corpus
+    c = ctx(tiny_encoder, budget=Budget(steps=12))
+    with monkeypatch.context() as m:
+        _scripted_val_f1(m, [0.6, 0.7, 0.8, 0.9])
+        last = get_rung("setfit", FAST).fit(train, val, seed=0, context=c)
+    assert last.selected_["best_step"] == 12 and not last.diagnostics_["overfitting"]["val_fell_after_peak"]
+    _scripted_val_f1(monkeypatch, [0.9, 0.8, 0.7, 0.6])
+    early = get_rung("setfit", FAST).fit(train, val, seed=0, context=c)
+    diag = early.diagnostics_
+    assert early.selected_["best_step"] == 3 and diag["best_step"] == 3
+    assert [h["val_f1"] for h in diag["history"]] == [0.9, 0.8, 0.7, 0.6]
+    sig = diag["overfitting"]
+    assert sig["best_epoch"] == 1 and sig["val_fell_after_peak"] and sig["val_drop_after_peak"] == 0.3
+    # The returned body is the step-3 checkpoint, not the last one.
+    assert early.encoder.fingerprint != last.encoder.fingerprint
+    # Training the same 12 steps with one evaluation keeps the last body: the same as the unscripted run.
+    one = get_rung("setfit", {**FAST, "eval_points": 1}).fit(train, val, seed=0, context=c)
+    assert len(one.diagnostics_["history"]) == 1 and one.encoder.fingerprint == last.encoder.fingerprint
+
+
+def test_checkpoint_settings_are_checked():
+    with pytest.raises(ConfigError, match="eval_points"):
+        get_rung("setfit", {"eval_points": 0})
+    with pytest.raises(ConfigError, match="eval_max_texts"):
+        get_rung("setfit", {"eval_max_texts": 1})
+
+
+def test_max_pairs_is_a_pairs_budget(tiny_encoder, corpus):
+    train, val = corpus
+    fitted = get_rung("setfit", {**FAST, "max_pairs": 40, "eval_points": 1}).fit(
+        train, val, seed=0, context=ctx(tiny_encoder))
+    diag = fitted.diagnostics_
+    assert diag["budget"]["steps_used"] == 5 and diag["stopped_by"] == "max_pairs"  # ceil(40 / 8)
+    assert diag["pairs"]["seen"] == 40 and "max_pairs=40" in diag["pairs"]["sampling"]
+    # The study's step budget replaces it (equal accounting with the other network rungs).
+    capped = get_rung("setfit", {**FAST, "max_pairs": 40, "eval_points": 1}).fit(
+        train, val, seed=0, context=ctx(tiny_encoder, budget=Budget(steps=3)))
+    assert capped.diagnostics_["budget"]["steps_used"] == 3 and capped.diagnostics_["stopped_by"] == "budget_steps"
+    with pytest.raises(ConfigError, match="max_pairs"):
+        get_rung("setfit", {"max_pairs": 4, "batch_size": 8})
+
+
+def test_pair_count_matches_setfits_own_dataset():
+    from setfit.sampler import ContrastiveDataset
+
+    from adaptlab.rungs.setfit import setfit_pair_count
+
+    labels = [0] * 7 + [1] * 4 + [2] * 9
+    texts = [f"t{i}" for i in range(len(labels))]
+    for strategy in ("oversampling", "undersampling", "unique"):
+        ds = ContrastiveDataset(texts, labels, False, sampling_strategy=strategy)
+        assert setfit_pair_count([7, 4, 9], sampling_strategy=strategy) == len(ds)
+    assert setfit_pair_count([7, 4, 9], num_iterations=3) == len(ContrastiveDataset(texts, labels, False, num_iterations=3))

@@ -279,9 +279,12 @@ def estimate_rung_costs(cal: Calibration, *, n_labeled: int, n_unlabeled: int = 
                         val_size: float = 0.2, train_budget: Union[str, Budget, None] = None,
                         max_epochs: Optional[int] = None, patience: Optional[int] = None,
                         refit_max_steps: Optional[int] = None, refit_batch: Optional[int] = None,
-                        speedup: float = 1.0,
+                        speedup: float = 1.0, n_classes: int = 2,
                         measured: Optional[dict[str, MeasuredCost]] = None) -> dict[str, RungCost]:
     """Each rung's :class:`RungCost` for these data sizes; ``measured`` costs replace calibrated ones.
+
+    ``n_classes`` sizes SetFit's pairs when no step budget is given (they grow with the square of the
+    training texts; classes taken as balanced).
 
     Example:
         >>> cal = Calibration("cpu", 0.01, 0.5, 16, 1e-4, 1e-4, 1.0)
@@ -306,11 +309,41 @@ def estimate_rung_costs(cal: Calibration, *, n_labeled: int, n_unlabeled: int = 
     for r in NETWORK_RUNGS:
         mr = m.get(r)
         step = cal.train_step / speedup * d["batch_size"] / cal.batch_size * _STEP_FACTOR[r] + sz.n_val * enc / spe
-        out[r] = network_cost(mr.step_seconds if mr and mr.step_seconds else step, fixed=sz.n_test * enc,
+        step_seconds = mr.step_seconds if mr and mr.step_seconds else step
+        source = mr.source if mr and mr.step_seconds else "calibrated"
+        if r == "setfit" and (budget is None or budget.steps is None):
+            out[r] = _setfit_cost(step_seconds, fixed=sz.n_test * enc, n_train=sz.n_train, n_classes=n_classes,
+                                  budget=budget, source=source)
+            continue
+        out[r] = network_cost(step_seconds, fixed=sz.n_test * enc,
                               steps_per_epoch=spe, budget=budget, max_epochs=max_epochs or d["max_epochs"],
                               patience=patience or d["patience"], stopped_after=mr.epochs if mr else None,
-                              source=mr.source if mr and mr.step_seconds else "calibrated")
+                              source=source)
     return out
+
+
+def _setfit_cost(step_seconds: float, *, fixed: float, n_train: int, n_classes: int, budget: Optional[Budget],
+                 source: str) -> RungCost:
+    # Without a step budget SetFit sizes its own training: num_epochs passes over its pairs, no early
+    # stopping, so the steps are known in advance (and grow with the square of the training texts).
+    from adaptlab.rungs.setfit import SetFitConfig, setfit_pair_count
+
+    cfg = SetFitConfig()
+    k, n_train = max(2, int(n_classes)), int(round(n_train))
+    counts = [n_train // k + (1 if i < n_train % k else 0) for i in range(k)]
+    pairs = setfit_pair_count(counts, num_iterations=cfg.num_iterations, sampling_strategy=cfg.sampling_strategy,
+                              max_pairs=cfg.max_pairs)
+    worst = cfg.num_epochs * max(1, math.ceil(pairs / cfg.batch_size))
+    what = (f"SetFit's sizing: {pairs:,} pairs ({cfg.sampling_strategy}, {k} classes of ~{n_train // k} texts) / "
+            f"{cfg.batch_size} a step x {cfg.num_epochs} epoch")
+    steps = worst
+    if budget is not None and budget.seconds is not None:
+        steps = min(worst, max(1, int(budget.seconds / step_seconds)))
+        what = f"~{steps} steps in {format_seconds(budget.seconds)} (--train-budget), at most {what}"
+    if steps > 100_000:
+        what += "; give the study a step budget (--budget 500steps) or setfit.max_pairs"
+    return RungCost("network", 0.0, fixed + steps * step_seconds, steps=steps, step_seconds=step_seconds,
+                    fixed=fixed, expected_steps=steps, source=source, basis=what)
 
 
 def _cheap_cost(per_seed: float, one_time: float, measured: Optional[MeasuredCost], what: str) -> RungCost:
@@ -417,7 +450,8 @@ def study_cost_estimates(config: Any, texts: Sequence[str], labels: Optional[Seq
         st, n_labeled=n_labeled, test_size=ts, encoder_fingerprint=getattr(encoder, "fingerprint", None),
         device=cal.device)
     costs = estimate_rung_costs(cal, n_labeled=n_labeled, n_unlabeled=n_unlabeled, test_size=ts,
-                                val_size=config.val_size, train_budget=config.budget, measured=measured)
+                                val_size=config.val_size, train_budget=config.budget, measured=measured,
+                                n_classes=len(set(labels or ())) or 2)
     wanted = {r: c.pair for r, c in costs.items() if r in config.rungs}
     used = sorted(r for r in wanted if r in measured)
     note = f"costed from a {format_seconds(cal.seconds, 1)} calibration on this machine"
@@ -940,7 +974,8 @@ def plan_study(
         st, n_labeled=len(texts), test_size=test_size, encoder_fingerprint=getattr(encoder, "fingerprint", None),
         device=device)
     costs = estimate_rung_costs(cal, n_labeled=len(texts), n_unlabeled=n_unlabeled, test_size=test_size,
-                                val_size=val_size, speedup=speed, train_budget=tb, measured=measured)
+                                val_size=val_size, speedup=speed, train_budget=tb, measured=measured,
+                                n_classes=len(set(labels or ())) or 2)
     from adaptlab.rungs import RUNGS
 
     available = [r for r in (rungs or LADDER) if r in RUNGS]

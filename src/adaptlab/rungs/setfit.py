@@ -16,6 +16,12 @@ pairs SetFit would sample first); a wall-clock budget stops before the next step
 spent, with ``num_epochs`` over SetFit's pairs still capping it; without a budget SetFit's own sizing
 applies (``num_iterations`` or ``sampling_strategy``). The seed shuffles the training texts before the
 pairs are sampled (SetFit's sampler itself is fixed at seed 42) and seeds the training loop.
+
+Checkpoints: SetFit evaluates once, after training. Here ``eval_points`` evenly spaced checkpoints (the
+last at the end) each fit the logistic head on a fixed sample of ``eval_max_texts`` train and
+validation texts; the best checkpoint's body is kept (early stopping on validation F1, as the
+classification loop of the other network rungs keeps its best epoch), and the overfitting diagnostic
+reads the checkpoints' train-validation history.
 """
 from __future__ import annotations
 
@@ -74,6 +80,9 @@ class SetFitConfig(RungConfig):
                 "'oversampling', 'undersampling' or 'unique'"})
     num_epochs: int = field(default=1, metadata={
         "help": "passes over the sampled pairs (a step budget replaces it)"})
+    max_pairs: Optional[int] = field(default=None, metadata={
+        "help": "the pairs budget: at most this many pairs are trained on (ceil(max_pairs / batch_size) steps, "
+                "SetFit's max_pairs); null = SetFit's sizing. A study step budget replaces it"})
     warmup_ratio: float = field(default=0.1, metadata={"help": "fraction of the steps spent warming up the LR"})
     weight_decay: float = field(default=0.01, metadata={"help": "AdamW weight decay of the body (SetFit's l2_weight)"})
     max_length: Optional[int] = field(default=None, metadata={
@@ -90,17 +99,28 @@ class SetFitConfig(RungConfig):
         "help": "allow a budget different from the study's (the comparison is then not like for like)"})
     encode_batch_size: int = field(default=64, metadata={
         "help": "batch size when embedding texts for the head", "identity": False})
+    eval_points: int = field(default=4, metadata={
+        "help": "checkpoints evaluated during contrastive training (evenly spaced, the last at the end): a "
+                "logistic head on up to eval_max_texts train and validation texts; the best checkpoint is "
+                "kept and the overfitting diagnostic reads them. 1 = only the end"})
+    eval_max_texts: int = field(default=256, metadata={
+        "help": "train and validation texts embedded at each checkpoint evaluation (a fixed sample)"})
 
     def __post_init__(self) -> None:
         p = "setfit"
         if not _is_num(self.body_lr) or self.body_lr <= 0:
             raise ConfigError.invalid(f"{p}.body_lr", self.body_lr, "a positive number, e.g. 2e-5")
-        for name in ("batch_size", "num_epochs", "encode_batch_size"):
+        for name in ("batch_size", "num_epochs", "encode_batch_size", "eval_points"):
             v = getattr(self, name)
             if not _is_int(v) or v < 1:
                 raise ConfigError.invalid(f"{p}.{name}", v, "an integer >= 1")
+        if not _is_int(self.eval_max_texts) or self.eval_max_texts < 2:
+            raise ConfigError.invalid(f"{p}.eval_max_texts", self.eval_max_texts, "an integer >= 2")
         if self.batch_size < 2:
             raise ConfigError.invalid(f"{p}.batch_size", self.batch_size, "an integer >= 2 (pairs per step)")
+        if self.max_pairs is not None and (not _is_int(self.max_pairs) or self.max_pairs < self.batch_size):
+            raise ConfigError.invalid(f"{p}.max_pairs", self.max_pairs,
+                                      f"an integer >= batch_size ({self.batch_size}) or null")
         if self.num_iterations is not None and (not _is_int(self.num_iterations) or self.num_iterations < 1):
             raise ConfigError.invalid(f"{p}.num_iterations", self.num_iterations, "an integer >= 1 or null",
                                       "Leave it null to let sampling_strategy size the pairs.")
@@ -181,15 +201,76 @@ def _own_rng(device: str):
             np.random.set_state(npy)
 
 
-def _make_budget_callback(budget: Optional[Budget], t_start: list[float]) -> Any:
+class _Checkpoints:
+    """Evaluates the body at evenly spaced steps and keeps the best weights (early stopping on validation F1).
+
+    SetFit itself evaluates once, after training; without checkpoints a run that memorises its pairs
+    could not show the overfitting signature the other network rungs show. Each evaluation embeds a
+    fixed sample of train and validation texts with the current body and fits the logistic head on it.
+    """
+
+    def __init__(self, body: Any, cfg: "SetFitConfig", train: TextDataset, val: TextDataset, *, seed: int,
+                 context: RungContext) -> None:
+        self.body = body  # the sentence-transformers model being trained
+        rng = np.random.default_rng([seed, 0xE7A1])
+        pick = lambda n: sorted(rng.choice(n, size=min(cfg.eval_max_texts, n), replace=False).tolist())  # noqa: E731
+        self.train_idx, self.val_idx = pick(len(train)), pick(len(val))
+        self.train, self.val, self.cfg, self.seed, self.context = train, val, cfg, seed, context
+        self.targets: set[int] = set()
+        self.history: list[dict[str, Any]] = []
+        self.best: Optional[tuple[float, int, dict[str, Any]]] = None  # (val F1, step, CPU copy of the weights)
+
+    def plan(self, max_steps: int) -> None:
+        k = self.cfg.eval_points
+        self.targets = {max(1, round(max_steps * i / k)) for i in range(1, k + 1)} if max_steps > 0 else set()
+
+    def evaluate(self, step: int, train_loss: Optional[float], seconds: float) -> None:
+        from adaptlab.evaluate.metrics import score
+
+        ctx, cfg, body = self.context, self.cfg, self.body
+        was_training = body.training
+        enc = lambda texts: body.encode(texts, batch_size=cfg.encode_batch_size, convert_to_numpy=True,  # noqa: E731
+                                        show_progress_bar=False)
+        X_tr = enc([self.train.texts[i] for i in self.train_idx])
+        X_v = enc([self.val.texts[i] for i in self.val_idx])
+        body.train(was_training)
+        y_tr = [self.train.labels[i] for i in self.train_idx]
+        y_v = [self.val.labels[i] for i in self.val_idx]
+        head, _, val_scores = select_logistic_head(X_tr, y_tr, X_v, y_v, C_grid=cfg.C_grid, seed=self.seed,
+                                                   classes=ctx.classes, positive=ctx.positive_label)
+        pred = np.asarray(ctx.classes, dtype=object)[np.argmax(head_proba(head, X_tr, ctx.classes), axis=1)]
+        train_f1 = score(y_tr, pred, None, ctx.classes, ctx.positive_label)["f1"]
+        self.history.append({
+            "stage": "contrastive", "epoch": len(self.history) + 1, "stage_epoch": len(self.history) + 1,
+            "step": int(step), "samples_seen": int(step) * cfg.batch_size, "train_loss": train_loss,
+            "train_f1": round(train_f1, 6), "val_loss": None, "val_f1": round(val_scores["f1"], 6),
+            "seconds": round(seconds, 3), "texts": {"train": len(self.train_idx), "val": len(self.val_idx)}})
+        if self.best is None or val_scores["f1"] > self.best[0] + 1e-12:
+            weights = {k: v.detach().to("cpu", copy=True) for k, v in body[0].auto_model.state_dict().items()}
+            self.best = (val_scores["f1"], int(step), weights)
+
+    def restore_best(self, step: int) -> int:
+        """Load the best checkpoint's weights into the body if it is not the last one; returns its step."""
+        if self.best is None or self.best[1] == step:
+            return step
+        self.body[0].auto_model.load_state_dict(self.best[2])
+        return self.best[1]
+
+
+def _make_budget_callback(budget: Optional[Budget], t_start: list[float], checkpoints: _Checkpoints) -> Any:
     from transformers import TrainerCallback
 
     class _Budget(TrainerCallback):
-        """Stops before the next step once a wall-clock budget is spent; records the per-step loss."""
+        """Stops before the next step once a wall-clock budget is spent; records the per-step loss and
+        evaluates the checkpoints."""
 
         def __init__(self) -> None:
             self.losses: list[dict[str, float]] = []
             self.stopped_by: Optional[str] = None
+
+        def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> Any:
+            checkpoints.plan(int(state.max_steps))
+            return control
 
         def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> Any:
             if budget is not None and budget.seconds is not None and time.perf_counter() - t_start[0] >= budget.seconds:
@@ -200,8 +281,13 @@ def _make_budget_callback(budget: Optional[Budget], t_start: list[float]) -> Any
         def on_log(self, args: Any, state: Any, control: Any, logs: Optional[dict] = None, **kwargs: Any) -> Any:
             if logs:
                 loss = logs.get("embedding_loss", logs.get("loss"))
+                step = int(state.global_step)
                 if loss is not None:
-                    self.losses.append({"step": int(state.global_step), "loss": round(float(loss), 6)})
+                    self.losses.append({"step": step, "loss": round(float(loss), 6)})
+                    # Logged after the step's update (logging_steps=1), so the loss is this step's.
+                    if step in checkpoints.targets:
+                        checkpoints.targets.discard(step)
+                        checkpoints.evaluate(step, self.losses[-1]["loss"], time.perf_counter() - t_start[0])
             return control
 
     return _Budget()
@@ -265,7 +351,8 @@ class SetFitRung(Rung):
         t0 = time.perf_counter()
         initial = {k: v.detach().clone() for k, v in encoder.model.state_dict().items()}
         with _quiet(context.show_progress), _own_rng(str(encoder.device)):
-            tuned, info = self._train_body(train, seed=seed, context=context, budget=budget, max_length=max_length)
+            tuned, info = self._train_body(train, val, seed=seed, context=context, budget=budget,
+                                           max_length=max_length)
         t1 = time.perf_counter()
         X_train = embed(tuned, train.texts, batch_size=cfg.encode_batch_size)
         X_val = embed(tuned, val.texts, batch_size=cfg.encode_batch_size)
@@ -275,7 +362,7 @@ class SetFitRung(Rung):
             classes=context.classes, positive=context.positive_label,
         )
         fitted = FittedSetFit(tuned, head, context.classes, cfg.encode_batch_size)
-        fitted.selected_ = {"C": C, "steps": info["steps"], "pairs": info["pairs_seen"]}
+        fitted.selected_ = {"C": C, "steps": info["steps"], "best_step": info["best_step"], "pairs": info["pairs_seen"]}
         fitted.val_scores_ = val_scores
         fitted.cost_ = Cost(fit_seconds=(t1 - t0) + (time.perf_counter() - t2), encode_seconds=t2 - t1,
                             samples_seen=int(info["pairs_seen"]))
@@ -287,10 +374,7 @@ class SetFitRung(Rung):
         train_pred = np.asarray(context.classes, dtype=object)[
             np.argmax(head_proba(head, X_train, context.classes), axis=1)]
         train_f1 = score(train.labels, train_pred, None, context.classes, context.positive_label)["f1"]
-        last_loss = info["losses"][-1]["loss"] if info["losses"] else None
-        history = [{"stage": "contrastive+head", "epoch": 1, "stage_epoch": 1, "step": info["steps"],
-                    "samples_seen": info["pairs_seen"], "train_loss": last_loss, "train_f1": round(train_f1, 6),
-                    "val_loss": None, "val_f1": round(val_scores["f1"], 6), "seconds": round(info["seconds"], 3)}]
+        history = info["history"]
         held_out = list(val.texts[:CKA_MAX_TEXTS])
         cka = None
         if len(held_out) >= 2:
@@ -322,6 +406,7 @@ class SetFitRung(Rung):
             "movement": movement,
             "movement_sentence": movement_sentence(movement),
             "overfitting": overfitting_signature(history),
+            "best_step": info["best_step"],
             "train_val_gap": round(train_f1 - val_scores["f1"], 6),
             "head": {"C": C},
             "max_length": max_length,
@@ -330,8 +415,8 @@ class SetFitRung(Rung):
         })
         return fitted
 
-    def _train_body(self, train: TextDataset, *, seed: int, context: RungContext, budget: Optional[Budget],
-                    max_length: int) -> tuple[Any, dict[str, Any]]:
+    def _train_body(self, train: TextDataset, val: TextDataset, *, seed: int, context: RungContext,
+                    budget: Optional[Budget], max_length: int) -> tuple[Any, dict[str, Any]]:
         """Contrastive training of a copy of the study encoder with SetFit; returns (tuned Encoder, info)."""
         import torch
         from sentence_transformers import SentenceTransformer
@@ -348,6 +433,9 @@ class SetFitRung(Rung):
         index = {c: i for i, c in enumerate(context.classes)}
         labels = [index[train.labels[i]] for i in order]
         steps_cap = budget.steps if budget is not None and budget.steps is not None else -1
+        pairs_cap = steps_cap < 0 and cfg.max_pairs is not None
+        if pairs_cap:
+            steps_cap = math.ceil(cfg.max_pairs / cfg.batch_size)
         work = tempfile.mkdtemp(prefix="adaptlab-setfit-")
         try:
             # A sentence-transformers copy of the study encoder (the shared one is never modified).
@@ -363,7 +451,8 @@ class SetFitRung(Rung):
                 show_progress_bar=bool(context.show_progress),
             )
             t_start = [time.perf_counter()]
-            callback = _make_budget_callback(budget, t_start)
+            checkpoints = _Checkpoints(body, cfg, train, val, seed=seed, context=context)
+            callback = _make_budget_callback(budget, t_start, checkpoints)
             trainer = Trainer(model=model, args=args, callbacks=[callback])
             if not context.show_progress:
                 from transformers.trainer_callback import PrinterCallback, ProgressCallback
@@ -378,8 +467,12 @@ class SetFitRung(Rung):
             state = trainer.st_trainer.state
             steps = int(state.global_step)
             n_pairs = len(trainer.st_trainer.train_dataset) if trainer.st_trainer.train_dataset is not None else 0
-            stopped_by = callback.stopped_by or ("budget_steps" if steps_cap > 0 and steps >= steps_cap
-                                                 else "num_epochs")
+            stopped_by = callback.stopped_by or (("max_pairs" if pairs_cap else "budget_steps")
+                                                 if steps_cap > 0 and steps >= steps_cap else "num_epochs")
+            if not checkpoints.history or checkpoints.history[-1]["step"] != steps:  # stopped by the clock
+                loss = callback.losses[-1]["loss"] if callback.losses else None
+                checkpoints.evaluate(steps, loss, seconds)
+            best_step = checkpoints.restore_best(steps)
             tuned_model = body[0].auto_model
             tuned_model.eval()
             for p in tuned_model.parameters():
@@ -392,11 +485,37 @@ class SetFitRung(Rung):
         sampling = (f"num_iterations={cfg.num_iterations}" if cfg.num_iterations
                     else f"sampling_strategy={cfg.sampling_strategy}")
         if steps_cap > 0:
-            sampling += f", capped at {steps_cap} steps x {cfg.batch_size} pairs"
+            sampling += f", capped at {steps_cap} steps x {cfg.batch_size} pairs" + (
+                f" (max_pairs={cfg.max_pairs})" if pairs_cap else "")
         return tuned, {"steps": steps, "pairs_sampled": n_pairs, "pairs_seen": min(n_pairs * cfg.num_epochs,
                                                                                    steps * cfg.batch_size),
                        "seconds": seconds, "stopped_by": stopped_by, "losses": callback.losses,
-                       "sampling": sampling}
+                       "sampling": sampling, "history": checkpoints.history, "best_step": best_step}
+
+
+def setfit_pair_count(class_counts: Sequence[int], *, num_iterations: Optional[int] = None,
+                      sampling_strategy: str = "oversampling", max_pairs: Optional[int] = None) -> int:
+    """How many pairs SetFit's ``ContrastiveDataset`` trains on for these class sizes (one epoch).
+
+    Pairs are drawn with replacement from the upper triangle (a text may pair with itself), so ``n``
+    texts give ``n(n+1)/2`` candidates; ``oversampling`` repeats the rarer side up to the larger one,
+    ``undersampling`` cuts the larger, ``unique`` keeps both; ``num_iterations`` asks for that many
+    positive and negative pairs per text. Quadratic in the texts: 3,000 texts in 4 classes give 6.8M
+    pairs, which is why a study gives the rung a step budget (or ``max_pairs``).
+
+    Example:
+        >>> setfit_pair_count([1500] * 2), setfit_pair_count([750] * 4), setfit_pair_count([10] * 3, num_iterations=5)
+        (4503000, 6750000, 300)
+    """
+    n = int(sum(class_counts))
+    if num_iterations:
+        pairs = 2 * num_iterations * n
+    else:
+        pos = sum(c * (c + 1) // 2 for c in class_counts)
+        neg = n * (n + 1) // 2 - pos
+        pairs = {"oversampling": 2 * max(pos, neg), "undersampling": 2 * min(pos, neg),
+                 "unique": pos + neg}[sampling_strategy]
+    return min(pairs, max_pairs) if max_pairs else pairs
 
 
 def _sentence_transformer(encoder: Any, work: str, loader: Any) -> Any:
@@ -450,4 +569,4 @@ def _setfit_version() -> Optional[str]:
         return None
 
 
-__all__ = ["SetFitConfig", "SetFitRung", "FittedSetFit", "SAMPLING_STRATEGIES"]
+__all__ = ["SetFitConfig", "SetFitRung", "FittedSetFit", "SAMPLING_STRATEGIES", "setfit_pair_count"]

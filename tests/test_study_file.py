@@ -428,3 +428,79 @@ def test_a_study_setting_newer_than_the_key_table_still_round_trips(monkeypatch)
     assert study_config(parse_study_file(text)).to_dict() == cfg.to_dict()
     with pytest.raises(ConfigError, match="line 1: n_boot=5 is not valid"):
         parse_study_file("n_boot = 5\n")
+
+
+def test_study_config_names_the_data_and_reruns_from_the_file_alone(tmp_path):
+    home = tmp_path / "h"
+    ds = topic_corpus(60, seed=1)
+    renamed = tmp_path / "renamed.csv"
+    pd.DataFrame({"body": ds.texts, "topic": ds.labels}).to_csv(renamed, index=False)
+    r = invoke("study", "run", "--data", renamed, "--text-col", "body", "--label-col", "topic", "--rungs", "tfidf",
+               "--seeds", 2, "--home", home, "--json")
+    assert r.exit_code == 0, r.output
+    first = json.loads(r.stdout)
+    r = invoke("study", "config", "latest", "--home", home, "--json")
+    payload = json.loads(r.stdout)
+    assert payload["inputs"] == {"data": str(renamed.resolve()), "text_col": "body", "label_col": "topic"}
+    text = payload["text"]
+    assert f'data = "{renamed.resolve()}"\ntext_col = "body"\nlabel_col = "topic"\n' in text
+    assert "rerun it exactly: adaptlab study run --config study.toml" in text
+    (tmp_path / "elsewhere").mkdir()
+    back = write(tmp_path / "elsewhere" / "s.toml", text)
+    # No --data and no column flags: the file holds them; same study, read from the store.
+    r = invoke("study", "run", "--config", back, "--home", home, "--json")
+    assert r.exit_code == 0, r.output
+    rerun = json.loads(r.stdout)
+    assert rerun["study_id"] == first["study_id"] and rerun["n_trained"] == 0
+
+
+def test_yaml_study_files_read_write_and_name_the_line(data, tmp_path):
+    home = tmp_path / "h"
+    y = write(tmp_path / "study.yaml", "rungs: [tfidf]\nseeds: 2\ntest_size: 0.25\nrung:\n  tfidf:\n"
+                                      "    min_df: 1\n    C_grid: [1.0, 1e1]\n")
+    r = invoke("study", "run", "--data", data, "--config", y, "--home", home, "--json")
+    assert r.exit_code == 0, r.output
+    first = json.loads(r.stdout)
+    assert first["config"]["rung_params"]["tfidf"] == {"min_df": 1, "C_grid": [1.0, 10.0]}
+    # Written back as YAML (by the -o name or --format), it reruns the same study.
+    back = tmp_path / "back.yml"
+    r = invoke("study", "config", "latest", "-o", back, "--home", home)
+    assert r.exit_code == 0 and f"wrote {back}" in r.output
+    assert "rung:\n  tfidf:\n    min_df: 1\n" in back.read_text() and "rungs: [tfidf]\n" in back.read_text()
+    r = invoke("study", "config", "latest", "--format", "yaml", "--home", home, "--json")
+    assert json.loads(r.stdout)["format"] == "yaml" and json.loads(r.stdout)["toml"] is None
+    r = invoke("study", "run", "--config", back, "--home", home, "--json")
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["study_id"] == first["study_id"]
+    # Errors name the YAML line, as for TOML.
+    bad = write(tmp_path / "bad.yaml", "seeds: 2\nrung:\n  tfidf:\n    mn_df: 3\n")
+    r = invoke("study", "run", "--data", data, "--config", bad, "--home", home)
+    assert r.exit_code == 2 and f"{bad}, line 4: unknown parameter 'mn_df'" in r.output and "Traceback" not in r.output
+    broken = write(tmp_path / "broken.yaml", "seeds: [2\n")
+    r = invoke("study", "run", "--data", data, "--config", broken, "--home", home)
+    assert r.exit_code == 2 and "is not valid YAML" in r.output
+    r = invoke("study", "config", "latest", "--format", "xml", "--home", home)
+    assert r.exit_code == 2 and "--format" in r.output and "toml or yaml" in r.output
+
+
+def test_python_310_reads_study_files_with_tomli(tmp_path):
+    """Without tomllib (Python 3.10) the module falls back to tomli, the same parser's backport."""
+    import subprocess
+    import sys
+
+    pytest.importorskip("tomli")
+    code = ("import sys; sys.modules['tomllib'] = None\n"
+            "import adaptlab.studyfile as sf\n"
+            "assert sf.tomllib.__name__ == 'tomli', sf.tomllib\n"
+            "print(sf.parse_study_file('seeds = 3\\n[rung.lora]\\nr = 16\\n').rung_params)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "{'lora': {'r': 16}}"
+
+
+def test_the_web_configure_form_takes_a_yaml_study_file():
+    from adaptlab.ui.studyform import form_from_study_file
+
+    form, _ = form_from_study_file(b"rungs: [tfidf]\nseeds: 4\nrung:\n  tfidf:\n    min_df: 1\n", "s.yaml", {})
+    assert form["rungs"] == ["tfidf"] and form["seeds"] == 4 and form["params"] == {"tfidf": {"min_df": "1"}}
+    with pytest.raises(ConfigError, match=r"s.yml, line 2: unknown key 'seedz'"):
+        form_from_study_file(b"rungs: [tfidf]\nseedz: 4\n", "s.yml", {})

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 import json
 import math
 import re
@@ -39,10 +40,12 @@ from typing import Any, Callable, Optional
 
 from adaptlab.errors import AdaptlabError, ConfigError
 
-if sys.version_info >= (3, 11):
+try:
     import tomllib
-else:  # pragma: no cover - Python 3.10 (pyproject: tomli; python_version < "3.11")
+except ModuleNotFoundError:  # Python 3.10 (pyproject: tomli; python_version < "3.11"); tested by hiding tomllib
     import tomli as tomllib
+
+YAML_SUFFIXES = (".yaml", ".yml")
 
 
 @dataclass(frozen=True)
@@ -155,6 +158,8 @@ def read_study_file(path: "str | Path") -> StudySettings:
         raise ConfigError(f"study file {p} does not exist. Fix: check the path given to --config.") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"cannot read the study file {p}: {exc}. Fix: save it as UTF-8 text.") from None
+    if p.suffix.lower() in YAML_SUFFIXES:
+        return parse_study_yaml(text, source=str(p), base=p.parent)
     return parse_study_file(text, source=str(p), base=p.parent)
 
 
@@ -183,6 +188,73 @@ def parse_study_file(text: str, source: str = "study file", base: "str | Path | 
     settings = _from_mapping(raw, where, base=Path(base) if base is not None else None)
     settings.source, settings.lines = source, lines
     return settings
+
+
+def parse_study_yaml(text: str, source: str = "study file", base: "str | Path | None" = None) -> StudySettings:
+    """Parse and check a study file written in YAML (the same keys as TOML); errors name the line.
+
+    ``null`` leaves a top-level key at its default. Numbers such as ``5e-5`` are floats (YAML 1.1 would
+    read them as strings without a dot).
+
+    Example:
+        >>> s = parse_study_yaml("rungs: [tfidf, lora]\\nseeds: 3\\nrung:\\n  lora:\\n    r: 16\\n    backbone_lr: 5e-5\\n")
+        >>> s.values, s.rung_params
+        ({'rungs': ['tfidf', 'lora'], 'seeds': 3}, {'lora': {'r': 16, 'backbone_lr': 5e-05}})
+    """
+    import yaml
+
+    try:
+        node = yaml.compose(text, Loader=_yaml_loader())
+        raw = yaml.load(text, Loader=_yaml_loader()) if node is not None else {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{source} is not valid YAML: {exc}. Fix: write key: value lines, rung parameters "
+                          "under rung: then the rung's name, indented.") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source} is not a study file: it holds a {type(raw).__name__}, not key: value lines. "
+                          "Fix: write e.g. seeds: 3 on its own line.")
+    lines = _yaml_lines(node) if node is not None else {}
+
+    def where(path: tuple[str, ...]) -> str:
+        for n in range(len(path), 0, -1):
+            if path[:n] in lines:
+                return f"{source}, line {lines[path[:n]]}"
+        return source
+
+    raw = {k: v for k, v in raw.items() if v is not None}
+    settings = _from_mapping(raw, where, base=Path(base) if base is not None else None)
+    settings.source, settings.lines = source, lines
+    return settings
+
+
+@functools.lru_cache(maxsize=1)
+def _yaml_loader() -> type:
+    import yaml
+
+    class Loader(yaml.SafeLoader):
+        """SafeLoader that reads 5e-5 as a float (YAML 1.2 does; PyYAML's 1.1 needs a dot)."""
+
+    Loader.add_implicit_resolver(
+        "tag:yaml.org,2002:float",
+        re.compile(r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+                    |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+                    |\.[0-9_]+(?:[eE][-+]?[0-9]+)?
+                    |[-+]?\.(?:inf|Inf|INF)
+                    |\.(?:nan|NaN|NAN))$""", re.X),
+        list("-+0123456789."))
+    return Loader
+
+
+def _yaml_lines(node: Any, path: tuple[str, ...] = ()) -> dict[tuple[str, ...], int]:
+    """The line (1-based) of each key of a composed YAML mapping, by key path."""
+    import yaml
+
+    out: dict[tuple[str, ...], int] = {}
+    if isinstance(node, yaml.MappingNode):
+        for key, value in node.value:
+            sub = path + (str(key.value),)
+            out[sub] = key.start_mark.line + 1
+            out.update(_yaml_lines(value, sub))
+    return out
 
 
 def parse_set_options(items: "list[str] | tuple[str, ...] | None") -> StudySettings:
@@ -662,7 +734,11 @@ _WRITE_ORDER = ["name", "rungs", "seeds", "split", "test_size", "val_size", "tes
                 "budget", "time_budget", "encode_precision", "int8_tolerance", "near_dup_threshold", "n_boot"]
 
 
-def study_file_text(config: dict[str, Any], *, header: str = "") -> str:
+# Where the data came from (StudyResult.data["inputs"]), written first so the file reruns from its data alone.
+_INPUT_ORDER = ["data", "test", "unlabeled", "text_col", "label_col", "group_col", "time_col", "id_col"]
+
+
+def study_file_text(config: dict[str, Any], *, header: str = "", inputs: Optional[dict[str, str]] = None) -> str:
     """A study's configuration (``StudyConfig.to_dict()``, as stored with the study) as a study file.
 
     Every setting is written, defaults included, so the file reruns the study exactly (same study id,
@@ -692,6 +768,7 @@ def study_file_text(config: dict[str, Any], *, header: str = "") -> str:
     """
     by_field = {spec.field: key for key, spec in KEYS.items() if spec.field}
     lines = [f"# {h}" if h else "#" for h in header.splitlines()] if header else []
+    lines += [f"{key} = {format_value(inputs[key])}" for key in _INPUT_ORDER if (inputs or {}).get(key)]
     skipped: list[str] = []
     order = _WRITE_ORDER + [k for k in config if k not in _WRITE_ORDER]
     for name in order:
@@ -712,6 +789,34 @@ def study_file_text(config: dict[str, Any], *, header: str = "") -> str:
     if skipped:
         lines += ["", f"# not written (tables this version cannot read back): {', '.join(skipped)}"]
     return "\n".join(lines) + "\n"
+
+
+def study_file_yaml(config: dict[str, Any], *, header: str = "", inputs: Optional[dict[str, str]] = None) -> str:
+    """The same study file as :func:`study_file_text`, written as YAML (``null`` where TOML has no value).
+
+    Example:
+        >>> from adaptlab.config import StudyConfig
+        >>> cfg = StudyConfig(rungs=["tfidf", "lora"], seeds=3, rung_params={"lora": {"r": 16, "backbone_lr": 5e-5}})
+        >>> text = study_file_yaml(cfg.to_dict())
+        >>> print(text.splitlines()[0], "|", text.splitlines()[-3:])
+        rungs: [tfidf, lora] | ['  lora:', '    r: 16', '    backbone_lr: 5.0e-05']
+        >>> study_config(parse_study_yaml(text)).to_dict() == cfg.to_dict()
+        True
+    """
+    import yaml
+
+    mapping = tomllib.loads(study_file_text(config, inputs=inputs))
+    for rung, params in (config.get("rung_params") or {}).items():  # keep the nulls TOML cannot hold
+        mapping.setdefault("rung", {}).setdefault(rung, {}).update({k: v for k, v in (params or {}).items() if v is None})
+    class Dumper(yaml.SafeDumper):
+        """Block mappings, lists on one line (rungs: [tfidf, lora])."""
+
+    Dumper.add_representer(list, lambda d, v: d.represent_sequence("tag:yaml.org,2002:seq", v, flow_style=True))
+    body = yaml.dump(mapping, Dumper=Dumper, sort_keys=False, default_flow_style=False, allow_unicode=True,
+                     width=120)
+    # PyYAML writes 5e-05 as 5.0e-05 so that it reads back as a float; keep it.
+    comments = "".join(f"# {h}\n" if h else "#\n" for h in header.splitlines()) if header else ""
+    return comments + body
 
 
 def _table_lines(table: dict[str, Any]) -> list[str]:

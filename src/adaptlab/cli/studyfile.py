@@ -70,42 +70,54 @@ def settle_flags(ctx: typer.Context, flags: dict[str, Any], config: Optional[Pat
 @user_errors
 def study_config_cmd(
     study: str = typer.Argument("latest", help="Study id (a prefix is enough), name, or 'latest'."),
-    output: Optional[Path] = typer.Option(None, "-o", "--output", help="Write the study file here (default: print it)."),
+    output: Optional[Path] = typer.Option(None, "-o", "--output", help="Write the study file here (default: print "
+                                          "it); a .yaml / .yml name writes YAML."),
+    fmt: Optional[str] = typer.Option(None, "--format", help="toml | yaml (default: from the -o name, else toml)."),
     home: Optional[Path] = HomeOpt,
     json_out: bool = JsonOpt,
 ) -> None:
-    """Write a stored study's configuration as a study file (TOML) that reruns it exactly.
+    """Write a stored study's configuration as a study file (TOML or YAML) that reruns it exactly.
 
-    `adaptlab study run --data FILE --config study.toml` then gives the same study id and reads every
-    result from the run store. JSON: the study id, the configuration and the file's text.
+    The file names the data it ran on (absolute paths, the columns used), so
+    `adaptlab study run --config study.toml` gives the same study id and reads every result from the run
+    store. JSON: the study id, the configuration, the inputs and the file's text.
     """
     from adaptlab.config import default_home
+    from adaptlab.errors import ConfigError
     from adaptlab.store import RunStore
-    from adaptlab.studyfile import study_file_text
+    from adaptlab.studyfile import YAML_SUFFIXES, study_file_text, study_file_yaml
 
+    if fmt is None:
+        fmt = "yaml" if output is not None and output.suffix.lower() in YAML_SUFFIXES else "toml"
+    if fmt not in ("toml", "yaml"):
+        raise ConfigError.invalid("--format", fmt, "toml or yaml")
     store = RunStore((home or default_home()) / "runs.sqlite")
     rec = store.get_study(study)
-    source = ((rec["summary"] or {}).get("data") or {}).get("source") or "DATA"
-    target = str(output) if output is not None else "study.toml"
+    data = (rec["summary"] or {}).get("data") or {}
+    inputs = data.get("inputs") or {}
+    source = data.get("source") or "DATA"
+    target = str(output) if output is not None else f"study.{fmt}"
+    rerun = (f"adaptlab study run --config {target}" if inputs.get("data")
+             else f"adaptlab study run --data {source} --config {target}")
     header = (f"adaptlab study {rec['study_id'][:12]} ({rec['name']}); data {source} (hash {rec['data_hash'][:12]})\n"
-              f"rerun it exactly: adaptlab study run --data {source} --config {target}\n"
-              "data columns, executor and --home are not part of a study: give them as flags, or add text_col = ... here")
-    text = study_file_text(rec["config"], header=header)
+              f"rerun it exactly: {rerun}\n"
+              "executor, --home, --encoding and --on-invalid are not part of a study: give them as flags")
+    writer = study_file_yaml if fmt == "yaml" else study_file_text
+    text = writer(rec["config"], header=header, inputs=inputs)
     if output is not None:
-        from adaptlab.errors import ConfigError
-
         try:
             output.write_text(text, encoding="utf-8")
         except OSError as exc:
             raise ConfigError(f"cannot write {output}: {exc}. Fix: give -o a file in a folder you can write to.") from None
     if json_out:
         typer.echo(json.dumps({"study_id": rec["study_id"], "name": rec["name"], "path": str(output) if output else None,
-                               "config": rec["config"], "toml": text}, indent=2))
+                               "format": fmt, "config": rec["config"], "inputs": inputs, "text": text,
+                               "toml": text if fmt == "toml" else None}, indent=2))
     elif output is None:
         typer.echo(text, nl=False)
     else:
-        out.print(f"wrote {output} (study {rec['study_id'][:12]}); rerun it: adaptlab study run --data {source} "
-                  f"--config {output}", highlight=False, soft_wrap=True)
+        out.print(f"wrote {output} (study {rec['study_id'][:12]}); rerun it: {rerun.replace(target, str(output))}",
+                  highlight=False, soft_wrap=True)
 
 
 def print_configuration(config: dict[str, Any], study_id: str) -> None:

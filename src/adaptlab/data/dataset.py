@@ -37,6 +37,8 @@ class TextDataset:
     ids: Optional[list[str]] = None
     rows: Optional[list[int]] = None
     source: str = ""
+    # The file's columns each role was read from (text, label, group, time, id), as load_dataset chose them.
+    columns: Optional[dict[str, str]] = field(default=None, repr=False, compare=False)
     _hash: Optional[str] = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -82,6 +84,7 @@ class TextDataset:
             ids=[self.ids[i] for i in idx],
             rows=[self.rows[i] for i in idx],
             source=self.source,
+            columns=self.columns,
         )
 
     @property

@@ -652,7 +652,7 @@ def load_dataset(
 
     ds = TextDataset(
         texts=texts, labels=labels, groups=groups, timestamps=timestamps, ids=ids, rows=list(rows),
-        source=str(path),
+        source=str(path), columns={r: c for r, c in roles.items() if c is not None},
     )
     where = {
         "csv": f"{path} (row 1 = first record after the header)",

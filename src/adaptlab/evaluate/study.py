@@ -153,6 +153,26 @@ def _small_test_warnings(y_test: Optional[np.ndarray], classes: list[str], posit
     return out
 
 
+def data_inputs(data: TextDataset, test: Optional[TextDataset] = None,
+                unlabeled: Optional[TextDataset] = None) -> dict[str, str]:
+    """Where a study's data came from, as study-file keys (``data``, ``test``, ``unlabeled``, ``text_col`` ...).
+
+    Files are recorded as absolute paths and columns as ``load_dataset`` chose them, so
+    ``adaptlab study config`` can write a study file that reruns the study from its data alone.
+
+    Example:
+        >>> data_inputs(TextDataset(["a"], ["x"], source="", columns={"text": "body", "label": "y"}))
+        {'text_col': 'body', 'label_col': 'y'}
+    """
+    out: dict[str, str] = {}
+    for key, ds in (("data", data), ("test", test), ("unlabeled", unlabeled)):
+        if ds is not None and ds.source and Path(ds.source).is_file():
+            out[key] = str(Path(ds.source).resolve())
+    for role, col in (data.columns or {}).items():
+        out[f"{role}_col"] = col
+    return out
+
+
 class Study:
     """Runs rungs x seeds and stores every result.
 
@@ -340,7 +360,8 @@ class Study:
             metric=f"F1 of class {positive!r}" if positive else "macro-F1",
             classes=classes, positive_label=positive, n_train_pool=len(full) - split_info["n_test"],
             n_test=split_info["n_test"], rows=rows, overlaps=overlaps, split=split_info,
-            data={"source": data.source, "n_labeled": len(data), "n_test_file": len(test) if test else 0,
+            data={"source": data.source, "inputs": data_inputs(data, test, unlabeled),
+                  "n_labeled": len(data), "n_test_file": len(test) if test else 0,
                   "n_unlabeled": len(unlabeled) if unlabeled is not None else 0,
                   "data_hash": full.content_hash, "label_counts": full.label_counts(),
                   "encoder": encoder.info if encoder is not None else None,

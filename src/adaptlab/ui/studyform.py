@@ -7,6 +7,7 @@ the form has no field for (``extra``: test_size, n_boot, [adaptive] ...), which 
 """
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from adaptlab.errors import ConfigError
@@ -77,7 +78,7 @@ def rung_params_from_form(texts: dict[str, dict[str, str]], chosen: list[str]) -
 def form_from_study_file(data: bytes, name: str, form: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
     """The configure form filled from an uploaded study file, and notes on what it did not take.
 
-    Errors (not TOML, an unknown key, a bad value) name the file and the line, like ``study run --config``.
+    A ``.yaml`` / ``.yml`` name is read as YAML. Errors (not TOML or YAML, an unknown key, a bad value) name the file and the line, like ``study run --config``.
 
     Example:
         >>> f, notes = form_from_study_file(b'rungs = ["tfidf"]\\nseeds = 4\\ntest_size = 0.3\\n[rung.tfidf]\\n'
@@ -85,7 +86,8 @@ def form_from_study_file(data: bytes, name: str, form: dict[str, Any]) -> tuple[
         >>> f["rungs"], f["seeds"], f["params"], f["extra"]
         (['tfidf'], 4, {'tfidf': {'min_df': '1'}}, {'test_size': 0.3})
     """
-    from adaptlab.studyfile import KEYS, format_value, parse_study_file, resolve_settings
+    from adaptlab.studyfile import (YAML_SUFFIXES, KEYS, format_value, parse_study_file, parse_study_yaml,
+                                    resolve_settings)
 
     if len(data) > MAX_STUDY_FILE_BYTES:
         raise ConfigError(f"{name} is {len(data) / 1024:.0f} KiB; a study file is a few lines of TOML (at most "
@@ -95,7 +97,8 @@ def form_from_study_file(data: bytes, name: str, form: dict[str, Any]) -> tuple[
     except UnicodeDecodeError:
         raise ConfigError(f"{name} is not UTF-8 text. Fix: upload a study file (TOML), e.g. one written by "
                           "`adaptlab study config STUDY -o study.toml`.") from None
-    settings = parse_study_file(text, source=name)
+    yaml_file = Path(name).suffix.lower() in YAML_SUFFIXES
+    settings = parse_study_yaml(text, source=name) if yaml_file else parse_study_file(text, source=name)
     resolved = resolve_settings([settings])
     v = settings.values
     out = dict(form)

@@ -66,11 +66,14 @@ def adaptlab_phase(encoder, train, args) -> dict:
     from adaptlab.rungs import RungContext, get_rung
     from adaptlab.rungs.setfit import _own_rng, _quiet
 
-    rung = get_rung("setfit", {"batch_size": args.batch_size, "max_length": args.seq_len, "body_lr": LR})
+    # eval_points=0: no checkpoint evaluations inside the loop, as SetFit's Trainer evaluates nothing there.
+    rung = get_rung("setfit", {"batch_size": args.batch_size, "max_length": args.seq_len, "body_lr": LR,
+                               "eval_points": 0})
     ctx = RungContext(classes=train.classes, encoder=encoder, budget=Budget(steps=args.steps))
     t0 = time.perf_counter()
     with _quiet(False), _own_rng("cpu"):
-        _, info = rung._train_body(train, seed=args.seed, context=ctx, budget=ctx.budget, max_length=args.seq_len)
+        _, info = rung._train_body(train, train, seed=args.seed, context=ctx, budget=ctx.budget,
+                                   max_length=args.seq_len)
     return {"phase_s": time.perf_counter() - t0, "loop_s": info["seconds"], "pairs": info["pairs_seen"],
             "steps": info["steps"]}
 

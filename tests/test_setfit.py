@@ -265,11 +265,15 @@ def test_checkpoints_keep_the_best_body_and_show_overfitting(tiny_encoder, corpu
     # Training the same 12 steps with one evaluation keeps the last body: the same as the unscripted run.
     one = get_rung("setfit", {**FAST, "eval_points": 1}).fit(train, val, seed=0, context=c)
     assert len(one.diagnostics_["history"]) == 1 and one.encoder.fingerprint == last.encoder.fingerprint
+    # eval_points=0 is SetFit's own flow: no checkpoints, one evaluation of the final body on all texts.
+    none = get_rung("setfit", {**FAST, "eval_points": 0}).fit(train, val, seed=0, context=c)
+    (h,) = none.diagnostics_["history"]
+    assert none.encoder.fingerprint == last.encoder.fingerprint and h["val_f1"] == round(none.val_scores_["f1"], 6)
 
 
 def test_checkpoint_settings_are_checked():
     with pytest.raises(ConfigError, match="eval_points"):
-        get_rung("setfit", {"eval_points": 0})
+        get_rung("setfit", {"eval_points": -1})
     with pytest.raises(ConfigError, match="eval_max_texts"):
         get_rung("setfit", {"eval_max_texts": 1})
 

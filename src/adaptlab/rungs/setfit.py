@@ -102,7 +102,8 @@ class SetFitConfig(RungConfig):
     eval_points: int = field(default=4, metadata={
         "help": "checkpoints evaluated during contrastive training (evenly spaced, the last at the end): a "
                 "logistic head on up to eval_max_texts train and validation texts; the best checkpoint is "
-                "kept and the overfitting diagnostic reads them. 1 = only the end"})
+                "kept and the overfitting diagnostic reads them. 1 = only the end; 0 = none (SetFit's own "
+                "flow: one evaluation of the final body on all texts)"})
     eval_max_texts: int = field(default=256, metadata={
         "help": "train and validation texts embedded at each checkpoint evaluation (a fixed sample)"})
 
@@ -110,7 +111,9 @@ class SetFitConfig(RungConfig):
         p = "setfit"
         if not _is_num(self.body_lr) or self.body_lr <= 0:
             raise ConfigError.invalid(f"{p}.body_lr", self.body_lr, "a positive number, e.g. 2e-5")
-        for name in ("batch_size", "num_epochs", "encode_batch_size", "eval_points"):
+        if not _is_int(self.eval_points) or self.eval_points < 0:
+            raise ConfigError.invalid(f"{p}.eval_points", self.eval_points, "an integer >= 0 (0 = SetFit's own flow)")
+        for name in ("batch_size", "num_epochs", "encode_batch_size"):
             v = getattr(self, name)
             if not _is_int(v) or v < 1:
                 raise ConfigError.invalid(f"{p}.{name}", v, "an integer >= 1")
@@ -222,7 +225,7 @@ class _Checkpoints:
 
     def plan(self, max_steps: int) -> None:
         k = self.cfg.eval_points
-        self.targets = {max(1, round(max_steps * i / k)) for i in range(1, k + 1)} if max_steps > 0 else set()
+        self.targets = {max(1, round(max_steps * i / k)) for i in range(1, k + 1)} if max_steps > 0 and k else set()
 
     def evaluate(self, step: int, train_loss: Optional[float], seconds: float) -> None:
         from adaptlab.evaluate.metrics import score
@@ -374,7 +377,11 @@ class SetFitRung(Rung):
         train_pred = np.asarray(context.classes, dtype=object)[
             np.argmax(head_proba(head, X_train, context.classes), axis=1)]
         train_f1 = score(train.labels, train_pred, None, context.classes, context.positive_label)["f1"]
-        history = info["history"]
+        history = info["history"] or [{  # eval_points=0: the final body on all texts, as SetFit evaluates
+            "stage": "contrastive+head", "epoch": 1, "stage_epoch": 1, "step": info["steps"],
+            "samples_seen": info["pairs_seen"], "train_loss": info["losses"][-1]["loss"] if info["losses"] else None,
+            "train_f1": round(train_f1, 6), "val_loss": None, "val_f1": round(val_scores["f1"], 6),
+            "seconds": round(info["seconds"], 3)}]
         held_out = list(val.texts[:CKA_MAX_TEXTS])
         cka = None
         if len(held_out) >= 2:
@@ -469,7 +476,8 @@ class SetFitRung(Rung):
             n_pairs = len(trainer.st_trainer.train_dataset) if trainer.st_trainer.train_dataset is not None else 0
             stopped_by = callback.stopped_by or (("max_pairs" if pairs_cap else "budget_steps")
                                                  if steps_cap > 0 and steps >= steps_cap else "num_epochs")
-            if not checkpoints.history or checkpoints.history[-1]["step"] != steps:  # stopped by the clock
+            if cfg.eval_points and (not checkpoints.history or checkpoints.history[-1]["step"] != steps):
+                # stopped by the clock before the last planned checkpoint
                 loss = callback.losses[-1]["loss"] if callback.losses else None
                 checkpoints.evaluate(steps, loss, seconds)
             best_step = checkpoints.restore_best(steps)

@@ -327,3 +327,78 @@ def check_labels(dataset: TextDataset, *, features: Any = None, probabilities: A
               "(prune by noise rate), ranked by self-confidence; noise rates from the calibrated confident joint")
     return LabelIssues(rows=rows, n=len(dataset), noise_rate=overall, per_class=per_class, method=method,
                        n_folds=k, notes=notes)
+
+
+LABEL_ACTIONS = ("keep", "fix", "drop")
+
+
+@dataclass
+class LabelDecision:
+    """A person's decision on one (usually flagged) row of a labels file: keep it, fix its label, or drop it.
+
+    ``row`` is the row number the loader gave it (1 = first record after the header); ``old`` the label
+    in the file; ``new`` the label it gets (``old`` for keep, None for drop).
+    """
+
+    row: int
+    action: str
+    old: str
+    new: Optional[str] = None
+
+    def __post_init__(self) -> None:
+        if self.action not in LABEL_ACTIONS:
+            raise ConfigError.invalid(f"action of row {self.row}", self.action, "keep, fix or drop")
+        if self.action == "fix" and not self.new:
+            raise ConfigError(f"row {self.row}: 'fix' needs the right label; pick one, or choose keep or drop.")
+        if self.action == "keep":
+            self.new = self.old
+        elif self.action == "drop":
+            self.new = None
+
+
+def apply_label_decisions(dataset: TextDataset, decisions: Sequence[LabelDecision]) -> tuple[TextDataset, dict]:
+    """``dataset`` with the decisions applied: fixed rows take their new label, dropped rows are removed.
+
+    Rows keep their row numbers and ids, so later messages still point into the original file. The
+    second value lists what was done, row by row (``fixed``, ``dropped``, ``kept``), so nothing is lost
+    silently. A decision whose row is not in the file, or whose old label is not the file's, is refused
+    (the file changed since the review).
+
+    Example:
+        >>> ds = TextDataset(["goal team", "chip data", "bank rates"], ["sport", "sport", "money"])
+        >>> out, done = apply_label_decisions(ds, [LabelDecision(2, "fix", "sport", "tech"),
+        ...                                        LabelDecision(3, "drop", "money")])
+        >>> out.labels, out.rows, [d["row"] for d in done["dropped"]]
+        (['sport', 'tech'], [1, 2], [3])
+    """
+    if dataset.labels is None:
+        raise ConfigError("the data has no labels to correct; pass --label-col NAME (default: label).")
+    where = {int(r): i for i, r in enumerate(dataset.rows)}
+    labels = list(dataset.labels)
+    keep = [True] * len(dataset)
+    done: dict[str, list[dict[str, Any]]] = {"fixed": [], "dropped": [], "kept": []}
+    seen: set[int] = set()
+    for d in decisions:
+        if d.row in seen:
+            raise ConfigError(f"row {d.row} has two decisions; keep one.")
+        seen.add(d.row)
+        i = where.get(int(d.row))
+        if i is None:
+            raise ConfigError(f"row {d.row} is not in {dataset.source or 'the data'}: the file changed since the "
+                              "review. Review it again.")
+        if str(labels[i]) != str(d.old):
+            raise ConfigError(f"row {d.row} has label {labels[i]!r}, but the review saw {d.old!r}: the file changed "
+                              "since the review. Review it again.")
+        item = {"row": int(d.row), "id": str(dataset.ids[i]), "text": dataset.texts[i], "old": d.old, "new": d.new}
+        if d.action == "drop":
+            keep[i] = False
+            done["dropped"].append(item)
+        elif d.action == "fix" and d.new != d.old:
+            labels[i] = str(d.new)
+            done["fixed"].append(item)
+        else:
+            done["kept"].append(item)
+    relabelled = TextDataset(texts=list(dataset.texts), labels=labels, groups=dataset.groups,
+                             timestamps=dataset.timestamps, ids=list(dataset.ids), rows=list(dataset.rows),
+                             source=dataset.source)
+    return relabelled.subset([i for i in range(len(dataset)) if keep[i]]), done

@@ -363,6 +363,7 @@ class Study:
         split) reads it back from the stored summary instead of redoing the cross-validation.
         """
         from adaptlab.data import check_labels
+        from adaptlab.data.label_quality import DEFAULT_MAX_ROWS
         from adaptlab.errors import AdaptlabError
 
         try:
@@ -372,9 +373,11 @@ class Study:
         if before:
             return before
         pool = full.subset(np.concatenate([split.train, split.val]))
-        say("estimating label noise on the train pool (confident learning, 5-fold TF-IDF) ...")
+        cap = self.config.label_check_max_rows or DEFAULT_MAX_ROWS
+        sample = f" (a stratified sample of {cap:,} of its {len(pool):,} rows)" if len(pool) > cap else ""
+        say(f"estimating label noise on the train pool{sample} (confident learning, 5-fold TF-IDF) ...")
         try:
-            issues = check_labels(pool, seed=self.config.test_seed)
+            issues = check_labels(pool, seed=self.config.test_seed, max_rows=cap)
         except AdaptlabError as exc:  # e.g. a class with one example in the pool: the study still runs
             return {"skipped": str(exc)}
         # The report shows the rates; the first rows are kept as examples, `adaptlab data check` lists all.

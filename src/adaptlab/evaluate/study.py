@@ -381,7 +381,8 @@ class Study:
         except AdaptlabError as exc:  # e.g. a class with one example in the pool: the study still runs
             return {"skipped": str(exc)}
         # The report shows the rates; the first rows are kept as examples, `adaptlab data check` lists all.
-        return issues.to_dict(limit=10)
+        # Every flagged row's id is kept so a slice analysis can say how many fall in a weak slice.
+        return {**issues.to_dict(limit=10), "flagged_ids": [str(pool.ids[i]) for i in issues.flagged_indices]}
 
     def _cell_runner(self, full, splits, context, frozen_rungs, frozen_encoder, encoder, positive, study_id, primed,
                      say, emit) -> Callable[[list[tuple[Any, int, float]]], tuple]:

@@ -86,8 +86,10 @@ def noisy_slice_words(s: dict[str, Any], label_quality: Optional[dict[str, Any]]
 
     Example:
         >>> lq = {"noise_rate": 0.04, "per_class": {"a": {"noise_rate": 0.02}, "b": {"noise_rate": 0.30}}}
-        >>> noisy_slice_words({"slice": "b"}, lq, Policy())
-        'it is also a noisy slice: an estimated 30% of its labels are wrong (the estimated label noise of class b; 4.0% overall), so check and fix its labels (adaptlab data check --label-issues FILE) before collecting more'
+        >>> noisy_slice_words({"slice": "b"}, lq, Policy())[:72]
+        'it is also a noisy slice: an estimated 30% of its labels are wrong (the '
+        >>> noisy_slice_words({"slice": "a"}, lq, Policy())
+        ''
     """
     est = slice_label_noise(s, label_quality)
     if est is None or est["rate"] < p.label_noise_min:

@@ -130,6 +130,7 @@ def test_an_unreviewed_noisy_batch_is_held_and_listed_on_the_models_pages(model_
     assert str(app.state.settings.models_root) not in job.result["message"]  # no server path reaches the page
     page = client.get(f"/jobs/{job.id}").text
     assert 'data-status="held"' in page and "Held: the new labels look wrong" in page
+    assert f'href="/models/news/labels/{uid}"' in page  # back to the review, to fix the rows
     listing = client.get("/models").text
     assert 'id="held-news"' in listing and "1 held (nothing trained); last: quarter.csv" in listing
     model = client.get("/models/news").text

@@ -265,6 +265,10 @@ def test_a_study_caps_its_label_check_and_the_report_says_it_was_sampled(tmp_pat
     with pytest.raises(ConfigError, match="label_check_max_rows"):
         StudyConfig(rungs=["tfidf"], label_check_max_rows=5)
     cfg = StudyConfig(rungs=["tfidf"], seeds=1, n_boot=200, label_check_max_rows=150)
+    from adaptlab.studyfile import parse_study_file, study_config, study_file_text
+
+    text = study_file_text(cfg.to_dict())  # a study file carries the cap and reads it back
+    assert "label_check_max_rows = 150" in text and study_config(parse_study_file(text)).to_dict() == cfg.to_dict()
     said: list[str] = []
     result = Study(cfg, home=tmp_path).run(ds, progress=said.append)
     lq = result.data["label_quality"]

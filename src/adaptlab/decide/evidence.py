@@ -146,7 +146,10 @@ class Evidence:
             "mmd_source": self.mmd_source, "refit_hours": self.refit_hours, "slices": self.slices,
             "slice_rung": self.slice_rung, "overall_f1": self.overall_f1, "learning_curve": self.learning_curve,
             "encoder": self.encoder, "domain_shift": self.domain_shift, "notes": list(self.notes),
-            "allocation": self.allocation, "label_quality": self.label_quality,
+            "allocation": self.allocation,
+            # Without the flagged ids (thousands on large data); `adaptlab data check` lists the rows.
+            "label_quality": ({k: v for k, v in self.label_quality.items() if k != "flagged_ids"}
+                              if self.label_quality else None),
             "rungs": [r.to_dict() for r in self.rungs.values()],
         }
 

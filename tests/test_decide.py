@@ -166,6 +166,31 @@ def test_rare_slice_rule_asks_for_labels_not_a_bigger_model():
     assert d.next_experiment.what == "collect more labels on slice pediatric"
 
 
+def test_rare_slice_rule_says_when_the_weak_slice_is_also_a_noisy_one():
+    slices = [{"slice": "pediatric", "n": 30, "share": 0.05, "f1": 0.52, "error_share": 0.30,
+               "labels": {"yes": 20, "no": 10}},
+              {"slice": "adult", "n": 570, "share": 0.95, "f1": 0.86, "error_share": 0.70}]
+    tables = {"probe": [0.81, 0.82, 0.83]}
+    noisy = {"noise_rate": 0.06, "per_class": {"yes": {"noise_rate": 0.25}, "no": {"noise_rate": 0.01}}}
+    d = decide(Evidence.from_tables(tables, slices=slices, overall_f1=0.84, slice_rung="probe", label_quality=noisy))
+    f = d.flags_for("switch.rare-slice")[0]
+    # 20 of its items are class yes (25% noise), 10 class no (1%): (20*0.25 + 10*0.01) / 30 = 17%.
+    assert "But pediatric: it is also a noisy slice: an estimated 17% of its labels are wrong" in f.message
+    assert "6.0% overall" in f.message and "not a bigger model" in f.message
+    assert d.next_experiment.what == "check and fix the labels of slice pediatric, then collect more there"
+    assert "also a noisy slice" in d.next_experiment.why
+    # A slice named like a class takes that class's rate; clean labels (or no label check) add nothing.
+    as_class = [dict(slices[0], slice="yes"), slices[1]]
+    d = decide(Evidence.from_tables(tables, slices=as_class, overall_f1=0.84, slice_rung="probe", label_quality=noisy))
+    assert "an estimated 25% of its labels are wrong (the estimated label noise of class yes" in \
+        d.flags_for("switch.rare-slice")[0].message
+    clean = {"noise_rate": 0.01, "per_class": {"yes": {"noise_rate": 0.02}, "no": {"noise_rate": 0.01}}}
+    for lq in (clean, None):
+        d = decide(Evidence.from_tables(tables, slices=slices, overall_f1=0.84, slice_rung="probe", label_quality=lq))
+        assert "noisy" not in d.flags_for("switch.rare-slice")[0].message
+        assert d.next_experiment.what == "collect more labels on slice pediatric"
+
+
 def test_many_labels_suggest_lora():
     d = decide(Evidence.from_tables({"probe": [0.81, 0.82, 0.83]}, n_labels=20_000))
     assert d.flags_for("switch.labels-lora")[0].severity == "warn"

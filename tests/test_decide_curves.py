@@ -112,3 +112,42 @@ def test_slices_and_curve_cli_feed_the_decision_and_report(sliced_study, tmp_pat
     html = (tmp_path / "rep.html").read_text(encoding="utf-8")
     assert 'id="slices"' in html and 'id="learning-curve"' in html
     assert decide(ev).to_dict()  # slices reach the decision without error
+
+
+def test_a_weak_rare_slice_whose_rows_are_flagged_is_called_noisy(tmp_path):
+    from adaptlab.data import TextDataset
+
+    # 600 texts; the rare slice (every 12th) had half its labels moved to another class.
+    ds = topic_corpus(600, seed=4, noise=0.2)
+    rotate = {"sport": "tech", "tech": "money", "money": "sport"}
+    rare = [i % 12 == 0 for i in range(600)]
+    labels = [rotate[x] if r and i % 24 == 0 else x for i, (x, r) in enumerate(zip(ds.labels, rare))]
+    data = TextDataset(texts=ds.texts, labels=labels, source="rare-noisy")
+    Study(StudyConfig(rungs=["tfidf"], seeds=2, n_boot=200), home=tmp_path).run(data)
+    store = RunStore(tmp_path / "runs.sqlite")
+    lq = store.get_study("latest")["summary"]["data"]["label_quality"]
+    assert len(lq["flagged_ids"]) == lq["n_flagged"] > len(lq["rows"])  # every flagged id is kept
+    values = ["rare" if r else "common" for r in rare]
+    rep = slice_report(store, "latest", data, rung="tfidf", slice_values=values)
+    by = {s["slice"]: s for s in rep["slices"]}
+    # The flagged train-pool rows fall in the rare slice: its estimated label noise is far above the common one's.
+    assert by["rare"]["label_flagged"] >= 8 and by["rare"]["label_noise"] >= 0.2 > 0.05 >= by["common"]["label_noise"]
+    assert by["rare"]["label_checked"] == pytest.approx(sum(rare) - sum(
+        1 for i in store.study_results(store.get_study("latest")["study_id"])[0]["predictions"]["test_ids"]
+        if values[data.ids.index(i)] == "rare"))
+    assert rep["rare_failing"] == ["rare"] and "but rare: it is also a noisy slice" in rep["summary"]
+    ev = Evidence.from_store(store, "latest", analyses=False)
+    ev.slices, ev.overall_f1, ev.slice_rung = rep["slices"], rep["overall_f1"], "tfidf"
+    msg = decide(ev).flags_for("switch.rare-slice")[0].message
+    assert (f"it is also a noisy slice: an estimated {by['rare']['label_noise']:.0%} of its labels are wrong "
+            f"({by['rare']['label_flagged']} of its ~{by['rare']['label_checked']:,.0f} train-pool labels flagged") in msg
+    # The report's slice table gets the estimate, and its decision section the rule's words.
+    from adaptlab.decide.analyses import save_analysis
+    from adaptlab.report import build_report
+
+    save_analysis(tmp_path, store.get_study("latest")["study_id"], "slices", rep)
+    html_path, md_path = build_report(store, "latest", home=tmp_path).write(tmp_path / "r.html", tmp_path / "r.md")
+    md, html = md_path.read_text(), html_path.read_text()
+    assert "| slice | test items | share of items | F1 | share of errors | label noise (est.) |" in md
+    assert f"| {by['rare']['label_noise']:.0%} |\n| common |" in md and "<th>label noise (est.)</th>" in html
+    assert "it is also a noisy slice" in " ".join(html.split())

@@ -229,3 +229,55 @@ def test_a_study_stores_the_label_noise_of_its_train_pool_and_the_report_shows_i
     html, md = html_path.read_text(), md_path.read_text()
     assert 'id="label-noise"' in html and f"{lq['noise_rate']:.1%} of the {lq['n']} train-pool labels" in html
     assert f"sport {lq['per_class']['sport']['noise_rate']:.1%}" in md and "label noise (estimated)" in md
+
+
+# ---------------------------------------------------------------- the size cap (a stratified sample above it)
+def test_above_max_rows_a_stratified_seeded_sample_is_checked_and_rows_map_back():
+    ds, flips = flipped(600, 0.10, 3)
+    issues = check_labels(ds, max_rows=200, seed=5)
+    assert issues.n == 200 and issues.n_total == 600 and issues.sampled
+    assert sum(v["n"] for v in issues.per_class.values()) == 200
+    counts = pd.Series(ds.labels).value_counts()
+    assert all(abs(v["n"] - 200 * counts[c] / 600) < 1 for c, v in issues.per_class.items())  # shares kept
+    for r in issues.rows:  # positions and row numbers are those of the whole data
+        assert ds.texts[r.index] == r.text and ds.labels[r.index] == r.given and r.row == r.index + 1
+    found = set(issues.flagged_indices)
+    assert found and len(found & flips) / len(found) >= 0.6
+    assert "a stratified sample of the 600" in issues.summary() and "200 of the 600" in issues.notes[-1]
+    d = issues.to_dict()
+    assert d["sampled"] and d["n_total"] == 600
+    again = check_labels(ds, max_rows=200, seed=5)
+    assert again.flagged_indices == issues.flagged_indices  # a fixed seed: the same sample, the same flags
+    full = check_labels(ds, max_rows=600)
+    assert not full.sampled and full.n_total is None and "sampled" not in full.to_dict()
+    with pytest.raises(ConfigError, match="an integer >= 100"):
+        check_labels(ds, max_rows=10)
+
+
+def test_a_study_caps_its_label_check_and_the_report_says_it_was_sampled(tmp_path):
+    from adaptlab.config import StudyConfig
+    from adaptlab.evaluate import Study
+    from adaptlab.report import build_report
+    from adaptlab.store import RunStore
+
+    ds, _ = flipped(400, 0.10, 12)
+    assert "label_check_max_rows" not in StudyConfig(rungs=["tfidf"]).to_dict()  # earlier study ids hold
+    with pytest.raises(ConfigError, match="label_check_max_rows"):
+        StudyConfig(rungs=["tfidf"], label_check_max_rows=5)
+    cfg = StudyConfig(rungs=["tfidf"], seeds=1, n_boot=200, label_check_max_rows=150)
+    from adaptlab.studyfile import parse_study_file, study_config, study_file_text
+
+    text = study_file_text(cfg.to_dict())  # a study file carries the cap and reads it back
+    assert "label_check_max_rows = 150" in text and study_config(parse_study_file(text)).to_dict() == cfg.to_dict()
+    said: list[str] = []
+    result = Study(cfg, home=tmp_path).run(ds, progress=said.append)
+    lq = result.data["label_quality"]
+    assert lq["sampled"] and lq["n"] == 150 and lq["n_total"] == result.n_train_pool
+    assert any(f"a stratified sample of 150 of its {result.n_train_pool} rows" in m for m in said)
+    rep = build_report(RunStore(tmp_path / "runs.sqlite"), "latest", home=tmp_path)
+    html_path, md_path = rep.write(tmp_path / "r.html", tmp_path / "r.md")
+    for text in (html_path.read_text(), md_path.read_text()):
+        text = " ".join(text.split())
+        assert f"{lq['noise_rate']:.1%} of the 150 sampled train-pool labels" in text
+        assert (f"Sampled: a stratified sample of 150 of the {result.n_train_pool} train-pool labels was checked "
+                "(size cap label_check_max_rows, seeded by test_seed)") in text

@@ -164,3 +164,27 @@ def test_retrain_cli_bad_label_issues_name_fails_before_training(registry, rando
     assert [v.id for v in ModelRegistry(registry.root).versions] == ["v0001"]
     r = runner.invoke(app, ["retrain", str(registry.root), str(path), "--policy", str(tmp_path / "none.json")])
     assert r.exit_code == 2 and "does not exist" in flat(r.output)
+
+
+def test_models_list_shows_a_held_retrain_with_its_reason(registry, random_batch, clean_batch):
+    path, _ = random_batch
+    r = runner.invoke(app, ["models", "list", str(registry.root), "--json"])
+    assert json.loads(r.stdout)["held"] == []
+    assert "Held retrains" not in flat(runner.invoke(app, ["models", "list", str(registry.root)]).stdout)
+    held = retrain(registry.root, path)
+    assert held.held
+    retrain(registry.root, clean_batch)  # a later, clean batch: promoted; the held one stays on the record
+    r = runner.invoke(app, ["models", "list", str(registry.root), "--json"])
+    assert r.exit_code == 0, r.output
+    listing = json.loads(r.stdout)
+    assert [v["id"] for v in listing["versions"]] == ["v0001", "v0002"] and listing["in_use"] == "v0002"
+    [h] = listing["held"]
+    assert h["version"] == "v0001" and h["source"] == "random.csv" and h["n_new"] == 80
+    assert h["n_flagged_new"] == held.labels.n_flagged_new and h["rows"] == [x["row"] for x in held.labels.rows[:10]]
+    assert h["reason"] == held.labels.evidence()
+    r = runner.invoke(app, ["models", "list", str(registry.root)], terminal_width=250)
+    assert r.exit_code == 0, r.output
+    text = flat(r.stdout)
+    assert "Held retrains (the label check stopped them; nothing was trained)" in text
+    assert "random.csv" in text and f"{held.labels.n_flagged_new} (first: {h['rows'][0]}," in text
+    assert "confident learning flags" in text

@@ -236,3 +236,41 @@ def test_study_with_a_time_budget_shows_screens_and_the_allocation(server, page,
     phases = page.eval_on_selector_all("#allocation-timeline tr[data-rung]", "rows => rows.map(r => r.cells[1].textContent)")
     assert phases[0] == "cheap" and "screen" in phases
     shot(page, tmp_path / "results-budgeted.png")
+
+
+def test_label_review_flags_flipped_rows_fix_two_then_retrain_shows_the_verdict(server, page, tmp_path):
+    flipped = [2, 7, 11, 16, 20, 25, 31, 37, 40, 44, 50, 55]  # 12 wrong labels among 60
+    # A model of its own, so the other retrain test's versions do not matter.
+    train, sealed = topic_corpus(150, seed=1), topic_corpus(60, seed=2)
+    pipe = Pipeline(rung="tfidf", rung_params={"min_df": 1}).fit(train.texts, train.labels)
+    ModelRegistry.create(server["settings"].models_root / "review", pipe, train=train, eval_set=sealed)
+    batch = topic_corpus(60, seed=7)
+    labels = [ROTATE[x] if i in flipped else x for i, x in enumerate(batch.labels)]
+    data = write_csv(tmp_path / "quarter.csv", batch, labels)
+    page.goto(server["url"] + "/models/review")
+    page.set_input_files("#labels", str(data))
+    page.click("#review-button")
+    page.wait_for_selector("#suspicious")
+    # The flipped rows are flagged before anything is trained.
+    rows = [int(r) for r in page.eval_on_selector_all("#suspicious tr.suspicious", "trs => trs.map(t => t.dataset.row)")]
+    wrong = [r for r in rows if r - 1 in flipped]
+    assert len(rows) >= 8 and len(wrong) / len(rows) >= 0.8
+    assert "would be held" in " ".join(page.inner_text("#would-hold").split())
+    shot(page, tmp_path / "review.png")
+    # Fix two: picking the right label ticks "fix" (app.js); type a name for the record.
+    for r in wrong[:2]:
+        page.select_option(f"#label-{r}", batch.labels[r - 1])
+        assert page.is_checked(f"#fix-{r}")
+    page.fill("#reviewer", "Ana")
+    page.click("#review-retrain-button")
+    page.wait_for_selector("#verdict")
+    # The other flipped rows were left as they are: the label check holds the batch, nothing is trained.
+    assert page.get_attribute("#verdict", "data-status") == "held"
+    assert page.inner_text("#verdict-headline").startswith("Held: the new labels look wrong")
+    assert "Label review by Ana" in page.inner_text("#review-record") and "2 label(s) fixed" in page.inner_text(
+        "#review-fixed")
+    fixed = page.inner_text("#review-fixed-rows")
+    assert all(f"row {r}: {labels[r - 1]} → {batch.labels[r - 1]}" in fixed for r in wrong[:2])
+    shot(page, tmp_path / "review-verdict.png")
+    page.click("#model-link")
+    assert "quarter.csv" in page.inner_text("#held-retrains") and page.inner_text("#in-use") == "v0001"

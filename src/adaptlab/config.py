@@ -93,6 +93,9 @@ class StudyConfig:
     # can still change (adaptlab.evaluate.adaptive). None: the exhaustive grid rungs x seeds.
     time_budget: Optional[str] = None
     adaptive: dict[str, Any] = field(default_factory=dict)  # AdaptiveConfig overrides (margin, screen_fidelity ...)
+    # The study's label check (estimated label noise of the train pool) reads at most this many rows, a
+    # stratified sample seeded by test_seed above it. None: the default, 20,000.
+    label_check_max_rows: Optional[int] = None
 
     def __post_init__(self) -> None:
         if isinstance(self.rungs, str):
@@ -123,6 +126,9 @@ class StudyConfig:
             if self.seeds < need:
                 raise ConfigError.invalid("seeds", self.seeds, f"at least {need} with a time budget (the decision needs "
                                           f"{need} seeds of the rung it picks); --seeds is the most a rung gets")
+        cap = self.label_check_max_rows
+        if cap is not None and (isinstance(cap, bool) or not isinstance(cap, int) or cap < 100):
+            raise ConfigError.invalid("label_check_max_rows", cap, "an integer >= 100 (default 20,000)")
         if not isinstance(self.adaptive, dict):
             raise ConfigError.invalid("adaptive", self.adaptive, 'a dict of adaptive settings, e.g. {"margin": 0.03}')
         tol = self.int8_tolerance
@@ -138,7 +144,7 @@ class StudyConfig:
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         # Fields added with the decision-driven study stay out while unset: study ids of earlier studies hold.
-        for name in ("time_budget", "adaptive"):
+        for name in ("time_budget", "adaptive", "label_check_max_rows"):
             if not d[name]:
                 d.pop(name)
         return d

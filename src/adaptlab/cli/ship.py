@@ -184,13 +184,16 @@ def retrain_cmd(
 @user_errors
 def models_list(model: Path = typer.Argument(..., help="Model folder created by `adaptlab ship`."),
                 json_out: bool = JsonOpt) -> None:
-    """Every version with its status, training size and sealed-set F1; the one in use is marked."""
+    """Every version with its status, training size and sealed-set F1 (the one in use is marked), then the
+    retrains the label check held (nothing trained) with their reason."""
     from adaptlab.ship import ModelRegistry
 
     reg = ModelRegistry(model)
     cur = reg.current.id
+    held = reg.held_retrains
     if json_out:
-        typer.echo(json.dumps({"in_use": cur, "versions": [v.to_dict() for v in reg.versions]}, indent=2, default=str))
+        typer.echo(json.dumps({"in_use": cur, "versions": [v.to_dict() for v in reg.versions], "held": held},
+                              indent=2, default=str))
         return
     t = Table(title=f"{model}  —  in use: {cur}", title_justify="left")
     for c in ("", "version", "created", "rung", "status", "train texts", "F1 [95% CI]", "note"):
@@ -202,6 +205,18 @@ def models_list(model: Path = typer.Argument(..., help="Model folder created by 
                   str(v.n_train), f"{ev.get('f1', float('nan')):.4f} [{ci[0]:.4f}, {ci[1]:.4f}]",
                   (v.reason[:90] + "…") if len(v.reason) > 90 else v.reason)
     out.print(t)
+    if held:
+        h = Table(title="Held retrains (the label check stopped them; nothing was trained)", title_justify="left")
+        for c in ("when", "in use then", "labels file", "new labels", "flagged rows", "reason"):
+            h.add_column(c)
+        for e in held:
+            rows = ", ".join(str(r) for r in e.get("rows") or [])
+            n_flag = e.get("n_flagged_new")
+            h.add_row(str(e.get("time", "")).replace("T", " ")[:16], str(e.get("version", "")),
+                      escape(str(e.get("source") or "")), str(e.get("n_new", "")),
+                      f"{n_flag if n_flag is not None else len(e.get('rows') or [])} (first: {rows})" if rows else "",
+                      escape(str(e.get("reason", ""))))
+        out.print(h)
 
 
 @models_app.command("rollback")

@@ -8,8 +8,8 @@ Example:
     >>> print(check_labels(ds).summary())                             # doctest: +SKIP
 """
 from adaptlab.data.dataset import TextDataset, text_hash
-from adaptlab.data.label_quality import (LabelIssues, OutOfFold, SuspiciousRow, check_labels,
-                                         out_of_fold_probabilities)
+from adaptlab.data.label_quality import (LabelDecision, LabelIssues, OutOfFold, SuspiciousRow,
+                                         apply_label_decisions, check_labels, out_of_fold_probabilities)
 from adaptlab.data.load import DroppedRow, DroppedRowsWarning, LoadReport, load_dataset
 from adaptlab.data.neardup import NearDupClusters, find_near_duplicates, normalize_text
 from adaptlab.data.split import LeakageReport, Split, describe_split, split_dataset
@@ -31,6 +31,8 @@ __all__ = [
     "describe_split",
     "LeakageReport",
     "check_labels",
+    "apply_label_decisions",
+    "LabelDecision",
     "out_of_fold_probabilities",
     "LabelIssues",
     "OutOfFold",

@@ -44,6 +44,9 @@ DEFAULT_FOLDS = 5
 # tweets with 10% and 30% flipped labels, C=1 flagged the flips with better precision than C=10 or 100
 # (out-of-fold probabilities of a strongly regularised head rank better) and ran 2-3x faster.
 DEFAULT_C = 1.0
+# Above this many labeled rows a stratified, seeded sample of them is checked: the noise rates are
+# shares, and the check must stay bounded (seconds to a minute on 2 CPU cores) on 100k-row data.
+DEFAULT_MAX_ROWS = 20_000
 WRITE_SUFFIXES = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet"}
 
 
@@ -87,6 +90,12 @@ class LabelIssues:
     method: str
     n_folds: int
     notes: list[str] = field(default_factory=list)
+    n_total: Optional[int] = None  # rows of the data when a sample of ``n`` of them was checked
+
+    @property
+    def sampled(self) -> bool:
+        """Only a stratified sample of the data was checked (``n`` of ``n_total`` rows)."""
+        return self.n_total is not None and self.n_total > self.n
 
     @property
     def n_flagged(self) -> int:
@@ -103,6 +112,8 @@ class LabelIssues:
     def summary(self) -> str:
         """One line in plain words."""
         head = f"estimated label noise {self.noise_rate:.1%} of {self.n} labeled rows"
+        if self.sampled:
+            head += f" (a stratified sample of the {self.n_total:,})"
         if not self.rows:
             return f"{head}; no row flagged as likely mislabeled"
         noisy = sorted(self.per_class.items(), key=lambda kv: -kv[1]["noise_rate"])[:3]
@@ -115,7 +126,8 @@ class LabelIssues:
         rows = self.rows if limit is None else self.rows[:limit]
         return {"n": self.n, "n_flagged": self.n_flagged, "noise_rate": self.noise_rate,
                 "per_class": self.per_class, "method": self.method, "n_folds": self.n_folds,
-                "notes": list(self.notes), "rows": [r.to_dict() for r in rows]}
+                "notes": list(self.notes), "rows": [r.to_dict() for r in rows],
+                **({"n_total": self.n_total, "sampled": True} if self.sampled else {})}
 
     def to_frame(self) -> Any:
         import pandas as pd
@@ -270,13 +282,17 @@ def _validated_probabilities(probabilities: Any, n: int, classes: list[str]) -> 
 
 
 def check_labels(dataset: TextDataset, *, features: Any = None, probabilities: Any = None,
-                 n_folds: int = DEFAULT_FOLDS, seed: int = 0, feature_name: str = "") -> LabelIssues:
+                 n_folds: int = DEFAULT_FOLDS, seed: int = 0, feature_name: str = "",
+                 max_rows: Optional[int] = None) -> LabelIssues:
     """Rows whose label is likely wrong, ranked, and the estimated noise rate per class (confident learning).
 
     ``dataset`` is the labeled pool (never a sealed test set). By default the out-of-fold
     probabilities come from TF-IDF + logistic regression (:func:`out_of_fold_probabilities`);
     ``features`` replaces TF-IDF by any feature matrix (name it with ``feature_name`` for the method
     string), ``probabilities`` skips the model (out-of-fold probabilities, columns in sorted class order).
+    ``max_rows``: above it, a stratified sample of that many rows (seeded by ``seed``) is checked, so
+    the check stays bounded on large data; the result says so (``sampled``, ``n`` of ``n_total``) and
+    its rows keep their positions in ``dataset``. None: check every row.
 
     Example:
         >>> texts = [f"goal match team {i}" for i in range(20)] + [f"chip software data {i}" for i in range(20)]
@@ -292,6 +308,11 @@ def check_labels(dataset: TextDataset, *, features: Any = None, probabilities: A
 
     if dataset.labels is None:
         raise ConfigError("the data has no labels to check; pass --label-col NAME (default: label).")
+    if max_rows is not None and (isinstance(max_rows, bool) or not isinstance(max_rows, int) or max_rows < 100):
+        raise ConfigError.invalid("label check max_rows", max_rows, "an integer >= 100 (20,000 is the default)")
+    if max_rows is not None and len(dataset) > max_rows:
+        return _sampled_check(dataset, max_rows, features=features, probabilities=probabilities, n_folds=n_folds,
+                              seed=seed, feature_name=feature_name)
     if probabilities is not None:
         classes, y = _class_index(dataset.labels, dataset.source or "the data")
         proba, k, notes = _validated_probabilities(probabilities, len(dataset), classes), 0, []
@@ -327,3 +348,97 @@ def check_labels(dataset: TextDataset, *, features: Any = None, probabilities: A
               "(prune by noise rate), ranked by self-confidence; noise rates from the calibrated confident joint")
     return LabelIssues(rows=rows, n=len(dataset), noise_rate=overall, per_class=per_class, method=method,
                        n_folds=k, notes=notes)
+
+
+def _sampled_check(dataset: TextDataset, max_rows: int, *, features: Any, probabilities: Any, n_folds: int,
+                   seed: int, feature_name: str) -> LabelIssues:
+    """:func:`check_labels` on a stratified sample of ``max_rows`` rows; positions map back to ``dataset``."""
+    from adaptlab.data.bundled import stratified_subsample
+
+    keep = stratified_subsample(dataset.labels, max_rows, seed=seed)
+    sub = dataset.subset(keep)
+    pick = (lambda a: None if a is None else (a[keep] if hasattr(a, "shape") else [a[i] for i in keep]))
+    issues = check_labels(sub, features=pick(features),
+                          probabilities=None if probabilities is None else np.asarray(probabilities)[keep],
+                          n_folds=n_folds, seed=seed, feature_name=feature_name)
+    for r in issues.rows:
+        r.index = int(keep[r.index])
+    issues.n_total = len(dataset)
+    issues.notes.append(f"checked a stratified sample of {len(keep):,} of the {len(dataset):,} labeled rows "
+                        f"(seed {seed}); rows outside it were not judged")
+    return issues
+
+
+LABEL_ACTIONS = ("keep", "fix", "drop")
+
+
+@dataclass
+class LabelDecision:
+    """A person's decision on one (usually flagged) row of a labels file: keep it, fix its label, or drop it.
+
+    ``row`` is the row number the loader gave it (1 = first record after the header); ``old`` the label
+    in the file; ``new`` the label it gets (``old`` for keep, None for drop).
+    """
+
+    row: int
+    action: str
+    old: str
+    new: Optional[str] = None
+
+    def __post_init__(self) -> None:
+        if self.action not in LABEL_ACTIONS:
+            raise ConfigError.invalid(f"action of row {self.row}", self.action, "keep, fix or drop")
+        if self.action == "fix" and not self.new:
+            raise ConfigError(f"row {self.row}: 'fix' needs the right label; pick one, or choose keep or drop.")
+        if self.action == "keep":
+            self.new = self.old
+        elif self.action == "drop":
+            self.new = None
+
+
+def apply_label_decisions(dataset: TextDataset, decisions: Sequence[LabelDecision]) -> tuple[TextDataset, dict]:
+    """``dataset`` with the decisions applied: fixed rows take their new label, dropped rows are removed.
+
+    Rows keep their row numbers and ids, so later messages still point into the original file. The
+    second value lists what was done, row by row (``fixed``, ``dropped``, ``kept``), so nothing is lost
+    silently. A decision whose row is not in the file, or whose old label is not the file's, is refused
+    (the file changed since the review).
+
+    Example:
+        >>> ds = TextDataset(["goal team", "chip data", "bank rates"], ["sport", "sport", "money"])
+        >>> out, done = apply_label_decisions(ds, [LabelDecision(2, "fix", "sport", "tech"),
+        ...                                        LabelDecision(3, "drop", "money")])
+        >>> out.labels, out.rows, [d["row"] for d in done["dropped"]]
+        (['sport', 'tech'], [1, 2], [3])
+    """
+    if dataset.labels is None:
+        raise ConfigError("the data has no labels to correct; pass --label-col NAME (default: label).")
+    where = {int(r): i for i, r in enumerate(dataset.rows)}
+    labels = list(dataset.labels)
+    keep = [True] * len(dataset)
+    done: dict[str, list[dict[str, Any]]] = {"fixed": [], "dropped": [], "kept": []}
+    seen: set[int] = set()
+    for d in decisions:
+        if d.row in seen:
+            raise ConfigError(f"row {d.row} has two decisions; keep one.")
+        seen.add(d.row)
+        i = where.get(int(d.row))
+        if i is None:
+            raise ConfigError(f"row {d.row} is not in {dataset.source or 'the data'}: the file changed since the "
+                              "review. Review it again.")
+        if str(labels[i]) != str(d.old):
+            raise ConfigError(f"row {d.row} has label {labels[i]!r}, but the review saw {d.old!r}: the file changed "
+                              "since the review. Review it again.")
+        item = {"row": int(d.row), "id": str(dataset.ids[i]), "text": dataset.texts[i], "old": d.old, "new": d.new}
+        if d.action == "drop":
+            keep[i] = False
+            done["dropped"].append(item)
+        elif d.action == "fix" and d.new != d.old:
+            labels[i] = str(d.new)
+            done["fixed"].append(item)
+        else:
+            done["kept"].append(item)
+    relabelled = TextDataset(texts=list(dataset.texts), labels=labels, groups=dataset.groups,
+                             timestamps=dataset.timestamps, ids=list(dataset.ids), rows=list(dataset.rows),
+                             source=dataset.source)
+    return relabelled.subset([i for i in range(len(dataset)) if keep[i]]), done

@@ -27,6 +27,7 @@ from adaptlab.decide.evidence import Evidence, RungEvidence, ladder_key
 from adaptlab.decide.policy import (
     LABEL_TRAINED_ENCODER, LADDER, SCRATCH, Facts, Policy, evaluate_rules, rung_info, z_value,
 )
+from adaptlab.decide.slices import noisy_slice_words
 from adaptlab.decide.stats import f1_replicates, items_to_resolve, paired_bootstrap, seed_only_difference
 from adaptlab.config import format_duration
 from adaptlab.errors import ConfigError
@@ -457,7 +458,11 @@ def decide(evidence: Evidence, policy: Optional[Policy] = None) -> Decision:
         fired.append(rule.id)
         names = "; ".join(f"{s['slice']} ({s['n']} test items, {s['share']:.0%} of items, F1 {_f(s['f1'])} vs "
                           f"{_f(ev.overall_f1)} overall, {s['error_share']:.0%} of the errors)" for s in bad[:3])
-        flags.append(Flag(rule.id, f"errors concentrate on rare slice(s) {names}: {rule.action}.", ev.slice_rung, "warn"))
+        # A weak slice whose labels are also noisy needs its labels checked before more of them are collected.
+        noisy = [f"{s['slice']}: {w}" for s in bad[:3] for w in [noisy_slice_words(s, ev.label_quality, p)] if w]
+        more = f" But {'; '.join(noisy)}." if noisy else ""
+        flags.append(Flag(rule.id, f"errors concentrate on rare slice(s) {names}: {rule.action}.{more}", ev.slice_rung,
+                          "warn"))
     if "switch.refit-slow" in fired_rules:
         rule = fired_rules["switch.refit-slow"][0]
         fired.append(rule.id)
@@ -714,10 +719,13 @@ def _next_experiment(ev, p, chosen, ship, eligible, cmp, fired_rules, regime) ->
                                                         cost=f"{p.min_seeds} run(s); cost not measured yet", rule=rule)))
     if "switch.rare-slice" in fired_rules:
         bad = fired_rules["switch.rare-slice"][1]
+        noisy = noisy_slice_words(bad[0], ev.label_quality, p)
         cands.append((1, 0.0, NextExperiment(
-            what=f"collect more labels on slice {bad[0]['slice']}",
+            what=(f"check and fix the labels of slice {bad[0]['slice']}, then collect more there" if noisy
+                  else f"collect more labels on slice {bad[0]['slice']}"),
             why=f"its F1 is {_f(bad[0]['f1'])} vs {_f(ev.overall_f1)} overall and it holds {bad[0]['error_share']:.0%} "
-                f"of the errors with {bad[0]['share']:.0%} of the items: more labels there, not a bigger model",
+                f"of the errors with {bad[0]['share']:.0%} of the items: more labels there, not a bigger model"
+                + (f"; {noisy}" if noisy else ""),
             cost="labeling effort", rule="switch.rare-slice")))
     # 4. nothing ships and every measured rung is settled: climb one rung or add labels.
     if not ship:

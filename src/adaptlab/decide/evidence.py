@@ -113,6 +113,8 @@ class Evidence:
     encoder_choice: Optional[dict[str, Any]] = None  # when the study compared several encoders first
     # A decision-driven study's record (adaptlab.evaluate.adaptive): what ran, what was dropped and why it stopped.
     allocation: Optional[dict[str, Any]] = None
+    # The study's label check of its train pool (adaptlab.data.check_labels): noise rate per class, flagged ids.
+    label_quality: Optional[dict[str, Any]] = None
     notes: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -145,6 +147,9 @@ class Evidence:
             "slice_rung": self.slice_rung, "overall_f1": self.overall_f1, "learning_curve": self.learning_curve,
             "encoder": self.encoder, "domain_shift": self.domain_shift, "notes": list(self.notes),
             "allocation": self.allocation,
+            # Without the flagged ids (thousands on large data); `adaptlab data check` lists the rows.
+            "label_quality": ({k: v for k, v in self.label_quality.items() if k != "flagged_ids"}
+                              if self.label_quality else None),
             "rungs": [r.to_dict() for r in self.rungs.values()],
         }
 
@@ -328,6 +333,7 @@ class Evidence:
             study_id=rec["study_id"], name=summary.get("name", rec.get("name", "")), source="store",
             encoder=data.get("encoder"), notes=notes, domain_shift=shift, encoder_choice=data.get("encoder_choice"),
             learning_curve=study_diag.get("learning_curve"), allocation=summary.get("allocation"),
+            label_quality=data.get("label_quality") if isinstance(data.get("label_quality"), dict) else None,
         )
         if analyses:
             from pathlib import Path

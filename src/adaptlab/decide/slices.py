@@ -48,6 +48,80 @@ def slice_table(
     return rows, overall
 
 
+def slice_label_noise(s: dict[str, Any], label_quality: Optional[dict[str, Any]]) -> Optional[dict[str, Any]]:
+    """The estimated label noise of a slice's rows, from the study's stored label check; None when unknown.
+
+    The most direct basis first: the share of the slice's train-pool labels the check flagged
+    (:func:`slice_report` with a slice column stores ``label_flagged`` / ``label_checked``); else, when
+    the slice is a class, that class's estimated noise rate; else the slice's classes (its test items'
+    labels) weighted by their classes' rates. Returns ``{"rate", "basis"}`` (basis in words).
+
+    Example:
+        >>> lq = {"noise_rate": 0.04, "per_class": {"a": {"noise_rate": 0.02}, "b": {"noise_rate": 0.30}}}
+        >>> round(slice_label_noise({"slice": "b"}, lq)["rate"], 2)
+        0.3
+        >>> round(slice_label_noise({"slice": "x", "labels": {"a": 1, "b": 3}}, lq)["rate"], 3)
+        0.23
+    """
+    per_class = (label_quality or {}).get("per_class") or {}
+    if not per_class:
+        return None
+    if s.get("label_checked"):
+        k, n = s.get("label_flagged", 0), s["label_checked"]
+        return {"rate": min(1.0, k / n), "basis": f"{k} of its ~{n:,.0f} train-pool labels flagged as likely wrong"}
+    name = s.get("slice")
+    if name in per_class:
+        return {"rate": float(per_class[name]["noise_rate"]), "basis": f"the estimated label noise of class {name}"}
+    counts = {c: k for c, k in (s.get("labels") or {}).items() if c in per_class and k}
+    if not counts:
+        return None
+    total = sum(counts.values())
+    rate = sum(per_class[c]["noise_rate"] * k for c, k in counts.items()) / total
+    return {"rate": float(rate), "basis": "its classes' estimated label noise, weighted by its mix of classes"}
+
+
+def noisy_slice_words(s: dict[str, Any], label_quality: Optional[dict[str, Any]], p: Policy) -> str:
+    """A clause for the rare-slice rule when the weak slice is also a noisy one (its estimated label noise is
+    at least the policy's ``label_noise_min``); "" otherwise or when the study has no label check.
+
+    Example:
+        >>> lq = {"noise_rate": 0.04, "per_class": {"a": {"noise_rate": 0.02}, "b": {"noise_rate": 0.30}}}
+        >>> noisy_slice_words({"slice": "b"}, lq, Policy())[:72]
+        'it is also a noisy slice: an estimated 30% of its labels are wrong (the '
+        >>> noisy_slice_words({"slice": "a"}, lq, Policy())
+        ''
+    """
+    est = slice_label_noise(s, label_quality)
+    if est is None or est["rate"] < p.label_noise_min:
+        return ""
+    overall = (label_quality or {}).get("noise_rate")
+    vs = f"; {overall:.1%} overall" if isinstance(overall, (int, float)) else ""
+    return (f"it is also a noisy slice: an estimated {est['rate']:.0%} of its labels are wrong ({est['basis']}{vs}), "
+            "so check and fix its labels (adaptlab data check --label-issues FILE) before collecting more")
+
+
+def _flagged_per_slice(rows: list[dict[str, Any]], full: TextDataset, values: Sequence[str], test_ids: Sequence[str],
+                       label_quality: Optional[dict[str, Any]]) -> None:
+    """Put the label check's flagged train-pool rows into the slices (column slices only): ``label_flagged``
+    of ``label_checked`` (the slice's train-pool rows, scaled by the checked share when the check sampled)."""
+    lq = label_quality or {}
+    flagged = lq.get("flagged_ids")
+    if flagged is None or not lq.get("n"):
+        return
+    test = set(map(str, test_ids))
+    pool = [i for i, ident in enumerate(full.ids) if str(ident) not in test]
+    if not pool:
+        return
+    share = min(1.0, float(lq["n"]) / float(lq.get("n_total") or len(pool)))
+    slice_of = {str(full.ids[i]): str(values[i]) for i in pool}
+    n_pool = Counter(slice_of.values())
+    n_flag = Counter(slice_of[str(i)] for i in flagged if str(i) in slice_of)
+    for r in rows:
+        if n_pool.get(r["slice"]):
+            r["label_checked"] = n_pool[r["slice"]] * share
+            r["label_flagged"] = int(n_flag.get(r["slice"], 0))
+
+
 def cluster_slices(texts: Sequence[str], embeddings: np.ndarray, *, n_clusters: int = 8, seed: int = 0) -> list[str]:
     """KMeans clusters of embeddings, each named by its three most over-represented words."""
     from sklearn.cluster import KMeans
@@ -136,6 +210,13 @@ def slice_report(
         source = "kmeans"
     preds = [ev.rungs[rung].predictions[s] for s in sorted(ev.rungs[rung].predictions)]
     rows, overall = slice_table(ev.y_true, preds, slice_of, ev.classes, ev.positive_label)
+    lq = (((rec.get("summary") or {}).get("data") or {}).get("label_quality"))
+    if slice_values is not None:
+        _flagged_per_slice(rows, full, values, test_ids, lq)
+    for r in rows:
+        est = slice_label_noise(r, lq)
+        if est is not None:
+            r["label_noise"] = est["rate"]
     bad = rare_failing_slices(rows, overall, p)
     worst = rows[0] if rows else None
     summary = (f"worst slice of {rung}: {worst['slice']} (F1 {worst['f1']:.3f} on {worst['n']} items vs "
@@ -143,5 +224,8 @@ def slice_report(
     if bad:
         summary += (f"; {len(bad)} rare slice(s) hold a concentrated share of the errors: collect more labels there, "
                     "not a bigger model")
+        noisy = [f"{b['slice']}: {w}" for b in bad for w in [noisy_slice_words(b, lq, p)] if w]
+        if noisy:
+            summary += "; but " + "; ".join(noisy)
     return {"rung": rung, "source": source, "overall_f1": overall, "n_test": len(idx), "slices": rows,
             "rare_failing": [b["slice"] for b in bad], "summary": summary + "."}

@@ -384,6 +384,7 @@ class Study:
         split) reads it back from the stored summary instead of redoing the cross-validation.
         """
         from adaptlab.data import check_labels
+        from adaptlab.data.label_quality import DEFAULT_MAX_ROWS
         from adaptlab.errors import AdaptlabError
 
         try:
@@ -393,13 +394,16 @@ class Study:
         if before:
             return before
         pool = full.subset(np.concatenate([split.train, split.val]))
-        say("estimating label noise on the train pool (confident learning, 5-fold TF-IDF) ...")
+        cap = self.config.label_check_max_rows or DEFAULT_MAX_ROWS
+        sample = f" (a stratified sample of {cap:,} of its {len(pool):,} rows)" if len(pool) > cap else ""
+        say(f"estimating label noise on the train pool{sample} (confident learning, 5-fold TF-IDF) ...")
         try:
-            issues = check_labels(pool, seed=self.config.test_seed)
+            issues = check_labels(pool, seed=self.config.test_seed, max_rows=cap)
         except AdaptlabError as exc:  # e.g. a class with one example in the pool: the study still runs
             return {"skipped": str(exc)}
         # The report shows the rates; the first rows are kept as examples, `adaptlab data check` lists all.
-        return issues.to_dict(limit=10)
+        # Every flagged row's id is kept so a slice analysis can say how many fall in a weak slice.
+        return {**issues.to_dict(limit=10), "flagged_ids": [str(pool.ids[i]) for i in issues.flagged_indices]}
 
     def _cell_runner(self, full, splits, context, frozen_rungs, frozen_encoder, encoder, positive, study_id, primed,
                      say, emit) -> Callable[[list[tuple[Any, int, float]]], tuple]:

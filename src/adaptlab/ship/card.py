@@ -120,6 +120,7 @@ def model_card(manifest: dict[str, Any]) -> str:
                   f"- verdict: **{'promoted' if g.get('promoted') else 'kept the previous version'}** ({g.get('verdict')})",
                   f"- {g['explanation']}"]
     lines += _label_check_lines(extra.get("label_check"))
+    lines += _label_review_lines(extra.get("label_review"))
     lines += ["", "## Limitations and known issues", ""]
     limits = list(extra.get("limitations") or [])
     limits += _flag_lines(fit.get("diagnostics"))
@@ -167,6 +168,24 @@ def _label_check_lines(chk: Any) -> list[str]:
             lines.append(f"- most suspicious rows of {src}: " + "; ".join(
                 f"row {r.get('row')} {r.get('given')!r} (looks like {r.get('suggested')!r})" for r in rows))
     lines.append(f"- {chk['explanation']}")
+    return lines
+
+
+def _label_review_lines(rev: Any) -> list[str]:
+    """Who reviewed the flagged new labels before this retrain (the web app's review page), and what they did."""
+    if not isinstance(rev, dict):
+        return []
+
+    def rows(key: str) -> str:
+        items = rev.get(key) or []
+        return ", ".join(str(r.get("row")) for r in items) or "none"
+
+    lines = ["", "## Label review (before training)", "",
+             f"- reviewed by {rev.get('who', '?')} on {rev.get('when', '?')} ({rev.get('source') or 'the new labels'})",
+             f"- fixed {len(rev.get('fixed') or [])} row(s): {rows('fixed')}; dropped {len(rev.get('dropped') or [])} "
+             f"(not trained on): {rows('dropped')}; kept as labeled {len(rev.get('kept') or [])}: {rows('kept')}"]
+    if rev.get("decisions_file"):
+        lines.append(f"- every decision, with its old and new label: {rev['decisions_file']}")
     return lines
 
 

@@ -174,6 +174,20 @@ class ModelRegistry:
     def events(self) -> list[dict[str, Any]]:
         return list(self._index.events)
 
+    @property
+    def held_retrains(self) -> list[dict[str, Any]]:
+        """Retrains the label check held (nothing trained, no version stored), oldest first.
+
+        Each is the ``held`` event: ``time``, ``version`` (the one in use then), ``reason`` (the
+        evidence in words), ``rows`` (the first flagged rows of the labels file) and, from this
+        version on, ``source`` (the labels file's name), ``n_new`` and ``n_flagged_new``.
+
+        Example:
+            >>> [e["reason"] for e in ModelRegistry("models/news").held_retrains]   # doctest: +SKIP
+            ['confident learning flags 52 of the 80 new label(s) (65%) as likely wrong, ...']
+        """
+        return [dict(e) for e in self._index.events if e.get("event") == "held"]
+
     def version(self, version_id: str) -> ModelVersion:
         for v in self._index.versions:
             if v.id == version_id:

@@ -153,13 +153,16 @@ def retrain_pipeline(old: Any) -> Any:
 def retrain(model: Union[str, Path, ModelRegistry], new_labels: Union[str, Path, TextDataset], *,
             max_drop: Optional[float] = None, text_col: Optional[str] = None, label_col: Optional[str] = None,
             id_col: Optional[str] = None, device: str = "cpu", accept_labels: bool = False, policy: Any = None,
-            progress: Optional[Callable[[str], None]] = None) -> RetrainOutcome:
+            review: Optional[dict[str, Any]] = None, progress: Optional[Callable[[str], None]] = None
+            ) -> RetrainOutcome:
     """Add ``new_labels`` to ``model`` (a registry folder), retrain, and promote only without regression.
 
     Before training, the new labels are checked (:mod:`adaptlab.ship.label_check`): a batch flagged as
     likely wrong far more often than the old data (``policy`` thresholds, default
     :class:`~adaptlab.decide.Policy`) is **held**: nothing is trained and the verdict names the rows.
     ``accept_labels=True`` trains anyway and records the override in the new version's model card.
+    ``review`` (who reviewed the flagged rows, when, and what they fixed or dropped; the web app's
+    review page passes it) is recorded in the card too.
 
     Example:
         >>> out = retrain("models/news", "labels-2026-12.csv")   # doctest: +SKIP
@@ -198,7 +201,8 @@ def retrain(model: Union[str, Path, ModelRegistry], new_labels: Union[str, Path,
         where = str(new_labels) if not isinstance(new_labels, TextDataset) else "FILE"
         msg = f"{labels.explanation(str(reg.root), where)} {current.id} stays in use."
         reg.log_event("held", version=current.id, reason=labels.evidence(),
-                      rows=[r["row"] for r in labels.rows[:_SHOWN]])
+                      rows=[r["row"] for r in labels.rows[:_SHOWN]], source=labels.source, n_new=labels.n_new,
+                      n_flagged_new=labels.n_flagged_new)
         return RetrainOutcome(merge=report, gate=None, version=None, in_use=current.id, message=msg, labels=labels)
     if labels is not None:
         say(labels.explanation())
@@ -231,7 +235,8 @@ def retrain(model: Union[str, Path, ModelRegistry], new_labels: Union[str, Path,
                                    "limitations": list(dict.fromkeys([*(before.get("limitations") or []),
                                                                       *limitations])),
                                    "retrained_from_rung": old.rung,
-                                   **({"label_check": _card_label_check(labels)} if labels is not None else {})})
+                                   **({"label_check": _card_label_check(labels)} if labels is not None else {}),
+                                   **({"label_review": review} if review else {})})
     in_use = reg.current.id
     head = f"{entry.id} is now in use." if result.promoted else f"{entry.id} was stored but NOT put in use; {in_use} stays."
     override = f" {labels.explanation()}" if labels is not None and labels.accepted else ""

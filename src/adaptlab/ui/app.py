@@ -29,6 +29,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 from starlette.exceptions import HTTPException
 
 from adaptlab.errors import AdaptlabError, ConfigError, DataError
+from adaptlab.ui import labelfix
 from adaptlab.ui.jobs import FINISHED, JobManager, sketch_config
 from adaptlab.ui.settings import UISettings
 from adaptlab.ui.uploads import (
@@ -268,6 +269,7 @@ def create_app(settings: Optional[UISettings] = None) -> FastAPI:
     app.state.settings, app.state.jobs, app.state.uploads = settings, jobs, uploads
     app.add_middleware(GuardMiddleware, settings=settings)
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
+    app.include_router(labelfix.router)  # the coordinator's label review before a retrain
 
     def store() -> Any:
         from adaptlab.store import RunStore
@@ -711,7 +713,7 @@ def create_app(settings: Optional[UISettings] = None) -> FastAPI:
         except AdaptlabError:
             current = None
         return {"current": current, "max_drop": reg.max_drop, "versions": [v.to_dict() for v in reg.versions],
-                "events": reg.events[-20:]}
+                "events": reg.events[-20:], "held": reg.held_retrains}
 
     def _model_page(name: str, status: int = 200, error: Optional[dict[str, Any]] = None,
                     notice: Optional[str] = None) -> HTMLResponse:
@@ -732,7 +734,8 @@ def create_app(settings: Optional[UISettings] = None) -> FastAPI:
                 v = _model_view(path)
                 cur = next((x for x in v["versions"] if x["id"] == v["current"]), None)
                 listing.append({"name": name, "current": v["current"], "n_versions": len(v["versions"]),
-                                "rung": cur["rung"] if cur else "", "f1": (cur or {}).get("evaluation", {}).get("f1")})
+                                "rung": cur["rung"] if cur else "", "f1": (cur or {}).get("evaluation", {}).get("f1"),
+                                "held": v["held"]})
             except AdaptlabError as exc:
                 listing.append({"name": name, "error": str(exc).replace(str(path), name)})
         return render("models.html.j2", models=listing)

@@ -660,7 +660,15 @@ def run_retrain(ctx: JobContext) -> None:
     ctx.say("reading and validating the new labels ...")
     new = load_dataset(spec["data_path"], text_col=cols.get("text"), label_col=cols.get("label"),
                        id_col=cols.get("id"), encoding=cols.get("encoding") or None)
-    outcome = retrain(spec["model_path"], new, progress=ctx.say)
+    if spec.get("data_name"):
+        new.source = spec["data_name"]  # the user's file name in the verdict, not the upload path
+    review = spec.get("review")
+    if review:
+        from adaptlab.ui.labelfix import reviewed_batch
+
+        new, review = reviewed_batch(new, review, ctx.say)
+    outcome = retrain(spec["model_path"], new, progress=ctx.say, accept_labels=bool((review or {}).get("accept")),
+                      review=review)
     gate = outcome.gate
     if outcome.promoted:
         headline = f"Promoted: {outcome.in_use} is now in use."
@@ -670,7 +678,11 @@ def run_retrain(ctx: JobContext) -> None:
         headline = f"Nothing to retrain: {outcome.in_use} stays in use."
     else:
         headline = f"Not promoted: the retrained model would be worse, so {outcome.in_use} stays in use."
-    ctx.update(result={"promoted": outcome.promoted, "headline": headline, "message": outcome.message,
+    message = outcome.message
+    for a, b in spec.get("display_paths", {}).items():
+        message = message.replace(a, b)  # the held verdict names the model folder: its name, not the server path
+    ctx.update(result={"promoted": outcome.promoted, "headline": headline, "message": message,
+                       "status": outcome.status, "review": review,
                        "verdict": gate.verdict if gate else ("held" if outcome.held else None),
                        "in_use": outcome.in_use, "labels": outcome.labels.to_dict() if outcome.labels else None,
                        "version": outcome.version.id if outcome.version else None,

@@ -29,6 +29,14 @@
     });
   });
 
+  // ---- label review: picking a label for a row means "fix" it
+  document.querySelectorAll('select.fix-label').forEach(function (sel) {
+    sel.addEventListener('change', function () {
+      var radio = document.getElementById('fix-' + sel.dataset.row);
+      if (radio) { radio.checked = true; }
+    });
+  });
+
   // ---- job pages
   var jobEl = document.getElementById('job');
   if (!jobEl) { return; }

@@ -68,7 +68,7 @@ class World:
         return float(base * (1 + self.rng.uniform(-self.cost_noise, self.cost_noise)))
 
     def execute(self, cells: list[Cell], ran: Optional[set] = None) -> list[Observation]:
-        from adaptlab.evaluate.metrics import score
+        from adaptlab.metrics import score
 
         ran = ran if ran is not None else self.__dict__.setdefault("_ran", set())
         out = []

@@ -15,6 +15,8 @@ from typer.testing import CliRunner
 
 from adaptlab.encoders import Encoder
 from adaptlab.encoders import candidates as cand
+from adaptlab.encoders import listing
+from adaptlab.encoders.encoder import with_max_seq_length
 from adaptlab.errors import ConfigError
 from adaptlab.evaluate.encoders import (
     _logme_one,
@@ -139,7 +141,7 @@ def test_multipart_file_reads_like_the_concatenation(tmp_path):
 
 
 def test_list_encoders_reports_installed_missing_and_folders(fake_split, tiny_encoder_dir):
-    rows = cand.list_encoders([tiny_encoder_dir], fingerprint=True)
+    rows = listing.list_encoders([tiny_encoder_dir], fingerprint=True)
     by = {r["name"]: r for r in rows}
     assert set(by) == {"tiny-split", "ghost-encoder", "tiny-bert"}
     tiny = by["tiny-split"]
@@ -151,12 +153,12 @@ def test_list_encoders_reports_installed_missing_and_folders(fake_split, tiny_en
 
 
 def test_with_max_seq_length_shares_weights_and_changes_the_fingerprint(tiny_encoder):
-    short = cand.with_max_seq_length(tiny_encoder, 8)
+    short = with_max_seq_length(tiny_encoder, 8)
     assert short.model is tiny_encoder.model and short.max_seq_length == 8
     assert short.fingerprint != tiny_encoder.fingerprint
-    assert cand.with_max_seq_length(tiny_encoder, 1000) is tiny_encoder
+    assert with_max_seq_length(tiny_encoder, 1000) is tiny_encoder
     with pytest.raises(ConfigError, match="max_seq_length=1 is not valid"):
-        cand.with_max_seq_length(tiny_encoder, 1)
+        with_max_seq_length(tiny_encoder, 1)
 
 
 # ---------------------------------------------------------------------------------------------- pre-screens

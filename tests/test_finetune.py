@@ -9,7 +9,7 @@ import torch
 from adaptlab.config import StudyConfig
 from adaptlab.errors import ConfigError
 from adaptlab.evaluate import Study
-from adaptlab.evaluate.metrics import score
+from adaptlab.metrics import score
 from adaptlab.rungs import RUNGS, RungContext, get_rung
 from synthetic import topic_corpus
 

@@ -6,7 +6,7 @@ import torch
 from adaptlab.config import Budget
 from adaptlab.data.bundled import load_bbc_news
 from adaptlab.encoders import Encoder
-from adaptlab.evaluate.metrics import score
+from adaptlab.metrics import score
 from adaptlab.rungs import RungContext, get_rung
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("one_torch_thread")]

@@ -3,7 +3,7 @@ import pytest
 from sklearn.metrics import f1_score
 
 from adaptlab.errors import ConfigError
-from adaptlab.evaluate.metrics import (
+from adaptlab.metrics import (
     bands_overlap,
     resolve_positive_label,
     score,

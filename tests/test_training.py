@@ -97,7 +97,7 @@ def test_best_evaluation_is_reused_not_repeated(tiny_encoder, data, monkeypatch)
     # One validation pass per epoch and none after: the restored best checkpoint's scores are the ones
     # its evaluation computed.
     assert len(calls) == len(fitted.diagnostics_["history"]) == 3
-    from adaptlab.evaluate.metrics import score
+    from adaptlab.metrics import score
 
     again = score(va.labels, fitted.predict(va.texts), fitted.predict_proba(va.texts), ["money", "sport", "tech"], None)
     assert fitted.val_scores_ == pytest.approx(again)
@@ -142,7 +142,7 @@ def test_early_stopping_returns_the_best_checkpoint(tiny_encoder, data):
     assert fitted.selected_["epoch"] < hist[-1]["epoch"]  # the last epoch was not the best ...
     assert fitted.val_scores_["f1"] == pytest.approx(best, abs=1e-6)  # ... yet the best one is returned
     pred = fitted.predict(va.texts)
-    from adaptlab.evaluate.metrics import score
+    from adaptlab.metrics import score
 
     assert score(va.labels, pred, None, ["money", "sport", "tech"], None)["f1"] == pytest.approx(best, abs=1e-6)
     assert fitted.selected_["epoch"] == fitted.diagnostics_["overfitting"]["best_epoch"]

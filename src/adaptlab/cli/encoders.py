@@ -62,7 +62,7 @@ def encoders_list(
     """Encoders this machine can load offline: known PyPI encoder packages (installed or not) and --folder."""
     from rich.table import Table
 
-    from adaptlab.encoders.candidates import list_encoders
+    from adaptlab.encoders.listing import list_encoders
 
     rows = list_encoders([str(f) for f in folder], fingerprint=fingerprint)
     if json_out:

@@ -27,7 +27,7 @@ from adaptlab.decide.evidence import Evidence, RungEvidence, ladder_key
 from adaptlab.decide.policy import (
     LABEL_TRAINED_ENCODER, LADDER, SCRATCH, Facts, Policy, evaluate_rules, rung_info, z_value,
 )
-from adaptlab.decide.slices import noisy_slice_words
+from adaptlab.decide.slice_noise import noisy_slice_words
 from adaptlab.decide.stats import f1_replicates, items_to_resolve, paired_bootstrap, seed_only_difference
 from adaptlab.config import format_duration
 from adaptlab.errors import ConfigError
@@ -182,7 +182,7 @@ def compare_rungs(evidence: Evidence, policy: Optional[Policy] = None) -> list[C
                 flat.append(ev.rungs[n].predictions[s])
                 owner.append((n, s))
         if flat:
-            from adaptlab.evaluate.metrics import weighted_f1
+            from adaptlab.metrics import weighted_f1
 
             classes = ev.classes or sorted(set(ev.y_true.tolist()))
             R = f1_replicates(ev.y_true, flat, classes, ev.positive_label, n_boot=p.n_boot, seed=p.boot_seed)

@@ -177,7 +177,7 @@ class Evidence:
         normal seed-only approximation elsewhere; ``band="seeds"`` forces the latter. ``facts`` sets any
         other field (``n_labels``, ``n_unlabeled``, ``mmd_p_value``, ``refit_hours``, ``slices`` ...).
         """
-        from adaptlab.evaluate.metrics import resolve_positive_label, score, seed_and_test_bootstrap
+        from adaptlab.metrics import resolve_positive_label, score, seed_and_test_bootstrap
 
         if band not in ("auto", "seeds"):
             raise ConfigError.invalid("band", band, "'auto' or 'seeds'")

@@ -15,7 +15,8 @@ from typing import Optional, Union
 
 from adaptlab.encoders.cache import CacheStats, EmbeddingCache, embed
 from adaptlab.encoders.encoder import DEFAULT_ENCODER, POOLING_MODES, Encoder
-from adaptlab.encoders.candidates import KNOWN_ENCODERS, list_encoders  # issue #9
+from adaptlab.encoders.candidates import KNOWN_ENCODERS  # issue #9
+from adaptlab.encoders.listing import list_encoders
 
 
 def load_encoder(name_or_path: Optional[Union[str, Path]] = None, device: str = "auto") -> Encoder:

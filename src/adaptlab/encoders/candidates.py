@@ -47,7 +47,7 @@ import tempfile
 import zipfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence, Union
+from typing import Any, Optional, Sequence, Union
 
 import numpy as np
 
@@ -245,99 +245,6 @@ def encoder_cache_dir() -> Path:
     xdg = os.environ.get("XDG_CACHE_HOME")
     base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
     return base / "adaptlab" / "encoders"
-
-
-# ---------------------------------------------------------------------------------------------- listing
-def list_encoders(
-    folders: Sequence[PathLike] = (),
-    *,
-    fingerprint: bool = True,
-    include_missing: bool = True,
-    loader: Optional[Callable[[Any], Any]] = None,
-) -> list[dict[str, Any]]:
-    """What encoders this machine can load: the registry packages (installed or not) plus ``folders``.
-
-    Each row: ``name``, ``installed``, ``source``, ``path``, ``size_mb`` (weights on disk), ``dim``,
-    ``max_seq_length``, ``n_parameters``, ``license``, ``fingerprint`` (None unless ``fingerprint``),
-    ``pip`` (how to install a missing one) and ``note``. With ``fingerprint=True`` installed encoders
-    are loaded to read the real values (a few seconds each; a packed package is assembled or converted
-    on its first use, once); with ``fingerprint=False`` the registry's values are shown and nothing loads.
-
-    Example:
-        >>> rows = list_encoders(fingerprint=False)  # doctest: +SKIP
-        >>> {r["name"]: r["dim"] for r in rows if r["installed"]}  # doctest: +SKIP
-        {'all-MiniLM-L6-v2': 384, 'all-mpnet-base-v2': 768}
-    """
-    from adaptlab.encoders.encoder import Encoder
-
-    load = loader or (lambda src: Encoder.from_pretrained(src, device="cpu"))
-    rows: list[dict[str, Any]] = []
-    for entry in KNOWN_ENCODERS.values():
-        row: dict[str, Any] = {
-            "name": entry.name, "installed": is_installed(entry), "hub_id": entry.hub_id,
-            "source": f"package {_dists_label(entry)}", "path": None, "size_mb": entry.disk_mb,
-            "download_mb": entry.download_mb, "dim": entry.dim, "max_seq_length": entry.max_seq_length,
-            "n_parameters": entry.n_parameters, "license": entry.license, "fingerprint": None,
-            "pip": entry.pip, "note": entry.note,
-        }
-        if row["installed"]:
-            row["source"] = f"package {_dists_label(entry)} {package_version(entry)}"
-            if fingerprint:
-                row.update(_describe(load(entry.name), fingerprint))
-        elif not include_missing:
-            continue
-        rows.append(row)
-    for folder in folders:
-        enc = load(str(folder))
-        row = {"name": enc.name, "installed": True, "hub_id": None, "pip": None, "note": "local folder",
-               "download_mb": None}
-        row.update(_describe(enc, fingerprint))
-        rows.append(row)
-    return rows
-
-
-def _describe(enc: Any, fingerprint: bool) -> dict[str, Any]:
-    info = enc.info
-    path = Path(enc.path) if enc.path is not None else None
-    return {
-        "source": info.get("source"),
-        "path": str(path) if path is not None else None,
-        "size_mb": round(weights_size(path) / 1e6, 1) if path is not None else None,
-        "dim": int(enc.dim),
-        "max_seq_length": int(enc.max_seq_length),
-        "n_parameters": int(enc.n_parameters),
-        "license": info.get("license"),
-        "fingerprint": enc.fingerprint if fingerprint else None,
-    }
-
-
-def with_max_seq_length(encoder: Any, max_seq_length: Optional[int]) -> Any:
-    """The same encoder (shared weights, same provenance) truncating at ``min(own, max_seq_length)`` tokens.
-
-    For quick screens on long texts; the new length is part of the fingerprint, so cached embeddings
-    of the full-length encoder are never mixed in. ``None`` returns ``encoder`` itself.
-
-    Example:
-        >>> short = with_max_seq_length(enc, 64)  # doctest: +SKIP
-        >>> short.max_seq_length, short.fingerprint != enc.fingerprint  # doctest: +SKIP
-        (64, True)
-    """
-    from adaptlab.encoders.encoder import Encoder
-
-    if max_seq_length is None:
-        return encoder
-    if isinstance(max_seq_length, bool) or not isinstance(max_seq_length, int) or max_seq_length < 2:
-        raise ConfigError.invalid("max_seq_length", max_seq_length, "an integer >= 2 or None")
-    if max_seq_length >= encoder.max_seq_length:
-        return encoder
-    return Encoder(
-        encoder.model, encoder.tokenizer, name=encoder.name, pooling=encoder.pooling,
-        normalize=encoder.normalize, max_seq_length=int(max_seq_length), do_lower_case=encoder.do_lower_case,
-        path=encoder.path, source=encoder.info.get("source", "in-memory"),
-        license=encoder.info.get("license", "unknown"),
-        extra_info={k: v for k, v in encoder.info.items() if k == "package_license"},
-        device=encoder.device,
-    )
 
 
 def weights_size(folder: Optional[PathLike]) -> int:
@@ -690,6 +597,6 @@ def _dist_version(dist: str) -> Optional[str]:
 
 
 __all__ = [
-    "KNOWN_ENCODERS", "KnownEncoder", "encoder_cache_dir", "is_installed", "known_encoder", "list_encoders",
-    "model_dir", "package_version", "resolve_known_encoder", "weights_size", "with_max_seq_length",
+    "KNOWN_ENCODERS", "KnownEncoder", "encoder_cache_dir", "is_installed", "known_encoder",
+    "model_dir", "package_version", "resolve_known_encoder", "weights_size",
 ]

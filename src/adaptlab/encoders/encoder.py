@@ -788,3 +788,30 @@ def _quiet_transformers() -> Iterator[None]:
     finally:
         if enabled:
             hf_logging.enable_progress_bar()
+
+
+def with_max_seq_length(encoder: Any, max_seq_length: Optional[int]) -> Any:
+    """The same encoder (shared weights, same provenance) truncating at ``min(own, max_seq_length)`` tokens.
+
+    For quick screens on long texts; the new length is part of the fingerprint, so cached embeddings
+    of the full-length encoder are never mixed in. ``None`` returns ``encoder`` itself.
+
+    Example:
+        >>> short = with_max_seq_length(enc, 64)  # doctest: +SKIP
+        >>> short.max_seq_length, short.fingerprint != enc.fingerprint  # doctest: +SKIP
+        (64, True)
+    """
+    if max_seq_length is None:
+        return encoder
+    if isinstance(max_seq_length, bool) or not isinstance(max_seq_length, int) or max_seq_length < 2:
+        raise ConfigError.invalid("max_seq_length", max_seq_length, "an integer >= 2 or None")
+    if max_seq_length >= encoder.max_seq_length:
+        return encoder
+    return Encoder(
+        encoder.model, encoder.tokenizer, name=encoder.name, pooling=encoder.pooling,
+        normalize=encoder.normalize, max_seq_length=int(max_seq_length), do_lower_case=encoder.do_lower_case,
+        path=encoder.path, source=encoder.info.get("source", "in-memory"),
+        license=encoder.info.get("license", "unknown"),
+        extra_info={k: v for k, v in encoder.info.items() if k == "package_license"},
+        device=encoder.device,
+    )

@@ -276,7 +276,7 @@ class Allocator:
         if self.y_true is None or o.predictions is None:
             return None
         if id(o) not in self._reps:
-            from adaptlab.evaluate.metrics import f1_replicates, weighted_f1
+            from adaptlab.metrics import f1_replicates, weighted_f1
 
             pred = np.asarray(o.predictions, dtype=object)
             n = len(self.y_true)

@@ -33,7 +33,7 @@ import numpy as np
 from adaptlab.config import StudyConfig, default_home
 from adaptlab.data import TextDataset
 from adaptlab.errors import ConfigError, DataError
-from adaptlab.evaluate.metrics import weighted_f1
+from adaptlab.metrics import weighted_f1
 
 PRESCREENS = ("logme", "knn")
 EncoderSpec = Union[str, Path, Any]
@@ -526,7 +526,7 @@ def _load(spec: EncoderSpec, device: str) -> Any:
 
 
 def _cap(enc: Any, max_seq_length: Optional[int]) -> Any:
-    from adaptlab.encoders.candidates import with_max_seq_length
+    from adaptlab.encoders.encoder import with_max_seq_length
 
     return with_max_seq_length(enc, max_seq_length)
 

@@ -34,7 +34,7 @@ import adaptlab
 from adaptlab.config import ExecutorConfig
 from adaptlab.data import TextDataset
 from adaptlab.errors import AdaptlabError, ConfigError
-from adaptlab.evaluate.metrics import score
+from adaptlab.metrics import score
 from adaptlab.rungs import RungContext
 
 RAY_VERSION = "2.60.0"

@@ -11,7 +11,7 @@ from typing import Any, Optional
 import numpy as np
 
 from adaptlab.data import TextDataset, find_near_duplicates, split_dataset
-from adaptlab.evaluate.metrics import resolve_positive_label, score
+from adaptlab.metrics import resolve_positive_label, score
 from adaptlab.rungs import RungContext, get_rung
 
 

@@ -11,7 +11,7 @@ from rich.text import Text
 
 from adaptlab.config import format_duration
 from adaptlab.evaluate.adaptive import stop_reason
-from adaptlab.evaluate.metrics import bands_overlap
+from adaptlab.metrics import bands_overlap
 from adaptlab.evaluate.study import StudyResult
 
 NA = "—"  # a cell that does not apply to the rung (tfidf and probe train no network)

@@ -24,7 +24,7 @@ from adaptlab.data import TextDataset, find_near_duplicates, split_dataset
 from adaptlab.errors import DataError
 from adaptlab.evaluate.adaptive import AdaptiveConfig
 from adaptlab.evaluate.executor import Executor, Job, JobsFailedError, make_executor, shared_artifact_key
-from adaptlab.evaluate.metrics import bands_overlap, resolve_positive_label, seed_and_test_bootstrap
+from adaptlab.metrics import bands_overlap, resolve_positive_label, seed_and_test_bootstrap
 from adaptlab.rungs import Budget, RungContext, get_rung
 from adaptlab.store import RunStore, content_key
 

@@ -3,7 +3,7 @@
 :func:`bias_audit` answers two questions:
 
 1. **Does the model work worse for some group?** Per group: n, accuracy, F1 (the task's headline
-   F1 from :func:`adaptlab.evaluate.metrics.score`: positive-class F1 for binary tasks, macro-F1
+   F1 from :func:`adaptlab.metrics.score`: positive-class F1 for binary tasks, macro-F1
    otherwise), and per class the true rate, the predicted rate and the recall; each with its gap to
    the overall value. A percentile bootstrap (resampling the group's items, seeded) gives a CI of
    the group's F1; a group whose whole CI lies below the overall F1 is *significantly worse*.
@@ -33,7 +33,7 @@ from typing import Any, Optional, Sequence
 import numpy as np
 
 from adaptlab.errors import ConfigError
-from adaptlab.evaluate.metrics import resolve_positive_label, score, weighted_f1
+from adaptlab.metrics import resolve_positive_label, score, weighted_f1
 from adaptlab.monitor._common import as_matrix, check_fraction, check_int, fnum, l2_normalize
 
 MISSING_GROUP = "(missing)"

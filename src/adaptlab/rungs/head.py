@@ -8,7 +8,7 @@ import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 
-from adaptlab.evaluate.metrics import score
+from adaptlab.metrics import score
 
 
 def select_logistic_head(

@@ -228,7 +228,7 @@ class _Checkpoints:
         self.targets = {max(1, round(max_steps * i / k)) for i in range(1, k + 1)} if max_steps > 0 and k else set()
 
     def evaluate(self, step: int, train_loss: Optional[float], seconds: float) -> None:
-        from adaptlab.evaluate.metrics import score
+        from adaptlab.metrics import score
 
         ctx, cfg, body = self.context, self.cfg, self.body
         was_training = body.training
@@ -371,7 +371,7 @@ class SetFitRung(Rung):
                             samples_seen=int(info["pairs_seen"]))
 
         # Diagnostics as for the other network rungs: weight movement, CKA on held-out texts, train-val gap.
-        from adaptlab.evaluate.metrics import score
+        from adaptlab.metrics import score
 
         movement = backbone_movement(initial, {k: v.detach() for k, v in tuned.model.state_dict().items()})
         train_pred = np.asarray(context.classes, dtype=object)[

@@ -52,7 +52,7 @@ from adaptlab.encoders.encoder import pad_batch
 from adaptlab.config import Budget
 from adaptlab.data.dataset import TextDataset
 from adaptlab.errors import AdaptlabError, ConfigError
-from adaptlab.evaluate.metrics import score
+from adaptlab.metrics import score
 from adaptlab.rungs.base import Cost, FittedRung, Rung, RungConfig, RungContext
 from adaptlab.rungs.runtime import NonFiniteGuard, TrainingRuntime, check_mixed_precision
 from adaptlab.store import json_safe

@@ -14,7 +14,7 @@ import numpy as np
 from sklearn.metrics import f1_score
 
 from adaptlab.data.dataset import TextDataset
-from adaptlab.evaluate.metrics import score, weighted_f1
+from adaptlab.metrics import score, weighted_f1
 
 N_BOOT = 2000
 ALPHA = 0.05

@@ -162,7 +162,7 @@ class Pipeline(ClassifierMixin, BaseEstimator):
         """Train the rung on texts ``X`` with labels ``y`` (``unlabeled`` in-domain texts for ``refit``)."""
         from adaptlab.config import Budget
         from adaptlab.data.dataset import TextDataset
-        from adaptlab.evaluate.metrics import resolve_positive_label
+        from adaptlab.metrics import resolve_positive_label
         from adaptlab.rungs import RungContext, get_rung
 
         self._validate_params()

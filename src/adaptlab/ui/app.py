@@ -10,11 +10,9 @@ columns of an uploaded file. It never names a path on the server.
 """
 from __future__ import annotations
 
-import datetime as dt
 import html
 import json
 import logging
-import math
 import re
 import threading
 from contextlib import asynccontextmanager
@@ -25,15 +23,15 @@ from urllib.parse import urlsplit
 from fastapi import Depends, FastAPI, File, Form, Request, UploadFile
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
-from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 from starlette.exceptions import HTTPException
 
 from adaptlab.errors import AdaptlabError, ConfigError, DataError
 from adaptlab.ui import labelfix
+from adaptlab.ui.templating import rows_text as _rows_text, template_env as _env
 from adaptlab.ui.jobs import FINISHED, JobManager, sketch_config
 from adaptlab.ui.settings import UISettings
 from adaptlab.ui.uploads import (
-    ENCODINGS, UploadError, UploadStore, UploadTooLarge, display_name, mib, problems_view, read_columns,
+    ENCODINGS, UploadError, UploadStore, UploadTooLarge, display_name, problems_view, read_columns,
     too_large_message,
 )
 
@@ -170,44 +168,6 @@ class GuardMiddleware:
 
 
 # ------------------------------------------------------------------------------------ helpers
-def _is_num(x: Any) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
-
-
-def _secs(x: Any) -> str:
-    from adaptlab.decide.plan import format_seconds
-
-    return format_seconds(x, digits=1) if _is_num(x) else "n/a"
-
-
-def _stop_reason(reason: Any, kind: Any = None) -> str:
-    """An allocation's stop reason without the leading ``"<kind>: "`` the page already shows, e.g.
-    ``"settled: no affordable run ..."`` -> ``"no affordable run ..."``."""
-    from adaptlab.evaluate.adaptive import stop_reason
-
-    return stop_reason({"reason": reason, "kind": kind}).rstrip(".")
-
-
-def _env() -> Environment:
-    env = Environment(loader=FileSystemLoader(str(HERE / "templates")),
-                      autoescape=select_autoescape(["html", "j2"], default_for_string=True, default=True),
-                      undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
-    env.filters["f4"] = lambda x: "n/a" if not _is_num(x) else f"{x:.4f}"
-    env.filters["f3"] = lambda x: "n/a" if not _is_num(x) else f"{x:.3f}"
-    env.filters["signed"] = lambda x: "n/a" if not _is_num(x) else f"{x:+.4f}"
-    env.filters["secs"] = _secs
-    env.filters["pct"] = lambda x: "n/a" if not _is_num(x) else f"{x:.0%}"
-    env.filters["mib"] = mib
-    env.filters["stop_reason"] = _stop_reason
-    env.filters["when"] = lambda t: dt.datetime.fromtimestamp(t).strftime("%Y-%m-%d %H:%M:%S") if _is_num(t) else ""
-    return env
-
-
-def _rows_text(rows: list[int], limit: int = 40) -> str:
-    shown = ", ".join(str(r) for r in rows[:limit])
-    return shown + (f" and {len(rows) - limit} more" if len(rows) > limit else "")
-
-
 def _not_run(summary: dict[str, Any]) -> list[str]:
     """Rungs of a decision-driven study that never ran and that no drop explains (the study stopped first)."""
     ran = {r["rung"] for r in summary.get("rows") or []}

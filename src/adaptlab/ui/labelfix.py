@@ -94,7 +94,7 @@ def _upload(request: Request, name: str, uid: str) -> tuple[Path, dict[str, Any]
 
 def _render(request: Request, template: str, status: int = 200, **ctx: Any) -> HTMLResponse:
     import adaptlab
-    from adaptlab.ui.app import _env, _rows_text
+    from adaptlab.ui.templating import rows_text as _rows_text, template_env as _env
 
     s = _settings(request)
     base = {"settings": s, "max_upload": s.max_upload_bytes, "version": adaptlab.__version__, "rows_text": _rows_text}

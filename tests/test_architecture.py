@@ -17,7 +17,6 @@ MAX_LINES = 120
 # Functions longer than MAX_LINES when the limit was set, with their length then: each may only shrink, and
 # leaves this list once it is split. Issue #20 splits them along their stages.
 LONG_FUNCTIONS = {
-    ("ui/app.py", "create_app"): 561,
     ("rungs/training.py", "fit"): 281,
     ("decide/decision.py", "decide"): 245,
     ("evaluate/encoders.py", "compare_encoders"): 206,

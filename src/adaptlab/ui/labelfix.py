@@ -42,7 +42,6 @@ DECISION_COLUMNS = ("when", "who", "row", "id", "old_label", "new_label", "actio
                     "text", "labels_file", "model", "in_use")
 # The review page lists every flagged row up to this many (most suspicious first); the rest are said.
 MAX_SHOWN = 300
-_MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 _FIELD = re.compile(r"^(action|label)-(\d{1,9})$")
 _PREVIEW = 200
 
@@ -69,15 +68,10 @@ def _settings(request: Request) -> Any:
 
 
 def _model_path(request: Request, name: str) -> Path:
-    """The model folder ``name`` under the models root (same rules as the models page), else 404."""
-    root = _settings(request).models_root
-    if not _MODEL_NAME.match(name or "") or not root.is_dir():
-        raise HTTPException(404, "model not found.")
-    path = root / name
-    real = path.resolve()
-    if real.parent != root.resolve() or not (real / "registry.json").is_file():
-        raise HTTPException(404, "model not found.")
-    return real
+    """The model folder ``name`` under the models root (the models page's rules), else 404."""
+    from adaptlab.ui.models_root import model_folder
+
+    return model_folder(_settings(request), name)[1]
 
 
 def _upload(request: Request, name: str, uid: str) -> tuple[Path, dict[str, Any]]:
@@ -93,12 +87,7 @@ def _upload(request: Request, name: str, uid: str) -> tuple[Path, dict[str, Any]
 
 
 def _render(request: Request, template: str, status: int = 200, **ctx: Any) -> HTMLResponse:
-    import adaptlab
-    from adaptlab.ui.templating import rows_text as _rows_text, template_env as _env
-
-    s = _settings(request)
-    base = {"settings": s, "max_upload": s.max_upload_bytes, "version": adaptlab.__version__, "rows_text": _rows_text}
-    return HTMLResponse(_env().get_template(template).render(**base, **ctx), status_code=status)
+    return request.app.state.ui.render(template, status, **ctx)
 
 
 def _load(path: Path, columns: dict[str, Any]) -> Any:

@@ -13,36 +13,12 @@ from fastapi import APIRouter, File, Form, UploadFile
 from fastapi.responses import HTMLResponse, Response
 
 from adaptlab.errors import AdaptlabError
-from adaptlab.ui.context import Ui, UIContext, not_found, public_job, see_other
+from adaptlab.ui.context import Ui, UIContext, public_job, see_other
+from adaptlab.ui.models_root import model_dirs, model_folder
 from adaptlab.ui.uploads import ENCODINGS, UploadError, UploadTooLarge, display_name, problems_view
 
 router = APIRouter()
-MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 VERSION_ID = re.compile(r"^v\d{1,8}$")
-
-
-def model_dirs(ui: UIContext) -> dict[str, Path]:
-    """The model folders the web app offers, by name."""
-    root = ui.settings.models_root
-    if not root.is_dir():
-        return {}
-    base = root.resolve()
-    out = {}
-    for child in sorted(root.iterdir(), key=lambda p: p.name):
-        if not MODEL_NAME.match(child.name) or not child.is_dir():
-            continue
-        real = child.resolve()
-        if real.parent != base or not (real / "registry.json").is_file():
-            continue  # symlinks out of the models root are not offered
-        out[child.name] = real
-    return out
-
-
-def model_folder(ui: UIContext, name: str) -> tuple[str, Path]:
-    dirs = model_dirs(ui)
-    if not MODEL_NAME.match(name or "") or name not in dirs:
-        raise not_found("model")
-    return name, dirs[name]
 
 
 def model_view(path: Path) -> dict[str, Any]:
@@ -63,7 +39,7 @@ def _problem(message: str) -> dict[str, Any]:
 
 def model_page_response(ui: UIContext, name: str, status: int = 200, error: Optional[dict[str, Any]] = None,
                         notice: Optional[str] = None) -> HTMLResponse:
-    name, path = model_folder(ui, name)
+    name, path = model_folder(ui.settings, name)
     try:
         view, view_error = model_view(path), None
     except AdaptlabError as exc:
@@ -76,7 +52,7 @@ def model_page_response(ui: UIContext, name: str, status: int = 200, error: Opti
 @router.get("/models", response_class=HTMLResponse)
 def models_page(ui: Ui) -> HTMLResponse:
     listing = []
-    for name, path in model_dirs(ui).items():
+    for name, path in model_dirs(ui.settings).items():
         try:
             v = model_view(path)
             cur = next((x for x in v["versions"] if x["id"] == v["current"]), None)
@@ -99,7 +75,7 @@ def model_page(ui: Ui, name: str, rolled_back: str = "", was: str = "") -> HTMLR
 @router.get("/api/models")
 def models_api(ui: Ui) -> list[dict[str, Any]]:
     out = []
-    for name, path in model_dirs(ui).items():
+    for name, path in model_dirs(ui.settings).items():
         try:
             out.append({"name": name, **model_view(path)})
         except AdaptlabError as exc:
@@ -109,7 +85,7 @@ def models_api(ui: Ui) -> list[dict[str, Any]]:
 
 @router.get("/api/models/{name}")
 def model_api(ui: Ui, name: str) -> dict[str, Any]:
-    name, path = model_folder(ui, name)
+    name, path = model_folder(ui.settings, name)
     return {"name": name, **model_view(path)}
 
 
@@ -118,7 +94,7 @@ def model_retrain(ui: Ui, name: str, labels: UploadFile = File(...), text_col: s
                   label_col: str = Form(""), encoding: str = Form("")) -> Response:
     from adaptlab.data import load_dataset
 
-    name, path = model_folder(ui, name)
+    name, path = model_folder(ui.settings, name)
     if not labels.filename:
         return model_page_response(ui, name, 400, _problem("Choose a file of new labels first."))
     if encoding not in ENCODINGS:
@@ -144,7 +120,7 @@ def model_retrain(ui: Ui, name: str, labels: UploadFile = File(...), text_col: s
 def model_rollback(ui: Ui, name: str, version: str = Form("")) -> Response:
     from adaptlab.ship import ModelRegistry
 
-    name, path = model_folder(ui, name)
+    name, path = model_folder(ui.settings, name)
     if not VERSION_ID.match(version):
         return model_page_response(ui, name, 400, _problem(f"{version!r} is not a version id such as v0001."))
     try:

@@ -21,7 +21,6 @@ LONG_FUNCTIONS = {
     ("decide/decision.py", "decide"): 245,
     ("evaluate/encoders.py", "compare_encoders"): 206,
     ("ship/predict.py", "predict_file"): 198,
-    ("data/split.py", "split_dataset"): 192,
     ("data/validate.py", "_validate_positions"): 183,
     ("data/load.py", "load_dataset"): 168,
     ("rungs/refit/train.py", "train"): 158,

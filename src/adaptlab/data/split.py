@@ -510,8 +510,48 @@ def split_dataset(
     if (isinstance(near_dup_threshold, bool) or not isinstance(near_dup_threshold, (int, float))
             or not 0 < near_dup_threshold <= 1):
         raise ConfigError.invalid("near_dup_threshold", near_dup_threshold, "a Jaccard similarity in (0, 1], e.g. 0.8")
+    _check_dataset(dataset, strategy, clusters)
     n = len(dataset)
+    external = test_indices is not None
+    test = _check_test_indices(test_indices, n) if external else None
+    if not external and n < 3:
+        raise DataError(
+            f"split_dataset needs at least 3 items (one each for train, validation and test); the dataset "
+            f"has {n}. Fix: add data."
+        )
+    if clusters is None:
+        texts = [t if isinstance(t, str) else "" for t in dataset.texts]
+        clusters = find_near_duplicates(texts, threshold=near_dup_threshold)
+    resolved = _resolve_strategy(strategy, dataset, clusters)
+    classes, y = np.unique(np.asarray(dataset.labels, dtype=str), return_inverse=True)
+    y = y.astype(np.int64)
+    notes: list[str] = []
+    if resolved == "time":
+        train, val, test = _time_split(dataset, test, test_size, val_size)
+        notes.append("time split: test is the latest part and validation the latest part of the rest, so "
+                     "seed and test_seed do not change it")
+    else:
+        train, val, test = _grouped_split(dataset, resolved, clusters, y, test, test_size, val_size, seed, test_seed)
+    part = np.full(n, -1, dtype=np.int64)
+    part[train], part[val], part[test] = _TRAIN, _VAL, _TEST
+    absent = [str(c) for k, c in enumerate(classes) if not np.any(y[train] == k)]
+    if absent:
+        notes.append(f"class(es) {', '.join(repr(c) for c in absent[:10])} have no training example in this split")
+    leakage = _leakage_report(dataset, part, test, clusters)
+    if len(np.unique(y[train])) < 2:
+        raise DataError(
+            f"this {resolved} split leaves a single class ({classes[y[train][0]]!r}) in training, so no "
+            "classifier can be trained. Fix: add data, lower test_size/val_size, or use another strategy."
+        )
+    return Split(
+        train=train, val=val, test=test, strategy=resolved, requested_strategy=strategy,
+        seed=seed, test_seed=test_seed, test_size=None if external else test_size, val_size=val_size,
+        leakage=leakage, notes=notes, dataset_hash=dataset.content_hash,
+    )
 
+
+def _check_dataset(dataset: TextDataset, strategy: str, clusters: Optional[NearDupClusters]) -> None:
+    """The dataset can be split with ``strategy``: labeled everywhere, with groups/timestamps when asked."""
     if dataset.labels is None:
         raise DataError(
             "split_dataset needs a labeled dataset (splits are stratified by label and evaluation needs "
@@ -533,118 +573,90 @@ def split_dataset(
             "strategy", strategy, "a strategy the data supports: the dataset has no timestamps",
             "Load it with time_col=NAME (CLI: --time-col NAME), or use strategy='stratified' or 'near-dup'.",
         )
-    if clusters is not None:
-        if not isinstance(clusters, NearDupClusters) or len(clusters.labels) != n:
-            got = (f"<NearDupClusters of {len(clusters.labels)} texts>" if isinstance(clusters, NearDupClusters)
-                   else f"<{type(clusters).__name__}>")
-            raise ConfigError.invalid(
-                "clusters", got, f"find_near_duplicates(dataset.texts) for this dataset ({n} texts)"
-            )
+    n = len(dataset)
+    if clusters is not None and (not isinstance(clusters, NearDupClusters) or len(clusters.labels) != n):
+        got = (f"<NearDupClusters of {len(clusters.labels)} texts>" if isinstance(clusters, NearDupClusters)
+               else f"<{type(clusters).__name__}>")
+        raise ConfigError.invalid("clusters", got, f"find_near_duplicates(dataset.texts) for this dataset ({n} texts)")
 
-    external = test_indices is not None
-    if external:
-        test = _check_test_indices(test_indices, n)
-    elif n < 3:
-        raise DataError(
-            f"split_dataset needs at least 3 items (one each for train, validation and test); the dataset "
-            f"has {n}. Fix: add data."
-        )
 
-    if clusters is None:
-        texts = [t if isinstance(t, str) else "" for t in dataset.texts]
-        clusters = find_near_duplicates(texts, threshold=near_dup_threshold)
+def _resolve_strategy(strategy: str, dataset: TextDataset, clusters: NearDupClusters) -> str:
+    """``auto``: groups when the data has them, else near-duplicate clusters when there are any, else stratified."""
+    if strategy != "auto":
+        return strategy
+    if dataset.groups is not None:
+        return "group"
+    return "near-dup" if clusters.n_clusters > 0 else "stratified"
 
-    resolved = strategy
-    if strategy == "auto":
-        if dataset.groups is not None:
-            resolved = "group"
-        elif clusters.n_clusters > 0:
-            resolved = "near-dup"
-        else:
-            resolved = "stratified"
 
-    classes, y = np.unique(np.asarray(dataset.labels, dtype=str), return_inverse=True)
-    y = y.astype(np.int64)
+def _time_split(dataset: TextDataset, test: Optional[np.ndarray], test_size: float,
+                val_size: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Test = the latest items (unless given), validation = the latest of the rest, train = the earlier ones."""
+    n = len(dataset)
     all_idx = np.arange(n)
-    notes: list[str] = []
-
-    if resolved == "time":
-        ts = np.asarray(dataset.timestamps, dtype="datetime64[ns]")
-        bad = np.flatnonzero(np.isnat(ts))
-        if len(bad):
-            raise DataError(
-                f"strategy='time' needs a timestamp on every item; {len(bad)} are missing or unparseable "
-                f"(rows {', '.join(str(dataset.rows[i]) for i in bad[:10])}). Fix: fix those timestamps, or "
-                "load with --on-invalid drop (API: on_invalid='drop')."
-            )
-        order = np.lexsort((all_idx, ts.astype(np.int64)))  # by time, ties by position
-        if not external:
-            test = np.sort(order[len(order) - _tail_count(test_size, n, keep=2):])
-        in_test = np.zeros(n, dtype=bool)
-        in_test[test] = True
-        pool_sorted = order[~in_test[order]]
-        if len(pool_sorted) < 2:
-            raise DataError(_too_few_pool_message(len(pool_sorted)))
-        k_val = _tail_count(val_size, len(pool_sorted), keep=1)
-        val = np.sort(pool_sorted[len(pool_sorted) - k_val:])
-        train = np.sort(pool_sorted[: len(pool_sorted) - k_val])
-        notes.append("time split: test is the latest part and validation the latest part of the rest, so "
-                     "seed and test_seed do not change it")
-    else:
-        if resolved == "group":
-            missing_g = [dataset.rows[i] for i, v in enumerate(dataset.groups) if is_missing(v)]
-            if missing_g:
-                raise DataError(
-                    f"strategy='group' needs a group on every item; {len(missing_g)} have none (rows "
-                    f"{', '.join(map(str, missing_g[:10]))}). Fix: fill them in, or load with --on-invalid drop (API: on_invalid='drop')."
-                )
-            _, g = np.unique(np.asarray(dataset.groups, dtype=str), return_inverse=True)
-            what = "groups"
-            fix = "add data from more groups, or use strategy='stratified' if rows of one group may be split"
-        elif resolved == "near-dup":
-            g = np.asarray(clusters.labels)
-            what = "near-duplicate clusters (texts that are copies of each other count once)"
-            fix = "use strategy='stratified', or raise near_dup_threshold"
-        else:
-            g = all_idx
-            what = "items"
-            fix = "add data"
-        g = np.asarray(g, dtype=np.int64)
-
-        if not external:
-            n_groups = len(np.unique(g))
-            if n_groups < 3:
-                raise DataError(
-                    f"strategy={resolved!r} needs at least 3 distinct {what} (one each for train, validation "
-                    f"and test); this dataset has {n_groups}. Fix: {fix}."
-                )
-            test = _grouped_holdout(all_idx, y, g, test_size, np.random.default_rng([test_seed, 0]),
-                                    min_groups_left=2)
-        pool = np.setdiff1d(all_idx, test)
-        if len(np.unique(g[pool])) < 2:
-            raise DataError(
-                f"strategy={resolved!r}: after the test set, the rest holds {len(np.unique(g[pool]))} distinct "
-                f"{what}; train and validation need at least one each. Fix: {fix}."
-            )
-        val = _grouped_holdout(pool, y, g, val_size, np.random.default_rng([seed, 1]), min_groups_left=1)
-        train = np.setdiff1d(pool, val)
-
-    part = np.full(n, -1, dtype=np.int64)
-    part[train], part[val], part[test] = _TRAIN, _VAL, _TEST
-    absent = [str(c) for k, c in enumerate(classes) if not np.any(y[train] == k)]
-    if absent:
-        notes.append(f"class(es) {', '.join(repr(c) for c in absent[:10])} have no training example in this split")
-    leakage = _leakage_report(dataset, part, test, clusters)
-    if len(np.unique(y[train])) < 2:
+    ts = np.asarray(dataset.timestamps, dtype="datetime64[ns]")
+    bad = np.flatnonzero(np.isnat(ts))
+    if len(bad):
         raise DataError(
-            f"this {resolved} split leaves a single class ({classes[y[train][0]]!r}) in training, so no "
-            "classifier can be trained. Fix: add data, lower test_size/val_size, or use another strategy."
+            f"strategy='time' needs a timestamp on every item; {len(bad)} are missing or unparseable "
+            f"(rows {', '.join(str(dataset.rows[i]) for i in bad[:10])}). Fix: fix those timestamps, or "
+            "load with --on-invalid drop (API: on_invalid='drop')."
         )
-    return Split(
-        train=train, val=val, test=test, strategy=resolved, requested_strategy=strategy,
-        seed=seed, test_seed=test_seed, test_size=None if external else test_size, val_size=val_size,
-        leakage=leakage, notes=notes, dataset_hash=dataset.content_hash,
-    )
+    order = np.lexsort((all_idx, ts.astype(np.int64)))  # by time, ties by position
+    if test is None:
+        test = np.sort(order[len(order) - _tail_count(test_size, n, keep=2):])
+    in_test = np.zeros(n, dtype=bool)
+    in_test[test] = True
+    pool_sorted = order[~in_test[order]]
+    if len(pool_sorted) < 2:
+        raise DataError(_too_few_pool_message(len(pool_sorted)))
+    k_val = _tail_count(val_size, len(pool_sorted), keep=1)
+    val = np.sort(pool_sorted[len(pool_sorted) - k_val:])
+    train = np.sort(pool_sorted[: len(pool_sorted) - k_val])
+    return train, val, test
+
+
+def _split_units(dataset: TextDataset, resolved: str, clusters: NearDupClusters) -> tuple[np.ndarray, str, str]:
+    """What no split may cut through (group ids, near-duplicate clusters, or items), its name, and the fix."""
+    if resolved == "group":
+        missing_g = [dataset.rows[i] for i, v in enumerate(dataset.groups) if is_missing(v)]
+        if missing_g:
+            raise DataError(
+                f"strategy='group' needs a group on every item; {len(missing_g)} have none (rows "
+                f"{', '.join(map(str, missing_g[:10]))}). Fix: fill them in, or load with --on-invalid drop (API: on_invalid='drop')."
+            )
+        _, g = np.unique(np.asarray(dataset.groups, dtype=str), return_inverse=True)
+        return (np.asarray(g, dtype=np.int64), "groups",
+                "add data from more groups, or use strategy='stratified' if rows of one group may be split")
+    if resolved == "near-dup":
+        return (np.asarray(clusters.labels, dtype=np.int64),
+                "near-duplicate clusters (texts that are copies of each other count once)",
+                "use strategy='stratified', or raise near_dup_threshold")
+    return np.arange(len(dataset), dtype=np.int64), "items", "add data"
+
+
+def _grouped_split(dataset: TextDataset, resolved: str, clusters: NearDupClusters, y: np.ndarray,
+                   test: Optional[np.ndarray], test_size: float, val_size: float, seed: int,
+                   test_seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Stratified holdouts of whole units (groups, clusters or items): the test set (unless given), then validation."""
+    all_idx = np.arange(len(dataset))
+    g, what, fix = _split_units(dataset, resolved, clusters)
+    if test is None:
+        n_groups = len(np.unique(g))
+        if n_groups < 3:
+            raise DataError(
+                f"strategy={resolved!r} needs at least 3 distinct {what} (one each for train, validation "
+                f"and test); this dataset has {n_groups}. Fix: {fix}."
+            )
+        test = _grouped_holdout(all_idx, y, g, test_size, np.random.default_rng([test_seed, 0]), min_groups_left=2)
+    pool = np.setdiff1d(all_idx, test)
+    if len(np.unique(g[pool])) < 2:
+        raise DataError(
+            f"strategy={resolved!r}: after the test set, the rest holds {len(np.unique(g[pool]))} distinct "
+            f"{what}; train and validation need at least one each. Fix: {fix}."
+        )
+    val = _grouped_holdout(pool, y, g, val_size, np.random.default_rng([seed, 1]), min_groups_left=1)
+    return np.setdiff1d(pool, val), val, test
 
 
 def _too_few_pool_message(m: int) -> str:

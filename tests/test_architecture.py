@@ -27,7 +27,6 @@ LONG_FUNCTIONS = {
     ("evaluate/study.py", "run"): 136,
     ("decide/writeup.py", "six_question_defense"): 130,
     ("cli/__init__.py", "study_run"): 125,
-    ("monitor/bias.py", "bias_audit"): 122,
     ("rungs/refit/core.py", "refit_encoder"): 121,
 }
 

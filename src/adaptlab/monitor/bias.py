@@ -282,15 +282,7 @@ def bias_audit(
     alpha = check_fraction("alpha", alpha)
     min_group_size = check_int("min_group_size", min_group_size, 1)
     seed = check_int("seed", seed, 0)
-    if classes is None:
-        classes = sorted(set(yt.tolist()) | set(yp.tolist()))
-    else:
-        classes = [str(c) for c in classes]
-        unknown = sorted((set(yt.tolist()) | set(yp.tolist())) - set(classes))
-        if unknown:
-            raise ConfigError.invalid("classes", classes, f"a list containing every label seen (missing {unknown[:5]})")
-    if len(classes) < 2:
-        raise ConfigError(f"the bias audit needs at least 2 classes; only {classes} occur.")
+    classes = _audit_classes(yt, yp, classes)
     positive = resolve_positive_label(classes, yt.tolist(), positive)
     P = None
     if proba is not None:
@@ -305,42 +297,9 @@ def bias_audit(
     overall["classes"] = overall_rates
 
     group_names = sorted(set(g.tolist()))
-    f1_label = "F1" if positive is not None else "macro-F1"
-    rows = []
-    for name in group_names:
-        idx = np.flatnonzero(g == name)
-        t, p = yt[idx], yp[idx]
-        labels = sorted(set(t.tolist()) | set(p.tolist())) if positive is None else list(classes)
-        undefined = positive is not None and not ((t == positive).any() or (p == positive).any())
-        m = score(t, p, None if P is None else P[idx], labels if positive is None else classes, positive)
-        f1 = None if undefined else fnum(m["f1"])
-        ci = None if undefined else list(_f1_ci(t, p, labels, positive, n_boot, ci_level, rng))
-        rates = _class_rates(t, p, classes)
-        gaps = [("accuracy", fnum(m["accuracy"]), overall["accuracy"])]
-        if f1 is not None:
-            gaps.append((f1_label, f1, overall["f1"]))
-        for c in classes:
-            for key, label in (("recall", f"recall of {c!r}"), ("predicted_rate", f"predicted rate of {c!r}")):
-                if rates[c][key] is not None and overall_rates[c][key] is not None:
-                    gaps.append((label, rates[c][key], overall_rates[c][key]))
-        worst_gap = max(gaps, key=lambda x: abs(x[1] - x[2])) if gaps else None
-        rows.append({
-            "group": name,
-            "n": int(len(idx)),
-            "small": bool(len(idx) < min_group_size),
-            "accuracy": fnum(m["accuracy"]),
-            "accuracy_gap": fnum(m["accuracy"] - overall["accuracy"]),
-            "f1": f1,
-            "f1_ci": ci,
-            "f1_gap": None if f1 is None else fnum(f1 - overall["f1"]),
-            "significantly_worse": bool(ci is not None and ci[1] < overall["f1"]),
-            "auprc": fnum(m["auprc"]) if "auprc" in m else None,
-            "classes": rates,
-            "largest_gap": None if worst_gap is None else {
-                "metric": worst_gap[0], "group_value": worst_gap[1], "overall_value": worst_gap[2],
-                "gap": fnum(worst_gap[1] - worst_gap[2])},
-        })
-
+    rows = [_group_row(yt, yp, P, np.flatnonzero(g == name), name, classes, positive, overall,
+                       n_boot=n_boot, ci_level=ci_level, min_group_size=min_group_size, rng=rng)
+            for name in group_names]  # in order: each group's bootstrap draws from the one rng
     judged = [r for r in rows if r["f1"] is not None and not r["small"]] or [r for r in rows if r["f1"] is not None]
     worst = min(judged, key=lambda r: (r["f1"], r["group"]))["group"] if judged else None
 
@@ -358,6 +317,59 @@ def bias_audit(
     return BiasReport(classes=list(classes), positive=positive, overall=overall, groups=rows,
                       associations=associations, worst_group=worst, alpha=alpha, ci_level=ci_level,
                       min_group_size=min_group_size, seed=seed)
+
+
+def _audit_classes(yt: np.ndarray, yp: np.ndarray, classes: Optional[Sequence[str]]) -> list[str]:
+    """The classes to audit: the given ones (holding every label seen), else the labels seen."""
+    seen = set(yt.tolist()) | set(yp.tolist())
+    if classes is None:
+        out = sorted(seen)
+    else:
+        out = [str(c) for c in classes]
+        unknown = sorted(seen - set(out))
+        if unknown:
+            raise ConfigError.invalid("classes", out, f"a list containing every label seen (missing {unknown[:5]})")
+    if len(out) < 2:
+        raise ConfigError(f"the bias audit needs at least 2 classes; only {out} occur.")
+    return out
+
+
+def _group_row(yt: np.ndarray, yp: np.ndarray, P: Optional[np.ndarray], idx: np.ndarray, name: str,
+               classes: list[str], positive: Optional[str], overall: dict[str, Any], *, n_boot: int,
+               ci_level: float, min_group_size: int, rng: np.random.Generator) -> dict[str, Any]:
+    """One group's scores, F1 band, per-class rates and its largest gap to the overall figures."""
+    overall_rates = overall["classes"]
+    t, p = yt[idx], yp[idx]
+    labels = sorted(set(t.tolist()) | set(p.tolist())) if positive is None else list(classes)
+    undefined = positive is not None and not ((t == positive).any() or (p == positive).any())
+    m = score(t, p, None if P is None else P[idx], labels if positive is None else classes, positive)
+    f1 = None if undefined else fnum(m["f1"])
+    ci = None if undefined else list(_f1_ci(t, p, labels, positive, n_boot, ci_level, rng))
+    rates = _class_rates(t, p, classes)
+    gaps = [("accuracy", fnum(m["accuracy"]), overall["accuracy"])]
+    if f1 is not None:
+        gaps.append(("F1" if positive is not None else "macro-F1", f1, overall["f1"]))
+    for c in classes:
+        for key, label in (("recall", f"recall of {c!r}"), ("predicted_rate", f"predicted rate of {c!r}")):
+            if rates[c][key] is not None and overall_rates[c][key] is not None:
+                gaps.append((label, rates[c][key], overall_rates[c][key]))
+    worst_gap = max(gaps, key=lambda x: abs(x[1] - x[2])) if gaps else None
+    return {
+        "group": name,
+        "n": int(len(idx)),
+        "small": bool(len(idx) < min_group_size),
+        "accuracy": fnum(m["accuracy"]),
+        "accuracy_gap": fnum(m["accuracy"] - overall["accuracy"]),
+        "f1": f1,
+        "f1_ci": ci,
+        "f1_gap": None if f1 is None else fnum(f1 - overall["f1"]),
+        "significantly_worse": bool(ci is not None and ci[1] < overall["f1"]),
+        "auprc": fnum(m["auprc"]) if "auprc" in m else None,
+        "classes": rates,
+        "largest_gap": None if worst_gap is None else {
+            "metric": worst_gap[0], "group_value": worst_gap[1], "overall_value": worst_gap[2],
+            "gap": fnum(worst_gap[1] - worst_gap[2])},
+    }
 
 
 __all__ = ["BiasReport", "MISSING_GROUP", "bias_audit"]

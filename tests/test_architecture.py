@@ -25,7 +25,6 @@ LONG_FUNCTIONS = {
     ("data/load.py", "load_dataset"): 168,
     ("rungs/refit/train.py", "train"): 158,
     ("evaluate/study.py", "run"): 136,
-    ("decide/writeup.py", "six_question_defense"): 130,
     ("cli/__init__.py", "study_run"): 125,
     ("rungs/refit/core.py", "refit_encoder"): 121,
 }

@@ -200,12 +200,14 @@ class Defense:
 def six_question_defense(decision: Decision, evidence: Evidence) -> Defense:
     """The clinic's six questions, answered from the decision and its evidence (one short paragraph each)."""
     p = _policy(decision)
-    ev, R = evidence, evidence.rungs
-    chosen = decision.chosen
-    n_lab = f"{ev.n_labels:,}" if ev.n_labels is not None else "an unknown number of"
-    out: list[DefenseAnswer] = []
+    n_lab = f"{evidence.n_labels:,}" if evidence.n_labels is not None else "an unknown number of"
+    questions = (_q_commit, _q_end_to_end, _q_inspection, _q_drop_refit, _q_rerun, _q_min_labels)
+    return Defense([q(decision, evidence, p, n_lab) for q in questions])
 
-    # 1. Commit.
+
+def _q_commit(decision: Decision, ev: Evidence, p: Policy, n_lab: str) -> DefenseAnswer:
+    """1. Commit."""
+    R, chosen = ev.rungs, decision.chosen
     a1 = decision.headline
     if chosen and "probe" in R and chosen not in ("probe",):
         c = _comparison(decision, "probe", chosen) or _comparison(decision, chosen, "probe")
@@ -216,9 +218,12 @@ def six_question_defense(decision: Decision, evidence: Evidence) -> Defense:
         a1 += (" Reuse the pretrained encoder frozen: " + "; ".join(f"{r} {_pm(R[r])} — {decision.verdict(r)}"
                                                                   for r in adapted) + "." if adapted else
                " No adaptation beyond the frozen encoder was measured.")
-    out.append(DefenseAnswer("Which approach do you commit — reuse the frozen encoder or adapt it?", a1))
+    return DefenseAnswer("Which approach do you commit — reuse the frozen encoder or adapt it?", a1)
 
-    # 2. End-to-end fine-tuning at this label count.
+
+def _q_end_to_end(decision: Decision, ev: Evidence, p: Policy, n_lab: str) -> DefenseAnswer:
+    """2. End-to-end fine-tuning at this label count."""
+    R, chosen = ev.rungs, decision.chosen
     e2e = [r for r in R if r in LABEL_TRAINED_ENCODER]
     if e2e:
         parts = []
@@ -238,9 +243,12 @@ def six_question_defense(decision: Decision, evidence: Evidence) -> Defense:
               f"full fine-tuning at > {p.full_ft_labels:,}, so I would " +
               ("not run it" if ev.n_labels is not None and ev.n_labels < p.adapter_labels else "run LoRA adapters first")
               + ".")
-    out.append(DefenseAnswer(f"Would you run end-to-end fine-tuning at all, given {n_lab} labels?", a2))
+    return DefenseAnswer(f"Would you run end-to-end fine-tuning at all, given {n_lab} labels?", a2)
 
-    # 3. The inspection separating a real gain from one run's noise.
+
+def _q_inspection(decision: Decision, ev: Evidence, p: Policy, n_lab: str) -> DefenseAnswer:
+    """3. The inspection separating a real gain from one run's noise."""
+    R, chosen = ev.rungs, decision.chosen
     cand = next((r for r in ("refit", "lora", "unfreeze", "finetune", "lpft") if r in R and r != chosen), None)
     target = chosen if chosen not in (None, "probe", SCRATCH) else cand
     if target and "probe" in R and target != "probe":
@@ -254,9 +262,12 @@ def six_question_defense(decision: Decision, evidence: Evidence) -> Defense:
               "only the frozen probe and the scratch baseline were measured here, so the inspection is to run the "
               "adapted rung with 3 seeds.")
     a3 += f" Concretely: {decision.flip_inspection}"
-    out.append(DefenseAnswer('What single inspection separates "real domain gain" from "random noise from one run"?', a3))
+    return DefenseAnswer('What single inspection separates "real domain gain" from "random noise from one run"?', a3)
 
-    # 4. What would make you drop the MLM-refit plan.
+
+def _q_drop_refit(decision: Decision, ev: Evidence, p: Policy, n_lab: str) -> DefenseAnswer:
+    """4. What would make you drop the MLM-refit plan."""
+    R = ev.rungs
     conds = [f"its {p.min_seeds}-seed mean stays below {p.ship_threshold:.2f}",
              f"its gap over the frozen probe is < {p.margin:.2f} or the bands overlap",
              f"MMD between pretrained and refit embeddings is ≈ 0 (p ≥ {p.mmd_p_value})"]
@@ -289,9 +300,12 @@ def six_question_defense(decision: Decision, evidence: Evidence) -> Defense:
                + f" (the regime table wants ≥ {p.refit_min_unlabeled:,} for a refit).")
     elif decision.verdict("refit").startswith(("not enough", "gap treated", "rejected", "no gain", "tie")):
         a4 += f" Current verdict on refit: {decision.verdict('refit')}."
-    out.append(DefenseAnswer("What would make you drop the MLM-refit plan?", a4))
+    return DefenseAnswer("What would make you drop the MLM-refit plan?", a4)
 
-    # 5. The coordinator reruns it next quarter.
+
+def _q_rerun(decision: Decision, ev: Evidence, p: Policy, n_lab: str) -> DefenseAnswer:
+    """5. The coordinator reruns it next quarter."""
+    R, chosen = ev.rungs, decision.chosen
     if chosen:
         info = rung_info(chosen)
         cost = R[chosen].fit_seconds_mean
@@ -311,9 +325,12 @@ def six_question_defense(decision: Decision, evidence: Evidence) -> Defense:
                    if ev.refit_hours > p.refit_max_hours else f" (≤ {p.refit_max_hours:g} h): a scheduled job can redo it."))
     else:
         a5 = "No rung is chosen yet; the coordinator cannot rerun anything until one is."
-    out.append(DefenseAnswer('How does "a review coordinator reruns this next quarter" affect the pick?', a5))
+    return DefenseAnswer('How does "a review coordinator reruns this next quarter" affect the pick?', a5)
 
-    # 6. Minimum labels for full end-to-end fine-tuning.
+
+def _q_min_labels(decision: Decision, ev: Evidence, p: Policy, n_lab: str) -> DefenseAnswer:
+    """6. Minimum labels for full end-to-end fine-tuning."""
+    R = ev.rungs
     a6 = (f"Adapters (LoRA) from {p.adapter_labels:,} labels — try them once labels reach {p.lora_switch_labels:,} — and "
           f"full end-to-end fine-tuning above {p.full_ft_labels:,} labels with the compute for it.")
     if ev.n_labels is not None:
@@ -324,6 +341,5 @@ def six_question_defense(decision: Decision, evidence: Evidence) -> Defense:
     if "finetune" in R and "probe" in R:
         a6 += (f" Measured here: finetune {_f(R['finetune'].mean)} vs probe {_f(R['probe'].mean)} "
                f"({R['finetune'].mean - R['probe'].mean:+.3f}).")
-    out.append(DefenseAnswer("What is the minimum labeled-data count at which you would switch to full end-to-end "
-                             "fine-tuning?", a6))
-    return Defense(out)
+    return DefenseAnswer("What is the minimum labeled-data count at which you would switch to full end-to-end "
+                         "fine-tuning?", a6)

@@ -19,7 +19,6 @@ MAX_LINES = 120
 LONG_FUNCTIONS = {
     ("rungs/training.py", "fit"): 281,
     ("decide/decision.py", "decide"): 245,
-    ("evaluate/encoders.py", "compare_encoders"): 206,
     ("ship/predict.py", "predict_file"): 198,
     ("data/validate.py", "_validate_positions"): 183,
     ("data/load.py", "load_dataset"): 168,

@@ -309,13 +309,49 @@ def compare_encoders(
         ('all-mpnet-base-v2', 'all-MiniLM-L6-v2', 0.012, 1.0)
         >>> print(cmp.to_markdown())  # doctest: +SKIP
     """
-    from adaptlab.encoders import EmbeddingCache, embed
-    from adaptlab.encoders.candidates import weights_size
-    from adaptlab.evaluate.study import Study
+    from adaptlab.encoders import EmbeddingCache
     from adaptlab.store import RunStore
 
     say = progress or (lambda _m: None)
     t_start = time.perf_counter()
+    _check_compare_args(dataset, encoders, prescreen, speed_texts, prescreen_max_texts)
+    base = config or StudyConfig()
+    n_seeds = seeds if seeds is not None else base.seeds
+    cfg = StudyConfig(rungs=["probe"], seeds=n_seeds, split=base.split, test_size=base.test_size,
+                      val_size=base.val_size, test_seed=base.test_seed, positive_label=base.positive_label,
+                      near_dup_threshold=base.near_dup_threshold, n_boot=base.n_boot,
+                      rung_params={k: v for k, v in base.rung_params.items() if k == "probe"})
+    home = Path(home) if home is not None else default_home()
+    run = _CandidateRun(dataset=dataset, test=test, cfg=cfg, home=home, store=RunStore(home / "runs.sqlite"),
+                        cache=EmbeddingCache(home / "cache" / "embeddings.sqlite"), say=say,
+                        prescreen_max_texts=prescreen_max_texts, knn_k=knn_k, show_progress=show_progress)
+    order = np.random.default_rng([cfg.test_seed, 9]).permutation(len(dataset))
+    speed_sample = [dataset.texts[i] for i in order[: min(speed_texts, len(dataset))]]
+    for spec in encoders:
+        enc = _cap(_load(spec, device), max_seq_length)
+        run.add(spec, enc, speed_sample)
+        if not hasattr(spec, "encode"):
+            del enc
+            gc.collect()
+    rows, notes = run.rows, run.notes
+    if len(rows) < 2:
+        raise ConfigError("fewer than two distinct encoders to compare (the others had the same weights); "
+                          "give encoders with different weights.")
+    if run.y_test is None:  # pragma: no cover - set by the first encoder, which always exists here
+        raise DataError("no encoder produced test predictions.")
+    rows.sort(key=lambda r: -r["mean"])
+    chosen, runner_up, gap, reason = _choose(rows, run, n_seeds)
+    pre = _prescreen_summary(rows, prescreen, run.prescreen_seconds)
+    if len(rows) == 2:
+        notes.append("with two encoders a rank correlation is +1 or -1 (the order agrees or not); compare three or "
+                     "more to measure how well the pre-screen ranks.")
+    return EncoderComparison(rows=rows, chosen=chosen, runner_up=runner_up, gap=gap, prescreen=pre, reason=reason,
+                             metric=run.metric, n_test=len(run.y_test), seeds=n_seeds, n_prescreen=run.n_pre,
+                             wall_seconds=round(time.perf_counter() - t_start, 2), notes=notes)
+
+
+def _check_compare_args(dataset: TextDataset, encoders: Sequence[EncoderSpec], prescreen: str, speed_texts: int,
+                        prescreen_max_texts: int) -> None:
     if prescreen not in PRESCREENS:
         raise ConfigError.invalid("prescreen", prescreen, f"one of {', '.join(PRESCREENS)}")
     if isinstance(encoders, (str, Path)) or len(encoders) < 2:
@@ -327,123 +363,139 @@ def compare_encoders(
             raise ConfigError.invalid(name, v, "an integer >= 1")
     if dataset.labels is None:
         raise DataError("the data has no labels; pass --label-col NAME naming the label column.")
-    base = config or StudyConfig()
-    n_seeds = seeds if seeds is not None else base.seeds
-    cfg = StudyConfig(rungs=["probe"], seeds=n_seeds, split=base.split, test_size=base.test_size,
-                      val_size=base.val_size, test_seed=base.test_seed, positive_label=base.positive_label,
-                      near_dup_threshold=base.near_dup_threshold, n_boot=base.n_boot,
-                      rung_params={k: v for k, v in base.rung_params.items() if k == "probe"})
-    home = Path(home) if home is not None else default_home()
-    store = RunStore(home / "runs.sqlite")
-    cache = EmbeddingCache(home / "cache" / "embeddings.sqlite")
-    rng = np.random.default_rng([cfg.test_seed, 9])
-    order = rng.permutation(len(dataset))
-    speed_sample = [dataset.texts[i] for i in order[: min(speed_texts, len(dataset))]]
 
-    rows: list[dict[str, Any]] = []
-    preds: dict[str, dict[int, np.ndarray]] = {}
-    notes: list[str] = []
+
+def _encode_speed(enc: Any, sample: list[str]) -> float:
+    """Texts per second of ``enc`` on ``sample`` (uncached), after a warm-up."""
+    enc.encode(sample[:8], show_progress=False)  # warm-up: first calls pay for allocations
+    # Best of two halves: on a shared machine a burst of someone else's work slows one pass, and the
+    # faster pass is the closer estimate of what this encoder costs.
+    rates = []
+    for half in (sample[: len(sample) // 2], sample[len(sample) // 2:]):
+        if half:
+            t0 = time.perf_counter()
+            enc.encode(half, show_progress=False)
+            rates.append(len(half) / max(time.perf_counter() - t0, 1e-9))
+    return max(rates)
+
+
+@dataclass
+class _CandidateRun:
+    """The candidates measured so far: one row each, their paired test predictions, and what they share."""
+
+    dataset: TextDataset
+    test: Optional[TextDataset]
+    cfg: StudyConfig
+    home: Path
+    store: Any
+    cache: Any
+    say: Progress
+    prescreen_max_texts: int
+    knn_k: int
+    show_progress: bool
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    preds: dict[str, dict[int, np.ndarray]] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    seen: dict[str, str] = field(default_factory=dict)
     y_test: Optional[np.ndarray] = None
     test_ids: Optional[list[str]] = None
-    classes: list[str] = []
+    classes: list[str] = field(default_factory=list)
     positive: Optional[str] = None
-    metric = ""
-    seen: dict[str, str] = {}
-    prescreen_seconds = 0.0
-    n_pre = 0
-    for spec in encoders:
-        enc = _load(spec, device)
-        enc = _cap(enc, max_seq_length)
+    metric: str = ""
+    prescreen_seconds: float = 0.0
+    n_pre: int = 0
+
+    def add(self, spec: EncoderSpec, enc: Any, speed_sample: list[str]) -> None:
+        """Measure one candidate: speed, the frozen probe over seeds, the pre-screen; adds its row."""
         fp = enc.fingerprint
-        if fp in seen:
-            notes.append(f"{enc.name} has the same weights and settings as {seen[fp]} (fingerprint {fp[:12]}); "
-                         "compared once.")
-            continue
+        if fp in self.seen:
+            self.notes.append(f"{enc.name} has the same weights and settings as {self.seen[fp]} (fingerprint "
+                              f"{fp[:12]}); compared once.")
+            return
         name = enc.name
-        while name in {r["name"] for r in rows}:
+        while name in {r["name"] for r in self.rows}:
             name += "'"
-        seen[fp] = name
-        say(f"encoder {name}: measuring encode speed on {len(speed_sample)} texts ...")
-        enc.encode(speed_sample[:8], show_progress=False)  # warm-up: first calls pay for allocations
-        # Best of two halves: on a shared machine a burst of someone else's work slows one pass, and the
-        # faster pass is the closer estimate of what this encoder costs.
-        rates = []
-        for half in (speed_sample[: len(speed_sample) // 2], speed_sample[len(speed_sample) // 2:]):
-            if half:
-                t0 = time.perf_counter()
-                enc.encode(half, show_progress=False)
-                rates.append(len(half) / max(time.perf_counter() - t0, 1e-9))
-        speed = max(rates)
+        self.seen[fp] = name
+        self.say(f"encoder {name}: measuring encode speed on {len(speed_sample)} texts ...")
+        speed = _encode_speed(enc, speed_sample)
+        row, study_id = self._probe(name, enc)
+        lm, kn, pre_s = self._prescreen(enc)
+        self.rows.append(self._row(name, spec, enc, speed, row, study_id, lm, kn, pre_s))
+        self.say(f"encoder {name}: probe {row['mean']:.4f} ± {row['std']:.4f}, LogME {lm:.4f}, kNN-LOO F1 {kn:.4f}, "
+                 f"{speed:.1f} texts/s")
 
-        say(f"encoder {name}: frozen probe over {n_seeds} seeds ...")
-        study_cfg = StudyConfig(**{**cfg.to_dict(), "name": f"encoder candidate {name}: probe x {n_seeds} seeds"})
-        result = Study(study_cfg, home=home, encoder=enc, show_progress=show_progress).run(
-            dataset, test=test, progress=lambda m: say(f"  {m}"))
-        row = result.row("probe")
-        stored = store.study_results(result.study_id)
-        seed_preds = {int(r["seed"]): np.asarray(r["predictions"]["y_pred"], dtype=object) for r in stored}
+    def _probe(self, name: str, enc: Any) -> tuple[dict[str, Any], str]:
+        from adaptlab.evaluate.study import Study
+
+        n_seeds = self.cfg.seeds
+        self.say(f"encoder {name}: frozen probe over {n_seeds} seeds ...")
+        study_cfg = StudyConfig(**{**self.cfg.to_dict(), "name": f"encoder candidate {name}: probe x {n_seeds} seeds"})
+        result = Study(study_cfg, home=self.home, encoder=enc, show_progress=self.show_progress).run(
+            self.dataset, test=self.test, progress=lambda m: self.say(f"  {m}"))
+        stored = self.store.study_results(result.study_id)
         ids = list(stored[0]["predictions"]["test_ids"])
-        if test_ids is None:
-            test_ids, y_test = ids, np.asarray(stored[0]["predictions"]["y_true"], dtype=object)
-            classes, positive, metric = result.classes, result.positive_label, result.metric
-        elif ids != test_ids:  # pragma: no cover - the split depends only on the data and the config
+        if self.test_ids is None:
+            self.test_ids, self.y_test = ids, np.asarray(stored[0]["predictions"]["y_true"], dtype=object)
+            self.classes, self.positive, self.metric = result.classes, result.positive_label, result.metric
+        elif ids != self.test_ids:  # pragma: no cover - the split depends only on the data and the config
             raise DataError("the encoders were scored on different test items; the comparison would not be paired.")
-        preds[name] = seed_preds
+        self.preds[name] = {int(r["seed"]): np.asarray(r["predictions"]["y_pred"], dtype=object) for r in stored}
+        return result.row("probe"), result.study_id
 
-        # Pre-screen on the train+validation pool only: the sealed test never informs the choice.
+    def _prescreen(self, enc: Any) -> tuple[float, float, float]:
+        """LogME and leave-one-out kNN F1 on the train+validation pool only: the sealed test never informs the choice."""
+        from adaptlab.encoders import embed
+
         t1 = time.perf_counter()
-        pool = _pool(dataset, test, set(test_ids))
-        if len(pool) > prescreen_max_texts:
-            pick = np.sort(np.random.default_rng([cfg.test_seed, 11]).choice(len(pool), prescreen_max_texts,
-                                                                             replace=False))
+        pool = _pool(self.dataset, self.test, set(self.test_ids or ()))
+        if len(pool) > self.prescreen_max_texts:
+            pick = np.sort(np.random.default_rng([self.cfg.test_seed, 11]).choice(
+                len(pool), self.prescreen_max_texts, replace=False))
             pool = pool.subset(pick.tolist())
-        X = embed(enc, pool.texts, cache=cache, show_progress=show_progress)
-        lm = logme(X, pool.labels)
-        kn = knn_loo_f1(X, pool.labels, k=knn_k)
+        X = embed(enc, pool.texts, cache=self.cache, show_progress=self.show_progress)
+        lm, kn = logme(X, pool.labels), knn_loo_f1(X, pool.labels, k=self.knn_k)
         pre_s = time.perf_counter() - t1
-        prescreen_seconds += pre_s
-        n_pre = len(pool)
+        self.prescreen_seconds += pre_s
+        self.n_pre = len(pool)
+        return lm, kn, pre_s
+
+    def _row(self, name: str, spec: EncoderSpec, enc: Any, speed: float, row: dict[str, Any], study_id: str,
+             lm: float, kn: float, pre_s: float) -> dict[str, Any]:
+        from adaptlab.encoders.candidates import weights_size
 
         info = enc.info
         path = getattr(enc, "path", None)
         size_mb = round(weights_size(path) / 1e6, 1) if path is not None else round(enc.n_parameters * 4 / 1e6, 1)
-        n_total = len(dataset) + (len(test) if test is not None else 0)
-        rows.append({
+        n_total = len(self.dataset) + (len(self.test) if self.test is not None else 0)
+        return {
             "name": name, "spec": str(spec).strip() if isinstance(spec, (str, Path)) else None,
             "source": info.get("source"), "license": info.get("license"), "dim": int(enc.dim),
             "max_seq_length": int(enc.max_seq_length), "n_parameters": int(enc.n_parameters),
             "compute_parameters": compute_parameters(enc.model), "size_mb": size_mb,
-            "fingerprint": fp, "texts_per_s": round(speed, 2), "encode_all_s": round(n_total / speed, 1),
+            "fingerprint": enc.fingerprint, "texts_per_s": round(speed, 2), "encode_all_s": round(n_total / speed, 1),
             "mean": row["mean"], "std": row["std"], "ci_low": row["ci_low"], "ci_high": row["ci_high"],
             "f1_by_seed": row["f1_by_seed"], "val_f1_mean": row["val_f1_mean"],
             "fit_s_per_seed": round(row["fit_seconds_mean"], 3), "logme": round(lm, 6), "knn_f1": round(kn, 6),
-            "prescreen_s": round(pre_s, 3), "study_id": result.study_id,
-        })
-        say(f"encoder {name}: probe {row['mean']:.4f} ± {row['std']:.4f}, LogME {lm:.4f}, kNN-LOO F1 {kn:.4f}, "
-            f"{speed:.1f} texts/s")
-        if not hasattr(spec, "encode"):
-            del enc
-            gc.collect()
+            "prescreen_s": round(pre_s, 3), "study_id": study_id,
+        }
 
-    if len(rows) < 2:
-        raise ConfigError("fewer than two distinct encoders to compare (the others had the same weights); "
-                          "give encoders with different weights.")
-    if y_test is None:  # pragma: no cover - set by the first encoder, which always exists here
-        raise DataError("no encoder produced test predictions.")
-    rows.sort(key=lambda r: -r["mean"])
-    best = rows[0]["name"]
-    diffs = {r["name"]: _paired_diff(preds[best], preds[r["name"]], y_test, classes, positive,
-                                     n_boot=cfg.n_boot, seed=cfg.test_seed) for r in rows[1:]}
-    chosen = choose_encoder(rows, diffs)
+
+def _choose(rows: list[dict[str, Any]], run: _CandidateRun,
+            n_seeds: int) -> tuple[str, Optional[str], Optional[dict[str, Any]], str]:
+    """The chosen encoder (rows sorted best first), the runner-up, their paired gap, and the reason in words."""
+    cfg, best = run.cfg, rows[0]["name"]
+
+    def paired(a: str, b: str) -> dict[str, Any]:
+        return _paired_diff(run.preds[a], run.preds[b], run.y_test, run.classes, run.positive, n_boot=cfg.n_boot,
+                            seed=cfg.test_seed)
+
+    chosen = choose_encoder(rows, {r["name"]: paired(best, r["name"]) for r in rows[1:]})
     chosen_row = next(r for r in rows if r["name"] == chosen)
     others = [r for r in rows if r["name"] != chosen]
     runner_up = others[0]["name"] if others else None
-    gap = None
-    if runner_up is not None:
-        gap = _paired_diff(preds[chosen], preds[runner_up], y_test, classes, positive, n_boot=cfg.n_boot,
-                           seed=cfg.test_seed)
+    gap = paired(chosen, runner_up) if runner_up is not None else None
     if chosen == best:
-        why = (f"{chosen} has the best frozen-probe {metric} ({chosen_row['mean']:.4f} over {n_seeds} seeds)")
+        why = f"{chosen} has the best frozen-probe {run.metric} ({chosen_row['mean']:.4f} over {n_seeds} seeds)"
         if runner_up is not None and gap is not None and not gap["distinguishable"]:
             why += (f", but {runner_up} is within the noise of it; {chosen} is also the cheaper one "
                     f"({_cost_words(chosen_row, others[0])})")
@@ -453,24 +505,21 @@ def compare_encoders(
         why = (f"{chosen} is within the noise of the best encoder {best} "
                f"({chosen_row['mean']:.4f} vs {rows[0]['mean']:.4f}) and cheaper "
                f"({_cost_words(chosen_row, rows[0])}): the costlier encoder has not earned its cost")
-    reason = f"Encoder: {why}."
+    return chosen, runner_up, gap, f"Encoder: {why}."
 
+
+def _prescreen_summary(rows: list[dict[str, Any]], prescreen: str, seconds: float) -> dict[str, Any]:
+    """How well the pre-screen's ranking (and the other method's) agrees with the probe's, rows sorted best first."""
     key = "logme" if prescreen == "logme" else "knn_f1"
     probe_means = [r["mean"] for r in rows]
     agree = rank_agreement([r[key] for r in rows], probe_means)
     other = rank_agreement([r["knn_f1" if key == "logme" else "logme"] for r in rows], probe_means)
     pre_rank = [r["name"] for r in sorted(rows, key=lambda r: -r[key])]
-    pre = {"method": prescreen, "scores": {r["name"]: r[key] for r in rows}, "ranking": pre_rank,
-           "probe_ranking": [r["name"] for r in rows], "spearman": agree["spearman"], "kendall": agree["kendall"],
-           "top1_agrees": pre_rank[0] == best,
-           "other_method": "knn" if prescreen == "logme" else "logme", "other_spearman": other["spearman"],
-           "other_kendall": other["kendall"], "seconds": round(prescreen_seconds, 3)}
-    if len(rows) == 2:
-        notes.append("with two encoders a rank correlation is +1 or -1 (the order agrees or not); compare three or "
-                     "more to measure how well the pre-screen ranks.")
-    return EncoderComparison(rows=rows, chosen=chosen, runner_up=runner_up, gap=gap, prescreen=pre, reason=reason,
-                             metric=metric, n_test=len(y_test), seeds=n_seeds, n_prescreen=n_pre,
-                             wall_seconds=round(time.perf_counter() - t_start, 2), notes=notes)
+    return {"method": prescreen, "scores": {r["name"]: r[key] for r in rows}, "ranking": pre_rank,
+            "probe_ranking": [r["name"] for r in rows], "spearman": agree["spearman"], "kendall": agree["kendall"],
+            "top1_agrees": pre_rank[0] == rows[0]["name"],
+            "other_method": "knn" if prescreen == "logme" else "logme", "other_spearman": other["spearman"],
+            "other_kendall": other["kendall"], "seconds": round(seconds, 3)}
 
 
 def choose_encoder(rows: Sequence[dict[str, Any]], diffs_vs_best: dict[str, dict[str, Any]]) -> str:

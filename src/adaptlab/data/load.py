@@ -617,43 +617,9 @@ def load_dataset(
     check_input_file(path)
     fmt, gz = detect_format(path)
     table = _read_parquet(path) if fmt == "parquet" else _read_text_table(path, fmt, gz, encoding)
-
-    cols = table.columns
-    tcol = resolve_column("text", text_col, cols, path, TEXT_COLUMN_CANDIDATES)
-    lcol = resolve_column("label", label_col, cols, path, LABEL_COLUMN_CANDIDATES, required=require_labels)
-    gcol = resolve_column("group", group_col, cols, path)
-    timecol = resolve_column("time", time_col, cols, path)
-    icol = resolve_column("id", id_col, cols, path) if id_col is not None else ("id" if "id" in cols else None)
-    roles = {"text": tcol, "label": lcol, "group": gcol, "time": timecol, "id": icol}
-    used = [(r, c) for r, c in roles.items() if c is not None]
-    for k, (role, c) in enumerate(used):
-        for other, c2 in used[k + 1 :]:
-            if c == c2:
-                raise DataError(
-                    f"{path}: {role}_col and {other}_col both point at column {c!r}. Fix: pass a different "
-                    f"column for one of them (CLI: --{role}-col / --{other}-col). Columns in the file: "
-                    f"{show_columns(cols)}."
-                )
-
-    rows = table.rows
-    texts = table.get(tcol)
-    labels = _convert_column(table.get(lcol), "label", lcol, rows, path) if lcol else None
-    if labels is not None and not require_labels and all(v is None for v in labels):
-        logger.info("%s: label column %r is empty; loading as unlabeled", path, lcol)
-        labels, roles["label"] = None, None
-    groups = _convert_column(table.get(gcol), "group", gcol, rows, path) if gcol else None
-    raw_ts = table.get(timecol) if timecol else None
-    timestamps = _parse_timestamps(raw_ts) if raw_ts is not None else None
-    if icol:
-        ids = [v if v is not None else str(r)
-               for v, r in zip(_convert_column(table.get(icol), "id", icol, rows, path), rows)]
-    else:
-        ids = [str(r) for r in rows]
-
-    ds = TextDataset(
-        texts=texts, labels=labels, groups=groups, timestamps=timestamps, ids=ids, rows=list(rows),
-        source=str(path), columns={r: c for r, c in roles.items() if c is not None},
-    )
+    roles = _resolve_roles(table.columns, path, text_col=text_col, label_col=label_col, group_col=group_col,
+                           time_col=time_col, id_col=id_col, require_labels=require_labels)
+    ds, raw_ts = _build_dataset(table, roles, path, require_labels)
     where = {
         "csv": f"{path} (row 1 = first record after the header)",
         "tsv": f"{path} (row 1 = first record after the header)",
@@ -662,57 +628,13 @@ def load_dataset(
     }[fmt]
     ts_raw = None
     if raw_ts is not None:
-        ts_raw = {int(i): raw_ts[i] for i in np.flatnonzero(np.isnat(timestamps))}
-
+        ts_raw = {int(i): raw_ts[i] for i in np.flatnonzero(np.isnat(ds.timestamps))}
     found = _validate_positions(ds, require_labels=require_labels, timestamp_raw=ts_raw)
     report = LoadReport(
         source=str(path), format=fmt, encoding=table.encoding, columns=roles, n_read=len(ds),
         problems=[p for p, _ in found],
     )
-    errors = [p for p, _ in found if p.severity == "error"]
-    if errors and on_invalid == "error":
-        raise DataValidationError([p for p, _ in found], source=where)
-    if errors:
-        reasons: dict[int, list[str]] = {}
-        for p, pos in found:
-            if p.severity == "error" and p.code in ROW_LEVEL_CODES:
-                for i in pos:
-                    reasons.setdefault(i, []).append(p.code)
-        if reasons:
-            if len(reasons) == len(ds):
-                raise DataValidationError(
-                    [p for p, _ in found if p.code in ROW_LEVEL_CODES]
-                    + [Problem(code="no_rows_left", message="every row has a row-level problem, so dropping "
-                               "them would leave nothing", fix="check text_col and label_col point at the "
-                               "right columns")],
-                    source=where,
-                )
-            report.dropped = [
-                DroppedRow(row=int(ds.rows[i]), id=str(ds.ids[i]), codes=reasons[i],
-                           text=_preview_text(ds.texts[i]))
-                for i in sorted(reasons)
-            ]
-            keep = [i for i in range(len(ds)) if i not in reasons]
-            ds = ds.subset(keep)
-            # Dropping rows can create dataset-level problems (a class left with one example),
-            # so the kept rows are validated again.
-            found = _validate_positions(ds, require_labels=require_labels)
-        remaining = [p for p, _ in found if p.severity == "error"]
-        if remaining:
-            context = []
-            if report.dropped:
-                # Say what was dropped: a problem such as a class left with one example may exist
-                # only because of the drop.
-                context.append(Problem(
-                    code="rows_dropped",
-                    message=f"{len(report.dropped)} row(s) with row-level problems were dropped before "
-                            "these checks",
-                    fix="fix the rows in the file instead of dropping them if that keeps the data valid",
-                    rows=[d.row for d in report.dropped],
-                    severity="warning",
-                ))
-            raise DataValidationError([p for p, _ in found] + context, source=where)
-
+    ds, found = _apply_on_invalid(ds, found, report, on_invalid, where, require_labels)
     report.warnings = [p for p, _ in found if p.severity != "error"]
     for w in report.warnings:
         logger.warning("%s: %s", path, w)
@@ -726,6 +648,103 @@ def load_dataset(
             stacklevel=2,
         )
     return (ds, report) if return_report else ds
+
+
+def _resolve_roles(cols: list[str], path: Path, *, text_col: Optional[str], label_col: Optional[str],
+                   group_col: Optional[str], time_col: Optional[str], id_col: Optional[str],
+                   require_labels: bool) -> dict[str, Optional[str]]:
+    """The column each role is read from (None: the role is absent); two roles never share a column."""
+    roles = {
+        "text": resolve_column("text", text_col, cols, path, TEXT_COLUMN_CANDIDATES),
+        "label": resolve_column("label", label_col, cols, path, LABEL_COLUMN_CANDIDATES, required=require_labels),
+        "group": resolve_column("group", group_col, cols, path),
+        "time": resolve_column("time", time_col, cols, path),
+        "id": resolve_column("id", id_col, cols, path) if id_col is not None else ("id" if "id" in cols else None),
+    }
+    used = [(r, c) for r, c in roles.items() if c is not None]
+    for k, (role, c) in enumerate(used):
+        for other, c2 in used[k + 1 :]:
+            if c == c2:
+                raise DataError(
+                    f"{path}: {role}_col and {other}_col both point at column {c!r}. Fix: pass a different "
+                    f"column for one of them (CLI: --{role}-col / --{other}-col). Columns in the file: "
+                    f"{show_columns(cols)}."
+                )
+    return roles
+
+
+def _build_dataset(table: _Table, roles: dict[str, Optional[str]], path: Path,
+                   require_labels: bool) -> tuple[TextDataset, Optional[list]]:
+    """The dataset the columns describe (before validation), and the raw timestamp values.
+
+    ``roles["label"]`` becomes None when labels are optional and the label column is empty.
+    """
+    tcol, lcol, gcol, timecol, icol = (roles[r] for r in ("text", "label", "group", "time", "id"))
+    rows = table.rows
+    labels = _convert_column(table.get(lcol), "label", lcol, rows, path) if lcol else None
+    if labels is not None and not require_labels and all(v is None for v in labels):
+        logger.info("%s: label column %r is empty; loading as unlabeled", path, lcol)
+        labels, roles["label"] = None, None
+    groups = _convert_column(table.get(gcol), "group", gcol, rows, path) if gcol else None
+    raw_ts = table.get(timecol) if timecol else None
+    timestamps = _parse_timestamps(raw_ts) if raw_ts is not None else None
+    if icol:
+        ids = [v if v is not None else str(r)
+               for v, r in zip(_convert_column(table.get(icol), "id", icol, rows, path), rows)]
+    else:
+        ids = [str(r) for r in rows]
+    ds = TextDataset(
+        texts=table.get(tcol), labels=labels, groups=groups, timestamps=timestamps, ids=ids, rows=list(rows),
+        source=str(path), columns={r: c for r, c in roles.items() if c is not None},
+    )
+    return ds, raw_ts
+
+
+def _apply_on_invalid(ds: TextDataset, found: list, report: LoadReport, on_invalid: str, where: str,
+                      require_labels: bool) -> tuple[TextDataset, list]:
+    """Raise on errors (``on_invalid="error"``), or drop the rows with row-level problems into the report and
+    validate what is left; returns the dataset kept and its problems."""
+    errors = [p for p, _ in found if p.severity == "error"]
+    if errors and on_invalid == "error":
+        raise DataValidationError([p for p, _ in found], source=where)
+    if not errors:
+        return ds, found
+    reasons: dict[int, list[str]] = {}
+    for p, pos in found:
+        if p.severity == "error" and p.code in ROW_LEVEL_CODES:
+            for i in pos:
+                reasons.setdefault(i, []).append(p.code)
+    if reasons:
+        if len(reasons) == len(ds):
+            raise DataValidationError(
+                [p for p, _ in found if p.code in ROW_LEVEL_CODES]
+                + [Problem(code="no_rows_left", message="every row has a row-level problem, so dropping "
+                           "them would leave nothing", fix="check text_col and label_col point at the "
+                           "right columns")],
+                source=where,
+            )
+        report.dropped = [
+            DroppedRow(row=int(ds.rows[i]), id=str(ds.ids[i]), codes=reasons[i], text=_preview_text(ds.texts[i]))
+            for i in sorted(reasons)
+        ]
+        ds = ds.subset([i for i in range(len(ds)) if i not in reasons])
+        # Dropping rows can create dataset-level problems (a class left with one example),
+        # so the kept rows are validated again.
+        found = _validate_positions(ds, require_labels=require_labels)
+    if any(p.severity == "error" for p, _ in found):
+        context = []
+        if report.dropped:
+            # Say what was dropped: a problem such as a class left with one example may exist
+            # only because of the drop.
+            context.append(Problem(
+                code="rows_dropped",
+                message=f"{len(report.dropped)} row(s) with row-level problems were dropped before these checks",
+                fix="fix the rows in the file instead of dropping them if that keeps the data valid",
+                rows=[d.row for d in report.dropped],
+                severity="warning",
+            ))
+        raise DataValidationError([p for p, _ in found] + context, source=where)
+    return ds, found
 
 
 def _preview_text(text: object, width: int = 60) -> str:

@@ -20,7 +20,6 @@ LONG_FUNCTIONS = {
     ("rungs/training.py", "fit"): 281,
     ("decide/decision.py", "decide"): 245,
     ("ship/predict.py", "predict_file"): 198,
-    ("data/validate.py", "_validate_positions"): 183,
     ("rungs/refit/train.py", "train"): 158,
     ("evaluate/study.py", "run"): 136,
     ("cli/__init__.py", "study_run"): 125,

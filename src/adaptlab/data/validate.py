@@ -112,21 +112,30 @@ def validate(dataset: TextDataset, *, require_labels: bool = True) -> list[Probl
     return [p for p, _ in _validate_positions(dataset, require_labels=require_labels)]
 
 
+# Problems with the dataset positions each concerns.
+_Found = list[tuple[Problem, list[int]]]
+
+
 def _validate_positions(
     ds: TextDataset,
     *,
     require_labels: bool = True,
     timestamp_raw: Optional[Mapping[int, object]] = None,
-) -> list[tuple[Problem, list[int]]]:
+) -> _Found:
     """Like :func:`validate`, but each problem comes with the dataset positions it concerns.
 
     ``timestamp_raw`` maps positions of unparseable timestamps to the raw value, so the message can
-    show what was in the file.
+    show what was in the file. Row-level problems come first, then the dataset's, then warnings.
     """
-    row_level: list[tuple[Problem, list[int]]] = []
-    dataset_level: list[tuple[Problem, list[int]]] = []
-    warnings: list[tuple[Problem, list[int]]] = []
+    row_level, missing_lab = _row_problems(ds, timestamp_raw)
+    conflicts, same = _duplicate_problems(ds, missing_lab)
+    dataset_level = _label_problems(ds, missing_lab, require_labels) + conflicts
+    return row_level + dataset_level + same + _id_problems(ds)
 
+
+def _row_problems(ds: TextDataset, timestamp_raw: Optional[Mapping[int, object]]) -> tuple[_Found, set[int]]:
+    """Problems of single rows (text, label, group, timestamp), and the positions whose label is missing."""
+    row_level: _Found = []
     texts = ds.texts
     non_str = [i for i, t in enumerate(texts) if not isinstance(t, str)]
     if non_str:
@@ -190,6 +199,13 @@ def _validate_positions(
                 rows=_rows(ds, bad_ts),
             ), bad_ts))
 
+    return row_level, missing_lab
+
+
+def _label_problems(ds: TextDataset, missing_lab: set[int], require_labels: bool) -> _Found:
+    """Problems of the labels as a whole: none at all, a single class, classes with one example."""
+    labels = ds.labels
+    dataset_level: _Found = []
     if labels is None:
         if require_labels:
             dataset_level.append((Problem(
@@ -230,6 +246,14 @@ def _validate_positions(
                 severity=class_severity,
             ), pos))
 
+    return dataset_level
+
+
+def _duplicate_problems(ds: TextDataset, missing_lab: set[int]) -> tuple[_Found, _Found]:
+    """The same text (whitespace collapsed) more than once: with different labels (an error), or the same."""
+    texts, labels = ds.texts, ds.labels
+    dataset_level: _Found = []
+    warnings: _Found = []
     # Duplicates: the same text once whitespace is stripped and collapsed.
     by_text: dict[str, list[int]] = defaultdict(list)
     for i, t in enumerate(texts):
@@ -275,6 +299,12 @@ def _validate_positions(
             severity="warning",
         ), extra))
 
+    return dataset_level, warnings
+
+
+def _id_problems(ds: TextDataset) -> _Found:
+    """Ids an earlier row already has (a warning: outputs are keyed by id)."""
+    warnings: _Found = []
     if ds.ids is not None:
         seen: dict[str, int] = {}
         dup_ids = []
@@ -294,4 +324,4 @@ def _validate_positions(
                 severity="warning",
             ), dup_ids))
 
-    return row_level + dataset_level + warnings
+    return warnings

@@ -19,7 +19,6 @@ MAX_LINES = 120
 LONG_FUNCTIONS = {
     ("rungs/training.py", "fit"): 281,
     ("decide/decision.py", "decide"): 245,
-    ("ship/predict.py", "predict_file"): 198,
     ("rungs/refit/train.py", "train"): 158,
     ("evaluate/study.py", "run"): 136,
     ("cli/__init__.py", "study_run"): 125,

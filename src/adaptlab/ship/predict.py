@@ -842,11 +842,59 @@ def predict_file(
     if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
         raise ConfigError.invalid("batch_size", batch_size, "an integer >= 1", "Fix: e.g. --batch-size 1024.")
     batch_size = int(batch_size)
+    input_path, output_path, rejects = _check_paths(input_path, output_path, reject_path)
+    in_fmt, in_gz = detect_format(input_path)
+    reader = _open_reader(input_path, in_fmt, in_gz, encoding, text_col, id_col, batch_size)
+    report = PredictReport(
+        input_path=str(input_path), output_path=str(output_path), format=reader.fmt, encoding=reader.encoding,
+        text_col=reader.text_col, id_col=reader.id_col, reject_path=str(rejects),
+    )
+    run = _Prediction(model, classes, reader, report, batch_size)
+    tmp_out, tmp_rej = _temp_beside(output_path), _temp_beside(rejects)
+    try:
+        try:
+            output_path.parent.mkdir(parents=True, exist_ok=True)
+            rejects.parent.mkdir(parents=True, exist_ok=True)
+            run.open(tmp_out, output_path, tmp_rej)
+        except OSError as e:
+            raise ConfigError(
+                f"cannot write the predictions beside {output_path} ({e.strerror or e}). Fix: choose an output "
+                "path in a folder you can write to (CLI: -o PATH)."
+            ) from None
+        if show_progress:
+            run.show_progress(input_path.name)
+        run.stream()
+        # Rejects first: the output appearing is the signal that the run finished.
+        os.replace(tmp_rej, rejects)
+        os.replace(tmp_out, output_path)
+    except BaseException:
+        # Interrupted or failed: remove the partial files so nothing half-written is left behind.
+        run.abort()
+        for p in (tmp_out, tmp_rej):
+            with contextlib.suppress(OSError):
+                p.unlink()
+        raise
+    finally:
+        reader.close()
+        if run.bar is not None:
+            run.bar.close()
+
+    report.seconds = time.perf_counter() - t0
+    report.rows_per_second = report.n_read / report.seconds if report.seconds > 0 else 0.0
+    report.rejected_by_problem = dict(run.by_problem)
+    report.rejected_lines = run.lines_by_problem
+    return report
+
+
+def _check_paths(input_path: PathLike, output_path: PathLike,
+                 reject_path: Optional[PathLike]) -> tuple[Path, Path, Path]:
+    """(input, output, rejects) as paths, checked: an input that exists, an output type we write, three
+    different files, none of them a folder."""
     input_path = Path(input_path).expanduser()
     output_path = Path(output_path).expanduser()
     check_input_file(input_path)
-    in_fmt, in_gz = detect_format(input_path)
-    out_fmt, out_gz = _output_format(output_path)
+    detect_format(input_path)
+    _output_format(output_path)
     rejects = Path(reject_path).expanduser() if reject_path is not None else _default_reject_path(output_path)
     if rejects.suffix.lower() != ".csv":
         raise ConfigError.invalid("reject_path", str(rejects), "a file ending in .csv (rejects are written as CSV)")
@@ -860,117 +908,96 @@ def predict_file(
         if p.is_dir():
             raise ConfigError.invalid("output_path" if p == output_path else "reject_path", str(p),
                                       "a file path, not a folder", "Fix: add a file name, e.g. out/predictions.csv.")
+    return input_path, output_path, rejects
 
-    reader = _open_reader(input_path, in_fmt, in_gz, encoding, text_col, id_col, batch_size)
-    report = PredictReport(
-        input_path=str(input_path), output_path=str(output_path), format=reader.fmt, encoding=reader.encoding,
-        text_col=reader.text_col, id_col=reader.id_col, reject_path=str(rejects),
-    )
-    key_name = "row"
-    key_type: Any = None
-    if reader.id_col is not None:
-        reserved = {"label", "confidence", "row"} | {f"proba_{c}" for c in classes}
-        key_name = reader.id_col if reader.id_col not in reserved else f"input_{reader.id_col}"
-    if out_fmt == "parquet":
-        import pyarrow as pa
 
-        key_type = pa.int64() if reader.id_col is None else (reader.id_type or pa.string())
+class _Prediction:
+    """One streaming pass: rows in, batches predicted into the output, bad rows into the reject file."""
 
-    class_arr = np.asarray(classes, dtype=object)
-    tmp_out, tmp_rej = _temp_beside(output_path), _temp_beside(rejects)
-    writer: Optional[_Writer] = None
-    rej: Optional[_RejectWriter] = None
-    bar = None
-    by_problem: Counter[str] = Counter()
-    lines_by_problem: dict[str, list[int]] = {}
-    texts: list[str] = []
-    keys: list[Any] = []
+    def __init__(self, model: Any, classes: list[str], reader: _Reader, report: PredictReport,
+                 batch_size: int) -> None:
+        self.model, self.classes, self.reader, self.report, self.batch_size = model, classes, reader, report, batch_size
+        self.class_arr = np.asarray(classes, dtype=object)
+        self.writer: Optional[_Writer] = None
+        self.rej: Optional[_RejectWriter] = None
+        self.bar: Any = None
+        self.by_problem: Counter[str] = Counter()
+        self.lines_by_problem: dict[str, list[int]] = {}
+        self.texts: list[str] = []
+        self.keys: list[Any] = []
+        self._last_pos = 0
 
-    def flush() -> None:
-        proba = np.asarray(model.predict_proba(texts), dtype=np.float64)
-        if proba.shape != (len(texts), len(classes)):
+    def open(self, tmp_out: Path, output_path: Path, tmp_rej: Path) -> None:
+        out_fmt, out_gz = _output_format(output_path)
+        key_name, key_type = "row", None
+        if self.reader.id_col is not None:
+            reserved = {"label", "confidence", "row"} | {f"proba_{c}" for c in self.classes}
+            key_name = self.reader.id_col if self.reader.id_col not in reserved else f"input_{self.reader.id_col}"
+        if out_fmt == "parquet":
+            import pyarrow as pa
+
+            key_type = pa.int64() if self.reader.id_col is None else (self.reader.id_type or pa.string())
+        self.writer = _Writer(tmp_out, out_fmt, out_gz, key_name, key_type, self.classes)
+        self.rej = _RejectWriter(tmp_rej)
+
+    def show_progress(self, name: str) -> None:
+        from tqdm.auto import tqdm
+
+        r = self.reader
+        self.bar = tqdm(total=r.total, desc=f"predict {name}", unit=r.unit, unit_scale=r.unit == "B",
+                        unit_divisor=1024 if r.unit == "B" else 1000)
+
+    def stream(self) -> None:
+        use_id = self.reader.id_col is not None
+        for row in self.reader:
+            self.report.n_read += 1
+            problem = _row_problem(row, self.reader.text_col, self.reader.encoding)
+            if problem is not None:
+                self._reject(row, *problem)
+                continue
+            self.texts.append(row.text)
+            self.keys.append(row.id if use_id else row.line)
+            if len(self.texts) >= self.batch_size:
+                self._flush()
+                self._tick()
+        if self.texts:
+            self._flush()
+        self._tick()
+        self.rej.close()
+        self.writer.close()
+
+    def abort(self) -> None:
+        if self.writer is not None:
+            self.writer.abort()
+        if self.rej is not None:
+            with contextlib.suppress(Exception):
+                self.rej.close()
+
+    def _reject(self, row: _Row, code: str, reason: str) -> None:
+        preview = row.preview or ("" if row.problem is not None or row.text is None else row.text)
+        self.rej.write(row.line, row.id, code, reason, _preview(preview) if preview else "")
+        self.report.n_rejected += 1
+        self.by_problem[code] += 1
+        seen = self.lines_by_problem.setdefault(code, [])
+        if len(seen) < 100:
+            seen.append(row.line)
+
+    def _flush(self) -> None:
+        texts = self.texts
+        proba = np.asarray(self.model.predict_proba(texts), dtype=np.float64)
+        if proba.shape != (len(texts), len(self.classes)):
             raise ValueError(
-                f"model.predict_proba returned shape {proba.shape} for {len(texts)} texts and {len(classes)} "
+                f"model.predict_proba returned shape {proba.shape} for {len(texts)} texts and {len(self.classes)} "
                 "classes; expected (n_texts, n_classes)."
             )
         best = proba.argmax(axis=1)
-        assert writer is not None  # opened before the first row is read
-        writer.write(keys, class_arr[best].tolist(), proba[np.arange(len(texts)), best], proba)
-        report.n_predicted += len(texts)
-        texts.clear()
-        keys.clear()
+        self.writer.write(self.keys, self.class_arr[best].tolist(), proba[np.arange(len(texts)), best], proba)
+        self.report.n_predicted += len(texts)
+        self.texts, self.keys = [], []
 
-    last_pos = 0
-
-    def tick() -> None:
-        nonlocal last_pos
-        if bar is not None:
-            pos = reader.position()
-            bar.update(max(0, pos - last_pos))
-            last_pos = pos
-            bar.set_postfix(rows=report.n_read, rejected=report.n_rejected, refresh=False)
-
-    try:
-        try:
-            output_path.parent.mkdir(parents=True, exist_ok=True)
-            rejects.parent.mkdir(parents=True, exist_ok=True)
-            writer = _Writer(tmp_out, out_fmt, out_gz, key_name, key_type, classes)
-            rej = _RejectWriter(tmp_rej)
-        except OSError as e:
-            raise ConfigError(
-                f"cannot write the predictions beside {output_path} ({e.strerror or e}). Fix: choose an output "
-                "path in a folder you can write to (CLI: -o PATH)."
-            ) from None
-        if show_progress:
-            from tqdm.auto import tqdm
-
-            bar = tqdm(total=reader.total, desc=f"predict {input_path.name}", unit=reader.unit,
-                       unit_scale=reader.unit == "B", unit_divisor=1024 if reader.unit == "B" else 1000)
-        use_id = reader.id_col is not None
-        for row in reader:
-            report.n_read += 1
-            problem = _row_problem(row, reader.text_col, reader.encoding)
-            if problem is not None:
-                code, reason = problem
-                preview = row.preview or ("" if row.problem is not None or row.text is None else row.text)
-                rej.write(row.line, row.id, code, reason, _preview(preview) if preview else "")
-                report.n_rejected += 1
-                by_problem[code] += 1
-                seen = lines_by_problem.setdefault(code, [])
-                if len(seen) < 100:
-                    seen.append(row.line)
-                continue
-            texts.append(row.text)
-            keys.append(row.id if use_id else row.line)
-            if len(texts) >= batch_size:
-                flush()
-                tick()
-        if texts:
-            flush()
-        tick()
-        rej.close()
-        writer.close()
-        # Rejects first: the output appearing is the signal that the run finished.
-        os.replace(tmp_rej, rejects)
-        os.replace(tmp_out, output_path)
-    except BaseException:
-        # Interrupted or failed: remove the partial files so nothing half-written is left behind.
-        if writer is not None:
-            writer.abort()
-        if rej is not None:
-            with contextlib.suppress(Exception):
-                rej.close()
-        for p in (tmp_out, tmp_rej):
-            with contextlib.suppress(OSError):
-                p.unlink()
-        raise
-    finally:
-        reader.close()
-        if bar is not None:
-            bar.close()
-
-    report.seconds = time.perf_counter() - t0
-    report.rows_per_second = report.n_read / report.seconds if report.seconds > 0 else 0.0
-    report.rejected_by_problem = dict(by_problem)
-    report.rejected_lines = lines_by_problem
-    return report
+    def _tick(self) -> None:
+        if self.bar is not None:
+            pos = self.reader.position()
+            self.bar.update(max(0, pos - self._last_pos))
+            self._last_pos = pos
+            self.bar.set_postfix(rows=self.report.n_read, rejected=self.report.n_rejected, refresh=False)

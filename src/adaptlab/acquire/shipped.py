@@ -26,9 +26,12 @@ from adaptlab.errors import ConfigError
 
 
 def worst_slice(texts: Sequence[str], labels: Sequence[str], embeddings: np.ndarray, predicted: Sequence[str],
-                classes: Sequence[str], *, positive: Optional[str] = None, policy: Any = None, seed: int = 0
-                ) -> Optional[dict[str, Any]]:
+                classes: Sequence[str], *, positive: Optional[str] = None, policy: Any = None, seed: int = 0,
+                slice_names: Optional[Sequence[str]] = None) -> Optional[dict[str, Any]]:
     """The failing slice of a labeled set (see the module docstring), or None when no slice fails.
+
+    ``slice_names`` (one per text) replaces the clustering: a slice column, or clusters computed once
+    and reused while the model changes (the simulation benchmark does that).
 
     Returns ``{"name", "f1", "overall_f1", "accuracy", "overall_accuracy", "n", "positions", "rare"}``
     (positions in ``texts``).
@@ -39,7 +42,8 @@ def worst_slice(texts: Sequence[str], labels: Sequence[str], embeddings: np.ndar
     p = policy or Policy()
     if len(texts) < 20:
         return None
-    names = cluster_slices(list(texts), np.asarray(embeddings), seed=seed)
+    names = (list(map(str, slice_names)) if slice_names is not None
+             else cluster_slices(list(texts), np.asarray(embeddings), seed=seed))
     rows, overall = slice_table(list(labels), [list(predicted)], names, list(classes), positive)
     overall_acc = float(np.mean(np.asarray(labels, dtype=object) == np.asarray(predicted, dtype=object)))
     rare = rare_failing_slices(rows, overall, p)

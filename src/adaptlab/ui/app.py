@@ -30,6 +30,7 @@ from starlette.exceptions import HTTPException
 
 from adaptlab.errors import AdaptlabError, ConfigError, DataError
 from adaptlab.ui.jobs import FINISHED, JobManager, sketch_config
+from adaptlab.ui.labeling import router as labeling_router
 from adaptlab.ui.settings import UISettings
 from adaptlab.ui.uploads import (
     ENCODINGS, UploadError, UploadStore, UploadTooLarge, display_name, mib, problems_view, read_columns,
@@ -268,6 +269,7 @@ def create_app(settings: Optional[UISettings] = None) -> FastAPI:
     app.state.settings, app.state.jobs, app.state.uploads = settings, jobs, uploads
     app.add_middleware(GuardMiddleware, settings=settings)
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
+    app.include_router(labeling_router)  # the coordinator's labeling page, /models/<name>/label
 
     def store() -> Any:
         from adaptlab.store import RunStore

@@ -7,7 +7,7 @@ import pytest
 from sklearn.linear_model import LogisticRegression
 from typer.testing import CliRunner
 
-from adaptlab.acquire import offerable, select, suggest
+from adaptlab.acquire import DEFAULT_MIX, offerable, select, suggest
 from adaptlab.acquire import strategies as st
 from adaptlab.cli import app
 from adaptlab.errors import ConfigError
@@ -61,7 +61,8 @@ def test_slice_targeting_picks_near_the_slice():
     proba = np.tile([0.5, 0.5], (len(X), 1))
     mixed = select("default", 10, proba=proba, embeddings=X, slice_anchor=anchor)
     by = {name: [i for i, s in mixed if s == name] for name in ("slice", "uncertainty", "diversity")}
-    assert len(by["slice"]) == 2 and len(by["uncertainty"]) == 5 and len(by["diversity"]) == 3
+    assert {k: len(v) for k, v in by.items()} == {k: round(10 * v) for k, v in DEFAULT_MIX.items()}
+    assert all(by.values())  # each strategy has its share
     assert set(cluster[by["slice"]].tolist()) == {3} and len({i for i, _ in mixed}) == 10
 
 

@@ -38,7 +38,11 @@ STRATEGIES = ("default", "uncertainty", "diversity", "slice", "cold-start")
 #: Output columns, in order; ``label`` is left empty for the annotator.
 COLUMNS = ("id", "text", "predicted_label", "score", "strategy", "reason", "label")
 #: Shares of the default mix when a slice fails (without one, the slice share goes to uncertainty).
-DEFAULT_MIX = {"slice": 0.2, "uncertainty": 0.5, "diversity": 0.3}
+#: Mostly uncertainty: in bench/acquire.py plain k-center diversity never reached random sampling's F1 at
+#: 500 labels (BBC, Rotten Tomatoes) while uncertainty did with 32-53% fewer; the first default (0.2 /
+#: 0.5 / 0.3) saved 40% on BBC and 10% on Rotten Tomatoes, this one 49% and 29% (chosen after seeing
+#: those runs, so optimistic there; the tweets corpus is the held-out check; README has the figures).
+DEFAULT_MIX = {"slice": 0.1, "uncertainty": 0.8, "diversity": 0.1}
 
 
 @dataclass

@@ -38,6 +38,8 @@ import numpy as np
 RESULTS = Path(__file__).parent / "results"
 STRATEGIES = ("random", "uncertainty", "diversity", "slice", "default")
 CACHE = Path("adaptlab-runs") / "bench" / "embeddings.sqlite"
+TITLES = {"bbc": "BBC News (5 topics, 2,225 texts)", "rt": "Rotten Tomatoes (2 classes, 4,000-text sample)",
+          "tweets": "CrowdFlower tweets (3 sentiments, 4,000-text sample)"}
 
 
 def load(corpus: str):
@@ -193,7 +195,7 @@ def plot(results: dict[str, Any], path: Path) -> None:
                     ls="--" if s == "random" else "-")
             ax.fill_between(x, m - sd, m + sd, alpha=0.12)
         ax.axhline(summ["target_random_f1_at_budget"], color="grey", lw=0.8, ls=":")
-        ax.set_title(results["corpora"][name]["corpus"], fontsize=9)
+        ax.set_title(TITLES.get(name, name), fontsize=10)
         ax.set_xlabel("labels")
         ax.set_ylabel("test macro-F1 (mean ± std over seeds)")
         ax.grid(alpha=0.3)

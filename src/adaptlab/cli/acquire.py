@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Optional
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from adaptlab.cli import JsonOpt, _load, _progress, app, out, user_errors
@@ -73,12 +74,14 @@ def suggest_cmd(
         t.add_column(c, overflow="fold")
     for r in result.rows:
         text = r["text"] if len(r["text"]) <= 70 else r["text"][:67] + "..."
-        t.add_row(str(r["id"]), text, r["predicted_label"] or "-",
-                  "-" if r["score"] is None else f"{r['score']:.2f}", f"[{r['strategy']}] {r['reason']}")
+        # Escaped: texts and reasons quote the users' own words, which may hold [brackets] (rich markup).
+        t.add_row(escape(str(r["id"])), escape(text), escape(r["predicted_label"] or "-"),
+                  "-" if r["score"] is None else f"{r['score']:.2f}", escape(f"[{r['strategy']}] {r['reason']}"))
     out.print(t)
-    out.print(result.summary(), highlight=False)
+    out.print(escape(result.summary()), highlight=False)
     for note in result.notes:
-        out.print(f"note: {note}", highlight=False)
+        out.print(f"note: {escape(note)}", highlight=False)
     if output is not None:
-        out.print(f"written to {output}: fill in the label column, then `adaptlab retrain MODEL {output}`.",
-                  highlight=False)
+        nxt = f"`adaptlab retrain {model} {output}`" if model is not None else "`adaptlab ship`"
+        out.print(escape(f"written to {output}: fill in the label column (delete the rows you leave unlabeled), "
+                         f"then {nxt}."), highlight=False)

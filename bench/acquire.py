@@ -103,7 +103,6 @@ def run_seed(ds, E: np.ndarray, seed: int, strategies: tuple[str, ...], start_pe
     start = np.concatenate([rng.choice(cand_all[y[cand_all] == c], start_per_class, replace=False)
                             for c in np.unique(y)])
     ev_slices = cluster_slices([texts[i] for i in ev], E[ev], seed=seed)
-    classes = [str(c) for c in np.unique(y)]
     out: dict[str, Any] = {"seed": seed, "n_test": len(test), "n_eval": len(ev), "n_pool": len(pool),
                            "n_offerable": len(cand_all), "excluded": excluded, "curves": {}, "mix": {}}
     for strategy in strategies:
@@ -121,7 +120,7 @@ def run_seed(ds, E: np.ndarray, seed: int, strategies: tuple[str, ...], start_pe
             if strategy == "random":
                 new = rng.choice(rest, k, replace=False).tolist()
             else:
-                anchor, cls = None, [str(c) for c in clf.classes_]
+                anchor, cls = None, [str(c) for c in clf.classes_]  # the model's classes, in its column order
                 if strategy in ("slice", "default"):
                     info = worst_slice([texts[i] for i in ev], y[ev], E[ev], clf.predict(E[ev]), cls,
                                        slice_names=ev_slices, seed=seed)
@@ -143,7 +142,6 @@ def run_seed(ds, E: np.ndarray, seed: int, strategies: tuple[str, ...], start_pe
         out["curves"][strategy] = {"sizes": sizes, "f1": f1s, "seconds": round(time.perf_counter() - t0, 2)}
         if mix_counts:
             out["mix"][strategy] = mix_counts
-    del classes
     return out
 
 

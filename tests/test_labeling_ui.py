@@ -1,4 +1,5 @@
 """The coordinator's labeling page: routes through TestClient, then the keyboard flow in headless Chromium."""
+import os
 import shutil
 import threading
 import time
@@ -48,6 +49,7 @@ def test_label_routes_save_every_key_and_refuse_bad_input(client, tmp_path):
     state = client.get("/api/models/triage/label").json()
     assert state["total"] == 6 and state["next"] == 0 and state["classes"] == ["money", "sport", "tech"]
     page = client.get("/models/triage/label").text
+    assert str(tmp_path) not in page.split("<footer>")[0]  # no server path in the page (the footer names the home)
     rows = [line for line in page.splitlines() if 'class="text"' in line]
     first = rows[0].split('class="text">')[1].split("</td>")[0]
     s = client.post("/api/models/triage/label", json={"action": "label", "row": 0, "label": truth[first]}).json()
@@ -149,6 +151,10 @@ def test_label_ten_texts_with_the_keyboard_reload_midway_and_retrain(server, pag
     for k in range(5, 10):
         press_truth(k, k + 1)
     assert page.inner_text("#n-labeled") == "10"
+    page.screenshot(path=str(tmp_path / "labeling.png"), full_page=True)
+    assert (tmp_path / "labeling.png").stat().st_size > 15_000  # a real page, not a blank one
+    if os.environ.get("ADAPTLAB_SHOTS"):
+        shutil.copy(tmp_path / "labeling.png", os.environ["ADAPTLAB_SHOTS"])
     page.click("#label-retrain-button")
     page.wait_for_selector("#verdict")
     headline = page.inner_text("#verdict-headline")

@@ -172,8 +172,11 @@ def label_suggest(request: Request, name: str, pool: UploadFile = File(...), n: 
     from adaptlab.ship import ModelRegistry
 
     pipe_classes = sorted({str(c) for c in ModelRegistry(path).training_data().labels or []})
+    # The browser never sees a server path: notes name the model folder by its name.
+    notes = [note.replace(str(path), name).replace(str(request.app.state.settings.models_root), "models")
+             for note in result.notes]
     session = {"model": name, "created": time.time(), "strategy": strategy, "summary": result.summary(),
-               "notes": result.notes, "classes": pipe_classes, "pool_name": pool.filename,
+               "notes": notes, "classes": pipe_classes, "pool_name": pool.filename,
                "rows": [{k: r[k] for k in ("id", "text", "predicted_label", "score", "strategy", "reason")}
                         for r in result.rows],
                "decisions": {}, "history": [], "retrain_job": None}

@@ -74,6 +74,11 @@ def test_label_routes_save_every_key_and_refuse_bad_input(client, tmp_path):
     assert first not in page and client.get("/api/models/triage/label").json()["total"] == 39
     r = client.post("/models/triage/label/retrain")
     assert r.status_code == 400 and "Label at least one text" in r.text
+    # One label of one class: the retrain would refuse the file; the page says why and nothing is submitted.
+    client.post("/api/models/triage/label", json={"action": "label", "row": 0, "label": "sport"})
+    r = client.post("/models/triage/label/retrain")
+    assert r.status_code == 422 and "Not retrained yet" in r.text and "at least two classes" in r.text
+    assert client.get("/api/models/triage/label").json()["retrain_job"] is None
 
 
 # ------------------------------------------------------------------------------------------ browser

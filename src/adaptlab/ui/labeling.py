@@ -216,6 +216,8 @@ def label_retrain(request: Request, name: str) -> Response:
     """Write the labels given so far to a file and run the model's gated retrain on it."""
     import pandas as pd
 
+    from adaptlab.data import load_dataset
+
     path = _model_path(request, name)
     sfile = _session_file(request, name)
     with _LOCK:
@@ -234,6 +236,13 @@ def label_retrain(request: Request, name: str) -> Response:
         uid = uploads.create({"labels": ("labeling.csv", io.BytesIO(frame.to_csv(index=False).encode("utf-8")))},
                              kind="retrain", extra={"model": name})
         f = uploads.path(uid, "labels")
+        try:
+            # The retrain job validates its file like any data file; checking here keeps the coordinator on
+            # this page with the reason (e.g. a class labeled once) instead of a failed job.
+            load_dataset(f, text_col="text", label_col="label", id_col="id")
+        except AdaptlabError as exc:
+            msg = str(exc).replace(str(f), "your labels").replace(str(uploads.root), "upload")
+            return _page(request, name, 422, f"Not retrained yet: {msg}")
         spec = {"model": name, "model_path": str(path), "data_path": str(f), "data_name": shown,
                 "columns": {"text": "text", "label": "label", "id": "id", "encoding": None},
                 "display_paths": {str(f): shown, str(path): name}}

@@ -35,6 +35,12 @@ def worst_slice(texts: Sequence[str], labels: Sequence[str], embeddings: np.ndar
 
     Returns ``{"name", "f1", "overall_f1", "accuracy", "overall_accuracy", "n", "positions", "rare"}``
     (positions in ``texts``).
+
+    Example:
+        >>> info = worst_slice(sealed.texts, sealed.labels, E_sealed, pipe.predict(sealed.texts),  # doctest: +SKIP
+        ...                    list(pipe.classes_))
+        >>> info["name"], info["accuracy"], info["overall_accuracy"]                               # doctest: +SKIP
+        ('cluster 1: election, eu, blair', 0.923, 0.975)
     """
     from adaptlab.decide.policy import Policy, rare_failing_slices
     from adaptlab.decide.slices import cluster_slices, slice_table

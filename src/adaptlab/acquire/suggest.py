@@ -148,6 +148,11 @@ def select(strategy: str, n: int, *, proba: Optional[np.ndarray], embeddings: np
     """Pick ``n`` pool positions with ``strategy``; each with the name of the strategy that picked it.
 
     This is the array core of :func:`suggest`, used as is by the simulation benchmark.
+
+    Example:
+        >>> proba = np.array([[0.5, 0.5], [0.9, 0.1], [0.6, 0.4], [0.99, 0.01]])
+        >>> select("default", 2, proba=proba, embeddings=np.eye(4))
+        [(0, 'uncertainty'), (2, 'uncertainty')]
     """
     _check_strategy(strategy)
     n = _check_n(n)

@@ -151,3 +151,41 @@ def test_a_weak_rare_slice_whose_rows_are_flagged_is_called_noisy(tmp_path):
     assert "| slice | test items | share of items | F1 | share of errors | label noise (est.) |" in md
     assert f"| {by['rare']['label_noise']:.0%} |\n| common |" in md and "<th>label noise (est.)</th>" in html
     assert "it is also a noisy slice" in " ".join(html.split())
+
+
+def _power_points(ns, a=0.9, b=0.5, c=0.0, std=0.0, seeds=3, rung="probe"):
+    return [{"rung": rung, "fraction": n / ns[-1], "n_labels": n, "n_seeds": seeds, "std": std,
+             "mean": 1 - (a * n ** -b + c)} for n in ns]
+
+
+def test_extrapolation_recovers_a_power_law_and_its_band_covers_the_truth():
+    from adaptlab.decide.curves import extrapolate_curve
+
+    pts = _power_points([100, 200, 400, 800], c=0.02, std=0.003)
+    ex = extrapolate_curve(pts, 0.95, seed=1)
+    truth = (0.03 / 0.9) ** -2  # 1 - 0.95 - 0.02 = 0.9 n^-0.5  ->  n = 900
+    assert ex["band"][0] <= truth <= ex["band"][1] and abs(ex["labels_needed"] - truth) < 0.1 * truth
+    assert ex["more_labels"] == ex["labels_needed"] - 800 and "more labels" in ex["summary"]
+    assert ex["ceiling"] == pytest.approx(0.98, abs=0.01)
+    # The target is above the curve's ceiling (0.98): no number of labels gets there.
+    far = extrapolate_curve(pts, 0.99)
+    assert far["labels_needed"] is None and "levels off" in far["summary"]
+    # A curve that does not rise has nothing to extrapolate; a wider seed spread widens the band.
+    assert extrapolate_curve(_power_points([100, 200], b=-0.1)) is None
+    wide = extrapolate_curve(_power_points([100, 200, 400, 800], c=0.02, std=0.02), 0.95, seed=1)
+    assert wide["band"][1] is None or wide["band"][1] - wide["band"][0] > ex["band"][1] - ex["band"][0]
+
+
+def test_the_decisions_next_experiment_names_how_many_labels():
+    from adaptlab.decide import Evidence, decide
+
+    lc = {"verdict": "more-labels", "summary": "probe gains +0.04 from 50% to 100%: more labels pay.",
+          "points": _power_points([50, 100, 200, 400], a=3.0, b=0.5)}  # F1 0.85 at 400 labels, still rising
+    # Nothing ships (0.70 < 0.80): the curve says how many labels reach the ship threshold.
+    d = decide(Evidence.from_tables({"probe": [0.69, 0.70, 0.71]}, learning_curve=lc, n_labels=400))
+    assert d.next_experiment.rule == "curve.more-labels"
+    assert "collect ~" in d.next_experiment.what and "more labels" in d.next_experiment.what
+    assert "adaptlab suggest" in d.next_experiment.what and "power law" in d.next_experiment.why
+    # It ships and the curve still rises: labels are still the next experiment, sized.
+    d = decide(Evidence.from_tables({"probe": [0.84, 0.85, 0.86]}, learning_curve=lc, n_labels=2000))
+    assert d.ship and d.next_experiment.rule == "curve.more-labels" and "collect ~" in d.next_experiment.what

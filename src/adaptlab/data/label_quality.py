@@ -145,22 +145,34 @@ class LabelIssues:
             ...
             adaptlab.errors.ConfigError: label issues file='issues.txt' is not valid: expected a file ending in .csv, .tsv, .jsonl, .ndjson or .parquet. Rename it, e.g. issues.csv.
         """
-        path = Path(path).expanduser()
-        fmt = issues_file_format(path)
-        frame = self.to_frame()
-        if fmt == "parquet":
-            frame.to_parquet(path, index=False)
-        elif fmt == "jsonl":
-            with path.open("w", encoding="utf-8") as fh:
-                for rec in frame.to_dict(orient="records"):
-                    fh.write(json.dumps(rec, ensure_ascii=False) + "\n")
-        else:
-            frame.to_csv(path, index=False, sep="\t" if fmt == "tsv" else ",")
-        return path
+        return write_table(self.to_frame(), path, what="label issues file")
 
 
-def issues_file_format(path: Union[str, Path]) -> str:
-    """The format a label-issues file is written in (from its suffix); checks the folder exists.
+def write_table(frame: Any, path: Union[str, Path], *, what: str = "output file") -> Path:
+    """Write a pandas frame as CSV, TSV, JSONL or Parquet, chosen by the file's suffix.
+
+    Example:
+        >>> import pandas as pd
+        >>> write_table(pd.DataFrame({"a": [1]}), "out.txt", what="suggestions file")
+        Traceback (most recent call last):
+        ...
+        adaptlab.errors.ConfigError: suggestions file='out.txt' is not valid: expected a file ending in .csv, .tsv, .jsonl, .ndjson or .parquet. Rename it, e.g. out.csv.
+    """
+    path = Path(path).expanduser()
+    fmt = issues_file_format(path, what=what)
+    if fmt == "parquet":
+        frame.to_parquet(path, index=False)
+    elif fmt == "jsonl":
+        with path.open("w", encoding="utf-8") as fh:
+            for rec in frame.to_dict(orient="records"):
+                fh.write(json.dumps(rec, ensure_ascii=False, default=str) + "\n")
+    else:
+        frame.to_csv(path, index=False, sep="\t" if fmt == "tsv" else ",")
+    return path
+
+
+def issues_file_format(path: Union[str, Path], *, what: str = "label issues file") -> str:
+    """The format a label-issues (or other table) file is written in (from its suffix); checks the folder exists.
 
     Call it before long work, so a wrong output name fails at once.
 
@@ -171,7 +183,7 @@ def issues_file_format(path: Union[str, Path]) -> str:
     path = Path(path).expanduser()
     fmt = WRITE_SUFFIXES.get(path.suffix.lower())
     if fmt is None:
-        raise ConfigError.invalid("label issues file", str(path), "a file ending in .csv, .tsv, .jsonl, .ndjson "
+        raise ConfigError.invalid(what, str(path), "a file ending in .csv, .tsv, .jsonl, .ndjson "
                                   "or .parquet", f"Rename it, e.g. {path.stem or 'issues'}.csv.")
     if not path.parent.is_dir():
         raise ConfigError(f"cannot write {str(path)!r}: the folder {str(path.parent)!r} does not exist. "

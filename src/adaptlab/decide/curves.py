@@ -56,7 +56,8 @@ def learning_curve(
     """Run the rungs on growing fractions of the labels; return points and a verdict.
 
     Returns a JSON-safe dict: ``points`` (rung, fraction, n_labels, n_seeds, mean, ci_low, ci_high,
-    study_id), ``verdict`` ("more-labels" | "more-adaptation" | "both" | "neither") and ``summary``.
+    study_id), ``verdict`` ("more-labels" | "more-adaptation" | "both" | "neither"), ``summary`` and
+    ``extrapolation`` (:func:`extrapolate_curve` of the best rung: how many labels reach a target F1).
 
     Example:
         >>> curve = learning_curve(ds, StudyConfig(encoder=path), rungs=["probe"], seeds=2)  # doctest: +SKIP
@@ -93,6 +94,11 @@ def learning_curve(
     out = {"points": points, "fractions": sorted(float(f) for f in fractions), "rungs": rungs, "seeds": seeds,
            "n_pool": len(pool), "n_test": len(test)}
     out.update(curve_verdict(points, p))
+    last = [pt for pt in points if pt["fraction"] == max(fractions)]
+    best = max(last, key=lambda pt: pt["mean"])["rung"] if last else None
+    out["extrapolation"] = extrapolate_curve(points, rung=best, policy=p)
+    if out["extrapolation"] and out["verdict"] in ("more-labels", "both"):
+        out["summary"] += " " + out["extrapolation"]["summary"]
     return out
 
 
@@ -134,3 +140,109 @@ def curve_verdict(points: list[dict[str, Any]], policy: Optional[Policy] = None)
             "neither": f"the curve is flat (< {p.margin:.2f} per doubling) and adaptation adds < {p.margin:.2f}: "
                        "neither more labels nor more adaptation is likely to pay"}[verdict]
     return {"verdict": verdict, "summary": ("; ".join(parts) + ": " if parts else "") + tail + "."}
+
+
+def _fit_power_law(n: np.ndarray, f1: np.ndarray) -> Optional[tuple[float, float, float]]:
+    """Fit ``1 − F1(n) = a · n^(−b) + c`` (error falls as a power of the labels to a floor ``c``).
+
+    With three or more distinct sizes all three are fitted (bounded: ``a > 0``, ``0 < b ≤ 2``,
+    ``0 ≤ c ≤`` the smallest observed error); with two, the floor is fixed at 0 and the line in log-log
+    space goes through both. None when the points do not fall (no power law to extrapolate).
+    """
+    err = np.clip(1.0 - f1, 1e-6, 1.0)
+    if len(np.unique(n)) < 2:
+        return None
+    slope = np.polyfit(np.log(n), np.log(err), 1)[0]
+    if slope >= 0:
+        return None
+    a0, b0 = float(err.max() * n.min() ** -slope), float(min(-slope, 2.0))
+    if len(np.unique(n)) < 3:
+        return a0, b0, 0.0
+    from scipy.optimize import curve_fit
+
+    try:
+        (a, b, c), _ = curve_fit(lambda x, a, b, c: a * x ** (-b) + c, n, err, p0=(a0, b0, 0.0),
+                                 bounds=([1e-9, 1e-3, 0.0], [np.inf, 2.0, float(err.min())]), maxfev=5000)
+    except (RuntimeError, ValueError):
+        return a0, b0, 0.0
+    return float(a), float(b), float(c)
+
+
+def _labels_for(params: tuple[float, float, float], target_f1: float) -> float:
+    a, b, c = params
+    gap = (1.0 - target_f1) - c
+    return math.inf if gap <= 0 else (gap / a) ** (-1.0 / b)
+
+
+def extrapolate_curve(points: list[dict[str, Any]], target_f1: Optional[float] = None, *, rung: Optional[str] = None,
+                      n_boot: int = 200, seed: int = 0, policy: Optional[Policy] = None) -> Optional[dict[str, Any]]:
+    """How many labels would reach ``target_f1``: a power law fitted to the learning curve, with a band.
+
+    The model is the inverse power law of learning curves, ``1 − F1(n) = a·n^(−b) + c`` (Figueroa et al.
+    2012, "Predicting sample size required for classification performance"; Hestness et al. 2017 for its
+    power-law form). The band is a bootstrap over seeds: each replicate redraws every point's mean from
+    its seed spread (normal, ``std / √seeds``), refits and solves for ``n``; the 10th–90th percentiles
+    of the replicates are the band. ``target_f1`` defaults to the policy's ship threshold when the
+    curve is below it, else the last point plus the policy margin (the next gain worth measuring).
+
+    Returns None when the rung has fewer than two points or its curve does not rise. Otherwise a
+    JSON-safe dict: ``rung``, ``n_now``, ``f1_now``, ``target_f1``, ``labels_needed`` (total, median
+    of the replicates; None when the fit levels off below the target), ``more_labels``, ``band``
+    (10th–90th percentile of the total, None ends where unreachable), ``reachable`` (share of
+    replicates that reach it), ``ceiling`` (fitted F1 as n → ∞), ``params`` and ``summary``.
+
+    Example:
+        >>> pts = [{"rung": "probe", "n_labels": n, "mean": 1 - 0.9 * n ** -0.5, "std": 0.0, "n_seeds": 2}
+        ...        for n in (100, 200, 400, 800)]
+        >>> ex = extrapolate_curve(pts, 0.98)
+        >>> round(ex["labels_needed"], -1), ex["n_now"]  # exact: 0.9 / 0.02 = 45 = √2025
+        (2030, 800)
+    """
+    p = policy or Policy()
+    pts = [pt for pt in points if rung is None or pt.get("rung") == rung]
+    if rung is None and pts:
+        rung = "probe" if any(pt["rung"] == "probe" for pt in pts) else pts[0]["rung"]
+        pts = [pt for pt in pts if pt["rung"] == rung]
+    pts = sorted(pts, key=lambda pt: pt["n_labels"])
+    if len(pts) < 2:
+        return None
+    n = np.asarray([pt["n_labels"] for pt in pts], dtype=np.float64)
+    f1 = np.asarray([pt["mean"] for pt in pts], dtype=np.float64)
+    fit = _fit_power_law(n, f1)
+    if fit is None:
+        return None
+    n_now, f1_now = int(n[-1]), float(f1[-1])
+    if target_f1 is None:
+        target_f1 = p.ship_threshold if f1_now < p.ship_threshold else min(f1_now + p.margin, 0.999)
+    se = np.asarray([float(pt.get("std") or 0.0) / math.sqrt(max(int(pt.get("n_seeds") or 1), 1)) for pt in pts])
+    rng = np.random.default_rng(seed)
+    boots = []
+    for _ in range(n_boot):
+        b = _fit_power_law(n, np.clip(f1 + rng.normal(0.0, 1.0, len(f1)) * se, 0.0, 1.0))
+        boots.append(math.inf if b is None else _labels_for(b, target_f1))
+    boots_arr = np.asarray(boots)
+    central = _labels_for(fit, target_f1)
+    reach = float(np.mean(np.isfinite(boots_arr)))
+    # Without interpolation: "unreachable" replicates are inf and must stay inf, not become NaN.
+    lo, hi = ((float(np.quantile(boots_arr, 0.1, method="lower")), float(np.quantile(boots_arr, 0.9, method="higher")))
+              if n_boot else (central, central))
+
+    def total(x: float) -> Optional[int]:
+        return None if not math.isfinite(x) else int(max(math.ceil(x - 1e-6), n_now))  # 1e-6: float noise
+
+    need = total(central)
+    ceiling = 1.0 - fit[2]
+    if f1_now >= target_f1:
+        summary = f"{rung} is already at F1 {f1_now:.3f} ≥ {target_f1:.3f} with {n_now:,} labels."
+    elif need is None:
+        summary = (f"the fitted curve of {rung} levels off at F1 ≈ {ceiling:.3f}, below {target_f1:.3f}: more labels "
+                   "alone are unlikely to get there.")
+    else:
+        band = f"{total(lo):,}–{total(hi):,}" if total(hi) is not None else f"≥ {total(lo) or n_now:,}"
+        summary = (f"~{need - n_now:,} more labels ({need:,} in all; 80% band {band}) would take {rung} from F1 "
+                   f"{f1_now:.3f} to {target_f1:.3f} (power law fitted to {len(pts)} points; "
+                   f"{reach:.0%} of the bootstrap refits reach it).")
+    return {"rung": rung, "n_now": n_now, "f1_now": f1_now, "target_f1": float(target_f1), "labels_needed": need,
+            "more_labels": None if need is None else need - n_now, "band": [total(lo), total(hi)],
+            "reachable": reach, "ceiling": float(ceiling),
+            "params": {"a": fit[0], "b": fit[1], "c": fit[2]}, "summary": summary}

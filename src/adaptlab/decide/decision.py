@@ -738,18 +738,40 @@ def _next_experiment(ev, p, chosen, ship, eligible, cmp, fired_rules, regime) ->
                 cost=f"{p.min_seeds} run(s); cost not measured yet")))
         lc = ev.learning_curve or {}
         if lc.get("verdict") == "more-labels":
-            cands.append((1, math.inf, NextExperiment(
-                what="collect more labels", why=lc.get("summary", "the learning curve is still rising"),
-                cost="labeling effort")))
+            cands.append((1, math.inf, _more_labels_experiment(lc, chosen, p)))
         if chosen == "refit" or ("refit" in eligible and R["refit"].mean < p.ship_threshold):
             cands.append((4, math.inf, NextExperiment(
                 what="refit on a curated in-domain sub-corpus (or a harder self-supervised task, e.g. SimCSE-style)",
                 why=f"the {p.min_seeds}-seed refit mean {_f(R['refit'].mean)} does not clear {p.ship_threshold:.2f}",
                 cost="one more refit")))
+    if ship and (ev.learning_curve or {}).get("verdict") in ("more-labels", "both"):
+        # The model ships, and the curve says labels still pay: after anything that could change the
+        # decision, the next experiment is labeling, sized by the extrapolated curve.
+        cands.append((3, math.inf, _more_labels_experiment(ev.learning_curve, chosen, p)))
     if not cands:
         return None
     cands.sort(key=lambda t: (t[0], t[1]))
     return cands[0][2]
+
+
+def _more_labels_experiment(lc: dict[str, Any], chosen: Optional[str], p: Policy) -> NextExperiment:
+    """"Collect more labels", with how many (the learning curve's power-law extrapolation) when it can say."""
+    from adaptlab.decide.curves import extrapolate_curve
+
+    why = lc.get("summary", "the learning curve is still rising")
+    rungs = {pt.get("rung") for pt in lc.get("points") or []}
+    ex = extrapolate_curve(lc.get("points") or [], rung=chosen if chosen in rungs else None, policy=p)
+    if ex and ex.get("more_labels"):
+        what = (f"collect ~{ex['more_labels']:,} more labels (to reach F1 {ex['target_f1']:.2f} with {ex['rung']}; "
+                "`adaptlab suggest` picks which)")
+        if ex["summary"] not in why:
+            why = f"{why} {ex['summary']}"
+    else:
+        what = "collect more labels (`adaptlab suggest` picks which)"
+        if ex and ex["summary"] not in why:
+            why = f"{why} {ex['summary']}"
+    return NextExperiment(what=what, why=why, cost="labeling effort; the retrain is one command",
+                          rule="curve.more-labels")
 
 
 def _flips(ev, p, chosen, eligible, cmp, regime) -> list[str]:

@@ -24,7 +24,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException
 
 from adaptlab.errors import AdaptlabError
-from adaptlab.ui import labelfix
+from adaptlab.ui import labelfix, labeling
 from adaptlab.ui.context import UIContext, public_job
 from adaptlab.ui.jobs import JobManager
 from adaptlab.ui.routes import ROUTERS
@@ -188,6 +188,7 @@ def create_app(settings: Optional[UISettings] = None) -> FastAPI:
     for router in ROUTERS:
         app.include_router(router)
     app.include_router(labelfix.router)  # the coordinator's label review before a retrain
+    app.include_router(labeling.router)  # the coordinator's labeling page, /models/<name>/label
     app.add_exception_handler(HTTPException, _http_error)
     app.add_exception_handler(AdaptlabError, _user_error)
     return app

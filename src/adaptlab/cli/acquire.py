@@ -1,0 +1,87 @@
+"""`adaptlab suggest`: which texts to label next (thin shell over `adaptlab.acquire`)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from adaptlab.cli import JsonOpt, _load, _progress, app, out, user_errors
+from adaptlab.errors import ConfigError
+
+
+@app.command("suggest")
+@user_errors
+def suggest_cmd(
+    pool: Path = typer.Argument(..., help="CSV / JSONL / Parquet file of unlabeled texts (text + optional id)."),
+    model: Optional[Path] = typer.Option(None, "--model", "-m", help="Model folder made by `adaptlab ship`. "
+                                         "Without it: a cold start (representative texts, no model)."),
+    n: int = typer.Option(50, "-n", help="How many texts to suggest."),
+    strategy: Optional[str] = typer.Option(None, "--strategy", help="default | uncertainty | diversity | slice | "
+                                           "cold-start (default: default with --model, cold-start without)."),
+    output: Optional[Path] = typer.Option(None, "-o", "--output", help="Write the suggestions (with an empty label "
+                                          "column to fill in) to .csv, .tsv, .jsonl or .parquet."),
+    labeled: Optional[Path] = typer.Option(None, "--labeled", help="Texts labeled since the last retrain (never "
+                                           "suggested again)."),
+    encoder: Optional[str] = typer.Option(None, "--encoder", help="Encoder folder for a cold start (default: packaged "
+                                          "all-MiniLM-L6-v2)."),
+    uncertainty: str = typer.Option("margin", "--uncertainty", help="margin | entropy."),
+    text_col: Optional[str] = typer.Option(None, "--text-col", help="Text column (default: text)."),
+    id_col: Optional[str] = typer.Option(None, "--id-col", help="Id column (default: id, else row number)."),
+    seed: int = typer.Option(0, "--seed"),
+    json_out: bool = JsonOpt,
+) -> None:
+    """Which texts to label next: uncertain, diverse, near the worst slice (or representative, without a model)."""
+    from adaptlab.acquire import STRATEGIES, cold_start, suggest_for_model
+    from adaptlab.data.label_quality import issues_file_format
+
+    if isinstance(n, bool) or n < 1:
+        raise ConfigError.invalid("-n", n, "an integer >= 1 (how many texts to suggest)", "e.g. -n 50.")
+    chosen = strategy or ("default" if model is not None else "cold-start")
+    if chosen not in STRATEGIES:
+        raise ConfigError.invalid("--strategy", chosen, f"one of {', '.join(STRATEGIES)}")
+    if chosen != "cold-start" and model is None:
+        raise ConfigError(f"--strategy {chosen} needs a model: pass --model FOLDER (made by `adaptlab ship`), or use "
+                          "--strategy cold-start to pick representative texts without one.")
+    if model is not None and not model.exists():
+        raise ConfigError(f"model folder {str(model)!r} does not exist; pass a folder made by `adaptlab ship DATA -o "
+                          "FOLDER`, or leave out --model for a cold start.")
+    if output is not None:
+        issues_file_format(output, what="--output")  # a wrong name fails now, not after the scoring
+    ds = _load(pool, text_col=text_col, label_col=None, group_col=None, time_col=None, id_col=id_col, encoding=None,
+               on_invalid="error", require_labels=False)
+    done = []
+    if labeled is not None:
+        done = _load(labeled, text_col=text_col, label_col=None, group_col=None, time_col=None, id_col=None,
+                     encoding=None, on_invalid="error", require_labels=False).texts
+    if chosen == "cold-start":
+        result = cold_start(ds, n, encoder=encoder, also_labeled=done, seed=seed, model=model)
+    else:
+        result = suggest_for_model(model, ds, n, strategy=chosen, also_labeled=done, seed=seed,
+                                   uncertainty=uncertainty, progress=_progress(json_out))
+    if output is not None:
+        result.write(output)
+    if json_out:
+        payload = result.to_dict()
+        payload["output"] = str(output) if output is not None else None
+        typer.echo(json.dumps(payload, indent=2, default=str))
+        return
+    t = Table(title=f"texts to label next ({result.strategy})", title_justify="left")
+    for c in ("id", "text", "model says", "conf.", "why"):
+        t.add_column(c, overflow="fold")
+    for r in result.rows:
+        text = r["text"] if len(r["text"]) <= 70 else r["text"][:67] + "..."
+        # Escaped: texts and reasons quote the users' own words, which may hold [brackets] (rich markup).
+        t.add_row(escape(str(r["id"])), escape(text), escape(r["predicted_label"] or "-"),
+                  "-" if r["score"] is None else f"{r['score']:.2f}", escape(f"[{r['strategy']}] {r['reason']}"))
+    out.print(t)
+    out.print(escape(result.summary()), highlight=False)
+    for note in result.notes:
+        out.print(f"note: {escape(note)}", highlight=False)
+    if output is not None:
+        nxt = f"`adaptlab retrain {model} {output}`" if model is not None else "`adaptlab ship`"
+        out.print(escape(f"written to {output}: fill in the label column (delete the rows you leave unlabeled), "
+                         f"then {nxt}."), highlight=False)

@@ -1,0 +1,233 @@
+"""The coordinator's labeling page: suggested texts, labeled with the keyboard, then a gated retrain.
+
+``/models/<name>/label``: upload a file of unlabeled texts; `adaptlab.acquire.suggest_for_model` picks the
+texts to label. Each text then takes a label with a number key (``s`` skips, ``u`` or Backspace undoes).
+Every key press is saved on the server at once (``<home>/labeling/<model>.json``, written atomically), so
+a reload or a closed tab loses nothing. "Retrain" writes the labels given so far to a file and runs the
+existing retrain job (merge, label check, gate) on it; the job page shows the gate's verdict.
+
+The routes live on their own router (``app.include_router(labeling.router)``); they read the app's
+settings, job manager and upload store from ``request.app.state``.
+"""
+from __future__ import annotations
+
+import io
+import json
+import os
+import threading
+import time
+from pathlib import Path
+from typing import Any, Optional
+
+from fastapi import APIRouter, Body, File, Form, Request, UploadFile
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from starlette.exceptions import HTTPException
+
+from adaptlab.errors import AdaptlabError
+
+router = APIRouter()
+MAX_SUGGEST = 500
+_LOCK = threading.Lock()  # one writer at a time: two tabs labeling the same batch stay consistent
+
+
+# ------------------------------------------------------------------------------------------ state
+def _model_path(request: Request, name: str) -> Path:
+    """The model folder ``name`` under the models root (the model pages' rules), else 404."""
+    from adaptlab.ui.models_root import model_folder
+
+    return model_folder(request.app.state.settings, name)[1]
+
+
+def _session_file(request: Request, name: str) -> Path:
+    return request.app.state.settings.home / "labeling" / f"{name}.json"
+
+
+def _read(path: Path) -> Optional[dict[str, Any]]:
+    if not path.is_file():
+        return None
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def _write(path: Path, session: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(session, ensure_ascii=False), encoding="utf-8")
+    os.replace(tmp, path)  # atomic: a crash mid-write keeps the previous state
+
+
+def progress(session: dict[str, Any]) -> dict[str, Any]:
+    """Counts and the next undecided row of a labeling session (what the page and the API show)."""
+    decisions = session["decisions"]
+    labeled = sum(1 for v in decisions.values() if v is not None)
+    skipped = sum(1 for v in decisions.values() if v is None)
+    nxt = next((k for k in range(len(session["rows"])) if str(k) not in decisions), None)
+    return {"total": len(session["rows"]), "labeled": labeled, "skipped": skipped, "next": nxt,
+            "done": nxt is None, "can_undo": bool(session["history"]), "decisions": decisions,
+            "retrain_job": session.get("retrain_job")}
+
+
+def apply(session: dict[str, Any], action: str, row: Optional[int] = None, label: Optional[str] = None) -> None:
+    """Record one key press: ``label`` (row, label), ``skip`` (row) or ``undo`` (the last decision).
+
+    Example:
+        >>> s = {"rows": [{}, {}], "classes": ["a", "b"], "decisions": {}, "history": []}
+        >>> apply(s, "label", 0, "b"); apply(s, "skip", 1); apply(s, "undo")
+        >>> s["decisions"], s["history"]
+        ({'0': 'b'}, ['0'])
+    """
+    if action == "undo":
+        if session["history"]:
+            session["decisions"].pop(session["history"].pop(), None)
+        return
+    if action not in ("label", "skip"):
+        raise HTTPException(400, f"action {action!r} is not one of label, skip, undo.")
+    if not isinstance(row, int) or isinstance(row, bool) or not 0 <= row < len(session["rows"]):
+        raise HTTPException(400, f"row {row!r} is not a row of this batch (0..{len(session['rows']) - 1}).")
+    if action == "label" and label not in session["classes"]:
+        raise HTTPException(400, f"label {label!r} is not one of the model's classes: {', '.join(session['classes'])}.")
+    key = str(row)
+    if key in session["history"]:
+        session["history"].remove(key)  # relabeling a row: undo then takes back the newest decision
+    session["decisions"][key] = label if action == "label" else None
+    session["history"].append(key)
+
+
+# ------------------------------------------------------------------------------------------ pages
+def _render(request: Request, status: int = 200, **ctx: Any) -> HTMLResponse:
+    return request.app.state.ui.render("labeling.html.j2", status, **ctx)
+
+
+def _page(request: Request, name: str, status: int = 200, error: Optional[str] = None) -> HTMLResponse:
+    path = _model_path(request, name)
+    session = _read(_session_file(request, name))
+    from adaptlab.ship import ModelRegistry
+
+    in_use = ModelRegistry(path).current.id
+    return _render(request, status, name=name, session=session, progress=progress(session) if session else None,
+                   error=error, in_use=in_use, max_suggest=MAX_SUGGEST)
+
+
+@router.get("/models/{name}/label", response_class=HTMLResponse)
+def label_page(request: Request, name: str) -> HTMLResponse:
+    return _page(request, name)
+
+
+@router.post("/models/{name}/label/suggest")
+def label_suggest(request: Request, name: str, pool: UploadFile = File(...), n: str = Form("20"),
+                  strategy: str = Form("default"), text_col: str = Form("")) -> Response:
+    """Pick the texts to label from an uploaded pool and start a new labeling batch."""
+    from adaptlab.acquire import STRATEGIES, suggest_for_model
+    from adaptlab.data import load_dataset
+    from adaptlab.ui.uploads import UploadError, UploadTooLarge
+
+    path = _model_path(request, name)
+    try:
+        count = int(n)
+    except ValueError:
+        count = 0
+    if not 1 <= count <= MAX_SUGGEST:
+        return _page(request, name, 400, f"How many texts: {n!r} is not a number from 1 to {MAX_SUGGEST}.")
+    if strategy not in STRATEGIES or strategy == "cold-start":
+        return _page(request, name, 400, f"strategy {strategy!r} is not offered here.")
+    if not pool.filename:
+        return _page(request, name, 400, "Choose a file of unlabeled texts first.")
+    uploads = request.app.state.uploads
+    try:
+        uid = uploads.create({"unlabeled": (pool.filename, pool.file)}, kind="labeling", extra={"model": name})
+        ds = load_dataset(uploads.path(uid, "unlabeled"), text_col=text_col or None, require_labels=False)
+    except UploadError as exc:
+        return _page(request, name, 413 if isinstance(exc, UploadTooLarge) else 400, str(exc))
+    except AdaptlabError as exc:
+        return _page(request, name, 422, str(exc).replace(str(uploads.root), "upload"))
+    sfile = _session_file(request, name)
+    before = _read(sfile)
+    done = [] if before is None else [before["rows"][int(k)]["text"] for k, v in before["decisions"].items()
+                                     if v is not None]
+    try:
+        result = suggest_for_model(path, ds, count, strategy=strategy, also_labeled=done)
+    except AdaptlabError as exc:
+        return _page(request, name, 400, str(exc).replace(str(path), name))
+    from adaptlab.ship import ModelRegistry
+
+    pipe_classes = sorted({str(c) for c in ModelRegistry(path).training_data().labels or []})
+    # The browser never sees a server path: notes name the model folder by its name.
+    notes = [note.replace(str(path), name).replace(str(request.app.state.settings.models_root), "models")
+             for note in result.notes]
+    session = {"model": name, "created": time.time(), "strategy": strategy, "summary": result.summary(),
+               "notes": notes, "classes": pipe_classes, "pool_name": pool.filename,
+               "rows": [{k: r[k] for k in ("id", "text", "predicted_label", "score", "strategy", "reason")}
+                        for r in result.rows],
+               "decisions": {}, "history": [], "retrain_job": None}
+    with _LOCK:
+        _write(sfile, session)
+    return RedirectResponse(f"/models/{name}/label", status_code=303)
+
+
+@router.get("/api/models/{name}/label")
+def label_state(request: Request, name: str) -> dict[str, Any]:
+    _model_path(request, name)
+    session = _read(_session_file(request, name))
+    if session is None:
+        raise HTTPException(404, "no labeling batch for this model yet; upload texts on its labeling page.")
+    return {"classes": session["classes"], **progress(session)}
+
+
+@router.post("/api/models/{name}/label")
+def label_action(request: Request, name: str, payload: dict[str, Any] = Body(...)) -> dict[str, Any]:
+    """One key press: ``{"action": "label", "row": 3, "label": "sport"}``, ``{"action": "skip", "row": 3}``
+    or ``{"action": "undo"}``; saved before the answer is sent."""
+    _model_path(request, name)
+    sfile = _session_file(request, name)
+    with _LOCK:
+        session = _read(sfile)
+        if session is None:
+            raise HTTPException(404, "no labeling batch for this model yet; upload texts on its labeling page.")
+        if session.get("retrain_job"):
+            raise HTTPException(409, "this batch was sent to retrain already; start a new batch to label more.")
+        apply(session, str(payload.get("action")), payload.get("row"), payload.get("label"))
+        _write(sfile, session)
+    return {"classes": session["classes"], **progress(session)}
+
+
+@router.post("/models/{name}/label/retrain")
+def label_retrain(request: Request, name: str) -> Response:
+    """Write the labels given so far to a file and run the model's gated retrain on it."""
+    import pandas as pd
+
+    from adaptlab.data import load_dataset
+
+    path = _model_path(request, name)
+    sfile = _session_file(request, name)
+    with _LOCK:
+        session = _read(sfile)
+        if session is None:
+            raise HTTPException(404, "no labeling batch for this model yet.")
+        if session.get("retrain_job"):
+            return RedirectResponse(f"/jobs/{session['retrain_job']}", status_code=303)
+        rows = [(session["rows"][int(k)], v) for k, v in session["decisions"].items() if v is not None]
+        if not rows:
+            return _page(request, name, 400, "Label at least one text before retraining (skipped texts are left out).")
+        frame = pd.DataFrame({"id": [r["id"] for r, _ in rows], "text": [r["text"] for r, _ in rows],
+                              "label": [v for _, v in rows]})
+        shown = f"{len(rows)} labels from the labeling page"
+        uploads = request.app.state.uploads
+        uid = uploads.create({"labels": ("labeling.csv", io.BytesIO(frame.to_csv(index=False).encode("utf-8")))},
+                             kind="retrain", extra={"model": name})
+        f = uploads.path(uid, "labels")
+        try:
+            # The retrain job validates its file like any data file; checking here keeps the coordinator on
+            # this page with the reason (e.g. a class labeled once) instead of a failed job.
+            load_dataset(f, text_col="text", label_col="label", id_col="id")
+        except AdaptlabError as exc:
+            msg = str(exc).replace(str(f), "your labels").replace(str(uploads.root), "upload")
+            return _page(request, name, 422, f"Not retrained yet: {msg}")
+        spec = {"model": name, "model_path": str(path), "data_path": str(f), "data_name": shown,
+                "columns": {"text": "text", "label": "label", "id": "id", "encoding": None},
+                "display_paths": {str(f): shown, str(path): name}}
+        job = request.app.state.jobs.submit("retrain", spec, title=f"retrain {name} with {shown}")
+        session["retrain_job"] = job.id
+        _write(sfile, session)
+    return RedirectResponse(f"/jobs/{job.id}", status_code=303)
+
+
+__all__ = ["apply", "progress", "router"]

@@ -277,6 +277,10 @@ def _comparison_note(c: Comparison, p: Policy, ev: Evidence) -> str:
 def decide(evidence: Evidence, policy: Optional[Policy] = None) -> Decision:
     """Choose the simplest rung that wins by more than the noise; say whether to ship and what would flip it.
 
+    The stages run in order on one :class:`_Deliberation`: seeds, the ladder climb, the MMD check, the
+    scratch baseline, rungs below the frozen probe, the regime table, the other switch rules, the ship
+    threshold.
+
     Example (the clinic's first-pass table):
         >>> ev = Evidence.from_tables({"probe": [0.77, 0.78, 0.79], "refit": [0.82],
         ...                            "finetune": [0.69, 0.73, 0.77]}, n_labels=5200, n_unlabeled=80000)
@@ -284,118 +288,154 @@ def decide(evidence: Evidence, policy: Optional[Policy] = None) -> Decision:
         >>> d.chosen, d.ship, d.verdict("refit")
         ('probe', False, 'not enough seeds: run ≥ 3')
     """
-    p = policy or Policy()
-    ev = evidence
-    if not ev.rungs:
+    if not evidence.rungs:
         raise ConfigError("the evidence holds no rungs; run a study first (adaptlab study run).")
-    R = ev.rungs
-    order = ev.order
-    comps = compare_rungs(ev, p)
-    cmap = {(c.simpler, c.other): c for c in comps}
+    d = _Deliberation(evidence, policy or Policy())
+    d.check_seeds()
+    d.climb()
+    d.check_mmd()
+    d.check_scratch()
+    d.check_below_frozen()
+    d.check_regime()
+    d.check_switch_rules()
+    d.check_ship()
+    return d.decision()
 
-    def cmp(a: str, b: str) -> Comparison:
-        return cmap[(a, b)] if (a, b) in cmap else cmap[(b, a)]
 
-    reasons: list[str] = []
-    flags: list[Flag] = []
-    verdicts: dict[str, str] = {}
-    fired: list[str] = []
-    eligible = [r for r in order if R[r].n_seeds >= p.min_seeds]
+class _Deliberation:
+    """The decision being made: the chosen rung so far, and the reasons, flags, verdicts and rules behind it."""
 
-    dropped = allocation_verdicts(ev)
-    for r in order:
-        if R[r].n_seeds < p.min_seeds and r in dropped:
-            # A decision-driven study left it here on purpose: say why, without blocking the decision.
-            verdicts[r] = dropped[r]
-            flags.append(Flag("decision.allocation", f"{r}: {dropped[r]}.", r, "info"))
-            fired.append("decision.allocation")
-        elif R[r].n_seeds < p.min_seeds:
-            verdicts[r] = f"not enough seeds: run ≥ {p.min_seeds}"
-            flags.append(Flag("decision.min-seeds", f"{r}: not enough seeds: run ≥ {p.min_seeds}. {R[r].n_seeds} "
-                              f"run(s) at {_f(R[r].mean)} is a draw from a distribution, not a measurement; it cannot "
-                              f"win until its {p.min_seeds}-seed mean is known.", r, "block"))
-            fired.append("decision.min-seeds")
+    def __init__(self, ev: Evidence, p: Policy) -> None:
+        self.ev, self.p, self.R, self.order = ev, p, ev.rungs, ev.order
+        self.comps = compare_rungs(ev, p)
+        self._cmap = {(c.simpler, c.other): c for c in self.comps}
+        self.reasons: list[str] = []
+        self.flags: list[Flag] = []
+        self.verdicts: dict[str, str] = {}
+        self.fired: list[str] = []
+        self.eligible = [r for r in self.order if self.R[r].n_seeds >= p.min_seeds]
+        self.dropped = allocation_verdicts(ev)
+        self.adapted = [r for r in self.eligible if r != SCRATCH]
+        self.chosen: Optional[str] = None
+        self.base: Optional[str] = None
+        self.regime: Optional[dict[str, Any]] = None
+        self.ship = False
+        self.status = "no-decision"
+        facts = Facts(n_labels=ev.n_labels, n_unlabeled=ev.n_unlabeled, has_compute=ev.has_compute,
+                      mmd_p_value=ev.mmd_p_value, mmd=ev.mmd, refit_hours=ev.refit_hours, slices=ev.slices,
+                      overall_f1=ev.overall_f1, rungs_run=tuple(self.order))
+        self.fired_rules = {r.id: (r, res) for r, res in evaluate_rules(p, facts)}
 
-    # The ladder climb over adapted rungs.
-    adapted = [r for r in eligible if r != SCRATCH]
-    chosen: Optional[str] = adapted[0] if adapted else (SCRATCH if SCRATCH in eligible else None)
-    base = chosen
-    if chosen is not None:
-        reasons.append(f"{chosen} ({rung_info(chosen)['label']}) is the simplest {'adapted ' if chosen != SCRATCH else ''}"
-                       f"rung with ≥ {p.min_seeds} seeds: {p_metric(ev)} {_pm(R[chosen])}, band {_band(R[chosen])}.")
-    for r in adapted[1:]:
-        simpler = [s for s in eligible if ladder_key(s) < ladder_key(r)]
-        failing = [s for s in simpler if not cmp(s, r).beats_by_margin]
-        if not failing:
-            vs = ", ".join(f"{s} by {cmp(s, r).diff:+.3f}" for s in simpler)
-            reasons.append(f"{r} beats every simpler rung by ≥ {p.margin:.2f} with bands apart ({vs}): "
-                           f"{_pm(R[r])}, band {_band(R[r])}.")
-            verdicts.setdefault(chosen, f"beaten by {r}")
-            chosen = r
-            fired.append("decision.margin")
-        else:
-            s = chosen if chosen in failing else failing[0]
-            c = cmp(s, r)
-            verdicts[r] = _why_not(c, p, r, s)
-            reasons.append(f"{r} does not earn its extra adaptation over {s}: {verdicts[r]} ({c.note}).")
+    def cmp(self, a: str, b: str) -> Comparison:
+        return self._cmap[(a, b)] if (a, b) in self._cmap else self._cmap[(b, a)]
 
-    # MMD ~ 0: a refit that did not move the representation cannot explain a gain.
-    facts = Facts(n_labels=ev.n_labels, n_unlabeled=ev.n_unlabeled, has_compute=ev.has_compute,
-                  mmd_p_value=ev.mmd_p_value, mmd=ev.mmd, refit_hours=ev.refit_hours, slices=ev.slices,
-                  overall_f1=ev.overall_f1, rungs_run=tuple(order))
-    fired_rules = {r.id: (r, res) for r, res in evaluate_rules(p, facts)}
-    if "switch.mmd-skip-refit" in fired_rules and "refit" in R:
-        rule = fired_rules["switch.mmd-skip-refit"][0]
-        fired.append(rule.id)
+    def check_seeds(self) -> None:
+        """Rungs with fewer than min_seeds: left by the allocation on purpose (said), else blocked."""
+        p, R = self.p, self.R
+        for r in self.order:
+            if R[r].n_seeds < p.min_seeds and r in self.dropped:
+                # A decision-driven study left it here on purpose: say why, without blocking the decision.
+                self.verdicts[r] = self.dropped[r]
+                self.flags.append(Flag("decision.allocation", f"{r}: {self.dropped[r]}.", r, "info"))
+                self.fired.append("decision.allocation")
+            elif R[r].n_seeds < p.min_seeds:
+                self.verdicts[r] = f"not enough seeds: run ≥ {p.min_seeds}"
+                self.flags.append(Flag(
+                    "decision.min-seeds", f"{r}: not enough seeds: run ≥ {p.min_seeds}. {R[r].n_seeds} run(s) at "
+                    f"{_f(R[r].mean)} is a draw from a distribution, not a measurement; it cannot win until its "
+                    f"{p.min_seeds}-seed mean is known.", r, "block"))
+                self.fired.append("decision.min-seeds")
+
+    def climb(self) -> None:
+        """The ladder climb over adapted rungs: a rung wins only by beating every simpler one by the margin."""
+        p, R, ev, eligible = self.p, self.R, self.ev, self.eligible
+        adapted = self.adapted
+        chosen = adapted[0] if adapted else (SCRATCH if SCRATCH in eligible else None)
+        self.base = chosen
+        if chosen is not None:
+            self.reasons.append(f"{chosen} ({rung_info(chosen)['label']}) is the simplest "
+                                f"{'adapted ' if chosen != SCRATCH else ''}rung with ≥ {p.min_seeds} seeds: "
+                                f"{p_metric(ev)} {_pm(R[chosen])}, band {_band(R[chosen])}.")
+        for r in adapted[1:]:
+            simpler = [s for s in eligible if ladder_key(s) < ladder_key(r)]
+            failing = [s for s in simpler if not self.cmp(s, r).beats_by_margin]
+            if not failing:
+                vs = ", ".join(f"{s} by {self.cmp(s, r).diff:+.3f}" for s in simpler)
+                self.reasons.append(f"{r} beats every simpler rung by ≥ {p.margin:.2f} with bands apart ({vs}): "
+                                    f"{_pm(R[r])}, band {_band(R[r])}.")
+                self.verdicts.setdefault(chosen, f"beaten by {r}")
+                chosen = r
+                self.fired.append("decision.margin")
+            else:
+                s = chosen if chosen in failing else failing[0]
+                c = self.cmp(s, r)
+                self.verdicts[r] = _why_not(c, p, r, s)
+                self.reasons.append(f"{r} does not earn its extra adaptation over {s}: {self.verdicts[r]} ({c.note}).")
+        self.chosen = chosen
+
+    def check_mmd(self) -> None:
+        """MMD ~ 0: a refit that did not move the representation cannot explain a gain."""
+        ev, p = self.ev, self.p
+        if "switch.mmd-skip-refit" not in self.fired_rules or "refit" not in self.R:
+            return
+        rule = self.fired_rules["switch.mmd-skip-refit"][0]
+        self.fired.append(rule.id)
         mmd_txt = f"MMD {_f(ev.mmd, 4)}, " if ev.mmd is not None else ""
         msg = (f"MMD between pretrained and refit embeddings is ≈ 0 ({mmd_txt}p = {_f(ev.mmd_p_value)} ≥ "
                f"{p.mmd_p_value}): the refit did not move the representation — skip the refit next time")
-        if chosen == "refit":
-            fallback = max((s for s in eligible if ladder_key(s) < ladder_key("refit") and s != SCRATCH),
-                           key=ladder_key, default=base)
-            msg += (f"; its {cmp(fallback, 'refit').diff:+.3f} gap over {fallback} is treated as noise, so the "
+        if self.chosen == "refit":
+            fallback = max((s for s in self.eligible if ladder_key(s) < ladder_key("refit") and s != SCRATCH),
+                           key=ladder_key, default=self.base)
+            msg += (f"; its {self.cmp(fallback, 'refit').diff:+.3f} gap over {fallback} is treated as noise, so the "
                     f"decision falls back to {fallback}")
-            verdicts["refit"] = "gap treated as noise: MMD ≈ 0"
-            chosen = fallback
-            reasons.append(msg + ".")
-        flags.append(Flag(rule.id, msg + f" ({rule.evidence}).", "refit", "warn"))
+            self.verdicts["refit"] = "gap treated as noise: MMD ≈ 0"
+            self.chosen = fallback
+            self.reasons.append(msg + ".")
+        self.flags.append(Flag(rule.id, msg + f" ({rule.evidence}).", "refit", "warn"))
 
-    # The scratch baseline: is the encoder earning its keep?
-    if SCRATCH in eligible and chosen not in (None, SCRATCH):
-        c = cmp(SCRATCH, chosen)
-        if c.diff <= 0:
-            # The encoder does not even match the scratch baseline: the simplest pipeline wins (ties included).
-            how = ("by ≥ the margin with bands apart" if c.worse_by_margin else
-                   "by ≥ the margin, bands overlapping (the simpler pipeline wins)" if -c.diff >= p.margin else
-                   "(within the margin, and the simpler pipeline wins ties)")
-            flags.append(Flag("decision.scratch", f"the scratch baseline tfidf {_pm(R[SCRATCH])} scores {-c.diff:+.3f} "
-                              f"vs {chosen} {how}: the pretrained encoder is not earning its keep"
-                              + (" (negative transfer)." if c.worse_by_margin else "."), SCRATCH, "warn"))
-            verdicts[chosen] = f"not above scratch tfidf ({c.diff:+.3f})"
-            reasons.append(f"tfidf (no pretraining) {_pm(R[SCRATCH])} is at least as good as {chosen} ({c.note}): "
-                           "commit to the scratch baseline; the encoder is not earning its keep.")
-            chosen = SCRATCH
-            fired.append("decision.scratch")
-        elif c.diff < p.margin:
-            flags.append(Flag("decision.scratch", f"{chosen} is only {c.diff:+.3f} over the scratch baseline tfidf "
-                              f"(< {p.margin:.2f} margin): the pretrained encoder is not clearly earning its keep.",
-                              SCRATCH, "warn"))
-            fired.append("decision.scratch")
-        else:
-            reasons.append(f"{chosen} beats the scratch baseline tfidf ({_pm(R[SCRATCH])}) by {c.diff:+.3f}: "
-                           f"{'bands apart' if c.bands_overlap is False else 'bands overlap'}, so the pretrained "
-                           "representation is earning its keep.")
-    if chosen == SCRATCH and not adapted:
-        reasons.append("only the scratch baseline has enough seeds; no adapted rung can be judged yet.")
+    def check_scratch(self) -> None:
+        """The scratch baseline: is the encoder earning its keep?"""
+        p, R, chosen = self.p, self.R, self.chosen
+        if SCRATCH in self.eligible and chosen not in (None, SCRATCH):
+            c = self.cmp(SCRATCH, chosen)
+            if c.diff <= 0:
+                # The encoder does not even match the scratch baseline: the simplest pipeline wins (ties included).
+                how = ("by ≥ the margin with bands apart" if c.worse_by_margin else
+                       "by ≥ the margin, bands overlapping (the simpler pipeline wins)" if -c.diff >= p.margin else
+                       "(within the margin, and the simpler pipeline wins ties)")
+                self.flags.append(Flag(
+                    "decision.scratch", f"the scratch baseline tfidf {_pm(R[SCRATCH])} scores {-c.diff:+.3f} vs "
+                    f"{chosen} {how}: the pretrained encoder is not earning its keep"
+                    + (" (negative transfer)." if c.worse_by_margin else "."), SCRATCH, "warn"))
+                self.verdicts[chosen] = f"not above scratch tfidf ({c.diff:+.3f})"
+                self.reasons.append(f"tfidf (no pretraining) {_pm(R[SCRATCH])} is at least as good as {chosen} "
+                                    f"({c.note}): commit to the scratch baseline; the encoder is not earning its keep.")
+                self.chosen = SCRATCH
+                self.fired.append("decision.scratch")
+            elif c.diff < p.margin:
+                self.flags.append(Flag("decision.scratch", f"{chosen} is only {c.diff:+.3f} over the scratch baseline "
+                                       f"tfidf (< {p.margin:.2f} margin): the pretrained encoder is not clearly earning "
+                                       "its keep.", SCRATCH, "warn"))
+                self.fired.append("decision.scratch")
+            else:
+                self.reasons.append(f"{chosen} beats the scratch baseline tfidf ({_pm(R[SCRATCH])}) by {c.diff:+.3f}: "
+                                    f"{'bands apart' if c.bands_overlap is False else 'bands overlap'}, so the "
+                                    "pretrained representation is earning its keep.")
+        if self.chosen == SCRATCH and not self.adapted:
+            self.reasons.append("only the scratch baseline has enough seeds; no adapted rung can be judged yet.")
 
-    # Rungs that train the encoder on labels and land below the frozen probe: the overfitting signature.
-    if "probe" in R:
-        for r in order:
+    def check_below_frozen(self) -> None:
+        """Rungs that train the encoder on labels and land below the frozen probe: the overfitting signature."""
+        p, R, ev = self.p, self.R, self.ev
+        if "probe" not in R:
+            return
+        for r in self.order:
             if r in ("tfidf", "probe") or R[r].mean >= R["probe"].mean:
                 continue
             gap = R[r].mean - R["probe"].mean
-            c = cmp("probe", r)
-            significant = c.worse_by_margin or (R["probe"].has_band and R[r].has_band and R[r].ci_high < R["probe"].ci_low)
+            c = self.cmp("probe", r)
+            significant = c.worse_by_margin or (R["probe"].has_band and R[r].has_band
+                                                and R[r].ci_high < R["probe"].ci_low)
             why = ("the signature of overfitting to the labels" + (f" at {ev.n_labels:,} labels" if ev.n_labels else "")
                    if r in LABEL_TRAINED_ENCODER else "negative transfer of the refit representation")
             memorised = [d.get("seed") for d in R[r].diagnostics
@@ -404,121 +444,133 @@ def decide(evidence: Evidence, policy: Optional[Policy] = None) -> Decision:
                 why += (f"; its training diagnostics flag memorisation (train-validation gap) in "
                         f"{len(memorised)} of {R[r].n_seeds} seed(s)")
             verdict = f"rejected: below the frozen probe ({gap:+.3f}) — {why}"
-            if r in dropped:
-                verdict = f"{dropped[r]}; below the frozen probe ({gap:+.3f})"
+            if r in self.dropped:
+                verdict = f"{self.dropped[r]}; below the frozen probe ({gap:+.3f})"
             elif R[r].n_seeds < p.min_seeds:
                 verdict = f"not enough seeds: run ≥ {p.min_seeds}; so far below the frozen probe ({gap:+.3f})"
-            verdicts[r] = verdict
-            flags.append(Flag("decision.below-frozen",
-                              f"{r} {_pm(R[r])} is below the frozen probe {_pm(R['probe'])} ({gap:+.3f}"
-                              f"{', bands apart' if significant else ''}): {why}; "
-                              f"do not run it at this label count unless the labels grow.", r, "warn"))
-            fired.append("decision.below-frozen")
+            self.verdicts[r] = verdict
+            self.flags.append(Flag("decision.below-frozen",
+                                   f"{r} {_pm(R[r])} is below the frozen probe {_pm(R['probe'])} ({gap:+.3f}"
+                                   f"{', bands apart' if significant else ''}): {why}; "
+                                   f"do not run it at this label count unless the labels grow.", r, "warn"))
+            self.fired.append("decision.below-frozen")
 
-    # Regime table versus evidence.
-    regime_rule = p.regime(ev.n_labels, ev.n_unlabeled, ev.has_compute)
-    regime = None
-    if regime_rule is not None:
-        fired.append(regime_rule.id)
+    def check_regime(self) -> None:
+        """The regime table versus the evidence: the table is a prior, the evidence wins."""
+        p, R, ev, chosen = self.p, self.R, self.ev, self.chosen
+        regime_rule = p.regime(ev.n_labels, ev.n_unlabeled, ev.has_compute)
+        if regime_rule is None:
+            return
+        self.fired.append(regime_rule.id)
         sug = regime_rule.recommends
         regime = {"rule": regime_rule.id, "condition": regime_rule.condition, "recommends": sug,
                   "evidence": regime_rule.evidence, "agrees": chosen == sug, "measured": sug in R}
+        self.regime = regime
         sizes = f"{ev.n_labels:,} labels" + (f" and {ev.n_unlabeled:,} unlabeled texts" if ev.n_unlabeled else "")
         if chosen == sug:
-            reasons.append(f"This agrees with the regime table for {sizes}: {regime_rule.action} ({regime_rule.evidence}).")
+            self.reasons.append(f"This agrees with the regime table for {sizes}: {regime_rule.action} "
+                                f"({regime_rule.evidence}).")
         elif sug in R and R[sug].n_seeds >= p.min_seeds and chosen is not None:
             regime["contradicted"] = True
-            reasons.append(f"The evidence contradicts the regime table, and the evidence wins: for {sizes} the table "
-                           f"suggests {sug} ({regime_rule.condition}), but {sug} scores {_pm(R[sug])} and "
-                           f"{chosen} {_pm(R[chosen])} is the justified choice ({regime_rule.evidence}).")
-            flags.append(Flag(regime_rule.id, f"evidence overrides the regime table: {sug} suggested, {chosen} chosen.",
-                              sug, "info"))
+            self.reasons.append(f"The evidence contradicts the regime table, and the evidence wins: for {sizes} the "
+                                f"table suggests {sug} ({regime_rule.condition}), but {sug} scores {_pm(R[sug])} and "
+                                f"{chosen} {_pm(R[chosen])} is the justified choice ({regime_rule.evidence}).")
+            self.flags.append(Flag(regime_rule.id, f"evidence overrides the regime table: {sug} suggested, {chosen} "
+                                   "chosen.", sug, "info"))
         elif sug in R:
-            flags.append(Flag(regime_rule.id, f"the regime table suggests {sug} for {sizes}, but {sug} has only "
-                              f"{R[sug].n_seeds} seed(s): the table is a prior, the {p.min_seeds}-seed evidence decides.",
-                              sug, "info"))
+            self.flags.append(Flag(regime_rule.id, f"the regime table suggests {sug} for {sizes}, but {sug} has only "
+                                   f"{R[sug].n_seeds} seed(s): the table is a prior, the {p.min_seeds}-seed evidence "
+                                   "decides.", sug, "info"))
         else:
-            flags.append(Flag(regime_rule.id, f"the regime table suggests {sug} for {sizes} ({regime_rule.condition}); "
-                              f"{sug} was not run.", sug, "info"))
+            self.flags.append(Flag(regime_rule.id, f"the regime table suggests {sug} for {sizes} "
+                                   f"({regime_rule.condition}); {sug} was not run.", sug, "info"))
 
-    # Other switch rules.
-    if "switch.labels-lora" in fired_rules:
-        rule = fired_rules["switch.labels-lora"][0]
-        fired.append(rule.id)
-        run = "lora" in eligible
-        flags.append(Flag(rule.id, f"{ev.n_labels:,} labels ≥ {p.lora_switch_labels:,}: {rule.action}"
-                          + ("" if run else " (lora has not been run with enough seeds)") + ".", "lora",
-                          "info" if run else "warn"))
-    if "switch.setfit-few-labels" in fired_rules:
-        rule = fired_rules["switch.setfit-few-labels"][0]
-        fired.append(rule.id)
-        flags.append(Flag(rule.id, f"{ev.n_labels:,} labels < {p.setfit_max_labels:,}: {rule.action}.", "setfit", "info"))
-    if "switch.rare-slice" in fired_rules:
-        rule, bad = fired_rules["switch.rare-slice"]
-        fired.append(rule.id)
-        names = "; ".join(f"{s['slice']} ({s['n']} test items, {s['share']:.0%} of items, F1 {_f(s['f1'])} vs "
-                          f"{_f(ev.overall_f1)} overall, {s['error_share']:.0%} of the errors)" for s in bad[:3])
-        # A weak slice whose labels are also noisy needs its labels checked before more of them are collected.
-        noisy = [f"{s['slice']}: {w}" for s in bad[:3] for w in [noisy_slice_words(s, ev.label_quality, p)] if w]
-        more = f" But {'; '.join(noisy)}." if noisy else ""
-        flags.append(Flag(rule.id, f"errors concentrate on rare slice(s) {names}: {rule.action}.{more}", ev.slice_rung,
-                          "warn"))
-    if "switch.refit-slow" in fired_rules:
-        rule = fired_rules["switch.refit-slow"][0]
-        fired.append(rule.id)
-        flags.append(Flag(rule.id, f"the refit took {ev.refit_hours:.1f} h > {p.refit_max_hours:g} h: {rule.action}.",
-                          "refit", "warn" if chosen == "refit" else "info"))
+    def check_switch_rules(self) -> None:
+        """The other switch rules: labels for LoRA, few labels for SetFit, a rare slice, a slow refit."""
+        p, ev, fired_rules = self.p, self.ev, self.fired_rules
+        if "switch.labels-lora" in fired_rules:
+            rule = fired_rules["switch.labels-lora"][0]
+            self.fired.append(rule.id)
+            run = "lora" in self.eligible
+            self.flags.append(Flag(rule.id, f"{ev.n_labels:,} labels ≥ {p.lora_switch_labels:,}: {rule.action}"
+                                   + ("" if run else " (lora has not been run with enough seeds)") + ".", "lora",
+                                   "info" if run else "warn"))
+        if "switch.setfit-few-labels" in fired_rules:
+            rule = fired_rules["switch.setfit-few-labels"][0]
+            self.fired.append(rule.id)
+            self.flags.append(Flag(rule.id, f"{ev.n_labels:,} labels < {p.setfit_max_labels:,}: {rule.action}.",
+                                   "setfit", "info"))
+        if "switch.rare-slice" in fired_rules:
+            rule, bad = fired_rules["switch.rare-slice"]
+            self.fired.append(rule.id)
+            names = "; ".join(f"{s['slice']} ({s['n']} test items, {s['share']:.0%} of items, F1 {_f(s['f1'])} vs "
+                              f"{_f(ev.overall_f1)} overall, {s['error_share']:.0%} of the errors)" for s in bad[:3])
+            # A weak slice whose labels are also noisy needs its labels checked before more of them are collected.
+            noisy = [f"{s['slice']}: {w}" for s in bad[:3] for w in [noisy_slice_words(s, ev.label_quality, p)] if w]
+            more = f" But {'; '.join(noisy)}." if noisy else ""
+            self.flags.append(Flag(rule.id, f"errors concentrate on rare slice(s) {names}: {rule.action}.{more}",
+                                   ev.slice_rung, "warn"))
+        if "switch.refit-slow" in fired_rules:
+            rule = fired_rules["switch.refit-slow"][0]
+            self.fired.append(rule.id)
+            self.flags.append(Flag(rule.id, f"the refit took {ev.refit_hours:.1f} h > {p.refit_max_hours:g} h: "
+                                   f"{rule.action}.", "refit", "warn" if self.chosen == "refit" else "info"))
 
-    # Ship threshold.
-    ship = bool(chosen is not None and R[chosen].n_seeds >= p.min_seeds and R[chosen].mean >= p.ship_threshold)
-    meeting = [r for r in eligible if R[r].mean >= p.ship_threshold]
-    if chosen is None:
-        status = "no-decision"
-    else:
-        status = "ship" if ship else "do-not-ship"
-    if chosen is not None and not ship:
-        if not meeting:
-            reasons.append(f"Nothing meets the ship threshold: no rung with ≥ {p.min_seeds} seeds reaches a mean "
-                           f"{p_metric(ev)} of {p.ship_threshold:.2f} (best: {max(eligible, key=lambda r: R[r].mean)} "
-                           f"at {_f(max(R[r].mean for r in eligible))}).")
-        else:
-            reasons.append(f"{chosen} is below the ship threshold {p.ship_threshold:.2f}; "
-                           + ", ".join(f"{r} reaches {_f(R[r].mean)} but {verdicts.get(r, 'is not a justified win')}"
-                                       for r in meeting) + ".")
-        fired.append("decision.ship")
-    elif ship:
-        reasons.append(f"{chosen} meets the ship threshold: mean {_f(R[chosen].mean)} ≥ {p.ship_threshold:.2f} "
-                       f"over {R[chosen].n_seeds} seeds.")
-        fired.append("decision.ship")
+    def check_ship(self) -> None:
+        """The ship threshold, and the allocation's stop sentence of a decision-driven study."""
+        p, R, ev, chosen, eligible = self.p, self.R, self.ev, self.chosen, self.eligible
+        ship = bool(chosen is not None and R[chosen].n_seeds >= p.min_seeds and R[chosen].mean >= p.ship_threshold)
+        meeting = [r for r in eligible if R[r].mean >= p.ship_threshold]
+        self.status = "no-decision" if chosen is None else ("ship" if ship else "do-not-ship")
+        if chosen is not None and not ship:
+            if not meeting:
+                self.reasons.append(
+                    f"Nothing meets the ship threshold: no rung with ≥ {p.min_seeds} seeds reaches a mean "
+                    f"{p_metric(ev)} of {p.ship_threshold:.2f} (best: {max(eligible, key=lambda r: R[r].mean)} "
+                    f"at {_f(max(R[r].mean for r in eligible))}).")
+            else:
+                self.reasons.append(
+                    f"{chosen} is below the ship threshold {p.ship_threshold:.2f}; "
+                    + ", ".join(f"{r} reaches {_f(R[r].mean)} but {self.verdicts.get(r, 'is not a justified win')}"
+                                for r in meeting) + ".")
+            self.fired.append("decision.ship")
+        elif ship:
+            self.reasons.append(f"{chosen} meets the ship threshold: mean {_f(R[chosen].mean)} ≥ "
+                                f"{p.ship_threshold:.2f} over {R[chosen].n_seeds} seeds.")
+            self.fired.append("decision.ship")
+        self.ship = ship
+        if ev.allocation is not None:
+            self.reasons.append(allocation_stop_sentence(ev.allocation))
+            self.fired.append("allocation.stop")
 
-    if ev.allocation is not None:
-        reasons.append(allocation_stop_sentence(ev.allocation))
-        fired.append("allocation.stop")
-
-    for r in order:
-        verdicts.setdefault(r, "chosen" if r == chosen else ("scratch baseline" if r == SCRATCH else
-                                                             f"beaten by or tied with {chosen}"))
-    if chosen is not None:
-        verdicts[chosen] = "chosen" + (" — ship" if ship else " — do not ship yet")
-
-    nxt = _next_experiment(ev, p, chosen, ship, eligible, cmp, fired_rules, regime)
-    flips = _flips(ev, p, chosen, eligible, cmp, regime)
-    headline = _headline(ev, p, chosen, ship, status, eligible)
-    rows = []
-    for r in order:
-        d = R[r].to_dict()
-        d["verdict"] = verdicts[r]
-        d["label"] = rung_info(r)["label"]
-        rows.append(d)
-    if ev.encoder_choice:
-        reasons.insert(0, encoder_choice_sentence(ev.encoder_choice))
-    return Decision(
-        chosen=chosen, status=status, ship=ship, headline=headline, reasons=reasons, comparisons=comps, flags=flags,
-        flip_inspection=flips[0] if flips else "no inspection can change this: only one rung was measured.",
-        flips=flips, next_experiment=nxt, rungs=rows, regime=regime, rules_fired=sorted(set(fired)),
-        policy=p.to_dict(), metric=ev.metric, study_id=ev.study_id, evidence_notes=list(ev.notes),
-        encoder_choice=ev.encoder_choice,
-    )
+    def decision(self) -> Decision:
+        """The :class:`Decision`: every rung's verdict, the next experiment, what would flip it, the headline."""
+        p, R, ev, chosen, ship = self.p, self.R, self.ev, self.chosen, self.ship
+        for r in self.order:
+            self.verdicts.setdefault(r, "chosen" if r == chosen else ("scratch baseline" if r == SCRATCH else
+                                                                      f"beaten by or tied with {chosen}"))
+        if chosen is not None:
+            self.verdicts[chosen] = "chosen" + (" — ship" if ship else " — do not ship yet")
+        nxt = _next_experiment(ev, p, chosen, ship, self.eligible, self.cmp, self.fired_rules, self.regime)
+        flips = _flips(ev, p, chosen, self.eligible, self.cmp, self.regime)
+        headline = _headline(ev, p, chosen, ship, self.status, self.eligible)
+        rows = []
+        for r in self.order:
+            d = R[r].to_dict()
+            d["verdict"] = self.verdicts[r]
+            d["label"] = rung_info(r)["label"]
+            rows.append(d)
+        reasons = list(self.reasons)
+        if ev.encoder_choice:
+            reasons.insert(0, encoder_choice_sentence(ev.encoder_choice))
+        return Decision(
+            chosen=chosen, status=self.status, ship=ship, headline=headline, reasons=reasons, comparisons=self.comps,
+            flags=self.flags,
+            flip_inspection=flips[0] if flips else "no inspection can change this: only one rung was measured.",
+            flips=flips, next_experiment=nxt, rungs=rows, regime=self.regime, rules_fired=sorted(set(self.fired)),
+            policy=p.to_dict(), metric=ev.metric, study_id=ev.study_id, evidence_notes=list(ev.notes),
+            encoder_choice=ev.encoder_choice,
+        )
 
 
 def encoder_choice_sentence(choice: dict[str, Any]) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import warnings
 from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
@@ -158,11 +159,14 @@ def _fit_power_law(n: np.ndarray, f1: np.ndarray) -> Optional[tuple[float, float
     a0, b0 = float(err.max() * n.min() ** -slope), float(min(-slope, 2.0))
     if len(np.unique(n)) < 3:
         return a0, b0, 0.0
-    from scipy.optimize import curve_fit
+    from scipy.optimize import OptimizeWarning, curve_fit
 
     try:
-        (a, b, c), _ = curve_fit(lambda x, a, b, c: a * x ** (-b) + c, n, err, p0=(a0, b0, 0.0),
-                                 bounds=([1e-9, 1e-3, 0.0], [np.inf, 2.0, float(err.min())]), maxfev=5000)
+        with warnings.catch_warnings():
+            # Three points for three parameters leave no covariance to estimate; only the fit is used.
+            warnings.simplefilter("ignore", OptimizeWarning)
+            (a, b, c), _ = curve_fit(lambda x, a, b, c: a * x ** (-b) + c, n, err, p0=(a0, b0, 0.0),
+                                     bounds=([1e-9, 1e-3, 0.0], [np.inf, 2.0, float(err.min())]), maxfev=5000)
     except (RuntimeError, ValueError):
         return a0, b0, 0.0
     return float(a), float(b), float(c)

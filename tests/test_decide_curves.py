@@ -58,6 +58,10 @@ def test_slice_table_counts_errors_and_shares():
     rare = next(r for r in rows if r["slice"] == "rare")
     assert rare["errors"] == 2 and rare["error_share"] == 1.0 and rare["share"] == 0.2 and rows[0]["slice"] == "rare"
     assert 0 < overall < 1
+    # A one-class slice predicted perfectly is not a failing slice (absent classes do not count as F1 0).
+    rows, _ = slice_table(y, [pred], ["common"] * 8 + ["rare"] * 2, ["a", "b"], None)
+    assert next(r for r in rows if r["slice"] == "common")["f1"] == 1.0
+    assert next(r for r in rows if r["slice"] == "rare")["f1"] == 0.0
 
 
 @pytest.fixture(scope="module")

@@ -39,7 +39,11 @@ def slice_table(
     rows = []
     for name in sorted(set(s.tolist())):
         m = s == name
-        f1 = float(np.mean([score(y[m], p[m], None, classes, positive)["f1"] for p in preds]))
+        # Macro-F1 over the classes the slice holds (or is predicted as): a class absent from a slice would
+        # otherwise count as F1 0 and make a perfectly predicted one-class slice look like a failing one.
+        present = sorted(set(y[m].tolist()).union(*(set(p[m].tolist()) for p in preds)))
+        f1 = float(np.mean([score(y[m], p[m], None, present if positive is None else classes, positive)["f1"]
+                            for p in preds]))
         acc = float(np.mean([np.mean(p[m] == y[m]) for p in preds]))
         errs = float(np.mean([np.sum(p[m] != y[m]) for p in preds]))
         rows.append({"slice": name, "n": int(m.sum()), "share": float(m.sum() / n), "f1": f1, "accuracy": acc,

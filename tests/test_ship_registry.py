@@ -166,3 +166,28 @@ def test_cli_ship_predict_retrain_models(tmp_path):
     assert r.exit_code == 2 and "first version" in flat(r.output)
     r = runner.invoke(app, ["retrain", str(tmp_path / "nowhere"), str(tmp_path / "bad.csv")])
     assert r.exit_code == 2 and "not an adaptlab model folder" in flat(r.output)
+
+
+def test_a_batch_is_judged_as_an_addition_and_unlabeled_rows_can_be_skipped(registry, tmp_path):
+    """One class, or a class labeled once, is fine in a batch when the merged data is; rows left unlabeled
+    (an `adaptlab suggest` file half done) are refused by default and skipped, listed, with on_invalid=drop."""
+    ds = topic_corpus(60, seed=7)
+    sport = [i for i, y in enumerate(ds.labels) if y == "sport"]
+    one_class = tmp_path / "sport.csv"
+    _frame(ds.subset(sport)).to_csv(one_class, index=False)
+    out = retrain(registry.root, one_class)
+    assert out.version is not None and out.merge.added == len(sport)
+    partly = tmp_path / "suggested.csv"
+    labels = [y if i % 3 else "" for i, y in enumerate(ds.labels)]
+    pd.DataFrame({"id": [f"s{i}" for i in range(60)], "text": ds.texts, "label": labels}).to_csv(partly, index=False)
+    with pytest.raises(Exception, match="label"):
+        retrain(registry.root, partly)
+    out = retrain(registry.root, partly, on_invalid="drop")
+    assert out.message.startswith("Skipped 20 row(s) of suggested.csv with no usable label or text (rows 1, 4, 7")
+    r = runner.invoke(app, ["retrain", str(registry.root), str(partly), "--on-invalid", "drop", "--json"])
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["message"].startswith("Skipped 20 row(s)")
+    empty = tmp_path / "empty.csv"
+    pd.DataFrame({"text": ds.texts[:5], "label": [""] * 5}).to_csv(empty, index=False)
+    r = runner.invoke(app, ["retrain", str(registry.root), str(empty)])
+    assert r.exit_code == 2 and "has no labels" in r.output and "Traceback" not in r.output

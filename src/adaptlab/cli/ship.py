@@ -149,6 +149,8 @@ def retrain_cmd(
     policy: Optional[Path] = typer.Option(None, "--policy", help="JSON or TOML file overriding thresholds, e.g. "
                                           "label_noise_ratio, label_noise_min, label_noise_min_rows."),
     text_col: Optional[str] = TextOpt, label_col: Optional[str] = LabelOpt, id_col: Optional[str] = IdOpt,
+    on_invalid: str = typer.Option("error", "--on-invalid", help="error | drop: skip rows without a usable label "
+                                   "or text (e.g. the rows of an `adaptlab suggest` file left unlabeled), listing them."),
     json_out: bool = JsonOpt,
 ) -> None:
     """Add new labels, check them, retrain the same way, and put the new version in use only if it does not
@@ -161,7 +163,7 @@ def retrain_cmd(
         issues_file_format(label_issues)  # a wrong name fails now, not after the retrain
     outcome = retrain(model, new_labels, max_drop=max_drop, text_col=text_col, label_col=label_col, id_col=id_col,
                       accept_labels=accept_labels, policy=load_policy(policy) if policy else None,
-                      progress=_progress(json_out))
+                      progress=_progress(json_out), on_invalid=on_invalid)
     written = None
     if label_issues is not None and outcome.labels is not None:
         written = write_label_issues(outcome.labels, label_issues)

@@ -22,7 +22,7 @@ from typing import Any, Callable, Optional, Union
 import numpy as np
 
 from adaptlab.data.dataset import TextDataset
-from adaptlab.errors import ConfigError
+from adaptlab.errors import ConfigError, DataError
 from adaptlab.ship.evaluation import GateResult, evaluate_pipeline, gate, predict_names
 from adaptlab.ship.label_check import LabelCheck, check_new_labels
 from adaptlab.ship.registry import ModelRegistry, ModelVersion, _check_max_drop
@@ -153,8 +153,8 @@ def retrain_pipeline(old: Any) -> Any:
 def retrain(model: Union[str, Path, ModelRegistry], new_labels: Union[str, Path, TextDataset], *,
             max_drop: Optional[float] = None, text_col: Optional[str] = None, label_col: Optional[str] = None,
             id_col: Optional[str] = None, device: str = "cpu", accept_labels: bool = False, policy: Any = None,
-            review: Optional[dict[str, Any]] = None, progress: Optional[Callable[[str], None]] = None
-            ) -> RetrainOutcome:
+            review: Optional[dict[str, Any]] = None, progress: Optional[Callable[[str], None]] = None,
+            on_invalid: str = "error") -> RetrainOutcome:
     """Add ``new_labels`` to ``model`` (a registry folder), retrain, and promote only without regression.
 
     Before training, the new labels are checked (:mod:`adaptlab.ship.label_check`): a batch flagged as
@@ -163,6 +163,11 @@ def retrain(model: Union[str, Path, ModelRegistry], new_labels: Union[str, Path,
     ``accept_labels=True`` trains anyway and records the override in the new version's model card.
     ``review`` (who reviewed the flagged rows, when, and what they fixed or dropped; the web app's
     review page passes it) is recorded in the card too.
+
+    The new batch is judged as an addition, not as a dataset of its own: a batch with one class, or a
+    class labeled once, is fine when the merged data is. ``on_invalid="drop"`` skips rows with
+    row-level problems (e.g. the rows of an ``adaptlab suggest`` file left unlabeled) and lists them in
+    the outcome's message; ``"error"`` (default) refuses the file and names them.
 
     Example:
         >>> out = retrain("models/news", "labels-2026-12.csv")   # doctest: +SKIP
@@ -178,10 +183,21 @@ def retrain(model: Union[str, Path, ModelRegistry], new_labels: Union[str, Path,
     reg = model if isinstance(model, ModelRegistry) else ModelRegistry(model)
     limit = reg.max_drop if max_drop is None else max_drop
     _check_max_drop(limit)
+    skipped = ""
     if isinstance(new_labels, TextDataset):
         new = new_labels
     else:
-        new = load_dataset(new_labels, text_col=text_col, label_col=label_col, id_col=id_col)
+        new, loaded = load_dataset(new_labels, text_col=text_col, label_col=label_col, id_col=id_col,
+                                   require_labels=False, on_invalid=on_invalid, return_report=True)
+        if new.labels is None:
+            raise DataError(f"{new_labels} has no labels: its label column ({label_col or 'label'}) is empty. "
+                            "Fix: fill in the labels, or name the label column with --label-col.")
+        if loaded.dropped:
+            rows = ", ".join(str(d.row) for d in loaded.dropped[:_SHOWN])
+            more = f" and {len(loaded.dropped) - _SHOWN} more" if len(loaded.dropped) > _SHOWN else ""
+            skipped = (f"Skipped {len(loaded.dropped)} row(s) of {Path(new_labels).name} with no usable label or "
+                       f"text (rows {rows}{more}). ")
+            say(skipped.strip())
     current = reg.current
     train_old = reg.training_data()
     eval_set = reg.eval_set()
@@ -192,14 +208,14 @@ def retrain(model: Union[str, Path, ModelRegistry], new_labels: Union[str, Path,
         msg = (f"Nothing to retrain: none of the {report.n_new_rows} rows changes the training data of "
                f"{current.id} (all repeats{' or sealed evaluation texts' if report.in_eval_set else ''}). "
                f"{current.id} stays in use.")
-        return RetrainOutcome(merge=report, gate=None, version=None, in_use=current.id, message=msg)
+        return RetrainOutcome(merge=report, gate=None, version=None, in_use=current.id, message=skipped + msg)
     old = reg.load(device=device)
     say("checking the new labels (confident learning on old + new labels, and against the model in use) ...")
     labels = check_new_labels(train_old, new, merged, pipeline=old, evaluation=current.evaluation, policy=policy,
                               accept=accept_labels)
     if labels is not None and labels.held:
         where = str(new_labels) if not isinstance(new_labels, TextDataset) else "FILE"
-        msg = f"{labels.explanation(str(reg.root), where)} {current.id} stays in use."
+        msg = f"{skipped}{labels.explanation(str(reg.root), where)} {current.id} stays in use."
         reg.log_event("held", version=current.id, reason=labels.evidence(),
                       rows=[r["row"] for r in labels.rows[:_SHOWN]], source=labels.source, n_new=labels.n_new,
                       n_flagged_new=labels.n_flagged_new)
@@ -241,7 +257,7 @@ def retrain(model: Union[str, Path, ModelRegistry], new_labels: Union[str, Path,
     head = f"{entry.id} is now in use." if result.promoted else f"{entry.id} was stored but NOT put in use; {in_use} stays."
     override = f" {labels.explanation()}" if labels is not None and labels.accepted else ""
     return RetrainOutcome(merge=report, gate=result, version=entry, in_use=in_use,
-                          message=f"{result.explanation}{override} {head}", labels=labels)
+                          message=f"{skipped}{result.explanation}{override} {head}", labels=labels)
 
 
 def _card_label_check(labels: LabelCheck) -> dict[str, Any]:

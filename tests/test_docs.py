@@ -117,3 +117,18 @@ def test_site_home_and_a_tutorial_open_in_chromium(served, tmp_path):
         assert shot.stat().st_size > 10_000
         browser.close()
     assert not errors, errors
+
+
+def test_every_public_name_has_a_docstring():
+    """The API reference is built from docstrings: every name a stage exports says what it is."""
+    import importlib
+    import inspect
+
+    missing = []
+    for stage in ("data", "encoders", "rungs", "evaluate", "diagnostics", "decide", "ship", "monitor", "report", "ui"):
+        module = importlib.import_module(f"adaptlab.{stage}")
+        for name in module.__all__:
+            obj = getattr(module, name)
+            if (inspect.isclass(obj) or inspect.isfunction(obj)) and not (inspect.getdoc(obj) or "").strip():
+                missing.append(f"adaptlab.{stage}.{name}")
+    assert not missing, missing

@@ -22,12 +22,16 @@ if str(SRC) not in sys.path:
 
 
 def _cell(text: object) -> str:
-    return str(text).replace("|", "\\|").replace("\n", " ").replace("\\[", "[").strip()
+    return _escape(str(text)).replace("|", "\\|").replace("\n", " ").strip()
+
+
+def _escape(text: str) -> str:
+    # Help texts say <home>, [default: ...] and escape [ for rich; Markdown would read <home> as HTML.
+    return text.replace("\\[", "[").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def cli_markdown() -> str:
     """The CLI reference from the typer app: one section per command, in the app's order."""
-    import click
     import typer.main
 
     from adaptlab.cli import app
@@ -35,21 +39,22 @@ def cli_markdown() -> str:
     root = typer.main.get_command(app)
     out: list[str] = []
 
-    def walk(cmd: click.Command, path: list[str], parent: click.Context | None) -> None:
-        ctx = click.Context(cmd, info_name=path[-1], parent=parent)
+    # typer vendors its own click (typer._click): go by the objects' own classes and attributes.
+    def walk(cmd, path: list[str], parent) -> None:  # noqa: ANN001
+        ctx = cmd.context_class(cmd, info_name=path[-1], parent=parent)
         if len(path) > 1:
             name = " ".join(path)
             out.append(f"## `{name}`\n")
-            help_text = (cmd.help or "").replace("\\[", "[").replace("\b\n", "")
+            help_text = _escape(cmd.help or "").replace("\b\n", "")
             out.append(help_text.strip() + "\n")
             usage = cmd.get_usage(ctx).replace("Usage: ", "")
             out.append(f"```text\n{usage}\n```\n")
             rows = []
             for p in cmd.params:
-                if isinstance(p, click.Argument):
-                    rows.append((f"`{p.human_readable_name}` (argument)", "required" if p.required else "",
+                if p.param_type_name == "argument":
+                    rows.append((f"`{p.name.upper()}` (argument)", "required" if p.required else "",
                                  getattr(p, "help", "") or ""))
-                elif isinstance(p, click.Option) and not p.hidden:
+                elif p.param_type_name == "option" and not getattr(p, "hidden", False):
                     flags = ", ".join(f"`{o}`" for o in p.opts + p.secondary_opts)
                     default = "" if p.default is None or p.is_flag and not p.default else f"`{p.default}`"
                     if p.required:
@@ -59,7 +64,7 @@ def cli_markdown() -> str:
                 out.append("| option | default | what it does |\n| --- | --- | --- |")
                 out.extend(f"| {_cell(a)} | {_cell(b)} | {_cell(c)} |" for a, b, c in rows)
                 out.append("")
-        if isinstance(cmd, click.Group):
+        if hasattr(cmd, "list_commands"):
             for sub in cmd.list_commands(ctx):
                 walk(cmd.get_command(ctx, sub), path + [sub], ctx)
 

@@ -8,6 +8,8 @@
 # PYTHON (the interpreter that builds), TORCH_SPEC (default torch==2.13.0, as scripts/dev.sh) and
 # WHEEL_CHECK_DIR (default: a temporary folder, removed at the end) override the defaults.
 # Pip's cache is kept: the fresh venv installs the wheels CI already downloaded, so the check stays short.
+# Measured on the 2-core CI machine with a warm pip cache (2026-12-03): 119 s at load ~2.6 (build 9 s,
+# install 38 s, study + report 37 s, tests 34 s); 351-402 s while the machine ran at load ~6.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 REPO="$PWD"

@@ -2,6 +2,7 @@
 # One entry point for a fresh machine: installs adaptlab into ./.venv (idempotent), then
 #   scripts/dev.sh demo  -> runs the demo study on bundled real data
 #   scripts/dev.sh test  -> runs the whole test suite
+#   scripts/dev.sh docs  -> builds the documentation site into ./site (mkdocs build --strict; `serve` to browse)
 # TORCH_SPEC overrides the torch requirement (default: the CPU wheel torch==2.13.0), e.g.
 #   TORCH_SPEC="torch==2.13.0 --index-url https://download.pytorch.org/whl/cu128" scripts/dev.sh demo
 set -euo pipefail
@@ -20,7 +21,7 @@ if [ "$(cat "$STAMP" 2>/dev/null || true)" != "$want" ]; then
   # torch first, so the range in pyproject.toml is already satisfied and no CUDA build is pulled.
   # shellcheck disable=SC2086
   "$VENV/bin/python" -m pip install --quiet $TORCH_SPEC
-  "$VENV/bin/python" -m pip install --quiet -e ".[test]"
+  "$VENV/bin/python" -m pip install --quiet -e ".[test,docs]"
   echo "$want" > "$STAMP"
 fi
 
@@ -38,5 +39,8 @@ case "$cmd" in
       fi
     fi
     exec "$VENV/bin/python" -m pytest "$@" ;;
+  docs)
+    if [ "${1:-}" = serve ]; then shift; exec "$VENV/bin/mkdocs" serve "$@"; fi
+    exec "$VENV/bin/mkdocs" build --strict "$@" ;;
   *) exec "$VENV/bin/adaptlab" "$cmd" "$@" ;;
 esac

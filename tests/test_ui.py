@@ -62,6 +62,16 @@ def start_study(client, data: bytes, rungs=("tfidf", "probe"), seeds=2, **fields
 
 
 # ---------------------------------------------------------------------------------------- studies
+def test_static_files_are_served(ui):
+    """The page's stylesheet and script come from the package (data files a wheel must carry)."""
+    _app, client = ui
+    home = client.get("/")
+    assert home.status_code == 200 and "/static/app.css" in home.text
+    for name, kind in (("app.css", "text/css"), ("app.js", "javascript")):
+        r = client.get(f"/static/{name}")
+        assert r.status_code == 200 and kind in r.headers["content-type"] and len(r.content) > 100
+
+
 def test_upload_check_study_progress_results_and_report(ui):
     app, client = ui
     data = csv_bytes(topic_corpus(120, seed=0, noise=0.5))

@@ -155,4 +155,10 @@ def seed_and_test_bootstrap(
 
 
 def bands_overlap(a: tuple[float, float], b: tuple[float, float]) -> bool:
+    """Whether two (low, high) bands share any value (touching counts as overlapping).
+
+    Example:
+        >>> bands_overlap((0.80, 0.85), (0.84, 0.90)), bands_overlap((0.80, 0.82), (0.84, 0.90))
+        (True, False)
+    """
     return not (a[1] < b[0] or b[1] < a[0])

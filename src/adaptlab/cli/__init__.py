@@ -85,13 +85,14 @@ def _load(path: Optional[Path], *, text_col, label_col, group_col, time_col, id_
                         id_col=id_col, encoding=encoding, require_labels=require_labels, on_invalid=on_invalid)
 
 
-def _emit(result: Any, json_out: bool, decision: Any = None) -> None:
+def _emit(result: Any, json_out: bool, decision: Any = None, extra: Optional[dict[str, Any]] = None) -> None:
     from adaptlab.evaluate.report import render_study
 
     if json_out:
         payload = result.to_dict()
         if decision is not None:
             payload["decision"] = decision.to_dict()
+        payload.update(extra or {})
         typer.echo(json.dumps(payload, indent=2, default=str))
     else:
         out.print(render_study(result))
@@ -146,6 +147,11 @@ def study_run(
     rung_resources: Optional[str] = typer.Option(None, "--rung-resources", help='Ray: per-rung requests as JSON, e.g. {"refit": {"gpus": 1}}.'),
     precision: str = typer.Option("fp32", "--precision", help="fp32 | int8 (frozen encoder; int8 is used only within --int8-tolerance of fp32 on validation)."),
     int8_tolerance: float = typer.Option(0.005, "--int8-tolerance", help="Largest validation-F1 loss int8 may show (0.005 = half a point)."),
+    track: Optional[str] = typer.Option(None, "--track", help="Log the study to an experiment tracker: mlflow (the study as "
+                                        "a parent run with its decision and HTML report, each rung × seed as a child run). "
+                                        "Default: nothing is logged."),
+    tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri", help="With --track: where to log (default: "
+                                               "$ADAPTLAB_TRACKING_URI, else ./mlruns), e.g. http://127.0.0.1:5000."),
     home: Optional[Path] = HomeOpt,
     json_out: bool = JsonOpt,
 ) -> None:
@@ -195,7 +201,12 @@ def study_run(
                         gpus=f.job_gpus, memory=f.job_memory, rung_resources=per_rung)
     cols = dict(text_col=f.text_col, label_col=f.label_col, group_col=f.group_col, time_col=f.time_col,
                 id_col=f.id_col, encoding=f.encoding, on_invalid=f.on_invalid)
-    study = Study(cfg, home=f.home, show_progress=not json_out, executor=ex)
+    from adaptlab.evaluate.tracking import make_tracker
+
+    if f.tracking_uri and not f.track:
+        raise ConfigError("--tracking-uri says where to log, but nothing is logged without --track mlflow.")
+    tracker = make_tracker(f.track, uri=f.tracking_uri)
+    study = Study(cfg, home=f.home, show_progress=not json_out, executor=ex, track=tracker)
     ds = _load(Path(f.data), **cols)
     test_ds = _load(Path(f.test) if f.test else None, **cols)
     unl = _load(Path(f.unlabeled) if f.unlabeled else None, **{**cols, "label_col": None, "group_col": None,
@@ -208,7 +219,7 @@ def study_run(
                                       progress=_progress(json_out), show_progress=not json_out)
         chosen = comparison.row(comparison.chosen)
         cfg = dataclasses.replace(cfg, encoder=chosen["spec"])
-        study = Study(cfg, home=study.home, show_progress=not json_out, executor=ex)
+        study = Study(cfg, home=study.home, show_progress=not json_out, executor=ex, track=tracker)
         if not json_out:
             out.print(render_comparison(comparison))
     if study.time_budget is not None:
@@ -227,7 +238,17 @@ def study_run(
     from adaptlab.cli.report import decide_study
 
     # The decision reads the encoder choice stored with the study (so `decide` and `report` show it too).
-    _emit(result, json_out, decide_study(study.store, result.study_id, home=study.home))
+    if tracker is None:
+        _emit(result, json_out, decide_study(study.store, result.study_id, home=study.home))
+        return
+    from adaptlab.report.tracking import track_decision
+
+    decision = track_decision(study, result.study_id)
+    where = {"tracker": f.track, "uri": tracker.uri, "run_id": tracker.run_id}
+    _emit(result, json_out, decision, extra={"tracking": where})
+    if not json_out:
+        err.print(f"[dim]tracked: {f.track} run {tracker.run_id} (the study; one child run per rung × seed) at "
+                  f"{escape(tracker.uri)}[/]", highlight=False, soft_wrap=True)
 
 
 @study_app.command("show")

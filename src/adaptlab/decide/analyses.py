@@ -44,6 +44,12 @@ def save_analysis(home: str | Path, study_id: str, name: str, payload: dict[str,
 
 
 def load_analysis(home: str | Path, study_id: str, name: str) -> Optional[dict[str, Any]]:
+    """An analysis saved beside the run store for a study (``"learning_curve"``, ``"slices"``), or None.
+
+    Example:
+        >>> load_analysis("/nonexistent-home", "abc123", "slices") is None
+        True
+    """
     path = analyses_dir(home, study_id) / f"{name}.json"
     if not path.is_file():
         return None

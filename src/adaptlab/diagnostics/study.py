@@ -48,7 +48,9 @@ def diagnose_study(
 
     Args:
         result: The `StudyResult` (its rows must include ``probe`` and ``refit`` for the gap).
-        data, test, unlabeled: What the study was run on (to find the held-out texts and the corpus).
+        data: The labeled data the study was run on (to find the held-out texts).
+        test: The study's separate test file, if it had one.
+        unlabeled: The unlabeled in-domain corpus, if any.
         home: The study's home (run store, refit store, embedding cache).
         encoder: The study's base encoder (loaded from the study config when None).
         reference: General-domain texts for the shift test; default the bundled BBC News.

@@ -24,6 +24,7 @@ from adaptlab.data import TextDataset, find_near_duplicates, split_dataset
 from adaptlab.errors import DataError
 from adaptlab.evaluate.adaptive import AdaptiveConfig
 from adaptlab.evaluate.executor import Executor, Job, JobsFailedError, make_executor, shared_artifact_key
+from adaptlab.evaluate.tracking import StudyTracking, Tracker, make_tracker
 from adaptlab.metrics import bands_overlap, resolve_positive_label, seed_and_test_bootstrap
 from adaptlab.rungs import Budget, RungContext, get_rung
 from adaptlab.store import RunStore, content_key
@@ -179,7 +180,8 @@ class Study:
     ``executor`` says where the jobs run and changes no number (it is not part of the study id):
     ``"inprocess"`` (default), ``"ray"`` (a local Ray instance), an
     :class:`~adaptlab.config.ExecutorConfig` (cluster address, retries, per-job CPUs/GPUs/memory) or an
-    executor object.
+    executor object. ``track``: ``"mlflow"`` (or a tracker object, see :mod:`adaptlab.evaluate.tracking`)
+    logs the study and each (rung, seed) cell to an experiment tracker; nothing is logged without it.
 
     Example:
         >>> from adaptlab.data.bundled import load_bbc_news
@@ -195,7 +197,7 @@ class Study:
     def __init__(self, config: StudyConfig, *, home: str | Path | None = None, encoder: Any = None,
                  show_progress: bool = False, executor: "str | ExecutorConfig | Executor | None" = None,
                  time_budget: "str | float | None" = None, cost_estimates: Optional[dict[str, tuple[float, float]]] = None,
-                 priors: Optional[dict[str, float]] = None) -> None:
+                 priors: Optional[dict[str, float]] = None, track: "str | Tracker | None" = None) -> None:
         if time_budget is not None:
             config = replace(config, time_budget=str(time_budget) if not isinstance(time_budget, str) else time_budget)
         self.config = config
@@ -219,6 +221,8 @@ class Study:
         # A missing Ray fails here, before any work.
         self.executor = make_executor(executor)
         self._executor_config = getattr(self.executor, "config", None) or ExecutorConfig()
+        # Experiment tracking (adaptlab.evaluate.tracking): nothing is logged unless asked; not part of the id.
+        self.tracker = make_tracker(track)
 
     @property
     def store(self) -> RunStore:
@@ -250,7 +254,18 @@ class Study:
         on_event: Optional[Callable[[StudyEvent], None]] = None,
     ) -> StudyResult:
         """Run every (rung, seed) cell not yet in the run store; ``progress`` gets text lines, ``on_event``
-        a :class:`StudyEvent` per cell started, read from the store or finished."""
+        a :class:`StudyEvent` per cell started, read from the store or finished. With a tracker
+        (``track=``), the study and each of its cells are logged to it as well."""
+        if self.tracker is None:
+            return self._run(data, test, unlabeled, progress, on_event)
+        tracking = StudyTracking(self.tracker, self.store, {r.name: r.config.to_dict() for r in self.rungs}, on_event)
+        with tracking:  # a study that stops (error, Ctrl-C) ends its tracked run as FAILED / KILLED
+            result = self._run(data, test, unlabeled, progress, tracking.on_event)
+            tracking.finish(result)
+        return result
+
+    def _run(self, data: TextDataset, test: Optional[TextDataset], unlabeled: Optional[TextDataset],
+             progress: Optional[Progress], on_event: Optional[Callable[[StudyEvent], None]]) -> StudyResult:
         cfg = self.config
         say = progress or (lambda _msg: None)
         emit = on_event or (lambda _ev: None)

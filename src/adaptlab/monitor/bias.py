@@ -256,13 +256,15 @@ def bias_audit(
     """Audit a model's predictions (and optionally its embeddings) group by group.
 
     Args:
-        y_true, y_pred: True and predicted labels (compared as strings).
+        y_true: True labels (compared as strings).
+        y_pred: Predicted labels (compared as strings).
         groups: The group of each item (``None``/NaN become ``"(missing)"``).
         embeddings: Optional ``(n, d)`` embeddings of the same items, for the association gaps.
         proba: Optional ``(n, n_classes)`` probabilities (columns in ``classes`` order) for AUPRC.
         classes: All classes (default: the sorted labels seen in ``y_true`` and ``y_pred``).
         positive: Positive class of a binary task (default: resolved like the study does).
-        n_boot, ci_level: Bootstrap replicates and level of each group's F1 CI.
+        n_boot: Bootstrap replicates of each group's F1 CI.
+        ci_level: Level of each group's F1 CI.
         n_permutations: Permutations of each association test.
         max_points: Seeded subsample size for the association tests (their cost is permutations x n).
         alpha: Significance level (Bonferroni-corrected over groups x classes for the associations).

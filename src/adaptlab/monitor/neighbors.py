@@ -68,14 +68,16 @@ class NeighborIndex:
         labels: Optional label per row, returned by :func:`place_new_items`.
         faiss_index: ``"flat"`` (exact), ``"hnsw"`` (approximate graph) or ``"auto"`` (HNSW from
             ``hnsw_threshold`` rows on).
-        hnsw_m, hnsw_ef_construction, hnsw_ef_search: HNSW graph degree, build and search beam widths
-            (higher = better recall, slower).
+        hnsw_m: HNSW graph degree (higher = better recall, slower).
+        hnsw_ef_construction: HNSW build beam width (higher = better recall, slower).
+        hnsw_ef_search: HNSW search beam width (higher = better recall, slower).
         deterministic: Build the HNSW graph on one thread; multi-threaded insertion can give a
             slightly different graph (and neighbours) from run to run.
 
     Attributes:
         backend_: What was built: ``"exact"``, ``"faiss-flat"`` or ``"faiss-hnsw"``.
-        n_rows_, dim_: Size of the indexed set.
+        n_rows_: Rows in the indexed set.
+        dim_: Dimension of the indexed embeddings.
 
     Example:
         >>> import numpy as np

@@ -27,6 +27,13 @@ def evidence_for(store: Any, study: str = "latest", home: Optional[str | Path] =
 
 def decision_for(store: Any, study: str = "latest", policy: Optional[Policy] = None,
                  home: Optional[str | Path] = None) -> tuple[Decision, Evidence]:
+    """The decision on a stored study and the evidence it was made from.
+
+    Example:
+        >>> decision, evidence = decision_for(RunStore("adaptlab-runs/runs.sqlite"), "latest")  # doctest: +SKIP
+        >>> decision.status, decision.chosen  # doctest: +SKIP
+        ('ship', 'probe')
+    """
     ev = evidence_for(store, study, home)
     return decide(ev, policy), ev
 

@@ -144,11 +144,23 @@ LADDER_ORDER = ["tfidf", "probe", "refit", "setfit", "lora", "unfreeze", "finetu
 
 
 def register_rung(cls: type[Rung]) -> type[Rung]:
+    """Class decorator: make a :class:`Rung` subclass available by its ``name`` (``get_rung``, ``--rungs``).
+
+    Example:
+        >>> RUNGS["tfidf"].name
+        'tfidf'
+    """
     RUNGS[cls.name] = cls
     return cls
 
 
 def available_rungs() -> list[str]:
+    """The registered rungs in ladder order (what ``adaptlab rungs`` lists).
+
+    Example:
+        >>> available_rungs()[:2]
+        ['tfidf', 'probe']
+    """
     return sorted(RUNGS, key=lambda n: LADDER_ORDER.index(n) if n in LADDER_ORDER else len(LADDER_ORDER))
 
 

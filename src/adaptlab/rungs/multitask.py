@@ -129,7 +129,8 @@ class MultiTaskModel:
         head: ``"linear"`` or ``"mlp"`` (default head kind of new tasks).
         head_hidden: Hidden units of an ``"mlp"`` head.
         head_dropout: Dropout on the pooled embedding before each head.
-        head_lr, backbone_lr: AdamW learning rates of the heads and of the shared encoder.
+        head_lr: AdamW learning rate of the heads.
+        backbone_lr: AdamW learning rate of the shared encoder.
         weight_decay: AdamW weight decay (not on biases and LayerNorm).
         batch_size: Texts per optimizer step.
         epochs: Epochs per ``fit`` (per task in ``in_turn`` mode).

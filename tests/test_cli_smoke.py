@@ -55,6 +55,8 @@ SMOKE: dict[str, list[str]] = {
                        "--permutations", "20", "--home", "{home}"],
     "models list": ["{model}"],
     "models rollback": ["{model}"],
+    "store backup": ["{tmp}/backup-{mode}.sqlite", "--home", "{home}"],
+    "store check": ["--home", "{home}"],
     "encoders list": ["--folder", "{encoder}", "--no-fingerprint"],
     "encoders compare": ["--data", "{data}", "--encoders", "{encoder},{encoder2}", "--seeds", "2", "--home", "{home}"],
 }

@@ -439,6 +439,7 @@ from adaptlab.cli import monitor  # noqa: E402,F401  (registers `adaptlab drift`
 from adaptlab.cli import encoders  # noqa: E402,F401  (registers `adaptlab encoders list`, `encoders compare`)
 from adaptlab.cli import refit  # noqa: E402,F401  (registers `adaptlab refit`)
 from adaptlab.cli import studyfile  # noqa: E402,F401  (registers `adaptlab study config`)
+from adaptlab.cli import store  # noqa: E402,F401  (registers `adaptlab store backup`, `store check`)
 
 
 _guard_commands(app)

@@ -30,6 +30,7 @@ from adaptlab.encoders.encoder import pad_batch
 from adaptlab.errors import AdaptlabError
 from adaptlab.rungs.refit.config import RefitBudget, RefitConfig
 from adaptlab.rungs.runtime import NonFiniteGuard, TrainingRuntime
+from adaptlab.store.files import disk_full_error, is_disk_full
 
 # Batches are sorted by length inside windows of this many batches, then the batches are shuffled:
 # padding drops to a few percent while the order stays random (Hugging Face's group_by_length idea).
@@ -167,9 +168,32 @@ class Checkpointer:
 
     def save(self, model: nn.Module, optimizer: Any, scheduler: Any, generator: torch.Generator,
              state: TrainState, scaler: Optional[dict[str, Any]] = None) -> None:
+        tmp = self.folder.with_name(self.folder.name + ".tmp")
+        try:
+            self._write(tmp, model, optimizer, scheduler, generator, state, scaler)
+        except OSError as exc:
+            if not is_disk_full(exc):
+                raise
+            shutil.rmtree(tmp, ignore_errors=True)  # the half-written copy; the previous checkpoint is untouched
+            kept = (f"the previous checkpoint (step {self.step()}) in {self.folder} is intact" if self.exists()
+                    else "no checkpoint had been written yet")
+            raise disk_full_error(self.folder, f"the refit checkpoint at step {state.step}", kept,
+                                  f"finished refits you no longer need under {self.folder.parent.parent}, or "
+                                  "the embedding cache under <home>/cache") from exc
+        old = self.folder.with_name(self.folder.name + ".old")
+        if old.exists():
+            shutil.rmtree(old)
+        if self.folder.exists():
+            os.replace(self.folder, old)
+        os.replace(tmp, self.folder)
+        if old.exists():
+            shutil.rmtree(old)
+
+    @staticmethod
+    def _write(tmp: Path, model: nn.Module, optimizer: Any, scheduler: Any, generator: torch.Generator,
+               state: TrainState, scaler: Optional[dict[str, Any]]) -> None:
         from safetensors.torch import save_file, save_model
 
-        tmp = self.folder.with_name(self.folder.name + ".tmp")
         if tmp.exists():
             shutil.rmtree(tmp)
         tmp.mkdir(parents=True)
@@ -184,14 +208,6 @@ class Checkpointer:
         payload = {**state.to_dict(), "numpy_rng": _numpy_state_to_json(), "python_rng": _python_state_to_json(),
                    "scaler": scaler}
         (tmp / "state.json").write_text(json.dumps(payload))
-        old = self.folder.with_name(self.folder.name + ".old")
-        if old.exists():
-            shutil.rmtree(old)
-        if self.folder.exists():
-            os.replace(self.folder, old)
-        os.replace(tmp, self.folder)
-        if old.exists():
-            shutil.rmtree(old)
 
     def load(self, model: nn.Module, optimizer: Any, scheduler: Any, generator: torch.Generator,
              runtime: Optional[TrainingRuntime] = None) -> TrainState:

@@ -44,6 +44,13 @@ CREATE TABLE IF NOT EXISTS study_results (
     result_key TEXT NOT NULL,
     PRIMARY KEY (study_id, result_key)
 );
+CREATE TABLE IF NOT EXISTS leases (
+    result_key   TEXT PRIMARY KEY,
+    owner        TEXT NOT NULL,
+    acquired_at  REAL NOT NULL,
+    heartbeat_at REAL NOT NULL,
+    expires_at   REAL NOT NULL
+);
 """
 
 
@@ -168,6 +175,56 @@ class RunStore:
                 "INSERT OR REPLACE INTO results VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (key, rung, seed, json.dumps(metrics), json.dumps(predictions), json.dumps(manifest), time.time()),
             )
+
+    # leases -------------------------------------------------------------------------------------
+    # A lease says "this process is training this cell": studies on the same home that find a live lease wait
+    # for the result instead of training the cell again. The owner renews it (heartbeat) while it trains; a lease
+    # whose owner stopped renewing (killed) expires and is taken over.
+    def acquire_lease(self, key: str, owner: str, ttl: float) -> bool:
+        """Take the lease on ``key`` for ``ttl`` seconds if it is free, expired or already ``owner``'s.
+
+        One SQL statement (an upsert whose update is conditional), so two processes can never both get it.
+
+        Example:
+            >>> import tempfile, os
+            >>> store = RunStore(os.path.join(tempfile.mkdtemp(), "runs.sqlite"))
+            >>> store.acquire_lease("k", "a", ttl=60), store.acquire_lease("k", "b", ttl=60)
+            (True, False)
+            >>> store.release_lease("k", "a"); store.acquire_lease("k", "b", ttl=60)
+            True
+        """
+        now = time.time()
+        with self._connect() as con:
+            cur = con.execute(
+                "INSERT INTO leases (result_key, owner, acquired_at, heartbeat_at, expires_at) VALUES (?,?,?,?,?) "
+                "ON CONFLICT(result_key) DO UPDATE SET owner=excluded.owner, acquired_at=excluded.acquired_at, "
+                "heartbeat_at=excluded.heartbeat_at, expires_at=excluded.expires_at "
+                "WHERE leases.expires_at < ? OR leases.owner = excluded.owner",
+                (key, owner, now, now, now + ttl, now),
+            )
+            return cur.rowcount == 1
+
+    def renew_leases(self, owner: str, ttl: float) -> int:
+        """Push the expiry of every lease ``owner`` holds ``ttl`` seconds ahead (the heartbeat); returns how many."""
+        now = time.time()
+        with self._connect() as con:
+            cur = con.execute("UPDATE leases SET heartbeat_at=?, expires_at=? WHERE owner=?", (now, now + ttl, owner))
+            return int(cur.rowcount)
+
+    def release_lease(self, key: str, owner: str) -> None:
+        """Give the lease on ``key`` back (only if ``owner`` still holds it)."""
+        with self._connect() as con:
+            con.execute("DELETE FROM leases WHERE result_key=? AND owner=?", (key, owner))
+
+    def lease(self, key: str) -> Optional[dict]:
+        """The lease on ``key`` (``owner``, ``acquired_at``, ``heartbeat_at``, ``expires_at``, ``live``) or None."""
+        with self._connect() as con:
+            row = con.execute("SELECT owner, acquired_at, heartbeat_at, expires_at FROM leases WHERE result_key=?",
+                              (key,)).fetchone()
+        if row is None:
+            return None
+        return {"owner": row[0], "acquired_at": row[1], "heartbeat_at": row[2], "expires_at": row[3],
+                "live": row[3] >= time.time()}
 
     # studies ------------------------------------------------------------------------------------
     def put_study(self, study_id: str, *, name: str, config: dict, data_hash: str) -> None:

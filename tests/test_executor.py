@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 
 import pytest
 
@@ -218,3 +219,36 @@ def test_jobs_sharing_an_artifact_start_only_after_the_first_has_built_it(ray_lo
     spans = sorted((p["diagnostics"]["start"], p["diagnostics"]["end"]) for p in res.per_seed)
     first_end = spans[0][1]
     assert all(start >= first_end for start, _ in spans[1:]), spans
+
+
+def test_ray_studies_wait_for_a_cell_another_study_is_training_and_read_it(ray_local, tmp_path, data):
+    # The lease is taken in the driver around dispatch: a cell leased by another live study is not sent to Ray;
+    # its result is read once the other study stores it.
+    import threading
+
+    from adaptlab.store import RunStore
+
+    cfg = StudyConfig(rungs=["tfidf"], seeds=2, n_boot=200)
+    Study(cfg, home=tmp_path / "a").run(data)
+    source = RunStore(tmp_path / "a" / "runs.sqlite")
+    with source._connect() as con:
+        keys = sorted(r[0] for r in con.execute("SELECT result_key FROM results"))
+    theirs = source.get_result(keys[0])
+    store = RunStore(tmp_path / "b" / "runs.sqlite")
+    assert store.acquire_lease(keys[0], "otherhost:7:training", ttl=60)
+
+    def other_study_finishes():
+        time.sleep(1.5)
+        store.put_result(keys[0], rung="tfidf", seed=theirs["seed"], metrics=theirs["metrics"],
+                         predictions=theirs["predictions"], manifest=theirs["manifest"])
+        store.release_lease(keys[0], "otherhost:7:training")
+
+    threading.Thread(target=other_study_finishes, daemon=True).start()
+    msgs: list[str] = []
+    study = Study(cfg, home=tmp_path / "b", executor=ray_executor())
+    study.lease_options = {"poll": 0.1}
+    res = study.run(data, progress=msgs.append)
+    assert any("dispatching 1 job(s) to Ray" in m for m in msgs)
+    assert any("waiting for 1 cell(s) another study on this home is training" in m for m in msgs)
+    assert res.n_trained == 1 and res.n_from_store == 1
+    assert store.lease(keys[0]) is None and store.lease(keys[1]) is None

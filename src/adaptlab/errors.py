@@ -71,3 +71,10 @@ class SealedTestError(AdaptlabError):
 
 class UnknownRungError(ConfigError):
     """A rung name that is not registered."""
+
+
+class DiskFullError(AdaptlabError):
+    """A write failed because the disk is full (ENOSPC); what was there before the write is intact.
+
+    The message names the folder, the free space left and what can be deleted safely.
+    """

@@ -65,8 +65,32 @@ def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
         except KeyboardInterrupt:
             err.print("interrupted. Finished runs are stored; run the same command again to resume.")
             raise typer.Exit(130)
+        except (typer.Exit, typer.Abort, typer.TyperException):
+            raise  # typer's own exits and usage errors print themselves
+        except Exception as exc:  # noqa: BLE001 -- a bug: one line and a log file, not a traceback
+            from adaptlab.cli.crash import crash_message, debug_enabled, write_crash_log
 
+            if debug_enabled():
+                raise
+            command = getattr(wrapper, "_adaptlab_command", fn.__name__)
+            err.print(f"[bold red]error:[/] {escape(crash_message(exc, command, write_crash_log(exc, command)))}",
+                      highlight=False, soft_wrap=True)
+            raise typer.Exit(1)
+
+    wrapper._adaptlab_guarded = True  # type: ignore[attr-defined]
     return wrapper
+
+
+def _guard_commands(group: typer.Typer, prefix: str = "") -> None:
+    """Give every registered command (and sub-command) the ``user_errors`` handling, also those that forgot the
+    decorator, so no command can show a traceback; records each one's full name for the crash message."""
+    for info in group.registered_commands:
+        name = f"{prefix}{info.name or info.callback.__name__.replace('_', '-')}"
+        if not getattr(info.callback, "_adaptlab_guarded", False):
+            info.callback = user_errors(info.callback)
+        info.callback._adaptlab_command = name  # type: ignore[union-attr]
+    for sub in group.registered_groups:
+        _guard_commands(sub.typer_instance, f"{prefix}{sub.name} ")
 
 
 def _progress(json_out: bool) -> Optional[Callable[[str], None]]:
@@ -437,6 +461,10 @@ from adaptlab.cli import encoders  # noqa: E402,F401  (registers `adaptlab encod
 from adaptlab.cli import refit  # noqa: E402,F401  (registers `adaptlab refit`)
 from adaptlab.cli import studyfile  # noqa: E402,F401  (registers `adaptlab study config`)
 from adaptlab.cli import acquire  # noqa: E402,F401  (registers `adaptlab suggest`)
+from adaptlab.cli import store  # noqa: E402,F401  (registers `adaptlab store backup`, `store check`)
+
+
+_guard_commands(app)
 
 
 def main() -> None:

@@ -24,6 +24,8 @@ def ui_cmd(
     max_upload_mb: float = typer.Option(100.0, "--max-upload-mb", help="Largest upload accepted, in MiB."),
     encoder: Optional[str] = typer.Option(None, "--encoder", help="Encoder folder for studies, the planner and the "
                                                                   "sketch (default: the packaged all-MiniLM-L6-v2)."),
+    retention_days: float = typer.Option(30.0, "--retention-days", help="Delete uploads and finished jobs older "
+                                         "than this many days (0: keep forever). Shipped models are never deleted."),
     threads: Optional[int] = typer.Option(
         None, "--threads", help="torch threads for jobs (default: torch's own). On a machine shared with busy "
                                 "processes 1 is often fastest."),
@@ -39,7 +41,8 @@ def ui_cmd(
     from adaptlab.config import default_home
 
     settings = UISettings(home=home or default_home(), models_root=models, max_upload_mb=max_upload_mb,
-                          encoder=encoder, host=host, port=port, torch_threads=threads)
+                          encoder=encoder, host=host, port=port, torch_threads=threads,
+                          retention_days=retention_days or None)
     if settings.exposed:
         err.print(f"[yellow]warning:[/] listening on {host}: anyone who can reach this machine on port {port} can "
                   "upload data and retrain models. There is no login.", highlight=False)

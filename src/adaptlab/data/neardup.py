@@ -223,25 +223,26 @@ def find_near_duplicates(
             uf.union(first, i)
 
     if len(reps) > 1:
-        shingles = [shingle_set(s, shingle_size) for s in rep_norm]
         b, r = _lsh_params(float(threshold), int(num_perm))
         lsh = MinHashLSH(num_perm=int(num_perm), params=(b, r))
         template = MinHash(num_perm=int(num_perm), seed=int(seed))
-        minhashes = []
-        for k, sh in enumerate(shingles):
+        # Memory: each text keeps only its shingles' 64-bit hashes (sorted, 8 bytes each) instead of a set of
+        # strings (~100 bytes each), and no MinHash once it is in the index: each text is queried against the
+        # texts before it, then inserted. Two distinct shingles sharing a 64-bit hash would be needed to change
+        # a Jaccard value (about 1e-19 per pair).
+        hashed: list[np.ndarray] = []
+        for k, norm in enumerate(rep_norm):
+            sh = shingle_set(norm, shingle_size)
             m = template.copy()  # copying skips re-deriving the permutations for every text
             m.update_batch([s.encode("utf-8") for s in sh])
-            minhashes.append(m)
-            lsh.insert(k, m, check_duplication=False)
-        for k, m in enumerate(minhashes):
-            sk = shingles[k]
+            hk = np.unique(np.fromiter((hash(s) for s in sh), dtype=np.int64, count=len(sh)))
+            hashed.append(hk)
             for j in lsh.query(m):
-                if j <= k:
-                    continue
-                sj = shingles[j]
-                inter = len(sk & sj)
-                if inter and inter >= threshold * (len(sk) + len(sj) - inter):
+                hj = hashed[j]
+                inter = len(np.intersect1d(hk, hj, assume_unique=True))
+                if inter and inter >= threshold * (len(hk) + len(hj) - inter):
                     uf.union(reps[k], reps[j])
+            lsh.insert(k, m, check_duplication=False)
 
     ids: dict[int, int] = {}
     labels = np.empty(n, dtype=np.int64)

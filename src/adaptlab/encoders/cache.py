@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Optional, Sequence, Union
+from typing import Any, Callable, Iterable, Optional, Sequence, Union
 
 import numpy as np
 
 from adaptlab.data.dataset import text_hash
 from adaptlab.errors import ConfigError, DataError
+from adaptlab.store.files import disk_full_error, is_corrupt, is_disk_full, move_aside
 
 # SQLite's historical limit on host parameters is 999; stay well under it (1 goes to the fingerprint).
 _CHUNK = 800
@@ -52,6 +54,8 @@ class EmbeddingCache:
     """Float32 embedding vectors in a SQLite file, keyed by (encoder fingerprint, text hash).
 
     The file uses WAL journaling so several processes (e.g. parallel seeds) can read while one writes.
+    A damaged file (truncated, overwritten) is moved aside with a warning and the cache starts empty: it only
+    holds recomputable vectors. A write that finds the disk full is skipped with a warning saying what to free.
     ``stats`` counts hits, misses and writes since creation (or :meth:`reset_stats`); ``last_stats``
     covers the most recent :meth:`get_many` / :meth:`put_many` call.
 
@@ -78,24 +82,52 @@ class EmbeddingCache:
         self._connect()
 
     # ------------------------------------------------------------------ connection
+    def _open(self) -> sqlite3.Connection:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(str(self.path), timeout=60.0, check_same_thread=False)
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            # WAL + NORMAL stays consistent after a crash; it only may lose the last transaction,
+            # which for a cache means recomputing a few vectors.
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute(_SCHEMA)
+            conn.commit()
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
     def _connect(self) -> sqlite3.Connection:
         if self._conn is None:
             try:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-                conn = sqlite3.connect(str(self.path), timeout=60.0, check_same_thread=False)
-                conn.execute("PRAGMA journal_mode=WAL")
-                # WAL + NORMAL stays consistent after a crash; it only may lose the last transaction,
-                # which for a cache means recomputing a few vectors.
-                conn.execute("PRAGMA synchronous=NORMAL")
-                conn.execute(_SCHEMA)
-                conn.commit()
+                try:
+                    conn = self._open()
+                except sqlite3.DatabaseError as exc:
+                    # The cache only holds recomputable vectors: a damaged file is moved aside, not fatal.
+                    if not (is_corrupt(exc) and self.path.is_file()):
+                        raise
+                    move_aside(self.path, str(exc))
+                    conn = self._open()
             except (sqlite3.Error, OSError) as exc:
                 raise DataError(
                     f"cannot open the embedding cache {str(self.path)!r}: {exc}. Check that the folder is "
-                    "writable, or delete the file if it is corrupt (it only holds recomputable vectors)."
+                    "writable and has free space, or pass another --home."
                 ) from exc
             self._conn = conn
         return self._conn
+
+    def _run(self, op: Callable[[sqlite3.Connection], Any]) -> Any:
+        """``op(connection)``; when the file turns out damaged mid-way (a truncated file opens fine and fails on
+        its first read), move it aside, warn, and run ``op`` once more on a fresh, empty cache."""
+        with self._lock:
+            try:
+                return op(self._connect())
+            except sqlite3.DatabaseError as exc:
+                if not is_corrupt(exc):
+                    raise
+                self.close()
+                move_aside(self.path, str(exc))
+                return op(self._connect())
 
     def close(self) -> None:
         """Close the database connection (it reopens on next use)."""
@@ -131,9 +163,9 @@ class EmbeddingCache:
         Vectors are read-only float32 arrays (views on the stored bytes); copy one before editing it.
         """
         keys = list(dict.fromkeys(hashes))
-        found: dict[str, np.ndarray] = {}
-        with self._lock:
-            conn = self._connect()
+
+        def read(conn: sqlite3.Connection) -> dict[str, np.ndarray]:
+            found: dict[str, np.ndarray] = {}
             for start in range(0, len(keys), _CHUNK):
                 chunk = keys[start : start + _CHUNK]
                 marks = ",".join("?" * len(chunk))
@@ -143,6 +175,9 @@ class EmbeddingCache:
                 ).fetchall()
                 for h, blob in rows:
                     found[h] = np.frombuffer(blob, dtype=np.float32)
+            return found
+
+        found = self._run(read)
         self.last_stats = CacheStats(hits=len(found), misses=len(keys) - len(found))
         self.stats.hits += self.last_stats.hits
         self.stats.misses += self.last_stats.misses
@@ -165,26 +200,38 @@ class EmbeddingCache:
         matrix = np.ascontiguousarray(matrix, dtype=np.float32)
         dim = int(matrix.shape[1])
         rows = [(fingerprint, h, dim, matrix[i].tobytes()) for i, h in enumerate(hashes)]
-        with self._lock:
-            conn = self._connect()
-            with conn:  # one transaction, committed on exit
-                conn.executemany(
-                    "INSERT OR REPLACE INTO embeddings (fingerprint, text_hash, dim, vector) VALUES (?, ?, ?, ?)",
-                    rows,
-                )
+        try:
+            self._run(lambda conn: self._write_rows(conn, rows))
+        except (sqlite3.Error, OSError) as exc:
+            if not is_disk_full(exc):
+                raise
+            # The transaction rolled back: the cache holds what it held before. The vectors are still in the
+            # caller's hands, so the work goes on; only the next run recomputes them.
+            warnings.warn(str(disk_full_error(
+                self.path, f"writing {len(rows)} vectors to the embedding cache",
+                "the cache is as before and this run goes on without storing them",
+                f"old refits under {self.path.parent.parent / 'refits'}, or this cache file with `rm "
+                f"{self.path}` (it only holds recomputable vectors)")), UserWarning, stacklevel=2)
+            self.last_stats = CacheStats()
+            return
         self.last_stats = CacheStats(writes=len(rows))
         self.stats.writes += len(rows)
 
+    @staticmethod
+    def _write_rows(conn: sqlite3.Connection, rows: list[tuple[str, str, int, bytes]]) -> None:
+        with conn:  # one transaction, committed on exit (rolled back on any error)
+            conn.executemany(
+                "INSERT OR REPLACE INTO embeddings (fingerprint, text_hash, dim, vector) VALUES (?, ?, ?, ?)",
+                rows,
+            )
+
     def count(self, fingerprint: Optional[str] = None) -> int:
         """Number of stored vectors, for one fingerprint or (``None``) all of them."""
-        with self._lock:
-            conn = self._connect()
-            if fingerprint is None:
-                (n,) = conn.execute("SELECT COUNT(*) FROM embeddings").fetchone()
-            else:
-                (n,) = conn.execute(
-                    "SELECT COUNT(*) FROM embeddings WHERE fingerprint = ?", (fingerprint,)
-                ).fetchone()
+        if fingerprint is None:
+            (n,) = self._run(lambda conn: conn.execute("SELECT COUNT(*) FROM embeddings").fetchone())
+        else:
+            (n,) = self._run(lambda conn: conn.execute(
+                "SELECT COUNT(*) FROM embeddings WHERE fingerprint = ?", (fingerprint,)).fetchone())
         return int(n)
 
     def __len__(self) -> int:
@@ -192,8 +239,7 @@ class EmbeddingCache:
 
     def fingerprints(self) -> list[str]:
         """The encoder fingerprints that have vectors in this cache."""
-        with self._lock:
-            rows = self._connect().execute("SELECT DISTINCT fingerprint FROM embeddings ORDER BY 1").fetchall()
+        rows = self._run(lambda conn: conn.execute("SELECT DISTINCT fingerprint FROM embeddings ORDER BY 1").fetchall())
         return [r[0] for r in rows]
 
     def clear(self, fingerprint: Optional[str] = None) -> int:

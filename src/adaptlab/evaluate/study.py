@@ -28,6 +28,7 @@ from adaptlab.evaluate.tracking import StudyTracking, Tracker, make_tracker
 from adaptlab.metrics import bands_overlap, resolve_positive_label, seed_and_test_bootstrap
 from adaptlab.rungs import Budget, RungContext, get_rung
 from adaptlab.store import RunStore, content_key
+from adaptlab.store.leases import CellLeases
 
 if TYPE_CHECKING:
     from adaptlab.rungs.refit.core import RefitOutcome
@@ -211,6 +212,8 @@ class Study:
         self._store: Optional[RunStore] = None
         self._encoder = encoder
         self.show_progress = show_progress
+        # Cell leases (adaptlab.store.leases): ttl, poll and max_wait seconds; tests shorten them.
+        self.lease_options: dict[str, Any] = {}
         # Instantiate every rung up front so a typo fails before any training starts.
         self.rungs = [get_rung(name, config.rung_params.get(name)) for name in config.rungs]
         # Network rungs refuse a budget of their own unlike the study's, before anything trains (issue #5).
@@ -427,10 +430,33 @@ class Study:
         fidelity < 1 trains under that share of its training budget (its own result key)."""
 
         def run_cells(cells: list[tuple[Any, int, float]]) -> tuple:
+            with CellLeases(self.store, **self.lease_options) as leases:
+                return _run_cells(cells, leases)
+
+        def _run_cells(cells: list[tuple[Any, int, float]], leases: CellLeases) -> tuple:
             grid: list[tuple[Any, int, str, float]] = []
             results: dict[str, dict[str, Any]] = {}
             jobs: list[Job] = []
             cached: set[str] = set()
+            deferred: dict[str, tuple[Any, int, Any, RungContext]] = {}  # cells another study is training now
+
+            def take_stored(key: str, stored: dict[str, Any], rung: Any, seed: int, fidelity: float) -> None:
+                cached.add(key)
+                emit(StudyEvent("stored", study_id, rung.name, seed, f1=float(stored["metrics"]["test"]["f1"]),
+                                fidelity=fidelity, key=key))
+                at = "" if fidelity >= 1.0 else f" at {fidelity:.0%} of its budget"
+                say(f"{rung.name:>8} seed {seed}{at}: from the run store")
+                self.store.link_result(study_id, key)
+                results[key] = stored
+
+            def make_job(key: str, rung: Any, seed: int, split: Any, job_context: RungContext) -> Job:
+                group = None
+                if self.executor.parallel:
+                    group = shared_artifact_key(rung, full.subset(split.train), full.subset(split.val), seed,
+                                                job_context)
+                return Job(index=len(jobs), key=key, rung=rung, seed=seed, split=split, context=job_context,
+                           group=group, resources=self._executor_config.resources_for(rung.name))
+
             for rung, seed, fidelity in cells:
                 split = splits[seed]
                 job_context = self._seed_context(context, full, split)
@@ -445,21 +471,17 @@ class Study:
                 )
                 grid.append((rung, seed, key, fidelity))
                 stored = self.store.get_result(key)
-                at = "" if fidelity >= 1.0 else f" at {fidelity:.0%} of its budget"
-                if stored is not None:
-                    cached.add(key)
-                    emit(StudyEvent("stored", study_id, rung.name, seed, f1=float(stored["metrics"]["test"]["f1"]),
-                                    fidelity=fidelity, key=key))
-                    say(f"{rung.name:>8} seed {seed}{at}: from the run store")
-                    self.store.link_result(study_id, key)
-                    results[key] = stored
+                if stored is None and not leases.claim(key):
+                    deferred[key] = (rung, seed, split, job_context)  # read (or taken over) once ours are done
                     continue
-                group = None
-                if self.executor.parallel:
-                    group = shared_artifact_key(rung, full.subset(split.train), full.subset(split.val), seed,
-                                                job_context)
-                jobs.append(Job(index=len(jobs), key=key, rung=rung, seed=seed, split=split, context=job_context,
-                                group=group, resources=self._executor_config.resources_for(rung.name)))
+                if stored is None:
+                    stored = self.store.get_result(key)  # stored by another study since the first read
+                    if stored is not None:
+                        leases.release(key)
+                if stored is not None:
+                    take_stored(key, stored, rung, seed, fidelity)
+                    continue
+                jobs.append(make_job(key, rung, seed, split, job_context))
             fidelity_of = {key: f for _r, _s, key, f in grid}
 
             def on_result(job: Job, out: dict[str, Any]) -> None:
@@ -467,6 +489,7 @@ class Study:
                 self.store.put_result(job.key, rung=job.rung.name, seed=job.seed, metrics=out["metrics"],
                                       predictions=out["predictions"], manifest=out["manifest"])
                 self.store.link_result(study_id, job.key)
+                leases.release(job.key)  # stored: a study waiting for this cell reads it now
                 results[job.key] = {"metrics": out["metrics"], "predictions": out["predictions"]}
                 f = fidelity_of[job.key]
                 # The event first: a progress callback may stop the study (cancel) once the cell is stored.
@@ -480,11 +503,27 @@ class Study:
                 emit(StudyEvent("start", study_id, job.rung.name, job.seed, n_train=len(job.split.train),
                                 fidelity=fidelity_of[job.key], key=job.key))
 
-            failures = self.executor.run(jobs, full, on_result=on_result, say=say, primed=primed or None,
-                                         on_start=on_start)
-            if failures:
-                raise JobsFailedError(failures, n_done=len(results))
-            return grid, results, cached, len(jobs)
+            n_trained = 0
+            while True:
+                failures = self.executor.run(jobs, full, on_result=on_result, say=say, primed=primed or None,
+                                             on_start=on_start)
+                if failures:
+                    raise JobsFailedError(failures, n_done=len(results))
+                n_trained += len(jobs)
+                if not deferred:
+                    break
+                # Cells another study was training: read their results, or train those whose owner died.
+                found, claimed = leases.await_cells(list(deferred), say)
+                for key, stored in found.items():
+                    rung, seed, _split, _ctx = deferred[key]
+                    take_stored(key, stored, rung, seed, fidelity_of[key])
+                jobs = []
+                for key in claimed:
+                    rung, seed, split, job_context = deferred[key]
+                    say(f"{rung.name:>8} seed {seed}: its other study stopped without a result; training it here")
+                    jobs.append(make_job(key, rung, seed, split, job_context))
+                deferred = {}
+            return grid, results, cached, n_trained
 
         return run_cells
 

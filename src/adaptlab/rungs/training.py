@@ -56,6 +56,7 @@ from adaptlab.metrics import score
 from adaptlab.rungs.base import Cost, FittedRung, Rung, RungConfig, RungContext
 from adaptlab.rungs.runtime import NonFiniteGuard, TrainingRuntime, check_mixed_precision
 from adaptlab.store import json_safe
+from adaptlab.store.files import disk_full_error, is_disk_full
 
 CHECKPOINT_VERSION = 1
 # Texts are shuffled, then sorted by length inside windows of this many batches: batches hold texts of
@@ -821,12 +822,42 @@ class Trainer:
                          opt: torch.optim.Optimizer, sched: Any, elapsed: float,
                          stages_log: list[dict[str, Any]], param_groups_log: list[dict[str, Any]],
                          scaler: Optional[dict[str, Any]] = None) -> None:
-        from safetensors.torch import save_file
-
         folder = self.checkpoint_dir
         assert folder is not None
-        folder.mkdir(parents=True, exist_ok=True)
         tag = f"{st.step:08d}-{st.stage}-{st.stage_epoch}-{st.batch}"
+        try:
+            self._write_checkpoint(folder, tag, st, params, touched, opt, sched, elapsed, stages_log,
+                                   param_groups_log, scaler)
+        except OSError as exc:
+            if not is_disk_full(exc):
+                raise
+            # checkpoint.json still names the previous complete pair: drop this tag's partial files only
+            # (unless the json names this very tag: then they are the previous pair, overwritten in place).
+            try:
+                current = json.loads((folder / "checkpoint.json").read_text(encoding="utf-8")).get("tag")
+            except (OSError, ValueError):
+                current = None
+            partials = [folder / "checkpoint.json.tmp"]
+            if current != tag:
+                partials += [folder / f"weights-{tag}.safetensors", folder / f"state-{tag}.pt"]
+            for partial in partials:
+                partial.unlink(missing_ok=True)
+            kept = (f"the previous checkpoint in {folder} is intact" if (folder / "checkpoint.json").is_file()
+                    else "no checkpoint had been written yet")
+            raise disk_full_error(folder, f"the training checkpoint at step {st.step}", kept,
+                                  "finished runs' checkpoint folders or refits you no longer need under the run "
+                                  "home, or the embedding cache under <home>/cache") from exc
+        for old in folder.iterdir():
+            if old.name.startswith(("weights-", "state-")) and tag not in old.name:
+                old.unlink(missing_ok=True)
+
+    def _write_checkpoint(self, folder: Path, tag: str, st: "_LoopState", params: dict[str, nn.Parameter],
+                          touched: list[str], opt: torch.optim.Optimizer, sched: Any, elapsed: float,
+                          stages_log: list[dict[str, Any]], param_groups_log: list[dict[str, Any]],
+                          scaler: Optional[dict[str, Any]]) -> None:
+        from safetensors.torch import save_file
+
+        folder.mkdir(parents=True, exist_ok=True)
         tensors = {f"model.{n}": params[n].detach().cpu().contiguous().clone() for n in touched}
         if st.best_state is not None:
             tensors.update({f"best.{n}": t.detach().cpu().contiguous().clone() for n, t in st.best_state.items()})
@@ -843,9 +874,6 @@ class Trainer:
         tmp = folder / "checkpoint.json.tmp"
         tmp.write_text(json.dumps(meta), encoding="utf-8")
         os.replace(tmp, folder / "checkpoint.json")  # atomic: the json names a complete pair of files
-        for old in folder.iterdir():
-            if old.name.startswith(("weights-", "state-")) and tag not in old.name:
-                old.unlink(missing_ok=True)
 
     def _load_checkpoint(
         self, params: dict[str, nn.Parameter], touched: list[str]

@@ -44,6 +44,13 @@ CREATE TABLE IF NOT EXISTS study_results (
     result_key TEXT NOT NULL,
     PRIMARY KEY (study_id, result_key)
 );
+CREATE TABLE IF NOT EXISTS leases (
+    result_key   TEXT PRIMARY KEY,
+    owner        TEXT NOT NULL,
+    acquired_at  REAL NOT NULL,
+    heartbeat_at REAL NOT NULL,
+    expires_at   REAL NOT NULL
+);
 """
 
 
@@ -114,8 +121,32 @@ class RunStore:
             con.execute("PRAGMA journal_mode=WAL")
             yield con
             con.commit()
+        except sqlite3.DatabaseError as exc:
+            # Not committed: SQLite rolls the transaction back on close, so the file is as before this write.
+            failure = store_failure(self.path, exc)
+            if failure is None:
+                raise
+            raise failure from exc
         finally:
             con.close()
+
+    def backup(self, dest: str | Path) -> dict:
+        """Copy the store to ``dest`` (a file, or a folder -- existing or a name without suffix -- for
+        ``runs-<time>.sqlite``) with SQLite's online
+        backup API: consistent even while studies write to it. Returns what was copied (and its check).
+
+        Example:
+            >>> import tempfile, os
+            >>> d = tempfile.mkdtemp(); store = RunStore(os.path.join(d, "runs.sqlite"))
+            >>> info = store.backup(os.path.join(d, "copy.sqlite"))
+            >>> info["ok"], info["studies"]
+            (True, 0)
+        """
+        return backup_store(self.path, dest)
+
+    def check(self) -> dict:
+        """``PRAGMA integrity_check`` of the store file plus its row counts (see :func:`check_store`)."""
+        return check_store(self.path)
 
     # results ------------------------------------------------------------------------------------
     def get_result(self, key: str) -> Optional[dict]:
@@ -144,6 +175,56 @@ class RunStore:
                 "INSERT OR REPLACE INTO results VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (key, rung, seed, json.dumps(metrics), json.dumps(predictions), json.dumps(manifest), time.time()),
             )
+
+    # leases -------------------------------------------------------------------------------------
+    # A lease says "this process is training this cell": studies on the same home that find a live lease wait
+    # for the result instead of training the cell again. The owner renews it (heartbeat) while it trains; a lease
+    # whose owner stopped renewing (killed) expires and is taken over.
+    def acquire_lease(self, key: str, owner: str, ttl: float) -> bool:
+        """Take the lease on ``key`` for ``ttl`` seconds if it is free, expired or already ``owner``'s.
+
+        One SQL statement (an upsert whose update is conditional), so two processes can never both get it.
+
+        Example:
+            >>> import tempfile, os
+            >>> store = RunStore(os.path.join(tempfile.mkdtemp(), "runs.sqlite"))
+            >>> store.acquire_lease("k", "a", ttl=60), store.acquire_lease("k", "b", ttl=60)
+            (True, False)
+            >>> store.release_lease("k", "a"); store.acquire_lease("k", "b", ttl=60)
+            True
+        """
+        now = time.time()
+        with self._connect() as con:
+            cur = con.execute(
+                "INSERT INTO leases (result_key, owner, acquired_at, heartbeat_at, expires_at) VALUES (?,?,?,?,?) "
+                "ON CONFLICT(result_key) DO UPDATE SET owner=excluded.owner, acquired_at=excluded.acquired_at, "
+                "heartbeat_at=excluded.heartbeat_at, expires_at=excluded.expires_at "
+                "WHERE leases.expires_at < ? OR leases.owner = excluded.owner",
+                (key, owner, now, now, now + ttl, now),
+            )
+            return cur.rowcount == 1
+
+    def renew_leases(self, owner: str, ttl: float) -> int:
+        """Push the expiry of every lease ``owner`` holds ``ttl`` seconds ahead (the heartbeat); returns how many."""
+        now = time.time()
+        with self._connect() as con:
+            cur = con.execute("UPDATE leases SET heartbeat_at=?, expires_at=? WHERE owner=?", (now, now + ttl, owner))
+            return int(cur.rowcount)
+
+    def release_lease(self, key: str, owner: str) -> None:
+        """Give the lease on ``key`` back (only if ``owner`` still holds it)."""
+        with self._connect() as con:
+            con.execute("DELETE FROM leases WHERE result_key=? AND owner=?", (key, owner))
+
+    def lease(self, key: str) -> Optional[dict]:
+        """The lease on ``key`` (``owner``, ``acquired_at``, ``heartbeat_at``, ``expires_at``, ``live``) or None."""
+        with self._connect() as con:
+            row = con.execute("SELECT owner, acquired_at, heartbeat_at, expires_at FROM leases WHERE result_key=?",
+                              (key,)).fetchone()
+        if row is None:
+            return None
+        return {"owner": row[0], "acquired_at": row[1], "heartbeat_at": row[2], "expires_at": row[3],
+                "live": row[3] >= time.time()}
 
     # studies ------------------------------------------------------------------------------------
     def put_study(self, study_id: str, *, name: str, config: dict, data_hash: str) -> None:
@@ -215,3 +296,113 @@ class RunStore:
         with self._connect() as con:
             keys = [r[0] for r in con.execute("SELECT result_key FROM study_results WHERE study_id=?", (study_id,))]
         return [r for r in (self.get_result(k) for k in keys) if r is not None]
+
+
+def store_failure(path: Path, exc: BaseException) -> Optional[AdaptlabError]:
+    """The user-facing error for a SQLite failure of the run store, or None for other failures (e.g. locked).
+
+    A damaged store is never moved or deleted automatically (it is not recomputable): the error lists the
+    recovery steps. A full disk says what to free; the write was rolled back.
+    """
+    from adaptlab.store.files import disk_full_error, is_corrupt, is_disk_full
+
+    home = Path(path).parent
+    if is_disk_full(exc):
+        return disk_full_error(path, "a run store write", "the store holds what it held before this write",
+                               f"refits you no longer need under {home / 'refits'}, the embedding cache "
+                               f"{home / 'cache' / 'embeddings.sqlite'} (recomputable), or finished runs' "
+                               f"checkpoints under {home / 'checkpoints'}")
+    if is_corrupt(exc):
+        return StoreError(recovery_steps(Path(path), str(exc)))
+    return None
+
+
+def recovery_steps(path: Path, problem: str) -> str:
+    """What to do about a damaged run store, step by step (nothing here deletes it)."""
+    home = path.parent
+    return (f"the run store {path} is damaged ({problem}). It holds every stored result and is never deleted or "
+            f"replaced automatically. To recover: (1) `adaptlab store check --home {home}` shows the damage; "
+            f"(2) keep the damaged file: `mv {path} {path}.damaged`; (3) put back your last copy from "
+            f"`adaptlab store backup` as {path}, or salvage what is readable with "
+            f"`sqlite3 {path}.damaged .recover | sqlite3 {path}`; (4) run the same command again (results that "
+            "were lost are trained again).")
+
+
+def check_store(path: str | Path) -> dict:
+    """``PRAGMA integrity_check`` of a run store file and its row counts; never modifies the file.
+
+    Returns ``{"path", "ok", "problems" (list of messages, empty when ok), "studies", "results", "bytes"}``;
+    counts are None when the tables cannot be read. A missing file is a :class:`StoreError`.
+
+    Example:
+        >>> import tempfile, os
+        >>> p = os.path.join(tempfile.mkdtemp(), "runs.sqlite"); _ = RunStore(p)
+        >>> check_store(p)["ok"]
+        True
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise StoreError(f"no run store at {path}: pass the --home of your studies (or set ADAPTLAB_HOME).")
+    report: dict[str, Any] = {"path": str(path), "ok": False, "problems": [], "studies": None, "results": None,
+                              "bytes": path.stat().st_size}
+    try:
+        con = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
+    except sqlite3.Error as exc:
+        report["problems"] = [str(exc)]
+        return report
+    try:
+        rows = [r[0] for r in con.execute("PRAGMA integrity_check").fetchall()]
+        report["problems"] = [] if rows == ["ok"] else rows
+        for table in ("studies", "results"):
+            try:
+                report[table] = con.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
+            except sqlite3.DatabaseError as exc:
+                report["problems"].append(f"table {table}: {exc}")
+    except sqlite3.DatabaseError as exc:
+        report["problems"].append(str(exc))
+    finally:
+        con.close()
+    report["ok"] = not report["problems"]
+    return report
+
+
+def backup_store(path: str | Path, dest: str | Path) -> dict:
+    """Copy the run store at ``path`` to ``dest`` with the SQLite online backup API (see :meth:`RunStore.backup`).
+
+    The copy is written beside ``dest`` and renamed into place, so ``dest`` is either absent or complete;
+    an existing ``dest`` file is never overwritten.
+    """
+    import datetime as dt
+    import os
+
+    from adaptlab.store.files import disk_full_error, is_disk_full
+
+    path, dest = Path(path), Path(dest)
+    if not path.is_file():
+        raise StoreError(f"no run store at {path}: pass the --home of your studies (or set ADAPTLAB_HOME).")
+    if dest.is_dir() or not dest.suffix:  # a folder (existing, or a name without a file suffix)
+        dest = dest / f"runs-{dt.datetime.now().strftime('%Y%m%d-%H%M%S')}.sqlite"
+    if dest.exists():
+        raise StoreError(f"{dest} already exists; backups never overwrite a file. Give a new file name or a folder.")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(f".{dest.name}.partial")
+    src = sqlite3.connect(path, timeout=30)
+    try:
+        out = sqlite3.connect(tmp)
+        try:
+            src.backup(out)
+        finally:
+            out.close()
+        os.replace(tmp, dest)
+    except sqlite3.DatabaseError as exc:
+        tmp.unlink(missing_ok=True)
+        if is_disk_full(exc):
+            raise disk_full_error(dest, "the backup", "the run store is untouched and no partial copy is left",
+                                  "older backups, or choose a folder on another disk") from exc
+        raise StoreError(recovery_steps(path, str(exc)) if "malformed" in str(exc) or "not a database" in str(exc)
+                         else f"cannot back up {path} to {dest}: {exc}") from exc
+    finally:
+        src.close()
+    info = check_store(dest)
+    return {"source": str(path), "dest": str(dest), "bytes": info["bytes"], "ok": info["ok"],
+            "studies": info["studies"], "results": info["results"], "problems": info["problems"]}

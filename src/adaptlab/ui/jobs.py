@@ -27,13 +27,12 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 from adaptlab.errors import AdaptlabError, DataValidationError
+from adaptlab.ui.jobstate import FINISHED, RESUMABLE
 
 logger = logging.getLogger("adaptlab.ui")
 
 JOB_ID = re.compile(r"^[0-9a-f]{16}$")
 LANES = {"study": "study", "sketch": "study", "retrain": "models"}
-FINISHED = ("done", "failed", "cancelled", "interrupted")
-RESUMABLE = ("failed", "cancelled", "interrupted")
 _LOG_LINES = 400
 # How a grid cell names why a decision-driven study dropped its rung (Allocator drop kinds).
 _DROP_WORDS = {"eliminated": "eliminated", "cannot-flip": "cannot flip the decision", "budget": "out of budget"}
@@ -160,6 +159,7 @@ class JobManager:
         self._stopping = False
         self._last_write: dict[str, float] = {}
         self._load()
+        self.purge()  # uploads and finished jobs past UISettings.retention_days
         self._handler = _ThreadLogHandler(self)
         logging.getLogger("adaptlab").addHandler(self._handler)
         refit_log = logging.getLogger("adaptlab.refit")
@@ -202,6 +202,23 @@ class JobManager:
         tmp = path.with_name(path.name + f".{threading.get_ident()}.tmp")
         tmp.write_text(json.dumps(job.to_dict(), default=str), encoding="utf-8")
         os.replace(tmp, path)
+
+    def purge(self) -> dict[str, Any]:
+        """Delete uploads and finished jobs older than the retention setting (``adaptlab.ui.retention``)."""
+        from adaptlab.ui.retention import purge_expired
+
+        with self._lock:
+            snapshot = {j.id: j.to_dict(log_tail=0) for j in self._jobs.values()}
+        try:
+            report = purge_expired(self.settings, snapshot, jobs_dir=self.root)
+        except OSError as exc:  # housekeeping must never stop the app
+            logger.warning("retention: could not delete old files (%s)", exc)
+            return {"jobs": [], "uploads": [], "kept_models": []}
+        with self._lock:
+            for job_id in report["jobs"]:
+                if self._jobs.get(job_id) is not None and self._jobs[job_id].status in FINISHED:
+                    del self._jobs[job_id]
+        return report
 
     # ------------------------------------------------------------------ public
     def submit(self, kind: str, spec: dict[str, Any], title: str) -> Job:
@@ -352,6 +369,7 @@ class JobManager:
                     if c["state"] == "running":
                         c["state"] = "pending"
                 self._write(job, force=True)
+            self.purge()
 
     # ------------------------------------------------------------------ progress
     def _log(self, job: Job, msg: str) -> None:

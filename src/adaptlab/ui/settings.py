@@ -9,6 +9,7 @@ from adaptlab.errors import ConfigError
 
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 DEFAULT_MAX_UPLOAD_MB = 100.0
+DEFAULT_RETENTION_DAYS = 30.0
 
 
 @dataclass
@@ -60,6 +61,9 @@ class UISettings:
         n_boot: Bootstrap resamples of the bands (the study default 1000).
         torch_threads: Threads torch uses for jobs (None: torch's default). On a machine shared with
             other busy processes, 1 is often several times faster than 2 (threads wait on each other).
+        retention_days: Uploads and finished jobs older than this are deleted (at start-up and after each
+            job; see ``adaptlab.ui.retention``). None or 0 keeps them forever. Shipped models, the run store
+            and jobs still queued or running are never deleted.
     """
 
     home: Path = field(default_factory=lambda: Path("adaptlab-runs"))
@@ -73,6 +77,7 @@ class UISettings:
     sketch: SketchSettings = field(default_factory=SketchSettings)
     torch_threads: Optional[int] = None
     extra_hosts: tuple[str, ...] = ()
+    retention_days: Optional[float] = DEFAULT_RETENTION_DAYS
 
     def __post_init__(self) -> None:
         self.home = Path(self.home).expanduser()
@@ -86,6 +91,11 @@ class UISettings:
         if self.torch_threads is not None and (isinstance(self.torch_threads, bool)
                                                or not isinstance(self.torch_threads, int) or self.torch_threads < 1):
             raise ConfigError.invalid("torch_threads", self.torch_threads, "None or an integer >= 1")
+        if self.retention_days is not None and (isinstance(self.retention_days, bool)
+                                                or not isinstance(self.retention_days, (int, float))
+                                                or self.retention_days < 0):
+            raise ConfigError.invalid("retention_days", self.retention_days, "None, 0 (keep forever) or a number "
+                                      "of days >= 0, e.g. 30")
         if not isinstance(self.port, int) or not 0 <= self.port < 65536:
             raise ConfigError.invalid("port", self.port, "a TCP port in 1-65535")
 

@@ -28,6 +28,7 @@ from adaptlab.rungs.refit.objectives import build_objective
 from adaptlab.rungs.refit.train import StepCallback, TokenizedCorpus, train
 from adaptlab.rungs.runtime import is_main_process
 from adaptlab.store import content_key
+from adaptlab.store.files import move_aside
 
 REFIT_SCHEMA = 1
 
@@ -74,14 +75,24 @@ def refit_key(base_fingerprint: str, corpus_hash: str, cfg: RefitConfig, budget:
 
 
 def load_stored_refit(folder: Path, device: str = "auto") -> Optional[tuple[Any, dict[str, Any]]]:
-    """The encoder and manifest of a finished refit folder, or None if it is absent or unfinished."""
+    """The encoder and manifest of a finished refit folder, or None if it is absent or unfinished.
+
+    A finished folder that cannot be read (damaged manifest or weights) is moved aside with a warning
+    (``<key>.corrupt-<time>``, kept for inspection) and None is returned, so the refit is trained again.
+    """
     from adaptlab.encoders import Encoder
 
     manifest_file = Path(folder) / "manifest.json"
     if not manifest_file.is_file() or not (Path(folder) / "encoder").is_dir():
         return None
-    manifest = json.loads(manifest_file.read_text(encoding="utf-8"))
-    enc = Encoder.from_pretrained(Path(folder) / "encoder", device=device)
+    try:
+        manifest = json.loads(manifest_file.read_text(encoding="utf-8"))
+        enc = Encoder.from_pretrained(Path(folder) / "encoder", device=device)
+    except MemoryError:
+        raise
+    except Exception as exc:  # noqa: BLE001 -- any damage (bad JSON, truncated weights): a refit is recomputable
+        move_aside(folder, f"{type(exc).__name__}: {exc}"[:300])
+        return None
     enc.name = manifest.get("refit_encoder", {}).get("name", enc.name)  # not "encoder" (the folder name)
     return enc, manifest
 

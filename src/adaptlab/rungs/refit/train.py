@@ -20,7 +20,7 @@ import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 import torch
@@ -30,6 +30,7 @@ from adaptlab.encoders.encoder import pad_batch
 from adaptlab.errors import AdaptlabError
 from adaptlab.rungs.refit.config import RefitBudget, RefitConfig
 from adaptlab.rungs.runtime import NonFiniteGuard, TrainingRuntime
+from adaptlab.store.files import disk_full_error, is_disk_full
 
 # Batches are sorted by length inside windows of this many batches, then the batches are shuffled:
 # padding drops to a few percent while the order stays random (Hugging Face's group_by_length idea).
@@ -46,22 +47,58 @@ class RefitTimeWarning(UserWarning):
 
 
 # ---------------------------------------------------------------------------------------------- data
+class PackedIds(Sequence):
+    """Token ids of many texts in one flat ``int32`` array plus offsets: no Python object per text, so a corpus
+    of a million texts costs its tokens (4 bytes each) and not a million arrays.
+
+    Example:
+        >>> p = PackedIds.from_lists([[101, 7, 102], [101, 102]])
+        >>> len(p), p[0].tolist(), p[1].tolist()
+        (2, [101, 7, 102], [101, 102])
+    """
+
+    def __init__(self, flat: np.ndarray, offsets: np.ndarray) -> None:
+        self.flat, self.offsets = flat, offsets
+
+    @classmethod
+    def from_lists(cls, lists: Sequence[Sequence[int]]) -> "PackedIds":
+        lengths = np.fromiter((len(x) for x in lists), dtype=np.int64, count=len(lists))
+        offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+        flat = np.fromiter((t for x in lists for t in x), dtype=np.int32, count=int(offsets[-1]))
+        return cls(flat, offsets)
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    def __getitem__(self, i: Any) -> np.ndarray:  # type: ignore[override]
+        return self.flat[self.offsets[i]:self.offsets[i + 1]]
+
+
 @dataclass
 class TokenizedCorpus:
-    """Token ids (no padding) of the refit corpus, truncated to the training length."""
+    """Token ids (no padding) of the refit corpus, truncated to the training length, packed in one array."""
 
-    ids: list[np.ndarray]
+    ids: PackedIds
     lengths: np.ndarray
     pad_id: int
 
     @classmethod
-    def build(cls, tokenizer: Any, texts: list[str], max_length: int) -> "TokenizedCorpus":
-        enc = tokenizer(texts, truncation=True, max_length=max_length, padding=False, add_special_tokens=True,
-                        return_attention_mask=False, return_token_type_ids=False)["input_ids"]
-        ids = [np.asarray(x, dtype=np.int64) for x in enc]
+    def build(cls, tokenizer: Any, texts: list[str], max_length: int, chunk: int = 4096) -> "TokenizedCorpus":
+        """Tokenize ``chunk`` texts at a time: the tokenizer's Python lists (28 bytes an id) never exist for more
+        than one chunk, so memory is the packed ids (4 bytes an id) plus one chunk."""
+        parts, lengths = [], []
+        for start in range(0, len(texts), chunk):
+            enc = tokenizer(texts[start:start + chunk], truncation=True, max_length=max_length, padding=False,
+                            add_special_tokens=True, return_attention_mask=False,
+                            return_token_type_ids=False)["input_ids"]
+            packed = PackedIds.from_lists(enc)
+            parts.append(packed.flat)
+            lengths.append(np.diff(packed.offsets))
+        lens = np.concatenate(lengths) if lengths else np.zeros(0, dtype=np.int64)
+        flat = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int32)
+        offsets = np.concatenate([[0], np.cumsum(lens)]).astype(np.int64)
         pad = tokenizer.pad_token_id
-        return cls(ids=ids, lengths=np.fromiter((len(x) for x in ids), dtype=np.int64, count=len(ids)),
-                   pad_id=0 if pad is None else int(pad))
+        return cls(ids=PackedIds(flat, offsets), lengths=lens, pad_id=0 if pad is None else int(pad))
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -167,9 +204,32 @@ class Checkpointer:
 
     def save(self, model: nn.Module, optimizer: Any, scheduler: Any, generator: torch.Generator,
              state: TrainState, scaler: Optional[dict[str, Any]] = None) -> None:
+        tmp = self.folder.with_name(self.folder.name + ".tmp")
+        try:
+            self._write(tmp, model, optimizer, scheduler, generator, state, scaler)
+        except OSError as exc:
+            if not is_disk_full(exc):
+                raise
+            shutil.rmtree(tmp, ignore_errors=True)  # the half-written copy; the previous checkpoint is untouched
+            kept = (f"the previous checkpoint (step {self.step()}) in {self.folder} is intact" if self.exists()
+                    else "no checkpoint had been written yet")
+            raise disk_full_error(self.folder, f"the refit checkpoint at step {state.step}", kept,
+                                  f"finished refits you no longer need under {self.folder.parent.parent}, or "
+                                  "the embedding cache under <home>/cache") from exc
+        old = self.folder.with_name(self.folder.name + ".old")
+        if old.exists():
+            shutil.rmtree(old)
+        if self.folder.exists():
+            os.replace(self.folder, old)
+        os.replace(tmp, self.folder)
+        if old.exists():
+            shutil.rmtree(old)
+
+    @staticmethod
+    def _write(tmp: Path, model: nn.Module, optimizer: Any, scheduler: Any, generator: torch.Generator,
+               state: TrainState, scaler: Optional[dict[str, Any]]) -> None:
         from safetensors.torch import save_file, save_model
 
-        tmp = self.folder.with_name(self.folder.name + ".tmp")
         if tmp.exists():
             shutil.rmtree(tmp)
         tmp.mkdir(parents=True)
@@ -184,14 +244,6 @@ class Checkpointer:
         payload = {**state.to_dict(), "numpy_rng": _numpy_state_to_json(), "python_rng": _python_state_to_json(),
                    "scaler": scaler}
         (tmp / "state.json").write_text(json.dumps(payload))
-        old = self.folder.with_name(self.folder.name + ".old")
-        if old.exists():
-            shutil.rmtree(old)
-        if self.folder.exists():
-            os.replace(self.folder, old)
-        os.replace(tmp, self.folder)
-        if old.exists():
-            shutil.rmtree(old)
 
     def load(self, model: nn.Module, optimizer: Any, scheduler: Any, generator: torch.Generator,
              runtime: Optional[TrainingRuntime] = None) -> TrainState:

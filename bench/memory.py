@@ -1,0 +1,169 @@
+"""Benchmark (issue #18): peak resident memory of refit vs steps, and of encode / `data check` vs corpus size.
+
+Every measurement runs in a fresh Python process (so one measurement's heap never inflates the next) and reports
+its peak RSS (``ru_maxrss``) plus, for the refit, the RSS after each step. Corpora are synthetic from real text:
+sentences of BBC News (bundled) recombined into distinct texts of 2-6 sentences, so any size can be asked for.
+
+    PYTHONPATH=src HF_HUB_OFFLINE=1 OMP_NUM_THREADS=1 .venv/bin/python bench/memory.py \\
+        --refit-steps 10,100 --refit-texts 10000 --encode-texts 1000,10000 --check-texts 10000,100000
+
+Defaults are sized for a shared 2-core CPU (minutes); the issue's full grid (refit 1,000 steps; 1M texts for
+encode and data check) is ``--refit-steps 10,100,1000 --encode-texts 10000,100000,1000000
+--check-texts 10000,100000,1000000`` and takes hours on a CPU. ``--json FILE`` writes every figure.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+
+def rss_mb() -> float:
+    """Current resident set size of this process, in MiB (from /proc: no dependency)."""
+    with open("/proc/self/statm") as fh:
+        pages = int(fh.read().split()[1])
+    return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def peak_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
+def synthetic_texts(n: int, seed: int = 0) -> list[str]:
+    """``n`` distinct texts of 2-6 BBC News sentences each (deterministic)."""
+    import numpy as np
+
+    from adaptlab.data.bundled import load_bbc_news
+
+    sentences = [s.strip() for t in load_bbc_news().texts for s in re.split(r"(?<=[.!?])\s+", t) if len(s) > 20]
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in range(n):
+        k = int(rng.integers(2, 7))
+        picks = rng.integers(0, len(sentences), size=k)
+        out.append(f"{' '.join(sentences[j] for j in picks)} ({i})")  # the counter keeps every text distinct
+    return out
+
+
+def one_refit(steps: int, n_texts: int, home: str) -> dict[str, Any]:
+    import torch
+
+    from adaptlab.encoders import Encoder
+    from adaptlab.rungs.refit import RefitConfig, refit_encoder
+
+    texts = synthetic_texts(n_texts)
+    enc = Encoder.from_pretrained(device="cpu")
+    base = rss_mb()
+    trace: list[tuple[int, float]] = []
+
+    def on_step(step: int, loss: float, model: Any) -> None:
+        trace.append((step, round(rss_mb(), 1)))
+
+    t0 = time.perf_counter()
+    refit_encoder(enc, texts, RefitConfig(budget=f"{steps}steps", estimate_steps=1, checkpoint_every=10**9),
+                  home=home, callback=on_step)
+    return {"what": "refit", "steps": steps, "n_texts": n_texts, "seconds": time.perf_counter() - t0,
+            "rss_after_load_mb": round(base, 1), "peak_mb": round(peak_mb(), 1), "trace": trace,
+            "torch_threads": torch.get_num_threads()}
+
+
+def one_encode(n_texts: int, home: str) -> dict[str, Any]:
+    from adaptlab.encoders import EmbeddingCache, Encoder, embed
+
+    texts = synthetic_texts(n_texts)
+    enc = Encoder.from_pretrained(device="cpu")
+    base = rss_mb()
+    t0 = time.perf_counter()
+    with EmbeddingCache(Path(home) / "embeddings.sqlite") as cache:
+        embed(enc, texts, cache=cache)
+    return {"what": "encode", "n_texts": n_texts, "seconds": time.perf_counter() - t0,
+            "rss_after_load_mb": round(base, 1), "peak_mb": round(peak_mb(), 1)}
+
+
+def one_check(n_texts: int, home: str) -> dict[str, Any]:
+    import pandas as pd
+    from typer.testing import CliRunner
+
+    from adaptlab.cli import app
+
+    texts = synthetic_texts(n_texts)
+    labels = [["business", "sport", "tech"][i % 3] for i in range(n_texts)]
+    path = Path(home) / "data.csv"
+    pd.DataFrame({"text": texts, "label": labels}).to_csv(path, index=False)
+    del texts, labels
+    base = rss_mb()
+    t0 = time.perf_counter()
+    r = CliRunner().invoke(app, ["data", "check", "--data", str(path), "--no-label-issues", "--json"])
+    if r.exit_code != 0:
+        raise SystemExit(r.output)
+    return {"what": "data check", "n_texts": n_texts, "seconds": time.perf_counter() - t0,
+            "rss_before_mb": round(base, 1), "peak_mb": round(peak_mb(), 1)}
+
+
+def measure(args: list[str]) -> dict[str, Any]:
+    """Run one measurement in a fresh process; return its JSON."""
+    out = subprocess.run([sys.executable, __file__, "--one", *args], capture_output=True, text=True)
+    if out.returncode != 0:
+        return {"error": out.stderr[-2000:], "args": args}
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--refit-steps", default="10,100")
+    p.add_argument("--refit-texts", type=int, default=10000)
+    p.add_argument("--encode-texts", default="1000,10000")
+    p.add_argument("--check-texts", default="10000,100000")
+    p.add_argument("--json", type=Path)
+    p.add_argument("--one", nargs="+", help=argparse.SUPPRESS)
+    a = p.parse_args()
+    if a.one:
+        what, *rest = a.one
+        with tempfile.TemporaryDirectory() as home:
+            if what == "refit":
+                res = one_refit(int(rest[0]), int(rest[1]), home)
+            elif what == "encode":
+                res = one_encode(int(rest[0]), home)
+            else:
+                res = one_check(int(rest[0]), home)
+        print(json.dumps(res))
+        return
+    results = []
+    ints = lambda s: [int(x) for x in s.split(",") if x]  # noqa: E731
+    print(f"machine: {os.cpu_count()} CPUs, OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')}, "
+          f"load {os.getloadavg()[0]:.1f}")
+    for steps in ints(a.refit_steps):
+        r = measure(["refit", str(steps), str(a.refit_texts)])
+        results.append(r)
+        if "error" in r:
+            print(f"refit {steps} steps: FAILED {r['error'][-300:]}")
+            continue
+        tr = r["trace"]
+        first, last = (tr[0][1], tr[-1][1]) if tr else (None, None)
+        print(f"refit {steps:>5} steps on {a.refit_texts:,} texts: peak {r['peak_mb']:,.0f} MiB "
+              f"(after loading {r['rss_after_load_mb']:,.0f}; RSS at step 1 {first}, at step {steps} {last}), "
+              f"{r['seconds']:.0f} s")
+    for n in ints(a.encode_texts):
+        r = measure(["encode", str(n)])
+        results.append(r)
+        print(f"encode {n:>9,} texts: " + (f"peak {r['peak_mb']:,.0f} MiB, {r['seconds']:.0f} s"
+                                             if "error" not in r else f"FAILED {r['error'][-300:]}"))
+    for n in ints(a.check_texts):
+        r = measure(["check", str(n)])
+        results.append(r)
+        print(f"data check {n:>9,} texts: " + (f"peak {r['peak_mb']:,.0f} MiB, {r['seconds']:.0f} s"
+                                                 if "error" not in r else f"FAILED {r['error'][-300:]}"))
+    if a.json:
+        a.json.write_text(json.dumps(results, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -144,8 +144,9 @@ def study_run(
     job_gpus: float = typer.Option(0.0, "--job-gpus", help="Ray: GPUs per job."),
     job_memory: Optional[str] = typer.Option(None, "--job-memory", help="Ray: memory per job, e.g. 4GB."),
     rung_resources: Optional[str] = typer.Option(None, "--rung-resources", help='Ray: per-rung requests as JSON, e.g. {"refit": {"gpus": 1}}.'),
-    precision: str = typer.Option("fp32", "--precision", help="fp32 | int8 (frozen encoder; int8 is used only within --int8-tolerance of fp32 on validation)."),
-    int8_tolerance: float = typer.Option(0.005, "--int8-tolerance", help="Largest validation-F1 loss int8 may show (0.005 = half a point)."),
+    precision: str = typer.Option("fp32", "--precision", help="fp32 | bf16 | int8 | auto: the frozen encoder's numeric path (probe); bf16 and int8 are used only within --precision-tolerance of fp32 on validation; auto is bf16 where the hardware runs it natively (AVX-512-BF16/AMX CPUs, CUDA GPUs with bf16), else fp32."),
+    precision_tolerance: float = typer.Option(0.005, "--precision-tolerance", help="Largest validation-F1 loss bf16 or int8 may show against fp32 (0.005 = half a point)."),
+    int8_tolerance: Optional[float] = typer.Option(None, "--int8-tolerance", hidden=True, help="Deprecated name of --precision-tolerance."),
     home: Optional[Path] = HomeOpt,
     json_out: bool = JsonOpt,
 ) -> None:
@@ -173,6 +174,9 @@ def study_run(
 
     flags = {k: v for k, v in locals().items() if k not in ("ctx", "config", "set_", "json_out")}
     f, settings = settle_flags(ctx, flags, config, set_, quiet=json_out)
+    if f.int8_tolerance is not None and not json_out:
+        err.print("[dim]int8_tolerance (--int8-tolerance) is the old name of precision_tolerance "
+                  "(--precision-tolerance); it still works.[/]", highlight=False)
     if f.data is None:
         raise ConfigError("no labeled data: give --data FILE, or data = \"FILE\" in the study file (--config).")
     candidates = parse_encoders(f.encoders)

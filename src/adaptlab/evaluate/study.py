@@ -5,8 +5,8 @@ model; the test split is drawn once (``test_seed``) and sealed, and is read only
 fitted. Every (rung, seed) result is stored as soon as it exists, so an interrupted study resumes where
 it stopped and an identical study is answered from the store.
 
-The shared work happens once, on the driver: near-duplicates, every seed's split, the int8 gate when
-``encode_precision="int8"``, and one embedding pass over all labeled texts. The (rung, seed) cells not
+The shared work happens once, on the driver: near-duplicates, every seed's split, the precision gate when
+``encode_precision`` is bf16, int8 or auto, and one embedding pass over all labeled texts. The (rung, seed) cells not
 yet in the store then become jobs for an executor (`adaptlab.evaluate.executor`): in-process by
 default, or Ray. Results come back to the driver, which alone writes the run store.
 """
@@ -284,26 +284,28 @@ class Study:
                 full, threshold=cfg.near_dup_threshold, seed=cfg.test_seed, test_size=cfg.test_size,
                 clusters=clusters)
 
-        # Rungs that only read the frozen encoder may get the int8 one; rungs that train it never do.
+        # Rungs that only read the frozen encoder may get the bf16 / int8 one; rungs that train it never do.
         frozen_rungs = [r for r in self.rungs if r.uses_encoder and not r.trains_network]
         frozen_encoder, choice = encoder, None
         primed: dict[str, tuple[list[str], np.ndarray]] = {}
         encode_seconds = 0.0
         if encoder is not None:
             from adaptlab.encoders.cache import embed, embedding_key
-            from adaptlab.encoders.fast import PrecisionChoice, choose_precision
+            from adaptlab.encoders.fast import PrecisionChoice, choose_precision, resolve_precision
 
             t_enc = time.perf_counter()
             if cfg.encode_precision != "fp32" and frozen_rungs:
-                say(f"checking the {cfg.encode_precision} encoding path against fp32 on the validation split of seed "
-                    f"{first.seed} (tolerance {cfg.int8_tolerance * 100:.2f} F1 points) ...")
+                target, _ = resolve_precision(cfg.encode_precision, str(encoder.device))
+                if target != "fp32":
+                    say(f"checking the {target} encoding path against fp32 on the validation split of seed "
+                        f"{first.seed} (tolerance {cfg.precision_tolerance * 100:.2f} F1 points) ...")
                 frozen_encoder, choice = choose_precision(
-                    encoder, cfg.encode_precision, tolerance=cfg.int8_tolerance,
+                    encoder, cfg.encode_precision, tolerance=cfg.precision_tolerance,
                     validation_f1=self._gate_scorer(full, first, cache, classes, positive, frozen_rungs[0]))
                 say(choice.message)
             else:
                 choice = PrecisionChoice(
-                    cfg.encode_precision, "fp32", cfg.int8_tolerance,
+                    cfg.encode_precision, "fp32", cfg.precision_tolerance,
                     message=f"{cfg.encode_precision} not used: it applies to rungs that encode with the frozen encoder "
                             "(probe), and this study has none; the others train the encoder in fp32"
                     if cfg.encode_precision != "fp32" else "fp32 (full precision) requested")

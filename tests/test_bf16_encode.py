@@ -188,3 +188,40 @@ def test_shipped_probe_keeps_its_precision_and_the_card_names_it(tmp_path, tiny_
     assert np.array_equal(back.predict_proba(ds.texts[:10]), pipe.predict_proba(ds.texts[:10]))
     fp32 = Pipeline(rung="probe", encoder=str(tiny_encoder_dir), device="cpu").fit(ds.texts, ds.labels)
     assert "encoding precision: fp32" in (fp32.save(tmp_path / "m32") / "MODEL_CARD.md").read_text()
+
+
+def test_planner_calibrates_with_the_studys_precision(tiny_encoder, no_native_bf16, monkeypatch):
+    import adaptlab.decide.plan as plan_mod
+
+    ds = topic_corpus(60, seed=1, noise=0.3)
+    assert plan_mod.calibrate(tiny_encoder, ds.texts, ds.labels, n=8, precision="bf16").precision == "bf16"
+    assert plan_mod.calibrate(tiny_encoder, ds.texts, ds.labels, n=8, precision="auto").precision == "fp32"
+    seen: dict = {}
+    real = plan_mod.calibrate
+
+    def spy(*args, **kw):
+        seen.update(kw)
+        return real(*args, **{**kw, "n": 8})
+
+    monkeypatch.setattr(plan_mod, "calibrate", spy)
+    cfg = StudyConfig(rungs=["tfidf", "probe", "lora"], encode_precision="bf16",
+                      rung_params={"lora": {"mixed_precision": "bf16"}})
+    plan_mod.study_cost_estimates(cfg, ds.texts, ds.labels, encoder=tiny_encoder)
+    assert seen == {"precision": "bf16", "mixed_precision": "bf16"}
+    plan_mod.study_cost_estimates(StudyConfig(rungs=["tfidf", "probe"]), ds.texts, ds.labels, encoder=tiny_encoder)
+    assert seen == {"precision": "fp32", "mixed_precision": "no"}
+
+
+def test_ship_cli_precision_in_table_and_json(tmp_path, csv_file, tiny_encoder_dir):
+    home = tmp_path / "home"
+    args = ["ship", str(csv_file), "--rung", "probe", "--encoder", str(tiny_encoder_dir), "--precision", "bf16",
+            "--home", str(home)]
+    r = runner.invoke(app, args + ["-o", str(tmp_path / "m1")])
+    assert r.exit_code == 0, r.output
+    card = next((tmp_path / "m1" / "versions").glob("*/MODEL_CARD.md")).read_text()
+    assert "encoding precision: bf16" in card
+    r = runner.invoke(app, args + ["-o", str(tmp_path / "m2"), "--json"])
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["model"] == str(tmp_path / "m2")
+    r = runner.invoke(app, args[:-4] + ["--precision", "fp8", "-o", str(tmp_path / "m3"), "--home", str(home)])
+    assert r.exit_code == 2 and "precision='fp8'" in r.output and "Traceback" not in r.output

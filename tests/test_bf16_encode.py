@@ -225,3 +225,17 @@ def test_ship_cli_precision_in_table_and_json(tmp_path, csv_file, tiny_encoder_d
     assert json.loads(r.stdout)["model"] == str(tmp_path / "m2")
     r = runner.invoke(app, args[:-4] + ["--precision", "fp8", "-o", str(tmp_path / "m3"), "--home", str(home)])
     assert r.exit_code == 2 and "precision='fp8'" in r.output and "Traceback" not in r.output
+
+
+def test_packed_onednn_path_gives_the_plain_bf16_vectors(tiny_encoder, monkeypatch):
+    if not hasattr(torch.ops.mkldnn, "_linear_pointwise") or not torch.backends.mkldnn.is_available():
+        pytest.skip("this torch build has no oneDNN linear ops")
+    monkeypatch.setattr(fast_mod, "_cpu_flags", lambda: frozenset({"avx512_bf16"}))
+    packed = Bf16Encoder(tiny_encoder)
+    monkeypatch.setattr(fast_mod, "_cpu_flags", lambda: frozenset({"avx2"}))
+    plain = Bf16Encoder(tiny_encoder)
+    kinds = lambda enc: {type(m).__name__ for m in enc.model.modules()}  # noqa: E731
+    assert "_PackedLinear" in kinds(packed) and "_PackedLinear" not in kinds(plain)
+    assert packed.fingerprint == plain.fingerprint  # the same bf16 computation, kernels aside
+    Xp, Xq = packed.encode(TEXTS), plain.encode(TEXTS)
+    assert (Xp * Xq).sum(1).min() > 0.999

@@ -74,9 +74,60 @@ def quantize_dynamic_int8(model: torch.nn.Module) -> torch.nn.Module:
         return quantize_dynamic(work, {torch.nn.Linear: per_channel_dynamic_qconfig}, dtype=torch.qint8)
 
 
+class _PackedLinear(torch.nn.Module):
+    """A bf16 ``nn.Linear`` whose weight oneDNN has reordered once for its kernels, optionally fused with GELU.
+
+    ``F.linear`` on a bf16 CPU tensor reorders the weight on every call; doing it once, and folding the
+    exact (erf) GELU of a BERT intermediate layer into the same kernel, made the bf16 encoder ~1.3x faster
+    on the 2-core EPYC (AVX-512-BF16), in CPU time per text, with the same vectors to bf16 round-off.
+    """
+
+    def __init__(self, linear: torch.nn.Linear, act: str = "none") -> None:
+        super().__init__()
+        self.in_features, self.out_features = linear.in_features, linear.out_features
+        self.weight, self.bias = linear.weight, linear.bias
+        self.act = act
+        self._packed = torch.ops.mkldnn._reorder_linear_weight(linear.weight.detach(), None)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shape = x.shape
+        y = torch.ops.mkldnn._linear_pointwise(x.reshape(-1, shape[-1]), self._packed, self.bias, self.act, [],
+                                               "none" if self.act == "gelu" else "")
+        return y.reshape(*shape[:-1], self.out_features)
+
+
+def _pack_onednn(model: torch.nn.Module) -> torch.nn.Module:
+    """Swap the bf16 Linear layers of ``model`` (on CPU) for :class:`_PackedLinear`, GELU fused where BERT has it."""
+    for mod in list(model.modules()):
+        act = getattr(mod, "intermediate_act_fn", None)
+        dense = getattr(mod, "dense", None)
+        # transformers' "gelu" (GELUActivation) is the exact erf GELU, which oneDNN's "gelu"/"none" computes.
+        if type(dense) is torch.nn.Linear and type(act).__name__ == "GELUActivation" and \
+                getattr(act, "act", None) is torch.nn.functional.gelu:
+            mod.dense, mod.intermediate_act_fn = _PackedLinear(dense, "gelu"), torch.nn.Identity()
+    for mod in list(model.modules()):
+        for name, child in list(mod.named_children()):
+            if type(child) is torch.nn.Linear:
+                setattr(mod, name, _PackedLinear(child))
+    return model
+
+
 def cast_bf16(model: torch.nn.Module) -> torch.nn.Module:
-    """A copy of ``model`` with its floating-point weights in bfloat16; ``model`` itself is not changed."""
-    return copy.deepcopy(model).to(torch.bfloat16).eval()
+    """A copy of ``model`` with its floating-point weights in bfloat16; ``model`` itself is not changed.
+
+    On a CPU with native bf16 the Linear layers also get oneDNN-packed weights (:class:`_PackedLinear`);
+    the pooler head, which sentence embeddings never read, is dropped.
+    """
+    work = copy.deepcopy(model).to(torch.bfloat16).eval()
+    if getattr(work, "pooler", None) is not None:
+        work.pooler = None  # BertModel skips it when None; encode pools the token states itself
+    on_cpu = all(p.device.type == "cpu" for p in work.parameters())
+    if on_cpu and native_bf16("cpu") and torch.backends.mkldnn.is_available():
+        try:
+            return _pack_onednn(work)
+        except (AttributeError, RuntimeError):  # pragma: no cover - a torch build without these oneDNN ops
+            return copy.deepcopy(model).to(torch.bfloat16).eval()
+    return work
 
 
 @functools.lru_cache(maxsize=1)

@@ -97,10 +97,14 @@ def test_gate_accepts_within_tolerance_and_falls_back_beyond_it(tiny_encoder):
 
 
 def test_precision_settings_are_validated():
-    with pytest.raises(ConfigError, match="encode_precision='fp16'.*fp32, int8"):
+    with pytest.raises(ConfigError, match="encode_precision='fp16'.*fp32, bf16, int8, auto"):
         StudyConfig(encode_precision="fp16")
     with pytest.raises(ConfigError, match="int8_tolerance=1.5"):
         StudyConfig(int8_tolerance=1.5)
+    with pytest.raises(ConfigError, match="precision_tolerance=-0.1"):
+        StudyConfig(precision_tolerance=-0.1)
+    with pytest.raises(ConfigError, match="int8_tolerance=0.02.*precision_tolerance=0.01 is its new name"):
+        StudyConfig(precision_tolerance=0.01, int8_tolerance=0.02)
 
 
 @pytest.fixture

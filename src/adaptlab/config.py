@@ -51,7 +51,8 @@ class Budget:
 
 
 SPLIT_STRATEGIES = ("auto", "stratified", "group", "near-dup", "time")
-ENCODE_PRECISIONS = ("fp32", "int8")
+# "auto": bf16 where the hardware runs it natively, else fp32 (adaptlab.encoders.fast.resolve_precision).
+ENCODE_PRECISIONS = ("fp32", "bf16", "int8", "auto")
 EXECUTORS = ("inprocess", "ray")
 _RESOURCE_KEYS = ("cpus", "gpus", "memory")
 _MEMORY_UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
@@ -85,10 +86,15 @@ class StudyConfig:
     rung_params: dict[str, dict[str, Any]] = field(default_factory=dict)
     budget: Optional[str] = None  # training budget for network-training rungs, e.g. "500steps", "30min"
     name: str = ""
-    # Precision of the *frozen* encoder (probe-like rungs): "int8" is used only if the first seed's
-    # validation F1 stays within `int8_tolerance` (a fraction: 0.005 = 0.5 F1 points) of fp32.
+    # Precision of the *frozen* encoder (probe-like rungs): "bf16" / "int8" (and "auto" where it picks bf16)
+    # are used only if the first seed's validation F1 stays within `precision_tolerance` (a fraction: 0.005 =
+    # 0.5 F1 points) of fp32. fp32 stays the default: on a bf16 machine "auto" gives other vectors, so a
+    # default of "auto" would change the results (and ids) of studies that never asked for it.
     encode_precision: str = "fp32"
-    int8_tolerance: float = 0.005
+    precision_tolerance: float = 0.005
+    # The tolerance's first name (int8 was the only fast path), still accepted: folded into
+    # precision_tolerance. `to_dict` writes the tolerance under this name so study ids stay as they were.
+    int8_tolerance: Optional[float] = None
     # A whole-study time budget ("3h", "90min"): the study runs in rounds and spends it where the decision
     # can still change (adaptlab.evaluate.adaptive). None: the exhaustive grid rungs x seeds.
     time_budget: Optional[str] = None
@@ -131,10 +137,17 @@ class StudyConfig:
             raise ConfigError.invalid("label_check_max_rows", cap, "an integer >= 100 (default 20,000)")
         if not isinstance(self.adaptive, dict):
             raise ConfigError.invalid("adaptive", self.adaptive, 'a dict of adaptive settings, e.g. {"margin": 0.03}')
-        tol = self.int8_tolerance
+        tol_name = "precision_tolerance"
+        if self.int8_tolerance is not None:
+            old, self.int8_tolerance, tol_name = self.int8_tolerance, None, "int8_tolerance"
+            if self.precision_tolerance not in (0.005, old):
+                raise ConfigError.invalid("int8_tolerance", old, f"left out: precision_tolerance="
+                                          f"{self.precision_tolerance} is its new name; give only that")
+            self.precision_tolerance = old
+        tol = self.precision_tolerance
         if isinstance(tol, bool) or not isinstance(tol, (int, float)) or not 0.0 <= tol < 1.0:
             raise ConfigError.invalid(
-                "int8_tolerance", tol, "an F1 difference as a fraction in [0, 1), e.g. 0.005 for 0.5 F1 points"
+                tol_name, tol, "an F1 difference as a fraction in [0, 1), e.g. 0.005 for 0.5 F1 points"
             )
 
     @property
@@ -143,6 +156,8 @@ class StudyConfig:
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
+        # The tolerance under the name study ids were first computed with.
+        d["int8_tolerance"] = d.pop("precision_tolerance")
         # Fields added with the decision-driven study stay out while unset: study ids of earlier studies hold.
         for name in ("time_budget", "adaptive", "label_check_max_rows"):
             if not d[name]:

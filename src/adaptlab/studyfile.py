@@ -94,8 +94,9 @@ KEYS: dict[str, Key] = {
     "job_gpus": Key("float", "Ray: GPUs per job"),
     "job_memory": Key("memory", "Ray: memory per job, e.g. \"4GB\""),
     "rung_resources": Key("table", "Ray: per-rung requests, e.g. {refit = {gpus = 1}}"),
-    "precision": Key("str", "precision of the frozen encoder: fp32 | int8", "encode_precision"),
-    "int8_tolerance": Key("float", "largest validation-F1 loss int8 may show", "int8_tolerance"),
+    "precision": Key("str", "precision of the frozen encoder: fp32 | bf16 | int8 | auto", "encode_precision"),
+    "precision_tolerance": Key("float", "largest validation-F1 loss bf16 or int8 may show", "precision_tolerance"),
+    "int8_tolerance": Key("float", "deprecated name of precision_tolerance", "int8_tolerance"),
     "near_dup_threshold": Key("float", "Jaccard similarity of near-duplicates", "near_dup_threshold"),
     "n_boot": Key("int", "bootstrap resamples of the bands", "n_boot"),
     "home": Key("path", "folder of the run store and caches"),
@@ -732,6 +733,8 @@ def study_config(settings: "StudySettings | ResolvedSettings") -> Any:
 # StudyConfig field -> study-file key, in the order a study file lists them.
 _WRITE_ORDER = ["name", "rungs", "seeds", "split", "test_size", "val_size", "test_seed", "encoder", "positive_label",
                 "budget", "time_budget", "encode_precision", "int8_tolerance", "near_dup_threshold", "n_boot"]
+# A stored config's field -> the study-file key written for it, where the key was renamed since.
+_RENAMED_ON_WRITE = {"int8_tolerance": "precision_tolerance"}
 
 
 # Where the data came from (StudyResult.data["inputs"]), written first so the file reruns from its data alone.
@@ -756,7 +759,7 @@ def study_file_text(config: dict[str, Any], *, header: str = "", inputs: Optiona
         val_size = 0.2
         test_seed = 0
         precision = "fp32"
-        int8_tolerance = 0.005
+        precision_tolerance = 0.005
         near_dup_threshold = 0.8
         n_boot = 1000
         <BLANKLINE>
@@ -777,7 +780,7 @@ def study_file_text(config: dict[str, Any], *, header: str = "", inputs: Optiona
         value = config[name]
         if value is None or (name == "name" and value == ""):
             continue  # TOML has no null: an absent key is the default (None / "")
-        key = by_field.get(name, name)
+        key = _RENAMED_ON_WRITE.get(name) or by_field.get(name, name)
         if isinstance(value, dict):
             skipped.append(name)
             continue

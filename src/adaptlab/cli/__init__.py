@@ -169,8 +169,9 @@ def study_run(
     job_gpus: float = typer.Option(0.0, "--job-gpus", help="Ray: GPUs per job."),
     job_memory: Optional[str] = typer.Option(None, "--job-memory", help="Ray: memory per job, e.g. 4GB."),
     rung_resources: Optional[str] = typer.Option(None, "--rung-resources", help='Ray: per-rung requests as JSON, e.g. {"refit": {"gpus": 1}}.'),
-    precision: str = typer.Option("fp32", "--precision", help="fp32 | int8 (frozen encoder; int8 is used only within --int8-tolerance of fp32 on validation)."),
-    int8_tolerance: float = typer.Option(0.005, "--int8-tolerance", help="Largest validation-F1 loss int8 may show (0.005 = half a point)."),
+    precision: str = typer.Option("fp32", "--precision", help="fp32 | bf16 | int8 | auto: the frozen encoder's numeric path (probe); bf16 and int8 are used only within --precision-tolerance of fp32 on validation; auto is bf16 where the hardware runs it natively (AVX-512-BF16/AMX CPUs, CUDA GPUs with bf16), else fp32."),
+    precision_tolerance: float = typer.Option(0.005, "--precision-tolerance", help="Largest validation-F1 loss bf16 or int8 may show against fp32 (0.005 = half a point)."),
+    int8_tolerance: Optional[float] = typer.Option(None, "--int8-tolerance", hidden=True, help="Deprecated name of --precision-tolerance."),
     track: Optional[str] = typer.Option(None, "--track", help="Log the study to an experiment tracker: mlflow (the study as "
                                         "a parent run with its decision and HTML report, each rung × seed as a child run). "
                                         "Default: nothing is logged."),
@@ -190,12 +191,10 @@ def study_run(
     per-rung parameters under ``\\[rung.NAME]``); ``--set lora.r=16`` overrides one of them, and flags
     given explicitly override both. ``adaptlab study config STUDY`` writes a stored study back as a file.
     """
-    import dataclasses
-
     from adaptlab.evaluate import Study
 
     from adaptlab.cli.diagnose import refit_rung_params
-    from adaptlab.cli.encoders import parse_encoders, render_comparison
+    from adaptlab.cli.encoders import parse_encoders
     from adaptlab.cli.studyfile import settle_flags
     from adaptlab.diagnostics import run_study_with_diagnostics
     from adaptlab.errors import ConfigError
@@ -203,6 +202,9 @@ def study_run(
 
     flags = {k: v for k, v in locals().items() if k not in ("ctx", "config", "set_", "json_out")}
     f, settings = settle_flags(ctx, flags, config, set_, quiet=json_out)
+    if f.int8_tolerance is not None and not json_out:
+        err.print("[dim]int8_tolerance (--int8-tolerance) is the old name of precision_tolerance "
+                  "(--precision-tolerance); it still works.[/]", highlight=False)
     if f.data is None:
         raise ConfigError("no labeled data: give --data FILE, or data = \"FILE\" in the study file (--config).")
     candidates = parse_encoders(f.encoders)
@@ -210,42 +212,21 @@ def study_run(
         raise ConfigError("give either --encoder (one encoder) or --encoders (candidates to compare), not both.")
     if len(candidates) == 1:
         settings.values["encoder"], candidates = candidates[0], []
-    from adaptlab.config import ExecutorConfig
-
     # The refit flags' own checks (refit in --rungs, a precision this machine runs); the parameters themselves
     # come from the layered settings (file < --set < flags), which hold the same for flags alone.
     refit_rung_params(f.rungs, f.refit_budget, f.refit_objective, f.transductive, f.mixed_precision)
     cfg = study_config(settings)
-    per_rung = f.rung_resources
-    try:
-        per_rung = json.loads(per_rung) if isinstance(per_rung, str) else (per_rung or {})
-    except ValueError as exc:
-        raise ConfigError.invalid("--rung-resources", f.rung_resources, 'JSON like {"refit": {"gpus": 1}}') from exc
-    ex = ExecutorConfig(kind=f.executor, address=f.address, max_retries=f.max_retries, cpus=f.job_cpus,
-                        gpus=f.job_gpus, memory=f.job_memory, rung_resources=per_rung)
-    cols = dict(text_col=f.text_col, label_col=f.label_col, group_col=f.group_col, time_col=f.time_col,
-                id_col=f.id_col, encoding=f.encoding, on_invalid=f.on_invalid)
+    ex = _executor_config(f)
     from adaptlab.evaluate.tracking import make_tracker
 
     if f.tracking_uri and not f.track:
         raise ConfigError("--tracking-uri says where to log, but nothing is logged without --track mlflow.")
     tracker = make_tracker(f.track, uri=f.tracking_uri)
     study = Study(cfg, home=f.home, show_progress=not json_out, executor=ex, track=tracker)
-    ds = _load(Path(f.data), **cols)
-    test_ds = _load(Path(f.test) if f.test else None, **cols)
-    unl = _load(Path(f.unlabeled) if f.unlabeled else None, **{**cols, "label_col": None, "group_col": None,
-                                                                 "time_col": None}, require_labels=False)
+    ds, test_ds, unl = _study_inputs(f)
     comparison = None
     if candidates:
-        from adaptlab.evaluate.encoders import compare_encoders
-
-        comparison = compare_encoders(ds, candidates, config=cfg, test=test_ds, home=study.home,
-                                      progress=_progress(json_out), show_progress=not json_out)
-        chosen = comparison.row(comparison.chosen)
-        cfg = dataclasses.replace(cfg, encoder=chosen["spec"])
-        study = Study(cfg, home=study.home, show_progress=not json_out, executor=ex, track=tracker)
-        if not json_out:
-            out.print(render_comparison(comparison))
+        study, comparison = _choose_the_encoder_first(study, candidates, ds, test_ds, json_out)
     if study.time_budget is not None:
         from adaptlab.decide.plan import cost_the_study
 
@@ -259,19 +240,66 @@ def study_run(
         result.data["encoder_choice"] = comparison.summary()
         result.data["encoder_comparison"] = comparison.to_dict()
         study.store.set_summary(result.study_id, result.to_dict())
+    _decide_and_emit(study, result, f.track, tracker, json_out)
+
+
+def _executor_config(f: Any) -> Any:
+    """Where the (rung, seed) jobs run, from the settled flags."""
+    from adaptlab.config import ExecutorConfig
+    from adaptlab.errors import ConfigError
+
+    per_rung = f.rung_resources
+    try:
+        per_rung = json.loads(per_rung) if isinstance(per_rung, str) else (per_rung or {})
+    except ValueError as exc:
+        raise ConfigError.invalid("--rung-resources", f.rung_resources, 'JSON like {"refit": {"gpus": 1}}') from exc
+    return ExecutorConfig(kind=f.executor, address=f.address, max_retries=f.max_retries, cpus=f.job_cpus,
+                          gpus=f.job_gpus, memory=f.job_memory, rung_resources=per_rung)
+
+
+def _study_inputs(f: Any) -> tuple[Any, Any, Any]:
+    """The labeled data, the separate test file and the unlabeled texts the settled flags name."""
+    cols = dict(text_col=f.text_col, label_col=f.label_col, group_col=f.group_col, time_col=f.time_col,
+                id_col=f.id_col, encoding=f.encoding, on_invalid=f.on_invalid)
+    ds = _load(Path(f.data), **cols)
+    test_ds = _load(Path(f.test) if f.test else None, **cols)
+    unl = _load(Path(f.unlabeled) if f.unlabeled else None, **{**cols, "label_col": None, "group_col": None,
+                                                                 "time_col": None}, require_labels=False)
+    return ds, test_ds, unl
+
+
+def _choose_the_encoder_first(study: Any, candidates: list[str], ds: Any, test_ds: Any,
+                              json_out: bool) -> tuple[Any, Any]:
+    """``--encoders a,b``: compare the candidates, then the same study on the chosen one (and the comparison)."""
+    import dataclasses
+
+    from adaptlab.cli.encoders import render_comparison
+    from adaptlab.evaluate import Study
+    from adaptlab.evaluate.encoders import compare_encoders
+
+    comparison = compare_encoders(ds, candidates, config=study.config, test=test_ds, home=study.home,
+                                  progress=_progress(json_out), show_progress=not json_out)
+    cfg = dataclasses.replace(study.config, encoder=comparison.row(comparison.chosen)["spec"])
+    chosen = Study(cfg, home=study.home, show_progress=not json_out, executor=study.executor, track=study.tracker)
+    if not json_out:
+        out.print(render_comparison(comparison))
+    return chosen, comparison
+
+
+def _decide_and_emit(study: Any, result: Any, track: Optional[str], tracker: Any, json_out: bool) -> None:
+    """The decision (read with the encoder choice stored with the study), logged to the tracker if any, printed."""
     from adaptlab.cli.report import decide_study
 
-    # The decision reads the encoder choice stored with the study (so `decide` and `report` show it too).
     if tracker is None:
         _emit(result, json_out, decide_study(study.store, result.study_id, home=study.home))
         return
     from adaptlab.report.tracking import track_decision
 
     decision = track_decision(study, result.study_id)
-    where = {"tracker": f.track, "uri": tracker.uri, "run_id": tracker.run_id}
+    where = {"tracker": track, "uri": tracker.uri, "run_id": tracker.run_id}
     _emit(result, json_out, decision, extra={"tracking": where})
     if not json_out:
-        err.print(f"[dim]tracked: {f.track} run {tracker.run_id} (the study; one child run per rung × seed) at "
+        err.print(f"[dim]tracked: {track} run {tracker.run_id} (the study; one child run per rung × seed) at "
                   f"{escape(tracker.uri)}[/]", highlight=False, soft_wrap=True)
 
 

@@ -32,7 +32,11 @@ def _from_study(study: str, home: Optional[Path]) -> tuple[str, dict[str, Any]]:
     decision, ev = decision_for(RunStore(h / "runs.sqlite"), study, None, h)
     if decision.chosen is None:
         raise ConfigError(f"study {study!r} reached no decision ({decision.headline}); pass --rung to ship one anyway.")
+    summary = (RunStore(h / "runs.sqlite").get_study(decision.study_id).get("summary") or {}) if decision.study_id else {}
+    gate = ((summary.get("data") or {}).get("encode_precision") or {})
     extra = {"transfer_note": transfer_note(decision, ev).to_markdown(),
+             # The frozen encoder's numeric path the study's gate accepted; the shipped probe uses the same.
+             "encode_precision": gate.get("used") or "fp32",
              "limitations": [f"{f.rung + ': ' if f.rung else ''}{f.message}" for f in decision.flags],
              "evaluation_study": decision.headline, "study_id": decision.study_id}
     return decision.chosen, extra
@@ -52,6 +56,7 @@ def ship_cmd(
     test_seed: int = typer.Option(0, "--test-seed"),
     seed: int = typer.Option(0, "--seed", help="Training seed (retrains reuse it)."),
     budget: Optional[str] = typer.Option(None, "--budget", help="Training budget of network rungs, e.g. 300steps."),
+    precision: Optional[str] = typer.Option(None, "--precision", help="fp32 | bf16 | int8 | auto: numeric path of a frozen encoder (probe); default: what the --study's gate accepted, else fp32."),
     max_drop: float = typer.Option(0.02, "--max-drop", help="Largest F1 drop a retrain may show and still be promoted."),
     text_col: Optional[str] = TextOpt, label_col: Optional[str] = LabelOpt, id_col: Optional[str] = IdOpt,
     group_col: Optional[str] = typer.Option(None, "--group-col", help="Group column: no group crosses the split."),
@@ -72,13 +77,15 @@ def ship_cmd(
             say(f"note: study {study!r} chose {chosen!r}; shipping {rung!r} as asked.")
         rung = rung or chosen
     rung = rung or "probe"
+    precision = precision or extra.pop("encode_precision", None) or "fp32"
+    extra.pop("encode_precision", None)
     cols = dict(text_col=text_col, label_col=label_col, group_col=group_col, time_col=time_col, id_col=id_col,
                 encoding=encoding, on_invalid=on_invalid)
     ds = _load(data, **cols)
     unl = _load(unlabeled, **{**cols, "label_col": None, "group_col": None, "time_col": None}, require_labels=False)
     reg = ship_model(ds, output, rung=rung, encoder=encoder, unlabeled=unl, split=split, test_size=test_size,
                      test_seed=test_seed, seed=seed, budget=budget, home=home, max_drop=max_drop, extra=extra,
-                     show_progress=not json_out, progress=say)
+                     show_progress=not json_out, progress=say, precision=precision)
     v = reg.current
     if json_out:
         typer.echo(json.dumps({"model": str(output), "version": v.to_dict()}, indent=2))
@@ -101,7 +108,8 @@ def ship_demo(decision: Any, home: Path, study_id: str) -> None:
     else:
         out.print(f"\nshipping {decision.chosen} (the decision) to {folder} ...")
         _, extra = _from_study(study_id, home)
-        reg = ship_model(load_bbc_news(), folder, rung=decision.chosen, home=home, extra=extra)
+        precision = extra.pop("encode_precision", "fp32")
+        reg = ship_model(load_bbc_news(), folder, rung=decision.chosen, home=home, extra=extra, precision=precision)
     v = reg.current
     ev = v.evaluation
     out.print(f"\n[bold]shipped[/] {folder} {v.id} ({v.rung}): {ev['metric']} {ev['f1']:.4f} "

@@ -5,8 +5,8 @@ model; the test split is drawn once (``test_seed``) and sealed, and is read only
 fitted. Every (rung, seed) result is stored as soon as it exists, so an interrupted study resumes where
 it stopped and an identical study is answered from the store.
 
-The shared work happens once, on the driver: near-duplicates, every seed's split, the int8 gate when
-``encode_precision="int8"``, and one embedding pass over all labeled texts. The (rung, seed) cells not
+The shared work happens once, on the driver: near-duplicates, every seed's split, the precision gate when
+``encode_precision`` is bf16, int8 or auto, and one embedding pass over all labeled texts. The (rung, seed) cells not
 yet in the store then become jobs for an executor (`adaptlab.evaluate.executor`): in-process by
 default, or Ray. Results come back to the driver, which alone writes the run store.
 """
@@ -175,6 +175,27 @@ def data_inputs(data: TextDataset, test: Optional[TextDataset] = None,
     return out
 
 
+
+def _per_seed_rows(grid: Any, results: dict[str, Any]) -> tuple[list[dict[str, Any]], Optional[np.ndarray]]:
+    """One row per (rung, seed) run with its metrics and test predictions, and the test labels."""
+    per_seed: list[dict[str, Any]] = []
+    y_test: Optional[np.ndarray] = None
+    for rung, seed, key, fidelity in grid:
+        stored = results[key]
+        if y_test is None:
+            y_test = np.asarray(stored["predictions"]["y_true"], dtype=object)
+        per_seed.append({"rung": rung.name, "seed": seed, "result_key": key, **stored["metrics"],
+                         "y_pred": stored["predictions"]["y_pred"], **({"fidelity": fidelity} if fidelity < 1 else {})})
+    return per_seed, y_test
+
+
+def _overlaps(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Whether each pair of rungs' bands overlap, and their difference in means."""
+    return [{"a": a["rung"], "b": b["rung"],
+             "overlap": bands_overlap((a["ci_low"], a["ci_high"]), (b["ci_low"], b["ci_high"])),
+             "diff": b["mean"] - a["mean"]}
+            for i, a in enumerate(rows) for b in rows[i + 1:]]
+
 class Study:
     """Runs rungs x seeds and stores every result.
 
@@ -288,56 +309,14 @@ class Study:
             cache = EmbeddingCache(self.home / "cache" / "embeddings.sqlite")
         context = self._context(prepared, encoder, cache, unlabeled)
         first = splits[cfg.seed_values[0]]
-        split_info = {"strategy": first.strategy, "n_train": len(first.train), "n_val": len(first.val),
-                      "n_test": first.n_test, "leakage": first.leakage.to_dict(),
-                      "leakage_summary": first.leakage.summary(),
-                      "near_dup_clusters": int(clusters.n_clusters),
-                      "near_dup_items": int(clusters.n_items_in_clusters),
-                      "naive_split": None}
-        if clusters.n_clusters and first.strategy != "stratified" and test_indices is None:
-            # Show what the leakage-aware split saved the user from, measured on this data.
-            from adaptlab.evaluate.leakage import measure_leakage_inflation
+        split_info = self._split_info(full, first, clusters, test_indices)
 
-            split_info["naive_split"] = measure_leakage_inflation(
-                full, threshold=cfg.near_dup_threshold, seed=cfg.test_seed, test_size=cfg.test_size,
-                clusters=clusters)
-
-        # Rungs that only read the frozen encoder may get the int8 one; rungs that train it never do.
+        # Rungs that only read the frozen encoder may get the bf16 / int8 one; rungs that train it never do.
         frozen_rungs = [r for r in self.rungs if r.uses_encoder and not r.trains_network]
-        frozen_encoder, choice = encoder, None
-        primed: dict[str, tuple[list[str], np.ndarray]] = {}
-        encode_seconds = 0.0
+        frozen_encoder, choice, primed, encode_seconds = encoder, None, {}, 0.0
         if encoder is not None:
-            from adaptlab.encoders.cache import embed, embedding_key
-            from adaptlab.encoders.fast import PrecisionChoice, choose_precision
-
-            t_enc = time.perf_counter()
-            if cfg.encode_precision != "fp32" and frozen_rungs:
-                say(f"checking the {cfg.encode_precision} encoding path against fp32 on the validation split of seed "
-                    f"{first.seed} (tolerance {cfg.int8_tolerance * 100:.2f} F1 points) ...")
-                frozen_encoder, choice = choose_precision(
-                    encoder, cfg.encode_precision, tolerance=cfg.int8_tolerance,
-                    validation_f1=self._gate_scorer(full, first, cache, classes, positive, frozen_rungs[0]))
-                say(choice.message)
-            else:
-                choice = PrecisionChoice(
-                    cfg.encode_precision, "fp32", cfg.int8_tolerance,
-                    message=f"{cfg.encode_precision} not used: it applies to rungs that encode with the frozen encoder "
-                            "(probe), and this study has none; the others train the encoder in fp32"
-                    if cfg.encode_precision != "fp32" else "fp32 (full precision) requested")
-            # One pass over every labeled text fills the cache (one progress bar, tight length batches);
-            # the frozen encoder never sees a label, so embedding test texts here leaks nothing.
-            needed = [frozen_encoder] if frozen_encoder is not encoder else []
-            if frozen_encoder is encoder or any(r.uses_encoder and r.trains_network for r in self.rungs):
-                needed.insert(0, encoder)
-            for enc in needed:
-                say(f"embedding {len(full)} labeled texts with {enc.name} (cached on disk) ...")
-                X = embed(enc, full.texts, cache=cache, show_progress=self.show_progress)
-                if self.executor.parallel:
-                    from adaptlab.data.dataset import text_hash
-
-                    primed[embedding_key(enc)] = ([text_hash(t) for t in full.texts], X)
-            encode_seconds = time.perf_counter() - t_enc
+            frozen_encoder, choice, primed, encode_seconds = self._encode_once(
+                encoder, cache, full, first, classes, positive, frozen_rungs, say)
 
         study_id = content_key("study", full.content_hash, cfg.to_dict(), encoder.fingerprint if encoder else None)
         name = cfg.name or f"{Path(data.source).name or 'data'}: {','.join(cfg.rungs)} x {cfg.seeds} seeds"
@@ -354,25 +333,12 @@ class Study:
             grid, results, cached, n_trained = run_cells(cells)
             n_cached = len(cached)
 
-        per_seed: list[dict[str, Any]] = []
-        y_test: Optional[np.ndarray] = None
-        for rung, seed, key, fidelity in (allocation_rows(grid) if allocation else grid):
-            stored = results[key]
-            if y_test is None:
-                y_test = np.asarray(stored["predictions"]["y_true"], dtype=object)
-            per_seed.append({"rung": rung.name, "seed": seed, "result_key": key, **stored["metrics"],
-                             "y_pred": stored["predictions"]["y_pred"], **({"fidelity": fidelity} if fidelity < 1 else {})})
-
+        per_seed, y_test = _per_seed_rows(allocation_rows(grid) if allocation else grid, results)
         rows = self._summarise(per_seed, y_test, classes, positive)
         warnings = _small_test_warnings(y_test, classes, positive)
         if choice is not None and choice.fell_back:
             warnings.append(choice.message)
-        overlaps = []
-        for i, a in enumerate(rows):
-            for b in rows[i + 1:]:
-                overlaps.append({"a": a["rung"], "b": b["rung"],
-                                 "overlap": bands_overlap((a["ci_low"], a["ci_high"]), (b["ci_low"], b["ci_high"])),
-                                 "diff": b["mean"] - a["mean"]})
+        overlaps = _overlaps(rows)
         result = StudyResult(
             study_id=study_id, name=name, config=cfg.to_dict(),
             metric=f"F1 of class {positive!r}" if positive else "macro-F1",
@@ -394,6 +360,66 @@ class Study:
         )
         self.store.set_summary(study_id, result.to_dict())
         return result
+
+    def _split_info(self, full: TextDataset, first: Any, clusters: Any, test_indices: Any) -> dict[str, Any]:
+        """The split's facts for the result, with what a naive split would have leaked on this data."""
+        cfg = self.config
+        split_info = {"strategy": first.strategy, "n_train": len(first.train), "n_val": len(first.val),
+                      "n_test": first.n_test, "leakage": first.leakage.to_dict(),
+                      "leakage_summary": first.leakage.summary(),
+                      "near_dup_clusters": int(clusters.n_clusters),
+                      "near_dup_items": int(clusters.n_items_in_clusters),
+                      "naive_split": None}
+        if clusters.n_clusters and first.strategy != "stratified" and test_indices is None:
+            # Show what the leakage-aware split saved the user from, measured on this data.
+            from adaptlab.evaluate.leakage import measure_leakage_inflation
+
+            split_info["naive_split"] = measure_leakage_inflation(
+                full, threshold=cfg.near_dup_threshold, seed=cfg.test_seed, test_size=cfg.test_size,
+                clusters=clusters)
+        return split_info
+
+    def _encode_once(self, encoder: Any, cache: Any, full: TextDataset, first: Any, classes: list[str],
+                     positive: Optional[str], frozen_rungs: list[Any],
+                     say: Progress) -> tuple[Any, Any, dict, float]:
+        """The frozen rungs' encoder (fp32, or bf16 / int8 when the gate allows), the gate's choice, the
+        embeddings primed for parallel executors, and the seconds spent: every labeled text is embedded once."""
+        from adaptlab.encoders.cache import embed, embedding_key
+        from adaptlab.encoders.fast import PrecisionChoice, choose_precision, resolve_precision
+
+        cfg = self.config
+        frozen_encoder, choice = encoder, None
+        primed: dict[str, tuple[list[str], np.ndarray]] = {}
+        t_enc = time.perf_counter()
+        if cfg.encode_precision != "fp32" and frozen_rungs:
+            target, _ = resolve_precision(cfg.encode_precision, str(encoder.device))
+            if target != "fp32":
+                say(f"checking the {target} encoding path against fp32 on the validation split of seed "
+                    f"{first.seed} (tolerance {cfg.precision_tolerance * 100:.2f} F1 points) ...")
+            frozen_encoder, choice = choose_precision(
+                encoder, cfg.encode_precision, tolerance=cfg.precision_tolerance,
+                validation_f1=self._gate_scorer(full, first, cache, classes, positive, frozen_rungs[0]))
+            say(choice.message)
+        else:
+            choice = PrecisionChoice(
+                cfg.encode_precision, "fp32", cfg.precision_tolerance,
+                message=f"{cfg.encode_precision} not used: it applies to rungs that encode with the frozen encoder "
+                        "(probe), and this study has none; the others train the encoder in fp32"
+                if cfg.encode_precision != "fp32" else "fp32 (full precision) requested")
+        # One pass over every labeled text fills the cache (one progress bar, tight length batches);
+        # the frozen encoder never sees a label, so embedding test texts here leaks nothing.
+        needed = [frozen_encoder] if frozen_encoder is not encoder else []
+        if frozen_encoder is encoder or any(r.uses_encoder and r.trains_network for r in self.rungs):
+            needed.insert(0, encoder)
+        for enc in needed:
+            say(f"embedding {len(full)} labeled texts with {enc.name} (cached on disk) ...")
+            X = embed(enc, full.texts, cache=cache, show_progress=self.show_progress)
+            if self.executor.parallel:
+                from adaptlab.data.dataset import text_hash
+
+                primed[embedding_key(enc)] = ([text_hash(t) for t in full.texts], X)
+        encode_seconds = time.perf_counter() - t_enc
+        return frozen_encoder, choice, primed, encode_seconds
 
     def _label_quality(self, full: TextDataset, split: Any, study_id: str, say: Progress) -> Optional[dict]:
         """Estimated label noise per class of the labeled pool (train + validation; never the sealed test).

@@ -37,7 +37,14 @@ def encoder_reference(encoder: Any, blobs: BlobStore, *, store: bool = True) -> 
     """JSON reference to an encoder; stores its weights in ``blobs`` unless an installed package ships them.
 
     ``store=False`` records provenance only (the base a fine-tune started from is not needed to predict).
+    A bf16 / int8 encoder (``adaptlab.encoders.fast``) is referenced through its fp32 base plus its
+    ``precision`` and conversion ``method``: the conversion is redone on load, so only fp32 weights are stored.
     """
+    variant = getattr(encoder, "base", None)
+    if variant is not None and getattr(encoder, "precision", "fp32") != "fp32":
+        ref = encoder_reference(variant, blobs, store=store)
+        ref.update(precision=encoder.precision, method=encoder.method, precision_fingerprint=encoder.fingerprint)
+        return ref
     info = encoder.info
     ref = {"fingerprint": encoder.fingerprint, "name": encoder.name, "source": info.get("source"),
            "license": info.get("license"), "dim": encoder.dim, "max_seq_length": encoder.max_seq_length,
@@ -75,6 +82,17 @@ def load_encoder_reference(ref: dict[str, Any], blobs: BlobStore, device: str) -
             f"found has fingerprint {enc.fingerprint[:12]}... ({enc.info.get('source')}). Install {wanted} "
             "(pip install the exact version) so predictions match what was evaluated."
         )
+    precision = str(ref.get("precision") or "fp32")
+    if precision != "fp32":
+        from adaptlab.encoders.fast import make_encoder
+
+        enc = make_encoder(enc, precision, method=ref.get("method"))
+        if ref.get("precision_fingerprint") and enc.fingerprint != ref["precision_fingerprint"]:
+            raise ConfigError(
+                f"this model encodes in {precision} ({ref.get('method')}), and redoing that conversion here gives "
+                f"fingerprint {enc.fingerprint[:12]}... instead of {str(ref['precision_fingerprint'])[:12]}.... "
+                "Use the adaptlab version that saved the model."
+            )
     return enc
 
 

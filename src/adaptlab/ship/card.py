@@ -26,7 +26,10 @@ def _encoder_lines(ref: Optional[dict[str, Any]], title: str) -> list[str]:
              f"  - fingerprint: `{ref.get('fingerprint')}`",
              f"  - embedding dimension {ref.get('dim')}, max sequence length {ref.get('max_seq_length')}, "
              f"pooling {ref.get('pooling')}{', normalised' if ref.get('normalize') else ''}, "
-             f"{_fmt(ref.get('n_parameters'))} parameters"]
+             f"{_fmt(ref.get('n_parameters'))} parameters",
+             # The numeric path the head was fitted on and predicts with (bf16 / int8 change the vectors a little).
+             f"  - encoding precision: {ref.get('precision') or 'fp32'}"
+             + (f" ({ref['method']}, checked against fp32 before use)" if ref.get("method") else "")]
     if ref.get("package"):
         lines.append(f"  - installed package: `{ref['package']}=={ref.get('package_version')}`")
     elif ref.get("stored"):

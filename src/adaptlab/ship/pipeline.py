@@ -108,6 +108,10 @@ class Pipeline(ClassifierMixin, BaseEstimator):
         validation_size: Share of the training texts held out to select the head / stop early.
         budget: Training budget of network rungs, e.g. ``"200steps"`` or ``"10m"``.
         device: ``"auto"``, ``"cpu"`` or ``"cuda"``.
+        precision: Numeric path of a *frozen* encoder (``probe``): ``"fp32"`` (default), ``"bf16"``,
+            ``"int8"`` or ``"auto"`` (bf16 where the hardware runs it natively, else fp32). No gate here:
+            pass what the study's gate accepted (``result.data["encode_precision"]["used"]``). Saved with
+            the model and named in its card; rungs that train the encoder ignore it.
         home: Folder for refit artifacts (default: ``$ADAPTLAB_HOME`` or ``./adaptlab-runs``).
         cache: SQLite file of cached embeddings (e.g. a study's ``<home>/cache/embeddings.sqlite``), so
             texts already embedded by the same encoder are not encoded again; ``None`` disables it.
@@ -134,7 +138,7 @@ class Pipeline(ClassifierMixin, BaseEstimator):
     def __init__(self, rung: str = "probe", encoder: Any = None, rung_params: Optional[dict] = None, seed: int = 0,
                  validation_size: float = 0.2, budget: Optional[str] = None, device: str = "auto",
                  home: Optional[PathLike] = None, cache: Optional[PathLike] = None,
-                 show_progress: bool = False) -> None:
+                 show_progress: bool = False, precision: str = "fp32") -> None:
         self.rung = rung
         self.encoder = encoder
         self.rung_params = rung_params
@@ -145,6 +149,7 @@ class Pipeline(ClassifierMixin, BaseEstimator):
         self.home = home
         self.cache = cache
         self.show_progress = show_progress
+        self.precision = precision
 
     # ------------------------------------------------------------------------- fit
     def _validate_params(self) -> None:  # noqa: D401 - sklearn name
@@ -157,6 +162,10 @@ class Pipeline(ClassifierMixin, BaseEstimator):
         vs = self.validation_size
         if isinstance(vs, bool) or not isinstance(vs, (int, float)) or not 0 < vs < 1:
             raise ConfigError.invalid("validation_size", vs, "a fraction in (0, 1), e.g. 0.2")
+        from adaptlab.encoders.fast import REQUESTS
+
+        if self.precision not in REQUESTS:
+            raise ConfigError.invalid("precision", self.precision, f"one of {', '.join(REQUESTS)}")
 
     def fit(self, X: Any, y: Any, *, unlabeled: Optional[Sequence[str]] = None) -> "Pipeline":
         """Train the rung on texts ``X`` with labels ``y`` (``unlabeled`` in-domain texts for ``refit``)."""
@@ -192,6 +201,10 @@ class Pipeline(ClassifierMixin, BaseEstimator):
         data = TextDataset(texts=texts, labels=labels)
         train, val = data.subset(tr), data.subset(va)
         encoder = self._load_encoder() if rung.uses_encoder else None
+        if encoder is not None and not rung.trains_network and getattr(encoder, "precision", "fp32") == "fp32":
+            from adaptlab.encoders.fast import make_encoder
+
+            encoder = make_encoder(encoder, self.precision)
         from adaptlab.encoders import EmbeddingCache
 
         cache = EmbeddingCache(Path(self.cache).expanduser()) if self.cache is not None and encoder is not None else None
@@ -225,7 +238,9 @@ class Pipeline(ClassifierMixin, BaseEstimator):
     def _load_encoder(self) -> Any:
         from adaptlab.encoders import Encoder
 
-        if isinstance(self.encoder, Encoder):
+        from adaptlab.encoders.fast import _FrozenVariant
+
+        if isinstance(self.encoder, (Encoder, _FrozenVariant)):  # a retrain keeps the bf16 / int8 encoder it had
             return self.encoder
         return Encoder.from_pretrained(self.encoder, device=self.device)
 

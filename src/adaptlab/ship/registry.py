@@ -336,9 +336,10 @@ def ship_model(data: TextDataset, output: PathLike, *, rung: str = "probe", enco
                unlabeled: Optional[TextDataset] = None, split: str = "auto", test_size: float = 0.2,
                test_seed: int = 0, seed: int = 0, budget: Optional[str] = None, home: Optional[PathLike] = None,
                max_drop: float = DEFAULT_MAX_DROP, extra: Optional[dict[str, Any]] = None,
-               show_progress: bool = False, progress: Optional[Any] = None) -> ModelRegistry:
+               show_progress: bool = False, progress: Optional[Any] = None, precision: str = "fp32") -> ModelRegistry:
     """Seal an evaluation set from ``data``, train ``rung`` on the rest and save it as version v0001.
 
+    ``precision`` is the frozen encoder's numeric path (``Pipeline(precision=...)``), named in the model card.
     The sealed set is drawn like a study's test set (same ``split`` strategy and ``test_seed``, so it is
     the study's test set when the data and settings are the same) and judges every later retrain.
 
@@ -358,7 +359,7 @@ def ship_model(data: TextDataset, output: PathLike, *, rung: str = "probe", enco
     h = Path(home).expanduser() if home is not None else default_home()
     # The study's embedding cache: shipping right after a study does not encode the texts again.
     pipe = Pipeline(rung=rung, encoder=encoder, seed=seed, budget=budget, home=h, device="auto",
-                    cache=h / "cache" / "embeddings.sqlite", show_progress=show_progress)
+                    cache=h / "cache" / "embeddings.sqlite", show_progress=show_progress, precision=precision)
     pipe.fit(pool.texts, pool.labels, unlabeled=unlabeled.texts if unlabeled is not None else None)
     extra = dict(extra or {})
     lineage = dict(extra.pop("lineage", {}) or {})

@@ -14,6 +14,12 @@ The Trainer side uses `DataCollatorWithPadding` (dynamic padding to the longest 
 batch); adaptlab adds length bucketing (each batch holds texts of similar length, so it pads less).
 Target: ratio adaptlab/Trainer >= 1.0. Tokens/s counts real (non-padding) tokens: samples/s x the
 corpus's mean tokens per text.
+
+``--precisions no,bf16`` runs both in each precision (the rung's ``mixed_precision="bf16"``, the Trainer
+with ``bf16=True``) and prints the ratios against the Trainer in the same precision and in fp32, beside
+the roofline (``bench/roofline.py``): matmul limit per dtype at the model's shapes, and each run's
+achieved GFLOP/s counting 3x the encoder's forward FLOPs per text at its real length (the head is
+negligible).
 """
 from __future__ import annotations
 
@@ -50,7 +56,8 @@ def adaptlab_run(encoder, data, args, seed: int) -> dict:
     rung = get_rung("finetune", {"batch_size": args.batch_size, "max_length": args.seq_len, "head_lr": LR,
                                  "backbone_lr": LR, "layer_decay": 1.0, "weight_decay": WEIGHT_DECAY,
                                  "warmup_ratio": WARMUP_RATIO, "max_grad_norm": 1.0, "class_weighted": False,
-                                 "head_dropout": DROPOUT, "patience": 10**6})
+                                 "head_dropout": DROPOUT, "patience": 10**6,
+                                 "mixed_precision": args.precision})
     context = RungContext(classes=train.classes, encoder=encoder, budget=Budget(steps=steps))  # no home: no checkpoints
     times: list[float] = []
     rung.fit(train, val, seed=seed, context=context, callback=lambda step: times.append(time.perf_counter()))
@@ -101,6 +108,7 @@ def trainer_run(encoder, data, args, seed: int) -> dict:
             learning_rate=LR, warmup_steps=int(round(WARMUP_RATIO * steps)), weight_decay=WEIGHT_DECAY,
             max_grad_norm=1.0, lr_scheduler_type="linear", logging_strategy="no", save_strategy="no",
             report_to=[], use_cpu=args.device == "cpu", dataloader_num_workers=0, seed=seed, disable_tqdm=True,
+            bf16=args.precision == "bf16",
         )
         trainer = Trainer(model=model, args=targs, train_dataset=rows, callbacks=[Clock()],
                           data_collator=DataCollatorWithPadding(tok))
@@ -128,7 +136,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--threads", type=int, default=torch.get_num_threads())
     p.add_argument("--repeats", type=int, default=2, help="alternating runs of each; the best counts")
     p.add_argument("--device", default="cpu", help="cpu (default) or cuda")
+    p.add_argument("--precisions", default="no", help="comma-separated: no (float32), bf16 (default: no)")
     args = p.parse_args(argv)
+    precisions = [x.strip() for x in args.precisions.split(",") if x.strip()]
     if (args.warmup + args.steps) * args.batch_size > args.n:
         sys.exit(f"--n {args.n} is less than (warmup + steps) x batch size; the timed window must fit one epoch.")
     torch.set_num_threads(args.threads)
@@ -152,26 +162,46 @@ def main(argv: list[str] | None = None) -> None:
           f"steps/run, {args.threads} torch threads, device {args.device}, torch {torch.__version__}, "
           f"transformers {transformers.__version__}, {platform.machine()} {os.cpu_count()} CPUs "
           f"({platform.processor() or 'cpu'})")
-    best = {"adaptlab": None, "trainer": None}
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import roofline
+
+    cfg_m = encoder.model.config
+    flops_per_sample = 3 * roofline.encoder_flops(cfg_m, [(1, int(n)) for n in lengths]) / len(lengths)
+    dtypes = sorted({"bf16" if p == "bf16" else "fp32" for p in precisions})
+    limits = roofline.matmul_limits(cfg_m, tokens=args.batch_size * int(lengths.mean()), dtypes=dtypes)
+    print(f"roofline: {flops_per_sample / 1e9:.2f} GFLOP per text (3x forward); matmul limit "
+          + ", ".join(f"{d} {v['limit_gflops']:.0f} GFLOP/s" for d, v in limits.items())
+          + f"; cpu {roofline.cpu_model()} ({' '.join(roofline.cpu_flags())})")
+    best: dict = {}
     for r in range(args.repeats):
         order = (("adaptlab", adaptlab_run), ("trainer", trainer_run))
-        for name, fn in (order if r % 2 == 0 else order[::-1]):
-            res = fn(encoder, (train, val), args, seed=r)
-            print(f"  run {r + 1} {name:>8}: {res['samples_per_s']:7.2f} samples/s over the window "
-                  f"({res['steps']} steps in {res['seconds']:.1f}s), {res['median_samples_per_s']:7.2f} samples/s "
-                  f"at the median step ({res['median_step_s']:.3f}s)", flush=True)
-            if best[name] is None or res["samples_per_s"] > best[name]["samples_per_s"]:
-                best[name] = res
-    a, t = best["adaptlab"], best["trainer"]
+        for precision in precisions:
+            args.precision = precision
+            for name, fn in (order if r % 2 == 0 else order[::-1]):
+                res = fn(encoder, (train, val), args, seed=r)
+                print(f"  run {r + 1} {name:>8} {precision:>4}: {res['samples_per_s']:7.2f} samples/s over the window "
+                      f"({res['steps']} steps in {res['seconds']:.1f}s), {res['median_samples_per_s']:7.2f} samples/s "
+                      f"at the median step ({res['median_step_s']:.3f}s)", flush=True)
+                key = (name, precision)
+                if key not in best or res["samples_per_s"] > best[key]["samples_per_s"]:
+                    best[key] = res
     mean_tok = float(lengths.mean())
-    print(f"{'best run':>10} {'samples/s':>10} {'tokens/s':>10} {'median-step samples/s':>22}")
-    for label, r in (("adaptlab", a), ("Trainer", t)):
-        print(f"{label:>10} {r['samples_per_s']:10.2f} {r['samples_per_s'] * mean_tok:10.0f} "
-              f"{r['median_samples_per_s']:22.2f}")
-    ratio = a["samples_per_s"] / t["samples_per_s"]
-    median_ratio = a["median_samples_per_s"] / t["median_samples_per_s"]
-    print(f"ratio adaptlab/Trainer = {ratio:.2f} (median step: {median_ratio:.2f}; "
-          f"target >= 1.0: {'met' if ratio >= 1.0 else 'NOT met'})")
+    print(f"{'best run':>16} {'samples/s':>10} {'tokens/s':>10} {'median-step samples/s':>22} {'GFLOP/s':>8} {'share':>6}")
+    for (name, precision), r in best.items():
+        gflops = r["samples_per_s"] * flops_per_sample / 1e9
+        limit = limits["bf16" if precision == "bf16" else "fp32"]["limit_gflops"]
+        print(f"{name + ' ' + precision:>16} {r['samples_per_s']:10.2f} {r['samples_per_s'] * mean_tok:10.0f} "
+              f"{r['median_samples_per_s']:22.2f} {gflops:8.1f} {gflops / limit:6.0%}")
+    t32 = best.get(("trainer", "no"))
+    for precision in precisions:
+        a, t = best[("adaptlab", precision)], best[("trainer", precision)]
+        ratio = a["samples_per_s"] / t["samples_per_s"]
+        median_ratio = a["median_samples_per_s"] / t["median_samples_per_s"]
+        line = (f"ratio adaptlab/Trainer ({precision}) = {ratio:.2f} (median step: {median_ratio:.2f}; "
+                f"target >= 1.0: {'met' if ratio >= 1.0 else 'NOT met'})")
+        if t32 is not None and precision != "no":
+            line += f"; adaptlab {precision} / Trainer fp32 = {a['samples_per_s'] / t32['samples_per_s']:.2f}"
+        print(line)
 
 
 if __name__ == "__main__":

@@ -11,6 +11,13 @@ The Trainer side uses `DataCollatorForLanguageModeling` (dynamic padding to the 
 batch, full-vocabulary logits at every position). adaptlab adds length bucketing (batches of similar
 length) and computes logits only at the masked positions. Target: ratio adaptlab/Trainer >= 1.0.
 Tokens/s counts real (non-padding) tokens: samples/s x the corpus's mean tokens per text.
+
+``--precisions no,bf16`` runs both loops in each precision (adaptlab ``mixed_precision="bf16"``, the
+Trainer with ``bf16=True``) and prints every ratio against the Trainer in the same precision and in fp32.
+The roofline (``bench/roofline.py``): the machine's matmul rate per dtype at the model's Linear shapes,
+and each run's achieved GFLOP/s, counting 3x the encoder's forward FLOPs per text (forward + backward)
+at its real length. The MLM head is left out (adaptlab scores only the masked positions, the Trainer
+every position), so the count is the useful work both do.
 """
 from __future__ import annotations
 
@@ -37,7 +44,7 @@ def adaptlab_run(encoder, texts, args, seed: int) -> dict:
     from adaptlab.rungs.refit.train import train
 
     cfg = RefitConfig(batch_size=args.batch_size, max_seq_length=args.seq_len, lr=5e-5, estimate_steps=1,
-                      checkpoint_every=10**9, checkpoint_minutes=1e9)
+                      checkpoint_every=10**9, checkpoint_minutes=1e9, mixed_precision=args.precision)
     corpus = TokenizedCorpus.build(encoder.tokenizer, texts, args.seq_len)
     times: list[float] = []
     with torch.random.fork_rng():
@@ -72,7 +79,7 @@ def trainer_run(encoder, texts, args, seed: int) -> dict:
             output_dir=tmp, per_device_train_batch_size=args.batch_size, max_steps=args.warmup + args.steps,
             learning_rate=5e-5, warmup_steps=int(0.06 * (args.warmup + args.steps)), weight_decay=0.01, max_grad_norm=1.0, lr_scheduler_type="linear",
             logging_strategy="no", save_strategy="no", report_to=[], use_cpu=True, dataloader_num_workers=0,
-            seed=seed, disable_tqdm=True,
+            seed=seed, disable_tqdm=True, bf16=args.precision == "bf16",
         )
         trainer = Trainer(model=mlm, args=targs, train_dataset=data, callbacks=[Clock()],
                           data_collator=DataCollatorForLanguageModeling(tok, mlm_probability=0.15))
@@ -96,7 +103,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--seq-len", type=int, default=128)
     p.add_argument("--threads", type=int, default=torch.get_num_threads())
     p.add_argument("--repeats", type=int, default=1, help="alternating runs of each; the best counts")
+    p.add_argument("--precisions", default="no", help="comma-separated: no (float32), bf16 (default: no)")
     args = p.parse_args(argv)
+    precisions = [x.strip() for x in args.precisions.split(",") if x.strip()]
     torch.set_num_threads(args.threads)
     warnings.filterwarnings("ignore")
     from transformers.utils import logging as hf_logging
@@ -111,21 +120,42 @@ def main(argv: list[str] | None = None) -> None:
     print(f"adaptlab refit bench: {encoder.name}, {len(texts)} BBC texts (mean {lengths.mean():.1f} tokens at "
           f"max {args.seq_len}), batch {args.batch_size}, {args.warmup}+{args.steps} steps/run, "
           f"{args.threads} torch threads, torch {torch.__version__}, {platform.processor() or platform.machine()}")
-    best = {"adaptlab": None, "trainer": None}
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import roofline
+
+    cfg_m = encoder.model.config
+    flops_per_sample = 3 * roofline.encoder_flops(cfg_m, [(1, int(n)) for n in lengths]) / len(lengths)
+    dtypes = ["bf16" if p == "bf16" else "fp32" for p in precisions]
+    limits = roofline.matmul_limits(cfg_m, tokens=args.batch_size * int(lengths.mean()), dtypes=sorted(set(dtypes)))
+    print(f"roofline: {flops_per_sample / 1e9:.2f} GFLOP per text (3x forward); matmul limit "
+          + ", ".join(f"{d} {v['limit_gflops']:.0f} GFLOP/s" for d, v in limits.items())
+          + f"; cpu {roofline.cpu_model()} ({' '.join(roofline.cpu_flags())})")
+    best: dict = {}
     for r in range(args.repeats):
-        for name, fn in (("adaptlab", adaptlab_run), ("trainer", trainer_run)):
-            res = fn(encoder, texts, args, seed=r)
-            print(f"  run {r + 1} {name:>8}: {res['samples_per_s']:7.2f} samples/s "
-                  f"({res['steps']} steps in {res['seconds']:.1f}s)", flush=True)
-            if best[name] is None or res["samples_per_s"] > best[name]["samples_per_s"]:
-                best[name] = res
-    a, t = best["adaptlab"], best["trainer"]
+        for precision in precisions:
+            args.precision = precision
+            for name, fn in (("adaptlab", adaptlab_run), ("trainer", trainer_run)):
+                res = fn(encoder, texts, args, seed=r)
+                print(f"  run {r + 1} {name:>8} {precision:>4}: {res['samples_per_s']:7.2f} samples/s "
+                      f"({res['steps']} steps in {res['seconds']:.1f}s)", flush=True)
+                key = (name, precision)
+                if key not in best or res["samples_per_s"] > best[key]["samples_per_s"]:
+                    best[key] = res
     mean_tok = float(lengths.mean())
-    print(f"{'':>10} {'samples/s':>10} {'tokens/s':>10}")
-    print(f"{'adaptlab':>10} {a['samples_per_s']:10.2f} {a['samples_per_s'] * mean_tok:10.0f}")
-    print(f"{'Trainer':>10} {t['samples_per_s']:10.2f} {t['samples_per_s'] * mean_tok:10.0f}")
-    ratio = a["samples_per_s"] / t["samples_per_s"]
-    print(f"ratio adaptlab/Trainer = {ratio:.2f} (target >= 1.0: {'met' if ratio >= 1.0 else 'NOT met'})")
+    print(f"{'':>16} {'samples/s':>10} {'tokens/s':>10} {'GFLOP/s':>8} {'share':>6}")
+    for (name, precision), res in best.items():
+        gflops = res["samples_per_s"] * flops_per_sample / 1e9
+        limit = limits["bf16" if precision == "bf16" else "fp32"]["limit_gflops"]
+        print(f"{name + ' ' + precision:>16} {res['samples_per_s']:10.2f} {res['samples_per_s'] * mean_tok:10.0f} "
+              f"{gflops:8.1f} {gflops / limit:6.0%}")
+    t32 = best.get(("trainer", "no"))
+    for precision in precisions:
+        a, t = best[("adaptlab", precision)], best[("trainer", precision)]
+        ratio = a["samples_per_s"] / t["samples_per_s"]
+        line = f"ratio adaptlab/Trainer ({precision}) = {ratio:.2f} (target >= 1.0: {'met' if ratio >= 1.0 else 'NOT met'})"
+        if t32 is not None and precision != "no":
+            line += f"; adaptlab {precision} / Trainer fp32 = {a['samples_per_s'] / t32['samples_per_s']:.2f}"
+        print(line)
 
 
 if __name__ == "__main__":

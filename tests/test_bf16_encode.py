@@ -239,3 +239,17 @@ def test_packed_onednn_path_gives_the_plain_bf16_vectors(tiny_encoder, monkeypat
     assert packed.fingerprint == plain.fingerprint  # the same bf16 computation, kernels aside
     Xp, Xq = packed.encode(TEXTS), plain.encode(TEXTS)
     assert (Xp * Xq).sum(1).min() > 0.999
+
+
+def test_ship_from_a_study_takes_the_precision_its_gate_accepted(tmp_path, csv_file, tiny_encoder_dir):
+    home = tmp_path / "home"
+    r = runner.invoke(app, ["study", "run", "--data", str(csv_file), "--rungs", "tfidf,probe", "--seeds", "3",
+                            "--encoder", str(tiny_encoder_dir), "--precision", "bf16", "--precision-tolerance", "0.5",
+                            "--home", str(home), "--json"])
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["data"]["encode_precision"]["used"] == "bf16"
+    r = runner.invoke(app, ["ship", str(csv_file), "--study", "latest", "--rung", "probe", "--encoder",
+                            str(tiny_encoder_dir), "-o", str(tmp_path / "m"), "--home", str(home), "--json"])
+    assert r.exit_code == 0, r.output
+    card = next((tmp_path / "m" / "versions").glob("*/MODEL_CARD.md")).read_text()
+    assert "encoding precision: bf16" in card

@@ -49,3 +49,25 @@ def test_no_new_long_function_and_the_old_ones_only_shrink():
     assert not new, f"functions over {MAX_LINES} lines: {new}; split them along their stages"
     grown = {k: (found[k], n) for k, n in LONG_FUNCTIONS.items() if found.get(k, 0) > n}
     assert not grown, f"these long functions grew (now, then): {grown}"
+
+
+def test_refactors_keep_the_stored_ids(tmp_path):
+    """Study ids and result keys are content addresses of data, config, split and rung identity: a change that
+    moves one of them orphans every stored result. These were computed before the #20 refactors (commit
+    8702d8d) and must not move; the demo's id is the one the README's worked example printed on 2026-11-26."""
+    from adaptlab.config import StudyConfig
+    from adaptlab.data.bundled import load_bbc_news
+    from adaptlab.evaluate import Study
+    from adaptlab.store import content_key
+
+    bbc = load_bbc_news()
+    demo = StudyConfig(rungs=["tfidf", "probe"], seeds=5, name="demo: BBC News (5 topics)")
+    from adaptlab.encoders import load_encoder
+
+    demo_id = content_key("study", bbc.content_hash, demo.to_dict(), load_encoder().fingerprint)
+    assert demo_id.startswith("10dbd7f6979f")
+    small = bbc.subset(range(0, len(bbc), 7))
+    result = Study(StudyConfig(rungs=["tfidf"], seeds=2, n_boot=100), home=tmp_path).run(small)
+    assert result.study_id == "861f5c6f16d5e0037511c114f77b14fd"
+    assert sorted(p["result_key"] for p in result.per_seed) == [
+        "bf60ba8c2d002ee164847ae8fcd0e8f0", "f6531200f29f97717ae022dbd84642a6"]

@@ -113,6 +113,14 @@ def _form_rungs(rungs: list[str]) -> list[str]:
     return [r for r in dict.fromkeys(rungs) if r in RUNGS]
 
 
+def _posted_form(ui: UIContext, uid: str, rungs: list[str], seeds: str, compute_budget: str, time_budget: str,
+                 train_budget: str, refit_budget: str, split: str, params: dict) -> dict[str, Any]:
+    """The configure form as posted (kept to show it again), with what a study file put there."""
+    return {"rungs": rungs, "seeds": seeds, "compute_budget": compute_budget, "time_budget": time_budget,
+            "train_budget": train_budget, "refit_budget": refit_budget, "split": split, "params": params,
+            **_kept(ui, uid)}
+
+
 def _kept(ui: UIContext, uid: str) -> dict[str, Any]:
     """What an uploaded study file put in the form that the form has no field for."""
     saved = upload_meta(ui, uid).get("form") or {}
@@ -218,9 +226,8 @@ def plan(ui: Ui, uid: str, rungs: list[str] = Form([]), compute_budget: str = Fo
     meta = upload_meta(ui, uid)
     if "check" not in meta:
         return see_other(f"/data/{uid}")
-    form = {"rungs": _form_rungs(rungs), "seeds": seeds, "compute_budget": compute_budget,
-            "time_budget": time_budget, "train_budget": train_budget, "refit_budget": refit_budget, "split": split,
-            "params": params, **_kept(ui, uid)}
+    form = _posted_form(ui, uid, _form_rungs(rungs), seeds, compute_budget, time_budget, train_budget,
+                        refit_budget, split, params)
     data, unl, _ = _paths(ui, uid)
     cols = {k: (v or None) for k, v in meta["columns"].items()}
     try:
@@ -288,9 +295,8 @@ def start(ui: Ui, uid: str, rungs: list[str] = Form([]), seeds: str = Form("3"),
         return see_other(f"/data/{uid}")
     chosen = _form_rungs(rungs)
     whole = time_budget.strip()
-    form = {"rungs": chosen, "seeds": seeds, "compute_budget": compute_budget, "time_budget": time_budget,
-            "train_budget": train_budget, "refit_budget": refit_budget, "split": split, "params": param_texts,
-            **_kept(ui, uid)}
+    form = _posted_form(ui, uid, chosen, seeds, compute_budget, time_budget, train_budget, refit_budget, split,
+                        param_texts)
     try:
         cfg, n_seeds, name = _study_config(ui, meta, {**form, "rungs": rungs}, chosen, seeds, split, whole,
                                            train_budget, refit_budget)

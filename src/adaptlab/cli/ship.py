@@ -161,8 +161,10 @@ def retrain_cmd(
                                    "or text (e.g. the rows of an `adaptlab suggest` file left unlabeled), listing them."),
     json_out: bool = JsonOpt,
 ) -> None:
-    """Add new labels, check them, retrain the same way, and put the new version in use only if it does not
-    regress. A batch of labels far noisier than the old ones is held (nothing trained) until fixed or accepted."""
+    """Add new labels, check them, retrain; the new version is used only if it does not regress.
+
+    A batch of labels far noisier than the old ones is held (nothing trained) until fixed or accepted.
+    """
     from adaptlab.data.label_quality import issues_file_format
     from adaptlab.decide.policy import load_policy
     from adaptlab.ship import retrain, write_label_issues

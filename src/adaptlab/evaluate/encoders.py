@@ -358,6 +358,13 @@ def _check_compare_args(dataset: TextDataset, encoders: Sequence[EncoderSpec], p
         raise ConfigError.invalid("encoders", encoders, "at least two encoders (names, folders or Encoder objects)",
                                   "Comma-separate them on the command line, e.g. --encoders all-MiniLM-L6-v2,mpnet; "
                                   "`adaptlab encoders list` shows what is installed.")
+    from adaptlab.encoders.encoder import encoder_source
+
+    for spec in encoders:  # every name or folder resolves before the first candidate's minutes of work
+        if not (hasattr(spec, "encode") and hasattr(spec, "fingerprint")):
+            if not isinstance(spec, (str, Path)) or not str(spec).strip():
+                raise ConfigError.invalid("encoders", spec, "an encoder name, a folder path or an Encoder object")
+            encoder_source(str(spec).strip())
     for name, v in (("speed_texts", speed_texts), ("prescreen_max_texts", prescreen_max_texts)):
         if isinstance(v, bool) or not isinstance(v, int) or v < 1:
             raise ConfigError.invalid(name, v, "an integer >= 1")

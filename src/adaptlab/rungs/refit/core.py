@@ -154,7 +154,7 @@ def refit_encoder(
         model = build_objective(cfg.objective, encoder, cfg)
         outcome = train(model, corpus, cfg, budget=budget, seed=seed, checkpoint_dir=folder / "checkpoint",
                         show_progress=show_progress, callback=callback, log=say)
-    state, plan, rt = outcome.state, outcome.plan, outcome.runtime
+    state, rt = outcome.state, outcome.runtime
     body = model.release_body()
     body.eval()
     refit = Encoder.from_model(body, encoder.tokenizer, name=f"{encoder.name}-refit-{cfg.objective}",
@@ -172,40 +172,9 @@ def refit_encoder(
     # Always hand back the stored copy: a reused refit and a fresh one are then the same object.
     loaded = Encoder.from_pretrained(folder / "encoder", device=encoder.device)
     loaded.name = refit.name
-    elapsed = max(state.elapsed, 1e-9)
-    estimate = dict(state.estimate)
-    manifest = {
-        "key": key,
-        "schema": REFIT_SCHEMA,
-        "objective": cfg.objective,
-        "seed": int(seed),
-        "base_encoder": {"fingerprint": base_fp, **encoder.info},
-        "refit_encoder": {"fingerprint": loaded.fingerprint, "name": loaded.name},
-        "corpus": {"hash": corpus_hash, "n_texts": len(corpus_texts),
-                   "mean_tokens": float(corpus.lengths.mean()), **(corpus_info or {})},
-        "config": cfg.training_identity(),
-        "budget": str(budget),
-        "plan": plan.to_dict(),
-        "steps": state.step,
-        "epochs": state.samples / len(corpus_texts),
-        "tokens": state.tokens,
-        "samples": state.samples,
-        "wall_seconds": state.elapsed,
-        "total_seconds": time.perf_counter() - t0,
-        "samples_per_second": state.samples / elapsed,
-        "tokens_per_second": state.tokens / elapsed,
-        "loss_curve": state.losses,
-        "loss_first": state.losses[0] if state.losses else None,
-        "loss_last": state.losses[-1] if state.losses else None,
-        "estimate": estimate,
-        "estimate_vs_actual": (estimate.get("estimated_seconds", 0.0) / elapsed) if estimate else None,
-        "resumed_at": state.resumed_at,
-        "device": str(next(body.parameters()).device),
-        "runtime": {**rt.describe(), "skipped_steps": state.skipped_steps},
-        "torch_threads": torch.get_num_threads(),
-        "versions": {"torch": torch.__version__, "python": platform.python_version()},
-        "created_at": time.time(),
-    }
+    manifest = _manifest(key=key, cfg=cfg, seed=seed, encoder=encoder, base_fp=base_fp, refit=loaded,
+                         corpus=corpus, corpus_hash=corpus_hash, n_texts=len(corpus_texts), corpus_info=corpus_info,
+                         budget=budget, outcome=outcome, device=str(next(body.parameters()).device), t0=t0)
     if main:
         tmp_manifest = folder / "manifest.json.tmp"
         tmp_manifest.write_text(json.dumps(manifest, indent=1), encoding="utf-8")
@@ -218,6 +187,47 @@ def refit_encoder(
     say(f"refit {key[:12]}: {state.step} steps, {state.tokens:,} tokens in {state.elapsed:.1f}s "
         f"(loss {manifest['loss_first']:.3f} -> {manifest['loss_last']:.3f})")
     return RefitOutcome(encoder=loaded, key=key, path=folder, manifest=manifest, reused=False)
+
+
+def _manifest(*, key: str, cfg: RefitConfig, seed: int, encoder: Any, base_fp: str, refit: Any, corpus: Any,
+              corpus_hash: str, n_texts: int, corpus_info: Optional[dict[str, Any]], budget: Any, outcome: Any,
+              device: str, t0: float) -> dict[str, Any]:
+    """What a stored refit says about itself: inputs, plan, throughput, loss curve, runtime and versions."""
+    state, plan, rt = outcome.state, outcome.plan, outcome.runtime
+    elapsed = max(state.elapsed, 1e-9)
+    estimate = dict(state.estimate)
+    return {
+        "key": key,
+        "schema": REFIT_SCHEMA,
+        "objective": cfg.objective,
+        "seed": int(seed),
+        "base_encoder": {"fingerprint": base_fp, **encoder.info},
+        "refit_encoder": {"fingerprint": refit.fingerprint, "name": refit.name},
+        "corpus": {"hash": corpus_hash, "n_texts": n_texts,
+                   "mean_tokens": float(corpus.lengths.mean()), **(corpus_info or {})},
+        "config": cfg.training_identity(),
+        "budget": str(budget),
+        "plan": plan.to_dict(),
+        "steps": state.step,
+        "epochs": state.samples / n_texts,
+        "tokens": state.tokens,
+        "samples": state.samples,
+        "wall_seconds": state.elapsed,
+        "total_seconds": time.perf_counter() - t0,
+        "samples_per_second": state.samples / elapsed,
+        "tokens_per_second": state.tokens / elapsed,
+        "loss_curve": state.losses,
+        "loss_first": state.losses[0] if state.losses else None,
+        "loss_last": state.losses[-1] if state.losses else None,
+        "estimate": estimate,
+        "estimate_vs_actual": (estimate.get("estimated_seconds", 0.0) / elapsed) if estimate else None,
+        "resumed_at": state.resumed_at,
+        "device": device,
+        "runtime": {**rt.describe(), "skipped_steps": state.skipped_steps},
+        "torch_threads": torch.get_num_threads(),
+        "versions": {"torch": torch.__version__, "python": platform.python_version()},
+        "created_at": time.time(),
+    }
 
 
 class RefitBusyError(AdaptlabError):

@@ -399,12 +399,7 @@ def train(
     batches0 = corpus.epoch_batches(cfg.batch_size, seed, 0)
     measured = measure_seconds_per_step(model, corpus, batches0, cfg.estimate_steps, generator, rt.autocast)
     resume_step = ckpt.step()
-    if resume_step is not None:
-        saved_total = int(json.loads((ckpt.folder / "state.json").read_text())["total_steps"])
-        plan = make_plan(corpus, cfg.batch_size, budget, sec_per_step=measured["seconds_per_step"])
-        plan.total_steps = saved_total  # a wall-clock plan must not change between sessions
-    else:
-        plan = make_plan(corpus, cfg.batch_size, budget, sec_per_step=measured["seconds_per_step"])
+    plan = _session_plan(ckpt, resume_step, corpus, cfg, budget, measured)
     # A wall-clock plan comes from each process's own timing: every process follows the main one's.
     plan.total_steps = int(rt.broadcast(plan.total_steps))
     optimizer, scheduler = _optimizer(model, cfg, plan.total_steps)
@@ -414,31 +409,7 @@ def train(
         log(f"refit: resuming from the checkpoint at step {state.step}/{state.total_steps}")
     else:
         state = TrainState(total_steps=plan.total_steps)
-    remaining = max(0, plan.total_steps - state.step)
-    est_seconds = remaining * measured["seconds_per_step"]
-    avg_tokens_per_step = float(corpus.lengths.mean()) * min(cfg.batch_size, len(corpus))
-    estimate = {"seconds_per_step": measured["seconds_per_step"], "steps": remaining,
-                "estimated_seconds": est_seconds, "measured_passes": measured["measured_passes"],
-                "limit_hours": cfg.max_hours, "over_limit": False}
-    if plan.stop_seconds is not None:
-        estimate["estimated_seconds"] = est_seconds = min(est_seconds, plan.stop_seconds)
-    log(f"refit: {plan.total_steps} steps ({budget}) on {len(corpus):,} texts; measured "
-        f"{measured['seconds_per_step']:.3f} s/step -> estimated {_hms(est_seconds)}")
-    limit = cfg.max_hours * 3600.0
-    if est_seconds > limit:
-        fit_steps = int(limit / max(measured["seconds_per_step"], 1e-9))
-        estimate.update(over_limit=True, steps_that_fit=fit_steps, tokens_that_fit=int(fit_steps * avg_tokens_per_step))
-        warnings.warn(RefitTimeWarning(
-            f"the refit is estimated at {est_seconds / 3600:.1f} h ({remaining:,} steps x "
-            f"{measured['seconds_per_step']:.3f} s), more than max_hours={cfg.max_hours:g}. About {fit_steps:,} "
-            f"steps (~{estimate['tokens_that_fit']:,} tokens) fit in {cfg.max_hours:g} h: pass "
-            f"budget='{fit_steps}steps' or budget='{cfg.max_hours:g}h'. Beyond {cfg.max_hours:g} h a quarterly "
-            "rerun is an engineer-in-the-loop task, not something a review coordinator reruns."
-        ), stacklevel=3)
-    if not state.estimate:
-        state.estimate = dict(estimate)  # the estimate made before the first step is the one reported
-    else:
-        state.estimate["last_session"] = dict(estimate)
+    _estimate_session(state, plan, measured, corpus, cfg, budget, log)
 
     params = [p for p in model.parameters() if p.requires_grad]
     train_module = rt.wrap(model)
@@ -503,24 +474,75 @@ def train(
                     bar.set_postfix(loss=f"{value:.4f}")
                 if callback is not None:
                     callback(state.step, value, model)
-                due = (state.step % cfg.checkpoint_every == 0
-                       or rt.any(now - last_ckpt_time >= cfg.checkpoint_minutes * 60.0))
-                requested = rt.any(stop.requested)
-                if requested or (due and state.step < plan.total_steps):
-                    if rt.is_main and _weights_finite(params):
-                        ckpt.save(model, optimizer, scheduler, generator, state, scaler=rt.scaler_state())
-                    rt.wait()
-                    last_ckpt_time = time.perf_counter()
-                    if requested:
-                        raise KeyboardInterrupt(
-                            f"refit interrupted at step {state.step}; the checkpoint is in {ckpt.folder}. "
-                            "Run the same command again to resume from it."
-                        )
+                last_ckpt_time = _checkpoint_if_due(rt, ckpt, cfg, state, plan, stop.requested, now, last_ckpt_time,
+                                                    params, (model, optimizer, scheduler, generator))
     finally:
         if bar is not None:
             bar.close()
         rt.unwrap(train_module)  # takes accelerate's autocast wrapper off the model's forward
     return TrainOutcome(state=state, plan=plan, runtime=rt)
+
+
+def _checkpoint_if_due(rt: Any, ckpt: Any, cfg: Any, state: TrainState, plan: Any, stop_requested: bool, now: float,
+                       last_ckpt_time: float, params: list, parts: tuple) -> float:
+    """Save a checkpoint every ``checkpoint_every`` steps or ``checkpoint_minutes``, and on a stop request (then
+    stop, saying how to resume); returns the time of the last checkpoint."""
+    model, optimizer, scheduler, generator = parts
+    due = (state.step % cfg.checkpoint_every == 0
+           or rt.any(now - last_ckpt_time >= cfg.checkpoint_minutes * 60.0))
+    requested = rt.any(stop_requested)
+    if requested or (due and state.step < plan.total_steps):
+        if rt.is_main and _weights_finite(params):
+            ckpt.save(model, optimizer, scheduler, generator, state, scaler=rt.scaler_state())
+        rt.wait()
+        last_ckpt_time = time.perf_counter()
+        if requested:
+            raise KeyboardInterrupt(
+                f"refit interrupted at step {state.step}; the checkpoint is in {ckpt.folder}. "
+                "Run the same command again to resume from it."
+            )
+    return last_ckpt_time
+
+
+def _estimate_session(state: TrainState, plan: Any, measured: dict[str, Any], corpus: Any, cfg: Any, budget: Any,
+                      log: Callable[[str], None]) -> None:
+    """Estimate this session's time from the measured step time, say it, warn beyond ``max_hours``, and keep the
+    first session's estimate in ``state.estimate`` (later sessions under ``last_session``)."""
+    remaining = max(0, plan.total_steps - state.step)
+    est_seconds = remaining * measured["seconds_per_step"]
+    avg_tokens_per_step = float(corpus.lengths.mean()) * min(cfg.batch_size, len(corpus))
+    estimate = {"seconds_per_step": measured["seconds_per_step"], "steps": remaining,
+                "estimated_seconds": est_seconds, "measured_passes": measured["measured_passes"],
+                "limit_hours": cfg.max_hours, "over_limit": False}
+    if plan.stop_seconds is not None:
+        estimate["estimated_seconds"] = est_seconds = min(est_seconds, plan.stop_seconds)
+    log(f"refit: {plan.total_steps} steps ({budget}) on {len(corpus):,} texts; measured "
+        f"{measured['seconds_per_step']:.3f} s/step -> estimated {_hms(est_seconds)}")
+    limit = cfg.max_hours * 3600.0
+    if est_seconds > limit:
+        fit_steps = int(limit / max(measured["seconds_per_step"], 1e-9))
+        estimate.update(over_limit=True, steps_that_fit=fit_steps, tokens_that_fit=int(fit_steps * avg_tokens_per_step))
+        warnings.warn(RefitTimeWarning(
+            f"the refit is estimated at {est_seconds / 3600:.1f} h ({remaining:,} steps x "
+            f"{measured['seconds_per_step']:.3f} s), more than max_hours={cfg.max_hours:g}. About {fit_steps:,} "
+            f"steps (~{estimate['tokens_that_fit']:,} tokens) fit in {cfg.max_hours:g} h: pass "
+            f"budget='{fit_steps}steps' or budget='{cfg.max_hours:g}h'. Beyond {cfg.max_hours:g} h a quarterly "
+            "rerun is an engineer-in-the-loop task, not something a review coordinator reruns."
+        ), stacklevel=3)
+    if not state.estimate:
+        state.estimate = dict(estimate)  # the estimate made before the first step is the one reported
+    else:
+        state.estimate["last_session"] = dict(estimate)
+
+
+def _session_plan(ckpt: Any, resume_step: Optional[int], corpus: Any, cfg: Any, budget: Any,
+                  measured: dict[str, Any]) -> Any:
+    """The step plan; a resumed refit keeps the total its first session planned (a wall-clock plan must not
+    change between sessions)."""
+    plan = make_plan(corpus, cfg.batch_size, budget, sec_per_step=measured["seconds_per_step"])
+    if resume_step is not None:
+        plan.total_steps = int(json.loads((ckpt.folder / "state.json").read_text())["total_steps"])
+    return plan
 
 
 def _step_stats(rt: TrainingRuntime, loss: torch.Tensor, n_tokens: int, idle: bool) -> tuple[float, int]:

@@ -10,14 +10,15 @@ Row numbers (``TextDataset.rows``, and every row in error messages) point back i
 Encoding: files are read as UTF-8 (a BOM is accepted; a UTF-16 file with a BOM is decoded as such).
 A file that is not valid UTF-8 is never decoded by guesswork: the error says whether it looks like a
 legacy single-byte encoding (pass ``encoding="cp1252"``) or mixes encodings line by line (re-save it).
+
+The records come from :func:`adaptlab.data.reader.open_records`, the reader `adaptlab predict` streams
+with, so both read a file the same way; this module collects them into columns and validates them.
 """
 from __future__ import annotations
 
 import codecs
 import difflib
 import gzip
-import io
-import json
 import logging
 import re
 import warnings
@@ -31,6 +32,15 @@ import numpy as np
 import pandas as pd
 
 from adaptlab.data.dataset import TextDataset
+from adaptlab.data.reader import (  # noqa: F401  (codec_for, other_separator: part of this module's API before)
+    SUPPORTED_SUFFIXES,
+    RecordReader,
+    check_input_file,
+    codec_for,
+    detect_format,
+    open_records,
+    other_separator,
+)
 from adaptlab.data.validate import ROW_LEVEL_CODES, _validate_positions, is_missing
 from adaptlab.errors import ConfigError, DataError, DataValidationError, Problem
 
@@ -50,15 +60,6 @@ logger = logging.getLogger(__name__)
 TEXT_COLUMN_CANDIDATES = ("text", "sentence", "content", "abstract", "document", "body")
 #: Column names tried, in order, when ``label_col`` is not given (compared case-insensitively).
 LABEL_COLUMN_CANDIDATES = ("label", "labels", "target", "class", "category", "y")
-#: File suffixes read, and their format. Text formats may also be gzipped (``.csv.gz``).
-SUPPORTED_SUFFIXES = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet"}
-
-_FORMAT_HINTS = {
-    ".json": "if it is a JSON array of objects, save it as JSON Lines (.jsonl), one object per line",
-    ".xlsx": "in Excel use File > Save As > 'CSV UTF-8 (Comma delimited)'",
-    ".xls": "in Excel use File > Save As > 'CSV UTF-8 (Comma delimited)'",
-    ".txt": "if it is comma- or tab-separated with a header line, rename it to .csv or .tsv",
-}
 _INTEGRAL_FLOAT = re.compile(r"^[+-]?\d+\.0+$")
 # Digit strings this long are not dates written out (20240131 has 8 digits) but Unix epoch seconds.
 _EPOCH = re.compile(r"^[+-]?\d{9,}(\.\d*)?$")
@@ -156,21 +157,6 @@ class _Table:
 # --------------------------------------------------------------------------------------- reading
 
 
-def detect_format(path: Path) -> tuple[str, bool]:
-    suffixes = [s.lower() for s in path.suffixes]
-    gz = bool(suffixes) and suffixes[-1] == ".gz"
-    suffix = (suffixes[-2] if len(suffixes) >= 2 else "") if gz else (suffixes[-1] if suffixes else "")
-    fmt = SUPPORTED_SUFFIXES.get(suffix)
-    if fmt is None or (gz and fmt == "parquet"):
-        shown = "".join(path.suffixes[-2:] if gz else path.suffixes[-1:]) or "(none)"
-        hint = _FORMAT_HINTS.get(suffix, "convert the file to one of these formats, or rename it if it already is one")
-        raise DataError(
-            f"{path}: cannot read files of type {shown!r}. adaptlab reads .csv, .tsv, .jsonl, .ndjson and "
-            f".parquet (text formats may be gzipped, e.g. .csv.gz). Fix: {hint}."
-        )
-    return fmt, gz
-
-
 def _line_of(data: bytes, offset: int) -> int:
     return data.count(b"\n", 0, offset) + 1
 
@@ -178,37 +164,6 @@ def _line_of(data: bytes, offset: int) -> int:
 def _fmt_lines(lines: list[int], limit: int = 8) -> str:
     shown = ", ".join(str(n) for n in lines[:limit])
     return shown + (f" and {len(lines) - limit} more" if len(lines) > limit else "")
-
-
-def codec_for(encoding: str) -> str:
-    """The codec that decodes a file saved in ``encoding`` (checked: a clear error for an unknown name).
-
-    UTF-8 reads as ``utf-8-sig``: it also accepts a file without a BOM and drops the BOM from the
-    first header. Shared by `load_dataset` and the streaming reader of `adaptlab predict`.
-
-    Example:
-        >>> codec_for("UTF8"), codec_for("cp1252")
-        ('utf-8-sig', 'cp1252')
-    """
-    try:
-        canonical = codecs.lookup(encoding).name
-    except LookupError:
-        raise ConfigError.invalid(
-            "encoding", encoding, "a Python codec name such as 'utf-8', 'cp1252' or 'latin-1'"
-        ) from None
-    return "utf-8-sig" if canonical == "utf-8" else encoding
-
-
-def other_separator(header: str) -> Optional[str]:
-    """The separator of a "CSV" whose header parsed as one field: ';' or tab when it holds one, else None.
-
-    European Excel writes ';'-separated CSV; a single header field holding ';' gives it away.
-
-    Example:
-        >>> other_separator("text;label"), other_separator("text")
-        (';', None)
-    """
-    return next((alt for alt in (";", "\t") if alt in header), None)
 
 
 def _decode(data: bytes, encoding: Optional[str], name: str) -> tuple[str, str]:
@@ -276,105 +231,79 @@ def _decode(data: bytes, encoding: Optional[str], name: str) -> tuple[str, str]:
     )
 
 
-def _read_text_table(path: Path, fmt: str, gz: bool, encoding: Optional[str]) -> _Table:
+def _read_table(path: Path, encoding: Optional[str]) -> _Table:
+    """The file's columns, read record by record through the shared reader (`adaptlab.data.reader`)."""
     try:
-        data = gzip.decompress(path.read_bytes()) if gz else path.read_bytes()
-    except (OSError, EOFError) as e:
-        raise DataError(f"{path}: cannot read the file ({e}). Fix: check the path and the file permissions.") from None
-    text, used = _decode(data, encoding, str(path))
-    if fmt == "jsonl":
-        return _parse_jsonl(text, path, used)
+        with open_records(path, encoding=encoding, strict_bytes=True) as records:
+            if records.fmt == "parquet":
+                return _collect_parquet(records, path)
+            collect = _collect_jsonl if records.fmt == "jsonl" else _collect_csv
+            return collect(records, path)
+    except UnicodeDecodeError:
+        # Stopped at the first bad byte; reread the bytes once to say which lines and which encoding.
+        _decode(_raw_bytes(path), encoding, str(path))
+        raise DataError(f"{path} cannot be decoded. Fix: re-save the file as UTF-8.") from None
 
-    sep = "\t" if fmt == "tsv" else ","
-    df = _read_csv(text, sep, path)
-    if fmt == "csv" and df.shape[1] == 1 and (alt := other_separator(str(df.columns[0]))) is not None:
-        df = _read_csv(text, alt, path)
-    columns = [str(c) for c in df.columns]
-    if len(df) == 0:
+
+def _raw_bytes(path: Path) -> bytes:
+    data = path.read_bytes()
+    return gzip.decompress(data) if path.name.lower().endswith(".gz") else data
+
+
+def _collect_csv(records: RecordReader, path: Path) -> _Table:
+    n_cols = len(records.columns)
+    values: list[list[str]] = [[] for _ in range(n_cols)]
+    rows: list[int] = []
+    for rec in records:
+        fields = rec.values
+        if rec.problem is not None and not (rec.problem[0] == "wrong_field_count" and len(fields) < n_cols):
+            kind = "TSV" if records.fmt == "tsv" else "CSV"
+            raise DataError(
+                f"{path} is not valid {kind}: {rec.problem[1]} (line {rec.line}). Fix: quote fields that contain "
+                "the separator or line breaks (\"like, this\"), or save the file again from a spreadsheet "
+                "program with 'CSV UTF-8'."
+            )
+        if len(fields) < n_cols:  # a short record reads as empty trailing fields, as pandas reads it
+            fields = fields + [""] * (n_cols - len(fields))
+        for column, v in zip(values, fields):
+            column.append(v)
+        rows.append(rec.number)
+    if not rows:
         raise DataError(
-            f"{path} has a header ({', '.join(columns[:10])}) but no data rows. Fix: check that you "
+            f"{path} has a header ({', '.join(records.columns[:10])}) but no data rows. Fix: check that you "
             "passed the right file."
         )
-    df.columns = columns
-    return _Table(
-        columns=columns,
-        get=lambda c: df[c].tolist(),
-        rows=list(range(1, len(df) + 1)),
-        fmt=fmt,
-        encoding=used,
-    )
+    by_name = dict(zip(records.columns, values))
+    return _Table(columns=records.columns, get=by_name.__getitem__, rows=rows, fmt=records.fmt,
+                  encoding=records.encoding)
 
 
-def _read_csv(text: str, sep: str, path: Path) -> pd.DataFrame:
-    try:
-        # dtype=str + no NA filtering: "" stays "", and a text that reads "NA" or "null" stays text.
-        return pd.read_csv(io.StringIO(text), sep=sep, dtype=str, keep_default_na=False, na_filter=False)
-    except pd.errors.EmptyDataError:
-        raise DataError(f"{path} is empty. Fix: check that you passed the right file.") from None
-    except pd.errors.ParserError as e:
-        raise DataError(
-            f"{path} is not valid {'TSV' if sep == chr(9) else 'CSV'}: {str(e).strip()}. Fix: quote fields that "
-            "contain the separator or line breaks (\"like, this\"), or save the file again from a "
-            "spreadsheet program with 'CSV UTF-8'."
-        ) from None
-
-
-def _parse_jsonl(text: str, path: Path, used: str) -> _Table:
-    records: list[dict] = []
+def _collect_jsonl(records: RecordReader, path: Path) -> _Table:
+    objects: list[dict] = []
     rows: list[int] = []
-    # split on "\n" only: U+2028 and friends are legal inside JSON strings.
-    for n, line in enumerate(text.split("\n"), start=1):
-        s = line.strip()
-        if not s:
-            continue
-        try:
-            obj = json.loads(s)
-        except json.JSONDecodeError as e:
-            hint = ""
-            if n == 1 and s.startswith("["):
-                hint = " The file looks like one JSON array; JSON Lines needs one object per line."
+    for rec in records:
+        if rec.problem is not None:
             raise DataError(
-                f"{path} line {n} is not valid JSON ({e.msg}, column {e.colno}): {s[:80]!r}.{hint} Fix: "
+                f"{path} line {rec.line} {rec.problem[1].removeprefix('the line ')}: {rec.preview[:80]!r}. Fix: "
                 "each line must hold one JSON object, e.g. {\"text\": \"...\", \"label\": \"...\"}."
-            ) from None
-        if not isinstance(obj, dict):
-            raise DataError(
-                f"{path} line {n} holds a JSON {type(obj).__name__}, not an object. Fix: each line must hold "
-                "one JSON object, e.g. {\"text\": \"...\", \"label\": \"...\"}."
             )
-        records.append(obj)
-        rows.append(n)
-    if not records:
+        objects.append(rec.values)
+        rows.append(rec.line)
+    if not objects:
         raise DataError(f"{path} has no JSON records. Fix: check that you passed the right file.")
-    columns = list(dict.fromkeys(k for r in records for k in r))
-    return _Table(
-        columns=columns,
-        get=lambda c: [r.get(c) for r in records],
-        rows=rows,
-        fmt="jsonl",
-        encoding=used,
-    )
+    columns = list(dict.fromkeys(k for r in objects for k in r))
+    return _Table(columns=columns, get=lambda c: [r.get(c) for r in objects], rows=rows, fmt="jsonl",
+                  encoding=records.encoding)
 
 
-def _read_parquet(path: Path) -> _Table:
-    import pyarrow.parquet as pq
+def _collect_parquet(records: Any, path: Path) -> _Table:
+    import pyarrow as pa
 
-    try:
-        table = pq.read_table(path)
-    except Exception as e:  # pyarrow raises several unrelated types for a bad file
-        raise DataError(
-            f"{path} cannot be read as Parquet ({type(e).__name__}: {e}). Fix: check that the file is a "
-            "complete Parquet file (not a renamed CSV), or export it again."
-        ) from None
+    table = pa.Table.from_batches(list(records.batches()), schema=records.schema)
     if table.num_rows == 0:
         raise DataError(f"{path} has no rows. Fix: check that you passed the right file.")
-    return _Table(
-        columns=[str(c) for c in table.column_names],
-        get=lambda c: table.column(c).to_pylist(),
-        rows=list(range(1, table.num_rows + 1)),
-        fmt="parquet",
-        encoding=None,
-    )
+    return _Table(columns=records.columns, get=lambda c: table.column(c).to_pylist(),
+                  rows=list(range(1, table.num_rows + 1)), fmt="parquet", encoding=None)
 
 
 # --------------------------------------------------------------------------------------- columns
@@ -545,19 +474,6 @@ def load_dataset(
 ) -> tuple[TextDataset, LoadReport]: ...
 
 
-def check_input_file(path: Path) -> None:
-    """Refuse a missing path (naming files with similar names) or a folder, with the fix."""
-    if not path.exists():
-        near = ""
-        if path.parent.is_dir():
-            close = difflib.get_close_matches(path.name, [p.name for p in path.parent.iterdir()], n=3)
-            if close:
-                near = f" Files with similar names there: {', '.join(close)}."
-        raise DataError(f"{path} does not exist.{near} Fix: check the path (it is relative to {Path.cwd()}).")
-    if path.is_dir():
-        raise DataError(f"{path} is a folder, not a file. Fix: pass the path of the data file inside it.")
-
-
 def load_dataset(
     path: Union[str, Path],
     *,
@@ -615,8 +531,8 @@ def load_dataset(
         raise ConfigError.invalid("on_invalid", on_invalid, "'error' or 'drop'")
     path = Path(path).expanduser()
     check_input_file(path)
-    fmt, gz = detect_format(path)
-    table = _read_parquet(path) if fmt == "parquet" else _read_text_table(path, fmt, gz, encoding)
+    fmt, _ = detect_format(path)
+    table = _read_table(path, encoding)
     roles = _resolve_roles(table.columns, path, text_col=text_col, label_col=label_col, group_col=group_col,
                            time_col=time_col, id_col=id_col, require_labels=require_labels)
     ds, raw_ts = _build_dataset(table, roles, path, require_labels)

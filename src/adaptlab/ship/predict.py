@@ -17,7 +17,6 @@ renamed only when the whole input has been read, so a file at the output path is
 """
 from __future__ import annotations
 
-import codecs
 import contextlib
 import csv
 import gzip
@@ -25,9 +24,7 @@ import io
 import json
 import os
 import secrets
-import sys
 import time
-import zlib
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,17 +32,10 @@ from typing import Any, Iterator, Optional, Union
 
 import numpy as np
 
-# The loader's rules for formats and columns are the contract users already know from `load_dataset`;
-# they are reused here, not copied, so both readers agree on what a file means.
-from adaptlab.data.load import (
-    TEXT_COLUMN_CANDIDATES,
-    check_input_file,
-    codec_for,
-    detect_format,
-    other_separator,
-    resolve_column,
-    show_columns,
-)
+# The loader's rules for columns are the contract users already know from `load_dataset`, and the
+# records come from the same reader, so `load_dataset` and `predict` agree on what a file means.
+from adaptlab.data.load import TEXT_COLUMN_CANDIDATES, resolve_column, show_columns
+from adaptlab.data.reader import RecordReader, bad_char, check_input_file, detect_format, open_records
 from adaptlab.errors import ConfigError, DataError
 
 __all__ = ["predict_file", "PredictReport", "OUTPUT_SUFFIXES", "REJECT_COLUMNS"]
@@ -223,374 +213,62 @@ class _Row:
 
 
 class _Reader:
-    fmt: str
-    encoding: Optional[str] = None
-    columns: list[str]
-    text_col: Optional[str]
-    id_col: Optional[str]
-    id_type: Any = None  # pyarrow type of the id column (Parquet input), kept in Parquet output
-    unit: str = "B"
-    total: Optional[int] = None
+    """The input's rows, with the text and id pulled out of each record of the shared reader."""
+
+    def __init__(self, records: RecordReader, text_col: Optional[str], id_col: Optional[str]) -> None:
+        self.records, self.text_col, self.id_col = records, text_col, id_col
+        self.fmt, self.encoding, self.columns = records.fmt, records.encoding, records.columns
+        self.unit, self.total = records.unit, records.total
+        self.id_type: Any = None  # pyarrow type of the id column (Parquet input), kept in Parquet output
 
     def position(self) -> int:
-        raise NotImplementedError
-
-    def __iter__(self) -> Iterator[_Row]:
-        raise NotImplementedError
+        return self.records.position()
 
     def close(self) -> None:
-        pass
-
-
-def _codec(path: Path, gz: bool, encoding: Optional[str]) -> tuple[str, str]:
-    """(codec used to decode, encoding name reported) for a text input."""
-    if encoding is not None:
-        return codec_for(encoding), encoding
-    with _open_binary(path, gz) as (_, f):
-        head = _read_guarded(path, lambda: f.read(4))
-    if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
-        # A UTF-16 BOM is unambiguous (Excel's "Unicode text" export): no guessing involved.
-        return "utf-16", "utf-16"
-    return "utf-8-sig", "utf-8"
-
-
-@contextlib.contextmanager
-def _open_binary(path: Path, gz: bool) -> Iterator[tuple[Any, Any]]:
-    raw = open(path, "rb")
-    try:
-        yield raw, (gzip.GzipFile(fileobj=raw, mode="rb") if gz else raw)
-    finally:
-        raw.close()
-
-
-def _read_guarded(path: Path, fn: Any) -> Any:
-    try:
-        return fn()
-    except (gzip.BadGzipFile, EOFError, zlib.error, UnicodeDecodeError) as e:
-        raise _stream_error(path, e) from None
-
-
-def _stream_error(path: Path, e: Exception) -> DataError:
-    if isinstance(e, UnicodeDecodeError):
-        return DataError(
-            f"{path} cannot be decoded as {e.encoding} ({e.reason}). Fix: pass the encoding the file was saved "
-            "with (CLI: --encoding NAME), or re-save the file as UTF-8."
-        )
-    return DataError(
-        f"{path} is not a complete gzip file ({e}). Fix: check that the download or copy finished, or "
-        "pass the uncompressed file."
-    )
-
-
-class _TextSource:
-    """A text input opened for streaming: undecodable bytes become surrogates (checked per row)."""
-
-    def __init__(self, path: Path, gz: bool, codec: str, newline: str) -> None:
-        self.raw = open(path, "rb")
-        binary = gzip.GzipFile(fileobj=self.raw, mode="rb") if gz else self.raw
-        # surrogateescape keeps every record boundary intact (separators, quotes and newlines are
-        # ASCII), so one bad byte costs one row, not the file.
-        self.stream = io.TextIOWrapper(binary, encoding=codec, errors="surrogateescape", newline=newline)
-
-    def position(self) -> int:
-        try:
-            return self.raw.tell()
-        except (OSError, ValueError):
-            return 0
-
-    def close(self) -> None:
-        with contextlib.suppress(Exception):
-            self.stream.close()  # a GzipFile given a fileobj leaves it open
-        self.raw.close()
-
-
-class _Lines:
-    """The stream's lines, noting when the csv reader had to read past the last one.
-
-    The csv module (non-strict, like pandas) returns a record cut off by the end of the file inside a
-    quoted field as if it were complete; reaching the end in the middle of a record is how to tell.
-    """
-
-    def __init__(self, stream: Any) -> None:
-        self.stream = stream
-        self.exhausted = False
-
-    def __iter__(self) -> "_Lines":
-        return self
-
-    def __next__(self) -> str:
-        line = self.stream.readline()
-        if not line:
-            self.exhausted = True
-            raise StopIteration
-        return line
-
-
-@contextlib.contextmanager
-def _large_csv_fields() -> Iterator[None]:
-    # The csv module's default field limit (128 KiB) is smaller than some documents.
-    old = csv.field_size_limit()
-    csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
-    try:
-        yield
-    finally:
-        csv.field_size_limit(old)
-
-
-class _CsvReader(_Reader):
-    def __init__(self, path: Path, fmt: str, gz: bool, encoding: Optional[str],
-                 text_col: Optional[str], id_col: Optional[str]) -> None:
-        self.path, self.fmt, self.gz = path, fmt, gz
-        self.codec, self.encoding = _codec(path, gz, encoding)
-        self.total = path.stat().st_size
-        self.delimiter = "\t" if fmt == "tsv" else ","
-        header = self._open()
-        if fmt == "csv" and len(header) == 1 and (alt := other_separator(header[0])) is not None:
-            self.close()  # the same rule as load_dataset
-            self.delimiter = alt
-            header = self._open()
-        if any(_bad_char(h) is not None for h in header):
-            self.close()
-            raise DataError(
-                f"{path}: the header line is not valid {self.encoding}. Fix: pass the encoding the file was "
-                "saved with (CLI: --encoding NAME, e.g. cp1252 for Excel on Windows), or re-save it as UTF-8."
-            )
-        self.columns = header
-        try:
-            self.text_col = resolve_column("text", text_col, header, path, TEXT_COLUMN_CANDIDATES)
-            self.id_col = _resolve_id(id_col, header, path)
-            _check_distinct(self.text_col, self.id_col, header, path)
-        except DataError:
-            self.close()
-            raise
-        self.text_idx = header.index(self.text_col)
-        self.id_idx = header.index(self.id_col) if self.id_col is not None else None
-
-    def _open(self) -> list[str]:
-        self.source = _TextSource(self.path, self.gz, self.codec, newline="")
-        self.lines = _Lines(self.source.stream)
-        self.reader = csv.reader(self.lines, delimiter=self.delimiter)
-        try:
-            with _large_csv_fields():
-                header = _read_guarded(self.path, lambda: next(self.reader, None))
-        except BaseException:
-            self.close()
-            raise
-        if header is None or not any(h.strip() for h in header):
-            self.close()
-            what = "is empty" if header is None else "starts with a blank line instead of a header"
-            raise DataError(f"{self.path} {what}. Fix: the first line must name the columns, e.g. id,text.")
-        return header
-
-    def position(self) -> int:
-        return self.source.position()
-
-    def close(self) -> None:
-        self.source.close()
-
-    def __iter__(self) -> Iterator[_Row]:
-        n_cols, ti, ii = len(self.columns), self.text_idx, self.id_idx
-        reader = self.reader
-        prev = reader.line_num
-        with _large_csv_fields():
-            while True:
-                start = prev + 1
-                try:
-                    rec = next(reader)
-                except StopIteration:
-                    return
-                except csv.Error as e:
-                    prev = reader.line_num
-                    yield _Row(start, problem=("bad_csv", f"the CSV record cannot be read ({e})"))
-                    continue
-                except (gzip.BadGzipFile, EOFError, zlib.error, UnicodeDecodeError) as e:
-                    raise _stream_error(self.path, e) from None
-                prev = end = reader.line_num
-                if not rec:
-                    continue  # a blank line is not a row (load_dataset skips it too)
-                if self.lines.exhausted:
-                    yield _Row(
-                        start, id=rec[ii] if ii is not None and ii < len(rec) else None,
-                        problem=("unclosed_quote",
-                                 f"a quote opened in this record is never closed, so the record runs from line "
-                                 f"{start} to the end of the file (line {end}); every line after it was read as "
-                                 "part of its text"),
-                        preview=self.delimiter.join(rec),
-                    )
-                    continue
-                if len(rec) != n_cols:
-                    span = f"runs from line {start} to line {end} and " if end > start else ""
-                    hint = ("a quote is probably not closed" if end > start + 1
-                            else "an unquoted separator in a field, or a missing field")
-                    yield _Row(
-                        start, id=rec[ii] if ii is not None and ii < len(rec) else None,
-                        problem=("wrong_field_count",
-                                 f"the record {span}has {len(rec)} field(s) but the header has {n_cols} "
-                                 f"({hint})"),
-                        preview=self.delimiter.join(rec),
-                    )
-                    continue
-                yield _Row(start, text=rec[ti], id=rec[ii] if ii is not None else None)
-
-
-class _JsonlReader(_Reader):
-    fmt = "jsonl"
-
-    def __init__(self, path: Path, gz: bool, encoding: Optional[str], text_col: Optional[str],
-                 id_col: Optional[str], sample: int) -> None:
-        self.path = path
-        self.codec, self.encoding = _codec(path, gz, encoding)
-        self.total = path.stat().st_size
-        # "\n" only: U+2028 and friends are legal inside JSON strings (the loader splits the same way).
-        self.source = _TextSource(path, gz, self.codec, newline="\n")
-        self._rows = self._parse()
-        # JSON Lines has no header: the columns are the keys of the first `sample` objects.
-        self._head: list[_Row] = []
-        keys: dict[str, None] = {}
-        first_problem: Optional[_Row] = None
-        n_objects = 0
-        try:
-            for row in self._rows:
-                self._head.append(row)
-                if row.problem is None:
-                    keys.update(dict.fromkeys(row.text))
-                    n_objects += 1
-                elif first_problem is None:
-                    first_problem = row
-                if n_objects >= sample:
-                    break
-            if n_objects == 0 and first_problem is not None:
-                why = first_problem.problem[1] if first_problem.problem else ""
-                raise DataError(
-                    f"{path}: none of the first {len(self._head)} non-blank line(s) holds a JSON object (line "
-                    f"{first_problem.line}: {why}; {first_problem.preview[:60]!r}). Fix: "
-                    "each line must hold one JSON object, e.g. {\"text\": \"...\"}; a JSON array must be "
-                    "saved as JSON Lines first."
-                )
-            self.columns = list(keys)
-            if n_objects == 0:  # an empty file: nothing to detect, nothing to predict
-                self.text_col, self.id_col = text_col, id_col
-            else:
-                self.text_col = resolve_column("text", text_col, self.columns, path, TEXT_COLUMN_CANDIDATES)
-                self.id_col = _resolve_id(id_col, self.columns, path)
-                _check_distinct(self.text_col, self.id_col, self.columns, path)
-        except BaseException:
-            self.close()
-            raise
-
-    def _parse(self) -> Iterator[_Row]:
-        stream = self.source.stream
-        n = 0
-        while True:
-            line = _read_guarded(self.path, stream.readline)
-            if not line:
-                return
-            n += 1
-            s = line.strip()
-            if not s:
-                continue
-            try:
-                obj = json.loads(s)
-            except json.JSONDecodeError as e:
-                hint = " (the file looks like one JSON array)" if n == 1 and s.startswith("[") else ""
-                why = f"the line is not valid JSON: {e.msg} at column {e.colno}{hint}"
-                yield _Row(n, problem=("invalid_json", why), preview=s)
-                continue
-            if not isinstance(obj, dict):
-                yield _Row(n, problem=("not_an_object", f"the line holds a JSON {type(obj).__name__}, not an object"),
-                           preview=s)
-                continue
-            yield _Row(n, text=obj)
-
-    def position(self) -> int:
-        return self.source.position()
-
-    def close(self) -> None:
-        self.source.close()
+        self.records.close()
 
     def __iter__(self) -> Iterator[_Row]:
         tc, ic = self.text_col, self.id_col
-        for source in (self._head, self._rows):
-            for row in source:
-                if row.problem is None:
-                    obj = row.text
-                    row.has_text = tc in obj
-                    row.text = obj.get(tc)
-                    row.id = obj.get(ic) if ic is not None else None
-                yield row
-        self._head = []
+        if self.fmt in ("csv", "tsv"):
+            ti = self.columns.index(tc)
+            ii = self.columns.index(ic) if ic is not None else None
+        for rec in self.records:
+            values = rec.values
+            if self.fmt in ("csv", "tsv"):
+                ident = values[ii] if ii is not None and ii < len(values) else None
+                if rec.problem is not None:
+                    yield _Row(rec.line, id=ident, problem=rec.problem, preview=self._joined(values))
+                else:
+                    yield _Row(rec.line, text=values[ti], id=ident)
+            elif rec.problem is not None:
+                yield _Row(rec.line, problem=rec.problem, preview=rec.preview)
+            else:
+                yield _Row(rec.line, text=values.get(tc), id=values.get(ic) if ic is not None else None,
+                           has_text=tc in values)
+
+    def _joined(self, values: Optional[list[str]]) -> str:
+        return getattr(self.records, "delimiter", ",").join(values) if values else ""
 
 
-class _ParquetReader(_Reader):
-    fmt = "parquet"
-    unit = "row"
+def _check_text_type(reader: _Reader, path: Path) -> None:
+    """A Parquet text column must hold strings; keep the id column's type for the output."""
+    import pyarrow as pa
 
-    def __init__(self, path: Path, text_col: Optional[str], id_col: Optional[str], batch_size: int) -> None:
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-
-        self.path, self.batch_size = path, batch_size
-        try:
-            self.file = pq.ParquetFile(path)
-        except Exception as e:  # pyarrow raises several unrelated types for a bad file
-            raise DataError(
-                f"{path} cannot be read as Parquet ({type(e).__name__}: {e}). Fix: check that the file is a "
-                "complete Parquet file (not a renamed CSV), or export it again."
-            ) from None
-        schema = self.file.schema_arrow
-        self.columns = [str(c) for c in schema.names]
-        self.total = self.file.metadata.num_rows
-        try:
-            self.text_col = resolve_column("text", text_col, self.columns, path, TEXT_COLUMN_CANDIDATES)
-            self.id_col = _resolve_id(id_col, self.columns, path)
-            _check_distinct(self.text_col, self.id_col, self.columns, path)
-        except DataError:
-            self.close()
-            raise
-        ttype = schema.field(self.text_col).type
-        if pa.types.is_dictionary(ttype):
-            ttype = ttype.value_type
-        textual = (pa.types.is_string(ttype) or pa.types.is_large_string(ttype) or pa.types.is_null(ttype)
-                   or (hasattr(pa.types, "is_string_view") and pa.types.is_string_view(ttype)))
-        if not textual:
-            kinds = ", ".join(f"{f.name!r} ({f.type})" for f in schema)
-            self.close()
-            raise DataError(
-                f"{path}: text column {self.text_col!r} holds {ttype} values, not text. Columns in the file: "
-                f"{kinds}. Fix: pass text_col=NAME (CLI: --text-col NAME) with the column that holds the texts."
-            )
-        if self.id_col is not None:
-            itype = schema.field(self.id_col).type
-            self.id_type = itype.value_type if pa.types.is_dictionary(itype) else itype
-        self._rows_read = 0
-
-    def position(self) -> int:
-        return self._rows_read
-
-    def close(self) -> None:
-        with contextlib.suppress(Exception):
-            self.file.close()
-
-    def __iter__(self) -> Iterator[_Row]:
-        wanted = [self.text_col] + ([self.id_col] if self.id_col is not None else [])
-        n = 0
-        batches = self.file.iter_batches(batch_size=self.batch_size, columns=wanted)
-        while True:
-            try:
-                batch = next(batches)
-            except StopIteration:
-                return
-            except Exception as e:  # a damaged row group surfaces only when it is read
-                raise DataError(
-                    f"{self.path}: cannot read the Parquet data after row {n} ({type(e).__name__}: {e}). Fix: "
-                    "export the file again; rows before it were read fine."
-                ) from None
-            texts = batch.column(0).to_pylist()
-            ids = batch.column(1).to_pylist() if self.id_col is not None else [None] * len(texts)
-            for t, i in zip(texts, ids):
-                n += 1
-                yield _Row(n, text=t, id=i)
-            self._rows_read = n
+    schema = reader.records.schema
+    ttype = schema.field(reader.text_col).type
+    if pa.types.is_dictionary(ttype):
+        ttype = ttype.value_type
+    textual = (pa.types.is_string(ttype) or pa.types.is_large_string(ttype) or pa.types.is_null(ttype)
+               or (hasattr(pa.types, "is_string_view") and pa.types.is_string_view(ttype)))
+    if not textual:
+        kinds = ", ".join(f"{f.name!r} ({f.type})" for f in schema)
+        raise DataError(
+            f"{path}: text column {reader.text_col!r} holds {ttype} values, not text. Columns in the file: "
+            f"{kinds}. Fix: pass text_col=NAME (CLI: --text-col NAME) with the column that holds the texts."
+        )
+    if reader.id_col is not None:
+        itype = schema.field(reader.id_col).type
+        reader.id_type = itype.value_type if pa.types.is_dictionary(itype) else itype
 
 
 def _resolve_id(id_col: Optional[str], columns: list[str], path: Path) -> Optional[str]:
@@ -608,30 +286,42 @@ def _check_distinct(text_col: Optional[str], id_col: Optional[str], columns: lis
         )
 
 
-def _open_reader(path: Path, fmt: str, gz: bool, encoding: Optional[str], text_col: Optional[str],
-                 id_col: Optional[str], batch_size: int) -> _Reader:
-    if fmt == "parquet":
-        return _ParquetReader(path, text_col, id_col, batch_size)
-    if fmt == "jsonl":
-        return _JsonlReader(path, gz, encoding, text_col, id_col, sample=batch_size)
-    return _CsvReader(path, fmt, gz, encoding, text_col, id_col)
+def _open_reader(path: Path, encoding: Optional[str], text_col: Optional[str], id_col: Optional[str],
+                 batch_size: int) -> _Reader:
+    records = open_records(path, encoding=encoding, batch_size=batch_size)
+    try:
+        columns = records.columns
+        if records.fmt == "jsonl":
+            first_problem = records.sample_columns(batch_size)
+            columns = records.columns
+            if first_problem is not None:
+                raise DataError(
+                    f"{path}: none of the first {records.n_sampled} non-blank line(s) holds a JSON object (line "
+                    f"{first_problem.line}: {first_problem.problem[1]}; {first_problem.preview[:60]!r}). Fix: "
+                    "each line must hold one JSON object, e.g. {\"text\": \"...\"}; a JSON array must be "
+                    "saved as JSON Lines first."
+                )
+            if not columns:  # an empty file: nothing to detect, nothing to predict
+                return _Reader(records, text_col, id_col)
+        text_col = resolve_column("text", text_col, columns, path, TEXT_COLUMN_CANDIDATES)
+        id_col = _resolve_id(id_col, columns, path)
+        _check_distinct(text_col, id_col, columns, path)
+        reader = _Reader(records, text_col, id_col)
+        if records.fmt == "parquet":
+            records.wanted = [text_col] + ([id_col] if id_col is not None else [])
+            _check_text_type(reader, path)
+        return reader
+    except BaseException:
+        records.close()
+        raise
 
 
 # ----------------------------------------------------------------------------------------- checks
 
 
-def _bad_char(s: str) -> Optional[int]:
-    """Index of the first character that cannot be written as UTF-8 (a byte the codec could not read)."""
-    try:
-        s.encode("utf-8")
-        return None
-    except UnicodeEncodeError as e:
-        return e.start
-
-
 def _printable(s: str) -> str:
     # Undecodable bytes come back as \xNN so the user sees which byte it was.
-    return s.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace") if _bad_char(s) is not None else s
+    return s.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace") if bad_char(s) is not None else s
 
 
 def _preview(value: Any) -> str:
@@ -641,7 +331,7 @@ def _preview(value: Any) -> str:
 
 
 def _byte_problem(what: str, s: str, encoding: Optional[str]) -> tuple[str, str]:
-    k = _bad_char(s) or 0
+    k = bad_char(s) or 0
     ch = ord(s[k])
     if 0xDC80 <= ch <= 0xDCFF:
         reason = (f"the {what} holds byte 0x{ch - 0xDC00:02X} (character {k + 1}), which is not valid "
@@ -664,9 +354,9 @@ def _row_problem(row: _Row, text_col: Optional[str], encoding: Optional[str]) ->
                                    "quote it: \"42\"")
     if not t.strip():
         return "empty_text", "the text is empty" if not t else "the text is only whitespace"
-    if _bad_char(t) is not None:
+    if bad_char(t) is not None:
         return _byte_problem("text", t, encoding)
-    if isinstance(row.id, str) and _bad_char(row.id) is not None:
+    if isinstance(row.id, str) and bad_char(row.id) is not None:
         return _byte_problem("id", row.id, encoding)
     return None
 
@@ -843,8 +533,7 @@ def predict_file(
         raise ConfigError.invalid("batch_size", batch_size, "an integer >= 1", "Fix: e.g. --batch-size 1024.")
     batch_size = int(batch_size)
     input_path, output_path, rejects = _check_paths(input_path, output_path, reject_path)
-    in_fmt, in_gz = detect_format(input_path)
-    reader = _open_reader(input_path, in_fmt, in_gz, encoding, text_col, id_col, batch_size)
+    reader = _open_reader(input_path, encoding, text_col, id_col, batch_size)
     report = PredictReport(
         input_path=str(input_path), output_path=str(output_path), format=reader.fmt, encoding=reader.encoding,
         text_col=reader.text_col, id_col=reader.id_col, reject_path=str(rejects),

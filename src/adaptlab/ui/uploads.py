@@ -6,10 +6,6 @@ picks the parser, nothing more. Every upload gets a random id and a folder of it
 """
 from __future__ import annotations
 
-import codecs
-import csv
-import gzip
-import io
 import json
 import os
 import re
@@ -19,7 +15,7 @@ import unicodedata
 from pathlib import Path
 from typing import Any, BinaryIO, Optional
 
-from adaptlab.data.load import SUPPORTED_SUFFIXES
+from adaptlab.data.reader import SUPPORTED_SUFFIXES, open_records
 from adaptlab.errors import AdaptlabError, DataError, DataValidationError
 
 UPLOAD_ID = re.compile(r"^[0-9a-f]{32}$")
@@ -151,65 +147,29 @@ class UploadStore:
 
 # ------------------------------------------------------------------------------------------- columns
 def read_columns(path: Path) -> list[str]:
-    """The column names of a data file (header only), for the column pickers.
+    """The column names of a data file, for the column pickers: the names `load_dataset` will see.
 
-    Reads at most the first MiB of a text file; Parquet from its schema. Raises DataError with what to do.
+    Reads the header (JSON Lines: the keys of the first 5,000 objects; Parquet: the schema) through the
+    shared reader. A header that is not UTF-8 is shown as cp1252 (what Excel on Windows writes): the
+    user picks the columns and the encoding on the same form. Raises DataError with what to do.
     """
-    name = path.name.lower()
-    gz = name.endswith(".gz")
-    suffix = "." + name[:-3].rsplit(".", 1)[-1] if gz else path.suffix.lower()
-    fmt = SUPPORTED_SUFFIXES.get(suffix)
-    if fmt == "parquet":
-        import pyarrow.parquet as pq
-
-        try:
-            return [str(c) for c in pq.read_schema(path).names]
-        except Exception as exc:  # pyarrow raises several unrelated types for a bad file
-            raise DataError(f"the file cannot be read as Parquet ({type(exc).__name__}). Check that it is a complete "
-                            "Parquet file (not a renamed CSV), or export it again.") from None
     try:
-        if gz:
-            with gzip.open(path, "rb") as fh:
-                raw = fh.read(_CHUNK)
-        else:
-            with open(path, "rb") as fh:
-                raw = fh.read(_CHUNK)
-    except (OSError, EOFError) as exc:
-        raise DataError(f"the file cannot be read ({exc}). If it is gzipped, check that it is complete.") from None
-    if raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
-        text = raw.decode("utf-16", errors="replace")
-    else:
-        text = raw.decode("utf-8-sig", errors="replace")
-    if fmt == "jsonl":
-        cols: dict[str, None] = {}
-        lines = text.split("\n")
-        if len(raw) == _CHUNK:
-            lines = lines[:-1]  # the last line may be cut in the middle
-        for line in lines[:5000]:
-            s = line.strip()
-            if not s:
-                continue
-            try:
-                obj = json.loads(s)
-            except json.JSONDecodeError:
-                continue
-            if isinstance(obj, dict):
-                cols.update(dict.fromkeys(str(k) for k in obj))
-        if not cols:
+        try:
+            return _header(path, None)
+        except DataError as exc:
+            if "header line is not valid" not in str(exc):
+                raise
+            return _header(path, "cp1252")
+    except DataError as exc:
+        raise DataError(str(exc).replace(f"{path}: ", "").replace(str(path), "the file")) from None
+
+
+def _header(path: Path, encoding: Optional[str]) -> list[str]:
+    with open_records(path, encoding=encoding) as records:
+        if records.fmt == "jsonl" and records.sample_columns(5000) is not None:
             raise DataError("no JSON object found in the first lines: JSON Lines needs one object per line, "
                             'e.g. {"text": "...", "label": "..."}.')
-        return list(cols)
-    sep = "\t" if fmt == "tsv" else ","
-    try:
-        header = next(csv.reader(io.StringIO(text), delimiter=sep))
-    except (StopIteration, csv.Error):
-        raise DataError("the file has no header line. The first line must name the columns, e.g. text,label.") from None
-    if fmt == "csv" and len(header) == 1:
-        for alt in (";", "\t"):
-            if alt in header[0]:
-                header = next(csv.reader(io.StringIO(text), delimiter=alt))
-                break
-    return [h.strip() if h.strip() else h for h in header]
+        return list(records.columns)
 
 
 def problems_view(exc: Exception, replace: dict[str, str]) -> dict[str, Any]:

@@ -558,264 +558,8 @@ class Trainer:
             raise ConfigError("network rungs need a non-empty validation split for early stopping (val_size > 0).")
         if len(train_ids) == 0:
             raise ConfigError("network rungs need training texts; the training split is empty.")
-        cfg, model = self.cfg, self.model
-        rt = self.runtime = self.runtime or TrainingRuntime(cfg.mixed_precision, device=model.device,
-                                                             name=f"{_prefix(cfg)}.mixed_precision")
-        if model.device != rt.device:  # several processes: each trains on its own device
-            model.to(rt.device)
-        device = rt.device
-        guard = NonFiniteGuard()
-        y_train = np.asarray(y_train, dtype=np.int64)
-        y_val = np.asarray(y_val, dtype=np.int64)
-        lengths = np.fromiter((len(x) for x in train_ids), dtype=np.int64, count=len(train_ids))
-        steps_per_epoch = math.ceil(len(train_ids) / cfg.batch_size)
-        weight = None
-        if cfg.class_weighted:
-            counts = np.bincount(y_train, minlength=len(self.classes)).astype(np.float64)
-            w = np.where(counts > 0, len(y_train) / (len(self.classes) * np.maximum(counts, 1)), 0.0)
-            weight = torch.tensor(w, dtype=torch.float32, device=device)
-        # Several processes: each takes a shard of the global batch and its loss is that shard's part of
-        # the global batch's (weighted) mean, so DDP's gradient average is the one-process gradient.
-        w_host = weight.cpu().numpy() if weight is not None else None
-
-        # Every parameter any stage trains: what the best snapshot and the checkpoints must hold.
-        touched = [n for n, _ in model.named_parameters()
-                   if any(s.trainable(n, param_unit(n)) for s in stages)]
-        params = dict(model.named_parameters())
-
-        st = _LoopState()
-        resumed_from: Optional[int] = None
-        opt_state: Optional[dict[str, Any]] = None
-        loaded = self._load_checkpoint(params, touched) if self.checkpoint_dir is not None else None
-        if loaded is not None:
-            st, opt_state = loaded
-            resumed_from = st.step
-        elif fresh_start is not None:
-            st.extra = json_safe(fresh_start() or {})
-        if opt_state is not None:
-            rt.load_scaler_state(opt_state.get("scaler"))
-        seconds_before_resume = st.elapsed
-        t_start = time.perf_counter() - st.elapsed
-
-        def elapsed() -> float:
-            return time.perf_counter() - t_start
-
-        def out_of_budget() -> Optional[str]:
-            if self.budget is None:
-                return None
-            if self.budget.steps is not None and st.step >= self.budget.steps:
-                return "budget_steps"
-            if self.budget.seconds is not None and rt.any(elapsed() >= self.budget.seconds):
-                return "budget_seconds"
-            return None
-
-        def snapshot() -> dict[str, torch.Tensor]:
-            return {n: params[n].detach().clone() for n in touched}
-
-        # Validation embeddings of the best checkpoint (not checkpointed: recomputed if a resume lost them).
-        best_val_emb: list[Optional[np.ndarray]] = [None]
-
-        def record(stage_name: str, stage_epoch: int, train_part: Optional[dict[str, float]]) -> None:
-            # One process evaluates and tells the others, so all take the same early-stopping decision.
-            ev = rt.broadcast(self.evaluate(val_ids, y_val, pad_id, weight) if rt.is_main else None)
-            entry = {"stage": stage_name, "epoch": st.epoch_count, "stage_epoch": stage_epoch, "step": st.step,
-                     "samples_seen": st.samples,
-                     "train_loss": None, "train_f1": None,
-                     "val_loss": round(ev["loss"], 6), "val_f1": round(ev["scores"]["f1"], 6),
-                     "seconds": round(elapsed(), 3)}
-            if train_part is not None:
-                entry.update(train_part)
-            st.history.append(entry)
-            if st.best is None or ev["scores"]["f1"] > st.best["val_f1"] + cfg.min_delta:
-                st.best = {"val_f1": ev["scores"]["f1"], "epoch": st.epoch_count, "stage": stage_name,
-                           "stage_epoch": stage_epoch, "step": st.step}
-                st.best_state = snapshot()
-                st.best_scores = ev["scores"]
-                best_val_emb[0] = ev["embeddings"]
-                st.bad = 0
-            else:
-                st.bad += 1
-
-        # Per-step loss and predictions stay on the device until an evaluation or a checkpoint needs
-        # them: reading them every step (float(loss), .cpu()) would make a GPU wait for each step to
-        # finish before the next is queued. Flushed one value at a time, so the sums are bit-identical
-        # to reading each step's loss as it comes, wherever the flushes fall.
-        # Entries: (loss, predictions, texts in the global batch, true labels of this process's shard).
-        pending: list[tuple[torch.Tensor, torch.Tensor, int, np.ndarray]] = []
-
-        def flush() -> None:
-            if not pending:
-                return
-            losses = rt.sum(torch.stack([x[0] for x in pending]).float()).cpu().tolist()
-            preds = rt.gather(torch.cat([x[1] for x in pending]).cpu().tolist())
-            trues = rt.gather([int(k) for x in pending for k in x[3]])
-            for value, (_, _, n, _) in zip(losses, pending):
-                st.acc_loss += value * n
-            st.acc_pred.extend(int(k) for k in preds)
-            st.acc_true.extend(trues)
-            pending.clear()
-
-        def save_checkpoint() -> None:
-            if rt.is_main:
-                self._save_checkpoint(st, params, touched, opt, sched, elapsed(), stages_log, param_groups_log,
-                                      scaler=rt.scaler_state())
-            rt.wait()
-
-        bar = None
-        if self.show_progress and rt.is_main:
-            from tqdm.auto import tqdm
-
-            total = self.budget.steps if self.budget is not None and self.budget.steps else None
-            bar = tqdm(total=total, initial=st.step, desc="train", unit="step")
-        if loaded is not None:
-            # The RNG is restored last so nothing above (model building, tqdm) consumes from it.
-            _set_rng(loaded[0].rng)
-
-        param_groups_log: list[dict[str, Any]] = list(st.param_groups_log)
-        stages_log: list[dict[str, Any]] = list(st.stages_log)
-        opt: Optional[Any] = None
-        sched = None
-        train_module: nn.Module = model
-        stopped_by: Optional[str] = None
-        try:
-            if evaluate_at_start and st.step == 0 and not st.history:
-                record("start", 0, None)
-            while st.stage < len(stages) and stopped_by is None:
-                stage = stages[st.stage]
-                if opt is None:
-                    groups = self.param_groups(stage)
-                    # DDP fixes its set of trainable parameters when it wraps: wrap again at every stage.
-                    train_module = rt.wrap(model)
-                    raw_opt = make_adamw(groups, lr=cfg.head_lr)
-                    if st.stage_start_step is None:
-                        st.stage_start_step = st.step
-                    base_lrs = [g["lr"] for g in raw_opt.param_groups]
-                    sched = self._scheduler(raw_opt, self._planned_steps(self._max_epochs(st.stage, stages),
-                                                                         steps_per_epoch, st.stage_start_step))
-                    if opt_state is not None:
-                        raw_opt.load_state_dict(opt_state["optimizer"])
-                        sched.load_state_dict(opt_state["scheduler"])
-                        opt_state = None
-                    opt = rt.prepare_optimizer(raw_opt)  # fp16: behind the loss scaler
-                    if len(stages_log) <= st.stage:
-                        n_train = sum(p.numel() for g in groups for p in g["params"])
-                        stages_log.append({"stage": stage.name, "trainable_parameters": int(n_train),
-                                           "start_step": st.step, "epochs": 0, "end": None})
-                        param_groups_log.append({"stage": stage.name, "groups": [
-                            {"name": g["name"], "lr": lr, "weight_decay": g["weight_decay"],
-                             "n_params": int(sum(p.numel() for p in g["params"]))}
-                            for g, lr in zip(groups, base_lrs)]})
-                stop = out_of_budget()
-                if stop is not None:
-                    stopped_by = stop
-                    break
-                if st.stage_epoch >= self._max_epochs(st.stage, stages) or st.bad >= stage.patience:
-                    stages_log[st.stage]["end"] = "plateau" if st.bad >= stage.patience else "max_epochs"
-                    if st.stage + 1 >= len(stages):
-                        stopped_by = "early_stopping" if st.bad >= stage.patience else "max_epochs"
-                        break
-                    # Next stage starts from the best weights so far, as progressive unfreezing does.
-                    if st.best_state is not None:
-                        _load_into(params, st.best_state)
-                    st.stage += 1
-                    st.stage_epoch, st.batch, st.bad, st.stage_start_step = 0, 0, 0, None
-                    opt = None
-                    continue
-
-                model.train()
-                batches = epoch_batches(lengths, cfg.batch_size, seed=self.seed, stage=st.stage, epoch=st.stage_epoch)
-                trainable = [p for g in opt.param_groups for p in g["params"]]
-                while st.batch < len(batches):
-                    stop = out_of_budget()
-                    if stop is not None:
-                        stopped_by = stop
-                        break
-                    idx = batches[st.batch]
-                    local = rt.shard(idx)
-                    # A batch smaller than the number of processes leaves some without a text: they
-                    # run one with zero weight, as DDP needs every process in every step.
-                    idle = len(local) == 0
-                    if idle:
-                        local = idx[:1]
-                    input_ids, mask = _collate(train_ids, local, pad_id, device)
-                    target = _to_device_async(torch.from_numpy(y_train[local]), device)
-                    with rt.autocast():
-                        logits = train_module(input_ids, mask)
-                        if rt.distributed:
-                            total = float(w_host[y_train[idx]].sum()) if w_host is not None else float(len(idx))
-                            loss = F.cross_entropy(logits, target, weight=weight, reduction="sum") * (
-                                0.0 if idle else rt.num_processes / total)
-                        else:
-                            loss = F.cross_entropy(logits, target, weight=weight)
-                    rt.backward(loss)
-                    if cfg.max_grad_norm > 0:
-                        rt.clip_grad_norm_(trainable, cfg.max_grad_norm)
-                    opt.step()
-                    skipped = rt.step_was_skipped
-                    if not skipped:  # fp16 overflow: no update, so the schedule does not advance either
-                        sched.step()
-                    guard.record(skipped=skipped, step=st.step + 1,
-                                 hint=f"Lower the learning rates ({_prefix(cfg)}.backbone_lr={cfg.backbone_lr:g}) or "
-                                      "use mixed_precision='bf16'.")
-                    opt.zero_grad(set_to_none=True)
-                    st.step += 1
-                    st.batch += 1
-                    st.samples += len(idx)
-                    n_local = 0 if idle else len(local)
-                    # Distributed, loss / processes is this shard's part of the batch mean: flush() sums them.
-                    part = loss.detach() / rt.num_processes if rt.distributed else loss.detach()
-                    pending.append((part, logits.detach()[:n_local].argmax(1), len(idx), y_train[local][:n_local]))
-                    st.acc_n += len(idx)
-                    if bar is not None:
-                        bar.update(1)
-                    if self.checkpoint_dir is not None and cfg.checkpoint_every and st.step % cfg.checkpoint_every == 0:
-                        flush()
-                        save_checkpoint()
-                    if self.callback is not None:
-                        self.callback(st.step)
-                flush()
-                if st.acc_n > 0:  # evaluate what was trained since the last evaluation
-                    if st.batch >= len(batches) or stopped_by is not None:
-                        st.epoch_count += 1
-                        stages_log[st.stage]["epochs"] += 1
-                    true = np.asarray(self.classes, dtype=object)[np.asarray(st.acc_true, dtype=np.int64)]
-                    pred = np.asarray(self.classes, dtype=object)[np.asarray(st.acc_pred, dtype=np.int64)]
-                    train_part = {"train_loss": round(st.acc_loss / st.acc_n, 6),
-                                  "train_f1": round(score(true, pred, None, self.classes, self.positive)["f1"], 6),
-                                  "lr_head": _group_lr(opt, "head"), "lr_backbone_top": _top_backbone_lr(opt)}
-                    record(stage.name, st.stage_epoch + 1, train_part)
-                    st.acc_loss, st.acc_n, st.acc_pred, st.acc_true = 0.0, 0, [], []
-                if st.batch >= len(batches):
-                    st.stage_epoch += 1
-                    st.batch = 0
-                if self.checkpoint_dir is not None:
-                    save_checkpoint()
-        finally:
-            if bar is not None:
-                bar.close()
-            rt.unwrap(train_module)  # takes accelerate's autocast wrapper off the model's forward
-        if stopped_by is None:
-            stopped_by = "max_epochs"
-        if stages_log and stages_log[min(st.stage, len(stages_log) - 1)]["end"] is None:
-            stages_log[min(st.stage, len(stages_log) - 1)]["end"] = stopped_by
-        if st.best_state is not None:
-            _load_into(params, st.best_state)
-        for p in model.parameters():
-            p.requires_grad_(False)
-        model.eval()
-        val_scores, val_emb = st.best_scores, best_val_emb[0]
-        if val_scores is None or val_emb is None:
-            # The restored weights are those the best evaluation saw (bit for bit), so its scores and
-            # embeddings stand; only a run without one (or resumed past it) evaluates again.
-            final = self.evaluate(val_ids, y_val, pad_id, weight)
-            val_scores, val_emb = final["scores"], final["embeddings"]
-        return TrainResult(
-            history=st.history, best=dict(st.best or {}), stopped_by=stopped_by, steps=st.step,
-            samples_seen=st.samples, seconds=elapsed(), stages=stages_log, param_groups=param_groups_log,
-            resumed_from_step=resumed_from, val_scores=dict(val_scores), extra=dict(st.extra),
-            seconds_before_resume=seconds_before_resume, val_embeddings=val_emb,
-            runtime={**rt.describe(), "skipped_steps": guard.skipped},
-        )
+        loop = _Loop(self, train_ids, y_train, val_ids, y_val, stages, pad_id=pad_id, fresh_start=fresh_start)
+        return loop.run(evaluate_at_start)
 
     # ---------------------------------------------------------------- checkpoints
     def _save_checkpoint(self, st: "_LoopState", params: dict[str, nn.Parameter], touched: list[str],
@@ -948,6 +692,328 @@ class _LoopState:
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> "_LoopState":
         return cls(**{k: d[k] for k in cls._JSON if k in d})
+
+
+class _Loop:
+    """One :meth:`Trainer.fit`: the training data, the loop's state and its stages, each a method.
+
+    ``run`` goes stage by stage (``_open_stage`` builds the optimizer, ``_stage_over`` moves on at a
+    plateau or the epoch cap), epoch by epoch (``_train_epoch`` steps through the batches, ``_close_epoch``
+    evaluates what was trained) and ends in ``_result``, which restores the best weights.
+    """
+
+    def __init__(self, trainer: Trainer, train_ids: list[list[int]], y_train: np.ndarray, val_ids: list[list[int]],
+                 y_val: np.ndarray, stages: Sequence[Stage], *, pad_id: int,
+                 fresh_start: Optional[Callable[[], Optional[dict[str, Any]]]]) -> None:
+        self.trainer, self.stages, self.pad_id = trainer, stages, pad_id
+        self.cfg, self.model, self.classes = trainer.cfg, trainer.model, trainer.classes
+        cfg, model = self.cfg, self.model
+        rt = self.rt = trainer.runtime = trainer.runtime or TrainingRuntime(
+            cfg.mixed_precision, device=model.device, name=f"{_prefix(cfg)}.mixed_precision")
+        if model.device != rt.device:  # several processes: each trains on its own device
+            model.to(rt.device)
+        self.guard = NonFiniteGuard()
+        self.train_ids, self.val_ids = train_ids, val_ids
+        self.y_train = np.asarray(y_train, dtype=np.int64)
+        self.y_val = np.asarray(y_val, dtype=np.int64)
+        self.lengths = np.fromiter((len(x) for x in train_ids), dtype=np.int64, count=len(train_ids))
+        self.steps_per_epoch = math.ceil(len(train_ids) / cfg.batch_size)
+        self.weight = self._class_weight()
+        # Several processes: each takes a shard of the global batch and its loss is that shard's part of
+        # the global batch's (weighted) mean, so DDP's gradient average is the one-process gradient.
+        self.w_host = self.weight.cpu().numpy() if self.weight is not None else None
+        # Every parameter any stage trains: what the best snapshot and the checkpoints must hold.
+        self.touched = [n for n, _ in model.named_parameters()
+                        if any(s.trainable(n, param_unit(n)) for s in stages)]
+        self.params = dict(model.named_parameters())
+        self.st, self.resumed_from, self.opt_state, loaded = self._resume_or_start(fresh_start)
+        self.seconds_before_resume = self.st.elapsed
+        self.t_start = time.perf_counter() - self.st.elapsed
+        # Validation embeddings of the best checkpoint (not checkpointed: recomputed if a resume lost them).
+        self.best_val_emb: Optional[np.ndarray] = None
+        # Per-step loss and predictions stay on the device until an evaluation or a checkpoint needs
+        # them: reading them every step (float(loss), .cpu()) would make a GPU wait for each step to
+        # finish before the next is queued. Flushed one value at a time, so the sums are bit-identical
+        # to reading each step's loss as it comes, wherever the flushes fall.
+        # Entries: (loss, predictions, texts in the global batch, true labels of this process's shard).
+        self.pending: list[tuple[torch.Tensor, torch.Tensor, int, np.ndarray]] = []
+        self.bar = self._progress_bar()
+        if loaded is not None:
+            # The RNG is restored last so nothing above (model building, tqdm) consumes from it.
+            _set_rng(loaded.rng)
+        self.param_groups_log: list[dict[str, Any]] = list(self.st.param_groups_log)
+        self.stages_log: list[dict[str, Any]] = list(self.st.stages_log)
+        self.opt: Optional[Any] = None
+        self.sched: Any = None
+        self.train_module: nn.Module = model
+        self.stopped_by: Optional[str] = None
+
+    # ------------------------------------------------------------ set-up
+    def _class_weight(self) -> Optional[torch.Tensor]:
+        if not self.cfg.class_weighted:
+            return None
+        n_classes, y = len(self.classes), self.y_train
+        counts = np.bincount(y, minlength=n_classes).astype(np.float64)
+        w = np.where(counts > 0, len(y) / (n_classes * np.maximum(counts, 1)), 0.0)
+        return torch.tensor(w, dtype=torch.float32, device=self.rt.device)
+
+    def _resume_or_start(self, fresh_start: Optional[Callable[[], Optional[dict[str, Any]]]]
+                         ) -> tuple["_LoopState", Optional[int], Optional[dict[str, Any]], Optional["_LoopState"]]:
+        """(state, step resumed from, optimizer state to restore, the loaded state) from the checkpoint if any."""
+        trainer = self.trainer
+        loaded = trainer._load_checkpoint(self.params, self.touched) if trainer.checkpoint_dir is not None else None
+        if loaded is not None:
+            st, opt_state = loaded
+            self.rt.load_scaler_state(opt_state.get("scaler"))
+            return st, st.step, opt_state, st
+        st = _LoopState()
+        if fresh_start is not None:
+            st.extra = json_safe(fresh_start() or {})
+        return st, None, None, None
+
+    def _progress_bar(self) -> Any:
+        trainer = self.trainer
+        if not (trainer.show_progress and self.rt.is_main):
+            return None
+        from tqdm.auto import tqdm
+
+        budget = trainer.budget
+        total = budget.steps if budget is not None and budget.steps else None
+        return tqdm(total=total, initial=self.st.step, desc="train", unit="step")
+
+    # ------------------------------------------------------------ clock and records
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.t_start
+
+    def out_of_budget(self) -> Optional[str]:
+        budget, st = self.trainer.budget, self.st
+        if budget is None:
+            return None
+        if budget.steps is not None and st.step >= budget.steps:
+            return "budget_steps"
+        if budget.seconds is not None and self.rt.any(self.elapsed() >= budget.seconds):
+            return "budget_seconds"
+        return None
+
+    def record(self, stage_name: str, stage_epoch: int, train_part: Optional[dict[str, float]]) -> None:
+        """Evaluate on the validation split, append to the history, keep the weights if they are the best."""
+        st, rt = self.st, self.rt
+        # One process evaluates and tells the others, so all take the same early-stopping decision.
+        ev = rt.broadcast(self.trainer.evaluate(self.val_ids, self.y_val, self.pad_id, self.weight)
+                          if rt.is_main else None)
+        entry = {"stage": stage_name, "epoch": st.epoch_count, "stage_epoch": stage_epoch, "step": st.step,
+                 "samples_seen": st.samples, "train_loss": None, "train_f1": None,
+                 "val_loss": round(ev["loss"], 6), "val_f1": round(ev["scores"]["f1"], 6),
+                 "seconds": round(self.elapsed(), 3)}
+        if train_part is not None:
+            entry.update(train_part)
+        st.history.append(entry)
+        if st.best is None or ev["scores"]["f1"] > st.best["val_f1"] + self.cfg.min_delta:
+            st.best = {"val_f1": ev["scores"]["f1"], "epoch": st.epoch_count, "stage": stage_name,
+                       "stage_epoch": stage_epoch, "step": st.step}
+            st.best_state = {n: self.params[n].detach().clone() for n in self.touched}
+            st.best_scores = ev["scores"]
+            self.best_val_emb = ev["embeddings"]
+            st.bad = 0
+        else:
+            st.bad += 1
+
+    def flush(self) -> None:
+        pending, st, rt = self.pending, self.st, self.rt
+        if not pending:
+            return
+        losses = rt.sum(torch.stack([x[0] for x in pending]).float()).cpu().tolist()
+        preds = rt.gather(torch.cat([x[1] for x in pending]).cpu().tolist())
+        trues = rt.gather([int(k) for x in pending for k in x[3]])
+        for value, (_, _, n, _) in zip(losses, pending):
+            st.acc_loss += value * n
+        st.acc_pred.extend(int(k) for k in preds)
+        st.acc_true.extend(trues)
+        pending.clear()
+
+    def save_checkpoint(self) -> None:
+        if self.rt.is_main:
+            self.trainer._save_checkpoint(self.st, self.params, self.touched, self.opt, self.sched, self.elapsed(),
+                                          self.stages_log, self.param_groups_log, scaler=self.rt.scaler_state())
+        self.rt.wait()
+
+    # ------------------------------------------------------------ the loop
+    def run(self, evaluate_at_start: bool) -> TrainResult:
+        st, stages = self.st, self.stages
+        try:
+            if evaluate_at_start and st.step == 0 and not st.history:
+                self.record("start", 0, None)
+            while st.stage < len(stages) and self.stopped_by is None:
+                stage = stages[st.stage]
+                if self.opt is None:
+                    self._open_stage(stage)
+                stop = self.out_of_budget()
+                if stop is not None:
+                    self.stopped_by = stop
+                    break
+                if self._stage_over(stage):
+                    if self.stopped_by is not None:
+                        break
+                    continue
+                self._train_epoch(stage)
+        finally:
+            if self.bar is not None:
+                self.bar.close()
+            self.rt.unwrap(self.train_module)  # takes accelerate's autocast wrapper off the model's forward
+        return self._result()
+
+    def _open_stage(self, stage: Stage) -> None:
+        """The stage's optimizer and schedule (restored from the checkpoint on a resume), logged once."""
+        st, trainer, rt = self.st, self.trainer, self.rt
+        groups = trainer.param_groups(stage)
+        # DDP fixes its set of trainable parameters when it wraps: wrap again at every stage.
+        self.train_module = rt.wrap(self.model)
+        raw_opt = make_adamw(groups, lr=self.cfg.head_lr)
+        if st.stage_start_step is None:
+            st.stage_start_step = st.step
+        base_lrs = [g["lr"] for g in raw_opt.param_groups]
+        planned = trainer._planned_steps(trainer._max_epochs(st.stage, self.stages), self.steps_per_epoch,
+                                         st.stage_start_step)
+        self.sched = trainer._scheduler(raw_opt, planned)
+        if self.opt_state is not None:
+            raw_opt.load_state_dict(self.opt_state["optimizer"])
+            self.sched.load_state_dict(self.opt_state["scheduler"])
+            self.opt_state = None
+        self.opt = rt.prepare_optimizer(raw_opt)  # fp16: behind the loss scaler
+        if len(self.stages_log) <= st.stage:
+            n_train = sum(p.numel() for g in groups for p in g["params"])
+            self.stages_log.append({"stage": stage.name, "trainable_parameters": int(n_train),
+                                    "start_step": st.step, "epochs": 0, "end": None})
+            self.param_groups_log.append({"stage": stage.name, "groups": [
+                {"name": g["name"], "lr": lr, "weight_decay": g["weight_decay"],
+                 "n_params": int(sum(p.numel() for p in g["params"]))}
+                for g, lr in zip(groups, base_lrs)]})
+
+    def _stage_over(self, stage: Stage) -> bool:
+        """At a plateau or the epoch cap: move to the next stage (or stop after the last). True when it did."""
+        st = self.st
+        plateau = st.bad >= stage.patience
+        if not (st.stage_epoch >= self.trainer._max_epochs(st.stage, self.stages) or plateau):
+            return False
+        self.stages_log[st.stage]["end"] = "plateau" if plateau else "max_epochs"
+        if st.stage + 1 >= len(self.stages):
+            self.stopped_by = "early_stopping" if plateau else "max_epochs"
+            return True
+        # Next stage starts from the best weights so far, as progressive unfreezing does.
+        if st.best_state is not None:
+            _load_into(self.params, st.best_state)
+        st.stage += 1
+        st.stage_epoch, st.batch, st.bad, st.stage_start_step = 0, 0, 0, None
+        self.opt = None
+        return True
+
+    def _train_epoch(self, stage: Stage) -> None:
+        """The rest of the current epoch's batches (all of them unless resumed mid-epoch or out of budget)."""
+        st, cfg = self.st, self.cfg
+        self.model.train()
+        batches = epoch_batches(self.lengths, cfg.batch_size, seed=self.trainer.seed, stage=st.stage,
+                                epoch=st.stage_epoch)
+        trainable = [p for g in self.opt.param_groups for p in g["params"]]
+        while st.batch < len(batches):
+            stop = self.out_of_budget()
+            if stop is not None:
+                self.stopped_by = stop
+                break
+            self._step(batches[st.batch], trainable)
+            if self.trainer.checkpoint_dir is not None and cfg.checkpoint_every and st.step % cfg.checkpoint_every == 0:
+                self.flush()
+                self.save_checkpoint()
+            if self.trainer.callback is not None:
+                self.trainer.callback(st.step)
+        self.flush()
+        self._close_epoch(stage, epoch_done=st.batch >= len(batches))
+        if self.trainer.checkpoint_dir is not None:
+            self.save_checkpoint()
+
+    def _step(self, idx: np.ndarray, trainable: list[nn.Parameter]) -> None:
+        """One optimizer step on the global batch ``idx`` (this process's shard of it)."""
+        st, rt, cfg, y_train = self.st, self.rt, self.cfg, self.y_train
+        local = rt.shard(idx)
+        # A batch smaller than the number of processes leaves some without a text: they
+        # run one with zero weight, as DDP needs every process in every step.
+        idle = len(local) == 0
+        if idle:
+            local = idx[:1]
+        input_ids, mask = _collate(self.train_ids, local, self.pad_id, rt.device)
+        target = _to_device_async(torch.from_numpy(y_train[local]), rt.device)
+        with rt.autocast():
+            logits = self.train_module(input_ids, mask)
+            if rt.distributed:
+                total = float(self.w_host[y_train[idx]].sum()) if self.w_host is not None else float(len(idx))
+                loss = F.cross_entropy(logits, target, weight=self.weight, reduction="sum") * (
+                    0.0 if idle else rt.num_processes / total)
+            else:
+                loss = F.cross_entropy(logits, target, weight=self.weight)
+        rt.backward(loss)
+        if cfg.max_grad_norm > 0:
+            rt.clip_grad_norm_(trainable, cfg.max_grad_norm)
+        self.opt.step()
+        skipped = rt.step_was_skipped
+        if not skipped:  # fp16 overflow: no update, so the schedule does not advance either
+            self.sched.step()
+        self.guard.record(skipped=skipped, step=st.step + 1,
+                          hint=f"Lower the learning rates ({_prefix(cfg)}.backbone_lr={cfg.backbone_lr:g}) or "
+                               "use mixed_precision='bf16'.")
+        self.opt.zero_grad(set_to_none=True)
+        st.step += 1
+        st.batch += 1
+        st.samples += len(idx)
+        n_local = 0 if idle else len(local)
+        # Distributed, loss / processes is this shard's part of the batch mean: flush() sums them.
+        part = loss.detach() / rt.num_processes if rt.distributed else loss.detach()
+        self.pending.append((part, logits.detach()[:n_local].argmax(1), len(idx), y_train[local][:n_local]))
+        st.acc_n += len(idx)
+        if self.bar is not None:
+            self.bar.update(1)
+
+    def _close_epoch(self, stage: Stage, *, epoch_done: bool) -> None:
+        """Evaluate what was trained since the last evaluation; move to the next epoch when this one is done."""
+        st = self.st
+        if st.acc_n > 0:
+            if epoch_done or self.stopped_by is not None:
+                st.epoch_count += 1
+                self.stages_log[st.stage]["epochs"] += 1
+            classes = np.asarray(self.classes, dtype=object)
+            true = classes[np.asarray(st.acc_true, dtype=np.int64)]
+            pred = classes[np.asarray(st.acc_pred, dtype=np.int64)]
+            train_part = {"train_loss": round(st.acc_loss / st.acc_n, 6),
+                          "train_f1": round(score(true, pred, None, self.classes, self.trainer.positive)["f1"], 6),
+                          "lr_head": _group_lr(self.opt, "head"), "lr_backbone_top": _top_backbone_lr(self.opt)}
+            self.record(stage.name, st.stage_epoch + 1, train_part)
+            st.acc_loss, st.acc_n, st.acc_pred, st.acc_true = 0.0, 0, [], []
+        if epoch_done:
+            st.stage_epoch += 1
+            st.batch = 0
+
+    def _result(self) -> TrainResult:
+        """The best weights restored, the model frozen, and what the run did."""
+        st, model = self.st, self.model
+        stopped_by = self.stopped_by or "max_epochs"
+        if self.stages_log and self.stages_log[min(st.stage, len(self.stages_log) - 1)]["end"] is None:
+            self.stages_log[min(st.stage, len(self.stages_log) - 1)]["end"] = stopped_by
+        if st.best_state is not None:
+            _load_into(self.params, st.best_state)
+        for p in model.parameters():
+            p.requires_grad_(False)
+        model.eval()
+        val_scores, val_emb = st.best_scores, self.best_val_emb
+        if val_scores is None or val_emb is None:
+            # The restored weights are those the best evaluation saw (bit for bit), so its scores and
+            # embeddings stand; only a run without one (or resumed past it) evaluates again.
+            final = self.trainer.evaluate(self.val_ids, self.y_val, self.pad_id, self.weight)
+            val_scores, val_emb = final["scores"], final["embeddings"]
+        return TrainResult(
+            history=st.history, best=dict(st.best or {}), stopped_by=stopped_by, steps=st.step,
+            samples_seen=st.samples, seconds=self.elapsed(), stages=self.stages_log,
+            param_groups=self.param_groups_log, resumed_from_step=self.resumed_from, val_scores=dict(val_scores),
+            extra=dict(st.extra), seconds_before_resume=self.seconds_before_resume, val_embeddings=val_emb,
+            runtime={**self.rt.describe(), "skipped_steps": self.guard.skipped},
+        )
 
 
 def _load_into(params: dict[str, nn.Parameter], values: dict[str, torch.Tensor]) -> None:

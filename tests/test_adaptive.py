@@ -337,11 +337,14 @@ def test_the_report_draws_the_allocation(tiny_encoder, tmp_path):
                                                  home=tmp_path).html
 
 
-def test_the_allocators_ladder_and_step_costs_match_the_policy_and_the_planner():
-    # adaptive.py may not import decide/, so it keeps copies: a new rung must reach both.
+def test_the_allocator_the_planner_and_the_policy_read_one_table_of_rung_facts():
+    # One place for per-rung facts (#20): the allocator, the planner, the policy and the registry share it.
     from adaptlab.decide import plan, policy
     from adaptlab.evaluate import adaptive
+    from adaptlab.rungs import ladder
+    from adaptlab.rungs.base import LADDER_ORDER
 
-    assert adaptive.LADDER == policy.LADDER
-    assert adaptive.RELATIVE_STEP_COST == plan._STEP_FACTOR
-    assert set(adaptive.RELATIVE_STEP_COST) == set(plan.NETWORK_RUNGS)
+    assert adaptive.LADDER is policy.LADDER is ladder.LADDER and LADDER_ORDER == list(ladder.LADDER)
+    assert adaptive.RELATIVE_STEP_COST is plan._STEP_FACTOR is ladder.RELATIVE_STEP_COST
+    assert set(ladder.RELATIVE_STEP_COST) == set(plan.NETWORK_RUNGS) == set(policy.LABEL_TRAINED_ENCODER)
+    assert ladder.facts("refit").kind == "shared" and ladder.facts("my-plugin").step_cost == 1.0

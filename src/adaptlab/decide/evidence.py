@@ -14,18 +14,14 @@ from typing import Any, Mapping, Optional, Sequence
 
 import numpy as np
 
-from adaptlab.decide.policy import LADDER
 from adaptlab.decide.stats import normal_band
 from adaptlab.errors import AdaptlabError, ConfigError
+from adaptlab.rungs.ladder import ladder_key  # noqa: F401  (decision and writeup import it from here)
 
 BAND_BOOTSTRAP = "95% bootstrap over seeds and shared test items (seed spread + test sampling error)"
 BAND_NORMAL = ("normal approximation over seeds only (mean ± z·std/√seeds); it ignores test-set sampling "
                "error, so it is narrower than an honest band")
 BAND_GIVEN = "band given with the table"
-
-
-def ladder_key(rung: str) -> tuple[int, str]:
-    return (LADDER.index(rung) if rung in LADDER else len(LADDER), rung)
 
 
 @dataclass

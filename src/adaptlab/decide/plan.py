@@ -37,6 +37,7 @@ import numpy as np
 
 from adaptlab.config import Budget, format_duration
 from adaptlab.decide.policy import LADDER, Policy, rung_info
+from adaptlab.rungs.ladder import CHEAP_RUNGS, NETWORK_RUNGS, RELATIVE_STEP_COST
 from adaptlab.errors import ConfigError
 
 _UNIT = {"s": 1, "sec": 1, "secs": 1, "second": 1, "seconds": 1, "m": 60, "min": 60, "mins": 60, "minute": 60,
@@ -45,10 +46,8 @@ _UNIT = {"s": 1, "sec": 1, "secs": 1, "second": 1, "seconds": 1, "m": 60, "min":
 # Assumed speed-up of encoder work on one GPU over this machine's CPU when the plan targets a GPU it
 # cannot measure (a small BERT on a data-centre GPU vs a few CPU cores); overridable.
 DEFAULT_GPU_SPEEDUP = 25.0
-NETWORK_RUNGS = ("setfit", "lora", "unfreeze", "finetune", "lpft")
-CHEAP_RUNGS = ("tfidf", "probe")
 # Share of a full backward pass each network rung pays (LoRA / partial unfreeze backpropagate less).
-_STEP_FACTOR = {"setfit": 2.0, "lora": 0.7, "unfreeze": 0.6, "finetune": 1.0, "lpft": 1.1}
+_STEP_FACTOR = RELATIVE_STEP_COST
 # Share of its training steps a network rung gets when screened (AdaptiveConfig.screen_fidelity).
 DEFAULT_SCREEN_FIDELITY = 0.25
 # Validation F1 of a small encoder trained on a few thousand labels usually peaks by the second epoch

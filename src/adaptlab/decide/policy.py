@@ -22,17 +22,14 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 from adaptlab.errors import ConfigError
+from adaptlab.rungs.ladder import LABEL_TRAINED_ENCODER, LADDER  # noqa: F401  (part of the policy's vocabulary)
 
 CLINIC = "Clinic 21 (Embedding Reuse Or Retrain)"
 TRANSFER = "Transfer and Fine-Tuning note"
 
-# Rungs in the order of the adaptation ladder; tfidf is the scratch baseline, probe the first adapted rung.
-# setfit sits after the frozen rungs and before lora: its encoder learns from the labels, but only through a
-# pair-similarity objective, and it predicts with the same logistic head as probe (issue #16).
-LADDER = ("tfidf", "probe", "refit", "setfit", "lora", "unfreeze", "finetune", "lpft")
-SCRATCH = "tfidf"
-# Rungs whose training updates encoder weights from the labels (the overfitting risk the clinic warns about).
-LABEL_TRAINED_ENCODER = ("setfit", "lora", "unfreeze", "finetune", "lpft")
+# The ladder's order and which rungs train encoder weights from the labels (the overfitting risk the clinic
+# warns about) live with the other per-rung facts in adaptlab.rungs.ladder.
+SCRATCH = LADDER[0]
 
 
 @dataclass(frozen=True)

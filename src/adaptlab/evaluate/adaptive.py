@@ -42,18 +42,11 @@ import numpy as np
 from adaptlab.config import format_duration
 from adaptlab.errors import ConfigError
 
-# Ladder order (simplest first); kept equal to adaptlab.decide.policy.LADDER, which may not be imported here.
-LADDER = ("tfidf", "probe", "refit", "setfit", "lora", "unfreeze", "finetune", "lpft")
-SCRATCH = "tfidf"
-# Cost of one training step of each network rung relative to a full fine-tune (LoRA and a partial
-# unfreeze backpropagate through less of the network; LP-FT adds its linear probe).
-# setfit: a step is batch_size text PAIRS through the body (twice the texts of a finetune step, no head).
-RELATIVE_STEP_COST = {"setfit": 2.0, "lora": 0.7, "unfreeze": 0.6, "finetune": 1.0, "lpft": 1.1}
+# Ladder order and each network rung's cost per step relative to a full fine-tune: the one copy.
+from adaptlab.rungs.ladder import LADDER, RELATIVE_STEP_COST, ladder_key as _ladder_key  # noqa: E402
+
+SCRATCH = LADDER[0]
 KINDS = ("cheap", "shared", "network")
-
-
-def _ladder_key(rung: str) -> tuple[int, str]:
-    return (LADDER.index(rung) if rung in LADDER else len(LADDER), rung)
 
 
 @dataclass(frozen=True)

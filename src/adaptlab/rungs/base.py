@@ -11,6 +11,7 @@ import numpy as np
 from adaptlab.config import Budget  # noqa: F401  (re-exported: rungs take budgets)
 from adaptlab.data.dataset import TextDataset
 from adaptlab.errors import ConfigError, UnknownRungError
+from adaptlab.rungs.ladder import LADDER
 
 
 @dataclass
@@ -140,7 +141,7 @@ PLANNED_RUNGS: dict[str, str] = {
     "lpft": "linear-probe then fine-tune (issue #5)",
 }
 
-LADDER_ORDER = ["tfidf", "probe", "refit", "setfit", "lora", "unfreeze", "finetune", "lpft"]
+LADDER_ORDER = list(LADDER)
 
 
 def register_rung(cls: type[Rung]) -> type[Rung]:

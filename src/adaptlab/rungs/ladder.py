@@ -1,0 +1,75 @@
+"""Per-rung facts in one place: the ladder's order, each rung's kind and its cost per training step.
+
+The study, the decision-driven allocator (`evaluate.adaptive`), the planner (`decide.plan`) and the policy
+(`decide.policy`) all read these; a new rung is added here once. This module imports nothing of adaptlab,
+so every stage may use it.
+
+Example:
+    >>> from adaptlab.rungs.ladder import LADDER, facts
+    >>> LADDER[:3], facts("lora").kind, facts("lora").step_cost
+    (('tfidf', 'probe', 'refit'), 'network', 0.7)
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+__all__ = ["RungFacts", "LADDER_FACTS", "LADDER", "NETWORK_RUNGS", "CHEAP_RUNGS", "LABEL_TRAINED_ENCODER",
+           "RELATIVE_STEP_COST", "facts", "ladder_key"]
+
+
+@dataclass(frozen=True)
+class RungFacts:
+    """What the study, the planner and the policy know of a rung before it runs.
+
+    Attributes:
+        name: The rung's registry name.
+        kind: ``cheap`` (seconds: tfidf, probe), ``shared`` (trained once per study, reused by every seed:
+            refit) or ``network`` (trains encoder weights per seed).
+        step_cost: Cost of one training step relative to a full fine-tune step (network rungs; LoRA and a
+            partial unfreeze backpropagate through less of the network, LP-FT adds its linear probe, a
+            SetFit step is ``batch_size`` text pairs, twice the texts of a fine-tune step).
+        label_trained_encoder: Training updates encoder weights from the labels (the overfitting risk the
+            clinic warns about).
+    """
+
+    name: str
+    kind: str
+    step_cost: Optional[float] = None
+    label_trained_encoder: bool = False
+
+
+# Simplest first. tfidf is the scratch baseline, probe the first adapted rung. setfit sits after the frozen
+# rungs and before lora: its encoder learns from the labels, but only through a pair-similarity objective,
+# and it predicts with the same logistic head as probe (issue #16).
+LADDER_FACTS = (
+    RungFacts("tfidf", "cheap"),
+    RungFacts("probe", "cheap"),
+    RungFacts("refit", "shared"),
+    RungFacts("setfit", "network", 2.0, True),
+    RungFacts("lora", "network", 0.7, True),
+    RungFacts("unfreeze", "network", 0.6, True),
+    RungFacts("finetune", "network", 1.0, True),
+    RungFacts("lpft", "network", 1.1, True),
+)
+LADDER = tuple(f.name for f in LADDER_FACTS)
+CHEAP_RUNGS = tuple(f.name for f in LADDER_FACTS if f.kind == "cheap")
+NETWORK_RUNGS = tuple(f.name for f in LADDER_FACTS if f.kind == "network")
+LABEL_TRAINED_ENCODER = tuple(f.name for f in LADDER_FACTS if f.label_trained_encoder)
+RELATIVE_STEP_COST = {f.name: f.step_cost for f in LADDER_FACTS if f.step_cost is not None}
+_BY_NAME = {f.name: f for f in LADDER_FACTS}
+
+
+def facts(rung: str) -> RungFacts:
+    """The facts of ``rung``; a rung outside the ladder (a plugin) counts as a network rung of unit cost."""
+    return _BY_NAME.get(rung) or RungFacts(rung, "network", 1.0, True)
+
+
+def ladder_key(rung: str) -> tuple[int, str]:
+    """Sort key: ladder order, rungs outside the ladder last (by name).
+
+    Example:
+        >>> sorted(["lpft", "mine", "tfidf"], key=ladder_key)
+        ['tfidf', 'lpft', 'mine']
+    """
+    return (LADDER.index(rung) if rung in LADDER else len(LADDER), rung)

@@ -128,11 +128,11 @@ class Pipeline(ClassifierMixin, BaseEstimator):
         >>> from adaptlab.ship import Pipeline, load_pipeline
         >>> pipe = Pipeline(rung="tfidf", rung_params={"min_df": 1}).fit(
         ...     ["good film", "great film", "bad film", "awful film"] * 3, ["pos", "pos", "neg", "neg"] * 3)
-        >>> list(pipe.predict(["great", "awful"]))
+        >>> pipe.predict(["great", "awful"]).tolist()
         ['pos', 'neg']
-        >>> folder = pipe.save(tmp_path / "model")              # doctest: +SKIP
-        >>> load_pipeline(folder).predict(["great"])            # doctest: +SKIP
-        array(['pos'], dtype=object)
+        >>> folder = pipe.save("model")
+        >>> load_pipeline(folder).predict(["great"]).tolist()
+        ['pos']
     """
 
     def __init__(self, rung: str = "probe", encoder: Any = None, rung_params: Optional[dict] = None, seed: int = 0,

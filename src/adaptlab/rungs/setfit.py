@@ -148,6 +148,12 @@ class FittedSetFit(FittedProbe):
 
     It is a probe on the contrastively tuned encoder, so it ships the way a refit does: the encoder as
     a safetensors folder in the blob store, the head as coefficients.
+
+    Example:
+        >>> from adaptlab.rungs import FittedSetFit, get_rung
+        >>> fitted = get_rung("setfit", {"num_iterations": 5}).fit(train, val, seed=0, context=context)  # doctest: +SKIP
+        >>> isinstance(fitted, FittedSetFit), fitted.predict(["a new text"]).tolist()  # doctest: +SKIP
+        (True, ['sport'])
     """
 
     def __init__(self, encoder: Any, head: Any, classes: Sequence[str], batch_size: int) -> None:

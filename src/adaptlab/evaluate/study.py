@@ -65,7 +65,20 @@ class StudyEvent:
 
 @dataclass
 class StudyResult:
-    """What a study found: one summary row per rung plus the context needed to read it."""
+    """What a study found: one summary row per rung plus the context needed to read it.
+
+    Example:
+        >>> from adaptlab.config import StudyConfig
+        >>> from adaptlab.data import TextDataset
+        >>> from adaptlab.evaluate import Study, StudyResult
+        >>> texts = [f"goal match team player {i}" for i in range(30)] + [f"chip software data server {i}" for i in range(30)]
+        >>> data = TextDataset(texts, ["sport"] * 30 + ["tech"] * 30)
+        >>> result = Study(StudyConfig(rungs=["tfidf"], seeds=2, n_boot=200), home="runs").run(data)
+        >>> isinstance(result, StudyResult), result.n_test, result.n_trained, result.row("tfidf")["n_seeds"]
+        (True, 12, 2, 2)
+        >>> StudyResult.from_dict(result.to_dict()).row("tfidf")["mean"] == result.row("tfidf")["mean"]
+        True
+    """
 
     study_id: str
     name: str

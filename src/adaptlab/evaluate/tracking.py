@@ -59,6 +59,26 @@ class Tracker(Protocol):
     """What a study tells an experiment tracker; :class:`MlflowTracker` is the one adaptlab ships.
 
     An object with these four methods can be given as ``Study(..., track=obj)`` (e.g. for W&B).
+
+    Example:
+        >>> from adaptlab.config import StudyConfig
+        >>> from adaptlab.data import TextDataset
+        >>> from adaptlab.evaluate import Study
+        >>> from adaptlab.evaluate.tracking import Tracker
+        >>> class Printer:  # a tracker of your own (W&B, TensorBoard, a database): these four methods
+        ...     def start_study(self, study): print("study", study["name"])
+        ...     def log_cell(self, event, stored, rung_config): print("cell", event.rung, event.seed)
+        ...     def end_study(self, result, error=None): print("end", result.rows[0]["rung"], error)
+        ...     def log_decision(self, decision, artifacts): print("decision", decision["status"])
+        >>> isinstance(Printer(), Tracker)
+        True
+        >>> texts = [f"goal match team player {i}" for i in range(30)] + [f"chip software data server {i}" for i in range(30)]
+        >>> data = TextDataset(texts, ["sport"] * 30 + ["tech"] * 30)
+        >>> _ = Study(StudyConfig(rungs=["tfidf"], seeds=2, n_boot=200, name="demo"), home="runs", track=Printer()).run(data)
+        study demo
+        cell tfidf 0
+        cell tfidf 1
+        end tfidf None
     """
 
     def start_study(self, study: dict[str, Any]) -> None:
@@ -171,7 +191,13 @@ def scalar_metrics(obj: Any, prefix: str = "") -> dict[str, float]:
 
 
 def param_values(obj: Any, prefix: str = "") -> dict[str, str]:
-    """Every leaf of a nested configuration as a string param (lists and None as JSON)."""
+    """Every leaf of a nested configuration as a string param (lists and None as JSON).
+
+    Example:
+        >>> from adaptlab.evaluate.tracking import param_values
+        >>> param_values({"rungs": ["tfidf", "probe"], "split": {"test_size": 0.2, "group": None}}, prefix="config.")
+        {'config.rungs': '["tfidf", "probe"]', 'config.split.test_size': '0.2', 'config.split.group': 'null'}
+    """
     out = {}
     for k, v in flatten(obj).items():
         out[_key(prefix + k)] = v if isinstance(v, str) else json.dumps(v, default=str)
@@ -343,6 +369,26 @@ class StudyTracking:
     """Feeds a tracker from a running study's events; ends its parent run however the study ends.
 
     Used by :meth:`adaptlab.evaluate.Study.run` as a context manager; ``on_event`` chains the caller's.
+
+    Example:
+        >>> from types import SimpleNamespace
+        >>> from adaptlab.evaluate.tracking import StudyTracking
+        >>> class Printer:
+        ...     def start_study(self, study): print("start", study["name"])
+        ...     def log_cell(self, event, stored, rung_config): print("cell", event.rung, event.seed, rung_config)
+        ...     def end_study(self, result, error=None): print("end", repr(error))
+        ...     def log_decision(self, decision, artifacts): pass
+        >>> store = SimpleNamespace(get_study=lambda sid: {"name": "demo"}, get_result=lambda key: {"key": key})
+        >>> try:
+        ...     with StudyTracking(Printer(), store, {"tfidf": {"min_df": 2}}) as feed:  # what Study.run does
+        ...         feed.on_event(SimpleNamespace(kind="study", study_id="s1", key=None))
+        ...         feed.on_event(SimpleNamespace(kind="done", rung="tfidf", seed=0, key="k0"))
+        ...         raise RuntimeError("the study stopped")
+        ... except RuntimeError:
+        ...     pass
+        start demo
+        cell tfidf 0 {'min_df': 2}
+        end RuntimeError('the study stopped')
     """
 
     def __init__(self, tracker: Tracker, store: Any, rung_configs: dict[str, dict[str, Any]],

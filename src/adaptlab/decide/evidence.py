@@ -26,7 +26,15 @@ BAND_GIVEN = "band given with the table"
 
 @dataclass
 class RungEvidence:
-    """One rung's results: F1 per seed, its band and what it cost."""
+    """One rung's results: F1 per seed, its band and what it cost.
+
+    Example:
+        >>> from adaptlab.decide import Evidence, RungEvidence
+        >>> ev = Evidence.from_tables({"probe": [0.77, 0.78, 0.79]})
+        >>> probe = ev.rungs["probe"]
+        >>> isinstance(probe, RungEvidence), probe.n_seeds, round(probe.mean, 3), probe.band_method[:40]
+        (True, 3, 0.78, 'normal approximation over seeds only (me')
+    """
 
     rung: str
     f1_by_seed: list[float]

@@ -57,7 +57,13 @@ TYPICAL_BEST_EPOCH = 2
 
 
 def parse_budget(text: str) -> tuple[float, str]:
-    """``"2 CPU hours"``, ``"4 days on one GPU"``, ``"90min"`` -> (seconds, "cpu" | "gpu")."""
+    """``"2 CPU hours"``, ``"4 days on one GPU"``, ``"90min"`` -> (seconds, "cpu" | "gpu").
+
+    Example:
+        >>> from adaptlab.decide import parse_budget
+        >>> parse_budget("2 CPU hours"), parse_budget("4 days on one GPU"), parse_budget("90min")
+        ((7200.0, 'cpu'), (345600.0, 'gpu'), (5400.0, 'cpu'))
+    """
     raw = str(text).strip().lower()
     m = re.search(r"(\d+(?:\.\d+)?)\s*(?:cpu|gpu)?\s*([a-z]+)", raw)
     if not m or m.group(2) not in _UNIT or float(m.group(1)) <= 0:

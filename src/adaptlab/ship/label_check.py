@@ -43,6 +43,19 @@ class LabelCheck:
     """What the retrain's label check found, and whether it holds the retrain.
 
     ``rows`` are the flagged new labels, most suspicious first, with their row in the new labels file.
+
+    Example:
+        >>> from adaptlab.data import TextDataset
+        >>> from adaptlab.ship import LabelCheck, check_new_labels, merge_labels
+        >>> old = TextDataset([f"goal match team {i}" for i in range(20)] + [f"chip software data {i}" for i in range(20)],
+        ...                   ["sport"] * 20 + ["tech"] * 20)
+        >>> new = TextDataset([f"goal match team {i}" for i in range(20, 26)], ["tech"] * 6)  # six wrong labels
+        >>> merged, _ = merge_labels(old, new, eval_set=TextDataset(["pitch"], ["sport"]))
+        >>> chk = check_new_labels(old, new, merged)
+        >>> isinstance(chk, LabelCheck), chk.held, chk.n_new, chk.n_flagged_new, chk.old_rate
+        (True, True, 6, 6, 0.0)
+        >>> chk.rows[0]["given"], chk.rows[0]["suggested"]
+        ('tech', 'sport')
     """
 
     n_new: int
@@ -219,7 +232,21 @@ def _model_witness(pipeline: Any, sub: TextDataset, is_new: np.ndarray,
 
 
 def write_label_issues(check: LabelCheck, path: Union[str, Path]) -> Path:
-    """Write the flagged new labels (row in the new file, id, text, given, suggested, score) to CSV/JSONL/Parquet."""
+    """Write the flagged new labels (row in the new file, id, text, given, suggested, score) to CSV/JSONL/Parquet.
+
+    Example:
+        >>> from adaptlab.data import TextDataset
+        >>> from adaptlab.ship import check_new_labels, merge_labels, write_label_issues
+        >>> old = TextDataset([f"goal match team {i}" for i in range(20)] + [f"chip software data {i}" for i in range(20)],
+        ...                   ["sport"] * 20 + ["tech"] * 20)
+        >>> new = TextDataset([f"goal match team {i}" for i in range(20, 26)], ["tech"] * 6)  # six wrong labels
+        >>> merged, _ = merge_labels(old, new, eval_set=TextDataset(["pitch"], ["sport"]))
+        >>> chk = check_new_labels(old, new, merged)
+        >>> path = write_label_issues(chk, "label-issues.csv")
+        >>> lines = path.read_text().splitlines()
+        >>> len(lines), lines[0]
+        (7, 'rank,row,id,text,given_label,suggested_label,score,suggested_probability')
+    """
     from adaptlab.data.label_quality import LabelIssues, SuspiciousRow
 
     rows = [SuspiciousRow(index=k, row=r["row"], id=r["id"], text=r["text"], given=r["given"],

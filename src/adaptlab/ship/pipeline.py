@@ -387,7 +387,16 @@ def _find_blobs(folder: Path, manifest: dict[str, Any], blobs: Optional[PathLike
 
 
 def read_manifest(directory: PathLike) -> dict[str, Any]:
-    """The manifest of a saved pipeline, after checking the folder holds only what adaptlab wrote."""
+    """The manifest of a saved pipeline, after checking the folder holds only what adaptlab wrote.
+
+    Example:
+        >>> from adaptlab.ship import Pipeline, read_manifest
+        >>> pipe = Pipeline(rung="tfidf", rung_params={"min_df": 1}).fit(
+        ...     ["good film", "great film", "bad film", "awful film"] * 3, ["pos", "pos", "neg", "neg"] * 3)
+        >>> manifest = read_manifest(pipe.save("model"))
+        >>> manifest["rung"], manifest["classes"]
+        ('tfidf', ['neg', 'pos'])
+    """
     folder = Path(directory).expanduser()
     if not folder.is_dir():
         raise ConfigError(f"model folder {str(folder)!r} does not exist. Pass the folder given to Pipeline.save "

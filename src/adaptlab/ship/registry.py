@@ -35,7 +35,19 @@ PathLike = Union[str, Path]
 
 @dataclass
 class ModelVersion:
-    """One entry of the registry: a trained version and what happened to it."""
+    """One entry of the registry: a trained version and what happened to it.
+
+    Example:
+        >>> from adaptlab.data import TextDataset
+        >>> from adaptlab.ship import ModelRegistry, ModelVersion, Pipeline
+        >>> texts = [f"great film {i}" for i in range(12)] + [f"awful film {i}" for i in range(12)]
+        >>> train = TextDataset(texts, ["pos"] * 12 + ["neg"] * 12)
+        >>> pipe = Pipeline(rung="tfidf", rung_params={"min_df": 1}).fit(train.texts, train.labels)
+        >>> reg = ModelRegistry.create("models/films", pipe, train=train, eval_set=train)
+        >>> v = reg.current
+        >>> isinstance(v, ModelVersion), v.id, v.rung, v.status, v.n_train
+        (True, 'v0001', 'tfidf', 'promoted', 24)
+    """
 
     id: str
     created: str

@@ -37,7 +37,17 @@ def _key(text: str) -> str:
 
 @dataclass
 class MergeReport:
-    """What happened to each new label."""
+    """What happened to each new label.
+
+    Example:
+        >>> from adaptlab.data import TextDataset
+        >>> from adaptlab.ship import merge_labels
+        >>> current = TextDataset(["goal", "chip", "cash"], ["sport", "tech", "money"], ids=["1", "2", "3"])
+        >>> new = TextDataset(["chip", "vote"], ["money", "politics"], ids=["2", "4"])
+        >>> merged, report = merge_labels(current, new, eval_set=TextDataset(["pitch"], ["sport"], ids=["9"]))
+        >>> report.n_new_rows, report.added, report.relabelled, report.new_classes
+        (2, 1, [{'row': 1, 'old': 'tech', 'new': 'money', 'text': 'chip'}], ['politics'])
+    """
 
     n_new_rows: int = 0
     added: int = 0
@@ -69,7 +79,17 @@ class MergeReport:
 
 
 def merge_labels(current: TextDataset, new: TextDataset, eval_set: TextDataset) -> tuple[TextDataset, MergeReport]:
-    """``current`` plus ``new`` (see the module docstring for the rules); rows keep their ids."""
+    """``current`` plus ``new`` (see the module docstring for the rules); rows keep their ids.
+
+    Example:
+        >>> from adaptlab.data import TextDataset
+        >>> from adaptlab.ship import merge_labels
+        >>> current = TextDataset(["goal", "chip"], ["sport", "tech"], ids=["1", "2"])
+        >>> new = TextDataset(["goal", "vote"], ["sport", "politics"], ids=["1", "3"])
+        >>> merged, report = merge_labels(current, new, eval_set=TextDataset(["pitch"], ["sport"], ids=["9"]))
+        >>> merged.ids, merged.labels, report.duplicates
+        (['1', '2', 'new:3'], ['sport', 'tech', 'politics'], 1)
+    """
     if new.labels is None:
         raise ConfigError("the new labels file has no label column; pass --label-col NAME.")
     report = MergeReport(n_new_rows=len(new))
@@ -103,7 +123,20 @@ def merge_labels(current: TextDataset, new: TextDataset, eval_set: TextDataset) 
 @dataclass
 class RetrainOutcome:
     """What `retrain` did: the merge, the label check, the gate and the version it stored (None when
-    nothing changed, or when the label check held the retrain)."""
+    nothing changed, or when the label check held the retrain).
+
+    Example:
+        >>> from adaptlab.data import TextDataset
+        >>> from adaptlab.ship import ModelRegistry, Pipeline, retrain
+        >>> texts = [f"great film {i}" for i in range(12)] + [f"awful film {i}" for i in range(12)]
+        >>> train = TextDataset(texts, ["pos"] * 12 + ["neg"] * 12)
+        >>> pipe = Pipeline(rung="tfidf", rung_params={"min_df": 1}).fit(train.texts, train.labels)
+        >>> _ = ModelRegistry.create("models/films", pipe, train=train, eval_set=train)
+        >>> new = TextDataset(["great acting", "awful plot"], ["pos", "neg"], ids=["n1", "n2"])
+        >>> out = retrain("models/films", new)
+        >>> out.status, out.merge.added, out.in_use
+        ('promoted', 2, 'v0002')
+    """
 
     merge: MergeReport
     gate: Optional[GateResult]

@@ -49,7 +49,19 @@ _BLOCK_ENTRIES = 4_000_000
 
 @dataclass
 class DriftReport:
-    """Result of :func:`embedding_drift`. ``drift`` is the MMD test's verdict; the rest explains it."""
+    """Result of :func:`embedding_drift`. ``drift`` is the MMD test's verdict; the rest explains it.
+
+    Example:
+        >>> import numpy as np
+        >>> from adaptlab.monitor import DriftReport, embedding_drift
+        >>> rng = np.random.default_rng(0)
+        >>> reference, same, moved = rng.normal(size=(200, 8)), rng.normal(size=(100, 8)), rng.normal(size=(100, 8)) + 0.8
+        >>> embedding_drift(reference, same, n_permutations=100).drift
+        False
+        >>> report = embedding_drift(reference, moved, n_permutations=100)
+        >>> isinstance(report, DriftReport), report.drift, report.n_new, report.ood_flags.shape
+        (True, True, 100, (100,))
+    """
 
     mmd: MMDResult
     alpha: float
@@ -235,6 +247,14 @@ def embedding_drift(
 
     Returns:
         A :class:`DriftReport`; ``report.ood_flags`` / ``report.nn_similarity`` hold per-new-item values.
+
+    Example:
+        >>> import numpy as np
+        >>> from adaptlab.monitor import embedding_drift
+        >>> rng = np.random.default_rng(0)
+        >>> report = embedding_drift(rng.normal(size=(200, 8)), rng.normal(size=(100, 8)) + 0.8, n_permutations=100)
+        >>> report.drift, report.mmd.p_value < 0.05, len(report.nn_similarity)
+        (True, True, 100)
     """
     R = as_matrix("reference_emb", reference_emb, min_rows=2)
     N = as_matrix("new_emb", new_emb, min_rows=2)

@@ -241,7 +241,16 @@ class NeighborIndex:
 
 @dataclass
 class Placement:
-    """One (new item, neighbour) row of a cold-start placement."""
+    """One (new item, neighbour) row of a cold-start placement.
+
+    Example:
+        >>> import numpy as np
+        >>> from adaptlab.monitor import Placement, ReferenceSet, place_embeddings
+        >>> ref = ReferenceSet.from_embeddings(["a", "b"], ["one", "two"], np.eye(2), "enc-v1", labels=["sport", "tech"])
+        >>> [p] = place_embeddings(ref.neighbor_index(), np.array([[0.9, 0.1]]), k=1, new_ids=["n1"])
+        >>> isinstance(p, Placement), p.new_id, p.neighbor_id, p.neighbor_label, p.near_duplicate
+        (True, 'n1', 'a', 'sport', True)
+    """
 
     new_id: str
     new_row: int
@@ -263,7 +272,16 @@ def place_embeddings(
     new_ids: Optional[Sequence[str]] = None,
     near_duplicate: float = NEAR_DUPLICATE_COSINE,
 ) -> list[Placement]:
-    """:func:`place_new_items` for vectors already computed."""
+    """:func:`place_new_items` for vectors already computed.
+
+    Example:
+        >>> import numpy as np
+        >>> from adaptlab.monitor import ReferenceSet, place_embeddings
+        >>> ref = ReferenceSet.from_embeddings(["a", "b", "c"], ["x", "y", "z"], np.eye(3), "enc-v1", labels=["p", "q", "r"])
+        >>> rows = place_embeddings(ref.neighbor_index(), np.array([[1.0, 0.0, 0.0], [0.0, 0.6, 0.8]]), k=2)
+        >>> [(p.new_row, p.rank, p.neighbor_id, p.near_duplicate) for p in rows]
+        [(0, 1, 'a', True), (0, 2, 'b', False), (1, 1, 'c', False), (1, 2, 'b', False)]
+    """
     if not isinstance(index, NeighborIndex):
         raise ConfigError.invalid("index", type(index).__name__, "a NeighborIndex (e.g. reference.neighbor_index())")
     near_duplicate = check_fraction("near_duplicate", near_duplicate, open_low=False, open_high=False)

@@ -39,7 +39,17 @@ STABLE_OVERLAP = 0.8
 
 @dataclass
 class StabilityReport:
-    """Overlap of each probe's k nearest reference items under the old and the new encoder."""
+    """Overlap of each probe's k nearest reference items under the old and the new encoder.
+
+    Example:
+        >>> import numpy as np
+        >>> from adaptlab.monitor import StabilityReport, neighbor_stability
+        >>> rng = np.random.default_rng(0)
+        >>> old = rng.normal(size=(50, 8))
+        >>> report = neighbor_stability(old, old * 2.0, old[:10], old[:10] * 2.0, k=5)   # a rescaled space
+        >>> isinstance(report, StabilityReport), report.mean, report.stable
+        (True, 1.0, True)
+    """
 
     k: int
     overlap: str
@@ -160,6 +170,15 @@ def neighbor_stability(
     old and the new encoder (likewise for the probes); the two spaces may have different dimensions.
     When a probe is itself a reference item (same id in ``probe_ids`` and ``reference_ids``) and
     ``exclude_self`` is on, it is not counted as its own neighbour, which would inflate the overlap.
+
+    Example:
+        >>> import numpy as np
+        >>> from adaptlab.monitor import neighbor_stability
+        >>> rng = np.random.default_rng(0)
+        >>> old, new = rng.normal(size=(50, 8)), rng.normal(size=(50, 8))    # an unrelated new space
+        >>> report = neighbor_stability(old, new, old[:10], new[:10], k=5)
+        >>> report.stable, report.mean < 0.5, report.n_probes
+        (False, True, 10)
     """
     R_old = as_matrix("old_reference", old_reference, min_rows=2, dtype=np.float32)
     R_new = as_matrix("new_reference", new_reference, min_rows=2, dtype=np.float32)

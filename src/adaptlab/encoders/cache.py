@@ -372,7 +372,7 @@ def embed(
 
     Example:
         >>> enc = Encoder.from_pretrained()
-        >>> cache = EmbeddingCache("~/.adaptlab/cache/embeddings.sqlite")
+        >>> cache = EmbeddingCache("cache/embeddings.sqlite")
         >>> X = embed(enc, ["first text", "second text", "first text"], cache=cache)
         >>> X.shape, bool((X[0] == X[2]).all())
         ((3, 384), True)

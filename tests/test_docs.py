@@ -77,6 +77,26 @@ def test_the_check_names_a_public_name_without_an_example(tmp_path):
         del tracking.bare
 
 
+@pytest.mark.parametrize("example", [True, False], ids=["with-example", "without-example"])
+def test_strict_build_fails_on_a_public_name_without_an_example(tmp_path, example):
+    """The hook end to end: a one-page site whose API page renders a module; mkdocs build --strict fails
+    (and names the function) when a public function has no example."""
+    pytest.importorskip("mkdocs")
+    doc = '"""Add one.\n\n    Example:\n        >>> add_one(1)\n        2\n    """' if example else '"""Add one."""'
+    (tmp_path / "demo_api.py").write_text(f"def add_one(x):\n    {doc}\n    return x + 1\n")
+    (tmp_path / "docs" / "reference").mkdir(parents=True)
+    (tmp_path / "docs" / "index.md").write_text("# demo\n")
+    (tmp_path / "docs" / "reference" / "api.md").write_text("# API\n\n::: demo_api\n")
+    (tmp_path / "mkdocs.yml").write_text(f"site_name: demo\nhooks:\n  - {DOCS / '_hooks' / 'api_examples.py'}\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(ROOT / "src")]), "NO_MKDOCS_2_WARNING": "1"}
+    r = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict"], cwd=tmp_path,
+                       capture_output=True, text=True, env=env, timeout=300)
+    if example:
+        assert r.returncode == 0, r.stdout + r.stderr
+    else:
+        assert r.returncode != 0 and "demo_api.add_one has no example" in r.stdout + r.stderr
+
+
 def test_the_public_api_examples_are_collected():
     names = {t.name for t in API_DOCTESTS}
     assert len(API_DOCTESTS) >= 150
@@ -103,7 +123,8 @@ def site(tmp_path_factory) -> Path:
     pytest.importorskip("mkdocs")  # the [docs] extra; scripts/dev.sh installs it with [test]
     out = tmp_path_factory.mktemp("site")
     env = {**os.environ, "NO_MKDOCS_2_WARNING": "1"}
-    r = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "-q", "-d", str(out)], cwd=ROOT,
+    # Not -q: a quiet build drops warnings before --strict counts them, so it would pass a warning.
+    r = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "-d", str(out)], cwd=ROOT,
                        capture_output=True, text=True, env=env, timeout=600)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-5000:]
     return out

@@ -231,11 +231,18 @@ class MlflowTracker:
     ``run_id`` is the parent run of the last study started, ``child_run_ids`` its cells' runs by result key.
 
     Example:
-        >>> tracker = MlflowTracker(uri="./mlruns", experiment="clinic")  # doctest: +SKIP
-        >>> Study(StudyConfig(rungs=["tfidf", "probe"]), track=tracker).run(data)  # doctest: +SKIP
-        >>> from mlflow.tracking import MlflowClient  # doctest: +SKIP
-        >>> MlflowClient(tracker.uri).get_run(tracker.run_id).data.metrics["probe.mean"]  # doctest: +SKIP
-        0.96...
+        >>> from mlflow.tracking import MlflowClient
+        >>> from adaptlab.config import StudyConfig
+        >>> from adaptlab.data import TextDataset
+        >>> from adaptlab.evaluate import Study
+        >>> from adaptlab.evaluate.tracking import MlflowTracker
+        >>> texts = [f"goal match team player {i}" for i in range(30)] + [f"chip software data server {i}" for i in range(30)]
+        >>> data = TextDataset(texts, ["sport"] * 30 + ["tech"] * 30)
+        >>> tracker = MlflowTracker(uri="./mlruns", experiment="clinic")     # a local MLflow file store
+        >>> result = Study(StudyConfig(rungs=["tfidf"], seeds=2, n_boot=200), home="runs", track=tracker).run(data)
+        >>> run = MlflowClient(tracker.uri).get_run(tracker.run_id)
+        >>> run.data.metrics["tfidf.mean"] == result.row("tfidf")["mean"], len(tracker.child_run_ids)
+        (True, 2)
     """
 
     def __init__(self, uri: Optional[str] = None, experiment: str = "adaptlab") -> None:

@@ -314,8 +314,19 @@ def drift_from_texts(
     to :func:`embedding_drift`.
 
     Example:
-        >>> report = drift_from_texts(ReferenceSet.load("model/reference"), new_texts,
-        ...                           enc.encode, enc.fingerprint, seed=0)     # doctest: +SKIP
+        >>> import numpy as np
+        >>> from adaptlab.monitor import ReferenceSet, drift_from_texts
+        >>> def embed(texts):                      # stands in for Encoder.encode
+        ...     return np.array([[len(t), t.count("patient"), t.count("market")] for t in texts], dtype="float32")
+        >>> news = [f"the market rose {i} points in the market" for i in range(60)]
+        >>> ref = ReferenceSet.build(None, news, embed, "toy-v1")
+        >>> clinic = [f"patient {i} reports knee pain, patient stable" for i in range(40)]
+        >>> drift_from_texts(ref, clinic, embed, "toy-v1", n_permutations=100).drift
+        True
+        >>> drift_from_texts(ref, clinic, embed, "toy-v2")
+        Traceback (most recent call last):
+        ...
+        adaptlab.errors.ConfigError: 60 of 60 reference rows were embedded by another encoder than 'toy-v2'; drift between two encoders' spaces is meaningless. Re-embed them first with adaptlab.monitor.refresh(reference, embed_fn, fingerprint, texts_by_id).
     """
     from adaptlab.monitor.reference import ReferenceSet
 

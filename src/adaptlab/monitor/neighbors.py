@@ -319,10 +319,14 @@ def place_new_items(
     that built the index (same fingerprint), otherwise the scores are meaningless.
 
     Example:
-        >>> ref = ReferenceSet.build(ids, texts, enc.encode, enc.fingerprint, labels)   # doctest: +SKIP
-        >>> rows = place_new_items(ref.neighbor_index(), new_texts, enc.encode, k=3)     # doctest: +SKIP
-        >>> [r.to_dict() for r in rows][:1]                                              # doctest: +SKIP
-        [{'new_id': '0', 'new_row': 0, 'rank': 1, 'neighbor_id': 'a17', 'score': 0.83, ...}]
+        >>> import numpy as np
+        >>> from adaptlab.monitor import ReferenceSet, place_new_items
+        >>> def embed(texts):                      # stands in for Encoder.encode
+        ...     return np.array([[t.count("goal") + 0.1, t.count("chip") + 0.1] for t in texts], dtype="float32")
+        >>> ref = ReferenceSet.build(["a", "b"], ["goal goal", "chip chip"], embed, "toy-v1", labels=["sport", "tech"])
+        >>> rows = place_new_items(ref.neighbor_index(), ["a late goal", "a new chip"], embed, k=1)
+        >>> [(r.new_row, r.neighbor_id, r.neighbor_label) for r in rows]
+        [(0, 'a', 'sport'), (1, 'b', 'tech')]
     """
     texts = check_texts("new_texts", new_texts)
     E = call_embed(embed_fn, texts, batch_size=batch_size)

@@ -244,10 +244,17 @@ def encoder_stability(
     Extra keyword arguments go to :func:`neighbor_stability` (``overlap``, ``metric``, ...).
 
     Example:
-        >>> old, new = load_encoder(), Encoder.from_pretrained("refit/")            # doctest: +SKIP
-        >>> report = encoder_stability(train_texts, old.encode, new.encode, k=10)    # doctest: +SKIP
-        >>> print(report)                                                          # doctest: +SKIP
-        neighbourhoods changed: mean overlap@10 = 0.41 ...
+        >>> import numpy as np
+        >>> from adaptlab.monitor import encoder_stability
+        >>> rng = np.random.default_rng(0)
+        >>> vectors = {f"text {i}": rng.normal(size=8) for i in range(60)}
+        >>> old = lambda texts: np.stack([vectors[t] for t in texts])          # stands in for Encoder.encode
+        >>> rescaled = lambda texts: 3.0 * old(texts)                           # same neighbourhoods
+        >>> encoder_stability(list(vectors), old, rescaled, n_probes=20, k=5).stable
+        True
+        >>> shuffled = lambda texts: rng.normal(size=(len(texts), 8))          # unrelated space
+        >>> encoder_stability(list(vectors), old, shuffled, n_probes=20, k=5).stable
+        False
     """
     texts = check_texts("reference_texts", reference_texts)
     ref_ids = check_ids("reference_ids", reference_ids, len(texts))

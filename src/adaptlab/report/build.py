@@ -44,9 +44,17 @@ def decision_for(store: Any, study: str = "latest", policy: Optional[Policy] = N
     """The decision on a stored study and the evidence it was made from.
 
     Example:
-        >>> decision, evidence = decision_for(RunStore("adaptlab-runs/runs.sqlite"), "latest")  # doctest: +SKIP
-        >>> decision.status, decision.chosen  # doctest: +SKIP
-        ('ship', 'probe')
+        >>> from adaptlab.config import StudyConfig
+        >>> from adaptlab.data import TextDataset
+        >>> from adaptlab.evaluate import Study
+        >>> from adaptlab.report import decision_for
+        >>> from adaptlab.store import RunStore
+        >>> texts = [f"goal match team player {i}" for i in range(30)] + [f"chip software data server {i}" for i in range(30)]
+        >>> _ = Study(StudyConfig(rungs=["tfidf"], seeds=3, n_boot=200), home="runs").run(
+        ...     TextDataset(texts, ["sport"] * 30 + ["tech"] * 30))
+        >>> decision, evidence = decision_for(RunStore("runs/runs.sqlite"), "latest")
+        >>> decision.status, decision.chosen, sorted(evidence.rungs)
+        ('ship', 'tfidf', ['tfidf'])
     """
     ev = evidence_for(store, study, home)
     return decide(ev, policy), ev
@@ -199,8 +207,17 @@ def build_report(store: Any, study: str = "latest", *, policy: Optional[Policy] 
     """Build the report of a stored study.
 
     Example:
-        >>> from adaptlab.store import RunStore  # doctest: +SKIP
-        >>> build_report(RunStore("adaptlab-runs/runs.sqlite")).write("report.html", "report.md")  # doctest: +SKIP
+        >>> from adaptlab.config import StudyConfig
+        >>> from adaptlab.data import TextDataset
+        >>> from adaptlab.evaluate import Study
+        >>> from adaptlab.report import build_report
+        >>> from adaptlab.store import RunStore
+        >>> texts = [f"goal match team player {i}" for i in range(30)] + [f"chip software data server {i}" for i in range(30)]
+        >>> _ = Study(StudyConfig(rungs=["tfidf"], seeds=2, n_boot=200), home="runs").run(
+        ...     TextDataset(texts, ["sport"] * 30 + ["tech"] * 30))
+        >>> paths = build_report(RunStore("runs/runs.sqlite"), "latest", home="runs").write("report.html", "report.md")
+        >>> [p.name for p in paths]
+        ['report.html', 'report.md']
     """
     policy = policy or Policy()
     rec = store.get_study(study)

@@ -157,9 +157,15 @@ def check_new_labels(old: TextDataset, new: TextDataset, merged: TextDataset, *,
     Returns None when there is nothing to judge (no new label, or a single class).
 
     Example:
-        >>> chk = check_new_labels(old, new, merged, pipeline=model_in_use)   # doctest: +SKIP
-        >>> chk.held, chk.new_rate, chk.rows[0]["row"]                        # doctest: +SKIP
-        (True, 0.62, 17)
+        >>> from adaptlab.data import TextDataset
+        >>> from adaptlab.ship import check_new_labels, merge_labels
+        >>> old = TextDataset([f"goal match team {i}" for i in range(20)] + [f"chip software data {i}" for i in range(20)],
+        ...                   ["sport"] * 20 + ["tech"] * 20)
+        >>> new = TextDataset([f"goal match team {i}" for i in range(20, 26)], ["tech"] * 6)   # six wrong labels
+        >>> merged, _ = merge_labels(old, new, eval_set=TextDataset(["pitch"], ["sport"]))
+        >>> chk = check_new_labels(old, new, merged)
+        >>> chk.held, chk.new_rate, chk.rows[0]["row"], chk.rows[0]["suggested"]
+        (True, 1.0, 6, 'sport')
     """
     from adaptlab.data import check_labels
     from adaptlab.data.bundled import stratified_subsample

@@ -436,8 +436,12 @@ def load_pipeline(directory: PathLike, *, device: str = "cpu", blobs: Optional[P
     recorded fingerprint. No pickle is read and no code from the folder is run.
 
     Example:
-        >>> pipe = load_pipeline("models/news/versions/v0001")   # doctest: +SKIP
-        >>> pipe.predict(["Shares fell 3% after the results."])  # doctest: +SKIP
+        >>> from adaptlab.ship import Pipeline, load_pipeline
+        >>> pipe = Pipeline(rung="tfidf", rung_params={"min_df": 1}).fit(
+        ...     ["good film", "great film", "bad film", "awful film"] * 3, ["pos", "pos", "neg", "neg"] * 3)
+        >>> folder = pipe.save("models/films-v1")
+        >>> load_pipeline(folder).predict(["a great film"]).tolist()
+        ['pos']
     """
     from safetensors import SafetensorError
     from safetensors.numpy import load_file

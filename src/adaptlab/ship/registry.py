@@ -113,10 +113,17 @@ class ModelRegistry:
     """The versions of one shipped model (see the module docstring for the folder layout).
 
     Example:
-        >>> reg = ModelRegistry.create("models/news", pipe, train=train, eval_set=test)  # doctest: +SKIP
-        >>> reg.current.id, reg.current.evaluation["f1"]                                 # doctest: +SKIP
-        ('v0001', 0.97)
-        >>> reg.load().predict(["Shares fell after the results."])                       # doctest: +SKIP
+        >>> from adaptlab.data import TextDataset
+        >>> from adaptlab.ship import ModelRegistry, Pipeline
+        >>> texts = [f"great film {i}" for i in range(12)] + [f"awful film {i}" for i in range(12)]
+        >>> train = TextDataset(texts, ["pos"] * 12 + ["neg"] * 12)
+        >>> test = TextDataset(["great plot", "awful plot", "great cast", "awful cast"], ["pos", "neg", "pos", "neg"])
+        >>> pipe = Pipeline(rung="tfidf", rung_params={"min_df": 1}).fit(train.texts, train.labels)
+        >>> reg = ModelRegistry.create("models/films", pipe, train=train, eval_set=test)
+        >>> reg.current.id, reg.current.evaluation["f1"]
+        ('v0001', 1.0)
+        >>> ModelRegistry("models/films").load().predict(["a great film"]).tolist()
+        ['pos']
     """
 
     def __init__(self, root: PathLike) -> None:
@@ -331,8 +338,14 @@ def load_model(path: PathLike, version: Optional[str] = None, *, device: str = "
     """A saved pipeline from a registry folder (the version in use, or ``version``) or a single saved model.
 
     Example:
-        >>> pipe = load_model("models/news")            # doctest: +SKIP
-        >>> pipe = load_model("models/news", "v0002")   # doctest: +SKIP
+        >>> from adaptlab.data import TextDataset
+        >>> from adaptlab.ship import ModelRegistry, Pipeline, load_model
+        >>> train = TextDataset([f"great film {i}" for i in range(12)] + [f"awful film {i}" for i in range(12)],
+        ...                     ["pos"] * 12 + ["neg"] * 12)
+        >>> pipe = Pipeline(rung="tfidf", rung_params={"min_df": 1}).fit(train.texts, train.labels)
+        >>> _ = ModelRegistry.create("models/films", pipe, train=train, eval_set=train)
+        >>> load_model("models/films").predict(["awful"]).tolist(), load_model("models/films", "v0001").rung
+        (['neg'], 'tfidf')
     """
     from adaptlab.ship.pipeline import load_pipeline
 
@@ -356,8 +369,13 @@ def ship_model(data: TextDataset, output: PathLike, *, rung: str = "probe", enco
     the study's test set when the data and settings are the same) and judges every later retrain.
 
     Example:
-        >>> reg = ship_model(load_dataset("labeled.csv"), "models/triage", rung="probe")   # doctest: +SKIP
-        >>> reg.current.evaluation["f1"]                                                   # doctest: +SKIP
+        >>> from adaptlab.data import TextDataset
+        >>> from adaptlab.ship import ship_model
+        >>> texts = [f"goal match team player {i}" for i in range(30)] + [f"chip software data server {i}" for i in range(30)]
+        >>> reg = ship_model(TextDataset(texts, ["sport"] * 30 + ["tech"] * 30), "models/triage", rung="tfidf",
+        ...                  home="runs")
+        >>> reg.current.id, reg.current.rung, reg.current.evaluation["n"]
+        ('v0001', 'tfidf', 12)
     """
     from adaptlab.config import default_home
     from adaptlab.data import split_dataset

@@ -203,12 +203,19 @@ def retrain(model: Union[str, Path, ModelRegistry], new_labels: Union[str, Path,
     the outcome's message; ``"error"`` (default) refuses the file and names them.
 
     Example:
-        >>> out = retrain("models/news", "labels-2026-12.csv")   # doctest: +SKIP
-        >>> print(out.message)                                   # doctest: +SKIP
-        Promoted the retrained model: ...
-        >>> out = retrain("models/news", "random-labels.csv")    # doctest: +SKIP
-        >>> out.status, out.labels.rows[0]["row"]                # doctest: +SKIP
-        ('held', 17)
+        >>> from adaptlab.data import TextDataset
+        >>> from adaptlab.ship import ModelRegistry, Pipeline, retrain
+        >>> old = TextDataset([f"goal match team {i}" for i in range(20)] + [f"chip software data {i}" for i in range(20)],
+        ...                   ["sport"] * 20 + ["tech"] * 20)
+        >>> pipe = Pipeline(rung="tfidf", rung_params={"min_df": 1}).fit(old.texts, old.labels)
+        >>> _ = ModelRegistry.create("models/news", pipe, train=old, eval_set=old)
+        >>> good = TextDataset(["goal match league", "chip data server"], ["sport", "tech"])
+        >>> retrain("models/news", good).status
+        'promoted'
+        >>> wrong = TextDataset([f"goal match team {i}" for i in range(20, 26)], ["tech"] * 6)   # six wrong labels
+        >>> out = retrain("models/news", wrong)
+        >>> out.status, out.labels.n_flagged_new, out.in_use
+        ('held', 6, 'v0002')
     """
     from adaptlab.data import load_dataset
 

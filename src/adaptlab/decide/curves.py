@@ -64,7 +64,8 @@ def learning_curve(
         >>> from adaptlab.config import StudyConfig
         >>> from adaptlab.data import TextDataset
         >>> from adaptlab.decide import learning_curve
-        >>> texts = [f"goal match team player {i}" for i in range(40)] + [f"chip software data server {i}" for i in range(40)]
+        >>> texts = ([f"goal match team player {i}" for i in range(40)]
+        ...          + [f"chip software data server {i}" for i in range(40)])
         >>> data = TextDataset(texts, ["sport"] * 40 + ["tech"] * 40)
         >>> curve = learning_curve(data, StudyConfig(n_boot=200), rungs=["tfidf"], fractions=(0.5, 1.0), seeds=2, home="runs")
         >>> [(p["fraction"], p["n_seeds"]) for p in curve["points"]]

@@ -128,7 +128,8 @@ def slice_report(
         >>> from adaptlab.decide import slice_report
         >>> from adaptlab.evaluate import Study
         >>> from adaptlab.store import RunStore
-        >>> texts = [f"goal match team player {i}" for i in range(30)] + [f"chip software data server {i}" for i in range(30)]
+        >>> texts = ([f"goal match team player {i}" for i in range(30)]
+        ...          + [f"chip software data server {i}" for i in range(30)])
         >>> data = TextDataset(texts, ["sport"] * 30 + ["tech"] * 30)
         >>> result = Study(StudyConfig(rungs=["tfidf"], seeds=2, n_boot=200), home="runs").run(data)
         >>> region = ["north" if i % 3 else "south" for i in range(60)]        # a column of your data

@@ -47,7 +47,8 @@ class StudyEvent:
 
     Example:
         >>> from adaptlab.data import TextDataset
-        >>> texts = [f"goal match team player {i}" for i in range(30)] + [f"chip software data server {i}" for i in range(30)]
+        >>> texts = ([f"goal match team player {i}" for i in range(30)]
+        ...          + [f"chip software data server {i}" for i in range(30)])
         >>> data = TextDataset(texts, ["sport"] * 30 + ["tech"] * 30)
         >>> events = []
         >>> _ = Study(StudyConfig(rungs=["tfidf"], seeds=2, n_boot=200), home="runs").run(data, on_event=events.append)
@@ -74,7 +75,8 @@ class StudyResult:
         >>> from adaptlab.config import StudyConfig
         >>> from adaptlab.data import TextDataset
         >>> from adaptlab.evaluate import Study, StudyResult
-        >>> texts = [f"goal match team player {i}" for i in range(30)] + [f"chip software data server {i}" for i in range(30)]
+        >>> texts = ([f"goal match team player {i}" for i in range(30)]
+        ...          + [f"chip software data server {i}" for i in range(30)])
         >>> data = TextDataset(texts, ["sport"] * 30 + ["tech"] * 30)
         >>> result = Study(StudyConfig(rungs=["tfidf"], seeds=2, n_boot=200), home="runs").run(data)
         >>> isinstance(result, StudyResult), result.n_test, result.n_trained, result.row("tfidf")["n_seeds"]

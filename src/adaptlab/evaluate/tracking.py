@@ -72,7 +72,8 @@ class Tracker(Protocol):
         ...     def log_decision(self, decision, artifacts): print("decision", decision["status"])
         >>> isinstance(Printer(), Tracker)
         True
-        >>> texts = [f"goal match team player {i}" for i in range(30)] + [f"chip software data server {i}" for i in range(30)]
+        >>> texts = ([f"goal match team player {i}" for i in range(30)]
+        ...          + [f"chip software data server {i}" for i in range(30)])
         >>> data = TextDataset(texts, ["sport"] * 30 + ["tech"] * 30)
         >>> _ = Study(StudyConfig(rungs=["tfidf"], seeds=2, n_boot=200, name="demo"), home="runs", track=Printer()).run(data)
         study demo
@@ -236,7 +237,8 @@ class MlflowTracker:
         >>> from adaptlab.data import TextDataset
         >>> from adaptlab.evaluate import Study
         >>> from adaptlab.evaluate.tracking import MlflowTracker
-        >>> texts = [f"goal match team player {i}" for i in range(30)] + [f"chip software data server {i}" for i in range(30)]
+        >>> texts = ([f"goal match team player {i}" for i in range(30)]
+        ...          + [f"chip software data server {i}" for i in range(30)])
         >>> data = TextDataset(texts, ["sport"] * 30 + ["tech"] * 30)
         >>> tracker = MlflowTracker(uri="./mlruns", experiment="clinic")     # a local MLflow file store
         >>> result = Study(StudyConfig(rungs=["tfidf"], seeds=2, n_boot=200), home="runs", track=tracker).run(data)

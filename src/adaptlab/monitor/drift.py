@@ -323,10 +323,10 @@ def drift_from_texts(
         >>> clinic = [f"patient {i} reports knee pain, patient stable" for i in range(40)]
         >>> drift_from_texts(ref, clinic, embed, "toy-v1", n_permutations=100).drift
         True
-        >>> drift_from_texts(ref, clinic, embed, "toy-v2")
+        >>> drift_from_texts(ref, clinic, embed, "toy-v2")  # doctest: +ELLIPSIS
         Traceback (most recent call last):
         ...
-        adaptlab.errors.ConfigError: 60 of 60 reference rows were embedded by another encoder than 'toy-v2'; drift between two encoders' spaces is meaningless. Re-embed them first with adaptlab.monitor.refresh(reference, embed_fn, fingerprint, texts_by_id).
+        adaptlab.errors.ConfigError: 60 of 60 reference rows were embedded by another encoder than 'toy-v2'; ...
     """
     from adaptlab.monitor.reference import ReferenceSet
 

@@ -29,7 +29,8 @@ def evidence_for(store: Any, study: str = "latest", home: Optional[str | Path] =
         >>> from adaptlab.evaluate import Study
         >>> from adaptlab.report import evidence_for
         >>> from adaptlab.store import RunStore
-        >>> texts = [f"goal match team player {i}" for i in range(30)] + [f"chip software data server {i}" for i in range(30)]
+        >>> texts = ([f"goal match team player {i}" for i in range(30)]
+        ...          + [f"chip software data server {i}" for i in range(30)])
         >>> data = TextDataset(texts, ["sport"] * 30 + ["tech"] * 30)
         >>> _ = Study(StudyConfig(rungs=["tfidf"], seeds=2, n_boot=200), home="runs").run(data)
         >>> evidence = evidence_for(RunStore("runs/runs.sqlite"), "latest", home="runs")
@@ -49,7 +50,8 @@ def decision_for(store: Any, study: str = "latest", policy: Optional[Policy] = N
         >>> from adaptlab.evaluate import Study
         >>> from adaptlab.report import decision_for
         >>> from adaptlab.store import RunStore
-        >>> texts = [f"goal match team player {i}" for i in range(30)] + [f"chip software data server {i}" for i in range(30)]
+        >>> texts = ([f"goal match team player {i}" for i in range(30)]
+        ...          + [f"chip software data server {i}" for i in range(30)])
         >>> _ = Study(StudyConfig(rungs=["tfidf"], seeds=3, n_boot=200), home="runs").run(
         ...     TextDataset(texts, ["sport"] * 30 + ["tech"] * 30))
         >>> decision, evidence = decision_for(RunStore("runs/runs.sqlite"), "latest")
@@ -152,7 +154,8 @@ class Report:
         >>> from adaptlab.evaluate import Study
         >>> from adaptlab.report import Report, build_report
         >>> from adaptlab.store import RunStore
-        >>> texts = [f"goal match team player {i}" for i in range(30)] + [f"chip software data server {i}" for i in range(30)]
+        >>> texts = ([f"goal match team player {i}" for i in range(30)]
+        ...          + [f"chip software data server {i}" for i in range(30)])
         >>> data = TextDataset(texts, ["sport"] * 30 + ["tech"] * 30)
         >>> result = Study(StudyConfig(rungs=["tfidf"], seeds=2, n_boot=200), home="runs").run(data)
         >>> report = build_report(RunStore("runs/runs.sqlite"), result.study_id)
@@ -212,7 +215,8 @@ def build_report(store: Any, study: str = "latest", *, policy: Optional[Policy] 
         >>> from adaptlab.evaluate import Study
         >>> from adaptlab.report import build_report
         >>> from adaptlab.store import RunStore
-        >>> texts = [f"goal match team player {i}" for i in range(30)] + [f"chip software data server {i}" for i in range(30)]
+        >>> texts = ([f"goal match team player {i}" for i in range(30)]
+        ...          + [f"chip software data server {i}" for i in range(30)])
         >>> _ = Study(StudyConfig(rungs=["tfidf"], seeds=2, n_boot=200), home="runs").run(
         ...     TextDataset(texts, ["sport"] * 30 + ["tech"] * 30))
         >>> paths = build_report(RunStore("runs/runs.sqlite"), "latest", home="runs").write("report.html", "report.md")

@@ -31,7 +31,8 @@ def track_decision(study: Any, study_id: str, *, policy: Optional[Policy] = None
         >>> from adaptlab.evaluate import Study
         >>> from adaptlab.evaluate.tracking import MlflowTracker
         >>> from adaptlab.report.tracking import track_decision
-        >>> texts = [f"goal match team player {i}" for i in range(30)] + [f"chip software data server {i}" for i in range(30)]
+        >>> texts = ([f"goal match team player {i}" for i in range(30)]
+        ...          + [f"chip software data server {i}" for i in range(30)])
         >>> data = TextDataset(texts, ["sport"] * 30 + ["tech"] * 30)
         >>> study = Study(StudyConfig(rungs=["tfidf"], seeds=2, n_boot=200), home="runs", track=MlflowTracker("mlruns"))
         >>> result = study.run(data)

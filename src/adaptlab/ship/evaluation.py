@@ -34,7 +34,8 @@ def evaluate_pipeline(pipeline: Any, eval_set: TextDataset, *, n_boot: int = N_B
         >>> from adaptlab.ship import Pipeline, evaluate_pipeline
         >>> pipe = Pipeline(rung="tfidf", rung_params={"min_df": 1}).fit(
         ...     ["good film", "great film", "bad film", "awful film"] * 3, ["pos", "pos", "neg", "neg"] * 3)
-        >>> ev = evaluate_pipeline(pipe, TextDataset(["great day", "awful day", "good plot", "bad plot"], ["pos", "neg", "pos", "neg"]), n_boot=200)
+        >>> held_out = TextDataset(["great day", "awful day", "good plot", "bad plot"], ["pos", "neg", "pos", "neg"])
+        >>> ev = evaluate_pipeline(pipe, held_out, n_boot=200)
         >>> ev["f1"], ev["accuracy"], ev["n"]
         (1.0, 1.0, 4)
     """

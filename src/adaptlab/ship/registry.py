@@ -371,7 +371,8 @@ def ship_model(data: TextDataset, output: PathLike, *, rung: str = "probe", enco
     Example:
         >>> from adaptlab.data import TextDataset
         >>> from adaptlab.ship import ship_model
-        >>> texts = [f"goal match team player {i}" for i in range(30)] + [f"chip software data server {i}" for i in range(30)]
+        >>> texts = ([f"goal match team player {i}" for i in range(30)]
+        ...          + [f"chip software data server {i}" for i in range(30)])
         >>> reg = ship_model(TextDataset(texts, ["sport"] * 30 + ["tech"] * 30), "models/triage", rung="tfidf",
         ...                  home="runs")
         >>> reg.current.id, reg.current.rung, reg.current.evaluation["n"]

@@ -47,6 +47,7 @@ class Budget:
         return f"{self.steps} steps" if self.steps is not None else f"{self.seconds:g} s"
 
     def to_dict(self) -> dict[str, Any]:
+        """The budget as JSON-safe data: ``{"steps": ..., "seconds": ...}`` (None where unset)."""
         return {"steps": self.steps, "seconds": self.seconds}
 
 
@@ -163,6 +164,7 @@ class StudyConfig:
 
     @property
     def seed_values(self) -> list[int]:
+        """The seeds a study runs: ``0 .. seeds - 1``."""
         return list(range(self.seeds))
 
     def to_dict(self) -> dict[str, Any]:
@@ -315,4 +317,5 @@ class ExecutorConfig:
         return out
 
     def to_dict(self) -> dict[str, Any]:
+        """Every field as a plain dict (JSON-safe)."""
         return dataclasses.asdict(self)

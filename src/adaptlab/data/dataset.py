@@ -69,13 +69,16 @@ class TextDataset:
 
     @property
     def has_labels(self) -> bool:
+        """Whether the dataset has labels (unlabeled texts have none)."""
         return self.labels is not None
 
     @property
     def classes(self) -> list[str]:
+        """The distinct labels, sorted (empty without labels)."""
         return sorted(set(self.labels or []))
 
     def label_counts(self) -> dict[str, int]:
+        """Rows per label, sorted by label."""
         return dict(sorted(Counter(self.labels or []).items()))
 
     @property

@@ -79,6 +79,7 @@ class SuspiciousRow:
     suggested_probability: float
 
     def to_dict(self) -> dict[str, Any]:
+        """Every field as a plain dict (JSON-safe)."""
         return asdict(self)
 
 
@@ -108,6 +109,7 @@ class LabelIssues:
 
     @property
     def n_flagged(self) -> int:
+        """How many rows were flagged."""
         return len(self.rows)
 
     @property
@@ -116,6 +118,7 @@ class LabelIssues:
         return [r.index for r in self.rows]
 
     def top(self, k: int = 10) -> list[SuspiciousRow]:
+        """The ``k`` most suspicious rows (the rows are sorted, most suspicious first)."""
         return self.rows[:k]
 
     def summary(self) -> str:

@@ -146,6 +146,7 @@ class LoadReport:
 
     @property
     def n_kept(self) -> int:
+        """Rows in the returned dataset: rows read minus rows dropped."""
         return self.n_read - len(self.dropped)
 
     def summary(self) -> str:

@@ -91,6 +91,7 @@ class Comparison:
     note: str = ""
 
     def to_dict(self) -> dict[str, Any]:
+        """Every field as JSON-safe data (a non-finite number becomes None)."""
         return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in asdict(self).items()}
 
 
@@ -167,11 +168,13 @@ class Decision:
     encoder_choice: Optional[dict[str, Any]] = None
 
     def to_dict(self) -> dict[str, Any]:
+        """The decision as JSON-safe data (what ``decision.json`` holds)."""
         d = asdict(self)
         d["comparisons"] = [c.to_dict() for c in self.comparisons]
         return json.loads(json.dumps(d, default=json_safe))
 
     def to_json(self, **kw: Any) -> str:
+        """:meth:`to_dict` as a JSON string; keyword arguments go to :func:`json.dumps`."""
         return json.dumps(self.to_dict(), **kw)
 
     def comparison(self, simpler: str, other: str) -> Comparison:
@@ -187,6 +190,7 @@ class Decision:
         raise KeyError(rung)
 
     def flags_for(self, rule: str) -> list[Flag]:
+        """The flags raised by rule ``rule``."""
         return [f for f in self.flags if f.rule == rule]
 
     def summary_lines(self) -> list[str]:

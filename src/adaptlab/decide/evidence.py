@@ -55,18 +55,22 @@ class RungEvidence:
 
     @property
     def n_seeds(self) -> int:
+        """How many seeds the rung ran."""
         return len(self.f1_by_seed)
 
     @property
     def mean(self) -> float:
+        """Mean F1 over the seeds (NaN without a seed)."""
         return float(np.mean(self.f1_by_seed)) if self.f1_by_seed else float("nan")
 
     @property
     def std(self) -> float:
+        """Standard deviation of F1 over the seeds (ddof=1; 0 for a single seed)."""
         return float(np.std(self.f1_by_seed, ddof=1)) if len(self.f1_by_seed) > 1 else 0.0
 
     @property
     def has_band(self) -> bool:
+        """Whether both ends of the 95% band are finite numbers."""
         return math.isfinite(self.ci_low) and math.isfinite(self.ci_high)
 
     def to_dict(self) -> dict[str, Any]:
@@ -129,6 +133,7 @@ class Evidence:
     # ------------------------------------------------------------------------------------------
     @property
     def order(self) -> list[str]:
+        """The rungs in the order the evidence lists them."""
         return list(self.rungs)
 
     @property
@@ -139,6 +144,7 @@ class Evidence:
 
     @property
     def has_predictions(self) -> bool:
+        """Whether per-item test predictions are known (paired comparisons need them)."""
         return self.y_true is not None and any(r.predictions is not None for r in self.rungs.values())
 
     def to_dict(self) -> dict[str, Any]:

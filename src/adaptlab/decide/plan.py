@@ -686,6 +686,7 @@ class Plan:
 
     @property
     def total_seconds(self) -> float:
+        """Estimated seconds of every item of the plan together."""
         return float(sum(i.total_seconds for i in self.items))
 
     def to_dict(self) -> dict[str, Any]:
@@ -697,6 +698,7 @@ class Plan:
 
     @property
     def rungs(self) -> list[str]:
+        """The rungs the plan runs (included items), in plan order."""
         return [i.rung for i in self.items if i.included]
 
     def commands(self, data: str, unlabeled: Optional[str] = None) -> list[str]:

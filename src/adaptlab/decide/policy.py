@@ -167,13 +167,16 @@ class Policy:
         return cls.from_dict({**data, **overrides})
 
     def replace(self, **overrides: Any) -> "Policy":
+        """A copy with ``overrides`` applied (checked like any policy)."""
         return self.from_dict({**self.to_dict(), **overrides})
 
     def to_dict(self) -> dict[str, Any]:
+        """Every key with its value."""
         return dataclasses.asdict(self)
 
     @staticmethod
     def help() -> dict[str, str]:
+        """The help text of every policy key, by key."""
         return {f.name: f.metadata.get("help", "") for f in dataclasses.fields(Policy)}
 
     # rules --------------------------------------------------------------------------------------
@@ -252,6 +255,7 @@ class Rule:
         return self.check(facts, self.policy)
 
     def to_dict(self) -> dict[str, Any]:
+        """The rule as JSON-safe data (without its check function)."""
         return {"id": self.id, "kind": self.kind, "condition": self.condition, "action": self.action,
                 "thresholds": dict(self.thresholds), "evidence": self.evidence, "recommends": self.recommends}
 

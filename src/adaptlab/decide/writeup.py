@@ -72,6 +72,7 @@ class TransferNote:
     negative_transfer: str = ""
 
     def to_dict(self) -> dict[str, Any]:
+        """Every field as a plain dict."""
         return asdict(self)
 
     def items(self) -> list[tuple[str, str]]:
@@ -83,6 +84,7 @@ class TransferNote:
         return out
 
     def to_markdown(self) -> str:
+        """The note as a Markdown list, one bold heading per field."""
         return "\n".join(f"- **{k}.** {v}" for k, v in self.items())
 
 
@@ -216,9 +218,11 @@ class Defense:
     answers: list[DefenseAnswer] = field(default_factory=list)
 
     def to_dict(self) -> list[dict[str, str]]:
+        """The answers as a list of ``{"question": ..., "answer": ...}``."""
         return [asdict(a) for a in self.answers]
 
     def to_markdown(self) -> str:
+        """The answers as a numbered Markdown list, each question in bold."""
         return "\n".join(f"{i}. **{a.question}** {a.answer}" for i, a in enumerate(self.answers, 1))
 
 

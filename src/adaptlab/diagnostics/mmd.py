@@ -40,9 +40,11 @@ class MMDResult:
     seed: int
 
     def significant(self, alpha: float = MMD_ALPHA) -> bool:
+        """Whether the test rejects "same distribution" at level ``alpha``."""
         return self.p_value < alpha
 
     def to_dict(self) -> dict[str, Any]:
+        """Every field as a plain dict."""
         return asdict(self)
 
     def __str__(self) -> str:

@@ -45,6 +45,7 @@ class GapVerdict:
 
     @property
     def gap_points(self) -> float:
+        """The gap in F1 points (100 x the difference of the means)."""
         return 100.0 * self.gap
 
     def to_dict(self) -> dict[str, Any]:

@@ -73,6 +73,7 @@ class ShiftResult:
 
     @property
     def shifted(self) -> bool:
+        """Whether the in-domain texts differ from the reference (MMD p-value below ``alpha``)."""
         return self.mmd.p_value < self.alpha
 
     @property
@@ -84,6 +85,7 @@ class ShiftResult:
                 "skip the domain refit; the off-the-shelf encoder already sees this text as in-domain.")
 
     def to_dict(self) -> dict[str, Any]:
+        """The result as JSON-safe data, with ``shifted`` and the recommendation."""
         return {"mmd": self.mmd.to_dict(), "reference": self.reference, "n_reference": self.n_reference,
                 "n_in_domain": self.n_in_domain, "alpha": self.alpha, "shifted": self.shifted,
                 "recommendation": self.recommendation}
@@ -163,6 +165,7 @@ class MovementResult:
 
     @property
     def moved(self) -> bool:
+        """Whether the refit embeddings differ from the base ones (MMD p-value below ``alpha``)."""
         return self.mmd.p_value < self.alpha
 
     @property
@@ -175,6 +178,7 @@ class MovementResult:
                 "skip the refit next time.")
 
     def to_dict(self) -> dict[str, Any]:
+        """The result as JSON-safe data, with ``moved`` and the recommendation."""
         return {"mmd": self.mmd.to_dict(), "mean_cosine": self.mean_cosine, "n_texts": self.n_texts,
                 "alpha": self.alpha, "moved": self.moved, "refit_key": self.refit_key,
                 "recommendation": self.recommendation}

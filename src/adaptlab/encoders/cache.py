@@ -56,6 +56,7 @@ class CacheStats:
 
     @property
     def hit_rate(self) -> float:
+        """Hits over lookups (0 before any lookup)."""
         asked = self.hits + self.misses
         return self.hits / asked if asked else 0.0
 
@@ -264,6 +265,7 @@ class EmbeddingCache:
         return int(cur.rowcount)
 
     def reset_stats(self) -> None:
+        """Set the hit, miss and write counters back to zero."""
         self.stats = CacheStats()
         self.last_stats = CacheStats()
 

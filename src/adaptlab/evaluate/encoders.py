@@ -208,10 +208,12 @@ class EncoderComparison:
     notes: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
+        """Every field as a plain dict (JSON-safe)."""
         return dict(self.__dict__)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "EncoderComparison":
+        """The comparison from :meth:`to_dict`'s output."""
         return cls(**d)
 
     def row(self, name: str) -> dict[str, Any]:

@@ -109,10 +109,12 @@ class StudyResult:
     allocation: Optional[dict[str, Any]] = None
 
     def to_dict(self) -> dict[str, Any]:
+        """Every field as a plain dict (JSON-safe)."""
         return dict(self.__dict__)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "StudyResult":
+        """The result from :meth:`to_dict`'s output (as the run store keeps it)."""
         return cls(**d)
 
     def row(self, rung: str) -> dict[str, Any]:

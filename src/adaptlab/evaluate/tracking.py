@@ -418,6 +418,7 @@ class StudyTracking:
             self._next(event)
 
     def finish(self, result: "StudyResult") -> None:
+        """End the parent run with the study's result (once; nothing if no study started)."""
         if self._started:
             self.tracker.end_study(result)
             self._started = False

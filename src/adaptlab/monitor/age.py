@@ -82,6 +82,7 @@ class AgeReport:
 
     @property
     def up_to_date(self) -> bool:
+        """Whether no row is stale or changed."""
         return not self.stale_ids and not self.changed_ids
 
     @property

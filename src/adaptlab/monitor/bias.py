@@ -118,10 +118,12 @@ class BiasReport:
 
     @property
     def metric_name(self) -> str:
+        """The metric compared across groups: positive-class F1 or macro-F1."""
         return f"F1 of {self.positive!r}" if self.positive is not None else "macro-F1"
 
     @property
     def significantly_worse(self) -> list[str]:
+        """The groups the audit marks ``significantly_worse``."""
         return [g["group"] for g in self.groups if g["significantly_worse"]]
 
     @property

@@ -76,6 +76,7 @@ class DriftReport:
 
     @property
     def drift(self) -> bool:
+        """The MMD test's verdict: new embeddings differ from the reference (p-value below ``alpha``)."""
         return bool(self.mmd.p_value < self.alpha)
 
     @property

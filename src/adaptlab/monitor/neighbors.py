@@ -261,6 +261,7 @@ class Placement:
     near_duplicate: bool
 
     def to_dict(self) -> dict[str, Any]:
+        """Every field as a plain dict."""
         return asdict(self)
 
 

@@ -173,6 +173,7 @@ class ReferenceSet:
 
     @property
     def dim(self) -> int:
+        """Dimension of the stored embeddings."""
         return int(self.embeddings.shape[1])
 
     def position(self, item_id: str) -> int:

@@ -64,6 +64,7 @@ class StabilityReport:
 
     @property
     def mean(self) -> float:
+        """Mean overlap@k over the probes (rounded to 6 decimals)."""
         return float(np.round(self.overlaps.mean(), 6))
 
     @property
@@ -76,6 +77,7 @@ class StabilityReport:
 
     @property
     def stable(self) -> bool:
+        """Whether the mean overlap reaches ``stable_threshold``."""
         return self.mean >= self.stable_threshold
 
     @property

@@ -30,6 +30,7 @@ class RungConfig:
     """
 
     def to_dict(self) -> dict[str, Any]:
+        """Every field as a plain dict."""
         return dataclasses.asdict(self)
 
     def identity_dict(self) -> dict[str, Any]:
@@ -104,9 +105,11 @@ class Cost:
 
     @property
     def total_seconds(self) -> float:
+        """Fit plus encode seconds."""
         return self.fit_seconds + self.encode_seconds
 
     def to_dict(self) -> dict[str, float]:
+        """Every field plus ``total_seconds``."""
         return {**dataclasses.asdict(self), "total_seconds": self.total_seconds}
 
 
@@ -134,13 +137,16 @@ class FittedRung(ABC):
     cost_: Cost
 
     @abstractmethod
-    def predict_proba(self, texts: Sequence[str]) -> np.ndarray: ...
+    def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
+        """Class probabilities, one row per text, columns in ``classes_`` order."""
 
     def predict(self, texts: Sequence[str]) -> np.ndarray:
+        """The most probable class of each text."""
         return self.classes_[np.argmax(self.predict_proba(texts), axis=1)]
 
     @abstractmethod
-    def embed(self, texts: Sequence[str]) -> Any: ...
+    def embed(self, texts: Sequence[str]) -> Any:
+        """``texts`` in the rung's feature space (what the embedding diagnostics compare)."""
 
 
 class Rung(ABC):
@@ -169,7 +175,8 @@ class Rung(ABC):
         self.config = config
 
     @abstractmethod
-    def fit(self, train: TextDataset, val: TextDataset, *, seed: int, context: RungContext) -> FittedRung: ...
+    def fit(self, train: TextDataset, val: TextDataset, *, seed: int, context: RungContext) -> FittedRung:
+        """Train on ``train``, select on ``val``; never sees the sealed test split."""
 
     def identity(self, context: RungContext) -> dict[str, Any]:
         """Everything about this rung that changes its numbers (part of the result's content key)."""

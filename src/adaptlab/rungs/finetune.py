@@ -43,5 +43,6 @@ class FinetuneRung(NetworkRung):
     summary = "full fine-tuning of the encoder + head (separate head / backbone LRs)"
 
     def stages(self, model: TextClassifier, n_layers: int) -> list[Stage]:
+        """One stage that trains every parameter."""
         cfg: FinetuneConfig = self.config  # type: ignore[assignment]
         return [Stage("all", lambda name, unit: True, cfg.max_epochs, cfg.patience)]

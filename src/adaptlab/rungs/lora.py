@@ -118,6 +118,7 @@ class FittedLora(FittedNetwork):
 
     @property
     def n_adapter_parameters(self) -> int:
+        """Parameters of the LoRA adapters (the head not included)."""
         return int(sum(p.numel() for n, p in self.model.backbone.named_parameters() if "lora_" in n))
 
     def save_pretrained(self, save_directory: Union[str, Path]) -> Path:
@@ -231,6 +232,7 @@ class LoraRung(NetworkRung):
             return get_peft_model(backbone, _peft_config(cfg))
 
     def stages(self, model: TextClassifier, n_layers: int) -> list[Stage]:
+        """One stage that trains the LoRA adapters and the head only."""
         cfg: LoraConfig = self.config  # type: ignore[assignment]
         return [Stage("lora", lambda name, unit: unit == "head" or "lora_" in name, cfg.max_epochs, cfg.patience)]
 

@@ -107,6 +107,7 @@ class LpftRung(NetworkRung):
 
     @property
     def evaluate_at_start(self) -> bool:  # type: ignore[override]
+        """Evaluate before fine-tuning when the head was fitted as a logistic probe."""
         return self.config.lp_method == "logistic"  # type: ignore[attr-defined]
 
     def stages(self, model: TextClassifier, n_layers: int) -> list[Stage]:

@@ -1093,9 +1093,11 @@ class FittedNetwork(FittedRung):
         return forward_all(self.model, ids, self.pad_id, batch_size=self.batch_size)
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
+        """The fine-tuned pooled embeddings of ``texts``."""
         return self._forward(texts)[0]
 
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
+        """Class probabilities (the head's softmax), columns in the study's class order."""
         return _softmax(self._forward(texts)[1])
 
 
@@ -1122,9 +1124,11 @@ class NetworkRung(Rung):
 
     # ---- what subclasses customise
     def stages(self, model: TextClassifier, n_layers: int) -> list[Stage]:  # pragma: no cover - abstract
+        """The training stages (which parameters train, for how many epochs); each rung sets its own."""
         raise NotImplementedError
 
     def build_backbone(self, backbone: nn.Module, seed: int) -> nn.Module:
+        """The backbone to train; the base encoder as is (LoRA wraps it)."""
         return backbone
 
     def before_training(self, model: TextClassifier, train: TextDataset, val: TextDataset, *, seed: int,
@@ -1135,6 +1139,7 @@ class NetworkRung(Rung):
         return {}
 
     def make_fitted(self, model: TextClassifier, context: RungContext, max_length: int) -> FittedNetwork:
+        """The fitted rung that wraps the trained model."""
         return FittedNetwork(self.name, model, context.encoder.tokenizer, context.classes, max_length=max_length)
 
     # ---- budget

@@ -84,6 +84,7 @@ class GateResult:
     explanation: str
 
     def to_dict(self) -> dict[str, Any]:
+        """Every field as a plain dict."""
         return asdict(self)
 
 

@@ -97,6 +97,7 @@ class LabelCheck:
         return text
 
     def shown_rows(self, k: int = SHOWN_ROWS) -> str:
+        """The first ``k`` flagged rows as one line: row, given label, suggested label, text preview."""
         return "; ".join(f"row {r['row']} {r['given']!r} (looks like {r['suggested']!r}): "
                          f"{_preview(r['text'])}" for r in self.rows[:k])
 

@@ -251,10 +251,12 @@ class Pipeline(ClassifierMixin, BaseEstimator):
         return np.asarray(self.fitted_.predict_proba(_check_texts(X)), dtype=np.float64)
 
     def predict(self, X: Any) -> np.ndarray:
+        """The most probable class of each text."""
         check_is_fitted(self, "fitted_")
         return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
 
     def predict_log_proba(self, X: Any) -> np.ndarray:
+        """Log of :meth:`predict_proba` (``-inf`` where a probability is 0)."""
         with np.errstate(divide="ignore"):
             return np.log(self.predict_proba(X))
 

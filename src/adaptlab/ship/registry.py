@@ -62,6 +62,7 @@ class ModelVersion:
     merge: Optional[dict[str, Any]] = None
 
     def to_dict(self) -> dict[str, Any]:
+        """Every field as a plain dict."""
         return asdict(self)
 
 
@@ -175,6 +176,7 @@ class ModelRegistry:
     # ------------------------------------------------------------------ reading
     @property
     def versions(self) -> list[ModelVersion]:
+        """Every version, oldest first."""
         return list(self._index.versions)
 
     @property
@@ -187,10 +189,12 @@ class ModelRegistry:
 
     @property
     def max_drop(self) -> float:
+        """The largest F1 drop the gate accepts for this model."""
         return self._index.max_drop
 
     @property
     def events(self) -> list[dict[str, Any]]:
+        """The registry's history of events (promoted, rejected, held, rollback, ...), oldest first."""
         return list(self._index.events)
 
     @property
@@ -215,6 +219,7 @@ class ModelRegistry:
                                   f"See `adaptlab models list {self.root}`.")
 
     def version_dir(self, version_id: str) -> Path:
+        """The folder of version ``version_id``."""
         return self.root / "versions" / self.version(version_id).id
 
     def load(self, version_id: Optional[str] = None, *, device: str = "cpu", use_cache: bool = True) -> Any:
@@ -236,6 +241,7 @@ class ModelRegistry:
         return pipe
 
     def training_data(self, version_id: Optional[str] = None) -> TextDataset:
+        """The data a version (default: the one in use) was trained on."""
         v = self.version(version_id) if version_id else self.current
         return read_dataset(self.root / "data" / f"{v.data_hash}.parquet")
 

@@ -147,6 +147,7 @@ class RetrainOutcome:
 
     @property
     def promoted(self) -> bool:
+        """Whether the retrained version went through the gate and is now in use."""
         return bool(self.gate and self.gate.promoted)
 
     @property

@@ -3,11 +3,11 @@
 The public names are the ones the API reference page renders: for each ``::: module`` of
 ``docs/reference/api.md``, the classes and functions of the module's ``__all__`` or, for a module without
 one, those it defines itself (mkdocstrings renders exactly these). Each must have a docstring with at least
-one ``>>>`` example, and runs it in full: only the few names of :data:`MAY_SKIP` (a trained network, a
-refit, a cluster) may mark lines ``# doctest: +SKIP``. A name that breaks either rule is a warning, so
-``mkdocs build --strict`` (CI's build) fails and names it; ``mkdocs serve`` only warns. Constants
-(``RUNGS``, ``DEFAULT_ENCODER``, ...) are data, not calls: they are rendered with their value and need no
-example.
+one ``>>>`` example that runs in full: only the few names of :data:`MAY_SKIP` (a trained network, a refit,
+a cluster) may mark lines ``# doctest: +SKIP``. Their public methods and properties need a docstring (no
+example). A name that breaks a rule is a warning, so ``mkdocs build --strict`` (CI's build) fails and
+names it; ``mkdocs serve`` only warns. Constants (``RUNGS``, ``DEFAULT_ENCODER``, ...) are data, not calls:
+they are rendered with their value and need no example.
 
 The examples themselves run as tests: :func:`doctests` collects them (tests/test_docs.py runs each one).
 """
@@ -77,8 +77,7 @@ def without_example(page: Path = API_PAGE) -> list[str]:
 def methods_without_docstring(page: Path = API_PAGE) -> list[str]:
     """The public methods and properties of the rendered classes that have no docstring of their own.
 
-    mkdocstrings renders them with their signature only. The list may only shrink: KNOWN_UNDOCUMENTED
-    (``undocumented_methods.txt`` beside this file) holds the ones there were when the check came in.
+    mkdocstrings would render them with their signature only; each needs a docstring (no example).
     """
     import dataclasses
 
@@ -94,11 +93,6 @@ def methods_without_docstring(page: Path = API_PAGE) -> list[str]:
             if (inspect.isfunction(func) or isinstance(value, property)) and not (func.__doc__ or "").strip():
                 out.append(f"{name}.{attr}")
     return out
-
-
-_KNOWN_FILE = Path(__file__).with_name("undocumented_methods.txt")
-KNOWN_UNDOCUMENTED = frozenset(line.strip() for line in _KNOWN_FILE.read_text(encoding="utf-8").splitlines()
-                               if line.strip() and not line.startswith("#"))
 
 
 def with_skipped_lines(page: Path = API_PAGE) -> list[str]:
@@ -136,8 +130,7 @@ def on_pre_build(config: Any, **kwargs: Any) -> None:  # mkdocs hook
     for name in without_example(page):
         log.warning(f"API reference: {name} has no example (a docstring section 'Example:' with >>> lines)")
     for name in methods_without_docstring(page):
-        if name not in KNOWN_UNDOCUMENTED:
-            log.warning(f"API reference: {name} has no docstring (a public method or property)")
+        log.warning(f"API reference: {name} has no docstring (a public method or property)")
     for name in with_skipped_lines(page):
         if name not in MAY_SKIP:
             log.warning(f"API reference: the example of {name} skips lines (doctest: +SKIP); make it run on "

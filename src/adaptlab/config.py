@@ -26,6 +26,7 @@ class Budget:
 
     @classmethod
     def parse(cls, text: "str | int | Budget | None") -> Optional["Budget"]:
+        """A budget from ``"500steps"``, ``"90min"``, ``"2h"`` or an int (steps); None and budgets pass through."""
         if text is None or isinstance(text, Budget):
             return text
         if isinstance(text, int):
@@ -168,6 +169,7 @@ class StudyConfig:
         return list(range(self.seeds))
 
     def to_dict(self) -> dict[str, Any]:
+        """The configuration as stored (and hashed into the study id); unset later fields are left out."""
         d = dataclasses.asdict(self)
         # The tolerance under the name study ids were first computed with.
         d["int8_tolerance"] = d.pop("precision_tolerance")

@@ -34,6 +34,7 @@ class ConfigError(AdaptlabError, ValueError):
 
     @classmethod
     def invalid(cls, name: str, value: object, allowed: str, fix: str = "") -> "ConfigError":
+        """The error for ``name=value``: what was expected and, optionally, how to fix it."""
         msg = f"{name}={value!r} is not valid: expected {allowed}."
         if fix:
             msg += f" {fix}"

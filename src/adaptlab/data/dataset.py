@@ -83,11 +83,13 @@ class TextDataset:
 
     @property
     def y(self) -> np.ndarray:
+        """The labels as a numpy object array; a ValueError without labels."""
         if self.labels is None:
             raise ValueError("this dataset has no labels")
         return np.asarray(self.labels, dtype=object)
 
     def subset(self, indices: Sequence[int]) -> "TextDataset":
+        """The rows at ``indices`` (labels, groups, times and ids follow), in that order."""
         idx = [int(i) for i in indices]
         return TextDataset(
             texts=[self.texts[i] for i in idx],

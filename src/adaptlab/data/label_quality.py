@@ -142,6 +142,7 @@ class LabelIssues:
                 **({"n_total": self.n_total, "sampled": True} if self.sampled else {})}
 
     def to_frame(self) -> Any:
+        """The flagged rows as a pandas DataFrame (rank, row, id, text, labels, scores)."""
         import pandas as pd
 
         cols = ["rank", "row", "id", "text", "given_label", "suggested_label", "score", "suggested_probability"]

@@ -178,12 +178,14 @@ class Decision:
         return json.dumps(self.to_dict(), **kw)
 
     def comparison(self, simpler: str, other: str) -> Comparison:
+        """The comparison of rung ``other`` against rung ``simpler`` (KeyError if not compared)."""
         for c in self.comparisons:
             if c.simpler == simpler and c.other == other:
                 return c
         raise KeyError((simpler, other))
 
     def verdict(self, rung: str) -> str:
+        """The one-line verdict on ``rung`` (KeyError for a rung not in the evidence)."""
         for r in self.rungs:
             if r["rung"] == rung:
                 return r["verdict"]
@@ -194,6 +196,7 @@ class Decision:
         return [f for f in self.flags if f.rule == rule]
 
     def summary_lines(self) -> list[str]:
+        """The decision as plain lines: headline, reasons, flags, flip inspection, next experiment."""
         lines = [self.headline]
         lines += [f"- {r}" for r in self.reasons]
         lines += [f"{'!' if f.severity != 'info' else '·'} {f.message}" for f in self.flags]

@@ -74,6 +74,7 @@ class RungEvidence:
         return math.isfinite(self.ci_low) and math.isfinite(self.ci_high)
 
     def to_dict(self) -> dict[str, Any]:
+        """The rung's evidence as JSON-safe data (non-finite band ends become None)."""
         return {"rung": self.rung, "n_seeds": self.n_seeds, "seeds": list(self.seeds),
                 "f1_by_seed": [float(x) for x in self.f1_by_seed], "mean": self.mean, "std": self.std,
                 "ci_low": _num(self.ci_low), "ci_high": _num(self.ci_high), "band_method": self.band_method,
@@ -138,6 +139,7 @@ class Evidence:
 
     @property
     def n_test_positive(self) -> Optional[int]:
+        """Test items of the positive class (None without test labels or a positive class)."""
         if self.y_true is None or self.positive_label is None:
             return None
         return int(np.sum(self.y_true == self.positive_label))
@@ -148,6 +150,7 @@ class Evidence:
         return self.y_true is not None and any(r.predictions is not None for r in self.rungs.values())
 
     def to_dict(self) -> dict[str, Any]:
+        """The evidence as JSON-safe data (what the report and ``decision.json`` carry)."""
         return {
             "study_id": self.study_id, "name": self.name, "source": self.source, "metric": self.metric,
             "classes": list(self.classes), "positive_label": self.positive_label, "n_test": self.n_test,

@@ -690,6 +690,7 @@ class Plan:
         return float(sum(i.total_seconds for i in self.items))
 
     def to_dict(self) -> dict[str, Any]:
+        """The plan as JSON-safe data, each item with its total seconds."""
         return {"budget_seconds": self.budget_seconds, "device": self.device, "calibration": self.calibration,
                 "total_seconds": self.total_seconds, "notes": list(self.notes),
                 "screen_fidelity": self.screen_fidelity, "train_budget": self.train_budget,

@@ -130,6 +130,7 @@ class Policy:
     # construction ---------------------------------------------------------------------------------
     @classmethod
     def from_dict(cls, params: dict[str, Any]) -> "Policy":
+        """A policy from a dict of keys; an unknown key is a ConfigError naming the allowed ones."""
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(params) - known)
         if unknown:
@@ -185,6 +186,7 @@ class Policy:
         return [spec.bind(self) for spec in RULE_SPECS]
 
     def rule(self, rule_id: str) -> "Rule":
+        """The rule with id ``rule_id`` (KeyError if there is none)."""
         for r in self.rules():
             if r.id == rule_id:
                 return r

@@ -76,6 +76,7 @@ class TransferNote:
         return asdict(self)
 
     def items(self) -> list[tuple[str, str]]:
+        """The note's fields as (heading, text) pairs, in reading order."""
         out = [("What was frozen", self.frozen), ("What was trainable", self.trainable),
                ("Why this depth", self.why), ("Result vs simpler reuse", self.result_vs_simpler),
                ("Evidence that would justify unfreezing more", self.unfreeze_more)]

@@ -49,6 +49,7 @@ class GapVerdict:
         return 100.0 * self.gap
 
     def to_dict(self) -> dict[str, Any]:
+        """The verdict as JSON-safe data, with ``gap_points``."""
         d = asdict(self)
         d["gap_points"] = self.gap_points
         d["base_band"], d["candidate_band"] = list(self.base_band), list(self.candidate_band)

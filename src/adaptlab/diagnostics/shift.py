@@ -78,6 +78,7 @@ class ShiftResult:
 
     @property
     def recommendation(self) -> str:
+        """What the shift means for a domain refit, in one sentence."""
         if self.shifted:
             return (f"the in-domain texts differ from {self.reference} in the off-the-shelf embedding space "
                     f"({self.mmd}): a domain refit has something to learn.")
@@ -170,6 +171,7 @@ class MovementResult:
 
     @property
     def recommendation(self) -> str:
+        """What the movement means for the refit, in one sentence."""
         if self.moved:
             return (f"the refit moved the representation ({self.mmd}; mean paired cosine "
                     f"{self.mean_cosine:.3f}).")

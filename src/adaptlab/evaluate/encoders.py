@@ -217,6 +217,7 @@ class EncoderComparison:
         return cls(**d)
 
     def row(self, name: str) -> dict[str, Any]:
+        """The row of encoder ``name`` (KeyError if it was not compared)."""
         for r in self.rows:
             if r["name"] == name:
                 return r
@@ -265,6 +266,7 @@ class EncoderComparison:
         return lines
 
     def to_markdown(self) -> str:
+        """The comparison table as Markdown, the chosen encoder marked."""
         head = ("| encoder | dim | max len | params | MB | texts/s | probe mean ± std | 95% band | LogME "
                 "| kNN-LOO F1 |\n"
                 "|---|---|---|---|---|---|---|---|---|---|\n")

@@ -118,6 +118,7 @@ class StudyResult:
         return cls(**d)
 
     def row(self, rung: str) -> dict[str, Any]:
+        """The summary row of ``rung`` (KeyError if the study did not run it)."""
         for r in self.rows:
             if r["rung"] == rung:
                 return r

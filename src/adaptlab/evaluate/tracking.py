@@ -407,6 +407,7 @@ class StudyTracking:
         self._started = False
 
     def on_event(self, event: "StudyEvent") -> None:
+        """Start the parent run, log a finished or stored cell, then pass the event on."""
         if event.kind == "study":
             self.tracker.start_study(self.store.get_study(event.study_id))
             self._started = True

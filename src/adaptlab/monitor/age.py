@@ -87,6 +87,7 @@ class AgeReport:
 
     @property
     def verdict(self) -> str:
+        """The report in one plain sentence."""
         if self.up_to_date:
             text = f"all {self.n_rows} stored embeddings come from the current encoder"
             text += " and match the current texts." if self.texts_checked else " (texts not checked)."
@@ -108,6 +109,7 @@ class AgeReport:
         return text
 
     def to_dict(self) -> dict[str, Any]:
+        """The report as JSON-safe data; each id list is cut at ``MAX_LISTED_IDS``."""
         def listed(ids: list[str]) -> dict[str, Any]:
             return {"n": len(ids), "ids": ids[:MAX_LISTED_IDS], "truncated": len(ids) > MAX_LISTED_IDS}
 

@@ -111,6 +111,7 @@ class BiasReport:
     seed: int
 
     def group(self, name: str) -> dict[str, Any]:
+        """The row of group ``name`` (KeyError if there is none)."""
         for g in self.groups:
             if g["group"] == name:
                 return g
@@ -168,6 +169,7 @@ class BiasReport:
         return " ".join(parts)
 
     def to_dict(self) -> dict[str, Any]:
+        """The report as JSON-safe data."""
         return {"summary": self.summary, "classes": self.classes, "positive": self.positive, "metric": self.metric_name,
                 "overall": self.overall, "groups": self.groups, "worst_group": self.worst_group,
                 "significantly_worse": self.significantly_worse, "associations": self.associations,

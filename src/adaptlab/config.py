@@ -26,6 +26,7 @@ class Budget:
 
     @classmethod
     def parse(cls, text: "str | int | Budget | None") -> Optional["Budget"]:
+        """A budget from ``"500steps"``, ``"90min"``, ``"2h"`` or an int (steps); None and budgets pass through."""
         if text is None or isinstance(text, Budget):
             return text
         if isinstance(text, int):
@@ -47,6 +48,7 @@ class Budget:
         return f"{self.steps} steps" if self.steps is not None else f"{self.seconds:g} s"
 
     def to_dict(self) -> dict[str, Any]:
+        """The budget as JSON-safe data: ``{"steps": ..., "seconds": ...}`` (None where unset)."""
         return {"steps": self.steps, "seconds": self.seconds}
 
 
@@ -60,7 +62,18 @@ _MEMORY_UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10*
 
 
 def default_home() -> Path:
-    """Where the run store and caches live: $ADAPTLAB_HOME, else ./adaptlab-runs."""
+    """Where the run store and caches live: $ADAPTLAB_HOME, else ./adaptlab-runs.
+
+    Example:
+        >>> import os
+        >>> from adaptlab.config import default_home
+        >>> os.environ["ADAPTLAB_HOME"] = "/data/adaptlab"
+        >>> default_home().as_posix()
+        '/data/adaptlab'
+        >>> del os.environ["ADAPTLAB_HOME"]
+        >>> default_home().name                 # the default: ./adaptlab-runs
+        'adaptlab-runs'
+    """
     return Path(os.environ.get("ADAPTLAB_HOME", "adaptlab-runs"))
 
 
@@ -152,9 +165,11 @@ class StudyConfig:
 
     @property
     def seed_values(self) -> list[int]:
+        """The seeds a study runs: ``0 .. seeds - 1``."""
         return list(range(self.seeds))
 
     def to_dict(self) -> dict[str, Any]:
+        """The configuration as stored (and hashed into the study id); unset later fields are left out."""
         d = dataclasses.asdict(self)
         # The tolerance under the name study ids were first computed with.
         d["int8_tolerance"] = d.pop("precision_tolerance")
@@ -304,4 +319,5 @@ class ExecutorConfig:
         return out
 
     def to_dict(self) -> dict[str, Any]:
+        """Every field as a plain dict (JSON-safe)."""
         return dataclasses.asdict(self)

@@ -8,7 +8,16 @@ from dataclasses import dataclass, field
 
 
 class AdaptlabError(Exception):
-    """Base class of every error caused by user input or configuration."""
+    """Base class of every error caused by user input or configuration.
+
+    Example:
+        >>> from adaptlab.errors import AdaptlabError, ConfigError
+        >>> try:
+        ...     raise ConfigError.invalid("seeds", 0, "an integer >= 1")
+        ... except AdaptlabError as err:              # every user-caused error, one except clause
+        ...     print(err, "| exit code", err.exit_code)
+        seeds=0 is not valid: expected an integer >= 1. | exit code 2
+    """
 
     exit_code = 2
 
@@ -25,6 +34,7 @@ class ConfigError(AdaptlabError, ValueError):
 
     @classmethod
     def invalid(cls, name: str, value: object, allowed: str, fix: str = "") -> "ConfigError":
+        """The error for ``name=value``: what was expected and, optionally, how to fix it."""
         msg = f"{name}={value!r} is not valid: expected {allowed}."
         if fix:
             msg += f" {fix}"
@@ -32,12 +42,26 @@ class ConfigError(AdaptlabError, ValueError):
 
 
 class DataError(AdaptlabError):
-    """The input data cannot be read (missing file, unknown format, bad encoding, missing column)."""
+    """The input data cannot be read (missing file, unknown format, bad encoding, missing column).
+
+    Example:
+        >>> from adaptlab.data import load_dataset
+        >>> load_dataset("no-such-file.csv")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        adaptlab.errors.DataError: no-such-file.csv does not exist. Fix: check the path (it is relative to ...).
+    """
 
 
 @dataclass
 class Problem:
-    """One validation finding, with the rows it concerns (1-based data rows as a user sees them)."""
+    """One validation finding, with the rows it concerns (1-based data rows as a user sees them).
+
+    Example:
+        >>> from adaptlab.errors import Problem
+        >>> print(Problem("empty_text", "2 text(s) are empty", "fill them in or drop the rows", rows=[4, 9]))
+        [empty_text] 2 text(s) are empty (rows 4, 9). Fix: fill them in or drop the rows
+    """
 
     code: str
     message: str
@@ -55,7 +79,17 @@ class Problem:
 
 
 class DataValidationError(DataError):
-    """The data was read but fails validation; ``problems`` lists every finding."""
+    """The data was read but fails validation; ``problems`` lists every finding.
+
+    Example:
+        >>> from adaptlab.errors import DataValidationError, Problem
+        >>> err = DataValidationError([Problem("empty_text", "1 text(s) are empty", "fill it in", rows=[3])], "labels.csv")
+        >>> print(err)
+        1 problem(s) in labels.csv:
+          - [empty_text] 1 text(s) are empty (rows 3). Fix: fill it in
+        >>> [p.code for p in err.problems]
+        ['empty_text']
+    """
 
     def __init__(self, problems: list[Problem], source: str = "") -> None:
         self.problems = problems
@@ -66,15 +100,38 @@ class DataValidationError(DataError):
 
 
 class SealedTestError(AdaptlabError):
-    """Code that tunes or selects a model tried to read the sealed test split."""
+    """Code that tunes or selects a model tried to read the sealed test split.
+
+    Example:
+        >>> from adaptlab.data import TextDataset, split_dataset
+        >>> split = split_dataset(TextDataset([f"text {i}" for i in range(20)], ["a", "b"] * 10), strategy="stratified")
+        >>> split.test
+        Traceback (most recent call last):
+        ...
+        adaptlab.errors.SealedTestError: the test split is sealed: tuning code must use validation; evaluation reads it through Split.unseal_test(purpose)
+    """
 
 
 class UnknownRungError(ConfigError):
-    """A rung name that is not registered."""
+    """A rung name that is not registered.
+
+    Example:
+        >>> from adaptlab.rungs import get_rung
+        >>> get_rung("finetuning")
+        Traceback (most recent call last):
+        ...
+        adaptlab.errors.UnknownRungError: rungs='finetuning' is not valid: expected one of tfidf, probe, refit, setfit, lora, unfreeze, finetune, lpft (comma-separated, e.g. --rungs tfidf,probe).
+    """
 
 
 class DiskFullError(AdaptlabError):
     """A write failed because the disk is full (ENOSPC); what was there before the write is intact.
 
     The message names the folder, the free space left and what can be deleted safely.
+
+    Example:
+        >>> from adaptlab.errors import AdaptlabError, DiskFullError
+        >>> err = DiskFullError("no space left to write runs.sqlite in /data (12 MB free): delete old caches")
+        >>> isinstance(err, AdaptlabError), err.exit_code
+        (True, 2)
     """

@@ -53,7 +53,16 @@ def score(
     classes: Sequence[str],
     positive: Optional[str],
 ) -> dict[str, float]:
-    """All metrics of one prediction set; ``f1`` is the headline (positive-class F1 or macro-F1)."""
+    """All metrics of one prediction set; ``f1`` is the headline (positive-class F1 or macro-F1).
+
+    Example:
+        >>> import numpy as np
+        >>> from adaptlab.evaluate import score
+        >>> proba = np.array([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4], [0.3, 0.7]])
+        >>> s = score(["neg", "pos", "pos", "neg"], ["neg", "pos", "neg", "pos"], proba, ["neg", "pos"], "pos")
+        >>> s["f1"], s["accuracy"]
+        (0.5, 0.5)
+    """
     y_true = np.asarray(y_true, dtype=object)
     y_pred = np.asarray(y_pred, dtype=object)
     out: dict[str, float] = {

@@ -11,7 +11,17 @@ import numpy as np
 
 
 def text_hash(text: str) -> str:
-    """Stable content hash of one text (used by the embedding cache and leakage checks)."""
+    """Stable content hash of one text (used by the embedding cache and leakage checks).
+
+    Example:
+        >>> from adaptlab.data import text_hash
+        >>> text_hash("The market rallied.") == text_hash("The market rallied.")
+        True
+        >>> text_hash("The market rallied.") == text_hash("the market rallied.")
+        False
+        >>> len(text_hash("any text"))
+        32
+    """
     return hashlib.blake2b(text.encode("utf-8"), digest_size=16).hexdigest()
 
 
@@ -59,22 +69,27 @@ class TextDataset:
 
     @property
     def has_labels(self) -> bool:
+        """Whether the dataset has labels (unlabeled texts have none)."""
         return self.labels is not None
 
     @property
     def classes(self) -> list[str]:
+        """The distinct labels, sorted (empty without labels)."""
         return sorted(set(self.labels or []))
 
     def label_counts(self) -> dict[str, int]:
+        """Rows per label, sorted by label."""
         return dict(sorted(Counter(self.labels or []).items()))
 
     @property
     def y(self) -> np.ndarray:
+        """The labels as a numpy object array; a ValueError without labels."""
         if self.labels is None:
             raise ValueError("this dataset has no labels")
         return np.asarray(self.labels, dtype=object)
 
     def subset(self, indices: Sequence[int]) -> "TextDataset":
+        """The rows at ``indices`` (labels, groups, times and ids follow), in that order."""
         idx = [int(i) for i in indices]
         return TextDataset(
             texts=[self.texts[i] for i in idx],

@@ -58,6 +58,15 @@ class SuspiciousRow:
     position in the dataset that was checked. ``score`` is the label quality: the out-of-fold
     probability of the given label (lower = more likely wrong); ``suggested_probability`` that of the
     suggested label.
+
+    Example:
+        >>> from adaptlab.data import TextDataset, check_labels
+        >>> texts = [f"goal match team {i}" for i in range(20)] + [f"chip software data {i}" for i in range(20)]
+        >>> labels = ["sport"] * 20 + ["tech"] * 20
+        >>> labels[3] = "tech"                         # one wrong label
+        >>> row = check_labels(TextDataset(texts, labels)).rows[0]
+        >>> row.row, row.text, row.given, row.suggested, row.score < 0.5
+        (4, 'goal match team 3', 'tech', 'sport', True)
     """
 
     index: int
@@ -70,6 +79,7 @@ class SuspiciousRow:
     suggested_probability: float
 
     def to_dict(self) -> dict[str, Any]:
+        """Every field as a plain dict (JSON-safe)."""
         return asdict(self)
 
 
@@ -99,6 +109,7 @@ class LabelIssues:
 
     @property
     def n_flagged(self) -> int:
+        """How many rows were flagged."""
         return len(self.rows)
 
     @property
@@ -107,6 +118,7 @@ class LabelIssues:
         return [r.index for r in self.rows]
 
     def top(self, k: int = 10) -> list[SuspiciousRow]:
+        """The ``k`` most suspicious rows (the rows are sorted, most suspicious first)."""
         return self.rows[:k]
 
     def summary(self) -> str:
@@ -130,6 +142,7 @@ class LabelIssues:
                 **({"n_total": self.n_total, "sampled": True} if self.sampled else {})}
 
     def to_frame(self) -> Any:
+        """The flagged rows as a pandas DataFrame (rank, row, id, text, labels, scores)."""
         import pandas as pd
 
         cols = ["rank", "row", "id", "text", "given_label", "suggested_label", "score", "suggested_probability"]
@@ -192,7 +205,18 @@ def issues_file_format(path: Union[str, Path], *, what: str = "label issues file
 
 
 class OutOfFold(NamedTuple):
-    """Out-of-fold probabilities (columns in ``classes`` order) and how they were made."""
+    """Out-of-fold probabilities (columns in ``classes`` order) and how they were made.
+
+    Example:
+        >>> from adaptlab.data import TextDataset, out_of_fold_probabilities
+        >>> ds = TextDataset([f"goal team {i}" for i in range(6)] + [f"chip data {i}" for i in range(6)],
+        ...                  ["sport"] * 6 + ["tech"] * 6)
+        >>> oof = out_of_fold_probabilities(ds, n_folds=3)
+        >>> oof.probabilities.shape, oof.classes, oof.n_folds
+        ((12, 2), ['sport', 'tech'], 3)
+        >>> bool((oof.probabilities.argmax(1) == [0] * 6 + [1] * 6).all())
+        True
+    """
 
     probabilities: np.ndarray
     classes: list[str]
@@ -390,6 +414,17 @@ class LabelDecision:
 
     ``row`` is the row number the loader gave it (1 = first record after the header); ``old`` the label
     in the file; ``new`` the label it gets (``old`` for keep, None for drop).
+
+    Example:
+        >>> from adaptlab.data import LabelDecision, TextDataset, apply_label_decisions
+        >>> ds = TextDataset(["goal", "chip", "cash"], ["sport", "sport", "money"])
+        >>> fix = LabelDecision(row=2, action="fix", old="sport", new="tech")
+        >>> keep = LabelDecision(row=1, action="keep", old="sport")
+        >>> keep.new, fix.new
+        ('sport', 'tech')
+        >>> out, done = apply_label_decisions(ds, [fix, keep])
+        >>> out.labels
+        ['sport', 'tech', 'money']
     """
 
     row: int

@@ -71,12 +71,36 @@ OnInvalid = Literal["error", "drop"]
 
 
 class DroppedRowsWarning(UserWarning):
-    """``load_dataset(..., on_invalid="drop")`` removed rows and the caller did not ask for the report."""
+    """``load_dataset(..., on_invalid="drop")`` removed rows and the caller did not ask for the report.
+
+    Example:
+        >>> import warnings
+        >>> from pathlib import Path
+        >>> from adaptlab.data import DroppedRowsWarning, load_dataset
+        >>> rows = "text,label\\ngreat film,pos\\nfine film,pos\\n,neg\\nawful film,neg\\nbad film,neg\\n"
+        >>> _ = Path("reviews.csv").write_text(rows, encoding="utf-8")  # row 3 has no text
+        >>> with warnings.catch_warnings(record=True) as caught:
+        ...     warnings.simplefilter("always")
+        ...     ds = load_dataset("reviews.csv", on_invalid="drop")
+        >>> len(ds), [w.category is DroppedRowsWarning for w in caught]
+        (4, [True])
+    """
 
 
 @dataclass
 class DroppedRow:
-    """A row that ``on_invalid="drop"`` removed, with the reasons (problem codes)."""
+    """A row that ``on_invalid="drop"`` removed, with the reasons (problem codes).
+
+    Example:
+        >>> from pathlib import Path
+        >>> from adaptlab.data import load_dataset
+        >>> rows = "text,label\\ngreat film,pos\\nfine film,pos\\n,neg\\nawful film,neg\\nbad film,neg\\n"
+        >>> _ = Path("reviews.csv").write_text(rows, encoding="utf-8")  # row 3 has no text
+        >>> ds, report = load_dataset("reviews.csv", on_invalid="drop", return_report=True)
+        >>> dropped = report.dropped[0]
+        >>> dropped.row, dropped.codes
+        (3, ['empty_text'])
+    """
 
     row: int
     id: str
@@ -98,6 +122,17 @@ class LoadReport:
         dropped: Rows removed by ``on_invalid="drop"``, each with its reasons.
         problems: Every problem found in the file as read, before anything was dropped.
         warnings: Warnings that still apply to the returned dataset.
+
+    Example:
+        >>> from pathlib import Path
+        >>> from adaptlab.data import load_dataset
+        >>> rows = "text,label\\ngreat film,pos\\nfine film,pos\\n,neg\\nawful film,neg\\nbad film,neg\\n"
+        >>> _ = Path("reviews.csv").write_text(rows, encoding="utf-8")  # row 3 has no text
+        >>> ds, report = load_dataset("reviews.csv", on_invalid="drop", return_report=True)
+        >>> report.format, report.n_read, report.n_kept, [d.row for d in report.dropped]
+        ('csv', 5, 4, [3])
+        >>> report.columns["text"], report.columns["label"]
+        ('text', 'label')
     """
 
     source: str
@@ -111,6 +146,7 @@ class LoadReport:
 
     @property
     def n_kept(self) -> int:
+        """Rows in the returned dataset: rows read minus rows dropped."""
         return self.n_read - len(self.dropped)
 
     def summary(self) -> str:

@@ -85,6 +85,15 @@ class LeakageReport:
             items to see how much leakage inflates the numbers.
         n_groups_crossing: With groups, the number of groups with members in more than one split
             (0 for a group split unless the test set was given); None without groups.
+
+    Example:
+        >>> from adaptlab.data import TextDataset, split_dataset
+        >>> texts = [f"article {i} about topic {i % 4}" for i in range(40)]
+        >>> texts[39] = texts[0]                      # one text twice
+        >>> split = split_dataset(TextDataset(texts, [str(i % 2) for i in range(40)]), strategy="stratified", seed=0)
+        >>> leak = split.leakage
+        >>> leak.n_test, leak.threshold, leak.has_leakage
+        (8, 0.8, True)
     """
 
     threshold: float
@@ -100,10 +109,12 @@ class LeakageReport:
 
     @property
     def n_test_leaked(self) -> int:
+        """Test items with an exact or near duplicate in train+val."""
         return int(np.count_nonzero(self.test_leaked))
 
     @property
     def fraction_leaked(self) -> float:
+        """Share of the test set with an exact or near duplicate in train+val (0 for an empty test set)."""
         return self.n_test_leaked / self.n_test if self.n_test else 0.0
 
     def test_leaked_positions(self, test_indices: Optional[Sequence[int]] = None) -> np.ndarray:
@@ -125,6 +136,7 @@ class LeakageReport:
 
     @property
     def has_leakage(self) -> bool:
+        """Any leaked test item, validation copy of a train item, or group across splits."""
         return self.n_test_leaked > 0 or self.n_val_exact_dup > 0 or bool(self.n_groups_crossing)
 
     def summary(self) -> str:
@@ -332,14 +344,17 @@ class Split:
 
     @property
     def n_test(self) -> int:
+        """Size of the sealed test split (readable without unsealing it)."""
         return int(len(self._test))
 
     @property
     def n_train(self) -> int:
+        """Size of the training split."""
         return int(len(self.train))
 
     @property
     def n_val(self) -> int:
+        """Size of the validation split."""
         return int(len(self.val))
 
     def unseal_test(self, purpose: str) -> np.ndarray:

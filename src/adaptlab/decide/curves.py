@@ -61,8 +61,15 @@ def learning_curve(
     ``extrapolation`` (:func:`extrapolate_curve` of the best rung: how many labels reach a target F1).
 
     Example:
-        >>> curve = learning_curve(ds, StudyConfig(encoder=path), rungs=["probe"], seeds=2)  # doctest: +SKIP
-        >>> curve["summary"]  # doctest: +SKIP
+        >>> from adaptlab.config import StudyConfig
+        >>> from adaptlab.data import TextDataset
+        >>> from adaptlab.decide import learning_curve
+        >>> texts = ([f"goal match team player {i}" for i in range(40)]
+        ...          + [f"chip software data server {i}" for i in range(40)])
+        >>> data = TextDataset(texts, ["sport"] * 40 + ["tech"] * 40)
+        >>> curve = learning_curve(data, StudyConfig(n_boot=200), rungs=["tfidf"], fractions=(0.5, 1.0), seeds=2, home="runs")
+        >>> [(p["fraction"], p["n_seeds"]) for p in curve["points"]]
+        [(0.5, 2), (1.0, 2)]
     """
     from adaptlab.evaluate import Study
 

@@ -57,7 +57,17 @@ def _hours(seconds: Optional[float]) -> str:
 
 @dataclass
 class Comparison:
-    """Rung ``other`` (more adapted) against rung ``simpler``: difference of seed-mean F1 with its CI."""
+    """Rung ``other`` (more adapted) against rung ``simpler``: difference of seed-mean F1 with its CI.
+
+    Example:
+        >>> from adaptlab.decide import Comparison, Evidence, decide
+        >>> d = decide(Evidence.from_tables({"probe": [0.77, 0.78, 0.79], "refit": [0.80, 0.81, 0.82]}))
+        >>> c = d.comparison("probe", "refit")
+        >>> isinstance(c, Comparison), c.simpler, c.other, round(c.diff, 3), c.beats_by_margin
+        (True, 'probe', 'refit', 0.03, True)
+        >>> sorted(c.to_dict())[:4]
+        ['bands_overlap', 'beats_by_margin', 'ci_high', 'ci_low']
+    """
 
     simpler: str
     other: str
@@ -81,11 +91,22 @@ class Comparison:
     note: str = ""
 
     def to_dict(self) -> dict[str, Any]:
+        """Every field as JSON-safe data (a non-finite number becomes None)."""
         return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in asdict(self).items()}
 
 
 @dataclass
 class Flag:
+    """A warning the decision carries: the rule that raised it, the message, the rung it concerns and its severity.
+
+    Example:
+        >>> from adaptlab.decide import Evidence, Flag, decide
+        >>> d = decide(Evidence.from_tables({"probe": [0.81], "refit": [0.90]}))
+        >>> [(f.rule, f.rung, f.severity) for f in d.flags][:2]
+        [('decision.min-seeds', 'probe', 'block'), ('decision.min-seeds', 'refit', 'block')]
+        >>> Flag(rule="one_seed", message="refit ran one seed", rung="refit").severity
+        'warn'
+    """
     rule: str
     message: str
     rung: Optional[str] = None
@@ -94,6 +115,16 @@ class Flag:
 
 @dataclass
 class NextExperiment:
+    """The run most likely to change the decision: what to run, why, and what it costs.
+
+    Example:
+        >>> from adaptlab.decide import Evidence, NextExperiment, decide
+        >>> ev = Evidence.from_tables({"tfidf": [0.80, 0.81, 0.82], "probe": [0.81, 0.82, 0.83]},
+        ...                          n_labels=5200, n_unlabeled=80_000)
+        >>> nxt = decide(ev).next_experiment
+        >>> isinstance(nxt, NextExperiment), nxt.what, nxt.rule
+        (True, 'run refit with 3 seeds', 'regime.refit')
+    """
     what: str
     why: str
     cost: str
@@ -103,7 +134,18 @@ class NextExperiment:
 
 @dataclass
 class Decision:
-    """The recommendation, why, and what would change it. JSON-serialisable with :meth:`to_dict`."""
+    """The recommendation, why, and what would change it. JSON-serialisable with :meth:`to_dict`.
+
+    Example:
+        >>> from adaptlab.decide import Decision, Evidence, decide
+        >>> d = decide(Evidence.from_tables({"probe": [0.81, 0.82, 0.83], "refit": [0.82, 0.83, 0.84]}))
+        >>> isinstance(d, Decision), d.status, d.chosen, d.ship
+        (True, 'ship', 'probe', True)
+        >>> d.verdict("refit")
+        'no gain of ≥ 0.02 over probe (+0.010)'
+        >>> d.to_dict()["chosen"] == d.chosen, d.to_json().startswith("{")
+        (True, True)
+    """
 
     chosen: Optional[str]
     status: str  # "ship" | "do-not-ship" | "no-decision"
@@ -126,29 +168,35 @@ class Decision:
     encoder_choice: Optional[dict[str, Any]] = None
 
     def to_dict(self) -> dict[str, Any]:
+        """The decision as JSON-safe data (what ``decision.json`` holds)."""
         d = asdict(self)
         d["comparisons"] = [c.to_dict() for c in self.comparisons]
         return json.loads(json.dumps(d, default=json_safe))
 
     def to_json(self, **kw: Any) -> str:
+        """:meth:`to_dict` as a JSON string; keyword arguments go to :func:`json.dumps`."""
         return json.dumps(self.to_dict(), **kw)
 
     def comparison(self, simpler: str, other: str) -> Comparison:
+        """The comparison of rung ``other`` against rung ``simpler`` (KeyError if not compared)."""
         for c in self.comparisons:
             if c.simpler == simpler and c.other == other:
                 return c
         raise KeyError((simpler, other))
 
     def verdict(self, rung: str) -> str:
+        """The one-line verdict on ``rung`` (KeyError for a rung not in the evidence)."""
         for r in self.rungs:
             if r["rung"] == rung:
                 return r["verdict"]
         raise KeyError(rung)
 
     def flags_for(self, rule: str) -> list[Flag]:
+        """The flags raised by rule ``rule``."""
         return [f for f in self.flags if f.rule == rule]
 
     def summary_lines(self) -> list[str]:
+        """The decision as plain lines: headline, reasons, flags, flip inspection, next experiment."""
         lines = [self.headline]
         lines += [f"- {r}" for r in self.reasons]
         lines += [f"{'!' if f.severity != 'info' else '·'} {f.message}" for f in self.flags]

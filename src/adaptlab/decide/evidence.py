@@ -26,7 +26,15 @@ BAND_GIVEN = "band given with the table"
 
 @dataclass
 class RungEvidence:
-    """One rung's results: F1 per seed, its band and what it cost."""
+    """One rung's results: F1 per seed, its band and what it cost.
+
+    Example:
+        >>> from adaptlab.decide import Evidence, RungEvidence
+        >>> ev = Evidence.from_tables({"probe": [0.77, 0.78, 0.79]})
+        >>> probe = ev.rungs["probe"]
+        >>> isinstance(probe, RungEvidence), probe.n_seeds, round(probe.mean, 3), probe.band_method[:40]
+        (True, 3, 0.78, 'normal approximation over seeds only (me')
+    """
 
     rung: str
     f1_by_seed: list[float]
@@ -47,21 +55,26 @@ class RungEvidence:
 
     @property
     def n_seeds(self) -> int:
+        """How many seeds the rung ran."""
         return len(self.f1_by_seed)
 
     @property
     def mean(self) -> float:
+        """Mean F1 over the seeds (NaN without a seed)."""
         return float(np.mean(self.f1_by_seed)) if self.f1_by_seed else float("nan")
 
     @property
     def std(self) -> float:
+        """Standard deviation of F1 over the seeds (ddof=1; 0 for a single seed)."""
         return float(np.std(self.f1_by_seed, ddof=1)) if len(self.f1_by_seed) > 1 else 0.0
 
     @property
     def has_band(self) -> bool:
+        """Whether both ends of the 95% band are finite numbers."""
         return math.isfinite(self.ci_low) and math.isfinite(self.ci_high)
 
     def to_dict(self) -> dict[str, Any]:
+        """The rung's evidence as JSON-safe data (non-finite band ends become None)."""
         return {"rung": self.rung, "n_seeds": self.n_seeds, "seeds": list(self.seeds),
                 "f1_by_seed": [float(x) for x in self.f1_by_seed], "mean": self.mean, "std": self.std,
                 "ci_low": _num(self.ci_low), "ci_high": _num(self.ci_high), "band_method": self.band_method,
@@ -121,19 +134,23 @@ class Evidence:
     # ------------------------------------------------------------------------------------------
     @property
     def order(self) -> list[str]:
+        """The rungs in the order the evidence lists them."""
         return list(self.rungs)
 
     @property
     def n_test_positive(self) -> Optional[int]:
+        """Test items of the positive class (None without test labels or a positive class)."""
         if self.y_true is None or self.positive_label is None:
             return None
         return int(np.sum(self.y_true == self.positive_label))
 
     @property
     def has_predictions(self) -> bool:
+        """Whether per-item test predictions are known (paired comparisons need them)."""
         return self.y_true is not None and any(r.predictions is not None for r in self.rungs.values())
 
     def to_dict(self) -> dict[str, Any]:
+        """The evidence as JSON-safe data (what the report and ``decision.json`` carry)."""
         return {
             "study_id": self.study_id, "name": self.name, "source": self.source, "metric": self.metric,
             "classes": list(self.classes), "positive_label": self.positive_label, "n_test": self.n_test,

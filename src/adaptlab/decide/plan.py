@@ -57,7 +57,13 @@ TYPICAL_BEST_EPOCH = 2
 
 
 def parse_budget(text: str) -> tuple[float, str]:
-    """``"2 CPU hours"``, ``"4 days on one GPU"``, ``"90min"`` -> (seconds, "cpu" | "gpu")."""
+    """``"2 CPU hours"``, ``"4 days on one GPU"``, ``"90min"`` -> (seconds, "cpu" | "gpu").
+
+    Example:
+        >>> from adaptlab.decide import parse_budget
+        >>> parse_budget("2 CPU hours"), parse_budget("4 days on one GPU"), parse_budget("90min")
+        ((7200.0, 'cpu'), (345600.0, 'gpu'), (5400.0, 'cpu'))
+    """
     raw = str(text).strip().lower()
     m = re.search(r"(\d+(?:\.\d+)?)\s*(?:cpu|gpu)?\s*([a-z]+)", raw)
     if not m or m.group(2) not in _UNIT or float(m.group(1)) <= 0:
@@ -680,9 +686,11 @@ class Plan:
 
     @property
     def total_seconds(self) -> float:
+        """Estimated seconds of every item of the plan together."""
         return float(sum(i.total_seconds for i in self.items))
 
     def to_dict(self) -> dict[str, Any]:
+        """The plan as JSON-safe data, each item with its total seconds."""
         return {"budget_seconds": self.budget_seconds, "device": self.device, "calibration": self.calibration,
                 "total_seconds": self.total_seconds, "notes": list(self.notes),
                 "screen_fidelity": self.screen_fidelity, "train_budget": self.train_budget,
@@ -691,6 +699,7 @@ class Plan:
 
     @property
     def rungs(self) -> list[str]:
+        """The rungs the plan runs (included items), in plan order."""
         return [i.rung for i in self.items if i.included]
 
     def commands(self, data: str, unlabeled: Optional[str] = None) -> list[str]:

@@ -130,6 +130,7 @@ class Policy:
     # construction ---------------------------------------------------------------------------------
     @classmethod
     def from_dict(cls, params: dict[str, Any]) -> "Policy":
+        """A policy from a dict of keys; an unknown key is a ConfigError naming the allowed ones."""
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(params) - known)
         if unknown:
@@ -167,13 +168,16 @@ class Policy:
         return cls.from_dict({**data, **overrides})
 
     def replace(self, **overrides: Any) -> "Policy":
+        """A copy with ``overrides`` applied (checked like any policy)."""
         return self.from_dict({**self.to_dict(), **overrides})
 
     def to_dict(self) -> dict[str, Any]:
+        """Every key with its value."""
         return dataclasses.asdict(self)
 
     @staticmethod
     def help() -> dict[str, str]:
+        """The help text of every policy key, by key."""
         return {f.name: f.metadata.get("help", "") for f in dataclasses.fields(Policy)}
 
     # rules --------------------------------------------------------------------------------------
@@ -182,6 +186,7 @@ class Policy:
         return [spec.bind(self) for spec in RULE_SPECS]
 
     def rule(self, rule_id: str) -> "Rule":
+        """The rule with id ``rule_id`` (KeyError if there is none)."""
         for r in self.rules():
             if r.id == rule_id:
                 return r
@@ -201,7 +206,14 @@ class Policy:
 
 @dataclass
 class Facts:
-    """What rules are evaluated on: sizes, diagnostics and slice results, all optional."""
+    """What rules are evaluated on: sizes, diagnostics and slice results, all optional.
+
+    Example:
+        >>> from adaptlab.decide import Facts, Policy, evaluate_rules
+        >>> facts = Facts(n_labels=300, n_unlabeled=50_000, has_compute=False)
+        >>> [rule.id for rule, _ in evaluate_rules(Policy(), facts)]
+        ['regime.few-labels', 'switch.setfit-few-labels']
+    """
 
     n_labels: Optional[int] = None
     n_unlabeled: Optional[int] = None
@@ -220,6 +232,12 @@ class Rule:
 
     ``thresholds`` maps the :class:`Policy` fields this rule reads to their values, so a report can
     print exactly which numbers the decision used.
+
+    Example:
+        >>> from adaptlab.decide import Policy, Rule
+        >>> rule = next(r for r in Policy().rules() if r.id == "switch.labels-lora")
+        >>> isinstance(rule, Rule), rule.kind, rule.thresholds
+        (True, 'switch', {'lora_switch_labels': 15000})
     """
 
     id: str
@@ -239,6 +257,7 @@ class Rule:
         return self.check(facts, self.policy)
 
     def to_dict(self) -> dict[str, Any]:
+        """The rule as JSON-safe data (without its check function)."""
         return {"id": self.id, "kind": self.kind, "condition": self.condition, "action": self.action,
                 "thresholds": dict(self.thresholds), "evidence": self.evidence, "recommends": self.recommends}
 
@@ -402,7 +421,14 @@ RULE_SPECS: list[RuleSpec] = [
 
 
 def evaluate_rules(policy: Policy, facts: Facts) -> list[tuple[Rule, Any]]:
-    """The regime and switch rules that fire on ``facts``, each with what its check returned."""
+    """The regime and switch rules that fire on ``facts``, each with what its check returned.
+
+    Example:
+        >>> from adaptlab.decide import Facts, Policy, evaluate_rules
+        >>> fired = evaluate_rules(Policy(), Facts(n_labels=5200, n_unlabeled=80_000, has_compute=True))
+        >>> [(rule.id, rule.recommends) for rule, _ in fired]
+        [('regime.refit', 'refit')]
+    """
     fired = []
     for r in policy.rules():
         if r.kind in ("regime", "switch"):
@@ -413,7 +439,22 @@ def evaluate_rules(policy: Policy, facts: Facts) -> list[tuple[Rule, Any]]:
 
 
 def load_policy(path: Optional[str | Path] = None, **overrides: Any) -> Policy:
-    """The policy from a file (JSON/TOML) and/or keyword overrides; the defaults otherwise."""
+    """The policy from a file (JSON/TOML) and/or keyword overrides; the defaults otherwise.
+
+    Example:
+        >>> from pathlib import Path
+        >>> from adaptlab.decide import Policy, load_policy
+        >>> load_policy() == Policy()
+        True
+        >>> _ = Path("policy.toml").write_text("margin = 0.02\\n", encoding="utf-8")
+        >>> p = load_policy("policy.toml", lora_switch_labels=2000)
+        >>> p.margin, p.lora_switch_labels
+        (0.02, 2000)
+        >>> load_policy(marginn=0.02)  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        adaptlab.errors.ConfigError: unknown policy field(s) ['marginn']; allowed: ['adapter_labels', 'alpha', ...].
+    """
     overrides = {k: v for k, v in overrides.items() if v is not None}
     if path is not None:
         return Policy.from_file(path, **overrides)
@@ -470,6 +511,15 @@ RUNG_INFO: dict[str, dict[str, Any]] = {
 
 
 def rung_info(rung: str) -> dict[str, Any]:
-    """Static facts about a rung (a neutral description for rungs this version does not know)."""
+    """Static facts about a rung (a neutral description for rungs this version does not know).
+
+    Example:
+        >>> from adaptlab.decide import rung_info
+        >>> info = rung_info("lora")
+        >>> sorted(info)
+        ['depth', 'frozen', 'label', 'needs_engineer', 'rerun', 'short', 'trainable']
+        >>> rung_info("my-rung")["label"]
+        'my-rung'
+    """
     return RUNG_INFO.get(rung, {"label": rung, "short": rung, "frozen": "unknown", "trainable": "unknown",
                                 "depth": len(LADDER), "rerun": "unknown", "needs_engineer": True})

@@ -121,6 +121,21 @@ def slice_report(
 
     Returns a JSON-safe dict: ``rung``, ``source`` ("column" | "kmeans"), ``overall_f1``, ``slices``
     (worst first) and ``rare_failing`` (the slices that fire the rare-slice switch rule).
+
+    Example:
+        >>> from adaptlab.config import StudyConfig
+        >>> from adaptlab.data import TextDataset
+        >>> from adaptlab.decide import slice_report
+        >>> from adaptlab.evaluate import Study
+        >>> from adaptlab.store import RunStore
+        >>> texts = ([f"goal match team player {i}" for i in range(30)]
+        ...          + [f"chip software data server {i}" for i in range(30)])
+        >>> data = TextDataset(texts, ["sport"] * 30 + ["tech"] * 30)
+        >>> result = Study(StudyConfig(rungs=["tfidf"], seeds=2, n_boot=200), home="runs").run(data)
+        >>> region = ["north" if i % 3 else "south" for i in range(60)]        # a column of your data
+        >>> report = slice_report(RunStore("runs/runs.sqlite"), result.study_id, data, rung="tfidf", slice_values=region)
+        >>> report["source"], sorted(s["slice"] for s in report["slices"]), report["overall_f1"]
+        ('column', ['north', 'south'], 1.0)
     """
     from adaptlab.decide.decision import decide
     from adaptlab.decide.evidence import Evidence

@@ -53,7 +53,15 @@ def _comparison(decision: Decision, a: str, b: str):
 
 @dataclass
 class TransferNote:
-    """What was frozen, what was trainable and why, the result vs simpler reuse, and what would justify more."""
+    """What was frozen, what was trainable and why, the result vs simpler reuse, and what would justify more.
+
+    Example:
+        >>> from adaptlab.decide import Evidence, decide, transfer_note
+        >>> ev = Evidence.from_tables({"probe": [0.81, 0.82, 0.83], "refit": [0.82, 0.83, 0.84]})
+        >>> note = transfer_note(decide(ev), ev)
+        >>> note.rung, note.frozen
+        ('probe', 'the whole pretrained encoder (every transformer block and the pooling).')
+    """
 
     rung: Optional[str]
     frozen: str
@@ -64,9 +72,11 @@ class TransferNote:
     negative_transfer: str = ""
 
     def to_dict(self) -> dict[str, Any]:
+        """Every field as a plain dict."""
         return asdict(self)
 
     def items(self) -> list[tuple[str, str]]:
+        """The note's fields as (heading, text) pairs, in reading order."""
         out = [("What was frozen", self.frozen), ("What was trainable", self.trainable),
                ("Why this depth", self.why), ("Result vs simpler reuse", self.result_vs_simpler),
                ("Evidence that would justify unfreezing more", self.unfreeze_more)]
@@ -75,11 +85,20 @@ class TransferNote:
         return out
 
     def to_markdown(self) -> str:
+        """The note as a Markdown list, one bold heading per field."""
         return "\n".join(f"- **{k}.** {v}" for k, v in self.items())
 
 
 def transfer_note(decision: Decision, evidence: Evidence) -> TransferNote:
-    """The transfer note (seed 001) for the chosen rung, with the evidence's numbers."""
+    """The transfer note (seed 001) for the chosen rung, with the evidence's numbers.
+
+    Example:
+        >>> from adaptlab.decide import Evidence, decide, transfer_note
+        >>> ev = Evidence.from_tables({"probe": [0.81, 0.82, 0.83], "refit": [0.82, 0.83, 0.84]})
+        >>> note = transfer_note(decide(ev), ev)
+        >>> note.rung, bool(note.why), bool(note.result_vs_simpler)
+        ('probe', True, True)
+    """
     p = _policy(decision)
     ev, R = evidence, evidence.rungs
     chosen = decision.chosen
@@ -188,17 +207,36 @@ class DefenseAnswer:
 
 @dataclass
 class Defense:
+    """The six questions a reviewer asks of the decision, each answered from the evidence (``to_markdown`` for a write-up).
+
+    Example:
+        >>> from adaptlab.decide import Evidence, decide, six_question_defense
+        >>> ev = Evidence.from_tables({"probe": [0.81, 0.82, 0.83], "refit": [0.82, 0.83, 0.84]})
+        >>> defense = six_question_defense(decide(ev), ev)
+        >>> len(defense.answers), defense.to_markdown().splitlines()[0][:60]
+        (6, '1. **Which approach do you commit — reuse the frozen encoder')
+    """
     answers: list[DefenseAnswer] = field(default_factory=list)
 
     def to_dict(self) -> list[dict[str, str]]:
+        """The answers as a list of ``{"question": ..., "answer": ...}``."""
         return [asdict(a) for a in self.answers]
 
     def to_markdown(self) -> str:
+        """The answers as a numbered Markdown list, each question in bold."""
         return "\n".join(f"{i}. **{a.question}** {a.answer}" for i, a in enumerate(self.answers, 1))
 
 
 def six_question_defense(decision: Decision, evidence: Evidence) -> Defense:
-    """The clinic's six questions, answered from the decision and its evidence (one short paragraph each)."""
+    """The clinic's six questions, answered from the decision and its evidence (one short paragraph each).
+
+    Example:
+        >>> from adaptlab.decide import Evidence, decide, six_question_defense
+        >>> ev = Evidence.from_tables({"probe": [0.81, 0.82, 0.83], "refit": [0.82, 0.83, 0.84]})
+        >>> answers = six_question_defense(decide(ev), ev).answers
+        >>> [a.question for a in answers][:2]
+        ['Which approach do you commit — reuse the frozen encoder or adapt it?', 'Would you run end-to-end fine-tuning at all, given an unknown number of labels?']
+    """
     p = _policy(decision)
     n_lab = f"{evidence.n_labels:,}" if evidence.n_labels is not None else "an unknown number of"
     questions = (_q_commit, _q_end_to_end, _q_inspection, _q_drop_refit, _q_rerun, _q_min_labels)

@@ -20,7 +20,16 @@ _BANDWIDTH_SAMPLE = 1000
 
 @dataclass
 class MMDResult:
-    """One two-sample MMD test: ``mmd2`` (unbiased), its permutation ``p_value`` and the settings."""
+    """One two-sample MMD test: ``mmd2`` (unbiased), its permutation ``p_value`` and the settings.
+
+    Example:
+        >>> import numpy as np
+        >>> from adaptlab.diagnostics import mmd_test
+        >>> rng = np.random.default_rng(0)
+        >>> r = mmd_test(rng.normal(size=(100, 4)), rng.normal(size=(100, 4)) + 1.0, n_permutations=100, seed=0)
+        >>> r.significant(), r.n_x, r.n_permutations, r.p_value < 0.05
+        (True, 100, 100, True)
+    """
 
     mmd2: float
     p_value: float
@@ -31,9 +40,11 @@ class MMDResult:
     seed: int
 
     def significant(self, alpha: float = MMD_ALPHA) -> bool:
+        """Whether the test rejects "same distribution" at level ``alpha``."""
         return self.p_value < alpha
 
     def to_dict(self) -> dict[str, Any]:
+        """Every field as a plain dict."""
         return asdict(self)
 
     def __str__(self) -> str:
@@ -56,7 +67,14 @@ def _sq_dists(A: np.ndarray, B: np.ndarray) -> np.ndarray:
 
 
 def median_bandwidth(Z: np.ndarray, *, seed: int = 0, max_points: int = _BANDWIDTH_SAMPLE) -> float:
-    """Median pairwise Euclidean distance (on a seeded subsample of at most ``max_points`` rows)."""
+    """Median pairwise Euclidean distance (on a seeded subsample of at most ``max_points`` rows).
+
+    Example:
+        >>> import numpy as np
+        >>> from adaptlab.diagnostics import median_bandwidth
+        >>> median_bandwidth(np.array([[0.0, 0.0], [3.0, 4.0], [6.0, 8.0]]))
+        5.0
+    """
     Z = np.asarray(Z, dtype=np.float64)
     if len(Z) > max_points:
         Z = Z[np.random.default_rng(seed).choice(len(Z), max_points, replace=False)]
@@ -66,7 +84,15 @@ def median_bandwidth(Z: np.ndarray, *, seed: int = 0, max_points: int = _BANDWID
 
 
 def rbf_kernel(A: np.ndarray, B: np.ndarray, bandwidth: float) -> np.ndarray:
-    """``exp(-||a - b||² / (2 σ²))``."""
+    """``exp(-||a - b||² / (2 σ²))``.
+
+    Example:
+        >>> import numpy as np
+        >>> from adaptlab.diagnostics import rbf_kernel
+        >>> K = rbf_kernel(np.array([[0.0, 0.0], [1.0, 0.0]]), np.array([[0.0, 0.0]]), bandwidth=1.0)
+        >>> K.round(4).tolist()
+        [[1.0], [0.6065]]
+    """
     return np.exp(-_sq_dists(A, B) / (2.0 * bandwidth ** 2))
 
 

@@ -15,7 +15,18 @@ from adaptlab.errors import ConfigError
 
 @dataclass
 class GapVerdict:
-    """The probe-gap verdict; ``sentence`` says it in plain words."""
+    """The probe-gap verdict; ``sentence`` says it in plain words.
+
+    Example:
+        >>> from adaptlab.diagnostics import GapVerdict, probe_gap
+        >>> rows = [{"rung": "probe", "mean": 0.78, "ci_low": 0.76, "ci_high": 0.80, "n_seeds": 3},
+        ...         {"rung": "refit", "mean": 0.79, "ci_low": 0.77, "ci_high": 0.81, "n_seeds": 3}]
+        >>> v = probe_gap(rows, n_refits=3)
+        >>> isinstance(v, GapVerdict), v.ship, v.bands_overlap
+        (True, False, True)
+        >>> v.reasons
+        ['the gap is below the 2-point bar', 'the 95% bands overlap, so the difference can be seed and test-set noise']
+    """
 
     base: str
     candidate: str
@@ -34,9 +45,11 @@ class GapVerdict:
 
     @property
     def gap_points(self) -> float:
+        """The gap in F1 points (100 x the difference of the means)."""
         return 100.0 * self.gap
 
     def to_dict(self) -> dict[str, Any]:
+        """The verdict as JSON-safe data, with ``gap_points``."""
         d = asdict(self)
         d["gap_points"] = self.gap_points
         d["base_band"], d["candidate_band"] = list(self.base_band), list(self.candidate_band)

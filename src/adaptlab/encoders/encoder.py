@@ -281,6 +281,7 @@ class Encoder:
 
     @property
     def n_parameters(self) -> int:
+        """Parameters of the transformer model (embeddings included)."""
         return int(sum(p.numel() for p in self.model.parameters()))
 
     @property

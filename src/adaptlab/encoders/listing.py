@@ -30,9 +30,10 @@ def list_encoders(
     on its first use, once); with ``fingerprint=False`` the registry's values are shown and nothing loads.
 
     Example:
-        >>> rows = list_encoders(fingerprint=False)  # doctest: +SKIP
-        >>> {r["name"]: r["dim"] for r in rows if r["installed"]}  # doctest: +SKIP
-        {'all-MiniLM-L6-v2': 384, 'all-mpnet-base-v2': 768}
+        >>> from adaptlab.encoders import list_encoders
+        >>> rows = list_encoders(fingerprint=False)          # reads the packages' metadata; loads no model
+        >>> [(r["name"], r["dim"]) for r in rows if r["name"] == "all-MiniLM-L6-v2"]
+        [('all-MiniLM-L6-v2', 384)]
     """
     load = loader or (lambda src: Encoder.from_pretrained(src, device="cpu"))
     rows: list[dict[str, Any]] = []

@@ -182,6 +182,16 @@ class EncoderComparison:
     max_seq_length, n_parameters, compute_parameters, size_mb, fingerprint, ``texts_per_s`` (encode speed here),
     ``encode_all_s`` (estimated time to encode the labeled data once), probe ``mean``/``std``/``ci_low``/
     ``ci_high``/``f1_by_seed``, ``fit_s_per_seed``, ``logme``, ``knn_f1``, ``prescreen_s`` and ``study_id``.
+
+    Example:
+        >>> from adaptlab.evaluate import EncoderComparison
+        >>> rows = [{"name": "small", "mean": 0.91, "ci_low": 0.89, "ci_high": 0.93},
+        ...         {"name": "big", "mean": 0.92, "ci_low": 0.90, "ci_high": 0.94}]
+        >>> cmp = EncoderComparison(rows=rows, chosen="small", runner_up="big", gap=None, prescreen={},
+        ...                         reason="small is as good as big within noise and 5x faster", metric="macro-F1",
+        ...                         n_test=200, seeds=3, n_prescreen=0, wall_seconds=12.0)
+        >>> cmp.row("big")["mean"], EncoderComparison.from_dict(cmp.to_dict()) == cmp
+        (0.92, True)
     """
 
     rows: list[dict[str, Any]]
@@ -198,13 +208,16 @@ class EncoderComparison:
     notes: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
+        """Every field as a plain dict (JSON-safe)."""
         return dict(self.__dict__)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "EncoderComparison":
+        """The comparison from :meth:`to_dict`'s output."""
         return cls(**d)
 
     def row(self, name: str) -> dict[str, Any]:
+        """The row of encoder ``name`` (KeyError if it was not compared)."""
         for r in self.rows:
             if r["name"] == name:
                 return r
@@ -253,6 +266,7 @@ class EncoderComparison:
         return lines
 
     def to_markdown(self) -> str:
+        """The comparison table as Markdown, the chosen encoder marked."""
         head = ("| encoder | dim | max len | params | MB | texts/s | probe mean ± std | 95% band | LogME "
                 "| kNN-LOO F1 |\n"
                 "|---|---|---|---|---|---|---|---|---|---|\n")

@@ -46,9 +46,13 @@ class StudyEvent:
     the cluster) or ``"done"`` (a cell finished and is stored; ``f1`` on the sealed test, ``seconds``).
 
     Example:
+        >>> from adaptlab.data import TextDataset
+        >>> texts = ([f"goal match team player {i}" for i in range(30)]
+        ...          + [f"chip software data server {i}" for i in range(30)])
+        >>> data = TextDataset(texts, ["sport"] * 30 + ["tech"] * 30)
         >>> events = []
-        >>> Study(StudyConfig(rungs=["tfidf"], seeds=2)).run(data, on_event=events.append)  # doctest: +SKIP
-        >>> [(e.kind, e.rung, e.seed) for e in events]  # doctest: +SKIP
+        >>> _ = Study(StudyConfig(rungs=["tfidf"], seeds=2, n_boot=200), home="runs").run(data, on_event=events.append)
+        >>> [(e.kind, e.rung, e.seed) for e in events]
         [('study', None, None), ('start', 'tfidf', 0), ('done', 'tfidf', 0), ('start', 'tfidf', 1), ('done', 'tfidf', 1)]
     """
 
@@ -65,7 +69,21 @@ class StudyEvent:
 
 @dataclass
 class StudyResult:
-    """What a study found: one summary row per rung plus the context needed to read it."""
+    """What a study found: one summary row per rung plus the context needed to read it.
+
+    Example:
+        >>> from adaptlab.config import StudyConfig
+        >>> from adaptlab.data import TextDataset
+        >>> from adaptlab.evaluate import Study, StudyResult
+        >>> texts = ([f"goal match team player {i}" for i in range(30)]
+        ...          + [f"chip software data server {i}" for i in range(30)])
+        >>> data = TextDataset(texts, ["sport"] * 30 + ["tech"] * 30)
+        >>> result = Study(StudyConfig(rungs=["tfidf"], seeds=2, n_boot=200), home="runs").run(data)
+        >>> isinstance(result, StudyResult), result.n_test, result.n_trained, result.row("tfidf")["n_seeds"]
+        (True, 12, 2, 2)
+        >>> StudyResult.from_dict(result.to_dict()).row("tfidf")["mean"] == result.row("tfidf")["mean"]
+        True
+    """
 
     study_id: str
     name: str
@@ -91,13 +109,16 @@ class StudyResult:
     allocation: Optional[dict[str, Any]] = None
 
     def to_dict(self) -> dict[str, Any]:
+        """Every field as a plain dict (JSON-safe)."""
         return dict(self.__dict__)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "StudyResult":
+        """The result from :meth:`to_dict`'s output (as the run store keeps it)."""
         return cls(**d)
 
     def row(self, rung: str) -> dict[str, Any]:
+        """The summary row of ``rung`` (KeyError if the study did not run it)."""
         for r in self.rows:
             if r["rung"] == rung:
                 return r
@@ -207,10 +228,14 @@ class Study:
 
     Example:
         >>> from adaptlab.data.bundled import load_bbc_news
-        >>> study = Study(StudyConfig(rungs=["tfidf"], seeds=2), home="/tmp/adaptlab-doc")  # doctest: +SKIP
-        >>> result = study.run(load_bbc_news())  # doctest: +SKIP
-        >>> result.row("tfidf")["mean"]  # doctest: +SKIP
-        0.97...
+        >>> bbc = load_bbc_news()                                   # 2,225 BBC News articles, bundled
+        >>> data = bbc.subset(range(0, len(bbc), 20))               # every 20th: a fast example
+        >>> study = Study(StudyConfig(rungs=["tfidf"], seeds=2, n_boot=200), home="runs")
+        >>> result = study.run(data)
+        >>> result.n_trained, result.row("tfidf")["n_seeds"], result.row("tfidf")["mean"] > 0.5
+        (2, 2, True)
+        >>> study.run(data).n_from_store                            # the same study again: read, not retrained
+        2
         >>> ray_cluster = ExecutorConfig(kind="ray", address="auto", max_retries=2,
         ...                              rung_resources={"refit": {"gpus": 1}})  # doctest: +SKIP
         >>> Study(StudyConfig(rungs=["tfidf", "probe", "refit"]), executor=ray_cluster).run(data)  # doctest: +SKIP

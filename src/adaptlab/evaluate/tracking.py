@@ -8,11 +8,12 @@ rung's configuration as params, its test/validation scores, cost and scalar diag
 training history (the loss curve) as stepped metrics and the stored record as ``result.json``. Cells read
 from the run store are logged too (tag ``adaptlab.source=store``), so every parent run is complete.
 
-Where: ``uri``, else ``$ADAPTLAB_TRACKING_URI``, else ``./mlruns``. MLflow 3.17 refuses its plain file
-store unless opted in, so the default keeps a SQLite database there (``./mlruns/mlflow.db``, MLflow's own
-default backend) with the artifacts beside it (``./mlruns/artifacts``); browse it with
-``mlflow ui --backend-store-uri sqlite:///mlruns/mlflow.db``. A ``file:`` URI given explicitly is used as
-a file store (adaptlab opts in for it); ``http://host:port`` logs to a tracking server.
+Where: ``uri``, else ``$ADAPTLAB_TRACKING_URI``, else ``./mlruns``, a local MLflow file store (one folder
+per experiment, one per run, the artifacts inside the run's folder). MLflow 3.x keeps its file store in
+maintenance mode and opens it only when ``MLFLOW_ALLOW_FILE_STORE=true``; adaptlab sets that variable (if
+unset) when it logs to a file store, and ``MLFLOW_ALLOW_FILE_STORE=true mlflow ui --backend-store-uri ./mlruns``
+browses it. A plain path is a file store too; ``sqlite:///mlflow.db`` (MLflow's recommended backend) and
+``http://host:port`` (a tracking server) are used as given.
 
 The runs are written through :class:`mlflow.tracking.MlflowClient` with explicit run ids: no global active
 run is started, so a script's own ``mlflow.start_run()`` is left alone.
@@ -35,6 +36,7 @@ import tempfile
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Optional, Protocol, runtime_checkable
+from urllib.parse import urlparse
 
 from adaptlab.errors import ConfigError
 
@@ -43,6 +45,8 @@ if TYPE_CHECKING:
 
 TRACKING_ENV = "ADAPTLAB_TRACKING_URI"
 DEFAULT_DIR = "mlruns"
+# MLflow 3.x refuses its file store unless this variable is true.
+FILE_STORE_ENV = "MLFLOW_ALLOW_FILE_STORE"
 TRACKERS = ("mlflow",)
 # MLflow's batch limits (log_batch): at most this many of each per call.
 _BATCH = {"metrics": 1000, "params": 100, "tags": 100}
@@ -55,6 +59,27 @@ class Tracker(Protocol):
     """What a study tells an experiment tracker; :class:`MlflowTracker` is the one adaptlab ships.
 
     An object with these four methods can be given as ``Study(..., track=obj)`` (e.g. for W&B).
+
+    Example:
+        >>> from adaptlab.config import StudyConfig
+        >>> from adaptlab.data import TextDataset
+        >>> from adaptlab.evaluate import Study
+        >>> from adaptlab.evaluate.tracking import Tracker
+        >>> class Printer:  # a tracker of your own (W&B, TensorBoard, a database): these four methods
+        ...     def start_study(self, study): print("study", study["name"])
+        ...     def log_cell(self, event, stored, rung_config): print("cell", event.rung, event.seed)
+        ...     def end_study(self, result, error=None): print("end", result.rows[0]["rung"], error)
+        ...     def log_decision(self, decision, artifacts): print("decision", decision["status"])
+        >>> isinstance(Printer(), Tracker)
+        True
+        >>> texts = ([f"goal match team player {i}" for i in range(30)]
+        ...          + [f"chip software data server {i}" for i in range(30)])
+        >>> data = TextDataset(texts, ["sport"] * 30 + ["tech"] * 30)
+        >>> _ = Study(StudyConfig(rungs=["tfidf"], seeds=2, n_boot=200, name="demo"), home="runs", track=Printer()).run(data)
+        study demo
+        cell tfidf 0
+        cell tfidf 1
+        end tfidf None
     """
 
     def start_study(self, study: dict[str, Any]) -> None:
@@ -71,18 +96,37 @@ class Tracker(Protocol):
 
 
 def tracking_uri(uri: Optional[str] = None) -> str:
-    """Where runs go: ``uri``, else ``$ADAPTLAB_TRACKING_URI``, else a SQLite store in ``./mlruns``.
+    """Where runs go: ``uri``, else ``$ADAPTLAB_TRACKING_URI``, else the file store ``./mlruns``.
+
+    A plain path becomes an absolute ``file:`` URI (MLflow would read it as a file store anyway; the
+    absolute form still names the same folder if the working directory changes).
 
     Example:
         >>> tracking_uri("http://127.0.0.1:5000")
         'http://127.0.0.1:5000'
-        >>> tracking_uri().startswith("sqlite:///") and tracking_uri().endswith("/mlruns/mlflow.db")
+        >>> tracking_uri().startswith("file:///") and tracking_uri().endswith("/mlruns")
+        True
+        >>> tracking_uri("team-runs") == (Path.cwd() / "team-runs").as_uri()
         True
     """
-    chosen = uri or os.environ.get(TRACKING_ENV) or ""
-    if chosen:
-        return chosen
-    return f"sqlite:///{(Path.cwd() / DEFAULT_DIR / 'mlflow.db').as_posix()}"
+    chosen = uri or os.environ.get(TRACKING_ENV) or DEFAULT_DIR
+    if is_file_store(chosen) and not chosen.startswith("file:"):
+        return Path(chosen).resolve().as_uri()
+    return chosen
+
+
+def is_file_store(uri: str) -> bool:
+    """Whether MLflow reads ``uri`` as its file store: a ``file:`` URI or a plain path (no scheme).
+
+    Example:
+        >>> is_file_store("./mlruns"), is_file_store("file:///tmp/mlruns")
+        (True, True)
+        >>> is_file_store("sqlite:///mlflow.db"), is_file_store("http://127.0.0.1:5000")
+        (False, False)
+    """
+    scheme = urlparse(uri).scheme
+    # A one-letter scheme is a Windows drive (C:\runs), a path.
+    return scheme in ("", "file") or len(scheme) == 1
 
 
 def make_tracker(track: "str | Tracker | None", *, uri: Optional[str] = None,
@@ -148,7 +192,13 @@ def scalar_metrics(obj: Any, prefix: str = "") -> dict[str, float]:
 
 
 def param_values(obj: Any, prefix: str = "") -> dict[str, str]:
-    """Every leaf of a nested configuration as a string param (lists and None as JSON)."""
+    """Every leaf of a nested configuration as a string param (lists and None as JSON).
+
+    Example:
+        >>> from adaptlab.evaluate.tracking import param_values
+        >>> param_values({"rungs": ["tfidf", "probe"], "split": {"test_size": 0.2, "group": None}}, prefix="config.")
+        {'config.rungs': '["tfidf", "probe"]', 'config.split.test_size': '0.2', 'config.split.group': 'null'}
+    """
     out = {}
     for k, v in flatten(obj).items():
         out[_key(prefix + k)] = v if isinstance(v, str) else json.dumps(v, default=str)
@@ -182,11 +232,19 @@ class MlflowTracker:
     ``run_id`` is the parent run of the last study started, ``child_run_ids`` its cells' runs by result key.
 
     Example:
-        >>> tracker = MlflowTracker(uri="sqlite:///mlruns/mlflow.db", experiment="clinic")  # doctest: +SKIP
-        >>> Study(StudyConfig(rungs=["tfidf", "probe"]), track=tracker).run(data)  # doctest: +SKIP
-        >>> from mlflow.tracking import MlflowClient  # doctest: +SKIP
-        >>> MlflowClient("sqlite:///mlruns/mlflow.db").get_run(tracker.run_id).data.metrics["probe.mean"]  # doctest: +SKIP
-        0.96...
+        >>> from mlflow.tracking import MlflowClient
+        >>> from adaptlab.config import StudyConfig
+        >>> from adaptlab.data import TextDataset
+        >>> from adaptlab.evaluate import Study
+        >>> from adaptlab.evaluate.tracking import MlflowTracker
+        >>> texts = ([f"goal match team player {i}" for i in range(30)]
+        ...          + [f"chip software data server {i}" for i in range(30)])
+        >>> data = TextDataset(texts, ["sport"] * 30 + ["tech"] * 30)
+        >>> tracker = MlflowTracker(uri="./mlruns", experiment="clinic")     # a local MLflow file store
+        >>> result = Study(StudyConfig(rungs=["tfidf"], seeds=2, n_boot=200), home="runs", track=tracker).run(data)
+        >>> run = MlflowClient(tracker.uri).get_run(tracker.run_id)
+        >>> run.data.metrics["tfidf.mean"] == result.row("tfidf")["mean"], len(tracker.child_run_ids)
+        (True, 2)
     """
 
     def __init__(self, uri: Optional[str] = None, experiment: str = "adaptlab") -> None:
@@ -194,19 +252,14 @@ class MlflowTracker:
             from mlflow.tracking import MlflowClient
         except ImportError as exc:
             raise ConfigError("tracking with MLflow needs the mlflow package: pip install 'adaptlab[track]'.") from exc
-        default = not (uri or os.environ.get(TRACKING_ENV))
         self.uri = tracking_uri(uri)
         self.experiment = experiment
         self.run_id: Optional[str] = None
         self.child_run_ids: dict[str, str] = {}
-        self._artifact_root: Optional[str] = None
-        if self.uri.startswith("file:"):
-            # Asked for explicitly: MLflow 3.17 serves its file store only to those who opt in.
-            os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
-        elif default:
-            folder = Path(self.uri[len("sqlite:///"):]).parent
-            folder.mkdir(parents=True, exist_ok=True)
-            self._artifact_root = (folder / "artifacts").as_uri()
+        if is_file_store(self.uri):
+            # MLflow 3.x opens its file store (the ./mlruns default) only for those who opt in; a user's own
+            # setting of the variable wins.
+            os.environ.setdefault(FILE_STORE_ENV, "true")
         self._client = MlflowClient(tracking_uri=self.uri)
         self._experiment_id: Optional[str] = None
 
@@ -220,10 +273,10 @@ class MlflowTracker:
             try:
                 exp = self._client.get_experiment_by_name(self.experiment)
                 self._experiment_id = exp.experiment_id if exp is not None else self._client.create_experiment(
-                    self.experiment, artifact_location=self._artifact_root)
+                    self.experiment)
             except Exception as exc:  # an unreachable server, a bad URI: say where and how to fix it
                 raise ConfigError(f"cannot reach the MLflow tracking store at {self.uri}: {exc}. Check --tracking-uri "
-                                  f"/ ${TRACKING_ENV} (e.g. http://127.0.0.1:5000, sqlite:///mlruns/mlflow.db).") from exc
+                                  f"/ ${TRACKING_ENV} (e.g. http://127.0.0.1:5000, ./mlruns).") from exc
         return self._experiment_id
 
     def _log(self, run_id: str, metrics: dict[str, float] | None = None, params: dict[str, str] | None = None,
@@ -325,6 +378,26 @@ class StudyTracking:
     """Feeds a tracker from a running study's events; ends its parent run however the study ends.
 
     Used by :meth:`adaptlab.evaluate.Study.run` as a context manager; ``on_event`` chains the caller's.
+
+    Example:
+        >>> from types import SimpleNamespace
+        >>> from adaptlab.evaluate.tracking import StudyTracking
+        >>> class Printer:
+        ...     def start_study(self, study): print("start", study["name"])
+        ...     def log_cell(self, event, stored, rung_config): print("cell", event.rung, event.seed, rung_config)
+        ...     def end_study(self, result, error=None): print("end", repr(error))
+        ...     def log_decision(self, decision, artifacts): pass
+        >>> store = SimpleNamespace(get_study=lambda sid: {"name": "demo"}, get_result=lambda key: {"key": key})
+        >>> try:
+        ...     with StudyTracking(Printer(), store, {"tfidf": {"min_df": 2}}) as feed:  # what Study.run does
+        ...         feed.on_event(SimpleNamespace(kind="study", study_id="s1", key=None))
+        ...         feed.on_event(SimpleNamespace(kind="done", rung="tfidf", seed=0, key="k0"))
+        ...         raise RuntimeError("the study stopped")
+        ... except RuntimeError:
+        ...     pass
+        start demo
+        cell tfidf 0 {'min_df': 2}
+        end RuntimeError('the study stopped')
     """
 
     def __init__(self, tracker: Tracker, store: Any, rung_configs: dict[str, dict[str, Any]],
@@ -334,6 +407,7 @@ class StudyTracking:
         self._started = False
 
     def on_event(self, event: "StudyEvent") -> None:
+        """Start the parent run, log a finished or stored cell, then pass the event on."""
         if event.kind == "study":
             self.tracker.start_study(self.store.get_study(event.study_id))
             self._started = True
@@ -345,6 +419,7 @@ class StudyTracking:
             self._next(event)
 
     def finish(self, result: "StudyResult") -> None:
+        """End the parent run with the study's result (once; nothing if no study started)."""
         if self._started:
             self.tracker.end_study(result)
             self._started = False

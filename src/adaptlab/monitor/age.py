@@ -51,7 +51,16 @@ def _check_texts_by_id(texts_by_id: Any) -> dict[str, str]:
 
 @dataclass
 class AgeReport:
-    """Which encoder made each stored row, and which rows are out of date."""
+    """Which encoder made each stored row, and which rows are out of date.
+
+    Example:
+        >>> import numpy as np
+        >>> from adaptlab.monitor import AgeReport, ReferenceSet, embedding_age
+        >>> ref = ReferenceSet.from_embeddings(["a", "b", "c"], ["one", "two", "three"], np.eye(3), "enc-v1")
+        >>> report = embedding_age(ref, "enc-v1", texts_by_id={"a": "one", "b": "two, edited", "c": "three", "d": "four"})
+        >>> isinstance(report, AgeReport), report.changed_ids, report.new_ids, report.stale_ids, report.up_to_date
+        (True, ['b'], ['d'], [], False)
+    """
 
     current_fingerprint: str
     n_rows: int
@@ -73,10 +82,12 @@ class AgeReport:
 
     @property
     def up_to_date(self) -> bool:
+        """Whether no row is stale or changed."""
         return not self.stale_ids and not self.changed_ids
 
     @property
     def verdict(self) -> str:
+        """The report in one plain sentence."""
         if self.up_to_date:
             text = f"all {self.n_rows} stored embeddings come from the current encoder"
             text += " and match the current texts." if self.texts_checked else " (texts not checked)."
@@ -98,6 +109,7 @@ class AgeReport:
         return text
 
     def to_dict(self) -> dict[str, Any]:
+        """The report as JSON-safe data; each id list is cut at ``MAX_LISTED_IDS``."""
         def listed(ids: list[str]) -> dict[str, Any]:
             return {"n": len(ids), "ids": ids[:MAX_LISTED_IDS], "truncated": len(ids) > MAX_LISTED_IDS}
 
@@ -137,6 +149,15 @@ def embedding_age(
         current_fingerprint: Fingerprint of the encoder in use now (``Encoder.fingerprint``).
         texts_by_id: Optional current text of each item; enables the changed-text, deleted and
             not-yet-embedded checks.
+
+    Example:
+        >>> import numpy as np
+        >>> from adaptlab.monitor import ReferenceSet, embedding_age
+        >>> ref = ReferenceSet.from_embeddings(["a", "b"], ["one", "two"], np.eye(2), "enc-v1")
+        >>> embedding_age(ref, "enc-v1").up_to_date
+        True
+        >>> embedding_age(ref, "enc-v2").needs_reembedding           # a new encoder: every row is stale
+        ['a', 'b']
     """
     if not isinstance(reference, ReferenceSet):
         raise ConfigError.invalid("reference", type(reference).__name__, "a ReferenceSet")
@@ -185,6 +206,18 @@ def refresh(
     re-embedding to those ids (a large set can be refreshed in chunks; the rest stay as they are and
     :func:`embedding_age` keeps reporting them). A stale row without a current text cannot be
     re-embedded: that is an error unless ``drop_missing`` is on. The input is not modified.
+
+    Example:
+        >>> import numpy as np
+        >>> from adaptlab.monitor import ReferenceSet, embedding_age, refresh
+        >>> ref = ReferenceSet.from_embeddings(["a", "b"], ["one", "two"], np.eye(2), "enc-v1")
+        >>> calls = []
+        >>> def embed_fn(texts):
+        ...     calls.append(list(texts))
+        ...     return np.ones((len(texts), 2))
+        >>> fresh = refresh(ref, embed_fn, "enc-v1", {"a": "one", "b": "two, edited"})
+        >>> calls, embedding_age(fresh, "enc-v1").up_to_date          # only the changed row was re-embedded
+        ([['two, edited']], True)
     """
     report = embedding_age(reference, fingerprint, texts_by_id)
     current = _check_texts_by_id(texts_by_id)

@@ -88,7 +88,16 @@ def _f1_ci(yt: np.ndarray, yp: np.ndarray, labels: list[str], positive: Optional
 
 @dataclass
 class BiasReport:
-    """Per-group metrics with gaps and CIs, and embedding-association gaps (when embeddings were given)."""
+    """Per-group metrics with gaps and CIs, and embedding-association gaps (when embeddings were given).
+
+    Example:
+        >>> from adaptlab.monitor import bias_audit
+        >>> y_true = ["pos", "neg"] * 40
+        >>> y_pred = y_true[:40] + ["pos"] * 40                     # right for group a, always "pos" for group b
+        >>> report = bias_audit(y_true, y_pred, ["a"] * 40 + ["b"] * 40, n_boot=200, min_group_size=10)
+        >>> report.worst_group, [round(g["f1"], 2) for g in report.groups]
+        ('b', [1.0, 0.67])
+    """
 
     classes: list[str]
     positive: Optional[str]
@@ -102,6 +111,7 @@ class BiasReport:
     seed: int
 
     def group(self, name: str) -> dict[str, Any]:
+        """The row of group ``name`` (KeyError if there is none)."""
         for g in self.groups:
             if g["group"] == name:
                 return g
@@ -109,10 +119,12 @@ class BiasReport:
 
     @property
     def metric_name(self) -> str:
+        """The metric compared across groups: positive-class F1 or macro-F1."""
         return f"F1 of {self.positive!r}" if self.positive is not None else "macro-F1"
 
     @property
     def significantly_worse(self) -> list[str]:
+        """The groups the audit marks ``significantly_worse``."""
         return [g["group"] for g in self.groups if g["significantly_worse"]]
 
     @property
@@ -157,6 +169,7 @@ class BiasReport:
         return " ".join(parts)
 
     def to_dict(self) -> dict[str, Any]:
+        """The report as JSON-safe data."""
         return {"summary": self.summary, "classes": self.classes, "positive": self.positive, "metric": self.metric_name,
                 "overall": self.overall, "groups": self.groups, "worst_group": self.worst_group,
                 "significantly_worse": self.significantly_worse, "associations": self.associations,
@@ -270,6 +283,14 @@ def bias_audit(
         alpha: Significance level (Bonferroni-corrected over groups x classes for the associations).
         min_group_size: Smaller groups are reported but marked ``small`` and not named the worst.
         seed: Seeds the bootstrap, the subsample and the permutations.
+
+    Example:
+        >>> from adaptlab.monitor import bias_audit
+        >>> y_true = ["pos", "neg"] * 40
+        >>> y_pred = y_true[:40] + ["neg"] * 40
+        >>> report = bias_audit(y_true, y_pred, ["north"] * 40 + ["south"] * 40, n_boot=200, min_group_size=10)
+        >>> report.metric_name, report.worst_group, report.significantly_worse
+        ("F1 of 'pos'", 'south', ['south'])
     """
     yt = _as_labels("y_true", y_true)
     n = len(yt)

@@ -49,7 +49,19 @@ _BLOCK_ENTRIES = 4_000_000
 
 @dataclass
 class DriftReport:
-    """Result of :func:`embedding_drift`. ``drift`` is the MMD test's verdict; the rest explains it."""
+    """Result of :func:`embedding_drift`. ``drift`` is the MMD test's verdict; the rest explains it.
+
+    Example:
+        >>> import numpy as np
+        >>> from adaptlab.monitor import DriftReport, embedding_drift
+        >>> rng = np.random.default_rng(0)
+        >>> reference, same, moved = rng.normal(size=(200, 8)), rng.normal(size=(100, 8)), rng.normal(size=(100, 8)) + 0.8
+        >>> embedding_drift(reference, same, n_permutations=100).drift
+        False
+        >>> report = embedding_drift(reference, moved, n_permutations=100)
+        >>> isinstance(report, DriftReport), report.drift, report.n_new, report.ood_flags.shape
+        (True, True, 100, (100,))
+    """
 
     mmd: MMDResult
     alpha: float
@@ -64,6 +76,7 @@ class DriftReport:
 
     @property
     def drift(self) -> bool:
+        """The MMD test's verdict: new embeddings differ from the reference (p-value below ``alpha``)."""
         return bool(self.mmd.p_value < self.alpha)
 
     @property
@@ -235,6 +248,14 @@ def embedding_drift(
 
     Returns:
         A :class:`DriftReport`; ``report.ood_flags`` / ``report.nn_similarity`` hold per-new-item values.
+
+    Example:
+        >>> import numpy as np
+        >>> from adaptlab.monitor import embedding_drift
+        >>> rng = np.random.default_rng(0)
+        >>> report = embedding_drift(rng.normal(size=(200, 8)), rng.normal(size=(100, 8)) + 0.8, n_permutations=100)
+        >>> report.drift, report.mmd.p_value < 0.05, len(report.nn_similarity)
+        (True, True, 100)
     """
     R = as_matrix("reference_emb", reference_emb, min_rows=2)
     N = as_matrix("new_emb", new_emb, min_rows=2)
@@ -294,8 +315,19 @@ def drift_from_texts(
     to :func:`embedding_drift`.
 
     Example:
-        >>> report = drift_from_texts(ReferenceSet.load("model/reference"), new_texts,
-        ...                           enc.encode, enc.fingerprint, seed=0)     # doctest: +SKIP
+        >>> import numpy as np
+        >>> from adaptlab.monitor import ReferenceSet, drift_from_texts
+        >>> def embed(texts):                      # stands in for Encoder.encode
+        ...     return np.array([[len(t), t.count("patient"), t.count("market")] for t in texts], dtype="float32")
+        >>> news = [f"the market rose {i} points in the market" for i in range(60)]
+        >>> ref = ReferenceSet.build(None, news, embed, "toy-v1")
+        >>> clinic = [f"patient {i} reports knee pain, patient stable" for i in range(40)]
+        >>> drift_from_texts(ref, clinic, embed, "toy-v1", n_permutations=100).drift
+        True
+        >>> drift_from_texts(ref, clinic, embed, "toy-v2")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        adaptlab.errors.ConfigError: 60 of 60 reference rows were embedded by another encoder than 'toy-v2'; ...
     """
     from adaptlab.monitor.reference import ReferenceSet
 

@@ -173,6 +173,7 @@ class ReferenceSet:
 
     @property
     def dim(self) -> int:
+        """Dimension of the stored embeddings."""
         return int(self.embeddings.shape[1])
 
     def position(self, item_id: str) -> int:
@@ -186,6 +187,7 @@ class ReferenceSet:
         return dict(Counter(self.fingerprints).most_common())
 
     def subset(self, indices: Sequence[int]) -> "ReferenceSet":
+        """The rows at ``indices``, with the encoder records they still use."""
         idx = [int(i) for i in indices]
         return ReferenceSet(
             [self.ids[i] for i in idx], [self.text_hashes[i] for i in idx], self.embeddings[idx],

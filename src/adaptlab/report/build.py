@@ -21,7 +21,22 @@ from adaptlab.decide.policy import rung_info
 from adaptlab.report import plots
 
 def evidence_for(store: Any, study: str = "latest", home: Optional[str | Path] = None) -> Evidence:
-    """`Evidence.from_store` with the saved analyses of the study (learning curve, slices)."""
+    """`Evidence.from_store` with the saved analyses of the study (learning curve, slices).
+
+    Example:
+        >>> from adaptlab.config import StudyConfig
+        >>> from adaptlab.data import TextDataset
+        >>> from adaptlab.evaluate import Study
+        >>> from adaptlab.report import evidence_for
+        >>> from adaptlab.store import RunStore
+        >>> texts = ([f"goal match team player {i}" for i in range(30)]
+        ...          + [f"chip software data server {i}" for i in range(30)])
+        >>> data = TextDataset(texts, ["sport"] * 30 + ["tech"] * 30)
+        >>> _ = Study(StudyConfig(rungs=["tfidf"], seeds=2, n_boot=200), home="runs").run(data)
+        >>> evidence = evidence_for(RunStore("runs/runs.sqlite"), "latest", home="runs")
+        >>> sorted(evidence.rungs), len(evidence.rungs["tfidf"].f1_by_seed)
+        (['tfidf'], 2)
+    """
     return Evidence.from_store(store, study, home=home)
 
 
@@ -30,9 +45,18 @@ def decision_for(store: Any, study: str = "latest", policy: Optional[Policy] = N
     """The decision on a stored study and the evidence it was made from.
 
     Example:
-        >>> decision, evidence = decision_for(RunStore("adaptlab-runs/runs.sqlite"), "latest")  # doctest: +SKIP
-        >>> decision.status, decision.chosen  # doctest: +SKIP
-        ('ship', 'probe')
+        >>> from adaptlab.config import StudyConfig
+        >>> from adaptlab.data import TextDataset
+        >>> from adaptlab.evaluate import Study
+        >>> from adaptlab.report import decision_for
+        >>> from adaptlab.store import RunStore
+        >>> texts = ([f"goal match team player {i}" for i in range(30)]
+        ...          + [f"chip software data server {i}" for i in range(30)])
+        >>> _ = Study(StudyConfig(rungs=["tfidf"], seeds=3, n_boot=200), home="runs").run(
+        ...     TextDataset(texts, ["sport"] * 30 + ["tech"] * 30))
+        >>> decision, evidence = decision_for(RunStore("runs/runs.sqlite"), "latest")
+        >>> decision.status, decision.chosen, sorted(evidence.rungs)
+        ('ship', 'tfidf', ['tfidf'])
     """
     ev = evidence_for(store, study, home)
     return decide(ev, policy), ev
@@ -122,7 +146,24 @@ def _shift_view(shift: Optional[dict[str, Any]]) -> Optional[dict[str, Any]]:
 # -- the report ------------------------------------------------------------------------------------
 @dataclass
 class Report:
-    """A rendered report: ``html`` (self-contained), ``markdown`` and the objects they were built from."""
+    """A rendered report: ``html`` (self-contained), ``markdown`` and the objects they were built from.
+
+    Example:
+        >>> from adaptlab.config import StudyConfig
+        >>> from adaptlab.data import TextDataset
+        >>> from adaptlab.evaluate import Study
+        >>> from adaptlab.report import Report, build_report
+        >>> from adaptlab.store import RunStore
+        >>> texts = ([f"goal match team player {i}" for i in range(30)]
+        ...          + [f"chip software data server {i}" for i in range(30)])
+        >>> data = TextDataset(texts, ["sport"] * 30 + ["tech"] * 30)
+        >>> result = Study(StudyConfig(rungs=["tfidf"], seeds=2, n_boot=200), home="runs").run(data)
+        >>> report = build_report(RunStore("runs/runs.sqlite"), result.study_id)
+        >>> isinstance(report, Report), report.html.startswith("<!DOCTYPE html>"), report.decision.status
+        (True, True, 'no-decision')
+        >>> [p.name for p in report.write("report.html", "report.md")]
+        ['report.html', 'report.md']
+    """
 
     context: dict[str, Any]
     html: str
@@ -169,8 +210,18 @@ def build_report(store: Any, study: str = "latest", *, policy: Optional[Policy] 
     """Build the report of a stored study.
 
     Example:
-        >>> from adaptlab.store import RunStore  # doctest: +SKIP
-        >>> build_report(RunStore("adaptlab-runs/runs.sqlite")).write("report.html", "report.md")  # doctest: +SKIP
+        >>> from adaptlab.config import StudyConfig
+        >>> from adaptlab.data import TextDataset
+        >>> from adaptlab.evaluate import Study
+        >>> from adaptlab.report import build_report
+        >>> from adaptlab.store import RunStore
+        >>> texts = ([f"goal match team player {i}" for i in range(30)]
+        ...          + [f"chip software data server {i}" for i in range(30)])
+        >>> _ = Study(StudyConfig(rungs=["tfidf"], seeds=2, n_boot=200), home="runs").run(
+        ...     TextDataset(texts, ["sport"] * 30 + ["tech"] * 30))
+        >>> paths = build_report(RunStore("runs/runs.sqlite"), "latest", home="runs").write("report.html", "report.md")
+        >>> [p.name for p in paths]
+        ['report.html', 'report.md']
     """
     policy = policy or Policy()
     rec = store.get_study(study)

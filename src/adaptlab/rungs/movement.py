@@ -53,6 +53,18 @@ def effective_state_dict(backbone: torch.nn.Module) -> dict[str, torch.Tensor]:
     For a ``peft`` model the adapters are merged into a copy (``W + B A * scaling``) and the names are
     those of the base model, so the result compares name for name with the pretrained state dict.
     The model passed in is not changed.
+
+    Example:
+        >>> import torch
+        >>> from adaptlab.diagnostics import backbone_movement, effective_state_dict
+        >>> backbone = torch.nn.Linear(2, 2)
+        >>> # The weights themselves (detached, not copied): clone them to keep the pretrained state.
+        >>> pretrained = {k: v.clone() for k, v in effective_state_dict(backbone).items()}
+        >>> with torch.no_grad():
+        ...     _ = backbone.bias.add_(1.0)                     # training moved the bias
+        >>> m = backbone_movement(pretrained, effective_state_dict(backbone))
+        >>> sorted(pretrained), m["n_tensors_compared"], m["overall"] > 0
+        (['bias', 'weight'], 2, True)
     """
     if hasattr(backbone, "merge_and_unload") and hasattr(backbone, "peft_config"):
         merged = copy.deepcopy(backbone).merge_and_unload()
@@ -122,7 +134,16 @@ def backbone_movement(
 
 
 def movement_sentence(movement: Mapping[str, Any]) -> str:
-    """One plain-words line about a :func:`backbone_movement` result."""
+    """One plain-words line about a :func:`backbone_movement` result.
+
+    Example:
+        >>> import torch
+        >>> from adaptlab.diagnostics import backbone_movement, movement_sentence
+        >>> w0 = {"embeddings.w": torch.ones(4), "encoder.layer.0.w": torch.ones(4)}
+        >>> w1 = {"embeddings.w": torch.ones(4), "encoder.layer.0.w": torch.ones(4) * 1.02}
+        >>> movement_sentence(backbone_movement(w0, w1))
+        'The backbone moved 1.41% overall from its pretrained weights; layer.0 moved most (2.00%). Unchanged: embeddings.'
+    """
     if not movement.get("per_layer"):
         return "No backbone weights were compared."
     most = movement["most_moved"]

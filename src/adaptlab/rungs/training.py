@@ -69,7 +69,15 @@ HEADS = ("linear", "mlp")
 # ---------------------------------------------------------------------------------------------- config
 @dataclass
 class TrainingConfig(RungConfig):
-    """Hyper-parameters common to every network-training rung (each rung's config extends this)."""
+    """Hyper-parameters common to every network-training rung (each rung's config extends this).
+
+    Example:
+        >>> from adaptlab.rungs import FinetuneConfig, LoraConfig, TrainingConfig
+        >>> issubclass(LoraConfig, TrainingConfig), issubclass(FinetuneConfig, TrainingConfig)
+        (True, True)
+        >>> TrainingConfig().patience, TrainingConfig().batch_size, TrainingConfig().mixed_precision
+        (3, 16, 'no')
+    """
 
     rung_name: ClassVar[str] = "training"  # names the rung in validation errors (finetune.head_lr=...)
 
@@ -1058,6 +1066,12 @@ class FittedNetwork(FittedRung):
 
     ``embed`` returns the fine-tuned pooled embeddings, ``predict_proba`` the head's softmax in the
     study's class order.
+
+    Example:
+        >>> from adaptlab.rungs import FittedNetwork, get_rung
+        >>> fitted = get_rung("finetune").fit(train, val, seed=0, context=context)  # doctest: +SKIP
+        >>> isinstance(fitted, FittedNetwork), fitted.embed(["a text"]).shape       # doctest: +SKIP
+        (True, (1, 384))
     """
 
     def __init__(self, rung: str, model: TextClassifier, tokenizer: Any, classes: Sequence[str], *,
@@ -1079,9 +1093,11 @@ class FittedNetwork(FittedRung):
         return forward_all(self.model, ids, self.pad_id, batch_size=self.batch_size)
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
+        """The fine-tuned pooled embeddings of ``texts``."""
         return self._forward(texts)[0]
 
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
+        """Class probabilities (the head's softmax), columns in the study's class order."""
         return _softmax(self._forward(texts)[1])
 
 
@@ -1093,6 +1109,13 @@ class NetworkRung(Rung):
     Subclasses set ``name``, ``config_class``, ``summary`` and implement :meth:`stages`; they may
     override :meth:`build_backbone` (LoRA wraps it), :meth:`before_training` (LP-FT fits the head)
     and :meth:`make_fitted`.
+
+    Example:
+        >>> from adaptlab.rungs import NetworkRung, get_rung
+        >>> [name for name in ("lora", "unfreeze", "finetune", "lpft") if isinstance(get_rung(name), NetworkRung)]
+        ['lora', 'unfreeze', 'finetune', 'lpft']
+        >>> get_rung("finetune").trains_network, get_rung("probe").trains_network
+        (True, False)
     """
 
     uses_encoder = True
@@ -1101,9 +1124,11 @@ class NetworkRung(Rung):
 
     # ---- what subclasses customise
     def stages(self, model: TextClassifier, n_layers: int) -> list[Stage]:  # pragma: no cover - abstract
+        """The training stages (which parameters train, for how many epochs); each rung sets its own."""
         raise NotImplementedError
 
     def build_backbone(self, backbone: nn.Module, seed: int) -> nn.Module:
+        """The backbone to train; the base encoder as is (LoRA wraps it)."""
         return backbone
 
     def before_training(self, model: TextClassifier, train: TextDataset, val: TextDataset, *, seed: int,
@@ -1114,6 +1139,7 @@ class NetworkRung(Rung):
         return {}
 
     def make_fitted(self, model: TextClassifier, context: RungContext, max_length: int) -> FittedNetwork:
+        """The fitted rung that wraps the trained model."""
         return FittedNetwork(self.name, model, context.encoder.tokenizer, context.classes, max_length=max_length)
 
     # ---- budget
@@ -1126,6 +1152,7 @@ class NetworkRung(Rung):
         return resolve_rung_budget(self.name, self.config, study_budget)
 
     def identity(self, context: RungContext) -> dict[str, Any]:
+        """The rung's identity with its resolved training budget (an invalid budget fails here)."""
         self.resolve_budget(context.budget)  # fail before anything trains
         ident = super().identity(context)
         budget = self.resolve_budget(context.budget)
@@ -1135,6 +1162,7 @@ class NetworkRung(Rung):
     # ---- fit
     def fit(self, train: TextDataset, val: TextDataset, *, seed: int, context: RungContext,
             callback: Optional[Callable[[int], None]] = None) -> FittedNetwork:
+        """Build the model and train its stages with the shared trainer; the best validation checkpoint is kept."""
         from adaptlab.rungs.movement import backbone_movement, effective_state_dict, movement_sentence
         from adaptlab.rungs.overfit import overfitting_signature
 

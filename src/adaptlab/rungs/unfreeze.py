@@ -32,7 +32,14 @@ SCHEDULES = ("topk", "gradual")
 
 @dataclass
 class UnfreezeConfig(TrainingConfig):
-    """Partial / gradual unfreezing with discriminative learning rates."""
+    """Partial / gradual unfreezing with discriminative learning rates.
+
+    Example:
+        >>> from adaptlab.rungs import UnfreezeConfig, get_rung
+        >>> cfg = get_rung("unfreeze", {"top_k": 4}).config
+        >>> isinstance(cfg, UnfreezeConfig), cfg.top_k, cfg.schedule, cfg.layer_decay
+        (True, 4, 'topk', 0.9)
+    """
 
     rung_name: ClassVar[str] = "unfreeze"
 
@@ -110,6 +117,7 @@ class UnfreezeRung(NetworkRung):
     summary = "top-k blocks unfrozen (or gradual unfreezing) with discriminative LRs + head (top_k=0: head only)"
 
     def stages(self, model: TextClassifier, n_layers: int) -> list[Stage]:
+        """The unfreezing stages: the top ``top_k`` blocks, or gradually block by block."""
         cfg: UnfreezeConfig = self.config  # type: ignore[assignment]
         if cfg.schedule == "topk":
             k = min(cfg.top_k, n_layers)

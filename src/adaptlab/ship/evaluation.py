@@ -27,7 +27,18 @@ def _bootstrap_weights(n: int, n_boot: int, seed: int) -> np.ndarray:
 
 def evaluate_pipeline(pipeline: Any, eval_set: TextDataset, *, n_boot: int = N_BOOT, seed: int = 0,
                       predictions: Optional[np.ndarray] = None) -> dict[str, Any]:
-    """F1 (positive-class F1 for two classes, else macro-F1) with a 95% bootstrap CI, accuracy, per class."""
+    """F1 (positive-class F1 for two classes, else macro-F1) with a 95% bootstrap CI, accuracy, per class.
+
+    Example:
+        >>> from adaptlab.data import TextDataset
+        >>> from adaptlab.ship import Pipeline, evaluate_pipeline
+        >>> pipe = Pipeline(rung="tfidf", rung_params={"min_df": 1}).fit(
+        ...     ["good film", "great film", "bad film", "awful film"] * 3, ["pos", "pos", "neg", "neg"] * 3)
+        >>> held_out = TextDataset(["great day", "awful day", "good plot", "bad plot"], ["pos", "neg", "pos", "neg"])
+        >>> ev = evaluate_pipeline(pipe, held_out, n_boot=200)
+        >>> ev["f1"], ev["accuracy"], ev["n"]
+        (1.0, 1.0, 4)
+    """
     y = np.asarray(eval_set.labels, dtype=object)
     pred = predictions if predictions is not None else predict_names(pipeline, eval_set.texts)
     classes = sorted(set(map(str, pipeline.classes_)) | set(y.tolist()))
@@ -50,7 +61,16 @@ def predict_names(pipeline: Any, texts: Sequence[str]) -> np.ndarray:
 
 @dataclass
 class GateResult:
-    """The gate's verdict on a candidate against the model in use, in numbers and in plain words."""
+    """The gate's verdict on a candidate against the model in use, in numbers and in plain words.
+
+    Example:
+        >>> import numpy as np
+        >>> from adaptlab.ship import GateResult, gate
+        >>> y = ["a", "b"] * 50
+        >>> g = gate(y, np.array(["a"] * 100, dtype=object), np.array(y, dtype=object), ["a", "b"], None, max_drop=0.02)
+        >>> isinstance(g, GateResult), g.promoted, g.old_f1 < g.new_f1, g.n
+        (True, True, True, 100)
+    """
 
     promoted: bool
     old_f1: float
@@ -64,6 +84,7 @@ class GateResult:
     explanation: str
 
     def to_dict(self) -> dict[str, Any]:
+        """Every field as a plain dict."""
         return asdict(self)
 
 

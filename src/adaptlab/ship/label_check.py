@@ -43,6 +43,19 @@ class LabelCheck:
     """What the retrain's label check found, and whether it holds the retrain.
 
     ``rows`` are the flagged new labels, most suspicious first, with their row in the new labels file.
+
+    Example:
+        >>> from adaptlab.data import TextDataset
+        >>> from adaptlab.ship import LabelCheck, check_new_labels, merge_labels
+        >>> old = TextDataset([f"goal match team {i}" for i in range(20)] + [f"chip software data {i}" for i in range(20)],
+        ...                   ["sport"] * 20 + ["tech"] * 20)
+        >>> new = TextDataset([f"goal match team {i}" for i in range(20, 26)], ["tech"] * 6)  # six wrong labels
+        >>> merged, _ = merge_labels(old, new, eval_set=TextDataset(["pitch"], ["sport"]))
+        >>> chk = check_new_labels(old, new, merged)
+        >>> isinstance(chk, LabelCheck), chk.held, chk.n_new, chk.n_flagged_new, chk.old_rate
+        (True, True, 6, 6, 0.0)
+        >>> chk.rows[0]["given"], chk.rows[0]["suggested"]
+        ('tech', 'sport')
     """
 
     n_new: int
@@ -67,6 +80,7 @@ class LabelCheck:
         return self.held or self.accepted
 
     def to_dict(self) -> dict[str, Any]:
+        """The check as JSON-safe data."""
         return {"n_new": self.n_new, "n_old": self.n_old, "n_flagged_new": self.n_flagged_new,
                 "n_flagged_old": self.n_flagged_old, "new_rate": self.new_rate, "old_rate": self.old_rate,
                 "model_disagreement": self.model_disagreement, "model_baseline": self.model_baseline,
@@ -84,6 +98,7 @@ class LabelCheck:
         return text
 
     def shown_rows(self, k: int = SHOWN_ROWS) -> str:
+        """The first ``k`` flagged rows as one line: row, given label, suggested label, text preview."""
         return "; ".join(f"row {r['row']} {r['given']!r} (looks like {r['suggested']!r}): "
                          f"{_preview(r['text'])}" for r in self.rows[:k])
 
@@ -144,9 +159,15 @@ def check_new_labels(old: TextDataset, new: TextDataset, merged: TextDataset, *,
     Returns None when there is nothing to judge (no new label, or a single class).
 
     Example:
-        >>> chk = check_new_labels(old, new, merged, pipeline=model_in_use)   # doctest: +SKIP
-        >>> chk.held, chk.new_rate, chk.rows[0]["row"]                        # doctest: +SKIP
-        (True, 0.62, 17)
+        >>> from adaptlab.data import TextDataset
+        >>> from adaptlab.ship import check_new_labels, merge_labels
+        >>> old = TextDataset([f"goal match team {i}" for i in range(20)] + [f"chip software data {i}" for i in range(20)],
+        ...                   ["sport"] * 20 + ["tech"] * 20)
+        >>> new = TextDataset([f"goal match team {i}" for i in range(20, 26)], ["tech"] * 6)   # six wrong labels
+        >>> merged, _ = merge_labels(old, new, eval_set=TextDataset(["pitch"], ["sport"]))
+        >>> chk = check_new_labels(old, new, merged)
+        >>> chk.held, chk.new_rate, chk.rows[0]["row"], chk.rows[0]["suggested"]
+        (True, 1.0, 6, 'sport')
     """
     from adaptlab.data import check_labels
     from adaptlab.data.bundled import stratified_subsample
@@ -219,7 +240,21 @@ def _model_witness(pipeline: Any, sub: TextDataset, is_new: np.ndarray,
 
 
 def write_label_issues(check: LabelCheck, path: Union[str, Path]) -> Path:
-    """Write the flagged new labels (row in the new file, id, text, given, suggested, score) to CSV/JSONL/Parquet."""
+    """Write the flagged new labels (row in the new file, id, text, given, suggested, score) to CSV/JSONL/Parquet.
+
+    Example:
+        >>> from adaptlab.data import TextDataset
+        >>> from adaptlab.ship import check_new_labels, merge_labels, write_label_issues
+        >>> old = TextDataset([f"goal match team {i}" for i in range(20)] + [f"chip software data {i}" for i in range(20)],
+        ...                   ["sport"] * 20 + ["tech"] * 20)
+        >>> new = TextDataset([f"goal match team {i}" for i in range(20, 26)], ["tech"] * 6)  # six wrong labels
+        >>> merged, _ = merge_labels(old, new, eval_set=TextDataset(["pitch"], ["sport"]))
+        >>> chk = check_new_labels(old, new, merged)
+        >>> path = write_label_issues(chk, "label-issues.csv")
+        >>> lines = path.read_text().splitlines()
+        >>> len(lines), lines[0]
+        (7, 'rank,row,id,text,given_label,suggested_label,score,suggested_probability')
+    """
     from adaptlab.data.label_quality import LabelIssues, SuspiciousRow
 
     rows = [SuspiciousRow(index=k, row=r["row"], id=r["id"], text=r["text"], given=r["given"],

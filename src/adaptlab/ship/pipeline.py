@@ -128,11 +128,11 @@ class Pipeline(ClassifierMixin, BaseEstimator):
         >>> from adaptlab.ship import Pipeline, load_pipeline
         >>> pipe = Pipeline(rung="tfidf", rung_params={"min_df": 1}).fit(
         ...     ["good film", "great film", "bad film", "awful film"] * 3, ["pos", "pos", "neg", "neg"] * 3)
-        >>> list(pipe.predict(["great", "awful"]))
+        >>> pipe.predict(["great", "awful"]).tolist()
         ['pos', 'neg']
-        >>> folder = pipe.save(tmp_path / "model")              # doctest: +SKIP
-        >>> load_pipeline(folder).predict(["great"])            # doctest: +SKIP
-        array(['pos'], dtype=object)
+        >>> folder = pipe.save("model")
+        >>> load_pipeline(folder).predict(["great"]).tolist()
+        ['pos']
     """
 
     def __init__(self, rung: str = "probe", encoder: Any = None, rung_params: Optional[dict] = None, seed: int = 0,
@@ -251,10 +251,12 @@ class Pipeline(ClassifierMixin, BaseEstimator):
         return np.asarray(self.fitted_.predict_proba(_check_texts(X)), dtype=np.float64)
 
     def predict(self, X: Any) -> np.ndarray:
+        """The most probable class of each text."""
         check_is_fitted(self, "fitted_")
         return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
 
     def predict_log_proba(self, X: Any) -> np.ndarray:
+        """Log of :meth:`predict_proba` (``-inf`` where a probability is 0)."""
         with np.errstate(divide="ignore"):
             return np.log(self.predict_proba(X))
 
@@ -387,7 +389,16 @@ def _find_blobs(folder: Path, manifest: dict[str, Any], blobs: Optional[PathLike
 
 
 def read_manifest(directory: PathLike) -> dict[str, Any]:
-    """The manifest of a saved pipeline, after checking the folder holds only what adaptlab wrote."""
+    """The manifest of a saved pipeline, after checking the folder holds only what adaptlab wrote.
+
+    Example:
+        >>> from adaptlab.ship import Pipeline, read_manifest
+        >>> pipe = Pipeline(rung="tfidf", rung_params={"min_df": 1}).fit(
+        ...     ["good film", "great film", "bad film", "awful film"] * 3, ["pos", "pos", "neg", "neg"] * 3)
+        >>> manifest = read_manifest(pipe.save("model"))
+        >>> manifest["rung"], manifest["classes"]
+        ('tfidf', ['neg', 'pos'])
+    """
     folder = Path(directory).expanduser()
     if not folder.is_dir():
         raise ConfigError(f"model folder {str(folder)!r} does not exist. Pass the folder given to Pipeline.save "
@@ -427,8 +438,12 @@ def load_pipeline(directory: PathLike, *, device: str = "cpu", blobs: Optional[P
     recorded fingerprint. No pickle is read and no code from the folder is run.
 
     Example:
-        >>> pipe = load_pipeline("models/news/versions/v0001")   # doctest: +SKIP
-        >>> pipe.predict(["Shares fell 3% after the results."])  # doctest: +SKIP
+        >>> from adaptlab.ship import Pipeline, load_pipeline
+        >>> pipe = Pipeline(rung="tfidf", rung_params={"min_df": 1}).fit(
+        ...     ["good film", "great film", "bad film", "awful film"] * 3, ["pos", "pos", "neg", "neg"] * 3)
+        >>> folder = pipe.save("models/films-v1")
+        >>> load_pipeline(folder).predict(["a great film"]).tolist()
+        ['pos']
     """
     from safetensors import SafetensorError
     from safetensors.numpy import load_file

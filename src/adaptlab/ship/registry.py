@@ -35,7 +35,19 @@ PathLike = Union[str, Path]
 
 @dataclass
 class ModelVersion:
-    """One entry of the registry: a trained version and what happened to it."""
+    """One entry of the registry: a trained version and what happened to it.
+
+    Example:
+        >>> from adaptlab.data import TextDataset
+        >>> from adaptlab.ship import ModelRegistry, ModelVersion, Pipeline
+        >>> texts = [f"great film {i}" for i in range(12)] + [f"awful film {i}" for i in range(12)]
+        >>> train = TextDataset(texts, ["pos"] * 12 + ["neg"] * 12)
+        >>> pipe = Pipeline(rung="tfidf", rung_params={"min_df": 1}).fit(train.texts, train.labels)
+        >>> reg = ModelRegistry.create("models/films", pipe, train=train, eval_set=train)
+        >>> v = reg.current
+        >>> isinstance(v, ModelVersion), v.id, v.rung, v.status, v.n_train
+        (True, 'v0001', 'tfidf', 'promoted', 24)
+    """
 
     id: str
     created: str
@@ -50,6 +62,7 @@ class ModelVersion:
     merge: Optional[dict[str, Any]] = None
 
     def to_dict(self) -> dict[str, Any]:
+        """Every field as a plain dict."""
         return asdict(self)
 
 
@@ -101,10 +114,17 @@ class ModelRegistry:
     """The versions of one shipped model (see the module docstring for the folder layout).
 
     Example:
-        >>> reg = ModelRegistry.create("models/news", pipe, train=train, eval_set=test)  # doctest: +SKIP
-        >>> reg.current.id, reg.current.evaluation["f1"]                                 # doctest: +SKIP
-        ('v0001', 0.97)
-        >>> reg.load().predict(["Shares fell after the results."])                       # doctest: +SKIP
+        >>> from adaptlab.data import TextDataset
+        >>> from adaptlab.ship import ModelRegistry, Pipeline
+        >>> texts = [f"great film {i}" for i in range(12)] + [f"awful film {i}" for i in range(12)]
+        >>> train = TextDataset(texts, ["pos"] * 12 + ["neg"] * 12)
+        >>> test = TextDataset(["great plot", "awful plot", "great cast", "awful cast"], ["pos", "neg", "pos", "neg"])
+        >>> pipe = Pipeline(rung="tfidf", rung_params={"min_df": 1}).fit(train.texts, train.labels)
+        >>> reg = ModelRegistry.create("models/films", pipe, train=train, eval_set=test)
+        >>> reg.current.id, reg.current.evaluation["f1"]
+        ('v0001', 1.0)
+        >>> ModelRegistry("models/films").load().predict(["a great film"]).tolist()
+        ['pos']
     """
 
     def __init__(self, root: PathLike) -> None:
@@ -156,10 +176,12 @@ class ModelRegistry:
     # ------------------------------------------------------------------ reading
     @property
     def versions(self) -> list[ModelVersion]:
+        """Every version, oldest first."""
         return list(self._index.versions)
 
     @property
     def current(self) -> ModelVersion:
+        """The version in use."""
         cur = self._index.current
         for v in self._index.versions:
             if v.id == cur:
@@ -168,10 +190,12 @@ class ModelRegistry:
 
     @property
     def max_drop(self) -> float:
+        """The largest F1 drop the gate accepts for this model."""
         return self._index.max_drop
 
     @property
     def events(self) -> list[dict[str, Any]]:
+        """The registry's history of events (promoted, rejected, held, rollback, ...), oldest first."""
         return list(self._index.events)
 
     @property
@@ -189,6 +213,7 @@ class ModelRegistry:
         return [dict(e) for e in self._index.events if e.get("event") == "held"]
 
     def version(self, version_id: str) -> ModelVersion:
+        """The version with id ``version_id``; a ConfigError naming the existing ones otherwise."""
         for v in self._index.versions:
             if v.id == version_id:
                 return v
@@ -196,6 +221,7 @@ class ModelRegistry:
                                   f"See `adaptlab models list {self.root}`.")
 
     def version_dir(self, version_id: str) -> Path:
+        """The folder of version ``version_id``."""
         return self.root / "versions" / self.version(version_id).id
 
     def load(self, version_id: Optional[str] = None, *, device: str = "cpu", use_cache: bool = True) -> Any:
@@ -217,10 +243,12 @@ class ModelRegistry:
         return pipe
 
     def training_data(self, version_id: Optional[str] = None) -> TextDataset:
+        """The data a version (default: the one in use) was trained on."""
         v = self.version(version_id) if version_id else self.current
         return read_dataset(self.root / "data" / f"{v.data_hash}.parquet")
 
     def eval_set(self) -> TextDataset:
+        """The sealed evaluation set; a ConfigError if the file changed since the model shipped."""
         ds = read_dataset(self.root / EVAL_FILE)
         if self._index.eval_hash and ds.content_hash != self._index.eval_hash:
             raise ConfigError(f"{str(self.root / EVAL_FILE)!r} changed since the model was shipped (hash mismatch): "
@@ -319,8 +347,14 @@ def load_model(path: PathLike, version: Optional[str] = None, *, device: str = "
     """A saved pipeline from a registry folder (the version in use, or ``version``) or a single saved model.
 
     Example:
-        >>> pipe = load_model("models/news")            # doctest: +SKIP
-        >>> pipe = load_model("models/news", "v0002")   # doctest: +SKIP
+        >>> from adaptlab.data import TextDataset
+        >>> from adaptlab.ship import ModelRegistry, Pipeline, load_model
+        >>> train = TextDataset([f"great film {i}" for i in range(12)] + [f"awful film {i}" for i in range(12)],
+        ...                     ["pos"] * 12 + ["neg"] * 12)
+        >>> pipe = Pipeline(rung="tfidf", rung_params={"min_df": 1}).fit(train.texts, train.labels)
+        >>> _ = ModelRegistry.create("models/films", pipe, train=train, eval_set=train)
+        >>> load_model("models/films").predict(["awful"]).tolist(), load_model("models/films", "v0001").rung
+        (['neg'], 'tfidf')
     """
     from adaptlab.ship.pipeline import load_pipeline
 
@@ -344,8 +378,14 @@ def ship_model(data: TextDataset, output: PathLike, *, rung: str = "probe", enco
     the study's test set when the data and settings are the same) and judges every later retrain.
 
     Example:
-        >>> reg = ship_model(load_dataset("labeled.csv"), "models/triage", rung="probe")   # doctest: +SKIP
-        >>> reg.current.evaluation["f1"]                                                   # doctest: +SKIP
+        >>> from adaptlab.data import TextDataset
+        >>> from adaptlab.ship import ship_model
+        >>> texts = ([f"goal match team player {i}" for i in range(30)]
+        ...          + [f"chip software data server {i}" for i in range(30)])
+        >>> reg = ship_model(TextDataset(texts, ["sport"] * 30 + ["tech"] * 30), "models/triage", rung="tfidf",
+        ...                  home="runs")
+        >>> reg.current.id, reg.current.rung, reg.current.evaluation["n"]
+        ('v0001', 'tfidf', 12)
     """
     from adaptlab.config import default_home
     from adaptlab.data import split_dataset

@@ -37,7 +37,17 @@ def _key(text: str) -> str:
 
 @dataclass
 class MergeReport:
-    """What happened to each new label."""
+    """What happened to each new label.
+
+    Example:
+        >>> from adaptlab.data import TextDataset
+        >>> from adaptlab.ship import merge_labels
+        >>> current = TextDataset(["goal", "chip", "cash"], ["sport", "tech", "money"], ids=["1", "2", "3"])
+        >>> new = TextDataset(["chip", "vote"], ["money", "politics"], ids=["2", "4"])
+        >>> merged, report = merge_labels(current, new, eval_set=TextDataset(["pitch"], ["sport"], ids=["9"]))
+        >>> report.n_new_rows, report.added, report.relabelled, report.new_classes
+        (2, 1, [{'row': 1, 'old': 'tech', 'new': 'money', 'text': 'chip'}], ['politics'])
+    """
 
     n_new_rows: int = 0
     added: int = 0
@@ -47,12 +57,14 @@ class MergeReport:
     new_classes: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
+        """The report as JSON-safe data (counts, and a few examples of each list)."""
         return {"n_new_rows": self.n_new_rows, "added": self.added, "duplicates": self.duplicates,
                 "relabelled": len(self.relabelled), "relabelled_examples": self.relabelled[:_SHOWN],
                 "in_eval_set": len(self.in_eval_set), "in_eval_set_examples": self.in_eval_set[:_SHOWN],
                 "new_classes": self.new_classes}
 
     def lines(self) -> list[str]:
+        """The merge in plain lines: added, known, relabelled, in the evaluation set, new classes."""
         out = [f"{self.n_new_rows} new label(s): {self.added} added, {self.duplicates} already known (skipped)"]
         if self.relabelled:
             ex = "; ".join(f"row {r['row']}: {r['old']!r} -> {r['new']!r}" for r in self.relabelled[:3])
@@ -69,7 +81,17 @@ class MergeReport:
 
 
 def merge_labels(current: TextDataset, new: TextDataset, eval_set: TextDataset) -> tuple[TextDataset, MergeReport]:
-    """``current`` plus ``new`` (see the module docstring for the rules); rows keep their ids."""
+    """``current`` plus ``new`` (see the module docstring for the rules); rows keep their ids.
+
+    Example:
+        >>> from adaptlab.data import TextDataset
+        >>> from adaptlab.ship import merge_labels
+        >>> current = TextDataset(["goal", "chip"], ["sport", "tech"], ids=["1", "2"])
+        >>> new = TextDataset(["goal", "vote"], ["sport", "politics"], ids=["1", "3"])
+        >>> merged, report = merge_labels(current, new, eval_set=TextDataset(["pitch"], ["sport"], ids=["9"]))
+        >>> merged.ids, merged.labels, report.duplicates
+        (['1', '2', 'new:3'], ['sport', 'tech', 'politics'], 1)
+    """
     if new.labels is None:
         raise ConfigError("the new labels file has no label column; pass --label-col NAME.")
     report = MergeReport(n_new_rows=len(new))
@@ -103,7 +125,20 @@ def merge_labels(current: TextDataset, new: TextDataset, eval_set: TextDataset) 
 @dataclass
 class RetrainOutcome:
     """What `retrain` did: the merge, the label check, the gate and the version it stored (None when
-    nothing changed, or when the label check held the retrain)."""
+    nothing changed, or when the label check held the retrain).
+
+    Example:
+        >>> from adaptlab.data import TextDataset
+        >>> from adaptlab.ship import ModelRegistry, Pipeline, retrain
+        >>> texts = [f"great film {i}" for i in range(12)] + [f"awful film {i}" for i in range(12)]
+        >>> train = TextDataset(texts, ["pos"] * 12 + ["neg"] * 12)
+        >>> pipe = Pipeline(rung="tfidf", rung_params={"min_df": 1}).fit(train.texts, train.labels)
+        >>> _ = ModelRegistry.create("models/films", pipe, train=train, eval_set=train)
+        >>> new = TextDataset(["great acting", "awful plot"], ["pos", "neg"], ids=["n1", "n2"])
+        >>> out = retrain("models/films", new)
+        >>> out.status, out.merge.added, out.in_use
+        ('promoted', 2, 'v0002')
+    """
 
     merge: MergeReport
     gate: Optional[GateResult]
@@ -114,6 +149,7 @@ class RetrainOutcome:
 
     @property
     def promoted(self) -> bool:
+        """Whether the retrained version went through the gate and is now in use."""
         return bool(self.gate and self.gate.promoted)
 
     @property
@@ -131,6 +167,7 @@ class RetrainOutcome:
         return "promoted" if self.gate.promoted else "rejected"
 
     def to_dict(self) -> dict[str, Any]:
+        """The outcome as JSON-safe data."""
         return {"merge": self.merge.to_dict(), "gate": self.gate.to_dict() if self.gate else None,
                 "version": self.version.to_dict() if self.version else None, "in_use": self.in_use,
                 "promoted": self.promoted, "status": self.status, "held": self.held,
@@ -170,12 +207,19 @@ def retrain(model: Union[str, Path, ModelRegistry], new_labels: Union[str, Path,
     the outcome's message; ``"error"`` (default) refuses the file and names them.
 
     Example:
-        >>> out = retrain("models/news", "labels-2026-12.csv")   # doctest: +SKIP
-        >>> print(out.message)                                   # doctest: +SKIP
-        Promoted the retrained model: ...
-        >>> out = retrain("models/news", "random-labels.csv")    # doctest: +SKIP
-        >>> out.status, out.labels.rows[0]["row"]                # doctest: +SKIP
-        ('held', 17)
+        >>> from adaptlab.data import TextDataset
+        >>> from adaptlab.ship import ModelRegistry, Pipeline, retrain
+        >>> old = TextDataset([f"goal match team {i}" for i in range(20)] + [f"chip software data {i}" for i in range(20)],
+        ...                   ["sport"] * 20 + ["tech"] * 20)
+        >>> pipe = Pipeline(rung="tfidf", rung_params={"min_df": 1}).fit(old.texts, old.labels)
+        >>> _ = ModelRegistry.create("models/news", pipe, train=old, eval_set=old)
+        >>> good = TextDataset(["goal match league", "chip data server"], ["sport", "tech"])
+        >>> retrain("models/news", good).status
+        'promoted'
+        >>> wrong = TextDataset([f"goal match team {i}" for i in range(20, 26)], ["tech"] * 6)   # six wrong labels
+        >>> out = retrain("models/news", wrong)
+        >>> out.status, out.labels.n_flagged_new, out.in_use
+        ('held', 6, 'v0002')
     """
     from adaptlab.data import load_dataset
 

@@ -87,6 +87,13 @@ class RefitConfig(RungConfig):
 
     Field groups: the refit objective and its corpus, the optimisation, the budget and its limit,
     checkpointing, and the linear head (same as ``probe``, so the two rows compare directly).
+
+    Example:
+        >>> from adaptlab.rungs import RefitConfig, get_rung
+        >>> RefitConfig().objective, RefitConfig().mlm_probability
+        ('mlm', 0.15)
+        >>> get_rung("refit", {"objective": "simcse", "budget": "200steps"}).config.budget
+        '200steps'
     """
 
     objective: str = field(default="mlm", metadata={"help": "refit objective: 'mlm' (masked LM, 15% masking "

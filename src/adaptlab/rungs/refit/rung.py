@@ -83,6 +83,7 @@ class RefitRung(Rung):
     summary = "domain refit of the encoder (MLM / SimCSE) on unlabeled texts, then frozen + logistic head"
 
     def identity(self, context: RungContext) -> dict[str, Any]:
+        """The rung's identity plus the unlabeled corpus's hash (it changes the refit)."""
         ident = super().identity(context)
         # The unlabeled corpus changes the refit, and the result key does not otherwise see it.
         ident["unlabeled"] = context.unlabeled.content_hash if context.unlabeled is not None else None
@@ -142,6 +143,7 @@ class RefitRung(Rung):
                              corpus_info=corpus_info)
 
     def fit(self, train: TextDataset, val: TextDataset, *, seed: int, context: RungContext) -> FittedRefit:
+        """Refit the encoder on the unlabeled texts (or reuse the stored refit), then fit the probe on it."""
         cfg: RefitConfig = self.config  # type: ignore[assignment]
         t0 = time.perf_counter()
         outcome = self.refit(train, val, seed=seed, context=context)

@@ -37,6 +37,32 @@ def test_uncertainty_picks_the_texts_at_the_decision_boundary():
         assert np.all(np.diff(st.uncertainty_scores(proba, kind)[picked]) <= 1e-12)  # least confident first
 
 
+def test_temperature_scaling_cools_an_over_confident_head_and_the_reason_says_so():
+    from adaptlab.acquire.calibration import calibrate_on, fit_temperature, scale
+
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(600, 4))
+    y = np.argmax(X[:, :3] + rng.normal(0, 1.2, size=(600, 3)), axis=1)  # noisy labels: no head can be sure
+    clf = LogisticRegression().fit(X[:300], y[:300])
+    z = clf.decision_function(X[300:]) * 8.0  # the same head, deliberately over-confident
+    proba = np.exp(z - z.max(axis=1, keepdims=True))
+    proba /= proba.sum(axis=1, keepdims=True)
+    cal = fit_temperature(proba, y[300:])
+    assert cal.temperature > 2 and cal.nll_after < 0.8 * cal.nll_before
+    assert np.array_equal(scale(proba, cal.temperature).argmax(1), proba.argmax(1))  # predictions unchanged
+    # A calibrated head is left (nearly) alone: T close to 1.
+    assert 0.7 < fit_temperature(clf.predict_proba(X[300:]), y[300:]).temperature < 1.4
+    none, why = calibrate_on(proba[:5], [str(v) for v in y[300:305]], ["0", "1", "2"])
+    assert none is None and "no calibration" in why
+    fitted, line = calibrate_on(proba, [str(v) for v in y[300:]], ["0", "1", "2"], fitted_on="sealed texts")
+    assert "temperature scaling" in line and fitted.temperature == pytest.approx(cal.temperature)
+    texts = [f"text number {i} about {w}" for i, w in enumerate(rng.choice(["a b", "c d", "e f g"], 300))]
+    s = suggest(texts, 5, proba=scale(proba, cal.temperature), classes=["0", "1", "2"], embeddings=X[300:],
+                strategy="uncertainty", calibration=cal.to_dict())
+    assert all(f"calibrated probabilities, temperature {cal.temperature:.2f}" in r["reason"] for r in s.rows)
+    assert s.to_dict()["calibration"]["temperature"] == cal.temperature
+
+
 def test_diversity_and_cold_start_spread_over_every_cluster():
     X, cluster = blobs()
     for picked in (st.kcenter_greedy(X, 5), st.kmedoids(X, 5, seed=1)):
@@ -143,12 +169,19 @@ def test_suggest_cli_table_and_json_write_a_file_to_label(shipped, tmp_path):
     assert res["excluded"]["near-duplicate of a labeled text"] >= 1
     ids = [r["id"] for r in res["rows"]]
     assert "dup" not in ids and all(i.startswith("u") for i in ids)
+    # The probabilities were temperature-scaled on the sealed set; the fit is stored for the next call.
+    assert res["calibration"]["method"] == "temperature" and res["calibration"]["n"] == 30
+    assert any(n.startswith("calibration: temperature scaling") for n in res["notes"])
+    stored = json.loads((model / "acquire" / "calibration.json").read_text())
+    assert stored["version"] == "v0001" and stored["calibration"]["temperature"] == res["calibration"]["temperature"]
     written = pd.read_json(tmp_path / "s.jsonl", lines=True)
     assert list(written.columns) == ["id", "text", "predicted_label", "score", "strategy", "reason", "label"]
     assert written["id"].tolist() == ids and written["label"].eq("").all()
     table = " ".join(invoke("suggest", pool, "--model", model, "-n", "5", "--strategy", "uncertainty",
                             "-o", tmp_path / "s.csv").split())
     assert "5 of 81 pool texts suggested (5 by uncertainty)" in table and "hesitates between" in table
+    assert "note: calibration: temperature scaling" in table, table
+    assert "calibrated probabilities" in table, table  # the reason (folded in its column)
     assert len(pd.read_csv(tmp_path / "s.csv")) == 5
 
 

@@ -75,6 +75,16 @@ def _cosine_distance(A: np.ndarray, B: np.ndarray) -> np.ndarray:
     return np.clip(1.0 - _unit(A) @ _unit(B).T, 0.0, 2.0)
 
 
+def _pick_setup(E: np.ndarray, n: int, candidates: Optional[np.ndarray], seed: int
+                ) -> tuple[np.ndarray, int, np.random.Generator, np.ndarray]:
+    """What every embedding-space pick starts from: the candidate positions, ``n`` clamped to them, a
+    seeded generator and the candidates' unit vectors (cosine distance is then 1 - dot product)."""
+    E = np.asarray(E, dtype=np.float64)
+    cand = np.arange(len(E)) if candidates is None else np.asarray(candidates, dtype=int)
+    n = max(0, min(int(n), len(cand)))
+    return cand, n, np.random.default_rng(seed), _unit(E[cand]) if n else np.zeros((0, E.shape[1]))
+
+
 def kcenter_greedy(E: np.ndarray, n: int, *, labeled: Optional[np.ndarray] = None,
                    candidates: Optional[np.ndarray] = None, seed: int = 0) -> np.ndarray:
     """Greedy k-center (core-set) picks in cosine distance: each pick is the candidate farthest from the
@@ -83,17 +93,14 @@ def kcenter_greedy(E: np.ndarray, n: int, *, labeled: Optional[np.ndarray] = Non
 
     ``seed`` only breaks exact ties (duplicated rows).
     """
-    E = np.asarray(E, dtype=np.float64)
-    cand = np.arange(len(E)) if candidates is None else np.asarray(candidates, dtype=int)
-    n = min(int(n), len(cand))
-    if n <= 0:
+    cand, n, rng, U = _pick_setup(E, n, candidates, seed)
+    if n == 0:
         return np.zeros(0, dtype=int)
-    U = _unit(E[cand])
     if labeled is not None and len(labeled):
         dist = _cosine_distance(U, np.asarray(labeled, dtype=np.float64)).min(axis=1)
     else:
         dist = np.full(len(cand), np.inf)
-    jitter = np.random.default_rng(seed).random(len(cand)) * 1e-9
+    jitter = rng.random(len(cand)) * 1e-9
     picks: list[int] = []
     for _ in range(n):
         if np.isinf(dist).all():
@@ -111,13 +118,9 @@ def kmeanspp_pick(E: np.ndarray, n: int, *, labeled: Optional[np.ndarray] = None
     """k-means++ seeding as a batch: each pick drawn with probability ∝ squared distance to the nearest
     labeled point or earlier pick (Arthur & Vassilvitskii 2007). Spread out like k-center, but an outlier
     is only likely, not certain, to be picked."""
-    E = np.asarray(E, dtype=np.float64)
-    cand = np.arange(len(E)) if candidates is None else np.asarray(candidates, dtype=int)
-    n = min(int(n), len(cand))
-    if n <= 0:
+    cand, n, rng, U = _pick_setup(E, n, candidates, seed)
+    if n == 0:
         return np.zeros(0, dtype=int)
-    rng = np.random.default_rng(seed)
-    U = _unit(E[cand])
     if labeled is not None and len(labeled):
         d = _cosine_distance(U, np.asarray(labeled, dtype=np.float64)).min(axis=1)
     else:
@@ -166,13 +169,9 @@ def kmedoids(E: np.ndarray, n: int, *, candidates: Optional[np.ndarray] = None, 
     the member with the least total distance to its cluster, repeat until stable. k-means++ init. A
     cluster larger than ``max_cluster`` updates its medoid on a seeded sample (quadratic cost otherwise).
     """
-    E = np.asarray(E, dtype=np.float64)
-    cand = np.arange(len(E)) if candidates is None else np.asarray(candidates, dtype=int)
-    n = min(int(n), len(cand))
-    if n <= 0:
+    cand, n, rng, U = _pick_setup(E, n, candidates, seed)
+    if n == 0:
         return np.zeros(0, dtype=int)
-    rng = np.random.default_rng(seed)
-    U = _unit(E[cand])
     med = kmeanspp_pick(U, n, seed=seed) if n < len(cand) else np.arange(len(cand))
     assign = np.zeros(len(cand), dtype=int)
     for _ in range(max_iter):

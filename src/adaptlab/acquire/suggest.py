@@ -56,6 +56,9 @@ class Suggestions:
         n_pool: Texts in the pool file.
         strategy: The strategy asked for.
         notes: Plain-word remarks (e.g. the worst slice, or why there is no slice share).
+        slice: The worst slice chased, if any.
+        calibration: The temperature the probabilities were scaled by (:mod:`adaptlab.acquire.calibration`),
+            or None when they are the model's own.
     """
 
     rows: list[dict[str, Any]]
@@ -65,6 +68,7 @@ class Suggestions:
     strategy: str
     notes: list[str] = field(default_factory=list)
     slice: Optional[dict[str, Any]] = None
+    calibration: Optional[dict[str, Any]] = None
 
     def summary(self) -> str:
         parts = ", ".join(f"{v} by {k}" for k, v in self.counts.items() if v)
@@ -82,6 +86,7 @@ class Suggestions:
     def to_dict(self) -> dict[str, Any]:
         return {"strategy": self.strategy, "n_pool": self.n_pool, "n_suggested": len(self.rows),
                 "counts": self.counts, "excluded": self.excluded, "notes": self.notes, "slice": self.slice,
+                "calibration": self.calibration,
                 "summary": self.summary(), "rows": self.rows}
 
     def write(self, path: Union[str, Path]) -> Path:
@@ -212,12 +217,15 @@ def _default_mix(n, proba, E, labeled_E, anchor, cand, uncertainty, seed, mix) -
 
 
 def _reason(name: str, i: int, proba: Optional[np.ndarray], classes: Sequence[str], E: np.ndarray,
-            labeled_E: Optional[np.ndarray], slice_info: Optional[dict[str, Any]], cluster_size: dict[int, int]) -> str:
+            labeled_E: Optional[np.ndarray], slice_info: Optional[dict[str, Any]], cluster_size: dict[int, int],
+            calibration: Optional[dict[str, Any]] = None) -> str:
     if name == "uncertainty":
         order = np.argsort(-proba[i])
         a, b = order[0], order[1]
+        how = (f"; calibrated probabilities, temperature {calibration['temperature']:.2f}" if calibration
+               else "")
         return (f"the model hesitates between {classes[a]} ({proba[i, a]:.2f}) and {classes[b]} "
-                f"({proba[i, b]:.2f})")
+                f"({proba[i, b]:.2f}{how})")
     if name == "slice":
         return (f"close to the worst slice, {slice_info['name']} (accuracy {slice_info['accuracy']:.2f} vs "
                 f"{slice_info['overall_accuracy']:.2f} overall)")
@@ -234,7 +242,8 @@ def suggest(texts: Sequence[str], n: int, *, embeddings: np.ndarray, ids: Option
             labeled_texts: Sequence[str] = (), labeled_embeddings: Optional[np.ndarray] = None,
             sealed_texts: Sequence[str] = (), slice_anchor: Optional[np.ndarray] = None,
             slice_info: Optional[dict[str, Any]] = None, strategy: str = "default", uncertainty: str = "margin",
-            seed: int = 0, near_dup_threshold: float = 0.8) -> Suggestions:
+            seed: int = 0, near_dup_threshold: float = 0.8, calibration: Optional[dict[str, Any]] = None
+            ) -> Suggestions:
     """Pick ``n`` of ``texts`` to label next (see the module docstring).
 
     Args:
@@ -249,6 +258,8 @@ def suggest(texts: Sequence[str], n: int, *, embeddings: np.ndarray, ids: Option
         slice_anchor / slice_info: Embeddings of the worst slice's texts, and its name, accuracy and overall
             accuracy (:func:`adaptlab.acquire.worst_slice`).
         strategy: One of :data:`STRATEGIES`.
+        calibration: How ``proba`` was calibrated (``Calibration.to_dict()``), named in the reasons and kept
+            in the result; None when they are the model's own probabilities.
     """
     _check_strategy(strategy)
     n = _check_n(n)
@@ -283,14 +294,15 @@ def suggest(texts: Sequence[str], n: int, *, embeddings: np.ndarray, ids: Option
                      "score": round(float(np.max(proba[i])), 4) if proba is not None else None,
                      "uncertainty": round(float(conf[i]), 4) if conf is not None else None,
                      "strategy": name,
-                     "reason": _reason(name, i, proba, classes, E, labeled_embeddings, slice_info, cluster_size),
+                     "reason": _reason(name, i, proba, classes, E, labeled_embeddings, slice_info, cluster_size,
+                                       calibration),
                      "label": ""})
     counts = {k: sum(1 for _, s in picks if s == k) for k in dict.fromkeys(s for _, s in picks)}
     notes = []
     if len(picks) < n:
         notes.append(f"only {len(picks)} offerable texts in the pool (asked for {n}).")
     return Suggestions(rows=rows, counts=counts, excluded=excluded, n_pool=len(texts), strategy=strategy,
-                       notes=notes, slice=slice_info)
+                       notes=notes, slice=slice_info, calibration=calibration)
 
 
 __all__ = ["COLUMNS", "DEFAULT_MIX", "STRATEGIES", "Suggestions", "offerable", "select", "suggest"]

@@ -55,6 +55,14 @@ def _write(path: Path, session: dict[str, Any]) -> None:
     os.replace(tmp, path)  # atomic: a crash mid-write keeps the previous state
 
 
+def _session_or_404(sfile: Path) -> dict[str, Any]:
+    """The labeling session in ``sfile``; 404 when the model has none. Call it holding ``_LOCK``."""
+    session = _read(sfile)
+    if session is None:
+        raise HTTPException(404, "no labeling batch for this model yet; upload texts on its labeling page.")
+    return session
+
+
 def progress(session: dict[str, Any]) -> dict[str, Any]:
     """Counts and the next undecided row of a labeling session (what the page and the API show)."""
     decisions = session["decisions"]
@@ -179,9 +187,7 @@ def label_action(request: Request, name: str, payload: dict[str, Any] = Body(...
     _model_path(request, name)
     sfile = _session_file(request, name)
     with _LOCK:
-        session = _read(sfile)
-        if session is None:
-            raise HTTPException(404, "no labeling batch for this model yet; upload texts on its labeling page.")
+        session = _session_or_404(sfile)
         if session.get("retrain_job"):
             raise HTTPException(409, "this batch was sent to retrain already; start a new batch to label more.")
         apply(session, str(payload.get("action")), payload.get("row"), payload.get("label"))
@@ -199,9 +205,7 @@ def label_retrain(request: Request, name: str) -> Response:
     path = _model_path(request, name)
     sfile = _session_file(request, name)
     with _LOCK:
-        session = _read(sfile)
-        if session is None:
-            raise HTTPException(404, "no labeling batch for this model yet.")
+        session = _session_or_404(sfile)
         if session.get("retrain_job"):
             return RedirectResponse(f"/jobs/{session['retrain_job']}", status_code=303)
         rows = [(session["rows"][int(k)], v) for k, v in session["decisions"].items() if v is not None]

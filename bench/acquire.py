@@ -120,7 +120,7 @@ def run_seed(ds, E: np.ndarray, seed: int, strategies: tuple[str, ...], start_pe
             if strategy == "random":
                 new = rng.choice(rest, k, replace=False).tolist()
             else:
-                anchor, cls = None, [str(c) for c in clf.classes_]  # the model's classes, in its column order
+                anchor, info, cls = None, None, [str(c) for c in clf.classes_]  # classes in column order
                 if strategy in ("slice", "default"):
                     info = worst_slice([texts[i] for i in ev], y[ev], E[ev], clf.predict(E[ev]), cls,
                                        slice_names=ev_slices, seed=seed)
@@ -134,7 +134,7 @@ def run_seed(ds, E: np.ndarray, seed: int, strategies: tuple[str, ...], start_pe
                 else:
                     picks = select(strategy, k, proba=clf.predict_proba(E), embeddings=E,
                                    labeled_embeddings=E[labeled], slice_anchor=anchor, candidates=rest, seed=seed,
-                                   mix=mix)
+                                   mix=mix, slice_info=info if strategy == "default" else None)
                 new = [i for i, _ in picks]
                 for _, name in picks:
                     mix_counts[name] = mix_counts.get(name, 0) + 1

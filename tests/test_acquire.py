@@ -77,6 +77,14 @@ def test_diversity_and_cold_start_spread_over_every_cluster():
     assert set(cluster[st.uncertainty_order(proba, 4)].tolist()) == {0}  # plain uncertainty: one blob
     picked = st.diverse_uncertain(proba, X, 4)
     assert set(cluster[picked].tolist()) == {0, 1} and set(picked) <= set(boundary)
+    # The default's clump breaker: one text per near-copy clump first, and never a confident text while
+    # uncertain ones are left (the batch is filled from the skipped boundary texts).
+    picked = st.distinct_uncertain(proba, X, 4)
+    assert set(cluster[picked].tolist()) == {0, 1} and set(picked) <= set(boundary)
+    proba[boundary[3:10]] = [0.99, 0.01]  # three boundary texts left in blob 0 ...
+    proba[boundary[10:]] = [0.55, 0.45]  # ... and blob 1's a little less uncertain
+    picked = st.distinct_uncertain(proba, X, 2)
+    assert cluster[picked].tolist() == [0, 1]  # not the two most uncertain, near-copies in blob 0
 
 
 def test_slice_targeting_picks_near_the_slice():
@@ -85,11 +93,17 @@ def test_slice_targeting_picks_near_the_slice():
     picked = st.nearest_to(X, anchor, 15, candidates=np.flatnonzero(np.arange(len(X)) % 2 == 0))
     assert set(cluster[picked].tolist()) == {3} and np.all(picked % 2 == 0)
     proba = np.tile([0.5, 0.5], (len(X), 1))
-    mixed = select("default", 10, proba=proba, embeddings=X, slice_anchor=anchor)
+    mixed = select("default", 10, proba=proba, embeddings=X, slice_anchor=anchor, slice_info={"rare": True})
     by = {name: [i for i, s in mixed if s == name] for name in ("slice", "uncertainty", "diversity")}
     assert {k: len(v) for k, v in by.items()} == {k: round(10 * v) for k, v in DEFAULT_MIX.items()}
-    assert all(by.values())  # each strategy has its share
+    assert by["slice"] and by["uncertainty"]  # uncertainty-led, a share near the rare failing slice
     assert set(cluster[by["slice"]].tolist()) == {3} and len({i for i, _ in mixed}) == 10
+    # The lowest slice that does not fire the rare-slice rule gets no share: all ten by uncertainty.
+    plain = select("default", 10, proba=proba, embeddings=X, slice_anchor=anchor, slice_info={"rare": False})
+    assert [s for _, s in plain] == ["uncertainty"] * 10
+    # A caller's own mix still gets its k-center share.
+    own = select("default", 10, proba=proba, embeddings=X, mix={"uncertainty": 0.5, "diversity": 0.5})
+    assert sorted(s for _, s in own) == ["diversity"] * 5 + ["uncertainty"] * 5
 
 
 def test_worst_slice_of_a_labeled_set_is_where_the_model_fails():

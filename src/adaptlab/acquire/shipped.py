@@ -125,6 +125,10 @@ def suggest_for_model(model: Union[str, Path, Any], pool: TextDataset, n: int, *
     if strategy == "default" and info is None:
         out.notes.append("no slice of the sealed evaluation set fails (none is a policy margin below the overall "
                          "accuracy), so the slice share went to uncertainty.")
+    elif strategy == "default" and not info["rare"]:
+        out.notes.append(f"the weakest slice, {info['name']} (accuracy {info['accuracy']:.3f} on {info['n']} sealed "
+                         f"texts vs {info['overall_accuracy']:.3f} overall), does not fire the rare-slice rule, so "
+                         "the slice share went to uncertainty (--strategy slice chases it anyway).")
     elif info is not None:
         out.notes.append(f"worst slice: {info['name']} (accuracy {info['accuracy']:.3f} on {info['n']} sealed texts vs "
                          f"{info['overall_accuracy']:.3f} overall).")

@@ -14,9 +14,12 @@ of them reads texts or a model, so they are cheap to test and to simulate (``ben
 * :func:`nearest_to` — the pool points most similar to an anchor set (the worst slice's texts).
 * :func:`kmedoids` — representative texts without a model: k-medoids by alternating assignment and
   medoid update (Park & Jun 2009), initialised with k-means++.
-* :func:`diverse_uncertain` — the default's uncertainty share: the most uncertain ``m·n`` candidates,
-  then a k-center pass among them so a batch is not ``n`` near-copies of one boundary region
-  (Zhdanov 2019, "Diverse mini-batch Active Learning"; Ash et al. 2020, BADGE, make the same point).
+* :func:`distinct_uncertain` — the default's uncertainty share: least confident first, skipping a text
+  that is a near-copy (in embedding space) of one already in the batch.
+* :func:`diverse_uncertain` — the most uncertain ``m·n`` candidates, then a k-center pass among them so a
+  batch is not ``n`` near-copies of one boundary region (Zhdanov 2019, "Diverse mini-batch Active
+  Learning"; Ash et al. 2020, BADGE, make the same point). The first default used it; it traded too
+  much uncertainty for spread in ``bench/acquire.py`` (docs/guides/label-acquisition.md).
 
 Example:
     >>> import numpy as np
@@ -203,5 +206,36 @@ def diverse_uncertain(proba: np.ndarray, E: np.ndarray, n: int, *, kind: str = "
     return picked[np.lexsort((picked, -s[picked]))]
 
 
-__all__ = ["UNCERTAINTY_KINDS", "diverse_uncertain", "kcenter_greedy", "kmeanspp_pick", "kmedoids", "nearest_to",
+def distinct_uncertain(proba: np.ndarray, E: np.ndarray, n: int, *, kind: str = "margin", factor: int = 4,
+                       min_distance: float = 0.1, candidates: Optional[np.ndarray] = None) -> np.ndarray:
+    """The least confident candidates in order, skipping one within cosine distance ``min_distance`` of a
+    text already in the batch (a clump of paraphrases is labeled once); returned least confident first.
+
+    Only the ``factor·n`` most uncertain are scanned: when they hold fewer than ``n`` distinct texts the
+    batch is filled with the skipped ones, in uncertainty order, rather than with confident texts. Unlike
+    :func:`diverse_uncertain` it never trades uncertainty for spread: it only breaks near-duplicate clumps.
+
+    Example:
+        >>> P = np.array([[0.5, 0.5], [0.51, 0.49], [0.6, 0.4], [0.9, 0.1]])
+        >>> E = np.array([[1, 0], [1, 0.01], [0, 1], [1, 1]], dtype=float)   # rows 0 and 1: paraphrases
+        >>> distinct_uncertain(P, E, 2).tolist()
+        [0, 2]
+    """
+    top = uncertainty_order(proba, max(n, factor * n), kind, candidates)
+    U = _unit(np.asarray(E, dtype=np.float64)[top])
+    taken: list[int] = []
+    for j in range(len(top)):
+        if len(taken) == n:
+            break
+        if not taken or float(np.max(U[taken] @ U[j])) < 1.0 - min_distance:
+            taken.append(j)
+    if len(taken) < n:
+        chosen = set(taken)
+        taken += [j for j in range(len(top)) if j not in chosen][: n - len(taken)]
+    s = uncertainty_scores(proba, kind)
+    picked = top[np.asarray(sorted(taken), dtype=int)]
+    return picked[np.lexsort((picked, -s[picked]))]
+
+
+__all__ = ["UNCERTAINTY_KINDS", "distinct_uncertain", "diverse_uncertain", "kcenter_greedy", "kmeanspp_pick", "kmedoids", "nearest_to",
            "uncertainty_order", "uncertainty_scores"]

@@ -220,3 +220,51 @@ def test_suggest_cli_errors_name_the_problem(shipped, tmp_path):
         r = runner.invoke(app, [str(a) for a in args])
         assert r.exit_code != 0 and words in " ".join(r.output.split()), r.output
         assert "Traceback" not in r.output
+
+
+@pytest.fixture
+def study_home(tmp_path, tiny_encoder_dir, one_torch_thread):
+    """A tiny stored study (tfidf and probe on the tiny encoder) whose data file stays where it ran."""
+    data = topic_corpus(150, seed=21)
+    pd.DataFrame({"id": [f"t{i}" for i in range(150)], "text": data.texts, "label": data.labels}).to_csv(
+        tmp_path / "train.csv", index=False)
+    home = tmp_path / "home"
+    res = json.loads(invoke("study", "run", "--data", tmp_path / "train.csv", "--rungs", "tfidf,probe", "--seeds", "3",
+                            "--encoder", tiny_encoder_dir, "--home", home, "--json"))
+    fresh = topic_corpus(60, seed=77, noise=0.6)
+    # The pool holds fresh texts, a near-copy of a labeled text and of every sealed test text of the study.
+    from adaptlab.data import load_dataset, split_dataset
+
+    ds = load_dataset(tmp_path / "train.csv")
+    test_ids = [ds.ids[i] for i in split_dataset(ds, test_seed=0).unseal_test("test: the study's sealed texts")]
+    sealed = [t for i, t in zip(ds.ids, ds.texts) if i in set(test_ids)]
+    labeled = [t for i, t in zip(ds.ids, ds.texts) if i not in set(test_ids)]
+    pool = pd.DataFrame({"id": [f"u{i}" for i in range(60)] + [f"seal{i}" for i in range(len(sealed))] + ["lab"],
+                         "text": fresh.texts + [t + " again" for t in sealed] + [labeled[0] + " again"]})
+    pool.to_csv(tmp_path / "pool.csv", index=False)
+    return home, res["study_id"], tmp_path / "pool.csv", len(sealed)
+
+
+def test_suggest_cli_from_a_studys_decided_rung_table_and_json(study_home, tmp_path):
+    from adaptlab.report import decision_for
+    from adaptlab.store import RunStore
+
+    home, study_id, pool, n_sealed = study_home
+    chosen = decision_for(RunStore(home / "runs.sqlite"), study_id, None, home)[0].chosen
+    res = json.loads(invoke("suggest", pool, "--study", study_id, "--home", home, "-n", "10", "--json"))
+    assert res["n_suggested"] == 10 and all(r["id"].startswith("u") for r in res["rows"])
+    assert res["excluded"]["near-duplicate of a sealed evaluation text"] == n_sealed
+    assert res["excluded"]["near-duplicate of a labeled text"] == 1
+    assert any(f"decided rung {chosen}" in note for note in res["notes"])
+    folder = home / "acquire" / f"{study_id[:12]}-{chosen}"
+    assert (folder / "versions").is_dir()
+    # Table mode reuses the trained folder; the same suggestions come back.
+    table = " ".join(invoke("suggest", pool, "--study", study_id, "--home", home, "-n", "10", "-o",
+                            tmp_path / "s.csv").split())
+    assert "training study" not in table and f"decided rung {chosen}" in table
+    assert pd.read_csv(tmp_path / "s.csv")["id"].tolist() == [r["id"] for r in res["rows"]]
+    for args, words in [(["--study", study_id, "--model", folder], "not both"),
+                        (["--study", "nope", "--home", home], "nope"),
+                        (["--study", study_id, "--home", home, "--data", tmp_path / "gone.csv"], "gone.csv")]:
+        r = runner.invoke(app, ["suggest", str(pool), *[str(a) for a in args]])
+        assert r.exit_code != 0 and words in " ".join(r.output.split()) and "Traceback" not in r.output, r.output

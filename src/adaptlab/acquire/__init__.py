@@ -4,6 +4,7 @@ Beside :mod:`adaptlab.monitor`: both read a shipped model and new texts, and bot
 
 * :func:`suggest_for_model` — from a model folder and a pool of unlabeled texts, ``n`` texts to label,
   each with the model's guess, its confidence and the reason it was picked.
+* :func:`suggest_for_study` — the same from a stored study's decided rung (trained once, kept under the home).
 * :func:`cold_start` — no model yet: the most representative texts (k-medoids, frozen encoder).
 * :func:`suggest` / :func:`select` — the same on arrays (probabilities, embeddings).
 * :mod:`adaptlab.acquire.strategies` — uncertainty (Settles 2009), core-set / k-center (Sener &
@@ -18,7 +19,8 @@ Example:
     >>> s.write("to-label.csv")                                                                    # doctest: +SKIP
 """
 from adaptlab.acquire.shipped import cold_start, suggest_for_model, worst_slice
+from adaptlab.acquire.study import suggest_for_study
 from adaptlab.acquire.suggest import COLUMNS, DEFAULT_MIX, STRATEGIES, Suggestions, offerable, select, suggest
 
 __all__ = ["COLUMNS", "DEFAULT_MIX", "STRATEGIES", "Suggestions", "cold_start", "offerable", "select", "suggest",
-           "suggest_for_model", "worst_slice"]
+           "suggest_for_model", "suggest_for_study", "worst_slice"]

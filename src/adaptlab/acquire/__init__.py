@@ -7,6 +7,7 @@ Beside :mod:`adaptlab.monitor`: both read a shipped model and new texts, and bot
 * :func:`suggest_for_study` — the same from a stored study's decided rung (trained once, kept under the home).
 * :func:`cold_start` — no model yet: the most representative texts (k-medoids, frozen encoder).
 * :func:`suggest` / :func:`select` — the same on arrays (probabilities, embeddings).
+* :mod:`adaptlab.acquire.calibration` — temperature scaling of the probabilities before they rank (Guo et al. 2017).
 * :mod:`adaptlab.acquire.strategies` — uncertainty (Settles 2009), core-set / k-center (Sener &
   Savarese 2018), k-means++ (Arthur & Vassilvitskii 2007), k-medoids (Park & Jun 2009), nearest to a slice.
 
@@ -15,7 +16,7 @@ Example:
     >>> from adaptlab.data import load_dataset
     >>> s = suggest_for_model("models/news", load_dataset("inbox.csv", require_labels=False), 50)  # doctest: +SKIP
     >>> print(s.summary())                                                                         # doctest: +SKIP
-    50 of 1200 pool texts suggested (10 by slice, 25 by uncertainty, 15 by diversity); never offered: 3 ...
+    50 of 1200 pool texts suggested (5 by slice, 45 by uncertainty); never offered: 3 ...
     >>> s.write("to-label.csv")                                                                    # doctest: +SKIP
 """
 from adaptlab.acquire.shipped import cold_start, suggest_for_model, worst_slice

@@ -81,7 +81,7 @@ def suggest_for_model(model: Union[str, Path, Any], pool: TextDataset, n: int, *
     Example:
         >>> s = suggest_for_model("models/news", load_dataset("inbox.csv", require_labels=False), 50)  # doctest: +SKIP
         >>> s.counts                                                                                   # doctest: +SKIP
-        {'slice': 10, 'uncertainty': 25, 'diversity': 15}
+        {'slice': 5, 'uncertainty': 45}
         >>> s.write("to-label.csv")                                                                    # doctest: +SKIP
     """
     from adaptlab.monitor.shipped import model_space, reference_for

@@ -25,7 +25,7 @@ def suggest_cmd(
                                         "(default: the path the study recorded)."),
     n: int = typer.Option(50, "-n", help="How many texts to suggest."),
     strategy: Optional[str] = typer.Option(None, "--strategy", help="default | uncertainty | diversity | slice | "
-                                           "cold-start (default: default with --model, cold-start without)."),
+                                           "cold-start (default: default with --model or --study, cold-start without)."),
     output: Optional[Path] = typer.Option(None, "-o", "--output", help="Write the suggestions (with an empty label "
                                           "column to fill in) to .csv, .tsv, .jsonl or .parquet."),
     labeled: Optional[Path] = typer.Option(None, "--labeled", help="Texts labeled since the last retrain (never "

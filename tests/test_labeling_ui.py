@@ -29,6 +29,14 @@ def pool_csv(path, n=40, seed=9):
     return dict(zip(pool.texts, pool.labels))
 
 
+def wait_pick(client):
+    """Wait for the background pick jobs (the upload request only queues the pick)."""
+    jobs = client.app.state.jobs
+    for j in jobs.list():
+        if j["kind"] == "label-pick":
+            assert jobs.wait(j["id"], timeout=120).status == "done" or j["status"] == "failed"
+
+
 @pytest.fixture
 def client(tmp_path, tiny_encoder_dir, one_torch_thread):
     make_model(tmp_path, tiny_encoder_dir)
@@ -46,6 +54,7 @@ def test_label_routes_save_every_key_and_refuse_bad_input(client, tmp_path):
         r = client.post("/models/triage/label/suggest", files={"pool": ("pool.csv", fh, "text/csv")},
                         data={"n": "6"}, follow_redirects=False)
     assert r.status_code == 303, r.text[:500]
+    wait_pick(client)
     state = client.get("/api/models/triage/label").json()
     assert state["total"] == 6 and state["next"] == 0 and state["classes"] == ["money", "sport", "tech"]
     page = client.get("/models/triage/label").text
@@ -70,6 +79,7 @@ def test_label_routes_save_every_key_and_refuse_bad_input(client, tmp_path):
     # The labeled text stays out of the next batch.
     with open(tmp_path / "pool.csv", "rb") as fh:
         client.post("/models/triage/label/suggest", files={"pool": ("pool.csv", fh, "text/csv")}, data={"n": "39"})
+    wait_pick(client)
     page = client.get("/models/triage/label").text
     assert first not in page and client.get("/api/models/triage/label").json()["total"] == 39
     r = client.post("/models/triage/label/retrain")
@@ -79,6 +89,43 @@ def test_label_routes_save_every_key_and_refuse_bad_input(client, tmp_path):
     r = client.post("/models/triage/label/retrain")
     assert r.status_code == 422 and "Not retrained yet" in r.text and "at least two classes" in r.text
     assert client.get("/api/models/triage/label").json()["retrain_job"] is None
+
+
+def test_the_pick_runs_in_the_background_with_a_picking_page_and_a_failed_pick_says_why(client, tmp_path):
+    jobs = client.app.state.jobs
+    gate, real = threading.Event(), jobs.runners["label-pick"]
+    jobs.runners["label-pick"] = lambda ctx: (gate.wait(60), real(ctx))
+    pool_csv(tmp_path / "pool.csv")
+    with open(tmp_path / "pool.csv", "rb") as fh:
+        t0 = time.monotonic()
+        r = client.post("/models/triage/label/suggest", files={"pool": ("pool.csv", fh, "text/csv")},
+                        data={"n": "5"}, follow_redirects=False)
+    assert r.status_code == 303 and time.monotonic() - t0 < 30  # answered while the pick waits
+    page = client.get("/models/triage/label").text
+    assert 'id="picking"' in page and "Picking 5 texts to label" in page and 'id="suggest-form"' not in page
+    assert str(tmp_path) not in page.split("<footer>")[0]
+    with open(tmp_path / "pool.csv", "rb") as fh:  # a second pick while one runs is refused
+        r = client.post("/models/triage/label/suggest", files={"pool": ("pool.csv", fh, "text/csv")}, data={"n": "5"})
+    assert r.status_code == 409 and "being picked" in r.text
+    assert client.get("/api/models/triage/label").status_code == 404  # no batch yet
+    gate.set()
+    wait_pick(client)
+    page = client.get("/models/triage/label").text
+    assert 'id="picking"' not in page and client.get("/api/models/triage/label").json()["total"] == 5
+    job = next(j for j in jobs.list() if j["kind"] == "label-pick")
+    assert "Back to labeling triage" in client.get(f"/jobs/{job['id']}").text
+    # A pool holding only the model's training texts: nothing can be suggested; the page says why, once.
+    train = topic_corpus(24, seed=1, noise=0.5)
+    pd.DataFrame({"text": train.texts}).to_csv(tmp_path / "seen.csv", index=False)
+    with open(tmp_path / "seen.csv", "rb") as fh:
+        client.post("/models/triage/label/suggest", files={"pool": ("seen.csv", fh, "text/csv")}, data={"n": "5"})
+    for j in jobs.list():
+        jobs.wait(j["id"], timeout=120)
+    page = client.get("/models/triage/label").text
+    assert "Picking texts did not finish (failed)" in page and "near-duplicate of a labeled text" in page
+    assert str(tmp_path) not in page.split("<footer>")[0]
+    assert "did not finish" not in client.get("/models/triage/label").text  # shown once
+    assert client.get("/api/models/triage/label").json()["total"] == 5  # the batch before is kept
 
 
 # ------------------------------------------------------------------------------------------ browser
@@ -129,6 +176,7 @@ def test_label_ten_texts_with_the_keyboard_reload_midway_and_retrain(server, pag
     page.set_input_files("#pool", str(tmp_path / "pool.csv"))
     page.fill("#suggest-n", "12")
     page.click("#suggest-button")
+    # The pick runs in the background: the page shows "picking" and reloads itself until the batch is there.
     page.wait_for_selector("#labeling[data-ready='yes']")
     classes = ["money", "sport", "tech"]
     assert page.inner_text("#n-total") == "12"

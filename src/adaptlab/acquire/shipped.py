@@ -20,6 +20,7 @@ from typing import Any, Callable, Optional, Sequence, Union
 
 import numpy as np
 
+from adaptlab.acquire.calibration import Calibration, calibrate_on, scale
 from adaptlab.acquire.suggest import Suggestions, suggest
 from adaptlab.data import TextDataset
 from adaptlab.errors import ConfigError
@@ -68,16 +69,19 @@ def worst_slice(texts: Sequence[str], labels: Sequence[str], embeddings: np.ndar
 
 def suggest_for_model(model: Union[str, Path, Any], pool: TextDataset, n: int, *, strategy: str = "default",
                       also_labeled: Sequence[str] = (), seed: int = 0, uncertainty: str = "margin",
-                      progress: Optional[Callable[[str], None]] = None) -> Suggestions:
+                      progress: Optional[Callable[[str], None]] = None, also_sealed: Sequence[str] = ()
+                      ) -> Suggestions:
     """Suggest ``n`` texts of ``pool`` to label for the model in use in a registry folder.
 
     ``also_labeled``: texts labeled since the last retrain (e.g. a labeling session in progress);
-    they are never suggested again.
+    they are never suggested again. ``also_sealed``: more texts never to suggest (a study's test file).
+
+    The probabilities are temperature-scaled first (:func:`stored_calibration`); the notes say how.
 
     Example:
         >>> s = suggest_for_model("models/news", load_dataset("inbox.csv", require_labels=False), 50)  # doctest: +SKIP
         >>> s.counts                                                                                   # doctest: +SKIP
-        {'slice': 10, 'uncertainty': 25, 'diversity': 15}
+        {'slice': 5, 'uncertainty': 45}
         >>> s.write("to-label.csv")                                                                    # doctest: +SKIP
     """
     from adaptlab.monitor.shipped import model_space, reference_for
@@ -99,6 +103,9 @@ def suggest_for_model(model: Union[str, Path, Any], pool: TextDataset, n: int, *
     proba = np.asarray(pipe.predict_proba(pool.texts), dtype=np.float64)
     E = np.asarray(space.embed(pool.texts), dtype=np.float32)
     classes = [str(c) for c in pipe.classes_]
+    cal, cal_note = stored_calibration(reg, pipe, sealed, classes, progress=say)
+    if cal is not None:
+        proba = scale(proba, cal.temperature)
     anchor, info = None, None
     if strategy in ("default", "slice"):
         say(f"finding the worst slice on the {len(sealed)} sealed evaluation texts ...")
@@ -110,17 +117,58 @@ def suggest_for_model(model: Union[str, Path, Any], pool: TextDataset, n: int, *
             anchor = E_eval[info.pop("positions")]
     out = suggest(pool.texts, n, embeddings=E, ids=pool.ids, proba=proba, classes=classes,
                   labeled_texts=[*train.texts, *also_labeled], labeled_embeddings=ref.embeddings,
-                  sealed_texts=sealed.texts, slice_anchor=anchor, slice_info=info, strategy=strategy,
-                  uncertainty=uncertainty, seed=seed)
+                  sealed_texts=[*sealed.texts, *also_sealed], slice_anchor=anchor, slice_info=info,
+                  strategy=strategy, uncertainty=uncertainty, seed=seed,
+                  calibration=cal.to_dict() if cal is not None else None)
+    if strategy in ("default", "uncertainty"):
+        out.notes.append(cal_note)
     if strategy == "default" and info is None:
         out.notes.append("no slice of the sealed evaluation set fails (none is a policy margin below the overall "
                          "accuracy), so the slice share went to uncertainty.")
+    elif strategy == "default" and not info["rare"]:
+        out.notes.append(f"the weakest slice, {info['name']} (accuracy {info['accuracy']:.3f} on {info['n']} sealed "
+                         f"texts vs {info['overall_accuracy']:.3f} overall), does not fire the rare-slice rule, so "
+                         "the slice share went to uncertainty (--strategy slice chases it anyway).")
     elif info is not None:
         out.notes.append(f"worst slice: {info['name']} (accuracy {info['accuracy']:.3f} on {info['n']} sealed texts vs "
                          f"{info['overall_accuracy']:.3f} overall).")
     out.notes.append(f"model: {reg.root} {reg.current.id} ({pipe.rung}); {len(train)} labeled texts, "
                      f"{len(sealed)} sealed.")
     return out
+
+
+CALIBRATION_FILE = Path("acquire") / "calibration.json"
+
+
+def stored_calibration(reg: Any, pipe: Any, sealed: TextDataset, classes: Sequence[str], *,
+                       progress: Optional[Callable[[str], None]] = None) -> tuple[Optional[Calibration], str]:
+    """The temperature of the model in use, fitted on its sealed evaluation set and stored in the model
+    folder (``acquire/calibration.json``, keyed by version and evaluation-set hash, so it is fitted once
+    per version). Returns it (None when the set is too small) and the line saying which calibration is used.
+    """
+    import json
+
+    path = Path(reg.root) / CALIBRATION_FILE
+    key = {"version": reg.current.id, "eval_hash": sealed.content_hash}
+    if path.is_file():
+        saved = json.loads(path.read_text(encoding="utf-8"))
+        if {k: saved.get(k) for k in key} == key:
+            if saved.get("calibration") is None:
+                return None, saved["note"]
+            cal = Calibration(**{k: saved["calibration"][k] for k in Calibration.__dataclass_fields__})
+            return cal, saved["note"]
+    (progress or (lambda _m: None))(f"fitting a temperature on the {len(sealed)} sealed evaluation texts ...")
+    proba = np.asarray(pipe.predict_proba(sealed.texts), dtype=np.float64)
+    cal, note = calibrate_on(proba, sealed.labels, classes, fitted_on="sealed evaluation texts")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({**key, "calibration": cal.to_dict() if cal else None, "note": note}, indent=1),
+                       encoding="utf-8")
+        tmp.replace(path)  # atomic: a half-written file is never read back
+    except OSError:
+        pass  # a read-only model folder: fitted again next time (one scalar, cheap)
+    return cal, note
 
 
 def cold_start(pool: TextDataset, n: int, *, encoder: Any = None, also_labeled: Sequence[str] = (), seed: int = 0,
@@ -158,4 +206,4 @@ def _check_pool(pool: TextDataset) -> None:
         raise ConfigError("the pool of unlabeled texts is empty; pass a file with at least one text.")
 
 
-__all__ = ["cold_start", "suggest_for_model", "worst_slice"]
+__all__ = ["CALIBRATION_FILE", "cold_start", "stored_calibration", "suggest_for_model", "worst_slice"]

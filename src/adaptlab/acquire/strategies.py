@@ -14,9 +14,12 @@ of them reads texts or a model, so they are cheap to test and to simulate (``ben
 * :func:`nearest_to` — the pool points most similar to an anchor set (the worst slice's texts).
 * :func:`kmedoids` — representative texts without a model: k-medoids by alternating assignment and
   medoid update (Park & Jun 2009), initialised with k-means++.
-* :func:`diverse_uncertain` — the default's uncertainty share: the most uncertain ``m·n`` candidates,
-  then a k-center pass among them so a batch is not ``n`` near-copies of one boundary region
-  (Zhdanov 2019, "Diverse mini-batch Active Learning"; Ash et al. 2020, BADGE, make the same point).
+* :func:`distinct_uncertain` — the default's uncertainty share: least confident first, skipping a text
+  that is a near-copy (in embedding space) of one already in the batch.
+* :func:`diverse_uncertain` — the most uncertain ``m·n`` candidates, then a k-center pass among them so a
+  batch is not ``n`` near-copies of one boundary region (Zhdanov 2019, "Diverse mini-batch Active
+  Learning"; Ash et al. 2020, BADGE, make the same point). The first default used it; it traded too
+  much uncertainty for spread in ``bench/acquire.py`` (docs/guides/label-acquisition.md).
 
 Example:
     >>> import numpy as np
@@ -75,6 +78,16 @@ def _cosine_distance(A: np.ndarray, B: np.ndarray) -> np.ndarray:
     return np.clip(1.0 - _unit(A) @ _unit(B).T, 0.0, 2.0)
 
 
+def _pick_setup(E: np.ndarray, n: int, candidates: Optional[np.ndarray], seed: int
+                ) -> tuple[np.ndarray, int, np.random.Generator, np.ndarray]:
+    """What every embedding-space pick starts from: the candidate positions, ``n`` clamped to them, a
+    seeded generator and the candidates' unit vectors (cosine distance is then 1 - dot product)."""
+    E = np.asarray(E, dtype=np.float64)
+    cand = np.arange(len(E)) if candidates is None else np.asarray(candidates, dtype=int)
+    n = max(0, min(int(n), len(cand)))
+    return cand, n, np.random.default_rng(seed), _unit(E[cand]) if n else np.zeros((0, E.shape[1]))
+
+
 def kcenter_greedy(E: np.ndarray, n: int, *, labeled: Optional[np.ndarray] = None,
                    candidates: Optional[np.ndarray] = None, seed: int = 0) -> np.ndarray:
     """Greedy k-center (core-set) picks in cosine distance: each pick is the candidate farthest from the
@@ -83,17 +96,14 @@ def kcenter_greedy(E: np.ndarray, n: int, *, labeled: Optional[np.ndarray] = Non
 
     ``seed`` only breaks exact ties (duplicated rows).
     """
-    E = np.asarray(E, dtype=np.float64)
-    cand = np.arange(len(E)) if candidates is None else np.asarray(candidates, dtype=int)
-    n = min(int(n), len(cand))
-    if n <= 0:
+    cand, n, rng, U = _pick_setup(E, n, candidates, seed)
+    if n == 0:
         return np.zeros(0, dtype=int)
-    U = _unit(E[cand])
     if labeled is not None and len(labeled):
         dist = _cosine_distance(U, np.asarray(labeled, dtype=np.float64)).min(axis=1)
     else:
         dist = np.full(len(cand), np.inf)
-    jitter = np.random.default_rng(seed).random(len(cand)) * 1e-9
+    jitter = rng.random(len(cand)) * 1e-9
     picks: list[int] = []
     for _ in range(n):
         if np.isinf(dist).all():
@@ -111,13 +121,9 @@ def kmeanspp_pick(E: np.ndarray, n: int, *, labeled: Optional[np.ndarray] = None
     """k-means++ seeding as a batch: each pick drawn with probability ∝ squared distance to the nearest
     labeled point or earlier pick (Arthur & Vassilvitskii 2007). Spread out like k-center, but an outlier
     is only likely, not certain, to be picked."""
-    E = np.asarray(E, dtype=np.float64)
-    cand = np.arange(len(E)) if candidates is None else np.asarray(candidates, dtype=int)
-    n = min(int(n), len(cand))
-    if n <= 0:
+    cand, n, rng, U = _pick_setup(E, n, candidates, seed)
+    if n == 0:
         return np.zeros(0, dtype=int)
-    rng = np.random.default_rng(seed)
-    U = _unit(E[cand])
     if labeled is not None and len(labeled):
         d = _cosine_distance(U, np.asarray(labeled, dtype=np.float64)).min(axis=1)
     else:
@@ -166,13 +172,9 @@ def kmedoids(E: np.ndarray, n: int, *, candidates: Optional[np.ndarray] = None, 
     the member with the least total distance to its cluster, repeat until stable. k-means++ init. A
     cluster larger than ``max_cluster`` updates its medoid on a seeded sample (quadratic cost otherwise).
     """
-    E = np.asarray(E, dtype=np.float64)
-    cand = np.arange(len(E)) if candidates is None else np.asarray(candidates, dtype=int)
-    n = min(int(n), len(cand))
-    if n <= 0:
+    cand, n, rng, U = _pick_setup(E, n, candidates, seed)
+    if n == 0:
         return np.zeros(0, dtype=int)
-    rng = np.random.default_rng(seed)
-    U = _unit(E[cand])
     med = kmeanspp_pick(U, n, seed=seed) if n < len(cand) else np.arange(len(cand))
     assign = np.zeros(len(cand), dtype=int)
     for _ in range(max_iter):
@@ -204,5 +206,36 @@ def diverse_uncertain(proba: np.ndarray, E: np.ndarray, n: int, *, kind: str = "
     return picked[np.lexsort((picked, -s[picked]))]
 
 
-__all__ = ["UNCERTAINTY_KINDS", "diverse_uncertain", "kcenter_greedy", "kmeanspp_pick", "kmedoids", "nearest_to",
+def distinct_uncertain(proba: np.ndarray, E: np.ndarray, n: int, *, kind: str = "margin", factor: int = 4,
+                       min_distance: float = 0.1, candidates: Optional[np.ndarray] = None) -> np.ndarray:
+    """The least confident candidates in order, skipping one within cosine distance ``min_distance`` of a
+    text already in the batch (a clump of paraphrases is labeled once); returned least confident first.
+
+    Only the ``factor·n`` most uncertain are scanned: when they hold fewer than ``n`` distinct texts the
+    batch is filled with the skipped ones, in uncertainty order, rather than with confident texts. Unlike
+    :func:`diverse_uncertain` it never trades uncertainty for spread: it only breaks near-duplicate clumps.
+
+    Example:
+        >>> P = np.array([[0.5, 0.5], [0.51, 0.49], [0.6, 0.4], [0.9, 0.1]])
+        >>> E = np.array([[1, 0], [1, 0.01], [0, 1], [1, 1]], dtype=float)   # rows 0 and 1: paraphrases
+        >>> distinct_uncertain(P, E, 2).tolist()
+        [0, 2]
+    """
+    top = uncertainty_order(proba, max(n, factor * n), kind, candidates)
+    U = _unit(np.asarray(E, dtype=np.float64)[top])
+    taken: list[int] = []
+    for j in range(len(top)):
+        if len(taken) == n:
+            break
+        if not taken or float(np.max(U[taken] @ U[j])) < 1.0 - min_distance:
+            taken.append(j)
+    if len(taken) < n:
+        chosen = set(taken)
+        taken += [j for j in range(len(top)) if j not in chosen][: n - len(taken)]
+    s = uncertainty_scores(proba, kind)
+    picked = top[np.asarray(sorted(taken), dtype=int)]
+    return picked[np.lexsort((picked, -s[picked]))]
+
+
+__all__ = ["UNCERTAINTY_KINDS", "distinct_uncertain", "diverse_uncertain", "kcenter_greedy", "kmeanspp_pick", "kmedoids", "nearest_to",
            "uncertainty_order", "uncertainty_scores"]

@@ -10,8 +10,9 @@ offered once. Then one of the strategies of :mod:`adaptlab.acquire.strategies` p
 * ``slice`` — texts nearest to the model's worst slice (the clinic's rare-slice rule: "more labels on
   those subtopics, not a bigger model").
 * ``cold-start`` — no model: k-medoids in the frozen encoder's space, the most representative texts.
-* ``default`` — a mix: a share near the worst slice when one fails, the most uncertain texts thinned
-  for diversity (Zhdanov 2019), and the rest by k-center; the result says how many came from each.
+* ``default`` — uncertainty-led: the least confident texts, a near-copy of a text already in the batch
+  skipped (so a batch is not 50 paraphrases); a share near the worst slice only when a slice fires the
+  rare-slice rule; the result says how many came from each.
 
 Example:
     >>> import numpy as np
@@ -37,12 +38,14 @@ from adaptlab.errors import ConfigError
 STRATEGIES = ("default", "uncertainty", "diversity", "slice", "cold-start")
 #: Output columns, in order; ``label`` is left empty for the annotator.
 COLUMNS = ("id", "text", "predicted_label", "score", "strategy", "reason", "label")
-#: Shares of the default mix when a slice fails (without one, the slice share goes to uncertainty).
-#: Mostly uncertainty: in bench/acquire.py plain k-center diversity never reached random sampling's F1 at
-#: 500 labels (BBC, Rotten Tomatoes) while uncertainty did with 32-53% fewer; the first default (0.2 /
-#: 0.5 / 0.3) saved 40% on BBC and 10% on Rotten Tomatoes, this one 49% and 29% (chosen after seeing
-#: those runs, so optimistic there; the tweets corpus is the held-out check; README has the figures).
-DEFAULT_MIX = {"slice": 0.1, "uncertainty": 0.8, "diversity": 0.1}
+#: Shares of the default mix. The slice share is used only when a slice fires the rare-slice rule (else it
+#: goes to uncertainty); ``diversity`` (k-center) stays available to a caller's own mix but is 0 here.
+#: Why (bench/acquire.py, docs/guides/label-acquisition.md has the table): plain uncertainty reached random
+#: sampling's F1 at 500 labels with 32-53% fewer labels on all three corpora, k-center never did, the
+#: slice strategy alone only on one; the earlier mixes (20/50/30, then 10/80/10 with the uncertainty share
+#: thinned by k-center) fell short of 30% on Rotten Tomatoes and tweets: each text given to spread or to
+#: a slice that is merely the lowest of eight clusters was a text the model was sure of.
+DEFAULT_MIX = {"slice": 0.1, "uncertainty": 0.9, "diversity": 0.0}
 
 
 @dataclass
@@ -56,6 +59,9 @@ class Suggestions:
         n_pool: Texts in the pool file.
         strategy: The strategy asked for.
         notes: Plain-word remarks (e.g. the worst slice, or why there is no slice share).
+        slice: The worst slice chased, if any.
+        calibration: The temperature the probabilities were scaled by (:mod:`adaptlab.acquire.calibration`),
+            or None when they are the model's own.
     """
 
     rows: list[dict[str, Any]]
@@ -65,6 +71,7 @@ class Suggestions:
     strategy: str
     notes: list[str] = field(default_factory=list)
     slice: Optional[dict[str, Any]] = None
+    calibration: Optional[dict[str, Any]] = None
 
     def summary(self) -> str:
         parts = ", ".join(f"{v} by {k}" for k, v in self.counts.items() if v)
@@ -82,6 +89,7 @@ class Suggestions:
     def to_dict(self) -> dict[str, Any]:
         return {"strategy": self.strategy, "n_pool": self.n_pool, "n_suggested": len(self.rows),
                 "counts": self.counts, "excluded": self.excluded, "notes": self.notes, "slice": self.slice,
+                "calibration": self.calibration,
                 "summary": self.summary(), "rows": self.rows}
 
     def write(self, path: Union[str, Path]) -> Path:
@@ -144,10 +152,13 @@ def offerable(texts: Sequence[str], labeled_texts: Sequence[str] = (), sealed_te
 def select(strategy: str, n: int, *, proba: Optional[np.ndarray], embeddings: np.ndarray,
            labeled_embeddings: Optional[np.ndarray] = None, slice_anchor: Optional[np.ndarray] = None,
            candidates: Optional[np.ndarray] = None, uncertainty: str = "margin", seed: int = 0,
-           mix: Optional[dict[str, float]] = None) -> list[tuple[int, str]]:
+           mix: Optional[dict[str, float]] = None, slice_info: Optional[dict[str, Any]] = None
+           ) -> list[tuple[int, str]]:
     """Pick ``n`` pool positions with ``strategy``; each with the name of the strategy that picked it.
 
-    This is the array core of :func:`suggest`, used as is by the simulation benchmark.
+    This is the array core of :func:`suggest`, used as is by the simulation benchmark. The default mix
+    gives the slice a share only when ``slice_anchor`` is given and ``slice_info`` (if given) says the
+    slice fires the rare-slice rule (``"rare": True``).
 
     Example:
         >>> proba = np.array([[0.5, 0.5], [0.9, 0.1], [0.6, 0.4], [0.99, 0.01]])
@@ -171,7 +182,8 @@ def select(strategy: str, n: int, *, proba: Optional[np.ndarray], embeddings: np
         if slice_anchor is None:
             raise ConfigError("strategy 'slice' needs a failing slice; none was found (see the notes), or pass one.")
         return [(int(i), "slice") for i in st.nearest_to(embeddings, slice_anchor, n, candidates=cand)]
-    return _default_mix(n, proba, embeddings, labeled_embeddings, slice_anchor, cand, uncertainty, seed, mix)
+    weak = slice_anchor if slice_info is None or slice_info.get("rare", True) else None
+    return _default_mix(n, proba, embeddings, labeled_embeddings, weak, cand, uncertainty, seed, mix)
 
 
 def _quotas(n: int, mix: dict[str, float]) -> dict[str, int]:
@@ -204,20 +216,23 @@ def _default_mix(n, proba, E, labeled_E, anchor, cand, uncertainty, seed, mix) -
     if quota.get("slice") and anchor is not None:
         taken(st.nearest_to(E, anchor, quota["slice"], candidates=remaining), "slice")
     if quota.get("uncertainty") and len(remaining):
-        taken(st.diverse_uncertain(proba, E, quota["uncertainty"], kind=uncertainty, labeled=known(),
-                                   candidates=remaining, seed=seed), "uncertainty")
+        taken(st.distinct_uncertain(proba, E, quota["uncertainty"], kind=uncertainty, candidates=remaining),
+              "uncertainty")
     if quota.get("diversity") and len(remaining):
         taken(st.kcenter_greedy(E, quota["diversity"], labeled=known(), candidates=remaining, seed=seed), "diversity")
     return picked
 
 
 def _reason(name: str, i: int, proba: Optional[np.ndarray], classes: Sequence[str], E: np.ndarray,
-            labeled_E: Optional[np.ndarray], slice_info: Optional[dict[str, Any]], cluster_size: dict[int, int]) -> str:
+            labeled_E: Optional[np.ndarray], slice_info: Optional[dict[str, Any]], cluster_size: dict[int, int],
+            calibration: Optional[dict[str, Any]] = None) -> str:
     if name == "uncertainty":
         order = np.argsort(-proba[i])
         a, b = order[0], order[1]
+        how = (f"; calibrated probabilities, temperature {calibration['temperature']:.2f}" if calibration
+               else "")
         return (f"the model hesitates between {classes[a]} ({proba[i, a]:.2f}) and {classes[b]} "
-                f"({proba[i, b]:.2f})")
+                f"({proba[i, b]:.2f}{how})")
     if name == "slice":
         return (f"close to the worst slice, {slice_info['name']} (accuracy {slice_info['accuracy']:.2f} vs "
                 f"{slice_info['overall_accuracy']:.2f} overall)")
@@ -234,7 +249,8 @@ def suggest(texts: Sequence[str], n: int, *, embeddings: np.ndarray, ids: Option
             labeled_texts: Sequence[str] = (), labeled_embeddings: Optional[np.ndarray] = None,
             sealed_texts: Sequence[str] = (), slice_anchor: Optional[np.ndarray] = None,
             slice_info: Optional[dict[str, Any]] = None, strategy: str = "default", uncertainty: str = "margin",
-            seed: int = 0, near_dup_threshold: float = 0.8) -> Suggestions:
+            seed: int = 0, near_dup_threshold: float = 0.8, calibration: Optional[dict[str, Any]] = None
+            ) -> Suggestions:
     """Pick ``n`` of ``texts`` to label next (see the module docstring).
 
     Args:
@@ -249,6 +265,8 @@ def suggest(texts: Sequence[str], n: int, *, embeddings: np.ndarray, ids: Option
         slice_anchor / slice_info: Embeddings of the worst slice's texts, and its name, accuracy and overall
             accuracy (:func:`adaptlab.acquire.worst_slice`).
         strategy: One of :data:`STRATEGIES`.
+        calibration: How ``proba`` was calibrated (``Calibration.to_dict()``), named in the reasons and kept
+            in the result; None when they are the model's own probabilities.
     """
     _check_strategy(strategy)
     n = _check_n(n)
@@ -268,7 +286,8 @@ def suggest(texts: Sequence[str], n: int, *, embeddings: np.ndarray, ids: Option
         raise ConfigError("strategy 'slice' needs a worst slice: the model's sealed evaluation set shows none "
                           "failing; use --strategy default or uncertainty.")
     picks = select(strategy, n, proba=proba, embeddings=E, labeled_embeddings=labeled_embeddings,
-                   slice_anchor=slice_anchor, candidates=keep, uncertainty=uncertainty, seed=seed)
+                   slice_anchor=slice_anchor, candidates=keep, uncertainty=uncertainty, seed=seed,
+                   slice_info=slice_info)
     cluster_size: dict[int, int] = {}
     if strategy == "cold-start" and picks:
         med = np.asarray([i for i, _ in picks])
@@ -283,14 +302,15 @@ def suggest(texts: Sequence[str], n: int, *, embeddings: np.ndarray, ids: Option
                      "score": round(float(np.max(proba[i])), 4) if proba is not None else None,
                      "uncertainty": round(float(conf[i]), 4) if conf is not None else None,
                      "strategy": name,
-                     "reason": _reason(name, i, proba, classes, E, labeled_embeddings, slice_info, cluster_size),
+                     "reason": _reason(name, i, proba, classes, E, labeled_embeddings, slice_info, cluster_size,
+                                       calibration),
                      "label": ""})
     counts = {k: sum(1 for _, s in picks if s == k) for k in dict.fromkeys(s for _, s in picks)}
     notes = []
     if len(picks) < n:
         notes.append(f"only {len(picks)} offerable texts in the pool (asked for {n}).")
     return Suggestions(rows=rows, counts=counts, excluded=excluded, n_pool=len(texts), strategy=strategy,
-                       notes=notes, slice=slice_info)
+                       notes=notes, slice=slice_info, calibration=calibration)
 
 
 __all__ = ["COLUMNS", "DEFAULT_MIX", "STRATEGIES", "Suggestions", "offerable", "select", "suggest"]

@@ -9,7 +9,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from adaptlab.cli import JsonOpt, _load, _progress, app, out, user_errors
+from adaptlab.cli import HomeOpt, JsonOpt, _load, _progress, app, out, user_errors
 from adaptlab.errors import ConfigError
 
 
@@ -19,9 +19,13 @@ def suggest_cmd(
     pool: Path = typer.Argument(..., help="CSV / JSONL / Parquet file of unlabeled texts (text + optional id)."),
     model: Optional[Path] = typer.Option(None, "--model", "-m", help="Model folder made by `adaptlab ship`. "
                                          "Without it: a cold start (representative texts, no model)."),
+    study: Optional[str] = typer.Option(None, "--study", help="Instead of --model: a stored study's decided rung "
+                                        "(trained once on the study's data, kept under --home)."),
+    data: Optional[Path] = typer.Option(None, "--data", help="With --study: the labeled file the study ran on "
+                                        "(default: the path the study recorded)."),
     n: int = typer.Option(50, "-n", help="How many texts to suggest."),
     strategy: Optional[str] = typer.Option(None, "--strategy", help="default | uncertainty | diversity | slice | "
-                                           "cold-start (default: default with --model, cold-start without)."),
+                                           "cold-start (default: default with --model or --study, cold-start without)."),
     output: Optional[Path] = typer.Option(None, "-o", "--output", help="Write the suggestions (with an empty label "
                                           "column to fill in) to .csv, .tsv, .jsonl or .parquet."),
     labeled: Optional[Path] = typer.Option(None, "--labeled", help="Texts labeled since the last retrain (never "
@@ -32,20 +36,28 @@ def suggest_cmd(
     text_col: Optional[str] = typer.Option(None, "--text-col", help="Text column (default: text)."),
     id_col: Optional[str] = typer.Option(None, "--id-col", help="Id column (default: id, else row number)."),
     seed: int = typer.Option(0, "--seed"),
+    home: Optional[Path] = HomeOpt,
     json_out: bool = JsonOpt,
 ) -> None:
     """Which texts to label next: uncertain, diverse, near the worst slice (or representative, without a model)."""
-    from adaptlab.acquire import STRATEGIES, cold_start, suggest_for_model
+    from adaptlab.acquire import STRATEGIES, cold_start, suggest_for_model, suggest_for_study
     from adaptlab.data.label_quality import issues_file_format
 
     if isinstance(n, bool) or n < 1:
         raise ConfigError.invalid("-n", n, "an integer >= 1 (how many texts to suggest)", "e.g. -n 50.")
-    chosen = strategy or ("default" if model is not None else "cold-start")
+    if model is not None and study is not None:
+        raise ConfigError("pass --model FOLDER or --study STUDY_ID, not both: both name the model to suggest for.")
+    if data is not None and study is None:
+        raise ConfigError("--data is the labeled file of a --study; with --model the model folder holds its data.")
+    has_model = model is not None or study is not None
+    chosen = strategy or ("default" if has_model else "cold-start")
     if chosen not in STRATEGIES:
         raise ConfigError.invalid("--strategy", chosen, f"one of {', '.join(STRATEGIES)}")
-    if chosen != "cold-start" and model is None:
-        raise ConfigError(f"--strategy {chosen} needs a model: pass --model FOLDER (made by `adaptlab ship`), or use "
-                          "--strategy cold-start to pick representative texts without one.")
+    if chosen != "cold-start" and not has_model:
+        raise ConfigError(f"--strategy {chosen} needs a model: pass --model FOLDER (made by `adaptlab ship`) or "
+                          "--study STUDY_ID, or use --strategy cold-start to pick representative texts without one.")
+    if chosen == "cold-start" and study is not None:
+        raise ConfigError("--strategy cold-start needs no model; leave out --study (or pick another strategy).")
     if model is not None and not model.exists():
         raise ConfigError(f"model folder {str(model)!r} does not exist; pass a folder made by `adaptlab ship DATA -o "
                           "FOLDER`, or leave out --model for a cold start.")
@@ -59,6 +71,9 @@ def suggest_cmd(
                      encoding=None, on_invalid="error", require_labels=False).texts
     if chosen == "cold-start":
         result = cold_start(ds, n, encoder=encoder, also_labeled=done, seed=seed, model=model)
+    elif study is not None:
+        result = suggest_for_study(study, ds, n, home=home, data=data, strategy=chosen, also_labeled=done, seed=seed,
+                                   uncertainty=uncertainty, progress=_progress(json_out))
     else:
         result = suggest_for_model(model, ds, n, strategy=chosen, also_labeled=done, seed=seed,
                                    uncertainty=uncertainty, progress=_progress(json_out))
@@ -82,6 +97,8 @@ def suggest_cmd(
     for note in result.notes:
         out.print(f"note: {escape(note)}", highlight=False)
     if output is not None:
-        nxt = f"`adaptlab retrain {model} {output}`" if model is not None else "`adaptlab ship`"
+        nxt = (f"`adaptlab retrain {model} {output}`" if model is not None
+               else "add them to the study's data file and run the study again" if study is not None
+               else "`adaptlab ship`")
         out.print(escape(f"written to {output}: fill in the label column (delete the rows you leave unlabeled), "
                          f"then {nxt}."), highlight=False)

@@ -22,24 +22,10 @@ EncodingOpt = typer.Option(None, "--encoding", help="File encoding when not UTF-
 
 
 def _from_study(study: str, home: Optional[Path]) -> tuple[str, dict[str, Any]]:
-    """The study's chosen rung and what its decision adds to the model card."""
-    from adaptlab.config import default_home
-    from adaptlab.decide import transfer_note
-    from adaptlab.report import decision_for
-    from adaptlab.store import RunStore
+    """The study's chosen rung and what its decision adds to the model card (:func:`adaptlab.ship.study_choice`)."""
+    from adaptlab.ship.from_study import study_choice
 
-    h = home or default_home()
-    decision, ev = decision_for(RunStore(h / "runs.sqlite"), study, None, h)
-    if decision.chosen is None:
-        raise ConfigError(f"study {study!r} reached no decision ({decision.headline}); pass --rung to ship one anyway.")
-    summary = (RunStore(h / "runs.sqlite").get_study(decision.study_id).get("summary") or {}) if decision.study_id else {}
-    gate = ((summary.get("data") or {}).get("encode_precision") or {})
-    extra = {"transfer_note": transfer_note(decision, ev).to_markdown(),
-             # The frozen encoder's numeric path the study's gate accepted; the shipped probe uses the same.
-             "encode_precision": gate.get("used") or "fp32",
-             "limitations": [f"{f.rung + ': ' if f.rung else ''}{f.message}" for f in decision.flags],
-             "evaluation_study": decision.headline, "study_id": decision.study_id}
-    return decision.chosen, extra
+    return study_choice(study, home)
 
 
 @app.command("ship")

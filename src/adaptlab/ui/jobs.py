@@ -32,7 +32,8 @@ from adaptlab.ui.jobstate import FINISHED, RESUMABLE
 logger = logging.getLogger("adaptlab.ui")
 
 JOB_ID = re.compile(r"^[0-9a-f]{16}$")
-LANES = {"study": "study", "sketch": "study", "retrain": "models"}
+# Picking texts to label has its own lane: it must not wait behind a long retrain or study.
+LANES = {"study": "study", "sketch": "study", "retrain": "models", "label-pick": "labeling"}
 _LOG_LINES = 400
 # How a grid cell names why a decision-driven study dropped its rung (Allocator drop kinds).
 _DROP_WORDS = {"eliminated": "eliminated", "cannot-flip": "cannot flip the decision", "budget": "out of budget"}
@@ -151,7 +152,8 @@ class JobManager:
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
         self.settings = settings
-        self.runners = runners or {"study": run_study, "sketch": run_sketch, "retrain": run_retrain}
+        self.runners = runners or {"study": run_study, "sketch": run_sketch, "retrain": run_retrain,
+                                   "label-pick": run_label_pick}
         self._lock = threading.RLock()
         self._jobs: dict[str, Job] = {}
         self._queues: dict[str, queue.Queue] = {}
@@ -667,6 +669,13 @@ def run_sketch(ctx: JobContext) -> None:
     finally:
         torch.set_num_threads(before)
     ctx.update(result={**(ctx.job.result or {}), "sketch_seconds": time.perf_counter() - t0})
+
+
+def run_label_pick(ctx: JobContext) -> None:
+    """Pick the texts of a labeling batch (:func:`adaptlab.ui.labeling.run_pick`)."""
+    from adaptlab.ui.labeling import run_pick
+
+    run_pick(ctx)
 
 
 def run_retrain(ctx: JobContext) -> None:

@@ -3,6 +3,10 @@
 // Text is set with textContent only (never parsed as HTML).
 (function () {
   'use strict';
+  // While texts are being picked (a background job) the page reloads itself until the batch is there.
+  if (document.getElementById('picking')) {
+    window.setTimeout(function () { window.location.reload(); }, 1000);
+  }
   var box = document.getElementById('labeling');
   if (!box) { return; }
   var model = box.dataset.model;

@@ -109,3 +109,16 @@ def test_auto_is_a_valid_setting_and_a_bad_one_names_it():
 
     with pytest.raises(ConfigError, match=r"lora\.mixed_precision.*no, bf16, fp16, auto"):
         get_rung("lora", {"mixed_precision": "automatic"})
+
+
+def test_the_transfer_note_says_what_auto_became_for_the_chosen_rung():
+    from adaptlab.decide import Evidence, decide, transfer_note
+
+    ev = Evidence.from_tables({"probe": [0.70, 0.71, 0.70], "finetune": [0.90, 0.91, 0.90]}, n_labels=800)
+    msg = "finetune: auto: this CPU runs bf16 natively; bf16 accepted: validation F1 0.9000 vs float32 0.9010"
+    ev.training_precision = {"finetune": {"precision": "bf16", "used": "bf16", "message": msg}}
+    d = decide(ev)
+    assert d.chosen == "finetune"
+    assert f"Trained in bf16: {msg}." in transfer_note(d, ev).trainable
+    ev.training_precision = None
+    assert "Trained in" not in transfer_note(d, ev).trainable

@@ -187,7 +187,8 @@ def main(argv: list[str] | None = None) -> None:
                                        limits=limits, mean_tokens=float(lengths.mean()))
     if args.json:
         figures["settings"] = {k: v for k, v in vars(args).items() if k not in ("json", "precision")}
-        figures["machine"] = {"cpu": roofline.cpu_model(), "flags": roofline.cpu_flags(), "torch": torch.__version__}
+        figures["machine"] = {"cpu": roofline.cpu_model(), "flags": roofline.cpu_flags(), "torch": torch.__version__,
+                              "load_average_at_end": os.getloadavg()}  # a shared machine: how busy it was
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(figures, indent=2, default=float) + "\n", encoding="utf-8")
         print(f"wrote {args.json}")

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import json
 import math
 import os
 import platform
@@ -32,6 +33,7 @@ import sys
 import tempfile
 import time
 import warnings
+from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -137,6 +139,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--repeats", type=int, default=2, help="alternating runs of each; the best counts")
     p.add_argument("--device", default="cpu", help="cpu (default) or cuda")
     p.add_argument("--precisions", default="no", help="comma-separated: no (float32), bf16 (default: no)")
+    p.add_argument("--json", default=None, help="write every figure to this JSON file")
     args = p.parse_args(argv)
     precisions = [x.strip() for x in args.precisions.split(",") if x.strip()]
     if (args.warmup + args.steps) * args.batch_size > args.n:
@@ -165,13 +168,8 @@ def main(argv: list[str] | None = None) -> None:
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     import roofline
 
-    cfg_m = encoder.model.config
-    flops_per_sample = 3 * roofline.encoder_flops(cfg_m, [(1, int(n)) for n in lengths]) / len(lengths)
-    dtypes = sorted({"bf16" if p == "bf16" else "fp32" for p in precisions})
-    limits = roofline.matmul_limits(cfg_m, tokens=args.batch_size * int(lengths.mean()), dtypes=dtypes)
-    print(f"roofline: {flops_per_sample / 1e9:.2f} GFLOP per text (3x forward); matmul limit "
-          + ", ".join(f"{d} {v['limit_gflops']:.0f} GFLOP/s" for d, v in limits.items())
-          + f"; cpu {roofline.cpu_model()} ({' '.join(roofline.cpu_flags())})")
+    flops_per_sample, limits = roofline.training_limits(encoder.model.config, lengths, batch_size=args.batch_size,
+                                                        precisions=precisions)
     best: dict = {}
     for r in range(args.repeats):
         order = (("adaptlab", adaptlab_run), ("trainer", trainer_run))
@@ -185,23 +183,15 @@ def main(argv: list[str] | None = None) -> None:
                 key = (name, precision)
                 if key not in best or res["samples_per_s"] > best[key]["samples_per_s"]:
                     best[key] = res
-    mean_tok = float(lengths.mean())
-    print(f"{'best run':>16} {'samples/s':>10} {'tokens/s':>10} {'median-step samples/s':>22} {'GFLOP/s':>8} {'share':>6}")
-    for (name, precision), r in best.items():
-        gflops = r["samples_per_s"] * flops_per_sample / 1e9
-        limit = limits["bf16" if precision == "bf16" else "fp32"]["limit_gflops"]
-        print(f"{name + ' ' + precision:>16} {r['samples_per_s']:10.2f} {r['samples_per_s'] * mean_tok:10.0f} "
-              f"{r['median_samples_per_s']:22.2f} {gflops:8.1f} {gflops / limit:6.0%}")
-    t32 = best.get(("trainer", "no"))
-    for precision in precisions:
-        a, t = best[("adaptlab", precision)], best[("trainer", precision)]
-        ratio = a["samples_per_s"] / t["samples_per_s"]
-        median_ratio = a["median_samples_per_s"] / t["median_samples_per_s"]
-        line = (f"ratio adaptlab/Trainer ({precision}) = {ratio:.2f} (median step: {median_ratio:.2f}; "
-                f"target >= 1.0: {'met' if ratio >= 1.0 else 'NOT met'})")
-        if t32 is not None and precision != "no":
-            line += f"; adaptlab {precision} / Trainer fp32 = {a['samples_per_s'] / t32['samples_per_s']:.2f}"
-        print(line)
+    figures = roofline.training_report(best, precisions=precisions, flops_per_sample=flops_per_sample,
+                                       limits=limits, mean_tokens=float(lengths.mean()))
+    if args.json:
+        figures["settings"] = {k: v for k, v in vars(args).items() if k not in ("json", "precision")}
+        figures["machine"] = {"cpu": roofline.cpu_model(), "flags": roofline.cpu_flags(), "torch": torch.__version__,
+                              "load_average_at_end": os.getloadavg()}  # a shared machine: how busy it was
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(figures, indent=2, default=float) + "\n", encoding="utf-8")
+        print(f"wrote {args.json}")
 
 
 if __name__ == "__main__":

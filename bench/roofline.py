@@ -111,3 +111,64 @@ def cpu_model() -> str:
     except OSError:
         pass
     return "unknown"
+
+
+def _dtype(precision: str) -> str:
+    """A training precision ("no", "bf16") -> the matmul dtype its limit is measured in."""
+    return "bf16" if precision == "bf16" else "fp32"
+
+
+def training_limits(config: Any, lengths: Sequence[int], *, batch_size: int,
+                    precisions: Sequence[str]) -> tuple[float, dict[str, dict[str, Any]]]:
+    """FLOPs per trained text and the matmul limits of the ``precisions`` a training benchmark runs; prints them.
+
+    A training step costs 3x the encoder's forward (forward + backward), counted at each text's real
+    length; the limits are measured with ``batch_size x mean length`` rows (one batch's tokens).
+    """
+    flops_per_sample = 3 * encoder_flops(config, [(1, int(n)) for n in lengths]) / len(lengths)
+    mean_len = int(sum(int(n) for n in lengths) / len(lengths))
+    limits = matmul_limits(config, tokens=batch_size * mean_len, dtypes=sorted({_dtype(p) for p in precisions}))
+    print(f"roofline: {flops_per_sample / 1e9:.2f} GFLOP per text (3x forward); matmul limit "
+          + ", ".join(f"{d} {v['limit_gflops']:.0f} GFLOP/s" for d, v in limits.items())
+          + f"; cpu {cpu_model()} ({' '.join(cpu_flags())})")
+    return flops_per_sample, limits
+
+
+def training_report(best: dict[tuple[str, str], dict[str, Any]], *, precisions: Sequence[str],
+                    flops_per_sample: float, limits: dict[str, dict[str, Any]], mean_tokens: float,
+                    ours: str = "adaptlab", reference: str = "trainer") -> dict[str, Any]:
+    """Print the best run of each (loop, precision): samples/s, tokens/s, achieved GFLOP/s and the share of the
+    limit, then adaptlab's ratio against the reference in the same precision and in fp32; return the figures.
+
+    ``best[(name, precision)]`` holds ``samples_per_s`` (and ``median_samples_per_s`` when the benchmark
+    times single steps too: printed as its own column and ratio).
+    """
+    median = all("median_samples_per_s" in r for r in best.values())
+    print(f"{'best run':>16} {'samples/s':>10} {'tokens/s':>10}" + (f" {'median-step samples/s':>22}" if median else "")
+          + f" {'GFLOP/s':>8} {'share':>6}")
+    runs = {}
+    for (name, precision), r in best.items():
+        gflops = r["samples_per_s"] * flops_per_sample / 1e9
+        share = gflops / limits[_dtype(precision)]["limit_gflops"]
+        runs[f"{name} {precision}"] = {**r, "tokens_per_s": r["samples_per_s"] * mean_tokens, "gflops": gflops,
+                                       "share_of_limit": share}
+        print(f"{name + ' ' + precision:>16} {r['samples_per_s']:10.2f} {r['samples_per_s'] * mean_tokens:10.0f}"
+              + (f" {r['median_samples_per_s']:22.2f}" if median else "") + f" {gflops:8.1f} {share:6.0%}")
+    ratios = {}
+    ref32 = best.get((reference, "no"))
+    for precision in precisions:
+        a, t = best[(ours, precision)], best[(reference, precision)]
+        ratio = a["samples_per_s"] / t["samples_per_s"]
+        ratios[f"{ours}/{reference} {precision}"] = ratio
+        line = f"ratio {ours}/{reference} ({precision}) = {ratio:.2f} ("
+        if median:
+            ratios[f"{ours}/{reference} {precision} median step"] = m = (
+                a["median_samples_per_s"] / t["median_samples_per_s"])
+            line += f"median step: {m:.2f}; "
+        line += f"target >= 1.0: {'met' if ratio >= 1.0 else 'NOT met'})"
+        if ref32 is not None and precision != "no":
+            ratios[f"{ours} {precision}/{reference} no"] = r32 = a["samples_per_s"] / ref32["samples_per_s"]
+            line += f"; {ours} {precision} / {reference} fp32 = {r32:.2f}"
+        print(line)
+    return {"flops_per_sample": flops_per_sample, "limits": limits, "mean_tokens": mean_tokens, "runs": runs,
+            "ratios": ratios}

@@ -173,3 +173,30 @@ def test_refit_launched_on_two_processes_is_the_one_a_study_reuses(files, tiny_e
     rows = [s for s in json.loads(r.stdout)["per_seed"] if s["rung"] == "refit"]
     assert rows and all(s["diagnostics"]["reused"] and s["diagnostics"]["refit_key"] == summary["key"] for s in rows)
     assert refits(home) == [summary["key"]]
+
+
+def test_auto_mixed_precision_gates_once_and_the_study_reuses_the_refit_it_chose(files, tiny_encoder_dir, tmp_path,
+                                                                                 one_torch_thread, monkeypatch):
+    from adaptlab.encoders import fast
+    from adaptlab.evaluate import training_precision
+
+    monkeypatch.setattr(fast, "native_bf16", lambda device="cpu": True)  # a bf16 machine, whatever runs the test
+    monkeypatch.setattr(training_precision, "GATE_STEPS", 2)
+    home = tmp_path / "home"
+    common = flags(files, tiny_encoder_dir, home)
+    r = invoke("refit", *common, "--mixed-precision", "auto", "--json")
+    assert r.exit_code == 0, r.output
+    refit = json.loads(r.stdout)
+    assert refit["runtime"]["mixed_precision"] in ("bf16", "no") and refits(home) == [refit["key"]]
+    (gate,) = (home / "precision_gates").glob("*.json")
+
+    r = invoke("study", "run", *common, "--rungs", "refit", "--seeds", 1, "--mixed-precision", "auto", "--json")
+    assert r.exit_code == 0, r.output
+    payload = json.loads(r.stdout)
+    choice = payload["data"]["training_precision"]["refit"]
+    assert choice["used"] == refit["runtime"]["mixed_precision"] and choice["steps"] == 2
+    assert "validation F1" in choice["message"] and "float32" in choice["message"]
+    (d,) = [p["diagnostics"] for p in payload["per_seed"]]
+    assert d["refit_key"] == refit["key"] and d["reused"] is True  # the same decision, the same refit
+    r = invoke("study", "show", "--home", home)
+    assert r.exit_code == 0 and "training precision: refit: auto: this CPU runs bf16 natively" in r.output, r.output

@@ -86,7 +86,7 @@ KEYS: dict[str, Key] = {
     "refit_budget": Key("str", "refit length, e.g. \"300steps\" (same as [rung.refit] budget)"),
     "refit_objective": Key("str", "refit objective: mlm | simcse (same as [rung.refit] objective)"),
     "transductive": Key("bool", "let the refit read the test texts, never labels ([rung.refit] transductive)"),
-    "mixed_precision": Key("str", "precision of every rung that trains the encoder: no | bf16 | fp16"),
+    "mixed_precision": Key("str", "precision of every rung that trains the encoder: no | bf16 | fp16 | auto"),
     "executor": Key("str", "where the jobs run: inprocess | ray"),
     "address": Key("str", "Ray cluster address: auto | ray://host:10001"),
     "max_retries": Key("int", "Ray: resubmit a failed job this many times"),

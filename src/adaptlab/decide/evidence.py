@@ -120,6 +120,8 @@ class Evidence:
     encoder: Optional[dict[str, Any]] = None
     domain_shift: Optional[dict[str, Any]] = None  # in-domain vs general text, pretrained embeddings (MMD)
     encoder_choice: Optional[dict[str, Any]] = None  # when the study compared several encoders first
+    # What mixed_precision="auto" became per training rung (adaptlab.evaluate.training_precision), with its numbers.
+    training_precision: Optional[dict[str, Any]] = None
     # A decision-driven study's record (adaptlab.evaluate.adaptive): what ran, what was dropped and why it stopped.
     allocation: Optional[dict[str, Any]] = None
     # The study's label check of its train pool (adaptlab.data.check_labels): noise rate per class, flagged ids.
@@ -345,6 +347,7 @@ class Evidence:
             mmd=mmd, mmd_p_value=mmd_p, mmd_source=mmd_src, refit_hours=refit_hours,
             study_id=rec["study_id"], name=summary.get("name", rec.get("name", "")), source="store",
             encoder=data.get("encoder"), notes=notes, domain_shift=shift, encoder_choice=data.get("encoder_choice"),
+            training_precision=data.get("training_precision"),
             learning_curve=study_diag.get("learning_curve"), allocation=summary.get("allocation"),
             label_quality=data.get("label_quality") if isinstance(data.get("label_quality"), dict) else None,
         )

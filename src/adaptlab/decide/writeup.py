@@ -124,6 +124,9 @@ def transfer_note(decision: Decision, evidence: Evidence) -> TransferNote:
     if tp is not None:
         trainable += f" (diagnostics: {tp:,.0f} trainable parameters on average over seeds)"
     trainable += "."
+    gate = (ev.training_precision or {}).get(chosen)
+    if gate:  # mixed_precision="auto": which precision it trained in, and the gate's numbers
+        trainable += f" Trained in {gate.get('precision')}: {gate.get('message')}."
 
     # Why this depth: the decision's own reasons, condensed to the comparison that set the depth.
     simpler = [s for s in R if ladder_key(s) < ladder_key(chosen) and s != SCRATCH and R[s].n_seeds >= p.min_seeds]

@@ -217,6 +217,24 @@ def comparison_lines(result: StudyResult) -> list[str]:
     return lines
 
 
+def precision_lines(result: StudyResult) -> list[str]:
+    """What the study computed in, where it was not plain float32: the frozen encoder's path and each
+    training rung's ``mixed_precision="auto"`` decision, with the gates' numbers.
+
+    Example:
+        >>> precision_lines(result)  # doctest: +SKIP
+        ['training precision: finetune: auto: this CPU runs bf16 natively; bf16 accepted: validation F1 ...']
+    """
+    data = result.data or {}
+    lines = []
+    enc = data.get("encode_precision") or {}
+    if enc.get("requested", "fp32") != "fp32" and enc.get("message"):
+        lines.append(f"encoding precision: {enc['message']}")
+    for choice in (data.get("training_precision") or {}).values():
+        lines.append(f"training precision: {choice.get('message')}")
+    return lines
+
+
 def render_study(result: StudyResult) -> Group:
     s = result.split
     head = Text(
@@ -238,6 +256,8 @@ def render_study(result: StudyResult) -> Group:
     enc = result.data.get("encoder")
     if enc:
         head.append(f"\nencoder: {enc.get('name')} ({enc.get('source')}, license {enc.get('license')})")
+    for line in precision_lines(result):
+        head.append(f"\n{line}")
     tail = Text("\n".join(comparison_lines(result)))
     for w in getattr(result, "warnings", []) or []:
         tail.append(f"\nwarning: {w}", style="yellow")

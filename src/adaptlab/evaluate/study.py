@@ -262,6 +262,8 @@ class Study:
         self.lease_options: dict[str, Any] = {}
         # Instantiate every rung up front so a typo fails before any training starts.
         self.rungs = [get_rung(name, config.rung_params.get(name)) for name in config.rungs]
+        # As configured: a rung asking for mixed_precision="auto" is resolved again by each run (its gate).
+        self._configured_rungs = list(self.rungs)
         # Network rungs refuse a budget of their own unlike the study's, before anything trains (issue #5).
         for rung in self.rungs:
             if hasattr(rung, "resolve_budget"):
@@ -342,6 +344,8 @@ class Study:
         if encoder is not None:
             frozen_encoder, choice, primed, encode_seconds = self._encode_once(
                 encoder, cache, full, first, classes, positive, frozen_rungs, say)
+        # mixed_precision="auto" -> bf16 or float32 per rung, before any cell key is computed.
+        self.rungs, training_precision = self._training_precision(self._configured_rungs, full, first, context, say)
 
         study_id = content_key("study", full.content_hash, cfg.to_dict(), encoder.fingerprint if encoder else None)
         name = cfg.name or f"{Path(data.source).name or 'data'}: {','.join(cfg.rungs)} x {cfg.seeds} seeds"
@@ -377,6 +381,8 @@ class Study:
                   "encode_seconds": encode_seconds,
                   # Which numeric path produced the frozen rungs' embeddings, and the gate's evidence.
                   "encode_precision": choice.to_dict() if choice is not None else None,
+                  # What mixed_precision="auto" became per training rung, and the gate's evidence.
+                  **({"training_precision": training_precision} if training_precision else {}),
                   "executor": self.executor.describe(),
                   "label_quality": self._label_quality(full, first, study_id, say)},
             n_trained=n_trained, n_from_store=n_cached, wall_seconds=time.perf_counter() - t_start,
@@ -665,6 +671,11 @@ class Study:
             cache = EmbeddingCache(self.home / "cache" / "embeddings.sqlite")
         context = self._context(prepared, self._load_encoder(), cache, unlabeled)
         split = prepared.splits[seed]
+        if rung.config.mixed_precision == "auto":  # the same decision `run` makes, so the same refit key
+            from adaptlab.rungs.runtime import world_size
+
+            (rung,), _ = self._training_precision([rung], prepared.full, split, context, say,
+                                                  can_train=world_size() == 1)
         context = self._seed_context(context, prepared.full, split, rungs=[rung])
         return rung.refit(prepared.full.subset(split.train), prepared.full.subset(split.val), seed=seed,
                           context=context)
@@ -708,6 +719,29 @@ class Study:
         return RungContext(classes=prepared.classes, positive_label=prepared.positive, encoder=encoder, cache=cache,
                            unlabeled=unlabeled, show_progress=self.show_progress,
                            budget=Budget.parse(self.config.budget), home=self.home)
+
+    def _training_precision(self, rungs: list[Any], full: TextDataset, split: Any, context: RungContext,
+                            say: Progress, can_train: bool = True) -> tuple[list[Any], dict[str, dict[str, Any]]]:
+        """``rungs`` with every ``mixed_precision="auto"`` resolved (bf16 where native and the gate on ``split``
+        passes, else float32), and each such rung's :class:`TrainingPrecisionChoice` as a dict."""
+        from adaptlab.evaluate.training_precision import choose_training_precision, gate_key, resolved_rung
+
+        out, choices = [], {}
+        for rung in rungs:
+            if getattr(rung.config, "mixed_precision", None) != "auto":
+                out.append(rung)
+                continue
+            ctx = self._seed_context(context, full, split, rungs=[rung])
+            device = str(getattr(ctx.encoder, "device", "cpu"))
+            key = gate_key(rung, ctx, full.content_hash, split.fingerprint, split.seed,
+                           self.config.precision_tolerance, device)
+            choice = choose_training_precision(
+                rung, full.subset(split.train), full.subset(split.val), seed=split.seed, context=ctx,
+                tolerance=self.config.precision_tolerance, home=self.home, key=key, say=say, can_train=can_train)
+            say(choice.message)
+            out.append(resolved_rung(rung, choice))
+            choices[rung.name] = choice.to_dict()
+        return out, choices
 
     def _seed_context(self, context: RungContext, full: TextDataset, split: Any,
                       rungs: Optional[list[Any]] = None) -> RungContext:

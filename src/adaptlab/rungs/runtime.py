@@ -30,6 +30,9 @@ from torch import nn
 from adaptlab.errors import AdaptlabError, ConfigError
 
 MIXED_PRECISIONS = ("no", "bf16", "fp16")
+# What a config may ask for: a precision, or "auto" (bf16 where the hardware runs it natively, else "no";
+# a Study also gates it on the first seed's validation F1, see adaptlab.evaluate.training_precision).
+MIXED_PRECISION_REQUESTS = (*MIXED_PRECISIONS, "auto")
 
 
 def world_size() -> int:
@@ -52,16 +55,18 @@ def check_mixed_precision(value: Any, name: str = "mixed_precision",
     """Validate a ``mixed_precision`` setting; returns it.
 
     With ``device`` (``"auto"``: the GPU when there is one) it also checks that the device can run it:
-    fp16 needs a CUDA GPU, bf16 on a GPU needs one since Ampere.
+    fp16 needs a CUDA GPU, bf16 on a GPU needs one since Ampere. ``"auto"`` runs anywhere (it resolves to
+    ``"no"`` where bf16 is not native, see :func:`resolve_mixed_precision`).
 
     Example:
         >>> check_mixed_precision("bf16", device="cpu")
         'bf16'
     """
-    if value not in MIXED_PRECISIONS:
-        raise ConfigError.invalid(name, value, f"one of {', '.join(MIXED_PRECISIONS)}",
-                                  "'bf16' on recent GPUs (and CPUs); 'fp16' on older GPUs; 'no' for full float32.")
-    if device is None:
+    if value not in MIXED_PRECISION_REQUESTS:
+        raise ConfigError.invalid(name, value, f"one of {', '.join(MIXED_PRECISION_REQUESTS)}",
+                                  "'bf16' on recent GPUs (and CPUs); 'fp16' on older GPUs; 'no' for full float32; "
+                                  "'auto' for bf16 where the hardware runs it natively.")
+    if device is None or value == "auto":
         return value
     on_cpu = not torch.cuda.is_available() or (device != "auto" and torch.device(device).type == "cpu")
     if value == "fp16" and on_cpu:
@@ -72,6 +77,36 @@ def check_mixed_precision(value: Any, name: str = "mixed_precision",
         raise ConfigError.invalid(name, "bf16", "'fp16' or 'no' on this GPU",
                                   "This GPU has no bfloat16 support (it predates Ampere); use fp16.")
     return value
+
+
+def training_device() -> str:
+    """The device a training loop runs on when none is given: ``"cuda"`` when there is a GPU, else ``"cpu"``."""
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def resolve_mixed_precision(value: str, device: "str | torch.device | None" = None) -> tuple[str, str]:
+    """The precision a request means on ``device`` (default: :func:`training_device`) and why.
+
+    ``"auto"`` is ``"bf16"`` where the device multiplies bf16 natively (a CPU with AVX-512-BF16 or AMX, a
+    CUDA GPU since Ampere: the encoders' :func:`~adaptlab.encoders.fast.native_bf16`), else ``"no"``
+    (float32); any other value is returned as asked. No gate here: a Study also checks bf16 against a
+    short float32 run before it trusts it (:mod:`adaptlab.evaluate.training_precision`).
+
+    Example:
+        >>> resolve_mixed_precision("no")
+        ('no', 'no requested')
+    """
+    from adaptlab.encoders.fast import native_bf16
+
+    check_mixed_precision(value)
+    if value != "auto":
+        return value, f"{value} requested"
+    dev = str(torch.device(device).type if device is not None else training_device())
+    where = "this GPU" if dev == "cuda" else "this CPU"
+    if native_bf16(dev):
+        return "bf16", f"auto: {where} runs bf16 natively"
+    return "no", (f"auto: {where} has no native bf16 (no AVX-512-BF16 or AMX on a CPU; a GPU before Ampere), "
+                  "where bf16 is emulated and slower, so float32")
 
 
 class NonFiniteStepsError(AdaptlabError):
@@ -170,7 +205,9 @@ class TrainingRuntime:
 
         bound_heap_growth()  # flat resident memory over steps (see above)
         dev = torch.device(device) if device is not None else None
-        self.mixed_precision = check_mixed_precision(mixed_precision, name, device=dev if dev is not None else "auto")
+        # "auto" outside a Study (a rung fitted directly) resolves by the hardware alone, without the gate.
+        resolved = resolve_mixed_precision(check_mixed_precision(mixed_precision, name), dev)[0]
+        self.mixed_precision = check_mixed_precision(resolved, name, device=dev if dev is not None else "auto")
         distributed = world_size() > 1
         cpu = dev is not None and dev.type == "cpu"
         AcceleratorState._reset_state(reset_partial_state=not distributed)
@@ -289,5 +326,5 @@ class TrainingRuntime:
                 "device": str(self.device)}
 
 
-__all__ = ["MIXED_PRECISIONS", "NonFiniteGuard", "NonFiniteStepsError", "TrainingRuntime", "check_mixed_precision",
-           "is_main_process", "world_size"]
+__all__ = ["MIXED_PRECISIONS", "MIXED_PRECISION_REQUESTS", "NonFiniteGuard", "NonFiniteStepsError", "TrainingRuntime",
+           "check_mixed_precision", "is_main_process", "resolve_mixed_precision", "training_device", "world_size"]

@@ -127,8 +127,9 @@ class TrainingConfig(RungConfig):
         "help": "keep the checkpoint folder after a finished run", "identity": False})
     mixed_precision: str = field(
         default="no",
-        metadata={"help": "'no' (float32), 'bf16' (autocast; GPUs since Ampere, and CPUs) or 'fp16' (GPU, with "
-                          "dynamic loss scaling and a guard against runs of skipped steps)",
+        metadata={"help": "'no' (float32), 'bf16' (autocast; GPUs since Ampere, and CPUs), 'fp16' (GPU, with "
+                          "dynamic loss scaling and a guard against runs of skipped steps) or 'auto' (bf16 where "
+                          "native, checked by a study against a short float32 run)",
                   "identity": "unless_default"},
     )
 

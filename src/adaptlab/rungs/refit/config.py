@@ -134,8 +134,9 @@ class RefitConfig(RungConfig):
         "help": "inverse regularisation strengths of the head (as in probe), chosen on validation F1 only"})
     embed_batch_size: int = field(default=32, metadata={"help": "encoding batch size of the frozen refit encoder"})
     mixed_precision: str = field(default="no", metadata={
-        "help": "'no' (float32), 'bf16' (autocast; GPUs since Ampere, and CPUs) or 'fp16' (GPU, dynamic loss "
-                "scaling; a run of max_skipped_steps overflowing steps stops it)", "identity": "unless_default"})
+        "help": "'no' (float32), 'bf16' (autocast; GPUs since Ampere, and CPUs), 'fp16' (GPU, dynamic loss "
+                "scaling; a run of max_skipped_steps overflowing steps stops it) or 'auto' (bf16 where native, "
+                "checked by a study against a short float32 run)", "identity": "unless_default"})
     # The guard's patience changes no number of a run it does not stop.
     max_skipped_steps: int = field(default=25, metadata={
         "help": "fp16: stop with an error after this many consecutive steps skipped for non-finite gradients",

@@ -1,0 +1,124 @@
+"""``mixed_precision="auto"`` (adaptlab.evaluate.training_precision): float32 where bf16 is not native, and
+where it is, bf16 only when a short bf16 run keeps the first seed's validation F1 within the tolerance of a
+short float32 run. The machine is simulated (``native_bf16`` patched) so the tests mean the same on any CPU."""
+from __future__ import annotations
+
+import pytest
+
+from adaptlab.config import StudyConfig
+from adaptlab.encoders import fast
+from adaptlab.evaluate import Study
+from adaptlab.evaluate import training_precision as tp
+from adaptlab.evaluate.report import precision_lines
+from adaptlab.rungs import get_rung
+from adaptlab.rungs.runtime import TrainingRuntime, resolve_mixed_precision
+from synthetic import topic_corpus
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+FAST = {"head_lr": 1e-2, "backbone_lr": 3e-3, "batch_size": 8, "max_epochs": 2}
+
+
+@pytest.fixture
+def no_bf16(monkeypatch):
+    monkeypatch.setattr(fast, "native_bf16", lambda device="cpu": False)
+
+
+@pytest.fixture
+def bf16_machine(monkeypatch):
+    monkeypatch.setattr(fast, "native_bf16", lambda device="cpu": True)
+    monkeypatch.setattr(tp, "GATE_STEPS", 3)
+
+
+def _study(tmp_path, enc, mixed, tolerance=0.005, rungs=("finetune",)):
+    cfg = StudyConfig(rungs=list(rungs), seeds=2, n_boot=200, budget="6steps", precision_tolerance=tolerance,
+                      rung_params={r: {**FAST, "mixed_precision": mixed} for r in rungs})
+    return Study(cfg, home=tmp_path, encoder=enc)
+
+
+def _keys(result):
+    return [p["result_key"] for p in result.per_seed]
+
+
+def test_auto_is_float32_without_native_bf16_and_keeps_the_float32_keys(no_bf16, tiny_encoder, tmp_path):
+    assert resolve_mixed_precision("auto", "cpu")[0] == "no"
+    assert TrainingRuntime("auto", device="cpu").mixed_precision == "no"  # a rung fitted outside a study
+    data = topic_corpus(90, seed=0)
+    plain = _study(tmp_path / "a", tiny_encoder, "no").run(data)
+    auto = _study(tmp_path / "b", tiny_encoder, "auto").run(data)
+    assert _keys(auto) == _keys(plain)  # the resolved precision is what the keys carry
+    assert auto.study_id != plain.study_id  # the request is still part of the study
+    choice = auto.data["training_precision"]["finetune"]
+    assert choice["used"] == "no" and choice["precision"] == "fp32" and choice["fp32_f1"] is None
+    assert "no native bf16" in choice["message"]
+    assert not (tmp_path / "b" / "precision_gates").exists(), "no gate without native bf16"
+    assert "training_precision" not in plain.data
+
+
+def test_the_gate_refuses_bf16_when_validation_f1_drops_beyond_tolerance(bf16_machine, tiny_encoder, tmp_path,
+                                                                         monkeypatch):
+    real, calls = tp.gate_validation_f1, []
+
+    def bf16_hurts(rung, precision, *args, **kwargs):
+        calls.append((rung.name, precision))
+        f1 = real(rung, precision, *args, **kwargs)
+        return f1 - 0.2 if precision == "bf16" else f1  # forced: bf16 costs 20 F1 points here
+
+    monkeypatch.setattr(tp, "gate_validation_f1", bf16_hurts)
+    data = topic_corpus(90, seed=0)
+    res = _study(tmp_path, tiny_encoder, "auto").run(data)
+    assert calls == [("finetune", "no"), ("finetune", "bf16")]  # one gate for the rung, on the first seed
+    choice = res.data["training_precision"]["finetune"]
+    assert choice["used"] == "no" and choice["bf16_f1"] == pytest.approx(choice["fp32_f1"] - 0.2)
+    assert "bf16 rejected, training in float32" in choice["message"] and "-20.00 points" in choice["message"]
+    assert all(p["diagnostics"]["runtime"]["mixed_precision"] == "no" for p in res.per_seed)
+    plain = _study(tmp_path / "plain", tiny_encoder, "no").run(data)
+    assert _keys(res) == _keys(plain)
+    assert any("bf16 rejected" in line for line in precision_lines(res))
+    # A rerun reads the stored decision: no gate, the same cells, all from the run store.
+    again = _study(tmp_path, tiny_encoder, "auto").run(data)
+    assert len(calls) == 2 and _keys(again) == _keys(res) and again.n_trained == 0
+    assert not list((tmp_path / "precision_gates").glob("*/")), "the gate's checkpoints are not kept"
+
+
+def test_the_gate_accepts_bf16_within_tolerance_and_the_report_names_it(bf16_machine, tiny_encoder, tmp_path):
+    from adaptlab.report import build_report
+
+    data = topic_corpus(90, seed=0)
+    res = _study(tmp_path, tiny_encoder, "auto", tolerance=0.99).run(data)  # any drop is accepted
+    choice = res.data["training_precision"]["finetune"]
+    assert choice["used"] == "bf16" and choice["steps"] == 3 and 0 <= choice["fp32_f1"] <= 1
+    assert "bf16 accepted: validation F1" in choice["message"]
+    assert all(p["diagnostics"]["runtime"]["mixed_precision"] == "bf16" for p in res.per_seed)
+    explicit = _study(tmp_path / "explicit", tiny_encoder, "bf16").run(data)
+    assert _keys(res) == _keys(explicit)
+    report = build_report(_store(tmp_path), res.study_id, home=tmp_path)
+    assert "finetune training precision: bf16" in report.markdown
+    assert "finetune training precision</th><td>bf16" in report.html
+
+
+def _store(home):
+    from adaptlab.store import RunStore
+
+    return RunStore(home / "runs.sqlite")
+
+
+def test_auto_is_a_valid_setting_and_a_bad_one_names_it():
+    assert get_rung("lora", {"mixed_precision": "auto"}).config.mixed_precision == "auto"
+    from adaptlab.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"lora\.mixed_precision.*no, bf16, fp16, auto"):
+        get_rung("lora", {"mixed_precision": "automatic"})
+
+
+def test_the_transfer_note_says_what_auto_became_for_the_chosen_rung():
+    from adaptlab.decide import Evidence, decide, transfer_note
+
+    ev = Evidence.from_tables({"probe": [0.70, 0.71, 0.70], "finetune": [0.90, 0.91, 0.90]}, n_labels=800)
+    msg = "finetune: auto: this CPU runs bf16 natively; bf16 accepted: validation F1 0.9000 vs float32 0.9010"
+    ev.training_precision = {"finetune": {"precision": "bf16", "used": "bf16", "message": msg}}
+    d = decide(ev)
+    assert d.chosen == "finetune"
+    assert f"Trained in bf16: {msg}." in transfer_note(d, ev).trainable
+    ev.training_precision = None
+    assert "Trained in" not in transfer_note(d, ev).trainable

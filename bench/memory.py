@@ -75,37 +75,73 @@ def one_refit(steps: int, n_texts: int, home: str) -> dict[str, Any]:
             "torch_threads": torch.get_num_threads()}
 
 
+def one_finetune(steps: int, home: str) -> dict[str, Any]:
+    """The finetune rung (every MiniLM weight trained, its defaults: batch 16, checkpoints every 200 steps and at
+    each epoch end) on BBC News, RSS after every step."""
+    import torch
+
+    from adaptlab.config import Budget
+    from adaptlab.data import split_dataset
+    from adaptlab.data.bundled import load_bbc_news
+    from adaptlab.encoders import Encoder
+    from adaptlab.rungs import RungContext, get_rung
+
+    ds = load_bbc_news()
+    split = split_dataset(ds, strategy="stratified", seed=0, test_seed=0)
+    train, val = ds.subset(split.train), ds.subset(split.val)
+    enc = Encoder.from_pretrained(device="cpu")
+    base = rss_mb()
+    trace: list[tuple[int, float]] = []
+    ctx = RungContext(classes=ds.classes, encoder=enc, budget=Budget(steps=steps), home=Path(home))
+    t0 = time.perf_counter()
+    get_rung("finetune").fit(train, val, seed=0, context=ctx,
+                             callback=lambda step: trace.append((step, round(rss_mb(), 1))))
+    return {"what": "finetune", "steps": steps, "n_train": len(train), "seconds": time.perf_counter() - t0,
+            "rss_after_load_mb": round(base, 1), "peak_mb": round(peak_mb(), 1), "trace": trace,
+            "torch_threads": torch.get_num_threads()}
+
+
 def one_encode(n_texts: int, home: str) -> dict[str, Any]:
-    from adaptlab.encoders import EmbeddingCache, Encoder, embed
+    """`adaptlab encoders embed`: vectors into the cache and a .npy file, a chunk at a time."""
+    from adaptlab.encoders import EmbeddingCache, Encoder, embed_to_file
 
     texts = synthetic_texts(n_texts)
     enc = Encoder.from_pretrained(device="cpu")
     base = rss_mb()
     t0 = time.perf_counter()
     with EmbeddingCache(Path(home) / "embeddings.sqlite") as cache:
-        embed(enc, texts, cache=cache)
+        embed_to_file(enc, texts, Path(home) / "vectors.npy", cache=cache)
     return {"what": "encode", "n_texts": n_texts, "seconds": time.perf_counter() - t0,
-            "rss_after_load_mb": round(base, 1), "peak_mb": round(peak_mb(), 1)}
+            "rss_after_load_mb": round(base, 1), "peak_mb": round(peak_mb(), 1),
+            "texts_mb": round(sum(sys.getsizeof(t) for t in texts) / 2**20, 1)}
 
 
-def one_check(n_texts: int, home: str) -> dict[str, Any]:
+def write_data(n_texts: int, path: str) -> dict[str, Any]:
+    """The labeled CSV `data check` reads (written by its own process, so the check's peak excludes it)."""
     import pandas as pd
+
+    texts = synthetic_texts(n_texts)
+    labels = [["business", "sport", "tech"][i % 3] for i in range(n_texts)]
+    pd.DataFrame({"text": texts, "label": labels}).to_csv(path, index=False)
+    return {"what": "data", "n_texts": n_texts, "mb": round(os.path.getsize(path) / 2**20, 1)}
+
+
+def one_check(n_texts: int, path: str) -> dict[str, Any]:
+    """`adaptlab data check` as a user runs it (label check included, default --max-rows 20,000)."""
     from typer.testing import CliRunner
 
     from adaptlab.cli import app
 
-    texts = synthetic_texts(n_texts)
-    labels = [["business", "sport", "tech"][i % 3] for i in range(n_texts)]
-    path = Path(home) / "data.csv"
-    pd.DataFrame({"text": texts, "label": labels}).to_csv(path, index=False)
-    del texts, labels
     base = rss_mb()
     t0 = time.perf_counter()
-    r = CliRunner().invoke(app, ["data", "check", "--data", str(path), "--no-label-issues", "--json"])
+    r = CliRunner().invoke(app, ["data", "check", "--data", path, "--json"])
     if r.exit_code != 0:
         raise SystemExit(r.output)
+    rep = json.loads(r.stdout)
     return {"what": "data check", "n_texts": n_texts, "seconds": time.perf_counter() - t0,
-            "rss_before_mb": round(base, 1), "peak_mb": round(peak_mb(), 1)}
+            "rss_before_mb": round(base, 1), "peak_mb": round(peak_mb(), 1),
+            "near_dup_clusters": rep["near_dup_clusters"], "sampled": rep["naive_split"].get("sampled"),
+            "label_check_rows": (rep["label_quality"] or {}).get("n")}
 
 
 def measure(args: list[str]) -> dict[str, Any]:
@@ -120,6 +156,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--refit-steps", default="10,100")
     p.add_argument("--refit-texts", type=int, default=10000)
+    p.add_argument("--finetune-steps", default="", help="e.g. 10,100 (the finetune rung on BBC News)")
     p.add_argument("--encode-texts", default="1000,10000")
     p.add_argument("--check-texts", default="10000,100000")
     p.add_argument("--json", type=Path)
@@ -130,10 +167,14 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as home:
             if what == "refit":
                 res = one_refit(int(rest[0]), int(rest[1]), home)
+            elif what == "finetune":
+                res = one_finetune(int(rest[0]), home)
             elif what == "encode":
                 res = one_encode(int(rest[0]), home)
+            elif what == "data":
+                res = write_data(int(rest[0]), rest[1])
             else:
-                res = one_check(int(rest[0]), home)
+                res = one_check(int(rest[0]), rest[1])
         print(json.dumps(res))
         return
     results = []
@@ -151,13 +192,26 @@ def main() -> None:
         print(f"refit {steps:>5} steps on {a.refit_texts:,} texts: peak {r['peak_mb']:,.0f} MiB "
               f"(after loading {r['rss_after_load_mb']:,.0f}; RSS at step 1 {first}, at step {steps} {last}), "
               f"{r['seconds']:.0f} s")
+    for steps in ints(a.finetune_steps):
+        r = measure(["finetune", str(steps)])
+        results.append(r)
+        if "error" in r:
+            print(f"finetune {steps} steps: FAILED {r['error'][-300:]}")
+            continue
+        tr = r["trace"]
+        print(f"finetune {steps:>5} steps on {r['n_train']:,} texts: peak {r['peak_mb']:,.0f} MiB (after loading "
+              f"{r['rss_after_load_mb']:,.0f}; RSS at step 1 {tr[0][1]}, at step {tr[-1][0]} {tr[-1][1]}), "
+              f"{r['seconds']:.0f} s")
     for n in ints(a.encode_texts):
         r = measure(["encode", str(n)])
         results.append(r)
         print(f"encode {n:>9,} texts: " + (f"peak {r['peak_mb']:,.0f} MiB, {r['seconds']:.0f} s"
                                              if "error" not in r else f"FAILED {r['error'][-300:]}"))
     for n in ints(a.check_texts):
-        r = measure(["check", str(n)])
+        with tempfile.TemporaryDirectory() as tmp:
+            path = str(Path(tmp) / "data.csv")
+            made = measure(["data", str(n), path])
+            r = measure(["check", str(n), path]) if "error" not in made else made
         results.append(r)
         print(f"data check {n:>9,} texts: " + (f"peak {r['peak_mb']:,.0f} MiB, {r['seconds']:.0f} s"
                                                  if "error" not in r else f"FAILED {r['error'][-300:]}"))

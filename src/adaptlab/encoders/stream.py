@@ -19,6 +19,7 @@ from typing import Any, Iterator, Optional, Sequence, Union
 import numpy as np
 
 from adaptlab.encoders.cache import _WRITE_EVERY, EmbeddingCache, embed
+from adaptlab.encoders.heap import bound_heap_growth
 from adaptlab.errors import ConfigError
 
 __all__ = ["embed_chunks", "embed_to_file"]
@@ -48,6 +49,7 @@ def embed_chunks(
     """
     if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
         raise ConfigError.invalid("chunk_size", chunk_size, "a positive integer (2048 is the default)")
+    bound_heap_growth()  # thousands of batches of varying width would otherwise fragment the heap
     for start in range(0, len(texts), chunk_size):
         yield embed(encoder, texts[start : start + chunk_size], cache=cache, batch_size=batch_size,
                     show_progress=False)

@@ -75,37 +75,133 @@ def one_refit(steps: int, n_texts: int, home: str) -> dict[str, Any]:
             "torch_threads": torch.get_num_threads()}
 
 
-def one_encode(n_texts: int, home: str) -> dict[str, Any]:
-    from adaptlab.encoders import EmbeddingCache, Encoder, embed
+class _Sampler:
+    """RSS sampled every 20 ms in a thread: the highest value since the last ``window()`` call."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self.high, self._stop = 0.0, threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.02):
+            self.high = max(self.high, rss_mb())
+
+    def window(self) -> float:
+        high, self.high = max(self.high, rss_mb()), 0.0
+        return round(high, 1)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def one_finetune(steps: int, home: str, trim: bool = False) -> dict[str, Any]:
+    """The finetune rung (every MiniLM weight trained; its defaults: batch 16, AdamW, a checkpoint every 200 steps
+    and at each epoch end, an evaluation at each epoch end) on BBC News articles cut to their first 1-6 sentences
+    (seeded), so batches have different widths as in real data. Per step: RSS after it and the highest RSS
+    sampled during it. ``trim``: after each step, also glibc's ``malloc_trim(0)`` and the RSS after it (what is
+    live, without the freed heap glibc keeps; a diagnostic: trimming changes the later steps)."""
+    import ctypes
+
+    import numpy as np
+    import torch
+
+    from adaptlab.config import Budget
+    from adaptlab.data import TextDataset, split_dataset
+    from adaptlab.data.bundled import load_bbc_news
+    from adaptlab.encoders import Encoder
+    from adaptlab.rungs import RungContext, get_rung
+
+    bbc = load_bbc_news()
+    rng = np.random.default_rng(0)
+    cut = [" ".join(re.split(r"(?<=[.!?])\s+", t)[: int(rng.integers(1, 7))]) for t in bbc.texts]
+    ds = TextDataset(cut, list(bbc.labels))
+    split = split_dataset(ds, strategy="stratified", seed=0, test_seed=0)
+    train, val = ds.subset(split.train), ds.subset(split.val)
+    enc = Encoder.from_pretrained(device="cpu")
+    base = rss_mb()
+    trace: list[tuple[int, float, float]] = []
+    sampler = _Sampler()
+    sampler.window()
+    ctx = RungContext(classes=ds.classes, encoder=enc, budget=Budget(steps=steps), home=Path(home))
+    libc = ctypes.CDLL("libc.so.6") if trim else None
+
+    def on_step(step: int) -> None:
+        row = [step, round(rss_mb(), 1), sampler.window()]
+        if libc is not None:
+            libc.malloc_trim(0)
+            row.append(round(rss_mb(), 1))
+        trace.append(tuple(row))
+
+    t0 = time.perf_counter()
+    try:
+        get_rung("finetune").fit(train, val, seed=0, context=ctx, callback=on_step)
+        after = sampler.window()
+    finally:
+        sampler.stop()
+    return {"what": "finetune (malloc_trim after each step)" if trim else "finetune", "steps": steps,
+            "n_train": len(train), "seconds": time.perf_counter() - t0,
+            "rss_after_load_mb": round(base, 1), "peak_mb": round(peak_mb(), 1), "trace": trace,
+            "peak_after_last_step_mb": after, "torch_threads": torch.get_num_threads()}
+
+
+class StandIn:
+    """MiniLM's shape without its compute: a vector per text from a seeded generator (384 dims, float32). Measures
+    what encoding holds besides the model (texts, hashes, cache writes, the output) at sizes MiniLM would take
+    hours to encode on 2 cores."""
+
+    fingerprint, name, precision, dim = "stand-in-384", "stand-in", "fp32", 384
+
+    def encode(self, texts: list[str], batch_size: int = 32, show_progress: Any = None) -> Any:
+        import numpy as np
+
+        return np.random.default_rng(len(texts)).standard_normal((len(texts), self.dim), dtype=np.float32)
+
+
+def one_encode(n_texts: int, home: str, stand_in: bool = False) -> dict[str, Any]:
+    """`adaptlab encoders embed`: vectors into the cache and a .npy file, a chunk at a time."""
+    from adaptlab.encoders import EmbeddingCache, Encoder, embed_to_file
 
     texts = synthetic_texts(n_texts)
-    enc = Encoder.from_pretrained(device="cpu")
+    enc = StandIn() if stand_in else Encoder.from_pretrained(device="cpu")
     base = rss_mb()
     t0 = time.perf_counter()
     with EmbeddingCache(Path(home) / "embeddings.sqlite") as cache:
-        embed(enc, texts, cache=cache)
-    return {"what": "encode", "n_texts": n_texts, "seconds": time.perf_counter() - t0,
-            "rss_after_load_mb": round(base, 1), "peak_mb": round(peak_mb(), 1)}
+        embed_to_file(enc, texts, Path(home) / "vectors.npy", cache=cache)
+    return {"what": "encode (stand-in encoder)" if stand_in else "encode", "n_texts": n_texts, "seconds": time.perf_counter() - t0,
+            "rss_after_load_mb": round(base, 1), "peak_mb": round(peak_mb(), 1),
+            "texts_mb": round(sum(sys.getsizeof(t) for t in texts) / 2**20, 1)}
 
 
-def one_check(n_texts: int, home: str) -> dict[str, Any]:
+def write_data(n_texts: int, path: str) -> dict[str, Any]:
+    """The labeled CSV `data check` reads (written by its own process, so the check's peak excludes it)."""
     import pandas as pd
+
+    texts = synthetic_texts(n_texts)
+    labels = [["business", "sport", "tech"][i % 3] for i in range(n_texts)]
+    pd.DataFrame({"text": texts, "label": labels}).to_csv(path, index=False)
+    return {"what": "data", "n_texts": n_texts, "mb": round(os.path.getsize(path) / 2**20, 1)}
+
+
+def one_check(n_texts: int, path: str) -> dict[str, Any]:
+    """`adaptlab data check` as a user runs it (label check included, default --max-rows 20,000)."""
     from typer.testing import CliRunner
 
     from adaptlab.cli import app
 
-    texts = synthetic_texts(n_texts)
-    labels = [["business", "sport", "tech"][i % 3] for i in range(n_texts)]
-    path = Path(home) / "data.csv"
-    pd.DataFrame({"text": texts, "label": labels}).to_csv(path, index=False)
-    del texts, labels
     base = rss_mb()
     t0 = time.perf_counter()
-    r = CliRunner().invoke(app, ["data", "check", "--data", str(path), "--no-label-issues", "--json"])
+    r = CliRunner().invoke(app, ["data", "check", "--data", path, "--json"])
     if r.exit_code != 0:
         raise SystemExit(r.output)
+    rep = json.loads(r.stdout)
     return {"what": "data check", "n_texts": n_texts, "seconds": time.perf_counter() - t0,
-            "rss_before_mb": round(base, 1), "peak_mb": round(peak_mb(), 1)}
+            "rss_before_mb": round(base, 1), "peak_mb": round(peak_mb(), 1),
+            "near_dup_clusters": rep["near_dup_clusters"], "sampled": rep["naive_split"].get("sampled"),
+            "label_check_rows": (rep["label_quality"] or {}).get("n")}
 
 
 def measure(args: list[str]) -> dict[str, Any]:
@@ -120,7 +216,11 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--refit-steps", default="10,100")
     p.add_argument("--refit-texts", type=int, default=10000)
+    p.add_argument("--finetune-steps", default="", help="e.g. 10,100 (the finetune rung on BBC News)")
+    p.add_argument("--finetune-trim", action="store_true", help="diagnostic: malloc_trim(0) after each step")
     p.add_argument("--encode-texts", default="1000,10000")
+    p.add_argument("--standin-texts", default="", help="encode with a stand-in encoder (no model compute), e.g. "
+                                                        "100000,1000000")
     p.add_argument("--check-texts", default="10000,100000")
     p.add_argument("--json", type=Path)
     p.add_argument("--one", nargs="+", help=argparse.SUPPRESS)
@@ -130,10 +230,16 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as home:
             if what == "refit":
                 res = one_refit(int(rest[0]), int(rest[1]), home)
+            elif what in ("finetune", "finetune-trim"):
+                res = one_finetune(int(rest[0]), home, trim=what == "finetune-trim")
             elif what == "encode":
                 res = one_encode(int(rest[0]), home)
+            elif what == "standin":
+                res = one_encode(int(rest[0]), home, stand_in=True)
+            elif what == "data":
+                res = write_data(int(rest[0]), rest[1])
             else:
-                res = one_check(int(rest[0]), home)
+                res = one_check(int(rest[0]), rest[1])
         print(json.dumps(res))
         return
     results = []
@@ -151,13 +257,33 @@ def main() -> None:
         print(f"refit {steps:>5} steps on {a.refit_texts:,} texts: peak {r['peak_mb']:,.0f} MiB "
               f"(after loading {r['rss_after_load_mb']:,.0f}; RSS at step 1 {first}, at step {steps} {last}), "
               f"{r['seconds']:.0f} s")
+    for steps in ints(a.finetune_steps):
+        r = measure(["finetune-trim" if a.finetune_trim else "finetune", str(steps)])
+        results.append(r)
+        if "error" in r:
+            print(f"finetune {steps} steps: FAILED {r['error'][-300:]}")
+            continue
+        tr = r["trace"]
+        print(f"finetune {steps:>5} steps on {r['n_train']:,} texts: peak {r['peak_mb']:,.0f} MiB (after loading "
+              f"{r['rss_after_load_mb']:,.0f}; RSS after step 1 {tr[0][1]}, after step {tr[-1][0]} {tr[-1][1]}; "
+              f"highest during step 1 {tr[0][2]}, during the last 10 steps {max(t[2] for t in tr[-10:])}; "
+              f"after the last step {r['peak_after_last_step_mb']}), {r['seconds']:.0f} s")
     for n in ints(a.encode_texts):
         r = measure(["encode", str(n)])
         results.append(r)
         print(f"encode {n:>9,} texts: " + (f"peak {r['peak_mb']:,.0f} MiB, {r['seconds']:.0f} s"
                                              if "error" not in r else f"FAILED {r['error'][-300:]}"))
+    for n in ints(a.standin_texts):
+        r = measure(["standin", str(n)])
+        results.append(r)
+        print(f"encode {n:>9,} texts, stand-in encoder: " + (
+            f"peak {r['peak_mb']:,.0f} MiB (texts {r['texts_mb']:,.0f} MiB), {r['seconds']:.0f} s"
+            if "error" not in r else f"FAILED {r['error'][-300:]}"))
     for n in ints(a.check_texts):
-        r = measure(["check", str(n)])
+        with tempfile.TemporaryDirectory() as tmp:
+            path = str(Path(tmp) / "data.csv")
+            made = measure(["data", str(n), path])
+            r = measure(["check", str(n), path]) if "error" not in made else made
         results.append(r)
         print(f"data check {n:>9,} texts: " + (f"peak {r['peak_mb']:,.0f} MiB, {r['seconds']:.0f} s"
                                                  if "error" not in r else f"FAILED {r['error'][-300:]}"))

@@ -96,3 +96,29 @@ def test_data_check_reports_near_duplicates_and_inflation(tmp_path):
     rep = json.loads(r.stdout)
     assert rep["near_dup_clusters"] >= 30 and rep["recommended_split"] == "near-dup"
     assert rep["naive_split"]["n_test_leaked"] > 0
+
+
+def test_data_check_samples_the_baseline_and_label_check_above_max_rows(tmp_path):
+    """Near-duplicates are searched in every row; the TF-IDF baseline and the label check use a stated sample."""
+    import pandas as pd
+
+    ds = topic_corpus(300, noise=0.6)
+    texts = list(ds.texts) + [t + " update" for t in ds.texts[:80]]
+    labels = list(ds.labels) + list(ds.labels[:80])
+    path = tmp_path / "d.csv"
+    pd.DataFrame({"text": texts, "label": labels}).to_csv(path, index=False)
+    full = json.loads(invoke("data", "check", "--data", path, "--json", "--max-rows", "0").stdout)
+    r = invoke("data", "check", "--data", path, "--json", "--max-rows", "100")
+    assert r.exit_code == 0, r.output
+    rep = json.loads(r.stdout)
+    assert rep["near_dup_clusters"] == full["near_dup_clusters"] >= 60  # every row searched either way
+    assert rep["naive_split"]["n_test_leaked"] == full["naive_split"]["n_test_leaked"]
+    smp = rep["naive_split"]["sampled"]
+    assert smp["n_test_scored"] == 76 == smp["n_test"] and smp["n_train"] > smp["n_train_fit"] >= 100
+    assert full["naive_split"]["sampled"] is None
+    assert rep["label_quality"]["n"] == 100 and rep["label_quality"]["n_total"] == 380
+    assert full["label_quality"]["n"] == 380
+    table = invoke("data", "check", "--data", path, "--max-rows", "100")
+    assert "train rows and scored on" in table.output and "stratified sample" in table.output
+    bad = invoke("data", "check", "--data", path, "--max-rows", "50")
+    assert bad.exit_code == 2 and "--max-rows" in bad.output

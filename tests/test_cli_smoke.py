@@ -59,6 +59,8 @@ SMOKE: dict[str, list[str]] = {
     "store backup": ["{tmp}/backup-{mode}.sqlite", "--home", "{home}"],
     "store check": ["--home", "{home}"],
     "encoders list": ["--folder", "{encoder}", "--no-fingerprint"],
+    "encoders embed": ["--data", "{texts}", "-o", "{tmp}/vectors-{mode}.npy", "--encoder", "{encoder}",
+                       "--home", "{home}"],
     "encoders compare": ["--data", "{data}", "--encoders", "{encoder},{encoder2}", "--seeds", "2", "--home", "{home}"],
 }
 

@@ -184,3 +184,53 @@ def test_two_studies_in_threads_of_one_process_share_the_cells(tmp_path, data, m
         t.join(timeout=120)
     assert sorted(trained) == [0, 1, 2] and len(results) == 2
     assert sum(r.n_trained for r in results) == 3
+
+
+def test_two_web_app_jobs_for_the_same_study_train_each_cell_once(tmp_path, data, monkeypatch):
+    """Two web-app servers on one home (each with its own job manager) get the same study at once: the job
+    manager's studies take the same leases as the CLI's, so every cell is trained once and read by the other."""
+    import threading
+
+    from adaptlab.rungs.tfidf import TfidfRung
+    from adaptlab.ui.jobs import JobManager
+    from adaptlab.ui.settings import UISettings
+
+    real_fit, trained, both_started = TfidfRung.fit, [], threading.Barrier(2, timeout=30)
+    lock = threading.Lock()
+
+    def counted_fit(self, train, val, *, seed, context):
+        with lock:
+            trained.append(seed)
+        time.sleep(0.5)  # long enough for the other job to find the cell leased
+        return real_fit(self, train, val, seed=seed, context=context)
+
+    monkeypatch.setattr(TfidfRung, "fit", counted_fit)
+    home = tmp_path / "home"
+    spec = {"data_path": str(data), "columns": {"text": "text", "label": "label"},
+            "config": {"rungs": ["tfidf"], "seeds": 3, "n_boot": 100}}
+
+    def start_together(ctx):
+        both_started.wait()
+        from adaptlab.ui.jobs import run_study
+
+        run_study(ctx)
+
+    managers = [JobManager(tmp_path / f"server-{i}" / "jobs", UISettings(home=home, models_root=tmp_path / "models"),
+                           runners={"study": start_together}) for i in range(2)]
+    try:
+        jobs = [m.submit("study", spec, "same study") for m in managers]
+        done = [m.wait(j.id, timeout=180) for m, j in zip(managers, jobs)]
+    finally:
+        for m in managers:
+            m.shutdown()
+    assert [j.status for j in done] == ["done", "done"], [j.error for j in done]
+    assert sorted(trained) == [0, 1, 2], f"trained {sorted(trained)}: a cell was trained twice"
+    results = [j.result for j in done]
+    assert sum(r["n_trained"] for r in results) == 3
+    assert all(r["n_trained"] + r["n_from_store"] == 3 for r in results)
+    assert done[0].study_id == done[1].study_id
+    # The jobs overlapped: one of them waited for a cell the other was training (its log says so).
+    assert any("another study on this home is training" in line for j in done for line in j.log), list(done[1].log)
+    with RunStore(home / "runs.sqlite")._connect() as con:
+        assert con.execute("SELECT COUNT(*) FROM results").fetchone()[0] == 3
+        assert con.execute("SELECT COUNT(*) FROM leases").fetchone()[0] == 0

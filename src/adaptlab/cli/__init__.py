@@ -366,6 +366,9 @@ def data_check(
                                                 "(ranked) to this file: .csv, .tsv, .jsonl or .parquet."),
     no_label_issues: bool = typer.Option(False, "--no-label-issues", help="Skip the label check (confident "
                                          "learning on 5-fold TF-IDF probabilities; seconds for thousands of texts)."),
+    max_rows: int = typer.Option(20_000, "--max-rows", min=0, help="Above this many rows, the label check and the "
+                                 "naive split's TF-IDF baseline use a seeded sample of this size (the output says "
+                                 "so); near-duplicates are always searched in every row. 0: every row."),
     json_out: bool = JsonOpt,
 ) -> None:
     """Validate a file, find near-duplicates, measure how much they would inflate a naive split, and find
@@ -374,6 +377,9 @@ def data_check(
     from adaptlab.errors import ConfigError
     from adaptlab.evaluate.leakage import measure_leakage_inflation
 
+    if 0 < max_rows < 100:
+        raise ConfigError.invalid("--max-rows", max_rows, "0 (every row) or an integer >= 100 (default 20,000)")
+    cap = max_rows or None
     if label_issues is not None and no_label_issues:
         raise ConfigError("--label-issues FILE writes the label check's rows, --no-label-issues skips the check: "
                           "give one of them, not both.")
@@ -381,12 +387,12 @@ def data_check(
     ds = _load(data, text_col=text_col, label_col=label_col, group_col=group_col, time_col=time_col, id_col=id_col,
                encoding=encoding, on_invalid="error")
     clusters = find_near_duplicates(ds.texts, threshold=threshold)
-    infl = measure_leakage_inflation(ds, threshold=threshold, clusters=clusters)
+    infl = measure_leakage_inflation(ds, threshold=threshold, clusters=clusters, max_rows=cap)
     report = {"source": str(data), "n": len(ds), "label_counts": ds.label_counts(),
               "near_dup_clusters": int(clusters.n_clusters), "near_dup_items": int(clusters.n_items_in_clusters),
               "naive_split": infl,
               "recommended_split": "group" if ds.groups is not None else ("near-dup" if clusters.n_clusters else "stratified")}
-    issues = None if no_label_issues else check_labels(ds)
+    issues = None if no_label_issues else check_labels(ds, max_rows=cap)
     report["label_quality"] = None if issues is None else issues.to_dict()
     written = issues.write(label_issues) if issues is not None and label_issues is not None else None
     if json_out:
@@ -399,6 +405,10 @@ def data_check(
         out.print(f"a naive stratified split puts {infl['n_test_leaked']} of {infl['n_test']} test items next to a "
                   f"(near-)duplicate in train; the tfidf baseline scores {infl['f1_all']:.4f} on all test items, "
                   f"{infl['f1_clean']:.4f} without them: inflation {infl['inflation']:+.4f}.")
+        if infl.get("sampled"):
+            smp = infl["sampled"]
+            out.print(f"  (baseline fitted on {smp['n_train_fit']:,} of {smp['n_train']:,} train rows and scored on "
+                      f"{smp['n_test_scored']:,} of {smp['n_test']:,} test rows: --max-rows {smp['max_rows']:,})")
     out.print(f"recommended split: {report['recommended_split']} (the default `--split auto` picks it)")
     if issues is not None:
         _print_label_issues(issues, written)

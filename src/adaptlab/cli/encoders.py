@@ -116,3 +116,66 @@ def encoders_compare(
         typer.echo(json.dumps(cmp.to_dict(), indent=2, default=str))
         return
     out.print(render_comparison(cmp))
+
+
+@encoders_app.command("embed")
+@user_errors
+def encoders_embed(
+    data: Path = typer.Option(..., "--data", help="CSV / JSONL / Parquet file with a text column."),
+    output: Path = typer.Option(..., "--out", "-o", help="Where the vectors go: a NumPy .npy file, row i = text i."),
+    encoder: Optional[str] = typer.Option(None, "--encoder", help="Encoder folder or name (default: the packaged "
+                                          "all-MiniLM-L6-v2)."),
+    text_col: Optional[str] = typer.Option(None, "--text-col"),
+    encoding: Optional[str] = typer.Option(None, "--encoding"),
+    on_invalid: str = typer.Option("error", "--on-invalid", help="error | drop (rows without text are listed)."),
+    batch_size: int = typer.Option(32, "--batch-size", min=1, help="Texts per forward pass."),
+    cache: bool = typer.Option(True, "--cache/--no-cache", help="Read and fill the embedding cache of --home."),
+    home: Optional[Path] = HomeOpt,
+    json_out: bool = JsonOpt,
+) -> None:
+    """Embed every text of a file into a .npy file, 2,048 texts at a time: memory holds one chunk of vectors,
+    never the whole matrix (1M texts fit on a laptop), and the cache makes a re-run cheap."""
+    import time
+
+    from adaptlab.config import default_home
+    from adaptlab.data import load_dataset
+    from adaptlab.encoders import EmbeddingCache, embed_to_file, load_encoder
+
+    if output.suffix != ".npy":
+        raise ConfigError(f"--out {output}: the vectors are written as a NumPy .npy file; give a path ending in .npy.")
+    if on_invalid not in ("error", "drop"):
+        raise ConfigError.invalid("--on-invalid", on_invalid, "error or drop")
+    ds, report = load_dataset(data, text_col=text_col, encoding=encoding, require_labels=False, on_invalid=on_invalid,
+                              return_report=True)
+    enc = load_encoder(encoder)
+    store = EmbeddingCache((home or default_home()) / "cache" / "embeddings.sqlite") if cache else None
+    bar = None
+    if not json_out and len(ds) > 2048:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(ds), desc=f"embed {enc.name}", unit="text")
+    t0 = time.perf_counter()
+    try:
+        embed_to_file(enc, ds.texts, output, cache=store, batch_size=batch_size,
+                      on_chunk=None if bar is None else (lambda done, n: bar.update(done - bar.n)))
+    finally:
+        if bar is not None:
+            bar.close()
+        if store is not None:
+            store.close()
+    payload = {"source": str(data), "out": str(output), "n": len(ds), "dim": int(enc.dim), "encoder": enc.name,
+               "seconds": round(time.perf_counter() - t0, 2),
+               "cache": None if store is None else {"hits": store.stats.hits, "misses": store.stats.misses},
+               "dropped_rows": [d.row for d in report.dropped]}
+    if json_out:
+        typer.echo(json.dumps(payload, indent=2))
+        return
+    out.print(f"wrote {payload['n']:,} x {payload['dim']} float32 vectors ({enc.name}) to {output} in "
+              f"{payload['seconds']:.1f} s" + ("" if store is None else
+                                               f"; cache: {store.stats.hits:,} read, {store.stats.misses:,} encoded"),
+              highlight=False)
+    if report.dropped:
+        out.print(f"dropped {len(report.dropped)} row(s) without a usable text (rows "
+                  f"{', '.join(str(r) for r in payload['dropped_rows'][:10])}"
+                  f"{' ...' if len(report.dropped) > 10 else ''}); row i of the file is the i-th row kept.",
+                  highlight=False)

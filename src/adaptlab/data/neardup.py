@@ -11,8 +11,8 @@ How it works:
    words than that becomes a single shingle (the whole normalised text), so short texts still match
    their exact copies.
 2. Texts with the same normalised form are exact duplicates and always share a cluster.
-3. One representative per distinct normalised text gets a MinHash and goes into a MinHash LSH index.
-   The LSH banding is tuned for recall (>= 99% chance to surface a pair whose Jaccard similarity is
+3. One representative per distinct normalised text gets a MinHash, kept only as one 64-bit key per
+   LSH band (168 bytes a text at the defaults); texts sharing a band key are candidates. The banding is tuned for recall (>= 99% chance to surface a pair whose Jaccard similarity is
    exactly ``threshold``), because every candidate pair is then checked with the *exact* Jaccard
    similarity of the shingle sets, which removes the false positives LSH lets through.
 4. Verified pairs are merged with union-find. Clusters are transitive: A~B and B~C put A and C in
@@ -23,13 +23,14 @@ Texts that are empty after normalisation (empty or whitespace only) are never cl
 """
 from __future__ import annotations
 
+import hashlib
 import re
 import unicodedata
 from dataclasses import dataclass, field
 from typing import Sequence
 
 import numpy as np
-from datasketch import MinHash, MinHashLSH
+from datasketch import MinHash
 
 from adaptlab.errors import ConfigError
 
@@ -39,6 +40,8 @@ _PUNCT = re.compile(r"[^\w\s]+")
 _SPACE = re.compile(r"\s+")
 # Probability that LSH proposes a pair whose Jaccard similarity equals the threshold.
 _TARGET_RECALL = 0.99
+# Texts whose shingle hashes are kept between candidate checks (the rest are recomputed from the text).
+_SHINGLE_CACHE = 4096
 
 
 def normalize_text(text: str) -> str:
@@ -128,6 +131,97 @@ class NearDupClusters:
         }
 
 
+def _norm_key(norm: str) -> int:
+    return int.from_bytes(hashlib.blake2b(norm.encode("utf-8"), digest_size=8).digest(), "little")
+
+
+def _shingle_hashes(text: str, shingle_size: int) -> np.ndarray:
+    """Sorted distinct 64-bit hashes of a text's shingles (two shingles sharing one: about 1e-19 a pair)."""
+    sh = shingle_set(normalize_text(text), shingle_size)
+    return np.unique(np.fromiter((hash(s) for s in sh), dtype=np.int64, count=len(sh)))
+
+
+def _band_keys(
+    texts: Sequence[str], uf: _UnionFind, *, num_perm: int, threshold: float, shingle_size: int, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """One MinHash per distinct normalised text, kept only as one 64-bit key per LSH band.
+
+    Exact duplicates after normalisation are merged into ``uf`` here. Returns the band keys (one row per
+    representative) and the text position of each representative.
+
+    Memory: 8 bytes per band and text (21 bands at the default threshold: 168 bytes a text), where an LSH
+    index of band byte strings in hash tables of sets took about 12 kB a text (12 GB at 1M texts). Exact
+    duplicates are found by a 64-bit hash of the normalised text (checked against the text on a match).
+    """
+    b, r = _lsh_params(threshold, num_perm)
+    # A band's key is a random linear hash of its r values: equal bands always share it; different ones
+    # share it by chance with probability about 2**-64, and every proposed pair is verified anyway.
+    rng = np.random.default_rng(0x5EED)
+    mult = rng.integers(0, 2**63, size=(b, r), dtype=np.uint64) * np.uint64(2) + np.uint64(1)
+    keys = np.empty((1024, b), dtype=np.uint64)
+    reps: list[int] = []
+    first_of: dict[int, int] = {}
+    template = MinHash(num_perm=num_perm, seed=seed)
+    for i, text in enumerate(texts):
+        norm = normalize_text(text)
+        if not norm:
+            continue
+        first = first_of.setdefault(_norm_key(norm), i)
+        if first != i and normalize_text(texts[first]) == norm:
+            uf.union(first, i)
+            continue
+        if len(reps) == len(keys):  # grow by half: amortised O(1), at most 1.5x the final size
+            keys = np.concatenate([keys, np.empty((len(keys) // 2, b), dtype=np.uint64)])
+        m = template.copy()  # copying skips re-deriving the permutations for every text
+        m.update_batch([s.encode("utf-8") for s in shingle_set(norm, shingle_size)])
+        with np.errstate(over="ignore"):
+            keys[len(reps)] = (m.hashvalues[: b * r].reshape(b, r) * mult).sum(axis=1)
+        reps.append(i)
+    return keys[: len(reps)].copy(), np.asarray(reps, dtype=np.int64)
+
+
+def _verify_candidates(
+    texts: Sequence[str], keys: np.ndarray, reps: np.ndarray, uf: _UnionFind, *, threshold: float, shingle_size: int
+) -> None:
+    """Union every pair that shares a band key and whose exact shingle Jaccard is at least ``threshold``.
+
+    A pair already in one cluster is not checked (the clusters would not change), and shingle hashes are
+    recomputed from the texts (the last few thousand kept), so memory does not grow with the corpus.
+    """
+    cache: dict[int, np.ndarray] = {}
+
+    def hashes(k: int) -> np.ndarray:
+        if k not in cache:
+            if len(cache) >= _SHINGLE_CACHE:
+                cache.pop(next(iter(cache)))
+            cache[k] = _shingle_hashes(texts[int(reps[k])], shingle_size)
+        return cache[k]
+
+    for band in range(keys.shape[1]):
+        col = keys[:, band]
+        order = np.argsort(col, kind="stable")
+        sorted_col = col[order]
+        same = np.flatnonzero(sorted_col[1:] == sorted_col[:-1])
+        if not len(same):
+            continue
+        # Runs of equal keys: starts are where a "same" follows a "different".
+        starts = same[np.r_[True, np.diff(same) > 1]]
+        for start in starts:
+            stop = start + 1
+            while stop < len(sorted_col) and sorted_col[stop] == sorted_col[start]:
+                stop += 1
+            members = np.sort(order[start:stop])
+            for x in range(len(members)):
+                for y in range(x + 1, len(members)):
+                    a, c = int(members[x]), int(members[y])
+                    if uf.find(int(reps[a])) == uf.find(int(reps[c])):
+                        continue
+                    ha, hc = hashes(a), hashes(c)
+                    inter = len(np.intersect1d(ha, hc, assume_unique=True))
+                    if inter and inter >= threshold * (len(ha) + len(hc) - inter):
+                        uf.union(int(reps[a]), int(reps[c]))
+
+
 class _UnionFind:
     def __init__(self, n: int) -> None:
         self.parent = list(range(n))
@@ -206,43 +300,9 @@ def find_near_duplicates(
         )
 
     uf = _UnionFind(n)
-    # Exact duplicates after normalisation are merged directly; only one representative per
-    # distinct normalised text needs a MinHash.
-    rep_of: dict[str, int] = {}
-    reps: list[int] = []
-    rep_norm: list[str] = []
-    for i, text in enumerate(texts):
-        norm = normalize_text(text)
-        if not norm:
-            continue
-        first = rep_of.setdefault(norm, i)
-        if first == i:
-            reps.append(i)
-            rep_norm.append(norm)
-        else:
-            uf.union(first, i)
-
-    if len(reps) > 1:
-        b, r = _lsh_params(float(threshold), int(num_perm))
-        lsh = MinHashLSH(num_perm=int(num_perm), params=(b, r))
-        template = MinHash(num_perm=int(num_perm), seed=int(seed))
-        # Memory: each text keeps only its shingles' 64-bit hashes (sorted, 8 bytes each) instead of a set of
-        # strings (~100 bytes each), and no MinHash once it is in the index: each text is queried against the
-        # texts before it, then inserted. Two distinct shingles sharing a 64-bit hash would be needed to change
-        # a Jaccard value (about 1e-19 per pair).
-        hashed: list[np.ndarray] = []
-        for k, norm in enumerate(rep_norm):
-            sh = shingle_set(norm, shingle_size)
-            m = template.copy()  # copying skips re-deriving the permutations for every text
-            m.update_batch([s.encode("utf-8") for s in sh])
-            hk = np.unique(np.fromiter((hash(s) for s in sh), dtype=np.int64, count=len(sh)))
-            hashed.append(hk)
-            for j in lsh.query(m):
-                hj = hashed[j]
-                inter = len(np.intersect1d(hk, hj, assume_unique=True))
-                if inter and inter >= threshold * (len(hk) + len(hj) - inter):
-                    uf.union(reps[k], reps[j])
-            lsh.insert(k, m, check_duplication=False)
+    band_keys, reps = _band_keys(texts, uf, num_perm=int(num_perm), threshold=float(threshold),
+                                 shingle_size=int(shingle_size), seed=int(seed))
+    _verify_candidates(texts, band_keys, reps, uf, threshold=float(threshold), shingle_size=int(shingle_size))
 
     ids: dict[int, int] = {}
     labels = np.empty(n, dtype=np.int64)

@@ -17,6 +17,7 @@ from adaptlab.encoders.cache import CacheStats, EmbeddingCache, embed
 from adaptlab.encoders.encoder import DEFAULT_ENCODER, POOLING_MODES, Encoder
 from adaptlab.encoders.candidates import KNOWN_ENCODERS  # issue #9
 from adaptlab.encoders.listing import list_encoders
+from adaptlab.encoders.stream import embed_chunks, embed_to_file  # issue #18: bounded memory
 
 
 def load_encoder(name_or_path: Optional[Union[str, Path]] = None, device: str = "auto") -> Encoder:
@@ -39,6 +40,8 @@ __all__ = [
     "EmbeddingCache",
     "Encoder",
     "embed",
+    "embed_chunks",
+    "embed_to_file",
     "list_encoders",
     "load_encoder",
 ]

@@ -53,7 +53,9 @@ def synthetic_texts(n: int, seed: int = 0) -> list[str]:
     return out
 
 
-def one_refit(steps: int, n_texts: int, home: str) -> dict[str, Any]:
+def one_refit(steps: int, n_texts: int, home: str, trace_file: str = "") -> dict[str, Any]:
+    """Refit ``steps`` steps; with ``trace_file``, each step's RSS is also appended there as it happens, so a
+    long run stopped early (hours on a CPU) still leaves its figures."""
     import torch
 
     from adaptlab.encoders import Encoder
@@ -63,11 +65,14 @@ def one_refit(steps: int, n_texts: int, home: str) -> dict[str, Any]:
     enc = Encoder.from_pretrained(device="cpu")
     base = rss_mb()
     trace: list[tuple[int, float]] = []
+    t0 = time.perf_counter()
 
     def on_step(step: int, loss: float, model: Any) -> None:
         trace.append((step, round(rss_mb(), 1)))
+        if trace_file:
+            with open(trace_file, "a") as fh:
+                fh.write(f"{step}\t{trace[-1][1]}\t{round(peak_mb(), 1)}\t{time.perf_counter() - t0:.1f}\n")
 
-    t0 = time.perf_counter()
     refit_encoder(enc, texts, RefitConfig(budget=f"{steps}steps", estimate_steps=1, checkpoint_every=10**9),
                   home=home, callback=on_step)
     return {"what": "refit", "steps": steps, "n_texts": n_texts, "seconds": time.perf_counter() - t0,
@@ -223,13 +228,15 @@ def main() -> None:
                                                         "100000,1000000")
     p.add_argument("--check-texts", default="10000,100000")
     p.add_argument("--json", type=Path)
+    p.add_argument("--trace-dir", type=Path, help="refit: append each step's RSS, peak and seconds to "
+                                                  "DIR/refit_STEPS.tsv as the run goes")
     p.add_argument("--one", nargs="+", help=argparse.SUPPRESS)
     a = p.parse_args()
     if a.one:
         what, *rest = a.one
         with tempfile.TemporaryDirectory() as home:
             if what == "refit":
-                res = one_refit(int(rest[0]), int(rest[1]), home)
+                res = one_refit(int(rest[0]), int(rest[1]), home, *rest[2:3])
             elif what in ("finetune", "finetune-trim"):
                 res = one_finetune(int(rest[0]), home, trim=what == "finetune-trim")
             elif what == "encode":
@@ -247,7 +254,8 @@ def main() -> None:
     print(f"machine: {os.cpu_count()} CPUs, OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')}, "
           f"load {os.getloadavg()[0]:.1f}")
     for steps in ints(a.refit_steps):
-        r = measure(["refit", str(steps), str(a.refit_texts)])
+        trace = [str(a.trace_dir / f"refit_{steps}.tsv")] if a.trace_dir else []
+        r = measure(["refit", str(steps), str(a.refit_texts), *trace])
         results.append(r)
         if "error" in r:
             print(f"refit {steps} steps: FAILED {r['error'][-300:]}")

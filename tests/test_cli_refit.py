@@ -200,3 +200,25 @@ def test_auto_mixed_precision_gates_once_and_the_study_reuses_the_refit_it_chose
     assert d["refit_key"] == refit["key"] and d["reused"] is True  # the same decision, the same refit
     r = invoke("study", "show", "--home", home)
     assert r.exit_code == 0 and "training precision: refit: auto: this CPU runs bf16 natively" in r.output, r.output
+
+
+def test_refit_precision_tolerance_reaches_the_gate_and_the_study_command(files, tiny_encoder_dir, tmp_path,
+                                                                         one_torch_thread, monkeypatch):
+    from adaptlab.encoders import fast
+    from adaptlab.evaluate import training_precision
+
+    monkeypatch.setattr(fast, "native_bf16", lambda device="cpu": True)
+    monkeypatch.setattr(training_precision, "GATE_STEPS", 2)
+    home = tmp_path / "home"
+    common = flags(files, tiny_encoder_dir, home)
+    r = invoke("refit", *common, "--mixed-precision", "auto", "--precision-tolerance", "1.5", "--json")
+    assert r.exit_code == 2 and "precision_tolerance" in r.output and "Traceback" not in r.output, r.output
+    assert not (home / "precision_gates").exists()
+
+    r = invoke("refit", *common, "--mixed-precision", "auto", "--precision-tolerance", "0.9", "--json")
+    assert r.exit_code == 0, r.output
+    refit = json.loads(r.stdout)
+    assert refit["runtime"]["mixed_precision"] == "bf16"  # no tiny model loses 90 F1 points to bf16
+    assert "--precision-tolerance 0.9" in refit["study_command"]
+    (gate,) = (home / "precision_gates").glob("*.json")
+    assert json.loads(gate.read_text())["tolerance"] == 0.9

@@ -81,7 +81,8 @@ def refit_cmd(
     refit_budget: Optional[str] = RefitBudgetOpt,
     refit_objective: Optional[str] = RefitObjectiveOpt,
     transductive: bool = TransductiveOpt,
-    mixed_precision: Optional[str] = typer.Option(None, "--mixed-precision", help="no | bf16 | fp16 | auto (fp16 needs a CUDA GPU; auto: bf16 where native and within 0.5 F1 points of a short float32 run on validation; default: no)."),
+    mixed_precision: Optional[str] = typer.Option(None, "--mixed-precision", help="no | bf16 | fp16 | auto (fp16 needs a CUDA GPU; auto: bf16 where native and within --precision-tolerance of a short float32 run on validation; default: no)."),
+    precision_tolerance: float = typer.Option(0.005, "--precision-tolerance", help="With --mixed-precision auto: largest validation-F1 loss bf16 may show against float32 (0.005 = half a point; the study's flag of the same name)."),
     home: Optional[Path] = HomeOpt,
     json_out: bool = JsonOpt,
 ) -> None:
@@ -111,6 +112,7 @@ def refit_cmd(
             # The study's config minus the other rungs: nothing here changes the refit's key with the rung list.
             cfg = StudyConfig(rungs=["refit"], seeds=1, split=split, test_size=test_size, val_size=val_size,
                               test_seed=test_seed, encoder=encoder, positive_label=positive_label, budget=budget,
+                              precision_tolerance=precision_tolerance,
                               rung_params=refit_rung_params("refit", refit_budget, refit_objective, transductive,
                                                             mixed_precision))
             cols = dict(text_col=text_col, label_col=label_col, group_col=group_col, time_col=time_col, id_col=id_col,
@@ -136,7 +138,8 @@ def refit_cmd(
         ("--positive-label", positive_label), ("--test-size", test_size if test_size != 0.2 else None),
         ("--val-size", val_size if val_size != 0.2 else None), ("--test-seed", test_seed or None),
         ("--budget", budget), ("--refit-budget", refit_budget), ("--refit-objective", refit_objective),
-        ("--transductive", transductive), ("--mixed-precision", mixed_precision), ("--home", home),
+        ("--transductive", transductive), ("--mixed-precision", mixed_precision),
+        ("--precision-tolerance", precision_tolerance if precision_tolerance != 0.005 else None), ("--home", home),
     ])
     summary = refit_summary(outcome, command)
     if json_out:

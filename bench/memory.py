@@ -103,7 +103,7 @@ class _Sampler:
         self._thread.join()
 
 
-def one_finetune(steps: int, home: str, trim: bool = False) -> dict[str, Any]:
+def one_finetune(steps: int, home: str, trim: bool = False, trace_file: str = "") -> dict[str, Any]:
     """The finetune rung (every MiniLM weight trained; its defaults: batch 16, AdamW, a checkpoint every 200 steps
     and at each epoch end, an evaluation at each epoch end) on BBC News articles cut to their first 1-6 sentences
     (seeded), so batches have different widths as in real data. Per step: RSS after it and the highest RSS
@@ -133,6 +133,7 @@ def one_finetune(steps: int, home: str, trim: bool = False) -> dict[str, Any]:
     sampler.window()
     ctx = RungContext(classes=ds.classes, encoder=enc, budget=Budget(steps=steps), home=Path(home))
     libc = ctypes.CDLL("libc.so.6") if trim else None
+    t0 = time.perf_counter()
 
     def on_step(step: int) -> None:
         row = [step, round(rss_mb(), 1), sampler.window()]
@@ -140,8 +141,10 @@ def one_finetune(steps: int, home: str, trim: bool = False) -> dict[str, Any]:
             libc.malloc_trim(0)
             row.append(round(rss_mb(), 1))
         trace.append(tuple(row))
+        if trace_file:
+            with open(trace_file, "a") as fh:
+                fh.write("\t".join(map(str, row)) + f"\t{time.perf_counter() - t0:.1f}\n")
 
-    t0 = time.perf_counter()
     try:
         get_rung("finetune").fit(train, val, seed=0, context=ctx, callback=on_step)
         after = sampler.window()
@@ -228,8 +231,8 @@ def main() -> None:
                                                         "100000,1000000")
     p.add_argument("--check-texts", default="10000,100000")
     p.add_argument("--json", type=Path)
-    p.add_argument("--trace-dir", type=Path, help="refit: append each step's RSS, peak and seconds to "
-                                                  "DIR/refit_STEPS.tsv as the run goes")
+    p.add_argument("--trace-dir", type=Path, help="refit and finetune: append each step's RSS to "
+                                                  "DIR/refit_STEPS.tsv / DIR/finetune_STEPS.tsv as the run goes")
     p.add_argument("--one", nargs="+", help=argparse.SUPPRESS)
     a = p.parse_args()
     if a.one:
@@ -238,7 +241,7 @@ def main() -> None:
             if what == "refit":
                 res = one_refit(int(rest[0]), int(rest[1]), home, *rest[2:3])
             elif what in ("finetune", "finetune-trim"):
-                res = one_finetune(int(rest[0]), home, trim=what == "finetune-trim")
+                res = one_finetune(int(rest[0]), home, trim=what == "finetune-trim", trace_file=(rest[1:2] or [""])[0])
             elif what == "encode":
                 res = one_encode(int(rest[0]), home)
             elif what == "standin":
@@ -266,7 +269,8 @@ def main() -> None:
               f"(after loading {r['rss_after_load_mb']:,.0f}; RSS at step 1 {first}, at step {steps} {last}), "
               f"{r['seconds']:.0f} s")
     for steps in ints(a.finetune_steps):
-        r = measure(["finetune-trim" if a.finetune_trim else "finetune", str(steps)])
+        trace = [str(a.trace_dir / f"finetune_{steps}.tsv")] if a.trace_dir else []
+        r = measure(["finetune-trim" if a.finetune_trim else "finetune", str(steps), *trace])
         results.append(r)
         if "error" in r:
             print(f"finetune {steps} steps: FAILED {r['error'][-300:]}")

@@ -286,3 +286,40 @@ def test_the_study_report_says_which_rows_trained_in_mixed_precision(enc, tmp_pa
     lines = "\n".join(network_lines(res))
     assert "finetune:" in lines and "trained in bf16 mixed precision" in lines
     assert "lora:" in lines and lines.count("mixed precision") == 1
+
+
+# ------------------------------------------------------------------------------------------ resident memory
+def _rss_mb() -> float:
+    import os
+
+    with open("/proc/self/statm") as fh:
+        return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def test_trim_heap_gives_freed_blocks_back_to_the_os():
+    from adaptlab.encoders.heap import bound_heap_growth, trim_heap
+
+    if not bound_heap_growth():
+        pytest.skip("glibc only (the heap thresholds are glibc's)")
+    blocks = [np.ones(100_000 // 8) for _ in range(2000)]  # 200 MB of blocks under the 1 MiB mmap threshold
+    last = blocks[-1]  # one live block at the top: free() alone cannot shrink the heap below it
+    del blocks
+    held = _rss_mb()
+    assert trim_heap()
+    assert held - _rss_mb() > 100, "the freed blocks stayed resident"
+    assert last.sum() == 100_000 // 8
+
+
+def test_both_training_loops_trim_the_heap_after_every_cpu_step(enc, data, tmp_path, monkeypatch):
+    from adaptlab.rungs import runtime
+
+    calls: list[int] = []
+    monkeypatch.setattr(runtime, "trim_heap", lambda: calls.append(1) or True)
+    tr, va = data
+    fitted = get_rung("finetune", {**FAST, "max_epochs": 1}).fit(
+        tr, va, seed=0, context=RungContext(classes=CLASSES, encoder=enc))
+    assert len(calls) == fitted.selected_["steps"] == 5  # 40 texts, batch 8, one epoch
+    calls.clear()
+    cfg = RefitConfig(budget="3steps", batch_size=8, max_seq_length=32, estimate_steps=1)
+    out = refit_encoder(enc, topic_corpus(60, seed=3).texts, cfg, seed=0, home=tmp_path)
+    assert out.manifest["steps"] == 3 and len(calls) == 3

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from adaptlab.encoders.heap import bound_heap_growth
+from adaptlab.encoders.heap import bound_heap_growth, trim_heap
 from adaptlab.errors import AdaptlabError, ConfigError
 
 MIXED_PRECISIONS = ("no", "bf16", "fp16")
@@ -191,6 +191,12 @@ class TrainingRuntime:
     @property
     def distributed(self) -> bool:
         return self.num_processes > 1
+
+    def after_step(self) -> None:
+        """After each optimizer step on a CPU, the heap's freed pages go back to the OS, so the resident size
+        stays what is live instead of creeping up with every step (see adaptlab.encoders.heap.trim_heap)."""
+        if self.device is not None and torch.device(self.device).type == "cpu":
+            trim_heap()
 
     # ---------------------------------------------------------------- model and optimizer
     def wrap(self, model: nn.Module) -> nn.Module:

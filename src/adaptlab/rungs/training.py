@@ -969,6 +969,7 @@ class _Loop:
                           hint=f"Lower the learning rates ({_prefix(cfg)}.backbone_lr={cfg.backbone_lr:g}) or "
                                "use mixed_precision='bf16'.")
         self.opt.zero_grad(set_to_none=True)
+        rt.after_step()
         st.step += 1
         st.batch += 1
         st.samples += len(idx)

@@ -461,6 +461,7 @@ def train(
                 guard.record(skipped=skipped, step=state.step + 1,
                              hint=f"Lower the learning rate (lr={cfg.lr:g}) or use mixed_precision='bf16'.")
                 optimizer.zero_grad(set_to_none=True)
+                rt.after_step()
                 state.step += 1
                 state.position += 1
                 state.tokens += n_tokens

@@ -43,6 +43,7 @@ def embed_chunks(
     vectors read, new ones stored), so memory holds one chunk of vectors, never the whole matrix.
 
     Example:
+        >>> from adaptlab.encoders import Encoder
         >>> enc = Encoder.from_pretrained()
         >>> [c.shape for c in embed_chunks(enc, ["a", "b", "c"], chunk_size=2)]
         [(2, 384), (1, 384)]
@@ -78,8 +79,9 @@ def embed_to_file(
     loading it whole. ``on_chunk(rows_done, n)`` is called after each chunk (a progress bar).
 
     Example:
+        >>> from adaptlab.encoders import Encoder
         >>> enc = Encoder.from_pretrained()
-        >>> p = embed_to_file(enc, ["first text", "second text"], tmp / "vectors.npy")
+        >>> p = embed_to_file(enc, ["first text", "second text"], "vectors.npy")
         >>> np.load(p).shape
         (2, 384)
     """

@@ -42,9 +42,9 @@ def bound_heap_growth() -> bool:
 
 # Even with the thresholds fixed, the blocks under 1 MiB that each step frees stay in the heap between the
 # live ones, and over a few hundred steps of varying widths the resident size creeps up (fine-tune rung:
-# 1.10 -> 1.34 GB over 300 steps). malloc_trim(0) hands those free pages back: after it the resident size is
-# what is live, flat over the same 300 steps (1.07 -> 1.16 GB, the 90 MB step being the best-epoch copy),
-# for 1.4% more time per step. See bench/memory.py (--finetune-trim).
+# 1,101 -> 1,339 MiB over 300 steps). malloc_trim(0) hands those free pages back: after it the resident size is
+# what is live, flat over the same 300 steps (1,066 -> 1,164 MiB, the 90 MiB step being the best epoch's copy),
+# for about 2% more time per step. See bench/memory.py (--finetune-trim) and docs/guides/reliability.md.
 def trim_heap() -> bool:
     """Give the heap's free pages back to the OS (glibc's ``malloc_trim(0)``); False where there is no glibc.
 

@@ -108,7 +108,9 @@ def one_finetune(steps: int, home: str, trim: bool = False, trace_file: str = ""
     and at each epoch end, an evaluation at each epoch end) on BBC News articles cut to their first 1-6 sentences
     (seeded), so batches have different widths as in real data. Per step: RSS after it and the highest RSS
     sampled during it. ``trim``: after each step, also glibc's ``malloc_trim(0)`` and the RSS after it (what is
-    live, without the freed heap glibc keeps; a diagnostic: trimming changes the later steps)."""
+    live, without the freed heap glibc keeps; a diagnostic: trimming changes the later steps). It is how the leak was
+    found; since then the training loop itself trims after every CPU step (``TrainingRuntime.after_step``), so
+    both columns now read the same."""
     import ctypes
 
     import numpy as np

@@ -1,9 +1,12 @@
-"""Test-session settings: never touch the network; keep torch to the machine's 2 cores."""
+"""Test-session settings: never touch the network; keep torch to the machine's 2 cores; one bf16 answer."""
 import os
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# The suite means the same on every CPU: "auto" precision resolves as on a machine without native bf16
+# (fp32) unless a test simulates one (tests/test_bf16_encode.py `native`). Subprocesses inherit it.
+os.environ.setdefault("ADAPTLAB_NATIVE_BF16", "0")
 
 import glob
 from pathlib import Path

@@ -11,10 +11,12 @@ from typer.testing import CliRunner
 
 import adaptlab.encoders.fast as fast_mod
 from adaptlab.cli import app
+from adaptlab.errors import ConfigError
 from adaptlab.config import StudyConfig
 from adaptlab.encoders import EmbeddingCache, embed
 from adaptlab.encoders.cache import embedding_key
-from adaptlab.encoders.fast import BF16_METHOD, Bf16Encoder, Int8Encoder, choose_precision, make_encoder, native_bf16
+from adaptlab.encoders.fast import BF16_METHOD, Bf16Encoder, Int8Encoder, choose_precision, make_encoder, native_bf16, \
+    resolve_precision
 from adaptlab.evaluate import Study
 from adaptlab.store import RunStore
 from adaptlab.studyfile import parse_study_file, study_config, study_file_text
@@ -29,6 +31,12 @@ runner = CliRunner()
 def no_native_bf16(monkeypatch):
     """A CPU without AVX-512-BF16 or AMX (flags of an older Xeon)."""
     monkeypatch.setattr(fast_mod, "_cpu_flags", lambda: frozenset({"sse4_2", "avx2", "avx512f"}))
+
+
+@pytest.fixture(autouse=True)
+def detected(monkeypatch):
+    """These tests simulate the CPU's flags, so the detection runs (conftest pins it off for the suite)."""
+    monkeypatch.delenv(fast_mod.NATIVE_BF16_ENV, raising=False)
 
 
 @pytest.fixture
@@ -71,6 +79,18 @@ def test_native_bf16_reads_the_cpu_flags(monkeypatch):
     assert native_bf16("cpu") is True
 
 
+def test_the_environment_overrides_the_detection(monkeypatch):
+    monkeypatch.setattr(fast_mod, "_cpu_flags", lambda: frozenset({"amx_bf16", "amx_tile"}))
+    monkeypatch.setenv(fast_mod.NATIVE_BF16_ENV, "0")
+    assert native_bf16("cpu") is False and resolve_precision("auto")[0] == "fp32"
+    monkeypatch.setattr(fast_mod, "_cpu_flags", lambda: frozenset({"avx2"}))
+    monkeypatch.setenv(fast_mod.NATIVE_BF16_ENV, "1")
+    assert native_bf16("cpu") is True and resolve_precision("auto")[0] == "bf16"
+    monkeypatch.setenv(fast_mod.NATIVE_BF16_ENV, "yes")
+    with pytest.raises(ConfigError, match="ADAPTLAB_NATIVE_BF16.*0 \\(no native bf16\\) or 1"):
+        native_bf16("cpu")
+
+
 def test_auto_is_fp32_without_native_bf16_and_runs_no_gate(tiny_encoder, no_native_bf16):
     used, choice = choose_precision(tiny_encoder, "auto", validation_f1=lambda e: pytest.fail("no gate without bf16"))
     assert used is tiny_encoder and choice.used == "fp32" and not choice.fell_back
@@ -103,7 +123,7 @@ def run(home, enc, data, **cfg):
 
 
 def test_study_auto_refuses_a_degraded_bf16_path_and_falls_back(tiny_encoder, tmp_path, corpus, monkeypatch, native):
-    base = run(tmp_path, tiny_encoder, corpus)
+    base = run(tmp_path, tiny_encoder, corpus, encode_precision="fp32", precision_tolerance=0.0)
     monkeypatch.setattr(fast_mod, "cast_bf16", degrade)  # forced: every text collapses onto one vector
     res = run(tmp_path, tiny_encoder, corpus, encode_precision="auto", precision_tolerance=0.0)
     gate = res.data["encode_precision"]
@@ -111,6 +131,7 @@ def test_study_auto_refuses_a_degraded_bf16_path_and_falls_back(tiny_encoder, tm
     assert gate["bf16_f1"] < gate["fp32_f1"]
     assert any("bf16 rejected" in w for w in res.warnings)
     assert res.n_trained == 0 and res.row("probe")["f1_by_seed"] == base.row("probe")["f1_by_seed"]
+    assert res.study_id == base.study_id  # what ran is the fp32 study
 
 
 def test_study_auto_without_native_bf16_is_the_fp32_study(tiny_encoder, tmp_path, corpus, no_native_bf16):
@@ -135,11 +156,33 @@ def test_study_bf16_records_the_path_in_result_keys(tiny_encoder, tmp_path, corp
     assert any(fp.endswith("@bf16") for fp in cache.fingerprints())
 
 
+def test_the_default_is_auto_and_the_id_names_what_it_became(tiny_encoder, tmp_path, corpus, monkeypatch):
+    monkeypatch.setattr(fast_mod, "_cpu_flags", lambda: frozenset({"avx2"}))
+    default = run(tmp_path / "a", tiny_encoder, corpus)
+    assert default.data["encode_precision"]["requested"] == "auto" and default.data["encode_precision"]["used"] == "fp32"
+    assert default.study_id == run(tmp_path / "a", tiny_encoder, corpus, encode_precision="fp32").study_id
+    monkeypatch.setattr(fast_mod, "_cpu_flags", lambda: frozenset({"avx512_bf16"}))
+    on_bf16 = run(tmp_path / "b", tiny_encoder, corpus, precision_tolerance=0.5)
+    assert on_bf16.data["encode_precision"]["used"] == "bf16" and on_bf16.study_id != default.study_id
+    explicit = run(tmp_path / "b", tiny_encoder, corpus, encode_precision="bf16", precision_tolerance=0.5)
+    assert explicit.study_id == on_bf16.study_id and explicit.n_trained == 0  # the same vectors, the same cells
+
+
+def test_the_gate_encodes_a_sample_in_fp32_not_the_whole_train_split(tiny_encoder, tmp_path, corpus, monkeypatch):
+    monkeypatch.setattr(fast_mod, "GATE_MAX_TEXTS", 20)
+    res = run(tmp_path, tiny_encoder, corpus, encode_precision="bf16", precision_tolerance=0.5)
+    assert res.data["encode_precision"]["used"] == "bf16"
+    cache = EmbeddingCache(tmp_path / "cache" / "embeddings.sqlite")
+    bf16 = next(fp for fp in cache.fingerprints() if fp.endswith("@bf16"))
+    assert cache.count(embedding_key(tiny_encoder)) == 40  # 20 train + 20 validation texts, stratified
+    assert cache.count(bf16) == len(corpus)  # the study itself encodes everything once, in bf16
+
+
 def test_precision_tolerance_keeps_the_old_name_and_the_study_id():
     assert StudyConfig(precision_tolerance=0.02).to_dict() == StudyConfig(int8_tolerance=0.02).to_dict()
-    d = StudyConfig().to_dict()
+    d = StudyConfig().identity("fp32")  # what the id hashes: auto (the default) that ran in fp32 is the fp32 study
     assert d["int8_tolerance"] == 0.005 and "precision_tolerance" not in d and d["encode_precision"] == "fp32"
-    assert StudyConfig(**d).precision_tolerance == 0.005
+    assert StudyConfig(**d).precision_tolerance == 0.005 and StudyConfig().to_dict()["encode_precision"] == "auto"
     text = study_file_text(StudyConfig(encode_precision="auto", precision_tolerance=0.01).to_dict())
     assert 'precision = "auto"' in text and "precision_tolerance = 0.01" in text and "int8_tolerance" not in text
     assert study_config(parse_study_file(text)).precision_tolerance == 0.01
@@ -209,7 +252,7 @@ def test_planner_calibrates_with_the_studys_precision(tiny_encoder, no_native_bf
     plan_mod.study_cost_estimates(cfg, ds.texts, ds.labels, encoder=tiny_encoder)
     assert seen == {"precision": "bf16", "mixed_precision": "bf16"}
     plan_mod.study_cost_estimates(StudyConfig(rungs=["tfidf", "probe"]), ds.texts, ds.labels, encoder=tiny_encoder)
-    assert seen == {"precision": "fp32", "mixed_precision": "no"}
+    assert seen == {"precision": "auto", "mixed_precision": "no"}  # the default; calibrate resolves it
 
 
 def test_ship_cli_precision_in_table_and_json(tmp_path, csv_file, tiny_encoder_dir):

@@ -101,9 +101,9 @@ class StudyConfig:
     name: str = ""
     # Precision of the *frozen* encoder (probe-like rungs): "bf16" / "int8" (and "auto" where it picks bf16)
     # are used only if the first seed's validation F1 stays within `precision_tolerance` (a fraction: 0.005 =
-    # 0.5 F1 points) of fp32. fp32 stays the default: on a bf16 machine "auto" gives other vectors, so a
-    # default of "auto" would change the results (and ids) of studies that never asked for it.
-    encode_precision: str = "fp32"
+    # 0.5 F1 points) of fp32. "auto" (bf16 where native, else fp32) is the default; the study id hashes what
+    # it became (`identity`), so an auto study that ran in fp32 is the fp32 study of earlier versions.
+    encode_precision: str = "auto"
     precision_tolerance: float = 0.005
     # The tolerance's first name (int8 was the only fast path), still accepted: folded into
     # precision_tolerance. `to_dict` writes the tolerance under this name so study ids stay as they were.
@@ -177,6 +177,25 @@ class StudyConfig:
         for name in ("time_budget", "adaptive", "label_check_max_rows"):
             if not d[name]:
                 d.pop(name)
+        return d
+
+    def identity(self, encode_precision_used: Optional[str] = None) -> dict[str, Any]:
+        """What the study id hashes: :meth:`to_dict`, with ``encode_precision="auto"`` replaced by what it became.
+
+        ``auto`` is the default, and it means fp32 on a machine without native bf16 (or when the gate refuses
+        bf16): that study is the fp32 study, under the fp32 study's id, so results stored before ``auto``
+        became the default stay found. Where it became bf16, the id is the bf16 study's.
+
+        Example:
+            >>> cfg = StudyConfig(rungs=["tfidf", "probe"])
+            >>> cfg.encode_precision, cfg.identity("fp32") == StudyConfig(encode_precision="fp32").to_dict()
+            ('auto', True)
+            >>> cfg.identity("bf16")["encode_precision"]
+            'bf16'
+        """
+        d = self.to_dict()
+        if d["encode_precision"] == "auto":
+            d["encode_precision"] = encode_precision_used or "fp32"
         return d
 
 

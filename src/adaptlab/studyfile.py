@@ -758,7 +758,7 @@ def study_file_text(config: dict[str, Any], *, header: str = "", inputs: Optiona
         test_size = 0.2
         val_size = 0.2
         test_seed = 0
-        precision = "fp32"
+        precision = "auto"
         precision_tolerance = 0.005
         near_dup_threshold = 0.8
         n_boot = 1000
@@ -879,7 +879,7 @@ def describe_config(config: dict[str, Any]) -> list[str]:
                         ("positive_label", "positive"), ("name", "name")):
         if config.get(name):
             grid.append(f"{label} {config[name]}")
-    if config.get("encode_precision", "fp32") != "fp32":
+    if config.get("encode_precision", "fp32") not in ("fp32", "auto"):  # the defaults, then and now
         grid.append(f"precision {config['encode_precision']}")
     out = [" · ".join(grid)]
     if config.get("adaptive"):

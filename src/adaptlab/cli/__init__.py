@@ -169,7 +169,7 @@ def study_run(
     job_gpus: float = typer.Option(0.0, "--job-gpus", help="Ray: GPUs per job."),
     job_memory: Optional[str] = typer.Option(None, "--job-memory", help="Ray: memory per job, e.g. 4GB."),
     rung_resources: Optional[str] = typer.Option(None, "--rung-resources", help='Ray: per-rung requests as JSON, e.g. {"refit": {"gpus": 1}}.'),
-    precision: str = typer.Option("fp32", "--precision", help="fp32 | bf16 | int8 | auto: the frozen encoder's numeric path (probe); bf16 and int8 are used only within --precision-tolerance of fp32 on validation; auto is bf16 where the hardware runs it natively (AVX-512-BF16/AMX CPUs, CUDA GPUs with bf16), else fp32."),
+    precision: str = typer.Option("auto", "--precision", help="fp32 | bf16 | int8 | auto: the frozen encoder's numeric path (probe); bf16 and int8 are used only within --precision-tolerance of fp32 on validation; auto (the default) is bf16 where the hardware runs it natively (AVX-512-BF16/AMX CPUs, CUDA GPUs with bf16; ADAPTLAB_NATIVE_BF16=0 says no), else fp32."),
     precision_tolerance: float = typer.Option(0.005, "--precision-tolerance", help="Largest validation-F1 loss bf16 or int8 may show against fp32 (0.005 = half a point)."),
     int8_tolerance: Optional[float] = typer.Option(None, "--int8-tolerance", hidden=True, help="Deprecated name of --precision-tolerance."),
     track: Optional[str] = typer.Option(None, "--track", help="Log the study to an experiment tracker: mlflow (the study as "

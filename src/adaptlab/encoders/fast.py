@@ -35,6 +35,7 @@ from __future__ import annotations
 import copy
 import functools
 import hashlib
+import os
 import warnings
 from dataclasses import asdict, dataclass
 from typing import Any, Callable, Optional, Sequence
@@ -130,6 +131,13 @@ def cast_bf16(model: torch.nn.Module) -> torch.nn.Module:
     return work
 
 
+#: Texts in each of the precision gate's train and validation samples (a study draws them stratified).
+GATE_MAX_TEXTS = 512
+
+#: Environment variable that overrides :func:`native_bf16`'s detection ("0" or "1").
+NATIVE_BF16_ENV = "ADAPTLAB_NATIVE_BF16"
+
+
 @functools.lru_cache(maxsize=1)
 def _cpu_flags() -> frozenset[str]:
     """The CPU's feature flags from /proc/cpuinfo (empty where there is none, e.g. macOS)."""
@@ -147,10 +155,19 @@ def native_bf16(device: str = "cpu") -> bool:
     """Whether ``device`` multiplies bf16 matrices in hardware: a CUDA GPU with bf16 (Ampere and later),
     or a CPU with AVX-512-BF16 or AMX-BF16. Elsewhere bf16 is emulated and slower than fp32.
 
+    ``ADAPTLAB_NATIVE_BF16=0`` (or ``1``) overrides the detection: a machine whose bf16 path is slow or
+    suspect can be kept on fp32 under ``auto`` without changing any study file, and a test suite can mean the
+    same on every CPU.
+
     Example:
         >>> isinstance(native_bf16("cpu"), bool)
         True
     """
+    forced = os.environ.get(NATIVE_BF16_ENV, "").strip()
+    if forced in ("0", "1"):
+        return forced == "1"
+    if forced:
+        raise ConfigError.invalid(NATIVE_BF16_ENV, forced, "0 (no native bf16) or 1 (native bf16), or unset")
     if str(device).startswith("cuda"):
         return bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
     flags = _cpu_flags()
@@ -411,7 +428,8 @@ def choose_precision(
         precision: ``"fp32"`` (returned as is, no gate), ``"bf16"``, ``"int8"`` or ``"auto"`` (bf16
             where the encoder's device runs it natively, see :func:`native_bf16`; else fp32, no gate).
         validation_f1: ``encoder -> validation F1`` of the study's head on that encoder's vectors
-            (the study fits the probe head on the first seed's train split, scores its validation).
+            (the study fits the probe head on the first seed's train split, scores its validation; each
+            a stratified sample of at most :data:`GATE_MAX_TEXTS` texts, the same for both paths).
         tolerance: Largest accepted drop, as a fraction (0.005 = 0.5 F1 points). A candidate path
             that scores higher than fp32 is accepted.
         quantizer, method: The conversion (``model -> converted copy``) and its name, passed to
@@ -464,6 +482,6 @@ def make_encoder(encoder: Any, precision: str, *, method: Optional[str] = None) 
     return Int8Encoder(encoder) if target == "int8" else Bf16Encoder(encoder)
 
 
-__all__ = ["BF16_METHOD", "INT8_METHOD", "PRECISIONS", "REQUESTS", "Bf16Encoder", "Int8Encoder", "PrecisionChoice",
+__all__ = ["BF16_METHOD", "GATE_MAX_TEXTS", "INT8_METHOD", "NATIVE_BF16_ENV", "PRECISIONS", "REQUESTS", "Bf16Encoder", "Int8Encoder", "PrecisionChoice",
            "cast_bf16", "choose_precision", "make_encoder", "native_bf16", "precision_of", "quantize_dynamic_int8",
            "resolve_precision"]

@@ -37,6 +37,19 @@ RESULT_SCHEMA = 1
 Progress = Callable[[str], None]
 
 
+def _gate_sample(ds: TextDataset, seed: int) -> TextDataset:
+    """At most :data:`~adaptlab.encoders.fast.GATE_MAX_TEXTS` texts of ``ds``, each class keeping its share.
+
+    The precision gate compares two numeric paths on the same texts, so a sample decides it; the full train
+    split in fp32 as well would cost about what bf16 saves."""
+    from adaptlab.data.bundled import stratified_subsample
+    from adaptlab.encoders.fast import GATE_MAX_TEXTS
+
+    if len(ds) <= GATE_MAX_TEXTS:
+        return ds
+    return ds.subset(stratified_subsample(ds.labels, max(GATE_MAX_TEXTS, len(set(ds.labels))), seed=seed))
+
+
 @dataclass(frozen=True)
 class StudyEvent:
     """One step of a running study, for live views (the web app) and scripts; ``progress`` has the same as text.
@@ -347,7 +360,8 @@ class Study:
         # mixed_precision="auto" -> bf16 or float32 per rung, before any cell key is computed.
         self.rungs, training_precision = self._training_precision(self._configured_rungs, full, first, context, say)
 
-        study_id = content_key("study", full.content_hash, cfg.to_dict(), encoder.fingerprint if encoder else None)
+        study_id = content_key("study", full.content_hash, cfg.identity(choice.used if choice else None),
+                               encoder.fingerprint if encoder else None)
         name = cfg.name or f"{Path(data.source).name or 'data'}: {','.join(cfg.rungs)} x {cfg.seeds} seeds"
         self.store.put_study(study_id, name=name, config=cfg.to_dict(), data_hash=full.content_hash)
         emit(StudyEvent("study", study_id))
@@ -410,6 +424,15 @@ class Study:
                 clusters=clusters)
         return split_info
 
+    @staticmethod
+    def _no_gate_message(requested: str) -> str:
+        if requested == "fp32":
+            return "fp32 (full precision) requested"
+        if requested == "auto":  # the default: nothing to report when no rung reads the frozen encoder
+            return ""
+        return (f"{requested} not used: it applies to rungs that encode with the frozen encoder (probe), and this "
+                "study has none; the others train the encoder in fp32")
+
     def _encode_once(self, encoder: Any, cache: Any, full: TextDataset, first: Any, classes: list[str],
                      positive: Optional[str], frozen_rungs: list[Any],
                      say: Progress) -> tuple[Any, Any, dict, float]:
@@ -425,18 +448,19 @@ class Study:
         if cfg.encode_precision != "fp32" and frozen_rungs:
             target, _ = resolve_precision(cfg.encode_precision, str(encoder.device))
             if target != "fp32":
-                say(f"checking the {target} encoding path against fp32 on the validation split of seed "
-                    f"{first.seed} (tolerance {cfg.precision_tolerance * 100:.2f} F1 points) ...")
+                from adaptlab.encoders.fast import GATE_MAX_TEXTS
+
+                n_train, n_val = (min(len(part), GATE_MAX_TEXTS) for part in (first.train, first.val))
+                say(f"checking the {target} encoding path against fp32 on the split of seed {first.seed} "
+                    f"({n_train} train, {n_val} validation texts; tolerance {cfg.precision_tolerance * 100:.2f} "
+                    "F1 points) ...")
             frozen_encoder, choice = choose_precision(
                 encoder, cfg.encode_precision, tolerance=cfg.precision_tolerance,
                 validation_f1=self._gate_scorer(full, first, cache, classes, positive, frozen_rungs[0]))
             say(choice.message)
         else:
-            choice = PrecisionChoice(
-                cfg.encode_precision, "fp32", cfg.precision_tolerance,
-                message=f"{cfg.encode_precision} not used: it applies to rungs that encode with the frozen encoder "
-                        "(probe), and this study has none; the others train the encoder in fp32"
-                if cfg.encode_precision != "fp32" else "fp32 (full precision) requested")
+            choice = PrecisionChoice(cfg.encode_precision, "fp32", cfg.precision_tolerance,
+                                     message=self._no_gate_message(cfg.encode_precision))
         # One pass over every labeled text fills the cache (one progress bar, tight length batches);
         # the frozen encoder never sees a label, so embedding test texts here leaks nothing.
         needed = [frozen_encoder] if frozen_encoder is not encoder else []
@@ -761,7 +785,8 @@ class Study:
         default = ProbeConfig()
         C_grid = list(getattr(rung.config, "C_grid", default.C_grid))
         batch_size = int(getattr(rung.config, "batch_size", default.batch_size))
-        train_ds, val_ds = full.subset(split.train), full.subset(split.val)
+        train_ds, val_ds = (_gate_sample(full.subset(split.train), split.seed),
+                            _gate_sample(full.subset(split.val), split.seed))
 
         def validation_f1(enc: Any) -> float:
             X_train = embed(enc, train_ds.texts, cache=cache, batch_size=batch_size, show_progress=self.show_progress)

@@ -205,6 +205,9 @@ def test_suggest_cli_cold_start_without_a_model(shipped, tmp_path, tiny_encoder_
     assert res["strategy"] == "cold-start" and res["counts"] == {"cold-start": 4}
     assert all(r["predicted_label"] == "" for r in res["rows"])
     assert "representative of" in " ".join(invoke("suggest", pool, "-n", "3", "--encoder", tiny_encoder_dir).split())
+    assert not any("[bf16]" in note for note in res["notes"])  # auto is fp32 here (conftest: no native bf16)
+    fast = json.loads(invoke("suggest", pool, "-n", "4", "--encoder", tiny_encoder_dir, "--precision", "bf16", "--json"))
+    assert any("[bf16]" in note for note in fast["notes"]) and fast["counts"] == {"cold-start": 4}
 
 
 def test_suggest_cli_errors_name_the_problem(shipped, tmp_path):

@@ -164,6 +164,7 @@ def test_the_default_is_auto_and_the_id_names_what_it_became(tiny_encoder, tmp_p
     monkeypatch.setattr(fast_mod, "_cpu_flags", lambda: frozenset({"avx512_bf16"}))
     on_bf16 = run(tmp_path / "b", tiny_encoder, corpus, precision_tolerance=0.5)
     assert on_bf16.data["encode_precision"]["used"] == "bf16" and on_bf16.study_id != default.study_id
+    assert not on_bf16.data["encode_precision"]["fell_back"] and not any("bf16" in w for w in on_bf16.warnings)
     explicit = run(tmp_path / "b", tiny_encoder, corpus, encode_precision="bf16", precision_tolerance=0.5)
     assert explicit.study_id == on_bf16.study_id and explicit.n_trained == 0  # the same vectors, the same cells
 

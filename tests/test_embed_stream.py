@@ -108,5 +108,24 @@ def test_cli_embed_table_and_json(tmp_path):
     assert r.exit_code == 0, r.output
     text = " ".join(r.output.split())  # the console wraps long lines
     assert "wrote 30 x 32 float32 vectors" in text and "30 read, 0 encoded" in text and "dropped 1 row(s)" in text
+    assert rep["precision"] == "fp32" and "fp32)" in text  # auto, on a machine without native bf16 (conftest)
     bad = runner.invoke(app, base + ["-o", str(tmp_path / "c.csv")])
     assert bad.exit_code == 2 and ".npy" in bad.output
+
+
+def test_cli_embed_precision_bf16_has_its_own_cache_entries(tmp_path):
+    folder = build_tiny_encoder(tmp_path / "enc")
+    texts = [f"the match ended {i} goals" for i in range(12)]
+    data = tmp_path / "texts.csv"
+    pd.DataFrame({"text": texts}).to_csv(data, index=False)
+    runner = CliRunner()
+    base = ["encoders", "embed", "--data", str(data), "--encoder", str(folder), "--home", str(tmp_path / "home")]
+    assert runner.invoke(app, base + ["-o", str(tmp_path / "fp32.npy")]).exit_code == 0
+    r = runner.invoke(app, base + ["-o", str(tmp_path / "bf16.npy"), "--precision", "bf16", "--json"])
+    assert r.exit_code == 0, r.output
+    rep = json.loads(r.stdout)
+    assert rep["precision"] == "bf16" and rep["cache"] == {"hits": 0, "misses": 12}  # never the fp32 vectors
+    X32, X16 = np.load(tmp_path / "fp32.npy"), np.load(tmp_path / "bf16.npy")
+    assert not np.array_equal(X32, X16) and (X32 * X16).sum(1).min() > 0.99
+    r = runner.invoke(app, base + ["-o", str(tmp_path / "x.npy"), "--precision", "fp8"])
+    assert r.exit_code == 2 and "fp8" in r.output and "Traceback" not in r.output

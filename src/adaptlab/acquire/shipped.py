@@ -172,10 +172,11 @@ def stored_calibration(reg: Any, pipe: Any, sealed: TextDataset, classes: Sequen
 
 
 def cold_start(pool: TextDataset, n: int, *, encoder: Any = None, also_labeled: Sequence[str] = (), seed: int = 0,
-               model: Any = None) -> Suggestions:
+               model: Any = None, precision: str = "fp32") -> Suggestions:
     """No model yet: the ``n`` most representative pool texts (k-medoids in the frozen encoder's space).
 
-    With ``model`` (a registry folder) its training and sealed texts are still excluded.
+    With ``model`` (a registry folder) its training and sealed texts are still excluded. ``precision``
+    (``fp32 | bf16 | int8 | auto``) is the numeric path of an encoder loaded from a name or folder.
 
     Example:
         >>> s = cold_start(load_dataset("inbox.csv", require_labels=False), 40)   # doctest: +SKIP
@@ -191,7 +192,12 @@ def cold_start(pool: TextDataset, n: int, *, encoder: Any = None, also_labeled: 
         labeled += reg.training_data().texts
         sealed = reg.eval_set().texts
     # A str has .encode too: only an object that is not a path is taken as an encoder.
-    enc = encoder if encoder is not None and not isinstance(encoder, (str, Path)) else load_encoder(encoder)
+    if encoder is None or isinstance(encoder, (str, Path)):
+        from adaptlab.encoders.fast import make_encoder
+
+        enc = make_encoder(load_encoder(encoder), precision)
+    else:
+        enc = encoder
     E = np.asarray(enc.encode(pool.texts), dtype=np.float32)
     out = suggest(pool.texts, n, embeddings=E, ids=pool.ids, labeled_texts=labeled, sealed_texts=sealed,
                   strategy="cold-start", seed=seed)

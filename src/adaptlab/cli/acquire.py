@@ -32,6 +32,9 @@ def suggest_cmd(
                                            "suggested again)."),
     encoder: Optional[str] = typer.Option(None, "--encoder", help="Encoder folder for a cold start (default: packaged "
                                           "all-MiniLM-L6-v2)."),
+    precision: str = typer.Option("auto", "--precision", help="fp32 | bf16 | int8 | auto: the --encoder's numeric "
+                                  "path in a cold start (auto, the default: bf16 where the hardware runs it natively, "
+                                  "else fp32); a model encodes in the precision it was shipped with."),
     uncertainty: str = typer.Option("margin", "--uncertainty", help="margin | entropy."),
     text_col: Optional[str] = typer.Option(None, "--text-col", help="Text column (default: text)."),
     id_col: Optional[str] = typer.Option(None, "--id-col", help="Id column (default: id, else row number)."),
@@ -70,7 +73,7 @@ def suggest_cmd(
         done = _load(labeled, text_col=text_col, label_col=None, group_col=None, time_col=None, id_col=None,
                      encoding=None, on_invalid="error", require_labels=False).texts
     if chosen == "cold-start":
-        result = cold_start(ds, n, encoder=encoder, also_labeled=done, seed=seed, model=model)
+        result = cold_start(ds, n, encoder=encoder, also_labeled=done, seed=seed, model=model, precision=precision)
     elif study is not None:
         result = suggest_for_study(study, ds, n, home=home, data=data, strategy=chosen, also_labeled=done, seed=seed,
                                    uncertainty=uncertainty, progress=_progress(json_out))

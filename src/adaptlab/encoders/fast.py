@@ -396,8 +396,11 @@ class PrecisionChoice:
 
     @property
     def fell_back(self) -> bool:
-        # "auto" that resolved to fp32 (no native bf16) is what was asked for, not a fall-back.
-        return self.requested != self.used and not (self.requested == "auto" and self.candidate is None)
+        # A path was tried (or could not be built) and fp32 used instead. "auto" that resolved to fp32 (no
+        # native bf16) or whose bf16 was accepted is what was asked for, not a fall-back.
+        if self.requested == "auto":
+            return self.candidate is not None and self.used == "fp32"
+        return self.requested != self.used
 
     def to_dict(self) -> dict[str, Any]:
         out = {**asdict(self), "fell_back": self.fell_back}
@@ -482,6 +485,6 @@ def make_encoder(encoder: Any, precision: str, *, method: Optional[str] = None) 
     return Int8Encoder(encoder) if target == "int8" else Bf16Encoder(encoder)
 
 
-__all__ = ["BF16_METHOD", "GATE_MAX_TEXTS", "INT8_METHOD", "NATIVE_BF16_ENV", "PRECISIONS", "REQUESTS", "Bf16Encoder", "Int8Encoder", "PrecisionChoice",
-           "cast_bf16", "choose_precision", "make_encoder", "native_bf16", "precision_of", "quantize_dynamic_int8",
-           "resolve_precision"]
+__all__ = ["BF16_METHOD", "GATE_MAX_TEXTS", "INT8_METHOD", "NATIVE_BF16_ENV", "PRECISIONS", "REQUESTS", "Bf16Encoder",
+           "Int8Encoder", "PrecisionChoice", "cast_bf16", "choose_precision", "make_encoder", "native_bf16",
+           "precision_of", "quantize_dynamic_int8", "resolve_precision"]

@@ -171,17 +171,26 @@ class StandIn:
         return np.random.default_rng(len(texts)).standard_normal((len(texts), self.dim), dtype=np.float32)
 
 
-def one_encode(n_texts: int, home: str, stand_in: bool = False) -> dict[str, Any]:
-    """`adaptlab encoders embed`: vectors into the cache and a .npy file, a chunk at a time."""
+def one_encode(n_texts: int, home: str, stand_in: bool = False, precision: str = "fp32",
+               trace_file: str = "") -> dict[str, Any]:
+    """`adaptlab encoders embed`: vectors into the cache and a .npy file, a chunk at a time (with ``trace_file``,
+    texts done, RSS, peak and seconds are appended there after each chunk)."""
     from adaptlab.encoders import EmbeddingCache, Encoder, embed_to_file
+    from adaptlab.encoders.fast import make_encoder
 
     texts = synthetic_texts(n_texts)
-    enc = StandIn() if stand_in else Encoder.from_pretrained(device="cpu")
+    enc = StandIn() if stand_in else make_encoder(Encoder.from_pretrained(device="cpu"), precision)
     base = rss_mb()
     t0 = time.perf_counter()
     with EmbeddingCache(Path(home) / "embeddings.sqlite") as cache:
-        embed_to_file(enc, texts, Path(home) / "vectors.npy", cache=cache)
-    return {"what": "encode (stand-in encoder)" if stand_in else "encode", "n_texts": n_texts, "seconds": time.perf_counter() - t0,
+        def on_chunk(done: int, total: int) -> None:
+            if trace_file:
+                with open(trace_file, "a") as fh:
+                    fh.write(f"{done}\t{rss_mb():.1f}\t{peak_mb():.1f}\t{time.perf_counter() - t0:.1f}\n")
+
+        embed_to_file(enc, texts, Path(home) / "vectors.npy", cache=cache, on_chunk=on_chunk)
+    return {"what": "encode (stand-in encoder)" if stand_in else "encode", "n_texts": n_texts,
+            "precision": getattr(enc, "precision", "fp32"), "seconds": time.perf_counter() - t0,
             "rss_after_load_mb": round(base, 1), "peak_mb": round(peak_mb(), 1),
             "texts_mb": round(sum(sys.getsizeof(t) for t in texts) / 2**20, 1)}
 
@@ -229,12 +238,14 @@ def main() -> None:
     p.add_argument("--finetune-steps", default="", help="e.g. 10,100 (the finetune rung on BBC News)")
     p.add_argument("--finetune-trim", action="store_true", help="diagnostic: malloc_trim(0) after each step")
     p.add_argument("--encode-texts", default="1000,10000")
+    p.add_argument("--encode-precision", default="fp32", help="fp32 | bf16 | int8 | auto (the real encoder's path)")
     p.add_argument("--standin-texts", default="", help="encode with a stand-in encoder (no model compute), e.g. "
                                                         "100000,1000000")
     p.add_argument("--check-texts", default="10000,100000")
     p.add_argument("--json", type=Path)
-    p.add_argument("--trace-dir", type=Path, help="refit and finetune: append each step's RSS to "
-                                                  "DIR/refit_STEPS.tsv / DIR/finetune_STEPS.tsv as the run goes")
+    p.add_argument("--trace-dir", type=Path, help="refit, finetune and encode: append each step's (or "
+                                                  "chunk's) RSS to DIR/refit_STEPS.tsv, DIR/finetune_STEPS.tsv or "
+                                                  "DIR/encode_TEXTS.tsv as the run goes")
     p.add_argument("--one", nargs="+", help=argparse.SUPPRESS)
     a = p.parse_args()
     if a.one:
@@ -245,7 +256,7 @@ def main() -> None:
             elif what in ("finetune", "finetune-trim"):
                 res = one_finetune(int(rest[0]), home, trim=what == "finetune-trim", trace_file=(rest[1:2] or [""])[0])
             elif what == "encode":
-                res = one_encode(int(rest[0]), home)
+                res = one_encode(int(rest[0]), home, precision=(rest[1:2] or ["fp32"])[0], trace_file=(rest[2:3] or [""])[0])
             elif what == "standin":
                 res = one_encode(int(rest[0]), home, stand_in=True)
             elif what == "data":
@@ -283,7 +294,8 @@ def main() -> None:
               f"highest during step 1 {tr[0][2]}, during the last 10 steps {max(t[2] for t in tr[-10:])}; "
               f"after the last step {r['peak_after_last_step_mb']}), {r['seconds']:.0f} s")
     for n in ints(a.encode_texts):
-        r = measure(["encode", str(n)])
+        trace = str(a.trace_dir / f"encode_{n}.tsv") if a.trace_dir else ""
+        r = measure(["encode", str(n), a.encode_precision, trace])
         results.append(r)
         print(f"encode {n:>9,} texts: " + (f"peak {r['peak_mb']:,.0f} MiB, {r['seconds']:.0f} s"
                                              if "error" not in r else f"FAILED {r['error'][-300:]}"))

@@ -131,7 +131,8 @@ def encoders_embed(
     batch_size: int = typer.Option(32, "--batch-size", min=1, help="Texts per forward pass."),
     precision: str = typer.Option("auto", "--precision", help="fp32 | bf16 | int8 | auto: the encoder's numeric "
                                   "path; auto (the default) is bf16 where the hardware runs it natively, else fp32. "
-                                  "No labels here, so no gate: bf16 vectors are within cosine 0.9999 of fp32 on MiniLM."),
+                                  "No labels here, so no gate: bf16 vectors are within cosine 0.9999 of fp32 on "
+                                  "MiniLM."),
     cache: bool = typer.Option(True, "--cache/--no-cache", help="Read and fill the embedding cache of --home."),
     home: Optional[Path] = HomeOpt,
     json_out: bool = JsonOpt,
@@ -176,7 +177,8 @@ def encoders_embed(
     if json_out:
         typer.echo(json.dumps(payload, indent=2))
         return
-    out.print(f"wrote {payload['n']:,} x {payload['dim']} float32 vectors ({enc.name}, {precision_of(enc)}) to {output} in "
+    out.print(f"wrote {payload['n']:,} x {payload['dim']} float32 vectors ({enc.name}, {payload['precision']}) to "
+              f"{output} in "
               f"{payload['seconds']:.1f} s" + ("" if store is None else
                                                f"; cache: {store.stats.hits:,} read, {store.stats.misses:,} encoded"),
               highlight=False)

@@ -1,10 +1,12 @@
-"""Benchmark: a probe study on BBC News with ``encode_precision="auto"`` against the same study in fp32.
+"""Benchmark: a study on BBC News with the default precisions (``auto``) against the same study in fp32.
 
 Both run from empty run stores and embedding caches (cold), on the same texts, seeds and split; the
 decision (which rung is chosen) and each rung's mean F1 are compared, with wall time. ``auto`` resolves
 to bf16 on a CPU with AVX-512-BF16 or AMX and then runs the validation gate, which embeds a stratified
 sample of the first seed's train and validation texts (at most 512 each) with both paths: on a first run
-that gate is part of the cost. The demo's study is ``--n 2225 --seeds 5``.
+that gate is part of the cost. The demo's study is ``--n 2225 --seeds 5``. With a rung that trains the
+encoder (``--rungs tfidf,probe,finetune --budget 100steps``) ``auto`` also means ``mixed_precision="auto"``
+(its 20-step float32-vs-bf16 gate included) against ``mixed_precision="no"``.
 
     PYTHONPATH=src HF_HUB_OFFLINE=1 .venv/bin/python bench/precision_study.py --n 600 --seeds 3
 """
@@ -25,6 +27,9 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--n", type=int, default=600, help="BBC texts (stratified sample; default 600)")
     p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--rungs", default="tfidf,probe")
+    p.add_argument("--budget", default=None, help="training budget of the network rungs, e.g. 100steps")
+    p.add_argument("--repeats", type=int, default=2, help="alternated runs of each (default 2)")
     p.add_argument("--json", default=None)
     args = p.parse_args()
 
@@ -43,19 +48,23 @@ def main() -> None:
     ds = full.subset(np.sort(rng.choice(len(full), size=min(args.n, len(full)), replace=False)))
     enc = Encoder.from_pretrained(device="cpu")
     out = {"n_texts": len(ds), "seeds": args.seeds, "auto_resolves_to": resolve_precision("auto", "cpu")[0],
-           "load_before": os.getloadavg()}
-    for precision in ("fp32", "auto", "fp32", "auto"):  # alternate: the machine is shared
+           "rungs": args.rungs, "budget": args.budget, "load_before": os.getloadavg()}
+    for precision in ("fp32", "auto") * args.repeats:  # alternate: the machine is shared
         with tempfile.TemporaryDirectory() as home:
-            cfg = StudyConfig(rungs=["tfidf", "probe"], seeds=args.seeds, encode_precision=precision)
+            cfg = StudyConfig(rungs=args.rungs.split(","), seeds=args.seeds, encode_precision=precision,
+                              mixed_precision="no" if precision == "fp32" else "auto", budget=args.budget)
             t0 = time.perf_counter()
             res = Study(cfg, home=home, encoder=enc, show_progress=False).run(ds)
             wall = time.perf_counter() - t0
             dec = decide(Evidence.from_store(RunStore(Path(home) / "runs.sqlite"), res.study_id, home=home))
         row = {"wall_s": wall, "encode_s": res.data["encode_seconds"], "chosen": dec.chosen,
-               "f1": {r["rung"]: r["mean"] for r in res.rows}, "gate": res.data["encode_precision"]}
+               "f1": {r["rung"]: r["mean"] for r in res.rows}, "gate": res.data["encode_precision"],
+               "training_precision": res.data.get("training_precision")}
         out.setdefault(precision, []).append(row)
         print(f"{precision:<5} {wall:7.1f} s (encoding {row['encode_s']:.1f} s)  chosen {dec.chosen}  "
               f"F1 {row['f1']}  gate: {row['gate']['message']}")
+        for choice in (row["training_precision"] or {}).values():
+            print(f"      training: {choice['message']} ({choice['seconds']:.1f} s)")
     for precision in ("fp32", "auto"):
         out[f"{precision}_best_wall_s"] = min(r["wall_s"] for r in out[precision])
         out[f"{precision}_best_encode_s"] = min(r["encode_s"] for r in out[precision])

@@ -218,7 +218,7 @@ def test_cli_precision_bf16_and_auto_in_table_and_json(tmp_path, csv_file, tiny_
     assert r.exit_code == 2 and "encode_precision='fp16'" in r.output and "Traceback" not in r.output
 
 
-def test_shipped_probe_keeps_its_precision_and_the_card_names_it(tmp_path, tiny_encoder_dir):
+def test_shipped_probe_keeps_its_precision_and_the_card_names_it(tmp_path, tiny_encoder_dir, native):
     from adaptlab.ship import Pipeline, load_pipeline
 
     ds = topic_corpus(80, seed=3, noise=0.3)
@@ -297,3 +297,66 @@ def test_ship_from_a_study_takes_the_precision_its_gate_accepted(tmp_path, csv_f
     assert r.exit_code == 0, r.output
     card = next((tmp_path / "m" / "versions").glob("*/MODEL_CARD.md")).read_text()
     assert "encoding precision: bf16" in card
+
+
+def _bf16_probe(tmp_path, tiny_encoder_dir):
+    from adaptlab.ship import Pipeline
+
+    ds = topic_corpus(80, seed=3, noise=0.3)
+    pipe = Pipeline(rung="probe", encoder=str(tiny_encoder_dir), device="cpu", precision="bf16").fit(ds.texts, ds.labels)
+    return pipe.save(tmp_path / "model"), ds
+
+
+def test_a_bf16_model_loads_in_fp32_where_bf16_is_not_native(tmp_path, tiny_encoder_dir, native, monkeypatch):
+    from adaptlab.ship import load_pipeline
+
+    folder, ds = _bf16_probe(tmp_path, tiny_encoder_dir)
+    monkeypatch.setattr(fast_mod, "_cpu_flags", lambda: frozenset({"avx2", "avx512f"}))  # now an older CPU
+    back = load_pipeline(folder)
+    assert getattr(back.fitted_.encoder, "precision", "fp32") == "fp32" and back.precision_used_ == "fp32"
+    assert "does not run natively" in back.precision_note_
+    forced = load_pipeline(folder, precision="bf16")  # asked for: used as asked, emulated or not
+    assert forced.fitted_.encoder.precision == "bf16" and forced.precision_note_ == "bf16, as shipped"
+    # The fp32 path agrees with the bf16 one it was gated against.
+    assert (back.predict(ds.texts) == forced.predict(ds.texts)).mean() > 0.95
+    with pytest.raises(ConfigError, match="precision='fp8' is not valid"):
+        load_pipeline(folder, precision="fp8")
+
+
+def test_an_fp32_model_runs_in_bf16_only_when_asked(tmp_path, tiny_encoder_dir, native):
+    from adaptlab.ship import Pipeline, load_pipeline
+
+    ds = topic_corpus(80, seed=3, noise=0.3)
+    folder = Pipeline(rung="probe", encoder=str(tiny_encoder_dir), device="cpu").fit(ds.texts, ds.labels).save(
+        tmp_path / "m32")
+    assert load_pipeline(folder).precision_used_ == "fp32"  # auto keeps what was evaluated
+    fast = load_pipeline(folder, precision="bf16")
+    assert fast.fitted_.encoder.precision == "bf16" and fast.precision_note_ == "bf16 requested (shipped in fp32)"
+
+
+def test_predict_drift_and_neighbors_take_precision_in_table_and_json(tmp_path, csv_file, tiny_encoder_dir, native):
+    import pandas as pd
+
+    model = tmp_path / "m"
+    r = runner.invoke(app, ["ship", str(csv_file), "--rung", "probe", "--encoder", str(tiny_encoder_dir), "-o",
+                            str(model), "--home", str(tmp_path / "home"), "--precision", "fp32"])
+    assert r.exit_code == 0, r.output
+    new = tmp_path / "new.csv"
+    pd.DataFrame({"text": TEXTS * 3}).to_csv(new, index=False)
+    r = runner.invoke(app, ["predict", str(model), str(new), "-o", str(tmp_path / "p.csv"), "--precision", "bf16",
+                            "--json"])
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["precision"] == "bf16 requested (shipped in fp32)"
+    r = runner.invoke(app, ["predict", str(model), str(new), "-o", str(tmp_path / "p2.csv")])
+    assert r.exit_code == 0 and "Encoder precision: fp32, as shipped." in r.output, r.output
+    r = runner.invoke(app, ["drift", str(model), str(new), "--precision", "bf16", "--permutations", "20", "--json"])
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["precision"] == "bf16"
+    r = runner.invoke(app, ["drift", str(model), str(new), "--permutations", "20"])
+    assert r.exit_code == 0 and "encoder precision: fp32, as shipped" in r.output, r.output
+    r = runner.invoke(app, ["neighbors", str(model), str(new), "--precision", "bf16", "--json"])
+    assert r.exit_code == 0 and len(json.loads(r.stdout)) == 5 * len(TEXTS) * 3, r.output
+    r = runner.invoke(app, ["neighbors", str(model), str(new), "--precision", "bf16"])
+    assert r.exit_code == 0 and "encoder precision: bf16 requested (shipped in fp32)" in r.output, r.output
+    r = runner.invoke(app, ["predict", str(model), str(new), "-o", str(tmp_path / "p3.csv"), "--precision", "fp8"])
+    assert r.exit_code == 2 and "precision='fp8' is not valid" in r.output and "Traceback" not in r.output

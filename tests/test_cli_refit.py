@@ -10,7 +10,7 @@ import torch
 from typer.testing import CliRunner
 
 from adaptlab.cli import app
-from adaptlab.cli.diagnose import refit_rung_params
+from adaptlab.cli.diagnose import mixed_precision_rungs, refit_rung_params
 from adaptlab.errors import ConfigError
 
 runner = CliRunner()
@@ -118,8 +118,8 @@ def test_mixed_precision_changes_the_refit_key_and_the_study_reuses_the_bf16_ref
     r = invoke("study", "run", *common, "--rungs", "refit", "--seeds", 1, "--mixed-precision", "bf16", "--json")
     assert r.exit_code == 0, r.output
     payload = json.loads(r.stdout)
-    assert payload["config"]["rung_params"]["refit"] == {"budget": "4steps", "transductive": True,
-                                                         "mixed_precision": "bf16"}
+    assert payload["config"]["rung_params"]["refit"] == {"budget": "4steps", "transductive": True}
+    assert payload["config"]["mixed_precision"] == "bf16"  # the study's, which the refit rung takes
     (d,) = [p["diagnostics"] for p in payload["per_seed"]]
     assert d["refit_key"] == bf16["key"] and d["reused"] is True
 
@@ -144,13 +144,12 @@ def test_fp16_without_a_gpu_fails_before_any_work(files, tiny_encoder_dir, tmp_p
     assert "Traceback" not in r.output and refits(home) == []
 
 
-def test_refit_rung_params_puts_mixed_precision_on_every_network_rung_only():
+def test_mixed_precision_is_the_studys_and_checked_against_the_rungs():
+    # --mixed-precision is the study's own setting (every training rung without one of its own takes it).
     params = refit_rung_params("tfidf,probe,refit,finetune,lpft", "4steps", None, False, "bf16")
-    assert params == {"refit": {"budget": "4steps", "mixed_precision": "bf16"},
-                      "finetune": {"mixed_precision": "bf16"}, "lpft": {"mixed_precision": "bf16"}}
-    # "no" is the default: it leaves the configs (and so the study id) as they are without the flag.
+    assert params == {"refit": {"budget": "4steps"}}
     assert refit_rung_params("probe,lora", None, None, False, "no") == {}
-    assert refit_rung_params("probe,lora", None, None, False) == {}
+    assert mixed_precision_rungs(["tfidf", "refit", "finetune", "lpft"], "no") == ["refit", "finetune", "lpft"]
     with pytest.raises(ConfigError, match="none is in --rungs 'tfidf,probe'"):
         refit_rung_params("tfidf,probe", None, None, False, "no")
 

@@ -244,15 +244,17 @@ batch_size = 8
     r = invoke("study", "run", "--data", data, "--config", study, "--home", home, "--json")
     assert r.exit_code == 0, r.output
     payload = json.loads(r.stdout)
-    # The table beats the same layer's top-level key; "no" is the default and stays out of the study id.
-    assert payload["config"]["rung_params"] == {"lora": {"r": 2, "batch_size": 8}}
+    # The table beats the same layer's top-level key (the study's precision).
+    assert payload["config"]["rung_params"] == {"lora": {"r": 2, "mixed_precision": "no", "batch_size": 8}}
+    assert payload["config"]["mixed_precision"] == "bf16"
     lora = [res for res in RunStore(home / "runs.sqlite").study_results(payload["study_id"]) if res["rung"] == "lora"]
     assert lora and lora[0]["manifest"]["rung"]["config"]["r"] == 2
     # A flag beats the file's table.
     r = invoke("study", "run", "--data", data, "--config", study, "--mixed-precision", "bf16", "--set", "lora.r=3",
                "--rungs", "lora", "--home", home, "--json")
     assert r.exit_code == 0, r.output
-    assert json.loads(r.stdout)["config"]["rung_params"] == {"lora": {"r": 3, "batch_size": 8, "mixed_precision": "bf16"}}
+    config = json.loads(r.stdout)["config"]
+    assert config["rung_params"] == {"lora": {"r": 3, "batch_size": 8}} and config["mixed_precision"] == "bf16"
 
 
 # ------------------------------------------------------------------------------------------ the module
@@ -297,7 +299,11 @@ def test_resolve_settings_layers_and_drops_defaults_that_keep_the_study_id():
                          source="study.toml")
     flags = StudySettings(values={"refit_budget": "4steps"}, source="flags")
     r = resolve_settings([file, parse_set_options(["lora.r=4"]), flags], defaults={"seeds": 5})
-    assert r.rung_params == {"lora": {"r": 4}, "refit": {"budget": "4steps", "mixed_precision": "bf16"}}
+    assert r.rung_params == {"lora": {"r": 4, "mixed_precision": "no"}, "refit": {"budget": "4steps"}}
+    assert r.values["mixed_precision"] == "bf16"
+    # A later layer's top-level precision beats an earlier layer's rung table.
+    later = resolve_settings([file, StudySettings(values={"mixed_precision": "auto"}, source="flags")])
+    assert later.rung_params["lora"] == {"r": 16} and later.values["mixed_precision"] == "auto"
     assert r.values["seeds"] == 5 and r.origin["refit_budget"] == "flags" and r.origin["rungs"] == "study.toml"
     assert r.notes == ["[rung.tfidf] in study.toml not used: tfidf is not in rungs (probe,lora,refit)"]
     with pytest.raises(ConfigError, match="refit_budget configures the refit rung, which is not in rungs"):
@@ -309,6 +315,7 @@ def test_resolve_settings_layers_and_drops_defaults_that_keep_the_study_id():
     StudyConfig(rungs=["tfidf", "probe", "lora"], seeds=3, split="stratified", test_size=0.3, encoder="/models/x y",
                 positive_label='it"s', budget="500steps", name="ünïcode name", encode_precision="int8",
                 int8_tolerance=0.01, n_boot=200, time_budget="3h", adaptive={"margin": 0.03, "min_seeds": 2},
+                mixed_precision="bf16",
                 rung_params={"lora": {"r": 16, "backbone_lr": 5e-5, "target_modules": ["query", "value"]},
                              "probe": {"C_grid": [0.1, 1.0]}}),
 ])
@@ -316,6 +323,18 @@ def test_study_file_text_round_trips_every_setting(cfg):
     text = study_file_text(cfg.to_dict(), header="first line\nsecond")
     assert text.startswith("# first line\n# second\n")
     assert study_config(parse_study_file(text)).to_dict() == cfg.to_dict()
+
+
+def test_a_config_stored_before_the_study_precision_reruns_in_float32():
+    """Training rungs ran in float32 before ``mixed_precision="auto"`` became the study's default."""
+    old = StudyConfig(rungs=["probe", "finetune"]).to_dict()
+    del old["mixed_precision"]
+    text = study_file_text(old)
+    assert '\nmixed_precision = "no"\n' in text
+    assert study_config(parse_study_file(text)).mixed_precision == "no"
+    probe_only = StudyConfig(rungs=["probe"]).to_dict()
+    del probe_only["mixed_precision"]
+    assert "mixed_precision" not in study_file_text(probe_only)
 
 
 def test_format_value_and_rung_parameters():

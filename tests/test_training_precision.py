@@ -47,7 +47,7 @@ def test_auto_is_float32_without_native_bf16_and_keeps_the_float32_keys(no_bf16,
     plain = _study(tmp_path / "a", tiny_encoder, "no").run(data)
     auto = _study(tmp_path / "b", tiny_encoder, "auto").run(data)
     assert _keys(auto) == _keys(plain)  # the resolved precision is what the keys carry
-    assert auto.study_id != plain.study_id  # the request is still part of the study
+    assert auto.study_id == plain.study_id  # the id hashes what auto became: this is the float32 study
     choice = auto.data["training_precision"]["finetune"]
     assert choice["used"] == "no" and choice["precision"] == "fp32" and choice["fp32_f1"] is None
     assert "no native bf16" in choice["message"]
@@ -122,3 +122,61 @@ def test_the_transfer_note_says_what_auto_became_for_the_chosen_rung():
     assert f"Trained in bf16: {msg}." in transfer_note(d, ev).trainable
     ev.training_precision = None
     assert "Trained in" not in transfer_note(d, ev).trainable
+
+
+def _default_study(tmp_path, enc, tolerance=0.005, **kw):
+    """A study that says nothing of precision: its training rungs take the study's default, ``auto``."""
+    cfg = StudyConfig(rungs=["finetune"], seeds=2, n_boot=200, budget="6steps", precision_tolerance=tolerance,
+                      rung_params={"finetune": dict(FAST)}, **kw)
+    return Study(cfg, home=tmp_path, encoder=enc)
+
+
+def test_auto_is_the_study_default_and_float32_there_keeps_the_float32_study(no_bf16, tiny_encoder, tmp_path):
+    assert StudyConfig().mixed_precision == "auto"
+    data = topic_corpus(90, seed=0)
+    default = _default_study(tmp_path, tiny_encoder).run(data)
+    assert default.data["training_precision"]["finetune"]["used"] == "no"
+    plain = _default_study(tmp_path / "plain", tiny_encoder, mixed_precision="no").run(data)
+    assert "training_precision" not in plain.data
+    assert _keys(default) == _keys(plain) and default.study_id == plain.study_id
+    # A rung's own setting beats the study's.
+    own = _study(tmp_path / "own", tiny_encoder, "no")
+    assert own.rungs[0].config.mixed_precision == "no" and own._study_precision_rungs == []
+    with pytest.raises(Exception, match="mixed_precision='fp8' is not valid"):
+        StudyConfig(mixed_precision="fp8")
+
+
+def test_the_default_trains_in_bf16_where_native_with_the_id_of_a_bf16_study(bf16_machine, tiny_encoder, tmp_path,
+                                                                            monkeypatch):
+    seen = []
+    real = tp.gate_validation_f1
+
+    def spy(rung, precision, train, val, **kwargs):
+        seen.append((len(train), len(val), len(kwargs["context"].unlabeled or [])))
+        return real(rung, precision, train, val, **kwargs)
+
+    monkeypatch.setattr(tp, "gate_validation_f1", spy)
+    monkeypatch.setattr(fast, "GATE_MAX_TEXTS", 20)  # the gate trains on samples of the split
+    data, unlabeled = topic_corpus(120, seed=0), topic_corpus(90, seed=1)
+    unlabeled = type(unlabeled)(unlabeled.texts)
+    res = _default_study(tmp_path, tiny_encoder, tolerance=0.99).run(data, unlabeled=unlabeled)
+    assert res.data["training_precision"]["finetune"]["used"] == "bf16"
+    assert all(p["diagnostics"]["runtime"]["mixed_precision"] == "bf16" for p in res.per_seed)
+    assert seen and all(n_train <= 20 and n_val <= 20 and n_unl <= 40 for n_train, n_val, n_unl in seen)
+    explicit = _default_study(tmp_path, tiny_encoder, tolerance=0.99, mixed_precision="bf16").run(
+        data, unlabeled=unlabeled)
+    assert explicit.study_id == res.study_id and _keys(explicit) == _keys(res) and explicit.n_trained == 0
+
+
+def test_under_a_launcher_the_default_trains_in_float32_and_an_explicit_auto_fails(bf16_machine, tiny_encoder,
+                                                                                  tmp_path):
+    from adaptlab.errors import ConfigError
+    from adaptlab.rungs import RungContext
+
+    rung, data = get_rung("finetune", {**FAST, "mixed_precision": "auto"}), topic_corpus(40, seed=0)
+    ctx = RungContext(classes=sorted(set(data.labels)), encoder=tiny_encoder)
+    args = dict(seed=0, context=ctx, tolerance=0.005, home=tmp_path, key="k", can_train=False)
+    choice = tp.choose_training_precision(rung, data, data, asked=False, **args)
+    assert choice.used == "no" and "cannot run under a multi-process launch" in choice.message
+    with pytest.raises(ConfigError, match="multi-process launch cannot run"):
+        tp.choose_training_precision(rung, data, data, **args)

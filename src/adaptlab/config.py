@@ -55,6 +55,8 @@ class Budget:
 SPLIT_STRATEGIES = ("auto", "stratified", "group", "near-dup", "time")
 # "auto": bf16 where the hardware runs it natively, else fp32 (adaptlab.encoders.fast.resolve_precision).
 ENCODE_PRECISIONS = ("fp32", "bf16", "int8", "auto")
+# The training loops' autocast (adaptlab.rungs.runtime.MIXED_PRECISION_REQUESTS); "auto" gated per rung.
+TRAINING_PRECISIONS = ("no", "bf16", "fp16", "auto")
 EXECUTORS = ("inprocess", "ray")
 _RESOURCE_KEYS = ("cpus", "gpus", "memory")
 _MEMORY_UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
@@ -115,6 +117,11 @@ class StudyConfig:
     # The study's label check (estimated label noise of the train pool) reads at most this many rows, a
     # stratified sample seeded by test_seed above it. None: the default, 20,000.
     label_check_max_rows: Optional[int] = None
+    # Precision of the rungs that train the encoder (refit, lora, unfreeze, finetune, lpft) whose rung_params
+    # do not set their own `mixed_precision`. "auto" (the default): bf16 where the hardware runs it natively
+    # and a short float32 run on the first seed agrees within `precision_tolerance`, else float32
+    # (adaptlab.evaluate.training_precision). The study id hashes what it became (`identity`).
+    mixed_precision: str = "auto"
 
     def __post_init__(self) -> None:
         if isinstance(self.rungs, str):
@@ -139,6 +146,9 @@ class StudyConfig:
             raise ConfigError.invalid("n_boot", self.n_boot, "an integer >= 100")
         if self.encode_precision not in ENCODE_PRECISIONS:
             raise ConfigError.invalid("encode_precision", self.encode_precision, f"one of {', '.join(ENCODE_PRECISIONS)}")
+        if self.mixed_precision not in TRAINING_PRECISIONS:
+            raise ConfigError.invalid("mixed_precision", self.mixed_precision, f"one of {', '.join(TRAINING_PRECISIONS)}",
+                                      "'auto' (the default) trains in bf16 where the hardware runs it natively")
         if self.time_budget is not None:
             parse_duration(self.time_budget, "time_budget")
             need = (self.adaptive or {}).get("min_seeds", 3) if isinstance(self.adaptive, dict) else 3
@@ -179,23 +189,43 @@ class StudyConfig:
                 d.pop(name)
         return d
 
-    def identity(self, encode_precision_used: Optional[str] = None) -> dict[str, Any]:
-        """What the study id hashes: :meth:`to_dict`, with ``encode_precision="auto"`` replaced by what it became.
+    def identity(self, encode_precision_used: Optional[str] = None,
+                 training_precision_used: Optional[dict[str, str]] = None) -> dict[str, Any]:
+        """What the study id hashes: :meth:`to_dict`, with each ``"auto"`` replaced by what it became.
 
-        ``auto`` is the default, and it means fp32 on a machine without native bf16 (or when the gate refuses
-        bf16): that study is the fp32 study, under the fp32 study's id, so results stored before ``auto``
-        became the default stay found. Where it became bf16, the id is the bf16 study's.
+        ``auto`` is the default of both precisions, and it means fp32 on a machine without native bf16 (or
+        when the gate refuses bf16): that study is the fp32 study, under the fp32 study's id, so results
+        stored before ``auto`` became the default stay found. Where it became bf16, the id is the one of the
+        study that asked for bf16. ``training_precision_used`` maps each training rung whose precision was
+        the study's ``mixed_precision`` or ``"auto"`` to what it trained in; it is hashed as if given in
+        ``rung_params``, the form earlier versions stored, and ``mixed_precision="no"`` (float32, every rung's
+        own default) is left out.
 
         Example:
             >>> cfg = StudyConfig(rungs=["tfidf", "probe"])
-            >>> cfg.encode_precision, cfg.identity("fp32") == StudyConfig(encode_precision="fp32").to_dict()
-            ('auto', True)
+            >>> cfg.encode_precision, cfg.mixed_precision
+            ('auto', 'auto')
+            >>> ident = cfg.identity("fp32")  # what a study of earlier versions hashed
+            >>> ident["encode_precision"], "mixed_precision" in ident, ident == StudyConfig(encode_precision="fp32").identity()
+            ('fp32', False, True)
             >>> cfg.identity("bf16")["encode_precision"]
             'bf16'
+            >>> StudyConfig(rungs=["probe", "lora"]).identity("fp32", {"lora": "bf16"})["rung_params"]
+            {'lora': {'mixed_precision': 'bf16'}}
         """
         d = self.to_dict()
         if d["encode_precision"] == "auto":
             d["encode_precision"] = encode_precision_used or "fp32"
+        d.pop("mixed_precision", None)
+        params = {name: dict(p) for name, p in (d.get("rung_params") or {}).items()}
+        for name, used in (training_precision_used or {}).items():
+            params.setdefault(name, {})["mixed_precision"] = used
+        for name in list(params):
+            if params[name].get("mixed_precision") == "no":
+                del params[name]["mixed_precision"]
+            if not params[name]:
+                del params[name]
+        d["rung_params"] = params
         return d
 
 

@@ -86,7 +86,8 @@ KEYS: dict[str, Key] = {
     "refit_budget": Key("str", "refit length, e.g. \"300steps\" (same as [rung.refit] budget)"),
     "refit_objective": Key("str", "refit objective: mlm | simcse (same as [rung.refit] objective)"),
     "transductive": Key("bool", "let the refit read the test texts, never labels ([rung.refit] transductive)"),
-    "mixed_precision": Key("str", "precision of every rung that trains the encoder: no | bf16 | fp16 | auto"),
+    "mixed_precision": Key("str", "precision of the rungs that train the encoder: auto | no | bf16 | fp16",
+                           "mixed_precision"),
     "executor": Key("str", "where the jobs run: inprocess | ray"),
     "address": Key("str", "Ray cluster address: auto | ray://host:10001"),
     "max_retries": Key("int", "Ray: resubmit a failed job this many times"),
@@ -106,8 +107,9 @@ TABLES = ("rung", "adaptive")
 ALIASES = {"time_budget": "time", "encode_precision": "precision", "rung_params": "rung", "rung_parameters": "rung"}
 # The refit flags: top-level keys that set one parameter of the refit rung.
 REFIT_KEYS = {"refit_budget": "budget", "refit_objective": "objective", "transductive": "transductive"}
-# Rung parameters whose default is dropped after merging, so a study without them keeps its id.
-_DROP_DEFAULTS = {"mixed_precision": "no", "transductive": False}
+# Rung parameters whose default is dropped after merging, so a study without them keeps its id. (A rung's
+# own mixed_precision="no" is kept: it overrides the study's "auto"; the study id leaves it out.)
+_DROP_DEFAULTS = {"transductive": False}
 
 Where = Callable[[tuple[str, ...]], str]
 
@@ -641,8 +643,8 @@ def resolve_settings(layers: "list[StudySettings]", defaults: Optional[dict[str,
         >>> f = StudySettings(values={"rungs": ["probe", "lora"], "mixed_precision": "bf16"},
         ...                   rung_params={"lora": {"r": 16}}, source="study.toml")
         >>> r = resolve_settings([f, parse_set_options(["lora.r=4"])])
-        >>> r.rung_params
-        {'lora': {'mixed_precision': 'bf16', 'r': 4}}
+        >>> r.rung_params, r.values["mixed_precision"]  # the study's precision: every training rung's default
+        ({'lora': {'r': 4}}, 'bf16')
     """
     values: dict[str, Any] = dict(defaults or {})
     origin: dict[str, str] = {k: "default" for k in values}
@@ -655,6 +657,9 @@ def resolve_settings(layers: "list[StudySettings]", defaults: Optional[dict[str,
     adaptive: dict[str, Any] = {}
     notes: list[str] = []
     for layer in layers:
+        if layer.values.get("mixed_precision") is not None:  # a later top-level precision beats earlier rung tables
+            for table in params.values():
+                table.pop("mixed_precision", None)
         for name, table in _flag_rung_params(layer.values, rungs).items():
             params.setdefault(name, {}).update(table)
         for name, table in layer.rung_params.items():
@@ -673,17 +678,11 @@ def resolve_settings(layers: "list[StudySettings]", defaults: Optional[dict[str,
 
 
 def _flag_rung_params(values: dict[str, Any], rungs: list[str]) -> dict[str, dict[str, Any]]:
-    """The rung parameters a layer's top-level keys set (the refit keys, mixed_precision)."""
-    from adaptlab.rungs import RUNGS
-
+    """The rung parameters a layer's top-level keys set (the refit keys)."""
     out: dict[str, dict[str, Any]] = {}
     for key, param in REFIT_KEYS.items():
         if values.get(key) is not None and "refit" in rungs:  # without refit: the caller's error (check_refit_keys)
             out.setdefault("refit", {})[param] = values[key]
-    if values.get("mixed_precision") is not None:
-        for name in rungs:
-            if getattr(RUNGS.get(name), "trains_network", False):
-                out.setdefault(name, {})["mixed_precision"] = values["mixed_precision"]
     return out
 
 
@@ -732,7 +731,7 @@ def study_config(settings: "StudySettings | ResolvedSettings") -> Any:
 # ------------------------------------------------------------------------------------------ writing
 # StudyConfig field -> study-file key, in the order a study file lists them.
 _WRITE_ORDER = ["name", "rungs", "seeds", "split", "test_size", "val_size", "test_seed", "encoder", "positive_label",
-                "budget", "time_budget", "encode_precision", "int8_tolerance", "near_dup_threshold", "n_boot"]
+                "budget", "time_budget", "encode_precision", "mixed_precision", "int8_tolerance", "near_dup_threshold", "n_boot"]
 # A stored config's field -> the study-file key written for it, where the key was renamed since.
 _RENAMED_ON_WRITE = {"int8_tolerance": "precision_tolerance"}
 
@@ -759,6 +758,7 @@ def study_file_text(config: dict[str, Any], *, header: str = "", inputs: Optiona
         val_size = 0.2
         test_seed = 0
         precision = "auto"
+        mixed_precision = "auto"
         precision_tolerance = 0.005
         near_dup_threshold = 0.8
         n_boot = 1000
@@ -773,6 +773,9 @@ def study_file_text(config: dict[str, Any], *, header: str = "", inputs: Optiona
     lines = [f"# {h}" if h else "#" for h in header.splitlines()] if header else []
     lines += [f"{key} = {format_value(inputs[key])}" for key in _INPUT_ORDER if (inputs or {}).get(key)]
     skipped: list[str] = []
+    if "mixed_precision" not in config and _trains_encoder(config.get("rungs") or []):
+        # Stored before the study had a precision of its own: its training rungs ran in float32 then.
+        config = {**config, "mixed_precision": "no"}
     order = _WRITE_ORDER + [k for k in config if k not in _WRITE_ORDER]
     for name in order:
         if name not in config or name in ("rung_params", "adaptive"):
@@ -792,6 +795,12 @@ def study_file_text(config: dict[str, Any], *, header: str = "", inputs: Optiona
     if skipped:
         lines += ["", f"# not written (tables this version cannot read back): {', '.join(skipped)}"]
     return "\n".join(lines) + "\n"
+
+
+def _trains_encoder(rungs: list[str]) -> bool:
+    from adaptlab.rungs import RUNGS
+
+    return any(getattr(RUNGS.get(name), "trains_network", False) for name in rungs)
 
 
 def study_file_yaml(config: dict[str, Any], *, header: str = "", inputs: Optional[dict[str, str]] = None) -> str:

@@ -161,7 +161,7 @@ def study_run(
     refit_budget: Optional[str] = RefitBudgetOpt,
     refit_objective: Optional[str] = RefitObjectiveOpt,
     transductive: bool = TransductiveOpt,
-    mixed_precision: Optional[str] = typer.Option(None, "--mixed-precision", help="no | bf16 | fp16 | auto: precision of the rungs that train the encoder (lora, unfreeze, finetune, lpft, refit); fp16 needs a CUDA GPU; auto is bf16 where the hardware runs it natively and a short float32 run on the first seed agrees within --precision-tolerance, else float32 (default: each rung's own, no)."),
+    mixed_precision: Optional[str] = typer.Option(None, "--mixed-precision", help="auto | no | bf16 | fp16: precision of the rungs that train the encoder (lora, unfreeze, finetune, lpft, refit); fp16 needs a CUDA GPU; auto (the default) is bf16 where the hardware runs it natively and a short float32 run on the first seed agrees within --precision-tolerance, else float32 (no: float32)."),
     executor: str = typer.Option("inprocess", "--executor", help="inprocess | ray: where the (rung, seed) jobs run."),
     address: Optional[str] = typer.Option(None, "--address", help="Ray cluster: auto | ray://host:10001 (default: a local Ray instance)."),
     max_retries: int = typer.Option(2, "--max-retries", help="Ray: resubmit a failed job this many times."),

@@ -19,12 +19,13 @@ def refit_rung_params(rungs: str, budget: Optional[str], objective: Optional[str
                       mixed_precision: Optional[str] = None) -> dict[str, dict[str, Any]]:
     """`study run` flags -> ``StudyConfig.rung_params`` (the API takes the same dict).
 
-    The refit flags go to ``rung_params["refit"]``; ``--mixed-precision`` goes to every rung in
-    ``rungs`` that trains the encoder (``trains_network``), and ``"no"`` (the default) adds nothing.
+    The refit flags go to ``rung_params["refit"]``. ``--mixed-precision`` is only checked here (a value this
+    machine runs, a rung in ``rungs`` that trains the encoder): it is the study's ``mixed_precision``, which
+    every training rung without a setting of its own takes.
 
     Example:
         >>> refit_rung_params("probe,refit,lora", "300steps", None, False, mixed_precision="bf16")
-        {'refit': {'budget': '300steps', 'mixed_precision': 'bf16'}, 'lora': {'mixed_precision': 'bf16'}}
+        {'refit': {'budget': '300steps'}}
     """
     params: dict[str, Any] = {}
     if budget is not None:
@@ -42,15 +43,13 @@ def refit_rung_params(rungs: str, budget: Optional[str], objective: Optional[str
         from adaptlab.rungs.refit import RefitConfig
 
         RefitConfig(**params)  # validate at the edge: the error names the field
-    out: dict[str, dict[str, Any]] = {"refit": params} if params else {}
     if mixed_precision is not None:
-        for name in mixed_precision_rungs(names, mixed_precision):
-            out.setdefault(name, {})["mixed_precision"] = mixed_precision
-    return out
+        mixed_precision_rungs(names, mixed_precision)
+    return {"refit": params} if params else {}
 
 
 def mixed_precision_rungs(names: list[str], mixed_precision: str) -> list[str]:
-    """The rungs among ``names`` that ``--mixed-precision`` configures (none for ``"no"``, the default).
+    """The rungs among ``names`` that ``--mixed-precision`` configures.
 
     Fails, naming ``--mixed-precision``, on an unknown value, on a precision this machine cannot run
     (fp16 without a CUDA GPU), and when no rung in ``names`` trains the encoder (an unknown rung name is
@@ -62,13 +61,12 @@ def mixed_precision_rungs(names: list[str], mixed_precision: str) -> list[str]:
     check_mixed_precision(mixed_precision, "--mixed-precision", device="auto")  # before any work
     trainers = [n for n in available_rungs() if getattr(RUNGS[n], "trains_network", False)]
     chosen = [n for n in names if n in trainers]
-    if not chosen and all(n in RUNGS for n in names):
+    if not chosen and mixed_precision != "auto" and all(n in RUNGS for n in names):  # auto: the default
         raise ConfigError(
             f"--mixed-precision applies to rungs that train the encoder ({', '.join(trainers)}), and none is in "
             f"--rungs {','.join(names)!r}; add one (e.g. --rungs tfidf,probe,finetune) or drop --mixed-precision."
         )
-    # "no" is every rung's default: leaving it out keeps the study id of a study run without the flag.
-    return [] if mixed_precision == "no" else chosen
+    return chosen
 
 
 def _texts(path: Path, text_col: Optional[str], encoding: Optional[str]) -> list[str]:

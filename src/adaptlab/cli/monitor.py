@@ -15,25 +15,31 @@ from adaptlab.errors import ConfigError
 ModelArg = typer.Argument(..., help="Model folder created by `adaptlab ship`.")
 TextOpt = typer.Option(None, "--text-col", help="Text column (default: text).")
 IdOpt = typer.Option(None, "--id-col", help="Id column (default: id, else row number).")
+PrecisionOpt = typer.Option(
+    "auto", "--precision", help="auto | fp32 | bf16 | int8: numeric path of a frozen encoder (auto: the one the "
+    "model was shipped with where this hardware runs it natively, else fp32). The reference embeddings follow it "
+    "(re-embedded once when it changes).")
 
 
-def _registry_and_model(model: Path, version: Optional[str] = None):
+def _registry_and_model(model: Path, version: Optional[str] = None, precision: Optional[str] = None):
     from adaptlab.ship import ModelRegistry
 
     reg = ModelRegistry(model)
-    return reg, reg.load(version)
+    return reg, reg.load(version, precision=precision)
 
 
-def _monitored(model: Path):
+def _monitored(model: Path, precision: Optional[str] = None, quiet: bool = False):
     """The model in use, its embedding space and its up-to-date reference set."""
     from adaptlab.monitor.shipped import model_space, reference_for
 
-    reg, pipe = _registry_and_model(model)
+    reg, pipe = _registry_and_model(model, precision=precision)
     space = model_space(pipe)
     if space.note:
         err.print(f"[dim]{space.note}[/]")
+    if getattr(pipe, "precision_note_", None) and not quiet:
+        err.print(f"[dim]encoder precision: {pipe.precision_note_}[/]", highlight=False)
     ref, _ = reference_for(reg, pipe, space)
-    return reg, space, ref
+    return reg, space, ref, pipe
 
 
 def _texts(path: Path, text_col: Optional[str], id_col: Optional[str]):
@@ -50,17 +56,19 @@ def drift_cmd(
     permutations: int = typer.Option(200, "--permutations", help="Permutations of the MMD test."),
     max_points: int = typer.Option(1000, "--max-points", help="Points per side used by the MMD test (seeded sample)."),
     seed: int = typer.Option(0, "--seed"),
+    precision: str = PrecisionOpt,
     json_out: bool = JsonOpt,
 ) -> None:
     """Are new texts distributed like the training texts? MMD test, PCA/dimension view, out-of-distribution share."""
     from adaptlab.monitor import embedding_drift
 
-    reg, space, ref = _monitored(model)
+    reg, space, ref, pipe = _monitored(model, precision, quiet=json_out)
     new = _texts(new_texts, text_col, None)
     report = embedding_drift(ref.embeddings, space.embed(new.texts), n_permutations=permutations,
                              max_points=max_points, seed=seed)
     if json_out:
-        typer.echo(json.dumps({"model": str(model), "version": reg.current.id, **report.to_dict()}, indent=2))
+        typer.echo(json.dumps({"model": str(model), "version": reg.current.id,
+                               "precision": getattr(pipe, "precision_used_", None), **report.to_dict()}, indent=2))
         return
     out.print(str(report), highlight=False, soft_wrap=True)
 
@@ -73,6 +81,7 @@ def neighbors_cmd(
     k: int = typer.Option(5, "-k", help="Neighbours per new item."),
     output: Optional[Path] = typer.Option(None, "-o", "--output", help="Write all placements to this CSV."),
     text_col: Optional[str] = TextOpt, id_col: Optional[str] = IdOpt,
+    precision: str = PrecisionOpt,
     json_out: bool = JsonOpt,
 ) -> None:
     """Cold start: place new items among the training items by content embedding (kNN, with scores)."""
@@ -80,7 +89,7 @@ def neighbors_cmd(
 
     from adaptlab.monitor import place_new_items
 
-    _, space, ref = _monitored(model)
+    _, space, ref, _pipe = _monitored(model, precision, quiet=json_out)
     new = _texts(items, text_col, id_col)
     rows = place_new_items(ref.neighbor_index(), new.texts, space.embed, k=k, new_ids=new.ids)
     table = pd.DataFrame([r.to_dict() for r in rows])

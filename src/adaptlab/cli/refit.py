@@ -81,7 +81,7 @@ def refit_cmd(
     refit_budget: Optional[str] = RefitBudgetOpt,
     refit_objective: Optional[str] = RefitObjectiveOpt,
     transductive: bool = TransductiveOpt,
-    mixed_precision: Optional[str] = typer.Option(None, "--mixed-precision", help="no | bf16 | fp16 | auto (fp16 needs a CUDA GPU; auto: bf16 where native and within --precision-tolerance of a short float32 run on validation; default: no)."),
+    mixed_precision: Optional[str] = typer.Option(None, "--mixed-precision", help="auto | no | bf16 | fp16 (fp16 needs a CUDA GPU; auto, the default as in study run: bf16 where native and within --precision-tolerance of a short float32 run on validation, else float32)."),
     precision_tolerance: float = typer.Option(0.005, "--precision-tolerance", help="With --mixed-precision auto: largest validation-F1 loss bf16 may show against float32 (0.005 = half a point; the study's flag of the same name)."),
     home: Optional[Path] = HomeOpt,
     json_out: bool = JsonOpt,
@@ -112,7 +112,7 @@ def refit_cmd(
             # The study's config minus the other rungs: nothing here changes the refit's key with the rung list.
             cfg = StudyConfig(rungs=["refit"], seeds=1, split=split, test_size=test_size, val_size=val_size,
                               test_seed=test_seed, encoder=encoder, positive_label=positive_label, budget=budget,
-                              precision_tolerance=precision_tolerance,
+                              precision_tolerance=precision_tolerance, mixed_precision=mixed_precision or "auto",
                               rung_params=refit_rung_params("refit", refit_budget, refit_objective, transductive,
                                                             mixed_precision))
             cols = dict(text_col=text_col, label_col=label_col, group_col=group_col, time_col=time_col, id_col=id_col,

@@ -37,6 +37,29 @@ RESULT_SCHEMA = 1
 Progress = Callable[[str], None]
 
 
+def _apply_study_precision(rungs: list[Any], config: StudyConfig) -> list[str]:
+    """Give ``config.mixed_precision`` to each rung that trains the encoder and sets none of its own (in
+    place); returns their names."""
+    taken = []
+    for i, rung in enumerate(rungs):
+        own = (config.rung_params.get(rung.name) or {}).get("mixed_precision")
+        if own is not None or not hasattr(rung.config, "mixed_precision"):
+            continue
+        rungs[i] = type(rung)(replace(rung.config, mixed_precision=config.mixed_precision))
+        taken.append(rung.name)
+    return taken
+
+
+def _unlabeled_sample(ds: Optional[TextDataset], seed: int) -> Optional[TextDataset]:
+    """At most twice :data:`~adaptlab.encoders.fast.GATE_MAX_TEXTS` unlabeled texts, drawn with ``seed``."""
+    from adaptlab.encoders.fast import GATE_MAX_TEXTS
+
+    if ds is None or len(ds) <= 2 * GATE_MAX_TEXTS:
+        return ds
+    keep = np.sort(np.random.default_rng(seed).choice(len(ds), 2 * GATE_MAX_TEXTS, replace=False))
+    return ds.subset(keep)
+
+
 def _gate_sample(ds: TextDataset, seed: int) -> TextDataset:
     """At most :data:`~adaptlab.encoders.fast.GATE_MAX_TEXTS` texts of ``ds``, each class keeping its share.
 
@@ -275,6 +298,9 @@ class Study:
         self.lease_options: dict[str, Any] = {}
         # Instantiate every rung up front so a typo fails before any training starts.
         self.rungs = [get_rung(name, config.rung_params.get(name)) for name in config.rungs]
+        # The rungs that train in the study's mixed_precision (no setting of their own); the id hashes what
+        # it became for them.
+        self._study_precision_rungs = _apply_study_precision(self.rungs, config)
         # As configured: a rung asking for mixed_precision="auto" is resolved again by each run (its gate).
         self._configured_rungs = list(self.rungs)
         # Network rungs refuse a budget of their own unlike the study's, before anything trains (issue #5).
@@ -360,7 +386,10 @@ class Study:
         # mixed_precision="auto" -> bf16 or float32 per rung, before any cell key is computed.
         self.rungs, training_precision = self._training_precision(self._configured_rungs, full, first, context, say)
 
-        study_id = content_key("study", full.content_hash, cfg.identity(choice.used if choice else None),
+        # What each training rung that asked for "auto", or took the study's precision, trained in.
+        trained_in = {now.name: now.config.mixed_precision for was, now in zip(self._configured_rungs, self.rungs)
+                      if now.name in self._study_precision_rungs or getattr(was.config, "mixed_precision", None) == "auto"}
+        study_id = content_key("study", full.content_hash, cfg.identity(choice.used if choice else None, trained_in),
                                encoder.fingerprint if encoder else None)
         name = cfg.name or f"{Path(data.source).name or 'data'}: {','.join(cfg.rungs)} x {cfg.seeds} seeds"
         self.store.put_study(study_id, name=name, config=cfg.to_dict(), data_hash=full.content_hash)
@@ -685,6 +714,9 @@ class Study:
         rung = next((r for r in self.rungs if isinstance(r, RefitRung)), None)
         if rung is None:
             rung = get_rung("refit", cfg.rung_params.get("refit"))
+            fitted_rungs = [rung]
+            self._study_precision_rungs += _apply_study_precision(fitted_rungs, cfg)
+            rung = fitted_rungs[0]
         seed = cfg.seed_values[0] if seed is None else int(seed)
         prepared = self._prepare(data, test, say, seeds=[seed])
         cache = None
@@ -759,9 +791,14 @@ class Study:
             device = str(getattr(ctx.encoder, "device", "cpu"))
             key = gate_key(rung, ctx, full.content_hash, split.fingerprint, split.seed,
                            self.config.precision_tolerance, device)
+            # The gate compares two numeric paths: samples decide it (the refit's corpus too), at a few
+            # seconds instead of encoding the whole split twice.
+            gate_ctx = replace(ctx, unlabeled=_unlabeled_sample(ctx.unlabeled, split.seed))
             choice = choose_training_precision(
-                rung, full.subset(split.train), full.subset(split.val), seed=split.seed, context=ctx,
-                tolerance=self.config.precision_tolerance, home=self.home, key=key, say=say, can_train=can_train)
+                rung, _gate_sample(full.subset(split.train), split.seed),
+                _gate_sample(full.subset(split.val), split.seed), seed=split.seed, context=gate_ctx,
+                tolerance=self.config.precision_tolerance, home=self.home, key=key, say=say, can_train=can_train,
+                asked=rung.name not in self._study_precision_rungs)
             say(choice.message)
             out.append(resolved_rung(rung, choice))
             choices[rung.name] = choice.to_dict()

@@ -32,7 +32,7 @@ from adaptlab.store import content_key
 
 #: Optimizer steps of each of the two short gate runs (float32 and bf16).
 GATE_STEPS = 20
-_SCHEMA = 1
+_SCHEMA = 2  # 2: the gate trains on samples of the split (at most GATE_MAX_TEXTS a part)
 
 
 @dataclass
@@ -103,11 +103,14 @@ def gate_key(rung: Rung, context: RungContext, data_hash: str, split_fingerprint
 def choose_training_precision(
     rung: Rung, train: TextDataset, val: TextDataset, *, seed: int, context: RungContext, tolerance: float,
     home: Path, key: str, say: Callable[[str], None] = lambda _m: None, can_train: bool = True,
+    asked: bool = True,
 ) -> TrainingPrecisionChoice:
     """What ``rung`` (whose ``mixed_precision`` is ``"auto"``) trains in, from the stored decision or the gate.
 
     ``can_train=False`` (a multi-process launch, whose processes cannot each train the gate) needs the
-    decision stored by an earlier single-process run, or native float32 hardware.
+    decision stored by an earlier single-process run, or native float32 hardware; without either, a rung
+    that asked for ``"auto"`` itself fails, and one that only took the study's default (``asked=False``)
+    trains in float32, as it did before ``"auto"`` was the default.
 
     Example:
         >>> choice = choose_training_precision(rung, train, val, seed=0, context=ctx, tolerance=0.005,
@@ -124,6 +127,12 @@ def choose_training_precision(
     stored = home / "precision_gates" / f"{key}.json"
     if stored.exists():
         return TrainingPrecisionChoice(**json.loads(stored.read_text(encoding="utf-8")))
+    if not can_train and not asked:
+        return TrainingPrecisionChoice(
+            rung.name, "no", tolerance, message=(
+                f"{rung.name}: {why}, but the float32-vs-bf16 check cannot run under a multi-process launch: "
+                "training in float32. Run the study once without the launcher (it stores the check), or set "
+                "mixed_precision='bf16'."))
     if not can_train:
         raise ConfigError(
             f"{rung.name}.mixed_precision='auto' needs a short float32-vs-bf16 check that a multi-process launch "

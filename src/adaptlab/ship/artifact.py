@@ -20,7 +20,7 @@ import hashlib
 import json
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import numpy as np
 
@@ -61,8 +61,34 @@ def encoder_reference(encoder: Any, blobs: BlobStore, *, store: bool = True) -> 
     return ref
 
 
-def load_encoder_reference(ref: dict[str, Any], blobs: BlobStore, device: str) -> Any:
-    """The encoder a reference names, after checking its fingerprint (and its files' hashes when stored)."""
+def load_precision(shipped: str, requested: Optional[str], device: str) -> tuple[str, str]:
+    """The numeric path a loaded frozen encoder runs, and why.
+
+    ``requested`` ``None`` / ``"auto"``: the path the model was shipped (and evaluated) with, where this
+    hardware runs it natively; a bf16 model on hardware without native bf16 runs in fp32, the reference
+    path its gate compared against (emulated bf16 is several times slower). Anything else is used as asked.
+
+    Example:
+        >>> load_precision("int8", None, "cpu")
+        ('int8', 'int8, as shipped')
+        >>> load_precision("fp32", "bf16", "cpu")
+        ('bf16', 'bf16 requested (shipped in fp32)')
+    """
+    from adaptlab.encoders.fast import native_bf16
+
+    if requested not in (None, "auto"):
+        return requested, (f"{requested}, as shipped" if requested == shipped
+                           else f"{requested} requested (shipped in {shipped})")
+    if shipped == "bf16" and not native_bf16(str(device).split(":")[0]):
+        return "fp32", "fp32: shipped in bf16, which this hardware does not run natively"
+    return shipped, f"{shipped}, as shipped"
+
+
+def load_encoder_reference(ref: dict[str, Any], blobs: BlobStore, device: str,
+                           precision: Optional[str] = None) -> Any:
+    """The encoder a reference names, after checking its fingerprint (and its files' hashes when stored).
+
+    ``precision``: the frozen encoder's numeric path (see :func:`load_precision`)."""
     from adaptlab.encoders import Encoder
 
     fp = str(ref.get("fingerprint", ""))
@@ -82,14 +108,16 @@ def load_encoder_reference(ref: dict[str, Any], blobs: BlobStore, device: str) -
             f"found has fingerprint {enc.fingerprint[:12]}... ({enc.info.get('source')}). Install {wanted} "
             "(pip install the exact version) so predictions match what was evaluated."
         )
-    precision = str(ref.get("precision") or "fp32")
-    if precision != "fp32":
+    shipped = str(ref.get("precision") or "fp32")
+    used, _why = load_precision(shipped, precision, device)
+    if used != "fp32":
         from adaptlab.encoders.fast import make_encoder
 
-        enc = make_encoder(enc, precision, method=ref.get("method"))
+        enc = make_encoder(enc, used, method=ref.get("method") if used == shipped else None)
+    if used == shipped != "fp32":
         if ref.get("precision_fingerprint") and enc.fingerprint != ref["precision_fingerprint"]:
             raise ConfigError(
-                f"this model encodes in {precision} ({ref.get('method')}), and redoing that conversion here gives "
+                f"this model encodes in {used} ({ref.get('method')}), and redoing that conversion here gives "
                 f"fingerprint {enc.fingerprint[:12]}... instead of {str(ref['precision_fingerprint'])[:12]}.... "
                 "Use the adaptlab version that saved the model."
             )
@@ -242,8 +270,9 @@ def _export_network(fitted: Any, rung_config: dict[str, Any], blobs: BlobStore, 
 
 
 def import_fitted(rung: str, state: dict[str, Any], tensors: dict[str, np.ndarray], classes: list[str],
-                  blobs: BlobStore, *, device: str) -> Any:
-    """Rebuild the fitted rung :func:`export_fitted` wrote."""
+                  blobs: BlobStore, *, device: str, precision: Optional[str] = None) -> Any:
+    """Rebuild the fitted rung :func:`export_fitted` wrote; ``precision`` is the numeric path of a frozen
+    encoder (:func:`load_precision`; a network rung runs its own weights in float32)."""
     kind = state.get("kind")
     if kind == "tfidf":
         from adaptlab.rungs.tfidf import FittedTfidf
@@ -253,7 +282,7 @@ def import_fitted(rung: str, state: dict[str, Any], tensors: dict[str, np.ndarra
     if kind == "frozen":
         from adaptlab.rungs.probe import FittedProbe
 
-        enc = load_encoder_reference(state["encoder"], blobs, device)
+        enc = load_encoder_reference(state["encoder"], blobs, device, precision)
         fitted = FittedProbe(enc, None, _import_logistic(state["head"], tensors, "head"), classes,
                              int(state.get("batch_size", 32)))
         fitted.rung = rung

@@ -27,7 +27,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from adaptlab.errors import ConfigError
 from adaptlab.ship.artifact import (
-    check_tensors, describe_tensors, export_fitted, import_fitted, read_json,
+    check_tensors, describe_tensors, export_fitted, import_fitted, load_precision, read_json,
 )
 from adaptlab.ship.blobs import BlobStore
 from adaptlab.store import json_safe
@@ -429,8 +429,14 @@ def read_manifest(directory: PathLike) -> dict[str, Any]:
     return manifest
 
 
-def load_pipeline(directory: PathLike, *, device: str = "cpu", blobs: Optional[PathLike] = None) -> Pipeline:
+def load_pipeline(directory: PathLike, *, device: str = "cpu", blobs: Optional[PathLike] = None,
+                  precision: Optional[str] = None) -> Pipeline:
     """Load a saved :class:`Pipeline`, refusing anything adaptlab did not write.
+
+    ``precision`` (``auto`` | ``fp32`` | ``bf16`` | ``int8``) is the numeric path of a frozen encoder
+    (``probe``): by default the one it was shipped with, where this hardware runs it natively, else fp32
+    (:func:`~adaptlab.ship.artifact.load_precision`). ``precision_used_`` and ``precision_note_`` say what it
+    runs; a model that trains its encoder runs its own weights in float32 whatever is asked.
 
     Checks, before building the model: the folder holds only the manifest, the weights file, the card
     and ``blobs/``; the weights' SHA-256 matches the manifest; every tensor has the declared dtype and
@@ -468,7 +474,11 @@ def load_pipeline(directory: PathLike, *, device: str = "cpu", blobs: Optional[P
     classes = np.asarray(manifest["classes"], dtype=None if dtype == "str" else dtype)
     names = [str(c) for c in classes]
     store = _find_blobs(folder, manifest, blobs)
-    fitted = import_fitted(rung, manifest["state"], tensors, names, store, device=device)
+    from adaptlab.encoders.fast import REQUESTS
+
+    if precision is not None and precision not in REQUESTS:
+        raise ConfigError.invalid("precision", precision, f"one of {', '.join(REQUESTS)}")
+    fitted = import_fitted(rung, manifest["state"], tensors, names, store, device=device, precision=precision)
     params = dict(manifest["params"])
     params["device"] = device
     known = set(Pipeline().get_params())
@@ -481,4 +491,16 @@ def load_pipeline(directory: PathLike, *, device: str = "cpu", blobs: Optional[P
     pipe.fit_info_ = manifest.get("fit", {})
     pipe.val_scores_ = dict(pipe.fit_info_.get("val_scores") or {})
     pipe.manifest_ = manifest
+    pipe.precision_used_, pipe.precision_note_ = _loaded_precision(manifest["state"], rung, precision, device)
     return pipe
+
+
+def _loaded_precision(state: dict[str, Any], rung: str, precision: Optional[str],
+                      device: str) -> tuple[Optional[str], Optional[str]]:
+    """What a loaded model's encoder runs in, and why (None for TF-IDF, which has no encoder)."""
+    kind = state.get("kind")
+    if kind == "frozen":
+        return load_precision(str((state.get("encoder") or {}).get("precision") or "fp32"), precision, device)
+    if kind == "network":
+        return "fp32", f"fp32: the {rung} model runs its own trained weights"
+    return None, None

@@ -83,6 +83,8 @@ class PredictReport:
         rows_per_second: ``n_read / seconds``.
         rejected_by_problem: Number of rejected rows per problem code (``empty_text``, ...).
         rejected_lines: Line numbers of the first rejected rows (up to 100), for the summary.
+        precision: The numeric path the model's encoder ran (``fp32``, ``bf16``, ``int8``) and why, e.g.
+            ``"bf16, as shipped"`` (None for a model without one, such as TF-IDF).
     """
 
     input_path: str
@@ -99,12 +101,14 @@ class PredictReport:
     rows_per_second: float = 0.0
     rejected_by_problem: dict[str, int] = field(default_factory=dict)
     rejected_lines: dict[str, list[int]] = field(default_factory=dict)
+    precision: Optional[str] = None
 
     def summary(self) -> str:
         """A few sentences a person can read."""
         lines = [
             f"Predicted {self.n_predicted:,} of {self.n_read:,} rows of {self.input_path} in {self.seconds:.1f} s "
             f"({self.rows_per_second:,.0f} rows/s) and wrote {self.output_path}."
+            + (f" Encoder precision: {self.precision}." if self.precision else "")
         ]
         if self.n_read == 0:
             lines.append("The input has no data rows, so the output has only its header.")
@@ -155,6 +159,7 @@ class PredictReport:
             "rows_per_second": self.rows_per_second,
             "rejected_by_problem": dict(self.rejected_by_problem),
             "rejected_lines": {k: list(v) for k, v in self.rejected_lines.items()},
+            "precision": self.precision,
         }
 
 
@@ -537,6 +542,7 @@ def predict_file(
     report = PredictReport(
         input_path=str(input_path), output_path=str(output_path), format=reader.fmt, encoding=reader.encoding,
         text_col=reader.text_col, id_col=reader.id_col, reject_path=str(rejects),
+        precision=getattr(model, "precision_note_", None),
     )
     run = _Prediction(model, classes, reader, report, batch_size)
     tmp_out, tmp_rej = _temp_beside(output_path), _temp_beside(rejects)

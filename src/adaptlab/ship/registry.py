@@ -224,17 +224,20 @@ class ModelRegistry:
         """The folder of version ``version_id``."""
         return self.root / "versions" / self.version(version_id).id
 
-    def load(self, version_id: Optional[str] = None, *, device: str = "cpu", use_cache: bool = True) -> Any:
+    def load(self, version_id: Optional[str] = None, *, device: str = "cpu", use_cache: bool = True,
+             precision: Optional[str] = None) -> Any:
         """The saved pipeline of a version (default: the one in use), verified before loading.
 
         ``use_cache``: frozen-encoder versions read and write the registry's embedding cache (retrains
         and monitoring embed the same training texts again and again); batch prediction of new texts
-        turns it off, as caching millions of one-off texts only costs time and disk.
+        turns it off, as caching millions of one-off texts only costs time and disk. ``precision``: the
+        frozen encoder's numeric path (:func:`~adaptlab.ship.pipeline.load_pipeline`; default: as shipped,
+        where this hardware runs it natively).
         """
         from adaptlab.ship.pipeline import load_pipeline
 
         vid = version_id or self.current.id
-        pipe = load_pipeline(self.version_dir(vid), device=device, blobs=self.root / "blobs")
+        pipe = load_pipeline(self.version_dir(vid), device=device, blobs=self.root / "blobs", precision=precision)
         if use_cache and hasattr(pipe.fitted_, "cache"):
             from adaptlab.encoders import EmbeddingCache
 
@@ -343,7 +346,8 @@ def _version() -> str:
     return str(adaptlab.__version__)
 
 
-def load_model(path: PathLike, version: Optional[str] = None, *, device: str = "cpu", use_cache: bool = True) -> Any:
+def load_model(path: PathLike, version: Optional[str] = None, *, device: str = "cpu", use_cache: bool = True,
+               precision: Optional[str] = None) -> Any:
     """A saved pipeline from a registry folder (the version in use, or ``version``) or a single saved model.
 
     Example:
@@ -360,10 +364,10 @@ def load_model(path: PathLike, version: Optional[str] = None, *, device: str = "
 
     root = Path(path).expanduser()
     if (root / REGISTRY_FILE).is_file():
-        return ModelRegistry(root).load(version, device=device, use_cache=use_cache)
+        return ModelRegistry(root).load(version, device=device, use_cache=use_cache, precision=precision)
     if version is not None:
         raise ConfigError(f"{str(root)!r} is a single saved model, not a registry; drop --version.")
-    return load_pipeline(root, device=device)
+    return load_pipeline(root, device=device, precision=precision)
 
 
 def ship_model(data: TextDataset, output: PathLike, *, rung: str = "probe", encoder: Any = None,

@@ -28,10 +28,14 @@ def form_parameters(rung: str) -> dict[str, list[dict[str, Any]]]:
     Example:
         >>> [p["name"] for p in form_parameters("tfidf")["main"]]
         ['ngram_max', 'min_df', 'C_grid']
+        >>> [p["default_text"] for p in form_parameters("lora")["more"] if p["name"] == "mixed_precision"]
+        ["auto (the study's)"]
     """
     from adaptlab.studyfile import rung_parameters
 
     shown = [p for p in rung_parameters(rung) if p["identity"] and p["name"] not in _FORM_LEVEL]
+    # Left empty, a training rung takes the study's precision (auto), not its own dataclass default.
+    shown = [{**p, "default_text": "auto (the study's)"} if p["name"] == "mixed_precision" else p for p in shown]
     return {"main": [p for p in shown if p["main"]], "more": [p for p in shown if not p["main"]]}
 
 

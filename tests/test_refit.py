@@ -180,6 +180,59 @@ def test_nan_loss_stops_with_the_step_and_last_finite_loss_and_keeps_the_checkpo
     assert not list(tmp_path.glob("refits/*/manifest.json"))  # an unfinished refit is never reused
 
 
+def test_losses_read_every_few_steps_give_the_same_refit(enc, texts, tmp_path, monkeypatch):
+    """On a GPU the loop reads the loss every LOSS_READ_EVERY steps; forced here on the CPU."""
+    eager = run(enc, texts, tmp_path / "a", budget="14steps", checkpoint_every=5)
+    monkeypatch.setattr(train_mod, "loss_read_interval", lambda rt, callback=None: 4)
+    lazy = run(enc, texts, tmp_path / "b", budget="14steps", checkpoint_every=5)
+    assert lazy.manifest["loss_curve"] == eager.manifest["loss_curve"] and len(lazy.manifest["loss_curve"]) == 14
+    np.testing.assert_array_equal(lazy.encoder.encode(texts[:8]), eager.encoder.encode(texts[:8]))
+
+
+def test_a_lazily_read_nan_still_stops_at_its_step_before_a_checkpoint_is_written(enc, texts, tmp_path, monkeypatch):
+    def poison(step, loss, model):
+        if step == 5:
+            with torch.no_grad():
+                model.body.embeddings.word_embeddings.weight.fill_(float("nan"))
+
+    monkeypatch.setattr(train_mod, "loss_read_interval", lambda rt, callback=None: 4)
+    cfg = RefitConfig(budget="20steps", checkpoint_every=4, **FAST)
+    with pytest.raises(RefitDivergedError, match=r"diverged at step 6.*last finite loss [0-9.]+ at step 5.*"
+                                                 r"checkpoint \(step 4\) is kept"):
+        refit_encoder(enc, texts, cfg, home=tmp_path, callback=poison)
+    ckpts = list(tmp_path.glob("refits/*/checkpoint/state.json"))
+    assert len(ckpts) == 1 and json.loads(ckpts[0].read_text())["step"] == 4
+
+
+def test_losses_are_read_every_step_on_the_cpu_and_lazily_on_one_gpu():
+    from types import SimpleNamespace
+
+    def rt(device, **kw):
+        return SimpleNamespace(device=torch.device(device), distributed=False, mixed_precision="bf16", **kw)
+
+    assert train_mod.loss_read_interval(rt("cpu")) == 1
+    assert train_mod.loss_read_interval(rt("cuda")) == train_mod.LOSS_READ_EVERY > 1
+    assert train_mod.loss_read_interval(rt("cuda"), callback=print) == 1
+    gpu_fp16 = rt("cuda")
+    gpu_fp16.mixed_precision = "fp16"
+    assert train_mod.loss_read_interval(gpu_fp16) == 1
+
+
+def test_masking_runs_on_the_generators_device(enc, monkeypatch):
+    import adaptlab.rungs.refit.objectives as obj_mod
+
+    calls, original = [], obj_mod.mask_tokens
+
+    def spy(input_ids, attention_mask, **kw):
+        calls.append((input_ids.device, kw["generator"].device, kw["special_ids"].device))
+        return original(input_ids, attention_mask, **kw)
+
+    monkeypatch.setattr(obj_mod, "mask_tokens", spy)
+    ids = torch.tensor([[2, 10, 11, 12, 3, 0]] * 4)
+    loss, n_tokens = MLMObjective(enc, mlm_probability=0.15)(ids, (ids != 0).long(), torch.Generator().manual_seed(0))
+    assert calls == [(torch.device("cpu"),) * 3] and n_tokens == 20 and torch.isfinite(loss)
+
+
 def test_estimate_over_the_limit_warns_before_training_and_says_what_fits(enc, texts, tmp_path):
     with pytest.warns(RefitTimeWarning, match=r"more than max_hours=1e-07.*steps .*fit in 1e-07 h.*engineer"):
         out = run(enc, texts, tmp_path, budget="3steps", max_hours=1e-7)

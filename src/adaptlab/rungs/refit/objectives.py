@@ -31,23 +31,26 @@ def mask_tokens(
 
     Special tokens and padding are never picked. All draws come from ``generator`` so masking is
     reproducible and resumable (its state goes into the checkpoint). At least one token per batch is
-    picked, otherwise the loss of a batch of very short texts would be 0/0.
+    picked, otherwise the loss of a batch of very short texts would be 0/0. Every tensor is made on
+    ``input_ids``' device (``generator`` must be on it too): on a GPU the masking runs there, not on the host.
 
     Returns ``(masked_input_ids, labels)`` with ``labels == -100`` where no prediction is asked.
     """
+    dev = input_ids.device
     eligible = attention_mask.bool() & ~torch.isin(input_ids, special_ids)
-    probs = torch.full(input_ids.shape, probability)
+    probs = torch.full(input_ids.shape, probability, device=dev)
     picked = torch.bernoulli(probs, generator=generator).bool() & eligible
     if not picked.any() and eligible.any():
         where = eligible.nonzero()
-        j = int(torch.randint(len(where), (1,), generator=generator))
+        j = int(torch.randint(len(where), (1,), generator=generator, device=dev))
         picked[where[j, 0], where[j, 1]] = True
     labels = input_ids.masked_fill(~picked, IGNORE_INDEX)
     out = input_ids.clone()
-    to_mask = torch.bernoulli(torch.full(input_ids.shape, 0.8), generator=generator).bool() & picked
+    to_mask = torch.bernoulli(torch.full(input_ids.shape, 0.8, device=dev), generator=generator).bool() & picked
     out[to_mask] = mask_id
-    to_random = torch.bernoulli(torch.full(input_ids.shape, 0.5), generator=generator).bool() & picked & ~to_mask
-    random_ids = torch.randint(vocab_size, input_ids.shape, generator=generator)
+    to_random = (torch.bernoulli(torch.full(input_ids.shape, 0.5, device=dev), generator=generator).bool()
+                 & picked & ~to_mask)
+    random_ids = torch.randint(vocab_size, input_ids.shape, generator=generator, device=dev)
     out[to_random] = random_ids[to_random]
     return out, labels
 
@@ -111,16 +114,19 @@ class MLMObjective(nn.Module):
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, generator: torch.Generator
                 ) -> tuple[torch.Tensor, int]:
+        n_tokens = int(attention_mask.sum())  # counted on the host batch: no wait for the device
+        dev = generator.device  # the masking runs where the generator lives: the model's device in `train`
+        input_ids, attention_mask = input_ids.to(dev, non_blocking=True), attention_mask.to(dev, non_blocking=True)
         masked, labels = mask_tokens(
-            input_ids, attention_mask, special_ids=self.special_ids.cpu(), mask_id=self.mask_id,
+            input_ids, attention_mask, special_ids=self.special_ids.to(dev), mask_id=self.mask_id,
             vocab_size=self.vocab_size, probability=self.mlm_probability, generator=generator,
         )
-        dev = next(self.body.parameters()).device
-        masked, labels, attention_mask = masked.to(dev), labels.to(dev), attention_mask.to(dev)
+        body_dev = next(self.body.parameters()).device
+        masked, labels, attention_mask = masked.to(body_dev), labels.to(body_dev), attention_mask.to(body_dev)
         hidden = self.body(input_ids=masked, attention_mask=attention_mask)[0]
         sel = labels != IGNORE_INDEX
         logits = self.head(hidden[sel])
-        return F.cross_entropy(logits.float(), labels[sel]), int(attention_mask.sum())
+        return F.cross_entropy(logits.float(), labels[sel]), n_tokens
 
     def release_body(self) -> nn.Module:
         """The refit transformer with its pooler restored, ready to wrap in an `Encoder`."""
@@ -150,7 +156,7 @@ class SimCSEObjective(nn.Module):
         z = F.normalize(self._pool(hidden, mask), dim=-1)
         n = input_ids.shape[0]
         sim = z[:n] @ z[n:].T / self.temperature
-        return F.cross_entropy(sim, torch.arange(n, device=dev)), int(attention_mask.sum())
+        return F.cross_entropy(sim, torch.arange(n, device=dev)), int(attention_mask.sum())  # the host batch
 
     def release_body(self) -> nn.Module:
         if self._pooler[0] is not None:

@@ -254,7 +254,13 @@ class Checkpointer:
         scheduler.load_state_dict(torch.load(self.folder / "scheduler.pt", weights_only=True))
         rng = load_file(str(self.folder / "rng.safetensors"))
         torch.set_rng_state(rng["torch_cpu"])
-        generator.set_state(rng["mask_generator"])
+        try:
+            generator.set_state(rng["mask_generator"])
+        except RuntimeError as exc:  # the masking stream of another kind of device (a GPU's vs the CPU's)
+            raise AdaptlabError(
+                f"the refit checkpoint in {self.folder} was written on another kind of device than "
+                f"{generator.device.type} ({exc}); resume it where it started, or delete the folder to start over."
+            ) from exc
         if torch.cuda.is_available():
             states = [rng[k] for k in sorted(k for k in rng if k.startswith("cuda_"))]
             if states:
@@ -391,8 +397,9 @@ def train(
     # body that may already be on the GPU.
     model.to(rt.device)
     ckpt = Checkpointer(checkpoint_dir)
-    # Process k > 0 masks from its own stream; process 0 draws what a one-process run draws.
-    generator = torch.Generator().manual_seed(
+    # Process k > 0 masks from its own stream; process 0 draws what a one-process run draws. The generator
+    # lives on the model's device, so a GPU masks its batches itself (the CPU stream is the one of before).
+    generator = torch.Generator(device=rt.device).manual_seed(
         (int(seed) * 1_000_003 + 7 + 7_919 * rt.process_index) & 0x7FFFFFFFFFFFFFFF)
     guard = NonFiniteGuard(cfg.max_skipped_steps)
     model.train()
@@ -420,6 +427,7 @@ def train(
         from tqdm.auto import tqdm
 
         bar = tqdm(total=plan.total_steps, initial=state.step, desc="refit", unit="step")
+    reader = _LossReader(loss_read_interval(rt, callback), state, ckpt, cfg, fp16, bar)
     batches = corpus.epoch_batches(cfg.batch_size, seed, state.epoch) if state.epoch else batches0
     session_start = time.perf_counter()
     base_elapsed = state.elapsed
@@ -443,13 +451,9 @@ def train(
                     loss, n_tokens = train_module(ids, mask, generator)
                 if idle:
                     loss, n_tokens = loss * 0.0, 0
-                value, n_tokens = _step_stats(rt, loss, n_tokens, idle)
-                if not math.isfinite(value) and not fp16:
-                    _diverged(state, value, "loss", ckpt, cfg)
+                value, n_tokens = reader.loss(rt, loss, n_tokens, idle)
                 rt.backward(loss)
-                grad_norm = float(rt.clip_grad_norm_(params, cfg.max_grad_norm))
-                if not math.isfinite(grad_norm) and not fp16:
-                    _diverged(state, grad_norm, "gradient norm", ckpt, cfg)
+                reader.grad_norm(rt.clip_grad_norm_(params, cfg.max_grad_norm))
                 stepper.step()
                 # fp16: overflowing gradients skip the update (the scaler lowers its scale); too many in a
                 # row is divergence. The schedule advances only with real updates.
@@ -466,17 +470,16 @@ def train(
                 state.position += 1
                 state.tokens += n_tokens
                 state.samples += len(idx)
-                if math.isfinite(value):
-                    state.losses.append(value)
+                reader.record(value)
                 now = time.perf_counter()
                 state.elapsed = base_elapsed + (now - session_start)
                 if bar is not None:
                     bar.update(1)
-                    bar.set_postfix(loss=f"{value:.4f}")
                 if callback is not None:
                     callback(state.step, value, model)
                 last_ckpt_time = _checkpoint_if_due(rt, ckpt, cfg, state, plan, stop.requested, now, last_ckpt_time,
-                                                    params, (model, optimizer, scheduler, generator))
+                                                    params, (model, optimizer, scheduler, generator), reader.flush)
+            reader.flush()
     finally:
         if bar is not None:
             bar.close()
@@ -485,14 +488,17 @@ def train(
 
 
 def _checkpoint_if_due(rt: Any, ckpt: Any, cfg: Any, state: TrainState, plan: Any, stop_requested: bool, now: float,
-                       last_ckpt_time: float, params: list, parts: tuple) -> float:
+                       last_ckpt_time: float, params: list, parts: tuple,
+                       before_save: Callable[[], None] = lambda: None) -> float:
     """Save a checkpoint every ``checkpoint_every`` steps or ``checkpoint_minutes``, and on a stop request (then
-    stop, saying how to resume); returns the time of the last checkpoint."""
+    stop, saying how to resume); returns the time of the last checkpoint. ``before_save`` reads the losses
+    not read yet, so the checkpoint holds them (and a diverged run stops before it writes)."""
     model, optimizer, scheduler, generator = parts
     due = (state.step % cfg.checkpoint_every == 0
            or rt.any(now - last_ckpt_time >= cfg.checkpoint_minutes * 60.0))
     requested = rt.any(stop_requested)
     if requested or (due and state.step < plan.total_steps):
+        before_save()
         if rt.is_main and _weights_finite(params):
             ckpt.save(model, optimizer, scheduler, generator, state, scaler=rt.scaler_state())
         rt.wait()
@@ -546,6 +552,78 @@ def _session_plan(ckpt: Any, resume_step: Optional[int], corpus: Any, cfg: Any, 
     return plan
 
 
+#: Steps between reads of the loss and gradient norm on a GPU. A read waits for the device to finish the step,
+#: so the host cannot queue the next one meanwhile; on a CPU a read costs nothing and happens every step.
+LOSS_READ_EVERY = 16
+
+
+def loss_read_interval(rt: TrainingRuntime, callback: Optional[Callable] = None) -> int:
+    """Steps between loss reads: :data:`LOSS_READ_EVERY` on one GPU, every step on the CPU, with a per-step
+    ``callback``, under DDP (the loss is averaged over the processes each step) and under fp16 (its
+    loss scaler reads every step anyway)."""
+    if torch.device(rt.device).type == "cpu" or callback is not None or rt.distributed or rt.mixed_precision == "fp16":
+        return 1
+    return LOSS_READ_EVERY
+
+
+class _LossReader:
+    """Reads each step's loss and gradient norm, stops the refit on a non-finite one, and records the loss.
+
+    With ``every == 1`` (the CPU) it reads at once, before the backward pass for the loss, as the loop always
+    did. With ``every > 1`` the values stay on the device and are read ``every`` steps (and before each
+    checkpoint): a divergence is then caught up to ``every - 1`` steps later, still before any checkpoint
+    is written with its weights.
+    """
+
+    def __init__(self, every: int, state: TrainState, ckpt: Any, cfg: RefitConfig, fp16: bool, bar: Any) -> None:
+        self.every, self.state, self.ckpt, self.cfg, self.fp16, self.bar = every, state, ckpt, cfg, fp16, bar
+        self.pending: list[tuple[int, torch.Tensor, torch.Tensor]] = []  # (step, loss, gradient norm)
+        self._loss: Optional[torch.Tensor] = None
+
+    def loss(self, rt: TrainingRuntime, loss: torch.Tensor, n_tokens: int, idle: bool) -> tuple[Optional[float], int]:
+        """The step's loss (None while it is left on the device) and its tokens."""
+        if self.every > 1:
+            self._loss = loss.detach()
+            return None, int(n_tokens)
+        value, n_tokens = _step_stats(rt, loss, n_tokens, idle)
+        if not math.isfinite(value) and not self.fp16:
+            _diverged(self.state, value, "loss", self.ckpt, self.cfg)
+        return value, n_tokens
+
+    def grad_norm(self, norm: torch.Tensor) -> None:
+        if self.every > 1:
+            self.pending.append((self.state.step + 1, self._loss, torch.as_tensor(norm).detach()))
+            return
+        value = float(norm)
+        if not math.isfinite(value) and not self.fp16:
+            _diverged(self.state, value, "gradient norm", self.ckpt, self.cfg)
+
+    def record(self, value: Optional[float]) -> None:
+        """After the step: keep its loss, or read the pending ones when ``every`` steps are waiting."""
+        if value is not None:
+            self._keep(value)
+        elif len(self.pending) >= self.every:
+            self.flush()
+
+    def flush(self) -> None:
+        """Read every pending step's loss and gradient norm (one wait for the device)."""
+        if not self.pending:
+            return
+        pending, self.pending = self.pending, []
+        values = torch.stack([torch.stack([l.float(), g.float()]) for _, l, g in pending]).cpu().tolist()
+        for (step, _l, _g), (loss, norm) in zip(pending, values):
+            for value, what in ((loss, "loss"), (norm, "gradient norm")):
+                if not math.isfinite(value) and not self.fp16:
+                    _diverged(self.state, value, what, self.ckpt, self.cfg, step=step)
+            self._keep(loss)
+
+    def _keep(self, value: float) -> None:
+        if math.isfinite(value):
+            self.state.losses.append(value)
+        if self.bar is not None:
+            self.bar.set_postfix(loss=f"{value:.4f}")
+
+
 def _step_stats(rt: TrainingRuntime, loss: torch.Tensor, n_tokens: int, idle: bool) -> tuple[float, int]:
     """The step's loss (mean over the processes that had texts) and its tokens (summed over processes)."""
     if not rt.distributed:
@@ -561,14 +639,15 @@ def _weights_finite(params: list[torch.Tensor]) -> bool:
     return all(bool(torch.isfinite(p).all()) for p in params)
 
 
-def _diverged(state: TrainState, value: float, what: str, ckpt: Checkpointer, cfg: RefitConfig) -> None:
+def _diverged(state: TrainState, value: float, what: str, ckpt: Checkpointer, cfg: RefitConfig,
+              step: Optional[int] = None) -> None:
     last = next(((len(state.losses) - i, v) for i, v in enumerate(reversed(state.losses)) if math.isfinite(v)), None)
     last_txt = f"last finite loss {last[1]:.4f} at step {last[0]}" if last else "no finite loss yet"
     kept = ckpt.step()
     where = (f"The last good checkpoint (step {kept}) is kept in {ckpt.folder}."
              if kept is not None else "No checkpoint had been written yet.")
     raise RefitDivergedError(
-        f"refit diverged at step {state.step + 1}: the {what} is {value} ({last_txt}). {where} "
+        f"refit diverged at step {step or state.step + 1}: the {what} is {value} ({last_txt}). {where} "
         f"Lower the learning rate (lr={cfg.lr:g}, try {cfg.lr / 4:g}) or the clipping norm "
         f"(max_grad_norm={cfg.max_grad_norm:g}) and run again."
     )

@@ -180,3 +180,17 @@ def test_under_a_launcher_the_default_trains_in_float32_and_an_explicit_auto_fai
     assert choice.used == "no" and "cannot run under a multi-process launch" in choice.message
     with pytest.raises(ConfigError, match="multi-process launch cannot run"):
         tp.choose_training_precision(rung, data, data, **args)
+
+
+def test_a_study_that_asked_for_bf16_before_the_study_setting_keeps_its_id():
+    """Earlier versions copied --mixed-precision into each training rung's rung_params and hashed that."""
+    before = StudyConfig(rungs=["probe", "lora", "refit"],
+                         rung_params={"lora": {"r": 4, "mixed_precision": "bf16"}, "refit": {"mixed_precision": "bf16"}})
+    stored_then = {**{k: v for k, v in before.to_dict().items() if k != "mixed_precision"}, "encode_precision": "fp32"}
+    now = StudyConfig(rungs=["probe", "lora", "refit"], rung_params={"lora": {"r": 4}}, mixed_precision="bf16")
+    assert now.identity("fp32", {"lora": "bf16", "refit": "bf16"}) == stored_then
+    # An explicit "no" (a rung's or the study's) is float32, every rung's own default: the id of no setting.
+    plain = {**{k: v for k, v in StudyConfig(rungs=["probe", "lora"]).to_dict().items() if k != "mixed_precision"},
+             "encode_precision": "fp32"}
+    assert StudyConfig(rungs=["probe", "lora"], rung_params={"lora": {"mixed_precision": "no"}}).identity("fp32") == plain
+    assert StudyConfig(rungs=["probe", "lora"], mixed_precision="no").identity("fp32", {"lora": "no"}) == plain

@@ -194,3 +194,18 @@ def test_a_study_that_asked_for_bf16_before_the_study_setting_keeps_its_id():
              "encode_precision": "fp32"}
     assert StudyConfig(rungs=["probe", "lora"], rung_params={"lora": {"mixed_precision": "no"}}).identity("fp32") == plain
     assert StudyConfig(rungs=["probe", "lora"], mixed_precision="no").identity("fp32", {"lora": "no"}) == plain
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_ship_trains_in_what_the_studys_rung_trained_in_where_native(native, tiny_encoder_dir, tmp_path, monkeypatch):
+    from adaptlab.ship import ship_model
+
+    monkeypatch.setattr(fast, "native_bf16", lambda device="cpu": native)
+    said = []
+    reg = ship_model(topic_corpus(90, seed=0), tmp_path / "m", rung="finetune", encoder=str(tiny_encoder_dir),
+                     budget="4steps", home=tmp_path / "h", extra={"training_precision": "bf16"}, progress=said.append)
+    manifest = reg.load().manifest_
+    assert manifest["rung_config"]["mixed_precision"] == ("bf16" if native else "no")
+    assert any("does not run natively: training in float32" in m for m in said) is not native
+    card = next((tmp_path / "m" / "versions").glob("*/MODEL_CARD.md")).read_text()
+    assert ("mixed_precision=bf16" in card) is native and "backbone_lr=3e-05" in card  # not rounded to 0.0000

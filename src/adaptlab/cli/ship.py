@@ -61,6 +61,7 @@ def ship_cmd(
         chosen, extra = _from_study(study, home)
         if rung is not None and rung != chosen:
             say(f"note: study {study!r} chose {chosen!r}; shipping {rung!r} as asked.")
+            extra.pop("training_precision", None)  # what the chosen rung trained in
         rung = rung or chosen
     rung = rung or "probe"
     precision = precision or extra.pop("encode_precision", None) or "fp32"

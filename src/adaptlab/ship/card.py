@@ -195,7 +195,8 @@ def _label_review_lines(rev: Any) -> list[str]:
 def _compact(d: Any) -> str:
     if not isinstance(d, dict):
         return _fmt(d)
-    return ", ".join(f"{k}={_fmt(v, 4) if isinstance(v, float) else v}" for k, v in d.items() if v is not None)
+    # Settings keep their magnitude (a learning rate of 2e-05 is not 0.0000); scores elsewhere use _fmt.
+    return ", ".join(f"{k}={f'{v:.4g}' if isinstance(v, float) else v}" for k, v in d.items() if v is not None)
 
 
 def _plain(v: Any) -> str:

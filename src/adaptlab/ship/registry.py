@@ -370,6 +370,20 @@ def load_model(path: PathLike, version: Optional[str] = None, *, device: str = "
     return load_pipeline(root, device=device, precision=precision)
 
 
+def _training_params(rung: str, trained_in: Optional[str], say: Any) -> Optional[dict[str, Any]]:
+    """The shipped rung's ``mixed_precision``: bf16 when the study's rung trained in it and this hardware runs
+    it natively (emulated bf16 is slower than float32), else the rung's own default, float32."""
+    from adaptlab.rungs import get_rung
+    from adaptlab.rungs.runtime import resolve_mixed_precision
+
+    if trained_in != "bf16" or not hasattr(get_rung(rung).config, "mixed_precision"):
+        return None
+    if resolve_mixed_precision("auto")[0] != "bf16":
+        say(f"the study trained {rung} in bf16, which this hardware does not run natively: training in float32")
+        return None
+    return {"mixed_precision": "bf16"}
+
+
 def ship_model(data: TextDataset, output: PathLike, *, rung: str = "probe", encoder: Any = None,
                unlabeled: Optional[TextDataset] = None, split: str = "auto", test_size: float = 0.2,
                test_seed: int = 0, seed: int = 0, budget: Optional[str] = None, home: Optional[PathLike] = None,
@@ -378,6 +392,9 @@ def ship_model(data: TextDataset, output: PathLike, *, rung: str = "probe", enco
     """Seal an evaluation set from ``data``, train ``rung`` on the rest and save it as version v0001.
 
     ``precision`` is the frozen encoder's numeric path (``Pipeline(precision=...)``), named in the model card.
+    ``extra["training_precision"]`` (from :func:`~adaptlab.ship.from_study.study_choice`: what the study's rung
+    trained in) makes a rung that trains the encoder train in bf16 too, where this hardware runs it natively;
+    the card's rung settings then name it.
     The sealed set is drawn like a study's test set (same ``split`` strategy and ``test_seed``, so it is
     the study's test set when the data and settings are the same) and judges every later retrain.
 
@@ -401,11 +418,13 @@ def ship_model(data: TextDataset, output: PathLike, *, rung: str = "probe", enco
     pool = data.subset(sorted([*sp.train.tolist(), *sp.val.tolist()]))
     say(f"training {rung} on {len(pool)} texts; {len(eval_set)} texts sealed for evaluation ({sp.strategy} split)")
     h = Path(home).expanduser() if home is not None else default_home()
+    extra = dict(extra or {})
+    rung_params = _training_params(rung, extra.pop("training_precision", None), say)
     # The study's embedding cache: shipping right after a study does not encode the texts again.
     pipe = Pipeline(rung=rung, encoder=encoder, seed=seed, budget=budget, home=h, device="auto",
-                    cache=h / "cache" / "embeddings.sqlite", show_progress=show_progress, precision=precision)
+                    cache=h / "cache" / "embeddings.sqlite", show_progress=show_progress, precision=precision,
+                    rung_params=rung_params)
     pipe.fit(pool.texts, pool.labels, unlabeled=unlabeled.texts if unlabeled is not None else None)
-    extra = dict(extra or {})
     lineage = dict(extra.pop("lineage", {}) or {})
     lineage.setdefault("source", f"{data.source or 'data'} ({data.content_hash}, {len(data)} rows; split "
                                  f"{sp.strategy}, test_size {test_size}, test_seed {test_seed})")

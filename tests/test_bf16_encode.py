@@ -360,3 +360,19 @@ def test_predict_drift_and_neighbors_take_precision_in_table_and_json(tmp_path, 
     assert r.exit_code == 0 and "encoder precision: bf16 requested (shipped in fp32)" in r.output, r.output
     r = runner.invoke(app, ["predict", str(model), str(new), "-o", str(tmp_path / "p3.csv"), "--precision", "fp8"])
     assert r.exit_code == 2 and "precision='fp8' is not valid" in r.output and "Traceback" not in r.output
+
+
+def test_a_retrain_keeps_bf16_where_native_and_runs_fp32_where_not(tmp_path, tiny_encoder_dir, native, monkeypatch):
+    from types import SimpleNamespace
+
+    from adaptlab.ship import Pipeline, load_pipeline
+    from adaptlab.ship.retrain import retrain_pipeline
+
+    folder, _ = _bf16_probe(tmp_path, tiny_encoder_dir)
+    assert retrain_pipeline(load_pipeline(folder)).precision == "bf16"
+    network = Pipeline(rung="finetune", rung_params={"mixed_precision": "bf16"})
+    old = SimpleNamespace(rung="finetune", get_params=network.get_params, precision_used_="fp32")
+    assert retrain_pipeline(old).rung_params["mixed_precision"] == "bf16"
+    monkeypatch.setattr(fast_mod, "_cpu_flags", lambda: frozenset({"avx2", "avx512f"}))  # an older CPU
+    assert retrain_pipeline(load_pipeline(folder)).precision == "fp32"
+    assert retrain_pipeline(old).rung_params == {"mixed_precision": "no"}

@@ -175,10 +175,20 @@ class RetrainOutcome:
 
 
 def retrain_pipeline(old: Any) -> Any:
-    """An unfitted pipeline that retrains ``old`` the same way (same rung, settings and seed)."""
+    """An unfitted pipeline that retrains ``old`` the same way (same rung, settings and seed).
+
+    bf16 stays bf16 where this hardware runs it natively; elsewhere (emulated, several times slower) the
+    retrain runs in float32, the path bf16 was checked against, and the no-regression gate judges it.
+    """
+    from adaptlab.rungs.runtime import resolve_mixed_precision
     from adaptlab.ship.pipeline import Pipeline
 
     params = {k: v for k, v in old.get_params().items()}
+    if getattr(old, "precision_used_", None) == "fp32" and params.get("precision") == "bf16":
+        params["precision"] = "fp32"  # loaded in fp32 (no native bf16 here): retrain on that path
+    rung_params = dict(params.get("rung_params") or {})
+    if rung_params.get("mixed_precision") == "bf16" and resolve_mixed_precision("auto")[0] != "bf16":
+        params["rung_params"] = {**rung_params, "mixed_precision": "no"}
     if old.rung in ("probe", "refit"):
         # Keep the frozen encoder the model was evaluated with; for refit that is the refit encoder.
         cfg = dict(old.rung_config_ or {})

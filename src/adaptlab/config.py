@@ -55,7 +55,7 @@ class Budget:
 SPLIT_STRATEGIES = ("auto", "stratified", "group", "near-dup", "time")
 # "auto": bf16 where the hardware runs it natively, else fp32 (adaptlab.encoders.fast.resolve_precision).
 ENCODE_PRECISIONS = ("fp32", "bf16", "int8", "auto")
-# The training loops' autocast (adaptlab.rungs.runtime.MIXED_PRECISION_REQUESTS); "auto" gated per rung.
+# The training loops' autocast ("auto" gated per rung); adaptlab.rungs.runtime checks rung settings against it.
 TRAINING_PRECISIONS = ("no", "bf16", "fp16", "auto")
 EXECUTORS = ("inprocess", "ray")
 _RESOURCE_KEYS = ("cpus", "gpus", "memory")

@@ -773,7 +773,9 @@ def study_file_text(config: dict[str, Any], *, header: str = "", inputs: Optiona
     lines = [f"# {h}" if h else "#" for h in header.splitlines()] if header else []
     lines += [f"{key} = {format_value(inputs[key])}" for key in _INPUT_ORDER if (inputs or {}).get(key)]
     skipped: list[str] = []
-    if "mixed_precision" not in config and _trains_encoder(config.get("rungs") or []):
+    from adaptlab.rungs import trains_encoder
+
+    if "mixed_precision" not in config and any(trains_encoder(r) for r in config.get("rungs") or []):
         # Stored before the study had a precision of its own: its training rungs ran in float32 then.
         config = {**config, "mixed_precision": "no"}
     order = _WRITE_ORDER + [k for k in config if k not in _WRITE_ORDER]
@@ -795,12 +797,6 @@ def study_file_text(config: dict[str, Any], *, header: str = "", inputs: Optiona
     if skipped:
         lines += ["", f"# not written (tables this version cannot read back): {', '.join(skipped)}"]
     return "\n".join(lines) + "\n"
-
-
-def _trains_encoder(rungs: list[str]) -> bool:
-    from adaptlab.rungs import RUNGS
-
-    return any(getattr(RUNGS.get(name), "trains_network", False) for name in rungs)
 
 
 def study_file_yaml(config: dict[str, Any], *, header: str = "", inputs: Optional[dict[str, str]] = None) -> str:

@@ -55,11 +55,11 @@ def mixed_precision_rungs(names: list[str], mixed_precision: str) -> list[str]:
     (fp16 without a CUDA GPU), and when no rung in ``names`` trains the encoder (an unknown rung name is
     left to the study's own error).
     """
-    from adaptlab.rungs import RUNGS, available_rungs
+    from adaptlab.rungs import RUNGS, available_rungs, trains_encoder
     from adaptlab.rungs.runtime import check_mixed_precision
 
     check_mixed_precision(mixed_precision, "--mixed-precision", device="auto")  # before any work
-    trainers = [n for n in available_rungs() if getattr(RUNGS[n], "trains_network", False)]
+    trainers = [n for n in available_rungs() if trains_encoder(n)]
     chosen = [n for n in names if n in trainers]
     if not chosen and mixed_precision != "auto" and all(n in RUNGS for n in names):  # auto: the default
         raise ConfigError(

@@ -464,7 +464,7 @@ def study_cost_estimates(config: Any, texts: Sequence[str], labels: Optional[Seq
         >>> sorted(costs), note  # doctest: +SKIP
         (['lora', 'tfidf'], 'costed from a 3.1 s calibration on this machine')
     """
-    from adaptlab.rungs import RUNGS
+    from adaptlab.rungs import trains_encoder
     from adaptlab.rungs.runtime import resolve_mixed_precision
 
     # "auto" is calibrated as what it resolves to on this machine (its gate may still pick float32).
@@ -472,7 +472,7 @@ def study_cost_estimates(config: Any, texts: Sequence[str], labels: Optional[Seq
     default = str(getattr(config, "mixed_precision", "no"))  # the study's: rungs without their own take it
     mixed = {resolve_mixed_precision(str((params.get(name) or {}).get("mixed_precision", default)))[0]
              for name in getattr(config, "rungs", None) or params
-             if getattr(RUNGS.get(name), "trains_network", False)}
+             if trains_encoder(name)}
     cal = calibrate(encoder, texts, labels, precision=getattr(config, "encode_precision", "fp32"),
                     mixed_precision="bf16" if "bf16" in mixed else "no")
     st = _open_store(home)

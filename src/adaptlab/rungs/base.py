@@ -224,6 +224,16 @@ def available_rungs() -> list[str]:
     return sorted(RUNGS, key=lambda n: LADDER_ORDER.index(n) if n in LADDER_ORDER else len(LADDER_ORDER))
 
 
+def trains_encoder(name: str) -> bool:
+    """Whether the registered rung ``name`` trains the encoder (``trains_network``); False for an unknown name.
+
+    Example:
+        >>> trains_encoder("lora"), trains_encoder("probe"), trains_encoder("no-such-rung")
+        (True, False, False)
+    """
+    return bool(getattr(RUNGS.get(name), "trains_network", False))
+
+
 def get_rung(name: str, params: Optional[dict[str, Any]] = None) -> Rung:
     """Instantiate a registered rung by name.
 

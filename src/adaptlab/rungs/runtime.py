@@ -27,13 +27,15 @@ import numpy as np
 import torch
 from torch import nn
 
+from adaptlab.config import TRAINING_PRECISIONS
 from adaptlab.encoders.heap import bound_heap_growth, trim_heap
 from adaptlab.errors import AdaptlabError, ConfigError
 
-MIXED_PRECISIONS = ("no", "bf16", "fp16")
 # What a config may ask for: a precision, or "auto" (bf16 where the hardware runs it natively, else "no";
-# a Study also gates it on the first seed's validation F1, see adaptlab.evaluate.training_precision).
-MIXED_PRECISION_REQUESTS = (*MIXED_PRECISIONS, "auto")
+# a Study also gates it on the first seed's validation F1, see adaptlab.evaluate.training_precision). One
+# list with the study's own setting (StudyConfig.mixed_precision).
+MIXED_PRECISION_REQUESTS = TRAINING_PRECISIONS
+MIXED_PRECISIONS = tuple(p for p in MIXED_PRECISION_REQUESTS if p != "auto")
 
 
 def world_size() -> int:

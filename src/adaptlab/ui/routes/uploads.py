@@ -20,12 +20,12 @@ SPLITS = ("auto", "stratified", "group", "near-dup", "time")
 # ------------------------------------------------------------------------------------ helpers
 def rung_choices() -> list[dict[str, Any]]:
     """Every rung the configure page offers (with its main parameters), then the planned ones, greyed."""
-    from adaptlab.rungs import PLANNED_RUNGS, RUNGS, available_rungs
+    from adaptlab.rungs import PLANNED_RUNGS, RUNGS, available_rungs, trains_encoder
     from adaptlab.rungs.base import LADDER_ORDER
     from adaptlab.ui.studyform import form_parameters
 
     out = [{"name": n, "summary": RUNGS[n].summary, "available": True, "uses_encoder": RUNGS[n].uses_encoder,
-            "trains_network": getattr(RUNGS[n], "trains_network", False), "params": form_parameters(n)}
+            "trains_network": trains_encoder(n), "params": form_parameters(n)}
            for n in available_rungs()]
     for n in LADDER_ORDER:
         if n not in RUNGS:

@@ -280,11 +280,15 @@ def test_a_time_budgeted_study_is_costed_before_it_runs(tiny_encoder, tmp_path):
     note = cost_the_study(study, data)
     assert note.startswith("costed from a") and "run store" not in note
     assert set(study.cost_estimates) == {"tfidf", "probe", "lora", "finetune"}
-    one, per = study.cost_estimates["finetune"]
-    assert one == 0 and per > 0 and study.cost_estimates["probe"][0] > 0  # the probe's embedding pass is one-time
+    ft = study.cost_estimates["finetune"]
+    assert ft.one_time == 0 and ft.per_seed > 0 and study.cost_estimates["probe"].one_time > 0  # the embedding pass
+    assert ft.estimate(0.25) < ft.estimate(1.0) <= ft.per_seed  # a screen, then a full seed where early stopping ends
     res = study.run(data)
     screen = next(c for c in res.allocation["cells"] if c["phase"] == "screen")
     assert screen["estimate_seconds"] is not None and "unknown time" not in screen["why"]
+    # Every trained cell says what its estimate rested on and, once run, measured ÷ estimated.
+    assert screen["estimate_basis"] and screen["measured_over_estimate"] > 0
+    assert res.allocation["clock"] == "wall" and res.allocation["cost_ratios"]
     # The next study on this home costs the rungs from what the store measured.
     again = Study(_adaptive_config(time_budget="10min"), home=tmp_path, encoder=tiny_encoder)
     note = cost_the_study(again, data)

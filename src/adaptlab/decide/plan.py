@@ -36,6 +36,8 @@ from typing import Any, Iterator, Optional, Sequence, Union
 import numpy as np
 
 from adaptlab.config import Budget, format_duration
+from adaptlab.decide.calibrate import Calibration, calibrate  # noqa: F401  (re-exported)
+from adaptlab.store.costs import cost_key
 from adaptlab.decide.policy import LADDER, Policy, rung_info
 from adaptlab.rungs.ladder import CHEAP_RUNGS, NETWORK_RUNGS, RELATIVE_STEP_COST
 from adaptlab.errors import ConfigError
@@ -71,107 +73,6 @@ def parse_budget(text: str) -> tuple[float, str]:
                                   "'4 days on one GPU', '90min'")
     device = "gpu" if re.search(r"\bgpus?\b", raw) else "cpu"
     return float(m.group(1)) * _UNIT[m.group(2)], device
-
-
-@dataclass
-class Calibration:
-    """Measured unit costs on this machine (seconds)."""
-
-    device: str
-    encode_per_text: float
-    train_step: float  # one forward + backward of the encoder on `batch_size` texts
-    batch_size: int
-    tfidf_per_train_text: float
-    head_per_train_text: float
-    seconds: float  # how long the calibration itself took
-    precision: str = "fp32"  # the frozen encoder's numeric path the encode cost was measured on
-    mixed_precision: str = "no"  # the training step's autocast
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-def calibrate(encoder: Any, texts: Sequence[str], labels: Optional[Sequence[str]] = None, *, n: int = 48,
-              batch_size: int = 16, seed: int = 0, precision: str = "fp32", mixed_precision: str = "no") -> Calibration:
-    """Time the unit costs on a few texts (a few seconds on a CPU for MiniLM).
-
-    ``precision`` is the frozen encoder's path the study will use (``StudyConfig.encode_precision``:
-    bf16 encodes ~2x faster than fp32 on a CPU with AVX-512-BF16) and ``mixed_precision`` the training
-    rungs' (``"bf16"`` times the training step under autocast), so the plan costs what the study runs.
-    """
-    import contextlib
-
-    import torch
-
-    from adaptlab.encoders.fast import make_encoder, precision_of
-
-    from adaptlab.rungs.head import select_logistic_head
-    from sklearn.feature_extraction.text import TfidfVectorizer
-
-    t_all = time.perf_counter()
-    rng = np.random.default_rng(seed)
-    idx = rng.choice(len(texts), size=min(n, len(texts)), replace=False)
-    sample = [texts[i] for i in idx]
-    ys = [labels[i] for i in idx] if labels is not None else [str(i % 2) for i in range(len(sample))]
-    if len(set(ys)) < 2:
-        ys = [str(i % 2) for i in range(len(sample))]
-    device = "gpu" if str(getattr(encoder, "device", "cpu")).startswith("cuda") else "cpu"
-
-    frozen = make_encoder(encoder, precision)
-    t0 = time.perf_counter()
-    emb = frozen.encode(sample, batch_size=32)
-    encode_per_text = (time.perf_counter() - t0) / len(sample)
-    dev_type = "cuda" if device == "gpu" else "cpu"
-
-    model, tok = encoder.model, encoder.tokenizer
-    batch = sample[:batch_size]
-    enc = tok(batch, padding=True, truncation=True, max_length=encoder.max_seq_length, return_tensors="pt")
-    enc = {k: v.to(next(model.parameters()).device) for k, v in enc.items()}
-    head = torch.nn.Linear(encoder.dim, 2).to(next(model.parameters()).device)
-    was_training = model.training
-    model.train()
-    times = []
-    try:
-        for _ in range(3):
-            t0 = time.perf_counter()
-            cast = (torch.autocast(dev_type, dtype=torch.bfloat16) if mixed_precision == "bf16"
-                    else contextlib.nullcontext())
-            with cast:
-                out = model(**enc)
-                pooled = encoder.pool(out.last_hidden_state, enc["attention_mask"])
-                loss = head(pooled).logsumexp(dim=1).mean()
-            loss.backward()
-            model.zero_grad(set_to_none=True)
-            head.zero_grad(set_to_none=True)
-            times.append(time.perf_counter() - t0)
-    finally:
-        model.train(was_training)
-    train_step = float(np.median(times[1:])) * batch_size / len(batch)
-
-    half = max(2, len(sample) // 2)
-    # TF-IDF needs no encoder, so it is timed on a larger sample: on a few dozen texts the fixed cost of
-    # the C search dominates and the per-text cost came out ~8x too high on the demo data.
-    n_tf = min(len(texts), max(len(sample), 600))
-    tf_idx = rng.choice(len(texts), size=n_tf, replace=False)
-    tf_texts = [texts[i] for i in tf_idx]
-    tf_y = [labels[i] for i in tf_idx] if labels is not None else [str(i % 2) for i in range(n_tf)]
-    if len(set(tf_y)) < 2:
-        tf_y = [str(i % 2) for i in range(n_tf)]
-    tf_half = max(2, n_tf // 2)
-    t0 = time.perf_counter()
-    vec = TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True, dtype=np.float32)
-    Xtr, Xva = vec.fit_transform(tf_texts[:tf_half]), vec.transform(tf_texts[tf_half:])
-    select_logistic_head(Xtr, tf_y[:tf_half], Xva, tf_y[tf_half:], C_grid=[0.1, 1.0, 10.0, 100.0], seed=seed,
-                         classes=sorted(set(tf_y)), positive=None)
-    tfidf_per = (time.perf_counter() - t0) / tf_half
-    t0 = time.perf_counter()
-    select_logistic_head(np.asarray(emb[:half]), ys[:half], np.asarray(emb[half:]), ys[half:],
-                         C_grid=[0.01, 0.1, 1.0, 10.0, 100.0], seed=seed, classes=sorted(set(ys)), positive=None)
-    head_per = (time.perf_counter() - t0) / half
-    return Calibration(device=device, encode_per_text=encode_per_text, train_step=train_step, batch_size=batch_size,
-                       tfidf_per_train_text=tfidf_per, head_per_train_text=head_per,
-                       seconds=time.perf_counter() - t_all, precision=precision_of(frozen),
-                       mixed_precision=mixed_precision)
 
 
 def format_seconds(seconds: float, digits: int = 0) -> str:
@@ -224,6 +125,32 @@ class RungCost:
         if self.steps is None or self.step_seconds is None:  # a bare (one-time, per-seed) pair
             return self.fixed + fidelity * (self.per_seed - self.fixed)
         return self.fixed + self.fidelity_steps(fidelity) * self.step_seconds
+
+    def estimate(self, fidelity: float = 1.0, *, first: bool = True) -> float:
+        """Expected seconds of one cell at ``fidelity``, as a decision-driven study pays it: a network rung's
+        full seed ends where early stopping usually ends it (a screen runs all its steps), the first seed
+        of a shared rung pays the shared work, a cheap rung's first seed its one-time pass.
+
+        Example:
+            >>> c = RungCost("network", 0.0, 1302.0, steps=2600, step_seconds=0.5, fixed=2.0, expected_steps=1300)
+            >>> c.estimate(1.0), c.estimate(0.25)
+            (652.0, 327.0)
+        """
+        if self.kind != "network":
+            return (self.one_time if first else 0.0) + self.per_seed
+        if self.steps is None or self.step_seconds is None:
+            return self.run_seconds(fidelity)
+        steps = self.fidelity_steps(min(fidelity, 1.0)) or 0
+        if self.expected_steps is not None:
+            steps = min(steps, self.expected_steps)
+        return self.fixed + steps * self.step_seconds
+
+    def scaled(self, factor: float, why: str) -> "RungCost":
+        """These costs times ``factor`` (a correction learned from measured runs), the basis saying why."""
+        return RungCost(self.kind, self.one_time * factor, self.per_seed * factor, steps=self.steps,
+                        step_seconds=None if self.step_seconds is None else self.step_seconds * factor,
+                        fixed=self.fixed * factor, expected_steps=self.expected_steps, source=self.source,
+                        basis=f"{self.basis}; {why}" if self.basis else why)
 
     def fidelity_steps(self, fidelity: float) -> Optional[int]:
         """Optimizer steps of one seed at ``fidelity`` (None when the rung does not train in steps)."""
@@ -302,11 +229,13 @@ def estimate_rung_costs(cal: Calibration, *, n_labeled: int, n_unlabeled: int = 
                         max_epochs: Optional[int] = None, patience: Optional[int] = None,
                         refit_max_steps: Optional[int] = None, refit_batch: Optional[int] = None,
                         speedup: float = 1.0, n_classes: int = 2,
-                        measured: Optional[dict[str, MeasuredCost]] = None) -> dict[str, RungCost]:
+                        measured: Optional[dict[str, MeasuredCost]] = None, timed: bool = False) -> dict[str, RungCost]:
     """Each rung's :class:`RungCost` for these data sizes; ``measured`` costs replace calibrated ones.
 
     ``n_classes`` sizes SetFit's pairs when no step budget is given (they grow with the square of the
-    training texts; classes taken as balanced).
+    training texts; classes taken as balanced). ``timed``: costs for a decision-driven study, which caps
+    SetFit's own sizing at ``max_epochs`` epochs of steps (as :func:`adaptlab.evaluate.study.fidelity_budget`
+    does for every network rung without a step budget).
 
     Example:
         >>> cal = Calibration("cpu", 0.01, 0.5, 16, 1e-4, 1e-4, 1.0)
@@ -328,16 +257,22 @@ def estimate_rung_costs(cal: Calibration, *, n_labeled: int, n_unlabeled: int = 
                              batch=refit_batch or d["refit_batch"], cap=refit_max_steps or d["refit_max_steps"]),
     }
     spe = max(1, math.ceil(sz.n_train / d["batch_size"]))
+    # One validation pass per epoch, spread over its steps; the test pass (and SetFit's head fits) once.
+    val_pass = cal.eval_seconds(sz.n_val) / speedup
+    test_pass = cal.eval_seconds(sz.n_test) / speedup
     for r in NETWORK_RUNGS:
         mr = m.get(r)
-        step = cal.train_step / speedup * d["batch_size"] / cal.batch_size * _STEP_FACTOR[r] + sz.n_val * enc / spe
+        step = cal.step_seconds(r, d["batch_size"]) / speedup + (0.0 if r == "setfit" else val_pass / spe)
         step_seconds = mr.step_seconds if mr and mr.step_seconds else step
         source = mr.source if mr and mr.step_seconds else "calibrated"
         if r == "setfit" and (budget is None or budget.steps is None):
-            out[r] = _setfit_cost(step_seconds, fixed=sz.n_test * enc, n_train=sz.n_train, n_classes=n_classes,
-                                  budget=budget, source=source)
+            # Its checkpoints embed <= 256 train and validation texts each; the final head embeds them all.
+            evals = cal.eval_seconds(4 * (min(256, sz.n_train) + min(256, sz.n_val)) + sz.n_pool) / speedup
+            out[r] = _setfit_cost(step_seconds, fixed=test_pass + evals, n_train=sz.n_train, n_classes=n_classes,
+                                  budget=budget, source=source,
+                                  cap=(max_epochs or d["max_epochs"]) * spe if timed else None)
             continue
-        out[r] = network_cost(step_seconds, fixed=sz.n_test * enc,
+        out[r] = network_cost(step_seconds, fixed=test_pass,
                               steps_per_epoch=spe, budget=budget, max_epochs=max_epochs or d["max_epochs"],
                               patience=patience or d["patience"], stopped_after=mr.epochs if mr else None,
                               source=source)
@@ -345,7 +280,7 @@ def estimate_rung_costs(cal: Calibration, *, n_labeled: int, n_unlabeled: int = 
 
 
 def _setfit_cost(step_seconds: float, *, fixed: float, n_train: int, n_classes: int, budget: Optional[Budget],
-                 source: str) -> RungCost:
+                 source: str, cap: Optional[int] = None) -> RungCost:
     # Without a step budget SetFit sizes its own training: num_epochs passes over its pairs, no early
     # stopping, so the steps are known in advance (and grow with the square of the training texts).
     from adaptlab.rungs.setfit import SetFitConfig, setfit_pair_count
@@ -358,6 +293,8 @@ def _setfit_cost(step_seconds: float, *, fixed: float, n_train: int, n_classes: 
     worst = cfg.num_epochs * max(1, math.ceil(pairs / cfg.batch_size))
     what = (f"SetFit's sizing: {pairs:,} pairs ({cfg.sampling_strategy}, {k} classes of ~{n_train // k} texts) / "
             f"{cfg.batch_size} a step x {cfg.num_epochs} epoch")
+    if cap is not None and cap < worst:
+        worst, what = cap, f"{cap} steps: a decision-driven study caps {what} at max_epochs epochs of steps"
     steps = worst
     if budget is not None and budget.seconds is not None:
         steps = min(worst, max(1, int(budget.seconds / step_seconds)))
@@ -379,7 +316,7 @@ def _refit_cost(cal: Calibration, sz: _Sizes, n_unlabeled: int, budget: Optional
                 speedup: float, measured: Optional[MeasuredCost], batch: int, cap: int) -> RungCost:
     # One refit is shared by every seed (RefitConfig.refit_per_seed is off by default): the MLM training
     # and embedding the labeled texts with the refit encoder are paid once; a seed pays a head.
-    step = cal.train_step / speedup * batch / cal.batch_size
+    step = cal.mlm_step_seconds(batch) / speedup
     head = cal.head_per_train_text * sz.n_train
     source = "calibrated"
     if measured is not None:
@@ -447,22 +384,21 @@ def estimate_costs(cal: Calibration, *, n_labeled: int, n_unlabeled: int = 0, te
     return {r: c.pair for r, c in costs.items()}
 
 
-def study_cost_estimates(config: Any, texts: Sequence[str], labels: Optional[Sequence[str]], *, encoder: Any,
-                         n_unlabeled: int = 0, home: Union[str, Path, None] = None,
-                         test_size: Optional[float] = None) -> tuple[dict[str, tuple[float, float]], str]:
-    """Cost estimates for a decision-driven study, as ``Study(cost_estimates=...)`` takes them, and a note.
+def study_rung_costs(config: Any, texts: Sequence[str], labels: Optional[Sequence[str]], *, encoder: Any,
+                     n_unlabeled: int = 0, home: Union[str, Path, None] = None, test_size: Optional[float] = None,
+                     store: Any = None) -> tuple[dict[str, RungCost], Calibration]:
+    """Each rung of ``config``'s :class:`RungCost` on this data and machine, and the calibration behind it.
 
-    A short calibration on a few of ``texts`` (a few seconds), with the costs already measured in the
-    run store under ``home`` taking precedence; the network rungs are costed at the study's own training
-    budget (``config.budget``). Only the rungs of ``config`` are returned. The allocator uses an
-    estimate until the rung's first run measures its real cost, so these matter only for ordering the
-    first screens and for what a run is expected to cost in the progress lines and the report.
+    A calibration on the user's texts (batches built as the study trains, its precisions); costs already
+    measured in the run store under ``home`` replace calibrated ones rung by rung; the correction learned
+    from earlier trained runs on this machine (:meth:`adaptlab.store.RunStore.learned_cost`) scales the
+    calibrated costs of the rungs that train. ``RungCost.estimate(fidelity)`` is what one cell costs.
 
     Example:
-        >>> costs, note = study_cost_estimates(StudyConfig(rungs=["tfidf", "lora"], budget="60steps"),
-        ...                                    ds.texts, ds.labels, encoder=enc)  # doctest: +SKIP
-        >>> sorted(costs), note  # doctest: +SKIP
-        (['lora', 'tfidf'], 'costed from a 3.1 s calibration on this machine')
+        >>> costs, cal = study_rung_costs(StudyConfig(rungs=["tfidf", "finetune"], budget="200steps"),
+        ...                               ds.texts, ds.labels, encoder=enc)  # doctest: +SKIP
+        >>> costs["finetune"].estimate(0.25) < costs["finetune"].estimate(1.0), cal.loaded  # doctest: +SKIP
+        (True, False)
     """
     from adaptlab.rungs import trains_encoder
     from adaptlab.rungs.runtime import resolve_mixed_precision
@@ -470,26 +406,56 @@ def study_cost_estimates(config: Any, texts: Sequence[str], labels: Optional[Seq
     # "auto" is calibrated as what it resolves to on this machine (its gate may still pick float32).
     params = getattr(config, "rung_params", None) or {}
     default = str(getattr(config, "mixed_precision", "no"))  # the study's: rungs without their own take it
+    rungs = list(getattr(config, "rungs", None) or params)
     mixed = {resolve_mixed_precision(str((params.get(name) or {}).get("mixed_precision", default)))[0]
-             for name in getattr(config, "rungs", None) or params
-             if trains_encoder(name)}
-    cal = calibrate(encoder, texts, labels, precision=getattr(config, "encode_precision", "fp32"),
-                    mixed_precision="bf16" if "bf16" in mixed else "no")
-    st = _open_store(home)
-    n_labeled = len(texts)
+             for name in rungs if trains_encoder(name)}
+    mp = "bf16" if "bf16" in mixed else "no"
+    cal = calibrate(encoder, texts, labels, precision=getattr(config, "encode_precision", "fp32"), mixed_precision=mp)
+    st = store if store is not None else _open_store(home)
     ts = config.test_size if test_size is None else test_size
     measured = {} if st is None else measured_costs(
-        st, n_labeled=n_labeled, test_size=ts, encoder_fingerprint=getattr(encoder, "fingerprint", None),
+        st, n_labeled=len(texts), test_size=ts, encoder_fingerprint=getattr(encoder, "fingerprint", None),
         device=cal.device)
-    costs = estimate_rung_costs(cal, n_labeled=n_labeled, n_unlabeled=n_unlabeled, test_size=ts,
+    costs = estimate_rung_costs(cal, n_labeled=len(texts), n_unlabeled=n_unlabeled, test_size=ts,
                                 val_size=config.val_size, train_budget=config.budget, measured=measured,
-                                n_classes=len(set(labels or ())) or 2)
-    wanted = {r: c.pair for r, c in costs.items() if r in config.rungs}
-    used = sorted(r for r in wanted if r in measured)
+                                n_classes=len(set(labels or ())) or 2,
+                                timed=bool(getattr(config, "time_budget", None)))
+    learned = st.learned_cost(cal.machine, cost_key(encoder, mp, cal.device)) if st is not None else None
+    if learned is not None:
+        why = f"x {learned['ratio']:.2f} learned from {learned['runs']} trained run(s) on this machine"
+        costs = {r: (c.scaled(learned["ratio"], why) if c.kind != "cheap" and c.source == "calibrated" else c)
+                 for r, c in costs.items()}
+    return {r: c for r, c in costs.items() if r in rungs}, cal
+
+
+def study_cost_estimates(config: Any, texts: Sequence[str], labels: Optional[Sequence[str]], *, encoder: Any,
+                         n_unlabeled: int = 0, home: Union[str, Path, None] = None,
+                         test_size: Optional[float] = None) -> tuple[dict[str, RungCost], str]:
+    """Cost estimates for a decision-driven study, as ``Study(cost_estimates=...)`` takes them, and a note.
+
+    :func:`study_rung_costs` for the rungs of ``config``, and a sentence saying where they came from
+    (the calibration, costs measured in the run store, a learned correction, a loaded machine). The
+    allocator uses an estimate until the rung's first run measures its real cost, and corrects every
+    unmeasured rung's estimate by what the measured ones cost against theirs.
+
+    Example:
+        >>> costs, note = study_cost_estimates(StudyConfig(rungs=["tfidf", "lora"], budget="60steps"),
+        ...                                    ds.texts, ds.labels, encoder=enc)  # doctest: +SKIP
+        >>> sorted(costs), note  # doctest: +SKIP
+        (['lora', 'tfidf'], 'costed from a 12.1 s calibration on this machine')
+    """
+    costs, cal = study_rung_costs(config, texts, labels, encoder=encoder, n_unlabeled=n_unlabeled, home=home,
+                                  test_size=test_size)
     note = f"costed from a {format_seconds(cal.seconds, 1)} calibration on this machine"
+    used = sorted(r for r, c in costs.items() if c.source != "calibrated")
     if used:
         note += f"; {', '.join(used)} from costs measured in the run store"
-    return wanted, note
+    learned = next((c.basis.rsplit("; ", 1)[-1] for c in costs.values() if "learned from" in c.basis), None)
+    if learned:
+        note += f"; trained rungs {learned}"
+    if cal.loaded:
+        note += f"; {cal.load_note}"
+    return costs, note
 
 
 def cost_the_study(study: Any, data: Any, *, test: Any = None, unlabeled: Any = None) -> Optional[str]:
@@ -988,6 +954,7 @@ def plan_study(
     home: Union[str, Path, None] = None,
     store: Any = None,
     precision: str = "fp32",
+    mixed_precision: str = "auto",
 ) -> Plan:
     """Calibrate on a few of ``texts``, cost each rung, and fit rungs x seeds into ``budget``.
 
@@ -1003,7 +970,11 @@ def plan_study(
     seconds, device = parse_budget(budget)
     tb = parse_train_budget(train_budget)
     _check_plan_args(seeds, screen_fidelity)
-    cal = calibrate(encoder, texts, labels, precision=precision)
+    from adaptlab.rungs.runtime import resolve_mixed_precision
+
+    # The training rungs' precision as the study will resolve it (the study's default is auto).
+    mp = "bf16" if resolve_mixed_precision(mixed_precision)[0] == "bf16" else "no"
+    cal = calibrate(encoder, texts, labels, precision=precision, mixed_precision=mp)
     speed = gpu_speedup if (device == "gpu" and cal.device == "cpu") else 1.0
     st = store if store is not None else _open_store(home)
     measured = {} if st is None else measured_costs(
@@ -1011,7 +982,12 @@ def plan_study(
         device=device)
     costs = estimate_rung_costs(cal, n_labeled=len(texts), n_unlabeled=n_unlabeled, test_size=test_size,
                                 val_size=val_size, speedup=speed, train_budget=tb, measured=measured,
-                                n_classes=len(set(labels or ())) or 2)
+                                n_classes=len(set(labels or ())) or 2, timed=True)
+    learned = st.learned_cost(cal.machine, cost_key(encoder, cal.mixed_precision, cal.device)) if st else None
+    if learned is not None and speed == 1.0:
+        why = f"x {learned['ratio']:.2f} learned from {learned['runs']} trained run(s) on this machine"
+        costs = {r: (c.scaled(learned["ratio"], why) if c.kind != "cheap" and c.source == "calibrated" else c)
+                 for r, c in costs.items()}
     from adaptlab.rungs import RUNGS
 
     available = [r for r in (rungs or LADDER) if r in RUNGS]
@@ -1041,7 +1017,9 @@ def _study_notes(rungs: Optional[Sequence[str]], cal: Calibration, speed: float,
     if missing:
         notes.append(f"not available in this version, so not planned: {', '.join(missing)}.")
     notes.append(f"calibrated on {cal.device} in {cal.seconds:.1f} s: encode {cal.encode_per_text * 1000:.1f} ms/text, "
-                 f"training step {cal.train_step:.2f} s per {cal.batch_size} texts.")
+                 f"training step {cal.train_step:.2f} s per {cal.batch_size} texts of this data.")
+    if cal.loaded:
+        notes.append(f"{cal.load_note}.")
     used = {r: m for r, m in measured.items() if r in available}
     if used:
         notes.append("costs from the run store: " + ", ".join(f"{r} {m.source}" for r, m in used.items()) + ".")

@@ -122,6 +122,7 @@ class Cell:
     estimate_seconds: Optional[float] = None
     round: int = 0
     flip_probability: Optional[float] = None
+    basis: str = ""  # where estimate_seconds came from
 
 
 @dataclass
@@ -136,6 +137,7 @@ class Observation:
     predictions: Optional[np.ndarray] = None
     from_store: bool = False
     key: Optional[str] = None
+    wall: Optional[float] = None  # wall-clock seconds the run took in this study (None: as ``seconds``)
 
 
 @dataclass
@@ -161,17 +163,24 @@ class Estimate:
 class Allocator:
     """Chooses the next runs of a study from the evidence so far; see the module docstring.
 
-    ``costs`` maps a rung to its estimated (one-time seconds, seconds per seed at full fidelity), e.g.
-    from :func:`adaptlab.decide.plan.estimate_costs`; measured run times replace the estimates as soon as
-    a rung has run. ``priors`` maps a rung to an expected F1 offset over the best cheap rung (the regime
-    table's suggestion, say); the evidence of measured rungs updates it. ``y_true`` (the sealed test
+    ``costs`` maps a rung to its estimated (one-time seconds, seconds per seed at full fidelity), or to an
+    object with ``estimate(fidelity, first=...)`` (:class:`adaptlab.decide.plan.RungCost`, which knows a
+    network rung's steps and where early stopping ends it). Every trained run's measured ÷ estimated
+    seconds corrects the estimates: a rung's own runs its own, and one measured rung every rung not run
+    yet (:meth:`cost_correction`). ``clock`` returns the seconds the study has spent so far, everything
+    included (encoding, gates, label checks): the budget is the user's clock; without it, the runs'
+    seconds are added up. ``on_cost`` is told (rung, measured ÷ estimated) after every trained run.
+    ``priors`` maps a rung to an expected F1 offset over the best cheap rung (the regime table's
+    suggestion, say); the evidence of measured rungs updates it. ``y_true`` (the sealed test
     labels) makes the comparisons paired; without it they use the seed spread only.
     """
 
     def __init__(self, rungs: Sequence[RungSpec], *, budget_seconds: float, seeds: Sequence[int],
                  y_true: Optional[Sequence[str]] = None, classes: Optional[Sequence[str]] = None,
                  positive: Optional[str] = None, costs: Optional[dict[str, tuple[float, float]]] = None,
-                 priors: Optional[dict[str, float]] = None, config: Optional[AdaptiveConfig] = None) -> None:
+                 priors: Optional[dict[str, float]] = None, config: Optional[AdaptiveConfig] = None,
+                 clock: Optional[Callable[[], float]] = None,
+                 on_cost: Optional[Callable[[str, float], None]] = None) -> None:
         if budget_seconds <= 0:
             raise ConfigError.invalid("time_budget", budget_seconds, "a positive duration, e.g. 3h or 90min")
         self.specs = sorted(rungs, key=lambda s: _ladder_key(s.name))
@@ -198,6 +207,9 @@ class Allocator:
         self._z = NormalDist().inv_cdf
         self._rng = np.random.default_rng(self.cfg.seed)
         self._pending: list[Cell] = []
+        self.clock = clock
+        self.on_cost = on_cost  # told (rung, measured ÷ estimated) of every trained run, e.g. to keep it
+        self._ratios: list[tuple[str, float]] = []  # (rung, measured ÷ prior estimate) of trained runs
 
     def set_test_labels(self, y_true: Sequence[str], classes: Sequence[str], positive: Optional[str]) -> None:
         """The sealed test labels the runs are scored on (known once the first run is back)."""
@@ -209,12 +221,26 @@ class Allocator:
     # -- bookkeeping ----------------------------------------------------------------------------------
     @property
     def spent(self) -> float:
+        if self.clock is not None:
+            return float(self.clock())
         return float(sum(o.seconds for o in self.obs if math.isfinite(o.seconds)))
 
+    def left(self) -> float:
+        """Seconds of the budget not spent and not promised to runs in flight."""
+        return self.budget - self.spent - sum(c.estimate_seconds or 0.0 for c in self._pending)
+
     def observe(self, cell: Cell, obs: Observation) -> None:
-        """Record a finished run (read from the store or trained)."""
+        """Record a finished run (read from the store or trained); a trained run teaches the cost model."""
+        first = not self._of(obs.rung)
         self.obs.append(obs)
         self._pending = [c for c in self._pending if c is not cell]
+        took = obs.wall if obs.wall is not None else obs.seconds
+        raw = self._prior_seconds(obs.rung, obs.fidelity, first=first)
+        if (not obs.from_store and self.kind.get(obs.rung) != "cheap" and raw and raw > 0
+                and took is not None and math.isfinite(took) and took > 0):
+            self._ratios.append((obs.rung, float(took) / raw))
+            if self.on_cost is not None:
+                self.on_cost(obs.rung, float(took) / raw)
 
     def _of(self, rung: str, fidelity: Optional[float] = None) -> list[Observation]:
         return [o for o in self.obs if o.rung == rung and (fidelity is None or abs(o.fidelity - fidelity) < 1e-9)]
@@ -226,17 +252,61 @@ class Allocator:
         return [c for c in self.cells if c.rung == rung]
 
     # -- costs ----------------------------------------------------------------------------------------
+    def _prior_seconds(self, rung: str, fidelity: float, *, first: bool) -> Optional[float]:
+        """The cost prior's seconds of one run (no correction), or None without a prior."""
+        prior = self.cost_prior.get(rung)
+        if prior is None:
+            return None
+        if hasattr(prior, "estimate"):
+            return float(prior.estimate(fidelity, first=first))
+        one, per = prior
+        if self.kind.get(rung) == "network":
+            return float(one + per * fidelity)
+        return float((one if first else 0.0) + per)
+
+    def cost_correction(self, rung: str) -> tuple[float, str]:
+        """(factor, basis) by which the prior of ``rung`` is corrected: the geometric mean of measured ÷
+        estimated over its own trained runs, else over every trained run (one measured rung corrects
+        every unmeasured one), else 1."""
+        own = [r for name, r in self._ratios if name == rung]
+        use = own or [r for _name, r in self._ratios]
+        if not use:
+            return 1.0, "the prior"
+        f = float(np.exp(np.mean(np.log(use))))
+        whose = f"its own {len(own)} run(s)" if own else f"{len(use)} run(s) of other rungs"
+        return f, f"the prior x {f:.2f} (measured ÷ estimated on {whose})"
+
+    def _pair(self, rung: str) -> tuple[Optional[float], Optional[float]]:
+        """The prior as (one-time seconds, seconds a seed at full fidelity), or (None, None)."""
+        prior = self.cost_prior.get(rung)
+        if prior is None:
+            return None, None
+        if hasattr(prior, "one_time"):
+            return float(prior.one_time), float(prior.per_seed)
+        one, per = prior
+        return float(one), float(per)
+
+    def _estimate_basis(self, rung: str) -> str:
+        prior = self.cost_prior.get(rung)
+        if prior is None:
+            return "measured runs" if self._of(rung) else "another rung's measured cost per step"
+        if self.kind[rung] == "cheap" or (self.kind[rung] == "shared" and self._of(rung)):
+            return "measured runs" if self._of(rung) else (getattr(prior, "basis", "") or "the cost prior")
+        what = getattr(prior, "basis", "") or "the cost prior"
+        return f"{self.cost_correction(rung)[1]}; {what}"
+
     def estimate_seconds(self, rung: str, fidelity: float) -> Optional[float]:
         """Estimated seconds of the next run of ``rung`` at ``fidelity`` (None: nothing to go on)."""
         kind = self.kind[rung]
         done = [o for o in self._of(rung) if math.isfinite(o.seconds)]  # NaN: a run whose cost is unknown
+        if kind == "network" and rung in self.cost_prior:
+            return self._prior_seconds(rung, fidelity, first=not done) * self.cost_correction(rung)[0]
+        if kind == "shared" and not done and rung in self.cost_prior:
+            return self._prior_seconds(rung, 1.0, first=True) * self.cost_correction(rung)[0]
         if kind == "network":
             if done:
                 per_unit = float(np.mean([o.seconds / max(o.fidelity, 1e-6) for o in done]))
                 return per_unit * fidelity
-            if rung in self.cost_prior:
-                one, per = self.cost_prior[rung]
-                return one + per * fidelity
             # Scale a measured network rung by the relative cost of a training step.
             other = [o for o in self.obs if self.kind.get(o.rung) == "network" and math.isfinite(o.seconds)]
             if other:
@@ -244,7 +314,7 @@ class Allocator:
                 unit = o.seconds / max(o.fidelity, 1e-6) / RELATIVE_STEP_COST.get(o.rung, 1.0)
                 return unit * RELATIVE_STEP_COST.get(rung, 1.0) * fidelity
             return None
-        one, per = self.cost_prior.get(rung, (None, None))
+        one, per = self._pair(rung)
         if done:
             first = done[0].seconds
             later = [o.seconds for o in done[1:]]
@@ -259,7 +329,7 @@ class Allocator:
 
     def affordable(self, estimate: Optional[float], reserve: float = 0.0) -> bool:
         """Whether a run of ``estimate`` seconds fits in what is left, keeping ``reserve`` seconds aside."""
-        left = self.budget - self.spent - reserve - sum(c.estimate_seconds or 0.0 for c in self._pending)
+        left = self.left() - reserve
         if estimate is None:
             return left > 0
         return estimate <= left + 1e-9
@@ -458,6 +528,7 @@ class Allocator:
             cell = self._next_cell()
             if cell is None:
                 break
+            cell.basis = cell.basis or self._estimate_basis(cell.rung)
             self.cells.append(cell)
             self._pending.append(cell)
             out.append(cell)
@@ -540,8 +611,12 @@ class Allocator:
         chosen = self.provisional(est)
         actions = self._screen_actions(est)
         if not screens_only:
-            actions += [a for a in (self._action(est, r) for r in self.active()) if a is not None]
+            actions += self._run_actions(est)
         reserve = self._reserve(est, chosen)
+        if reserve > self.left():
+            # The leader's full seeds do not fit whatever else runs: keeping time for them would leave the
+            # budget unspent, so what is left goes to the runs that can still change the decision.
+            reserve = 0.0
         useful = [a for a in actions if a.flip_probability >= self.cfg.flip_threshold
                   and self.affordable(a.estimate_seconds, reserve=0.0 if a.rung == chosen else reserve)]
         best = max(useful, key=lambda a: (a.flip_probability / max(a.estimate_seconds or 1.0, 1e-3)), default=None)
@@ -582,6 +657,36 @@ class Allocator:
                            f"in the {_secs(max(self.budget - self.spent, 0.0))} left")
         self.stop = {"kind": kind, "chosen": chosen, "reason": reason}
         return None
+
+    def _run_actions(self, est: dict[str, Estimate]) -> list[Cell]:
+        """The next run of every active rung; for a screened rung whose promotion does not fit in what is
+        left, another seed at its screen fidelity too (cheaper evidence of the same kind)."""
+        out = []
+        for r in self.active():
+            a = self._action(est, r)
+            if a is not None:
+                out.append(a)
+            if a is None or (a.phase == "promote" and not self.affordable(a.estimate_seconds)):
+                low = self._low_seed_action(est, r)
+                if low is not None:
+                    out.append(low)
+        return out
+
+    def _low_seed_action(self, est: dict[str, Estimate], rung: str) -> Optional[Cell]:
+        """One more seed of a rung only screened, at its screen fidelity: shrinks its seed noise for a
+        quarter of a full seed's cost."""
+        e = est[rung]
+        if self._full(rung) or not e.fidelity or e.fidelity >= 1.0:
+            return None
+        low = self._of(rung, e.fidelity)
+        free = [s for s in self.seeds if s not in {o.seed for o in low}]
+        if not free:
+            return None
+        n, sv = len(low), self._seed_var(rung)
+        flip = self.flip_probability(est, rung, sv / n - sv / (n + 1))
+        return Cell(rung, free[0], e.fidelity, "screen-seed", f"seed {n + 1} of {rung} at {e.fidelity:.0%} of its "
+                    f"training budget (a full seed does not fit): flip probability {flip:.2f} (now {e.point:.3f})",
+                    self.estimate_seconds(rung, e.fidelity), 0, flip)
 
     def _action(self, est: dict[str, Estimate], rung: str) -> Optional[Cell]:
         """The next run of ``rung`` and its flip probability (None when it has nothing left to run)."""
@@ -649,7 +754,7 @@ class Allocator:
                 flip = self.flip_probability(est, r, est[r].var)
                 actions.append(Cell(r, self.seeds[0], f, "screen", f"not run for lack of budget: flip probability "
                                     f"{flip:.2f}", self.estimate_seconds(r, f), 0, flip))
-        actions += [a for a in (self._action(est, r) for r in self.active()) if a is not None]
+        actions += self._run_actions(est)
         useful = [a for a in actions if a.flip_probability >= self.cfg.flip_threshold]
         best = max(useful, key=lambda a: a.flip_probability / max(a.estimate_seconds or 1.0, 1e-3), default=None)
         if best is None and chosen is not None:
@@ -677,7 +782,7 @@ class Allocator:
             return self.estimate_seconds(rung, 1.0)
         if done:
             return max(o.seconds for o in done)
-        one, per = self.cost_prior.get(rung, (None, None))
+        one, per = self._pair(rung)
         return None if per is None else one + per
 
     def record(self) -> dict[str, Any]:
@@ -688,15 +793,22 @@ class Allocator:
         cells = []
         for c in self.cells:
             o = by_cell.get((c.rung, c.seed, round(c.fidelity, 6)))
+            took = (o.wall if o.wall is not None else o.seconds) if o else None
+            ratio = (took / c.estimate_seconds if o and not o.from_store and c.estimate_seconds
+                     and took is not None and math.isfinite(took) else None)
             cells.append({"round": c.round, "phase": c.phase, "rung": c.rung, "seed": c.seed, "fidelity": c.fidelity,
-                          "why": c.why, "estimate_seconds": c.estimate_seconds, "flip_probability": c.flip_probability,
-                          "seconds": o.seconds if o else None, "f1": o.f1 if o else None,
-                          "from_store": o.from_store if o else None, "key": o.key if o else None})
+                          "why": c.why, "estimate_seconds": c.estimate_seconds, "estimate_basis": c.basis,
+                          "flip_probability": c.flip_probability, "seconds": o.seconds if o else None,
+                          "wall_seconds": o.wall if o else None, "measured_over_estimate": ratio,
+                          "f1": o.f1 if o else None, "from_store": o.from_store if o else None,
+                          "key": o.key if o else None})
         est = self.estimates()
         gain = self.fidelity_gain()
         exhaustive = self.exhaustive_seconds()
         return {
             "budget_seconds": self.budget, "compute_seconds": self.spent, "exhaustive_seconds": exhaustive,
+            "unspent_seconds": max(0.0, self.budget - self.spent), "clock": "wall" if self.clock else "runs",
+            "cost_ratios": [{"rung": r, "measured_over_prior": x} for r, x in self._ratios],
             "ratio": (self.spent / exhaustive) if exhaustive else None, "seeds": list(self.seeds),
             "config": self.cfg.to_dict(), "cells": cells, "drops": list(self.drops.values()),
             "stop": self.stop, "provisional": self.provisional(est), "next": self.next_run(),

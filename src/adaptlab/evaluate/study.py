@@ -395,11 +395,14 @@ class Study:
         self.store.put_study(study_id, name=name, config=cfg.to_dict(), data_hash=full.content_hash)
         emit(StudyEvent("study", study_id))
 
+        # Before the cells: a time budget counts the label check too, as the user's clock does.
+        label_quality = self._label_quality(full, first, study_id, say)
         run_cells = self._cell_runner(full, splits, context, frozen_rungs, frozen_encoder, encoder, positive,
                                       study_id, primed, say, emit)
         allocation = None
         if self.time_budget is not None:
-            allocation, grid, results, n_cached, n_trained = self._run_adaptive(run_cells, say)
+            allocation, grid, results, n_cached, n_trained = self._run_adaptive(
+                run_cells, say, clock=lambda: time.perf_counter() - t_start)
         else:
             cells = [(rung, seed, 1.0) for seed in cfg.seed_values for rung in self.rungs]
             grid, results, cached, n_trained = run_cells(cells)
@@ -427,7 +430,7 @@ class Study:
                   # What mixed_precision="auto" became per training rung, and the gate's evidence.
                   **({"training_precision": training_precision} if training_precision else {}),
                   "executor": self.executor.describe(),
-                  "label_quality": self._label_quality(full, first, study_id, say)},
+                  "label_quality": label_quality},
             n_trained=n_trained, n_from_store=n_cached, wall_seconds=time.perf_counter() - t_start,
             per_seed=[{k: v for k, v in p.items() if k != "y_pred"} for p in per_seed],
             warnings=warnings, allocation=allocation,
@@ -572,7 +575,7 @@ class Study:
                 job_context = self._seed_context(context, full, split)
                 if rung in frozen_rungs and frozen_encoder is not encoder:
                     job_context = replace(job_context, encoder=frozen_encoder)
-                if fidelity < 1.0:
+                if fidelity < 1.0 or self._capped_in_time(rung, context):
                     job_context = replace(job_context, budget=fidelity_budget(rung, context.budget, fidelity,
                                                                              len(split.train)))
                 key = content_key(
@@ -637,21 +640,44 @@ class Study:
 
         return run_cells
 
-    def _run_adaptive(self, run_cells: Callable[[list[tuple[Any, int, float]]], tuple], say: Progress) -> tuple:
+    def _capped_in_time(self, rung: Any, context: RungContext) -> bool:
+        """SetFit sizes its own training from its pairs (millions for a few thousand texts); in a
+        decision-driven study without a step budget its full budget is ``max_epochs`` epochs of steps, as
+        every other network rung's, so a screen is a quarter of a run that can finish."""
+        cfg = rung.config
+        return (self.time_budget is not None and rung.name == "setfit" and context.budget is None
+                and getattr(cfg, "budget", None) is None and getattr(cfg, "max_pairs", None) is None
+                and getattr(cfg, "num_iterations", None) is None)
+
+    def _learn_cost(self, rung: Any, ratio: float) -> None:
+        """Keep what a trained run cost against its estimate, so the next plan and study on this machine
+        start from it."""
+        from adaptlab.store.costs import cost_key, machine_id
+
+        enc = self._encoder
+        device = "gpu" if str(getattr(enc, "device", "cpu")).startswith("cuda") else "cpu"
+        mp = str(getattr(rung.config, "mixed_precision", "no"))
+        self.store.learn_cost(machine_id(), cost_key(enc, "bf16" if mp == "bf16" else "no", device), ratio)
+
+    def _run_adaptive(self, run_cells: Callable[[list[tuple[Any, int, float]]], tuple], say: Progress,
+                      clock: Optional[Callable[[], float]] = None) -> tuple:
         """Run the study in rounds chosen by an :class:`~adaptlab.evaluate.adaptive.Allocator` until the
-        decision is settled or the time budget is spent."""
+        decision is settled or the time budget is spent; ``clock`` is the study's wall clock so far."""
         from adaptlab.evaluate.adaptive import Allocator, Observation, RungSpec, run_allocation
 
         by_name = {r.name: r for r in self.rungs}
         specs = [RungSpec(r.name, adaptive_kind(r)) for r in self.rungs]
         alloc = Allocator(specs, budget_seconds=self.time_budget, seeds=self.config.seed_values,
-                          costs=self.cost_estimates, priors=self.priors, config=self.adaptive)
+                          costs=self.cost_estimates, priors=self.priors, config=self.adaptive, clock=clock,
+                          on_cost=lambda rung, ratio: self._learn_cost(by_name[rung], ratio))
         grid: list[tuple[Any, int, str, float]] = []
         results: dict[str, dict[str, Any]] = {}
         counts = [0, 0]
 
         def execute(cells: list[Any]) -> list[Observation]:
+            t0 = time.perf_counter()
             g, res, cached, n_trained = run_cells([(by_name[c.rung], c.seed, c.fidelity) for c in cells])
+            wall = (time.perf_counter() - t0) / max(1, len(cells) - len(cached))  # shared by the cells it trained
             grid.extend(g)
             results.update(res)
             counts[0] += len(cached)
@@ -665,7 +691,7 @@ class Study:
                 obs.append(Observation(c.rung, seed, fidelity, float(stored["metrics"]["test"]["f1"]),
                                        float(cost.get("total_seconds", cost.get("fit_seconds", 0.0))),
                                        np.asarray(stored["predictions"]["y_pred"], dtype=object),
-                                       from_store=key in cached, key=key))
+                                       from_store=key in cached, key=key, wall=None if key in cached else wall))
             return obs
 
         def on_round(cells: list[Any]) -> None:

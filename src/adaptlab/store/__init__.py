@@ -51,7 +51,18 @@ CREATE TABLE IF NOT EXISTS leases (
     heartbeat_at REAL NOT NULL,
     expires_at   REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS learned_costs (
+    machine    TEXT NOT NULL,
+    key        TEXT NOT NULL,
+    log_ratio  REAL NOT NULL,
+    n          INTEGER NOT NULL,
+    updated_at REAL NOT NULL,
+    PRIMARY KEY (machine, key)
+);
 """
+# Runs a learned cost correction remembers: older runs fade out, so a faster library or a new machine
+# setting shows within a few studies.
+LEARNED_COST_MEMORY = 10
 
 
 def json_safe(obj: Any) -> Any:
@@ -246,6 +257,33 @@ class RunStore:
                 "UPDATE studies SET summary=?, updated_at=? WHERE study_id=?",
                 (json.dumps(summary), time.time(), study_id),
             )
+
+    def learn_cost(self, machine: str, key: str, ratio: float) -> dict:
+        """Fold one measured ÷ estimated cost ``ratio`` of a trained run into the correction learned for
+        (``machine``, ``key``: encoder, precision, device); returns the correction now.
+
+        Example:
+            >>> store.learn_cost("cpu-x", "minilm|no|cpu", 0.5)["ratio"]
+            0.5
+        """
+        if not (ratio > 0 and math.isfinite(ratio)):
+            return self.learned_cost(machine, key) or {}
+        with self._connect() as con:
+            row = con.execute("SELECT log_ratio, n FROM learned_costs WHERE machine=? AND key=?",
+                              (machine, key)).fetchone()
+            mean, n = (row[0], row[1]) if row else (0.0, 0)
+            w = min(n, LEARNED_COST_MEMORY - 1)
+            mean = (mean * w + math.log(ratio)) / (w + 1)
+            con.execute("INSERT OR REPLACE INTO learned_costs VALUES (?, ?, ?, ?, ?)",
+                        (machine, key, mean, n + 1, time.time()))
+        return {"ratio": math.exp(mean), "runs": n + 1}
+
+    def learned_cost(self, machine: str, key: str) -> Optional[dict]:
+        """The cost correction learned for (``machine``, ``key``): ``{"ratio", "runs"}``, or None."""
+        with self._connect() as con:
+            row = con.execute("SELECT log_ratio, n FROM learned_costs WHERE machine=? AND key=?",
+                              (machine, key)).fetchone()
+        return None if row is None else {"ratio": math.exp(row[0]), "runs": int(row[1])}
 
     def list_studies(self) -> list[dict]:
         with self._connect() as con:

@@ -63,6 +63,12 @@ _MEMORY_UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10*
                  "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
 
 
+class _DefaultRungs(list):
+    """``StudyConfig.rungs`` when the caller named none: a plain list that remembers it was the default
+    (``StudyConfig.rungs_defaulted``), also in a copy (``dataclasses.replace``), so a study given a time
+    budget can offer the ladder (``adaptlab.rungs.ladder.default_rungs``) in its place."""
+
+
 def default_home() -> Path:
     """Where the run store and caches live: $ADAPTLAB_HOME, else ./adaptlab-runs.
 
@@ -83,12 +89,20 @@ def default_home() -> Path:
 class StudyConfig:
     """The grid rungs x seeds on one split, and how it is evaluated.
 
+    ``rungs`` left out (or None) is the default: ``tfidf`` and ``probe`` (the ids of such studies are
+    those of every earlier version). With a time budget a :class:`~adaptlab.evaluate.Study` replaces that
+    default by the ladder, :func:`adaptlab.rungs.ladder.default_rungs` (``rungs_defaulted`` says it may):
+    every rung that runs here but ``refit``, which needs unlabeled texts the configuration does not see;
+    name the rungs (``refit`` among them) to choose them.
+
     Example:
         >>> StudyConfig(rungs=["tfidf", "probe"], seeds=3).seed_values
         [0, 1, 2]
+        >>> StudyConfig().rungs, StudyConfig().rungs_defaulted, StudyConfig(rungs="tfidf,probe").rungs_defaulted
+        (['tfidf', 'probe'], True, False)
     """
 
-    rungs: list[str] = field(default_factory=lambda: ["tfidf", "probe"])
+    rungs: Optional[list[str]] = None
     seeds: int = 5
     split: str = "auto"
     test_size: float = 0.2
@@ -124,6 +138,8 @@ class StudyConfig:
     mixed_precision: str = "auto"
 
     def __post_init__(self) -> None:
+        if self.rungs is None or isinstance(self.rungs, _DefaultRungs):
+            self.rungs = _DefaultRungs(["tfidf", "probe"])
         if isinstance(self.rungs, str):
             self.rungs = [r.strip() for r in self.rungs.split(",") if r.strip()]
         if not self.rungs:
@@ -174,6 +190,12 @@ class StudyConfig:
             )
 
     @property
+    def rungs_defaulted(self) -> bool:
+        """Whether ``rungs`` is the default (none were named): a study with a time budget offers the ladder
+        in its place (:func:`adaptlab.rungs.ladder.default_rungs`)."""
+        return isinstance(self.rungs, _DefaultRungs)
+
+    @property
     def seed_values(self) -> list[int]:
         """The seeds a study runs: ``0 .. seeds - 1``."""
         return list(range(self.seeds))
@@ -181,6 +203,7 @@ class StudyConfig:
     def to_dict(self) -> dict[str, Any]:
         """The configuration as stored (and hashed into the study id); unset later fields are left out."""
         d = dataclasses.asdict(self)
+        d["rungs"] = list(d["rungs"])
         # The tolerance under the name study ids were first computed with.
         d["int8_tolerance"] = d.pop("precision_tolerance")
         # Fields added with the decision-driven study stay out while unset: study ids of earlier studies hold.

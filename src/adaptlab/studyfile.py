@@ -651,8 +651,10 @@ def resolve_settings(layers: "list[StudySettings]", defaults: Optional[dict[str,
     for layer in layers:
         for k, v in layer.values.items():
             values[k], origin[k] = v, layer.source
-    rungs = values.get("rungs") or ["tfidf", "probe"]
+    rungs = values.get("rungs") or default_study_rungs(values)
     rungs = [r.strip() for r in rungs.split(",") if r.strip()] if isinstance(rungs, str) else list(rungs)
+    if not values.get("rungs"):
+        values["rungs"] = list(rungs)  # the default, written out: the study's configuration names what it ran
     params: dict[str, dict[str, Any]] = {}
     adaptive: dict[str, Any] = {}
     notes: list[str] = []
@@ -675,6 +677,22 @@ def resolve_settings(layers: "list[StudySettings]", defaults: Optional[dict[str,
         if not params[name]:
             del params[name]
     return ResolvedSettings(values=values, rung_params=params, adaptive=adaptive, origin=origin, notes=notes)
+
+
+def default_study_rungs(values: dict[str, Any]) -> list[str]:
+    """The rungs of settings that name none: :func:`adaptlab.rungs.ladder.default_rungs`, the ladder with a
+    time budget (``time``; ``refit`` where ``unlabeled`` texts are given), else ``tfidf`` and ``probe``.
+
+    Example:
+        >>> default_study_rungs({"seeds": 3})
+        ['tfidf', 'probe']
+        >>> rungs = default_study_rungs({"time": "40min", "unlabeled": "unl.csv"})
+        >>> rungs[:3], "lora" in rungs
+        (['tfidf', 'probe', 'refit'], True)
+    """
+    from adaptlab.rungs.ladder import default_rungs
+
+    return default_rungs(timed=values.get("time") is not None, unlabeled=values.get("unlabeled") is not None)
 
 
 def _flag_rung_params(values: dict[str, Any], rungs: list[str]) -> dict[str, dict[str, Any]]:

@@ -11,6 +11,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from adaptlab.cli.progress import progress_bars
 from adaptlab.errors import AdaptlabError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
@@ -136,7 +137,9 @@ def study_run(
     set_: Optional[list[str]] = SetOpt,
     unlabeled: Optional[Path] = UnlabeledOpt,
     test: Optional[Path] = TestOpt,
-    rungs: str = typer.Option("tfidf,probe", "--rungs", help="Comma-separated rungs (see `adaptlab rungs`)."),
+    rungs: Optional[str] = typer.Option(None, "--rungs", help="Comma-separated rungs (see `adaptlab rungs`). Default: "
+                                        "tfidf,probe; with --time every rung of the ladder that runs here (setfit "
+                                        "where it is installed, refit where --unlabeled is given)."),
     seeds: int = typer.Option(5, "--seeds", help="Number of seeds; each re-draws validation and reseeds the model."),
     split: str = SplitOpt,
     text_col: Optional[str] = TextColOpt,
@@ -196,7 +199,6 @@ def study_run(
     from adaptlab.cli.diagnose import refit_rung_params
     from adaptlab.cli.encoders import parse_encoders
     from adaptlab.cli.studyfile import settle_flags
-    from adaptlab.diagnostics import run_study_with_diagnostics
     from adaptlab.errors import ConfigError
     from adaptlab.studyfile import study_config
 
@@ -222,7 +224,7 @@ def study_run(
     if f.tracking_uri and not f.track:
         raise ConfigError("--tracking-uri says where to log, but nothing is logged without --track mlflow.")
     tracker = make_tracker(f.track, uri=f.tracking_uri)
-    study = Study(cfg, home=f.home, show_progress=not json_out, executor=ex, track=tracker)
+    study = Study(cfg, home=f.home, show_progress=progress_bars(json_out), executor=ex, track=tracker)
     ds, test_ds, unl = _study_inputs(f)
     comparison = None
     if candidates:
@@ -234,13 +236,32 @@ def study_run(
         if note and not json_out:
             err.print(f"[dim]time budget: {note}[/]", highlight=False)
     # Studies with a refit rung are diagnosed (probe gap, MMD, domain shift) and the result stored with it.
-    result = run_study_with_diagnostics(study, ds, test=test_ds, unlabeled=unl, progress=_progress(json_out))
+    result = _run_with_progress(study, ds, test_ds, unl, json_out)
     if comparison is not None:
         # Stored with the study's data facts (beside the encoder it used), so reports can show the choice.
         result.data["encoder_choice"] = comparison.summary()
         result.data["encoder_comparison"] = comparison.to_dict()
         study.store.set_summary(result.study_id, result.to_dict())
     _decide_and_emit(study, result, f.track, tracker, json_out)
+
+
+def _run_with_progress(study: Any, ds: Any, test_ds: Any, unl: Any, json_out: bool) -> Any:
+    """Run the study (and its diagnostics). Table mode prints the study's progress lines; with ``--json``
+    stdout is the one JSON document at the end, and stderr gets a plain line per cell meanwhile."""
+    import time
+
+    from adaptlab.cli.progress import CellLines, stderr_line
+    from adaptlab.config import format_duration
+    from adaptlab.diagnostics import run_study_with_diagnostics
+
+    cells = CellLines(study) if json_out else None
+    t0 = time.monotonic()
+    result = run_study_with_diagnostics(study, ds, test=test_ds, unlabeled=unl, progress=_progress(json_out),
+                                        on_event=cells.on_event if cells is not None else None)
+    if cells is not None:
+        stderr_line(f"study {result.study_id[:12]}: done in {format_duration(time.monotonic() - t0)}; "
+                    f"{result.n_trained} cell(s) trained, {result.n_from_store} read from the run store")
+    return result
 
 
 def _executor_config(f: Any) -> Any:
@@ -278,9 +299,9 @@ def _choose_the_encoder_first(study: Any, candidates: list[str], ds: Any, test_d
     from adaptlab.evaluate.encoders import compare_encoders
 
     comparison = compare_encoders(ds, candidates, config=study.config, test=test_ds, home=study.home,
-                                  progress=_progress(json_out), show_progress=not json_out)
+                                  progress=_progress(json_out), show_progress=progress_bars(json_out))
     cfg = dataclasses.replace(study.config, encoder=comparison.row(comparison.chosen)["spec"])
-    chosen = Study(cfg, home=study.home, show_progress=not json_out, executor=study.executor, track=study.tracker)
+    chosen = Study(cfg, home=study.home, show_progress=progress_bars(json_out), executor=study.executor, track=study.tracker)
     if not json_out:
         out.print(render_comparison(comparison))
     return chosen, comparison
@@ -466,7 +487,7 @@ def demo(
     from adaptlab.evaluate import Study
 
     cfg = StudyConfig(rungs=rungs, seeds=seeds, name="demo: BBC News (5 topics)")
-    study = Study(cfg, home=home, show_progress=not json_out)
+    study = Study(cfg, home=home, show_progress=progress_bars(json_out))
     result = study.run(load_bbc_news(), progress=_progress(json_out))
     from adaptlab.cli.report import decide_study
 

@@ -9,6 +9,7 @@ from typing import Any, Optional
 import typer
 
 from adaptlab.cli import HomeOpt, JsonOpt, _load, _progress, app, out, user_errors
+from adaptlab.cli.progress import progress_bars
 from adaptlab.errors import ConfigError
 
 encoders_app = typer.Typer(no_args_is_help=True,
@@ -111,7 +112,7 @@ def encoders_compare(
     ds = _load(data, text_col=text_col, label_col=label_col, group_col=group_col, time_col=time_col, id_col=id_col,
                encoding=encoding, on_invalid=on_invalid)
     cmp = compare_encoders(ds, parse_encoders(encoders), config=cfg, home=home, prescreen=prescreen,
-                           max_seq_length=max_seq_length, progress=_progress(json_out), show_progress=not json_out)
+                           max_seq_length=max_seq_length, progress=_progress(json_out), show_progress=progress_bars(json_out))
     if json_out:
         typer.echo(json.dumps(cmp.to_dict(), indent=2, default=str))
         return
@@ -156,7 +157,7 @@ def encoders_embed(
     enc = make_encoder(load_encoder(encoder), precision)
     store = EmbeddingCache((home or default_home()) / "cache" / "embeddings.sqlite") if cache else None
     bar = None
-    if not json_out and len(ds) > 2048:
+    if progress_bars(json_out) and len(ds) > 2048:
         from tqdm.auto import tqdm
 
         bar = tqdm(total=len(ds), desc=f"embed {enc.name}", unit="text")

@@ -22,6 +22,7 @@ from adaptlab.cli import (EncoderOpt, EncodingOpt, GroupColOpt, HomeOpt, IdColOp
                           PositiveLabelOpt, RefitBudgetOpt, RefitObjectiveOpt, SplitOpt, TestOpt, TestSeedOpt,
                           TestSizeOpt, TextColOpt, TimeColOpt, TransductiveOpt, UnlabeledOpt, ValSizeOpt, _load,
                           _progress, app, out, user_errors)
+from adaptlab.cli.progress import progress_bars, stderr_line
 from adaptlab.errors import AdaptlabError
 
 # The manifest fields `--json` prints (the full manifest, loss curve included, is in the refit's folder).
@@ -105,8 +106,10 @@ def refit_cmd(
                 warnings.simplefilter("ignore")
                 stack.callback(logging.disable, logging.root.manager.disable)
                 logging.disable(logging.WARNING)
+            from time import monotonic
+
             from adaptlab.cli.diagnose import refit_rung_params
-            from adaptlab.config import StudyConfig
+            from adaptlab.config import StudyConfig, format_duration
             from adaptlab.evaluate import Study
 
             # The study's config minus the other rungs: nothing here changes the refit's key with the rung list.
@@ -117,12 +120,18 @@ def refit_cmd(
                                                             mixed_precision))
             cols = dict(text_col=text_col, label_col=label_col, group_col=group_col, time_col=time_col, id_col=id_col,
                         encoding=encoding, on_invalid=on_invalid)
-            study = Study(cfg, home=home, show_progress=main and not json_out)
+            study = Study(cfg, home=home, show_progress=main and progress_bars(json_out))
             ds = _load(data, **cols)
             test_ds = _load(test, **cols)
             unl = _load(unlabeled, **{**cols, "label_col": None, "group_col": None, "time_col": None},
                         require_labels=False)
+            if json_out and main:  # stdout is the JSON document: say on stderr that the refit runs, and when it ends
+                stderr_line(f"refit: {len(unl) if unl is not None else 0} unlabeled texts, budget "
+                            f"{refit_budget or 'the default'}; the JSON follows when it is done")
+            t0 = monotonic()
             outcome = study.refit(ds, test=test_ds, unlabeled=unl, progress=_progress(json_out) if main else None)
+            if json_out and main:
+                stderr_line(f"refit: done in {format_duration(monotonic() - t0)}")
     except AdaptlabError as exc:
         if not main:  # the main process says it once
             raise typer.Exit(exc.exit_code) from None

@@ -231,18 +231,26 @@ def plan_cmd(
     Costs come from the run store under --home where it holds results of the same rungs, else from a
     short calibration.
     """
-    from adaptlab.config import default_home
+    from time import monotonic
+
+    from adaptlab.cli.progress import stderr_line
+    from adaptlab.config import default_home, format_duration
     from adaptlab.data import load_dataset
     from adaptlab.decide.plan import plan_study
     from adaptlab.encoders import load_encoder
 
     ds = load_dataset(data, text_col=text_col, label_col=label_col)
     n_unl = len(load_dataset(unlabeled, text_col=text_col, require_labels=False)) if unlabeled is not None else 0
+    t0 = monotonic()
+    if json_out:  # stdout is the JSON document: say on stderr what takes the time, and when it ends
+        stderr_line(f"plan: costing the rungs for {len(ds)} labeled texts (from the run store, else a short "
+                    f"calibration); the JSON follows when it is done")
     plan = plan_study(ds.texts, ds.labels, budget, encoder=load_encoder(encoder), n_unlabeled=n_unl,
                       rungs=[r.strip() for r in rungs.split(",")] if rungs else None, gpu_speedup=gpu_speedup,
                       train_budget=train_budget, seeds=seeds, screen_fidelity=screen_fidelity,
                       home=home or default_home())
     if json_out:
+        stderr_line(f"plan: done in {format_duration(monotonic() - t0)}")
         u = unlabeled and str(unlabeled)
         typer.echo(json.dumps({**plan.to_dict(), "commands": plan.commands(str(data), u),
                                "time_command": plan.time_command(str(data), u)}, indent=2))

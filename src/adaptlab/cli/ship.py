@@ -10,6 +10,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from adaptlab.cli import HomeOpt, JsonOpt, _load, _progress, app, err, out, user_errors
+from adaptlab.cli.progress import progress_bars
 from adaptlab.errors import ConfigError
 
 models_app = typer.Typer(no_args_is_help=True, help="List the versions of a shipped model; roll back.")
@@ -72,7 +73,7 @@ def ship_cmd(
     unl = _load(unlabeled, **{**cols, "label_col": None, "group_col": None, "time_col": None}, require_labels=False)
     reg = ship_model(ds, output, rung=rung, encoder=encoder, unlabeled=unl, split=split, test_size=test_size,
                      test_seed=test_seed, seed=seed, budget=budget, home=home, max_drop=max_drop, extra=extra,
-                     show_progress=not json_out, progress=say, precision=precision)
+                     show_progress=progress_bars(json_out), progress=say, precision=precision)
     v = reg.current
     if json_out:
         typer.echo(json.dumps({"model": str(output), "version": v.to_dict()}, indent=2))
@@ -125,7 +126,7 @@ def predict_cmd(
 
     pipe = load_model(model, version, device=device, use_cache=False, precision=precision)
     report = predict_file(pipe, input, output, text_col=text_col, id_col=id_col, batch_size=batch_size,
-                          reject_path=rejects, encoding=encoding, show_progress=not json_out)
+                          reject_path=rejects, encoding=encoding, show_progress=progress_bars(json_out))
     if json_out:
         typer.echo(json.dumps(report.to_dict(), indent=2, default=str))
     else:

@@ -14,6 +14,7 @@ from adaptlab.rungs.base import (
     register_rung,
     trains_encoder,
 )
+from adaptlab.rungs.ladder import default_rungs
 from adaptlab.rungs.probe import ProbeConfig, ProbeRung
 from adaptlab.rungs.tfidf import TfidfConfig, TfidfRung
 from adaptlab.rungs.refit import RefitConfig, RefitRung  # noqa: E402  (issue #4)
@@ -27,7 +28,7 @@ from adaptlab.rungs.setfit import FittedSetFit, SetFitConfig, SetFitRung  # noqa
 
 __all__ = [
     "LADDER_ORDER", "PLANNED_RUNGS", "RUNGS", "Budget", "Cost", "FittedRung", "Rung", "RungConfig", "RungContext",
-    "available_rungs", "get_rung", "register_rung", "trains_encoder", "ProbeConfig", "ProbeRung", "TfidfConfig", "TfidfRung",
+    "available_rungs", "default_rungs", "get_rung", "register_rung", "trains_encoder", "ProbeConfig", "ProbeRung", "TfidfConfig", "TfidfRung",
     "RefitConfig", "RefitRung",
     "FittedLora", "LoraConfig", "LoraRung", "UnfreezeConfig", "UnfreezeRung", "FinetuneConfig", "FinetuneRung",
     "LpftConfig", "LpftRung", "FittedNetwork", "NetworkRung", "Trainer", "TrainingConfig", "MultiTaskModel",

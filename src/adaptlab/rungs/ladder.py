@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Optional
 
 __all__ = ["RungFacts", "LADDER_FACTS", "LADDER", "NETWORK_RUNGS", "CHEAP_RUNGS", "LABEL_TRAINED_ENCODER",
-           "RELATIVE_STEP_COST", "facts", "ladder_key"]
+           "RELATIVE_STEP_COST", "facts", "ladder_key", "default_rungs"]
 
 
 @dataclass(frozen=True)
@@ -73,3 +73,37 @@ def ladder_key(rung: str) -> tuple[int, str]:
         ['tfidf', 'lpft', 'mine']
     """
     return (LADDER.index(rung) if rung in LADDER else len(LADDER), rung)
+
+
+def default_rungs(*, timed: bool, unlabeled: bool = False) -> list[str]:
+    """The rungs a study compares when none are named (``study run`` without ``--rungs``, a study file
+    without ``rungs``, the web app's form with no rung ticked).
+
+    Without a time budget: the cheap rungs, ``tfidf`` and ``probe``, the default of every earlier version
+    (so the ids of untimed studies stay as they were). With one, the decision-driven study spends it where
+    the decision can still change, so it is offered the whole ladder, in ladder order: ``refit`` only with
+    unlabeled texts to refit on, ``setfit`` only where the optional ``setfit`` package is installed
+    (``pip install 'adaptlab[setfit]'``). Imports nothing (neither torch nor the rungs).
+
+    Example:
+        >>> default_rungs(timed=False, unlabeled=True)
+        ['tfidf', 'probe']
+        >>> [r for r in default_rungs(timed=True) if r != "setfit"]
+        ['tfidf', 'probe', 'lora', 'unfreeze', 'finetune', 'lpft']
+        >>> "refit" in default_rungs(timed=True, unlabeled=True)
+        True
+    """
+    if not timed:
+        return list(CHEAP_RUNGS)
+    return [name for name in LADDER
+            if not (name == "refit" and not unlabeled) and not (name == "setfit" and not _importable("setfit"))]
+
+
+def _importable(module: str) -> bool:
+    """Whether ``module`` could be imported, without importing it."""
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False

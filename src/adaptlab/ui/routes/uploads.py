@@ -103,14 +103,23 @@ def _configure_page(ui: UIContext, uid: str, status: int = 200, form: Optional[d
     if "check" not in meta:
         return see_other(f"/data/{uid}")
     form = {"params": {}, "extra": {}, "file_notes": [], **(form or meta.get("form") or _default_form(meta))}
+    defaults = {"untimed": _default_rungs(meta, timed=False), "timed": _default_rungs(meta, timed=True)}
     return ui.render("configure.html.j2", status=status, uid=uid, meta=meta, rungs=rung_choices(), form=form,
-                     plan=meta.get("plan"), error=error, splits=SPLITS)
+                     plan=meta.get("plan"), error=error, splits=SPLITS, default_rungs=defaults)
 
 
 def _form_rungs(rungs: list[str]) -> list[str]:
     from adaptlab.rungs import RUNGS
 
     return [r for r in dict.fromkeys(rungs) if r in RUNGS]
+
+
+def _default_rungs(meta: dict[str, Any], *, timed: bool) -> list[str]:
+    """The rungs a study of this upload runs when none is ticked: ``study run`` without ``--rungs``
+    (:func:`adaptlab.rungs.ladder.default_rungs`; refit only where an unlabeled file was uploaded)."""
+    from adaptlab.rungs.ladder import default_rungs
+
+    return _form_rungs(default_rungs(timed=timed, unlabeled=bool(meta.get("check", {}).get("n_unlabeled"))))
 
 
 def _posted_form(ui: UIContext, uid: str, rungs: list[str], seeds: str, compute_budget: str, time_budget: str,
@@ -293,8 +302,9 @@ def start(ui: Ui, uid: str, rungs: list[str] = Form([]), seeds: str = Form("3"),
     meta = upload_meta(ui, uid)
     if "check" not in meta:
         return see_other(f"/data/{uid}")
-    chosen = _form_rungs(rungs)
     whole = time_budget.strip()
+    # None ticked: the default, as `study run` without --rungs (with a time budget, the ladder).
+    chosen = _form_rungs(rungs) if rungs else _default_rungs(meta, timed=bool(whole))
     form = _posted_form(ui, uid, chosen, seeds, compute_budget, time_budget, train_budget, refit_budget, split,
                         param_texts)
     try:

@@ -1,0 +1,123 @@
+"""Progress of long commands on stderr, for people and for the scripts that read ``--json``.
+
+Table mode prints the study's own progress lines (``_progress``) and, on a terminal, progress bars. With
+``--json`` stdout holds one JSON document and nothing else, so the study would be silent for minutes:
+:class:`CellLines` prints one plain line per (rung, seed) cell on stderr instead, naming what runs, its
+estimate and what is left of the time budget. Where stderr is not a terminal (a pipe, a log file) no
+progress bar is drawn: bars redraw themselves with carriage returns, which a log keeps as one long line.
+"""
+from __future__ import annotations
+
+import sys
+import time
+from typing import Any, Callable, Optional
+
+__all__ = ["CellLines", "progress_bars", "stderr_line"]
+
+
+def progress_bars(json_out: bool) -> bool:
+    """Whether a command draws progress bars (embedding, training): in table mode on a terminal only.
+
+    Example:
+        >>> progress_bars(True)
+        False
+    """
+    if json_out:
+        return False
+    try:
+        return bool(sys.stderr.isatty())
+    except (AttributeError, ValueError):  # a closed or replaced stream
+        return False
+
+
+def stderr_line(line: str) -> None:
+    """One plain line on stderr, flushed (a pipe sees it now, not when the command ends)."""
+    stream = sys.stderr
+    stream.write(line + "\n")
+    stream.flush()
+
+
+class CellLines:
+    """``on_event`` of a study run with ``--json``: one plain line on stderr per cell.
+
+    The line names the rung and seed (and the share of its training budget when below 1), its estimated
+    seconds when the study was costed (``study.cost_estimates``, with a time budget) and, with a time budget,
+    what is left of it by the wall clock since the study started. Cells read from the run store say so.
+
+    Example:
+        >>> from types import SimpleNamespace as NS
+        >>> study = NS(config=NS(rungs=["tfidf", "lora"], seeds=3), time_budget=600.0,
+        ...            cost_estimates={"lora": (0.0, 120.0)})
+        >>> lines = CellLines(study, write=print, clock=lambda: 0.0)
+        >>> lines.on_event(NS(kind="study", study_id="0123456789abcdef", rung=None, seed=None, fidelity=1.0))
+        study 0123456789ab: rungs tfidf, lora; up to 3 seeds each; time budget 10.0 min
+        >>> lines.on_event(NS(kind="start", study_id="0123456789abcdef", rung="lora", seed=0, fidelity=0.25))
+        cell 1: lora seed 0 at 25% of its training budget — estimate ~30 s; 10.0 min of 10.0 min left
+        >>> lines.on_event(NS(kind="done", study_id="0123456789abcdef", rung="lora", seed=0, fidelity=0.25))
+    """
+
+    def __init__(self, study: Any, write: Callable[[str], None] = stderr_line,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.study = study
+        self.write = write
+        self.clock = clock
+        self.t0: Optional[float] = None
+        self.n = 0
+        self.started: set[str] = set()
+
+    def on_event(self, ev: Any) -> None:
+        """Print the line of one :class:`~adaptlab.evaluate.study.StudyEvent` (``study``, ``start``, ``stored``)."""
+        try:
+            if ev.kind == "study":
+                self.t0 = self.clock()
+                self.write(self._header(ev.study_id))
+            elif ev.kind in ("start", "stored"):
+                self.n += 1
+                self.write(self._cell(ev))
+        except Exception:  # noqa: BLE001 - a progress line must never stop the study
+            pass
+
+    def _header(self, study_id: str) -> str:
+        cfg = self.study.config
+        budget = getattr(self.study, "time_budget", None)
+        seeds = f"up to {cfg.seeds} seeds each" if budget else f"{cfg.seeds} seeds each"
+        line = f"study {study_id[:12]}: rungs {', '.join(cfg.rungs)}; {seeds}"
+        return line + (f"; time budget {_dur(budget)}" if budget else "")
+
+    def _cell(self, ev: Any) -> str:
+        fidelity = getattr(ev, "fidelity", 1.0) or 1.0
+        at = "" if fidelity >= 1.0 else f" at {fidelity:.0%} of its training budget"
+        what = f"cell {self.n}: {ev.rung} seed {ev.seed}{at}"
+        parts = []
+        if ev.kind == "stored":
+            what += " — from the run store"
+        else:
+            est = self._estimate(ev, fidelity)
+            parts.append(f"estimate ~{_dur(est)}" if est is not None else "no estimate yet")
+        self.started.add(ev.rung)
+        budget = getattr(self.study, "time_budget", None)
+        if budget:
+            spent = self.clock() - (self.t0 if self.t0 is not None else self.clock())
+            parts.append(f"{_dur(max(budget - spent, 0.0))} of {_dur(budget)} left")
+        return what + (" — " + "; ".join(parts) if parts else "")
+
+    def _estimate(self, ev: Any, fidelity: float) -> Optional[float]:
+        """The cell's estimated seconds: the event's own (where the study gives one), else the study's cost
+        estimate of the rung (one-time seconds on its first cell, plus the seconds of a seed at this share)."""
+        own = getattr(ev, "estimate_seconds", None)
+        if own is not None:
+            return float(own)
+        cost = (getattr(self.study, "cost_estimates", None) or {}).get(ev.rung)
+        if cost is None:
+            return None
+        first = ev.rung not in self.started
+        if hasattr(cost, "estimate"):
+            return float(cost.estimate(fidelity, first=first))
+        one, per = cost
+        return float((one if first else 0.0) + per * fidelity)
+
+
+def _dur(seconds: float) -> str:
+    from adaptlab.config import format_duration
+
+    return format_duration(seconds)

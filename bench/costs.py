@@ -18,14 +18,19 @@ What is measured per run:
   timing); reported beside it.
 * **encode pass**: ``result.data["encode_seconds"]``, the study's one embedding pass of the labeled texts:
   the probe's one-time cost (``RungCost.one_time``), whose ratio is reported separately.
-* **overhead**: study wall - encode pass - cell wall (not estimated by ``RungCost``: reported only).
+* **gates**: the precision gates a study runs before its cells (not estimated by ``RungCost``, not in the
+  ratio, reported): the frozen encoder's bf16-vs-fp32 gate (``encode_precision="auto"`` on a CPU with
+  native bf16; timed from the study's progress lines and taken out of the encode pass) and the training
+  gate (``mixed_precision="auto"``; the bench passes what "auto" resolves to instead, unless
+  ``--mixed-precision auto``).
+* **overhead**: study wall - encode pass - gates - cell wall (not estimated by ``RungCost``: reported only).
 
 The estimate is ``RungCost.estimate(fidelity)``: one cell as a decision-driven study pays it, the first
 seed of a rung paying the rung's one-time work. The **measured** seconds it is compared with are the cell
 wall, plus the encode pass for a rung whose one-time work is that pass (the probe: ``kind == "cheap"``
 with a one-time cost); the refit's shared MLM refit and its embedding pass run inside its cell. Columns:
 est s, meas s, ratio (est / meas), ok (ratio in [0.67, 1.5]), cell s, cost s, enc s (the study's encode
-pass), ovh s (overhead), and for the probe its one-time estimate and that estimate / the encode pass. tfidf, probe and refit are not screened by a decision-driven study (a screen of them is a
+pass, gate excluded), gate s (both gates), ovh s (overhead), and for the probe its one-time estimate and that estimate / the encode pass. tfidf, probe and refit are not screened by a decision-driven study (a screen of them is a
 full seed), so only the network rungs (lora, unfreeze, finetune, lpft, setfit) run a screen.
 
 Acceptance (issue #30): every ratio estimate / measured in [0.67, 1.5], for the screens and the full seeds,
@@ -75,6 +80,8 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 warnings.filterwarnings("ignore")
 
 ROOT = Path(__file__).resolve().parent.parent
+# This folder holds bench/setfit.py, which would shadow the setfit package the setfit rung imports.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 ALL_RUNGS = ("tfidf", "probe", "refit", "setfit", "lora", "unfreeze", "finetune", "lpft")
 SCREENED = ("setfit", "lora", "unfreeze", "finetune", "lpft")  # what a decision-driven study screens
 ENCODERS = {"minilm": "all-MiniLM-L6-v2", "e5": "e5-small-enpt-q4"}
@@ -169,9 +176,7 @@ def token_lengths(encoder: Any, texts: list[str]) -> dict[str, float]:
 def study_config(args: argparse.Namespace, rungs: list[str], budget: Optional[str], name: str):
     from adaptlab.config import StudyConfig
 
-    kw: dict[str, Any] = {}
-    if args.mixed_precision:
-        kw["mixed_precision"] = args.mixed_precision
+    kw: dict[str, Any] = {"mixed_precision": args.mixed_precision}
     if args.encode_precision:
         kw["encode_precision"] = args.encode_precision
     return StudyConfig(rungs=list(rungs), seeds=1, budget=budget, name=name, **kw)
@@ -236,10 +241,10 @@ def run_cell(args: argparse.Namespace, rung: str, budget: Optional[str], data: A
         if ev.kind in ("start", "done") and ev.rung == rung:
             marks.setdefault(ev.kind, time.perf_counter())
 
-    lines: list[str] = []
+    lines: list[tuple[float, str]] = []
 
     def progress(msg: str) -> None:
-        lines.append(msg)
+        lines.append((time.perf_counter(), msg))
         if args.verbose:
             print(f"      [{label}] {msg}", flush=True)
 
@@ -249,14 +254,24 @@ def run_cell(args: argparse.Namespace, rung: str, budget: Optional[str], data: A
             data, unlabeled=unlabeled if rung == "refit" else None, progress=progress, on_event=on_event)
         wall = time.perf_counter() - t0
     if "start" not in marks or "done" not in marks:
-        raise RuntimeError(f"{label}: no start/done events for {rung}: {lines[-5:]}")
+        raise RuntimeError(f"{label}: no start/done events for {rung}: {[m for _t, m in lines[-5:]]}")
     p = res.per_seed[0]
     cost = p["cost"]
     cell = marks["done"] - marks["start"]
     enc = float(res.data.get("encode_seconds") or 0.0)
+    # The frozen-encoder precision gate (encode_precision="auto" where bf16 is native) runs inside the
+    # encode pass: from its "checking the ..." line to the next (its verdict).
+    enc_gate = 0.0
+    for i, (t, msg) in enumerate(lines[:-1]):
+        if msg.startswith("checking the ") and "encoding path" in msg:
+            enc_gate = lines[i + 1][0] - t
+            break
+    tp = res.data.get("training_precision") or {}
+    train_gate = float(sum(float(v.get("seconds") or 0.0) for v in tp.values() if isinstance(v, dict)))
     return {"cell_wall": cell, "cost_total": float(cost["total_seconds"]), "cost": cost, "study_wall": wall,
-            "encode_pass": enc, "overhead": wall - enc - cell, "f1": float(p["test"]["f1"]),
-            "training_precision": res.data.get("training_precision"),
+            "encode_pass": enc - enc_gate, "encode_gate": enc_gate, "training_gate": train_gate,
+            "overhead": wall - enc - cell - train_gate, "f1": float(p["test"]["f1"]),
+            "training_precision": tp or None,
             "n_train": res.split.get("n_train") if isinstance(res.split, dict) else None}
 
 
@@ -269,7 +284,8 @@ def _within(r: float, band: tuple[float, float]) -> bool:
 
 
 HEADER = (f"{'corpus':<8} {'encoder':<7} {'rung':<9} {'fid':>4} {'steps':>5} {'est s':>8} {'meas s':>8} "
-          f"{'ratio':>6} {'ok':>3}  {'cell s':>7} {'cost s':>7} {'enc s':>6} {'ovh s':>6}  {'1x est':>6} {'1x r':>5}")
+          f"{'ratio':>6} {'ok':>3}  {'cell s':>7} {'cost s':>7} {'enc s':>6} {'gate s':>6} {'ovh s':>6}  {'1x est':>6} "
+          f"{'1x r':>5}")
 
 
 def row_line(r: dict[str, Any]) -> str:
@@ -279,7 +295,8 @@ def row_line(r: dict[str, Any]) -> str:
     steps = "" if r.get("steps") is None else str(r["steps"])
     return (f"{r['corpus']:<8} {r['encoder']:<7} {r['rung']:<9} {r['fidelity']:>4.2f} {steps:>5} "
             f"{r['est_cell']:>8.1f} {r['measured']:>8.1f} {r['ratio']:>6.2f} {'yes' if r['ok'] else 'NO':>3}  "
-            f"{r['cell_wall']:>7.1f} {r['cost_total']:>7.1f} {r['encode_pass']:>6.1f} {r['overhead']:>6.1f}  {one}")
+            f"{r['cell_wall']:>7.1f} {r['cost_total']:>7.1f} {r['encode_pass']:>6.1f} "
+            f"{r['encode_gate'] + r['training_gate']:>6.1f} {r['overhead']:>6.1f}  {one}")
 
 
 # --------------------------------------------------------------------------------------- quiet bench
@@ -436,7 +453,10 @@ def main(argv: Optional[list[str]] = None) -> int:
     ap.add_argument("--imdb80-words", default="45-75", help="the imdb80 corpus: IMDB reviews of this many words")
     ap.add_argument("--max-seq-length", type=int, default=None,
                     help="cap the encoder's max_seq_length (e.g. 256 for e5's 512 on BBC); default: its own")
-    ap.add_argument("--mixed-precision", default=None, help="StudyConfig.mixed_precision (default: the study's)")
+    ap.add_argument("--mixed-precision", default="resolved",
+                    help="StudyConfig.mixed_precision of every study; default 'resolved': what the study's 'auto' "
+                    "resolves to on this machine (bf16 with AVX-512-BF16/AMX, else no), without auto's 20-step "
+                    "float32-vs-bf16 gate in every study; 'auto' runs the gate (timed, reported, not in the ratio)")
     ap.add_argument("--encode-precision", default=None, help="StudyConfig.encode_precision (default: the study's)")
     ap.add_argument("--sample-seed", type=int, default=0)
     ap.add_argument("--load", action="store_true", help="the loaded test only: busy loops, calibration, a "
@@ -465,6 +485,10 @@ def main(argv: Optional[list[str]] = None) -> int:
     if args.load and args.encoders == ap.get_default("encoders"):
         args.encoders = "minilm"
     tag = args.tag or ("load" if args.load else "quiet")
+    if args.mixed_precision == "resolved":
+        from adaptlab.rungs.runtime import resolve_mixed_precision
+
+        args.mixed_precision = resolve_mixed_precision("auto", "cpu")[0]
 
     import adaptlab
     from adaptlab.encoders import load_encoder

@@ -42,17 +42,20 @@ class CellLines:
 
     The line names the rung and seed (and the share of its training budget when below 1), its estimated
     seconds when the study was costed (``study.cost_estimates``, with a time budget) and, with a time budget,
-    what is left of it by the wall clock since the study started. Cells read from the run store say so.
+    what is left of it by the wall clock since the study started (made just before ``study.run``, as the
+    study's own clock starts there). Cells read from the run store say so.
 
     Example:
         >>> from types import SimpleNamespace as NS
         >>> study = NS(config=NS(rungs=["tfidf", "lora"], seeds=3), time_budget=600.0,
-        ...            cost_estimates={"lora": (0.0, 120.0)})
+        ...            cost_estimates={"lora": (0.0, 100.0)})
         >>> lines = CellLines(study, write=print, clock=lambda: 0.0)
         >>> lines.on_event(NS(kind="study", study_id="0123456789abcdef", rung=None, seed=None, fidelity=1.0))
         study 0123456789ab: rungs tfidf, lora; up to 3 seeds each; time budget 10.0 min
         >>> lines.on_event(NS(kind="start", study_id="0123456789abcdef", rung="lora", seed=0, fidelity=0.25))
-        cell 1: lora seed 0 at 25% of its training budget — estimate ~30 s; 10.0 min of 10.0 min left
+        cell 1: lora seed 0 at 25% of its training budget — estimate ~25 s; 10.0 min of 10.0 min left
+        >>> lines.on_event(NS(kind="start", study_id="0123456789abcdef", rung="lora", seed=1, fidelity=1.0))
+        cell 2: lora seed 1 — estimate ~100 s; 10.0 min of 10.0 min left
         >>> lines.on_event(NS(kind="done", study_id="0123456789abcdef", rung="lora", seed=0, fidelity=0.25))
     """
 
@@ -61,7 +64,8 @@ class CellLines:
         self.study = study
         self.write = write
         self.clock = clock
-        self.t0: Optional[float] = None
+        # The study's wall clock (what its time budget counts) starts when it is run: right after this.
+        self.t0 = clock()
         self.n = 0
         self.started: set[str] = set()
 
@@ -69,7 +73,6 @@ class CellLines:
         """Print the line of one :class:`~adaptlab.evaluate.study.StudyEvent` (``study``, ``start``, ``stored``)."""
         try:
             if ev.kind == "study":
-                self.t0 = self.clock()
                 self.write(self._header(ev.study_id))
             elif ev.kind in ("start", "stored"):
                 self.n += 1
@@ -97,7 +100,7 @@ class CellLines:
         self.started.add(ev.rung)
         budget = getattr(self.study, "time_budget", None)
         if budget:
-            spent = self.clock() - (self.t0 if self.t0 is not None else self.clock())
+            spent = self.clock() - self.t0
             parts.append(f"{_dur(max(budget - spent, 0.0))} of {_dur(budget)} left")
         return what + (" — " + "; ".join(parts) if parts else "")
 
@@ -118,6 +121,7 @@ class CellLines:
 
 
 def _dur(seconds: float) -> str:
+    """A duration as the other lines say it; a tenth of a second under 10 s (a tiny model's cell is ~0.4 s)."""
     from adaptlab.config import format_duration
 
-    return format_duration(seconds)
+    return format_duration(seconds, (1, 1, 1) if seconds < 10 else (0, 1, 1))

@@ -91,11 +91,18 @@ class World:
         return names[int(alloc.choice(pts, names)[0])]
 
 
-def simulate(rungs: list[FakeRung], budget: float, *, seed: int = 0, seeds: int = 3, **config) -> tuple[dict, "World"]:
+def simulate(rungs: list[FakeRung], budget: float, *, seed: int = 0, seeds: int = 3, cost_error: float = 1.0,
+             overhead: float = 0.0, **config) -> tuple[dict, "World"]:
+    """Run an allocation on fake rungs. ``cost_error`` multiplies every cost prior (5: five times too high);
+    ``overhead`` seconds are on the study's clock before the first run (encoding, gates), and the clock
+    then advances by what each run took. ``world.allocator`` keeps the allocator for inspection."""
     from adaptlab.evaluate.adaptive import AdaptiveConfig
 
     world = World(rungs, seed=seed)
+    costs = {name: (one * cost_error, per * cost_error) for name, (one, per) in world.costs().items()}
+    clock = (lambda: overhead + sum(o.seconds for o in alloc.obs)) if overhead else None
     alloc = Allocator([RungSpec(r.name, r.kind) for r in rungs], budget_seconds=budget, seeds=list(range(seeds)),
-                      y_true=world.y_true, classes=CLASSES, costs=world.costs(),
+                      y_true=world.y_true, classes=CLASSES, costs=costs, clock=clock,
                       config=AdaptiveConfig(seed=seed, **config))
+    world.allocator = alloc
     return run_allocation(alloc, world.execute), world

@@ -627,7 +627,7 @@ class Allocator:
             return best
         need = self._decision_seed(est, chosen) if chosen is not None else None
         if best is None and need is not None:
-            best = need if self.affordable(need.estimate_seconds) else None
+            best = need if self.affordable(need.estimate_seconds) else self._low_confirm(est, chosen)
             if best is None:
                 return self._halt("budget", chosen, f"the budget ran out before {chosen} had {self.cfg.min_seeds} "
                                   "full-budget seeds", actions)
@@ -671,6 +671,18 @@ class Allocator:
                 if low is not None:
                     out.append(low)
         return out
+
+    def _low_confirm(self, est: dict[str, Estimate], chosen: str) -> Optional[Cell]:
+        """The leader's full seeds do not fit: seeds at its screen fidelity instead, up to ``min_seeds``, the
+        evidence a provisional commitment rests on (None when none fits or it has them)."""
+        low = self._low_seed_action(est, chosen)
+        if low is None or len(self._of(chosen, low.fidelity)) >= self.cfg.min_seeds \
+                or not self.affordable(low.estimate_seconds):
+            return None
+        low.why = (f"{chosen} leads, and its {self.cfg.min_seeds} full-budget seeds do not fit in the "
+                   f"{_secs(max(self.left(), 0.0))} left: seed {len(self._of(chosen, low.fidelity)) + 1} at "
+                   f"{low.fidelity:.0%} of its training budget, for a provisional commitment")
+        return low
 
     def _low_seed_action(self, est: dict[str, Estimate], rung: str) -> Optional[Cell]:
         """One more seed of a rung only screened, at its screen fidelity: shrinks its seed noise for a

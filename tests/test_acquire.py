@@ -232,8 +232,10 @@ def study_home(tmp_path, tiny_encoder_dir, one_torch_thread):
     pd.DataFrame({"id": [f"t{i}" for i in range(150)], "text": data.texts, "label": data.labels}).to_csv(
         tmp_path / "train.csv", index=False)
     home = tmp_path / "home"
-    res = json.loads(invoke("study", "run", "--data", tmp_path / "train.csv", "--rungs", "tfidf,probe", "--seeds", "3",
-                            "--encoder", tiny_encoder_dir, "--home", home, "--json"))
+    r = runner.invoke(app, [str(a) for a in ("study", "run", "--data", tmp_path / "train.csv", "--rungs", "tfidf,probe",
+                                             "--seeds", "3", "--encoder", tiny_encoder_dir, "--home", home, "--json")])
+    assert r.exit_code == 0, r.output
+    res = json.loads(r.stdout)  # stdout: the JSON; stderr: a line per cell
     fresh = topic_corpus(60, seed=77, noise=0.6)
     # The pool holds fresh texts, a near-copy of a labeled text and of every sealed test text of the study.
     from adaptlab.data import load_dataset, split_dataset

@@ -324,6 +324,15 @@ def bench_pair(args: argparse.Namespace, corpus: str, enc_key: str, encoder: Any
                                    "corpus_source": data.source, "load": _load()})
     save()
     full_steps = Budget.parse(args.budget).steps if args.budget else None
+    if args.plan:  # what the runs below would cost, by the estimates (cells only: no study overhead)
+        cells = {r: [cell_estimate(costs[r], f) for f in ([1.0] + ([args.screen] if r in SCREENED else []))]
+                 for r in rungs if r in costs}
+        total = sum(sum(v) for v in cells.values())
+        record["plan"].append({"corpus": corpus, "encoder": enc_key, "cells": cells, "total": total})
+        save()
+        print("  estimates: " + ", ".join(f"{r} " + "/".join(f"{x:.0f}" for x in v) + " s"
+                                          for r, v in cells.items()) + f"; total {total / 60:.1f} min", flush=True)
+        return
     print("  " + HEADER, flush=True)
     for rung in rungs:
         c = costs.get(rung)
@@ -462,6 +471,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     ap.add_argument("--load", action="store_true", help="the loaded test only: busy loops, calibration, a "
                     "finetune screen")
     ap.add_argument("--load-procs", type=int, default=None, help="busy-loop processes (default: the CPU count)")
+    ap.add_argument("--plan", action="store_true", help="calibrate only and print what the runs would cost by "
+                    "the estimates (the bench's own run time, without the studies' overhead)")
     ap.add_argument("--stand-in", action="store_true", help="use the stand-in estimator even if "
                     "study_rung_costs exists")
     ap.add_argument("--tag", default=None, help="results go to <out-dir>/costs_<tag>.json (default: quiet / load)")
@@ -484,7 +495,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         args.corpora = "tweets"
     if args.load and args.encoders == ap.get_default("encoders"):
         args.encoders = "minilm"
-    tag = args.tag or ("load" if args.load else "quiet")
+    tag = args.tag or ("load" if args.load else "plan" if args.plan else "quiet")
     if args.mixed_precision == "resolved":
         from adaptlab.rungs.runtime import resolve_mixed_precision
 
@@ -502,7 +513,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         "measured": "cell wall = perf_counter between the study's start and done events of the cell (fresh home, "
                     "cold cache); cost total = metrics.cost.total_seconds; encode pass = the study's embedding "
                     "pass of the labeled texts (the probe's one-time cost)",
-        "calibrations": [], "rows": [], "errors": [], "load_test": [],
+        "calibrations": [], "rows": [], "errors": [], "load_test": [], "plan": [],
     }
     args.out_dir.mkdir(parents=True, exist_ok=True)
     path = args.out_dir / f"costs_{tag}.json"
@@ -538,6 +549,9 @@ def main(argv: Optional[list[str]] = None) -> int:
               f"{'PASS' if s.get('quiet_pass') else 'FAIL'}")
     if record["load_test"]:
         print(f"load: {'PASS' if s.get('load_pass') else 'FAIL'}")
+    if record["plan"]:
+        print(f"plan: the cells would take {sum(p['total'] for p in record['plan']) / 60:.1f} min by the estimates "
+              "(plus each study's overhead: split, label check, encode pass, gates)")
     return 0 if s.get("quiet_pass", True) and s.get("load_pass", True) else 1
 
 

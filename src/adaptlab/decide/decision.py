@@ -148,7 +148,7 @@ class Decision:
     """
 
     chosen: Optional[str]
-    status: str  # "ship" | "do-not-ship" | "no-decision"
+    status: str  # "ship" | "do-not-ship" | "no-decision" | "provisional"
     ship: bool
     headline: str
     reasons: list[str]
@@ -166,6 +166,9 @@ class Decision:
     evidence_notes: list[str] = field(default_factory=list)
     # Which pretrained encoder the study started from, when several were compared (issue #9).
     encoder_choice: Optional[dict[str, Any]] = None
+    # A decision-driven study that ran out of budget with a trained rung ahead on the evidence but short of
+    # the full-budget seeds the rule needs: that rung (``chosen`` is then the rule's fallback).
+    provisional: Optional[str] = None
 
     def to_dict(self) -> dict[str, Any]:
         """The decision as JSON-safe data (what ``decision.json`` holds)."""
@@ -347,6 +350,7 @@ def decide(evidence: Evidence, policy: Optional[Policy] = None) -> Decision:
     d.check_regime()
     d.check_switch_rules()
     d.check_ship()
+    d.check_provisional()
     return d.decision()
 
 
@@ -361,7 +365,9 @@ class _Deliberation:
         self.flags: list[Flag] = []
         self.verdicts: dict[str, str] = {}
         self.fired: list[str] = []
-        self.eligible = [r for r in self.order if self.R[r].n_seeds >= p.min_seeds]
+        # Runs at a share of the training budget (a decision-driven study's screens) are evidence, not the
+        # full-budget seeds the rule commits on.
+        self.eligible = [r for r in self.order if self.R[r].n_seeds >= p.min_seeds and self.R[r].fidelity >= 1.0]
         self.dropped = allocation_verdicts(ev)
         self.adapted = [r for r in self.eligible if r != SCRATCH]
         self.chosen: Optional[str] = None
@@ -369,6 +375,7 @@ class _Deliberation:
         self.regime: Optional[dict[str, Any]] = None
         self.ship = False
         self.status = "no-decision"
+        self.provisional: Optional[str] = None
         facts = Facts(n_labels=ev.n_labels, n_unlabeled=ev.n_unlabeled, has_compute=ev.has_compute,
                       mmd_p_value=ev.mmd_p_value, mmd=ev.mmd, refit_hours=ev.refit_hours, slices=ev.slices,
                       overall_f1=ev.overall_f1, rungs_run=tuple(self.order))
@@ -381,12 +388,12 @@ class _Deliberation:
         """Rungs with fewer than min_seeds: left by the allocation on purpose (said), else blocked."""
         p, R = self.p, self.R
         for r in self.order:
-            if R[r].n_seeds < p.min_seeds and r in self.dropped:
+            if r not in self.eligible and r in self.dropped:
                 # A decision-driven study left it here on purpose: say why, without blocking the decision.
                 self.verdicts[r] = self.dropped[r]
                 self.flags.append(Flag("decision.allocation", f"{r}: {self.dropped[r]}.", r, "info"))
                 self.fired.append("decision.allocation")
-            elif R[r].n_seeds < p.min_seeds:
+            elif r not in self.eligible:
                 self.verdicts[r] = f"not enough seeds: run ≥ {p.min_seeds}"
                 self.flags.append(Flag(
                     "decision.min-seeds", f"{r}: not enough seeds: run ≥ {p.min_seeds}. {R[r].n_seeds} run(s) at "
@@ -591,6 +598,34 @@ class _Deliberation:
             self.reasons.append(allocation_stop_sentence(ev.allocation))
             self.fired.append("allocation.stop")
 
+    def check_provisional(self) -> None:
+        """A decision-driven study that stopped with a trained rung ahead of the committed one on the
+        evidence, without the full-budget seeds the rule needs: say so first, as a provisional commitment
+        with its band and what the remaining doubt is, instead of the fallback alone."""
+        alloc, R, p = self.ev.allocation or {}, self.R, self.p
+        lead = alloc.get("provisional")
+        if lead is None or lead not in R or lead == self.chosen or lead in self.eligible:
+            return
+        e, point = R[lead], ((alloc.get("estimates") or {}).get(lead) or {}).get("point")
+        fallback = self.chosen
+        if fallback is not None and max(e.mean, point or e.mean) <= R[fallback].mean:
+            return
+        self.provisional, self.status, self.ship = lead, "provisional", False
+        runs = f"{e.n_seeds} run(s)" + (f" at {e.fidelity:.0%} of its training budget" if e.fidelity < 1 else "")
+        proj = f" (projected to the full budget: {_f(point)})" if point is not None and e.fidelity < 1 else ""
+        vs = (f", ahead of {fallback} ({_f(R[fallback].mean)}) by {e.mean - R[fallback].mean:+.3f}"
+              if fallback is not None else "")
+        doubt = (f"whether its full-budget mean over {p.min_seeds} seeds stays ahead of {fallback} by the "
+                 f"{p.margin:.2f} margin with bands apart" if fallback else "its full-budget mean over seeds")
+        self.reasons.insert(0, (
+            f"Provisional commitment to {lead} ({rung_info(lead)['label']}): it leads on the evidence, "
+            f"{p_metric(self.ev)} {_f(e.mean)} over {runs}, band {_band(e)}{proj}{vs}. The budget ended "
+            f"before it had {p.min_seeds} full-budget seeds, so the rule cannot commit to it yet. The remaining "
+            f"doubt: {doubt}." + (f" Until that is run, {fallback} is the committed fallback." if fallback else "")))
+        self.flags.append(Flag("decision.provisional", f"{lead}: provisional commitment on {runs}; run its "
+                               f"{p.min_seeds} full-budget seeds to commit.", lead, "warn"))
+        self.fired.append("decision.provisional")
+
     def decision(self) -> Decision:
         """The :class:`Decision`: every rung's verdict, the next experiment, what would flip it, the headline."""
         p, R, ev, chosen, ship = self.p, self.R, self.ev, self.chosen, self.ship
@@ -602,6 +637,13 @@ class _Deliberation:
         nxt = _next_experiment(ev, p, chosen, ship, self.eligible, self.cmp, self.fired_rules, self.regime)
         flips = _flips(ev, p, chosen, self.eligible, self.cmp, self.regime)
         headline = _headline(ev, p, chosen, ship, self.status, self.eligible)
+        if self.provisional is not None:
+            e = R[self.provisional]
+            headline = (f"Provisionally {self.provisional} ({rung_info(self.provisional)['label']}): {p_metric(ev)} "
+                        f"{_f(e.mean)} over {e.n_seeds} run(s)" + (f" at {e.fidelity:.0%} of its training budget"
+                                                                   if e.fidelity < 1 else "")
+                        + f", ahead of every committed rung; not yet {p.min_seeds} full-budget seeds, so do not "
+                        "ship it yet" + (f" (fallback: {chosen})." if chosen else "."))
         rows = []
         for r in self.order:
             d = R[r].to_dict()
@@ -617,7 +659,7 @@ class _Deliberation:
             flip_inspection=flips[0] if flips else "no inspection can change this: only one rung was measured.",
             flips=flips, next_experiment=nxt, rungs=rows, regime=self.regime, rules_fired=sorted(set(self.fired)),
             policy=p.to_dict(), metric=ev.metric, study_id=ev.study_id, evidence_notes=list(ev.notes),
-            encoder_choice=ev.encoder_choice,
+            encoder_choice=ev.encoder_choice, provisional=self.provisional,
         )
 
 
@@ -681,9 +723,12 @@ def allocation_verdicts(ev: Evidence) -> dict[str, str]:
         what = {"eliminated": "dropped", "cannot-flip": "not pursued", "budget": "not pursued (budget)"}.get(d.get("kind"), "dropped")
         out[r] = f"{at}{what}: {d.get('reason', '')}"
     for r, e in ev.rungs.items():
-        if r not in out and alloc and e.n_seeds < (alloc.get("config") or {}).get("min_seeds", 3):
-            out[r] = (f"{e.n_seeds} run(s) at {e.fidelity:.0%} of its training budget ({_f(e.mean)}): the decision-driven "
-                      f"study found no run of it that could change the decision")
+        if r not in out and alloc and (e.n_seeds < (alloc.get("config") or {}).get("min_seeds", 3) or e.fidelity < 1):
+            runs = f"{e.n_seeds} run(s) at {e.fidelity:.0%} of its training budget ({_f(e.mean)})"
+            if r == alloc.get("provisional") and (alloc.get("stop") or {}).get("kind") == "budget":
+                out[r] = f"{runs}: it leads, but its full-budget seeds did not fit in the budget"
+            else:
+                out[r] = f"{runs}: the decision-driven study found no run of it that could change the decision"
     return out
 
 

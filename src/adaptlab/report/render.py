@@ -7,7 +7,7 @@ from rich.console import Group
 from rich.panel import Panel
 from rich.text import Text
 
-_STYLE = {"ship": "green", "do-not-ship": "yellow", "no-decision": "red"}
+_STYLE = {"ship": "green", "do-not-ship": "yellow", "no-decision": "red", "provisional": "yellow"}
 _FLAG = {"block": "bold red", "warn": "yellow", "info": "dim"}
 
 
@@ -32,5 +32,6 @@ def render_decision(decision: Any) -> Panel:
     if nxt is not None:
         parts.append(Text.assemble(("next experiment: ", "bold"), f"{nxt.what} ({nxt.cost}) — {nxt.why}"))
     title = {"ship": f"decision: ship {decision.chosen}", "do-not-ship": f"decision: {decision.chosen}, do not ship yet",
-             "no-decision": "decision: none yet"}.get(decision.status, "decision")
+             "no-decision": "decision: none yet",
+             "provisional": f"decision: provisionally {decision.provisional}, do not ship yet"}.get(decision.status, "decision")
     return Panel(Group(*parts), title=title, title_align="left", border_style=style)

@@ -261,3 +261,17 @@ def test_setfit_without_a_step_budget_is_costed_by_setfits_own_pair_sizing():
     timed = estimate_rung_costs(CAL, n_labeled=4000, n_classes=4, train_budget="10min")["setfit"]
     assert timed.steps < big.steps and "(--train-budget)" in timed.basis
     assert estimate_rung_costs(CAL, n_labeled=4000, train_budget="300steps")["setfit"].steps == 300
+
+
+def test_the_time_command_leaves_rungs_out_when_they_are_the_default_ladder():
+    from adaptlab.decide.plan import Plan
+    from adaptlab.rungs.ladder import default_rungs
+
+    ladder = default_rungs(timed=True, unlabeled=True)
+    plan = Plan(2400.0, "cpu", {}, [], max_seeds=5, eligible=ladder)
+    assert plan.time_command("d.csv", unlabeled="u.csv") == "adaptlab study run --data d.csv --seeds 5 --time 40min --unlabeled u.csv"
+    # Without unlabeled texts the default ladder has no refit: the same plan names nothing either.
+    assert "--rungs" not in plan.time_command("d.csv")
+    # A plan that left a rung out (few labels, say) names the rungs it kept.
+    few = Plan(2400.0, "cpu", {}, [], max_seeds=5, eligible=["tfidf", "probe", "setfit"])
+    assert "--rungs tfidf,probe,setfit" in few.time_command("d.csv")

@@ -702,18 +702,23 @@ class Plan:
         """The decision-driven ``adaptlab study run --time`` over every eligible rung, with this plan's budget:
         it runs the same rounds, but chooses each next run from the results so far (None: no rung is eligible).
 
+        When the eligible rungs are the ladder a time budget tries by default, ``--rungs`` is left out.
+
         Example:
             >>> plan = Plan(5400.0, "cpu", {}, [], max_seeds=3, eligible=["tfidf", "probe", "finetune"])
             >>> plan.time_command("train.csv")
             'adaptlab study run --data train.csv --rungs tfidf,probe,finetune --seeds 3 --time 90min'
         """
+        from adaptlab.rungs.ladder import default_rungs
+
         rungs = [r for r in self.eligible if r != "refit" or unlabeled]
         if not rungs:
             return None
         secs = self.budget_seconds
         when = f"{secs / 3600:g}h" if secs % 3600 == 0 else f"{secs / 60:g}min" if secs % 60 == 0 else f"{secs:g}s"
+        named = "" if rungs == default_rungs(timed=True, unlabeled=bool(unlabeled)) else f" --rungs {','.join(rungs)}"
         # A decision-driven study needs 3 seeds of the rung it picks; --seeds is the most a rung gets.
-        cmd = (f"adaptlab study run --data {data} --rungs {','.join(rungs)} --seeds {max(3, self.max_seeds)} "
+        cmd = (f"adaptlab study run --data {data}{named} --seeds {max(3, self.max_seeds)} "
                f"--time {when}")
         cmd += f" --budget {self.train_budget}" if self.train_budget else ""
         cmd += f" --screen-fidelity {self.screen_fidelity:g}" if self.screen_fidelity != DEFAULT_SCREEN_FIDELITY else ""

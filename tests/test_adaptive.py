@@ -432,3 +432,22 @@ def test_a_budget_stop_with_a_trained_rung_ahead_is_a_provisional_commitment_not
     # Without an allocation (or with the trained rung behind), the rule's decision stands as before.
     ev.allocation["provisional"] = "tfidf"
     assert decide(ev).status in ("ship", "do-not-ship") and decide(ev).provisional is None
+
+
+def test_a_budget_spent_before_the_first_run_still_gets_the_cheap_rungs_seeds():
+    rungs = [FakeRung("tfidf", 0.80, 2, "cheap"), FakeRung("probe", 0.78, 1, "cheap"),
+             FakeRung("finetune", 0.90, 300, gap=0.03)]
+    rec, _ = simulate(rungs, 100, seed=0, overhead=150)  # the encoding pass alone took more than the budget
+    ran = [(c["rung"], c["seed"]) for c in rec["cells"]]
+    assert ran == [("tfidf", 0), ("probe", 0), ("tfidf", 1), ("probe", 1), ("tfidf", 2), ("probe", 2)]
+    assert rec["stop"]["kind"] == "budget"
+
+
+def test_the_api_with_a_time_budget_and_no_rungs_offers_the_ladder(tiny_encoder, tmp_path):
+    from adaptlab.evaluate import Study
+
+    timed = Study(StudyConfig(seeds=3), time_budget="1h", home=tmp_path, encoder=tiny_encoder)
+    assert {"tfidf", "probe", "lora", "finetune"} <= set(timed.config.rungs) and "refit" not in timed.config.rungs
+    assert Study(StudyConfig(seeds=3), home=tmp_path, encoder=tiny_encoder).config.rungs == ["tfidf", "probe"]
+    named = Study(StudyConfig(rungs=["tfidf", "probe"], seeds=3), time_budget="1h", home=tmp_path, encoder=tiny_encoder)
+    assert named.config.rungs == ["tfidf", "probe"]

@@ -561,7 +561,9 @@ class Allocator:
                 if any(c.seed == seed for c in self._planned(s.name)):
                     continue
                 est = self.estimate_seconds(s.name, 1.0)
-                if not self.affordable(est):
+                # The decision needs min_seeds of a cheap rung and they cost seconds: a budget spent before
+                # them (a slow encoding pass) still gets them, never a study without evidence.
+                if len(self._planned(s.name)) >= self.cfg.min_seeds and not self.affordable(est):
                     self._drop(s.name, "budget", f"its next seed (~{_secs(est)}) does not fit in the budget left")
                     continue
                 self._start_round("cheap")

@@ -283,6 +283,11 @@ class Study:
                  priors: Optional[dict[str, float]] = None, track: "str | Tracker | None" = None) -> None:
         if time_budget is not None:
             config = replace(config, time_budget=str(time_budget) if not isinstance(time_budget, str) else time_budget)
+        if config.rungs_defaulted and config.time_budget:
+            # No rungs named and a time budget: the allocator is offered the ladder (refit needs named data).
+            from adaptlab.rungs.ladder import default_rungs
+
+            config = replace(config, rungs=default_rungs(timed=True, unlabeled=False))
         self.config = config
         # A decision-driven study (config.time_budget): seconds, the allocator's settings, its cost estimates
         # (one-time, per seed at the full budget; e.g. from adaptlab.decide.plan) and prior F1 offsets.

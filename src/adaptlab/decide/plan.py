@@ -229,7 +229,8 @@ def estimate_rung_costs(cal: Calibration, *, n_labeled: int, n_unlabeled: int = 
                         max_epochs: Optional[int] = None, patience: Optional[int] = None,
                         refit_max_steps: Optional[int] = None, refit_batch: Optional[int] = None,
                         speedup: float = 1.0, n_classes: int = 2,
-                        measured: Optional[dict[str, MeasuredCost]] = None, timed: bool = False) -> dict[str, RungCost]:
+                        measured: Optional[dict[str, MeasuredCost]] = None, timed: bool = False,
+                        rung_params: Optional[dict[str, dict[str, Any]]] = None) -> dict[str, RungCost]:
     """Each rung's :class:`RungCost` for these data sizes; ``measured`` costs replace calibrated ones.
 
     ``n_classes`` sizes SetFit's pairs when no step budget is given (they grow with the square of the
@@ -268,9 +269,11 @@ def estimate_rung_costs(cal: Calibration, *, n_labeled: int, n_unlabeled: int = 
         if r == "setfit" and (budget is None or budget.steps is None):
             # Its checkpoints embed <= 256 train and validation texts each; the final head embeds them all.
             evals = cal.eval_seconds(4 * (min(256, sz.n_train) + min(256, sz.n_val)) + sz.n_pool) / speedup
+            params = dict((rung_params or {}).get("setfit") or {})
+            own = any(params.get(k) is not None for k in ("max_pairs", "num_iterations", "budget"))
             out[r] = _setfit_cost(step_seconds, fixed=test_pass + evals, n_train=sz.n_train, n_classes=n_classes,
-                                  budget=budget, source=source,
-                                  cap=(max_epochs or d["max_epochs"]) * spe if timed else None)
+                                  budget=budget, source=source, params=params,
+                                  cap=(max_epochs or d["max_epochs"]) * spe if timed and not own else None)
             continue
         out[r] = network_cost(step_seconds, fixed=test_pass,
                               steps_per_epoch=spe, budget=budget, max_epochs=max_epochs or d["max_epochs"],
@@ -280,12 +283,12 @@ def estimate_rung_costs(cal: Calibration, *, n_labeled: int, n_unlabeled: int = 
 
 
 def _setfit_cost(step_seconds: float, *, fixed: float, n_train: int, n_classes: int, budget: Optional[Budget],
-                 source: str, cap: Optional[int] = None) -> RungCost:
+                 source: str, cap: Optional[int] = None, params: Optional[dict[str, Any]] = None) -> RungCost:
     # Without a step budget SetFit sizes its own training: num_epochs passes over its pairs, no early
     # stopping, so the steps are known in advance (and grow with the square of the training texts).
     from adaptlab.rungs.setfit import SetFitConfig, setfit_pair_count
 
-    cfg = SetFitConfig()
+    cfg = SetFitConfig(**{k: v for k, v in (params or {}).items() if k in SetFitConfig.__dataclass_fields__})
     k, n_train = max(2, int(n_classes)), int(round(n_train))
     counts = [n_train // k + (1 if i < n_train % k else 0) for i in range(k)]
     pairs = setfit_pair_count(counts, num_iterations=cfg.num_iterations, sampling_strategy=cfg.sampling_strategy,
@@ -419,7 +422,7 @@ def study_rung_costs(config: Any, texts: Sequence[str], labels: Optional[Sequenc
     costs = estimate_rung_costs(cal, n_labeled=len(texts), n_unlabeled=n_unlabeled, test_size=ts,
                                 val_size=config.val_size, train_budget=config.budget, measured=measured,
                                 n_classes=len(set(labels or ())) or 2,
-                                timed=bool(getattr(config, "time_budget", None)))
+                                timed=bool(getattr(config, "time_budget", None)), rung_params=params)
     learned = st.learned_cost(cal.machine, cost_key(encoder, mp, cal.device)) if st is not None else None
     if learned is not None:
         why = f"x {learned['ratio']:.2f} learned from {learned['runs']} trained run(s) on this machine"
@@ -478,9 +481,12 @@ def cost_the_study(study: Any, data: Any, *, test: Any = None, unlabeled: Any = 
     if test is not None:  # a separate test file: the labeled texts are both, the test its share
         texts, labels = texts + list(test.texts), labels + list(test.labels)
         test_size = len(test) / len(texts)
+    t0 = time.perf_counter()
     costs, note = study_cost_estimates(study.config, texts, labels, encoder=study.encoder,
                                        n_unlabeled=n_unlabeled, home=study.home, test_size=test_size)
     study.cost_estimates = {**costs, **study.cost_estimates}
+    # The calibration is the study's work too: its time budget counts it, as the user's clock does.
+    study.spent_before = getattr(study, "spent_before", 0.0) + (time.perf_counter() - t0)
     priors, why = regime_priors(Policy(), n_labels=len(texts), n_unlabeled=n_unlabeled,
                                 rungs=[r.name for r in study.rungs if adaptive_kind(r) != "cheap"])
     study.priors = {**priors, **study.priors}

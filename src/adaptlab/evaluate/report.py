@@ -293,6 +293,14 @@ def allocation_lines(alloc: dict[str, Any]) -> list[str]:
              f"of the {_dur(alloc.get('budget_seconds'))} budget; the exhaustive grid (every rung × "
              f"{len(alloc.get('seeds') or [])} seeds at the full budget) would take "
              + (f"~{_dur(ex)}: ratio {ratio:.2f}." if ex else "an unknown time (a rung's cost was never measured).")]
+    if alloc.get("clock") == "wall":
+        lines[0] = lines[0].replace("compute ", "wall clock ", 1) + (
+            f" Unspent: {_dur(alloc.get('unspent_seconds'))} (the budget counts everything the study did: "
+            "encoding, gates, label check, runs).")
+    ratios = [c["measured_over_estimate"] for c in alloc.get("cells") or [] if c.get("measured_over_estimate")]
+    if ratios:
+        lines.append(f"cost estimates: measured ÷ estimated {min(ratios):.2f}–{max(ratios):.2f} over {len(ratios)} "
+                     "trained run(s); each run corrects the next estimates.")
     gain = alloc.get("fidelity_gain") or {}
     if any((c.get("fidelity") or 1) < 1 for c in alloc.get("cells") or []) and gain:
         lines.append(f"screen-to-full-budget gain used to project screened rungs: {gain.get('basis')}.")
@@ -316,13 +324,17 @@ def allocation_table(alloc: dict[str, Any]) -> Table:
               title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
     num = {"justify": "right", "no_wrap": True}
     for col, kw in (("round", num), ("phase", {"no_wrap": True}), ("rung", {"no_wrap": True}), ("seed", num),
-                    ("budget", num), ("test F1", num), ("seconds", num), ("why", {"min_width": 30})):
+                    ("budget", num), ("test F1", num), ("est s", num), ("seconds", num), ("meas/est", num),
+                    ("why", {"min_width": 30})):
         t.add_column(col, **kw)
     for c in alloc.get("cells") or []:
         f1 = "—" if c.get("f1") is None else f"{c['f1']:.4f}"
-        secs = "—" if c.get("seconds") is None else f"{c['seconds']:.1f}" + (" (stored)" if c.get("from_store") else "")
+        took = c.get("wall_seconds") if c.get("wall_seconds") is not None else c.get("seconds")
+        secs = "—" if took is None else f"{took:.1f}" + (" (stored)" if c.get("from_store") else "")
+        est = "—" if c.get("estimate_seconds") is None else f"{c['estimate_seconds']:.1f}"
+        ratio = "—" if c.get("measured_over_estimate") is None else f"{c['measured_over_estimate']:.2f}"
         t.add_row(str(c.get("round")), c.get("phase", ""), c.get("rung", ""), str(c.get("seed")),
-                  f"{c.get('fidelity', 1.0):.0%}", f1, secs, c.get("why", ""))
+                  f"{c.get('fidelity', 1.0):.0%}", f1, est, secs, ratio, c.get("why", ""))
     return t
 
 

@@ -295,6 +295,8 @@ class Study:
         self.adaptive = AdaptiveConfig.from_dict(config.adaptive)
         self.cost_estimates = dict(cost_estimates or {})
         self.priors = dict(priors or {})
+        # Seconds of the time budget already spent for this study before run() (its cost calibration).
+        self.spent_before = 0.0
         self.home = Path(home) if home is not None else default_home()
         self._store: Optional[RunStore] = None
         self._encoder = encoder
@@ -407,7 +409,7 @@ class Study:
         allocation = None
         if self.time_budget is not None:
             allocation, grid, results, n_cached, n_trained = self._run_adaptive(
-                run_cells, say, clock=lambda: time.perf_counter() - t_start)
+                run_cells, say, clock=lambda: self.spent_before + time.perf_counter() - t_start)
         else:
             cells = [(rung, seed, 1.0) for seed in cfg.seed_values for rung in self.rungs]
             grid, results, cached, n_trained = run_cells(cells)

@@ -209,7 +209,9 @@ class Allocator:
         self._pending: list[Cell] = []
         self.clock = clock
         self.on_cost = on_cost  # told (rung, measured ÷ estimated) of every trained run, e.g. to keep it
-        self._ratios: list[tuple[str, float]] = []  # (rung, measured ÷ prior estimate) of trained runs
+        # (rung, full budget or not, measured ÷ prior estimate) of trained runs: a full seed's error (where
+        # early stopping really ends it) is not a screen's (its steps are known), so each corrects its kind.
+        self._ratios: list[tuple[str, bool, float]] = []
 
     def set_test_labels(self, y_true: Sequence[str], classes: Sequence[str], positive: Optional[str]) -> None:
         """The sealed test labels the runs are scored on (known once the first run is back)."""
@@ -238,7 +240,7 @@ class Allocator:
         raw = self._prior_seconds(obs.rung, obs.fidelity, first=first)
         if (not obs.from_store and self.kind.get(obs.rung) != "cheap" and raw and raw > 0
                 and took is not None and math.isfinite(took) and took > 0):
-            self._ratios.append((obs.rung, float(took) / raw))
+            self._ratios.append((obs.rung, obs.fidelity >= 1.0, float(took) / raw))
             if self.on_cost is not None:
                 self.on_cost(obs.rung, float(took) / raw)
 
@@ -257,6 +259,8 @@ class Allocator:
         prior = self.cost_prior.get(rung)
         if prior is None:
             return None
+        if self.kind.get(rung) == "cheap":
+            return self._pair(rung)[1]  # its one-time pass (the embedding) runs before the cells
         if hasattr(prior, "estimate"):
             return float(prior.estimate(fidelity, first=first))
         one, per = prior
@@ -264,17 +268,22 @@ class Allocator:
             return float(one + per * fidelity)
         return float((one if first else 0.0) + per)
 
-    def cost_correction(self, rung: str) -> tuple[float, str]:
-        """(factor, basis) by which the prior of ``rung`` is corrected: the geometric mean of measured ÷
-        estimated over its own trained runs, else over every trained run (one measured rung corrects
-        every unmeasured one), else 1."""
-        own = [r for name, r in self._ratios if name == rung]
-        use = own or [r for _name, r in self._ratios]
-        if not use:
-            return 1.0, "the prior"
-        f = float(np.exp(np.mean(np.log(use))))
-        whose = f"its own {len(own)} run(s)" if own else f"{len(use)} run(s) of other rungs"
-        return f, f"the prior x {f:.2f} (measured ÷ estimated on {whose})"
+    def cost_correction(self, rung: str, fidelity: float = 1.0) -> tuple[float, str]:
+        """(factor, basis) by which the prior of ``rung`` at ``fidelity`` is corrected: the geometric mean of
+        measured ÷ estimated over the first that has runs of: its own runs at that kind of budget (full or
+        screen), every rung's at that kind (one measured rung corrects every unmeasured one), its own runs
+        at any budget, every trained run; else 1."""
+        full = fidelity >= 1.0
+        kind = "full-budget" if full else "screen"
+        tiers = ((f"its own {kind} run(s)", lambda n, f: n == rung and f == full),
+                 (f"{kind} run(s) of the rungs measured", lambda n, f: f == full),
+                 ("its own run(s)", lambda n, f: n == rung), ("the trained run(s)", lambda n, f: True))
+        for whose, keep in tiers:
+            use = [r for n, f, r in self._ratios if keep(n, f)]
+            if use:
+                x = float(np.exp(np.mean(np.log(use))))
+                return x, f"the prior x {x:.2f} (measured ÷ estimated on {len(use)} of {whose})"
+        return 1.0, "the prior"
 
     def _pair(self, rung: str) -> tuple[Optional[float], Optional[float]]:
         """The prior as (one-time seconds, seconds a seed at full fidelity), or (None, None)."""
@@ -286,23 +295,23 @@ class Allocator:
         one, per = prior
         return float(one), float(per)
 
-    def _estimate_basis(self, rung: str) -> str:
+    def _estimate_basis(self, rung: str, fidelity: float = 1.0) -> str:
         prior = self.cost_prior.get(rung)
         if prior is None:
             return "measured runs" if self._of(rung) else "another rung's measured cost per step"
         if self.kind[rung] == "cheap" or (self.kind[rung] == "shared" and self._of(rung)):
             return "measured runs" if self._of(rung) else (getattr(prior, "basis", "") or "the cost prior")
         what = getattr(prior, "basis", "") or "the cost prior"
-        return f"{self.cost_correction(rung)[1]}; {what}"
+        return f"{self.cost_correction(rung, fidelity)[1]}; {what}"
 
     def estimate_seconds(self, rung: str, fidelity: float) -> Optional[float]:
         """Estimated seconds of the next run of ``rung`` at ``fidelity`` (None: nothing to go on)."""
         kind = self.kind[rung]
         done = [o for o in self._of(rung) if math.isfinite(o.seconds)]  # NaN: a run whose cost is unknown
         if kind == "network" and rung in self.cost_prior:
-            return self._prior_seconds(rung, fidelity, first=not done) * self.cost_correction(rung)[0]
+            return self._prior_seconds(rung, fidelity, first=not done) * self.cost_correction(rung, fidelity)[0]
         if kind == "shared" and not done and rung in self.cost_prior:
-            return self._prior_seconds(rung, 1.0, first=True) * self.cost_correction(rung)[0]
+            return self._prior_seconds(rung, 1.0, first=True) * self.cost_correction(rung, 1.0)[0]
         if kind == "network":
             if done:
                 per_unit = float(np.mean([o.seconds / max(o.fidelity, 1e-6) for o in done]))
@@ -325,7 +334,8 @@ class Allocator:
             return float(per) if per is not None and kind == "shared" else first
         if per is None:
             return None
-        return float(one + per)
+        # A cheap rung's one-time work (the embedding pass) is done before the cells, on the study's clock.
+        return float(per if kind == "cheap" and self.clock is not None else one + per)
 
     def affordable(self, estimate: Optional[float], reserve: float = 0.0) -> bool:
         """Whether a run of ``estimate`` seconds fits in what is left, keeping ``reserve`` seconds aside."""
@@ -528,7 +538,7 @@ class Allocator:
             cell = self._next_cell()
             if cell is None:
                 break
-            cell.basis = cell.basis or self._estimate_basis(cell.rung)
+            cell.basis = cell.basis or self._estimate_basis(cell.rung, cell.fidelity)
             self.cells.append(cell)
             self._pending.append(cell)
             out.append(cell)
@@ -822,7 +832,7 @@ class Allocator:
         return {
             "budget_seconds": self.budget, "compute_seconds": self.spent, "exhaustive_seconds": exhaustive,
             "unspent_seconds": max(0.0, self.budget - self.spent), "clock": "wall" if self.clock else "runs",
-            "cost_ratios": [{"rung": r, "measured_over_prior": x} for r, x in self._ratios],
+            "cost_ratios": [{"rung": r, "full_budget": f, "measured_over_prior": x} for r, f, x in self._ratios],
             "ratio": (self.spent / exhaustive) if exhaustive else None, "seeds": list(self.seeds),
             "config": self.cfg.to_dict(), "cells": cells, "drops": list(self.drops.values()),
             "stop": self.stop, "provisional": self.provisional(est), "next": self.next_run(),

@@ -297,7 +297,8 @@ def allocation_lines(alloc: dict[str, Any]) -> list[str]:
         lines[0] = lines[0].replace("compute ", "wall clock ", 1) + (
             f" Unspent: {_dur(alloc.get('unspent_seconds'))} (the budget counts everything the study did: "
             "encoding, gates, label check, runs).")
-    ratios = [c["measured_over_estimate"] for c in alloc.get("cells") or [] if c.get("measured_over_estimate")]
+    ratios = [c["measured_over_estimate"] for c in alloc.get("cells") or []
+              if c.get("measured_over_estimate") and c.get("phase") != "cheap"]
     if ratios:
         lines.append(f"cost estimates: measured ÷ estimated {min(ratios):.2f}–{max(ratios):.2f} over {len(ratios)} "
                      "trained run(s); each run corrects the next estimates.")

@@ -1,0 +1,65 @@
+"""The planner's calibration: batches built as the study trains them, token-level units, load detection."""
+import numpy as np
+import pytest
+
+from adaptlab.decide import calibrate as cal_mod
+from adaptlab.decide.calibrate import Calibration, calibrate, length_profile
+from adaptlab.decide.plan import estimate_rung_costs
+
+
+def _cal(**kw) -> Calibration:
+    base = dict(device="cpu", encode_per_text=0.01, train_step=0.5, batch_size=16, tfidf_per_train_text=1e-4,
+                head_per_train_text=1e-4, seconds=1.0, train_token_seconds=1e-3, optimizer_seconds=0.05,
+                forward_token_seconds=2e-4, lengths={"train": 400.0, "pairs": 640.0, "mlm": 40.0, "eval_text": 24.0})
+    base.update(kw)
+    return Calibration(**base)
+
+
+def test_a_rung_is_costed_from_its_own_batch_shape():
+    cal = _cal()
+    assert cal.step_seconds("finetune") == pytest.approx(400 * 1e-3 + 0.05)
+    # SetFit steps on pairs drawn at random (two texts each, padded to the longest of the batch).
+    assert cal.step_seconds("setfit") == pytest.approx(2 * 640 * 1e-3 + 0.05)
+    # LoRA backpropagates through less and updates almost no parameters.
+    assert cal.step_seconds("lora") < 0.75 * cal.step_seconds("finetune")
+    assert cal.mlm_step_seconds(32) == pytest.approx(1.1 * 40 * 32 * 1e-3 + 1.5 * 0.05)
+    assert cal.eval_seconds(100) == pytest.approx(100 * 24 * 2e-4)
+    # A calibration made by hand (no token units) keeps the old scaling of one measured step.
+    old = _cal(train_token_seconds=None, lengths={})
+    assert old.step_seconds("finetune") == 0.5 and old.eval_seconds(10) == pytest.approx(0.1)
+
+
+def test_longer_texts_cost_more_per_step_and_the_network_estimate_follows():
+    short = estimate_rung_costs(_cal(), n_labeled=5200, train_budget="520steps")["finetune"]
+    long = estimate_rung_costs(_cal(lengths={"train": 4000.0, "pairs": 4096.0, "mlm": 128.0, "eval_text": 256.0}),
+                               n_labeled=5200, train_budget="520steps")["finetune"]
+    assert long.step_seconds > 5 * short.step_seconds
+    assert short.estimate(0.25) == pytest.approx(short.fixed + 130 * short.step_seconds)
+
+
+def test_bucketed_training_batches_pad_less_than_random_pair_batches():
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(8, 250, size=2000)
+    p = length_profile(lengths, batch_size=16)
+    assert p["train"] < p["pairs"] and p["train"] >= lengths.mean() * 16
+    assert p["mlm"] <= 128 and p["eval_text"] >= lengths.mean()
+
+
+def test_calibrate_measures_token_level_units_on_the_users_texts(tiny_encoder):
+    texts = [("short text " * (1 + i % 3)).strip() for i in range(200)]
+    labels = [str(i % 2) for i in range(200)]
+    cal = calibrate(tiny_encoder, texts, labels, n=32, min_seconds=0.0, max_steps=5, profile_texts=200)
+    assert cal.token_level and cal.train_token_seconds > 0 and cal.optimizer_seconds > 0
+    assert cal.forward_token_seconds > 0 and cal.max_length == tiny_encoder.max_seq_length
+    assert cal.train_step == pytest.approx(cal.train_token_seconds * cal.lengths["train"] + cal.optimizer_seconds)
+    assert cal.machine and "cpus" in cal.machine
+
+
+def test_a_loaded_machine_is_said_not_planned_from(tiny_encoder, monkeypatch):
+    """Another job on the cores stretches the wall clock, not this process's CPU time."""
+    monkeypatch.setattr(cal_mod.time, "process_time", lambda: 0.0)
+    texts = [f"text number {i} with a few words" for i in range(120)]
+    cal = calibrate(tiny_encoder, texts, [str(i % 2) for i in range(120)], n=32, min_seconds=0.0, max_steps=5,
+                    profile_texts=120)
+    assert cal.loaded and cal.cpu_share == 0.0
+    assert "looks loaded" in cal.load_note and "fastest repeats" in cal.load_note

@@ -63,3 +63,45 @@ def test_a_loaded_machine_is_said_not_planned_from(tiny_encoder, monkeypatch):
                     profile_texts=120)
     assert cal.loaded and cal.cpu_share == 0.0
     assert "looks loaded" in cal.load_note and "fastest repeats" in cal.load_note
+
+
+def test_the_learned_correction_is_kept_per_machine_and_scales_the_next_plan(tiny_encoder, tmp_path):
+    from adaptlab.config import StudyConfig
+    from adaptlab.decide.plan import study_rung_costs
+    from adaptlab.store import RunStore
+    from adaptlab.store.costs import cost_key, machine_id
+
+    store = RunStore(tmp_path / "runs.sqlite")
+    key = cost_key(tiny_encoder, "no", "cpu")
+    assert store.learned_cost(machine_id(), key) is None
+    store.learn_cost(machine_id(), key, 2.0)
+    got = store.learn_cost(machine_id(), key, 2.0)
+    assert got == {"ratio": pytest.approx(2.0), "runs": 2}
+    assert store.learned_cost("another machine", key) is None  # kept per machine
+    texts = [f"text number {i} about {'sport' if i % 2 else 'money'}" for i in range(160)]
+    labels = ["a" if i % 2 else "b" for i in range(160)]
+    cfg = StudyConfig(rungs=["tfidf", "finetune"], seeds=3, budget="40steps", mixed_precision="no",
+                      time_budget="10min")
+    costs, _ = study_rung_costs(cfg, texts, labels, encoder=tiny_encoder, store=store)
+    assert costs["finetune"].correction == pytest.approx(2.0) and "learned from 2 trained run(s)" in costs["finetune"].basis
+    assert costs["tfidf"].correction == 1.0  # cheap rungs are not trained runs
+
+
+def test_a_study_keeps_what_its_trained_runs_cost_against_the_calibration(tiny_encoder, tmp_path):
+    from synthetic import topic_corpus
+
+    from adaptlab.config import StudyConfig
+    from adaptlab.decide.plan import cost_the_study
+    from adaptlab.evaluate import Study
+    from adaptlab.store.costs import cost_key, machine_id
+
+    data = topic_corpus(120, seed=2)
+    study = Study(StudyConfig(rungs=["tfidf", "probe", "finetune"], seeds=3, budget="6steps", mixed_precision="no"),
+                  time_budget="10min", home=tmp_path, encoder=tiny_encoder)
+    cost_the_study(study, data)
+    assert study.spent_before > 0  # the calibration is on the study's clock
+    res = study.run(data)
+    trained = [c for c in res.allocation["cells"] if c["rung"] == "finetune"]
+    assert trained and all(c["measured_over_estimate"] > 0 for c in trained)
+    learned = study.store.learned_cost(machine_id(), cost_key(tiny_encoder, "no", "cpu"))
+    assert learned is not None and learned["runs"] == len(trained)

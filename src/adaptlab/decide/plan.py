@@ -113,6 +113,7 @@ class RungCost:
     expected_steps: Optional[int] = None
     source: str = "calibrated"
     basis: str = ""
+    correction: float = 1.0  # the learned factor already applied to the calibrated figures (scaled())
 
     @property
     def pair(self) -> tuple[float, float]:
@@ -150,7 +151,7 @@ class RungCost:
         return RungCost(self.kind, self.one_time * factor, self.per_seed * factor, steps=self.steps,
                         step_seconds=None if self.step_seconds is None else self.step_seconds * factor,
                         fixed=self.fixed * factor, expected_steps=self.expected_steps, source=self.source,
-                        basis=f"{self.basis}; {why}" if self.basis else why)
+                        basis=f"{self.basis}; {why}" if self.basis else why, correction=self.correction * factor)
 
     def fidelity_steps(self, fidelity: float) -> Optional[int]:
         """Optimizer steps of one seed at ``fidelity`` (None when the rung does not train in steps)."""

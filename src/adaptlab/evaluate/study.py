@@ -657,8 +657,8 @@ class Study:
                 and getattr(cfg, "num_iterations", None) is None)
 
     def _learn_cost(self, rung: Any, ratio: float) -> None:
-        """Keep what a trained run cost against its estimate, so the next plan and study on this machine
-        start from it."""
+        """Keep what a trained run cost against its calibrated estimate (before any learned correction), so
+        the next plan and study on this machine start from it."""
         from adaptlab.store.costs import cost_key, machine_id
 
         enc = self._encoder
@@ -676,7 +676,8 @@ class Study:
         specs = [RungSpec(r.name, adaptive_kind(r)) for r in self.rungs]
         alloc = Allocator(specs, budget_seconds=self.time_budget, seeds=self.config.seed_values,
                           costs=self.cost_estimates, priors=self.priors, config=self.adaptive, clock=clock,
-                          on_cost=lambda rung, ratio: self._learn_cost(by_name[rung], ratio))
+                          on_cost=lambda rung, ratio: self._learn_cost(
+                              by_name[rung], ratio * getattr(self.cost_estimates.get(rung), "correction", 1.0)))
         grid: list[tuple[Any, int, str, float]] = []
         results: dict[str, dict[str, Any]] = {}
         counts = [0, 0]

@@ -63,6 +63,8 @@ class Calibration:
     optimizer_seconds: Optional[float] = None  # one AdamW step over every encoder parameter
     forward_token_seconds: Optional[float] = None  # an evaluation forward pass per padded token
     lengths: dict[str, float] = field(default_factory=dict)  # mean padded tokens: train, pairs, mlm, eval_text
+    build_seconds: float = 0.0  # a network rung's model built from the encoder (a copy and a head)
+    checkpoint_seconds: float = 0.0  # one resumable checkpoint written (weights and the optimizer's state)
     max_length: Optional[int] = None
     loaded: bool = False
     load_note: str = ""
@@ -178,7 +180,8 @@ def calibrate(encoder: Any, texts: Sequence[str], labels: Optional[Sequence[str]
         precision=precision_of(frozen), mixed_precision=mixed_precision, train_token_seconds=steps["token"],
         optimizer_seconds=steps["optimizer"], forward_token_seconds=steps["forward"], lengths=profile,
         max_length=ml, loaded=steps["loaded"], load_note=steps["note"], cpu_share=steps["cpu_share"],
-        spread=steps["spread"], machine=machine_id())
+        spread=steps["spread"], machine=machine_id(), build_seconds=steps["build"],
+        checkpoint_seconds=steps["checkpoint"])
 
 
 def _time_training_steps(encoder: Any, ids: list[list[int]], lengths: np.ndarray, *, batch_size: int, seed: int,
@@ -194,8 +197,10 @@ def _time_training_steps(encoder: Any, ids: list[list[int]], lengths: np.ndarray
     from adaptlab.rungs.training import TextClassifier, _collate, epoch_batches, head_input_scale
 
     dev = torch.device(encoder.device)
+    t_build = time.perf_counter()
     model = TextClassifier(copy.deepcopy(encoder.model), encoder.pool, encoder.dim, 2,
                            input_scale=head_input_scale(encoder)).to(dev)
+    build = time.perf_counter() - t_build
     model.train()
     params = [p for p in model.parameters() if p.requires_grad]
     fused = dev.type in ("cpu", "cuda")
@@ -241,6 +246,7 @@ def _time_training_steps(encoder: Any, ids: list[list[int]], lengths: np.ndarray
     cpu_share = cpu / max(wall * threads, 1e-9) if dev.type == "cpu" else None
     spread = max(per_token) / max(min(per_token), 1e-12)
     forward = _time_forward(model, ids, pad, dev, cast, sync)
+    checkpoint = _time_checkpoint(model, opt)
     loaded = bool((cpu_share is not None and cpu_share < LOADED_CPU_SHARE) or spread > LOADED_SPREAD)
     note = ""
     if loaded:
@@ -253,7 +259,24 @@ def _time_training_steps(encoder: Any, ids: list[list[int]], lengths: np.ndarray
     optimizer = float(np.quantile(opt_times, 0.25)) if loaded else float(np.median(opt_times))
     del model, opt
     return {"token": token, "optimizer": optimizer, "forward": forward, "loaded": loaded, "note": note,
-            "cpu_share": cpu_share, "spread": spread}
+            "cpu_share": cpu_share, "spread": spread, "build": build, "checkpoint": checkpoint}
+
+
+def _time_checkpoint(model: Any, opt: Any) -> float:
+    """Seconds to write what a resumable checkpoint holds: the weights and AdamW's two moments."""
+    import tempfile
+
+    import torch
+    from safetensors.torch import save_file
+
+    state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+    moments = {f"{i}.{k}": v.contiguous() for i, st in enumerate(opt.state.values())
+               for k, v in st.items() if torch.is_tensor(v) and v.dim() > 0}
+    with tempfile.TemporaryDirectory() as tmp:
+        t0 = time.perf_counter()
+        save_file(state, f"{tmp}/w.safetensors")
+        save_file(moments, f"{tmp}/o.safetensors")
+        return time.perf_counter() - t0
 
 
 def _time_forward(model: Any, ids: list[list[int]], pad: int, dev: Any, cast: Any, sync: Any) -> float:

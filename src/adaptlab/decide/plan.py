@@ -262,9 +262,13 @@ def estimate_rung_costs(cal: Calibration, *, n_labeled: int, n_unlabeled: int = 
     # One validation pass per epoch, spread over its steps; the test pass (and SetFit's head fits) once.
     val_pass = cal.eval_seconds(sz.n_val) / speedup
     test_pass = cal.eval_seconds(sz.n_test) / speedup
+    # Besides its steps a network cell builds its model, writes a checkpoint at each epoch's end and every
+    # 200 steps, and embeds <= 200 validation texts for the CKA diagnostic.
+    ckpt = cal.checkpoint_seconds * (1.0 / spe + 1.0 / 200)
+    setup = cal.build_seconds + cal.eval_seconds(min(200, sz.n_val)) / speedup
     for r in NETWORK_RUNGS:
         mr = m.get(r)
-        step = cal.step_seconds(r, d["batch_size"]) / speedup + (0.0 if r == "setfit" else val_pass / spe)
+        step = cal.step_seconds(r, d["batch_size"]) / speedup + (0.0 if r == "setfit" else val_pass / spe + ckpt)
         step_seconds = mr.step_seconds if mr and mr.step_seconds else step
         source = mr.source if mr and mr.step_seconds else "calibrated"
         if r == "setfit" and (budget is None or budget.steps is None):
@@ -276,7 +280,7 @@ def estimate_rung_costs(cal: Calibration, *, n_labeled: int, n_unlabeled: int = 
                                   budget=budget, source=source, params=params,
                                   cap=(max_epochs or d["max_epochs"]) * spe if timed and not own else None)
             continue
-        out[r] = network_cost(step_seconds, fixed=test_pass,
+        out[r] = network_cost(step_seconds, fixed=test_pass + setup,
                               steps_per_epoch=spe, budget=budget, max_epochs=max_epochs or d["max_epochs"],
                               patience=patience or d["patience"], stopped_after=mr.epochs if mr else None,
                               source=source)

@@ -231,7 +231,8 @@ def estimate_rung_costs(cal: Calibration, *, n_labeled: int, n_unlabeled: int = 
                         refit_max_steps: Optional[int] = None, refit_batch: Optional[int] = None,
                         speedup: float = 1.0, n_classes: int = 2,
                         measured: Optional[dict[str, MeasuredCost]] = None, timed: bool = False,
-                        rung_params: Optional[dict[str, dict[str, Any]]] = None) -> dict[str, RungCost]:
+                        rung_params: Optional[dict[str, dict[str, Any]]] = None,
+                        encode_gate: bool = False) -> dict[str, RungCost]:
     """Each rung's :class:`RungCost` for these data sizes; ``measured`` costs replace calibrated ones.
 
     ``n_classes`` sizes SetFit's pairs when no step budget is given (they grow with the square of the
@@ -250,11 +251,15 @@ def estimate_rung_costs(cal: Calibration, *, n_labeled: int, n_unlabeled: int = 
     sz = _Sizes.of(n_labeled, test_size, val_size)
     m = measured or {}
     enc = cal.encode_per_text / speedup
+    # encode_precision="auto" resolved to bf16: the study first embeds a sample of <= 512 train and 512
+    # validation texts in both float32 (about twice bf16's time) and bf16.
+    gate = 3 * enc * (min(512, sz.n_train) + min(512, sz.n_val)) if encode_gate and cal.precision == "bf16" else 0.0
     out = {
         "tfidf": _cheap_cost(cal.tfidf_per_train_text * sz.n_train, 0.0, m.get("tfidf"), "TF-IDF and its C search"),
         # the frozen encoder embeds every labeled text once (cached), then only a head per seed
-        "probe": _cheap_cost(cal.head_per_train_text * sz.n_train, enc * n_labeled, m.get("probe"),
-                             "one embedding pass of the labeled texts, then a head"),
+        "probe": _cheap_cost(cal.head_per_train_text * sz.n_train, enc * n_labeled + gate, m.get("probe"),
+                             "one embedding pass of the labeled texts" + (
+                                 ", after the bf16 check of the encoder" if gate else "") + ", then a head"),
         "refit": _refit_cost(cal, sz, n_unlabeled, budget, enc=enc, speedup=speedup, measured=m.get("refit"),
                              batch=refit_batch or d["refit_batch"], cap=refit_max_steps or d["refit_max_steps"]),
     }
@@ -427,7 +432,8 @@ def study_rung_costs(config: Any, texts: Sequence[str], labels: Optional[Sequenc
     costs = estimate_rung_costs(cal, n_labeled=len(texts), n_unlabeled=n_unlabeled, test_size=ts,
                                 val_size=config.val_size, train_budget=config.budget, measured=measured,
                                 n_classes=len(set(labels or ())) or 2,
-                                timed=bool(getattr(config, "time_budget", None)), rung_params=params)
+                                timed=bool(getattr(config, "time_budget", None)), rung_params=params,
+                                encode_gate=str(getattr(config, "encode_precision", "fp32")) == "auto")
     learned = st.learned_cost(cal.machine, cost_key(encoder, mp, cal.device)) if st is not None else None
     if learned is not None:
         why = f"x {learned['ratio']:.2f} learned from {learned['runs']} trained run(s) on this machine"

@@ -287,7 +287,9 @@ def test_study_with_a_time_budget_screens_and_shows_its_allocation(ui):
     kind, reason = alloc["stop"]["kind"], alloc["stop"]["reason"]
     reason = reason[len(kind) + 1:].strip() if reason.startswith(f"{kind}:") else reason  # the kind is shown once
     assert f'data-kind="{kind}"' in res.text and f"Why it stopped ({kind}):</b> {reason.rstrip('.')}." in text
-    assert re.search(r"Compute used <b>[\d.]+ s</b> of the budget <b>60\.0 s</b>", text)
+    assert re.search(r"Wall clock used \(everything the study did: encoding, checks, runs\) <b>[\d.]+ s</b> of the "
+                     r"budget <b>60\.0 s</b> \([\d.]+ s unspent\)", text)
+    assert "measured ÷ estimate" in text  # each run's estimate against what it took
     assert "the exhaustive grid" in text and "(ratio " in text
     assert res.text.count('<tr class="phase-') == len(alloc["cells"])
     for d in alloc["drops"]:

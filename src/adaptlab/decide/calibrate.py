@@ -38,6 +38,11 @@ LOADED_CPU_SHARE = 0.6
 LOADED_SPREAD = 1.6
 # Share of a full fine-tune's optimizer work (parameters updated) each network rung pays.
 OPTIMIZER_SHARE = {"lora": 0.02, "unfreeze": 0.35, "setfit": 1.0, "finetune": 1.0, "lpft": 1.0}
+# SetFit trains through sentence-transformers' Trainer, in float32 whatever the study's precision, on
+# unbucketed pairs: measured against this loop's step on the same pairs (bench/costs.py, tweets, MiniLM,
+# 2-core AMD EPYC, 2026-12-07) its step costs 1.5x a float32 step of ours, and a float32 step ~1.6x a bf16 one.
+SETFIT_STEP_FACTOR = 1.5
+FLOAT32_OVER_BF16 = 1.6
 
 
 @dataclass
@@ -88,8 +93,11 @@ class Calibration:
             return self.train_step * bs / self.batch_size * RELATIVE_STEP_COST.get(rung, 1.0)
         per_text = self.lengths["pairs" if rung == "setfit" else "train"] / self.batch_size
         tokens = per_text * bs * (2 if rung == "setfit" else 1)  # SetFit steps on pairs: two texts each
-        factor = 1.0 if rung == "setfit" else RELATIVE_STEP_COST.get(rung, 1.0)
-        return factor * tokens * self.train_token_seconds + OPTIMIZER_SHARE.get(rung, 1.0) * self.optimizer_seconds
+        step = (1.0 if rung == "setfit" else RELATIVE_STEP_COST.get(rung, 1.0)) * tokens * self.train_token_seconds
+        step += OPTIMIZER_SHARE.get(rung, 1.0) * self.optimizer_seconds
+        if rung == "setfit":
+            step *= SETFIT_STEP_FACTOR * (FLOAT32_OVER_BF16 if self.mixed_precision == "bf16" else 1.0)
+        return step
 
     def mlm_step_seconds(self, batch_size: int) -> float:
         """One MLM step of the refit on ``batch_size`` texts (its own, shorter max length)."""

@@ -56,6 +56,7 @@ DEFAULT_SCREEN_FIDELITY = 0.25
 # (users saw 2 epochs of finetune take 7 min of a 34-min, 10-epoch worst case); early stopping then ends
 # the run `patience` epochs later. Used for the expected figure only, never for the upper bound.
 TYPICAL_BEST_EPOCH = 2
+SETFIT_SETUP_SECONDS = 30.0
 
 
 def parse_budget(text: str) -> tuple[float, str]:
@@ -279,6 +280,9 @@ def estimate_rung_costs(cal: Calibration, *, n_labeled: int, n_unlabeled: int = 
         if r == "setfit" and (budget is None or budget.steps is None):
             # Its checkpoints embed <= 256 train and validation texts each; the final head embeds them all.
             evals = cal.eval_seconds(4 * (min(256, sz.n_train) + min(256, sz.n_val)) + sz.n_pool) / speedup
+            # Its Trainer's set-up (the model loaded by sentence-transformers, the pair datasets) and four
+            # checkpoint heads: ~30 s for MiniLM on 2 cores (bench/costs.py); the first run corrects it.
+            evals += SETFIT_SETUP_SECONDS / speedup
             params = dict((rung_params or {}).get("setfit") or {})
             own = any(params.get(k) is not None for k in ("max_pairs", "num_iterations", "budget"))
             out[r] = _setfit_cost(step_seconds, fixed=test_pass + evals, n_train=sz.n_train, n_classes=n_classes,

@@ -239,6 +239,7 @@ def _time_training_steps(encoder: Any, ids: list[list[int]], lengths: np.ndarray
         loss.backward()
         sync()
         w1 = time.perf_counter()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)  # the loop clips every step (max_grad_norm)
         opt.step()
         opt.zero_grad(set_to_none=True)
         sync()
@@ -271,19 +272,19 @@ def _time_training_steps(encoder: Any, ids: list[list[int]], lengths: np.ndarray
 
 
 def _time_checkpoint(model: Any, opt: Any) -> float:
-    """Seconds to write what a resumable checkpoint holds: the weights and AdamW's two moments."""
+    """Seconds to write what the training loop's resumable checkpoint holds (as ``Trainer._write_checkpoint``
+    does): copies of the weights and of the best weights so far, then AdamW's state saved by torch."""
     import tempfile
 
     import torch
     from safetensors.torch import save_file
 
-    state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
-    moments = {f"{i}.{k}": v.contiguous() for i, st in enumerate(opt.state.values())
-               for k, v in st.items() if torch.is_tensor(v) and v.dim() > 0}
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
-        save_file(state, f"{tmp}/w.safetensors")
-        save_file(moments, f"{tmp}/o.safetensors")
+        weights = {f"{tag}.{k}": v.detach().cpu().contiguous().clone()
+                   for tag in ("model", "best") for k, v in model.state_dict().items()}
+        save_file(weights, f"{tmp}/w.safetensors")
+        torch.save({"optimizer": opt.state_dict()}, f"{tmp}/s.pt")
         return time.perf_counter() - t0
 
 

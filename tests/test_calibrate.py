@@ -24,7 +24,7 @@ def test_a_rung_is_costed_from_its_own_batch_shape():
     bf16 = _cal(mixed_precision="bf16")
     assert bf16.step_seconds("setfit") == pytest.approx(cal.step_seconds("setfit") * cal_mod.FLOAT32_OVER_BF16)
     # LoRA backpropagates through less and updates almost no parameters.
-    assert cal.step_seconds("lora") < 0.75 * cal.step_seconds("finetune")
+    assert cal.step_seconds("lora") < 0.9 * cal.step_seconds("finetune")
     assert cal.mlm_step_seconds(32) == pytest.approx(1.1 * 40 * 32 * 1e-3 + 1.5 * 0.05)
     assert cal.eval_seconds(100) == pytest.approx(100 * 24 * 2e-4)
     # A calibration made by hand (no token units) keeps the old scaling of one measured step.

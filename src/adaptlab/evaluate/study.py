@@ -666,6 +666,16 @@ class Study:
         mp = str(getattr(rung.config, "mixed_precision", "no"))
         self.store.learn_cost(machine_id(), cost_key(enc, "bf16" if mp == "bf16" else "no", device), ratio)
 
+    def _cost_learner(self, by_name: dict[str, Any]) -> Callable[[str, float], None]:
+        """What the allocator calls with (rung, measured ÷ estimated) after a trained run: kept against the
+        calibration (the learned factor its estimate carried taken back out), and only for estimates that
+        came from the calibration (a cost read from the run store is no calibration to correct)."""
+        def learn(rung: str, ratio: float) -> None:
+            cost = self.cost_estimates.get(rung)
+            if getattr(cost, "source", "calibrated") == "calibrated":
+                self._learn_cost(by_name[rung], ratio * getattr(cost, "correction", 1.0))
+        return learn
+
     def _run_adaptive(self, run_cells: Callable[[list[tuple[Any, int, float]]], tuple], say: Progress,
                       clock: Optional[Callable[[], float]] = None) -> tuple:
         """Run the study in rounds chosen by an :class:`~adaptlab.evaluate.adaptive.Allocator` until the
@@ -676,8 +686,7 @@ class Study:
         specs = [RungSpec(r.name, adaptive_kind(r)) for r in self.rungs]
         alloc = Allocator(specs, budget_seconds=self.time_budget, seeds=self.config.seed_values,
                           costs=self.cost_estimates, priors=self.priors, config=self.adaptive, clock=clock,
-                          on_cost=lambda rung, ratio: self._learn_cost(
-                              by_name[rung], ratio * getattr(self.cost_estimates.get(rung), "correction", 1.0)))
+                          on_cost=self._cost_learner(by_name))
         grid: list[tuple[Any, int, str, float]] = []
         results: dict[str, dict[str, Any]] = {}
         counts = [0, 0]

@@ -438,12 +438,19 @@ def study_rung_costs(config: Any, texts: Sequence[str], labels: Optional[Sequenc
                                 n_classes=len(set(labels or ())) or 2,
                                 timed=bool(getattr(config, "time_budget", None)), rung_params=params,
                                 encode_gate=str(getattr(config, "encode_precision", "fp32")) == "auto")
-    learned = st.learned_cost(cal.machine, cost_key(encoder, mp, cal.device)) if st is not None else None
-    if learned is not None:
-        why = f"x {learned['ratio']:.2f} learned from {learned['runs']} trained run(s) on this machine"
-        costs = {r: (c.scaled(learned["ratio"], why) if c.kind != "cheap" and c.source == "calibrated" else c)
-                 for r, c in costs.items()}
+    costs = _with_learned(costs, st, cal.machine, cost_key(encoder, mp, cal.device))
     return {r: c for r, c in costs.items() if r in rungs}, cal
+
+
+def _with_learned(costs: dict[str, RungCost], store: Any, machine: str, key: str) -> dict[str, RungCost]:
+    """The calibrated costs of the rungs that train, scaled by the correction learned on this machine
+    (:meth:`adaptlab.store.RunStore.learned_cost`); the others, and every cost without one, as they are."""
+    learned = store.learned_cost(machine, key) if store is not None else None
+    if learned is None:
+        return costs
+    why = f"x {learned['ratio']:.2f} learned from {learned['runs']} trained run(s) on this machine"
+    return {r: (c.scaled(learned["ratio"], why) if c.kind != "cheap" and c.source == "calibrated" else c)
+            for r, c in costs.items()}
 
 
 def study_cost_estimates(config: Any, texts: Sequence[str], labels: Optional[Sequence[str]], *, encoder: Any,
@@ -1009,11 +1016,8 @@ def plan_study(
     costs = estimate_rung_costs(cal, n_labeled=len(texts), n_unlabeled=n_unlabeled, test_size=test_size,
                                 val_size=val_size, speedup=speed, train_budget=tb, measured=measured,
                                 n_classes=len(set(labels or ())) or 2, timed=True)
-    learned = st.learned_cost(cal.machine, cost_key(encoder, cal.mixed_precision, cal.device)) if st else None
-    if learned is not None and speed == 1.0:
-        why = f"x {learned['ratio']:.2f} learned from {learned['runs']} trained run(s) on this machine"
-        costs = {r: (c.scaled(learned["ratio"], why) if c.kind != "cheap" and c.source == "calibrated" else c)
-                 for r, c in costs.items()}
+    if speed == 1.0:  # a correction learned on this CPU says nothing of an assumed GPU
+        costs = _with_learned(costs, st, cal.machine, cost_key(encoder, cal.mixed_precision, cal.device))
     from adaptlab.rungs import RUNGS
 
     available = [r for r in (rungs or LADDER) if r in RUNGS]

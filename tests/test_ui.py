@@ -253,6 +253,26 @@ def test_time_budget_field_is_distinct_from_the_planner_budget_and_validated(ui)
     assert client.get("/api/jobs").json() == []
 
 
+def test_a_fresh_form_ticks_nothing_and_a_time_budget_alone_tries_the_ladder(ui):
+    """Issue #30 in the web app: the user types a time budget and ticks nothing; the study tries the ladder."""
+    from adaptlab.rungs.ladder import default_rungs
+
+    app, client = ui
+    uid = location_id(upload(client, csv_bytes(topic_corpus(120, seed=2))))
+    client.post(f"/data/{uid}/check", data={"text_col": "text", "label_col": "label"})
+    conf = client.get(f"/data/{uid}/configure").text
+    assert not re.search(r'name="rungs" value="\w+" id="rung-\w+"\s*checked', conf)
+    r = client.post(f"/data/{uid}/start", data={"seeds": "3", "time_budget": "20s", "train_budget": "20steps"},
+                    follow_redirects=False)
+    assert r.status_code == 303, r.text[:800]
+    jid = location_id(r)
+    spec = client.get(f"/api/jobs/{jid}").json()["spec"]
+    ladder = default_rungs(timed=True, unlabeled=False)
+    assert spec["rungs"] == ladder and len(ladder) > 2 and {"finetune", "lora"} <= set(ladder)
+    job = app.state.jobs.wait(jid, 240)
+    assert job.status == "done", job.error
+
+
 def test_study_with_a_time_budget_screens_and_shows_its_allocation(ui):
     app, client = ui
     jid = start_study(client, csv_bytes(topic_corpus(120, seed=1)), rungs=("tfidf", "probe", "finetune"), seeds=3,

@@ -123,8 +123,11 @@ def test_full_small_study_to_results_in_two_tabs(server, page, tmp_path):
     page.click("#check-button")
     page.wait_for_selector("#study-form")
     assert "120" in page.inner_text("#data-ok")
+    # Nothing ticked: the study runs the default rungs (tfidf, probe without a time budget), as `study run`.
+    assert not any(page.is_checked(f"#rung-{rung}") for rung in ("tfidf", "probe", "finetune"))
+    assert "None ticked: the study runs tfidf, probe" in page.inner_text("#default-rungs")
     for rung in ("tfidf", "probe"):
-        assert page.is_checked(f"#rung-{rung}")
+        page.check(f"#rung-{rung}")
     page.fill("#compute_budget", "5 min")
     page.click("#plan-button")
     page.wait_for_selector("#plan-table")
@@ -207,7 +210,8 @@ def test_study_with_a_time_budget_shows_screens_and_the_allocation(server, page,
     page.click("#check-button")
     page.wait_for_selector("#study-form")
     assert "spends it where the decision can still change" in page.inner_text("#time-budget-help")
-    page.check("#rung-finetune")
+    for rung in ("tfidf", "probe", "finetune"):
+        page.check(f"#rung-{rung}")
     page.fill("#seeds", "3")
     page.fill("#train_budget", "40steps")
     page.fill("#time_budget", "in a while")

@@ -92,8 +92,10 @@ def _data_page(ui: UIContext, uid: str, status: int = 200, check_error: Optional
 
 
 def _default_form(meta: dict[str, Any]) -> dict[str, Any]:
+    # Nothing ticked: the default rungs, which depend on the time field (a time budget tries the ladder).
+    # Pre-ticking tfidf and probe would turn a user's "40min" into a two-rung study without a word.
     has_unl = bool(meta["check"].get("n_unlabeled"))
-    return {"rungs": ["tfidf", "probe"] + (["refit"] if has_unl else []), "seeds": 3, "compute_budget": "30 min",
+    return {"rungs": [], "seeds": 3, "compute_budget": "30 min",
             "time_budget": "", "train_budget": "", "refit_budget": "200steps" if has_unl else "", "split": "auto"}
 
 

@@ -10,7 +10,7 @@ from adaptlab.errors import ConfigError
 from adaptlab.evaluate.adaptive import (
     AdaptiveConfig, Allocator, Cell, Observation, RungSpec, best_next_run, run_allocation,
 )
-from simulated_rungs import FakeRung, simulate
+from simulated_rungs import CLASSES, FakeRung, simulate
 
 N_STUDIES = 200
 ERROR_RATE = AdaptiveConfig().error_rate
@@ -434,6 +434,62 @@ def test_a_budget_stop_with_a_trained_rung_ahead_is_a_provisional_commitment_not
     # Without an allocation (or with the trained rung behind), the rule's decision stands as before.
     ev.allocation["provisional"] = "tfidf"
     assert decide(ev).status in ("ship", "do-not-ship") and decide(ev).provisional is None
+
+
+def rotten_tomatoes_world() -> list[FakeRung]:
+    """The 40-minute Rotten Tomatoes study (5,200 labels, 2 cores): measured means and seconds a full seed."""
+    return [FakeRung("tfidf", 0.729, 0.4, "cheap", 0.007), FakeRung("probe", 0.747, 1.0, "cheap", 0.006),
+            FakeRung("lora", 0.810, 340, "network", 0.004, gap=0.02),
+            FakeRung("unfreeze", 0.795, 250, "network", 0.01, gap=0.02),
+            FakeRung("finetune", 0.810, 400, "network", 0.005, gap=-0.01),
+            FakeRung("lpft", 0.814, 580, "network", 0.005, gap=0.0)]
+
+
+def test_a_leader_one_or_two_seeds_short_gets_them_before_runs_that_barely_matter():
+    """Twice on Rotten Tomatoes the study ended one seed short of committing to lora (+6 F1 over the probe),
+    having spent minutes on a promotion with flip probability 0.06: the leader's missing seeds commit the
+    decision, and are valued so."""
+    committed = 0
+    for i in range(6):
+        rec, world = simulate(rotten_tomatoes_world(), 2400, seed=i, seeds=5, n_draws=600, n_boot=150,
+                              overhead=150)
+        full = [c["rung"] for c in rec["cells"] if c["fidelity"] >= 1.0 and c["rung"] not in ("tfidf", "probe")]
+        committed += any(full.count(r) >= 3 for r in full)  # a trained rung has the rule's seeds
+        confirms = [c for c in rec["cells"] if c["phase"] == "confirm"]
+        assert all("commit the decision to it" in c["why"] for c in confirms)
+    assert committed >= 5, committed
+
+
+def test_at_rotten_tomatoes_minute_23_the_leaders_seeds_come_before_a_promotion_that_barely_matters():
+    """The web run's state after finetune's promotion (22.6 of 40 min spent): it promoted unfreeze (flip
+    probability 0.06, 251 s) next, and ended one lora seed short. Now lora's missing seeds come first."""
+    from adaptlab.evaluate.adaptive import AdaptiveConfig, Cell, Observation
+    from simulated_rungs import World
+
+    scores = {("tfidf", 1.0): 0.729, ("probe", 1.0): 0.747, ("unfreeze", 0.25): 0.776, ("lora", 0.25): 0.791,
+              ("finetune", 0.25): 0.823, ("lpft", 0.25): 0.819, ("lora", 1.0): 0.812, ("finetune", 1.0): 0.810}
+    world = World([FakeRung(r.name, 0.8, 1.0, r.kind, seed_sd=0.0) for r in rotten_tomatoes_world()], seed=0,
+                  n_test=1040)
+    costs = {r.name: c for r, c in zip(rotten_tomatoes_world(), [(20, 0.4), (40, 1.0), (0, 340), (0, 250),
+                                                                  (0, 400), (0, 580)])}
+    spent = [1356.0]
+    alloc = Allocator([RungSpec(r.name, r.kind) for r in rotten_tomatoes_world()], budget_seconds=2400,
+                      seeds=range(5), y_true=world.y_true, classes=CLASSES, costs=costs, clock=lambda: spent[0],
+                      config=AdaptiveConfig(seed=0, n_draws=1000, n_boot=200))
+    runs = [(r, s, 1.0) for s in range(5) for r in ("tfidf", "probe")]
+    runs += [("unfreeze", 0, 0.25), ("lora", 0, 0.25), ("finetune", 0, 0.25), ("lpft", 0, 0.25),
+             ("lora", 0, 1.0), ("finetune", 0, 1.0)]
+    for rung, seed, fid in runs:
+        world.rungs[rung].mean = scores[(rung, fid)]
+        pred = world.predictions(rung, seed, fid)
+        f1 = float(np.mean(pred == world.y_true))
+        secs = costs[rung][1] * fid
+        cell = Cell(rung, seed, fid, "cheap" if world.rungs[rung].kind == "cheap" else "screen", "")
+        alloc.cells.append(cell)
+        alloc.observe(cell, Observation(rung, seed, fid, f1, secs, pred))
+    nxt = alloc.next_cells()
+    assert nxt and (nxt[0].rung, nxt[0].fidelity, nxt[0].phase) == ("lora", 1.0, "confirm"), nxt
+    assert "commit the decision to it" in nxt[0].why
 
 
 def test_a_budget_spent_before_the_first_run_still_gets_the_cheap_rungs_seeds():

@@ -123,6 +123,12 @@ class Cell:
     round: int = 0
     flip_probability: Optional[float] = None
     basis: str = ""  # where estimate_seconds came from
+    value_seconds: Optional[float] = None  # seconds that buy flip_probability (several runs' worth), else the run's
+
+
+def _per_second(a: "Cell") -> float:
+    """A candidate run's worth: the chance it changes the decision per second of what that takes."""
+    return (a.flip_probability or 0.0) / max(a.value_seconds or a.estimate_seconds or 1.0, 1e-3)
 
 
 @dataclass
@@ -623,7 +629,7 @@ class Allocator:
         chosen = self.provisional(est)
         actions = self._screen_actions(est)
         if not screens_only:
-            actions += self._run_actions(est)
+            actions = self._with_commit(est, chosen, actions + self._run_actions(est))
         reserve = self._reserve(est, chosen)
         if reserve > self.left():
             # The leader's full seeds do not fit whatever else runs: keeping time for them would leave the
@@ -631,7 +637,7 @@ class Allocator:
             reserve = 0.0
         useful = [a for a in actions if a.flip_probability >= self.cfg.flip_threshold
                   and self.affordable(a.estimate_seconds, reserve=0.0 if a.rung == chosen else reserve)]
-        best = max(useful, key=lambda a: (a.flip_probability / max(a.estimate_seconds or 1.0, 1e-3)), default=None)
+        best = max(useful, key=_per_second, default=None)
         if screens_only:
             if best is not None:
                 self._start_round(best.phase)
@@ -757,6 +763,39 @@ class Allocator:
                  f"(has {len(self._full(chosen))})")
         return a
 
+    def _with_commit(self, est: dict[str, Estimate], chosen: Optional[str], actions: list[Cell]) -> list[Cell]:
+        """``actions`` with the provisional choice's own next run valued as a step toward committing to it.
+
+        A trained rung that leads without the rule's full-budget seeds is only a provisional decision; its
+        missing seeds turn it into the committed one, which changes the decision (from the rule's cheap
+        fallback) unless they overturn the lead. Valued by its extra seed alone (the chance one more seed
+        moves the point estimate past a margin), that run looks worthless, and a budget spent on barely
+        useful runs ends one seed short of a decision (Rotten Tomatoes, 40 min: twice)."""
+        commit = self._commit_action(est, chosen) if chosen is not None else None
+        if commit is None:
+            return actions
+        own = [a for a in actions if a.rung == chosen and a.phase in ("promote", "seed")]
+        return [a for a in actions if a not in own] + [commit]
+
+    def _commit_action(self, est: dict[str, Estimate], chosen: str) -> Optional[Cell]:
+        """The chosen trained rung's next full-budget seed, its flip probability the chance that its
+        missing seeds confirm it (and so commit the decision), over the seconds of all of them."""
+        if self.kind[chosen] == "cheap":
+            return None
+        need = self._decision_seed(est, chosen)
+        if need is None:
+            return None
+        e, n = est[chosen], len(self._full(chosen))
+        missing = self.cfg.min_seeds - n
+        # Variance the missing seeds remove: the projection from a screen, and seed noise down to min_seeds.
+        drop = e.var_fidelity + e.var_seed * (1.0 - max(n, 1) / self.cfg.min_seeds)
+        hold = 1.0 - self.flip_probability(est, chosen, drop)
+        need.flip_probability = hold
+        need.value_seconds = missing * (need.estimate_seconds or 0.0) or None
+        need.why += (f"; its {missing} missing seed(s) (~{_secs(need.value_seconds)}) commit the decision to it "
+                     f"if it keeps the lead (chance {hold:.2f})")
+        return need
+
     def _drop(self, rung: str, kind: str, reason: str, estimate: Optional[Estimate] = None,
               extra: Optional[dict[str, Any]] = None) -> None:
         if rung in self.drops:
@@ -778,9 +817,9 @@ class Allocator:
                 flip = self.flip_probability(est, r, est[r].var)
                 actions.append(Cell(r, self.seeds[0], f, "screen", f"not run for lack of budget: flip probability "
                                     f"{flip:.2f}", self.estimate_seconds(r, f), 0, flip))
-        actions += self._run_actions(est)
+        actions = self._with_commit(est, chosen, actions + self._run_actions(est))
         useful = [a for a in actions if a.flip_probability >= self.cfg.flip_threshold]
-        best = max(useful, key=lambda a: a.flip_probability / max(a.estimate_seconds or 1.0, 1e-3), default=None)
+        best = max(useful, key=_per_second, default=None)
         if best is None and chosen is not None:
             best = self._decision_seed(est, chosen)
         if best is None:

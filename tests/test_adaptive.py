@@ -460,36 +460,53 @@ def test_a_leader_one_or_two_seeds_short_gets_them_before_runs_that_barely_matte
     assert committed >= 5, committed
 
 
-def test_at_rotten_tomatoes_minute_23_the_leaders_seeds_come_before_a_promotion_that_barely_matters():
-    """The web run's state after finetune's promotion (22.6 of 40 min spent): it promoted unfreeze (flip
-    probability 0.06, 251 s) next, and ended one lora seed short. Now lora's missing seeds come first."""
+RT_COSTS = {"tfidf": (20, 0.4), "probe": (40, 1.0), "lora": (0, 340), "unfreeze": (0, 250), "finetune": (0, 400),
+            "lpft": (0, 580)}
+
+
+def rotten_tomatoes_state(runs: list[tuple[str, int, float, float]], spent: float) -> Allocator:
+    """An allocator that has seen ``runs`` (rung, seed, fidelity, accuracy) after ``spent`` of 2,400 s."""
     from adaptlab.evaluate.adaptive import AdaptiveConfig, Cell, Observation
     from simulated_rungs import World
 
-    scores = {("tfidf", 1.0): 0.729, ("probe", 1.0): 0.747, ("unfreeze", 0.25): 0.776, ("lora", 0.25): 0.791,
-              ("finetune", 0.25): 0.823, ("lpft", 0.25): 0.819, ("lora", 1.0): 0.812, ("finetune", 1.0): 0.810}
     world = World([FakeRung(r.name, 0.8, 1.0, r.kind, seed_sd=0.0) for r in rotten_tomatoes_world()], seed=0,
                   n_test=1040)
-    costs = {r.name: c for r, c in zip(rotten_tomatoes_world(), [(20, 0.4), (40, 1.0), (0, 340), (0, 250),
-                                                                  (0, 400), (0, 580)])}
-    spent = [1356.0]
     alloc = Allocator([RungSpec(r.name, r.kind) for r in rotten_tomatoes_world()], budget_seconds=2400,
-                      seeds=range(5), y_true=world.y_true, classes=CLASSES, costs=costs, clock=lambda: spent[0],
+                      seeds=range(5), y_true=world.y_true, classes=CLASSES, costs=RT_COSTS, clock=lambda: spent,
                       config=AdaptiveConfig(seed=0, n_draws=1000, n_boot=200))
-    runs = [(r, s, 1.0) for s in range(5) for r in ("tfidf", "probe")]
-    runs += [("unfreeze", 0, 0.25), ("lora", 0, 0.25), ("finetune", 0, 0.25), ("lpft", 0, 0.25),
-             ("lora", 0, 1.0), ("finetune", 0, 1.0)]
-    for rung, seed, fid in runs:
-        world.rungs[rung].mean = scores[(rung, fid)]
+    cheap = [(r, s, 1.0, acc) for s in range(5) for r, acc in (("tfidf", 0.729), ("probe", 0.747))]
+    for rung, seed, fid, acc in cheap + runs:
+        world.rungs[rung].mean = acc
         pred = world.predictions(rung, seed, fid)
-        f1 = float(np.mean(pred == world.y_true))
-        secs = costs[rung][1] * fid
         cell = Cell(rung, seed, fid, "cheap" if world.rungs[rung].kind == "cheap" else "screen", "")
         alloc.cells.append(cell)
-        alloc.observe(cell, Observation(rung, seed, fid, f1, secs, pred))
+        alloc.observe(cell, Observation(rung, seed, fid, float(np.mean(pred == world.y_true)),
+                                        RT_COSTS[rung][1] * fid, pred))
+    return alloc
+
+
+SCREENS = [("unfreeze", 0, 0.25, 0.776), ("lora", 0, 0.25, 0.791), ("finetune", 0, 0.25, 0.823),
+           ("lpft", 0, 0.25, 0.819)]
+
+
+def test_at_rotten_tomatoes_minute_23_the_leaders_seeds_are_valued_as_committing_the_decision():
+    """The web run's state after finetune's promotion (22.6 of 40 min spent): lora leads, one full seed of
+    three; its next seed is the step toward a committed decision, and says so."""
+    alloc = rotten_tomatoes_state(SCREENS + [("lora", 0, 1.0, 0.812), ("finetune", 0, 1.0, 0.810)], 1356.0)
     nxt = alloc.next_cells()
     assert nxt and (nxt[0].rung, nxt[0].fidelity, nxt[0].phase) == ("lora", 1.0, "confirm"), nxt
-    assert "commit the decision to it" in nxt[0].why
+    assert "commit the decision to it" in nxt[0].why and nxt[0].flip_probability > 0.5
+
+
+def test_when_the_leaders_seeds_do_not_fit_a_runner_up_whose_seeds_do_is_committed():
+    """Minute 33 of that run: lpft leads on one screen (its three full seeds, ~29 min, do not fit in the 6.8
+    min left); lora has two full seeds and its third fits. It spent the rest on lpft screens and ended
+    provisional; a committed lora (over the probe fallback) is the better end."""
+    runs = SCREENS + [("lora", 0, 1.0, 0.812), ("finetune", 0, 1.0, 0.810), ("unfreeze", 0, 1.0, 0.795),
+                      ("lora", 1, 1.0, 0.807)]
+    alloc = rotten_tomatoes_state(runs, 1992.0)
+    nxt = alloc.next_cells()
+    assert nxt and (nxt[0].rung, nxt[0].fidelity, nxt[0].phase) == ("lora", 1.0, "confirm"), nxt
 
 
 def test_a_budget_spent_before_the_first_run_still_gets_the_cheap_rungs_seeds():

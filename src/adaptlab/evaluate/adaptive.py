@@ -628,15 +628,16 @@ class Allocator:
             est = self.estimates()
         chosen = self.provisional(est)
         actions = self._screen_actions(est)
+        target = self._commit_target(est, chosen)
         if not screens_only:
-            actions = self._with_commit(est, chosen, actions + self._run_actions(est))
-        reserve = self._reserve(est, chosen)
+            actions = self._with_commit(est, target, actions + self._run_actions(est))
+        reserve = self._reserve(est, target)
         if reserve > self.left():
             # The leader's full seeds do not fit whatever else runs: keeping time for them would leave the
             # budget unspent, so what is left goes to the runs that can still change the decision.
             reserve = 0.0
         useful = [a for a in actions if a.flip_probability >= self.cfg.flip_threshold
-                  and self.affordable(a.estimate_seconds, reserve=0.0 if a.rung == chosen else reserve)]
+                  and self.affordable(a.estimate_seconds, reserve=0.0 if a.rung == target else reserve)]
         best = max(useful, key=_per_second, default=None)
         if screens_only:
             if best is not None:
@@ -742,16 +743,12 @@ class Allocator:
         return Cell(rung, free[0], 1.0, "seed", f"seed {n + 1} of {rung}: flip probability {flip:.2f} "
                     f"(now {e.point:.3f} over {n} seed(s))", secs, 0, flip)
 
-    def _reserve(self, est: dict[str, Estimate], chosen: Optional[str]) -> float:
-        """Seconds kept for the full-budget seeds the provisional choice still needs: exploring must not
-        leave the leader short of the seeds the decision rule demands."""
-        if chosen is None or self.kind[chosen] == "cheap":
+    def _reserve(self, est: dict[str, Estimate], target: Optional[str]) -> float:
+        """Seconds kept for the full-budget seeds the commit target (:meth:`_commit_target`) still needs:
+        exploring must not leave it short of the seeds the decision rule demands."""
+        if target is None or self.kind[target] == "cheap":
             return 0.0
-        missing = self.cfg.min_seeds - len(self._full(chosen))
-        if missing <= 0:
-            return 0.0
-        per = self.estimate_seconds(chosen, 1.0) or 0.0
-        return missing * per
+        return self._missing_seconds(target)
 
     def _decision_seed(self, est: dict[str, Estimate], chosen: str) -> Optional[Cell]:
         """The run the provisional choice still needs before the decision rule can pick it."""
@@ -763,37 +760,77 @@ class Allocator:
                  f"(has {len(self._full(chosen))})")
         return a
 
-    def _with_commit(self, est: dict[str, Estimate], chosen: Optional[str], actions: list[Cell]) -> list[Cell]:
-        """``actions`` with the provisional choice's own next run valued as a step toward committing to it.
+    def _with_commit(self, est: dict[str, Estimate], target: Optional[str], actions: list[Cell]) -> list[Cell]:
+        """``actions`` with ``target``'s own next run valued as a step toward committing the decision to it.
 
         A trained rung that leads without the rule's full-budget seeds is only a provisional decision; its
         missing seeds turn it into the committed one, which changes the decision (from the rule's cheap
-        fallback) unless they overturn the lead. Valued by its extra seed alone (the chance one more seed
-        moves the point estimate past a margin), that run looks worthless, and a budget spent on barely
-        useful runs ends one seed short of a decision (Rotten Tomatoes, 40 min: twice)."""
-        commit = self._commit_action(est, chosen) if chosen is not None else None
+        fallback) unless they overturn its lead. Valued by its extra seed alone (the chance one more seed
+        moves a point estimate past a margin) that run looked worthless, and twice a 40-minute Rotten Tomatoes
+        study ended one seed short of committing to lora (+6 F1 over the probe)."""
+        commit = self._commit_action(est, target, leads=target == self.provisional(est)) if target else None
         if commit is None:
             return actions
-        own = [a for a in actions if a.rung == chosen and a.phase in ("promote", "seed")]
+        own = [a for a in actions if a.rung == target and a.phase in ("promote", "seed")]
         return [a for a in actions if a not in own] + [commit]
 
-    def _commit_action(self, est: dict[str, Estimate], chosen: str) -> Optional[Cell]:
-        """The chosen trained rung's next full-budget seed, its flip probability the chance that its
-        missing seeds confirm it (and so commit the decision), over the seconds of all of them."""
-        if self.kind[chosen] == "cheap":
+    def _commit_target(self, est: dict[str, Estimate], chosen: Optional[str], *, fit: bool = True) -> Optional[str]:
+        """The trained rung whose missing full-budget seeds would commit the decision: the provisional choice;
+        or, when its seeds do not fit in what is left (``fit``), the trained rung most likely to be committed
+        whose seeds do (a committed lora beats a provisional lpft with probe as the fallback)."""
+        if chosen is None or self.kind[chosen] == "cheap":
             return None
-        need = self._decision_seed(est, chosen)
-        if need is None:
-            return None
-        e, n = est[chosen], len(self._full(chosen))
-        missing = self.cfg.min_seeds - n
+        if not fit or self._missing_seconds(chosen) <= self.left():
+            return chosen
+        best, best_hold = None, 0.5
+        for r in self.active():
+            if r == chosen or self.kind[r] == "cheap" or not (est[r].n_full or est[r].fidelity):
+                continue
+            if self._decision_seed(est, r) is None or self._missing_seconds(r) > self.left():
+                continue
+            hold = self._commit_probability(est, r)
+            if hold > best_hold:
+                best, best_hold = r, hold
+        return best or chosen
+
+    def _missing_seconds(self, rung: str) -> float:
+        """Seconds of the full-budget seeds ``rung`` still needs before the rule can commit to it."""
+        missing = max(0, self.cfg.min_seeds - len(self._full(rung)))
+        return missing * (self.estimate_seconds(rung, 1.0) or 0.0)
+
+    def _commit_probability(self, est: dict[str, Estimate], rung: str) -> float:
+        """Chance that, with its missing full-budget seeds, the decision rule commits to ``rung`` over the
+        rungs that already have the rule's seeds (its remaining variance drawn, the others at their points)."""
+        e, n = est[rung], len(self._full(rung))
+        committed = [r for r in self._measured(est) if len(self._of_full_or_cheap(r)) >= self.cfg.min_seeds]
+        names = [s.name for s in self.specs if s.name in committed or s.name == rung]
+        if rung not in names or len(names) < 2:
+            return 1.0
         # Variance the missing seeds remove: the projection from a screen, and seed noise down to min_seeds.
         drop = e.var_fidelity + e.var_seed * (1.0 - max(n, 1) / self.cfg.min_seeds)
-        hold = 1.0 - self.flip_probability(est, chosen, drop)
+        pts = np.tile([est[r].point for r in names], (self.cfg.n_draws, 1))
+        j = names.index(rung)
+        pts[:, j] = np.clip(pts[:, j] + self._rng.normal(0.0, math.sqrt(max(drop, 0.0)), self.cfg.n_draws), 0.0, 1.0)
+        return float(np.mean(self.choice(pts, names) == j))
+
+    def _of_full_or_cheap(self, rung: str) -> list[Observation]:
+        return self._of(rung) if self.kind[rung] == "cheap" else self._full(rung)
+
+    def _commit_action(self, est: dict[str, Estimate], target: str, *, leads: bool = True) -> Optional[Cell]:
+        """``target``'s next full-budget seed, its flip probability the chance that its missing seeds commit
+        the decision to it, over the seconds of all of them."""
+        need = self._decision_seed(est, target)
+        if need is None:
+            return None
+        missing = self.cfg.min_seeds - len(self._full(target))
+        if not leads:
+            need.why = (f"the leader's full-budget seeds do not fit in the {_secs(self.left())} left; {target}'s "
+                        f"do (has {len(self._full(target))} of {self.cfg.min_seeds})")
+        hold = self._commit_probability(est, target)
         need.flip_probability = hold
         need.value_seconds = missing * (need.estimate_seconds or 0.0) or None
         need.why += (f"; its {missing} missing seed(s) (~{_secs(need.value_seconds)}) commit the decision to it "
-                     f"if it keeps the lead (chance {hold:.2f})")
+                     f"if it keeps its lead (chance {hold:.2f})")
         return need
 
     def _drop(self, rung: str, kind: str, reason: str, estimate: Optional[Estimate] = None,
@@ -817,7 +854,7 @@ class Allocator:
                 flip = self.flip_probability(est, r, est[r].var)
                 actions.append(Cell(r, self.seeds[0], f, "screen", f"not run for lack of budget: flip probability "
                                     f"{flip:.2f}", self.estimate_seconds(r, f), 0, flip))
-        actions = self._with_commit(est, chosen, actions + self._run_actions(est))
+        actions = self._with_commit(est, self._commit_target(est, chosen, fit=False), actions + self._run_actions(est))
         useful = [a for a in actions if a.flip_probability >= self.cfg.flip_threshold]
         best = max(useful, key=_per_second, default=None)
         if best is None and chosen is not None:

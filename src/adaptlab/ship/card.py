@@ -141,7 +141,20 @@ def model_card(manifest: dict[str, Any]) -> str:
               "adaptlab drift MODEL new_texts.csv                    # are new texts like the training texts?",
               "```", "", "```python", "from adaptlab.ship import load_pipeline",
               "pipe = load_pipeline('MODEL/versions/<version>')", "pipe.predict(['some text'])", "```", ""]
-    return "\n".join(lines)
+    return "\n".join(_without_html(lines))
+
+
+def _without_html(lines: list[str]) -> list[str]:
+    """The card's lines with ``& < >`` outside code fences as entities: labels, texts and file names it quotes
+    show as typed in a Markdown viewer and never run there as HTML (a label ``<script>``)."""
+    import html
+
+    out, fenced = [], False
+    for line in lines:
+        if line.startswith("```"):
+            fenced = not fenced
+        out.append(line if fenced or line.startswith("```") else html.escape(line, quote=False))
+    return out
 
 
 _RUNG_WORDS = {

@@ -299,8 +299,8 @@ def test_a_cell_over_the_hard_cap_is_a_validation_problem(tmp_path):
         load_dataset(path)
     assert [p.code for p in err.value.problems] == ["cell_too_long"] and err.value.problems[0].rows == [4]
     assert len(str(err.value)) < 2_000 and "1,000,000-character limit" in str(err.value)
-    kept = load_dataset(path, on_invalid="drop")
-    assert len(kept) == 19
+    kept, report = load_dataset(path, on_invalid="drop", return_report=True)
+    assert len(kept) == 19 and [d.row for d in report.dropped] == [4] and report.dropped[0].codes == ["cell_too_long"]
     r = runner.invoke(app, ["data", "check", "--data", str(path)])
     assert r.exit_code == exit_codes.USAGE and "cell_too_long" in r.output and len(r.output) < 3_000
 

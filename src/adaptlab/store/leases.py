@@ -74,6 +74,7 @@ class CellLeases:
         self.ttl, self.poll, self.max_wait = float(ttl), float(poll), max_wait
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.held: set[str] = set()
+        self._dead_owners: set[str] = set()  # owners whose leases were taken over (said once each)
         self._stop = threading.Event()
         self._thread: Optional[threading.Thread] = None
 
@@ -157,7 +158,10 @@ class CellLeases:
         self.store.release_lease(key, owner)  # only if that owner still holds it
         if not self.claim(key):
             return False
-        tell(f"the study that held a cell ({owner}) no longer runs on this machine; its lease is taken over now")
+        if owner not in self._dead_owners:
+            self._dead_owners.add(owner)
+            tell(f"the study that held cells here ({owner}) no longer runs on this machine; its leases are taken "
+                 "over now, without waiting for them to expire")
         return True
 
     def wait_message(self, pending: list[str]) -> str:

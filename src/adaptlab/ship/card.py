@@ -145,15 +145,13 @@ def model_card(manifest: dict[str, Any]) -> str:
 
 
 def _without_html(lines: list[str]) -> list[str]:
-    """The card's lines with ``& < >`` outside code fences as entities: labels, texts and file names it quotes
-    show as typed in a Markdown viewer and never run there as HTML (a label ``<script>``)."""
-    import html
-
+    """The card's lines with ``&`` and ``<`` outside code fences as entities: labels, texts and file names it
+    quotes show as typed in a Markdown viewer and never open an HTML tag there (a label ``<script>``)."""
     out, fenced = [], False
     for line in lines:
         if line.startswith("```"):
             fenced = not fenced
-        out.append(line if fenced or line.startswith("```") else html.escape(line, quote=False))
+        out.append(line if fenced or line.startswith("```") else line.replace("&", "&amp;").replace("<", "&lt;"))
     return out
 
 

@@ -124,7 +124,7 @@ def test_retrain_cli_holds_names_the_rows_and_writes_them(registry, random_batch
     path, wrong = random_batch
     out = tmp_path / "suspicious.csv"
     r = runner.invoke(app, ["retrain", str(registry.root), str(path), "--label-issues", str(out)])
-    assert r.exit_code == 0, r.output
+    assert r.exit_code == 4, r.output  # held: exit status 4 (adaptlab.cli.exit_codes.RETRAIN_HELD)
     text = flat(r.stdout)
     assert text.startswith("HELD Held: the new labels look wrong.") and "row " in text and "--accept-labels" in text
     assert "checking the new labels" in flat(r.stderr) and "flagged new label(s) written to" in text
@@ -133,6 +133,7 @@ def test_retrain_cli_holds_names_the_rows_and_writes_them(registry, random_batch
     assert list(rows.columns[:6]) == ["rank", "row", "id", "text", "given_label", "suggested_label"]
     r = runner.invoke(app, ["retrain", str(registry.root), str(path), "--json"])
     rep = json.loads(r.stdout)
+    assert r.exit_code == 4 and rep["exit_code"] == 4
     assert rep["status"] == "held" and rep["held"] and rep["version"] is None and rep["labels"]["n_flagged_new"] > 10
     assert ModelRegistry(registry.root).current.id == "v0001"
 

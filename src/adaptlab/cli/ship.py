@@ -9,7 +9,8 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from adaptlab.cli import HomeOpt, JsonOpt, _load, _progress, app, err, out, user_errors
+from adaptlab.cli import HomeOpt, JsonOpt, _load, _progress, app, err, exit_codes, out, user_errors
+from adaptlab.cli.console import plain
 from adaptlab.cli.progress import progress_bars
 from adaptlab.errors import ConfigError
 
@@ -79,10 +80,11 @@ def ship_cmd(
         typer.echo(json.dumps({"model": str(output), "version": v.to_dict()}, indent=2))
         return
     ev = v.evaluation
-    out.print(f"[bold]{output}[/] {v.id} ({rung}): {ev['metric']} {ev['f1']:.4f} "
+    out.print(f"[bold]{plain(output)}[/] {v.id} ({rung}): {ev['metric']} {ev['f1']:.4f} "
               f"[95% CI {ev['ci'][0]:.4f}, {ev['ci'][1]:.4f}] on {ev['n']} sealed texts")
-    out.print(f"model card: {output / 'versions' / v.id / 'MODEL_CARD.md'}")
-    out.print(f"next: adaptlab predict {output} FILE -o OUT.csv | adaptlab retrain {output} NEW_LABELS.csv")
+    out.print(f"model card: {output / 'versions' / v.id / 'MODEL_CARD.md'}", markup=False, highlight=False)
+    out.print(f"next: adaptlab predict {output} FILE -o OUT.csv | adaptlab retrain {output} NEW_LABELS.csv",
+              markup=False, highlight=False)
 
 
 def ship_demo(decision: Any, home: Path, study_id: str) -> None:
@@ -120,17 +122,25 @@ def predict_cmd(
     precision: str = typer.Option("auto", "--precision", help="auto | fp32 | bf16 | int8: numeric path of a frozen encoder (probe). auto: the one the model was shipped with, where this hardware runs it natively, else fp32; bf16 on an fp32 model encodes about 4x faster on a CPU with AMX (cosine 0.9999 to fp32), but is not what was evaluated."),
     json_out: bool = JsonOpt,
 ) -> None:
-    """Label every row of INPUT (streamed in batches); bad rows go to a reject file with their line numbers."""
+    """Label every row of INPUT (streamed in batches); bad rows go to a reject file with their line numbers.
+
+    Exit status 3 when rows were read but none was labeled (every row rejected: see the reject file).
+    """
     from adaptlab.ship import load_model
     from adaptlab.ship.predict import predict_file
 
     pipe = load_model(model, version, device=device, use_cache=False, precision=precision)
     report = predict_file(pipe, input, output, text_col=text_col, id_col=id_col, batch_size=batch_size,
                           reject_path=rejects, encoding=encoding, show_progress=progress_bars(json_out))
+    code = exit_codes.NO_ROW_PREDICTED if report.n_read and not report.n_predicted else exit_codes.OK
     if json_out:
-        typer.echo(json.dumps(report.to_dict(), indent=2, default=str))
+        typer.echo(json.dumps({**report.to_dict(), "exit_code": code}, indent=2, default=str))
     else:
-        out.print(report.summary())
+        out.print(report.summary(), markup=False, highlight=False)
+    if code != exit_codes.OK:
+        err.print(f"[bold red]error:[/] no row of {escape(str(input))} was labeled: all {report.n_read:,} went to "
+                  f"{escape(report.reject_path)} (exit status {code}).", highlight=False, soft_wrap=True)
+        raise typer.Exit(code)
 
 
 @app.command("retrain")
@@ -152,7 +162,8 @@ def retrain_cmd(
 ) -> None:
     """Add new labels, check them, retrain; the new version is used only if it does not regress.
 
-    A batch of labels far noisier than the old ones is held (nothing trained) until fixed or accepted.
+    A batch of labels far noisier than the old ones is held (nothing trained) until fixed or accepted:
+    exit status 4.
     """
     from adaptlab.data.label_quality import issues_file_format
     from adaptlab.decide.policy import load_policy
@@ -166,19 +177,22 @@ def retrain_cmd(
     written = None
     if label_issues is not None and outcome.labels is not None:
         written = write_label_issues(outcome.labels, label_issues)
+    code = exit_codes.RETRAIN_HELD if outcome.held else exit_codes.OK
     if json_out:
-        typer.echo(json.dumps({**outcome.to_dict(), "label_issues_file": str(written) if written else None},
-                              indent=2, default=str))
-        return
-    if outcome.held:
+        typer.echo(json.dumps({**outcome.to_dict(), "label_issues_file": str(written) if written else None,
+                               "exit_code": code}, indent=2, default=str))
+    elif outcome.held:
         # Escaped: the message quotes the users' own texts and labels, which may hold [brackets].
         out.print(f"[bold yellow]HELD[/]  {escape(outcome.message)}", highlight=False, soft_wrap=True)
     else:
         colour = "green" if outcome.promoted else ("yellow" if outcome.gate is None else "red")
-        out.print(f"[bold {colour}]{'PROMOTED' if outcome.promoted else 'KEPT ' + outcome.in_use}[/]  {outcome.message}",
-                  highlight=False, soft_wrap=True)
-    if written is not None:
-        out.print(f"{outcome.labels.n_flagged_new} flagged new label(s) written to {written}")
+        out.print(f"[bold {colour}]{'PROMOTED' if outcome.promoted else 'KEPT ' + escape(outcome.in_use)}[/]  "
+                  f"{escape(outcome.message)}", highlight=False, soft_wrap=True)
+    if written is not None and not json_out:
+        out.print(f"{outcome.labels.n_flagged_new} flagged new label(s) written to {escape(str(written))}",
+                  highlight=False)
+    if code != exit_codes.OK:
+        raise typer.Exit(code)
 
 
 @models_app.command("list")
@@ -196,7 +210,7 @@ def models_list(model: Path = typer.Argument(..., help="Model folder created by 
         typer.echo(json.dumps({"in_use": cur, "versions": [v.to_dict() for v in reg.versions], "held": held},
                               indent=2, default=str))
         return
-    t = Table(title=f"{model}  —  in use: {cur}", title_justify="left")
+    t = Table(title=f"{plain(model)}  —  in use: {cur}", title_justify="left")
     for c in ("", "version", "created", "rung", "status", "train texts", "F1 [95% CI]", "note"):
         t.add_column(c)
     for v in reg.versions:
@@ -204,7 +218,7 @@ def models_list(model: Path = typer.Argument(..., help="Model folder created by 
         ci = ev.get("ci") or [float("nan")] * 2
         t.add_row("▶" if v.id == cur else "", v.id, v.created.replace("T", " ")[:16], v.rung, v.status,
                   str(v.n_train), f"{ev.get('f1', float('nan')):.4f} [{ci[0]:.4f}, {ci[1]:.4f}]",
-                  (v.reason[:90] + "…") if len(v.reason) > 90 else v.reason)
+                  plain((v.reason[:90] + "…") if len(v.reason) > 90 else v.reason))
     out.print(t)
     if held:
         h = Table(title="Held retrains (the label check stopped them; nothing was trained)", title_justify="left")
@@ -232,4 +246,4 @@ def models_rollback(model: Path = typer.Argument(..., help="Model folder created
     before = reg.current.id
     v = reg.rollback(version)
     out.print(f"{v.id} is in use again (was {before}). F1 on the sealed set: {v.evaluation.get('f1'):.4f}.")
-    err.print("[dim]Undo with: adaptlab models rollback " f"{model} {before}[/]")
+    err.print("[dim]Undo with: adaptlab models rollback " f"{plain(model)} {before}[/]", highlight=False)

@@ -117,7 +117,7 @@ def study_config_cmd(
         typer.echo(text, nl=False)
     else:
         out.print(f"wrote {output} (study {rec['study_id'][:12]}); rerun it: {rerun.replace(target, str(output))}",
-                  highlight=False, soft_wrap=True)
+                  highlight=False, soft_wrap=True, markup=False)
 
 
 def print_configuration(config: dict[str, Any], study_id: str) -> None:

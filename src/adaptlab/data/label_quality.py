@@ -37,6 +37,7 @@ from typing import Any, NamedTuple, Optional, Sequence, Union
 import numpy as np
 
 from adaptlab.data.dataset import TextDataset
+from adaptlab.data.safe_csv import safe_frame
 from adaptlab.errors import ConfigError
 
 DEFAULT_FOLDS = 5
@@ -180,7 +181,8 @@ def write_table(frame: Any, path: Union[str, Path], *, what: str = "output file"
             for rec in frame.to_dict(orient="records"):
                 fh.write(json.dumps(rec, ensure_ascii=False, default=str) + "\n")
     else:
-        frame.to_csv(path, index=False, sep="\t" if fmt == "tsv" else ",")
+        # Safe cells: a label or text starting with = + - @ never runs as a spreadsheet formula.
+        safe_frame(frame).to_csv(path, index=False, sep="\t" if fmt == "tsv" else ",")
     return path
 
 

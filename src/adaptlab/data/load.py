@@ -42,7 +42,7 @@ from adaptlab.data.reader import (  # noqa: F401  (codec_for, other_separator: p
     other_separator,
 )
 from adaptlab.data.validate import ROW_LEVEL_CODES, _validate_positions, is_missing
-from adaptlab.errors import ConfigError, DataError, DataValidationError, Problem
+from adaptlab.errors import ConfigError, DataError, DataValidationError, Problem, excerpt, excerpt_repr
 
 __all__ = [
     "load_dataset",
@@ -153,7 +153,7 @@ class LoadReport:
         """A few lines a person can read."""
         enc = f", {self.encoding}" if self.encoding else ""
         lines = [f"Loaded {self.source} ({self.format}{enc}): {self.n_read} rows read, {self.n_kept} kept."]
-        used = ", ".join(f"{role}={col!r}" for role, col in self.columns.items() if col is not None)
+        used = ", ".join(f"{role}={excerpt_repr(col)}" for role, col in self.columns.items() if col is not None)
         lines.append(f"Columns: {used}.")
         if self.dropped:
             reasons = Counter(c for d in self.dropped for c in d.codes)
@@ -306,8 +306,8 @@ def _collect_csv(records: RecordReader, path: Path) -> _Table:
         rows.append(rec.number)
     if not rows:
         raise DataError(
-            f"{path} has a header ({', '.join(records.columns[:10])}) but no data rows. Fix: check that you "
-            "passed the right file."
+            f"{path} has a header ({', '.join(excerpt(c) for c in records.columns[:10])}) but no data rows. "
+            "Fix: check that you passed the right file."
         )
     by_name = dict(zip(records.columns, values))
     return _Table(columns=records.columns, get=by_name.__getitem__, rows=rows, fmt=records.fmt,
@@ -346,7 +346,8 @@ def _collect_parquet(records: Any, path: Path) -> _Table:
 
 
 def show_columns(columns: list[str]) -> str:
-    shown = ", ".join(repr(c) for c in columns[:20])
+    # Bounded: a 50 MB line read as a header is one 50 MB column name.
+    shown = ", ".join(excerpt_repr(c) for c in columns[:20])
     return shown + (f" and {len(columns) - 20} more" if len(columns) > 20 else "")
 
 
@@ -373,9 +374,10 @@ def resolve_column(
         close = difflib.get_close_matches(given, columns, n=1, cutoff=0.6)
         ci = [c for c in columns if c.strip().lower() == str(given).strip().lower()]
         suggestion = ci[0] if ci else (close[0] if close else None)
-        did = f" Did you mean {suggestion!r}?" if suggestion else ""
+        did = f" Did you mean {excerpt_repr(suggestion)}?" if suggestion else ""
         raise DataError(
-            f"{path}: {role}_col={given!r} is not a column.{did} Columns in the file: {show_columns(columns)}. "
+            f"{path}: {role}_col={excerpt_repr(given)} is not a column.{did} Columns in the file: "
+            f"{show_columns(columns)}. "
             f"Fix: pass {role}_col=NAME (CLI: {flag} NAME) with one of these names."
         )
     if not candidates:
@@ -429,7 +431,8 @@ def _convert_column(values: list, role: str, col: str, rows: list[int], path: Pa
         fix = ("use one label per row; for multi-label data, train one binary task per label"
                if role == "label" else f"use one plain value per row in the {role} column")
         raise DataError(
-            f"{path}: {role} column {col!r} holds {type(example).__name__} values, e.g. {example!r} on row(s) "
+            f"{path}: {role} column {excerpt_repr(col)} holds {type(example).__name__} values, e.g. "
+            f"{excerpt_repr(example)} on row(s) "
             f"{_fmt_lines([rows[i] for i in bad])}; adaptlab needs one plain value per row. Fix: {fix}."
         )
     return out
@@ -618,8 +621,8 @@ def _resolve_roles(cols: list[str], path: Path, *, text_col: Optional[str], labe
         for other, c2 in used[k + 1 :]:
             if c == c2:
                 raise DataError(
-                    f"{path}: {role}_col and {other}_col both point at column {c!r}. Fix: pass a different "
-                    f"column for one of them (CLI: --{role}-col / --{other}-col). Columns in the file: "
+                    f"{path}: {role}_col and {other}_col both point at column {excerpt_repr(c)}. Fix: pass a "
+                    f"different column for one of them (CLI: --{role}-col / --{other}-col). Columns in the file: "
                     f"{show_columns(cols)}."
                 )
     return roles

@@ -8,6 +8,7 @@ code                          severity    meaning
 ============================  ==========  =====================================================
 ``non_string_text``           error       text is a number, null, list... (JSONL, Parquet)
 ``empty_text``                error       text is empty or whitespace only
+``cell_too_long``             error       a text, label, group or id over MAX_CELL_CHARS characters
 ``nan_label``                 error       label is missing (empty, NaN, NA, null)
 ``missing_group``             error       group is missing while a group column is used
 ``bad_timestamp``             error       timestamp is missing or could not be parsed
@@ -19,7 +20,7 @@ code                          severity    meaning
 ``duplicate_id``              warning     two rows share an id
 ============================  ==========  =====================================================
 
-The first five are *row-level*: dropping the offending rows fixes them
+The first six are *row-level*: dropping the offending rows fixes them
 (``load_dataset(..., on_invalid="drop")`` does that and reports every row it dropped). The others
 concern the dataset as a whole and are never fixed by dropping rows silently.
 
@@ -35,12 +36,24 @@ from typing import Mapping, Optional
 import numpy as np
 
 from adaptlab.data.dataset import TextDataset
-from adaptlab.errors import ConfigError, Problem
+from adaptlab.errors import ConfigError, Problem, excerpt_repr
 
-__all__ = ["validate", "ROW_LEVEL_CODES", "MISSING_LABEL_TOKENS", "is_missing"]
+__all__ = ["validate", "ROW_LEVEL_CODES", "MISSING_LABEL_TOKENS", "MAX_CELL_CHARS", "LONG_TEXT_CHARS", "is_missing",
+           "long_texts"]
 
 #: Problems that concern single rows and go away when those rows are dropped.
-ROW_LEVEL_CODES = frozenset({"non_string_text", "empty_text", "nan_label", "missing_group", "bad_timestamp"})
+ROW_LEVEL_CODES = frozenset({"non_string_text", "empty_text", "cell_too_long", "nan_label", "missing_group",
+                             "bad_timestamp"})
+
+#: Longest text, label, group or id accepted, in characters (1 MB of ASCII). An encoder reads a few hundred
+#: tokens of a text; a cell this long is a broken file (an unclosed quote, a pasted document) and would cost
+#: minutes and gigabytes in near-duplicate search and TF-IDF before anything useful happened.
+MAX_CELL_CHARS = 1_000_000
+
+#: Texts longer than this many characters are "far longer than the encoder reads": the packaged encoder
+#: (all-MiniLM-L6-v2) reads the first 256 word pieces, about 1,000 characters of English, so most of such a
+#: text is never seen by the model (``adaptlab data check`` reports them and their share of the file).
+LONG_TEXT_CHARS = 5_000
 
 #: Label/group values read as "missing", compared after stripping and lower-casing. "none" is
 #: deliberately absent: it is a common real class name ("no finding").
@@ -146,6 +159,7 @@ def _row_problems(ds: TextDataset, timestamp_raw: Optional[Mapping[int, object]]
                 f"missing texts), {_DROP_HINT}",
             rows=_rows(ds, non_str),
         ), non_str))
+    row_level += _too_long(ds)
     empty = [i for i, t in enumerate(texts) if isinstance(t, str) and not t.strip()]
     if empty:
         row_level.append((Problem(
@@ -202,6 +216,51 @@ def _row_problems(ds: TextDataset, timestamp_raw: Optional[Mapping[int, object]]
     return row_level, missing_lab
 
 
+def _too_long(ds: TextDataset) -> _Found:
+    """Rows with a text, label, group or id over :data:`MAX_CELL_CHARS` characters (one problem for all)."""
+    where: dict[int, list[str]] = defaultdict(list)
+    for role, values in (("text", ds.texts), ("label", ds.labels), ("group", ds.groups), ("id", ds.ids)):
+        for i, v in enumerate(values or ()):
+            if isinstance(v, str) and len(v) > MAX_CELL_CHARS:
+                where[i].append(f"{role} of {len(v):,} characters")
+    if not where:
+        return []
+    pos = sorted(where)
+    first = pos[0]
+    return [(Problem(
+        code="cell_too_long",
+        message=f"{len(pos)} row(s) hold a value over the {MAX_CELL_CHARS:,}-character limit (row "
+                f"{ds.rows[first]}: {', '.join(where[first])}, starting {_preview(ds.texts[first])})",
+        fix="a cell this long is usually a quote that is never closed or a whole document pasted into one cell: "
+            f"fix the file, or cut such texts to their first pages (the encoder reads about 1,000 characters), "
+            f"{_DROP_HINT}",
+        rows=_rows(ds, pos),
+    ), pos)]
+
+
+def long_texts(dataset: TextDataset, max_chars: int = LONG_TEXT_CHARS) -> Optional[dict]:
+    """Texts far longer than an encoder reads: how many, their share of the rows and of all characters.
+
+    Returns None when no text is longer than ``max_chars`` characters.
+
+    Example:
+        >>> ds = TextDataset(["short"] * 3 + ["word " * 2000], ["a", "b", "a", "b"])
+        >>> r = long_texts(ds)
+        >>> r["n"], r["share_of_rows"], r["share_of_chars"] > 0.99, r["longest_chars"], r["longest_row"]
+        (1, 0.25, True, 10000, 4)
+    """
+    lengths = np.array([len(t) if isinstance(t, str) else 0 for t in dataset.texts], dtype=np.int64)
+    long_pos = np.flatnonzero(lengths > max_chars)
+    if not len(long_pos):
+        return None
+    longest = int(long_pos[np.argmax(lengths[long_pos])])
+    return {"n": int(len(long_pos)), "max_chars": int(max_chars),
+            "share_of_rows": float(len(long_pos) / max(len(lengths), 1)),
+            "share_of_chars": float(lengths[long_pos].sum() / max(int(lengths.sum()), 1)),
+            "longest_chars": int(lengths[longest]), "longest_row": int(dataset.rows[longest]),
+            "rows": [int(dataset.rows[i]) for i in long_pos[:20]]}
+
+
 def _label_problems(ds: TextDataset, missing_lab: set[int], require_labels: bool) -> _Found:
     """Problems of the labels as a whole: none at all, a single class, classes with one example."""
     labels = ds.labels
@@ -222,14 +281,14 @@ def _label_problems(ds: TextDataset, missing_lab: set[int], require_labels: bool
             (only, n_only), = counts.items()
             dataset_level.append((Problem(
                 code="single_class",
-                message=f"all {n_only} labeled texts have the same label {only!r}",
+                message=f"all {n_only} labeled texts have the same label {excerpt_repr(only)}",
                 fix="a classifier needs at least two classes: check that label_col points at the label "
                     "column, or add examples of the other classes",
                 severity=class_severity,
             ), []))
         rare = sorted((c for c, n in counts.items() if n < 2), key=str)
         if rare and len(counts) > 1:
-            shown = ", ".join(f"{c!r} ({counts[c]})" for c in rare[:10])
+            shown = ", ".join(f"{excerpt_repr(c)} ({counts[c]})" for c in rare[:10])
             more = f" and {len(rare) - 10} more" if len(rare) > 10 else ""
             fix = ("every class needs at least 2 examples so it can appear in training and in evaluation: "
                    "add examples, merge the class into a related one, or remove its rows")
@@ -272,7 +331,7 @@ def _duplicate_problems(ds: TextDataset, missing_lab: set[int]) -> tuple[_Found,
         same.append(pos)
     if conflicts:
         shown = "; ".join(
-            f"{_preview(key)} (" + ", ".join(f"row {ds.rows[i]}: {labels[i]!r}" for i in pos[:4])
+            f"{_preview(key)} (" + ", ".join(f"row {ds.rows[i]}: {excerpt_repr(labels[i])}" for i in pos[:4])
             + (", ..." if len(pos) > 4 else "") + ")"
             for key, pos in conflicts[:5]
         )
@@ -318,7 +377,7 @@ def _id_problems(ds: TextDataset) -> _Found:
             warnings.append((Problem(
                 code="duplicate_id",
                 message=f"{len(dup_ids)} row(s) reuse an id that an earlier row has "
-                        f"(e.g. {ds.ids[dup_ids[0]]!r})",
+                        f"(e.g. {excerpt_repr(ds.ids[dup_ids[0]])})",
                 fix="make ids unique (predictions and reports are keyed by id), or leave id_col unset to "
                     "use row numbers",
                 rows=_rows(ds, dup_ids),

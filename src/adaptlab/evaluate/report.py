@@ -146,7 +146,8 @@ def rung_table(result: StudyResult) -> Table:
     """
     binary = result.positive_label is not None
     sigs = network_signatures(result)
-    title = f"{result.name}  —  test {result.metric}, {result.n_test} sealed test items"
+    # Text, not str: the study's name is the user's, and rich would read "[x]" in a str title as markup.
+    title = Text(f"{result.name}  —  test {result.metric}, {result.n_test} sealed test items")
     if sigs:
         # Four more columns: lighter borders so the table fits 140 columns (the CLI's width when piped).
         t = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)

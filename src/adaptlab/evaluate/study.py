@@ -303,6 +303,7 @@ class Study:
         self.show_progress = show_progress
         # Cell leases (adaptlab.store.leases): ttl, poll and max_wait seconds; tests shorten them.
         self.lease_options: dict[str, Any] = {}
+        self._says = True  # whether the current run prints progress lines (set by _run); a lease wait is said anyway
         # Instantiate every rung up front so a typo fails before any training starts.
         self.rungs = [get_rung(name, config.rung_params.get(name)) for name in config.rungs]
         # The rungs that train in the study's mixed_precision (no setting of their own); the id hashes what
@@ -365,6 +366,7 @@ class Study:
              progress: Optional[Progress], on_event: Optional[Callable[[StudyEvent], None]]) -> StudyResult:
         cfg = self.config
         say = progress or (lambda _msg: None)
+        self._says = progress is not None
         emit = on_event or (lambda _ev: None)
         t_start = time.perf_counter()
         _ = self.store  # opened now, so an unusable --home fails before any work
@@ -633,7 +635,8 @@ class Study:
                 if not deferred:
                     break
                 # Cells another study was training: read their results, or train those whose owner died.
-                found, claimed = leases.await_cells(list(deferred), say)
+                # Without progress lines (--json) the wait is still said, on stderr: say=None (leases.py).
+                found, claimed = leases.await_cells(list(deferred), say if self._says else None)
                 for key, stored in found.items():
                     rung, seed, _split, _ctx = deferred[key]
                     take_stored(key, stored, rung, seed, fidelity_of[key])

@@ -190,10 +190,32 @@ class Report:
         return html_path, md_out
 
 
-def _env() -> Environment:
+# "<" opens every HTML tag, "&" every entity: escaped, no user text becomes HTML (">" alone is plain text, and
+# "Jaccard >= 0.8" stays readable in the file).
+_MD_ESCAPES = {"&": "&amp;", "<": "&lt;", "|": "\\|"}
+
+
+def markdown_escape(value: Any) -> Any:
+    """A value as literal Markdown text: HTML tags and entities show as typed, and ``|`` cannot split a table cell.
+
+    The Markdown report quotes labels, slice names and file names; rendered Markdown passes raw HTML
+    through, so a label ``<script>`` would run in the reader's viewer. Non-strings are returned as they are.
+
+    Example:
+        >>> print(markdown_escape("<script>alert(1)</script> | A&B"))
+        &lt;script>alert(1)&lt;/script> \\| A&amp;B
+    """
+    if not isinstance(value, str):
+        return value
+    return "".join(_MD_ESCAPES.get(ch, ch) for ch in value)
+
+
+def _env(markdown: bool = False) -> Environment:
+    # Markdown: every {{ value }} is escaped (finalize) since Markdown has no autoescape of its own.
     env = Environment(loader=PackageLoader("adaptlab.report", "templates"),
                       autoescape=select_autoescape(["html", "html.j2"], default_for_string=False),
-                      undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+                      undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True,
+                      finalize=markdown_escape if markdown else None)
     env.filters["f4"] = lambda x: "n/a" if x is None or not _is_num(x) else f"{x:.4f}"
     env.filters["f3"] = lambda x: "n/a" if x is None or not _is_num(x) else f"{x:.3f}"
     env.filters["signed"] = lambda x: "n/a" if x is None or not _is_num(x) else f"{x:+.4f}"
@@ -307,9 +329,8 @@ def build_report(store: Any, study: str = "latest", *, policy: Optional[Policy] 
         "band_method": next(iter(ev.rungs.values())).band_method if ev.rungs else "",
         "allocation": _allocation(summary.get("allocation")),
     }
-    env = _env()
-    html = env.get_template("report.html.j2").render(**ctx)
-    md = env.get_template("report.md.j2").render(**ctx)
+    html = _env().get_template("report.html.j2").render(**ctx)
+    md = _env(markdown=True).get_template("report.md.j2").render(**ctx)
     return Report(context=ctx, html=html, markdown=md, decision=decision, evidence=ev, images=images)
 
 

@@ -141,7 +141,18 @@ def model_card(manifest: dict[str, Any]) -> str:
               "adaptlab drift MODEL new_texts.csv                    # are new texts like the training texts?",
               "```", "", "```python", "from adaptlab.ship import load_pipeline",
               "pipe = load_pipeline('MODEL/versions/<version>')", "pipe.predict(['some text'])", "```", ""]
-    return "\n".join(lines)
+    return "\n".join(_without_html(lines))
+
+
+def _without_html(lines: list[str]) -> list[str]:
+    """The card's lines with ``&`` and ``<`` outside code fences as entities: labels, texts and file names it
+    quotes show as typed in a Markdown viewer and never open an HTML tag there (a label ``<script>``)."""
+    out, fenced = [], False
+    for line in lines:
+        if line.startswith("```"):
+            fenced = not fenced
+        out.append(line if fenced or line.startswith("```") else line.replace("&", "&amp;").replace("<", "&lt;"))
+    return out
 
 
 _RUNG_WORDS = {

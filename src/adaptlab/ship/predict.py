@@ -18,7 +18,6 @@ renamed only when the whole input has been read, so a file at the output path is
 from __future__ import annotations
 
 import contextlib
-import csv
 import gzip
 import io
 import json
@@ -36,7 +35,8 @@ import numpy as np
 # records come from the same reader, so `load_dataset` and `predict` agree on what a file means.
 from adaptlab.data.load import TEXT_COLUMN_CANDIDATES, resolve_column, show_columns
 from adaptlab.data.reader import RecordReader, bad_char, check_input_file, detect_format, open_records
-from adaptlab.errors import ConfigError, DataError
+from adaptlab.data.safe_csv import SafeCsvWriter
+from adaptlab.errors import ConfigError, DataError, excerpt_repr
 
 __all__ = ["predict_file", "PredictReport", "OUTPUT_SUFFIXES", "REJECT_COLUMNS"]
 
@@ -266,9 +266,9 @@ def _check_text_type(reader: _Reader, path: Path) -> None:
     textual = (pa.types.is_string(ttype) or pa.types.is_large_string(ttype) or pa.types.is_null(ttype)
                or (hasattr(pa.types, "is_string_view") and pa.types.is_string_view(ttype)))
     if not textual:
-        kinds = ", ".join(f"{f.name!r} ({f.type})" for f in schema)
+        kinds = ", ".join(f"{excerpt_repr(f.name)} ({f.type})" for f in schema)
         raise DataError(
-            f"{path}: text column {reader.text_col!r} holds {ttype} values, not text. Columns in the file: "
+            f"{path}: text column {excerpt_repr(reader.text_col)} holds {ttype} values, not text. Columns in the file: "
             f"{kinds}. Fix: pass text_col=NAME (CLI: --text-col NAME) with the column that holds the texts."
         )
     if reader.id_col is not None:
@@ -286,7 +286,7 @@ def _resolve_id(id_col: Optional[str], columns: list[str], path: Path) -> Option
 def _check_distinct(text_col: Optional[str], id_col: Optional[str], columns: list[str], path: Path) -> None:
     if text_col is not None and text_col == id_col:
         raise DataError(
-            f"{path}: text_col and id_col both point at column {text_col!r}. Fix: pass a different column for "
+            f"{path}: text_col and id_col both point at column {excerpt_repr(text_col)}. Fix: pass a different column for "
             f"one of them (CLI: --text-col / --id-col). Columns in the file: {show_columns(columns)}."
         )
 
@@ -351,7 +351,7 @@ def _row_problem(row: _Row, text_col: Optional[str], encoding: Optional[str]) ->
         return row.problem
     t = row.text
     if not row.has_text:
-        return "missing_text", f"the record has no {text_col!r} field"
+        return "missing_text", f"the record has no {excerpt_repr(text_col)} field"
     if t is None or (isinstance(t, float) and t != t):
         return "missing_text", "the text is missing (null)"
     if not isinstance(t, str):
@@ -407,7 +407,8 @@ class _Writer:
         self.text = io.TextIOWrapper(self.file, encoding="utf-8", newline="")
         if fmt == "jsonl":
             return
-        self.csv = csv.writer(self.text, delimiter="\t" if fmt == "tsv" else ",", lineterminator="\n")
+        # Safe cells: labels, ids and class names in the header never start a spreadsheet formula.
+        self.csv = SafeCsvWriter(self.text, delimiter="\t" if fmt == "tsv" else ",", lineterminator="\n")
         self.csv.writerow(self.header)
 
     def write(self, keys: list[Any], labels: list[str], confidence: np.ndarray, proba: np.ndarray) -> None:
@@ -457,7 +458,7 @@ class _Writer:
 class _RejectWriter:
     def __init__(self, path: Path) -> None:
         self.text = open(path, "x", encoding="utf-8", newline="")
-        self.csv = csv.writer(self.text, lineterminator="\n")
+        self.csv = SafeCsvWriter(self.text, lineterminator="\n")  # the preview quotes the user's text
         self.csv.writerow(REJECT_COLUMNS)
 
     def write(self, line: int, id_value: Any, code: str, reason: str, preview: str) -> None:

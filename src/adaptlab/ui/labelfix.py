@@ -19,7 +19,6 @@ Nothing here names a server path to the browser: uploads by id, models by name (
 """
 from __future__ import annotations
 
-import csv
 import datetime as dt
 import getpass
 import json
@@ -31,6 +30,7 @@ from fastapi import APIRouter, File, Form, Request, UploadFile
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.exceptions import HTTPException
 
+from adaptlab.data.safe_csv import SafeCsvWriter
 from adaptlab.errors import AdaptlabError, ConfigError
 
 router = APIRouter()
@@ -216,7 +216,7 @@ def write_decisions(folder: Path, decisions: list[Any], view: dict[str, Any], wh
     flagged = {int(r["row"]): r for r in view["rows"]}
     new_file = not path.is_file()
     with path.open("a", encoding="utf-8", newline="") as fh:
-        w = csv.writer(fh)
+        w = SafeCsvWriter(fh)  # offered as a download: labels and texts never start a spreadsheet formula
         if new_file:
             w.writerow(DECISION_COLUMNS)
         for d in decisions:
@@ -231,7 +231,7 @@ def write_corrected(folder: Path, corrected: Any) -> Path:
     """The batch as it will train (drops removed, fixes applied), with each row's number in the uploaded file."""
     path = folder / CORRECTED_FILE
     with path.open("w", encoding="utf-8", newline="") as fh:
-        w = csv.writer(fh)
+        w = SafeCsvWriter(fh)  # a download only: the retrain reads the upload and the decisions, not this file
         w.writerow(("row", "id", "text", "label"))
         for row, i, t, lab in zip(corrected.rows, corrected.ids, corrected.texts, corrected.labels):
             w.writerow((row, i, t, lab))

@@ -259,8 +259,6 @@ def label_action(request: Request, name: str, payload: dict[str, Any] = Body(...
 @router.post("/models/{name}/label/retrain")
 def label_retrain(request: Request, name: str) -> Response:
     """Write the labels given so far to a file and run the model's gated retrain on it."""
-    import pandas as pd
-
     from adaptlab.data import load_dataset
 
     path = _model_path(request, name)
@@ -272,11 +270,13 @@ def label_retrain(request: Request, name: str) -> Response:
         rows = [(session["rows"][int(k)], v) for k, v in session["decisions"].items() if v is not None]
         if not rows:
             return _page(request, name, 400, "Label at least one text before retraining (skipped texts are left out).")
-        frame = pd.DataFrame({"id": [r["id"] for r, _ in rows], "text": [r["text"] for r, _ in rows],
-                              "label": [v for _, v in rows]})
+        # JSON Lines, not CSV: the retrain reads back exactly the labels given (a CSV written by adaptlab
+        # neutralises cells that start like a spreadsheet formula, adaptlab.data.safe_csv).
+        lines = "".join(json.dumps({"id": r["id"], "text": r["text"], "label": v}, ensure_ascii=False) + "\n"
+                        for r, v in rows)
         shown = f"{len(rows)} labels from the labeling page"
         uploads = request.app.state.uploads
-        uid = uploads.create({"labels": ("labeling.csv", io.BytesIO(frame.to_csv(index=False).encode("utf-8")))},
+        uid = uploads.create({"labels": ("labeling.jsonl", io.BytesIO(lines.encode("utf-8")))},
                              kind="retrain", extra={"model": name})
         f = uploads.path(uid, "labels")
         try:

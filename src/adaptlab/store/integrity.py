@@ -58,7 +58,7 @@ def embedding_row_checksum(fingerprint: str, text_hash: str, vector: bytes) -> b
     of them is caught.
 
     Example:
-        >>> embedding_row_checksum("fp", "h1", b"\x00" * 12) == embedding_row_checksum("fp", "h2", b"\x00" * 12)
+        >>> embedding_row_checksum("fp", "h1", b"v" * 12) == embedding_row_checksum("fp", "h2", b"v" * 12)
         False
     """
     return digest(fingerprint, text_hash, vector)

@@ -594,7 +594,6 @@ class Study:
 
             for rung, seed, fidelity in cells:
                 split = splits[seed]
-                redo = "all" in self.recompute or rung.name in self.recompute
                 job_context = self._seed_context(context, full, split)
                 if rung in frozen_rungs and frozen_encoder is not encoder:
                     job_context = replace(job_context, encoder=frozen_encoder)
@@ -606,7 +605,7 @@ class Study:
                     positive,
                 )
                 grid.append((rung, seed, key, fidelity))
-                redo = redo and key not in self._recomputed
+                redo = self._recomputes(rung, key)
                 stored = None if redo else self.store.get_result(key)
                 if stored is None and not leases.claim(key):
                     deferred[key] = (rung, seed, split, job_context)  # read (or taken over) once ours are done
@@ -664,6 +663,10 @@ class Study:
             return grid, results, cached, n_trained
 
         return run_cells
+
+    def _recomputes(self, rung: Any, key: str) -> bool:
+        """Whether the cell ``key`` of ``rung`` is trained again although stored (``recompute``; once per study)."""
+        return ("all" in self.recompute or rung.name in self.recompute) and key not in self._recomputed
 
     def _capped_in_time(self, rung: Any, context: RungContext) -> bool:
         """SetFit sizes its own training from its pairs (millions for a few thousand texts); in a

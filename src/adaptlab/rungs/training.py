@@ -1315,14 +1315,20 @@ class NetworkRung(Rung):
             "runtime": result.runtime,
             **extra,
         })
-        if ckpt is not None and not cfg.keep_checkpoints:
-            shutil.rmtree(ckpt, ignore_errors=True)
-        elif ckpt is not None and ckpt.is_dir():  # kept on request: `adaptlab store gc` may delete it
-            (ckpt / "finished").touch()
+        _close_checkpoints(ckpt, cfg.keep_checkpoints)
         return fitted
 
 
 CKA_MAX_TEXTS = 200
+
+
+def _close_checkpoints(ckpt: Optional[Path], keep: bool) -> None:
+    """A finished run's checkpoint folder goes, unless kept on request: then it is marked finished, so that
+    `adaptlab store gc` knows nothing will resume it."""
+    if ckpt is not None and not keep:
+        shutil.rmtree(ckpt, ignore_errors=True)
+    elif ckpt is not None and ckpt.is_dir():
+        (ckpt / "finished").touch()
 
 
 def run_key(identity: dict[str, Any], train_hash: str, val_hash: str, seed: int, positive: Optional[str]) -> str:

@@ -147,6 +147,8 @@ def test_a_damaged_embedding_cache_never_reaches_a_result(tmp_path, tiny_encoder
     cache_file = home / "cache" / "embeddings.sqlite"
     if damage == "flip":
         _flip_every_vector(cache_file)
+        r = runner.invoke(app, ["store", "check", "--home", str(home)])
+        assert r.exit_code == 1 and f"{cache_file}: DAMAGED:" in r.output and "fail their checksum" in r.output
     else:
         fold_wal(cache_file)
         truncate(cache_file, 0.4)

@@ -58,6 +58,7 @@ SMOKE: dict[str, list[str]] = {
     "models rollback": ["{model}"],
     "store backup": ["{tmp}/backup-{mode}.sqlite", "--home", "{home}"],
     "store check": ["--home", "{home}"],
+    "store gc": ["--home", "{home}", "--dry-run"],
     "encoders list": ["--folder", "{encoder}", "--no-fingerprint"],
     "encoders embed": ["--data", "{texts}", "-o", "{tmp}/vectors-{mode}.npy", "--encoder", "{encoder}",
                        "--home", "{home}"],

@@ -196,6 +196,9 @@ def study_run(
                                         "Default: nothing is logged."),
     tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri", help="With --track: where to log (default: "
                                                "$ADAPTLAB_TRACKING_URI, else ./mlruns), e.g. http://127.0.0.1:5000."),
+    recompute: Optional[str] = typer.Option(None, "--recompute", help="RUNG[,RUNG] or all: train these rungs' cells "
+                                            "again instead of reading their stored results, and replace them (for "
+                                            "results you distrust)."),
     home: Optional[Path] = HomeOpt,
     json_out: bool = JsonOpt,
 ) -> None:
@@ -241,7 +244,8 @@ def study_run(
     if f.tracking_uri and not f.track:
         raise ConfigError("--tracking-uri says where to log, but nothing is logged without --track mlflow.")
     tracker = make_tracker(f.track, uri=f.tracking_uri)
-    study = Study(cfg, home=f.home, show_progress=progress_bars(json_out), executor=ex, track=tracker)
+    study = Study(cfg, home=f.home, show_progress=progress_bars(json_out), executor=ex, track=tracker,
+                  recompute=f.recompute)
     ds, test_ds, unl = _study_inputs(f)
     comparison = None
     if candidates:
@@ -318,7 +322,8 @@ def _choose_the_encoder_first(study: Any, candidates: list[str], ds: Any, test_d
     comparison = compare_encoders(ds, candidates, config=study.config, test=test_ds, home=study.home,
                                   progress=_progress(json_out), show_progress=progress_bars(json_out))
     cfg = dataclasses.replace(study.config, encoder=comparison.row(comparison.chosen)["spec"])
-    chosen = Study(cfg, home=study.home, show_progress=progress_bars(json_out), executor=study.executor, track=study.tracker)
+    chosen = Study(cfg, home=study.home, show_progress=progress_bars(json_out), executor=study.executor,
+                   track=study.tracker, recompute=",".join(study.recompute) or None)
     if not json_out:
         out.print(render_comparison(comparison))
     return chosen, comparison

@@ -18,7 +18,8 @@ import numpy as np
 
 from adaptlab.data.dataset import text_hash
 from adaptlab.errors import ConfigError, DataError
-from adaptlab.store.files import disk_full_error, is_corrupt, is_disk_full, move_aside
+from adaptlab.store.files import MovedAsideWarning, disk_full_error, is_corrupt, is_disk_full, move_aside
+from adaptlab.store.integrity import embedding_row_checksum as row_checksum
 
 # SQLite's historical limit on host parameters is 999; stay well under it (1 goes to the fingerprint).
 _CHUNK = 800
@@ -31,6 +32,7 @@ CREATE TABLE IF NOT EXISTS embeddings (
     text_hash   TEXT NOT NULL,
     dim         INTEGER NOT NULL,
     vector      BLOB NOT NULL,
+    checksum    BLOB,
     PRIMARY KEY (fingerprint, text_hash)
 ) WITHOUT ROWID
 """
@@ -65,6 +67,9 @@ class EmbeddingCache:
     """Float32 embedding vectors in a SQLite file, keyed by (encoder fingerprint, text hash).
 
     The file uses WAL journaling so several processes (e.g. parallel seeds) can read while one writes.
+    Each row carries a digest of its key and vector, checked on every read: a row whose bytes changed on disk is
+    never returned (it counts as a miss, so it is recomputed and replaced) and a warning names the file; rows
+    written before checksums existed are recomputed the same way, once.
     A damaged file (truncated, overwritten) is moved aside with a warning and the cache starts empty: it only
     holds recomputable vectors. A write that finds the disk full is skipped with a warning saying what to free.
     ``stats`` counts hits, misses and writes since creation (or :meth:`reset_stats`); ``last_stats``
@@ -102,6 +107,7 @@ class EmbeddingCache:
             # which for a cache means recomputing a few vectors.
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute(_SCHEMA)
+            _add_checksum_column(conn)
             conn.commit()
         except BaseException:
             conn.close()
@@ -174,21 +180,34 @@ class EmbeddingCache:
         Vectors are read-only float32 arrays (views on the stored bytes); copy one before editing it.
         """
         keys = list(dict.fromkeys(hashes))
+        damaged: list[str] = []
 
         def read(conn: sqlite3.Connection) -> dict[str, np.ndarray]:
             found: dict[str, np.ndarray] = {}
+            damaged.clear()
             for start in range(0, len(keys), _CHUNK):
                 chunk = keys[start : start + _CHUNK]
                 marks = ",".join("?" * len(chunk))
                 rows = conn.execute(
-                    f"SELECT text_hash, vector FROM embeddings WHERE fingerprint = ? AND text_hash IN ({marks})",
+                    f"SELECT text_hash, vector, checksum FROM embeddings WHERE fingerprint = ? "
+                    f"AND text_hash IN ({marks})",
                     (fingerprint, *chunk),
                 ).fetchall()
-                for h, blob in rows:
+                for h, blob, check in rows:
+                    if check is None:  # written before rows had checksums: unverifiable, so recomputed
+                        continue
+                    if bytes(check) != row_checksum(fingerprint, h, blob):
+                        damaged.append(h)
+                        continue
                     found[h] = np.frombuffer(blob, dtype=np.float32)
             return found
 
         found = self._run(read)
+        if damaged:
+            warnings.warn(MovedAsideWarning(
+                f"{self.path}: {len(damaged)} embedding vector(s) failed their checksum (bytes changed on disk); "
+                "they are not used and are being recomputed (`adaptlab store check` checks the whole file)."),
+                stacklevel=2)
         self.last_stats = CacheStats(hits=len(found), misses=len(keys) - len(found))
         self.stats.hits += self.last_stats.hits
         self.stats.misses += self.last_stats.misses
@@ -210,7 +229,10 @@ class EmbeddingCache:
             raise ConfigError(f"put_many needs a numeric matrix, got dtype {matrix.dtype}.")
         matrix = np.ascontiguousarray(matrix, dtype=np.float32)
         dim = int(matrix.shape[1])
-        rows = [(fingerprint, h, dim, matrix[i].tobytes()) for i, h in enumerate(hashes)]
+        rows = []
+        for i, h in enumerate(hashes):
+            blob = matrix[i].tobytes()
+            rows.append((fingerprint, h, dim, blob, row_checksum(fingerprint, h, blob)))
         try:
             self._run(lambda conn: self._write_rows(conn, rows))
         except (sqlite3.Error, OSError) as exc:
@@ -229,10 +251,11 @@ class EmbeddingCache:
         self.stats.writes += len(rows)
 
     @staticmethod
-    def _write_rows(conn: sqlite3.Connection, rows: list[tuple[str, str, int, bytes]]) -> None:
+    def _write_rows(conn: sqlite3.Connection, rows: list[tuple[str, str, int, bytes, bytes]]) -> None:
         with conn:  # one transaction, committed on exit (rolled back on any error)
             conn.executemany(
-                "INSERT OR REPLACE INTO embeddings (fingerprint, text_hash, dim, vector) VALUES (?, ?, ?, ?)",
+                "INSERT OR REPLACE INTO embeddings (fingerprint, text_hash, dim, vector, checksum) "
+                "VALUES (?, ?, ?, ?, ?)",
                 rows,
             )
 
@@ -264,10 +287,50 @@ class EmbeddingCache:
                     cur = conn.execute("DELETE FROM embeddings WHERE fingerprint = ?", (fingerprint,))
         return int(cur.rowcount)
 
+    def verify(self) -> dict[str, int]:
+        """Check every row against its checksum (read-only): ``{"rows", "damaged", "unverified"}``.
+
+        ``damaged`` rows changed on disk, ``unverified`` ones were written before rows had checksums; a study
+        recomputes both instead of using them.
+
+        Example:
+            >>> cache = EmbeddingCache("/tmp/adaptlab-doc/verify.sqlite")
+            >>> cache.put_many("fp", ["h1"], np.ones((1, 3), dtype=np.float32))
+            >>> cache.verify()["damaged"]
+            0
+        """
+        def scan(conn: sqlite3.Connection) -> dict[str, int]:
+            counts = {"rows": 0, "damaged": 0, "unverified": 0}
+            cur = conn.execute("SELECT fingerprint, text_hash, vector, checksum FROM embeddings")
+            while True:
+                rows = cur.fetchmany(4096)
+                if not rows:
+                    return counts
+                for fp, h, blob, check in rows:
+                    counts["rows"] += 1
+                    if check is None:
+                        counts["unverified"] += 1
+                    elif bytes(check) != row_checksum(fp, h, blob):
+                        counts["damaged"] += 1
+
+        return self._run(scan)
+
     def reset_stats(self) -> None:
         """Set the hit, miss and write counters back to zero."""
         self.stats = CacheStats()
         self.last_stats = CacheStats()
+
+
+def _add_checksum_column(conn: sqlite3.Connection) -> None:
+    """Give a cache file from before row checksums its ``checksum`` column (its old rows stay NULL: recomputed)."""
+    columns = {r[1] for r in conn.execute("PRAGMA table_info(embeddings)")}
+    if "checksum" in columns:
+        return
+    try:
+        conn.execute("ALTER TABLE embeddings ADD COLUMN checksum BLOB")
+    except sqlite3.OperationalError as exc:  # another process added it first
+        if "duplicate column" not in str(exc):
+            raise
 
 
 class PrimedCache:

@@ -15,13 +15,13 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence
 
 import numpy as np
 
 from adaptlab.config import ExecutorConfig, StudyConfig, default_home, parse_duration
 from adaptlab.data import TextDataset, find_near_duplicates, split_dataset
-from adaptlab.errors import DataError
+from adaptlab.errors import ConfigError, DataError
 from adaptlab.evaluate.adaptive import AdaptiveConfig
 from adaptlab.evaluate.executor import Executor, Job, JobsFailedError, make_executor, shared_artifact_key
 from adaptlab.evaluate.tracking import StudyTracking, Tracker, make_tracker
@@ -261,6 +261,8 @@ class Study:
     :class:`~adaptlab.config.ExecutorConfig` (cluster address, retries, per-job CPUs/GPUs/memory) or an
     executor object. ``track``: ``"mlflow"`` (or a tracker object, see :mod:`adaptlab.evaluate.tracking`)
     logs the study and each (rung, seed) cell to an experiment tracker; nothing is logged without it.
+    ``recompute``: rung names (or ``"all"``) whose stored results are not read but trained again and replaced,
+    for a user who distrusts them; their inputs (embeddings, refits) are read only after their checksums match.
 
     Example:
         >>> from adaptlab.data.bundled import load_bbc_news
@@ -280,7 +282,8 @@ class Study:
     def __init__(self, config: StudyConfig, *, home: str | Path | None = None, encoder: Any = None,
                  show_progress: bool = False, executor: "str | ExecutorConfig | Executor | None" = None,
                  time_budget: "str | float | None" = None, cost_estimates: Optional[dict[str, tuple[float, float]]] = None,
-                 priors: Optional[dict[str, float]] = None, track: "str | Tracker | None" = None) -> None:
+                 priors: Optional[dict[str, float]] = None, track: "str | Tracker | None" = None,
+                 recompute: "str | Sequence[str] | None" = None) -> None:
         if time_budget is not None:
             config = replace(config, time_budget=str(time_budget) if not isinstance(time_budget, str) else time_budget)
         if config.rungs_defaulted and config.time_budget:
@@ -321,6 +324,8 @@ class Study:
         self._executor_config = getattr(self.executor, "config", None) or ExecutorConfig()
         # Experiment tracking (adaptlab.evaluate.tracking): nothing is logged unless asked; not part of the id.
         self.tracker = make_tracker(track)
+        self.recompute = recompute_set(recompute, [r.name for r in self.rungs])
+        self._recomputed: set[str] = set()  # result keys trained again in this run (read normally after)
 
     @property
     def store(self) -> RunStore:
@@ -370,6 +375,7 @@ class Study:
         emit = on_event or (lambda _ev: None)
         t_start = time.perf_counter()
         _ = self.store  # opened now, so an unusable --home fails before any work
+        self._prune_abandoned_checkpoints(say)
         prepared = self._prepare(data, test, say)
         full, test_indices, clusters, splits = prepared.full, prepared.test_indices, prepared.clusters, prepared.splits
         classes, positive = prepared.classes, prepared.positive
@@ -446,6 +452,15 @@ class Study:
         )
         self.store.set_summary(study_id, result.to_dict())
         return result
+
+    def _prune_abandoned_checkpoints(self, say: Progress) -> None:
+        """Delete the checkpoints of runs killed long ago and never resumed (`adaptlab store gc` does it sooner)."""
+        from adaptlab.store.housekeeping import AUTO_PRUNE_DAYS, collect_garbage
+
+        gone = collect_garbage(self.home, AUTO_PRUNE_DAYS, kinds={"abandoned"})
+        if gone["removed"]:
+            say(f"deleted {len(gone['removed'])} checkpoint(s) of runs abandoned over {AUTO_PRUNE_DAYS:.0f} days ago "
+                f"({gone['freed_bytes'] / 2**20:.0f} MiB)")
 
     def _split_info(self, full: TextDataset, first: Any, clusters: Any, test_indices: Any) -> dict[str, Any]:
         """The split's facts for the result, with what a naive split would have leaked on this data."""
@@ -592,11 +607,12 @@ class Study:
                     positive,
                 )
                 grid.append((rung, seed, key, fidelity))
-                stored = self.store.get_result(key)
+                redo = self._recomputes(rung, key)
+                stored = None if redo else self.store.get_result(key)
                 if stored is None and not leases.claim(key):
                     deferred[key] = (rung, seed, split, job_context)  # read (or taken over) once ours are done
                     continue
-                if stored is None:
+                if stored is None and not redo:
                     stored = self.store.get_result(key)  # stored by another study since the first read
                     if stored is not None:
                         leases.release(key)
@@ -611,6 +627,7 @@ class Study:
                 self.store.put_result(job.key, rung=job.rung.name, seed=job.seed, metrics=out["metrics"],
                                       predictions=out["predictions"], manifest=out["manifest"])
                 self.store.link_result(study_id, job.key)
+                self._recomputed.add(job.key)
                 leases.release(job.key)  # stored: a study waiting for this cell reads it now
                 results[job.key] = {"metrics": out["metrics"], "predictions": out["predictions"]}
                 f = fidelity_of[job.key]
@@ -649,6 +666,10 @@ class Study:
             return grid, results, cached, n_trained
 
         return run_cells
+
+    def _recomputes(self, rung: Any, key: str) -> bool:
+        """Whether the cell ``key`` of ``rung`` is trained again although stored (``recompute``; once per study)."""
+        return ("all" in self.recompute or rung.name in self.recompute) and key not in self._recomputed
 
     def _capped_in_time(self, rung: Any, context: RungContext) -> bool:
         """SetFit sizes its own training from its pairs (millions for a few thousand texts); in a
@@ -913,6 +934,23 @@ class Study:
                 row["leakage_inflation"] = float(np.mean([r["test"]["f1"] - r["test_clean"]["f1"] for r in cleans]))
             rows.append(row)
         return rows
+
+
+def recompute_set(recompute: "str | Sequence[str] | None", rungs: list[str]) -> set[str]:
+    """The rung names of ``recompute`` (comma-separated text or a list; ``"all"`` for every rung), checked.
+
+    Example:
+        >>> sorted(recompute_set("probe,tfidf", ["tfidf", "probe"])), recompute_set("all", ["tfidf"])
+        (['probe', 'tfidf'], {'all'})
+    """
+    if not recompute:
+        return set()
+    names = [n.strip() for n in (recompute.split(",") if isinstance(recompute, str) else recompute) if n.strip()]
+    unknown = [n for n in names if n != "all" and n not in rungs]
+    if unknown:
+        raise ConfigError.invalid("recompute", ",".join(unknown), f"all, or rungs of this study ({', '.join(rungs)})",
+                                  "Name the rungs whose stored results you want trained again.")
+    return set(names)
 
 
 def adaptive_kind(rung: Any) -> str:

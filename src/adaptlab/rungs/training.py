@@ -57,6 +57,7 @@ from adaptlab.rungs.base import Cost, FittedRung, Rung, RungConfig, RungContext
 from adaptlab.rungs.runtime import NonFiniteGuard, TrainingRuntime, check_mixed_precision
 from adaptlab.store import json_safe
 from adaptlab.store.files import disk_full_error, is_disk_full
+from adaptlab.store.integrity import DamagedError, json_checksum, quarantine, read_bytes_checked, write_bytes_checked
 
 CHECKPOINT_VERSION = 1
 # Texts are shuffled, then sorted by length inside windows of this many batches: batches hold texts of
@@ -608,22 +609,29 @@ class Trainer:
                           touched: list[str], opt: torch.optim.Optimizer, sched: Any, elapsed: float,
                           stages_log: list[dict[str, Any]], param_groups_log: list[dict[str, Any]],
                           scaler: Optional[dict[str, Any]]) -> None:
-        from safetensors.torch import save_file
+        import io
+
+        from safetensors.torch import save
 
         folder.mkdir(parents=True, exist_ok=True)
         tensors = {f"model.{n}": params[n].detach().cpu().contiguous().clone() for n in touched}
         if st.best_state is not None:
             tensors.update({f"best.{n}": t.detach().cpu().contiguous().clone() for n, t in st.best_state.items()})
-        save_file(tensors, str(folder / f"weights-{tag}.safetensors"))
+        # Hashed from memory as written (never read back): the json below records each file's SHA-256.
+        files = {f"weights-{tag}.safetensors": write_bytes_checked(folder / f"weights-{tag}.safetensors",
+                                                                   save(tensors))}
         rng = {"torch": torch.get_rng_state()}
         if torch.cuda.is_available():
             rng.update({f"cuda{i}": s for i, s in enumerate(torch.cuda.get_rng_state_all())})
         state = {"optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "rng": rng}
         if scaler is not None:  # fp16: the loss scale goes on from where it was
             state["scaler"] = scaler
-        torch.save(state, folder / f"state-{tag}.pt")
+        buffer = io.BytesIO()
+        torch.save(state, buffer)
+        files[f"state-{tag}.pt"] = write_bytes_checked(folder / f"state-{tag}.pt", buffer.getvalue())
         meta = {"version": CHECKPOINT_VERSION, "run_key": self.run_key, "tag": tag, **st.to_json(),
-                "elapsed": elapsed, "stages_log": stages_log, "param_groups_log": param_groups_log}
+                "elapsed": elapsed, "stages_log": stages_log, "param_groups_log": param_groups_log, "files": files}
+        meta["checksum"] = json_checksum(meta)  # a flipped digit in a step count is caught too
         tmp = folder / "checkpoint.json.tmp"
         tmp.write_text(json.dumps(meta), encoding="utf-8")
         os.replace(tmp, folder / "checkpoint.json")  # atomic: the json names a complete pair of files
@@ -631,8 +639,6 @@ class Trainer:
     def _load_checkpoint(
         self, params: dict[str, nn.Parameter], touched: list[str]
     ) -> Optional[tuple["_LoopState", dict[str, Any]]]:
-        from safetensors.torch import load_file
-
         folder = self.checkpoint_dir
         assert folder is not None
         meta_file = folder / "checkpoint.json"
@@ -640,16 +646,23 @@ class Trainer:
             return None
         try:
             meta = json.loads(meta_file.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError):
-            warnings.warn(f"unreadable checkpoint {str(meta_file)!r}; starting from scratch", UserWarning, stacklevel=3)
+            if not isinstance(meta, dict):
+                raise ValueError("not a JSON object")
+        except (OSError, ValueError) as exc:
+            quarantine(folder, f"{meta_file.name} is unreadable ({exc})", then=_RESTART)
             return None
         if meta.get("version") != CHECKPOINT_VERSION or meta.get("run_key") != self.run_key:
             warnings.warn(f"checkpoint in {str(folder)!r} belongs to another run; starting from scratch",
                           UserWarning, stacklevel=3)
             return None
-        tag = meta["tag"]
-        tensors = load_file(str(folder / f"weights-{tag}.safetensors"))
-        state = torch.load(folder / f"state-{tag}.pt", weights_only=True, map_location="cpu")
+        try:
+            tensors, state = _read_checkpoint_files(folder, meta)
+        except MemoryError:
+            raise
+        except Exception as exc:  # noqa: BLE001 -- any damage (checksum, truncation, a bad pickle): not used
+            problem = str(exc) if isinstance(exc, DamagedError) else f"{type(exc).__name__}: {exc}"[:300]
+            quarantine(folder, problem, then=_RESTART)
+            return None
         missing = [n for n in touched if f"model.{n}" not in tensors]
         if missing:
             warnings.warn(f"checkpoint lacks {len(missing)} tensors; starting from scratch", UserWarning, stacklevel=3)
@@ -666,6 +679,30 @@ class Trainer:
         opt_state = {"optimizer": _to_device(state["optimizer"], device), "scheduler": state["scheduler"],
                      "scaler": state.get("scaler")}
         return st, opt_state
+
+
+_RESTART = "this run starts again from step 0 (a damaged checkpoint is never resumed)"
+
+
+def _read_checkpoint_files(folder: Path, meta: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """The checkpoint's tensors and optimizer/RNG state, each file checked against the SHA-256 the json recorded.
+
+    Raises :class:`DamagedError` (or the reader's own error for a legacy checkpoint without checksums) when any
+    part is damaged; nothing is loaded into the model before both files are read whole.
+    """
+    import io
+
+    from safetensors.torch import load
+
+    tag = meta["tag"]
+    names = (f"weights-{tag}.safetensors", f"state-{tag}.pt")
+    if "files" in meta:  # legacy checkpoints (no checksums) are read as before; a damaged one fails to parse
+        if meta.get("checksum") != json_checksum(meta):
+            raise DamagedError(folder / "checkpoint.json", "its checksum does not match its contents")
+        weights, state = (read_bytes_checked(folder / n, meta["files"].get(n)) for n in names)
+    else:
+        weights, state = ((folder / n).read_bytes() for n in names)
+    return load(weights), torch.load(io.BytesIO(state), weights_only=True, map_location="cpu")
 
 
 @dataclass
@@ -1278,12 +1315,20 @@ class NetworkRung(Rung):
             "runtime": result.runtime,
             **extra,
         })
-        if ckpt is not None and not cfg.keep_checkpoints:
-            shutil.rmtree(ckpt, ignore_errors=True)
+        _close_checkpoints(ckpt, cfg.keep_checkpoints)
         return fitted
 
 
 CKA_MAX_TEXTS = 200
+
+
+def _close_checkpoints(ckpt: Optional[Path], keep: bool) -> None:
+    """A finished run's checkpoint folder goes, unless kept on request: then it is marked finished, so that
+    `adaptlab store gc` knows nothing will resume it."""
+    if ckpt is not None and not keep:
+        shutil.rmtree(ckpt, ignore_errors=True)
+    elif ckpt is not None and ckpt.is_dir():
+        (ckpt / "finished").touch()
 
 
 def run_key(identity: dict[str, Any], train_hash: str, val_hash: str, seed: int, positive: Optional[str]) -> str:

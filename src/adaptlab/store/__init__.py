@@ -3,7 +3,8 @@
 Results are content-addressed: the key hashes everything that determines the number (data hash, split
 fingerprint, encoder fingerprint, rung config, seed), so re-running an identical study reads the stored
 results instead of training again. Each result carries a JSON manifest (code version, hashes, config,
-seed, metrics) so a number in a report can be traced back and reproduced.
+seed, metrics) so a number in a report can be traced back and reproduced, and a SHA-256 of what was stored:
+a result whose bytes changed on disk is never read back (it is trained again, with a warning).
 """
 from __future__ import annotations
 
@@ -28,7 +29,8 @@ CREATE TABLE IF NOT EXISTS studies (
     updated_at REAL NOT NULL,
     config     TEXT NOT NULL,
     data_hash  TEXT NOT NULL,
-    summary    TEXT
+    summary    TEXT,
+    summary_checksum TEXT
 );
 CREATE TABLE IF NOT EXISTS results (
     result_key TEXT PRIMARY KEY,
@@ -37,7 +39,8 @@ CREATE TABLE IF NOT EXISTS results (
     metrics    TEXT NOT NULL,
     predictions TEXT NOT NULL,
     manifest   TEXT NOT NULL,
-    created_at REAL NOT NULL
+    created_at REAL NOT NULL,
+    checksum   TEXT
 );
 CREATE TABLE IF NOT EXISTS study_results (
     study_id   TEXT NOT NULL,
@@ -119,6 +122,8 @@ class RunStore:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             with self._connect() as con:
                 con.executescript(SCHEMA)
+                _add_column(con, "results", "checksum", "TEXT")
+                _add_column(con, "studies", "summary_checksum", "TEXT")
         except (OSError, sqlite3.DatabaseError) as exc:
             raise StoreError(
                 f"cannot open the run store at {self.path}: {exc}. "
@@ -161,12 +166,26 @@ class RunStore:
 
     # results ------------------------------------------------------------------------------------
     def get_result(self, key: str) -> Optional[dict]:
+        """The stored result ``key``, or None when absent or damaged (its checksum does not match: then a
+        :class:`~adaptlab.store.files.MovedAsideWarning` names the store and the result, and the caller trains
+        it again, which replaces it)."""
         with self._connect() as con:
             row = con.execute(
-                "SELECT rung, seed, metrics, predictions, manifest, created_at FROM results WHERE result_key=?",
+                "SELECT rung, seed, metrics, predictions, manifest, created_at, checksum FROM results "
+                "WHERE result_key=?",
                 (key,),
             ).fetchone()
         if row is None:
+            return None
+        problem = result_problem(key, row)
+        if problem is not None:
+            import warnings
+
+            from adaptlab.store.files import MovedAsideWarning
+
+            warnings.warn(MovedAsideWarning(
+                f"{self.path}: the stored result {key[:12]} ({row[0]} seed {row[1]}) is damaged ({problem}); it is "
+                "not used and is trained again (the new result replaces it)."), stacklevel=2)
             return None
         return {
             "result_key": key,
@@ -181,11 +200,29 @@ class RunStore:
     def put_result(
         self, key: str, *, rung: str, seed: int, metrics: dict, predictions: dict, manifest: dict
     ) -> None:
+        texts = (json.dumps(metrics), json.dumps(predictions), json.dumps(manifest))
         with self._connect() as con:
             con.execute(
-                "INSERT OR REPLACE INTO results VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (key, rung, seed, json.dumps(metrics), json.dumps(predictions), json.dumps(manifest), time.time()),
+                "INSERT OR REPLACE INTO results (result_key, rung, seed, metrics, predictions, manifest, created_at, "
+                "checksum) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (key, rung, seed, *texts, time.time(), result_checksum(key, rung, seed, *texts)),
             )
+
+    def count_results(self, rungs: Optional[list[str]] = None) -> int:
+        """How many results (of ``rungs``, default every rung) the store holds.
+
+        Example:
+            >>> import tempfile, os
+            >>> store = RunStore(os.path.join(tempfile.mkdtemp(), "runs.sqlite"))
+            >>> store.put_result("k1", rung="probe", seed=0, metrics={}, predictions={}, manifest={})
+            >>> store.count_results(["probe"]), store.count_results(["tfidf"])
+            (1, 0)
+        """
+        with self._connect() as con:
+            if rungs is None:
+                return int(con.execute("SELECT COUNT(*) FROM results").fetchone()[0])
+            marks = ",".join("?" * len(rungs))
+            return int(con.execute(f"SELECT COUNT(*) FROM results WHERE rung IN ({marks})", rungs).fetchone()[0])
 
     # leases -------------------------------------------------------------------------------------
     # A lease says "this process is training this cell": studies on the same home that find a live lease wait
@@ -252,10 +289,11 @@ class RunStore:
             con.execute("INSERT OR IGNORE INTO study_results VALUES (?, ?)", (study_id, key))
 
     def set_summary(self, study_id: str, summary: dict) -> None:
+        text = json.dumps(summary)
         with self._connect() as con:
             con.execute(
-                "UPDATE studies SET summary=?, updated_at=? WHERE study_id=?",
-                (json.dumps(summary), time.time(), study_id),
+                "UPDATE studies SET summary=?, summary_checksum=?, updated_at=? WHERE study_id=?",
+                (text, hashlib.sha256(text.encode("utf-8")).hexdigest(), time.time(), study_id),
             )
 
     def learn_cost(self, machine: str, key: str, ratio: float) -> dict:
@@ -300,13 +338,13 @@ class RunStore:
         with self._connect() as con:
             if study_id == "latest":
                 row = con.execute(
-                    "SELECT study_id, name, created_at, updated_at, config, data_hash, summary FROM studies "
-                    "WHERE summary IS NOT NULL ORDER BY updated_at DESC LIMIT 1"
+                    "SELECT study_id, name, created_at, updated_at, config, data_hash, summary, summary_checksum "
+                    "FROM studies WHERE summary IS NOT NULL ORDER BY updated_at DESC LIMIT 1"
                 ).fetchone()
             else:
                 rows = con.execute(
-                    "SELECT study_id, name, created_at, updated_at, config, data_hash, summary FROM studies "
-                    "WHERE study_id LIKE ? OR name = ?",
+                    "SELECT study_id, name, created_at, updated_at, config, data_hash, summary, summary_checksum "
+                    "FROM studies WHERE study_id LIKE ? OR name = ?",
                     (study_id + "%", study_id),
                 ).fetchall()
                 if len(rows) > 1:
@@ -327,13 +365,66 @@ class RunStore:
             "updated_at": row[3],
             "config": json.loads(row[4]),
             "data_hash": row[5],
-            "summary": json.loads(row[6]) if row[6] else None,
+            "summary": self._read_summary(row),
         }
+
+    def _read_summary(self, row: tuple) -> Optional[dict]:
+        """A study's stored summary after checking it against its checksum (a flipped F1 is never reported)."""
+        study_id, name, text, checksum = row[0], row[1], row[6], row[7]
+        if not text:
+            return None
+        try:
+            if checksum is not None and hashlib.sha256(text.encode("utf-8")).hexdigest() != checksum:
+                raise ValueError("its checksum does not match: bytes changed on disk")
+            return json.loads(text)
+        except (ValueError, UnicodeError) as exc:
+            raise StoreError(
+                f"{self.path}: the stored summary of study {study_id[:12]} ({name}) is damaged ({exc}). Run the "
+                "same `adaptlab study run` again: it reads the study's results back from the store (training again "
+                "only results that are damaged too) and writes the summary anew.") from exc
 
     def study_results(self, study_id: str) -> list[dict]:
         with self._connect() as con:
             keys = [r[0] for r in con.execute("SELECT result_key FROM study_results WHERE study_id=?", (study_id,))]
         return [r for r in (self.get_result(k) for k in keys) if r is not None]
+
+
+def result_checksum(key: str, rung: str, seed: int, metrics: str, predictions: str, manifest: str) -> str:
+    """SHA-256 of a stored result's row as written (its key, rung, seed and the three JSON texts).
+
+    Example:
+        >>> result_checksum("k", "probe", 0, "{}", "{}", "{}") == result_checksum("k", "probe", 1, "{}", "{}", "{}")
+        False
+    """
+    blob = json.dumps([key, rung, int(seed), metrics, predictions, manifest])
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+
+
+def result_problem(key: str, row: tuple) -> Optional[str]:
+    """What is wrong with a results row ``(rung, seed, metrics, predictions, manifest, created_at, checksum)``,
+    or None. A row from before checksums (NULL) is accepted as long as its JSON reads."""
+    rung, seed, metrics, predictions, manifest, _created, checksum = row
+    try:
+        if checksum is not None:  # a match means the JSON is what was written: no need to parse it here
+            if checksum != result_checksum(key, rung, seed, metrics, predictions, manifest):
+                return "its checksum does not match: bytes changed on disk"
+            return None
+        for text in (metrics, predictions, manifest):
+            json.loads(text)
+    except (TypeError, ValueError) as exc:
+        return f"unreadable: {type(exc).__name__}: {exc}"[:200]
+    return None
+
+
+def _add_column(con: sqlite3.Connection, table: str, column: str, kind: str) -> None:
+    """Add ``column`` to a ``table`` created by an older adaptlab (its old rows get NULL)."""
+    if column in {r[1] for r in con.execute(f"PRAGMA table_info({table})")}:
+        return
+    try:
+        con.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
+    except sqlite3.OperationalError as exc:  # another process added it first
+        if "duplicate column" not in str(exc):
+            raise
 
 
 def store_failure(path: Path, exc: BaseException) -> Optional[AdaptlabError]:
@@ -369,8 +460,10 @@ def recovery_steps(path: Path, problem: str) -> str:
 def check_store(path: str | Path) -> dict:
     """``PRAGMA integrity_check`` of a run store file and its row counts; never modifies the file.
 
-    Returns ``{"path", "ok", "problems" (list of messages, empty when ok), "studies", "results", "bytes"}``;
-    counts are None when the tables cannot be read. A missing file is a :class:`StoreError`.
+    Returns ``{"path", "ok", "problems" (list of messages, empty when ok), "studies", "results", "bytes",
+    "damaged_results" (results whose checksum does not match: trained again when asked for), "unverified_results"
+    (stored before results had checksums)}``; counts are None when the tables cannot be read. A missing file is a
+    :class:`StoreError`.
 
     Example:
         >>> import tempfile, os
@@ -382,7 +475,7 @@ def check_store(path: str | Path) -> dict:
     if not path.is_file():
         raise StoreError(f"no run store at {path}: pass the --home of your studies (or set ADAPTLAB_HOME).")
     report: dict[str, Any] = {"path": str(path), "ok": False, "problems": [], "studies": None, "results": None,
-                              "bytes": path.stat().st_size}
+                              "damaged_results": [], "unverified_results": None, "bytes": path.stat().st_size}
     try:
         con = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
     except sqlite3.Error as exc:
@@ -396,12 +489,39 @@ def check_store(path: str | Path) -> dict:
                 report[table] = con.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
             except sqlite3.DatabaseError as exc:
                 report["problems"].append(f"table {table}: {exc}")
+        if report["results"] is not None:
+            _check_results(con, report)
     except sqlite3.DatabaseError as exc:
         report["problems"].append(str(exc))
     finally:
         con.close()
     report["ok"] = not report["problems"]
     return report
+
+
+def _check_results(con: sqlite3.Connection, report: dict[str, Any]) -> None:
+    """Every result row against its checksum: damaged ones are listed in ``damaged_results`` (the file itself is
+    fine; a study that needs one trains it again), rows from before checksums are counted as ``unverified_results``."""
+    columns = {r[1] for r in con.execute("PRAGMA table_info(results)")}
+    checksum = "checksum" if "checksum" in columns else "NULL"
+    cur = con.execute(f"SELECT result_key, rung, seed, metrics, predictions, manifest, created_at, {checksum} "
+                      "FROM results")
+    unverified = 0
+    for key, *row in cur:
+        unverified += row[-1] is None
+        problem = result_problem(key, tuple(row))
+        if problem is not None:
+            report["damaged_results"].append(f"result {key[:12]} ({row[0]} seed {row[1]}): {problem}; the next study "
+                                      f"that needs it trains it again (or `study run --recompute {row[0]}`)")
+    report["unverified_results"] = unverified
+    columns = {r[1] for r in con.execute("PRAGMA table_info(studies)")}
+    if "summary_checksum" in columns:
+        rows = con.execute("SELECT study_id, name, summary, summary_checksum FROM studies "
+                           "WHERE summary IS NOT NULL AND summary_checksum IS NOT NULL")
+        for study_id, name, text, checksum in rows:
+            if hashlib.sha256(text.encode("utf-8")).hexdigest() != checksum:
+                report["damaged_results"].append(f"summary of study {study_id[:12]} ({name}): its checksum does not "
+                                                 "match; run the same `adaptlab study run` again to rewrite it")
 
 
 def backup_store(path: str | Path, dest: str | Path) -> dict:

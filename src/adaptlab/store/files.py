@@ -50,7 +50,7 @@ class MovedAsideWarning(UserWarning):
     """A damaged cache or refit folder was renamed (kept for inspection) and is being recomputed."""
 
 
-def move_aside(path: PathLike, reason: str) -> Path:
+def move_aside(path: PathLike, reason: str, then: str = "its contents are being recomputed") -> Path:
     """Rename a damaged, recomputable ``path`` to ``<name>.corrupt-<timestamp>`` beside it, warn, return the new path.
 
     Only for what can be recomputed (embedding cache, refit folders): the run store is never moved or deleted
@@ -77,7 +77,7 @@ def move_aside(path: PathLike, reason: str) -> Path:
             os.replace(extra, dest.with_name(dest.name + side))
     warnings.warn(MovedAsideWarning(
         f"{path} was damaged ({reason}); it was moved aside to {dest} (kept for inspection; delete it when done) "
-        "and its contents are being recomputed."), stacklevel=2)
+        f"and {then}."), stacklevel=2)
     return dest
 
 

@@ -1,7 +1,8 @@
 """`refit_encoder`: refit an encoder on a text corpus once, store it content-addressed, reuse it after.
 
 Layout under ``home/refits/<key>/``: ``encoder/`` (a sentence-transformers folder written by
-`Encoder.save_pretrained`), ``manifest.json`` (written last: its presence means the refit is complete)
+`Encoder.save_pretrained`), ``checksums.json`` (SHA-256 of every file of ``encoder/`` and of the manifest,
+verified before every reuse), ``manifest.json`` (written last: its presence means the refit is complete)
 and, while training, ``checkpoint/``. The key hashes the base encoder's fingerprint, the corpus, the
 training config, the budget and the refit seed, so every seed, rung and later study that asks for the
 same refit reads it instead of training again.
@@ -28,7 +29,8 @@ from adaptlab.rungs.refit.objectives import build_objective
 from adaptlab.rungs.refit.train import StepCallback, TokenizedCorpus, train
 from adaptlab.rungs.runtime import is_main_process
 from adaptlab.store import content_key
-from adaptlab.store.files import move_aside
+from adaptlab.store.files import sha256_file
+from adaptlab.store.integrity import folder_checksums, quarantine, verify_folder, write_checksums
 
 REFIT_SCHEMA = 1
 
@@ -77,7 +79,8 @@ def refit_key(base_fingerprint: str, corpus_hash: str, cfg: RefitConfig, budget:
 def load_stored_refit(folder: Path, device: str = "auto") -> Optional[tuple[Any, dict[str, Any]]]:
     """The encoder and manifest of a finished refit folder, or None if it is absent or unfinished.
 
-    A finished folder that cannot be read (damaged manifest or weights) is moved aside with a warning
+    A finished folder whose files do not match its ``checksums.json`` (flipped bytes, truncation, a folder
+    written before checksums existed) or that cannot be read is moved aside with a warning
     (``<key>.corrupt-<time>``, kept for inspection) and None is returned, so the refit is trained again.
     """
     from adaptlab.encoders import Encoder
@@ -85,13 +88,18 @@ def load_stored_refit(folder: Path, device: str = "auto") -> Optional[tuple[Any,
     manifest_file = Path(folder) / "manifest.json"
     if not manifest_file.is_file() or not (Path(folder) / "encoder").is_dir():
         return None
+    problems = verify_folder(folder)
+    if problems:
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        quarantine(folder, problems[0] + more, then="the refit is trained again")
+        return None
     try:
         manifest = json.loads(manifest_file.read_text(encoding="utf-8"))
         enc = Encoder.from_pretrained(Path(folder) / "encoder", device=device)
     except MemoryError:
         raise
     except Exception as exc:  # noqa: BLE001 -- any damage (bad JSON, truncated weights): a refit is recomputable
-        move_aside(folder, f"{type(exc).__name__}: {exc}"[:300])
+        quarantine(folder, f"{type(exc).__name__}: {exc}"[:300], then="the refit is trained again")
         return None
     enc.name = manifest.get("refit_encoder", {}).get("name", enc.name)  # not "encoder" (the folder name)
     return enc, manifest
@@ -178,6 +186,10 @@ def refit_encoder(
     if main:
         tmp_manifest = folder / "manifest.json.tmp"
         tmp_manifest.write_text(json.dumps(manifest, indent=1), encoding="utf-8")
+        # Checksums before the manifest: a folder with a manifest always has them (else it is retrained).
+        sums = folder_checksums(folder, ["encoder"])
+        sums["manifest.json"] = {"sha256": sha256_file(tmp_manifest), "bytes": tmp_manifest.stat().st_size}
+        write_checksums(folder, sums)
         os.replace(tmp_manifest, folder / "manifest.json")
         if not cfg.keep_checkpoint:
             from adaptlab.rungs.refit.train import Checkpointer

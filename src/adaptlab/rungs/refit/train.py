@@ -31,6 +31,7 @@ from adaptlab.errors import AdaptlabError
 from adaptlab.rungs.refit.config import RefitBudget, RefitConfig
 from adaptlab.rungs.runtime import NonFiniteGuard, TrainingRuntime
 from adaptlab.store.files import disk_full_error, is_disk_full
+from adaptlab.store.integrity import quarantine, verify_folder, write_checksums
 
 # Batches are sorted by length inside windows of this many batches, then the batches are shuffled:
 # padding drops to a few percent while the order stays random (Hugging Face's group_by_length idea).
@@ -244,6 +245,18 @@ class Checkpointer:
         payload = {**state.to_dict(), "numpy_rng": _numpy_state_to_json(), "python_rng": _python_state_to_json(),
                    "scaler": scaler}
         (tmp / "state.json").write_text(json.dumps(payload))
+        write_checksums(tmp)  # last: a checkpoint is trusted only when every file matches what was written
+
+    def discard_if_damaged(self) -> None:
+        """Move the checkpoint aside (a warning names it) when a file does not match its checksum, so the refit
+        starts over instead of resuming from damaged weights or optimizer state."""
+        if not self.exists():
+            return
+        problems = verify_folder(self.folder)
+        if problems:
+            more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+            quarantine(self.folder, problems[0] + more,
+                       then="the refit starts again from step 0 (a damaged checkpoint is never resumed)")
 
     def load(self, model: nn.Module, optimizer: Any, scheduler: Any, generator: torch.Generator,
              runtime: Optional[TrainingRuntime] = None) -> TrainState:
@@ -405,6 +418,9 @@ def train(
     model.train()
     batches0 = corpus.epoch_batches(cfg.batch_size, seed, 0)
     measured = measure_seconds_per_step(model, corpus, batches0, cfg.estimate_steps, generator, rt.autocast)
+    if rt.is_main:
+        ckpt.discard_if_damaged()
+    rt.wait()
     resume_step = ckpt.step()
     plan = _session_plan(ckpt, resume_step, corpus, cfg, budget, measured)
     # A wall-clock plan comes from each process's own timing: every process follows the main one's.

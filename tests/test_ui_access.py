@@ -31,7 +31,7 @@ def location_id(r) -> str:
 # ------------------------------------------------------------------------------------------------ cancel
 @pytest.fixture
 def slow_steps(monkeypatch):
-    """Each optimizer step takes 0.1 s more while ``slow`` is set: 600 steps then run over 60 s."""
+    """Each optimizer step takes 0.16 s more while ``slow`` is set: 400 steps then run over 60 s."""
     real = training._Loop._step
     slow, steps = threading.Event(), []
     slow.set()
@@ -40,7 +40,7 @@ def slow_steps(monkeypatch):
         real(self, idx, trainable)
         steps.append(self.st.step)
         if slow.is_set():
-            time.sleep(0.1)
+            time.sleep(0.16)
 
     monkeypatch.setattr(training._Loop, "_step", step)
     return slow, steps
@@ -55,8 +55,8 @@ def test_cancel_ends_a_running_finetune_within_seconds_and_resume_finishes_it(tm
         uid = location_id(client.post("/upload", files={"labeled": ("d.csv", csv_bytes(topic_corpus(90)), "text/csv")},
                                       follow_redirects=False))
         client.post(f"/data/{uid}/check", data={"text_col": "text", "label_col": "label"}, follow_redirects=False)
-        # 600 steps at >= 0.1 s each: over a minute; patience so high that early stopping never ends it sooner.
-        r = client.post(f"/data/{uid}/start", data={"rungs": ["finetune"], "seeds": "1", "train_budget": "600steps",
+        # 400 steps at >= 0.16 s each: over a minute; patience so high that early stopping never ends it sooner.
+        r = client.post(f"/data/{uid}/start", data={"rungs": ["finetune"], "seeds": "1", "train_budget": "400steps",
                                                     "p.finetune.patience": "1000", "p.finetune.batch_size": "8"},
                         follow_redirects=False)
         jid = location_id(r)
@@ -73,7 +73,7 @@ def test_cancel_ends_a_running_finetune_within_seconds_and_resume_finishes_it(tm
         stopped_after = time.monotonic() - t0
         snap = client.get(f"/api/jobs/{jid}").json()
         assert snap["status"] == "cancelled" and snap["resumable"], snap["phase"]
-        assert stopped_after < 30 and steps[-1] < 600
+        assert stopped_after < 30 and steps[-1] < 400
         assert "finetune seed 0 stopped mid-run (a training rung keeps its checkpoint)" in snap["phase"]
         assert snap["cells"]["finetune|0"]["state"] == "pending"
         (ckpt,) = list((tmp_path / "home").glob("checkpoints/finetune/*/checkpoint.json"))
@@ -86,7 +86,7 @@ def test_cancel_ends_a_running_finetune_within_seconds_and_resume_finishes_it(tm
         assert job.status == "done" and job.runs == 2 and job.result["n_trained"] == 1, job.phase
         (stored,) = RunStore(tmp_path / "home" / "runs.sqlite").study_results(job.study_id)
         diag = stored["metrics"]["diagnostics"]
-        assert diag["resumed_from_step"] == saved and stored["metrics"]["selected"]["steps"] == 600
+        assert diag["resumed_from_step"] == saved and stored["metrics"]["selected"]["steps"] == 400
 
 
 # ------------------------------------------------------------------------------------------------ the token

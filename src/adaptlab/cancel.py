@@ -18,18 +18,19 @@ import threading
 from typing import Any, Callable, Iterator, Optional
 
 
-class Cancelled(KeyboardInterrupt):
+class Cancelled(BaseException):
     """The work was cancelled on request; what finished (and the running run's checkpoint) is kept.
 
-    A ``KeyboardInterrupt``: ``except Exception`` clauses (best-effort steps, retries) do not swallow it,
-    and the CLI's Ctrl+C handling (exit 130, "run the same command again to resume") applies.
+    A ``BaseException``, as ``KeyboardInterrupt`` is: ``except Exception`` clauses (best-effort steps,
+    retries) do not swallow it. Not a ``KeyboardInterrupt`` itself, which test runners and doctest treat as
+    "stop everything". The CLI answers it as a Ctrl+C (exit 130, "run the same command again to resume").
 
     Example:
         >>> try:
         ...     raise Cancelled("cancelled at step 12")
-        ... except KeyboardInterrupt as stop:
-        ...     print(stop)
-        cancelled at step 12
+        ... except Cancelled as stop:
+        ...     print(stop, isinstance(stop, Exception))
+        cancelled at step 12 False
     """
 
 

@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from adaptlab.cancel import cancel_on_sigint
+from adaptlab.cancel import Cancelled, cancel_on_sigint
 from adaptlab.cli.progress import progress_bars
 from adaptlab.errors import AdaptlabError
 
@@ -64,7 +64,7 @@ def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
             # Escape: messages contain [codes] and [lists] that rich would swallow as markup.
             err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
             raise typer.Exit(exc.exit_code)
-        except KeyboardInterrupt:
+        except (KeyboardInterrupt, Cancelled):  # Ctrl+C, or the first one's stop at the next step
             err.print("interrupted. Finished runs are stored; run the same command again to resume.")
             raise typer.Exit(130)
         except (typer.Exit, typer.Abort, typer.TyperException):

@@ -506,7 +506,7 @@ def _checkpoint_if_due(rt: Any, ckpt: Any, cfg: Any, state: TrainState, plan: An
         rt.wait()
         last_ckpt_time = time.perf_counter()
         if requested:
-            # A cancel (web app, adaptlab.cancel) and a Ctrl-C stop alike; a Cancelled is a KeyboardInterrupt.
+            # A cancel (web app, adaptlab.cancel) stops as a Ctrl-C does, with its own exception.
             stop = Cancelled if cancel_requested() else KeyboardInterrupt
             raise stop(
                 f"refit interrupted at step {state.step}; the checkpoint is in {ckpt.folder}. "

@@ -10,6 +10,7 @@ from typing import Any, Callable, Optional
 import typer
 from rich.markup import escape
 
+from adaptlab.cancel import Cancelled, cancel_on_sigint
 from adaptlab.cli import exit_codes
 from adaptlab.cli.console import SafeConsole, plain
 from adaptlab.cli.progress import progress_bars
@@ -65,7 +66,7 @@ def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
             # Escape: messages contain [codes] and [lists] that rich would swallow as markup.
             err.print(f"[bold red]error:[/] {escape(bounded_message(str(exc)))}", highlight=False, soft_wrap=True)
             raise typer.Exit(exc.exit_code)
-        except KeyboardInterrupt:
+        except (KeyboardInterrupt, Cancelled):  # Ctrl+C, or the first one's stop at the next step
             err.print("interrupted. Finished runs are stored; run the same command again to resume.")
             raise typer.Exit(exit_codes.INTERRUPTED)
         except (typer.Exit, typer.Abort, typer.TyperException):
@@ -257,13 +258,20 @@ def study_run(
         if note and not json_out:
             err.print(f"[dim]time budget: {note}[/]", highlight=False)
     # Studies with a refit rung are diagnosed (probe gap, MMD, domain shift) and the result stored with it.
-    result = _run_with_progress(study, ds, test_ds, unl, json_out)
+    with cancel_on_sigint(_say_stopping):  # the first Ctrl+C stops at the next training step, checkpoint kept
+        result = _run_with_progress(study, ds, test_ds, unl, json_out)
     if comparison is not None:
         # Stored with the study's data facts (beside the encoder it used), so reports can show the choice.
         result.data["encoder_choice"] = comparison.summary()
         result.data["encoder_comparison"] = comparison.to_dict()
         study.store.set_summary(result.study_id, result.to_dict())
     _decide_and_emit(study, result, f.track, tracker, json_out)
+
+
+def _say_stopping() -> None:
+    """What the first Ctrl+C of a study says (from the signal handler: a plain write, no rich)."""
+    sys.stderr.write("\nstopping at the next training step and keeping its checkpoint (Ctrl+C again stops at "
+                     "once) ...\n")
 
 
 def _run_with_progress(study: Any, ds: Any, test_ds: Any, unl: Any, json_out: bool) -> Any:

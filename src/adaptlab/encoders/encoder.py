@@ -23,6 +23,7 @@ from typing import Any, Iterator, Optional, Sequence, Union
 import numpy as np
 import torch
 
+from adaptlab.cancel import check_cancelled
 from adaptlab.errors import ConfigError
 
 DEFAULT_ENCODER = "all-MiniLM-L6-v2"
@@ -374,6 +375,7 @@ class Encoder:
         try:
             with torch.inference_mode():
                 for start in range(0, n, batch_size):
+                    check_cancelled()  # a cancelled job stops here, not after a long encoding pass
                     idx = order[start : start + batch_size]
                     input_ids, mask = pad_batch(ids, idx, pad_id)
                     emb = self._forward(

@@ -31,6 +31,7 @@ from typing import Any, Callable, Optional
 import numpy as np
 
 import adaptlab
+from adaptlab.cancel import check_cancelled
 from adaptlab.config import ExecutorConfig
 from adaptlab.data import TextDataset
 from adaptlab.errors import AdaptlabError, ConfigError
@@ -217,6 +218,7 @@ class InProcessExecutor(Executor):
             primed: Optional[dict[str, tuple[list[str], np.ndarray]]] = None,
             on_start: Optional[Callable[[Job], None]] = None) -> list[JobFailure]:
         for job in jobs:
+            check_cancelled()  # a cancel between two cells (one inside a cell stops at its next step)
             say(f"{job.rung.name:>8} seed {job.seed}: training on {len(job.split.train)}, "
                 f"validating on {len(job.split.val)} ...")
             if on_start is not None:

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence
 
 import numpy as np
 
+from adaptlab.cancel import CancelToken, cancel_scope
 from adaptlab.config import ExecutorConfig, StudyConfig, default_home, parse_duration
 from adaptlab.data import TextDataset, find_near_duplicates, split_dataset
 from adaptlab.errors import ConfigError, DataError
@@ -355,17 +356,24 @@ class Study:
         unlabeled: Optional[TextDataset] = None,
         progress: Optional[Progress] = None,
         on_event: Optional[Callable[[StudyEvent], None]] = None,
+        cancel: Optional[CancelToken] = None,
     ) -> StudyResult:
         """Run every (rung, seed) cell not yet in the run store; ``progress`` gets text lines, ``on_event``
         a :class:`StudyEvent` per cell started, read from the store or finished. With a tracker
-        (``track=``), the study and each of its cells are logged to it as well."""
-        if self.tracker is None:
-            return self._run(data, test, unlabeled, progress, on_event)
-        tracking = StudyTracking(self.tracker, self.store, {r.name: r.config.to_dict() for r in self.rungs}, on_event)
-        with tracking:  # a study that stops (error, Ctrl-C) ends its tracked run as FAILED / KILLED
-            result = self._run(data, test, unlabeled, progress, tracking.on_event)
-            tracking.finish(result)
-        return result
+        (``track=``), the study and each of its cells are logged to it as well.
+
+        ``cancel`` (an :class:`adaptlab.cancel.CancelToken`, set from another thread) stops the study at the
+        running cell's next training step or encode batch with :class:`adaptlab.cancel.Cancelled`; the cell's
+        checkpoint is kept, so running the same study again reads the finished cells and resumes that one."""
+        with cancel_scope(cancel):
+            if self.tracker is None:
+                return self._run(data, test, unlabeled, progress, on_event)
+            tracking = StudyTracking(self.tracker, self.store, {r.name: r.config.to_dict() for r in self.rungs},
+                                     on_event)
+            with tracking:  # a study that stops (error, Ctrl-C, cancel) ends its tracked run as FAILED / KILLED
+                result = self._run(data, test, unlabeled, progress, tracking.on_event)
+                tracking.finish(result)
+            return result
 
     def _run(self, data: TextDataset, test: Optional[TextDataset], unlabeled: Optional[TextDataset],
              progress: Optional[Progress], on_event: Optional[Callable[[StudyEvent], None]]) -> StudyResult:

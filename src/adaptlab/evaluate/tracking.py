@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Optional, Protocol, runtime_checkable
 from urllib.parse import urlparse
 
+from adaptlab.cancel import Cancelled
 from adaptlab.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -343,7 +344,7 @@ class MlflowTracker:
         if self.run_id is None:
             return
         if result is None:
-            status = "KILLED" if isinstance(error, KeyboardInterrupt) else "FAILED"
+            status = "KILLED" if isinstance(error, (KeyboardInterrupt, Cancelled)) else "FAILED"
             if error is not None:
                 self._client.set_tag(self.run_id, "adaptlab.error", str(error)[:5000])
             self._client.set_terminated(self.run_id, status)

@@ -39,6 +39,7 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
+from adaptlab.cancel import check_cancelled
 from adaptlab.config import Budget
 from adaptlab.data.dataset import TextDataset
 from adaptlab.encoders import embed
@@ -282,6 +283,8 @@ def _make_budget_callback(budget: Optional[Budget], t_start: list[float], checkp
             return control
 
         def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> Any:
+            # SetFit keeps no checkpoint: a cancel stops at once, and a resume trains this run again.
+            check_cancelled()
             if budget is not None and budget.seconds is not None and time.perf_counter() - t_start[0] >= budget.seconds:
                 control.should_training_stop = True
                 self.stopped_by = "budget_seconds"

@@ -49,6 +49,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from adaptlab.encoders.encoder import pad_batch
+from adaptlab.cancel import Cancelled, cancel_requested
 from adaptlab.config import Budget
 from adaptlab.data.dataset import TextDataset
 from adaptlab.errors import AdaptlabError, ConfigError
@@ -966,15 +967,29 @@ class _Loop:
                 self.stopped_by = stop
                 break
             self._step(batches[st.batch], trainable)
-            if self.trainer.checkpoint_dir is not None and cfg.checkpoint_every and st.step % cfg.checkpoint_every == 0:
+            saved = bool(self.trainer.checkpoint_dir is not None and cfg.checkpoint_every
+                         and st.step % cfg.checkpoint_every == 0)
+            if saved:
                 self.flush()
                 self.save_checkpoint()
             if self.trainer.callback is not None:
                 self.trainer.callback(st.step)
+            if self.rt.any(cancel_requested()):
+                self._cancel(already_saved=saved)
         self.flush()
         self._close_epoch(stage, epoch_done=st.batch >= len(batches))
         if self.trainer.checkpoint_dir is not None:
             self.save_checkpoint()
+
+    def _cancel(self, already_saved: bool) -> None:
+        """A cancel request (adaptlab.cancel): checkpoint this step, so a resume goes on from it, and stop."""
+        where = ""
+        if self.trainer.checkpoint_dir is not None:
+            if not already_saved:
+                self.flush()
+                self.save_checkpoint()
+            where = f"; its checkpoint is in {self.trainer.checkpoint_dir} and a resume continues from it"
+        raise Cancelled(f"training cancelled at step {self.st.step}{where}")
 
     def _step(self, idx: np.ndarray, trainable: list[nn.Parameter]) -> None:
         """One optimizer step on the global batch ``idx`` (this process's shard of it)."""

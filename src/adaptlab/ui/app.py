@@ -25,6 +25,7 @@ from starlette.exceptions import HTTPException
 
 from adaptlab.errors import AdaptlabError
 from adaptlab.ui import labelfix, labeling
+from adaptlab.ui.auth import TokenMiddleware
 from adaptlab.ui.context import UIContext, public_job
 from adaptlab.ui.jobs import JobManager
 from adaptlab.ui.routes import ROUTERS
@@ -183,6 +184,8 @@ def create_app(settings: Optional[UISettings] = None) -> FastAPI:
     app = FastAPI(title="adaptlab", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     app.state.ui = ui
     app.state.settings, app.state.jobs, app.state.uploads = settings, ui.jobs, ui.uploads
+    if settings.token:  # inside the guard: its host and cross-site checks and headers come first
+        app.add_middleware(TokenMiddleware, settings=settings)
     app.add_middleware(GuardMiddleware, settings=settings)
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
     for router in ROUTERS:

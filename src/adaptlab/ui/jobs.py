@@ -5,9 +5,11 @@ does not wait for an engineer's study). Its state (status, the rung x seed grid,
 of finished runs) is written to ``<home>/ui/jobs/<id>.json`` as it changes, so every browser tab and a
 restarted server see the same thing.
 
-Cancel is cooperative: the study's progress callback raises between two (rung, seed) runs, so no run
-is cut in half. Every finished run is already in the run store, and resume simply runs the same study
-again: the study reads the stored runs instead of training them.
+Cancel is cooperative and quick: each job runs under its own :class:`adaptlab.cancel.CancelToken`, so a
+cancel reaches the running cell at its next training step or encode batch (the network rungs and the refit
+save their checkpoint first), and the progress callback raises between two (rung, seed) runs. Every
+finished run is already in the run store, and resume simply runs the same study again: the study reads the
+stored runs instead of training them, and the interrupted run continues from its checkpoint.
 """
 from __future__ import annotations
 
@@ -26,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional
 
+from adaptlab.cancel import CancelToken, Cancelled, cancel_scope
 from adaptlab.errors import AdaptlabError, DataValidationError
 from adaptlab.ui.jobstate import FINISHED, RESUMABLE
 
@@ -40,7 +43,7 @@ _DROP_WORDS = {"eliminated": "eliminated", "cannot-flip": "cannot flip the decis
 
 
 
-class JobCancelled(Exception):
+class JobCancelled(Cancelled):
     """Raised by the progress callback when a cancel was requested (between two runs)."""
 
 
@@ -160,6 +163,7 @@ class JobManager:
         self._threads: dict[str, threading.Thread] = {}
         self._stopping = False
         self._last_write: dict[str, float] = {}
+        self._tokens: dict[str, CancelToken] = {}  # the running jobs' cancel tokens
         self._load()
         self.purge()  # uploads and finished jobs past UISettings.retention_days
         self._handler = _ThreadLogHandler(self)
@@ -258,7 +262,11 @@ class JobManager:
                 job.status, job.phase, job.finished = "cancelled", "cancelled before it started", time.time()
             elif job.status == "running":
                 job.cancel_requested = True
-                job.phase = "cancelling: stops when the current run finishes (finished runs are kept)"
+                job.phase = ("cancelling: stops at the running run's next training step (finished runs and its "
+                             "checkpoint are kept)")
+                token = self._tokens.get(job.id)
+                if token is not None:
+                    token.cancel("cancelled from the web app")
             self._write(job, force=True)
         return job
 
@@ -291,6 +299,8 @@ class JobManager:
             for job in self._jobs.values():
                 if job.status == "running":
                     job.cancel_requested = True
+            for token in self._tokens.values():
+                token.cancel("the server is stopping")
         for q in self._queues.values():
             q.put(None)
         logging.getLogger("adaptlab").removeHandler(self._handler)
@@ -320,9 +330,11 @@ class JobManager:
 
     def _run(self, job: Job) -> None:
         ctx = JobContext(self, job, self.settings)
+        token = CancelToken()
         with self._lock:
             job.status, job.started, job.runs = "running", time.time(), job.runs + 1
             job.phase = "starting"
+            self._tokens[job.id] = token
             self._write(job, force=True)
         self._handler.by_thread[threading.get_ident()] = job
         threads = getattr(self.settings, "torch_threads", None)
@@ -331,13 +343,11 @@ class JobManager:
 
             torch.set_num_threads(threads)  # process-wide: the app's jobs are its only torch work
         try:
-            self.runners[job.kind](ctx)
-        except JobCancelled:
+            with cancel_scope(token):
+                self.runners[job.kind](ctx)
+        except Cancelled:
             with self._lock:
-                n = sum(1 for c in job.cells.values() if c["state"] in ("done", "stored"))
-                job.status = "cancelled"
-                job.phase = (f"cancelled after {n} of {len(job.cells)} runs. Finished runs are in the run store; "
-                             "Resume continues from there." if job.cells else "cancelled")
+                job.status, job.phase = "cancelled", _cancelled_phase(job)
         except DataValidationError as exc:
             with self._lock:
                 from adaptlab.ui.uploads import problems_view
@@ -365,6 +375,7 @@ class JobManager:
         finally:
             self._handler.by_thread.pop(threading.get_ident(), None)
             with self._lock:
+                self._tokens.pop(job.id, None)
                 job.finished = time.time()
                 job.cancel_requested = False
                 for c in job.cells.values():
@@ -473,6 +484,18 @@ class JobManager:
                         curves.append(curve)
             job.curves = curves[:16]
             self._write(job, force=True)
+
+
+def _cancelled_phase(job: Job) -> str:
+    """What a cancelled job says: how far it got, and that Resume goes on from there."""
+    if not job.cells:
+        return "cancelled"
+    n = sum(1 for c in job.cells.values() if c["state"] in ("done", "stored"))
+    running = [c for c in job.cells.values() if c["state"] == "running"]
+    kept = (f"; {cell_label(running[0]['rung'], running[0]['seed'], running[0].get('fidelity'))} stopped mid-run "
+            "(a training rung keeps its checkpoint)" if running else "")
+    return (f"cancelled after {n} of {len(job.cells)} runs. Finished runs are in the run store{kept}; Resume "
+            "continues from there.")
 
 
 def _budget_size(result: dict[str, Any]) -> float:

@@ -1,6 +1,8 @@
 """Settings of the web app, chosen by whoever starts the server (never by a browser)."""
 from __future__ import annotations
 
+import re
+import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
@@ -8,6 +10,10 @@ from typing import Optional
 from adaptlab.errors import ConfigError
 
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+# The access token's environment variable (`adaptlab ui --token` reads it too).
+TOKEN_ENV = "ADAPTLAB_UI_TOKEN"
+# A token travels in a header, a cookie and a URL: URL-safe characters only, and long enough not to be guessed.
+_TOKEN = re.compile(r"^[A-Za-z0-9._~-]{16,256}$")
 DEFAULT_MAX_UPLOAD_MB = 100.0
 DEFAULT_RETENTION_DAYS = 30.0
 
@@ -64,6 +70,11 @@ class UISettings:
         retention_days: Uploads and finished jobs older than this are deleted (at start-up and after each
             job; see ``adaptlab.ui.retention``). None or 0 keeps them forever. Shipped models, the run store
             and jobs still queued or running are never deleted.
+        token: Access token every request must carry (``Authorization: Bearer TOKEN``, or ``?token=TOKEN``
+            once, which a browser then keeps in an HttpOnly cookie); see :mod:`adaptlab.ui.auth`. Required
+            when ``host`` is not a loopback address, unless ``no_auth``; None on loopback: no token asked.
+        no_auth: Serve beyond loopback without a token (a network where everyone who can reach the port may
+            upload data and retrain models).
     """
 
     home: Path = field(default_factory=lambda: Path("adaptlab-runs"))
@@ -78,6 +89,8 @@ class UISettings:
     torch_threads: Optional[int] = None
     extra_hosts: tuple[str, ...] = ()
     retention_days: Optional[float] = DEFAULT_RETENTION_DAYS
+    token: Optional[str] = field(default=None, repr=False)
+    no_auth: bool = False
 
     def __post_init__(self) -> None:
         self.home = Path(self.home).expanduser()
@@ -98,6 +111,20 @@ class UISettings:
                                       "of days >= 0, e.g. 30")
         if not isinstance(self.port, int) or not 0 <= self.port < 65536:
             raise ConfigError.invalid("port", self.port, "a TCP port in 1-65535")
+        self._check_access()
+
+    def _check_access(self) -> None:
+        """A server reachable beyond this machine asks for a token unless ``no_auth`` says it must not."""
+        if self.token is not None and (not isinstance(self.token, str) or not _TOKEN.match(self.token)):
+            # The value is a secret: the message does not repeat it.
+            raise ConfigError("the access token is not valid: expected 16 to 256 letters, digits or '-', '_', '.', "
+                              f"'~'. Fix: leave --token and ${TOKEN_ENV} unset to get a generated one.")
+        if self.token is not None and self.no_auth:
+            raise ConfigError("a token and no_auth=True (--no-auth) contradict each other. Fix: drop one of them.")
+        if self.exposed and self.token is None and not self.no_auth:
+            raise ConfigError(f"host={self.host!r} serves beyond this machine, so requests need an access token. "
+                              f"Fix: pass token=... (adaptlab ui --token, or ${TOKEN_ENV}; `adaptlab ui` generates "
+                              "one when neither is given), or no_auth=True (--no-auth) on a network you trust.")
 
     @property
     def max_upload_bytes(self) -> int:
@@ -114,3 +141,25 @@ class UISettings:
 
     def allowed_hosts(self) -> set[str]:
         return {*LOOPBACK_HOSTS, "[::1]", self.host, *self.extra_hosts}
+
+
+def access_token(host: str, token: Optional[str], no_auth: bool) -> tuple[Optional[str], bool]:
+    """The token a server on ``host`` asks for, and whether it was generated here.
+
+    The given ``token`` if any; else, beyond loopback and without ``no_auth``, a fresh random one; else None
+    (loopback, or ``no_auth``: no token).
+
+    Example:
+        >>> access_token("127.0.0.1", None, False)
+        (None, False)
+        >>> token, generated = access_token("0.0.0.0", None, False)
+        >>> len(token) >= 32, generated
+        (True, True)
+        >>> access_token("0.0.0.0", None, True), access_token("::1", "a-token-of-my-own-choice", False)
+        ((None, False), ('a-token-of-my-own-choice', False))
+    """
+    if token:
+        return token, False
+    if no_auth or host in LOOPBACK_HOSTS:
+        return None, False
+    return secrets.token_urlsafe(24), True

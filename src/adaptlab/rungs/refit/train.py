@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from adaptlab.cancel import Cancelled, cancel_requested
 from adaptlab.encoders.encoder import pad_batch
 from adaptlab.errors import AdaptlabError
 from adaptlab.rungs.refit.config import RefitBudget, RefitConfig
@@ -493,7 +494,8 @@ def train(
                     bar.update(1)
                 if callback is not None:
                     callback(state.step, value, model)
-                last_ckpt_time = _checkpoint_if_due(rt, ckpt, cfg, state, plan, stop.requested, now, last_ckpt_time,
+                last_ckpt_time = _checkpoint_if_due(rt, ckpt, cfg, state, plan, stop.requested or cancel_requested(),
+                                                    now, last_ckpt_time,
                                                     params, (model, optimizer, scheduler, generator), reader.flush)
             reader.flush()
     finally:
@@ -520,7 +522,9 @@ def _checkpoint_if_due(rt: Any, ckpt: Any, cfg: Any, state: TrainState, plan: An
         rt.wait()
         last_ckpt_time = time.perf_counter()
         if requested:
-            raise KeyboardInterrupt(
+            # A cancel (web app, adaptlab.cancel) stops as a Ctrl-C does, with its own exception.
+            stop = Cancelled if cancel_requested() else KeyboardInterrupt
+            raise stop(
                 f"refit interrupted at step {state.step}; the checkpoint is in {ckpt.folder}. "
                 "Run the same command again to resume from it."
             )

@@ -238,7 +238,7 @@ def study_run(
             err.print(f"[dim]time budget: {note}[/]", highlight=False)
     # Studies with a refit rung are diagnosed (probe gap, MMD, domain shift) and the result stored with it.
     result = _run_with_progress(study, ds, test_ds, unl, json_out)
-    if comparison is not None:
+    if comparison is not None and not study.read_back:  # a finished study read back is never rewritten
         # Stored with the study's data facts (beside the encoder it used), so reports can show the choice.
         result.data["encoder_choice"] = comparison.summary()
         result.data["encoder_comparison"] = comparison.to_dict()

@@ -260,7 +260,7 @@ def study_run(
     # Studies with a refit rung are diagnosed (probe gap, MMD, domain shift) and the result stored with it.
     with cancel_on_sigint(_say_stopping):  # the first Ctrl+C stops at the next training step, checkpoint kept
         result = _run_with_progress(study, ds, test_ds, unl, json_out)
-    if comparison is not None:
+    if comparison is not None and not study.read_back:  # a finished study read back is never rewritten
         # Stored with the study's data facts (beside the encoder it used), so reports can show the choice.
         result.data["encoder_choice"] = comparison.summary()
         result.data["encoder_comparison"] = comparison.to_dict()

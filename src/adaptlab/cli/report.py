@@ -254,7 +254,8 @@ def plan_cmd(
         stderr_line(f"plan: done in {format_duration(monotonic() - t0)}")
         u = unlabeled and str(unlabeled)
         typer.echo(json.dumps({**plan.to_dict(), "commands": plan.commands(str(data), u),
-                               "time_command": plan.time_command(str(data), u)}, indent=2))
+                               "time_command": plan.time_command(str(data), u),
+                               "time_command_note": plan.time_command_note}, indent=2))
         return
     _print_plan(plan, budget, str(data), unlabeled and str(unlabeled))
 
@@ -281,3 +282,5 @@ def _print_plan(plan: Any, budget: str, data: str, unlabeled: Optional[str]) -> 
     if adaptive:
         out.print(f"or let the study choose each next run from the results so far: {adaptive}", soft_wrap=True,
                   markup=False, highlight=False)
+    elif plan.time_command_note:  # said, not silently rewritten to more seeds than the user asked for
+        out.print(f"{plan.time_command_note}.", soft_wrap=True, markup=False, highlight=False)

@@ -46,6 +46,8 @@ def ship_cmd(
     budget: Optional[str] = typer.Option(None, "--budget", help="Training budget of network rungs, e.g. 300steps."),
     precision: Optional[str] = typer.Option(None, "--precision", help="fp32 | bf16 | int8 | auto: numeric path of a frozen encoder (probe); default: what the --study's gate accepted, else fp32."),
     max_drop: float = typer.Option(0.02, "--max-drop", help="Largest F1 drop a retrain may show and still be promoted."),
+    force: bool = typer.Option(False, "--force", help="Ship although the --study's decision says do not ship yet "
+                               "(below the ship threshold, or provisional); the model card and `models list` say so."),
     text_col: Optional[str] = TextOpt, label_col: Optional[str] = LabelOpt, id_col: Optional[str] = IdOpt,
     group_col: Optional[str] = typer.Option(None, "--group-col", help="Group column: no group crosses the split."),
     time_col: Optional[str] = typer.Option(None, "--time-col", help="Timestamp column (for --split time)."),
@@ -54,8 +56,12 @@ def ship_cmd(
     home: Optional[Path] = HomeOpt,
     json_out: bool = JsonOpt,
 ) -> None:
-    """Train the chosen rung on DATA and save it as version v0001 of a model folder, with its model card."""
+    """Train the chosen rung on DATA and save it as version v0001 of a model folder, with its model card.
+
+    With ``--study``, a decision that says do not ship yet refuses unless ``--force`` is given.
+    """
     from adaptlab.ship import ship_model
+    from adaptlab.ship.from_study import ship_gate
 
     say = _progress(json_out) or (lambda m: None)
     extra: dict[str, Any] = {}
@@ -65,6 +71,12 @@ def ship_cmd(
             say(f"note: study {study!r} chose {chosen!r}; shipping {rung!r} as asked.")
             extra.pop("training_precision", None)  # what the chosen rung trained in
         rung = rung or chosen
+        extra = ship_gate(extra, rung, force=force)  # before any training: refuses a "do not ship yet"
+        if extra.get("forced"):
+            say(f"forced: the study said do not ship yet ({extra['forced']['reason']}); shipping {rung} as asked. "
+                "The model card and `adaptlab models list` record it.")
+    elif force:
+        say("note: --force only overrides a --study's decision; there is none here.")
     rung = rung or "probe"
     precision = precision or extra.pop("encode_precision", None) or "fp32"
     extra.pop("encode_precision", None)
@@ -81,7 +93,8 @@ def ship_cmd(
         return
     ev = v.evaluation
     out.print(f"[bold]{plain(output)}[/] {v.id} ({rung}): {ev['metric']} {ev['f1']:.4f} "
-              f"[95% CI {ev['ci'][0]:.4f}, {ev['ci'][1]:.4f}] on {ev['n']} sealed texts")
+              f"[95% CI {ev['ci'][0]:.4f}, {ev['ci'][1]:.4f}] on {ev['n']} sealed texts"
+              + (" [bold yellow]FORCED[/] past the study's decision" if v.forced else ""))
     out.print(f"model card: {output / 'versions' / v.id / 'MODEL_CARD.md'}", markup=False, highlight=False)
     out.print(f"next: adaptlab predict {output} FILE -o OUT.csv | adaptlab retrain {output} NEW_LABELS.csv",
               markup=False, highlight=False)
@@ -216,9 +229,11 @@ def models_list(model: Path = typer.Argument(..., help="Model folder created by 
     for v in reg.versions:
         ev = v.evaluation
         ci = ev.get("ci") or [float("nan")] * 2
-        t.add_row("▶" if v.id == cur else "", v.id, v.created.replace("T", " ")[:16], v.rung, v.status,
+        # A version shipped with --force against its study's decision says so where its status is read.
+        status = f"{v.status} (forced)" if v.forced else v.status
+        t.add_row("▶" if v.id == cur else "", v.id, v.created.replace("T", " ")[:16], v.rung, status,
                   str(v.n_train), f"{ev.get('f1', float('nan')):.4f} [{ci[0]:.4f}, {ci[1]:.4f}]",
-                  plain((v.reason[:90] + "…") if len(v.reason) > 90 else v.reason))
+                  plain((v.reason[:90] + "…") if len(v.reason) > 90 and not v.forced else v.reason))
     out.print(t)
     if held:
         h = Table(title="Held retrains (the label check stopped them; nothing was trained)", title_justify="left")

@@ -740,17 +740,30 @@ class Plan:
         from adaptlab.rungs.ladder import default_rungs
 
         rungs = [r for r in self.eligible if r != "refit" or unlabeled]
-        if not rungs:
+        if not rungs or self.time_command_note is not None:
             return None
         secs = self.budget_seconds
         when = f"{secs / 3600:g}h" if secs % 3600 == 0 else f"{secs / 60:g}min" if secs % 60 == 0 else f"{secs:g}s"
         named = "" if rungs == default_rungs(timed=True, unlabeled=bool(unlabeled)) else f" --rungs {','.join(rungs)}"
-        # A decision-driven study needs 3 seeds of the rung it picks; --seeds is the most a rung gets.
-        cmd = (f"adaptlab study run --data {data}{named} --seeds {max(3, self.max_seeds)} "
-               f"--time {when}")
+        # The user's --seeds as given: never raised behind their back (time_command_note says when it is short).
+        cmd = f"adaptlab study run --data {data}{named} --seeds {self.max_seeds} --time {when}"
         cmd += f" --budget {self.train_budget}" if self.train_budget else ""
         cmd += f" --screen-fidelity {self.screen_fidelity:g}" if self.screen_fidelity != DEFAULT_SCREEN_FIDELITY else ""
         return cmd + (f" --unlabeled {unlabeled}" if unlabeled and "refit" in rungs else "")
+
+    @property
+    def time_command_note(self) -> Optional[str]:
+        """Why there is no :meth:`time_command`, when the plan's seeds are too few for a decision-driven study
+        (it needs :data:`TIME_MIN_SEEDS` full-budget seeds of the rung it picks); None when there is one.
+
+        Example:
+            >>> Plan(5400.0, "cpu", {}, [], max_seeds=2, eligible=["tfidf"]).time_command_note
+            'no --time command: ... at least 3 seeds of the rung it picks and this plan has --seeds 2; plan with --seeds 3 ...'
+        """
+        if self.max_seeds >= TIME_MIN_SEEDS:
+            return None
+        return (f"no --time command: a decision-driven study needs at least {TIME_MIN_SEEDS} seeds of the rung it "
+                f"picks and this plan has --seeds {self.max_seeds}; plan with --seeds {TIME_MIN_SEEDS} to get one")
 
     def _screen_budget(self, screen: list[PlanItem]) -> str:
         # The study's budget is one for all its network rungs, so the screen gets one too.
@@ -758,6 +771,11 @@ class Plan:
         if tb is not None and tb.seconds is not None:
             return f"{max(1, round(self.screen_fidelity * tb.seconds))}s"
         return f"{max(i.screen_steps or 1 for i in screen)}steps"
+
+
+# The fewest seeds a decision-driven study (`--time`) takes: the decision rule's min_seeds of the rung it picks
+# (StudyConfig refuses fewer).
+TIME_MIN_SEEDS = 3
 
 
 class _Purse:

@@ -150,7 +150,8 @@ def run_study_with_diagnostics(
         >>> res.diagnostics["probe_gap"]["ship"]                                # doctest: +SKIP
     """
     result = study.run(data, test=test, unlabeled=unlabeled, progress=progress, on_event=on_event)
-    if "refit" in study.config.rungs:
+    # A finished study read back from the store keeps the diagnostics stored with it.
+    if "refit" in study.config.rungs and not getattr(study, "read_back", False):
         result.diagnostics = diagnose_study(result, data, test=test, unlabeled=unlabeled, home=study.home,
                                             encoder=getattr(study, "_encoder", None), progress=progress,
                                             **diagnose_kwargs)

@@ -327,6 +327,9 @@ class Study:
         self.tracker = make_tracker(track)
         self.recompute = recompute_set(recompute, [r.name for r in self.rungs])
         self._recomputed: set[str] = set()  # result keys trained again in this run (read normally after)
+        # True after a run() that read a finished decision-driven study back instead of running it: callers
+        # then leave its stored summary as it is (``_read_back``).
+        self.read_back = False
 
     @property
     def store(self) -> RunStore:
@@ -360,7 +363,9 @@ class Study:
     ) -> StudyResult:
         """Run every (rung, seed) cell not yet in the run store; ``progress`` gets text lines, ``on_event``
         a :class:`StudyEvent` per cell started, read from the store or finished. With a tracker
-        (``track=``), the study and each of its cells are logged to it as well.
+        (``track=``), the study and each of its cells are logged to it as well. A finished study with a time
+        budget and the same id is read back as stored (``read_back`` is then True), never allocated again:
+        a stored study is never replaced.
 
         ``cancel`` (an :class:`adaptlab.cancel.CancelToken`, set from another thread) stops the study at the
         running cell's next training step or encode batch with :class:`adaptlab.cancel.Cancelled`; the cell's
@@ -382,6 +387,7 @@ class Study:
         self._says = progress is not None
         emit = on_event or (lambda _ev: None)
         t_start = time.perf_counter()
+        self.read_back = False
         _ = self.store  # opened now, so an unusable --home fails before any work
         self._prune_abandoned_checkpoints(say)
         prepared = self._prepare(data, test, say)
@@ -417,6 +423,9 @@ class Study:
         name = cfg.name or f"{Path(data.source).name or 'data'}: {','.join(cfg.rungs)} x {cfg.seeds} seeds"
         self.store.put_study(study_id, name=name, config=cfg.to_dict(), data_hash=full.content_hash)
         emit(StudyEvent("study", study_id))
+        stored = self._finished_allocation(study_id)
+        if stored is not None:  # a stored study is never replaced: read back, not allocated again
+            return self._read_back(stored, say, emit, t_start)
 
         # Before the cells: a time budget counts the label check too, as the user's clock does.
         label_quality = self._label_quality(full, first, study_id, say)
@@ -469,6 +478,45 @@ class Study:
         if gone["removed"]:
             say(f"deleted {len(gone['removed'])} checkpoint(s) of runs abandoned over {AUTO_PRUNE_DAYS:.0f} days ago "
                 f"({gone['freed_bytes'] / 2**20:.0f} MiB)")
+
+    def _finished_allocation(self, study_id: str) -> Optional[StudyResult]:
+        """The finished decision-driven study stored under ``study_id``, or None (not timed, not stored, not
+        finished, or stored by a version whose summary this one cannot read: then it runs).
+
+        A study's id hashes its settings, not the clock or the cost estimates its allocator worked from, so
+        running a finished timed study again could spend its budget differently and store fewer rows than it
+        measured (issue #31: the setfit row was lost). A fixed grid needs no such guard: its rerun reads the
+        same cells and computes the same rows."""
+        from adaptlab.errors import AdaptlabError
+
+        if self.time_budget is None:
+            return None
+        try:
+            summary = self.store.get_study(study_id).get("summary")
+        except AdaptlabError:
+            return None
+        if not summary or not summary.get("allocation"):
+            return None
+        try:
+            return StudyResult.from_dict(summary)
+        except TypeError:
+            return None
+
+    def _read_back(self, stored: StudyResult, say: Progress, emit: Callable[[StudyEvent], None],
+                   t_start: float) -> StudyResult:
+        """``stored`` as this run's result: every cell it summarises reported as read from the store, nothing
+        trained and nothing written (its stored summary stays as it is)."""
+        self.read_back = True
+        # Every run the allocation made, in its order (a screen, then the full run it was promoted to).
+        cells = [c for c in (stored.allocation or {}).get("cells") or [] if c.get("f1") is not None] or [
+            {"rung": p["rung"], "seed": p["seed"], "f1": p["test"]["f1"], "fidelity": p.get("fidelity", 1.0),
+             "key": p.get("result_key")} for p in stored.per_seed]
+        for c in cells:
+            emit(StudyEvent("stored", stored.study_id, c["rung"], c["seed"], f1=float(c["f1"]),
+                            fidelity=float(c.get("fidelity") or 1.0), key=c.get("key")))
+        say(f"study {stored.study_id[:12]} is stored and finished: read back, not run again (a study is never "
+            "replaced). A longer time budget or other settings make a new study that reuses every stored run.")
+        return replace(stored, n_trained=0, n_from_store=len(cells), wall_seconds=time.perf_counter() - t_start)
 
     def _split_info(self, full: TextDataset, first: Any, clusters: Any, test_indices: Any) -> dict[str, Any]:
         """The split's facts for the result, with what a naive split would have leaked on this data."""

@@ -117,6 +117,7 @@ def model_card(manifest: dict[str, Any]) -> str:
         lines.append("No sealed evaluation was recorded for this version (saved from the Python API). Use "
                      "`adaptlab ship` to build a model with a sealed evaluation set.")
 
+    lines += _decision_lines(extra.get("decision"), extra.get("forced"))
     g = extra.get("gate")
     if isinstance(g, dict) and g.get("explanation"):
         lines += ["", "## Retrain gate", "",
@@ -165,6 +166,28 @@ _RUNG_WORDS = {
     "finetune": "full fine-tuning of the encoder + head",
     "lpft": "linear probe, then full fine-tuning from the probe's head",
 }
+
+
+def _decision_lines(rec: Any, forced: Any) -> list[str]:
+    """What the study's decision said about shipping, with the ship threshold; an override (--force) first."""
+    if not isinstance(rec, dict) and not isinstance(forced, dict):
+        return []
+    rec = rec if isinstance(rec, dict) else {}
+    lines = ["", "## Study decision", ""]
+    if isinstance(forced, dict):
+        lines.append(f"- **forced: shipped with --force against the study's decision** ({forced.get('status')}, "
+                     f"{str(forced.get('when') or '').replace('T', ' ')[:16]}): the ship threshold is "
+                     f"{_fmt(forced.get('ship_threshold'), 2)} and the decision said do not ship yet because "
+                     f"{forced.get('reason')}.")
+    sid = str(rec.get("study_id") or (forced or {}).get("study_id") or "")[:12]
+    if rec:
+        verdict = "ship" if rec.get("ship") else "do not ship yet"
+        lines.append(f"- study `{sid}` decided: **{verdict}** ({rec.get('status')}); ship threshold "
+                     f"{_fmt(rec.get('ship_threshold'), 2)} on the mean {rec.get('metric') or 'F1'} over at least "
+                     f"{rec.get('min_seeds')} seeds: {rec.get('reason')}.")
+        if rec.get("headline"):
+            lines.append(f"- headline: {rec['headline']}")
+    return lines
 
 
 def _label_check_lines(chk: Any) -> list[str]:

@@ -60,6 +60,9 @@ class ModelVersion:
     parent: Optional[str] = None
     gate: Optional[dict[str, Any]] = None
     merge: Optional[dict[str, Any]] = None
+    # Shipped with --force against its study's "do not ship yet" decision: the status, the ship threshold and
+    # the reason the decision gave (adaptlab.ship.from_study.ship_gate). None: not forced.
+    forced: Optional[dict[str, Any]] = None
 
     def to_dict(self) -> dict[str, Any]:
         """Every field as a plain dict."""
@@ -170,7 +173,12 @@ class ModelRegistry:
                                                   "events": []})
         reg = cls(root)
         evaluation = evaluate_pipeline(pipeline, eval_set)
-        reg.add_version(pipeline, train, evaluation, status="promoted", reason="first version", extra=extra)
+        forced = (extra or {}).get("forced")
+        reason = "first version"
+        if forced:
+            reason += (f"; forced past study {str(forced.get('study_id') or '')[:12]}'s decision "
+                       f"({forced.get('status')}): {forced.get('reason')}")
+        reg.add_version(pipeline, train, evaluation, status="promoted", reason=reason, extra=extra, forced=forced)
         return reg
 
     # ------------------------------------------------------------------ reading
@@ -264,8 +272,10 @@ class ModelRegistry:
 
     def add_version(self, pipeline: Any, train: TextDataset, evaluation: dict[str, Any], *, status: str,
                     reason: str, parent: Optional[str] = None, gate: Optional[dict[str, Any]] = None,
-                    merge: Optional[dict[str, Any]] = None, extra: Optional[dict[str, Any]] = None) -> ModelVersion:
-        """Save ``pipeline`` as the next version; ``status="promoted"`` also puts it in use."""
+                    merge: Optional[dict[str, Any]] = None, extra: Optional[dict[str, Any]] = None,
+                    forced: Optional[dict[str, Any]] = None) -> ModelVersion:
+        """Save ``pipeline`` as the next version; ``status="promoted"`` also puts it in use. ``forced``: the
+        study decision this version was shipped against (``--force``), kept on the version."""
         if status not in ("promoted", "rejected"):
             raise ConfigError.invalid("status", status, "'promoted' or 'rejected'")
         vid = self._next_id()
@@ -287,7 +297,7 @@ class ModelRegistry:
         pipeline.save(self.root / "versions" / vid, blobs=self.root / "blobs", extra=card_extra)
         entry = ModelVersion(id=vid, created=_now(), rung=str(pipeline.rung), status=status, data_hash=data_hash,
                              n_train=len(train), evaluation=_summary(evaluation), reason=reason, parent=parent,
-                             gate=gate, merge=merge)
+                             gate=gate, merge=merge, forced=forced or None)
         self._index.versions.append(entry)
         if status == "promoted":
             self._index.current = vid

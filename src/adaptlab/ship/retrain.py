@@ -296,7 +296,8 @@ def retrain(model: Union[str, Path, ModelRegistry], new_labels: Union[str, Path,
     # What the first version's card said about the model (name, intended use, the study's transfer note,
     # where the data came from) still holds for its retrains.
     before = dict(getattr(old, "manifest_", {}).get("extra", {}) or {})
-    carried = {k: before[k] for k in ("name", "intended_use", "transfer_note", "study_id") if before.get(k)}
+    carried = {k: before[k] for k in ("name", "intended_use", "transfer_note", "study_id", "decision", "forced")
+               if before.get(k)}
     old_lineage = dict(before.get("lineage") or {})
     lineage = {k: old_lineage[k] for k in ("source", "refit_corpus") if old_lineage.get(k)}
     entry = reg.add_version(new_pipe, merged, evaluation, status=status, reason=result.explanation,

@@ -36,7 +36,7 @@ logger = logging.getLogger("adaptlab.ui")
 
 JOB_ID = re.compile(r"^[0-9a-f]{16}$")
 # Picking texts to label has its own lane: it must not wait behind a long retrain or study.
-LANES = {"study": "study", "sketch": "study", "retrain": "models", "label-pick": "labeling"}
+LANES = {"study": "study", "sketch": "study", "retrain": "models", "label-pick": "labeling", "ship": "models"}
 _LOG_LINES = 400
 # How a grid cell names why a decision-driven study dropped its rung (Allocator drop kinds).
 _DROP_WORDS = {"eliminated": "eliminated", "cannot-flip": "cannot flip the decision", "budget": "out of budget"}
@@ -156,7 +156,7 @@ class JobManager:
         self.root.mkdir(parents=True, exist_ok=True)
         self.settings = settings
         self.runners = runners or {"study": run_study, "sketch": run_sketch, "retrain": run_retrain,
-                                   "label-pick": run_label_pick}
+                                   "label-pick": run_label_pick, "ship": run_ship}
         self._lock = threading.RLock()
         self._jobs: dict[str, Job] = {}
         self._queues: dict[str, queue.Queue] = {}
@@ -739,3 +739,32 @@ def run_retrain(ctx: JobContext) -> None:
                        "gate": gate.to_dict() if gate else None, "merge": outcome.merge.lines(),
                        "model": spec["model"]})
     ctx.say(headline)
+
+
+def run_ship(ctx: JobContext) -> None:
+    """Ship a study's decided rung into the models folder (the results page's Ship form): trained on the study's
+    data with its split settings, as ``adaptlab ship DATA --study ID`` does; a "do not ship yet" decision is
+    shipped only when the form asked to force it, and the model card says so."""
+    from adaptlab.config import StudyConfig
+    from adaptlab.ship import ship_model
+    from adaptlab.ship.from_study import ship_gate, study_choice
+    from adaptlab.store import RunStore
+
+    spec, home = ctx.job.spec, Path(ctx.settings.home)
+    rung, extra = study_choice(spec["study_id"], home, fix="there is no rung to ship.")
+    extra = ship_gate(extra, rung, force=bool(spec.get("force")), how_to_force='tick "ship anyway"')
+    ctx.say("reading the study's data ...")
+    ds, unl, _ = load_labeled(spec)
+    cfg = StudyConfig(**RunStore(home / "runs.sqlite").get_study(spec["study_id"])["config"])
+    precision = extra.pop("encode_precision", None) or "fp32"
+    reg = ship_model(ds, spec["model_path"], rung=rung, encoder=cfg.encoder, unlabeled=unl if rung == "refit" else None,
+                     split=cfg.split, test_size=cfg.test_size, test_seed=cfg.test_seed, home=home, extra=extra,
+                     progress=ctx.say, precision=precision)
+    v = reg.current
+    ev = v.evaluation
+    headline = (f"Shipped {rung} as {spec['model']} {v.id}: {ev.get('metric')} {ev.get('f1', float('nan')):.4f} on "
+                f"{ev.get('n')} sealed texts" + (" (forced past the study's decision)." if v.forced else "."))
+    ctx.update(result={"model": spec["model"], "version": v.id, "rung": rung, "forced": v.forced,
+                       "evaluation": ev, "headline": headline})
+    ctx.say(headline)
+

@@ -38,7 +38,7 @@ def _problem(message: str) -> dict[str, Any]:
 
 
 def model_page_response(ui: UIContext, name: str, status: int = 200, error: Optional[dict[str, Any]] = None,
-                        notice: Optional[str] = None) -> HTMLResponse:
+                        notice: Optional[str] = None, error_title: str = "Not retrained") -> HTMLResponse:
     name, path = model_folder(ui.settings, name)
     try:
         view, view_error = model_view(path), None
@@ -46,7 +46,7 @@ def model_page_response(ui: UIContext, name: str, status: int = 200, error: Opti
         view, view_error = None, str(exc).replace(str(path), name)
     recent = [public_job(j) for j in ui.jobs.list() if j["kind"] == "retrain" and j["spec"].get("model") == name][:5]
     return ui.render("model.html.j2", status=status, name=name, view=view, view_error=view_error, error=error,
-                     notice=notice, recent=recent, encodings=ENCODINGS)
+                     notice=notice, recent=recent, encodings=ENCODINGS, error_title=error_title)
 
 
 @router.get("/models", response_class=HTMLResponse)
@@ -130,3 +130,43 @@ def model_rollback(ui: Ui, name: str, version: str = Form("")) -> Response:
     except AdaptlabError as exc:
         return model_page_response(ui, name, 400, _problem(str(exc).replace(str(path), name)))
     return see_other(f"/models/{name}?rolled_back={v.id}&was={before}")
+
+
+@router.post("/models/{name}/predict")
+def model_predict(ui: Ui, name: str, texts: UploadFile = File(...), text_col: str = Form(""),
+                  encoding: str = Form("")) -> Response:
+    """Label every row of an uploaded file with the version in use; the predictions come back as a CSV download
+    (the input's id or row number, label, confidence, one probability column per class)."""
+    import shutil
+
+    from adaptlab.ship import load_model
+    from adaptlab.ship.predict import predict_file
+
+    name, path = model_folder(ui.settings, name)
+    title = "Not predicted"
+    if not texts.filename:
+        return model_page_response(ui, name, 400, _problem("Choose a file of texts to label first."), error_title=title)
+    if encoding not in ENCODINGS:
+        return model_page_response(ui, name, 400, _problem(f"encoding {encoding!r} is not offered."), error_title=title)
+    try:
+        uid = ui.uploads.create({"unlabeled": (texts.filename, texts.file)}, kind="predict", extra={"model": name})
+    except UploadError as exc:
+        return model_page_response(ui, name, 413 if isinstance(exc, UploadTooLarge) else 400, _problem(str(exc)),
+                                   error_title=title)
+    f, shown = ui.uploads.path(uid, "unlabeled"), display_name(texts.filename)
+    out = f.parent / "predictions.csv"
+    try:  # the upload is a copy made for this request only: removed once answered
+        try:
+            report = predict_file(load_model(path, use_cache=False), f, out, text_col=text_col or None,
+                                  encoding=encoding or None)
+        except AdaptlabError as exc:
+            return model_page_response(ui, name, 422, problems_view(exc, {str(f): shown, str(path): name}),
+                                       error_title=title)
+        body = out.read_bytes()
+    finally:
+        shutil.rmtree(f.parent, ignore_errors=True)
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "-", Path(shown).name.split(".")[0]).strip("-") or "texts"
+    return Response(body, media_type="text/csv; charset=utf-8", headers={
+        "Content-Disposition": f'attachment; filename="{stem}-predictions-{name}.csv"',
+        "X-Adaptlab-Predicted": str(report.n_predicted), "X-Adaptlab-Rejected": str(report.n_rejected)})
+

@@ -244,20 +244,33 @@ def plan(ui: Ui, uid: str, rungs: list[str] = Form([]), compute_budget: str = Fo
     try:
         if not compute_budget.strip():
             raise ConfigError.invalid("compute budget", compute_budget, "a duration, e.g. '30 min' or '2 CPU hours'")
+        n_seeds = _form_seeds(seeds)
         ds, unl_ds, _ = load_labeled({"data_path": str(data), "unlabeled_path": str(unl) if unl else None,
                                       "columns": cols})
+        # The user's seeds are the most the plan gives a rung; the form keeps them as typed.
         p = plan_study(ds.texts, ds.labels, compute_budget, encoder=load_encoder(ui.settings.encoder),
-                       n_unlabeled=len(unl_ds) if unl_ds is not None else 0, rungs=form["rungs"] or None)
+                       n_unlabeled=len(unl_ds) if unl_ds is not None else 0, rungs=form["rungs"] or None,
+                       seeds=n_seeds)
     except AdaptlabError as exc:
         return _configure_page(ui, uid, 400, form, str(exc))
     meta["plan"] = {**p.to_dict(), "budget_text": compute_budget}
     planned = [i for i in p.items if i.included]
-    if planned:
+    if planned and not form["rungs"]:  # nothing ticked: the plan fills the rungs in; ticked rungs stay ticked
         form["rungs"] = [i.rung for i in planned]
-        form["seeds"] = min(i.seeds for i in planned)
     meta["form"] = form
     ui.uploads.save_meta(uid, meta)
     return see_other(f"/data/{uid}/configure#plan")
+
+
+def _form_seeds(seeds: str) -> int:
+    """The form's seeds as an integer (the study and the planner check its range), else a ConfigError."""
+    try:
+        n = int(str(seeds).strip())
+    except ValueError:
+        raise ConfigError.invalid("seeds", seeds, "an integer >= 1") from None
+    if n < 1:
+        raise ConfigError.invalid("seeds", n, "an integer >= 1 (3 is the minimum to ship on)")
+    return n
 
 
 def _study_config(ui: UIContext, meta: dict[str, Any], form: dict[str, Any], chosen: list[str], seeds: str,
@@ -269,10 +282,7 @@ def _study_config(ui: UIContext, meta: dict[str, Any], form: dict[str, Any], cho
 
     if not chosen:
         raise ConfigError.invalid("rungs", ",".join(form["rungs"]), "at least one available rung; tick one")
-    try:
-        n_seeds = int(seeds)
-    except ValueError:
-        raise ConfigError.invalid("seeds", seeds, "an integer >= 1") from None
+    n_seeds = _form_seeds(seeds)
     if split not in SPLITS:
         raise ConfigError.invalid("split", split, f"one of {', '.join(SPLITS)}")
     if whole:

@@ -94,10 +94,14 @@ def _guard_commands(group: typer.Typer, prefix: str = "") -> None:
         _guard_commands(sub.typer_instance, f"{prefix}{sub.name} ")
 
 
-def _progress(json_out: bool) -> Optional[Callable[[str], None]]:
+def _progress(json_out: bool) -> Callable[[str], None]:
+    """Where a command's progress lines go: dim lines on stderr; with ``--json`` plain lines on stderr (stdout
+    holds only the JSON document, and a script reading it still sees that the command is working)."""
+    from adaptlab.cli.progress import stderr_line
+
     if json_out:
-        return None
-    return lambda msg: err.print(f"[dim]{msg}[/]", highlight=False)
+        return lambda msg: stderr_line(str(msg).strip())
+    return lambda msg: err.print(f"[dim]{escape(str(msg))}[/]", highlight=False)
 
 
 def _load(path: Optional[Path], *, text_col, label_col, group_col, time_col, id_col, encoding, on_invalid,
@@ -251,14 +255,17 @@ def _run_with_progress(study: Any, ds: Any, test_ds: Any, unl: Any, json_out: bo
     stdout is the one JSON document at the end, and stderr gets a plain line per cell meanwhile."""
     import time
 
-    from adaptlab.cli.progress import CellLines, stderr_line
+    from adaptlab.cli.progress import CellLines, json_stdout, stderr_line
     from adaptlab.config import format_duration
     from adaptlab.diagnostics import run_study_with_diagnostics
 
     cells = CellLines(study) if json_out else None
     t0 = time.monotonic()
-    result = run_study_with_diagnostics(study, ds, test=test_ds, unlabeled=unl, progress=_progress(json_out),
-                                        on_event=cells.on_event if cells is not None else None)
+    # With --json the cell lines say it all: one line per cell, not the study's own lines as well.
+    with json_stdout(json_out):
+        result = run_study_with_diagnostics(study, ds, test=test_ds, unlabeled=unl,
+                                            progress=None if json_out else _progress(json_out),
+                                            on_event=cells.on_event if cells is not None else None)
     if cells is not None:
         stderr_line(f"study {result.study_id[:12]}: done in {format_duration(time.monotonic() - t0)}; "
                     f"{result.n_trained} cell(s) trained, {result.n_from_store} read from the run store")
@@ -406,15 +413,28 @@ def data_check(
         raise ConfigError("--label-issues FILE writes the label check's rows, --no-label-issues skips the check: "
                           "give one of them, not both.")
 
+    import time
+
+    from adaptlab.cli.progress import json_stdout
+    from adaptlab.config import format_duration
+
+    say, t0 = _progress(json_out), time.monotonic()
     ds = _load(data, text_col=text_col, label_col=label_col, group_col=group_col, time_col=time_col, id_col=id_col,
                encoding=encoding, on_invalid="error")
-    clusters = find_near_duplicates(ds.texts, threshold=threshold)
-    infl = measure_leakage_inflation(ds, threshold=threshold, clusters=clusters, max_rows=cap)
+    say(f"data check: {len(ds):,} rows read; searching near-duplicates")
+    with json_stdout(json_out):
+        clusters = find_near_duplicates(ds.texts, threshold=threshold)
+        say("data check: measuring what a naive split would inflate (TF-IDF baseline)")
+        infl = measure_leakage_inflation(ds, threshold=threshold, clusters=clusters, max_rows=cap)
+        if not no_label_issues:
+            say(f"data check: label check on {min(len(ds), cap or len(ds)):,} rows (5-fold TF-IDF, confident learning)")
+        issues = None if no_label_issues else check_labels(ds, max_rows=cap)
+    if json_out:
+        say(f"data check: done in {format_duration(time.monotonic() - t0)}")
     report = {"source": str(data), "n": len(ds), "label_counts": ds.label_counts(),
               "near_dup_clusters": int(clusters.n_clusters), "near_dup_items": int(clusters.n_items_in_clusters),
               "naive_split": infl,
               "recommended_split": "group" if ds.groups is not None else ("near-dup" if clusters.n_clusters else "stratified")}
-    issues = None if no_label_issues else check_labels(ds, max_rows=cap)
     report["label_quality"] = None if issues is None else issues.to_dict()
     written = issues.write(label_issues) if issues is not None and label_issues is not None else None
     if json_out:

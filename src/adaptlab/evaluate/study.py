@@ -24,6 +24,7 @@ from adaptlab.data import TextDataset, find_near_duplicates, split_dataset
 from adaptlab.errors import DataError
 from adaptlab.evaluate.adaptive import AdaptiveConfig
 from adaptlab.evaluate.executor import Executor, Job, JobsFailedError, make_executor, shared_artifact_key
+from adaptlab.evaluate.notebook import CellBar, in_notebook, study_frame, study_html, widget_bars
 from adaptlab.evaluate.tracking import StudyTracking, Tracker, make_tracker
 from adaptlab.metrics import bands_overlap, resolve_positive_label, seed_and_test_bootstrap
 from adaptlab.rungs import Budget, RungContext, get_rung
@@ -160,6 +161,27 @@ class StudyResult:
                 return r
         raise KeyError(rung)
 
+    def to_frame(self, per_seed: bool = False) -> Any:
+        """The rungs as a :class:`pandas.DataFrame`: one row per rung (index ``rung``) with ``n_seeds``,
+        ``mean``, ``std``, the 95% band ``ci_low``/``ci_high``, validation F1, accuracy, fit seconds and the
+        F1 of each seed; ``per_seed=True``: one row per (rung, seed) run.
+
+        Example:
+            >>> from adaptlab.data import TextDataset
+            >>> texts = ([f"goal match team player {i}" for i in range(30)]
+            ...          + [f"chip software data server {i}" for i in range(30)])
+            >>> data = TextDataset(texts, ["sport"] * 30 + ["tech"] * 30)
+            >>> result = Study(StudyConfig(rungs=["tfidf"], seeds=2, n_boot=200), home="runs").run(data)
+            >>> frame = result.to_frame()
+            >>> frame.index.tolist(), int(frame.loc["tfidf", "n_seeds"]), len(result.to_frame(per_seed=True))
+            (['tfidf'], 2, 2)
+        """
+        return study_frame(self, per_seed=per_seed)
+
+    def _repr_html_(self) -> str:
+        """What Jupyter shows for the result: the rung table with mean ± std and bands, and the warnings."""
+        return study_html(self)
+
 
 @dataclass
 class PreparedData:
@@ -278,7 +300,7 @@ class Study:
     """
 
     def __init__(self, config: StudyConfig, *, home: str | Path | None = None, encoder: Any = None,
-                 show_progress: bool = False, executor: "str | ExecutorConfig | Executor | None" = None,
+                 show_progress: Optional[bool] = None, executor: "str | ExecutorConfig | Executor | None" = None,
                  time_budget: "str | float | None" = None, cost_estimates: Optional[dict[str, tuple[float, float]]] = None,
                  priors: Optional[dict[str, float]] = None, track: "str | Tracker | None" = None) -> None:
         if time_budget is not None:
@@ -300,7 +322,9 @@ class Study:
         self.home = Path(home) if home is not None else default_home()
         self._store: Optional[RunStore] = None
         self._encoder = encoder
-        self.show_progress = show_progress
+        # Progress bars (embedding, training); None: shown in a Jupyter notebook, with a bar over the cells too.
+        self._cell_bar = show_progress is None and in_notebook()
+        self.show_progress = bool(show_progress) if show_progress is not None else (self._cell_bar and widget_bars())
         # Cell leases (adaptlab.store.leases): ttl, poll and max_wait seconds; tests shorten them.
         self.lease_options: dict[str, Any] = {}
         # Instantiate every rung up front so a typo fails before any training starts.
@@ -352,7 +376,19 @@ class Study:
     ) -> StudyResult:
         """Run every (rung, seed) cell not yet in the run store; ``progress`` gets text lines, ``on_event``
         a :class:`StudyEvent` per cell started, read from the store or finished. With a tracker
-        (``track=``), the study and each of its cells are logged to it as well."""
+        (``track=``), the study and each of its cells are logged to it as well. In a notebook (and
+        ``show_progress`` left out) a bar over the (rung, seed) cells shows how far it is."""
+        if self._cell_bar:
+            bar = CellBar(total=len(self.rungs) * self.config.seeds)
+            on_event = _both(bar.on_event, on_event)
+            try:
+                return self._run_tracked(data, test, unlabeled, progress, on_event)
+            finally:
+                bar.close()
+        return self._run_tracked(data, test, unlabeled, progress, on_event)
+
+    def _run_tracked(self, data: TextDataset, test: Optional[TextDataset], unlabeled: Optional[TextDataset],
+                     progress: Optional[Progress], on_event: Optional[Callable[[StudyEvent], None]]) -> StudyResult:
         if self.tracker is None:
             return self._run(data, test, unlabeled, progress, on_event)
         tracking = StudyTracking(self.tracker, self.store, {r.name: r.config.to_dict() for r in self.rungs}, on_event)
@@ -910,6 +946,18 @@ class Study:
                 row["leakage_inflation"] = float(np.mean([r["test"]["f1"] - r["test_clean"]["f1"] for r in cleans]))
             rows.append(row)
         return rows
+
+
+def _both(first: Callable[[Any], None], second: Optional[Callable[[Any], None]]) -> Callable[[Any], None]:
+    """One ``on_event`` that calls ``first`` (the notebook's bar), then the caller's own, if any."""
+    if second is None:
+        return first
+
+    def call(ev: Any) -> None:
+        first(ev)
+        second(ev)
+
+    return call
 
 
 def adaptive_kind(rung: Any) -> str:

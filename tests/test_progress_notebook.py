@@ -154,7 +154,7 @@ def test_load_dataset_reads_a_dataframe_like_a_file():
     ds, report = load_dataset(df, text_col="review", label_col="stars", group_col="user", return_report=True)
     assert ds.texts == reviews and ds.labels == ["5", "1"] * 4 and ds.groups == list("abcdefgh")
     assert ds.rows == list(range(1, 9)) and report.format == "dataframe" and ds.source == "DataFrame"
-    assert adaptlab.load_dataset(df, text_col="review", label_col="stars").content_hash == ds.content_hash
+    assert adaptlab.load_dataset(df, text_col="review", label_col="stars", group_col="user").content_hash == ds.content_hash
     # The same rules as a file: a wrong column names the fix, a bad row is listed by its row number.
     with pytest.raises(DataError, match="text_col='text_body' is not a column"):
         load_dataset(df, text_col="text_body", label_col="stars")

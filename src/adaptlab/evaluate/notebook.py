@@ -56,8 +56,9 @@ def study_frame(result: Any, per_seed: bool = False) -> Any:
         >>> from types import SimpleNamespace as NS
         >>> r = NS(rows=[{"rung": "probe", "n_seeds": 3, "mean": 0.8, "std": 0.01, "ci_low": 0.77, "ci_high": 0.83}],
         ...        per_seed=[])
-        >>> study_frame(r).loc["probe", ["n_seeds", "mean"]].tolist()
-        [3, 0.8]
+        >>> frame = study_frame(r)
+        >>> int(frame.loc["probe", "n_seeds"]), float(frame.loc["probe", "mean"])
+        (3, 0.8)
     """
     import pandas as pd
 

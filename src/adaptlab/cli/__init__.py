@@ -232,14 +232,21 @@ def study_run(
     study = Study(cfg, home=f.home, show_progress=progress_bars(json_out), executor=ex, track=tracker)
     ds, test_ds, unl = _study_inputs(f)
     comparison = None
+    from adaptlab.cli.progress import json_stdout
+
     if candidates:
-        study, comparison = _choose_the_encoder_first(study, candidates, ds, test_ds, json_out)
+        with json_stdout(json_out):
+            study, comparison = _choose_the_encoder_first(study, candidates, ds, test_ds, json_out)
     if study.time_budget is not None:
         from adaptlab.decide.plan import cost_the_study
 
-        note = cost_the_study(study, ds, test=test_ds, unlabeled=unl)
-        if note and not json_out:
-            err.print(f"[dim]time budget: {note}[/]", highlight=False)
+        say = _progress(json_out)
+        if json_out:  # the calibration takes seconds to minutes: say so before, not only after
+            say("time budget: costing the rungs on this machine (the run store, else a short calibration) ...")
+        with json_stdout(json_out):
+            note = cost_the_study(study, ds, test=test_ds, unlabeled=unl)
+        if note:
+            say(f"time budget: {note}")
     # Studies with a refit rung are diagnosed (probe gap, MMD, domain shift) and the result stored with it.
     result = _run_with_progress(study, ds, test_ds, unl, json_out)
     if comparison is not None:

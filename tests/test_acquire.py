@@ -159,7 +159,8 @@ def test_bad_arguments_get_clear_errors():
 def invoke(*args, code=0):
     r = runner.invoke(app, [str(a) for a in args])
     assert r.exit_code == code, r.output
-    return r.output
+    # With --json, stdout is the one JSON document; the progress lines are on stderr.
+    return r.stdout if "--json" in args else r.output
 
 
 @pytest.fixture

@@ -77,8 +77,11 @@ def test_study_run_with_time_and_no_rungs_runs_the_ladder_and_json_progress_goes
     payload = json.loads(r.stdout)  # stdout: exactly one JSON document
     rungs = payload["config"]["rungs"]
     assert rungs == ["tfidf", "probe", "lora", "unfreeze", "finetune", "lpft"]
-    # stderr: a header, one plain line per cell naming its rung and seed, and a closing line; no bar redraws.
+    # stderr: the costing (before and after), a header, one plain line per cell naming its rung and seed, and a
+    # closing line; no bar redraws.
     lines = r.stderr.splitlines()
+    assert lines[0].startswith("time budget: costing the rungs") and lines[1].startswith("time budget: costed from")
+    lines = lines[2:]
     assert "\r" not in r.stderr and lines[0].startswith(f"study {payload['study_id'][:12]}: rungs tfidf, probe")
     cells = [ln for ln in lines if ln.startswith("cell ")]
     n_cells = payload["n_trained"] + payload["n_from_store"]

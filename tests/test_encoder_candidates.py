@@ -289,7 +289,7 @@ def test_cli_study_run_with_encoders_compares_then_studies_the_chosen(two_tiny, 
             "--encoders", f"{two_tiny[0]},{two_tiny[1]}", "--home", str(tmp_path / "home")]
     res = runner.invoke(app, args + ["--json"])
     assert res.exit_code == 0, res.output
-    payload = json.loads(res.stdout[res.stdout.index("{"):])
+    payload = json.loads(res.stdout)  # stdout: the one JSON document (the comparison's lines are on stderr)
     choice = payload["data"]["encoder_choice"]
     assert payload["data"]["encoder_comparison"]["chosen"] == choice["chosen"]
     assert choice["chosen"] in ("tiny-a", "tiny-b") and choice["runner_up"] in ("tiny-a", "tiny-b")

@@ -149,7 +149,7 @@ def test_cli_ship_predict_retrain_models(tmp_path):
     rows.to_csv(tmp_path / "in.csv", index=False)
     r = runner.invoke(app, ["predict", str(model), str(tmp_path / "in.csv"), "-o", str(tmp_path / "out.csv"), "--json"])
     assert r.exit_code == 0, r.output
-    rep = json.loads(r.output)
+    rep = json.loads(r.stdout)  # stderr: the progress lines
     assert rep["n_predicted"] == 29 and rep["n_rejected"] == 1
     pred = pd.read_csv(tmp_path / "out.csv")
     assert pred["id"].tolist() == [f"q{i}" for i in range(30) if i != 4]

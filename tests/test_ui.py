@@ -281,6 +281,10 @@ def test_study_with_a_time_budget_screens_and_shows_its_allocation(ui):
     assert job.status == "done", job.error
     snap = client.get(f"/api/jobs/{jid}").json()
     assert snap["spec"]["time_budget"] == "60s" and snap["spec"]["config"]["time_budget"] == "60s"
+    # The study's cost estimates stay with the job: its page's time left starts from them (issue #31).
+    est = snap["spec"]["cost_estimates"]
+    assert {"tfidf", "probe", "finetune"} <= set(est) and est["finetune"]["first"] > 0
+    assert any("time budget: costing the rungs" in line for line in app.state.jobs.snapshot(jid, None)["log"])
     summary = RunStore(app.state.settings.home / "runs.sqlite").get_study(snap["study_id"])["summary"]
     alloc = summary["allocation"]
     assert alloc["stop"]["kind"] in ("settled", "budget")

@@ -110,11 +110,14 @@ def _guard_commands(group: typer.Typer, prefix: str = "") -> None:
         _guard_commands(sub.typer_instance, f"{prefix}{sub.name} ")
 
 
-def _progress(json_out: bool) -> Optional[Callable[[str], None]]:
+def _progress(json_out: bool) -> Callable[[str], None]:
+    """Where a command's progress lines go: dim lines on stderr; with ``--json`` plain lines on stderr (stdout
+    holds only the JSON document, and a script reading it still sees that the command is working)."""
+    from adaptlab.cli.progress import stderr_line
+
     if json_out:
-        return None
-    # Escaped: progress lines quote file names, labels and reviewers' names.
-    return lambda msg: err.print(f"[dim]{escape(msg)}[/]", highlight=False)
+        return lambda msg: stderr_line(str(msg).strip())
+    return lambda msg: err.print(f"[dim]{escape(str(msg))}[/]", highlight=False)
 
 
 def _load(path: Optional[Path], *, text_col, label_col, group_col, time_col, id_col, encoding, on_invalid,
@@ -249,14 +252,21 @@ def study_run(
                   recompute=f.recompute)
     ds, test_ds, unl = _study_inputs(f)
     comparison = None
+    from adaptlab.cli.progress import json_stdout
+
     if candidates:
-        study, comparison = _choose_the_encoder_first(study, candidates, ds, test_ds, json_out)
+        with json_stdout(json_out):
+            study, comparison = _choose_the_encoder_first(study, candidates, ds, test_ds, json_out)
     if study.time_budget is not None:
         from adaptlab.decide.plan import cost_the_study
 
-        note = cost_the_study(study, ds, test=test_ds, unlabeled=unl)
-        if note and not json_out:
-            err.print(f"[dim]time budget: {note}[/]", highlight=False)
+        say = _progress(json_out)
+        if json_out:  # the calibration takes seconds to minutes: say so before, not only after
+            say("time budget: costing the rungs on this machine (the run store, else a short calibration) ...")
+        with json_stdout(json_out):
+            note = cost_the_study(study, ds, test=test_ds, unlabeled=unl)
+        if note:
+            say(f"time budget: {note}")
     # Studies with a refit rung are diagnosed (probe gap, MMD, domain shift) and the result stored with it.
     with cancel_on_sigint(_say_stopping):  # the first Ctrl+C stops at the next training step, checkpoint kept
         result = _run_with_progress(study, ds, test_ds, unl, json_out)
@@ -279,14 +289,17 @@ def _run_with_progress(study: Any, ds: Any, test_ds: Any, unl: Any, json_out: bo
     stdout is the one JSON document at the end, and stderr gets a plain line per cell meanwhile."""
     import time
 
-    from adaptlab.cli.progress import CellLines, stderr_line
+    from adaptlab.cli.progress import CellLines, json_stdout, stderr_line
     from adaptlab.config import format_duration
     from adaptlab.diagnostics import run_study_with_diagnostics
 
     cells = CellLines(study) if json_out else None
     t0 = time.monotonic()
-    result = run_study_with_diagnostics(study, ds, test=test_ds, unlabeled=unl, progress=_progress(json_out),
-                                        on_event=cells.on_event if cells is not None else None)
+    # With --json the cell lines say it all: one line per cell, not the study's own lines as well.
+    with json_stdout(json_out):
+        result = run_study_with_diagnostics(study, ds, test=test_ds, unlabeled=unl,
+                                            progress=None if json_out else _progress(json_out),
+                                            on_event=cells.on_event if cells is not None else None)
     if cells is not None:
         stderr_line(f"study {result.study_id[:12]}: done in {format_duration(time.monotonic() - t0)}; "
                     f"{result.n_trained} cell(s) trained, {result.n_from_store} read from the run store")
@@ -436,16 +449,29 @@ def data_check(
         raise ConfigError("--label-issues FILE writes the label check's rows, --no-label-issues skips the check: "
                           "give one of them, not both.")
 
+    import time
+
+    from adaptlab.cli.progress import json_stdout
+    from adaptlab.config import format_duration
+
+    say, t0 = _progress(json_out), time.monotonic()
     ds = _load(data, text_col=text_col, label_col=label_col, group_col=group_col, time_col=time_col, id_col=id_col,
                encoding=encoding, on_invalid="error")
-    clusters = find_near_duplicates(ds.texts, threshold=threshold)
-    infl = measure_leakage_inflation(ds, threshold=threshold, clusters=clusters, max_rows=cap)
+    say(f"data check: {len(ds):,} rows read; searching near-duplicates")
+    with json_stdout(json_out):
+        clusters = find_near_duplicates(ds.texts, threshold=threshold)
+        say("data check: measuring what a naive split would inflate (TF-IDF baseline)")
+        infl = measure_leakage_inflation(ds, threshold=threshold, clusters=clusters, max_rows=cap)
+        if not no_label_issues:
+            say(f"data check: label check on {min(len(ds), cap or len(ds)):,} rows (5-fold TF-IDF, confident learning)")
+        issues = None if no_label_issues else check_labels(ds, max_rows=cap)
+    if json_out:
+        say(f"data check: done in {format_duration(time.monotonic() - t0)}")
     report = {"source": str(data), "n": len(ds), "label_counts": ds.label_counts(),
               "near_dup_clusters": int(clusters.n_clusters), "near_dup_items": int(clusters.n_items_in_clusters),
               "naive_split": infl,
               "recommended_split": "group" if ds.groups is not None else ("near-dup" if clusters.n_clusters else "stratified"),
               "long_texts": long_texts(ds)}
-    issues = None if no_label_issues else check_labels(ds, max_rows=cap)
     report["label_quality"] = None if issues is None else issues.to_dict()
     written = issues.write(label_issues) if issues is not None and label_issues is not None else None
     if json_out:

@@ -10,6 +10,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from adaptlab.cli import HomeOpt, JsonOpt, _load, _progress, app, out, user_errors
+from adaptlab.cli.progress import json_stdout
 from adaptlab.errors import ConfigError
 
 
@@ -72,14 +73,18 @@ def suggest_cmd(
     if labeled is not None:
         done = _load(labeled, text_col=text_col, label_col=None, group_col=None, time_col=None, id_col=None,
                      encoding=None, on_invalid="error", require_labels=False).texts
-    if chosen == "cold-start":
-        result = cold_start(ds, n, encoder=encoder, also_labeled=done, seed=seed, model=model, precision=precision)
-    elif study is not None:
-        result = suggest_for_study(study, ds, n, home=home, data=data, strategy=chosen, also_labeled=done, seed=seed,
-                                   uncertainty=uncertainty, progress=_progress(json_out))
-    else:
-        result = suggest_for_model(model, ds, n, strategy=chosen, also_labeled=done, seed=seed,
-                                   uncertainty=uncertainty, progress=_progress(json_out))
+    say = _progress(json_out)
+    say(f"suggest: scoring {len(ds):,} texts ({chosen})")
+    with json_stdout(json_out):
+        if chosen == "cold-start":
+            result = cold_start(ds, n, encoder=encoder, also_labeled=done, seed=seed, model=model,
+                                precision=precision)
+        elif study is not None:
+            result = suggest_for_study(study, ds, n, home=home, data=data, strategy=chosen, also_labeled=done,
+                                       seed=seed, uncertainty=uncertainty, progress=say)
+        else:
+            result = suggest_for_model(model, ds, n, strategy=chosen, also_labeled=done, seed=seed,
+                                       uncertainty=uncertainty, progress=say)
     if output is not None:
         result.write(output)
     if json_out:

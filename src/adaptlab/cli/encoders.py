@@ -10,7 +10,7 @@ import typer
 
 from adaptlab.cli import HomeOpt, JsonOpt, _load, _progress, app, out, user_errors
 from adaptlab.cli.console import plain
-from adaptlab.cli.progress import progress_bars
+from adaptlab.cli.progress import count_lines, json_stdout, progress_bars
 from adaptlab.errors import ConfigError
 
 encoders_app = typer.Typer(no_args_is_help=True,
@@ -163,10 +163,14 @@ def encoders_embed(
         from tqdm.auto import tqdm
 
         bar = tqdm(total=len(ds), desc=f"embed {enc.name}", unit="text")
+    # No bar (--json, or stderr not a terminal): a plain line every few seconds instead.
+    lines = None if bar is not None else count_lines(json_out, f"embed {data.name}", unit="texts")
     t0 = time.perf_counter()
     try:
-        embed_to_file(enc, ds.texts, output, cache=store, batch_size=batch_size,
-                      on_chunk=None if bar is None else (lambda done, n: bar.update(done - bar.n)))
+        with json_stdout(json_out):
+            embed_to_file(enc, ds.texts, output, cache=store, batch_size=batch_size,
+                          on_chunk=(lambda done, n: bar.update(done - bar.n)) if bar is not None
+                          else (lambda done, n: lines(done, total=n)) if lines is not None else None)
     finally:
         if bar is not None:
             bar.close()

@@ -8,11 +8,15 @@ progress bar is drawn: bars redraw themselves with carriage returns, which a log
 """
 from __future__ import annotations
 
+import contextlib
 import sys
 import time
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Iterator, Optional
 
-__all__ = ["CellLines", "progress_bars", "stderr_line"]
+#: Seconds between two plain progress lines of counted work (a log gets a line, not a flood).
+PLAIN_EVERY = 10.0
+
+__all__ = ["CellLines", "CountLines", "count_lines", "json_stdout", "progress_bars", "stderr_line"]
 
 
 def progress_bars(json_out: bool) -> bool:
@@ -30,11 +34,93 @@ def progress_bars(json_out: bool) -> bool:
         return False
 
 
+def count_lines(json_out: bool, what: str, unit: str = "rows") -> "Optional[CountLines]":
+    """Plain :class:`CountLines` where no progress bar is drawn (``--json``, or stderr is not a terminal:
+    a pipe, a log file), else None (the bar shows it).
+
+    Example:
+        >>> count_lines(True, "predict new.csv").what
+        'predict new.csv'
+    """
+    return None if progress_bars(json_out) else CountLines(what, unit=unit)
+
+
 def stderr_line(line: str) -> None:
     """One plain line on stderr, flushed (a pipe sees it now, not when the command ends)."""
     stream = sys.stderr
     stream.write(line + "\n")
     stream.flush()
+
+
+@contextlib.contextmanager
+def json_stdout(json_out: bool) -> Iterator[None]:
+    """With ``--json``, what libraries print on stdout while the work runs goes to stderr instead.
+
+    stdout must hold the one JSON document and nothing else; a library that prints (the transformers
+    Trainer's loss dicts, a stray ``print``) would break every script that parses it. The JSON itself is
+    written after the block, to the real stdout.
+
+    Example:
+        >>> import contextlib, io
+        >>> err = io.StringIO()
+        >>> with contextlib.redirect_stderr(err), json_stdout(True):
+        ...     print("{'loss': 0.69}")
+        >>> err.getvalue()
+        "{'loss': 0.69}\\n"
+    """
+    if not json_out:
+        yield
+        return
+    with contextlib.redirect_stdout(sys.stderr):
+        yield
+
+
+class CountLines:
+    """Plain progress lines for counted work (texts embedded, rows predicted): one every ``every`` seconds,
+    with the share done and the time left at the rate so far, and one at the end.
+
+    Where no terminal draws a bar (``--json``, a pipe, a log file) long work still says where it is, one
+    line at a time, never a carriage return.
+
+    Example:
+        >>> t = iter([0.0, 20.0, 40.0])
+        >>> lines = CountLines("embed big.csv", unit="texts", write=print, every=10.0, clock=lambda: next(t))
+        >>> lines(2_000, total=8_000)
+        embed big.csv: 2,000 of 8,000 texts (25%) in 20 s; about 60 s left
+        >>> lines(8_000, total=8_000, final=True)
+        embed big.csv: 8,000 texts in 40 s
+    """
+
+    def __init__(self, what: str, *, unit: str = "rows", write: Callable[[str], None] = stderr_line,
+                 every: Optional[float] = None, clock: Callable[[], float] = time.monotonic) -> None:
+        self.what, self.unit, self.write, self.clock = what, unit, write, clock
+        self.every = PLAIN_EVERY if every is None else every
+        self.t0 = clock()
+        self.last = self.t0
+
+    def __call__(self, done: int, total: Optional[int] = None, *, fraction: Optional[float] = None,
+                 final: bool = False) -> None:
+        """Report ``done`` units (of ``total``, or a ``fraction`` of the work when the units are not what is
+        counted, e.g. bytes read); printed when ``every`` seconds passed since the last line, or ``final``."""
+        try:
+            now = self.clock()
+            if not final and now - self.last < self.every:
+                return
+            self.last = now
+            spent = now - self.t0
+            if final:
+                self.write(f"{self.what}: {done:,} {self.unit} in {_dur(spent)}")
+                return
+            if fraction is None and total:
+                fraction = done / total
+            line = f"{self.what}: {done:,}" + (f" of {total:,}" if total else "") + f" {self.unit}"
+            if fraction is not None and 0 < fraction <= 1:
+                line += f" ({fraction:.0%}) in {_dur(spent)}; about {_dur(spent * (1 - fraction) / fraction)} left"
+            else:
+                line += f" in {_dur(spent)}"
+            self.write(line)
+        except Exception:  # noqa: BLE001 - a progress line must never stop the work
+            pass
 
 
 class CellLines:

@@ -22,7 +22,7 @@ from adaptlab.cli import (EncoderOpt, EncodingOpt, GroupColOpt, HomeOpt, IdColOp
                           PositiveLabelOpt, RefitBudgetOpt, RefitObjectiveOpt, SplitOpt, TestOpt, TestSeedOpt,
                           TestSizeOpt, TextColOpt, TimeColOpt, TransductiveOpt, UnlabeledOpt, ValSizeOpt, _load,
                           _progress, app, out, user_errors)
-from adaptlab.cli.progress import progress_bars, stderr_line
+from adaptlab.cli.progress import json_stdout, progress_bars, stderr_line
 from adaptlab.errors import AdaptlabError
 
 # The manifest fields `--json` prints (the full manifest, loss curve included, is in the refit's folder).
@@ -129,7 +129,8 @@ def refit_cmd(
                 stderr_line(f"refit: {len(unl) if unl is not None else 0} unlabeled texts, budget "
                             f"{refit_budget or 'the default'}; the JSON follows when it is done")
             t0 = monotonic()
-            outcome = study.refit(ds, test=test_ds, unlabeled=unl, progress=_progress(json_out) if main else None)
+            with json_stdout(json_out):
+                outcome = study.refit(ds, test=test_ds, unlabeled=unl, progress=_progress(json_out) if main else None)
             if json_out and main:
                 stderr_line(f"refit: done in {format_duration(monotonic() - t0)}")
     except AdaptlabError as exc:

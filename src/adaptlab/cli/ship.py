@@ -11,7 +11,7 @@ from rich.table import Table
 
 from adaptlab.cli import HomeOpt, JsonOpt, _load, _progress, app, err, exit_codes, out, user_errors
 from adaptlab.cli.console import plain
-from adaptlab.cli.progress import progress_bars
+from adaptlab.cli.progress import count_lines, json_stdout, progress_bars, stderr_line
 from adaptlab.errors import ConfigError
 
 models_app = typer.Typer(no_args_is_help=True, help="List the versions of a shipped model; roll back.")
@@ -84,9 +84,10 @@ def ship_cmd(
                 encoding=encoding, on_invalid=on_invalid)
     ds = _load(data, **cols)
     unl = _load(unlabeled, **{**cols, "label_col": None, "group_col": None, "time_col": None}, require_labels=False)
-    reg = ship_model(ds, output, rung=rung, encoder=encoder, unlabeled=unl, split=split, test_size=test_size,
-                     test_seed=test_seed, seed=seed, budget=budget, home=home, max_drop=max_drop, extra=extra,
-                     show_progress=progress_bars(json_out), progress=say, precision=precision)
+    with json_stdout(json_out):
+        reg = ship_model(ds, output, rung=rung, encoder=encoder, unlabeled=unl, split=split, test_size=test_size,
+                         test_seed=test_seed, seed=seed, budget=budget, home=home, max_drop=max_drop, extra=extra,
+                         show_progress=progress_bars(json_out), progress=say, precision=precision)
     v = reg.current
     if json_out:
         typer.echo(json.dumps({"model": str(output), "version": v.to_dict()}, indent=2))
@@ -142,11 +143,17 @@ def predict_cmd(
     from adaptlab.ship import load_model
     from adaptlab.ship.predict import predict_file
 
-    pipe = load_model(model, version, device=device, use_cache=False, precision=precision)
-    report = predict_file(pipe, input, output, text_col=text_col, id_col=id_col, batch_size=batch_size,
-                          reject_path=rejects, encoding=encoding, show_progress=progress_bars(json_out))
+    lines = count_lines(json_out, f"predict {input.name}")
+    if json_out:
+        stderr_line(f"predict {input.name}: loading the model {model}; the JSON follows when every row is predicted")
+    with json_stdout(json_out):
+        pipe = load_model(model, version, device=device, use_cache=False, precision=precision)
+        report = predict_file(pipe, input, output, text_col=text_col, id_col=id_col, batch_size=batch_size,
+                              reject_path=rejects, encoding=encoding, show_progress=progress_bars(json_out),
+                              on_progress=None if lines is None else (lambda n, share: lines(n, fraction=share)))
     code = exit_codes.NO_ROW_PREDICTED if report.n_read and not report.n_predicted else exit_codes.OK
     if json_out:
+        lines(report.n_read, final=True)
         typer.echo(json.dumps({**report.to_dict(), "exit_code": code}, indent=2, default=str))
     else:
         out.print(report.summary(), markup=False, highlight=False)
@@ -184,9 +191,10 @@ def retrain_cmd(
 
     if label_issues is not None:
         issues_file_format(label_issues)  # a wrong name fails now, not after the retrain
-    outcome = retrain(model, new_labels, max_drop=max_drop, text_col=text_col, label_col=label_col, id_col=id_col,
-                      accept_labels=accept_labels, policy=load_policy(policy) if policy else None,
-                      progress=_progress(json_out), on_invalid=on_invalid)
+    with json_stdout(json_out):
+        outcome = retrain(model, new_labels, max_drop=max_drop, text_col=text_col, label_col=label_col,
+                          id_col=id_col, accept_labels=accept_labels, policy=load_policy(policy) if policy else None,
+                          progress=_progress(json_out), on_invalid=on_invalid)
     written = None
     if label_issues is not None and outcome.labels is not None:
         written = write_label_issues(outcome.labels, label_issues)

@@ -188,6 +188,7 @@ class _Table:
     rows: list[int]
     fmt: str
     encoding: Optional[str]
+    source: str = ""
 
 
 # --------------------------------------------------------------------------------------- reading
@@ -279,6 +280,36 @@ def _read_table(path: Path, encoding: Optional[str]) -> _Table:
         # Stopped at the first bad byte; reread the bytes once to say which lines and which encoding.
         _decode(_raw_bytes(path), encoding, str(path))
         raise DataError(f"{path} cannot be decoded. Fix: re-save the file as UTF-8.") from None
+
+
+#: The source name of a dataset loaded from a pandas DataFrame (in messages, ``TextDataset.source``).
+DATAFRAME_SOURCE = "DataFrame"
+
+
+def _as_path(path: Any) -> Path:
+    """A file argument as a Path; anything else (a list, a Series, a dict) is a clear error, not a TypeError."""
+    if isinstance(path, (str, Path)) or hasattr(path, "__fspath__"):
+        return Path(path).expanduser()
+    raise ConfigError(
+        f"load_dataset reads a file path or a pandas DataFrame, not a {type(path).__name__}. Fix: pass the path "
+        "of a CSV / JSONL / Parquet file, or pandas.DataFrame({'text': texts, 'label': labels}); a TextDataset "
+        "is built directly with TextDataset(texts, labels)."
+    )
+
+
+def _frame_table(df: pd.DataFrame) -> _Table:
+    """A DataFrame's columns as a :class:`_Table` (column names as strings; rows numbered from 1)."""
+    names = [str(c) for c in df.columns]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise DataError(f"the DataFrame has duplicate column names {dupes}. Fix: rename them so each is unique "
+                        "(df.columns = [...]).")
+    if len(df) == 0:
+        raise DataError(f"the DataFrame has columns ({show_columns(names)}) but no rows. Fix: check that you "
+                        "passed the right frame.")
+    by_name = dict(zip(names, df.columns))
+    return _Table(columns=names, get=lambda c: df[by_name[c]].tolist(), rows=list(range(1, len(df) + 1)),
+                  fmt="dataframe", encoding=None, source=DATAFRAME_SOURCE)
 
 
 def _raw_bytes(path: Path) -> bytes:
@@ -497,7 +528,7 @@ def _one_timestamp(v: object) -> pd.Timestamp:
 
 @overload
 def load_dataset(
-    path: Union[str, Path], *, text_col: Optional[str] = ..., label_col: Optional[str] = ...,
+    path: Union[str, Path, pd.DataFrame], *, text_col: Optional[str] = ..., label_col: Optional[str] = ...,
     group_col: Optional[str] = ..., time_col: Optional[str] = ..., id_col: Optional[str] = ...,
     encoding: Optional[str] = ..., require_labels: bool = ..., on_invalid: OnInvalid = ...,
     return_report: Literal[False] = ...,
@@ -506,7 +537,7 @@ def load_dataset(
 
 @overload
 def load_dataset(
-    path: Union[str, Path], *, text_col: Optional[str] = ..., label_col: Optional[str] = ...,
+    path: Union[str, Path, pd.DataFrame], *, text_col: Optional[str] = ..., label_col: Optional[str] = ...,
     group_col: Optional[str] = ..., time_col: Optional[str] = ..., id_col: Optional[str] = ...,
     encoding: Optional[str] = ..., require_labels: bool = ..., on_invalid: OnInvalid = ...,
     return_report: Literal[True],
@@ -514,7 +545,7 @@ def load_dataset(
 
 
 def load_dataset(
-    path: Union[str, Path],
+    path: Union[str, Path, pd.DataFrame],
     *,
     text_col: Optional[str] = None,
     label_col: Optional[str] = None,
@@ -530,7 +561,8 @@ def load_dataset(
 
     Args:
         path: The file (``.csv``, ``.tsv``, ``.jsonl``, ``.ndjson``, ``.parquet``; text formats may
-            be gzipped).
+            be gzipped), or a :class:`pandas.DataFrame` already in memory (a notebook's data): its
+            columns are read as a file's, row 1 is its first row, and the frame is not modified.
         text_col: Text column. Default: the first of :data:`TEXT_COLUMN_CANDIDATES` present.
         label_col: Label column. Default: the first of :data:`LABEL_COLUMN_CANDIDATES` present.
             Labels become strings: ``1`` and ``1.0`` give ``"1"``, ``true`` gives ``"True"``;
@@ -565,13 +597,21 @@ def load_dataset(
         >>> ds = load_dataset(p, text_col="review", label_col="stars")
         >>> ds.texts[:2], ds.labels, ds.rows
         (['great', 'awful'], ['5', '1', '5', '1'], [1, 2, 3, 4])
+        >>> import pandas as pd
+        >>> df = pd.DataFrame({"review": ["great", "awful", "fine", "bad"], "stars": [5, 1, 5, 1]})
+        >>> load_dataset(df, text_col="review", label_col="stars").labels
+        ['5', '1', '5', '1']
     """
     if on_invalid not in ("error", "drop"):
         raise ConfigError.invalid("on_invalid", on_invalid, "'error' or 'drop'")
-    path = Path(path).expanduser()
-    check_input_file(path)
-    fmt, _ = detect_format(path)
-    table = _read_table(path, encoding)
+    if isinstance(path, pd.DataFrame):
+        table, fmt = _frame_table(path), "dataframe"
+        path = Path(table.source)
+    else:
+        path = _as_path(path)
+        check_input_file(path)
+        fmt, _ = detect_format(path)
+        table = _read_table(path, encoding)
     roles = _resolve_roles(table.columns, path, text_col=text_col, label_col=label_col, group_col=group_col,
                            time_col=time_col, id_col=id_col, require_labels=require_labels)
     ds, raw_ts = _build_dataset(table, roles, path, require_labels)
@@ -580,6 +620,7 @@ def load_dataset(
         "tsv": f"{path} (row 1 = first record after the header)",
         "jsonl": f"{path} (rows are line numbers)",
         "parquet": f"{path} (row 1 = first record)",
+        "dataframe": f"{path} (row 1 = the frame's first row, whatever its index)",
     }[fmt]
     ts_raw = None
     if raw_ts is not None:

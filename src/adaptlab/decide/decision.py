@@ -198,6 +198,12 @@ class Decision:
         """The flags raised by rule ``rule``."""
         return [f for f in self.flags if f.rule == rule]
 
+    def _repr_html_(self) -> str:
+        """What Jupyter shows for the decision: status, headline, reasons, each rung's verdict, flags."""
+        from adaptlab.decide.notebook import decision_html
+
+        return decision_html(self)
+
     def summary_lines(self) -> list[str]:
         """The decision as plain lines: headline, reasons, flags, flip inspection, next experiment."""
         lines = [self.headline]

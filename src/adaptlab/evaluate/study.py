@@ -25,6 +25,7 @@ from adaptlab.data import TextDataset, find_near_duplicates, split_dataset
 from adaptlab.errors import ConfigError, DataError
 from adaptlab.evaluate.adaptive import AdaptiveConfig
 from adaptlab.evaluate.executor import Executor, Job, JobsFailedError, make_executor, shared_artifact_key
+from adaptlab.evaluate.notebook import CellBar, in_notebook, study_frame, study_html, widget_bars
 from adaptlab.evaluate.tracking import StudyTracking, Tracker, make_tracker
 from adaptlab.metrics import bands_overlap, resolve_positive_label, seed_and_test_bootstrap
 from adaptlab.rungs import Budget, RungContext, get_rung
@@ -161,6 +162,27 @@ class StudyResult:
                 return r
         raise KeyError(rung)
 
+    def to_frame(self, per_seed: bool = False) -> Any:
+        """The rungs as a :class:`pandas.DataFrame`: one row per rung (index ``rung``) with ``n_seeds``,
+        ``mean``, ``std``, the 95% band ``ci_low``/``ci_high``, validation F1, accuracy, fit seconds and the
+        F1 of each seed; ``per_seed=True``: one row per (rung, seed) run.
+
+        Example:
+            >>> from adaptlab.data import TextDataset
+            >>> texts = ([f"goal match team player {i}" for i in range(30)]
+            ...          + [f"chip software data server {i}" for i in range(30)])
+            >>> data = TextDataset(texts, ["sport"] * 30 + ["tech"] * 30)
+            >>> result = Study(StudyConfig(rungs=["tfidf"], seeds=2, n_boot=200), home="runs").run(data)
+            >>> frame = result.to_frame()
+            >>> frame.index.tolist(), int(frame.loc["tfidf", "n_seeds"]), len(result.to_frame(per_seed=True))
+            (['tfidf'], 2, 2)
+        """
+        return study_frame(self, per_seed=per_seed)
+
+    def _repr_html_(self) -> str:
+        """What Jupyter shows for the result: the rung table with mean ± std and bands, and the warnings."""
+        return study_html(self)
+
 
 @dataclass
 class PreparedData:
@@ -281,7 +303,7 @@ class Study:
     """
 
     def __init__(self, config: StudyConfig, *, home: str | Path | None = None, encoder: Any = None,
-                 show_progress: bool = False, executor: "str | ExecutorConfig | Executor | None" = None,
+                 show_progress: Optional[bool] = None, executor: "str | ExecutorConfig | Executor | None" = None,
                  time_budget: "str | float | None" = None, cost_estimates: Optional[dict[str, tuple[float, float]]] = None,
                  priors: Optional[dict[str, float]] = None, track: "str | Tracker | None" = None,
                  recompute: "str | Sequence[str] | None" = None) -> None:
@@ -304,7 +326,9 @@ class Study:
         self.home = Path(home) if home is not None else default_home()
         self._store: Optional[RunStore] = None
         self._encoder = encoder
-        self.show_progress = show_progress
+        # Progress bars (embedding, training); None: shown in a Jupyter notebook, with a bar over the cells too.
+        self._cell_bar = show_progress is None and in_notebook()
+        self.show_progress = bool(show_progress) if show_progress is not None else (self._cell_bar and widget_bars())
         # Cell leases (adaptlab.store.leases): ttl, poll and max_wait seconds; tests shorten them.
         self.lease_options: dict[str, Any] = {}
         self._says = True  # whether the current run prints progress lines (set by _run); a lease wait is said anyway
@@ -369,16 +393,27 @@ class Study:
 
         ``cancel`` (an :class:`adaptlab.cancel.CancelToken`, set from another thread) stops the study at the
         running cell's next training step or encode batch with :class:`adaptlab.cancel.Cancelled`; the cell's
-        checkpoint is kept, so running the same study again reads the finished cells and resumes that one."""
+        checkpoint is kept, so running the same study again reads the finished cells and resumes that one. In a notebook (and
+        ``show_progress`` left out) a bar over the (rung, seed) cells shows how far it is."""
         with cancel_scope(cancel):
-            if self.tracker is None:
-                return self._run(data, test, unlabeled, progress, on_event)
-            tracking = StudyTracking(self.tracker, self.store, {r.name: r.config.to_dict() for r in self.rungs},
-                                     on_event)
-            with tracking:  # a study that stops (error, Ctrl-C, cancel) ends its tracked run as FAILED / KILLED
-                result = self._run(data, test, unlabeled, progress, tracking.on_event)
-                tracking.finish(result)
-            return result
+            if self._cell_bar:
+                bar = CellBar(total=len(self.rungs) * self.config.seeds)
+                on_event = _both(bar.on_event, on_event)
+                try:
+                    return self._run_tracked(data, test, unlabeled, progress, on_event)
+                finally:
+                    bar.close()
+            return self._run_tracked(data, test, unlabeled, progress, on_event)
+
+    def _run_tracked(self, data: TextDataset, test: Optional[TextDataset], unlabeled: Optional[TextDataset],
+                     progress: Optional[Progress], on_event: Optional[Callable[[StudyEvent], None]]) -> StudyResult:
+        if self.tracker is None:
+            return self._run(data, test, unlabeled, progress, on_event)
+        tracking = StudyTracking(self.tracker, self.store, {r.name: r.config.to_dict() for r in self.rungs}, on_event)
+        with tracking:  # a study that stops (error, Ctrl-C, cancel) ends its tracked run as FAILED / KILLED
+            result = self._run(data, test, unlabeled, progress, tracking.on_event)
+            tracking.finish(result)
+        return result
 
     def _run(self, data: TextDataset, test: Optional[TextDataset], unlabeled: Optional[TextDataset],
              progress: Optional[Progress], on_event: Optional[Callable[[StudyEvent], None]]) -> StudyResult:
@@ -1007,6 +1042,18 @@ def recompute_set(recompute: "str | Sequence[str] | None", rungs: list[str]) -> 
         raise ConfigError.invalid("recompute", ",".join(unknown), f"all, or rungs of this study ({', '.join(rungs)})",
                                   "Name the rungs whose stored results you want trained again.")
     return set(names)
+
+
+def _both(first: Callable[[Any], None], second: Optional[Callable[[Any], None]]) -> Callable[[Any], None]:
+    """One ``on_event`` that calls ``first`` (the notebook's bar), then the caller's own, if any."""
+    if second is None:
+        return first
+
+    def call(ev: Any) -> None:
+        first(ev)
+        second(ev)
+
+    return call
 
 
 def adaptive_kind(rung: Any) -> str:

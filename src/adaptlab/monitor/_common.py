@@ -105,7 +105,8 @@ def call_embed(embed_fn: Any, texts: list[str], *, batch_size: int, what: str = 
     if n == 0:
         raise ConfigError(f"{what}: there are no texts to embed; pass at least one text.")
     if show_progress is None:
-        show_progress = n > 5000
+        # A bar redraws itself with carriage returns: on a terminal only, never into a pipe or a log file.
+        show_progress = n > 5000 and _stderr_is_a_terminal()
     bar = None
     if show_progress:
         from tqdm.auto import tqdm
@@ -148,3 +149,12 @@ def fnum(x: Union[float, np.floating, None], nd: int = 6) -> Optional[float]:
         return None
     v = float(x)
     return round(v, nd) if math.isfinite(v) else None
+
+
+def _stderr_is_a_terminal() -> bool:
+    import sys
+
+    try:
+        return bool(sys.stderr.isatty())
+    except (AttributeError, ValueError):  # a closed or replaced stream
+        return False

@@ -196,6 +196,26 @@ def _quiet(show_progress: bool):
             hf_logging.enable_progress_bar()
 
 
+def _quiet_trainer_logs(st_trainer: Any, show_progress: bool) -> None:
+    """Keep the transformers Trainer's log dicts (``{'embedding_loss': 0.25, ...}``, one per step here) off
+    stdout: its ``PrinterCallback`` prints them and its ``ProgressCallback`` writes them above the bar with
+    ``tqdm.write``, which writes to stdout, ahead of the results table or inside ``--json`` output. The bar
+    itself (on stderr) stays where progress is wanted; the losses are recorded by the budget callback."""
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+    class _BarOnly(ProgressCallback):
+        def on_log(self, args: Any, state: Any, control: Any, logs: Optional[dict] = None, **kwargs: Any) -> Any:
+            return control
+
+    for cb in (PrinterCallback, ProgressCallback):
+        st_trainer.remove_callback(cb)
+    if show_progress:
+        st_trainer.add_callback(_BarOnly)
+    else:
+        # Without a progress callback the transformers Trainer would add the printer back.
+        st_trainer.args.disable_tqdm = True
+
+
 @contextlib.contextmanager
 def _own_rng(device: str):
     """Training seeds every generator (transformers' set_seed); the caller's states come back afterwards."""
@@ -472,13 +492,7 @@ class SetFitRung(Rung):
             checkpoints = _Checkpoints(body, cfg, train, val, seed=seed, context=context)
             callback = _make_budget_callback(budget, t_start, checkpoints)
             trainer = Trainer(model=model, args=args, callbacks=[callback])
-            if not context.show_progress:
-                from transformers.trainer_callback import PrinterCallback, ProgressCallback
-
-                # Without a progress bar the transformers Trainer prints every log line instead.
-                trainer.st_trainer.args.disable_tqdm = True
-                for cb in (PrinterCallback, ProgressCallback):
-                    trainer.st_trainer.remove_callback(cb)
+            _quiet_trainer_logs(trainer.st_trainer, bool(context.show_progress))
             t_start[0] = time.perf_counter()
             trainer.train_embeddings(texts, labels, args=args)
             seconds = time.perf_counter() - t_start[0]

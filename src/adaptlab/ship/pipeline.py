@@ -429,6 +429,27 @@ def read_manifest(directory: PathLike) -> dict[str, Any]:
     return manifest
 
 
+def _version_in_use(folder: Path) -> Optional[Path]:
+    """The folder of the version in use when ``folder`` is a model registry (``registry.json``, no manifest of
+    its own), else None. Read here, not through ``ModelRegistry``, so a pipeline loads without the registry."""
+    index = folder / "registry.json"
+    if (folder / MANIFEST).is_file() or not index.is_file():
+        return None
+    try:
+        current = json.loads(index.read_text(encoding="utf-8")).get("current")
+    except (OSError, ValueError, AttributeError) as exc:
+        raise ConfigError(f"cannot read {str(index)!r} ({exc}); it was edited or is from another version.") from exc
+    if isinstance(current, str) and (Path(current).name != current or current in (".", "..")):
+        current = None  # a version id is a plain folder name; anything else was edited in
+    if not isinstance(current, str) or not current:
+        raise ConfigError(f"{str(folder)!r} has no version in use; run `adaptlab models rollback {folder} VERSION`.")
+    version_dir = folder / "versions" / current
+    if not (version_dir / MANIFEST).is_file():
+        raise ConfigError(f"{str(folder)!r} says {current} is in use, but {str(version_dir)!r} holds no saved model. "
+                          "Copy the whole model folder, or roll back to a version that is there.")
+    return version_dir
+
+
 def load_pipeline(directory: PathLike, *, device: str = "cpu", blobs: Optional[PathLike] = None,
                   precision: Optional[str] = None) -> Pipeline:
     """Load a saved :class:`Pipeline`, refusing anything adaptlab did not write.
@@ -443,6 +464,10 @@ def load_pipeline(directory: PathLike, *, device: str = "cpu", blobs: Optional[P
     shape; stored encoders/adapters match their own hashes; a referenced encoder package has the
     recorded fingerprint. No pickle is read and no code from the folder is run.
 
+    ``directory`` is a saved pipeline, or a model folder made by ``adaptlab ship`` (a registry of versions):
+    then the version in use is loaded, as ``adaptlab predict`` does
+    (:func:`~adaptlab.ship.load_model` also picks another version).
+
     Example:
         >>> from adaptlab.ship import Pipeline, load_pipeline
         >>> pipe = Pipeline(rung="tfidf", rung_params={"min_df": 1}).fit(
@@ -455,6 +480,9 @@ def load_pipeline(directory: PathLike, *, device: str = "cpu", blobs: Optional[P
     from safetensors.numpy import load_file
 
     folder = Path(directory).expanduser()
+    version_dir = _version_in_use(folder)
+    if version_dir is not None:
+        return load_pipeline(version_dir, device=device, blobs=blobs or folder / BLOBS, precision=precision)
     manifest = read_manifest(folder)
     weights = folder / WEIGHTS
     if not weights.is_file():

@@ -27,7 +27,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Optional, Union
+from typing import Any, Callable, Iterator, Optional, Union
 
 import numpy as np
 
@@ -483,6 +483,7 @@ def predict_file(
     reject_path: Optional[PathLike] = None,
     encoding: Optional[str] = None,
     show_progress: bool = False,
+    on_progress: Optional[Callable[[int, Optional[float]], None]] = None,
 ) -> PredictReport:
     """Predict every row of a CSV/TSV, JSON Lines or Parquet file, streaming it in batches.
 
@@ -507,6 +508,8 @@ def predict_file(
         encoding: Text encoding of CSV/TSV/JSONL (ignored for Parquet). Default UTF-8 (a UTF-16 BOM is
             recognised). Bytes invalid in the encoding reject their row, and the report suggests a fix.
         show_progress: Show a progress bar on stderr (bytes read; rows for Parquet).
+        on_progress: Called after each batch with the rows read so far and the share of the input read
+            (None when unknown): plain progress lines where no bar is drawn (``adaptlab predict --json``).
 
     Returns:
         A :class:`PredictReport`; ``report.summary()`` says what was predicted and rejected.
@@ -546,6 +549,7 @@ def predict_file(
         precision=getattr(model, "precision_note_", None),
     )
     run = _Prediction(model, classes, reader, report, batch_size)
+    run.on_progress = on_progress
     tmp_out, tmp_rej = _temp_beside(output_path), _temp_beside(rejects)
     try:
         try:
@@ -617,6 +621,7 @@ class _Prediction:
         self.writer: Optional[_Writer] = None
         self.rej: Optional[_RejectWriter] = None
         self.bar: Any = None
+        self.on_progress: Optional[Callable[[int, Optional[float]], None]] = None
         self.by_problem: Counter[str] = Counter()
         self.lines_by_problem: dict[str, list[int]] = {}
         self.texts: list[str] = []
@@ -692,6 +697,9 @@ class _Prediction:
         self.texts, self.keys = [], []
 
     def _tick(self) -> None:
+        if self.on_progress is not None:
+            total = self.reader.total
+            self.on_progress(self.report.n_read, min(self.reader.position() / total, 1.0) if total else None)
         if self.bar is not None:
             pos = self.reader.position()
             self.bar.update(max(0, pos - self._last_pos))

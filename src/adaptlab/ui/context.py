@@ -71,8 +71,11 @@ def not_found(what: str) -> HTTPException:
 
 def public_job(snapshot: dict[str, Any]) -> dict[str, Any]:
     """A job as the browser sees it: without server paths."""
+    from adaptlab.ui.eta import job_eta
+
     out = dict(snapshot)
     out["spec"] = {k: v for k, v in (snapshot.get("spec") or {}).items() if k not in PRIVATE_SPEC}
+    out["eta"] = job_eta(snapshot)  # a running study's time left, for the job page
     return out
 
 

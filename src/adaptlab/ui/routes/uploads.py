@@ -2,6 +2,7 @@
 study file), see the planner's estimate, start the job."""
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any, Optional
 
@@ -107,7 +108,8 @@ def _configure_page(ui: UIContext, uid: str, status: int = 200, form: Optional[d
     form = {"params": {}, "extra": {}, "file_notes": [], **(form or meta.get("form") or _default_form(meta))}
     defaults = {"untimed": _default_rungs(meta, timed=False), "timed": _default_rungs(meta, timed=True)}
     return ui.render("configure.html.j2", status=status, uid=uid, meta=meta, rungs=rung_choices(), form=form,
-                     plan=meta.get("plan"), error=error, splits=SPLITS, default_rungs=defaults)
+                     plan=meta.get("plan"), error=error, splits=SPLITS, default_rungs=defaults,
+                     plan_seconds=meta.get("plan_seconds"))
 
 
 def _form_rungs(rungs: list[str]) -> list[str]:
@@ -245,6 +247,7 @@ def plan(ui: Ui, uid: str, rungs: list[str] = Form([]), compute_budget: str = Fo
         if not compute_budget.strip():
             raise ConfigError.invalid("compute budget", compute_budget, "a duration, e.g. '30 min' or '2 CPU hours'")
         n_seeds = _form_seeds(seeds)
+        t0 = time.monotonic()
         ds, unl_ds, _ = load_labeled({"data_path": str(data), "unlabeled_path": str(unl) if unl else None,
                                       "columns": cols})
         # The user's seeds are the most the plan gives a rung; the form keeps them as typed.
@@ -253,6 +256,8 @@ def plan(ui: Ui, uid: str, rungs: list[str] = Form([]), compute_budget: str = Fo
                        seeds=n_seeds)
     except AdaptlabError as exc:
         return _configure_page(ui, uid, 400, form, str(exc))
+    # The next estimate on this data says how long it will take (the page's "calibrating ..." line).
+    meta["plan_seconds"] = round(time.monotonic() - t0, 1)
     meta["plan"] = {**p.to_dict(), "budget_text": compute_budget}
     planned = [i for i in p.items if i.included]
     if planned and not form["rungs"]:  # nothing ticked: the plan fills the rungs in; ticked rungs stay ticked

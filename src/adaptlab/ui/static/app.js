@@ -29,6 +29,26 @@
     });
   });
 
+  // ---- the planner: its request blocks while it calibrates on this machine, so say so and count the seconds
+  var studyForm = document.getElementById('study-form');
+  if (studyForm) {
+    studyForm.addEventListener('submit', function (ev) {
+      var button = ev.submitter;
+      var busy = document.getElementById('plan-busy');
+      if (!button || button.id !== 'plan-button' || !busy) { return; }
+      busy.hidden = false;
+      var t0 = Date.now();
+      var elapsed = document.getElementById('plan-busy-elapsed');
+      setInterval(function () {
+        if (elapsed) { elapsed.textContent = Math.round((Date.now() - t0) / 1000) + ' s'; }
+      }, 1000);
+      // Disabled after the submission has started: a disabled submitter would not submit its formaction.
+      setTimeout(function () {
+        studyForm.querySelectorAll('button[type=submit]').forEach(function (b) { b.disabled = true; });
+      }, 0);
+    });
+  }
+
   // ---- label review: picking a label for a row means "fix" it
   document.querySelectorAll('select.fix-label').forEach(function (sel) {
     sel.addEventListener('change', function () {
@@ -114,6 +134,11 @@
       prog.value = job.n_done;
       document.getElementById('job-count').textContent = job.n_done + ' of ' + (job.n_cells - skipped) +
         ' runs finished' + (skipped ? '; ' + skipped + ' not needed' : '');
+    }
+    var eta = document.getElementById('job-eta');
+    if (eta) {
+      eta.textContent = job.eta ? job.eta.text : '';
+      eta.hidden = !job.eta;
     }
     Object.keys(job.cells).forEach(function (key) {
       var c = job.cells[key];

@@ -258,15 +258,7 @@ def study_run(
         with json_stdout(json_out):
             study, comparison = _choose_the_encoder_first(study, candidates, ds, test_ds, json_out)
     if study.time_budget is not None:
-        from adaptlab.decide.plan import cost_the_study
-
-        say = _progress(json_out)
-        if json_out:  # the calibration takes seconds to minutes: say so before, not only after
-            say("time budget: costing the rungs on this machine (the run store, else a short calibration) ...")
-        with json_stdout(json_out):
-            note = cost_the_study(study, ds, test=test_ds, unlabeled=unl)
-        if note:
-            say(f"time budget: {note}")
+        _cost_the_study(study, ds, test_ds, unl, json_out)
     # Studies with a refit rung are diagnosed (probe gap, MMD, domain shift) and the result stored with it.
     with cancel_on_sigint(_say_stopping):  # the first Ctrl+C stops at the next training step, checkpoint kept
         result = _run_with_progress(study, ds, test_ds, unl, json_out)
@@ -276,6 +268,20 @@ def study_run(
         result.data["encoder_comparison"] = comparison.to_dict()
         study.store.set_summary(result.study_id, result.to_dict())
     _decide_and_emit(study, result, f.track, tracker, json_out)
+
+
+def _cost_the_study(study: Any, ds: Any, test_ds: Any, unl: Any, json_out: bool) -> None:
+    """Cost a time-budgeted study's rungs before it runs, saying so (the calibration takes seconds to minutes)."""
+    from adaptlab.cli.progress import json_stdout
+    from adaptlab.decide.plan import cost_the_study
+
+    say = _progress(json_out)
+    if json_out:
+        say("time budget: costing the rungs on this machine (the run store, else a short calibration) ...")
+    with json_stdout(json_out):
+        note = cost_the_study(study, ds, test=test_ds, unlabeled=unl)
+    if note:
+        say(f"time budget: {note}")
 
 
 def _say_stopping() -> None:

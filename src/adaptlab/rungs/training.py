@@ -703,7 +703,8 @@ def _read_checkpoint_files(folder: Path, meta: dict[str, Any]) -> tuple[dict[str
         weights, state = (read_bytes_checked(folder / n, meta["files"].get(n)) for n in names)
     else:
         weights, state = ((folder / n).read_bytes() for n in names)
-    return load(weights), torch.load(io.BytesIO(state), weights_only=True, map_location="cpu")
+    buffer = io.BytesIO(state)
+    return load(weights), torch.load(buffer, weights_only=True, map_location="cpu")
 
 
 @dataclass

@@ -147,3 +147,17 @@ def test_a_budget_bound_run_below_the_probe_is_under_trained_not_overfit():
     ev.rungs["lora"].diagnostics = [{"seed": s, **MEMORISED} for s in range(3)]
     flag = decide(ev).flags_for("decision.below-frozen")[0]
     assert "signature of overfitting" in flag.message and "do not run it" in flag.message
+
+
+def test_the_rung_table_never_counts_a_budget_bound_seed_as_overfit():
+    from types import SimpleNamespace
+
+    from adaptlab.evaluate.report import _flags, network_signatures
+
+    both = {**BOUND, "overfitting": {"overfitting": True, "best_epoch": 0}, "movement": {}}
+    res = SimpleNamespace(rows=[{"rung": "lora", "mean": 0.3, "ci_low": 0.2, "ci_high": 0.4}],
+                          per_seed=[{"rung": "lora", "seed": 0, "diagnostics": both},
+                                    {"rung": "lora", "seed": 1, "diagnostics": {**MEMORISED, "movement": {}}}])
+    sig = network_signatures(res)["lora"]
+    assert sig["n_budget_bound"] == 1 and sig["n_overfitting"] == 1  # seed 0 is budget-bound only
+    assert _flags(sig) == "overfit 1/2 (ep 0); budget-bound 1/2"

@@ -70,7 +70,7 @@ def test_the_readme_own_data_commands_run_as_written_in_a_fresh_shell(tmp_path):
     assert "recommended split" in out and "plan for 2min" in out and "decision" in out
     assert "my-model v0001" in out and "Traceback" not in r.stderr
     pred = pd.read_csv(tmp_path / "predictions.csv")
-    assert len(pred) == 12 and set(pred.filter(like="pred").iloc[:, 0]) <= set(ds.labels)
+    assert len(pred) == 12 and set(pred["label"]) <= set(ds.labels)
     assert (tmp_path / "my-model" / "registry.json").is_file()
 
 

@@ -534,7 +534,7 @@ class _Deliberation:
         if memorised:
             why += (f"; its training diagnostics flag memorisation (train-validation gap) in "
                     f"{len(memorised)} of {R[r].n_seeds} seed(s)")
-        if r == self.next_rung and r not in self.dropped:
+        if r == self.next_rung:
             return f"so far {why}", "the next experiment runs it again, and decides"
         if R[r].n_seeds < p.min_seeds and r not in self.dropped:
             return f"so far {why}", f"its {p.min_seeds}-seed mean decides"
@@ -659,13 +659,18 @@ class _Deliberation:
     def decision(self) -> Decision:
         """The :class:`Decision`: every rung's verdict, the next experiment, what would flip it, the headline."""
         p, R, ev, chosen, ship = self.p, self.R, self.ev, self.chosen, self.ship
+        nxt = _next_experiment(ev, p, chosen, ship, self.eligible, self.cmp, self.fired_rules, self.regime,
+                               self.advice)
+        if (nxt.rung if nxt else None) != self.next_rung:
+            # Another next experiment won (labels first, say): the below-probe verdicts must tell its story.
+            self.next_rung = nxt.rung if nxt else None
+            self.flags = [f for f in self.flags if f.rule != "decision.below-frozen"]
+            self.check_below_frozen()
         for r in self.order:
             self.verdicts.setdefault(r, "chosen" if r == chosen else ("scratch baseline" if r == SCRATCH else
                                                                       f"beaten by or tied with {chosen}"))
         if chosen is not None:
             self.verdicts[chosen] = "chosen" + (" — ship" if ship else " — do not ship yet")
-        nxt = _next_experiment(ev, p, chosen, ship, self.eligible, self.cmp, self.fired_rules, self.regime,
-                               self.advice)
         flips = _flips(ev, p, chosen, self.eligible, self.cmp, self.regime)
         headline = _headline(ev, p, chosen, ship, self.status, self.eligible)
         if self.provisional is not None:

@@ -83,7 +83,9 @@ def network_signatures(result: StudyResult) -> dict[str, dict[str, Any]]:
         # Budget-bound: the budget ended training while validation F1 was still at its best, so the
         # rung may simply be under-trained; a longer budget could change its row.
         n_budget_bound = sum(1 for d in diags if budget_bound(d))
-        overfit_epochs = [o.get("best_epoch") for o in over if o.get("overfitting")]
+        # One story per seed: a seed its budget stopped while still at its best is under-trained, so it is
+        # never also counted as overfit (budget-bound wins).
+        overfit_epochs = [o.get("best_epoch") for d, o in zip(diags, over) if o.get("overfitting") and not budget_bound(d)]
         negative = []
         for base in TRANSFER_BASELINES:
             if base in rows and base != name:
@@ -308,7 +310,7 @@ def allocation_lines(alloc: dict[str, Any]) -> list[str]:
     stop = alloc.get("stop") or {}
     if stop:
         lines.append(f"stopped ({stop.get('kind')}): {stop_reason(stop)}")
-    nxt = alloc.get("next")
+    nxt = alloc.get("next") if stop.get("kind") != "settled" else None  # settled: no run is next
     if nxt:
         at = f" at {nxt['fidelity']:.0%} of its budget" if nxt.get("fidelity", 1) < 1 else ""
         lines.append(f"next run if you give it more time: {nxt['rung']} seed {nxt['seed']}{at} (~{_dur(nxt.get('estimate_seconds'))}; "

@@ -68,10 +68,10 @@ def test_the_readme_own_data_commands_run_as_written_in_a_fresh_shell(tmp_path):
     assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-4000:]
     out = r.stdout
     assert "recommended split" in out and "plan for 2min" in out and "decision" in out
-    assert "my-model v0001" in out and "Traceback" not in r.stderr
+    assert "models/my-model v0001" in out and "Traceback" not in r.stderr
     pred = pd.read_csv(tmp_path / "predictions.csv")
     assert len(pred) == 12 and set(pred["label"]) <= set(ds.labels)
-    assert (tmp_path / "my-model" / "registry.json").is_file()
+    assert (tmp_path / "models" / "my-model" / "registry.json").is_file()  # where `adaptlab ui` lists models
 
 
 def test_invoked_as_names_the_program_as_this_shell_can_run_it(monkeypatch, tmp_path):

@@ -95,7 +95,7 @@ def test_every_rule_names_its_thresholds_and_cites_evidence():
         assert r.thresholds and set(r.thresholds) <= fields
         assert all(r.thresholds[k] == getattr(p, k) for k in r.thresholds)
         # Named by what it says; the why in plain words; the sources only as keys of the references table.
-        assert r.title and r.title[0].isupper() and r.evidence
+        assert r.title and not r.title[0].islower() and r.evidence
         assert r.sources and all(k in REFERENCES for k in r.sources) and r.to_dict()["cite"].startswith("[")
         assert not re.search(r"clinic|seed 00", r.title + r.evidence + r.action + r.condition, re.I)
         assert r.condition and r.action

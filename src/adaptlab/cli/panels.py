@@ -95,5 +95,10 @@ def group_help(group: typer.Typer, top: bool = True) -> None:
         if top and (sub.name or "") in COMMAND_PANELS:
             sub.rich_help_panel = COMMAND_PANELS[sub.name or ""]
         group_help(sub.typer_instance, top=False)
+    if top:
+        # typer shows panels in the order their first command appears: sort commands by panel (stable).
+        rank = {panel: i for i, panel in enumerate(dict.fromkeys(COMMAND_PANELS.values()))}
+        group.registered_commands.sort(key=lambda c: rank.get(c.rich_help_panel, len(rank)))
+        group.registered_groups.sort(key=lambda g: rank.get(g.rich_help_panel, len(rank)))
     if group.registered_callback is not None:
         _panel_options(group.registered_callback.callback)

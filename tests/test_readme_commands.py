@@ -80,6 +80,7 @@ def test_invoked_as_names_the_program_as_this_shell_can_run_it(monkeypatch, tmp_
     fake = tmp_path / ".venv" / "bin" / "adaptlab"
     fake.parent.mkdir(parents=True)
     fake.write_text("#!/bin/sh\n", encoding="utf-8")
+    fake.chmod(0o755)
     monkeypatch.setattr(sys, "argv", [".venv/bin/adaptlab", "demo"])
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("PATH", "/usr/bin:/bin")  # not on the PATH: the path it was started by

@@ -840,7 +840,7 @@ def make_plan(
                    key=lambda r: (r != first, rc[r].one_time + rc[r].run_seconds(screen_fidelity)))
     screened = _fill_screens(order, items, rc, purse, screen_fidelity)
     _fill_full_seeds(screened, items, rc, purse, min(p.min_seeds, max_seeds), max_seeds)
-    notes = [] if first is None else [f"the rule {regime.quoted} ({regime.condition}): {first} " + (
+    notes = [] if first is None else [f"The rule {regime.quoted} ({regime.condition}): {first} " + (
         "is not among the rungs planned." if first not in items else
         "is one of the cheap rungs: all its seeds first." if rc[first].kind == "cheap"
         else "is screened and promoted first.")]

@@ -46,7 +46,9 @@ def test_clinic_expected_outcome_refit_wins_and_ships():
     c = d.comparison("probe", "refit")
     assert c.diff == pytest.approx(0.03) and c.beats_by_margin and c.bands_overlap is False
     assert d.regime["agrees"]
-    assert any("agrees with the regime table" in r for r in d.reasons)
+    assert any('agrees with the rule "1,000 to 10,000 labels with 10,000+ unlabeled texts: refit the encoder '
+               'on them"' in r for r in d.reasons)
+    assert not any("Clinic" in r or "regime table" in r for r in d.reasons)
     assert "normal approximation over seeds only" in ev.rungs["probe"].band_method
     assert ev.notes and "optimistic" in ev.notes[0]
 
@@ -133,7 +135,7 @@ def test_evidence_contradicting_the_regime_table_wins_and_says_so():
     ev = Evidence.from_tables({"probe": [0.80, 0.81, 0.82], "refit": [0.80, 0.815, 0.83]}, **CLINIC)
     d = decide(ev)
     assert d.chosen == "probe" and d.regime["recommends"] == "refit" and d.regime.get("contradicted")
-    assert any("contradicts the regime table, and the evidence wins" in r for r in d.reasons)
+    assert any('contradicts the rule "1,000 to 10,000 labels' in r and "the evidence wins" in r for r in d.reasons)
     # < 1k labels: the table says freeze, but LoRA wins clearly on three seeds.
     ev = Evidence.from_tables({"probe": [0.70, 0.71, 0.72], "lora": [0.85, 0.86, 0.87]}, n_labels=800)
     d = decide(ev)
@@ -153,7 +155,8 @@ def test_slow_refit_warns_the_coordinator():
     tables = {"probe": [0.77, 0.78, 0.79], "refit": [0.80, 0.81, 0.82]}
     d = decide(Evidence.from_tables(tables, refit_hours=60.0, **CLINIC))
     f = d.flags_for("switch.refit-slow")[0]
-    assert f.severity == "warn" and "60.0 h > 48 h" in f.message and "engineer-in-the-loop" in f.message
+    assert f.severity == "warn" and "60.0 h > 48 h" in f.message and "needs an engineer" in f.message
+    assert "coordinator" not in f.message
     assert not decide(Evidence.from_tables(tables, refit_hours=36.0, **CLINIC)).flags_for("switch.refit-slow")
 
 
@@ -291,7 +294,7 @@ def test_transfer_note_and_defense_carry_the_numbers():
     assert a[1].startswith("No:") and "0.730" in a[1] and "5,200" in a[1]
     assert "refit" in a[2] and "+0.040" in a[2]
     assert "0.80" in a[3] and "MMD not measured yet" in a[3]
-    assert "coordinator can rerun" in a[4]
+    assert "anyone can rerun it, no engineer needed" in a[4]
     assert "100,000" in a[5] and "5,200" in a[5]
     md = defense.to_markdown()
     assert md.count("\n") == 5

@@ -62,7 +62,7 @@ def test_plan_skips_refit_without_unlabeled_and_network_rungs_with_few_labels():
     costs = estimate_costs(CAL, n_labeled=500)
     plan = make_plan(costs, 30 * 86400, device="cpu", n_labels=500, n_unlabeled=0)
     reasons = {i.rung: i.reason for i in plan.items if not i.included}
-    assert "no unlabeled" in reasons["refit"] and "stay frozen" in reasons["finetune"]
+    assert "no unlabeled" in reasons["refit"] and "keep the encoder frozen" in reasons["finetune"]
 
 
 def test_plan_study_with_a_real_calibration(tiny_encoder):

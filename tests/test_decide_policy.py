@@ -1,11 +1,14 @@
 """The policy as data: every regime row and switch rule, thresholds in one place, user overrides."""
 import dataclasses
 import json
+import re
+from pathlib import Path
 
 import pytest
 
 from adaptlab.decide import Facts, Policy, evaluate_rules, load_policy
 from adaptlab.decide.policy import RULE_SPECS, rare_failing_slices
+from adaptlab.decide.references import REFERENCES, references_table
 from adaptlab.errors import ConfigError
 
 
@@ -91,10 +94,14 @@ def test_every_rule_names_its_thresholds_and_cites_evidence():
     for r in rules:
         assert r.thresholds and set(r.thresholds) <= fields
         assert all(r.thresholds[k] == getattr(p, k) for k in r.thresholds)
-        assert r.evidence and ("Clinic 21" in r.evidence or "Transfer" in r.evidence)
+        # Named by what it says; the why in plain words; the sources only as keys of the references table.
+        assert r.title and not r.title[0].islower() and r.evidence
+        assert r.sources and all(k in REFERENCES for k in r.sources) and r.to_dict()["cite"].startswith("[")
+        assert not re.search(r"clinic|seed 00", r.title + r.evidence + r.action + r.condition, re.I)
         assert r.condition and r.action
         json.dumps(r.to_dict())
     assert "20,000" in p.rule("switch.labels-lora").condition
+    assert p.rule("switch.labels-lora").title == "Labels grew to 20,000 or more: try adapters (LoRA)"
     assert "0.03" in p.rule("decision.margin").condition
 
 
@@ -136,3 +143,17 @@ def test_bad_policy_file(tmp_path):
 def test_policy_is_frozen():
     with pytest.raises(dataclasses.FrozenInstanceError):
         Policy().margin = 0.5  # type: ignore[misc]
+
+
+def test_sources_are_cited_only_in_the_references_table():
+    """`grep -ri "clinic\\|seed 00" src/adaptlab` finds the sources in one module, the table the report
+    renders; product text names a rule by what it says."""
+    import adaptlab
+
+    root = Path(adaptlab.__file__).parent
+    hits = sorted({str(p.relative_to(root)) for p in root.rglob("*") if p.is_file() and p.suffix in (".py", ".j2", ".html", ".md", ".json", ".toml")
+                   and re.search(r"clinic|seed 00", p.read_text(encoding="utf-8", errors="replace"), re.I)})
+    assert hits == ["decide/references.py"], hits
+    table = references_table()
+    assert [r["n"] for r in table] == list(range(1, len(REFERENCES) + 1))
+    assert any("Clinic 21" in r["title"] for r in table)

@@ -74,6 +74,10 @@ def test_report_holds_decision_transfer_note_and_defense(built):
     assert html.count('<li><b>') >= 6  # six answers + transfer-note items
     assert d.chosen in ("tfidf", "probe")
     assert "Policy and rules used" in html and "regime.few-labels" in html
+    # Rules by what they say; their sources only in the references table under them.
+    assert "Under 1,000 labels, keep the encoder frozen" in html and 'id="references"' in html
+    refs = html.split('id="references"', 1)[1]
+    assert "Clinic 21" in refs and "Clinic 21" not in html.split('id="references"', 1)[0]
 
 
 def test_html_is_self_contained_with_embedded_plots(built):

@@ -76,12 +76,17 @@ def policy_rules_markdown() -> str:
     """Every rule of the default policy, as the decision engine evaluates it."""
     from adaptlab.decide import Policy
 
-    lines = ["| rule | kind | condition | action | thresholds | source |", "| --- | --- | --- | --- | --- | --- |"]
+    from adaptlab.decide.references import cite, references_table
+
+    lines = ["| rule (id) | condition | action | thresholds | why | source |",
+             "| --- | --- | --- | --- | --- | --- |"]
     for r in Policy().rules():
         thresholds = ", ".join(f"`{k}` = {v:,}" if isinstance(v, int) else f"`{k}` = {v:g}"
                                for k, v in r.thresholds.items())
-        lines.append(f"| `{r.id}` | {r.kind} | {_cell(r.condition)} | {_cell(r.action)} | {thresholds} | "
-                     f"{_cell(r.evidence)} |")
+        lines.append(f"| {_cell(r.title)} (`{r.id}`) | {_cell(r.condition)} | {_cell(r.action)} | {thresholds} | "
+                     f"{_cell(r.evidence)} | {cite(r.sources)} |")
+    lines += ["", "Sources:", ""]
+    lines += [f"{ref['n']}. {ref['title']}: {ref['takes']}." for ref in references_table()]
     return "\n".join(lines)
 
 

@@ -7,7 +7,7 @@ offered once. Then one of the strategies of :mod:`adaptlab.acquire.strategies` p
 
 * ``uncertainty`` — the model's least confident texts (margin of its probabilities; Settles 2009).
 * ``diversity`` — core-set / k-center in the model's embedding space (Sener & Savarese 2018).
-* ``slice`` — texts nearest to the model's worst slice (the clinic's rare-slice rule: "more labels on
+* ``slice`` — texts nearest to the model's worst slice (the rare-slice rule: "more labels on
   those subtopics, not a bigger model").
 * ``cold-start`` — no model: k-medoids in the frozen encoder's space, the most representative texts.
 * ``default`` — uncertainty-led: the least confident texts, a near-copy of a text already in the batch

@@ -50,7 +50,7 @@ RefitBudgetOpt = typer.Option(None, "--refit-budget", help="Refit length: 300ste
 RefitObjectiveOpt = typer.Option(None, "--refit-objective", help="Refit objective: mlm (default) | simcse.")
 TransductiveOpt = typer.Option(False, "--transductive", help="Let the refit also read the test texts (never labels).")
 ConfigOpt = typer.Option(None, "--config", help="Study file (TOML): these flags' settings (seeds = 3, budget = \"500steps\" ...) "
-                         "and \\[rung.NAME] parameters; flags given here override it. `adaptlab study config STUDY` writes one.")
+                         "and `[rung.NAME]` parameters; flags given here override it. `adaptlab study config STUDY` writes one.")
 SetOpt = typer.Option(None, "--set", metavar="KEY=VALUE", help="Override one setting of the study file: --set lora.r=16, --set seeds=3 (repeatable; "
                       "values are TOML: 5e-5, true, [0.1, 1.0]; a bare word is a string).")
 
@@ -108,6 +108,31 @@ def _guard_commands(group: typer.Typer, prefix: str = "") -> None:
         info.callback._adaptlab_command = name  # type: ignore[union-attr]
     for sub in group.registered_groups:
         _guard_commands(sub.typer_instance, f"{prefix}{sub.name} ")
+
+
+def invoked_as() -> str:
+    """How to type ``adaptlab`` again in this shell, so a printed "try: ..." line works when pasted:
+    ``adaptlab`` when that name on the PATH is this program, else the path it was started by (e.g.
+    ``.venv/bin/adaptlab`` when ``scripts/dev.sh`` ran it without activating the environment).
+
+    Example:
+        >>> invoked_as() in ("adaptlab",) or invoked_as().endswith("adaptlab")
+        True
+    """
+    import os
+    import shlex
+    import shutil
+
+    argv0 = sys.argv[0] if sys.argv else ""
+    if Path(argv0).name != "adaptlab" or os.sep not in argv0:
+        return "adaptlab"  # found on the PATH, or not the console script (python -m adaptlab, tests)
+    found = shutil.which("adaptlab")
+    try:
+        if found and os.path.samefile(found, argv0):
+            return "adaptlab"
+    except OSError:
+        pass
+    return shlex.quote(argv0)
 
 
 def _progress(json_out: bool) -> Callable[[str], None]:
@@ -214,7 +239,7 @@ def study_run(
     the decision.
 
     With ``--config study.toml`` the settings come from a study file (top-level keys named like these flags,
-    per-rung parameters under ``\\[rung.NAME]``); ``--set lora.r=16`` overrides one of them, and flags
+    per-rung parameters under ``[rung.NAME]``); ``--set lora.r=16`` overrides one of them, and flags
     given explicitly override both. ``adaptlab study config STUDY`` writes a stored study back as a file.
     """
     from adaptlab.evaluate import Study
@@ -565,7 +590,8 @@ def rungs_cmd() -> None:
 def demo(
     seeds: int = typer.Option(5, "--seeds"),
     rungs: str = typer.Option("tfidf,probe", "--rungs"),
-    ship: bool = typer.Option(True, "--ship/--no-ship", help="Ship the decided rung to <home>/models/bbc-news."),
+    ship: bool = typer.Option(True, "--ship/--no-ship", help="Ship the decided rung to the folder models/bbc-news "
+                              "under `--home`."),
     home: Optional[Path] = HomeOpt,
     json_out: bool = JsonOpt,
 ) -> None:
@@ -612,6 +638,10 @@ from adaptlab.cli import store  # noqa: E402,F401  (registers `adaptlab store ba
 
 
 _guard_commands(app)
+
+from adaptlab.cli.panels import group_help  # noqa: E402
+
+group_help(app)  # --help in panels (data, rungs, budget, execution, output), help texts as Markdown
 
 
 def main() -> None:

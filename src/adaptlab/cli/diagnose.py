@@ -134,7 +134,7 @@ def shift(
     home: Optional[Path] = HomeOpt,
     json_out: bool = JsonOpt,
 ) -> None:
-    """Domain shift of a corpus from general text, and the clinic's rule: no shift -> skip the refit."""
+    """Domain shift of a corpus from general text, and the rule: no shift -> skip the refit."""
     from adaptlab.diagnostics import domain_shift
     from adaptlab.encoders import load_encoder
 

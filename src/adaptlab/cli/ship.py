@@ -9,7 +9,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from adaptlab.cli import HomeOpt, JsonOpt, _load, _progress, app, err, exit_codes, out, user_errors
+from adaptlab.cli import HomeOpt, JsonOpt, _load, _progress, app, err, exit_codes, invoked_as, out, user_errors
 from adaptlab.cli.console import plain
 from adaptlab.cli.progress import count_lines, json_stdout, progress_bars, stderr_line
 from adaptlab.errors import ConfigError
@@ -119,7 +119,29 @@ def ship_demo(decision: Any, home: Path, study_id: str) -> None:
     out.print(f"\n[bold]shipped[/] {folder} {v.id} ({v.rung}): {ev['metric']} {ev['f1']:.4f} "
               f"[95% CI {ev['ci'][0]:.4f}, {ev['ci'][1]:.4f}] on {ev['n']} sealed texts; card: "
               f"{folder / 'versions' / v.id / 'MODEL_CARD.md'}")
-    out.print(f"try: adaptlab predict {folder} FILE.csv -o predictions.csv  |  adaptlab models list {folder}")
+    # Lines that work when pasted into the same shell: the command as this shell knows it, and a real file.
+    cmd, sample = invoked_as(), _demo_sample(Path(home))
+    out.print(f"try: {cmd} predict {folder} {sample} -o predictions.csv", soft_wrap=True, markup=False,
+              highlight=False)
+    out.print(f"     {cmd} models list {folder}", soft_wrap=True, markup=False, highlight=False)
+
+
+def _demo_sample(home: Path, n: int = 20) -> Path:
+    """A small CSV of BBC News texts (id, text) for the demo's "try: predict" line; written once."""
+    import csv
+
+    from adaptlab.data.bundled import load_bbc_news
+
+    path = home / "demo-texts.csv"
+    if not path.is_file():
+        ds = load_bbc_news()
+        step = max(1, len(ds.texts) // n)
+        with path.open("w", encoding="utf-8", newline="") as fh:
+            w = csv.writer(fh)
+            w.writerow(["id", "text"])
+            for i in range(0, step * n, step):
+                w.writerow([f"bbc-{i}", ds.texts[i]])
+    return path
 
 
 @app.command("predict")

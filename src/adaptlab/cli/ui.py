@@ -22,7 +22,7 @@ def ui_cmd(
     port: int = typer.Option(8765, "--port", help="TCP port."),
     home: Optional[Path] = HomeOpt,
     models: Path = typer.Option(Path("models"), "--models", help="Folder whose model folders (from `adaptlab ship -o "
-                                                                 "MODELS/NAME`) the coordinator page lists."),
+                                                                 "MODELS/NAME`) the models page lists."),
     max_upload_mb: float = typer.Option(100.0, "--max-upload-mb", help="Largest upload accepted, in MiB."),
     encoder: Optional[str] = typer.Option(None, "--encoder", help="Encoder folder for studies, the planner and the "
                                                                   "sketch (default: the packaged all-MiniLM-L6-v2)."),

@@ -10,9 +10,12 @@ The rule (every threshold from :class:`~adaptlab.decide.policy.Policy`):
 3. The scratch baseline wins only by the same standard; when it is within the margin the encoder is
    not earning its keep and the decision says so.
 4. Switch rules (MMD ~ 0 -> the refit's gain is noise; slow refit; rare failing slice; many labels)
-   and the regime table are applied; when the evidence contradicts the regime table, the evidence wins.
+   and the rules by data size are applied; when the evidence contradicts them, the evidence wins.
 5. Ship only if the chosen rung's mean reaches ``ship_threshold``; otherwise name the cheapest next
    experiment.
+6. One story: a rung the next experiment runs is never called settled, and a network rung below the
+   frozen probe is "under-trained", not "overfitting", when its budget ended while it still improved
+   (or it was only screened at a share of its budget).
 """
 from __future__ import annotations
 
@@ -130,6 +133,7 @@ class NextExperiment:
     cost: str
     cost_seconds: Optional[float] = None
     rule: Optional[str] = None
+    rung: Optional[str] = None  # the rung it runs (None for labeling and other non-runs)
 
 
 @dataclass
@@ -335,10 +339,10 @@ def decide(evidence: Evidence, policy: Optional[Policy] = None) -> Decision:
     """Choose the simplest rung that wins by more than the noise; say whether to ship and what would flip it.
 
     The stages run in order on one :class:`_Deliberation`: seeds, the ladder climb, the MMD check, the
-    scratch baseline, rungs below the frozen probe, the regime table, the other switch rules, the ship
+    scratch baseline, rungs below the frozen probe, the rule by data size, the other switch rules, the ship
     threshold.
 
-    Example (the clinic's first-pass table):
+    Example (a first pass: one refit run, a fine-tune below the frozen probe):
         >>> ev = Evidence.from_tables({"probe": [0.77, 0.78, 0.79], "refit": [0.82],
         ...                            "finetune": [0.69, 0.73, 0.77]}, n_labels=5200, n_unlabeled=80000)
         >>> d = decide(ev)
@@ -386,6 +390,9 @@ class _Deliberation:
                       mmd_p_value=ev.mmd_p_value, mmd=ev.mmd, refit_hours=ev.refit_hours, slices=ev.slices,
                       overall_f1=ev.overall_f1, rungs_run=tuple(self.order))
         self.fired_rules = {r.id: (r, res) for r, res in evaluate_rules(p, facts)}
+        # The allocator's next run, known before any verdict so that no verdict or flag contradicts it.
+        self.advice = allocator_advice(ev, p)
+        self.next_rung: Optional[str] = (self.advice or {}).get("rung")
 
     def cmp(self, a: str, b: str) -> Comparison:
         return self._cmap[(a, b)] if (a, b) in self._cmap else self._cmap[(b, a)]
@@ -452,7 +459,7 @@ class _Deliberation:
             self.verdicts["refit"] = "gap treated as noise: MMD ≈ 0"
             self.chosen = fallback
             self.reasons.append(msg + ".")
-        self.flags.append(Flag(rule.id, msg + f" ({rule.evidence}).", "refit", "warn"))
+        self.flags.append(Flag(rule.id, msg + f" (the rule {rule.quoted}).", "refit", "warn"))
 
     def check_scratch(self) -> None:
         """The scratch baseline: is the encoder earning its keep?"""
@@ -486,8 +493,11 @@ class _Deliberation:
             self.reasons.append("only the scratch baseline has enough seeds; no adapted rung can be judged yet.")
 
     def check_below_frozen(self) -> None:
-        """Rungs that train the encoder on labels and land below the frozen probe: the overfitting signature."""
-        p, R, ev = self.p, self.R, self.ev
+        """Rungs that train the encoder and land below the frozen probe: the overfitting signature, unless
+        under-trained. Under-trained wins (a seed its budget stopped while still at its best, or a rung only
+        screened at a share of its budget, says nothing about overfitting), and a rung still short of its
+        seeds, or the one the next experiment runs, is never told not to run."""
+        p, R = self.p, self.R
         if "probe" not in R:
             return
         for r in self.order:
@@ -495,55 +505,75 @@ class _Deliberation:
                 continue
             gap = R[r].mean - R["probe"].mean
             c = self.cmp("probe", r)
-            significant = c.worse_by_margin or (R["probe"].has_band and R[r].has_band
-                                                and R[r].ci_high < R["probe"].ci_low)
-            why = ("the signature of overfitting to the labels" + (f" at {ev.n_labels:,} labels" if ev.n_labels else "")
-                   if r in LABEL_TRAINED_ENCODER else "negative transfer of the refit representation")
-            memorised = [d.get("seed") for d in R[r].diagnostics
-                         if isinstance(d.get("overfitting"), dict) and d["overfitting"].get("overfitting")]
-            if memorised:
-                why += (f"; its training diagnostics flag memorisation (train-validation gap) in "
-                        f"{len(memorised)} of {R[r].n_seeds} seed(s)")
-            verdict = f"rejected: below the frozen probe ({gap:+.3f}) — {why}"
+            apart = c.worse_by_margin or (R["probe"].has_band and R[r].has_band and R[r].ci_high < R["probe"].ci_low)
+            why, advice = self._below_frozen_story(r)
             if r in self.dropped:
                 verdict = f"{self.dropped[r]}; below the frozen probe ({gap:+.3f})"
+            elif _under_trained(R[r]):
+                verdict = f"below the frozen probe ({gap:+.3f}), {why}"
             elif R[r].n_seeds < p.min_seeds:
                 verdict = f"not enough seeds: run ≥ {p.min_seeds}; so far below the frozen probe ({gap:+.3f})"
+            elif r == self.next_rung:
+                verdict = f"below the frozen probe ({gap:+.3f}) so far; the next experiment runs it again"
+            else:
+                verdict = f"rejected: below the frozen probe ({gap:+.3f}) — {why}"
             self.verdicts[r] = verdict
             self.flags.append(Flag("decision.below-frozen",
                                    f"{r} {_pm(R[r])} is below the frozen probe {_pm(R['probe'])} ({gap:+.3f}"
-                                   f"{', bands apart' if significant else ''}): {why}; "
-                                   f"do not run it at this label count unless the labels grow.", r, "warn"))
+                                   f"{', bands apart' if apart else ''}): {why}; {advice}.", r, "warn"))
             self.fired.append("decision.below-frozen")
 
+    def _below_frozen_story(self, r: str) -> tuple[str, str]:
+        """(why ``r`` is below the frozen probe, what to do about it): one story, whichever applies first:
+        under-trained, the next experiment's rung, short of seeds, then overfitting / negative transfer."""
+        p, R, ev = self.p, self.R, self.ev
+        under = _under_trained(R[r])
+        if under:
+            return (f"under-trained, not overfit ({under})",
+                    "a longer --budget may change this row, so it is not evidence against the rung")
+        if r in LABEL_TRAINED_ENCODER:
+            why = "the signature of overfitting to the labels" + (f" at {ev.n_labels:,} labels" if ev.n_labels else "")
+        else:
+            why = "negative transfer of the refit representation"
+        memorised = [d.get("seed") for d in R[r].diagnostics
+                     if isinstance(d.get("overfitting"), dict) and d["overfitting"].get("overfitting")]
+        if memorised:
+            why += (f"; its training diagnostics flag memorisation (train-validation gap) in "
+                    f"{len(memorised)} of {R[r].n_seeds} seed(s)")
+        if r == self.next_rung:
+            return f"so far {why}", "the next experiment runs it again, and decides"
+        if R[r].n_seeds < p.min_seeds and r not in self.dropped:
+            return f"so far {why}", f"its {p.min_seeds}-seed mean decides"
+        return why, "do not run it at this label count unless the labels grow"
+
     def check_regime(self) -> None:
-        """The regime table versus the evidence: the table is a prior, the evidence wins."""
+        """The rule by data size versus the evidence: the rule is a prior, the evidence wins."""
         p, R, ev, chosen = self.p, self.R, self.ev, self.chosen
         regime_rule = p.regime(ev.n_labels, ev.n_unlabeled, ev.has_compute)
         if regime_rule is None:
             return
         self.fired.append(regime_rule.id)
         sug = regime_rule.recommends
-        regime = {"rule": regime_rule.id, "condition": regime_rule.condition, "recommends": sug,
-                  "evidence": regime_rule.evidence, "agrees": chosen == sug, "measured": sug in R}
+        regime = {"rule": regime_rule.id, "title": regime_rule.title, "condition": regime_rule.condition,
+                  "recommends": sug, "evidence": regime_rule.evidence, "agrees": chosen == sug, "measured": sug in R}
         self.regime = regime
         sizes = f"{ev.n_labels:,} labels" + (f" and {ev.n_unlabeled:,} unlabeled texts" if ev.n_unlabeled else "")
+        rule = f"the rule {regime_rule.quoted}"
         if chosen == sug:
-            self.reasons.append(f"This agrees with the regime table for {sizes}: {regime_rule.action} "
-                                f"({regime_rule.evidence}).")
+            self.reasons.append(f"This agrees with {rule} for {sizes}: {regime_rule.action}.")
         elif sug in R and R[sug].n_seeds >= p.min_seeds and chosen is not None:
             regime["contradicted"] = True
-            self.reasons.append(f"The evidence contradicts the regime table, and the evidence wins: for {sizes} the "
-                                f"table suggests {sug} ({regime_rule.condition}), but {sug} scores {_pm(R[sug])} and "
-                                f"{chosen} {_pm(R[chosen])} is the justified choice ({regime_rule.evidence}).")
-            self.flags.append(Flag(regime_rule.id, f"evidence overrides the regime table: {sug} suggested, {chosen} "
+            self.reasons.append(f"The evidence contradicts {rule}, and the evidence wins: for {sizes} the rule "
+                                f"suggests {sug}, but {sug} scores {_pm(R[sug])} and {chosen} {_pm(R[chosen])} is "
+                                "the justified choice.")
+            self.flags.append(Flag(regime_rule.id, f"the evidence overrides {rule}: {sug} suggested, {chosen} "
                                    "chosen.", sug, "info"))
         elif sug in R:
-            self.flags.append(Flag(regime_rule.id, f"the regime table suggests {sug} for {sizes}, but {sug} has only "
-                                   f"{R[sug].n_seeds} seed(s): the table is a prior, the {p.min_seeds}-seed evidence "
+            self.flags.append(Flag(regime_rule.id, f"{rule} suggests {sug} for {sizes}, but {sug} has only "
+                                   f"{R[sug].n_seeds} seed(s): the rule is a prior, the {p.min_seeds}-seed evidence "
                                    "decides.", sug, "info"))
         else:
-            self.flags.append(Flag(regime_rule.id, f"the regime table suggests {sug} for {sizes} "
+            self.flags.append(Flag(regime_rule.id, f"{rule} suggests {sug} for {sizes} "
                                    f"({regime_rule.condition}); {sug} was not run.", sug, "info"))
 
     def check_switch_rules(self) -> None:
@@ -635,12 +665,18 @@ class _Deliberation:
     def decision(self) -> Decision:
         """The :class:`Decision`: every rung's verdict, the next experiment, what would flip it, the headline."""
         p, R, ev, chosen, ship = self.p, self.R, self.ev, self.chosen, self.ship
+        nxt = _next_experiment(ev, p, chosen, ship, self.eligible, self.cmp, self.fired_rules, self.regime,
+                               self.advice)
+        if (nxt.rung if nxt else None) != self.next_rung:
+            # Another next experiment won (labels first, say): the below-probe verdicts must tell its story.
+            self.next_rung = nxt.rung if nxt else None
+            self.flags = [f for f in self.flags if f.rule != "decision.below-frozen"]
+            self.check_below_frozen()
         for r in self.order:
             self.verdicts.setdefault(r, "chosen" if r == chosen else ("scratch baseline" if r == SCRATCH else
                                                                       f"beaten by or tied with {chosen}"))
         if chosen is not None:
             self.verdicts[chosen] = "chosen" + (" — ship" if ship else " — do not ship yet")
-        nxt = _next_experiment(ev, p, chosen, ship, self.eligible, self.cmp, self.fired_rules, self.regime)
         flips = _flips(ev, p, chosen, self.eligible, self.cmp, self.regime)
         headline = _headline(ev, p, chosen, ship, self.status, self.eligible)
         if self.provisional is not None:
@@ -667,6 +703,20 @@ class _Deliberation:
             policy=p.to_dict(), metric=ev.metric, study_id=ev.study_id, evidence_notes=list(ev.notes),
             encoder_choice=ev.encoder_choice, provisional=self.provisional,
         )
+
+
+def _under_trained(e: RungEvidence) -> str:
+    """Why ``e``'s runs are under-trained ("" when they are not): seeds whose budget stopped them while still
+    at their best, or runs at a share of the training budget (a decision-driven study's screens)."""
+    from adaptlab.rungs.overfit import budget_bound
+
+    parts = []
+    bound = sum(1 for d in e.diagnostics if budget_bound(d))
+    if bound:
+        parts.append(f"{bound} of {e.n_seeds} seed(s) still improving when the budget ended")
+    if e.fidelity < 1:
+        parts.append(f"run at {e.fidelity:.0%} of its training budget")
+    return "; ".join(parts)
 
 
 def encoder_choice_sentence(choice: dict[str, Any]) -> str:
@@ -728,11 +778,17 @@ def allocation_verdicts(ev: Evidence) -> dict[str, str]:
               else (f"{e.n_seeds} full-budget seed(s) ({_f(e.mean)}); " if e is not None else ""))
         what = {"eliminated": "dropped", "cannot-flip": "not pursued", "budget": "not pursued (budget)"}.get(d.get("kind"), "dropped")
         out[r] = f"{at}{what}: {d.get('reason', '')}"
+    stop = (alloc.get("stop") or {}).get("kind")
+    nxt = (alloc.get("next") or {}).get("rung") if stop != "settled" else None
     for r, e in ev.rungs.items():
         if r not in out and alloc and (e.n_seeds < (alloc.get("config") or {}).get("min_seeds", 3) or e.fidelity < 1):
             runs = f"{e.n_seeds} run(s) at {e.fidelity:.0%} of its training budget ({_f(e.mean)})"
-            if r == alloc.get("provisional") and (alloc.get("stop") or {}).get("kind") == "budget":
+            if r == alloc.get("provisional") and stop == "budget":
                 out[r] = f"{runs}: it leads, but its full-budget seeds did not fit in the budget"
+            elif r == nxt:
+                out[r] = f"{runs}: not finished; its next run is the next experiment and could change the decision"
+            elif stop == "budget":
+                out[r] = f"{runs}: the budget ended before it got more runs"
             else:
                 out[r] = f"{runs}: the decision-driven study found no run of it that could change the decision"
     return out
@@ -753,7 +809,7 @@ def allocation_stop_sentence(alloc: dict[str, Any]) -> str:
     if alloc.get("exhaustive_seconds"):
         used += f" (the exhaustive grid: {_hours(alloc['exhaustive_seconds'])})"
     text = f"The decision-driven study stopped ({why}): {reason}. {used}."
-    if kind == "budget":
+    if kind == "budget" and alloc.get("next"):
         text += " More time could still change this decision (see the next experiment)."
     return text
 
@@ -764,6 +820,9 @@ def allocator_advice(ev: Evidence, p: Policy) -> Optional[dict[str, Any]]:
     from adaptlab.evaluate.adaptive import AdaptiveConfig, best_next_run
 
     if ev.allocation is not None:
+        if (ev.allocation.get("stop") or {}).get("kind") == "settled":
+            # It stopped because no run could change the decision: no run is next (one story).
+            return None
         return ev.allocation.get("next")
     rungs = {r: {"f1_by_seed": e.f1_by_seed, "seeds": e.seeds, "predictions": e.predictions,
                  "seconds": e.fit_seconds_mean, "fidelity": e.fidelity} for r, e in ev.rungs.items()}
@@ -810,14 +869,13 @@ def _advice_experiment(ev: Evidence, p: Policy, adv: dict[str, Any]) -> NextExpe
         why = f"the run most likely to change the decision per second ({why})"
     elif adv.get("provisional"):
         why = f"{adv['provisional']} leads: {why}"
-    return NextExperiment(what=what, why=why, cost=cost, cost_seconds=secs, rule="allocation.value-per-cost")
+    return NextExperiment(what=what, why=why, cost=cost, cost_seconds=secs, rule="allocation.value-per-cost", rung=r)
 
 
-def _next_experiment(ev, p, chosen, ship, eligible, cmp, fired_rules, regime) -> Optional[NextExperiment]:
+def _next_experiment(ev, p, chosen, ship, eligible, cmp, fired_rules, regime, adv) -> Optional[NextExperiment]:
     R = ev.rungs
     cands: list[tuple[int, float, NextExperiment]] = []
     base_mean = R[chosen].mean if chosen else max((e.mean for e in R.values()), default=0.0)
-    adv = allocator_advice(ev, p)
     if adv is not None:
         # After the policy's label rules (rare slice, test set too small): labels before compute.
         cands.append((1, math.inf, _advice_experiment(ev, p, adv)))
@@ -834,7 +892,7 @@ def _next_experiment(ev, p, chosen, ship, eligible, cmp, fired_rules, regime) ->
                 what=f"run {missing} more seed(s) of {r} (≥ {p.min_seeds} in all)",
                 why=f"{r} has {e.n_seeds} run(s) at {_f(e.mean)}; its {p.min_seeds}-seed mean decides whether it "
                     f"beats {chosen or 'the baseline'} ({_f(base_mean)}) by ≥ {p.margin:.2f}",
-                cost=cost, cost_seconds=secs, rule="decision.min-seeds")))
+                cost=cost, cost_seconds=secs, rule="decision.min-seeds", rung=r)))
     # 2. a promising comparison that the test set is too small to resolve.
     if chosen:
         for r in eligible:
@@ -854,11 +912,12 @@ def _next_experiment(ev, p, chosen, ship, eligible, cmp, fired_rules, regime) ->
                     cands.append((1, secs if secs is not None else math.inf, NextExperiment(
                         what=f"run ~{c.more_seeds_needed} more seeds of {chosen} and {r}",
                         why=f"seed noise hides a {c.diff:+.3f} lead ({c.note})", cost=cost, cost_seconds=secs,
-                        rule="decision.margin")))
-    # 3. the rung the regime table or a switch rule points at, not run yet.
+                        rule="decision.margin", rung=r)))
+    # 3. the rung the rule by data size or a switch rule points at, not run yet.
     wanted = []
     if regime and not regime.get("measured"):
-        wanted.append((regime["recommends"], f"the regime table suggests it ({regime['condition']})", regime["rule"]))
+        wanted.append((regime["recommends"], f"the rule \"{regime.get('title') or regime['rule']}\" suggests it "
+                       f"({regime['condition']})", regime["rule"]))
     if "switch.labels-lora" in fired_rules and "lora" not in R:
         wanted.append(("lora", f"{ev.n_labels:,} labels ≥ {p.lora_switch_labels:,} (switch rule)", "switch.labels-lora"))
     if "switch.setfit-few-labels" in fired_rules and "setfit" not in R:
@@ -867,7 +926,8 @@ def _next_experiment(ev, p, chosen, ship, eligible, cmp, fired_rules, regime) ->
     for rung, why, rule in wanted:
         if rung and rung not in R and ev.allocation is None and (adv is None or ev.source != "store"):
             cands.append((2, math.inf, NextExperiment(what=f"run {rung} with {p.min_seeds} seeds", why=why,
-                                                        cost=f"{p.min_seeds} run(s); cost not measured yet", rule=rule)))
+                                                        cost=f"{p.min_seeds} run(s); cost not measured yet", rule=rule,
+                                                        rung=rung)))
     if "switch.rare-slice" in fired_rules:
         bad = fired_rules["switch.rare-slice"][1]
         noisy = noisy_slice_words(bad[0], ev.label_quality, p)
@@ -886,7 +946,7 @@ def _next_experiment(ev, p, chosen, ship, eligible, cmp, fired_rules, regime) ->
             cands.append((2, math.inf, NextExperiment(
                 what=f"run {nxt_rungs[0]} with {p.min_seeds} seeds",
                 why=f"nothing measured reaches {p.ship_threshold:.2f}; {nxt_rungs[0]} is the next rung up the ladder",
-                cost=f"{p.min_seeds} run(s); cost not measured yet")))
+                cost=f"{p.min_seeds} run(s); cost not measured yet", rung=nxt_rungs[0])))
         lc = ev.learning_curve or {}
         if lc.get("verdict") == "more-labels":
             cands.append((1, math.inf, _more_labels_experiment(lc, chosen, p)))

@@ -517,9 +517,9 @@ def cost_the_study(study: Any, data: Any, *, test: Any = None, unlabeled: Any = 
 
 def regime_priors(policy: Policy, *, n_labels: int, n_unlabeled: int, rungs: Sequence[str],
                   offset: float = 0.01) -> tuple[dict[str, float], Optional[str]]:
-    """The regime table as the allocator's prior: the rung it recommends for these sizes starts ``offset``
+    """The rule by data size as the allocator's prior: the rung it recommends for these sizes starts ``offset``
     above the others (a nudge to screen it first; its first run replaces the prior), and the sentence
-    that says so. Empty when the table recommends none of ``rungs``.
+    that says so. Empty when the rule recommends none of ``rungs``.
 
     Example:
         >>> regime_priors(Policy(), n_labels=5200, n_unlabeled=80_000, rungs=["lora", "refit"])[0]
@@ -528,7 +528,7 @@ def regime_priors(policy: Policy, *, n_labels: int, n_unlabeled: int, rungs: Seq
     rule = policy.regime(n_labels, n_unlabeled)
     if rule is None or rule.recommends not in rungs:
         return {}, None
-    return {rule.recommends: offset}, (f"regime table ({rule.condition}): {rule.recommends} starts "
+    return {rule.recommends: offset}, (f"the rule {rule.quoted} ({rule.condition}): {rule.recommends} starts "
                                        f"{offset:+.3f} ahead in the allocator's prior")
 
 
@@ -831,7 +831,7 @@ def make_plan(
     1. tfidf and probe (seconds a seed) get all ``max_seeds`` seeds;
     2. every other rung that fits gets ONE screening run before any of them gets a second seed: a
        network rung at ``screen_fidelity`` of its training steps, the refit its shared refit + a head;
-       the regime table's rung first, then the cheapest;
+       the rung the rule by data size recommends first, then the cheapest;
     3. screened rungs are promoted to ``policy.min_seeds`` full-fidelity seeds in the same order, then
        extra seeds up to ``max_seeds`` go round-robin, cheapest first.
 
@@ -858,7 +858,7 @@ def make_plan(
                    key=lambda r: (r != first, rc[r].one_time + rc[r].run_seconds(screen_fidelity)))
     screened = _fill_screens(order, items, rc, purse, screen_fidelity)
     _fill_full_seeds(screened, items, rc, purse, min(p.min_seeds, max_seeds), max_seeds)
-    notes = [] if first is None else [f"regime table ({regime.condition}): {first} " + (
+    notes = [] if first is None else [f"The rule {regime.quoted} ({regime.condition}): {first} " + (
         "is not among the rungs planned." if first not in items else
         "is one of the cheap rungs: all its seeds first." if rc[first].kind == "cheap"
         else "is screened and promoted first.")]
@@ -882,7 +882,7 @@ def _skip_for_regime(it: PlanItem, p: Policy, n_labels: Optional[int], n_unlabel
     elif (it.rung in NETWORK_RUNGS and it.rung != "setfit" and n_labels is not None and n_labels < p.few_labels
           and it.rung not in forced):
         # setfit is the exception the switch rules make for few labels (pairs multiply them).
-        it.reason = (f"{n_labels} labels < {p.few_labels:,}: the regime table says the encoder should stay frozen "
+        it.reason = (f"{n_labels} labels < {p.few_labels:,}: the rule {p.rule('regime.few-labels').quoted} "
                      "(too little signal to adapt it)")
     return bool(it.reason)
 

@@ -1,9 +1,10 @@
-"""The decision policy as data: the clinic's regime table, its switch rules and every threshold, in one place.
+"""The decision policy as data: the rules by data size, the switch rules and every threshold, in one place.
 
 Every number the decision engine compares against lives in :class:`Policy` (a frozen dataclass a user
 can override from a JSON/TOML file or keyword arguments). Every rule is a :class:`Rule` record that
-names the policy fields it reads, states its condition in words (with the current values filled in)
-and cites where the rule comes from. The engine evaluates rules through :func:`evaluate_rules`, so
+names the policy fields it reads, is titled by what it says ("Under 1,000 labels, keep the encoder
+frozen"), states its condition in words (with the current values filled in), says why it holds and
+refers to its sources in :data:`adaptlab.decide.references.REFERENCES` (the report's references table). The engine evaluates rules through :func:`evaluate_rules`, so
 there is no threshold hidden in an ``if`` elsewhere.
 
 Example:
@@ -24,11 +25,9 @@ from typing import Any, Callable, Optional
 from adaptlab.errors import ConfigError
 from adaptlab.rungs.ladder import LABEL_TRAINED_ENCODER, LADDER  # noqa: F401  (part of the policy's vocabulary)
 
-CLINIC = "Clinic 21 (Embedding Reuse Or Retrain)"
-TRANSFER = "Transfer and Fine-Tuning note"
-
-# The ladder's order and which rungs train encoder weights from the labels (the overfitting risk the clinic
-# warns about) live with the other per-rung facts in adaptlab.rungs.ladder.
+# The ladder's order and which rungs train encoder weights from the labels (the overfitting risk behind
+# the rule "Training the encoder must not score below keeping it frozen") live with the other per-rung
+# facts in adaptlab.rungs.ladder.
 SCRATCH = LADDER[0]
 
 
@@ -54,7 +53,7 @@ class Policy:
         "help": "power used to size the extra test items that would resolve a margin-sized difference"})
     n_boot: int = field(default=2000, metadata={"help": "bootstrap replicates of paired comparisons"})
     boot_seed: int = field(default=0, metadata={"help": "seed of the paired bootstrap"})
-    # regime table (label counts are labeled training examples, i.e. the train+validation pool)
+    # rules by data size (label counts are labeled training examples, i.e. the train+validation pool)
     few_labels: int = field(default=1_000, metadata={
         "help": "below this many labels: freeze the encoder, train a head (probe)"})
     adapter_labels: int = field(default=10_000, metadata={
@@ -80,7 +79,7 @@ class Policy:
     mmd_p_value: float = field(default=0.05, metadata={
         "help": "MMD permutation p-value at or above which the refit did not move the representation"})
     refit_max_hours: float = field(default=48.0, metadata={
-        "help": "a refit slower than this makes the quarterly rerun an engineer-in-the-loop task"})
+        "help": "a refit slower than this makes every scheduled rerun a job for an engineer"})
     # the retrain's label check (adaptlab retrain; confident learning on old + new labels)
     label_noise_ratio: float = field(default=3.0, metadata={
         "help": "a retrain is held when the share of its new labels flagged as likely wrong is at least this "
@@ -108,7 +107,7 @@ class Policy:
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v < (1 if name == "min_seeds" else 0):
                 raise ConfigError.invalid(f"policy.{name}", v, "a non-negative integer" if name != "min_seeds"
-                                          else "an integer >= 1 (3 is the clinic's minimum)")
+                                          else "an integer >= 1, e.g. 3")
         if not isinstance(self.n_boot, int) or self.n_boot < 200:
             raise ConfigError.invalid("policy.n_boot", self.n_boot, "an integer >= 200")
         if not (self.few_labels <= self.adapter_labels <= self.full_ft_labels):
@@ -228,7 +227,9 @@ class Facts:
 
 @dataclass(frozen=True)
 class Rule:
-    """One rule of the policy: a condition on the evidence, the action it recommends and its source.
+    """One rule of the policy: what it says (``title``), a condition on the evidence, the action it
+    recommends, why it holds (``evidence``) and its sources (keys of
+    :data:`~adaptlab.decide.references.REFERENCES`, which only the report's references table prints).
 
     ``thresholds`` maps the :class:`Policy` fields this rule reads to their values, so a report can
     print exactly which numbers the decision used.
@@ -238,10 +239,12 @@ class Rule:
         >>> rule = next(r for r in Policy().rules() if r.id == "switch.labels-lora")
         >>> isinstance(rule, Rule), rule.kind, rule.thresholds
         (True, 'switch', {'lora_switch_labels': 15000})
+        >>> rule.title
+        'Labels grew to 15,000 or more: try adapters (LoRA)'
     """
 
     id: str
-    kind: str  # "regime" | "switch" | "decision"
+    kind: str  # "regime" (by data size) | "switch" | "decision"
     condition: str
     action: str
     thresholds: dict[str, Any]
@@ -249,6 +252,8 @@ class Rule:
     recommends: Optional[str] = None
     check: Optional[Callable[["Facts", "Policy"], Any]] = field(default=None, repr=False, compare=False)
     policy: Optional[Policy] = field(default=None, repr=False, compare=False)
+    title: str = ""
+    sources: tuple[str, ...] = ()
 
     def applies(self, facts: Facts) -> Any:
         """Whether the rule fires; truthy results may carry details (e.g. the failing slices)."""
@@ -258,8 +263,16 @@ class Rule:
 
     def to_dict(self) -> dict[str, Any]:
         """The rule as JSON-safe data (without its check function)."""
-        return {"id": self.id, "kind": self.kind, "condition": self.condition, "action": self.action,
-                "thresholds": dict(self.thresholds), "evidence": self.evidence, "recommends": self.recommends}
+        from adaptlab.decide.references import cite
+
+        return {"id": self.id, "title": self.title, "kind": self.kind, "condition": self.condition,
+                "action": self.action, "thresholds": dict(self.thresholds), "evidence": self.evidence,
+                "recommends": self.recommends, "sources": list(self.sources), "cite": cite(self.sources)}
+
+    @property
+    def quoted(self) -> str:
+        """The rule as a reason names it: its title in quotes (its id when it has no title)."""
+        return f'"{self.title}"' if self.title else self.id
 
 
 @dataclass(frozen=True)
@@ -274,13 +287,16 @@ class RuleSpec:
     evidence: str
     recommends: Optional[str]
     check: Callable[[Facts, Policy], Any]
+    title: str = ""
+    sources: tuple[str, ...] = ()
 
     def bind(self, policy: Policy) -> Rule:
         values = {f: getattr(policy, f) for f in self.fields}
         fmt = {k: (f"{v:,}" if isinstance(v, int) else f"{v:g}") for k, v in values.items()}
         return Rule(id=self.id, kind=self.kind, condition=self.condition.format(**fmt),
                     action=self.action.format(**fmt), thresholds=values, evidence=self.evidence,
-                    recommends=self.recommends, check=self.check, policy=policy)
+                    recommends=self.recommends, check=self.check, policy=policy,
+                    title=self.title.format(**fmt), sources=self.sources)
 
 
 def _plenty_unlabeled(f: Facts, p: Policy) -> bool:
@@ -319,104 +335,127 @@ def noisy_new_labels(new_rate: float, old_rate: float, n_flagged_new: int, p: Po
 
 
 RULE_SPECS: list[RuleSpec] = [
-    # ---- regime table: labels (and unlabeled, compute) -> the first rung worth trying ----
+    # ---- by data size: labels (and unlabeled texts, compute) -> the first rung worth trying ----
     RuleSpec(
         "regime.few-labels", "regime", ("few_labels",),
         "labels < {few_labels}", "freeze the pretrained encoder and train a linear head (probe)",
-        f"{CLINIC}, regime table: too little signal to adapt the encoder", "probe",
-        lambda f, p: f.n_labels is not None and f.n_labels < p.few_labels),
+        "too few labels to adapt the encoder without overfitting to them", "probe",
+        lambda f, p: f.n_labels is not None and f.n_labels < p.few_labels,
+        title="Under {few_labels} labels, keep the encoder frozen", sources=("reuse-or-retrain",)),
     RuleSpec(
         "regime.refit", "regime", ("few_labels", "adapter_labels", "refit_min_unlabeled"),
         "{few_labels} <= labels < {adapter_labels} and >= {refit_min_unlabeled} unlabeled in-domain texts",
         "MLM-refit the encoder on the unlabeled texts, then freeze it and train a linear head (refit)",
-        f"{CLINIC}, regime table: domain shift of the representation without overfitting to labels", "refit",
-        lambda f, p: f.n_labels is not None and p.few_labels <= f.n_labels < p.adapter_labels and _plenty_unlabeled(f, p)),
+        "unlabeled in-domain text moves the representation towards the domain without overfitting to the labels",
+        "refit",
+        lambda f, p: f.n_labels is not None and p.few_labels <= f.n_labels < p.adapter_labels and _plenty_unlabeled(f, p),
+        title="{few_labels} to {adapter_labels} labels with {refit_min_unlabeled}+ unlabeled texts: refit the "
+              "encoder on them", sources=("reuse-or-retrain",)),
     RuleSpec(
         "regime.moderate-no-unlabeled", "regime", ("few_labels", "adapter_labels", "refit_min_unlabeled"),
         "{few_labels} <= labels < {adapter_labels} and fewer than {refit_min_unlabeled} unlabeled in-domain texts",
         "freeze the encoder and train a linear head (probe); a refit has too little text to move the representation",
-        f"{CLINIC}, regime table (1-10k labels needs in-domain unlabeled text for the refit row)", "probe",
-        lambda f, p: f.n_labels is not None and p.few_labels <= f.n_labels < p.adapter_labels and not _plenty_unlabeled(f, p)),
+        "a refit needs plenty of unlabeled in-domain text; without it the frozen encoder is the sound start", "probe",
+        lambda f, p: f.n_labels is not None and p.few_labels <= f.n_labels < p.adapter_labels and not _plenty_unlabeled(f, p),
+        title="{few_labels} to {adapter_labels} labels and little unlabeled text: keep the encoder frozen",
+        sources=("reuse-or-retrain",)),
     RuleSpec(
         "regime.adapters", "regime", ("adapter_labels", "full_ft_labels"),
         "{adapter_labels} <= labels <= {full_ft_labels}, or more labels without the compute for a full fine-tune",
         "fine-tune small adapters end to end (lora); adapter layers can specialise without wiping the base",
-        f"{CLINIC}, regime table; {TRANSFER}: PEFT before partial or full unfreeze", "lora",
+        "adapters specialise with few trainable weights and leave the pretrained base intact: the smallest "
+        "adaptation that works comes before partial or full unfreezing", "lora",
         lambda f, p: f.n_labels is not None and (p.adapter_labels <= f.n_labels <= p.full_ft_labels
-                                                 or (f.n_labels > p.full_ft_labels and f.has_compute is False))),
+                                                 or (f.n_labels > p.full_ft_labels and f.has_compute is False)),
+        title="{adapter_labels} labels or more: train adapters (LoRA)", sources=("reuse-or-retrain", "transfer")),
     RuleSpec(
         "regime.full-finetune", "regime", ("full_ft_labels",),
         "labels > {full_ft_labels} and compute for it",
         "full fine-tune (finetune), still compared against a simpler reuse baseline",
-        f"{CLINIC}, regime table: enough signal to justify the capacity; {TRANSFER}", "finetune",
-        lambda f, p: f.n_labels is not None and f.n_labels > p.full_ft_labels and f.has_compute is not False),
+        "enough labels to justify the encoder's full capacity, still measured against a simpler baseline", "finetune",
+        lambda f, p: f.n_labels is not None and f.n_labels > p.full_ft_labels and f.has_compute is not False,
+        title="Over {full_ft_labels} labels and the compute: fine-tune the whole encoder",
+        sources=("reuse-or-retrain", "transfer")),
     # ---- switch rules for the next cycle ----
     RuleSpec(
         "switch.labels-lora", "switch", ("lora_switch_labels",),
         "labels >= {lora_switch_labels}",
         "try small adapter layers (LoRA) unfrozen on the labels; full freeze may no longer be optimal",
-        f"{CLINIC}, switch decisions: labels grow to 15k+", "lora",
-        lambda f, p: f.n_labels is not None and f.n_labels >= p.lora_switch_labels),
+        "with many more labels, an encoder kept fully frozen may no longer be the best choice", "lora",
+        lambda f, p: f.n_labels is not None and f.n_labels >= p.lora_switch_labels,
+        title="Labels grew to {lora_switch_labels} or more: try adapters (LoRA)", sources=("reuse-or-retrain",)),
     RuleSpec(
         "switch.setfit-few-labels", "switch", ("setfit_max_labels",),
         "labels < {setfit_max_labels} and setfit not run yet",
         "also try setfit: n labels give ~n^2/2 text pairs, so contrastive tuning lets few labels adapt the encoder "
         "that the probe keeps frozen; it must still beat the probe by the margin",
-        f"{TRANSFER}: the smallest adaptation that works; SetFit (Tunstall et al. 2022): contrastive tuning on "
-        "8-64 labels per class rivals full fine-tuning on thousands, and its lead shrinks as labels grow", "setfit",
-        lambda f, p: f.n_labels is not None and f.n_labels < p.setfit_max_labels and "setfit" not in f.rungs_run),
+        "contrastive tuning on 8-64 labels per class rivals full fine-tuning on thousands, and its lead shrinks as "
+        "labels grow; the smallest adaptation that works", "setfit",
+        lambda f, p: f.n_labels is not None and f.n_labels < p.setfit_max_labels and "setfit" not in f.rungs_run,
+        title="Under {setfit_max_labels} labels: also try SetFit", sources=("setfit", "transfer")),
     RuleSpec(
         "switch.rare-slice", "switch",
         ("rare_slice_max_share", "rare_slice_min_gap", "rare_slice_error_ratio", "rare_slice_min_items"),
         "a slice with <= {rare_slice_max_share} of the test items (>= {rare_slice_min_items} items) scores >= "
         "{rare_slice_min_gap} F1 below overall and holds >= {rare_slice_error_ratio}x its share of the errors",
         "collect more labels on that slice, not a bigger model",
-        f"{CLINIC}, switch decisions: misclassified rare subtopics need more labels, not a bigger model", None,
-        lambda f, p: rare_failing_slices(f.slices, f.overall_f1, p)),
+        "errors concentrated on rare subtopics come from too few examples of them, which a bigger model does not fix",
+        None, lambda f, p: rare_failing_slices(f.slices, f.overall_f1, p),
+        title="Errors concentrate in a rare slice: label more there, not a bigger model",
+        sources=("reuse-or-retrain",)),
     RuleSpec(
         "switch.mmd-skip-refit", "switch", ("mmd_p_value",),
         "MMD between pretrained and refit embeddings is ~0 (permutation p >= {mmd_p_value})",
         "skip the refit next time: it did not move the representation, so its gap is noise",
-        f"{CLINIC}, switch decisions and mandatory inspections (MMD on held-out texts)", "probe",
-        lambda f, p: f.mmd_p_value is not None and f.mmd_p_value >= p.mmd_p_value),
+        "the MMD of held-out texts' embeddings before and after the refit measures whether it changed anything",
+        "probe", lambda f, p: f.mmd_p_value is not None and f.mmd_p_value >= p.mmd_p_value,
+        title="A refit that did not move the embeddings is skipped", sources=("reuse-or-retrain",)),
     RuleSpec(
         "switch.refit-slow", "switch", ("refit_max_hours",),
         "the refit takes > {refit_max_hours} hours end to end",
-        "warn the review coordinator that the quarterly rerun is an engineer-in-the-loop task",
-        f"{CLINIC}, mandatory inspections: cost of retraining", None,
-        lambda f, p: f.refit_hours is not None and f.refit_hours > p.refit_max_hours),
+        "tell whoever reruns the model that each scheduled rerun needs an engineer",
+        "what it costs to rerun the pipeline counts as much as its score", None,
+        lambda f, p: f.refit_hours is not None and f.refit_hours > p.refit_max_hours,
+        title="A refit over {refit_max_hours} hours makes every rerun an engineer's job",
+        sources=("reuse-or-retrain",)),
     # ---- decision rules (documented here so every threshold the engine uses is listed) ----
     RuleSpec(
         "decision.min-seeds", "decision", ("min_seeds",),
         "a rung has fewer than {min_seeds} seeds",
         "it cannot win: run >= {min_seeds} seeds; one run is a draw from a distribution, not a measurement",
-        f"{CLINIC}, strong reasoning: demand 3 seeds before committing", None,
-        lambda f, p: False),
+        "seed-to-seed spread can be larger than the gap between two rungs", None,
+        lambda f, p: False, title="One run is not a measurement: at least {min_seeds} seeds",
+        sources=("reuse-or-retrain",)),
     RuleSpec(
         "decision.margin", "decision", ("margin", "alpha"),
         "a more adapted rung's mean beats every simpler rung by >= {margin} with non-overlapping {alpha}-level "
         "bands (and a paired test-set difference whose CI excludes 0 when predictions exist)",
         "climb to that rung; otherwise keep the simpler one",
-        f"{CLINIC}, strong reasoning: > 2 points with non-overlapping bands; {TRANSFER}: smallest adaptation that works",
-        None, lambda f, p: False),
+        "a gain smaller than the noise is not a gain; the smallest adaptation that works wins", None,
+        lambda f, p: False, title="Adapt further only for a gain of {margin} or more beyond the noise",
+        sources=("reuse-or-retrain", "transfer")),
     RuleSpec(
         "decision.ship", "decision", ("ship_threshold", "min_seeds"),
         "the chosen rung's mean F1 >= {ship_threshold} over >= {min_seeds} seeds",
         "ship it; otherwise name the cheapest next experiment",
-        f"{CLINIC}, reference reveal: the 3-seed mean must be >= 0.80", None,
-        lambda f, p: False),
+        "the quality bar the seed mean must reach before anyone relies on the model", None,
+        lambda f, p: False, title="Ship only at a mean F1 of {ship_threshold} or more",
+        sources=("reuse-or-retrain",)),
     RuleSpec(
         "decision.scratch", "decision", ("margin",),
         "the scratch baseline (tfidf) is within {margin} of, or above, the best adapted rung",
         "the pretrained encoder is not earning its keep; prefer the scratch baseline if it wins outright",
-        f"{TRANSFER}: compare against a scratch baseline, negative transfer is real", None,
-        lambda f, p: False),
+        "negative transfer is real: a pretrained encoder has to beat TF-IDF trained from scratch", None,
+        lambda f, p: False, title="The pretrained encoder must beat a scratch baseline", sources=("transfer",)),
     RuleSpec(
         "decision.below-frozen", "decision", ("margin",),
         "a rung that trains the encoder on labels scores below the frozen probe",
-        "reject it: the signature of overfitting to the labels at this scale (negative transfer)",
-        f"{CLINIC}: end-to-end fine-tune on 5.2k labels 0.73 vs frozen 0.78", None,
-        lambda f, p: False),
+        "reject it: the signature of overfitting to the labels at this scale (negative transfer); a run still "
+        "improving when its budget ended is under-trained instead, and is not rejected",
+        "on a few thousand labels an end-to-end fine-tune can overfit and land below the frozen encoder "
+        "(0.73 against 0.78 on 5.2k labels in the reference case)", None,
+        lambda f, p: False, title="Training the encoder must not score below keeping it frozen",
+        sources=("reuse-or-retrain",)),
 ]
 
 
@@ -470,7 +509,7 @@ def z_value(p: float) -> float:
 
 
 # What each rung freezes and trains, and what a rerun needs: the facts the transfer note and the
-# coordinator question are written from (the numbers come from the evidence).
+# "who can rerun it" question are written from (the numbers come from the evidence).
 RUNG_INFO: dict[str, dict[str, Any]] = {
     "tfidf": {"label": "TF-IDF + logistic regression (scratch baseline)", "short": "scratch TF-IDF",
               "frozen": "nothing pretrained is used", "trainable": "the TF-IDF vocabulary and a logistic-regression head",

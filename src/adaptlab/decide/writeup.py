@@ -1,4 +1,4 @@
-"""The written justification: a transfer note and the clinic's six-question defense, from the evidence.
+"""The written justification: a transfer note and a six-question defense of the pick, from the evidence.
 
 Every sentence is built from the decision and the evidence it rests on; when a number is missing the
 text says what was not measured instead of filling in a canned claim.
@@ -18,7 +18,7 @@ from typing import Any, Optional
 
 import numpy as np
 
-from adaptlab.decide.decision import Decision, _band, _f, _hours, _pm
+from adaptlab.decide.decision import Decision, _band, _f, _hours, _pm, _under_trained
 from adaptlab.decide.evidence import Evidence, ladder_key
 from adaptlab.decide.policy import LABEL_TRAINED_ENCODER, SCRATCH, Policy, rung_info
 
@@ -90,7 +90,7 @@ class TransferNote:
 
 
 def transfer_note(decision: Decision, evidence: Evidence) -> TransferNote:
-    """The transfer note (seed 001) for the chosen rung, with the evidence's numbers.
+    """The transfer note for the chosen rung (what is frozen, what trains, why this depth), with the evidence's numbers.
 
     Example:
         >>> from adaptlab.decide import Evidence, decide, transfer_note
@@ -146,8 +146,10 @@ def transfer_note(decision: Decision, evidence: Evidence) -> TransferNote:
     for r in higher:
         why_parts.append(f"{r} {_pm(R[r])}: {decision.verdict(r)}")
     if decision.regime:
-        why_parts.append(f"the regime table suggests {decision.regime['recommends']} ({decision.regime['condition']})"
-                         + ("" if decision.regime.get("agrees") else "; the measurements, not the table, set the depth"))
+        rule = decision.regime.get("title") or decision.regime["rule"]
+        why_parts.append(f"the rule \"{rule}\" suggests {decision.regime['recommends']} "
+                         f"({decision.regime['condition']})"
+                         + ("" if decision.regime.get("agrees") else "; the measurements, not the rule, set the depth"))
     why = "; ".join(why_parts) + "."
 
     # Result vs the simpler reuse option: the frozen probe, or the scratch baseline when the probe is chosen.
@@ -231,7 +233,7 @@ class Defense:
 
 
 def six_question_defense(decision: Decision, evidence: Evidence) -> Defense:
-    """The clinic's six questions, answered from the decision and its evidence (one short paragraph each).
+    """Six questions a reviewer asks of the pick, answered from the decision and its evidence (one short paragraph each).
 
     Example:
         >>> from adaptlab.decide import Evidence, decide, six_question_defense
@@ -274,13 +276,18 @@ def _q_end_to_end(decision: Decision, ev: Evidence, p: Policy, n_lab: str) -> De
             parts.append(f"{r} scored {_pm(R[r])}{gap} ({decision.verdict(r)})")
         yes = chosen in e2e
         a2 = (("Yes — it is the justified choice: " if yes else "No: ") + "; ".join(parts) + ".")
-        if not yes and ev.n_labels is not None and ev.n_labels < p.adapter_labels:
+        under = [r for r in e2e if _under_trained(R[r])]
+        if under:
+            # One story: a run its budget cut short is under-trained; it shows nothing about overfitting.
+            a2 += (f" {', '.join(under)} did not finish training ({'; '.join(_under_trained(R[r]) for r in under)}): "
+                   "a longer --budget is needed before its score says anything about overfitting.")
+        elif not yes and ev.n_labels is not None and ev.n_labels < p.adapter_labels:
             a2 += (f" With {n_lab} labels (< {p.adapter_labels:,}) unfreezing the encoder overfits the labels; "
                    "a lower score than the frozen counterpart is that signature.")
     else:
         reg = decision.regime
-        a2 = (f"Not measured in this study. With {n_lab} labels the regime table points to "
-              f"{reg['recommends'] if reg else 'an unknown regime'}; adapters start at {p.adapter_labels:,} labels and "
+        a2 = (f"Not measured in this study. With {n_lab} labels the rule by data size points to "
+              f"{reg['recommends'] if reg else 'no rung'}; adapters start at {p.adapter_labels:,} labels and "
               f"full fine-tuning at > {p.full_ft_labels:,}, so I would " +
               ("not run it" if ev.n_labels is not None and ev.n_labels < p.adapter_labels else "run LoRA adapters first")
               + ".")
@@ -338,35 +345,35 @@ def _q_drop_refit(decision: Decision, ev: Evidence, p: Policy, n_lab: str) -> De
     if "refit" not in R:
         a4 += (" The refit was not run" + (f"; with {ev.n_unlabeled:,} unlabeled texts" if ev.n_unlabeled else
                                            "; no unlabeled in-domain texts were given")
-               + f" (the regime table wants ≥ {p.refit_min_unlabeled:,} for a refit).")
+               + f" (a refit needs ≥ {p.refit_min_unlabeled:,}).")
     elif decision.verdict("refit").startswith(("not enough", "gap treated", "rejected", "no gain", "tie")):
         a4 += f" Current verdict on refit: {decision.verdict('refit')}."
     return DefenseAnswer("What would make you drop the MLM-refit plan?", a4)
 
 
 def _q_rerun(decision: Decision, ev: Evidence, p: Policy, n_lab: str) -> DefenseAnswer:
-    """5. The coordinator reruns it next quarter."""
+    """5. Someone without an engineer reruns it next quarter."""
     R, chosen = ev.rungs, decision.chosen
     if chosen:
         info = rung_info(chosen)
         cost = R[chosen].fit_seconds_mean
         a5 = (f"{chosen} reruns as {info['rerun']}" + (f", {_hours(cost)} per seed here" if cost is not None else "")
-              + ("; it needs an engineer in the loop" if info["needs_engineer"] else "; a review coordinator can rerun it")
+              + ("; it needs an engineer in the loop" if info["needs_engineer"] else "; anyone can rerun it, no engineer needed")
               + ".")
         fancier = [r for r in R if rung_info(r)["needs_engineer"] and r != chosen and R[r].n_seeds >= 1]
         if fancier and not info["needs_engineer"]:
             best = max(fancier, key=lambda r: R[r].mean)
             gain = R[best].mean - R[chosen].mean
             a5 += f" The best pipeline that needs a training loop, {best}, is {gain:+.3f} vs {chosen}; "
-            a5 += (f"a gain below {p.margin:.2f} is not worth a pipeline the coordinator cannot rerun." if gain < p.margin
+            a5 += (f"a gain below {p.margin:.2f} is not worth a pipeline only an engineer can rerun." if gain < p.margin
                    else f"its lead is not established ({decision.verdict(best)}), and it would need an engineer to rerun.")
         if ev.refit_hours is not None and chosen == "refit":
-            a5 += (f" The refit took {ev.refit_hours:.1f} h" + (f" > {p.refit_max_hours:g} h: warn the coordinator that "
-                   "rerunning the refit is an engineer-in-the-loop task; the head alone refits in one call."
+            a5 += (f" The refit took {ev.refit_hours:.1f} h" + (f" > {p.refit_max_hours:g} h: tell whoever reruns it that "
+                   "rerunning the refit needs an engineer; the head alone refits in one call."
                    if ev.refit_hours > p.refit_max_hours else f" (≤ {p.refit_max_hours:g} h): a scheduled job can redo it."))
     else:
-        a5 = "No rung is chosen yet; the coordinator cannot rerun anything until one is."
-    return DefenseAnswer('How does "a review coordinator reruns this next quarter" affect the pick?', a5)
+        a5 = "No rung is chosen yet; nobody can rerun anything until one is."
+    return DefenseAnswer("Someone without an engineer reruns this next quarter: how does that affect the pick?", a5)
 
 
 def _q_min_labels(decision: Decision, ev: Evidence, p: Policy, n_lab: str) -> DefenseAnswer:

@@ -1,6 +1,6 @@
 """The linear-probe gap: mean F1 of the frozen refit encoder minus the frozen off-the-shelf encoder.
 
-The clinic's rule: ship the refit only if the gap is at least 2 F1 points AND the two 95% bands do
+The rule: ship the refit only if the gap is at least 2 F1 points AND the two 95% bands do
 not overlap AND the numbers are 3-seed means (with the refit itself trained 3 times, so its own
 variance is in the band). Otherwise keep the off-the-shelf encoder and save the compute.
 """
@@ -82,7 +82,7 @@ def probe_gap(
     min_refit_seeds: int = MIN_REFIT_SEEDS,
     n_refits: Optional[int] = None,
 ) -> GapVerdict:
-    """Compare two rows of a study (a `StudyResult`, its dict, or its rows) with the clinic's rule.
+    """Compare two rows of a study (a `StudyResult`, its dict, or its rows) with that rule.
 
     ``n_refits`` (distinct refits behind the candidate row) is read from the study when not given;
     pass ``min_refit_seeds=1`` to accept one refit shared by all seeds.

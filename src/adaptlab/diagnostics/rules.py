@@ -1,6 +1,6 @@
-"""The clinic's diagnostic thresholds, in one place (the decision engine reads them from here).
+"""The diagnostic thresholds of the refit decision (frozen encoder vs domain MLM refit), in one place.
 
-Source: the "Clinic 21" seed (frozen OTS vs domain MLM refit).
+The decision engine reads them from here; their sources are in :mod:`adaptlab.decide.references`.
 """
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ MIN_SEEDS = 3
 MIN_REFIT_SEEDS = 3
 #: MMD permutation-test level: p >= this means "no detectable difference" (shift ~ 0, refit did not move).
 MMD_ALPHA = 0.05
-#: Texts per side of an MMD test (the clinic's "1000 held-out abstracts") and permutations.
+#: Texts per side of an MMD test ("1000 held-out abstracts") and permutations.
 MMD_N = 1000
 MMD_PERMUTATIONS = 200
 #: Beyond this, a refit is an engineer-in-the-loop task, not a coordinator's quarterly rerun.

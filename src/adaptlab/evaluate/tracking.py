@@ -241,7 +241,7 @@ class MlflowTracker:
         >>> texts = ([f"goal match team player {i}" for i in range(30)]
         ...          + [f"chip software data server {i}" for i in range(30)])
         >>> data = TextDataset(texts, ["sport"] * 30 + ["tech"] * 30)
-        >>> tracker = MlflowTracker(uri="./mlruns", experiment="clinic")     # a local MLflow file store
+        >>> tracker = MlflowTracker(uri="./mlruns", experiment="bbc-news")     # a local MLflow file store
         >>> result = Study(StudyConfig(rungs=["tfidf"], seeds=2, n_boot=200), home="runs", track=tracker).run(data)
         >>> run = MlflowClient(tracker.uri).get_run(tracker.run_id)
         >>> run.data.metrics["tfidf.mean"] == result.row("tfidf")["mean"], len(tracker.child_run_ids)

@@ -321,10 +321,10 @@ def drift_from_texts(
         ...     return np.array([[len(t), t.count("patient"), t.count("market")] for t in texts], dtype="float32")
         >>> news = [f"the market rose {i} points in the market" for i in range(60)]
         >>> ref = ReferenceSet.build(None, news, embed, "toy-v1")
-        >>> clinic = [f"patient {i} reports knee pain, patient stable" for i in range(40)]
-        >>> drift_from_texts(ref, clinic, embed, "toy-v1", n_permutations=100).drift
+        >>> medical = [f"patient {i} reports knee pain, patient stable" for i in range(40)]
+        >>> drift_from_texts(ref, medical, embed, "toy-v1", n_permutations=100).drift
         True
-        >>> drift_from_texts(ref, clinic, embed, "toy-v2")  # doctest: +ELLIPSIS
+        >>> drift_from_texts(ref, medical, embed, "toy-v2")  # doctest: +ELLIPSIS
         Traceback (most recent call last):
         ...
         adaptlab.errors.ConfigError: 60 of 60 reference rows were embedded by another encoder than 'toy-v2'; ...

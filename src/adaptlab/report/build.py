@@ -18,6 +18,7 @@ import adaptlab
 from adaptlab.decide import Decision, Evidence, Policy, decide, six_question_defense, transfer_note
 from adaptlab.decide.analyses import analyses_dir, load_analysis, save_analysis  # noqa: F401  (re-exported)
 from adaptlab.decide.policy import rung_info
+from adaptlab.decide.references import references_table
 from adaptlab.report import plots
 
 def evidence_for(store: Any, study: str = "latest", home: Optional[str | Path] = None) -> Evidence:
@@ -323,6 +324,7 @@ def build_report(store: Any, study: str = "latest", *, policy: Optional[Policy] 
         "slice_meta": {"rung": ev.slice_rung, "overall_f1": ev.overall_f1},
         "policy": policy.to_dict(),
         "rules": [r.to_dict() for r in policy.rules()],
+        "references": references_table(),
         "rules_fired": set(decision.rules_fired),
         "images": {k: plots.data_uri(v) for k, v in images.items()},
         "image_names": list(images),

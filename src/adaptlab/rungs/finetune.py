@@ -1,6 +1,6 @@
 """`finetune`: full end-to-end fine-tuning of the encoder with its classification head.
 
-The ladder's top rung (the clinic's "End-to-end fine-tune OTS on labels" row): every backbone weight
+The ladder's top rung ("end-to-end fine-tune of the off-the-shelf encoder on the labels"): every backbone weight
 learns, with a smaller learning rate than the freshly initialised head. On a few thousand labels it
 often memorises; the overfitting signature and the backbone movement in ``diagnostics_`` say so.
 """

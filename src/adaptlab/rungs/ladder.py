@@ -29,8 +29,8 @@ class RungFacts:
         step_cost: Cost of one training step relative to a full fine-tune step (network rungs; LoRA and a
             partial unfreeze backpropagate through less of the network, LP-FT adds its linear probe, a
             SetFit step is ``batch_size`` text pairs, twice the texts of a fine-tune step).
-        label_trained_encoder: Training updates encoder weights from the labels (the overfitting risk the
-            clinic warns about).
+        label_trained_encoder: Training updates encoder weights from the labels (the overfitting risk of a
+            few thousand labels).
     """
 
     name: str

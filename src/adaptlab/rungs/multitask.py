@@ -1,6 +1,6 @@
-"""One shared encoder with several named task heads: seed 002's third freezing scenario.
+"""One shared encoder with several named task heads: the third freezing scenario.
 
-Seed 002 lists three freezing scenarios; the first two (everything frozen, backbone frozen) are the
+Of the three freezing scenarios, the first two (everything frozen, backbone frozen) are the
 ``probe`` and ``unfreeze top_k=0`` rungs. The third is a multi-task model where one task's head stays
 frozen while another task trains: the frozen task keeps its head, but if the shared encoder moves its
 inputs change, so it can regress. :class:`MultiTaskModel` makes that measurable:

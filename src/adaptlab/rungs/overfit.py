@@ -2,7 +2,9 @@
 
 * :func:`overfitting_signature` reads one run's per-epoch history: the train-validation gap, the epoch
   of the best validation F1, and whether validation F1 fell after its peak while training kept
-  improving (memorisation: the clinic's "0.73 +- 0.04 (overfits)" row).
+  improving (memorisation: a fine-tune on a few thousand labels at 0.73 +- 0.04, below the frozen 0.78).
+* :func:`budget_bound` reads one run's stop: the budget ended it while validation F1 was still at its
+  best, so the run is under-trained, not overfit (the two never describe the same run).
 * :func:`transfer_signatures` reads a whole study (a ``StudyResult`` dict): a fine-tuned rung whose test
   F1 is below the frozen ``probe`` or the ``tfidf`` scratch baseline with non-overlapping bands is
   negative transfer; runs whose histories show the overfitting signature are counted per rung.
@@ -17,6 +19,24 @@ from typing import Any, Mapping, Optional, Sequence
 FINE_TUNED_RUNGS = ("lora", "unfreeze", "finetune", "lpft")
 # The baselines a fine-tuned rung must beat: frozen reuse, then no pretraining at all.
 TRANSFER_BASELINES = ("probe", "tfidf")
+
+
+def budget_bound(diagnostics: Mapping[str, Any]) -> bool:
+    """Whether one run's budget stopped it while validation F1 was still at its best (its last evaluation).
+
+    Such a run is under-trained, not overfit: a longer budget may change its score, so a decision never
+    calls it "the signature of overfitting". Reads the diagnostics the training loop stores
+    (``stopped_by``, ``best["step"]``, ``budget["steps_used"]``).
+
+    Example:
+        >>> budget_bound({"stopped_by": "budget_steps", "best": {"step": 5}, "budget": {"steps_used": 5}})
+        True
+        >>> budget_bound({"stopped_by": "early_stopping", "best": {"step": 3}, "budget": {"steps_used": 9}})
+        False
+    """
+    best = (diagnostics.get("best") or {}).get("step")
+    return (diagnostics.get("stopped_by") in ("budget_steps", "budget_seconds") and best is not None
+            and best == (diagnostics.get("budget") or {}).get("steps_used"))
 
 
 def overfitting_signature(

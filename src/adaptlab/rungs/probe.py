@@ -1,6 +1,6 @@
 """`probe`: the frozen pretrained encoder as a feature extractor + class-weighted logistic regression.
 
-This is the clinic's "Frozen OTS + linear head" row: the encoder's weights never change, so the
+This is the "frozen off-the-shelf encoder + linear head" rung: the encoder's weights never change, so the
 embeddings are computed once (and cached on disk) and only the head is trained per seed.
 """
 from __future__ import annotations

@@ -192,8 +192,8 @@ class TextClassifier(nn.Module):
     embeddings are pooled exactly as the frozen ones (mean / cls / max, normalised or not).
 
     ``head="linear"`` is one ``nn.Linear``; ``head="mlp"`` is Linear(dim, ``head_hidden``) - GELU -
-    Dropout - Linear(``head_hidden``, n_classes), the "frozen backbone + trainable head" scenario of
-    seed 002 when the backbone stays frozen (``unfreeze`` with ``top_k=0``). Every head parameter's
+    Dropout - Linear(``head_hidden``, n_classes), the "frozen backbone + trainable head" freezing
+    scenario when the backbone stays frozen (``unfreeze`` with ``top_k=0``). Every head parameter's
     name starts with ``head.``, which is how the training loop tells head from backbone.
 
     ``input_scale`` multiplies the pooled embedding before the head. L2-normalised embeddings have

@@ -4,13 +4,13 @@ The ladder's "partial unfreeze of later blocks": lower layers hold the general l
 and stay bit-identical; the top ``top_k`` blocks adapt with discriminative learning rates (head LR,
 backbone LR for the top block, times ``layer_decay`` per block below).
 
-``schedule="gradual"`` is progressive unfreezing (ULMFiT-style; seed 002): stage 1 trains the head
+``schedule="gradual"`` is progressive unfreezing (ULMFiT-style): stage 1 trains the head
 only, then the top ``blocks_per_stage`` blocks, then more, then everything including the embeddings.
 Each stage runs until validation F1 stops improving (``stage_patience`` evaluations) or for
 ``stage_max_epochs``, and the next stage starts from the best weights so far. The stages and why
 each ended are recorded in ``diagnostics_["stages"]``.
 
-Seed 002's three freezing scenarios on the ladder:
+The three freezing scenarios on the ladder:
 
 * whole network frozen (a fixed feature extractor): the ``probe`` rung;
 * backbone frozen with a trainable head: ``unfreeze`` with ``top_k=0`` (``head="mlp"`` for a small

@@ -129,7 +129,7 @@ def model_card(manifest: dict[str, Any]) -> str:
     limits = list(extra.get("limitations") or [])
     limits += _flag_lines(fit.get("diagnostics"))
     if rung in ("setfit", "unfreeze", "finetune", "lpft", "lora"):
-        limits.append("Retraining this rung runs a deep-learning loop; the coordinator's monthly retrain is "
+        limits.append("Retraining this rung runs a deep-learning loop; a scheduled retrain is "
                       "slower and noisier than a frozen-encoder head (seed-to-seed std is in the study).")
     limits.append("Predictions are only as good as the label definitions of the training data; the gate "
                   "protects against regressions on the sealed evaluation set, not against label drift.")

@@ -1,4 +1,4 @@
-"""The local web app (`adaptlab ui`): the clinic in the browser, a thin shell over the public API.
+"""The local web app (`adaptlab ui`): the study, the decision and shipped models in the browser, a thin shell over the public API.
 
 FastAPI + server-rendered Jinja2 pages, one small static script for live progress; no JS framework and
 no CDN, so it runs offline. Long work (studies, the sketch, retrains) runs in background threads whose

@@ -103,8 +103,8 @@ class RefitConfig(RungConfig):
                 "else one epoch capped at default_max_steps"})
     default_max_steps: int = field(default=1000, metadata={"help": "cap of the default one-epoch budget"})
     max_hours: float = field(default=48.0, metadata={
-        "help": "warn before training when the measured estimate exceeds this many hours (the clinic's 48 h: "
-                "beyond it a quarterly rerun needs an engineer)"})
+        "help": "warn before training when the measured estimate exceeds this many hours (48 h: "
+                "beyond it a scheduled rerun needs an engineer)"})
     max_seq_length: int = field(default=128, metadata={"help": "tokens per training text (longer ones are truncated)"})
     batch_size: int = field(default=32, metadata={"help": "texts per optimizer step"})
     lr: float = field(default=5e-5, metadata={"help": "peak AdamW learning rate"})

@@ -1,13 +1,13 @@
 """`refit`: refit the encoder on in-domain unlabeled texts (MLM or SimCSE), freeze it, fit the probe head.
 
-This is the clinic's "Frozen domain-refit + linear head" row. Everything after the refit is the
+This is the "frozen domain-refit encoder + linear head" rung. Everything after the refit is the
 `probe` rung unchanged (same logistic head, C chosen on validation only, embeddings cached under the
-refit encoder's fingerprint), so `refit` minus `probe` is the linear-probe gap the clinic asks for.
+refit encoder's fingerprint), so `refit` minus `probe` is the linear-probe gap the decision reads.
 
 What the refit reads: the unlabeled texts, the labeled *texts* of the train/validation pool (never a
 label; ``labeled_texts``), and the test texts only when ``transductive=True``. The pool is the same for
 every seed, so by default one refit is trained and shared by all seeds (``refit_per_seed=True`` trains
-one per seed to measure the refit's own variance: the clinic's "3 seeds of the refit").
+one per seed to measure the refit's own variance: "3 seeds of the refit").
 """
 from __future__ import annotations
 

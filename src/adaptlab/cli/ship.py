@@ -128,19 +128,17 @@ def ship_demo(decision: Any, home: Path, study_id: str) -> None:
 
 def _demo_sample(home: Path, n: int = 20) -> Path:
     """A small CSV of BBC News texts (id, text) for the demo's "try: predict" line; written once."""
-    import csv
-
     from adaptlab.data.bundled import load_bbc_news
+    from adaptlab.data.safe_csv import SafeCsvWriter
 
     path = home / "demo-texts.csv"
     if not path.is_file():
         ds = load_bbc_news()
         step = max(1, len(ds.texts) // n)
         with path.open("w", encoding="utf-8", newline="") as fh:
-            w = csv.writer(fh)
+            w = SafeCsvWriter(fh)
             w.writerow(["id", "text"])
-            for i in range(0, step * n, step):
-                w.writerow([f"bbc-{i}", ds.texts[i]])
+            w.writerows([f"bbc-{i}", ds.texts[i]] for i in range(0, step * n, step))
     return path
 
 

@@ -120,15 +120,28 @@ class RunStore:
         self.path = Path(path)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            with self._connect() as con:
-                con.executescript(SCHEMA)
-                _add_column(con, "results", "checksum", "TEXT")
-                _add_column(con, "studies", "summary_checksum", "TEXT")
+            self._create()
         except (OSError, sqlite3.DatabaseError) as exc:
             raise StoreError(
                 f"cannot open the run store at {self.path}: {exc}. "
                 "Pass another location with --home DIR (or ADAPTLAB_HOME)."
             ) from exc
+
+    def _create(self, attempts: int = 6) -> None:
+        """The schema, and the columns older stores lack. Two studies opening one new store at once (threads of
+        one process, or two processes) can meet SQLite's "database is locked" while one of them switches the
+        file to WAL or adds a column; the busy timeout does not cover those, so the opener retries."""
+        for attempt in range(attempts):
+            try:
+                with self._connect() as con:
+                    con.executescript(SCHEMA)
+                    _add_column(con, "results", "checksum", "TEXT")
+                    _add_column(con, "studies", "summary_checksum", "TEXT")
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or attempt == attempts - 1:
+                    raise
+                time.sleep(0.1 * 2 ** attempt)
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:

@@ -12,27 +12,14 @@ from typer.testing import CliRunner
 
 from adaptlab.cancel import CancelToken, Cancelled, cancel_on_sigint, cancel_requested, cancel_scope, check_cancelled
 from adaptlab.encoders import Encoder
-from adaptlab.rungs import RungContext, get_rung, training
+from adaptlab.rungs import get_rung, training
 from synthetic import topic_corpus
 from tiny_models import build_tiny_encoder, tiny_vocab
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
-FAST = {"head_lr": 1e-2, "backbone_lr": 3e-3, "batch_size": 8, "max_epochs": 6}
-
-
-@pytest.fixture
-def data():
-    ds = topic_corpus(90, seed=0)
-    return ds.subset(range(60)), ds.subset(range(60, 90))
-
-
-def ctx(encoder, **kw):
-    return RungContext(classes=["money", "sport", "tech"], encoder=encoder, **kw)
-
-
-def history_numbers(fitted):
-    return [{k: v for k, v in h.items() if k != "seconds"} for h in fitted.diagnostics_["history"]]
+# The training tests' settings and helpers: a cancelled and resumed run is compared with theirs.
+from test_training import FAST, ctx, data, history_numbers  # noqa: E402,F401  (data is a fixture)
 
 
 # ------------------------------------------------------------------------------------------------ the token

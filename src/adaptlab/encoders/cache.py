@@ -20,6 +20,7 @@ from adaptlab.data.dataset import text_hash
 from adaptlab.errors import ConfigError, DataError
 from adaptlab.store.files import MovedAsideWarning, disk_full_error, is_corrupt, is_disk_full, move_aside
 from adaptlab.store.integrity import embedding_row_checksum as row_checksum
+from adaptlab.store.integrity import scan_embedding_rows
 
 # SQLite's historical limit on host parameters is 999; stay well under it (1 goes to the fingerprint).
 _CHUNK = 800
@@ -299,21 +300,7 @@ class EmbeddingCache:
             >>> cache.verify()["damaged"]
             0
         """
-        def scan(conn: sqlite3.Connection) -> dict[str, int]:
-            counts = {"rows": 0, "damaged": 0, "unverified": 0}
-            cur = conn.execute("SELECT fingerprint, text_hash, vector, checksum FROM embeddings")
-            while True:
-                rows = cur.fetchmany(4096)
-                if not rows:
-                    return counts
-                for fp, h, blob, check in rows:
-                    counts["rows"] += 1
-                    if check is None:
-                        counts["unverified"] += 1
-                    elif bytes(check) != row_checksum(fp, h, blob):
-                        counts["damaged"] += 1
-
-        return self._run(scan)
+        return self._run(scan_embedding_rows)
 
     def reset_stats(self) -> None:
         """Set the hit, miss and write counters back to zero."""

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Any, Iterator, Optional, Union
 
-from adaptlab.store.integrity import embedding_row_checksum, json_checksum, verify_folder, verify_listed
+from adaptlab.store.integrity import json_checksum, scan_embedding_rows, verify_folder, verify_listed
 
 PathLike = Union[str, Path]
 # A checkpoint not written to for this many days belongs to an abandoned run (killed and never run again).
@@ -67,14 +67,7 @@ def check_cache(path: Path) -> dict[str, Any]:
         con = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
         try:
             columns = {r[1] for r in con.execute("PRAGMA table_info(embeddings)")}
-            check = "checksum" if "checksum" in columns else "NULL"
-            cur = con.execute(f"SELECT fingerprint, text_hash, vector, {check} FROM embeddings")
-            for fp, h, blob, digest in cur:
-                out["rows"] += 1
-                if digest is None:
-                    out["unverified"] += 1
-                elif bytes(digest) != embedding_row_checksum(fp, h, blob):
-                    out["damaged"] += 1
+            out.update(scan_embedding_rows(con, has_checksums="checksum" in columns))
         finally:
             con.close()
     except sqlite3.Error as exc:

@@ -64,6 +64,33 @@ def embedding_row_checksum(fingerprint: str, text_hash: str, vector: bytes) -> b
     return digest(fingerprint, text_hash, vector)
 
 
+def scan_embedding_rows(conn: Any, *, has_checksums: bool = True) -> dict[str, int]:
+    """Every embedding-cache row of ``conn`` (sqlite3) checked against its checksum, in batches:
+    ``{"rows", "damaged", "unverified"}``; ``unverified`` rows have none (written before rows had them, or a
+    store whose table lacks the column: ``has_checksums=False``).
+
+    Example:
+        >>> import sqlite3
+        >>> con = sqlite3.connect(":memory:")
+        >>> _ = con.execute("CREATE TABLE embeddings (fingerprint, text_hash, vector, checksum)")
+        >>> row = ("fp", "h", b"v", embedding_row_checksum("fp", "h", b"v"))
+        >>> _ = con.execute("INSERT INTO embeddings VALUES (?, ?, ?, ?)", row)
+        >>> scan_embedding_rows(con)["damaged"]
+        0
+    """
+    counts = {"rows": 0, "damaged": 0, "unverified": 0}
+    check = "checksum" if has_checksums else "NULL"
+    cur = conn.execute(f"SELECT fingerprint, text_hash, vector, {check} FROM embeddings")
+    while rows := cur.fetchmany(4096):
+        for fp, h, blob, digest in rows:
+            counts["rows"] += 1
+            if digest is None:
+                counts["unverified"] += 1
+            elif bytes(digest) != embedding_row_checksum(fp, h, blob):
+                counts["damaged"] += 1
+    return counts
+
+
 def json_checksum(obj: dict[str, Any]) -> str:
     """SHA-256 of ``obj`` as sorted JSON, without its own ``checksum`` key (for a json file that checks itself).
 
@@ -258,6 +285,6 @@ def quarantine(path: PathLike, problem: str, then: str = "its contents are being
     return move_aside(path, problem, then=then)
 
 
-__all__ = ["CHECKSUMS", "DamagedError", "check_folder", "digest", "embedding_row_checksum", "folder_checksums",
+__all__ = ["CHECKSUMS", "DamagedError", "check_folder", "digest", "embedding_row_checksum", "folder_checksums", "scan_embedding_rows",
            "json_checksum", "quarantine", "read_bytes_checked", "sha256_bytes", "verify_folder", "verify_listed",
            "write_bytes_checked", "write_checksums"]

@@ -526,3 +526,27 @@ def test_the_api_with_a_time_budget_and_no_rungs_offers_the_ladder(tiny_encoder,
     assert Study(StudyConfig(seeds=3), home=tmp_path, encoder=tiny_encoder).config.rungs == ["tfidf", "probe"]
     named = Study(StudyConfig(rungs=["tfidf", "probe"], seeds=3), time_budget="1h", home=tmp_path, encoder=tiny_encoder)
     assert named.config.rungs == ["tfidf", "probe"]
+
+
+def test_a_screen_barely_ahead_of_a_committed_trained_rung_does_not_displace_it():
+    """The 40-minute Rotten Tomatoes study of 2026-12-07 (third run): lora committed over 3 full seeds
+    (0.806, meets the 0.80 ship threshold), finetune ahead on one 25% screen by +0.017 (< the 0.02 margin)."""
+    from adaptlab.decide import Evidence, decide
+
+    tables = {"tfidf": [0.734, 0.737, 0.729, 0.728, 0.717], "probe": [0.752, 0.738, 0.749, 0.750, 0.745],
+              "lora": [0.812, 0.807, 0.799], "finetune": [0.823]}
+    ev = Evidence.from_tables(tables, n_labels=5200)
+    ev.rungs["finetune"].fidelity = 0.25
+    ev.allocation = {"stop": {"kind": "budget", "reason": "the budget ran out before finetune had 3 full-budget "
+                              "seeds"}, "provisional": "finetune", "budget_seconds": 2400, "compute_seconds": 2352,
+                     "estimates": {"finetune": {"point": 0.844}}, "config": {"min_seeds": 3}, "drops": [], "cells": []}
+    d = decide(ev)
+    assert d.chosen == "lora" and d.provisional is None and d.status == "ship" and d.ship is True
+    assert any("ahead of the committed lora" in r and "less than the 0.02 margin" in r for r in d.reasons)
+    assert any(f.rule == "decision.provisional" and f.severity == "info" for f in d.flags)
+    # A lead of the margin or more over the committed trained rung is still a provisional commitment.
+    alloc = ev.allocation
+    ev = Evidence.from_tables({**tables, "finetune": [0.830]}, n_labels=5200)
+    ev.rungs["finetune"].fidelity, ev.allocation = 0.25, alloc
+    d = decide(ev)
+    assert d.status == "provisional" and d.provisional == "finetune" and "fallback: lora" in d.headline

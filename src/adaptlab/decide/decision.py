@@ -646,9 +646,20 @@ class _Deliberation:
         fallback = self.chosen
         if fallback is not None and max(e.mean, point or e.mean) <= R[fallback].mean:
             return
-        self.provisional, self.status, self.ship = lead, "provisional", False
         runs = f"{e.n_seeds} run(s)" + (f" at {e.fidelity:.0%} of its training budget" if e.fidelity < 1 else "")
         proj = f" (projected to the full budget: {_f(point)})" if point is not None and e.fidelity < 1 else ""
+        if fallback in LABEL_TRAINED_ENCODER and e.mean - R[fallback].mean < p.margin:
+            # The question the study answers (adapt the encoder or not) is settled by a committed trained
+            # rung; a lead smaller than the margin the rule asks of a more adapted rung refines it, not undoes it.
+            self.reasons.append(
+                f"{lead} is ahead of the committed {fallback} on {runs} ({_f(e.mean)}{proj}) by "
+                f"{e.mean - R[fallback].mean:+.3f}, less than the {p.margin:.2f} margin the rule asks of a more "
+                f"adapted rung: {fallback} stands; {lead}'s {p.min_seeds} full-budget seeds could still change it.")
+            self.flags.append(Flag("decision.provisional", f"{lead}: ahead of {fallback} on {runs} by less than "
+                                   f"the margin; its {p.min_seeds} full-budget seeds could change the decision.",
+                                   lead, "info"))
+            return
+        self.provisional, self.status, self.ship = lead, "provisional", False
         vs = (f", ahead of {fallback} ({_f(R[fallback].mean)}) by {e.mean - R[fallback].mean:+.3f}"
               if fallback is not None else "")
         doubt = (f"whether its full-budget mean over {p.min_seeds} seeds stays ahead of {fallback} by the "

@@ -20,7 +20,6 @@ from adaptlab.rungs.tfidf import TfidfRung
 from adaptlab.store import RunStore
 from stored_results import stored
 from synthetic import topic_corpus
-from tiny_models import build_tiny_encoder, tiny_vocab
 
 FAST_REFIT = dict(batch_size=16, max_seq_length=32, lr=1e-3, estimate_steps=1, budget="6steps")
 
@@ -180,14 +179,9 @@ def test_jobs_that_keep_failing_are_reported_and_the_others_are_stored(ray_local
     assert kept == [("broken", 2), ("tfidf", 0), ("tfidf", 1), ("tfidf", 2)]
 
 
-def test_a_refit_shared_by_all_seeds_is_trained_once_while_jobs_run_in_parallel(ray_local, tmp_path_factory, tmp_path):
-    from transformers import BertTokenizer
-
-    folder = build_tiny_encoder(tmp_path_factory.mktemp("refit-tiny") / "tiny", seed=0)
-    tok = BertTokenizer(vocab={w: i for i, w in enumerate(tiny_vocab())}, do_lower_case=True, model_max_length=128)
-    tok.save_pretrained(str(folder))
+def test_a_refit_shared_by_all_seeds_is_trained_once_while_jobs_run_in_parallel(ray_local, mlm_dir, tmp_path):
     cfg = StudyConfig(rungs=["refit"], seeds=3, n_boot=200, rung_params={"refit": FAST_REFIT})
-    res = Study(cfg, home=tmp_path, encoder=Encoder.from_pretrained(folder, device="cpu"),
+    res = Study(cfg, home=tmp_path, encoder=Encoder.from_pretrained(mlm_dir, device="cpu"),
                 executor=ray_executor(max_retries=0)).run(topic_corpus(90, seed=1), unlabeled=topic_corpus(60, seed=2))
     assert len(list((tmp_path / "refits").iterdir())) == 1
     reused = sorted(p["diagnostics"]["reused"] for p in res.per_seed)

@@ -32,7 +32,6 @@ from adaptlab.store.integrity import (
 )
 from synthetic import topic_corpus
 from test_refit import FAST as REFIT_FAST
-from test_refit import mlm_dir  # noqa: F401  (fixture)
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 runner = CliRunner()
@@ -248,7 +247,7 @@ def test_a_truncated_checkpoint_in_a_study_is_no_bug_report(tmp_path, tiny_encod
 
 # ------------------------------------------------------------------------------------------------ refits
 @pytest.fixture(scope="module")
-def mlm(mlm_dir):  # noqa: F811
+def mlm(mlm_dir):
     from adaptlab.encoders import Encoder
 
     return Encoder.from_pretrained(mlm_dir, device="cpu")

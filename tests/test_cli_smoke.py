@@ -17,7 +17,6 @@ from typer.testing import CliRunner
 from adaptlab.cli import app
 from synthetic import topic_corpus
 from tiny_models import build_tiny_encoder
-from test_refit import mlm_dir  # noqa: F401  (fixture: tiny BERT with a working tokenizer)
 
 runner = CliRunner()
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -89,7 +88,7 @@ def invoke(*args, env=None):
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory, mlm_dir):  # noqa: F811
+def world(tmp_path_factory, mlm_dir):
     """A study home with a finished tfidf+probe study, and a shipped model with two versions."""
     tmp = tmp_path_factory.mktemp("smoke")
     ds = topic_corpus(120, seed=3)

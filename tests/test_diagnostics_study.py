@@ -19,12 +19,12 @@ from adaptlab.evaluate import Study, StudyResult
 from adaptlab.evaluate.report import render_study
 from adaptlab.store import RunStore
 from synthetic import topic_corpus
-from test_refit import FAST, mlm_dir  # noqa: F401  (fixture: tiny BERT with a working tokenizer)
+from test_refit import FAST
 
 runner = CliRunner()
 
 
-def test_a_study_with_refit_is_diagnosed_stored_and_reported(mlm_dir, tmp_path):  # noqa: F811
+def test_a_study_with_refit_is_diagnosed_stored_and_reported(mlm_dir, tmp_path):
     data, unl = topic_corpus(90, seed=1), topic_corpus(100, seed=2)
     cfg = StudyConfig(rungs=["probe", "refit"], seeds=2, n_boot=200,
                       rung_params={"refit": {"budget": "6steps", **FAST}})
@@ -63,7 +63,7 @@ def _csv(path, texts, labels=None):
     return path
 
 
-def test_cli_diagnose_mmd_tells_two_domains_apart(mlm_dir, tmp_path):  # noqa: F811
+def test_cli_diagnose_mmd_tells_two_domains_apart(mlm_dir, tmp_path):
     a = _csv(tmp_path / "sport.csv", topic_corpus(80, seed=1, classes=("sport",)).texts)
     b = _csv(tmp_path / "money.csv", topic_corpus(80, seed=2, classes=("money",)).texts)
     r = runner.invoke(app, ["diagnose", "mmd", str(a), str(b), "--encoder", str(mlm_dir), "--n", "60",
@@ -78,7 +78,7 @@ def test_cli_diagnose_mmd_tells_two_domains_apart(mlm_dir, tmp_path):  # noqa: F
     assert r.exit_code != 0 and "error" in r.output.lower()
 
 
-def test_cli_study_run_with_refit_flags_prints_the_diagnostics(mlm_dir, tmp_path):  # noqa: F811
+def test_cli_study_run_with_refit_flags_prints_the_diagnostics(mlm_dir, tmp_path):
     ds = topic_corpus(90, seed=1)
     data = _csv(tmp_path / "train.csv", ds.texts, ds.labels)
     unl = _csv(tmp_path / "unlabeled.csv", topic_corpus(60, seed=2).texts)

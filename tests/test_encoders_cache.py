@@ -204,3 +204,15 @@ def test_interrupted_embed_resumes_from_stored_chunks(tiny_encoder, cache, monke
         X = embed(tiny_encoder, TEXTS, cache=cache, show_progress=True)
     assert [c.args[0] for c in spy.call_args_list] == [TEXTS[2:4], TEXTS[4:]]
     np.testing.assert_allclose(X, real_encode(TEXTS), atol=1e-6)
+
+
+def test_the_module_examples_write_nothing_in_the_current_folder(tmp_path, monkeypatch):
+    """`pytest --doctest-modules` runs them from the checkout: their cache files go to a temp folder."""
+    import doctest
+
+    import adaptlab.encoders.cache as module
+
+    monkeypatch.chdir(tmp_path)
+    result = doctest.testmod(module, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
+    assert result.attempted >= 10 and result.failed == 0
+    assert list(tmp_path.iterdir()) == []

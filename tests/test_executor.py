@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import sys
-import time
 
 import pytest
 
@@ -20,7 +19,6 @@ from adaptlab.rungs.tfidf import TfidfRung
 from adaptlab.store import RunStore
 from stored_results import stored
 from synthetic import topic_corpus
-from tiny_models import build_tiny_encoder, tiny_vocab
 
 FAST_REFIT = dict(batch_size=16, max_seq_length=32, lr=1e-3, estimate_steps=1, budget="6steps")
 
@@ -180,14 +178,9 @@ def test_jobs_that_keep_failing_are_reported_and_the_others_are_stored(ray_local
     assert kept == [("broken", 2), ("tfidf", 0), ("tfidf", 1), ("tfidf", 2)]
 
 
-def test_a_refit_shared_by_all_seeds_is_trained_once_while_jobs_run_in_parallel(ray_local, tmp_path_factory, tmp_path):
-    from transformers import BertTokenizer
-
-    folder = build_tiny_encoder(tmp_path_factory.mktemp("refit-tiny") / "tiny", seed=0)
-    tok = BertTokenizer(vocab={w: i for i, w in enumerate(tiny_vocab())}, do_lower_case=True, model_max_length=128)
-    tok.save_pretrained(str(folder))
+def test_a_refit_shared_by_all_seeds_is_trained_once_while_jobs_run_in_parallel(ray_local, mlm_dir, tmp_path):
     cfg = StudyConfig(rungs=["refit"], seeds=3, n_boot=200, rung_params={"refit": FAST_REFIT})
-    res = Study(cfg, home=tmp_path, encoder=Encoder.from_pretrained(folder, device="cpu"),
+    res = Study(cfg, home=tmp_path, encoder=Encoder.from_pretrained(mlm_dir, device="cpu"),
                 executor=ray_executor(max_retries=0)).run(topic_corpus(90, seed=1), unlabeled=topic_corpus(60, seed=2))
     assert len(list((tmp_path / "refits").iterdir())) == 1
     reused = sorted(p["diagnostics"]["reused"] for p in res.per_seed)
@@ -235,19 +228,31 @@ def test_ray_studies_wait_for_a_cell_another_study_is_training_and_read_it(ray_l
         keys = sorted(r[0] for r in con.execute("SELECT result_key FROM results"))
     theirs = source.get_result(keys[0])
     store = RunStore(tmp_path / "b" / "runs.sqlite")
-    assert store.acquire_lease(keys[0], "otherhost:7:training", ttl=60)
+    # A lease that outlives a slow start on a loaded machine (an expired one would be taken and trained here).
+    assert store.acquire_lease(keys[0], "otherhost:7:training", ttl=600)
+    msgs: list[str] = []
+    waiting = threading.Event()
+
+    def progress(message: str) -> None:
+        msgs.append(message)
+        if "waiting for 1 cell(s) another study on this home is training" in message:
+            waiting.set()
 
     def other_study_finishes():
-        time.sleep(1.5)
+        # The other study stores its result once this one waits for it: a fixed sleep raced a loaded machine
+        # (stored before this study looked, so it never waited). The timeout only keeps a broken run from hanging.
+        waiting.wait(timeout=300)
         store.put_result(keys[0], rung="tfidf", seed=theirs["seed"], metrics=theirs["metrics"],
                          predictions=theirs["predictions"], manifest=theirs["manifest"])
         store.release_lease(keys[0], "otherhost:7:training")
 
-    threading.Thread(target=other_study_finishes, daemon=True).start()
-    msgs: list[str] = []
+    other = threading.Thread(target=other_study_finishes, daemon=True)
+    other.start()
     study = Study(cfg, home=tmp_path / "b", executor=ray_executor())
     study.lease_options = {"poll": 0.1}
-    res = study.run(data, progress=msgs.append)
+    res = study.run(data, progress=progress)
+    other.join(timeout=60)
+    assert waiting.is_set(), "the study never said it waited for the other study's cell"
     assert any("dispatching 1 job(s) to Ray" in m for m in msgs)
     assert any("waiting for 1 cell(s) another study on this home is training" in m for m in msgs)
     assert res.n_trained == 1 and res.n_from_store == 1

@@ -32,7 +32,6 @@ from adaptlab.store.integrity import (
 )
 from synthetic import topic_corpus
 from test_refit import FAST as REFIT_FAST
-from test_refit import mlm_dir  # noqa: F401  (fixture)
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 runner = CliRunner()
@@ -248,7 +247,7 @@ def test_a_truncated_checkpoint_in_a_study_is_no_bug_report(tmp_path, tiny_encod
 
 # ------------------------------------------------------------------------------------------------ refits
 @pytest.fixture(scope="module")
-def mlm(mlm_dir):  # noqa: F811
+def mlm(mlm_dir):
     from adaptlab.encoders import Encoder
 
     return Encoder.from_pretrained(mlm_dir, device="cpu")
@@ -479,6 +478,58 @@ def test_store_gc_deletes_abandoned_and_damaged_checkpoints_only(tmp_path, mode)
     else:
         assert "deleted 3 item(s)" in r.output
     assert runner.invoke(app, ["store", "check", "--home", str(home)]).exit_code == 0
+
+
+def _home_with_uploads(tmp_path):
+    """A study home with the web app's uploads: one a stored study ran on, one a web job reads, one holding a
+    shipped model, one fresh, one old that nothing names; all but the fresh one a month old."""
+    from adaptlab.store import RunStore
+
+    home, root, made = tmp_path / "home", tmp_path / "home" / "ui" / "uploads", {}
+    for i, name in enumerate(("study", "job", "model", "fresh", "unused")):
+        made[name] = root / f"{i:032x}"
+        made[name].mkdir(parents=True)
+        (made[name] / "labeled.csv").write_text("text,label\nsome words,a\n", encoding="utf-8")
+    (made["model"] / "m" / "registry.json").parent.mkdir()
+    (made["model"] / "m" / "registry.json").write_text("{}")
+    store = RunStore(home / "runs.sqlite")
+    store.put_study("s" * 40, name="web study", config={}, data_hash="h")
+    store.set_summary("s" * 40, {"data": {"source": "my data.csv",
+                                          "inputs": {"data": str(made["study"].resolve() / "labeled.csv")}}})
+    (home / "ui" / "jobs").mkdir(parents=True)
+    (home / "ui" / "jobs" / "j1.json").write_text(json.dumps({"id": "j1", "status": "cancelled", "spec": {
+        "upload_id": made["job"].name, "data_path": str(made["job"] / "labeled.csv")}}))
+    month_ago = time.time() - 30 * 86400
+    for name in ("study", "job", "model", "unused"):
+        for p in [made[name], *made[name].rglob("*")]:
+            os.utime(p, (month_ago, month_ago))
+    return home, made
+
+
+@pytest.mark.parametrize("mode", [[], ["--json"]])
+def test_store_gc_deletes_old_uploads_no_stored_study_or_web_job_names(tmp_path, mode):
+    from adaptlab.store.housekeeping import collect_garbage
+
+    home, made = _home_with_uploads(tmp_path)
+    assert collect_garbage(home, 7, kinds={"abandoned"})["removed"] == []  # a study's own prune leaves uploads be
+    dry = runner.invoke(app, ["store", "gc", "--home", str(home), "--dry-run", *mode])
+    assert dry.exit_code == 0, dry.output
+    assert all(p.exists() for p in made.values())
+    r = runner.invoke(app, ["store", "gc", "--home", str(home), *mode])
+    no_crash(r)
+    assert r.exit_code == 0, r.output
+    assert not made["unused"].exists()
+    assert all(made[k].is_dir() for k in ("study", "job", "model", "fresh"))
+    if mode:
+        (item,) = json.loads(r.stdout)["removed"]
+        assert item["kind"] == "upload" and item["status"] == "unused" and item["path"] == str(made["unused"])
+    else:
+        assert f"deleted {made['unused']} (unused" in r.output.replace("\n", "") and "deleted 1 item(s)" in r.output
+    check = runner.invoke(app, ["store", "check", "--home", str(home), "--json"])
+    items = {i["path"]: i for i in json.loads(check.stdout)["home_check"]["items"] if i["kind"] == "upload"}
+    assert {items[str(made[k])]["status"] for k in ("study", "job", "model")} == {"in use"}
+    assert "stored study ssssssssssss" in items[str(made["study"])]["detail"]
+    assert items[str(made["fresh"])]["status"] == "recent" and not items[str(made["fresh"])]["removable"]
 
 
 def test_a_study_prunes_checkpoints_abandoned_a_month_ago(tmp_path, ds):

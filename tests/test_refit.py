@@ -23,24 +23,9 @@ from adaptlab.rungs.refit import train as train_mod
 from adaptlab.rungs.refit.rung import downsample_curve, nearest_to_positives
 from adaptlab.rungs.refit.train import make_plan
 from synthetic import topic_corpus
-from tiny_models import build_tiny_encoder, tiny_vocab
+from tiny_models import tiny_vocab
 
 FAST = dict(batch_size=16, max_seq_length=32, lr=1e-3, estimate_steps=1)
-
-
-@pytest.fixture(scope="module")
-def mlm_dir(tmp_path_factory):
-    """The tiny random BERT with a word-piece tokenizer that really knows the tiny vocabulary.
-
-    (The shared fixture's ``BertTokenizerFast(vocab_file=...)`` yields a 5-token vocabulary under
-    transformers 5, so every word is [UNK] and there would be nothing to mask.)
-    """
-    from transformers import BertTokenizer
-
-    folder = build_tiny_encoder(tmp_path_factory.mktemp("refit-tiny") / "tiny", seed=0)
-    tok = BertTokenizer(vocab={w: i for i, w in enumerate(tiny_vocab())}, do_lower_case=True, model_max_length=128)
-    tok.save_pretrained(str(folder))
-    return folder
 
 
 @pytest.fixture

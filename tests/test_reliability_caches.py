@@ -126,11 +126,10 @@ def test_a_real_sqlite_full_error_is_recognised(tmp_path):
 
 # ------------------------------------------------------------------------------------------ refits, checkpoints
 from test_refit import FAST as REFIT_FAST  # noqa: E402
-from test_refit import mlm_dir  # noqa: E402,F401  (fixture)
 
 
 @pytest.fixture(scope="module")
-def mlm(mlm_dir):  # noqa: F811
+def mlm(mlm_dir):
     return Encoder.from_pretrained(mlm_dir, device="cpu")
 
 

@@ -18,7 +18,6 @@ from adaptlab.rungs.runtime import NonFiniteGuard, NonFiniteStepsError, Training
 from adaptlab.rungs.training import TrainingConfig
 from launch import run_processes
 from synthetic import topic_corpus
-from tiny_models import build_tiny_encoder, tiny_vocab
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -27,22 +26,11 @@ CLASSES = ["money", "sport", "tech"]
 TESTS = Path(__file__).resolve().parent
 
 
-@pytest.fixture(scope="module")
-def word_encoder_dir(tmp_path_factory):
-    """The tiny BERT with a tokenizer that knows its whole vocabulary (words, not [UNK])."""
-    from transformers import BertTokenizer
-
-    folder = build_tiny_encoder(tmp_path_factory.mktemp("rt-tiny") / "tiny", seed=0)
-    BertTokenizer(vocab={w: i for i, w in enumerate(tiny_vocab())}, do_lower_case=True,
-                  model_max_length=128).save_pretrained(str(folder))
-    return folder
-
-
 @pytest.fixture
-def enc(word_encoder_dir):
+def enc(mlm_dir):
     from adaptlab.encoders import Encoder
 
-    return Encoder.from_pretrained(word_encoder_dir, device="cpu")
+    return Encoder.from_pretrained(mlm_dir, device="cpu")
 
 
 @pytest.fixture
@@ -214,13 +202,13 @@ def _launch(encoder_dir: Path, out: Path, what: str, nproc: int, *extra: str, ex
     assert (proc.returncode == 0) == (expect == 0), proc.stderr[-3000:]
 
 
-def test_two_processes_train_the_same_model_as_one(word_encoder_dir, tmp_path):
+def test_two_processes_train_the_same_model_as_one(mlm_dir, tmp_path):
     """DDP over 2 CPU processes, with a last batch of one text (one process idle): same steps, same
     history and the same weights (to float rounding) as one process."""
     from safetensors.torch import load_file
 
-    _launch(word_encoder_dir, tmp_path / "one", "finetune", 1)
-    _launch(word_encoder_dir, tmp_path / "two", "finetune", 2)
+    _launch(mlm_dir, tmp_path / "one", "finetune", 1)
+    _launch(mlm_dir, tmp_path / "two", "finetune", 2)
     one = json.loads((tmp_path / "one" / "result.json").read_text())
     two = json.loads((tmp_path / "two" / "result.json").read_text())
     assert one["runtime"]["num_processes"] == 1
@@ -235,8 +223,8 @@ def test_two_processes_train_the_same_model_as_one(word_encoder_dir, tmp_path):
     assert max(float((w1[k] - w2[k]).abs().max()) for k in w1) < 1e-5
 
 
-def test_two_process_refit_is_stored_once_under_the_one_process_key(word_encoder_dir, tmp_path):
-    _launch(word_encoder_dir, tmp_path / "two", "refit", 2)
+def test_two_process_refit_is_stored_once_under_the_one_process_key(mlm_dir, tmp_path):
+    _launch(mlm_dir, tmp_path / "two", "refit", 2)
     res = json.loads((tmp_path / "two" / "result.json").read_text())
     m = res["manifest"]
     assert m["runtime"]["num_processes"] == 2 and m["steps"] == 3
@@ -261,13 +249,13 @@ def test_refit_rung_result_key_is_unchanged_for_float32(enc):
         "mixed_precision"] == "bf16"
 
 
-def test_an_interrupted_two_process_refit_resumes_from_the_main_process_checkpoint(word_encoder_dir, tmp_path):
+def test_an_interrupted_two_process_refit_resumes_from_the_main_process_checkpoint(mlm_dir, tmp_path):
     out = tmp_path / "two"
-    _launch(word_encoder_dir, out, "refit", 2, "6", "5", expect=1)  # both processes stop after step 5
+    _launch(mlm_dir, out, "refit", 2, "6", "5", expect=1)  # both processes stop after step 5
     folder = next((out / "home" / "refits").iterdir())
     state = json.loads((folder / "checkpoint" / "state.json").read_text())
     assert state["step"] == 4 and not (folder / "manifest.json").exists()  # last checkpoint: step 4
-    _launch(word_encoder_dir, out, "refit", 2, "6")
+    _launch(mlm_dir, out, "refit", 2, "6")
     m = json.loads((out / "result.json").read_text())["manifest"]
     assert m["steps"] == 6 and m["resumed_at"] == [4] and m["runtime"]["num_processes"] == 2
     assert len(m["loss_curve"]) == 6 and m["samples"] == 6 * 5

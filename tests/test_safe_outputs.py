@@ -214,6 +214,20 @@ def test_model_card_escapes_html_outside_code():
     assert "pipe = load_pipeline('MODEL/versions/<version>')" in card  # code blocks stay as typed
 
 
+def test_model_card_per_class_table_keeps_a_pipe_or_line_break_in_a_label_inside_its_cell():
+    import re
+
+    from adaptlab.ship.card import model_card
+
+    per_class = {"a|b": {"n": 3, "f1": 0.5}, "two\nlines": {"n": 4, "f1": 0.25}, "ok": {"n": 5, "f1": 1.0}}
+    card = model_card({"classes": list(per_class), "extra": {"evaluation": {"f1": 0.6, "per_class": per_class}}})
+    lines = card.splitlines()
+    head = lines.index("| class | n | F1 |")
+    rows = lines[head + 2:head + 2 + len(per_class)]
+    cells = [[c.strip() for c in re.split(r"(?<!\\)\|", row)[1:-1]] for row in rows]  # split on unescaped pipes
+    assert cells == [["a\\|b", "3", "0.500"], ["two lines", "4", "0.250"], ["ok", "5", "1.000"]]
+
+
 # ------------------------------------------------------------------------------------------ printers
 
 

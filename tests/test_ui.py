@@ -118,6 +118,35 @@ def test_upload_check_study_progress_results_and_report(ui):
     assert snap["study_id"][:12] in home.text and jid in home.text
 
 
+def test_a_web_study_records_its_upload_path_so_the_stored_study_finds_its_file(ui):
+    from adaptlab.cli import app as cli_app
+
+    app, client = ui
+    data = csv_bytes(topic_corpus(90, seed=1))
+    unl = pd.DataFrame({"text": topic_corpus(30, seed=2).texts}).to_csv(index=False).encode()
+    uid = location_id(upload(client, data, name="my data.csv", unlabeled=unl))
+    client.post(f"/data/{uid}/check", data={"text_col": "text", "label_col": "label"}, follow_redirects=False)
+    jid = location_id(client.post(f"/data/{uid}/start", data={"rungs": ["tfidf"], "seeds": "2"},
+                                  follow_redirects=False))
+    job = app.state.jobs.wait(jid, 120)
+    assert job.status == "done", job.error
+    home = app.state.settings.home
+    rec = RunStore(home / "runs.sqlite").get_study(job.study_id)
+    data_info = rec["summary"]["data"]
+    folder = (app.state.settings.upload_dir / uid).resolve()
+    assert data_info["source"] == "my data.csv"  # what the report shows: the user's name
+    assert data_info["inputs"]["data"] == str(folder / "labeled.csv")  # where the file is: the upload's path
+    assert data_info["inputs"]["unlabeled"] == str(folder / "unlabeled.csv")
+    assert data_info["inputs"]["text_col"] == "text" and data_info["inputs"]["label_col"] == "label"
+    page = client.get(f"/studies/{job.study_id}", headers=HTML).text
+    assert "my data.csv" in page and str(app.state.settings.upload_dir) not in page  # still no server path shown
+    # The command line finds the file: the study file it writes reruns the study from its data alone.
+    r = CliRunner().invoke(cli_app, ["study", "config", job.study_id[:12], "--home", str(home), "--json"])
+    assert r.exit_code == 0, r.output
+    written = json.loads(r.stdout)
+    assert written["inputs"]["data"] == str(folder / "labeled.csv") and str(folder / "labeled.csv") in written["text"]
+
+
 def test_bad_file_lists_problems_row_by_row_and_nothing_runs(ui):
     app, client = ui
     rows = [("good text about football", "sport"), ("", "sport"), ("another text on markets", None),

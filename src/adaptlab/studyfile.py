@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 from adaptlab.errors import AdaptlabError, ConfigError
+from adaptlab.values import is_int, is_number
 
 try:
     import tomllib
@@ -415,16 +416,16 @@ def _coerce(key: str, spec: Key, value: Any, at: str) -> Any:
     """Check the TOML type of a top-level value; numbers and lists become what the flag would give."""
     kind = spec.kind
     ok = {
-        "int": _is_int(value),
-        "float": _is_num(value),
+        "int": is_int(value),
+        "float": is_number(value, finite=False),
         "bool": isinstance(value, bool),
         "str": isinstance(value, str),
         "path": isinstance(value, str) and value.strip() != "",
         "rungs": isinstance(value, str) or (isinstance(value, list) and all(isinstance(v, str) for v in value)),
         "strlist": isinstance(value, str) or (isinstance(value, list) and all(isinstance(v, str) for v in value)),
-        "budget": isinstance(value, str) or _is_int(value),
-        "duration": isinstance(value, str) or _is_num(value),
-        "memory": isinstance(value, str) or _is_int(value),
+        "budget": isinstance(value, str) or is_int(value),
+        "duration": isinstance(value, str) or is_number(value, finite=False),
+        "memory": isinstance(value, str) or is_int(value),
         "table": isinstance(value, dict),
     }[kind]
     if not ok:
@@ -595,9 +596,9 @@ def _matches(value: Any, hint: Any) -> bool:
     if hint is bool:
         return isinstance(value, bool)
     if hint is int:
-        return _is_int(value)
+        return is_int(value)
     if hint is float:
-        return _is_num(value)
+        return is_number(value, finite=False)
     if hint is str:
         return isinstance(value, str)
     if origin in (list, tuple) or hint in (list, tuple):
@@ -619,14 +620,6 @@ def _type_words(hint: Any) -> str:
         return f"a list of {inner}"
     return {bool: "true or false", int: "an integer", float: "a number", str: "a string in quotes",
             dict: "a table"}.get(hint, "a value")
-
-
-def _is_int(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-def _is_num(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
 # ----------------------------------------------------------------------------------------- layering

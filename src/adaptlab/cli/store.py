@@ -120,19 +120,22 @@ def _print_home(home: dict) -> None:
                   highlight=False, soft_wrap=True)
     if home["removable_bytes"]:
         out.print(f"`adaptlab store gc` would free {home['removable_bytes'] / 2**20:.1f} MiB (checkpoints of finished "
-                  "or abandoned runs, damaged checkpoints, files moved aside).", highlight=False, soft_wrap=True)
+                  "or abandoned runs, damaged checkpoints, files moved aside, unused web uploads).", highlight=False,
+                  soft_wrap=True)
 
 
 @store_app.command("gc")
 def store_gc(
     older_than: float = typer.Option(7.0, "--older-than", help="Days without a write after which an unfinished "
-                                     "run's checkpoint counts as abandoned (0: every unfinished one)."),
+                                     "run's checkpoint counts as abandoned, and a web upload no stored study or web "
+                                     "job names as unused (0: every one)."),
     dry_run: bool = typer.Option(False, "--dry-run", help="List what would be deleted; delete nothing."),
     home: Optional[Path] = HomeOpt,
     json_out: bool = JsonOpt,
 ) -> None:
-    """Delete checkpoints of finished or abandoned runs, damaged checkpoints, leftovers of interrupted writes and
-    files moved aside as damaged. Never the run store, the embedding cache or a finished refit."""
+    """Delete checkpoints of finished or abandoned runs, damaged checkpoints, leftovers of interrupted writes, files
+    moved aside as damaged, and web uploads no stored study or web job names (as old as --older-than). Never the
+    run store, the embedding cache, a finished refit or the upload a stored study ran on."""
     from adaptlab.config import default_home
     from adaptlab.errors import ConfigError
     from adaptlab.store.housekeeping import collect_garbage

@@ -47,6 +47,9 @@ class TextDataset:
     ids: Optional[list[str]] = None
     rows: Optional[list[int]] = None
     source: str = ""
+    # The file the rows were read from when ``source`` shows another name (the web app shows the user's file
+    # name, its upload lies under a server path): where a stored study finds its data again. "" = ``source``.
+    path: str = field(default="", repr=False, compare=False)
     # The file's columns each role was read from (text, label, group, time, id), as load_dataset chose them.
     columns: Optional[dict[str, str]] = field(default=None, repr=False, compare=False)
     _hash: Optional[str] = field(default=None, repr=False, compare=False)
@@ -99,6 +102,7 @@ class TextDataset:
             ids=[self.ids[i] for i in idx],
             rows=[self.rows[i] for i in idx],
             source=self.source,
+            path=self.path,
             columns=self.columns,
         )
 

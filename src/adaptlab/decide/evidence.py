@@ -17,6 +17,7 @@ import numpy as np
 from adaptlab.decide.stats import normal_band
 from adaptlab.errors import AdaptlabError, ConfigError
 from adaptlab.rungs.ladder import ladder_key  # noqa: F401  (decision and writeup import it from here)
+from adaptlab.values import is_number
 
 BAND_BOOTSTRAP = "95% bootstrap over seeds and shared test items (seed spread + test sampling error)"
 BAND_NORMAL = ("normal approximation over seeds only (mean ± z·std/√seeds); it ignores test-set sampling "
@@ -335,7 +336,7 @@ class Evidence:
             mmd_src = f"study diagnostics: {mmd_src}"
         refit_hours = None
         cost = study_diag.get("refit_cost") or {}
-        if _is_num(cost.get("wall_seconds")):
+        if is_number(cost.get("wall_seconds")):
             refit_hours = float(cost["wall_seconds"]) / 3600.0
         elif "refit" in rungs:
             refit_hours = _refit_hours(diags.get("refit", []), rungs["refit"])
@@ -397,9 +398,9 @@ def find_mmd(obj: Any, path: str = "") -> tuple[Optional[float], Optional[float]
     keys = {str(k).lower(): k for k in obj}
     mmdish = "mmd" in path.lower() or any("mmd" in k for k in keys)
     if mmdish:
-        p = next((obj[keys[k]] for k in _P_KEYS if k in keys and _is_num(obj[keys[k]])), None)
+        p = next((obj[keys[k]] for k in _P_KEYS if k in keys and is_number(obj[keys[k]])), None)
         if p is not None:
-            v = next((obj[keys[k]] for k in _V_KEYS if k in keys and _is_num(obj[keys[k]])), None)
+            v = next((obj[keys[k]] for k in _V_KEYS if k in keys and is_number(obj[keys[k]])), None)
             return (float(v) if v is not None else None), float(p), path or "mmd"
     for k, v in obj.items():
         if isinstance(v, dict):
@@ -409,16 +410,12 @@ def find_mmd(obj: Any, path: str = "") -> tuple[Optional[float], Optional[float]
     return None, None, ""
 
 
-def _is_num(x: Any) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
-
-
 def _refit_hours(diags: list[dict[str, Any]], row: RungEvidence) -> Optional[float]:
     """Hours the MLM refit took end to end: from the refit's own timing if it logged one, else its fit time."""
     best = None
     for d in diags:
         for k, v in _walk(d):
-            if re.search(r"(refit|mlm).*(seconds|secs|_s)$", k.lower()) and _is_num(v):
+            if re.search(r"(refit|mlm).*(seconds|secs|_s)$", k.lower()) and is_number(v):
                 best = max(best or 0.0, float(v))
     if best is None and row.fit_seconds_max is not None:
         best = row.fit_seconds_max

@@ -44,9 +44,10 @@ class CacheStats:
     """Lookup counters: ``hits`` and ``misses`` count hashes asked for, ``writes`` vectors stored.
 
     Example:
+        >>> import tempfile
         >>> import numpy as np
         >>> from adaptlab.encoders import EmbeddingCache
-        >>> cache = EmbeddingCache("cache.sqlite")
+        >>> cache = EmbeddingCache(f"{tempfile.mkdtemp()}/cache.sqlite")
         >>> cache.put_many("enc-v1", ["h1"], np.ones((1, 3), dtype=np.float32))
         >>> found = cache.get_many("enc-v1", ["h1", "h2"])      # one hit, one miss
         >>> cache.stats.hits, cache.stats.misses, cache.stats.writes, cache.stats.hit_rate
@@ -77,8 +78,9 @@ class EmbeddingCache:
     covers the most recent :meth:`get_many` / :meth:`put_many` call.
 
     Example:
+        >>> import tempfile
         >>> import numpy as np
-        >>> cache = EmbeddingCache("/tmp/adaptlab-doc/embeddings.sqlite")
+        >>> cache = EmbeddingCache(f"{tempfile.mkdtemp()}/embeddings.sqlite")
         >>> cache.put_many("fp", ["h1", "h2"], np.eye(2, 3, dtype=np.float32))
         >>> sorted(cache.get_many("fp", ["h1", "h3"]))
         ['h1']
@@ -295,7 +297,8 @@ class EmbeddingCache:
         recomputes both instead of using them.
 
         Example:
-            >>> cache = EmbeddingCache("/tmp/adaptlab-doc/verify.sqlite")
+            >>> import tempfile
+            >>> cache = EmbeddingCache(f"{tempfile.mkdtemp()}/verify.sqlite")
             >>> cache.put_many("fp", ["h1"], np.ones((1, 3), dtype=np.float32))
             >>> cache.verify()["damaged"]
             0
@@ -423,8 +426,10 @@ def embed(
         show_progress: Passed to ``encoder.encode`` (``None``: a bar above 1,000 texts to encode).
 
     Example:
+        >>> import tempfile
+        >>> from adaptlab.encoders import Encoder
         >>> enc = Encoder.from_pretrained()
-        >>> cache = EmbeddingCache("cache/embeddings.sqlite")
+        >>> cache = EmbeddingCache(f"{tempfile.mkdtemp()}/embeddings.sqlite")  # a study uses <home>/cache/
         >>> X = embed(enc, ["first text", "second text", "first text"], cache=cache)
         >>> X.shape, bool((X[0] == X[2]).all())
         ((3, 384), True)

@@ -239,8 +239,9 @@ def data_inputs(data: TextDataset, test: Optional[TextDataset] = None,
                 unlabeled: Optional[TextDataset] = None) -> dict[str, str]:
     """Where a study's data came from, as study-file keys (``data``, ``test``, ``unlabeled``, ``text_col`` ...).
 
-    Files are recorded as absolute paths and columns as ``load_dataset`` chose them, so
-    ``adaptlab study config`` can write a study file that reruns the study from its data alone.
+    Files are recorded as absolute paths (a dataset's ``path`` where it has one, else its ``source``) and
+    columns as ``load_dataset`` chose them, so ``adaptlab study config`` can write a study file that reruns the
+    study from its data alone.
 
     Example:
         >>> data_inputs(TextDataset(["a"], ["x"], source="", columns={"text": "body", "label": "y"}))
@@ -248,8 +249,9 @@ def data_inputs(data: TextDataset, test: Optional[TextDataset] = None,
     """
     out: dict[str, str] = {}
     for key, ds in (("data", data), ("test", test), ("unlabeled", unlabeled)):
-        if ds is not None and ds.source and Path(ds.source).is_file():
-            out[key] = str(Path(ds.source).resolve())
+        where = (ds.path or ds.source) if ds is not None else ""
+        if where and Path(where).is_file():
+            out[key] = str(Path(where).resolve())
     for role, col in (data.columns or {}).items():
         out[f"{role}_col"] = col
     return out

@@ -6,7 +6,6 @@ diagnostics, plus the analyses saved beside the store (learning curve, slices) w
 from __future__ import annotations
 
 import datetime as dt
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
@@ -20,6 +19,7 @@ from adaptlab.decide.analyses import analyses_dir, load_analysis, save_analysis 
 from adaptlab.decide.policy import rung_info
 from adaptlab.decide.references import references_table
 from adaptlab.report import plots
+from adaptlab.values import is_number as _is_num
 
 def evidence_for(store: Any, study: str = "latest", home: Optional[str | Path] = None) -> Evidence:
     """`Evidence.from_store` with the saved analyses of the study (learning curve, slices).
@@ -74,10 +74,6 @@ def _flatten(obj: Any, prefix: str = "") -> dict[str, Any]:
             else:
                 out[key] = v
     return out
-
-
-def _is_num(x: Any) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
 
 
 def _series_name_ok(key: str) -> bool:

@@ -110,7 +110,7 @@ def model_card(manifest: dict[str, Any]) -> str:
         slices = evaluation.get("per_class") or {}
         if slices:
             lines += ["", "| class | n | F1 |", "|---|---:|---:|"]
-            lines += [f"| {c} | {v.get('n')} | {_fmt(v.get('f1'), 3)} |" for c, v in slices.items()]
+            lines += [f"| {_cell(c)} | {v.get('n')} | {_fmt(v.get('f1'), 3)} |" for c, v in slices.items()]
         if evaluation.get("study"):
             lines += ["", f"Study evidence: {evaluation['study']}"]
     else:
@@ -143,6 +143,12 @@ def model_card(manifest: dict[str, Any]) -> str:
               "```", "", "```python", "from adaptlab.ship import load_pipeline",
               "pipe = load_pipeline('MODEL/versions/<version>')", "pipe.predict(['some text'])", "```", ""]
     return "\n".join(_without_html(lines))
+
+
+def _cell(value: Any) -> str:
+    """A value as one Markdown table cell: ``|`` escaped (a label ``a|b`` cannot split the row, as in the report)
+    and a line break as a space (it would end the row)."""
+    return " ".join(str(value).splitlines()).replace("|", "\\|")
 
 
 def _without_html(lines: list[str]) -> list[str]:

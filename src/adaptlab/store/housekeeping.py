@@ -4,8 +4,9 @@
 (``checkpoints/<rung>/<key>``), the refits (``refits/<key>``: the finished encoder and any checkpoint) and lists
 what was moved aside as damaged (``*.corrupt-*``) and what could be deleted. ``collect_garbage`` deletes the
 checkpoints of finished or abandoned runs, damaged checkpoints, leftovers of interrupted writes and what was moved
-aside; it never touches the run store, the embedding cache or a finished refit. Nothing here imports a stage: the
-formats are read with the helpers of :mod:`adaptlab.store.integrity`.
+aside; it never touches the run store, the embedding cache or a finished refit. It also lists the web app's
+uploads (``ui/uploads/<id>``) and deletes those no stored study and no web job names any more. Nothing here
+imports a stage: the formats are read with the helpers of :mod:`adaptlab.store.integrity`.
 """
 from __future__ import annotations
 
@@ -24,6 +25,8 @@ PathLike = Union[str, Path]
 GC_DAYS = 7.0
 # Studies prune abandoned checkpoints this old by themselves when they start.
 AUTO_PRUNE_DAYS = 30.0
+# Files that mark a shipped model folder (as adaptlab.ui.retention keeps them): an upload holding one is kept.
+_MODEL_MARKERS = ("registry.json", "adaptlab.json")
 _LEFTOVERS = ("checkpoint.tmp", "checkpoint.old", "encoder.tmp", "manifest.json.tmp", "checkpoint.json.tmp")
 
 
@@ -163,14 +166,69 @@ def _refit_items(home: Path, days: float, verify: bool) -> list[dict[str, Any]]:
     return items
 
 
-def check_home(home: PathLike, days: float = GC_DAYS, *, verify: bool = True) -> dict[str, Any]:
+def _study_inputs(home: Path) -> dict[Path, str]:
+    """The files the stored studies ran on (their summary's ``data.inputs``), each with the study that names it."""
+    path = home / "runs.sqlite"
+    if not path.is_file():
+        return {}
+    named: dict[Path, str] = {}
+    try:  # read-only: gc never writes the run store
+        con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            rows = con.execute("SELECT study_id, summary FROM studies WHERE summary IS NOT NULL").fetchall()
+        finally:
+            con.close()
+    except sqlite3.Error:
+        rows = []
+    for study_id, text in rows:
+        try:
+            inputs = (json.loads(text).get("data") or {}).get("inputs") or {}
+        except (ValueError, AttributeError):
+            continue
+        for key in ("data", "test", "unlabeled"):
+            if isinstance(inputs.get(key), str):
+                named[Path(inputs[key])] = f"the data of stored study {study_id[:12]}"
+    return named
+
+
+def _upload_items(home: Path, days: float) -> list[dict[str, Any]]:
+    """The web app's upload folders: in use (a stored study or a web job names it, or it holds a shipped
+    model), recent (newer than ``days``) or unused (removable)."""
+    root = home / "ui" / "uploads"
+    folders = sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
+    if not folders:
+        return []
+    studies = _study_inputs(home)
+    # A web job names its upload by id (and by path) in its spec: queued, running, resumable or shippable.
+    jobs = {p.stem: p.read_text(encoding="utf-8", errors="replace")
+            for p in sorted((home / "ui" / "jobs").glob("*.json"))}
+    items = []
+    for folder in folders:
+        real = folder.resolve()
+        user = next((who for f, who in studies.items() if real in f.resolve().parents), None)
+        user = user or next((f"read by web job {jid}" for jid, text in jobs.items() if folder.name in text), None)
+        if user is None and any(next(folder.rglob(m), None) is not None for m in _MODEL_MARKERS):
+            user = "holds a shipped model"
+        age = min([_age_days(folder), *(_age_days(p) for p in folder.rglob("*"))])  # its newest file
+        if user is not None:
+            status, detail = "in use", f"web upload: {user}"
+        elif age < days:
+            status, detail = "recent", f"web upload no stored study names yet, {age:.1f} days old"
+        else:
+            status, detail = "unused", f"web upload no stored study or web job names, {age:.1f} days old"
+        items.append(_item("upload", folder, status, detail, status == "unused"))
+    return items
+
+
+def check_home(home: PathLike, days: float = GC_DAYS, *, verify: bool = True, uploads: bool = True) -> dict[str, Any]:
     """Verify everything under ``home`` a study trusts besides the run store (read-only).
 
     Returns ``{"home", "cache", "items", "damaged", "removable_bytes"}``: ``items`` has one entry per training
-    checkpoint, refit, refit checkpoint, moved-aside file and leftover, each with ``status`` (ok, resumable,
-    running, finished, abandoned, damaged, moved-aside, leftover), ``detail``, ``bytes``, ``age_days`` and
-    ``removable`` (what :func:`collect_garbage` with the same ``days`` deletes). ``verify=False`` skips the
-    checksums (the cache, refits and checkpoints are then only listed, by age): what a study does when it starts.
+    checkpoint, refit, refit checkpoint, moved-aside file, leftover and web upload, each with ``status`` (ok,
+    resumable, running, finished, abandoned, damaged, moved-aside, leftover; an upload: in use, recent, unused),
+    ``detail``, ``bytes``, ``age_days`` and ``removable`` (what :func:`collect_garbage` with the same ``days``
+    deletes). ``verify=False`` skips the checksums (the cache, refits and checkpoints are then only listed, by
+    age): what a study does when it starts. ``uploads=False`` leaves the web app's uploads out.
 
     Example:
         >>> import tempfile
@@ -198,6 +256,8 @@ def check_home(home: PathLike, days: float = GC_DAYS, *, verify: bool = True) ->
     leftovers = [p for r in [home / "refits", *(home / "refits").glob("*")] if r.is_dir() and not _lock_alive(r)
                  for p in r.iterdir() if p.name in _LEFTOVERS]
     items += [_item("leftover", p, "leftover", "left by an interrupted write", True) for p in sorted(leftovers)]
+    if uploads:
+        items += _upload_items(home, days)
     damaged = sum(i["status"] == "damaged" for i in items) + bool(cache and (cache["damaged"] or cache["problem"]))
     return {"home": str(home), "cache": cache, "items": items, "damaged": damaged,
             "removable_bytes": sum(i["bytes"] for i in items if i["removable"])}
@@ -206,10 +266,12 @@ def check_home(home: PathLike, days: float = GC_DAYS, *, verify: bool = True) ->
 def collect_garbage(home: PathLike, days: float = GC_DAYS, *, dry_run: bool = False,
                     kinds: Optional[set[str]] = None) -> dict[str, Any]:
     """Delete what :func:`check_home` marks removable: checkpoints of finished refits, checkpoints not written to
-    for ``days`` days (abandoned runs), damaged checkpoints, leftovers and what was moved aside as damaged.
+    for ``days`` days (abandoned runs), damaged checkpoints, leftovers, what was moved aside as damaged, and the
+    web app's uploads (``ui/uploads/<id>``) that no stored study and no web job names and that are ``days`` old.
 
-    ``kinds`` limits it to some statuses (e.g. ``{"abandoned"}``). The run store, the embedding cache, finished
-    refits and checkpoints of runs still in progress are never deleted. Returns ``{"removed": [items],
+    ``kinds`` limits it to some statuses (e.g. ``{"abandoned"}``: uploads are then left alone unless ``"unused"``
+    is among them). The run store, the embedding cache, finished refits, checkpoints of runs still in progress
+    and the uploads a stored study ran on are never deleted. Returns ``{"removed": [items],
     "freed_bytes", "dry_run"}``.
 
     Example:
@@ -218,7 +280,8 @@ def collect_garbage(home: PathLike, days: float = GC_DAYS, *, dry_run: bool = Fa
         0
     """
     # Only what the statuses asked for need the checksums (a study prunes abandoned checkpoints by age alone).
-    report = check_home(home, days, verify=kinds is None or bool(kinds & {"damaged"}))
+    report = check_home(home, days, verify=kinds is None or bool(kinds & {"damaged"}),
+                        uploads=kinds is None or "unused" in kinds)
     removed = []
     for item in report["items"]:
         if not item["removable"] or (kinds is not None and item["status"] not in kinds):

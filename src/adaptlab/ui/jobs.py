@@ -562,12 +562,13 @@ def load_labeled(spec: dict[str, Any]) -> tuple[Any, Any, Any]:
         unl = load_dataset(spec["unlabeled_path"], text_col=cols.get("unlabeled_text"),
                            encoding=cols.get("encoding") or None, require_labels=False, on_invalid="drop",
                            return_report=True)[0]
-    # The user's file names, not the server's upload paths, go into the study summary and the report
-    # (the source is not part of the content hash, so the study id does not change).
+    # The user's file names, not the server's upload paths, are shown in the study summary and the report
+    # (the source is not part of the content hash, so the study id does not change); the upload's path is
+    # kept as the dataset's path, so the stored study can find its file again (study config, acquire, ship).
     if spec.get("data_name"):
-        ds.source = spec["data_name"]
+        ds.source, ds.path = spec["data_name"], str(spec["data_path"])
     if unl is not None and spec.get("unlabeled_name"):
-        unl.source = spec["unlabeled_name"]
+        unl.source, unl.path = spec["unlabeled_name"], str(spec["unlabeled_path"])
     return ds, unl, report
 
 

@@ -6,19 +6,15 @@ app that includes it.
 from __future__ import annotations
 
 import datetime as dt
-import math
 from pathlib import Path
 from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
 from adaptlab.ui.uploads import mib
+from adaptlab.values import is_number as is_num  # re-exported: the pages' "is it a number" test
 
 HERE = Path(__file__).resolve().parent
-
-
-def is_num(x: Any) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
 
 
 def _secs(x: Any) -> str:

@@ -12,7 +12,7 @@ from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
-from adaptlab.ui.uploads import mib
+from adaptlab.ui.uploads import file_size, mib
 
 HERE = Path(__file__).resolve().parent
 
@@ -46,6 +46,7 @@ def template_env() -> Environment:
     env.filters["secs"] = _secs
     env.filters["pct"] = lambda x: "n/a" if not is_num(x) else f"{x:.0%}"
     env.filters["mib"] = mib
+    env.filters["filesize"] = file_size
     env.filters["stop_reason"] = _stop_reason
     env.filters["when"] = lambda t: dt.datetime.fromtimestamp(t).strftime("%Y-%m-%d %H:%M:%S") if is_num(t) else ""
     return env

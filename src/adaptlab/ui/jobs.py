@@ -593,6 +593,12 @@ def _run_study_on(ctx: JobContext, ds: Any, unl: Any, cfg: Any, **diagnose_kwarg
             ctx.say(f"time budget: {note}")
         # The job page's time left starts from these until the rungs' own runs have been timed.
         ctx.update(spec={**ctx.job.spec, "cost_estimates": estimates_for_job(study.cost_estimates)})
+    else:
+        # No calibration without a time budget: the time left starts from what the rungs cost in the run store.
+        from adaptlab.ui.eta import stored_estimates
+
+        ctx.update(spec={**ctx.job.spec, "cost_estimates": stored_estimates(study.store, cfg.rungs,
+                                                                             n_labeled=len(ds))})
     # The study's events carry its id (set as soon as it is stored) and drive the live grid.
     result = run_study_with_diagnostics(study, ds, unlabeled=unl, progress=ctx.say, on_event=ctx.event,
                                         **diagnose_kwargs)

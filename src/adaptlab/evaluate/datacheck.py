@@ -70,8 +70,8 @@ def check_warnings(report: dict, issues: Any = None, load_warnings: Any = ()) ->
     lt = report.get("long_texts")
     if lt:
         out.append({"code": "long_texts", "rows": list(lt["rows"]),
-                    "message": f"{lt['n']:,} text(s) ({lt['share_of_rows']:.1%} of the rows, {lt['share_of_chars']:.1%} "
-                               f"of all characters) are longer than {lt['max_chars']:,} characters, far more than an "
+                    "message": f"{lt['n']:,} text(s) ({lt['share_of_rows']:.1%} of the rows, "
+                               f"{lt['share_of_chars']:.1%} of all characters) are longer than {lt['max_chars']:,} characters, far more than an "
                                f"encoder reads; the longest has {lt['longest_chars']:,} (row {lt['longest_row']})",
                     "fix": "Only their start is used: if the label depends on the rest, split or summarise them."})
     if report.get("near_dup_clusters"):

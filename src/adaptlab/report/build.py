@@ -333,7 +333,8 @@ def _charts(rows: list[dict[str, Any]], d: dict[str, Any], diag: dict[str, Any],
     images: dict[str, bytes] = {}
     notes: dict[str, str] = {}
     if rows:
-        images["f1_by_rung"] = plots.f1_by_rung(rows, metric=metric, chosen=chosen, ship_threshold=policy.ship_threshold)
+        images["f1_by_rung"] = plots.f1_by_rung(rows, metric=metric, chosen=chosen,
+                                                ship_threshold=policy.ship_threshold)
     else:
         notes["f1_by_rung"] = "No chart of F1 per rung: the study stored no rung results."
     charts = (

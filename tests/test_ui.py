@@ -84,7 +84,7 @@ def test_upload_check_study_progress_results_and_report(ui):
     r = client.post(f"/data/{uid}/check", data={"text_col": "text", "label_col": "label"}, follow_redirects=False)
     assert r.status_code == 303
     conf = client.get(f"/data/{uid}/configure")
-    assert "passed validation" in conf.text and "<b>120</b> labeled texts" in conf.text
+    assert 'id="data-ok"' in conf.text and '<b id="data-rows">120</b> labeled texts' in conf.text
     for rung in ("tfidf", "probe", "refit", "lora", "finetune", "lpft", "unfreeze"):
         assert f'id="rung-{rung}"' in conf.text
     r = client.post(f"/data/{uid}/start", data={"rungs": ["tfidf", "probe"], "seeds": "2"}, follow_redirects=False)

@@ -468,14 +468,12 @@ def data_check(
 ) -> None:
     """Validate a file, find near-duplicates, measure how much they would inflate a naive split, and find
     likely label errors (ranked rows and the estimated noise rate per class)."""
-    from adaptlab.data import check_labels, find_near_duplicates
-    from adaptlab.data.validate import long_texts
+    from adaptlab.data import load_dataset
     from adaptlab.errors import ConfigError
-    from adaptlab.evaluate.leakage import measure_leakage_inflation
+    from adaptlab.evaluate.datacheck import data_check as run_check
 
     if 0 < max_rows < 100:
         raise ConfigError.invalid("--max-rows", max_rows, "0 (every row) or an integer >= 100 (default 20,000)")
-    cap = max_rows or None
     if label_issues is not None and no_label_issues:
         raise ConfigError("--label-issues FILE writes the label check's rows, --no-label-issues skips the check: "
                           "give one of them, not both.")
@@ -486,24 +484,16 @@ def data_check(
     from adaptlab.config import format_duration
 
     say, t0 = _progress(json_out), time.monotonic()
-    ds = _load(data, text_col=text_col, label_col=label_col, group_col=group_col, time_col=time_col, id_col=id_col,
-               encoding=encoding, on_invalid="error")
-    say(f"data check: {len(ds):,} rows read; searching near-duplicates")
+    ds, loaded = load_dataset(data, text_col=text_col, label_col=label_col, group_col=group_col, time_col=time_col,
+                              id_col=id_col, encoding=encoding, on_invalid="error", return_report=True)
     with json_stdout(json_out):
-        clusters = find_near_duplicates(ds.texts, threshold=threshold)
-        say("data check: measuring what a naive split would inflate (TF-IDF baseline)")
-        infl = measure_leakage_inflation(ds, threshold=threshold, clusters=clusters, max_rows=cap)
-        if not no_label_issues:
-            say(f"data check: label check on {min(len(ds), cap or len(ds)):,} rows (5-fold TF-IDF, confident learning)")
-        issues = None if no_label_issues else check_labels(ds, max_rows=cap)
+        # The web app's check page runs the same function: the same warnings, word for word.
+        report, issues = run_check(ds, load_warnings=loaded.warnings, threshold=threshold, max_rows=max_rows,
+                                   label_check=not no_label_issues, progress=say)
     if json_out:
         say(f"data check: done in {format_duration(time.monotonic() - t0)}")
-    report = {"source": str(data), "n": len(ds), "label_counts": ds.label_counts(),
-              "near_dup_clusters": int(clusters.n_clusters), "near_dup_items": int(clusters.n_items_in_clusters),
-              "naive_split": infl,
-              "recommended_split": "group" if ds.groups is not None else ("near-dup" if clusters.n_clusters else "stratified"),
-              "long_texts": long_texts(ds)}
-    report["label_quality"] = None if issues is None else issues.to_dict()
+    report["source"] = str(data)
+    infl = report["naive_split"]
     written = issues.write(label_issues) if issues is not None and label_issues is not None else None
     if json_out:
         report["label_issues_file"] = None if written is None else str(written)

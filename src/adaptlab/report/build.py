@@ -20,6 +20,7 @@ from adaptlab.decide.policy import rung_info
 from adaptlab.decide.references import references_table
 from adaptlab.report import plots
 from adaptlab.values import is_number as _is_num
+from adaptlab.report.perclass import per_class_view, rung_words, words
 
 def evidence_for(store: Any, study: str = "latest", home: Optional[str | Path] = None) -> Evidence:
     """`Evidence.from_store` with the saved analyses of the study (learning curve, slices).
@@ -97,7 +98,8 @@ def diagnostics_view(ev: Evidence, study_diag: Any) -> dict[str, Any]:
                 if _is_num(v):
                     per_key.setdefault(k, []).append(float(v))
         for k, vals in [kv for kv in per_key.items() if ".per_layer." not in kv[0]][:24]:
-            row = {"rung": rung, "key": k, "mean": float(np.mean(vals)), "n": len(vals)}
+            row = {"rung": rung, "rung_words": rung_words(rung), "key": k, "what": words(k),
+                   "mean": float(np.mean(vals)), "n": len(vals)}
             scalars.append(row)
             if (any(w in k.lower() for w in ("movement", "drift", "weight_change", "relative_change", "distance"))
                     and ".per_layer." not in k):
@@ -114,7 +116,7 @@ def diagnostics_view(ev: Evidence, study_diag: Any) -> dict[str, Any]:
                     if len(pts) >= 2 and _series_name_ok(field_name):
                         curves.setdefault(rung, {})[field_name] = {"x": [a for a, _ in pts], "y": [b for _, b in pts]}
             elif isinstance(v, str) and k.lower().endswith("sentence"):
-                sentences.append({"rung": rung, "key": k, "text": v})
+                sentences.append({"rung": rung, "rung_words": rung_words(rung), "key": k, "text": v})
         layers: dict[str, list[float]] = {}
         for d in r.diagnostics:
             per = (d.get("movement") or {}).get("per_layer") if isinstance(d.get("movement"), dict) else None
@@ -123,7 +125,8 @@ def diagnostics_view(ev: Evidence, study_diag: Any) -> dict[str, Any]:
                     layers.setdefault(unit, []).append(float(val))
         if layers:
             per_layer[rung] = {u: float(np.mean(v)) for u, v in layers.items()}
-    study_scalars = [{"key": k, "value": v} for k, v in _flatten(study_diag or {}).items() if _is_num(v)][:40]
+    study_scalars = [{"key": k, "what": words(k), "value": v}
+                     for k, v in _flatten(study_diag or {}).items() if _is_num(v)][:40]
     return {"scalars": scalars, "curves": curves, "movement": movement, "study_scalars": study_scalars,
             "sentences": sentences, "per_layer": per_layer}
 
@@ -220,6 +223,7 @@ def _env(markdown: bool = False) -> Environment:
         f"{x:.2f} s" if x < 120 else (f"{x / 60:.1f} min" if x < 7200 else f"{x / 3600:.1f} h"))
     env.filters["pct"] = lambda x: "n/a" if x is None or not _is_num(x) else f"{x:.0%}"
     env.filters["pct1"] = lambda x: "n/a" if x is None or not _is_num(x) else f"{x:.1%}"
+    env.filters["rungw"] = rung_words
     env.filters["thousands"] = lambda x: "n/a" if x is None else (f"{x:,}" if isinstance(x, int) else str(x))
     return env
 
@@ -274,27 +278,10 @@ def build_report(store: Any, study: str = "latest", *, policy: Optional[Policy] 
 
     study_diag = summary.get("diagnostics") or {}
     diag = diagnostics_view(ev, study_diag)
-    images: dict[str, bytes] = {}
-    images["f1_by_rung"] = plots.f1_by_rung(rows, metric=summary["metric"], chosen=decision.chosen,
-                                            ship_threshold=policy.ship_threshold)
-    pd_png = plots.paired_differences(d["comparisons"], margin=policy.margin)
-    if pd_png:
-        images["paired_differences"] = pd_png
-    curve_png = plots.series_plot(diag["curves"], "Training curves (first seed, from stored diagnostics)")
-    if curve_png:
-        images["training_curves"] = curve_png
-    mv_png = plots.movement_plot(diag["per_layer"])
-    if mv_png:
-        images["backbone_movement"] = mv_png
+    images, chart_notes = _charts(rows, d, diag, ev, summary["metric"], decision.chosen, policy)
+    per_class = per_class_view(decision, ev)
+    show_diag = bool("training_curves" in images or diag["scalars"] or diag["study_scalars"] or diag["sentences"])
     lc = ev.learning_curve
-    if lc and lc.get("points"):
-        lc_png = plots.learning_curve(lc["points"], metric=summary["metric"])
-        if lc_png:
-            images["learning_curve"] = lc_png
-    if ev.slices:
-        sl_png = plots.slices_plot(ev.slices, ev.overall_f1)
-        if sl_png:
-            images["slices"] = sl_png
 
     ctx = {
         "title": f"adaptlab report — {summary['name']}",
@@ -326,10 +313,71 @@ def build_report(store: Any, study: str = "latest", *, policy: Optional[Policy] 
         "image_names": list(images),
         "band_method": next(iter(ev.rungs.values())).band_method if ev.rungs else "",
         "allocation": _allocation(summary.get("allocation")),
+        "per_class": per_class,
+        "chart_notes": chart_notes,
+        "show_diagnostics": show_diag,
     }
+    ctx["contents"] = _contents(ctx)
     html = _env().get_template("report.html.j2").render(**ctx)
     md = _env(markdown=True).get_template("report.md.j2").render(**ctx)
     return Report(context=ctx, html=html, markdown=md, decision=decision, evidence=ev, images=images)
+
+
+def _charts(rows: list[dict[str, Any]], d: dict[str, Any], diag: dict[str, Any], ev: Evidence, metric: str,
+            chosen: Optional[str], policy: Policy) -> tuple[dict[str, bytes], dict[str, str]]:
+    """The report's plots (PNG bytes by name), and for each chart left out for want of data, one line saying why."""
+    images: dict[str, bytes] = {}
+    notes: dict[str, str] = {}
+    if rows:
+        images["f1_by_rung"] = plots.f1_by_rung(rows, metric=metric, chosen=chosen,
+                                                ship_threshold=policy.ship_threshold)
+    else:
+        notes["f1_by_rung"] = "No chart of F1 per rung: the study stored no rung results."
+    charts = (
+        ("paired_differences", lambda: plots.paired_differences(d["comparisons"], margin=policy.margin),
+         "No chart of paired differences: the study has no comparison between two rungs with a difference."),
+        ("training_curves", lambda: plots.series_plot(diag["curves"], "Training curves (first seed, from stored "
+                                                                      "diagnostics)"),
+         "No chart of training curves: no rung stored a training history (a loss or score per step)."),
+        ("backbone_movement", lambda: plots.movement_plot(diag["per_layer"]),
+         "No chart of backbone movement per layer: no rung stored a non-zero weight change per layer (only the "
+         "rungs that train the encoder move it)."),
+    )
+    trained = bool(diag["curves"] or diag["movement"])  # a rung that trains the encoder stored what it did
+    for name, draw, why in charts:
+        png = draw()
+        if png:
+            images[name] = png
+        elif name != "backbone_movement" or trained:
+            notes[name] = why
+    lc = ev.learning_curve
+    if lc and lc.get("points"):
+        png = plots.learning_curve(lc["points"], metric=metric)
+        if png:
+            images["learning_curve"] = png
+    elif lc:
+        notes["learning_curve"] = "No learning-curve chart: the stored analysis has no points."
+    if ev.slices:
+        png = plots.slices_plot(ev.slices, ev.overall_f1)
+        if png:
+            images["slices"] = png
+    return images, notes
+
+
+def _contents(ctx: dict[str, Any]) -> list[dict[str, str]]:
+    """The report's sections that have something to show, in page order: the contents list links to each."""
+    sections = [("decision", "Decision", True), ("f1", "F1 per rung", True),
+                ("per-class", "Per class and confusion matrix", True),
+                ("comparisons", "Paired comparisons", True), ("cost", "Cost", True),
+                ("allocation", "Allocation (decision-driven study)", bool(ctx["allocation"])),
+                ("data", "Data, split and leakage", True), ("transfer-note", "Transfer note", True),
+                ("defense", "Six-question defense", True),
+                ("mmd", "Domain shift and refit movement (MMD)", bool(ctx["mmd"] or ctx["shift"])),
+                ("diagnostics", "Diagnostics", ctx["show_diagnostics"]),
+                ("learning-curve", "Learning curve", bool(ctx["learning_curve"])),
+                ("slices", "Slices", bool(ctx["slices"])), ("policy", "Policy and rules used", True),
+                ("references", "References", True)]
+    return [{"id": i, "title": t} for i, t, shown in sections if shown]
 
 
 def _allocation(alloc: Optional[dict[str, Any]]) -> Optional[dict[str, Any]]:

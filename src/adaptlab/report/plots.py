@@ -78,26 +78,56 @@ def paired_differences(comparisons: Sequence[dict[str, Any]], *, margin: float) 
     return to_png(fig)
 
 
+def metric_of(name: str) -> str:
+    """The quantity a stored series measures, as one axis names it (one metric per axis).
+
+    Example:
+        >>> metric_of("val_loss"), metric_of("val_f1"), metric_of("f1_gap"), metric_of("lr")
+        ('loss', 'F1', 'gap', 'learning rate')
+    """
+    k = name.lower()
+    for word, label in (("gap", "gap"), ("loss", "loss"), ("f1", "F1"), ("acc", "accuracy"), ("movement", "movement"),
+                        ("drift", "movement"), ("norm", "norm")):
+        if word in k:
+            return label
+    return "learning rate" if k in ("lr", "learning_rate") or k.endswith("_lr") else k.replace("_", " ")
+
+
+def _series_points(ys: Any) -> list[tuple[float, float]]:
+    xs = ys.get("x") if isinstance(ys, dict) else None
+    ys = ys.get("y", []) if isinstance(ys, dict) else ys
+    return [(x, y) for x, y in zip(xs or range(1, len(ys) + 1), ys) if _finite(y)]
+
+
 def series_plot(curves: dict[str, dict[str, Any]], title: str, ylabel: str = "") -> Optional[bytes]:
-    """Named series per rung: a list of values (x = position) or {"x": steps, "y": values}; None when empty."""
-    if not curves:
-        return None
-    fig, ax = plt.subplots(figsize=(7.5, 3.4))
-    for rung, series in curves.items():
+    """Named series per rung: a list of values (x = position) or {"x": steps, "y": values}; None when empty.
+
+    One panel per metric (loss, F1, gap ...): values of different scales never share an axis. Whole-number
+    positions (steps, epochs) get whole-number ticks.
+    """
+    by_metric: dict[str, list[tuple[str, list[tuple[float, float]]]]] = {}
+    for rung, series in (curves or {}).items():
         for name, ys in series.items():
-            xs = ys.get("x") if isinstance(ys, dict) else None
-            ys = ys.get("y", []) if isinstance(ys, dict) else ys
-            pts = [(x, y) for x, y in zip(xs or range(1, len(ys) + 1), ys) if _finite(y)]
+            pts = _series_points(ys)
             if len(pts) >= 2:
-                ax.plot([a for a, _ in pts], [b for _, b in pts], marker=".", label=f"{rung}: {name}", linewidth=1.3)
-    if not ax.lines:
-        plt.close(fig)
+                by_metric.setdefault(metric_of(name), []).append((f"{rung}: {name.replace('_', ' ')}", pts))
+    if not by_metric:
         return None
-    ax.set_xlabel("step (or logged position)")
-    ax.set_ylabel(ylabel)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, frameon=False)
-    ax.set_title(title, loc="left", fontsize=10)
+    from matplotlib.ticker import MaxNLocator
+
+    fig, axes = plt.subplots(len(by_metric), 1, figsize=(7.5, 2.4 * len(by_metric) + 0.6), sharex=True,
+                             squeeze=False)
+    whole = all(float(x).is_integer() for lines in by_metric.values() for _, pts in lines for x, _ in pts)
+    for ax, (metric, lines) in zip(axes[:, 0], by_metric.items()):
+        for label, pts in lines:
+            ax.plot([a for a, _ in pts], [b for _, b in pts], marker=".", label=label, linewidth=1.3)
+        ax.set_ylabel(ylabel or metric)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, frameon=False)
+        if whole:
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    axes[-1, 0].set_xlabel("step (or logged position)")
+    axes[0, 0].set_title(title, loc="left", fontsize=10)
     return to_png(fig)
 
 
@@ -139,7 +169,8 @@ def slices_plot(slices: Sequence[dict[str, Any]], overall: Optional[float]) -> O
 
 def movement_plot(per_layer: dict[str, dict[str, float]]) -> Optional[bytes]:
     """Relative weight change per backbone layer (mean over seeds), one bar group per rung."""
-    per_layer = {r: v for r, v in per_layer.items() if v}
+    # All zero (or no finite value): the bars would be an empty chart; the report says why instead.
+    per_layer = {r: v for r, v in per_layer.items() if any(_finite(x) and x != 0 for x in v.values())}
     if not per_layer:
         return None
     units = list(dict.fromkeys(u for v in per_layer.values() for u in v))

@@ -2,6 +2,7 @@
 
 The runs left are timed from what is known, best first: the mean time of the rung's finished runs on this
 machine, else the study's cost estimate of the rung (a study with a time budget is costed before it starts;
+a study without one starts from what earlier runs of its rungs cost in the run store, :func:`stored_estimates`;
 the job keeps them in ``spec["cost_estimates"]``). A running cell counts what is left of its time. With a
 time budget, the study stops by then whatever the runs would take, so the estimate never exceeds it. A rung
 neither timed nor costed is named: its first run sets the pace.
@@ -11,7 +12,9 @@ from __future__ import annotations
 import time
 from typing import Any, Optional
 
-__all__ = ["job_eta", "estimates_for_job"]
+__all__ = ["job_eta", "estimates_for_job", "stored_estimates"]
+
+STORED = "earlier runs in the run store"
 
 
 def estimates_for_job(cost_estimates: dict[str, Any]) -> dict[str, dict[str, float]]:
@@ -32,6 +35,40 @@ def estimates_for_job(cost_estimates: dict[str, Any]) -> dict[str, dict[str, flo
             out[str(rung)] = {"first": round(float(first), 3), "next": round(float(nxt), 3)}
         except (TypeError, ValueError):
             continue  # an estimate this cannot read is left out, not guessed
+    return out
+
+
+def stored_estimates(store: Any, rungs: Any, *, n_labeled: int, test_size: float = 0.2) -> dict[str, dict[str, Any]]:
+    """Seconds a run of each of ``rungs`` took in the run store before, as :func:`job_eta` reads them: the ETA of
+    a study without a time budget (nothing is calibrated for it) before its own runs are timed.
+
+    Rungs whose time scales with the data (tfidf, probe, the refit's head) are scaled to ``n_labeled`` texts
+    (:func:`adaptlab.decide.plan.measured_costs`); a network rung's runs are taken as they were (a training
+    budget is steps or time, not texts). A rung never run before is left out: its first run sets the pace.
+
+    Example:
+        >>> import tempfile, os
+        >>> from adaptlab.store import RunStore
+        >>> stored_estimates(RunStore(os.path.join(tempfile.mkdtemp(), "runs.sqlite")), ["tfidf"], n_labeled=100)
+        {}
+    """
+    from adaptlab.decide.plan import measured_costs
+
+    wanted = [str(r) for r in rungs]
+    out: dict[str, dict[str, Any]] = {}
+    for rung, m in measured_costs(store, n_labeled=n_labeled, test_size=test_size).items():
+        if rung in wanted and isinstance(m.per_seed, (int, float)) and m.per_seed > 0:
+            out[rung] = {"first": round(float(m.per_seed), 3), "next": round(float(m.per_seed), 3), "source": STORED}
+    runs: dict[str, list[float]] = {}
+    missing = set(wanted) - set(out)
+    for s in store.list_studies() if missing else ():
+        for res in store.study_results(s["study_id"]):
+            secs = ((res.get("metrics") or {}).get("cost") or {}).get("total_seconds")
+            if res["rung"] in missing and isinstance(secs, (int, float)) and secs > 0:
+                runs.setdefault(res["rung"], []).append(float(secs))
+    for rung, secs in runs.items():
+        mean = round(sum(secs) / len(secs), 3)
+        out[rung] = {"first": mean, "next": mean, "source": STORED}
     return out
 
 
@@ -57,7 +94,7 @@ def _runs_left(cells: list[dict[str, Any]], estimates: dict[str, Any], now: floa
             used.add("the finished runs' times")
         elif rung in estimates:
             per = estimates[rung]["next" if rung in seen else "first"]
-            used.add("the study's cost estimates")
+            used.add(estimates[rung].get("source") or "the study's cost estimates")
         else:
             if rung not in unknown:
                 unknown.append(rung)

@@ -584,16 +584,21 @@ def _run_study_on(ctx: JobContext, ds: Any, unl: Any, cfg: Any, **diagnose_kwarg
         ctx.say(f"loading the encoder {cfg.encoder or '(packaged all-MiniLM-L6-v2)'} ...")
         encoder = load_encoder(cfg.encoder)
     study = Study(cfg, home=ctx.settings.home, encoder=encoder, show_progress=False)
+    from adaptlab.ui.eta import estimates_for_job, stored_estimates
+
+    costed: dict[str, Any] = {}
     if study.time_budget is not None:
         from adaptlab.decide.plan import cost_the_study
-        from adaptlab.ui.eta import estimates_for_job
 
         ctx.say("time budget: costing the rungs on this machine (a short calibration) ...")
         note = cost_the_study(study, ds, unlabeled=unl)
         if note:
             ctx.say(f"time budget: {note}")
-        # The job page's time left starts from these until the rungs' own runs have been timed.
-        ctx.update(spec={**ctx.job.spec, "cost_estimates": estimates_for_job(study.cost_estimates)})
+        costed = estimates_for_job(study.cost_estimates)
+    # The job page's time left starts from these until the rungs' own runs have been timed: the study's cost
+    # estimates, else (no time budget, or a rung it did not cost) what the rung took in the run store before.
+    stored = stored_estimates(study.store, cfg.rungs, n_labeled=len(ds))
+    ctx.update(spec={**ctx.job.spec, "cost_estimates": {**stored, **costed}})
     # The study's events carry its id (set as soon as it is stored) and drive the live grid.
     result = run_study_with_diagnostics(study, ds, unlabeled=unl, progress=ctx.say, on_event=ctx.event,
                                         **diagnose_kwargs)

@@ -11,7 +11,7 @@ from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
-from adaptlab.ui.uploads import mib
+from adaptlab.ui.uploads import file_size, mib
 from adaptlab.values import is_number as is_num  # re-exported: the pages' "is it a number" test
 
 HERE = Path(__file__).resolve().parent
@@ -42,6 +42,7 @@ def template_env() -> Environment:
     env.filters["secs"] = _secs
     env.filters["pct"] = lambda x: "n/a" if not is_num(x) else f"{x:.0%}"
     env.filters["mib"] = mib
+    env.filters["filesize"] = file_size
     env.filters["stop_reason"] = _stop_reason
     env.filters["when"] = lambda t: dt.datetime.fromtimestamp(t).strftime("%Y-%m-%d %H:%M:%S") if is_num(t) else ""
     return env

@@ -36,6 +36,23 @@ def mib(n: float) -> str:
     return f"{n / (1024 * 1024):.1f} MiB"
 
 
+def file_size(n: Any) -> str:
+    """A file's size as a person reads it: bytes, KB, MB or GB (powers of 1,000), never "0.0" of a unit.
+
+    Example:
+        >>> file_size(312), file_size(5432), file_size(2_500_000), file_size(None)
+        ('312 bytes', '5.4 KB', '2.5 MB', 'size unknown')
+    """
+    if not isinstance(n, (int, float)) or isinstance(n, bool) or n < 0:
+        return "size unknown"
+    if n < 1000:
+        return f"{int(n)} byte{'' if n == 1 else 's'}"
+    for unit, scale in (("KB", 1e3), ("MB", 1e6)):
+        if n < scale * 999.95:
+            return f"{n / scale:.1f} {unit}"
+    return f"{n / 1e9:.1f} GB"
+
+
 def too_large_message(size: Optional[int], limit: int) -> str:
     got = f"The upload is {mib(size)}" if size else "The upload is"
     return (f"{got}, larger than this app's limit of {mib(limit)}. Split the file into smaller parts, keep "
@@ -162,6 +179,39 @@ def read_columns(path: Path) -> list[str]:
             return _header(path, "cp1252")
     except DataError as exc:
         raise DataError(str(exc).replace(f"{path}: ", "").replace(str(path), "the file")) from None
+
+
+def preview_rows(path: Path, encoding: Optional[str] = None, n: int = 5, width: int = 160) -> dict[str, Any]:
+    """The first ``n`` records of a data file as the columns page shows them: ``{"columns", "rows"}``, each cell
+    cut to ``width`` characters (a record that cannot be read shows its raw text in the first cell).
+
+    The page escapes every cell; bytes the encoding cannot read show as U+FFFD. Raises DataError like
+    :func:`read_columns`.
+    """
+    def cell(v: Any) -> str:
+        text = "" if v is None else str(v)
+        text = text.encode("utf-8", "replace").decode("utf-8")  # lone surrogates from undecodable bytes
+        return text if len(text) <= width else text[:width - 1] + "…"
+
+    tries = [encoding] if encoding else [None, "cp1252"]  # as read_columns: a non-UTF-8 header is read as cp1252
+    for i, enc in enumerate(tries):
+        try:
+            with open_records(path, encoding=enc) as records:
+                raw = []
+                for rec in records:
+                    if len(raw) >= n:
+                        break
+                    raw.append(rec)
+                cols = list(records.columns)
+        except DataError as exc:
+            if i + 1 < len(tries) and "header line is not valid" in str(exc):
+                continue
+            raise DataError(str(exc).replace(f"{path}: ", "").replace(str(path), "the file")) from None
+        rows = [[cell(r.preview)] if r.problem is not None else
+                [cell(r.values.get(c)) for c in cols] if isinstance(r.values, dict) else [cell(v) for v in r.values]
+                for r in raw]
+        return {"columns": [cell(c) for c in cols], "rows": rows}
+    return {"columns": [], "rows": []}
 
 
 def _header(path: Path, encoding: Optional[str]) -> list[str]:

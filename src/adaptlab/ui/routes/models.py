@@ -58,7 +58,9 @@ def models_page(ui: Ui) -> HTMLResponse:
             cur = next((x for x in v["versions"] if x["id"] == v["current"]), None)
             listing.append({"name": name, "current": v["current"], "n_versions": len(v["versions"]),
                             "rung": cur["rung"] if cur else "", "f1": (cur or {}).get("evaluation", {}).get("f1"),
-                            "held": v["held"]})
+                            "held": v["held"],
+                            # The version in use was shipped with --force / "ship anyway" past its study's decision.
+                            "forced": (cur or {}).get("forced")})
         except AdaptlabError as exc:
             listing.append({"name": name, "error": str(exc).replace(str(path), name)})
     return ui.render("models.html.j2", models=listing)

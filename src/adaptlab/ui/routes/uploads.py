@@ -11,7 +11,8 @@ from fastapi.responses import HTMLResponse, Response
 
 from adaptlab.errors import AdaptlabError, ConfigError, DataError
 from adaptlab.ui.context import Ui, UIContext, not_found, see_other
-from adaptlab.ui.uploads import ENCODINGS, UploadError, UploadTooLarge, display_name, problems_view, read_columns
+from adaptlab.ui.uploads import (ENCODINGS, UploadError, UploadTooLarge, display_name, preview_rows, problems_view,
+                                 read_columns)
 
 router = APIRouter()
 COLUMN_ROLES = ("text", "label", "group", "time", "id")
@@ -71,6 +72,14 @@ def _paths(ui: UIContext, uid: str) -> tuple[Path, Optional[Path], dict[str, str
     return data, unl, names
 
 
+def _preview(ui: UIContext, uid: str, encoding: str = "") -> Optional[dict[str, Any]]:
+    """The first rows of the labeled file as read (None when it cannot be read: the column error says why)."""
+    try:
+        return preview_rows(ui.uploads.path(uid, "labeled"), encoding or None)
+    except (KeyError, DataError):
+        return None
+
+
 def _guess(candidates: tuple[str, ...], columns: list[str]) -> str:
     low = {c.strip().lower(): c for c in columns}
     return next((low[c] for c in candidates if c in low), "")
@@ -89,7 +98,7 @@ def _data_page(ui: UIContext, uid: str, status: int = 200, check_error: Optional
         "unlabeled_text": _guess(TEXT_COLUMN_CANDIDATES, ucols), "encoding": "", "on_invalid": "error"}
     return ui.render("data.html.j2", status=status, uid=uid, meta=meta, cols=cols, col_error=col_error,
                      ucols=ucols, ucol_error=ucol_error, chosen=chosen, check_error=check_error,
-                     encodings=ENCODINGS, roles=COLUMN_ROLES)
+                     encodings=ENCODINGS, roles=COLUMN_ROLES, preview=_preview(ui, uid, chosen.get("encoding", "")))
 
 
 def _default_form(meta: dict[str, Any]) -> dict[str, Any]:
@@ -191,18 +200,34 @@ def data_check(ui: Ui, uid: str, text_col: str = Form(""), label_col: str = Form
     except AdaptlabError as exc:
         return _data_page(ui, uid, 422, problems_view(exc, names), chosen)
     meta["columns"] = chosen
-    meta["check"] = {
-        "n": len(ds), "label_counts": ds.label_counts(), "classes": sorted(set(ds.labels or [])),
-        "columns_used": report.columns,
-        "warnings": [{"code": p.code, "message": p.message, "fix": p.fix, "rows": list(p.rows)}
-                     for p in report.warnings],
-        "dropped": [{"row": d.row, "codes": d.codes, "text": d.text} for d in report.dropped][:500],
-        "n_dropped": len(report.dropped),
-        "n_unlabeled": len(unl_ds) if unl_ds is not None else 0,
-    }
+    meta["check"] = _check_view(ds, unl_ds, report)
     meta.pop("plan", None)
     ui.uploads.save_meta(uid, meta)
     return see_other(f"/data/{uid}/configure")
+
+
+def _cut(text: str, width: int = 300) -> str:
+    return text if len(text) <= width else text[:width - 1] + "…"
+
+
+def _check_view(ds: Any, unl_ds: Any, report: Any, preview: int = 10) -> dict[str, Any]:
+    """What the check page shows: sizes, every warning `adaptlab data check` gives for the file (the same
+    function makes them), the rows dropped, and the first rows as read."""
+    from adaptlab.evaluate.datacheck import data_check as run_check
+
+    checked, _ = run_check(ds, load_warnings=report.warnings)
+    lq = checked["label_quality"] or {}
+    return {
+        "n": len(ds), "label_counts": ds.label_counts(), "classes": sorted(set(ds.labels or [])),
+        "columns_used": report.columns, "warnings": checked["warnings"],
+        "recommended_split": checked["recommended_split"],
+        "label_noise": {"rate": lq.get("noise_rate"), "n_flagged": lq.get("n_flagged")} if lq else None,
+        "dropped": [{"row": d.row, "codes": d.codes, "text": d.text} for d in report.dropped][:500],
+        "n_dropped": len(report.dropped),
+        "n_unlabeled": len(unl_ds) if unl_ds is not None else 0,
+        "preview": [{"row": int(ds.rows[i]) if ds.rows else i + 1, "text": _cut(ds.texts[i]), "label": ds.labels[i]}
+                    for i in range(min(preview, len(ds)))],
+    }
 
 
 # ------------------------------------------------------------------------------------ configure, plan, start

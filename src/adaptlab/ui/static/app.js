@@ -49,6 +49,18 @@
     });
   }
 
+  // ---- the data check: near-duplicates, a baseline and the label check take seconds on thousands of rows
+  var columnsForm = document.getElementById('columns-form');
+  if (columnsForm) {
+    columnsForm.addEventListener('submit', function () {
+      var busy = document.getElementById('check-busy');
+      if (busy) { busy.hidden = false; }
+      setTimeout(function () {
+        columnsForm.querySelectorAll('button[type=submit]').forEach(function (b) { b.disabled = true; });
+      }, 0);
+    });
+  }
+
   // ---- label review: picking a label for a row means "fix" it
   document.querySelectorAll('select.fix-label').forEach(function (sel) {
     sel.addEventListener('change', function () {

@@ -1,7 +1,6 @@
 """The adaptation ladder. Importing this package registers every rung that exists."""
 from adaptlab.rungs.base import (
     LADDER_ORDER,
-    PLANNED_RUNGS,
     RUNGS,
     Budget,
     Cost,
@@ -27,7 +26,7 @@ from adaptlab.rungs.multitask import MultiTaskModel  # noqa: E402  (issue #9)
 from adaptlab.rungs.setfit import FittedSetFit, SetFitConfig, SetFitRung  # noqa: E402  (issue #16)
 
 __all__ = [
-    "LADDER_ORDER", "PLANNED_RUNGS", "RUNGS", "Budget", "Cost", "FittedRung", "Rung", "RungConfig", "RungContext",
+    "LADDER_ORDER", "RUNGS", "Budget", "Cost", "FittedRung", "Rung", "RungConfig", "RungContext",
     "available_rungs", "default_rungs", "get_rung", "register_rung", "trains_encoder", "ProbeConfig", "ProbeRung", "TfidfConfig", "TfidfRung",
     "RefitConfig", "RefitRung",
     "FittedLora", "LoraConfig", "LoraRung", "UnfreezeConfig", "UnfreezeRung", "FinetuneConfig", "FinetuneRung",

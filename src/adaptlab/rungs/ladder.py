@@ -1,6 +1,7 @@
 """The rung catalogue: one record per rung, everything the code knows of a rung before it runs.
 
-The study, the decision-driven allocator (`evaluate.adaptive`), the planner (`decide.plan`), the policy
+A rung's module is ``adaptlab.rungs.<name>``; importing :mod:`adaptlab.rungs` registers every catalogued
+rung. The study, the decision-driven allocator (`evaluate.adaptive`), the planner (`decide.plan`), the policy
 and the report (`decide.policy.rung_info`), the model card and the pipeline (`ship/`), the study file and
 the web app read these records; a new rung is a module under `adaptlab/rungs/` plus one record here
 (its artifact is saved and loaded by its own ``FittedRung.export_artifact`` / ``Rung.load_artifact``).
@@ -19,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 __all__ = ["RungFacts", "LADDER_FACTS", "LADDER", "NETWORK_RUNGS", "CHEAP_RUNGS", "LABEL_TRAINED_ENCODER",
-           "RELATIVE_STEP_COST", "KINDS", "COST_SHAPES", "facts", "catalogued", "kind", "ladder_key", "default_rungs"]
+           "RELATIVE_STEP_COST", "FROZEN", "KINDS", "COST_SHAPES", "facts", "catalogued", "kind", "ladder_key", "default_rungs"]
 
 KINDS = ("cheap", "shared", "network")
 # How a rung's cost grows: ``fit`` (a fit of seconds per seed, no training loop), ``refit`` (a one-time
@@ -160,6 +161,8 @@ CHEAP_RUNGS = tuple(f.name for f in LADDER_FACTS if f.kind == "cheap")
 NETWORK_RUNGS = tuple(f.name for f in LADDER_FACTS if f.kind == "network")
 LABEL_TRAINED_ENCODER = tuple(f.name for f in LADDER_FACTS if f.label_trained_encoder)
 RELATIVE_STEP_COST = {f.name: f.step_cost for f in LADDER_FACTS if f.step_cost is not None}
+# Reusing the encoder as it is: the rung every adaptation above it on the ladder is compared with.
+FROZEN = "probe"
 _BY_NAME = {f.name: f for f in LADDER_FACTS}
 
 

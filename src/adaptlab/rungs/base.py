@@ -226,8 +226,8 @@ def available_rungs() -> list[str]:
     """The registered rungs in ladder order (what ``adaptlab rungs`` lists).
 
     Example:
-        >>> available_rungs()[:2]
-        ['tfidf', 'probe']
+        >>> available_rungs()[0], available_rungs().index("probe") < available_rungs().index("lpft")
+        ('tfidf', True)
     """
     return sorted(RUNGS, key=lambda n: LADDER_ORDER.index(n) if n in LADDER_ORDER else len(LADDER_ORDER))
 

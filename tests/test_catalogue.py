@@ -23,6 +23,8 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "adaptlab"
 # number when a change removes some; never raise it: a new rung fact belongs in the catalogue.
 RUNG_LITERALS_RATCHET = 145
 INTENDED = {"decide/policy.py"}
+# Words that are a rung's name and something else in these files: the web app's static-files folder.
+HOMONYMS = {("ui/app.py", "static")}
 
 
 @pytest.mark.parametrize("name", sorted(RUNGS))
@@ -70,14 +72,14 @@ def test_the_tables_the_catalogue_replaced_are_gone():
     assert not found, found
 
 
-def _rung_literals(path: Path) -> int:
+def _rung_literals(path: Path, rel: str) -> int:
     """String constants equal to a rung name (docstrings are prose, not counted)."""
     tree = ast.parse(path.read_text(encoding="utf-8"))
     docs = {id(node.body[0].value) for node in ast.walk(tree)
             if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and node.body
             and isinstance(node.body[0], ast.Expr) and isinstance(node.body[0].value, ast.Constant)}
     return sum(1 for n in ast.walk(tree) if isinstance(n, ast.Constant) and isinstance(n.value, str)
-               and n.value in LADDER and id(n) not in docs)
+               and n.value in LADDER and id(n) not in docs and (rel, n.value) not in HOMONYMS)
 
 
 def test_rung_names_outside_the_rungs_package_only_become_fewer():
@@ -85,7 +87,7 @@ def test_rung_names_outside_the_rungs_package_only_become_fewer():
     for path in sorted(SRC.rglob("*.py")):
         rel = path.relative_to(SRC).as_posix()
         if not rel.startswith("rungs/") and rel not in INTENDED:
-            counts[rel] = _rung_literals(path)
+            counts[rel] = _rung_literals(path, rel)
     total = sum(counts.values())
     worst = sorted(((n, rel) for rel, n in counts.items() if n), reverse=True)[:8]
     assert total <= RUNG_LITERALS_RATCHET, (

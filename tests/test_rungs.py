@@ -7,7 +7,7 @@ from synthetic import topic_corpus
 
 
 def test_registry_lists_the_ladder_in_order():
-    assert available_rungs()[:2] == ["tfidf", "probe"]
+    assert available_rungs()[:3] == ["tfidf", "static", "probe"]
 
 
 def test_planned_rung_gets_a_precise_message(monkeypatch):

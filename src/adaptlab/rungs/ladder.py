@@ -9,10 +9,10 @@ This module imports nothing of adaptlab, so every stage may use it.
 
 Example:
     >>> from adaptlab.rungs.ladder import LADDER, facts, kind
-    >>> LADDER[:3], facts("lora").kind, facts("lora").step_cost, kind("refit")
-    (('tfidf', 'probe', 'refit'), 'network', 0.85, 'shared')
-    >>> facts("probe").short, facts("probe").position
-    ('frozen probe', 1)
+    >>> LADDER[:4], facts("lora").kind, facts("lora").step_cost, kind("refit")
+    (('tfidf', 'static', 'probe', 'refit'), 'network', 0.85, 'shared')
+    >>> facts("probe").short, facts("probe").position, kind("static")
+    ('frozen probe', 2, 'cheap')
 """
 from __future__ import annotations
 
@@ -92,7 +92,8 @@ class RungFacts:
 
 _NET = "a deep-learning training loop (GPU recommended)"
 
-# Simplest first. tfidf is the scratch baseline, probe the first adapted rung. setfit sits after the frozen
+# Simplest first. tfidf is the scratch baseline; static (the encoder distilled into token vectors, issue #32)
+# and probe reuse the encoder frozen. setfit sits after the frozen
 # rungs and before lora: its encoder learns from the labels, but only through a pair-similarity objective,
 # and it predicts with the same logistic head as probe (issue #16).
 _RECORDS = (
@@ -101,6 +102,16 @@ _RECORDS = (
         "TF-IDF n-grams + logistic regression, no pretrained weights", "nothing pretrained is used",
         "the TF-IDF vocabulary and a logistic-regression head", "one script call on a CPU in minutes",
         main_parameters=("ngram_max", "min_df", "C_grid"), uses_encoder=False, default="always"),
+    RungFacts(
+        # Simpler than probe to serve: no transformer at prediction time, so probe must beat it by the margin.
+        "static", "cheap", "static token embeddings distilled from the encoder (model2vec) + linear head",
+        "static embeddings",
+        "the encoder distilled into static token vectors (model2vec), averaged per text, + logistic-regression "
+        "head; no transformer runs at prediction time",
+        "the distilled token vectors (the encoder runs once over its own vocabulary to make them)",
+        "only the logistic-regression head on the averaged token vectors",
+        "one script call on a CPU (distil the encoder once, fit a linear head), no GPU training loop",
+        main_parameters=("pca_dims", "max_length", "C_grid"), requires=("model2vec", "static"), default="never"),
     RungFacts(
         "probe", "cheap", "frozen pretrained encoder + linear head", "frozen probe",
         "frozen pretrained encoder + logistic-regression head",

@@ -17,9 +17,9 @@ def test_planned_rung_gets_a_precise_message(monkeypatch):
     rec = ladder.RungFacts("distill", "network", "distillation into a small encoder (issue #99)", "distill",
                            "distillation", "-", "-", "-")
     monkeypatch.setitem(ladder._BY_NAME, "distill", rec)  # catalogued, not registered
-    with pytest.raises(UnknownRungError, match=r"rung 'distill' \(distillation .*\) is not available.*tfidf, probe"):
+    with pytest.raises(UnknownRungError, match=r"rung 'distill' \(distillation .*\) is not available.*tfidf, static, probe"):
         get_rung("distill")
-    with pytest.raises(UnknownRungError, match=r"rungs='tfidff' is not valid: expected one of tfidf, probe"):
+    with pytest.raises(UnknownRungError, match=r"rungs='tfidff' is not valid: expected one of tfidf, static, probe"):
         get_rung("tfidff")
 
 

@@ -74,10 +74,13 @@ def test_show_without_studies_explains_what_to_do(tmp_path):
 
 
 def test_rungs_lists_available_and_planned(monkeypatch):
-    from adaptlab.rungs import base
+    from adaptlab.rungs import ladder
 
-    # Every rung planned so far exists (issue #5); plan a made-up one to see the "planned" line.
-    monkeypatch.setitem(base.PLANNED_RUNGS, "distill", "distillation into a small encoder (issue #99)")
+    # Every catalogued rung exists; catalogue a made-up one without registering it to see the "planned" line.
+    rec = ladder.RungFacts("distill", "network", "distillation into a small encoder (issue #99)", "distill",
+                           "distillation", "-", "-", "-")
+    monkeypatch.setitem(ladder._BY_NAME, "distill", rec)
+    monkeypatch.setattr(ladder, "LADDER_FACTS", ladder.LADDER_FACTS + (rec,))
     r = invoke("rungs")
     assert r.exit_code == 0 and "tfidf" in r.output and "finetune" in r.output
     assert "not available yet: distillation" in r.output

@@ -7,17 +7,19 @@ from synthetic import topic_corpus
 
 
 def test_registry_lists_the_ladder_in_order():
-    assert available_rungs()[:2] == ["tfidf", "probe"]
+    assert available_rungs()[:3] == ["tfidf", "static", "probe"]
 
 
 def test_planned_rung_gets_a_precise_message(monkeypatch):
     # Independent of which rungs exist by now: plan a made-up one.
-    from adaptlab.rungs import base
+    from adaptlab.rungs import ladder
 
-    monkeypatch.setitem(base.PLANNED_RUNGS, "distill", "distillation into a small encoder (issue #99)")
-    with pytest.raises(UnknownRungError, match=r"rung 'distill' \(distillation .*\) is not available.*tfidf, probe"):
+    rec = ladder.RungFacts("distill", "network", "distillation into a small encoder (issue #99)", "distill",
+                           "distillation", "-", "-", "-")
+    monkeypatch.setitem(ladder._BY_NAME, "distill", rec)  # catalogued, not registered
+    with pytest.raises(UnknownRungError, match=r"rung 'distill' \(distillation .*\) is not available.*tfidf, static, probe"):
         get_rung("distill")
-    with pytest.raises(UnknownRungError, match=r"rungs='tfidff' is not valid: expected one of tfidf, probe"):
+    with pytest.raises(UnknownRungError, match=r"rungs='tfidff' is not valid: expected one of tfidf, static, probe"):
         get_rung("tfidff")
 
 

@@ -7,7 +7,7 @@ A page holds a marker (an HTML comment) and the build replaces it:
   condition, action, thresholds and source;
 * ``<!-- generated:policy-keys -->``: every policy key with its default and help;
 * ``<!-- generated:store-schema -->``: the run store's SQL schema;
-* ``<!-- generated:ladder -->``: the registered rungs in ladder order with their summaries.
+* ``<!-- generated:ladder -->``: the rung catalogue in ladder order (kind, words, main parameters, retraining).
 """
 from __future__ import annotations
 
@@ -104,11 +104,17 @@ def policy_keys_markdown() -> str:
 
 
 def ladder_markdown() -> str:
-    """The registered rungs in ladder order, with their one-line summaries."""
-    from adaptlab.rungs import LADDER_ORDER, RUNGS
+    """The rung catalogue in ladder order (``adaptlab.rungs.ladder``): kind, what the rung is, what it trains,
+    its main parameters and what retraining it takes; a catalogued rung missing from this build is marked."""
+    from adaptlab.rungs import RUNGS
+    from adaptlab.rungs.ladder import LADDER_FACTS
 
-    lines = ["| rung | summary |", "| --- | --- |"]
-    lines += [f"| `{n}` | {_cell(RUNGS[n].summary)} |" for n in LADDER_ORDER if n in RUNGS]
+    lines = ["| rung | kind | what it is | what it trains | main parameters | to retrain it |",
+             "| --- | --- | --- | --- | --- | --- |"]
+    for f in LADDER_FACTS:
+        name = f"`{f.name}`" + ("" if f.name in RUNGS else " (not in this build)")
+        params = ", ".join(f"`{p}`" for p in f.main_parameters)
+        lines.append(f"| {name} | {f.kind} | {_cell(f.label)} | {_cell(f.trainable)} | {params} | {_cell(f.rerun)} |")
     return "\n".join(lines)
 
 

@@ -155,7 +155,7 @@ class UnknownRungError(ConfigError):
         >>> get_rung("finetuning")
         Traceback (most recent call last):
         ...
-        adaptlab.errors.UnknownRungError: rungs='finetuning' is not valid: expected one of tfidf, probe, refit, setfit, lora, unfreeze, finetune, lpft (comma-separated, e.g. --rungs tfidf,probe).
+        adaptlab.errors.UnknownRungError: rungs='finetuning' is not valid: expected one of tfidf, ..., lpft (comma-separated, e.g. --rungs tfidf,probe).
     """
 
 

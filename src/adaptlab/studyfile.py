@@ -530,6 +530,7 @@ def check_rung_params(rung: str, params: dict[str, Any], where: Callable[[Option
         adaptlab.errors.ConfigError: study.toml [rung.lora] r: lora.r=0 is not valid: expected an integer >= 1, e.g. 8.
     """
     from adaptlab.rungs import RUNGS
+    from adaptlab.rungs.ladder import facts as rung_facts
 
     cls = RUNGS[rung].config_class
     fields = {f.name: f for f in dataclasses.fields(cls)}
@@ -907,23 +908,11 @@ def describe_config(config: dict[str, Any]) -> list[str]:
     return out
 
 
-# The parameters a user of each rung reaches for first (the web app shows these up front, the rest folded).
-MAIN_PARAMETERS: dict[str, tuple[str, ...]] = {
-    "tfidf": ("ngram_max", "min_df", "C_grid"),
-    "probe": ("C_grid",),
-    "refit": ("objective", "lr", "max_seq_length", "batch_size"),
-    "setfit": ("body_lr", "batch_size", "num_iterations", "max_length", "C_grid"),
-    "lora": ("r", "alpha", "backbone_lr", "head_lr", "head", "max_length"),
-    "unfreeze": ("top_k", "schedule", "backbone_lr", "layer_decay", "head_lr", "head"),
-    "finetune": ("backbone_lr", "head_lr", "layer_decay", "head", "max_length"),
-    "lpft": ("lp_method", "backbone_lr", "head_lr", "head", "max_length"),
-}
-
-
 def rung_parameters(rung: str) -> list[dict[str, Any]]:
     """Each parameter of ``rung``: name, default (and as TOML text), type in words, help (from the config
     dataclass metadata), whether it changes the rung's numbers (``identity``) and whether it is one of the
-    rung's main parameters (:data:`MAIN_PARAMETERS`; a rung not listed there: its first five).
+    rung's main parameters (its record in the rung catalogue, ``main_parameters``; a rung without: its
+    first five).
 
     Example:
         >>> [p["name"] for p in rung_parameters("tfidf")][:2], rung_parameters("tfidf")[1]["default"]
@@ -932,11 +921,12 @@ def rung_parameters(rung: str) -> list[dict[str, Any]]:
         ['head_lr', 'backbone_lr', 'head', 'max_length', 'r', 'alpha']
     """
     from adaptlab.rungs import RUNGS
+    from adaptlab.rungs.ladder import facts as rung_facts
 
     cls = RUNGS[rung].config_class
     hints = _hints(cls)
     fields = dataclasses.fields(cls)
-    main = MAIN_PARAMETERS.get(rung) or tuple(f.name for f in fields[:5])
+    main = rung_facts(rung).main_parameters or tuple(f.name for f in fields[:5])
     out = []
     for f in fields:
         default = f.default if f.default is not dataclasses.MISSING else (

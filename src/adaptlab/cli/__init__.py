@@ -566,13 +566,14 @@ def _print_long_texts(info: Optional[dict[str, Any]]) -> None:
 @app.command("rungs")
 def rungs_cmd() -> None:
     """List the rungs of the adaptation ladder and which are available."""
-    from adaptlab.rungs import PLANNED_RUNGS, RUNGS, available_rungs
+    from adaptlab.rungs import RUNGS, available_rungs
+    from adaptlab.rungs.ladder import LADDER_FACTS
 
     for n in available_rungs():
         out.print(f"[green]{n:>9}[/]  {RUNGS[n].summary}")
-    for n, what in PLANNED_RUNGS.items():
-        if n not in RUNGS:
-            out.print(f"[dim]{n:>9}  not available yet: {what}[/]")
+    for f in LADDER_FACTS:  # catalogued, not registered: planned, or missing from this build
+        if f.name not in RUNGS:
+            out.print(f"[dim]{f.name:>9}  not available yet: {f.label}[/]")
 
 
 @app.command("demo")

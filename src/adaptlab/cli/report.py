@@ -125,6 +125,7 @@ def curve_cmd(
     from adaptlab.decide.analyses import save_analysis
     from adaptlab.decide.curves import learning_curve
     from adaptlab.errors import ConfigError
+    from adaptlab.rungs.ladder import FROZEN, ladder_key
     from adaptlab.store import RunStore
 
     h = home or default_home()
@@ -134,9 +135,9 @@ def curve_cmd(
     if rungs is None:
         ev = Evidence.from_store(store, rec["study_id"], analyses=False)
         d = decide(ev)
-        adapted = [r for r in ev.rungs if r not in ("tfidf", "probe")]
+        adapted = [r for r in ev.rungs if ladder_key(r) > ladder_key(FROZEN)]
         best = d.chosen if d.chosen in adapted else max(adapted, key=lambda r: ev.rungs[r].mean, default=None)
-        chosen_rungs = ["probe"] + ([best] if best else [])
+        chosen_rungs = [FROZEN] + ([best] if best else [])
     else:
         chosen_rungs = [r.strip() for r in rungs.split(",") if r.strip()]
     try:

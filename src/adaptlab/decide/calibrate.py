@@ -30,14 +30,15 @@ from typing import Any, Optional, Sequence
 import numpy as np
 
 from adaptlab.rungs.ladder import RELATIVE_STEP_COST
+from adaptlab.rungs.ladder import facts as rung_facts
 from adaptlab.store.costs import machine_id
 
 # Below this share of the available CPU time the timed steps ran on a shared machine.
 LOADED_CPU_SHARE = 0.6
 # Repeats more than this far apart (slowest / fastest per token) mean interference.
 LOADED_SPREAD = 1.6
-# Share of a full fine-tune's optimizer work (parameters updated) each network rung pays.
-OPTIMIZER_SHARE = {"lora": 0.02, "unfreeze": 0.35, "setfit": 1.0, "finetune": 1.0, "lpft": 1.0}
+# The share of a full fine-tune's optimizer work (parameters updated) each network rung pays is its
+# record's ``optimizer_share`` in the rung catalogue; a rung whose cost shape is ``pairs`` steps on pairs.
 # SetFit trains through sentence-transformers' Trainer, in float32 whatever the study's precision, on
 # unbucketed pairs: measured against this loop's step on the same pairs (bench/costs.py, tweets, MiniLM,
 # 2-core AMD EPYC, 2026-12-07) its step costs 1.5x a float32 step of ours, and a float32 step ~1.6x a bf16 one.
@@ -91,11 +92,13 @@ class Calibration:
         bs = batch_size or self.batch_size
         if not self.token_level:
             return self.train_step * bs / self.batch_size * RELATIVE_STEP_COST.get(rung, 1.0)
-        per_text = self.lengths["pairs" if rung == "setfit" else "train"] / self.batch_size
-        tokens = per_text * bs * (2 if rung == "setfit" else 1)  # SetFit steps on pairs: two texts each
-        step = (1.0 if rung == "setfit" else RELATIVE_STEP_COST.get(rung, 1.0)) * tokens * self.train_token_seconds
-        step += OPTIMIZER_SHARE.get(rung, 1.0) * self.optimizer_seconds
-        if rung == "setfit":
+        facts = rung_facts(rung)
+        pairs = facts.cost_shape == "pairs"
+        per_text = self.lengths["pairs" if pairs else "train"] / self.batch_size
+        tokens = per_text * bs * (2 if pairs else 1)  # SetFit steps on pairs: two texts each
+        step = (1.0 if pairs else RELATIVE_STEP_COST.get(rung, 1.0)) * tokens * self.train_token_seconds
+        step += facts.optimizer_share * self.optimizer_seconds
+        if pairs:
             step *= SETFIT_STEP_FACTOR * (FLOAT32_OVER_BF16 if self.mixed_precision == "bf16" else 1.0)
         return step
 

@@ -27,6 +27,7 @@ from typing import Any, Optional
 import numpy as np
 
 from adaptlab.decide.evidence import Evidence, RungEvidence, ladder_key
+from adaptlab.rungs.ladder import kind as rung_kind
 from adaptlab.decide.policy import (
     LABEL_TRAINED_ENCODER, LADDER, SCRATCH, Facts, Policy, evaluate_rules, rung_info, z_value,
 )
@@ -501,7 +502,8 @@ class _Deliberation:
         if "probe" not in R:
             return
         for r in self.order:
-            if r in ("tfidf", "probe") or R[r].mean >= R["probe"].mean:
+            # Only the rungs above the frozen probe on the ladder adapt the encoder.
+            if ladder_key(r) <= ladder_key("probe") or R[r].mean >= R["probe"].mean:
                 continue
             gap = R[r].mean - R["probe"].mean
             c = self.cmp("probe", r)
@@ -868,7 +870,7 @@ def _advice_experiment(ev: Evidence, p: Policy, adv: dict[str, Any]) -> NextExpe
         what = f"run {r} at its full training budget (seed {adv['seed']})"
     else:
         what = f"run {runs} more seed(s) of {r} at its full training budget"
-    cheap = [x for x, c in ev.rungs.items() if x in ("tfidf", "probe") and c.n_seeds < p.min_seeds and x != r]
+    cheap = [x for x, c in ev.rungs.items() if rung_kind(x) == "cheap" and c.n_seeds < p.min_seeds and x != r]
     if cheap:
         what += f", and {', '.join(cheap)} to {p.min_seeds} seeds (seconds each)"
     per = adv.get("estimate_seconds")

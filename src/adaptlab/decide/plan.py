@@ -39,7 +39,7 @@ from adaptlab.config import Budget, format_duration
 from adaptlab.decide.calibrate import Calibration, calibrate  # noqa: F401  (re-exported)
 from adaptlab.store.costs import cost_key
 from adaptlab.decide.policy import LADDER, Policy, rung_info
-from adaptlab.rungs.ladder import CHEAP_RUNGS, NETWORK_RUNGS, RELATIVE_STEP_COST
+from adaptlab.rungs.ladder import CHEAP_RUNGS, NETWORK_RUNGS, RELATIVE_STEP_COST, kind as _rung_kind
 from adaptlab.errors import ConfigError
 
 _UNIT = {"s": 1, "sec": 1, "secs": 1, "second": 1, "seconds": 1, "m": 60, "min": 60, "mins": 60, "minute": 60,
@@ -792,7 +792,7 @@ class _Purse:
 
 
 def _kind(rung: str) -> str:
-    return "network" if rung in NETWORK_RUNGS else "shared" if rung == "refit" else "cheap"
+    return _rung_kind(rung)
 
 
 def _as_cost(rung: str, cost: Union[RungCost, tuple[float, float]]) -> RungCost:

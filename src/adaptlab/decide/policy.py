@@ -24,10 +24,11 @@ from typing import Any, Callable, Optional
 
 from adaptlab.errors import ConfigError
 from adaptlab.rungs.ladder import LABEL_TRAINED_ENCODER, LADDER  # noqa: F401  (part of the policy's vocabulary)
+from adaptlab.rungs.ladder import facts as rung_facts
 
 # The ladder's order and which rungs train encoder weights from the labels (the overfitting risk behind
 # the rule "Training the encoder must not score below keeping it frozen") live with the other per-rung
-# facts in adaptlab.rungs.ladder.
+# facts in the rung catalogue, adaptlab.rungs.ladder.
 SCRATCH = LADDER[0]
 
 
@@ -507,50 +508,9 @@ def z_value(p: float) -> float:
     return NormalDist().inv_cdf(p)
 
 
-
-# What each rung freezes and trains, and what a rerun needs: the facts the transfer note and the
-# "who can rerun it" question are written from (the numbers come from the evidence).
-RUNG_INFO: dict[str, dict[str, Any]] = {
-    "tfidf": {"label": "TF-IDF + logistic regression (scratch baseline)", "short": "scratch TF-IDF",
-              "frozen": "nothing pretrained is used", "trainable": "the TF-IDF vocabulary and a logistic-regression head",
-              "depth": 0, "rerun": "one script call on a CPU in minutes", "needs_engineer": False},
-    "probe": {"label": "frozen pretrained encoder + linear head", "short": "frozen probe",
-              "frozen": "the whole pretrained encoder (every transformer block and the pooling)",
-              "trainable": "only the logistic-regression head on the frozen embeddings",
-              "depth": 1, "rerun": "one script call (embed + fit a linear head), no GPU training loop",
-              "needs_engineer": False},
-    "refit": {"label": "domain MLM-refit encoder, then frozen + linear head", "short": "MLM refit",
-              "frozen": "the refit encoder during head training (its weights changed only by masked-language "
-                        "modelling on unlabeled in-domain text, never by the labels)",
-              "trainable": "the encoder during the unsupervised MLM refit; then only the logistic-regression head",
-              "depth": 2, "rerun": "the head refits in one call; redoing the MLM refit is a GPU job",
-              "needs_engineer": False},
-    "setfit": {"label": "SetFit: encoder tuned contrastively on label pairs + linear head", "short": "SetFit",
-               "frozen": "nothing during the contrastive phase; the tuned encoder during head training",
-               "trainable": "every encoder weight through a pair-similarity loss (same class close, other classes "
-                            "apart), then only the logistic-regression head",
-               "depth": 3, "rerun": "a short contrastive training loop (a CPU copes with a few hundred steps), "
-                                    "then the head", "needs_engineer": False},
-    "lora": {"label": "LoRA adapters trained end to end", "short": "LoRA adapters",
-             "frozen": "the pretrained encoder weights (the base)",
-             "trainable": "low-rank adapter matrices inside attention plus the classification head",
-             "depth": 4, "rerun": "a deep-learning training loop (GPU recommended)", "needs_engineer": True},
-    "unfreeze": {"label": "partially unfrozen encoder (top blocks) + head", "short": "partial unfreeze",
-                 "frozen": "the lower transformer blocks and the embeddings",
-                 "trainable": "the top transformer blocks (lower learning rate) and the head",
-                 "depth": 5, "rerun": "a deep-learning training loop (GPU recommended)", "needs_engineer": True},
-    "finetune": {"label": "full end-to-end fine-tune", "short": "full fine-tune",
-                 "frozen": "nothing", "trainable": "every encoder weight and the head",
-                 "depth": 6, "rerun": "a deep-learning training loop (GPU)", "needs_engineer": True},
-    "lpft": {"label": "linear probe, then full fine-tune (LP-FT)", "short": "LP-FT",
-             "frozen": "the encoder during the linear-probe phase, nothing afterwards",
-             "trainable": "the head first, then every encoder weight",
-             "depth": 7, "rerun": "a deep-learning training loop (GPU)", "needs_engineer": True},
-}
-
-
 def rung_info(rung: str) -> dict[str, Any]:
-    """Static facts about a rung (a neutral description for rungs this version does not know).
+    """What the transfer note and the report say of a rung, from its record in the rung catalogue
+    (:mod:`adaptlab.rungs.ladder`; a neutral description for rungs this version does not know).
 
     Example:
         >>> from adaptlab.decide import rung_info
@@ -560,5 +520,6 @@ def rung_info(rung: str) -> dict[str, Any]:
         >>> rung_info("my-rung")["label"]
         'my-rung'
     """
-    return RUNG_INFO.get(rung, {"label": rung, "short": rung, "frozen": "unknown", "trainable": "unknown",
-                                "depth": len(LADDER), "rerun": "unknown", "needs_engineer": True})
+    f = rung_facts(rung)
+    return {"label": f.label, "short": f.short, "frozen": f.frozen, "trainable": f.trainable, "depth": f.position,
+            "rerun": f.rerun, "needs_engineer": f.needs_engineer}

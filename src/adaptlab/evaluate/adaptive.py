@@ -43,7 +43,7 @@ from adaptlab.config import format_duration
 from adaptlab.errors import ConfigError
 
 # Ladder order and each network rung's cost per step relative to a full fine-tune: the one copy.
-from adaptlab.rungs.ladder import LADDER, RELATIVE_STEP_COST, ladder_key as _ladder_key  # noqa: E402
+from adaptlab.rungs.ladder import LADDER, RELATIVE_STEP_COST, kind as _rung_kind, ladder_key as _ladder_key  # noqa: E402
 
 SCRATCH = LADDER[0]
 KINDS = ("cheap", "shared", "network")
@@ -958,9 +958,7 @@ def run_allocation(allocator: Allocator, execute: Callable[[list[Cell]], list[Ob
 
 def kind_of(rung: str) -> str:
     """The allocator's kind of a rung known by name (see :func:`adaptlab.evaluate.study.adaptive_kind`)."""
-    if rung in ("tfidf", "probe"):
-        return "cheap"
-    return "shared" if rung == "refit" else "network"
+    return _rung_kind(rung)
 
 
 def best_next_run(rungs: dict[str, dict[str, Any]], *, y_true: Optional[Sequence[str]] = None,

@@ -1060,9 +1060,12 @@ def _both(first: Callable[[Any], None], second: Optional[Callable[[Any], None]])
 
 def adaptive_kind(rung: Any) -> str:
     """How a decision-driven study treats ``rung``: ``shared`` (the refit: one costly refit shared by its
-    seeds), ``network`` (trains the encoder: can be screened at a reduced budget), ``cheap`` (the rest)."""
-    if rung.name == "refit":
-        return "shared"
+    seeds), ``network`` (trains the encoder: can be screened at a reduced budget), ``cheap`` (the rest): the
+    rung catalogue's kind (:func:`adaptlab.rungs.ladder.kind`); a plugin rung by whether it trains a network."""
+    from adaptlab.rungs.ladder import catalogued, kind
+
+    if catalogued(rung.name):
+        return kind(rung.name)
     return "network" if rung.trains_network else "cheap"
 
 

@@ -1,7 +1,8 @@
 """The adaptation ladder. Importing this package registers every rung that exists."""
+import importlib
+
 from adaptlab.rungs.base import (
     LADDER_ORDER,
-    PLANNED_RUNGS,
     RUNGS,
     Budget,
     Cost,
@@ -14,7 +15,7 @@ from adaptlab.rungs.base import (
     register_rung,
     trains_encoder,
 )
-from adaptlab.rungs.ladder import default_rungs
+from adaptlab.rungs.ladder import LADDER, default_rungs
 from adaptlab.rungs.probe import ProbeConfig, ProbeRung
 from adaptlab.rungs.tfidf import TfidfConfig, TfidfRung
 from adaptlab.rungs.refit import RefitConfig, RefitRung  # noqa: E402  (issue #4)
@@ -26,8 +27,13 @@ from adaptlab.rungs.training import FittedNetwork, NetworkRung, Trainer, Trainin
 from adaptlab.rungs.multitask import MultiTaskModel  # noqa: E402  (issue #9)
 from adaptlab.rungs.setfit import FittedSetFit, SetFitConfig, SetFitRung  # noqa: E402  (issue #16)
 
+# Every catalogued rung registers itself: its module is adaptlab.rungs.<name> (a new rung needs no line here).
+for _name in LADDER:
+    if _name not in RUNGS:
+        importlib.import_module(f"adaptlab.rungs.{_name}")
+
 __all__ = [
-    "LADDER_ORDER", "PLANNED_RUNGS", "RUNGS", "Budget", "Cost", "FittedRung", "Rung", "RungConfig", "RungContext",
+    "LADDER_ORDER", "RUNGS", "Budget", "Cost", "FittedRung", "Rung", "RungConfig", "RungContext",
     "available_rungs", "default_rungs", "get_rung", "register_rung", "trains_encoder", "ProbeConfig", "ProbeRung", "TfidfConfig", "TfidfRung",
     "RefitConfig", "RefitRung",
     "FittedLora", "LoraConfig", "LoraRung", "UnfreezeConfig", "UnfreezeRung", "FinetuneConfig", "FinetuneRung",

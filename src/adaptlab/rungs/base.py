@@ -11,7 +11,7 @@ import numpy as np
 from adaptlab.config import Budget  # noqa: F401  (re-exported: rungs take budgets)
 from adaptlab.data.dataset import TextDataset
 from adaptlab.errors import ConfigError, UnknownRungError
-from adaptlab.rungs.ladder import LADDER
+from adaptlab.rungs.ladder import LADDER, catalogued, facts as rung_facts
 
 
 @dataclass
@@ -149,6 +149,16 @@ class FittedRung(ABC):
     def embed(self, texts: Sequence[str]) -> Any:
         """``texts`` in the rung's feature space (what the embedding diagnostics compare)."""
 
+    def export_artifact(self, kit: Any) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        """(JSON state, float tensors) of this fitted rung, for a shipped model (safetensors + JSON, no
+        pickle); its :class:`Rung`'s :meth:`Rung.load_artifact` reads them back.
+
+        ``kit`` (``adaptlab.ship.artifact.ArtifactKit``) stores what is too large for the tensor file
+        (encoders, adapter folders) content-addressed and gives the rung config and the base encoder.
+        """
+        raise ConfigError(f"rung {self.rung!r} cannot be shipped yet: adaptlab has no exporter for "
+                          f"{type(self).__name__}.")
+
 
 class Rung(ABC):
     """One adaptation strategy. ``fit`` sees train and validation only, never the sealed test.
@@ -179,6 +189,13 @@ class Rung(ABC):
     def fit(self, train: TextDataset, val: TextDataset, *, seed: int, context: RungContext) -> FittedRung:
         """Train on ``train``, select on ``val``; never sees the sealed test split."""
 
+    @classmethod
+    def load_artifact(cls, state: dict[str, Any], tensors: dict[str, np.ndarray], classes: list[str],
+                      kit: Any) -> FittedRung:
+        """The fitted rung a shipped model's ``state`` and ``tensors`` describe (what
+        :meth:`FittedRung.export_artifact` wrote); ``kit`` loads the encoders and folders it references."""
+        raise ConfigError(f"rung {cls.name!r} cannot be loaded: adaptlab has no importer for it.")
+
     def identity(self, context: RungContext) -> dict[str, Any]:
         """Everything about this rung that changes its numbers (part of the result's content key)."""
         ident: dict[str, Any] = {"rung": self.name, "config": self.config.identity_dict()}
@@ -190,15 +207,6 @@ class Rung(ABC):
 
 
 RUNGS: dict[str, type[Rung]] = {}
-
-# The ladder's upper rungs; named here so a user asking for them gets a precise answer.
-PLANNED_RUNGS: dict[str, str] = {
-    "refit": "domain MLM refit then frozen probe (issue #4)",
-    "lora": "LoRA adapters (issue #5)",
-    "unfreeze": "partial / gradual unfreezing with discriminative LRs (issue #5)",
-    "finetune": "full fine-tuning (issue #5)",
-    "lpft": "linear-probe then fine-tune (issue #5)",
-}
 
 LADDER_ORDER = list(LADDER)
 
@@ -218,8 +226,8 @@ def available_rungs() -> list[str]:
     """The registered rungs in ladder order (what ``adaptlab rungs`` lists).
 
     Example:
-        >>> available_rungs()[:2]
-        ['tfidf', 'probe']
+        >>> available_rungs()[0], available_rungs().index("probe") < available_rungs().index("lpft")
+        ('tfidf', True)
     """
     return sorted(RUNGS, key=lambda n: LADDER_ORDER.index(n) if n in LADDER_ORDER else len(LADDER_ORDER))
 
@@ -242,9 +250,9 @@ def get_rung(name: str, params: Optional[dict[str, Any]] = None) -> Rung:
         'tfidf'
     """
     if name not in RUNGS:
-        if name in PLANNED_RUNGS:
+        if catalogued(name):  # catalogued, not registered: planned, or its module is missing from this build
             raise UnknownRungError(
-                f"rung {name!r} ({PLANNED_RUNGS[name]}) is not available in this version. "
+                f"rung {name!r} ({rung_facts(name).label}) is not available in this version. "
                 f"Available rungs: {', '.join(available_rungs())}."
             )
         raise UnknownRungError(

@@ -54,3 +54,51 @@ def _align(head: LogisticRegression, proba: np.ndarray, classes: Sequence[str]) 
 
 def head_proba(head: LogisticRegression, X: Any, classes: Sequence[str]) -> np.ndarray:
     return _align(head, head.predict_proba(X), classes)
+
+
+def export_head(head: LogisticRegression, prefix: str = "head") -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """A fitted logistic head as (JSON state, tensors named ``<prefix>.coef`` / ``<prefix>.intercept``).
+
+    Example:
+        >>> import numpy as np
+        >>> head = LogisticRegression().fit(np.array([[0.0], [1.0], [0.1], [0.9]]), ["n", "p", "n", "p"])
+        >>> state, tensors = export_head(head)
+        >>> state["classes"], sorted(tensors)
+        (['n', 'p'], ['head.coef', 'head.intercept'])
+        >>> bool((import_head(state, tensors).predict_proba([[0.7]]) == head.predict_proba([[0.7]])).all())
+        True
+    """
+    state = {"classes": [str(c) for c in head.classes_], "C": float(head.C),
+             "class_weight": head.class_weight if isinstance(head.class_weight, (str, type(None))) else None}
+    tensors = {f"{prefix}.coef": np.ascontiguousarray(head.coef_),
+               f"{prefix}.intercept": np.ascontiguousarray(head.intercept_)}
+    return state, tensors
+
+
+def import_head(state: dict[str, Any], tensors: dict[str, np.ndarray], prefix: str = "head") -> LogisticRegression:
+    """The head :func:`export_head` wrote, rebuilt from its coefficients: the same ``predict_proba``
+    arithmetic as before saving, so predictions match bit for bit."""
+    from adaptlab.errors import ConfigError
+
+    coef, intercept = tensors[f"{prefix}.coef"], tensors[f"{prefix}.intercept"]
+    classes = np.asarray(state["classes"], dtype=object)
+    n_rows = 1 if len(classes) == 2 else len(classes)
+    if coef.ndim != 2 or coef.shape[0] != n_rows or intercept.shape != (n_rows,):
+        raise ConfigError(f"the head's weights have shape {coef.shape}/{intercept.shape}, which does not fit "
+                          f"{len(classes)} classes: the artifact is corrupted. Re-save the model.")
+    head = LogisticRegression(C=float(state["C"]), class_weight=state.get("class_weight"))
+    head.classes_ = classes
+    head.coef_ = coef
+    head.intercept_ = intercept
+    head.n_features_in_ = int(coef.shape[1])
+    head.n_iter_ = np.zeros(1, dtype=np.int32)
+    return head
+
+
+def check_state_kind(state: dict[str, Any], expected: str) -> None:
+    """Refuse a shipped model's state written for another kind of model (an edited manifest)."""
+    from adaptlab.errors import ConfigError
+
+    if state.get("kind") != expected:
+        raise ConfigError(f"unknown model kind {state.get('kind')!r} in the manifest (expected {expected!r}): the "
+                          "artifact was written by another adaptlab version or edited. Re-save the model.")

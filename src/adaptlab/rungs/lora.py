@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Optional, Sequence, Union
 
+import numpy as np
 from torch import nn
 
 from adaptlab.errors import ConfigError
@@ -34,6 +35,7 @@ from adaptlab.rungs.training import (
     TrainingConfig,
     _is_int,
     _is_num,
+    load_network,
 )
 
 HEAD_WEIGHTS = "head.safetensors"
@@ -220,6 +222,22 @@ class LoraRung(NetworkRung):
     name = "lora"
     config_class = LoraConfig
     summary = "LoRA adapters (peft) on the attention projections + head; base weights frozen"
+
+    @classmethod
+    def load_artifact(cls, state: dict[str, Any], tensors: dict[str, np.ndarray], classes: list[str],
+                      kit: Any) -> FittedNetwork:
+        """A shipped LoRA model: the base encoder with the stored adapters (peft's files) and the head."""
+        from peft import PeftModel
+
+        from adaptlab.rungs.head import check_state_kind
+
+        check_state_kind(state, "network")
+        enc = kit.load_encoder(state["encoder"], frozen=False)
+        folder = kit.folder("adapters", str(state["adapter"]))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            backbone = PeftModel.from_pretrained(copy.deepcopy(enc.model), str(folder), is_trainable=False)
+        return load_network(cls.name, enc, backbone, state, tensors, classes)
 
     def build_backbone(self, backbone: nn.Module, seed: int) -> nn.Module:
         """The backbone wrapped with LoRA adapters on ``target_modules`` (the base weights frozen)."""

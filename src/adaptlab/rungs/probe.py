@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any, Optional, Sequence
 
 import numpy as np
 
@@ -15,7 +15,7 @@ from adaptlab.data.dataset import TextDataset
 from adaptlab.encoders import embed
 from adaptlab.errors import ConfigError
 from adaptlab.rungs.base import Cost, FittedRung, Rung, RungConfig, RungContext, register_rung
-from adaptlab.rungs.head import head_proba, select_logistic_head
+from adaptlab.rungs.head import check_state_kind, export_head, head_proba, import_head, select_logistic_head
 
 
 @dataclass
@@ -48,12 +48,36 @@ class FittedProbe(FittedRung):
         self.head = head
         self.batch_size = batch_size
         self.classes_ = np.asarray(classes, dtype=object)
+        # A loaded model's reference to the encoder its encoder was tuned from (provenance, kept on re-save).
+        self.base_reference: Optional[dict[str, Any]] = None
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         return embed(self.encoder, list(texts), cache=self.cache, batch_size=self.batch_size)
 
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
         return head_proba(self.head, self.embed(texts), list(self.classes_))
+
+    def export_artifact(self, kit: Any) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        """A reference to the frozen encoder (stored once in the blob store unless a package ships it) and
+        the logistic head."""
+        hstate, tensors = export_head(self.head, "head")
+        state = {"kind": "frozen", "encoder": kit.encoder_reference(self.encoder), "head": hstate,
+                 "batch_size": int(self.batch_size)}
+        if self.base_reference is not None:
+            state["base_encoder"] = self.base_reference
+        return state, tensors
+
+
+def load_frozen(rung: str, state: dict[str, Any], tensors: dict[str, np.ndarray], classes: list[str],
+                kit: Any) -> FittedProbe:
+    """A frozen-encoder + logistic-head model (probe, refit, setfit) from what
+    :meth:`FittedProbe.export_artifact` wrote; the encoder runs in the precision ``kit`` asks for."""
+    check_state_kind(state, "frozen")
+    enc = kit.load_encoder(state["encoder"], frozen=True)
+    fitted = FittedProbe(enc, None, import_head(state["head"], tensors), classes, int(state.get("batch_size", 32)))
+    fitted.rung = rung
+    fitted.base_reference = state.get("base_encoder")
+    return fitted
 
 
 @register_rung
@@ -78,6 +102,12 @@ class ProbeRung(Rung):
     config_class = ProbeConfig
     uses_encoder = True
     summary = "frozen pretrained encoder + logistic-regression head"
+
+    @classmethod
+    def load_artifact(cls, state: dict[str, Any], tensors: dict[str, np.ndarray], classes: list[str],
+                      kit: Any) -> FittedProbe:
+        """The model :meth:`FittedProbe.export_artifact` wrote."""
+        return load_frozen(cls.name, state, tensors, classes, kit)
 
     def fit(self, train: TextDataset, val: TextDataset, *, seed: int, context: RungContext) -> FittedProbe:
         """Embed train and validation with the frozen encoder, then select the head's ``C`` on validation F1."""

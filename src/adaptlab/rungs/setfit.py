@@ -46,7 +46,7 @@ from adaptlab.encoders import embed
 from adaptlab.errors import ConfigError
 from adaptlab.rungs.base import Cost, Rung, RungConfig, RungContext, register_rung
 from adaptlab.rungs.head import head_proba, select_logistic_head
-from adaptlab.rungs.probe import FittedProbe
+from adaptlab.rungs.probe import FittedProbe, load_frozen
 
 SAMPLING_STRATEGIES = ("oversampling", "undersampling", "unique")
 # At most this many validation texts go into the CKA diagnostic (as for the other network rungs).
@@ -160,6 +160,13 @@ class FittedSetFit(FittedProbe):
     def __init__(self, encoder: Any, head: Any, classes: Sequence[str], batch_size: int) -> None:
         super().__init__(encoder, None, head, classes, batch_size)
         self.rung = "setfit"
+
+    def export_artifact(self, kit: Any) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        """As a probe's; the base the body was tuned from is recorded too (provenance only, not stored)."""
+        state, tensors = super().export_artifact(kit)
+        if kit.base_encoder is not None:
+            state["base_encoder"] = kit.encoder_reference(kit.base_encoder, store=False)
+        return state, tensors
 
 
 def _require_setfit() -> Any:
@@ -341,6 +348,12 @@ class SetFitRung(Rung):
     uses_encoder = True
     trains_network = True
     summary = "SetFit: encoder tuned contrastively on label pairs + logistic-regression head"
+
+    @classmethod
+    def load_artifact(cls, state: dict[str, Any], tensors: dict[str, np.ndarray], classes: list[str],
+                      kit: Any) -> FittedProbe:
+        """The model :meth:`FittedSetFit.export_artifact` wrote (it predicts as a probe on the tuned body)."""
+        return load_frozen(cls.name, state, tensors, classes, kit)
 
     # ---- budget (the same rule as the other network rungs, adaptlab.rungs.training.NetworkRung)
     def resolve_budget(self, study_budget: Optional[Budget]) -> Optional[Budget]:

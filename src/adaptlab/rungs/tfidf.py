@@ -15,7 +15,7 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from adaptlab.data.dataset import TextDataset
 from adaptlab.errors import ConfigError
 from adaptlab.rungs.base import Cost, FittedRung, Rung, RungConfig, RungContext, register_rung
-from adaptlab.rungs.head import head_proba, select_logistic_head
+from adaptlab.rungs.head import check_state_kind, export_head, head_proba, import_head, select_logistic_head
 
 
 @dataclass
@@ -60,6 +60,35 @@ class FittedTfidf(FittedRung):
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
         return head_proba(self.head, self.embed(texts), list(self.classes_))
 
+    def export_artifact(self, kit: Any) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        """The vectorizer's settings and vocabulary (JSON), its idf weights and the head (tensors)."""
+        vec = self.vectorizer
+        vstate = {"ngram_range": list(vec.ngram_range), "min_df": vec.min_df, "max_features": vec.max_features,
+                  "sublinear_tf": bool(vec.sublinear_tf), "lowercase": bool(vec.lowercase),
+                  "vocabulary": {str(k): int(v) for k, v in vec.vocabulary_.items()}}
+        hstate, htensors = export_head(self.head, "head")
+        return {"kind": "tfidf", "vectorizer": vstate, "head": hstate}, {"tfidf.idf": np.ascontiguousarray(vec.idf_),
+                                                                          **htensors}
+
+
+def _import_vectorizer(state: dict[str, Any], tensors: dict[str, np.ndarray]) -> TfidfVectorizer:
+    from sklearn.feature_extraction.text import TfidfTransformer
+
+    vocab = {str(k): int(v) for k, v in state["vocabulary"].items()}
+    idf = tensors["tfidf.idf"]
+    if idf.shape != (len(vocab),) or sorted(vocab.values()) != list(range(len(vocab))):
+        raise ConfigError(f"the TF-IDF vocabulary ({len(vocab)} terms) does not match its idf weights "
+                          f"(shape {idf.shape}): the artifact is corrupted. Re-save the model.")
+    vec = TfidfVectorizer(ngram_range=tuple(state["ngram_range"]), min_df=state["min_df"],
+                          max_features=state["max_features"], sublinear_tf=state["sublinear_tf"],
+                          lowercase=state["lowercase"], dtype=np.float32)
+    vec.vocabulary_ = vocab
+    vec.fixed_vocabulary_ = False
+    # TfidfVectorizer keeps its weights in a TfidfTransformer created by fit; rebuild it from idf_.
+    vec._tfidf = TfidfTransformer(sublinear_tf=state["sublinear_tf"])
+    vec.idf_ = idf
+    return vec
+
 
 @register_rung
 class TfidfRung(Rung):
@@ -78,6 +107,14 @@ class TfidfRung(Rung):
     config_class = TfidfConfig
     uses_encoder = False
     summary = "TF-IDF n-grams + logistic regression (scratch baseline, no pretraining)"
+
+    @classmethod
+    def load_artifact(cls, state: dict[str, Any], tensors: dict[str, np.ndarray], classes: list[str],
+                      kit: Any) -> FittedTfidf:
+        """The model :meth:`FittedTfidf.export_artifact` wrote."""
+        check_state_kind(state, "tfidf")
+        return FittedTfidf(_import_vectorizer(state["vectorizer"], tensors), import_head(state["head"], tensors),
+                           classes)
 
     def fit(self, train: TextDataset, val: TextDataset, *, seed: int, context: RungContext) -> FittedTfidf:
         """Fit TF-IDF features on train, then select the logistic head's ``C`` on validation F1."""

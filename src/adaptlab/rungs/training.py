@@ -1155,6 +1155,61 @@ class FittedNetwork(FittedRung):
         """Class probabilities (the head's softmax), columns in the study's class order."""
         return _softmax(self._forward(texts)[1])
 
+    def export_artifact(self, kit: Any) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        """The tuned encoder as a blob (or, for adapters, the base's reference and the adapter folder) and
+        the torch head as tensors ``net.head.*``."""
+        from adaptlab.encoders import Encoder
+
+        base = kit.base_encoder
+        if base is None:
+            raise ConfigError(f"shipping a {self.rung} model needs the encoder it was trained from (base_encoder).")
+        model, cfg = self.model, kit.rung_config
+        state: dict[str, Any] = {
+            "kind": "network", "max_length": int(self.max_length), "input_scale": float(model.input_scale),
+            "head": cfg.get("head", "linear"), "head_hidden": cfg.get("head_hidden"),
+            "head_dropout": float(cfg.get("head_dropout", 0.0)),
+        }
+        if getattr(model.backbone, "peft_config", None) is not None:
+            # Adapters (peft's own files) on the base: the base is referenced, only the adapters are stored.
+            state.update(encoder=kit.encoder_reference(base), adapter=kit.put_folder("adapters", model.backbone.save_pretrained))
+        else:
+            tuned = Encoder.from_model(model.backbone, base.tokenizer, name=f"{base.name}-{self.rung}",
+                                       pooling=base.pooling, normalize=base.normalize,
+                                       max_seq_length=base.max_seq_length, do_lower_case=base.do_lower_case)
+            state.update(encoder=kit.encoder_reference(tuned), base_encoder=kit.encoder_reference(base, store=False))
+        tensors = {f"net.head.{k}": v.detach().cpu().float().numpy().copy() for k, v in model.head.state_dict().items()}
+        return state, tensors
+
+
+def load_network(rung: str, encoder: Any, backbone: nn.Module, state: dict[str, Any], tensors: dict[str, np.ndarray],
+                 classes: list[str]) -> FittedNetwork:
+    """A shipped network model: ``backbone`` (the tuned encoder's, or the base wrapped with adapters) under
+    the head ``state`` describes, with the head's weights from ``tensors``; frozen, in eval mode."""
+    kwargs: dict[str, Any] = {"head_dropout": float(state.get("head_dropout", 0.0)),
+                              "input_scale": float(state["input_scale"])}
+    if state.get("head", "linear") != "linear":
+        kwargs.update(head=state["head"], head_hidden=state.get("head_hidden"))
+    model = TextClassifier(backbone, encoder.pool, encoder.dim, len(classes), **kwargs)
+    _load_head_tensors(model, tensors)
+    model.to(encoder.device)
+    model.eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return FittedNetwork(rung, model, encoder.tokenizer, classes, max_length=int(state["max_length"]))
+
+
+def _load_head_tensors(model: TextClassifier, tensors: dict[str, np.ndarray]) -> None:
+    expected = model.head.state_dict()
+    got = {k[len("net.head."):]: v for k, v in tensors.items() if k.startswith("net.head.")}
+    if set(got) != set(expected):
+        raise ConfigError(f"the stored head has parameters {sorted(got)}, the rebuilt head expects "
+                          f"{sorted(expected)}: the artifact is corrupted or from another version. Re-save the model.")
+    for k, v in got.items():
+        if tuple(v.shape) != tuple(expected[k].shape):
+            raise ConfigError(f"head parameter {k!r} has shape {tuple(v.shape)}, expected {tuple(expected[k].shape)}: "
+                              "the artifact is corrupted. Re-save the model.")
+    model.head.load_state_dict({k: torch.from_numpy(np.ascontiguousarray(v)).to(expected[k].dtype) for k, v in got.items()})
+
 
 # ---------------------------------------------------------------------------------------------- rung base
 class NetworkRung(Rung):
@@ -1196,6 +1251,16 @@ class NetworkRung(Rung):
     def make_fitted(self, model: TextClassifier, context: RungContext, max_length: int) -> FittedNetwork:
         """The fitted rung that wraps the trained model."""
         return FittedNetwork(self.name, model, context.encoder.tokenizer, context.classes, max_length=max_length)
+
+    @classmethod
+    def load_artifact(cls, state: dict[str, Any], tensors: dict[str, np.ndarray], classes: list[str],
+                      kit: Any) -> FittedNetwork:
+        """The model :meth:`FittedNetwork.export_artifact` wrote: the stored tuned encoder and the head."""
+        from adaptlab.rungs.head import check_state_kind
+
+        check_state_kind(state, "network")
+        enc = kit.load_encoder(state["encoder"], frozen=False)
+        return load_network(cls.name, enc, enc.model, state, tensors, classes)
 
     # ---- budget
     def resolve_budget(self, study_budget: Optional[Budget]) -> Optional[Budget]:

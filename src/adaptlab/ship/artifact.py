@@ -1,12 +1,10 @@
 """Saving and loading fitted rungs without pickle: tensors in safetensors, everything else in JSON.
 
-Each rung family has one exporter/importer pair:
-
-* ``tfidf``: the vectorizer's settings and vocabulary (JSON), its idf weights (safetensors), the head;
-* ``probe`` / ``refit`` / ``setfit``: a reference to the encoder (by fingerprint; the refit or
-  contrastively tuned encoder is stored as a safetensors folder) and the logistic head;
-* network rungs (``unfreeze``, ``finetune``, ``lpft``): the tuned encoder as a blob, the torch head;
-* ``lora``: the base encoder's reference, the adapters as a blob (peft's own files), the torch head.
+Each rung writes and reads its own artifact (``FittedRung.export_artifact`` / ``Rung.load_artifact`` in
+``adaptlab.rungs``), through an :class:`ArtifactKit` that stores encoders and folders content-addressed:
+a TF-IDF model as its vocabulary (JSON) and idf weights, a frozen-encoder rung as a reference to its
+encoder (by fingerprint; a refit or tuned encoder is stored as a safetensors folder) and its head, a
+network rung as its tuned encoder (or the base plus an adapter folder) and its torch head.
 
 The logistic head is rebuilt as a scikit-learn ``LogisticRegression`` from its coefficients, so its
 ``predict_proba`` is the same arithmetic as before saving: predictions match bit for bit on CPU.
@@ -15,12 +13,14 @@ copied; every other encoder (a local folder, a refit, a fine-tune) is stored onc
 """
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
+import shutil
+import tempfile
 import warnings
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import numpy as np
 
@@ -124,89 +124,48 @@ def load_encoder_reference(ref: dict[str, Any], blobs: BlobStore, device: str,
     return enc
 
 
-# ----------------------------------------------------------------------------- sklearn parts
-def _export_logistic(head: Any, prefix: str) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-    state = {"classes": [str(c) for c in head.classes_], "C": float(head.C),
-             "class_weight": head.class_weight if isinstance(head.class_weight, (str, type(None))) else None}
-    tensors = {f"{prefix}.coef": np.ascontiguousarray(head.coef_), f"{prefix}.intercept": np.ascontiguousarray(head.intercept_)}
-    return state, tensors
+# ----------------------------------------------------------------------------- export / import
+@dataclass
+class ArtifactKit:
+    """What a rung's ``export_artifact`` / ``load_artifact`` may use: the blob store (encoders and folders,
+    content-addressed), the rung's config, the encoder it started from, and where and how to load.
+
+    Example:
+        >>> kit = ArtifactKit(BlobStore("models/news/blobs"), rung_config={"C_grid": [1.0]})  # doctest: +SKIP
+        >>> state, tensors = fitted.export_artifact(kit)                                      # doctest: +SKIP
+    """
+
+    blobs: BlobStore
+    rung_config: dict[str, Any] = field(default_factory=dict)
+    base_encoder: Any = None
+    device: str = "cpu"
+    precision: Optional[str] = None
+
+    def encoder_reference(self, encoder: Any, *, store: bool = True) -> dict[str, Any]:
+        """JSON reference to ``encoder`` (see :func:`encoder_reference`)."""
+        return encoder_reference(encoder, self.blobs, store=store)
+
+    def load_encoder(self, ref: dict[str, Any], *, frozen: bool = True) -> Any:
+        """The encoder ``ref`` names; a frozen one runs in the precision asked for (:func:`load_precision`),
+        a network's own weights as shipped."""
+        return load_encoder_reference(ref, self.blobs, self.device, self.precision if frozen else None)
+
+    def put_folder(self, kind: str, write: Callable[[str], object]) -> str:
+        """Store the folder ``write(path)`` fills under ``blobs/<kind>/<key>``; the key (the SHA-256 of its
+        safetensors and JSON files) goes in the manifest."""
+        # The folder is written once: hashed where it was saved, then copied into the store.
+        with tempfile.TemporaryDirectory() as tmp:
+            write(tmp)
+            key = _folder_key(Path(tmp))
+            self.blobs.put(kind, key, lambda d: shutil.copytree(tmp, d, dirs_exist_ok=True))
+        return key
+
+    def folder(self, kind: str, key: str) -> Path:
+        """The stored folder ``key``, after checking every file's hash."""
+        return self.blobs.verify(kind, key)
 
 
-def _import_logistic(state: dict[str, Any], tensors: dict[str, np.ndarray], prefix: str) -> Any:
-    from sklearn.linear_model import LogisticRegression
-
-    coef, intercept = tensors[f"{prefix}.coef"], tensors[f"{prefix}.intercept"]
-    classes = np.asarray(state["classes"], dtype=object)
-    n_rows = 1 if len(classes) == 2 else len(classes)
-    if coef.ndim != 2 or coef.shape[0] != n_rows or intercept.shape != (n_rows,):
-        raise ConfigError(f"the head's weights have shape {coef.shape}/{intercept.shape}, which does not fit "
-                          f"{len(classes)} classes: the artifact is corrupted. Re-save the model.")
-    head = LogisticRegression(C=float(state["C"]), class_weight=state.get("class_weight"))
-    head.classes_ = classes
-    head.coef_ = coef
-    head.intercept_ = intercept
-    head.n_features_in_ = int(coef.shape[1])
-    head.n_iter_ = np.zeros(1, dtype=np.int32)
-    return head
-
-
-def _export_tfidf(vec: Any) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-    state = {"ngram_range": list(vec.ngram_range), "min_df": vec.min_df, "max_features": vec.max_features,
-             "sublinear_tf": bool(vec.sublinear_tf), "lowercase": bool(vec.lowercase),
-             "vocabulary": {str(k): int(v) for k, v in vec.vocabulary_.items()}}
-    return state, {"tfidf.idf": np.ascontiguousarray(vec.idf_)}
-
-
-def _import_tfidf(state: dict[str, Any], tensors: dict[str, np.ndarray]) -> Any:
-    from sklearn.feature_extraction.text import TfidfTransformer, TfidfVectorizer
-
-    vocab = {str(k): int(v) for k, v in state["vocabulary"].items()}
-    idf = tensors["tfidf.idf"]
-    if idf.shape != (len(vocab),) or sorted(vocab.values()) != list(range(len(vocab))):
-        raise ConfigError(f"the TF-IDF vocabulary ({len(vocab)} terms) does not match its idf weights "
-                          f"(shape {idf.shape}): the artifact is corrupted. Re-save the model.")
-    vec = TfidfVectorizer(ngram_range=tuple(state["ngram_range"]), min_df=state["min_df"],
-                          max_features=state["max_features"], sublinear_tf=state["sublinear_tf"],
-                          lowercase=state["lowercase"], dtype=np.float32)
-    vec.vocabulary_ = vocab
-    vec.fixed_vocabulary_ = False
-    # TfidfVectorizer keeps its weights in a TfidfTransformer created by fit; rebuild it from idf_.
-    vec._tfidf = TfidfTransformer(sublinear_tf=state["sublinear_tf"])
-    vec.idf_ = idf
-    return vec
-
-
-# ----------------------------------------------------------------------------- torch parts
-def _export_torch_head(model: Any) -> dict[str, np.ndarray]:
-    return {f"net.head.{k}": v.detach().cpu().float().numpy().copy() for k, v in model.head.state_dict().items()}
-
-
-def _build_classifier(backbone: Any, encoder: Any, n_classes: int, state: dict[str, Any]) -> Any:
-    from adaptlab.rungs.training import TextClassifier
-
-    kwargs: dict[str, Any] = {"head_dropout": float(state.get("head_dropout", 0.0)),
-                              "input_scale": float(state["input_scale"])}
-    if state.get("head", "linear") != "linear":
-        kwargs.update(head=state["head"], head_hidden=state.get("head_hidden"))
-    return TextClassifier(backbone, encoder.pool, encoder.dim, n_classes, **kwargs)
-
-
-def _load_torch_head(model: Any, tensors: dict[str, np.ndarray]) -> None:
-    import torch
-
-    expected = model.head.state_dict()
-    got = {k[len("net.head."):]: v for k, v in tensors.items() if k.startswith("net.head.")}
-    if set(got) != set(expected):
-        raise ConfigError(f"the stored head has parameters {sorted(got)}, the rebuilt head expects "
-                          f"{sorted(expected)}: the artifact is corrupted or from another version. Re-save the model.")
-    for k, v in got.items():
-        if tuple(v.shape) != tuple(expected[k].shape):
-            raise ConfigError(f"head parameter {k!r} has shape {tuple(v.shape)}, expected {tuple(expected[k].shape)}: "
-                              "the artifact is corrupted. Re-save the model.")
-    model.head.load_state_dict({k: torch.from_numpy(np.ascontiguousarray(v)).to(expected[k].dtype) for k, v in got.items()})
-
-
-def _adapter_key(folder: Path) -> str:
+def _folder_key(folder: Path) -> str:
     h = hashlib.sha256()
     for f in sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix in (".safetensors", ".json")):
         h.update(f.relative_to(folder).as_posix().encode())
@@ -214,105 +173,23 @@ def _adapter_key(folder: Path) -> str:
     return h.hexdigest()
 
 
-# ----------------------------------------------------------------------------- export / import
 def export_fitted(fitted: Any, rung_config: dict[str, Any], blobs: BlobStore, base_encoder: Any = None
                   ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-    """(JSON state, tensors) of a fitted rung; large weights go to ``blobs``.
-
-    ``base_encoder`` is the encoder a network rung started from (LoRA adapters sit on it).
-    """
-    rung = fitted.rung
-    if rung == "tfidf":
-        vstate, tensors = _export_tfidf(fitted.vectorizer)
-        hstate, htensors = _export_logistic(fitted.head, "head")
-        return {"kind": "tfidf", "vectorizer": vstate, "head": hstate}, {**tensors, **htensors}
-    if rung in ("probe", "refit", "setfit"):
-        hstate, tensors = _export_logistic(fitted.head, "head")
-        state = {"kind": "frozen", "encoder": encoder_reference(fitted.encoder, blobs), "head": hstate,
-                 "batch_size": int(fitted.batch_size)}
-        if rung == "setfit" and base_encoder is not None:
-            # The contrastively tuned body is the stored encoder; the base it started from is provenance only.
-            state["base_encoder"] = encoder_reference(base_encoder, blobs, store=False)
-        return state, tensors
-    if hasattr(fitted, "model") and hasattr(fitted.model, "head"):
-        if base_encoder is None:
-            raise ConfigError(f"shipping a {rung} model needs the encoder it was trained from (base_encoder).")
-        return _export_network(fitted, rung_config, blobs, base_encoder)
-    raise ConfigError(f"rung {rung!r} cannot be shipped yet: adaptlab has no exporter for {type(fitted).__name__}.")
-
-
-def _export_network(fitted: Any, rung_config: dict[str, Any], blobs: BlobStore, base: Any
-                    ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-    from adaptlab.encoders import Encoder
-
-    model = fitted.model
-    state: dict[str, Any] = {
-        "kind": "network", "max_length": int(fitted.max_length), "input_scale": float(model.input_scale),
-        "head": rung_config.get("head", "linear"), "head_hidden": rung_config.get("head_hidden"),
-        "head_dropout": float(rung_config.get("head_dropout", 0.0)),
-    }
-    if fitted.rung == "lora":
-        import shutil
-        import tempfile
-
-        # The adapters are written once: hashed where they were saved, then copied into the store.
-        with tempfile.TemporaryDirectory() as tmp:
-            model.backbone.save_pretrained(tmp)
-            key = _adapter_key(Path(tmp))
-            blobs.put("adapters", key, lambda d: shutil.copytree(tmp, d, dirs_exist_ok=True))
-        state.update(encoder=encoder_reference(base, blobs), adapter=key)
-    else:
-        tuned = Encoder.from_model(model.backbone, base.tokenizer, name=f"{base.name}-{fitted.rung}",
-                                   pooling=base.pooling, normalize=base.normalize,
-                                   max_seq_length=base.max_seq_length, do_lower_case=base.do_lower_case)
-        state.update(encoder=encoder_reference(tuned, blobs), base_encoder=encoder_reference(base, blobs, store=False))
-    return state, _export_torch_head(model)
+    """(JSON state, tensors) of a fitted rung, written by the rung itself (``FittedRung.export_artifact``);
+    large weights go to ``blobs``. ``base_encoder`` is the encoder the rung started from."""
+    return fitted.export_artifact(ArtifactKit(blobs, dict(rung_config or {}), base_encoder))
 
 
 def import_fitted(rung: str, state: dict[str, Any], tensors: dict[str, np.ndarray], classes: list[str],
                   blobs: BlobStore, *, device: str, precision: Optional[str] = None) -> Any:
-    """Rebuild the fitted rung :func:`export_fitted` wrote; ``precision`` is the numeric path of a frozen
-    encoder (:func:`load_precision`; a network rung runs its own weights in float32)."""
-    kind = state.get("kind")
-    if kind == "tfidf":
-        from adaptlab.rungs.tfidf import FittedTfidf
+    """Rebuild the fitted rung :func:`export_fitted` wrote (``Rung.load_artifact`` of the rung named in the
+    manifest); ``precision`` is the numeric path of a frozen encoder (:func:`load_precision`; a network rung
+    runs its own weights in float32)."""
+    from adaptlab.rungs import RUNGS
 
-        return FittedTfidf(_import_tfidf(state["vectorizer"], tensors), _import_logistic(state["head"], tensors, "head"),
-                           classes)
-    if kind == "frozen":
-        from adaptlab.rungs.probe import FittedProbe
-
-        enc = load_encoder_reference(state["encoder"], blobs, device, precision)
-        fitted = FittedProbe(enc, None, _import_logistic(state["head"], tensors, "head"), classes,
-                             int(state.get("batch_size", 32)))
-        fitted.rung = rung
-        return fitted
-    if kind == "network":
-        return _import_network(rung, state, tensors, classes, blobs, device)
-    raise ConfigError(f"unknown model kind {kind!r} in the manifest: the artifact was written by another "
-                      "adaptlab version or edited. Re-save the model.")
-
-
-def _import_network(rung: str, state: dict[str, Any], tensors: dict[str, np.ndarray], classes: list[str],
-                    blobs: BlobStore, device: str) -> Any:
-    from adaptlab.rungs.training import FittedNetwork
-
-    enc = load_encoder_reference(state["encoder"], blobs, device)
-    backbone = enc.model
-    if rung == "lora":
-        from peft import PeftModel
-
-        folder = blobs.verify("adapters", str(state["adapter"]))
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            backbone = PeftModel.from_pretrained(copy.deepcopy(enc.model), str(folder), is_trainable=False)
-    model = _build_classifier(backbone, enc, len(classes), state)
-    _load_torch_head(model, tensors)
-    model.to(enc.device)
-    model.eval()
-    for p in model.parameters():
-        p.requires_grad_(False)
-    return FittedNetwork(rung, model, enc.tokenizer, classes, max_length=int(state["max_length"]))
+    if rung not in RUNGS:
+        raise ConfigError.invalid("rung in the manifest", rung, f"one of {', '.join(RUNGS)}")
+    return RUNGS[rung].load_artifact(state, tensors, classes, ArtifactKit(blobs, device=device, precision=precision))
 
 
 def check_tensors(tensors: dict[str, np.ndarray], declared: dict[str, Any]) -> None:

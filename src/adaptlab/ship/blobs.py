@@ -17,7 +17,9 @@ from adaptlab.store.files import sha256_file, write_folder_atomically
 
 BLOB_INDEX = "blob.json"
 BLOB_FORMAT = "adaptlab-blob-v1"
-BLOB_KINDS = ("encoders", "adapters")
+# encoders: transformer folders; adapters: adapter folders on a base encoder; models: a rung's own model
+# folder (ArtifactKit.put_folder), e.g. a static embedding table with its tokenizer.
+BLOB_KINDS = ("encoders", "adapters", "models")
 _KEY = re.compile(r"^[0-9a-f]{16,64}$")
 # Files a blob may hold; anything else (a pickle, a script) makes the blob invalid.
 _ALLOWED_SUFFIXES = (".safetensors", ".json", ".txt", ".md", ".model")

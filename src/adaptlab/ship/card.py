@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
-_TFIDF_LICENSE = "n/a (no pretrained weights)"
+from adaptlab.rungs.ladder import facts as rung_facts
+
+_NO_WEIGHTS_LICENSE = "n/a (no pretrained weights)"
 
 
 def _fmt(x: Any, nd: int = 4) -> str:
@@ -47,7 +49,8 @@ def model_card(manifest: dict[str, Any]) -> str:
     enc = state.get("encoder")
     base = state.get("base_encoder") or enc
     rung = manifest.get("rung")
-    license_ = (base or {}).get("license") or (_TFIDF_LICENSE if rung == "tfidf" else "unknown")
+    facts = rung_facts(str(rung))
+    license_ = (base or {}).get("license") or (_NO_WEIGHTS_LICENSE if not facts.uses_encoder else "unknown")
     name = extra.get("name") or f"adaptlab-{rung}"
     metric = evaluation.get("metric", "f1")
     front = ["---", f"license: {license_}", "library_name: adaptlab", "pipeline_tag: text-classification",
@@ -61,7 +64,7 @@ def model_card(manifest: dict[str, Any]) -> str:
     classes = manifest.get("classes", [])
     lines = front + ["", f"# {name}", "",
                      f"A text classifier over {len(classes)} classes built by adaptlab's **{rung}** rung "
-                     f"({_RUNG_WORDS.get(rung, rung)}).", "",
+                     f"({facts.words}).", "",
                      "## Model details", "",
                      f"- **Version**: {extra.get('version', '—')}  (created {manifest.get('created')}, "
                      f"adaptlab {manifest.get('adaptlab_version')})",
@@ -128,7 +131,7 @@ def model_card(manifest: dict[str, Any]) -> str:
     lines += ["", "## Limitations and known issues", ""]
     limits = list(extra.get("limitations") or [])
     limits += _flag_lines(fit.get("diagnostics"))
-    if rung in ("setfit", "unfreeze", "finetune", "lpft", "lora"):
+    if facts.label_trained_encoder:
         limits.append("Retraining this rung runs a deep-learning loop; a scheduled retrain is "
                       "slower and noisier than a frozen-encoder head (seed-to-seed std is in the study).")
     limits.append("Predictions are only as good as the label definitions of the training data; the gate "
@@ -160,18 +163,6 @@ def _without_html(lines: list[str]) -> list[str]:
             fenced = not fenced
         out.append(line if fenced or line.startswith("```") else line.replace("&", "&amp;").replace("<", "&lt;"))
     return out
-
-
-_RUNG_WORDS = {
-    "tfidf": "TF-IDF n-grams + logistic regression, no pretrained weights",
-    "probe": "frozen pretrained encoder + logistic-regression head",
-    "refit": "encoder refit on in-domain unlabeled text, then frozen, + logistic-regression head",
-    "setfit": "encoder tuned contrastively on label pairs (SetFit), then frozen, + logistic-regression head",
-    "lora": "LoRA adapters on the frozen encoder + trained head",
-    "unfreeze": "top encoder blocks unfrozen with discriminative learning rates + head",
-    "finetune": "full fine-tuning of the encoder + head",
-    "lpft": "linear probe, then full fine-tuning from the probe's head",
-}
 
 
 def _decision_lines(rec: Any, forced: Any) -> list[str]:

@@ -42,8 +42,15 @@ FORMAT = "adaptlab-pipeline-v1"
 _ARTIFACT_FILES = (MANIFEST, WEIGHTS, CARD)
 _MANIFEST_KEYS = frozenset({"format", "adaptlab_version", "created", "rung", "params", "classes", "class_dtype",
                             "positive_label", "rung_config", "state", "tensors", "fit", "extra", "blobs", "files"})
-_SHIPPABLE = ("tfidf", "probe", "refit", "setfit", "lora", "unfreeze", "finetune", "lpft")
 PathLike = Union[str, Path]
+
+
+def _check_shippable(rung: Any, what: str) -> None:
+    """Refuse a rung the catalogue does not know (every rung of the ladder ships)."""
+    from adaptlab.rungs.ladder import LADDER, catalogued
+
+    if not isinstance(rung, str) or not catalogued(rung):
+        raise ConfigError.invalid(what, rung, f"one of {', '.join(LADDER)}")
 
 
 def _check_texts(X: Any, name: str = "X") -> list[str]:
@@ -153,8 +160,7 @@ class Pipeline(ClassifierMixin, BaseEstimator):
 
     # ------------------------------------------------------------------------- fit
     def _validate_params(self) -> None:  # noqa: D401 - sklearn name
-        if self.rung not in _SHIPPABLE:
-            raise ConfigError.invalid("rung", self.rung, f"one of {', '.join(_SHIPPABLE)}")
+        _check_shippable(self.rung, "rung")
         if self.rung_params is not None and not isinstance(self.rung_params, dict):
             raise ConfigError.invalid("rung_params", self.rung_params, "a dict of the rung's settings or None")
         if isinstance(self.seed, bool) or not isinstance(self.seed, (int, np.integer)) or self.seed < 0:
@@ -496,8 +502,7 @@ def load_pipeline(directory: PathLike, *, device: str = "cpu", blobs: Optional[P
         raise ConfigError(f"cannot read {str(weights)!r}: {exc}. Re-save the model.") from exc
     check_tensors(tensors, manifest["tensors"])
     rung = manifest["rung"]
-    if rung not in _SHIPPABLE:
-        raise ConfigError.invalid("rung in the manifest", rung, f"one of {', '.join(_SHIPPABLE)}")
+    _check_shippable(rung, "rung in the manifest")
     dtype = manifest.get("class_dtype", "str")
     classes = np.asarray(manifest["classes"], dtype=None if dtype == "str" else dtype)
     names = [str(c) for c in classes]

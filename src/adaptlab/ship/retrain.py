@@ -23,6 +23,7 @@ import numpy as np
 
 from adaptlab.data.dataset import TextDataset
 from adaptlab.errors import ConfigError, DataError
+from adaptlab.rungs.ladder import facts as rung_facts
 from adaptlab.ship.evaluation import GateResult, evaluate_pipeline, gate, predict_names
 from adaptlab.ship.label_check import LabelCheck, check_new_labels
 from adaptlab.ship.registry import ModelRegistry, ModelVersion, _check_max_drop
@@ -189,10 +190,11 @@ def retrain_pipeline(old: Any) -> Any:
     rung_params = dict(params.get("rung_params") or {})
     if rung_params.get("mixed_precision") == "bf16" and resolve_mixed_precision("auto")[0] != "bf16":
         params["rung_params"] = {**rung_params, "mixed_precision": "no"}
-    if old.rung in ("probe", "refit"):
+    retrain_as = rung_facts(old.rung).retrain_as
+    if retrain_as is not None:
         # Keep the frozen encoder the model was evaluated with; for refit that is the refit encoder.
         cfg = dict(old.rung_config_ or {})
-        params.update(rung="probe", encoder=old.fitted_.encoder,
+        params.update(rung=retrain_as, encoder=old.fitted_.encoder,
                       rung_params={k: cfg[k] for k in ("C_grid",) if k in cfg} or None)
     return Pipeline(**params)
 
@@ -291,8 +293,8 @@ def retrain(model: Union[str, Path, ModelRegistry], new_labels: Union[str, Path,
     evaluation = evaluate_pipeline(new_pipe, eval_set, predictions=pred_new)
     status = "promoted" if result.promoted else "rejected"
     limitations = []
-    if old.rung == "refit":
-        limitations.append("Retrained head on the stored refit encoder; the MLM refit itself was not rerun.")
+    if rung_facts(old.rung).retrain_note:
+        limitations.append(rung_facts(old.rung).retrain_note)
     # What the first version's card said about the model (name, intended use, the study's transfer note,
     # where the data came from) still holds for its retrains.
     before = dict(getattr(old, "manifest_", {}).get("extra", {}) or {})

@@ -23,7 +23,7 @@ from adaptlab.encoders import embed
 from adaptlab.errors import ConfigError
 from adaptlab.rungs.base import Cost, Rung, RungContext, register_rung
 from adaptlab.rungs.head import select_logistic_head
-from adaptlab.rungs.probe import FittedProbe
+from adaptlab.rungs.probe import FittedProbe, load_frozen
 from adaptlab.rungs.refit.config import RefitConfig
 from adaptlab.rungs.refit.core import RefitOutcome, refit_encoder
 
@@ -81,6 +81,12 @@ class RefitRung(Rung):
     uses_encoder = True
     trains_network = True
     summary = "domain refit of the encoder (MLM / SimCSE) on unlabeled texts, then frozen + logistic head"
+
+    @classmethod
+    def load_artifact(cls, state: dict[str, Any], tensors: dict[str, np.ndarray], classes: list[str],
+                      kit: Any) -> FittedProbe:
+        """The shipped refit: the stored refit encoder, frozen, + the logistic head (as a probe predicts)."""
+        return load_frozen(cls.name, state, tensors, classes, kit)
 
     def identity(self, context: RungContext) -> dict[str, Any]:
         """The rung's identity plus the unlabeled corpus's hash (it changes the refit)."""

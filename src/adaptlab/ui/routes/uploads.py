@@ -22,16 +22,16 @@ SPLITS = ("auto", "stratified", "group", "near-dup", "time")
 # ------------------------------------------------------------------------------------ helpers
 def rung_choices() -> list[dict[str, Any]]:
     """Every rung the configure page offers (with its main parameters), then the planned ones, greyed."""
-    from adaptlab.rungs import PLANNED_RUNGS, RUNGS, available_rungs, trains_encoder
-    from adaptlab.rungs.base import LADDER_ORDER
+    from adaptlab.rungs import RUNGS, available_rungs, trains_encoder
+    from adaptlab.rungs.ladder import LADDER_FACTS
     from adaptlab.ui.studyform import form_parameters
 
     out = [{"name": n, "summary": RUNGS[n].summary, "available": True, "uses_encoder": RUNGS[n].uses_encoder,
             "trains_network": trains_encoder(n), "params": form_parameters(n)}
            for n in available_rungs()]
-    for n in LADDER_ORDER:
-        if n not in RUNGS:
-            out.append({"name": n, "summary": PLANNED_RUNGS.get(n, ""), "available": False, "uses_encoder": True,
+    for f in LADDER_FACTS:
+        if f.name not in RUNGS:
+            out.append({"name": f.name, "summary": f.label, "available": False, "uses_encoder": f.uses_encoder,
                         "trains_network": False, "params": {"main": [], "more": []}})
     return out
 

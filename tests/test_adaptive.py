@@ -550,3 +550,20 @@ def test_a_screen_barely_ahead_of_a_committed_trained_rung_does_not_displace_it(
     ev.rungs["finetune"].fidelity, ev.allocation = 0.25, alloc
     d = decide(ev)
     assert d.status == "provisional" and d.provisional == "finetune" and "fallback: lora" in d.headline
+
+
+def test_the_next_experiment_counts_a_screen_as_no_full_seed_and_says_who_leads_once():
+    from adaptlab.decide import Evidence, decide
+
+    ev = Evidence.from_tables({"tfidf": [0.73, 0.74, 0.72], "probe": [0.75, 0.74, 0.75],
+                               "lora": [0.81, 0.80, 0.80], "finetune": [0.823]}, n_labels=5200)
+    ev.rungs["finetune"].fidelity = 0.25
+    why = "finetune leads the decision; the rule needs 3 full-budget seeds (has 0)"
+    ev.allocation = {"stop": {"kind": "budget", "reason": "the budget ran out"}, "provisional": "finetune",
+                     "budget_seconds": 2400, "compute_seconds": 2352, "config": {"min_seeds": 3}, "drops": [],
+                     "cells": [], "next": {"rung": "finetune", "seed": 0, "fidelity": 1.0, "phase": "seed",
+                                           "flip_probability": None, "estimate_seconds": 660.0, "why": why,
+                                           "provisional": "finetune"}}
+    nxt = decide(ev).next_experiment
+    assert nxt.rung == "finetune" and nxt.what.startswith("run 3 seed(s) of finetune"), nxt.what
+    assert nxt.why.count("finetune leads") == 1 and nxt.cost_seconds == 3 * 660.0

@@ -654,7 +654,7 @@ class _Deliberation:
             # The question the study answers (adapt the encoder or not) is settled by a committed trained
             # rung; a lead smaller than the margin the rule asks of a more adapted rung refines it, not undoes it.
             self.reasons.append(
-                f"{lead} is ahead of the committed {fallback} on {runs} ({_f(e.mean)}{proj}) by "
+                f"{lead} is ahead of the committed {fallback} on {runs}, {_f(e.mean)}{proj}, by "
                 f"{e.mean - R[fallback].mean:+.3f}, less than the {p.margin:.2f} margin the rule asks of a more "
                 f"adapted rung: {fallback} stands; {lead}'s {p.min_seeds} full-budget seeds could still change it.")
             self.flags.append(Flag("decision.provisional", f"{lead}: ahead of {fallback} on {runs} by less than "
@@ -857,9 +857,9 @@ def allocator_advice(ev: Evidence, p: Policy) -> Optional[dict[str, Any]]:
 def _advice_experiment(ev: Evidence, p: Policy, adv: dict[str, Any]) -> NextExperiment:
     r, phase = adv["rung"], adv["phase"]
     e = ev.rungs.get(r)
-    runs = 1
-    if phase in ("confirm", "seed") and e is not None and e.n_seeds < p.min_seeds:
-        runs = p.min_seeds - e.n_seeds  # the decision rule needs them all before the rung can win
+    runs, have = 1, (e.n_seeds if e is not None and e.fidelity >= 1 else 0)  # a screen is not a full seed
+    if phase in ("confirm", "seed") and e is not None and have < p.min_seeds:
+        runs = p.min_seeds - have  # the decision rule needs them all before the rung can win
     if phase == "screen":
         what = (f"screen {r}: one seed at {adv['fidelity']:.0%} of its training budget" if adv["fidelity"] < 1
                 else f"run {r} once (its later seeds share the cost)")
@@ -869,7 +869,7 @@ def _advice_experiment(ev: Evidence, p: Policy, adv: dict[str, Any]) -> NextExpe
     elif phase == "promote":
         what = f"run {r} at its full training budget (seed {adv['seed']})"
     else:
-        what = f"run {runs} more seed(s) of {r} at its full training budget"
+        what = f"run {runs} {'more ' if have else ''}seed(s) of {r} at its full training budget"
     cheap = [x for x, c in ev.rungs.items() if rung_kind(x) == "cheap" and c.n_seeds < p.min_seeds and x != r]
     if cheap:
         what += f", and {', '.join(cheap)} to {p.min_seeds} seeds (seconds each)"
@@ -880,7 +880,7 @@ def _advice_experiment(ev: Evidence, p: Policy, adv: dict[str, Any]) -> NextExpe
     why = adv.get("why", "")
     if phase != "confirm" and flip is not None:
         why = f"the run most likely to change the decision per second ({why})"
-    elif adv.get("provisional"):
+    elif adv.get("provisional") and not why.startswith(f"{adv['provisional']} leads"):
         why = f"{adv['provisional']} leads: {why}"
     return NextExperiment(what=what, why=why, cost=cost, cost_seconds=secs, rule="allocation.value-per-cost", rung=r)
 

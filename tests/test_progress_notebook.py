@@ -84,14 +84,13 @@ def test_data_check_json_names_each_step_on_stderr(tmp_path):
 
 
 def test_json_output_stays_one_document_when_a_library_prints(tmp_path, monkeypatch):
-    import adaptlab.data as data
-
-    real = data.find_near_duplicates
+    import adaptlab.evaluate.datacheck as data  # where `data check` (CLI and web) calls it
 
     def chatty(*a, **kw):
         print({"loss": 0.69, "epoch": 1.0})  # what the transformers Trainer prints per step
         return real(*a, **kw)
 
+    real = data.find_near_duplicates
     monkeypatch.setattr(data, "find_near_duplicates", chatty)
     src = _csv(tmp_path / "train.csv", topic_corpus(60, seed=4))
     r = runner.invoke(app, ["data", "check", "--data", str(src), "--json", "--no-label-issues"])

@@ -35,7 +35,8 @@ from adaptlab.store.costs import machine_id
 
 # Below this share of the available CPU time the timed steps ran on a shared machine.
 LOADED_CPU_SHARE = 0.6
-# Repeats more than this far apart (slowest / fastest per token) mean interference.
+# Repeats more than this far apart (slowest / fastest against the fitted cost of their batch shape) mean
+# interference.
 LOADED_SPREAD = 1.6
 # The share of a full fine-tune's optimizer work (parameters updated) each network rung pays is its
 # record's ``optimizer_share`` in the rung catalogue; a rung whose cost shape is ``pairs`` steps on pairs.
@@ -127,7 +128,7 @@ def length_profile(lengths: np.ndarray, *, batch_size: int, seed: int = 0) -> di
 
     Example:
         >>> p = length_profile(np.array([10, 10, 200, 200] * 8), batch_size=4)
-        >>> p["train"] < p["pairs"]  # bucketing pads less than random batches
+        >>> bool(p["train"] < p["pairs"])  # bucketing pads less than random batches
         True
     """
     from adaptlab.rungs.training import epoch_batches
@@ -311,8 +312,9 @@ def _epoch_token_seconds(per_token: list[float], shapes: list[tuple[int, int]],
         >>> shapes = [(16, 20), (16, 40), (16, 80), (16, 160)]
         >>> secs = [0.01 + 1e-4 * b * n + 1e-6 * b * n * n for b, n in shapes]
         >>> per = [t / (b * n) for t, (b, n) in zip(secs, shapes)]
-        >>> round(_epoch_token_seconds(per, shapes, [(16, 40), (16, 160)])[0] * 1e4, 3)  # (0.0996 + 0.6756) / 2 / 1600
-        2.422
+        >>> token, fit = _epoch_token_seconds(per, shapes, [(16, 40), (16, 160)])
+        >>> round(token * 1e4, 3), bool(abs(fit - 1).max() < 1e-6)  # (0.0996 + 0.6756) / 2 / 1600 tokens
+        (2.422, True)
     """
     from scipy.optimize import nnls
 

@@ -460,15 +460,21 @@ def test_store_check_names_damaged_checkpoints_and_what_gc_would_free(tmp_path, 
         assert "store gc` would free" in r.output
 
 
-@pytest.mark.parametrize("mode", [[], ["--json"]])
-def test_store_gc_deletes_abandoned_and_damaged_checkpoints_only(tmp_path, mode):
-    home, made = _home_with_checkpoints(tmp_path)
+def _gc_dry_run_then_gc(home, made, mode):
+    """`store gc --dry-run` deletes nothing, then `store gc` runs; its result."""
     dry = runner.invoke(app, ["store", "gc", "--home", str(home), "--dry-run", *mode])
     assert dry.exit_code == 0, dry.output
     assert all(p.exists() for p in made.values())
     r = runner.invoke(app, ["store", "gc", "--home", str(home), *mode])
     no_crash(r)
     assert r.exit_code == 0, r.output
+    return r
+
+
+@pytest.mark.parametrize("mode", [[], ["--json"]])
+def test_store_gc_deletes_abandoned_and_damaged_checkpoints_only(tmp_path, mode):
+    home, made = _home_with_checkpoints(tmp_path)
+    r = _gc_dry_run_then_gc(home, made, mode)
     assert not made["old"].exists() and not made["damaged"].exists() and made["fresh"].exists()
     assert not list((home / "cache").iterdir()) and (home / "runs.sqlite").exists()
     if mode:
@@ -512,12 +518,7 @@ def test_store_gc_deletes_old_uploads_no_stored_study_or_web_job_names(tmp_path,
 
     home, made = _home_with_uploads(tmp_path)
     assert collect_garbage(home, 7, kinds={"abandoned"})["removed"] == []  # a study's own prune leaves uploads be
-    dry = runner.invoke(app, ["store", "gc", "--home", str(home), "--dry-run", *mode])
-    assert dry.exit_code == 0, dry.output
-    assert all(p.exists() for p in made.values())
-    r = runner.invoke(app, ["store", "gc", "--home", str(home), *mode])
-    no_crash(r)
-    assert r.exit_code == 0, r.output
+    r = _gc_dry_run_then_gc(home, made, mode)
     assert not made["unused"].exists()
     assert all(made[k].is_dir() for k in ("study", "job", "model", "fresh"))
     if mode:

@@ -121,7 +121,26 @@ def main() -> int:
                       "status": decision.get("status"), "chosen": decision.get("chosen"),
                       "provisional": decision.get("provisional"), "headline": decision.get("headline"),
                       "screenshots": [str(out / p) for p in ("configure.png", "job.png", "results.png")]}, indent=1))
+    print(timeline(alloc))
     return 0
+
+
+def timeline(alloc: dict) -> str:
+    """The allocation's cells as a table (what ran, its estimate, what it took, why), from the app's JSON."""
+    rows = ["allocation timeline (from the app's /api/studies/ID):",
+            f"{'round':>5} {'phase':<12} {'rung':<9} {'seed':>4} {'budget':>6} {'test F1':>8} {'est s':>7} "
+            f"{'meas s':>7} {'meas/est':>8}  why"]
+    for c in alloc.get("cells") or []:
+        est, took = c.get("estimate_seconds"), c.get("wall_seconds") or c.get("seconds")
+        ratio = f"{took / est:8.2f}" if est and took else f"{'':8}"
+        rows.append(f"{c['round']:>5} {c['phase']:<12} {c['rung']:<9} {c['seed']:>4} {c['fidelity']:>6.0%} "
+                    f"{c.get('f1') or float('nan'):8.4f} {est or float('nan'):7.1f} {took or float('nan'):7.1f} "
+                    f"{ratio}  {(c.get('why') or '')[:110]}")
+    stop = alloc.get("stop") or {}
+    rows.append(f"stop: {stop.get('kind')}: {stop.get('reason')}")
+    rows.append(f"unspent: {alloc.get('unspent_seconds', 0):.1f} s of {alloc.get('budget_seconds', 0):.1f} s; "
+                f"counted {alloc.get('compute_seconds', 0):.1f} s")
+    return "\n".join(rows)
 
 
 if __name__ == "__main__":

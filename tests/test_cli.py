@@ -101,6 +101,26 @@ def test_data_check_reports_near_duplicates_and_inflation(tmp_path):
     assert rep["naive_split"]["n_test_leaked"] > 0
 
 
+def test_data_check_in_text_mode_lists_every_warning_with_its_fix_once(tmp_path, caplog):
+    import logging
+
+    import pandas as pd
+
+    ds = topic_corpus(60, noise=0.0)
+    texts, labels = list(ds.texts) + [ds.texts[0]], list(ds.labels) + [ds.labels[0]]  # an exact duplicate
+    path = tmp_path / "d.csv"
+    pd.DataFrame({"text": texts, "label": labels}).to_csv(path, index=False)
+    with caplog.at_level(logging.WARNING, logger="adaptlab.data.load"):
+        r = invoke("data", "check", "--data", path, "--no-label-issues")
+    assert r.exit_code == 0, r.output
+    block = r.stdout.split("warnings (", 1)[1]
+    assert "[duplicate_text] 1 text(s) appear more than once" in block and "fix: usually harmless" in block
+    # the loader's warning is in the report's list, not logged a second time
+    assert not [rec for rec in caplog.records if "duplicate" in rec.getMessage()]
+    assert "duplicate_text" in {w["code"] for w in json.loads(
+        invoke("data", "check", "--data", path, "--no-label-issues", "--json").stdout)["warnings"]}
+
+
 def test_data_check_samples_the_baseline_and_label_check_above_max_rows(tmp_path):
     """Near-duplicates are searched in every row; the TF-IDF baseline and the label check use a stated sample."""
     import pandas as pd

@@ -1,11 +1,13 @@
 """The `adaptlab` command line: a thin shell over the public API (no logic lives here)."""
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
+import logging
 import sys
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Iterator, Optional
 
 import typer
 from rich.markup import escape
@@ -484,8 +486,11 @@ def data_check(
     from adaptlab.config import format_duration
 
     say, t0 = _progress(json_out), time.monotonic()
-    ds, loaded = load_dataset(data, text_col=text_col, label_col=label_col, group_col=group_col, time_col=time_col,
-                              id_col=id_col, encoding=encoding, on_invalid="error", return_report=True)
+    # The report lists the loader's warnings with the check's own, each with its fix: not logged twice.
+    with _quiet_logger("adaptlab.data.load"):
+        ds, loaded = load_dataset(data, text_col=text_col, label_col=label_col, group_col=group_col,
+                                  time_col=time_col, id_col=id_col, encoding=encoding, on_invalid="error",
+                                  return_report=True)
     with json_stdout(json_out):
         # The web app's check page runs the same function: the same warnings, word for word.
         report, issues = run_check(ds, load_warnings=loaded.warnings, threshold=threshold, max_rows=max_rows,
@@ -515,6 +520,30 @@ def data_check(
     out.print(f"recommended split: {report['recommended_split']} (the default `--split auto` picks it)")
     if issues is not None:
         _print_label_issues(issues, written)
+    _print_check_warnings(report["warnings"])
+
+
+@contextlib.contextmanager
+def _quiet_logger(name: str) -> Iterator[None]:
+    log = logging.getLogger(name)
+    level = log.level
+    log.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        log.setLevel(level)
+
+
+def _print_check_warnings(warnings: list[dict[str, Any]]) -> None:
+    """The check's warnings, each with its fix: the list the web app's check page shows."""
+    if not warnings:
+        out.print("warnings: none")
+        return
+    out.print(f"warnings ({len(warnings)}):")
+    for w in warnings:
+        out.print(f"  [{w['code']}] {w['message']}", markup=False, highlight=False)
+        if w.get("fix"):
+            out.print(f"      fix: {w['fix']}", markup=False, highlight=False)
 
 
 def _print_label_issues(issues: Any, written: Optional[Path], shown: int = 10) -> None:

@@ -259,9 +259,10 @@ def test_jsonl_array_file_gets_hint(tmp_path):
 
 
 def test_jsonl_multilabel_lists_are_rejected(tmp_path):
+    # Lists load as multi-label data now (tests/test_multilabel.py); asked for single-label they are refused.
     p = write_jsonl(tmp_path / "d.jsonl", [{"text": "a", "label": ["x", "y"]}, {"text": "b", "label": ["y"]}])
     with pytest.raises(DataError) as e:
-        load_dataset(p)
+        load_dataset(p, task="single")
     assert "label column 'label' holds list values" in str(e.value)
     assert "one label per row" in str(e.value)
 

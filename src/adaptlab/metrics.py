@@ -171,3 +171,125 @@ def bands_overlap(a: tuple[float, float], b: tuple[float, float]) -> bool:
         (True, False)
     """
     return not (a[1] < b[0] or b[1] < a[0])
+
+
+# ----------------------------------------------------------------------------------------- multi-label
+
+#: The multi-label metrics a study can decide on (``primary_metric``); micro-F1 is the default.
+MULTILABEL_METRICS = ("micro_f1", "macro_f1", "samples_f1")
+
+
+def check_multilabel_metric(metric: str) -> str:
+    """``metric`` when it is one of :data:`MULTILABEL_METRICS`; a ConfigError naming them otherwise.
+
+    Example:
+        >>> check_multilabel_metric("macro_f1")
+        'macro_f1'
+    """
+    if metric not in MULTILABEL_METRICS:
+        raise ConfigError.invalid("primary_metric", metric, "one of " + ", ".join(MULTILABEL_METRICS))
+    return metric
+
+
+def _as_indicator(Y: object, name: str) -> np.ndarray:
+    arr = np.asarray(Y)
+    if arr.ndim != 2:
+        raise ConfigError.invalid(name, f"<array of shape {arr.shape}>", "a 0/1 matrix of texts x labels")
+    return (arr > 0).astype(np.float64)
+
+
+def weighted_multilabel_f1(weights: np.ndarray, Y_true: np.ndarray, Y_pred: np.ndarray, metric: str) -> np.ndarray:
+    """Multi-label F1 (``micro_f1``, ``macro_f1`` or ``samples_f1``) under item weights, one value per row of
+    ``weights`` (shape (B, n): how often each test item is drawn in bootstrap replicate b).
+
+    With all weights 1 it is scikit-learn's ``f1_score(..., average=...)`` with ``zero_division=0``
+    (samples-F1: a text with no true and no predicted label is right and scores 1, scikit-learn's
+    ``zero_division=1``: "none of these" is an answer in multi-label data).
+
+    Example:
+        >>> import numpy as np
+        >>> Y, P = np.array([[1, 0], [1, 1]]), np.array([[1, 1], [0, 1]])
+        >>> float(weighted_multilabel_f1(np.ones((1, 2)), Y, P, "micro_f1")[0])
+        0.6666666666666666
+    """
+    t, p = Y_true.astype(np.float64), Y_pred.astype(np.float64)
+    if metric == "samples_f1":
+        tp, denom = (t * p).sum(axis=1), t.sum(axis=1) + p.sum(axis=1)
+        per_item = np.where(denom > 0, 2 * tp / np.where(denom > 0, denom, 1), 1.0)
+        return (weights @ per_item) / weights.sum(axis=1)
+    tp, fp, fn = weights @ (t * p), weights @ ((1 - t) * p), weights @ (t * (1 - p))  # (B, labels)
+    if metric == "micro_f1":
+        return _f1_from_counts(tp.sum(axis=1), fp.sum(axis=1), fn.sum(axis=1))
+    if metric == "macro_f1":
+        return _f1_from_counts(tp, fp, fn).mean(axis=1)
+    raise ConfigError.invalid("metric", metric, "one of " + ", ".join(MULTILABEL_METRICS))
+
+
+def score_multilabel(Y_true: object, Y_pred: object, classes: Sequence[str], primary: str = "micro_f1") -> dict[str, object]:
+    """Micro-, macro- and samples-F1, per-label F1, and ``f1`` = the ``primary`` metric (the headline).
+
+    Example:
+        >>> s = score_multilabel([[1, 0], [1, 1]], [[1, 1], [0, 1]], ["a", "b"])
+        >>> round(s["micro_f1"], 4), s["per_label_f1"], s["f1"] == s["micro_f1"]
+        (0.6667, {'a': 0.6667, 'b': 0.6667}, True)
+    """
+    check_multilabel_metric(primary)
+    t, p = _as_indicator(Y_true, "Y_true"), _as_indicator(Y_pred, "Y_pred")
+    ones = np.ones((1, len(t)))
+    out: dict[str, object] = {m: float(weighted_multilabel_f1(ones, t, p, m)[0]) for m in MULTILABEL_METRICS}
+    tp, fp, fn = (t * p).sum(axis=0), ((1 - t) * p).sum(axis=0), (t * (1 - p)).sum(axis=0)
+    per_label = _f1_from_counts(tp, fp, fn)
+    out["per_label_f1"] = {str(c): round(float(v), 4) for c, v in zip(classes, per_label)}
+    out["subset_accuracy"] = float((t == p).all(axis=1).mean()) if len(t) else float("nan")
+    out["f1"] = out[primary]
+    return out
+
+
+def multilabel_replicates(Y_true: np.ndarray, preds: Sequence[np.ndarray], metric: str, *, n_boot: int,
+                          seed: int) -> np.ndarray:
+    """Multi-label :func:`f1_replicates`: ``metric`` of each prediction matrix under ``n_boot`` shared test-item
+    resamples, shape (n_boot, len(preds)); the same ``seed`` draws the same resamples, so rungs pair.
+
+    Example:
+        >>> import numpy as np
+        >>> Y = np.eye(2, dtype=int)[[0, 1] * 20]
+        >>> multilabel_replicates(Y, [Y, 1 - Y], "micro_f1", n_boot=50, seed=0).mean(axis=0).round(2).tolist()
+        [1.0, 0.0]
+    """
+    t = _as_indicator(Y_true, "Y_true")
+    n = len(t)
+    rng = np.random.default_rng(seed)
+    out = np.empty((n_boot, len(preds)))
+    done = 0
+    while done < n_boot:
+        b = min(_CHUNK, n_boot - done)
+        w = rng.multinomial(n, np.full(n, 1.0 / n), size=b).astype(np.float64)
+        for j, p in enumerate(preds):
+            out[done:done + b, j] = weighted_multilabel_f1(w, t, _as_indicator(p, "preds"), metric)
+        done += b
+    return out
+
+
+def multilabel_seed_and_test_bootstrap(Y_true: object, preds_by_seed: Sequence[object], metric: str = "micro_f1", *,
+                                       n_boot: int = 1000, alpha: float = 0.05, seed: int = 0) -> tuple[float, float]:
+    """Multi-label :func:`seed_and_test_bootstrap`: the band of the seed-mean ``metric``, resampling seeds and,
+    jointly, the shared test items.
+
+    Example:
+        >>> import numpy as np
+        >>> Y = np.eye(3, dtype=int)[[0, 1, 2] * 30]
+        >>> lo, hi = multilabel_seed_and_test_bootstrap(Y, [Y, np.roll(Y, 1, axis=0)], "macro_f1")
+        >>> 0.0 <= lo < hi <= 1.0
+        True
+    """
+    t = _as_indicator(Y_true, "Y_true")
+    n, s = len(t), len(preds_by_seed)
+    if n == 0 or s == 0:
+        return float("nan"), float("nan")
+    rng = np.random.default_rng(seed)
+    weights = rng.multinomial(n, np.full(n, 1.0 / n), size=n_boot).astype(np.float64)
+    per_seed = np.stack([weighted_multilabel_f1(weights, t, _as_indicator(p, "preds"), metric)
+                         for p in preds_by_seed], axis=1)
+    boot = np.take_along_axis(per_seed, rng.integers(0, s, size=(n_boot, s)), axis=1).mean(axis=1)
+    lo, hi = np.quantile(boot, [alpha / 2, 1 - alpha / 2])
+    return float(lo), float(hi)

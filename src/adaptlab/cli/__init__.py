@@ -38,6 +38,9 @@ TestOpt = typer.Option(None, "--test", help="Labeled test file; sealed. Default:
 SplitOpt = typer.Option("auto", "--split", help="auto | stratified | group | near-dup | time.")
 TextColOpt = typer.Option(None, "--text-col", help="Text column (default: text).")
 LabelColOpt = typer.Option(None, "--label-col", help="Label column (default: label).")
+TaskOpt = typer.Option(None, "--task", help="single | multilabel (default: detected from the label column).")
+LabelSepOpt = typer.Option("|", "--label-sep", help="Separator of several labels in one cell (multi-label; a JSON list works too).")
+LabelColsOpt = typer.Option(None, "--label-cols", help="Multi-label as one 0/1 column per label: a,b,c.")
 GroupColOpt = typer.Option(None, "--group-col", help="Group column: no group crosses splits.")
 TimeColOpt = typer.Option(None, "--time-col", help="Timestamp column (for --split time).")
 IdColOpt = typer.Option(None, "--id-col", help="Id column (default: id, else row number).")
@@ -466,10 +469,15 @@ def data_check(
     max_rows: int = typer.Option(20_000, "--max-rows", min=0, help="Above this many rows, the label check and the "
                                  "naive split's TF-IDF baseline use a seeded sample of this size (the output says "
                                  "so); near-duplicates are always searched in every row. 0: every row."),
+    task: Optional[str] = TaskOpt,
+    label_sep: str = LabelSepOpt,
+    label_cols: Optional[str] = LabelColsOpt,
     json_out: bool = JsonOpt,
 ) -> None:
     """Validate a file, find near-duplicates, measure how much they would inflate a naive split, and find
-    likely label errors (ranked rows and the estimated noise rate per class)."""
+    likely label errors (ranked rows and the estimated noise rate per class). Multi-label data (detected, or
+    --task multilabel / --label-cols) gets its label summary: cardinality, rows without a label, rare labels,
+    co-occurring pairs."""
     from adaptlab.data import load_dataset
     from adaptlab.errors import ConfigError
     from adaptlab.evaluate.datacheck import data_check as run_check
@@ -490,7 +498,7 @@ def data_check(
     with _quiet_logger("adaptlab.data.load"):
         ds, loaded = load_dataset(data, text_col=text_col, label_col=label_col, group_col=group_col,
                                   time_col=time_col, id_col=id_col, encoding=encoding, on_invalid="error",
-                                  return_report=True)
+                                  return_report=True, **_task_kwargs(task, label_sep, label_cols))
     with json_stdout(json_out):
         # The web app's check page runs the same function: the same warnings, word for word.
         report, issues = run_check(ds, load_warnings=loaded.warnings, threshold=threshold, max_rows=max_rows,
@@ -498,6 +506,8 @@ def data_check(
     if json_out:
         say(f"data check: done in {format_duration(time.monotonic() - t0)}")
     report["source"] = str(data)
+    if ds.label_sets is not None:
+        return _print_multilabel_check(report, loaded, json_out)
     infl = report["naive_split"]
     written = issues.write(label_issues) if issues is not None and label_issues is not None else None
     if json_out:
@@ -544,6 +554,40 @@ def _print_check_warnings(warnings: list[dict[str, Any]]) -> None:
         out.print(f"  [{w['code']}] {w['message']}", markup=False, highlight=False)
         if w.get("fix"):
             out.print(f"      fix: {w['fix']}", markup=False, highlight=False)
+
+
+def _task_kwargs(task: Optional[str], label_sep: str, label_cols: Optional[str]) -> dict[str, Any]:
+    """The multi-label options of a command as load_dataset's keyword arguments."""
+    cols = [c for c in label_cols.split(",") if c.strip()] if label_cols else None
+    return {"task": task, "label_sep": label_sep, "label_cols": cols}
+
+
+def _print_multilabel_check(report: dict[str, Any], loaded: Any, json_out: bool) -> None:
+    """`data check` of multi-label data: the task and how it was chosen, the label summary and the warnings."""
+    report["task_note"] = loaded.task_note
+    if json_out:
+        typer.echo(json.dumps(report, indent=2, default=str))
+        return
+    ml = report["multilabel"]
+    out.print(f"{report['n']} texts, multi-label ({loaded.task_note}): {ml['n_labels']} labels, "
+              f"{ml['cardinality']:.2f} labels per text on average (density {ml['density']:.3f}, at most "
+              f"{ml['max_labels_per_row']}), {ml['distinct_label_sets']} distinct label sets", markup=False,
+              highlight=False)
+    out.print(f"labels: {_counts_line(report['label_counts'])}", markup=False, highlight=False)
+    none = ml["rows_without_label"]
+    out.print(f"rows without any label: {none['n']}" + (f" (rows {', '.join(map(str, none['rows'][:10]))})"
+                                                         if none["n"] else ""), markup=False, highlight=False)
+    if ml["rare_labels"]:
+        out.print(f"labels seen in fewer than {ml['min_count']} rows: {_counts_line(ml['rare_labels'])}",
+                  markup=False, highlight=False)
+    if ml["pairs"]:
+        pairs = ", ".join(f"{p['labels'][0]} + {p['labels'][1]}: {p['rows']}" for p in ml["pairs"][:5])
+        out.print(f"most frequent label pairs: {pairs}", markup=False, highlight=False)
+    _print_long_texts(report["long_texts"])
+    out.print(f"near-duplicates: {report['near_dup_items']} texts in {report['near_dup_clusters']} clusters")
+    out.print(f"recommended split: {report['recommended_split']} (multi-label: iterative stratification)")
+    _print_check_warnings(report["warnings"])
+    out.print(f"[dim]not yet for multi-label data: {', '.join(report['not_yet'])}[/]")
 
 
 def _print_label_issues(issues: Any, written: Optional[Path], shown: int = 10) -> None:

@@ -26,12 +26,13 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 from datetime import date, datetime
 from pathlib import Path
-from typing import Any, Literal, Optional, Union, overload
+from typing import Any, Literal, Optional, Sequence, Union, overload
 
 import numpy as np
 import pandas as pd
 
 from adaptlab.data.dataset import TextDataset
+from adaptlab.data.multilabel import check_task, detect_task, label_sets_from_columns, parse_label_sets
 from adaptlab.data.reader import (  # noqa: F401  (codec_for, other_separator: part of this module's API before)
     SUPPORTED_SUFFIXES,
     RecordReader,
@@ -143,6 +144,8 @@ class LoadReport:
     dropped: list[DroppedRow] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
     warnings: list[Problem] = field(default_factory=list)
+    task: str = "single"
+    task_note: str = ""  # how the task was chosen ("detected: ..." or "given"); "" for a plain single-label file
 
     @property
     def n_kept(self) -> int:
@@ -155,6 +158,8 @@ class LoadReport:
         lines = [f"Loaded {self.source} ({self.format}{enc}): {self.n_read} rows read, {self.n_kept} kept."]
         used = ", ".join(f"{role}={excerpt_repr(col)}" for role, col in self.columns.items() if col is not None)
         lines.append(f"Columns: {used}.")
+        if self.task_note:
+            lines.append(f"Task: {self.task} ({self.task_note}).")
         if self.dropped:
             reasons = Counter(c for d in self.dropped for c in d.codes)
             why = ", ".join(f"{code} x{n}" for code, n in reasons.most_common())
@@ -176,6 +181,8 @@ class LoadReport:
             "dropped": [asdict(d) for d in self.dropped],
             "problems": [asdict(p) for p in self.problems],
             "warnings": [asdict(p) for p in self.warnings],
+            # Only for multi-label data, so single-label manifests stay byte for byte as they were.
+            **({"task": self.task, "task_note": self.task_note} if self.task != "single" else {}),
         }
 
 
@@ -459,7 +466,8 @@ def _convert_column(values: list, role: str, col: str, rows: list[int], path: Pa
             out.append(None)
     if bad:
         example = values[bad[0]]
-        fix = ("use one label per row; for multi-label data, train one binary task per label"
+        fix = ("use one label per row, or load it as multi-label: drop --task single (CLI) / task='single' (API); "
+               "multi-label cells may hold lists, JSON lists or labels separated by --label-sep"
                if role == "label" else f"use one plain value per row in the {role} column")
         raise DataError(
             f"{path}: {role} column {excerpt_repr(col)} holds {type(example).__name__} values, e.g. "
@@ -531,6 +539,7 @@ def load_dataset(
     path: Union[str, Path, pd.DataFrame], *, text_col: Optional[str] = ..., label_col: Optional[str] = ...,
     group_col: Optional[str] = ..., time_col: Optional[str] = ..., id_col: Optional[str] = ...,
     encoding: Optional[str] = ..., require_labels: bool = ..., on_invalid: OnInvalid = ...,
+    task: Optional[str] = ..., label_sep: str = ..., label_cols: Optional[Sequence[str]] = ...,
     return_report: Literal[False] = ...,
 ) -> TextDataset: ...
 
@@ -540,6 +549,7 @@ def load_dataset(
     path: Union[str, Path, pd.DataFrame], *, text_col: Optional[str] = ..., label_col: Optional[str] = ...,
     group_col: Optional[str] = ..., time_col: Optional[str] = ..., id_col: Optional[str] = ...,
     encoding: Optional[str] = ..., require_labels: bool = ..., on_invalid: OnInvalid = ...,
+    task: Optional[str] = ..., label_sep: str = ..., label_cols: Optional[Sequence[str]] = ...,
     return_report: Literal[True],
 ) -> tuple[TextDataset, LoadReport]: ...
 
@@ -556,6 +566,9 @@ def load_dataset(
     require_labels: bool = True,
     on_invalid: OnInvalid = "error",
     return_report: bool = False,
+    task: Optional[str] = None,
+    label_sep: str = "|",
+    label_cols: Optional[Sequence[str]] = None,
 ) -> Union[TextDataset, tuple[TextDataset, LoadReport]]:
     """Read a CSV/TSV, JSON Lines or Parquet file into a validated :class:`TextDataset`.
 
@@ -581,6 +594,12 @@ def load_dataset(
             with different labels).
         return_report: Also return a :class:`LoadReport` (columns used, rows dropped, warnings).
             Without it, dropped rows are announced with a :class:`DroppedRowsWarning`.
+        task: ``"single"`` (one label per text), ``"multilabel"`` (a set of labels per text, in
+            ``TextDataset.label_sets``) or None: detected, and the report says how (``task_note``); see
+            :mod:`adaptlab.data.multilabel`.
+        label_sep: The separator of several labels in one label cell (multi-label), default ``|``;
+            a cell may also hold a JSON list.
+        label_cols: Multi-label data as one 0/1 column per label (the label names are the column names).
 
     Returns:
         The dataset, or ``(dataset, report)`` with ``return_report=True``.
@@ -612,9 +631,15 @@ def load_dataset(
         check_input_file(path)
         fmt, _ = detect_format(path)
         table = _read_table(path, encoding)
+    check_task(task)
+    if label_cols is not None and task == "single":
+        raise ConfigError("label_cols (CLI: --label-cols) gives one 0/1 column per label, which is multi-label "
+                          "data, but task='single' was asked. Fix: drop --task single, or use --label-col NAME.")
     roles = _resolve_roles(table.columns, path, text_col=text_col, label_col=label_col, group_col=group_col,
-                           time_col=time_col, id_col=id_col, require_labels=require_labels)
-    ds, raw_ts = _build_dataset(table, roles, path, require_labels)
+                           time_col=time_col, id_col=id_col,
+                           require_labels=require_labels and label_cols is None)
+    label_sets, task, note = _read_label_sets(table, roles, path, task, label_sep, label_cols, label_col)
+    ds, raw_ts = _build_dataset(table, roles, path, require_labels, label_sets)
     where = {
         "csv": f"{path} (row 1 = first record after the header)",
         "tsv": f"{path} (row 1 = first record after the header)",
@@ -628,8 +653,10 @@ def load_dataset(
     found = _validate_positions(ds, require_labels=require_labels, timestamp_raw=ts_raw)
     report = LoadReport(
         source=str(path), format=fmt, encoding=table.encoding, columns=roles, n_read=len(ds),
-        problems=[p for p, _ in found],
+        problems=[p for p, _ in found], task=task, task_note=note,
     )
+    if note:
+        logger.info("%s: task %s (%s)", path, task, note)
     ds, found = _apply_on_invalid(ds, found, report, on_invalid, where, require_labels)
     report.warnings = [p for p, _ in found if p.severity != "error"]
     for w in report.warnings:
@@ -669,15 +696,46 @@ def _resolve_roles(cols: list[str], path: Path, *, text_col: Optional[str], labe
     return roles
 
 
-def _build_dataset(table: _Table, roles: dict[str, Optional[str]], path: Path,
-                   require_labels: bool) -> tuple[TextDataset, Optional[list]]:
+def _read_label_sets(table: _Table, roles: dict[str, Optional[str]], path: Path, task: Optional[str], sep: str,
+                     label_cols: Optional[Sequence[str]], label_col: Optional[str]
+                     ) -> tuple[Optional[list[tuple[str, ...]]], str, str]:
+    """``(label_sets or None, task, how the task was chosen)``; sets ``roles["label"]`` for --label-cols."""
+    if label_cols is not None:
+        names = [c.strip() for c in ([label_cols] if isinstance(label_cols, str) else label_cols) if c.strip()]
+        if len(names) < 2:
+            raise ConfigError.invalid("label_cols", list(label_cols), "two or more column names, e.g. --label-cols a,b,c")
+        if label_col is not None:
+            raise ConfigError("give label_col (one column of labels) or label_cols (one 0/1 column per label), not both.")
+        cols = [resolve_column("label", c, table.columns, path) for c in names]
+        clash = [c for c in cols if c in {v for k, v in roles.items() if k != "label"}]
+        if clash:
+            raise DataError(f"{path}: label column {excerpt_repr(clash[0])} is also used as another role. Fix: "
+                            "leave it out of --label-cols.")
+        roles["label"] = ",".join(cols)
+        sets = label_sets_from_columns({c: table.get(c) for c in cols}, table.rows, path)
+        return sets, "multilabel", f"one 0/1 column per label ({len(cols)} columns)"
+    lcol = roles["label"]
+    if lcol is None or task == "single":
+        return None, "single", ("given" if task else "")
+    values = table.get(lcol)
+    detected, why = detect_task(values, sep=sep)
+    if task is None and detected == "single":
+        return None, "single", ""
+    note = f"given (--task multilabel); {why}" if task else f"detected: {why}; pass --task single to refuse it"
+    return parse_label_sets(values, sep=sep), "multilabel", note
+
+
+def _build_dataset(table: _Table, roles: dict[str, Optional[str]], path: Path, require_labels: bool,
+                   label_sets: Optional[list[tuple[str, ...]]] = None) -> tuple[TextDataset, Optional[list]]:
     """The dataset the columns describe (before validation), and the raw timestamp values.
 
     ``roles["label"]`` becomes None when labels are optional and the label column is empty.
     """
     tcol, lcol, gcol, timecol, icol = (roles[r] for r in ("text", "label", "group", "time", "id"))
     rows = table.rows
-    labels = _convert_column(table.get(lcol), "label", lcol, rows, path) if lcol else None
+    labels = None
+    if label_sets is None and lcol:
+        labels = _convert_column(table.get(lcol), "label", lcol, rows, path)
     if labels is not None and not require_labels and all(v is None for v in labels):
         logger.info("%s: label column %r is empty; loading as unlabeled", path, lcol)
         labels, roles["label"] = None, None
@@ -691,7 +749,7 @@ def _build_dataset(table: _Table, roles: dict[str, Optional[str]], path: Path,
         ids = [str(r) for r in rows]
     ds = TextDataset(
         texts=table.get(tcol), labels=labels, groups=groups, timestamps=timestamps, ids=ids, rows=list(rows),
-        source=str(path), columns={r: c for r, c in roles.items() if c is not None},
+        source=str(path), columns={r: c for r, c in roles.items() if c is not None}, label_sets=label_sets,
     )
     return ds, raw_ts
 

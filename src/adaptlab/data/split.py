@@ -538,21 +538,31 @@ def split_dataset(
         texts = [t if isinstance(t, str) else "" for t in dataset.texts]
         clusters = find_near_duplicates(texts, threshold=near_dup_threshold)
     resolved = _resolve_strategy(strategy, dataset, clusters)
-    classes, y = np.unique(np.asarray(dataset.labels, dtype=str), return_inverse=True)
-    y = y.astype(np.int64)
+    Y = dataset.label_matrix() if dataset.label_sets is not None else None
+    classes, y = _strata(dataset, Y)
     notes: list[str] = []
     if resolved == "time":
         train, val, test = _time_split(dataset, test, test_size, val_size)
         notes.append("time split: test is the latest part and validation the latest part of the rest, so "
                      "seed and test_seed do not change it")
     else:
-        train, val, test = _grouped_split(dataset, resolved, clusters, y, test, test_size, val_size, seed, test_seed)
+        train, val, test = _grouped_split(dataset, resolved, clusters, y, test, test_size, val_size, seed, test_seed,
+                                          Y=Y)
     part = np.full(n, -1, dtype=np.int64)
     part[train], part[val], part[test] = _TRAIN, _VAL, _TEST
+    leakage = _leakage_report(dataset, part, test, clusters)
+    if Y is not None:
+        notes += _multilabel_train_check(dataset, Y, train, resolved)
+        if resolved == "stratified":
+            notes.append("multi-label: iterative stratification (each label keeps its share in every split)")
+        return Split(
+            train=train, val=val, test=test, strategy=resolved, requested_strategy=strategy,
+            seed=seed, test_seed=test_seed, test_size=None if external else test_size, val_size=val_size,
+            leakage=leakage, notes=notes, dataset_hash=dataset.content_hash,
+        )
     absent = [str(c) for k, c in enumerate(classes) if not np.any(y[train] == k)]
     if absent:
         notes.append(f"class(es) {', '.join(repr(c) for c in absent[:10])} have no training example in this split")
-    leakage = _leakage_report(dataset, part, test, clusters)
     if len(np.unique(y[train])) < 2:
         raise DataError(
             f"this {resolved} split leaves a single class ({classes[y[train][0]]!r}) in training, so no "
@@ -565,14 +575,52 @@ def split_dataset(
     )
 
 
+def _strata(dataset: TextDataset, Y: Optional[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """The classes and each item's class index the grouped draws balance. Multi-label: each item's rarest
+    label (a text with no label forms its own stratum), the usual stand-in where whole groups must move."""
+    if Y is None:
+        classes, y = np.unique(np.asarray(dataset.labels, dtype=str), return_inverse=True)
+        return classes, y.astype(np.int64)
+    freq = Y.sum(axis=0).astype(float)
+    rarest = np.where(Y.any(axis=1), np.argmin(np.where(Y > 0, freq[None, :], np.inf), axis=1), Y.shape[1])
+    return np.asarray(dataset.classes + [""], dtype=object), rarest.astype(np.int64)
+
+
+def _multilabel_holdout(pool: np.ndarray, Y: np.ndarray, frac: float, rng: np.random.Generator) -> np.ndarray:
+    """Iterative stratification (Sechidis et al. 2011, the ``iterative-stratification`` package) of ``pool``:
+    the held-out positions, about ``frac`` of them, each label keeping its share on both sides."""
+    from iterstrat.ml_stratifiers import MultilabelStratifiedShuffleSplit
+
+    n_out = min(max(1, int(round(frac * len(pool)))), len(pool) - 1)
+    splitter = MultilabelStratifiedShuffleSplit(n_splits=1, test_size=n_out,
+                                                random_state=int(rng.integers(0, 2**31 - 1)))
+    _, held = next(splitter.split(np.zeros(len(pool)), Y[pool]))
+    return np.sort(pool[held])
+
+
+def _multilabel_train_check(dataset: TextDataset, Y: np.ndarray, train: np.ndarray, resolved: str) -> list[str]:
+    """Notes on labels training lacks; a DataError when no label has a positive and a negative example in it."""
+    pos = Y[train].sum(axis=0)
+    trainable = (pos > 0) & (pos < len(train))
+    if not trainable.any():
+        raise DataError(
+            f"this {resolved} split leaves no label with both positive and negative training examples, so no "
+            "classifier can be trained. Fix: add data, lower test_size/val_size, or use another strategy."
+        )
+    absent = [c for c, k in zip(dataset.classes, pos) if k == 0]
+    if absent:
+        return [f"label(s) {', '.join(repr(c) for c in absent[:10])} have no training example in this split"]
+    return []
+
+
 def _check_dataset(dataset: TextDataset, strategy: str, clusters: Optional[NearDupClusters]) -> None:
     """The dataset can be split with ``strategy``: labeled everywhere, with groups/timestamps when asked."""
-    if dataset.labels is None:
+    if dataset.labels is None and dataset.label_sets is None:
         raise DataError(
             "split_dataset needs a labeled dataset (splits are stratified by label and evaluation needs "
             "labels), but this one has no labels. Fix: load it with label_col=NAME (CLI: --label-col NAME)."
         )
-    missing = [dataset.rows[i] for i, v in enumerate(dataset.labels) if is_missing(v)]
+    missing = [dataset.rows[i] for i, v in enumerate(dataset.labels or []) if is_missing(v)]
     if missing:
         raise DataError(
             f"split_dataset: {len(missing)} item(s) have no label (rows "
@@ -652,10 +700,19 @@ def _split_units(dataset: TextDataset, resolved: str, clusters: NearDupClusters)
 
 def _grouped_split(dataset: TextDataset, resolved: str, clusters: NearDupClusters, y: np.ndarray,
                    test: Optional[np.ndarray], test_size: float, val_size: float, seed: int,
-                   test_seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Stratified holdouts of whole units (groups, clusters or items): the test set (unless given), then validation."""
+                   test_seed: int, Y: Optional[np.ndarray] = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Stratified holdouts of whole units (groups, clusters or items): the test set (unless given), then validation.
+
+    Multi-label items (``Y``, no groups) are held out by iterative stratification; the same seeds give the same sets.
+    """
     all_idx = np.arange(len(dataset))
     g, what, fix = _split_units(dataset, resolved, clusters)
+    if Y is not None and resolved == "stratified":
+        if test is None:
+            test = _multilabel_holdout(all_idx, Y, test_size, np.random.default_rng([test_seed, 0]))
+        pool = np.setdiff1d(all_idx, test)
+        val = _multilabel_holdout(pool, Y, val_size, np.random.default_rng([seed, 1]))
+        return np.setdiff1d(pool, val), val, test
     if test is None:
         n_groups = len(np.unique(g))
         if n_groups < 3:
@@ -710,8 +767,11 @@ def describe_split(split: Split, dataset: TextDataset, *, include_test_labels: b
         ({'train': 6, 'val': 2, 'test': 2}, {'a': 3, 'b': 3})
     """
     labels = dataset.labels or []
+    sets = dataset.label_sets
 
     def dist(idx: np.ndarray) -> dict[str, int]:
+        if sets is not None:  # multi-label: rows carrying each label
+            return dict(sorted(Counter(lab for i in idx for lab in sets[i]).items()))
         return dict(sorted(Counter(str(labels[i]) for i in idx).items())) if labels else {}
 
     out: dict[str, Any] = {

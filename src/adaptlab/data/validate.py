@@ -36,6 +36,7 @@ from typing import Mapping, Optional
 import numpy as np
 
 from adaptlab.data.dataset import TextDataset
+from adaptlab.data.multilabel import multilabel_problems
 from adaptlab.errors import ConfigError, Problem, excerpt_repr
 
 __all__ = ["validate", "ROW_LEVEL_CODES", "MISSING_LABEL_TOKENS", "MAX_CELL_CHARS", "LONG_TEXT_CHARS", "is_missing",
@@ -142,6 +143,10 @@ def _validate_positions(
     """
     row_level, missing_lab = _row_problems(ds, timestamp_raw)
     conflicts, same = _duplicate_problems(ds, missing_lab)
+    if ds.label_sets is not None:  # multi-label: its own checks (no label is a warning, not a missing value)
+        found = multilabel_problems(ds, require_labels=require_labels)
+        errors = [f for f in found if f[0].severity == "error"]
+        return row_level + errors + conflicts + same + [f for f in found if f not in errors] + _id_problems(ds)
     dataset_level = _label_problems(ds, missing_lab, require_labels) + conflicts
     return row_level + dataset_level + same + _id_problems(ds)
 
@@ -311,6 +316,8 @@ def _label_problems(ds: TextDataset, missing_lab: set[int], require_labels: bool
 def _duplicate_problems(ds: TextDataset, missing_lab: set[int]) -> tuple[_Found, _Found]:
     """The same text (whitespace collapsed) more than once: with different labels (an error), or the same."""
     texts, labels = ds.texts, ds.labels
+    if ds.label_sets is not None:  # multi-label: the same text with two different label sets conflicts too
+        labels = ["|".join(s) for s in ds.label_sets]
     dataset_level: _Found = []
     warnings: _Found = []
     # Duplicates: the same text once whitespace is stripped and collapsed.

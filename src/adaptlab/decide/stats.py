@@ -15,7 +15,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 from adaptlab.decide.policy import z_value
-from adaptlab.metrics import f1_replicates, weighted_f1  # noqa: F401  (f1_replicates re-exported)
+from adaptlab.metrics import f1_replicates, multilabel_replicates, weighted_f1  # noqa: F401  (re-exported)
 
 def normal_band(values: Sequence[float], alpha: float = 0.05) -> tuple[float, float]:
     """Normal-approximation band of a seed mean from the seed spread only (no test-set sampling error).

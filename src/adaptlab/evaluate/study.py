@@ -22,6 +22,7 @@ import numpy as np
 from adaptlab.cancel import CancelToken, cancel_scope
 from adaptlab.config import ExecutorConfig, StudyConfig, default_home, parse_duration
 from adaptlab.data import TextDataset, find_near_duplicates, split_dataset
+from adaptlab.data.dataset import require_single_label
 from adaptlab.errors import ConfigError, DataError
 from adaptlab.evaluate.adaptive import AdaptiveConfig
 from adaptlab.evaluate.executor import Executor, Job, JobsFailedError, make_executor, shared_artifact_key
@@ -420,6 +421,9 @@ class Study:
     def _run(self, data: TextDataset, test: Optional[TextDataset], unlabeled: Optional[TextDataset],
              progress: Optional[Progress], on_event: Optional[Callable[[StudyEvent], None]]) -> StudyResult:
         cfg = self.config
+        for part in (data, test):
+            if part is not None:  # not converted yet: refuse, never read the label sets as missing labels
+                require_single_label(part, "a study (adaptlab study run, Study.run)")
         say = progress or (lambda _msg: None)
         self._says = progress is not None
         emit = on_event or (lambda _ev: None)

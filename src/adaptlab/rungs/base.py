@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Optional, Sequence
@@ -9,7 +10,7 @@ from typing import Any, ClassVar, Optional, Sequence
 import numpy as np
 
 from adaptlab.config import Budget  # noqa: F401  (re-exported: rungs take budgets)
-from adaptlab.data.dataset import TextDataset
+from adaptlab.data.dataset import MULTILABEL_WORKS, TextDataset, require_single_label
 from adaptlab.errors import ConfigError, UnknownRungError
 from adaptlab.rungs.ladder import LADDER, catalogued, facts as rung_facts
 
@@ -87,6 +88,8 @@ class RungContext:
     home: Any = None  # pathlib.Path of the study home: where rungs keep content-addressed artifacts
     # Test *texts* (never labels), set by a Study only for a transductive refit (refit.transductive=True).
     test_texts: Optional[list[str]] = None
+    # Multi-label data: the metric the C and thresholds are chosen on (validation only); see adaptlab.metrics.
+    primary_metric: str = "micro_f1"
 
 
 @dataclass
@@ -136,13 +139,19 @@ class FittedRung(ABC):
     selected_: dict[str, Any]
     val_scores_: dict[str, float]
     cost_: Cost
+    #: "multilabel" for a model fitted on multi-label data: ``predict_proba`` then gives each label's own
+    #: probability and ``predict`` the 0/1 matrix of labels at or over their ``thresholds_`` (chosen on validation).
+    task: str = "single"
+    thresholds_: Optional[np.ndarray] = None
 
     @abstractmethod
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
-        """Class probabilities, one row per text, columns in ``classes_`` order."""
+        """Class probabilities, one row per text, columns in ``classes_`` order (multi-label: per label)."""
 
     def predict(self, texts: Sequence[str]) -> np.ndarray:
-        """The most probable class of each text."""
+        """The most probable class of each text; multi-label: a 0/1 matrix, texts x labels (``classes_``)."""
+        if self.task == "multilabel":
+            return (self.predict_proba(texts) >= self.thresholds_).astype(np.int8)
         return self.classes_[np.argmax(self.predict_proba(texts), axis=1)]
 
     @abstractmethod
@@ -177,6 +186,28 @@ class Rung(ABC):
     uses_encoder: ClassVar[bool] = False
     trains_network: ClassVar[bool] = False  # True for rungs bound by the study's training budget
     summary: ClassVar[str] = ""
+    #: Whether ``fit`` handles multi-label data; a rung without it refuses such data with a clear error.
+    supports_multilabel: ClassVar[bool] = False
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        # Every rung's own fit is wrapped once: a rung not converted to multi-label refuses multi-label data
+        # (a DataError naming what works), instead of reading its missing `labels` into a wrong answer.
+        super().__init_subclass__(**kwargs)
+        fit = cls.__dict__.get("fit")
+        if fit is None or getattr(fit, "_checks_task", False):
+            return
+
+        @functools.wraps(fit)
+        def checked_fit(self: "Rung", *args: Any, **kw: Any) -> FittedRung:
+            train = args[0] if args else kw.get("train")
+            if not type(self).supports_multilabel:
+                require_single_label(train, f"the {self.name} rung",
+                                     f"use the rungs that handle multi-label data ({', '.join(multilabel_rungs())}); "
+                                     f"{MULTILABEL_WORKS}")
+            return fit(self, *args, **kw)
+
+        checked_fit._checks_task = True  # type: ignore[attr-defined]
+        cls.fit = checked_fit  # type: ignore[method-assign]
 
     def __init__(self, config: Optional[RungConfig] = None, **params: Any) -> None:
         if config is None:
@@ -240,6 +271,16 @@ def trains_encoder(name: str) -> bool:
         (True, False, False)
     """
     return bool(getattr(RUNGS.get(name), "trains_network", False))
+
+
+def multilabel_rungs() -> list[str]:
+    """The registered rungs that fit multi-label data, in ladder order.
+
+    Example:
+        >>> multilabel_rungs()[:2]
+        ['tfidf', 'probe']
+    """
+    return [n for n in available_rungs() if RUNGS[n].supports_multilabel]
 
 
 def get_rung(name: str, params: Optional[dict[str, Any]] = None) -> Rung:

@@ -15,7 +15,8 @@ from adaptlab.data.dataset import TextDataset
 from adaptlab.encoders import embed
 from adaptlab.errors import ConfigError
 from adaptlab.rungs.base import Cost, FittedRung, Rung, RungConfig, RungContext, register_rung
-from adaptlab.rungs.head import check_state_kind, export_head, head_proba, import_head, select_logistic_head
+from adaptlab.rungs.head import check_state_kind, export_head, head_proba
+from adaptlab.rungs.multilabel import export_multilabel_head, fit_head, import_any_head, task_of
 
 
 @dataclass
@@ -46,6 +47,7 @@ class FittedProbe(FittedRung):
         self.encoder = encoder
         self.cache = cache
         self.head = head
+        self.task, self.thresholds_ = task_of(head)
         self.batch_size = batch_size
         self.classes_ = np.asarray(classes, dtype=object)
         # A loaded model's reference to the encoder its encoder was tuned from (provenance, kept on re-save).
@@ -55,12 +57,14 @@ class FittedProbe(FittedRung):
         return embed(self.encoder, list(texts), cache=self.cache, batch_size=self.batch_size)
 
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
+        if self.task == "multilabel":
+            return self.head.predict_proba(self.embed(texts))
         return head_proba(self.head, self.embed(texts), list(self.classes_))
 
     def export_artifact(self, kit: Any) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         """A reference to the frozen encoder (stored once in the blob store unless a package ships it) and
         the logistic head."""
-        hstate, tensors = export_head(self.head, "head")
+        hstate, tensors = (export_multilabel_head if self.task == "multilabel" else export_head)(self.head, "head")
         state = {"kind": "frozen", "encoder": kit.encoder_reference(self.encoder), "head": hstate,
                  "batch_size": int(self.batch_size)}
         if self.base_reference is not None:
@@ -74,7 +78,7 @@ def load_frozen(rung: str, state: dict[str, Any], tensors: dict[str, np.ndarray]
     :meth:`FittedProbe.export_artifact` wrote; the encoder runs in the precision ``kit`` asks for."""
     check_state_kind(state, "frozen")
     enc = kit.load_encoder(state["encoder"], frozen=True)
-    fitted = FittedProbe(enc, None, import_head(state["head"], tensors), classes, int(state.get("batch_size", 32)))
+    fitted = FittedProbe(enc, None, import_any_head(state["head"], tensors), classes, int(state.get("batch_size", 32)))
     fitted.rung = rung
     fitted.base_reference = state.get("base_encoder")
     return fitted
@@ -101,6 +105,7 @@ class ProbeRung(Rung):
     name = "probe"
     config_class = ProbeConfig
     uses_encoder = True
+    supports_multilabel = True
     summary = "frozen pretrained encoder + logistic-regression head"
 
     @classmethod
@@ -120,10 +125,7 @@ class ProbeRung(Rung):
         X_val = embed(context.encoder, val.texts, cache=context.cache, batch_size=cfg.batch_size,
                       show_progress=context.show_progress)
         t1 = time.perf_counter()
-        head, C, val_scores = select_logistic_head(
-            X_train, train.labels, X_val, val.labels, C_grid=cfg.C_grid, seed=seed,
-            classes=context.classes, positive=context.positive_label,
-        )
+        head, C, val_scores = fit_head(X_train, train, X_val, val, C_grid=cfg.C_grid, seed=seed, context=context)
         fitted = FittedProbe(context.encoder, context.cache, head, context.classes, cfg.batch_size)
         fitted.selected_ = {"C": C}
         fitted.val_scores_ = val_scores

@@ -15,7 +15,8 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from adaptlab.data.dataset import TextDataset
 from adaptlab.errors import ConfigError
 from adaptlab.rungs.base import Cost, FittedRung, Rung, RungConfig, RungContext, register_rung
-from adaptlab.rungs.head import check_state_kind, export_head, head_proba, import_head, select_logistic_head
+from adaptlab.rungs.head import check_state_kind, export_head, head_proba
+from adaptlab.rungs.multilabel import export_multilabel_head, fit_head, import_any_head, task_of
 
 
 @dataclass
@@ -52,12 +53,15 @@ class FittedTfidf(FittedRung):
         self.rung = "tfidf"
         self.vectorizer = vectorizer
         self.head = head
+        self.task, self.thresholds_ = task_of(head)
         self.classes_ = np.asarray(classes, dtype=object)
 
     def embed(self, texts: Sequence[str]) -> Any:
         return self.vectorizer.transform(texts)
 
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
+        if self.task == "multilabel":
+            return self.head.predict_proba(self.embed(texts))
         return head_proba(self.head, self.embed(texts), list(self.classes_))
 
     def export_artifact(self, kit: Any) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
@@ -66,7 +70,7 @@ class FittedTfidf(FittedRung):
         vstate = {"ngram_range": list(vec.ngram_range), "min_df": vec.min_df, "max_features": vec.max_features,
                   "sublinear_tf": bool(vec.sublinear_tf), "lowercase": bool(vec.lowercase),
                   "vocabulary": {str(k): int(v) for k, v in vec.vocabulary_.items()}}
-        hstate, htensors = export_head(self.head, "head")
+        hstate, htensors = (export_multilabel_head if self.task == "multilabel" else export_head)(self.head, "head")
         return {"kind": "tfidf", "vectorizer": vstate, "head": hstate}, {"tfidf.idf": np.ascontiguousarray(vec.idf_),
                                                                           **htensors}
 
@@ -106,6 +110,7 @@ class TfidfRung(Rung):
     name = "tfidf"
     config_class = TfidfConfig
     uses_encoder = False
+    supports_multilabel = True
     summary = "TF-IDF n-grams + logistic regression (scratch baseline, no pretraining)"
 
     @classmethod
@@ -113,7 +118,7 @@ class TfidfRung(Rung):
                       kit: Any) -> FittedTfidf:
         """The model :meth:`FittedTfidf.export_artifact` wrote."""
         check_state_kind(state, "tfidf")
-        return FittedTfidf(_import_vectorizer(state["vectorizer"], tensors), import_head(state["head"], tensors),
+        return FittedTfidf(_import_vectorizer(state["vectorizer"], tensors), import_any_head(state["head"], tensors),
                            classes)
 
     def fit(self, train: TextDataset, val: TextDataset, *, seed: int, context: RungContext) -> FittedTfidf:
@@ -128,10 +133,7 @@ class TfidfRung(Rung):
         )
         X_train = vec.fit_transform(train.texts)
         X_val = vec.transform(val.texts)
-        head, C, val_scores = select_logistic_head(
-            X_train, train.labels, X_val, val.labels, C_grid=cfg.C_grid, seed=seed,
-            classes=context.classes, positive=context.positive_label,
-        )
+        head, C, val_scores = fit_head(X_train, train, X_val, val, C_grid=cfg.C_grid, seed=seed, context=context)
         fitted = FittedTfidf(vec, head, context.classes)
         fitted.selected_ = {"C": C, "vocabulary": len(vec.vocabulary_)}
         fitted.val_scores_ = val_scores

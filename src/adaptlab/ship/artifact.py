@@ -24,7 +24,8 @@ from typing import Any, Callable, Optional
 
 import numpy as np
 
-from adaptlab.errors import ConfigError
+from adaptlab.data.dataset import MULTILABEL_WORKS
+from adaptlab.errors import ConfigError, DataError
 from adaptlab.ship.blobs import BlobStore
 from adaptlab.store.files import sha256_file
 
@@ -177,6 +178,13 @@ def export_fitted(fitted: Any, rung_config: dict[str, Any], blobs: BlobStore, ba
                   ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """(JSON state, tensors) of a fitted rung, written by the rung itself (``FittedRung.export_artifact``);
     large weights go to ``blobs``. ``base_encoder`` is the encoder the rung started from."""
+    if getattr(fitted, "task", "single") == "multilabel":
+        raise DataError(
+            f"the {getattr(fitted, 'rung', '?')} model was fitted on multi-label data, and shipping a multi-label "
+            "model (save, predict, retrain) is not available yet: the shipped pipeline predicts one label per text. "
+            f"Fix: use the fitted rung in Python (predict() gives the labels over their validation thresholds, "
+            f"thresholds_ holds them); {MULTILABEL_WORKS}."
+        )
     return fitted.export_artifact(ArtifactKit(blobs, dict(rung_config or {}), base_encoder))
 
 
@@ -189,6 +197,9 @@ def import_fitted(rung: str, state: dict[str, Any], tensors: dict[str, np.ndarra
 
     if rung not in RUNGS:
         raise ConfigError.invalid("rung in the manifest", rung, f"one of {', '.join(RUNGS)}")
+    if isinstance(state.get("head"), dict) and state["head"].get("task") == "multilabel":
+        raise DataError("this shipped model holds a multi-label head, which this version's pipeline cannot run (it "
+                        f"predicts one label per text). Fix: {MULTILABEL_WORKS}.")
     return RUNGS[rung].load_artifact(state, tensors, classes, ArtifactKit(blobs, device=device, precision=precision))
 
 

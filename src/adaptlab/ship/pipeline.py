@@ -186,7 +186,9 @@ class Pipeline(ClassifierMixin, BaseEstimator):
         if y_arr.ndim == 2 and y_arr.shape[1] == 1:
             y_arr = y_arr[:, 0]
         if y_arr.ndim != 1 or len(y_arr) != len(texts):
-            raise ConfigError(f"y must be one label per text: got {y_arr.shape} labels for {len(texts)} texts.")
+            multi = (" A 2-D y is multi-label data, which the shipped pipeline does not handle yet: fit the tfidf or "
+                     "probe rung on a multi-label TextDataset instead (docs/guides/multilabel.md).") if y_arr.ndim == 2 else ""
+            raise ConfigError(f"y must be one label per text: got {y_arr.shape} labels for {len(texts)} texts.{multi}")
         if len(texts) == 0:
             raise ConfigError("X is empty: fit needs at least two labeled texts per class.")
         if y_arr.dtype.kind == "f" and not np.isfinite(y_arr).all():

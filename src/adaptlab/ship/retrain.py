@@ -21,7 +21,7 @@ from typing import Any, Callable, Optional, Union
 
 import numpy as np
 
-from adaptlab.data.dataset import TextDataset
+from adaptlab.data.dataset import TextDataset, require_single_label
 from adaptlab.errors import ConfigError, DataError
 from adaptlab.rungs.ladder import facts as rung_facts
 from adaptlab.ship.evaluation import GateResult, evaluate_pipeline, gate, predict_names
@@ -242,9 +242,11 @@ def retrain(model: Union[str, Path, ModelRegistry], new_labels: Union[str, Path,
     skipped = ""
     if isinstance(new_labels, TextDataset):
         new = new_labels
+        require_single_label(new, "retrain (the shipped model predicts one label per text)")
     else:
         new, loaded = load_dataset(new_labels, text_col=text_col, label_col=label_col, id_col=id_col,
                                    require_labels=False, on_invalid=on_invalid, return_report=True)
+        require_single_label(new, f"retrain (the shipped model predicts one label per text; {new_labels})")
         if new.labels is None:
             raise DataError(f"{new_labels} has no labels: its label column ({label_col or 'label'}) is empty. "
                             "Fix: fill in the labels, or name the label column with --label-col.")

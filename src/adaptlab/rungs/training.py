@@ -59,6 +59,7 @@ from adaptlab.rungs.runtime import NonFiniteGuard, TrainingRuntime, check_mixed_
 from adaptlab.store import json_safe
 from adaptlab.store.files import disk_full_error, is_disk_full
 from adaptlab.store.integrity import DamagedError, json_checksum, quarantine, read_bytes_checked, write_bytes_checked
+from adaptlab.values import is_int, is_number
 
 CHECKPOINT_VERSION = 1
 # Texts are shuffled, then sorted by length inside windows of this many batches: batches hold texts of
@@ -139,33 +140,33 @@ class TrainingConfig(RungConfig):
         p = _prefix(self)
         for name in ("head_lr", "backbone_lr"):
             v = getattr(self, name)
-            if not _is_num(v) or v <= 0:
+            if not is_number(v) or v <= 0:
                 raise ConfigError.invalid(f"{p}.{name}", v, "a positive number, e.g. 2e-5")
-        if not _is_num(self.layer_decay) or not 0 < self.layer_decay <= 1:
+        if not is_number(self.layer_decay) or not 0 < self.layer_decay <= 1:
             raise ConfigError.invalid(f"{p}.layer_decay", self.layer_decay, "a number in (0, 1], e.g. 0.9")
-        if not _is_num(self.weight_decay) or self.weight_decay < 0:
+        if not is_number(self.weight_decay) or self.weight_decay < 0:
             raise ConfigError.invalid(f"{p}.weight_decay", self.weight_decay, "a number >= 0")
-        if not _is_num(self.warmup_ratio) or not 0 <= self.warmup_ratio < 1:
+        if not is_number(self.warmup_ratio) or not 0 <= self.warmup_ratio < 1:
             raise ConfigError.invalid(f"{p}.warmup_ratio", self.warmup_ratio, "a fraction in [0, 1)")
-        if not _is_num(self.max_grad_norm) or self.max_grad_norm < 0:
+        if not is_number(self.max_grad_norm) or self.max_grad_norm < 0:
             raise ConfigError.invalid(f"{p}.max_grad_norm", self.max_grad_norm, "a number >= 0 (0 = no clipping)")
         for name in ("batch_size", "max_epochs", "patience"):
             v = getattr(self, name)
-            if not _is_int(v) or v < 1:
+            if not is_int(v) or v < 1:
                 raise ConfigError.invalid(f"{p}.{name}", v, "an integer >= 1")
-        if not _is_num(self.min_delta) or self.min_delta < 0:
+        if not is_number(self.min_delta) or self.min_delta < 0:
             raise ConfigError.invalid(f"{p}.min_delta", self.min_delta, "a number >= 0")
-        if not _is_num(self.head_dropout) or not 0 <= self.head_dropout < 1:
+        if not is_number(self.head_dropout) or not 0 <= self.head_dropout < 1:
             raise ConfigError.invalid(f"{p}.head_dropout", self.head_dropout, "a probability in [0, 1)")
         if self.head not in HEADS:
             raise ConfigError.invalid(f"{p}.head", self.head, f"one of {', '.join(HEADS)}",
                                       f"Set {p}.head to 'linear' (default) or 'mlp' (a hidden layer of "
                                       "head_hidden units).")
-        if not _is_int(self.head_hidden) or self.head_hidden < 1:
+        if not is_int(self.head_hidden) or self.head_hidden < 1:
             raise ConfigError.invalid(f"{p}.head_hidden", self.head_hidden, "an integer >= 1, e.g. 256")
-        if self.max_length is not None and (not _is_int(self.max_length) or self.max_length < 2):
+        if self.max_length is not None and (not is_int(self.max_length) or self.max_length < 2):
             raise ConfigError.invalid(f"{p}.max_length", self.max_length, "an integer >= 2 or null")
-        if not _is_int(self.checkpoint_every) or self.checkpoint_every < 0:
+        if not is_int(self.checkpoint_every) or self.checkpoint_every < 0:
             raise ConfigError.invalid(f"{p}.checkpoint_every", self.checkpoint_every, "an integer >= 0")
         if self.budget is not None:
             Budget.parse(self.budget)
@@ -174,14 +175,6 @@ class TrainingConfig(RungConfig):
 
 def _prefix(cfg: Any) -> str:
     return type(cfg).rung_name
-
-
-def _is_num(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-
-
-def _is_int(v: Any) -> bool:
-    return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
 
 
 # ---------------------------------------------------------------------------------------------- model

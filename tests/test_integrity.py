@@ -354,17 +354,34 @@ def test_a_truncated_run_store_is_refused_and_a_backup_brings_the_same_numbers_b
     assert again.n_from_store == 2 and f1s(again) == f1s(clean)
 
 
-def test_results_stored_before_checksums_are_still_read(tmp_path, ds):
+def test_results_stored_before_checksums_are_marked_unverified_on_first_read(tmp_path, ds):
     home = tmp_path / "home"
     clean = Study(StudyConfig(rungs="tfidf", seeds=1), home=home).run(ds)
-    con = sqlite3.connect(home / "runs.sqlite")
-    con.execute("UPDATE results SET checksum = NULL")
+    db = home / "runs.sqlite"
+    con = sqlite3.connect(db)
+    con.execute("UPDATE results SET checksum = NULL")  # as an adaptlab before result checksums left it
     con.commit()
     con.close()
-    again = Study(StudyConfig(rungs="tfidf", seeds=1), home=home).run(ds)
+    lines = []
+    again = Study(StudyConfig(rungs="tfidf", seeds=1), home=home).run(ds, progress=lines.append)
     assert again.n_from_store == 1 and f1s(again) == f1s(clean)
+    assert again.per_seed[0]["verified"] is False and "verified" not in clean.per_seed[0]
+    (note,) = [w for w in again.warnings if "cannot be verified" in w]
+    assert "tfidf seed 0" in note and "--recompute tfidf" in note and any(note in line for line in lines)
+    con = sqlite3.connect(db)
+    (seal,) = con.execute("SELECT checksum FROM results").fetchone()
+    con.close()
+    assert seal.startswith("unverified:")  # marked in the store by its first read
     r = runner.invoke(app, ["store", "check", "--home", str(home), "--json"])
     assert r.exit_code == 0 and json.loads(r.stdout)["unverified_results"] == 1
+    r = runner.invoke(app, ["store", "check", "--home", str(home)])
+    assert r.exit_code == 0 and "1 stored before results had checksums, marked unverified" in " ".join(r.output.split())
+    # Sealed: bytes that change after the first read are caught, and the run is trained again, verified.
+    _flip_a_stored_f1(db)
+    with pytest.warns(MovedAsideWarning, match="the stored result .* is damaged"):
+        third = Study(StudyConfig(rungs="tfidf", seeds=1), home=home).run(ds)
+    assert third.n_trained == 1 and f1s(third) == f1s(clean) and "verified" not in third.per_seed[0]
+    assert not any("cannot be verified" in w for w in third.warnings)
 
 
 # ------------------------------------------------------------------------------------------------ shipped model

@@ -62,6 +62,9 @@ from adaptlab.store.integrity import DamagedError, json_checksum, quarantine, re
 from adaptlab.values import is_int, is_number
 
 CHECKPOINT_VERSION = 1
+# The checkpoint before the newest one (its json and its two files) is kept beside it: when the newest is
+# damaged, a resume goes on from this one instead of step 0. It costs a second checkpoint's disk space.
+PREVIOUS_CHECKPOINT = "checkpoint.prev.json"
 # Texts are shuffled, then sorted by length inside windows of this many batches: batches hold texts of
 # similar length (little padding) while the order stays random from epoch to epoch.
 _BUCKET_BATCHES = 50
@@ -585,7 +588,7 @@ class Trainer:
                 current = json.loads((folder / "checkpoint.json").read_text(encoding="utf-8")).get("tag")
             except (OSError, ValueError):
                 current = None
-            partials = [folder / "checkpoint.json.tmp"]
+            partials = [folder / "checkpoint.json.tmp", folder / (PREVIOUS_CHECKPOINT + ".tmp")]
             if current != tag:
                 partials += [folder / f"weights-{tag}.safetensors", folder / f"state-{tag}.pt"]
             for partial in partials:
@@ -595,8 +598,10 @@ class Trainer:
             raise disk_full_error(folder, f"the training checkpoint at step {st.step}", kept,
                                   "finished runs' checkpoint folders or refits you no longer need under the run "
                                   "home, or the embedding cache under <home>/cache") from exc
+        keep = {f"{kind}-{t}{ext}" for t in (tag, _checkpoint_tag(folder / PREVIOUS_CHECKPOINT)) if t
+                for kind, ext in (("weights", ".safetensors"), ("state", ".pt"))}
         for old in folder.iterdir():
-            if old.name.startswith(("weights-", "state-")) and tag not in old.name:
+            if old.name.startswith(("weights-", "state-")) and old.name not in keep:
                 old.unlink(missing_ok=True)
 
     def _write_checkpoint(self, folder: Path, tag: str, st: "_LoopState", params: dict[str, nn.Parameter],
@@ -628,51 +633,104 @@ class Trainer:
         meta["checksum"] = json_checksum(meta)  # a flipped digit in a step count is caught too
         tmp = folder / "checkpoint.json.tmp"
         tmp.write_text(json.dumps(meta), encoding="utf-8")
-        os.replace(tmp, folder / "checkpoint.json")  # atomic: the json names a complete pair of files
+        newest = folder / "checkpoint.json"
+        if newest.is_file() and _checkpoint_tag(newest) != tag:
+            # The newest becomes the previous one first: at every moment each json names a complete pair.
+            shutil.copyfile(newest, folder / (PREVIOUS_CHECKPOINT + ".tmp"))
+            os.replace(folder / (PREVIOUS_CHECKPOINT + ".tmp"), folder / PREVIOUS_CHECKPOINT)
+        os.replace(tmp, newest)  # atomic: the json names a complete pair of files
 
     def _load_checkpoint(
         self, params: dict[str, nn.Parameter], touched: list[str]
     ) -> Optional[tuple["_LoopState", dict[str, Any]]]:
+        """The newest whole checkpoint of this run, loaded into ``params``: (state, optimizer state), or None.
+
+        A damaged newest checkpoint is moved aside (with a warning naming the folder) and the run resumes from the
+        previous one when that one is whole; when neither is, the folder is moved aside and the run starts at 0.
+        """
         folder = self.checkpoint_dir
         assert folder is not None
-        meta_file = folder / "checkpoint.json"
-        if not meta_file.is_file():
-            return None
+        candidates = [p for p in (folder / "checkpoint.json", folder / PREVIOUS_CHECKPOINT) if p.is_file()]
+        problem = None
+        for meta_file in candidates:
+            try:
+                meta, tensors, state = self._read_checkpoint(meta_file)
+            except DamagedError as exc:
+                problem = problem or str(exc)  # the newest's damage is what is reported
+                continue
+            if meta is None:  # another run's, or an older format
+                return None
+            missing = [n for n in touched if f"model.{n}" not in tensors]
+            if missing:
+                warnings.warn(f"checkpoint lacks {len(missing)} tensors; starting from scratch", UserWarning,
+                              stacklevel=3)
+                return None
+            if problem is not None:
+                _keep_previous(folder, meta, problem)
+            return _restore_checkpoint(meta, tensors, state, params, touched)
+        if problem is not None:
+            quarantine(folder, problem, then=_RESTART)
+        return None
+
+    def _read_checkpoint(self, meta_file: Path) -> tuple[Optional[dict[str, Any]], dict[str, Any], dict[str, Any]]:
+        """(meta, tensors, state) of one checkpoint json, checked; meta None when it belongs to another run.
+
+        Raises :class:`DamagedError` (naming the file and what is wrong) for any damage."""
         try:
             meta = json.loads(meta_file.read_text(encoding="utf-8"))
             if not isinstance(meta, dict):
                 raise ValueError("not a JSON object")
         except (OSError, ValueError) as exc:
-            quarantine(folder, f"{meta_file.name} is unreadable ({exc})", then=_RESTART)
-            return None
+            raise DamagedError(meta_file, f"{meta_file.name} is unreadable ({exc})") from None
         if meta.get("version") != CHECKPOINT_VERSION or meta.get("run_key") != self.run_key:
-            warnings.warn(f"checkpoint in {str(folder)!r} belongs to another run; starting from scratch",
-                          UserWarning, stacklevel=3)
-            return None
+            warnings.warn(f"checkpoint in {str(meta_file.parent)!r} belongs to another run; starting from scratch",
+                          UserWarning, stacklevel=4)
+            return None, {}, {}
         try:
-            tensors, state = _read_checkpoint_files(folder, meta)
-        except MemoryError:
+            tensors, state = _read_checkpoint_files(meta_file.parent, meta)
+        except (MemoryError, DamagedError):
             raise
-        except Exception as exc:  # noqa: BLE001 -- any damage (checksum, truncation, a bad pickle): not used
-            problem = str(exc) if isinstance(exc, DamagedError) else f"{type(exc).__name__}: {exc}"[:300]
-            quarantine(folder, problem, then=_RESTART)
-            return None
-        missing = [n for n in touched if f"model.{n}" not in tensors]
-        if missing:
-            warnings.warn(f"checkpoint lacks {len(missing)} tensors; starting from scratch", UserWarning, stacklevel=3)
-            return None
-        _load_into(params, {n: tensors[f"model.{n}"] for n in touched})
-        st = _LoopState.from_json(meta)
-        best = {n[len("best."):]: t for n, t in tensors.items() if n.startswith("best.")}
-        device = next(iter(params.values())).device
-        st.best_state = {n: t.to(device) for n, t in best.items()} if best else None
-        st.rng = state["rng"]
-        st.elapsed = float(meta.get("elapsed", 0.0))
-        st.stages_log = meta.get("stages_log", [])
-        st.param_groups_log = meta.get("param_groups_log", [])
-        opt_state = {"optimizer": _to_device(state["optimizer"], device), "scheduler": state["scheduler"],
-                     "scaler": state.get("scaler")}
-        return st, opt_state
+        except Exception as exc:  # noqa: BLE001 -- any damage (truncation, a bad pickle): not used
+            raise DamagedError(meta_file, f"{type(exc).__name__}: {exc}"[:300]) from None
+        return meta, tensors, state
+
+
+def _checkpoint_tag(meta_file: Path) -> Optional[str]:
+    """The tag a checkpoint json names (None when it is missing or unreadable)."""
+    try:
+        tag = json.loads(meta_file.read_text(encoding="utf-8")).get("tag")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return tag if isinstance(tag, str) else None
+
+
+def _keep_previous(folder: Path, meta: dict[str, Any], problem: str) -> None:
+    """The newest checkpoint is damaged, the previous one ``meta`` is whole: the folder is moved aside (kept for
+    inspection) and the previous checkpoint's files are moved back into a fresh folder as the newest."""
+    kept = quarantine(folder, problem, then=f"this run resumes from the previous checkpoint (step {meta.get('step')}) "
+                                           f"in {folder}; the damaged one is never resumed")
+    folder.mkdir(parents=True)
+    tag = meta["tag"]
+    for name in (f"weights-{tag}.safetensors", f"state-{tag}.pt"):
+        os.replace(kept / name, folder / name)
+    os.replace(kept / PREVIOUS_CHECKPOINT, folder / "checkpoint.json")
+
+
+def _restore_checkpoint(meta: dict[str, Any], tensors: dict[str, torch.Tensor], state: dict[str, Any],
+                        params: dict[str, nn.Parameter], touched: list[str]) -> tuple["_LoopState", dict[str, Any]]:
+    """Load a checked checkpoint into ``params``; return the loop state and the optimizer state to restore."""
+    _load_into(params, {n: tensors[f"model.{n}"] for n in touched})
+    st = _LoopState.from_json(meta)
+    best = {n[len("best."):]: t for n, t in tensors.items() if n.startswith("best.")}
+    device = next(iter(params.values())).device
+    st.best_state = {n: t.to(device) for n, t in best.items()} if best else None
+    st.rng = state["rng"]
+    st.elapsed = float(meta.get("elapsed", 0.0))
+    st.stages_log = meta.get("stages_log", [])
+    st.param_groups_log = meta.get("param_groups_log", [])
+    opt_state = {"optimizer": _to_device(state["optimizer"], device), "scheduler": state["scheduler"],
+                 "scaler": state.get("scaler")}
+    return st, opt_state
 
 
 _RESTART = "this run starts again from step 0 (a damaged checkpoint is never resumed)"

@@ -27,6 +27,8 @@ GC_DAYS = 7.0
 AUTO_PRUNE_DAYS = 30.0
 # Files that mark a shipped model folder (as adaptlab.ui.retention keeps them): an upload holding one is kept.
 _MODEL_MARKERS = ("registry.json", "adaptlab.json")
+# The checkpoint kept before the newest one (adaptlab.rungs.training.PREVIOUS_CHECKPOINT; store imports no stage).
+_PREVIOUS_CHECKPOINT = "checkpoint.prev.json"
 _LEFTOVERS = ("checkpoint.tmp", "checkpoint.old", "encoder.tmp", "manifest.json.tmp", "checkpoint.json.tmp")
 
 
@@ -78,14 +80,17 @@ def check_cache(path: Path) -> dict[str, Any]:
     return out
 
 
-def check_training_checkpoint(folder: Path) -> Optional[str]:
+def check_training_checkpoint(folder: Path, name: str = "checkpoint.json") -> Optional[str]:
     """What is wrong with a training checkpoint folder (``checkpoint.json`` + the files it names), or None.
+
+    ``name="checkpoint.prev.json"`` checks the previous checkpoint kept beside the newest (the one a resume goes
+    on from when the newest is damaged; ``adaptlab.rungs.training.PREVIOUS_CHECKPOINT``).
 
     Example:
         >>> check_training_checkpoint(Path("/no/such/folder"))
         '/no/such/folder/checkpoint.json is missing (an interrupted first write)'
     """
-    meta_file = folder / "checkpoint.json"
+    meta_file = folder / name
     try:
         meta = json.loads(meta_file.read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -263,7 +268,10 @@ def check_home(home: PathLike, days: float = GC_DAYS, *, verify: bool = True, up
     for folder in _training_checkpoints(home):
         problem = check_training_checkpoint(folder) if verify else None
         age = _age_days(folder / "checkpoint.json") if (folder / "checkpoint.json").exists() else _age_days(folder)
-        if problem is not None:
+        if problem is not None and check_training_checkpoint(folder, _PREVIOUS_CHECKPOINT) is None:
+            status = "abandoned" if age >= days else "resumable"
+            detail = f"the newest checkpoint is damaged ({problem}); a resume goes on from the previous one"
+        elif problem is not None:
             status, detail = "damaged", problem
         elif (folder / "finished").exists():
             status, detail = "finished", "checkpoint of a finished run (kept with keep_checkpoints)"

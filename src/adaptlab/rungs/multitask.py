@@ -37,6 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from adaptlab.cancel import check_cancelled
 from adaptlab.data.dataset import TextDataset
 from adaptlab.encoders.encoder import pad_batch
 from adaptlab.errors import ConfigError
@@ -391,6 +392,7 @@ class MultiTaskModel:
                                                            stage=phase * 100 + i, epoch=epoch)]
                 order = np.random.default_rng([self.seed, phase, epoch, 0x3A5]).permutation(len(plan))
                 for j in order:
+                    check_cancelled()  # a cancel stops the joint training at its next step
                     t, idx = plan[j]
                     input_ids, mask = pad_batch(ids[t], idx, self._pad_id)
                     logits = self.heads_[t](input_ids.to(device), mask.to(device))

@@ -49,7 +49,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from adaptlab.encoders.encoder import pad_batch
-from adaptlab.cancel import Cancelled, cancel_requested
+from adaptlab.cancel import Cancelled, cancel_requested, check_cancelled
 from adaptlab.config import Budget
 from adaptlab.data.dataset import TextDataset
 from adaptlab.errors import AdaptlabError, ConfigError
@@ -333,9 +333,14 @@ def epoch_batches(lengths: np.ndarray, batch_size: int, *, seed: int, stage: int
 
 @torch.inference_mode()
 def forward_all(
-    model: TextClassifier, ids: list[list[int]], pad_id: int, batch_size: int = 64
+    model: TextClassifier, ids: list[list[int]], pad_id: int, batch_size: int = 64, *, cancellable: bool = True
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Pooled embeddings and logits of every text, in input order (eval mode, length-sorted batches)."""
+    """Pooled embeddings and logits of every text, in input order (eval mode, length-sorted batches).
+
+    A cancel request (:mod:`adaptlab.cancel`) stops the pass at its next batch (:class:`Cancelled`), so a long
+    prediction or diagnostic pass inside a cell ends within a batch; ``cancellable=False`` for the training
+    loop's own evaluation, which the loop follows with its checkpoint and its own cancel check.
+    """
     n = len(ids)
     emb = np.empty((n, model.dim), dtype=np.float32)
     logits = np.empty((n, model.n_classes), dtype=np.float32)
@@ -346,6 +351,8 @@ def forward_all(
     try:
         order = np.argsort(-np.fromiter((len(x) for x in ids), dtype=np.int64, count=n), kind="stable")
         for start in range(0, n, batch_size):
+            if cancellable:
+                check_cancelled()
             idx = order[start : start + batch_size]
             input_ids, mask = _collate(ids, idx, pad_id, model.device)
             e = model.embed(input_ids, mask)
@@ -382,7 +389,9 @@ def make_adamw(groups: list[dict[str, Any]], lr: float) -> torch.optim.AdamW:
 @torch.inference_mode()
 def pooled_embeddings(backbone: nn.Module, pool: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
                       ids: list[list[int]], pad_id: int, batch_size: int = 64) -> np.ndarray:
-    """Pooled embeddings of token-id lists by any backbone (e.g. the pretrained one), in input order."""
+    """Pooled embeddings of token-id lists by any backbone (e.g. the pretrained one), in input order.
+
+    A cancel request stops the pass at its next batch (:class:`~adaptlab.cancel.Cancelled`)."""
     out: Optional[np.ndarray] = None
     was_training = backbone.training
     backbone.eval()
@@ -390,6 +399,7 @@ def pooled_embeddings(backbone: nn.Module, pool: Callable[[torch.Tensor, torch.T
     try:
         order = np.argsort(-np.fromiter((len(x) for x in ids), dtype=np.int64, count=len(ids)), kind="stable")
         for start in range(0, len(ids), batch_size):
+            check_cancelled()
             idx = order[start : start + batch_size]
             input_ids, mask = _collate(ids, idx, pad_id, device)
             e = pool(backbone(input_ids=input_ids, attention_mask=mask).last_hidden_state, mask).float().cpu().numpy()
@@ -533,7 +543,10 @@ class Trainer:
     ) -> dict[str, Any]:
         """Validation loss (same weighted loss as training), scores and pooled embeddings, in eval mode."""
         with (self.runtime.autocast() if self.runtime is not None else contextlib.nullcontext()):
-            emb, logits = forward_all(self.model, ids, pad_id, batch_size=max(64, self.cfg.batch_size))
+            # Not cancellable mid-pass: every process waits for this evaluation, and the loop checks for a
+            # cancel right after it, with a checkpoint first (a validation pass is short next to an epoch).
+            emb, logits = forward_all(self.model, ids, pad_id, batch_size=max(64, self.cfg.batch_size),
+                                      cancellable=False)
         t_logits = torch.from_numpy(logits)
         loss = float(F.cross_entropy(t_logits, torch.from_numpy(y), weight=None if weight is None else weight.cpu()))
         proba = _softmax(logits)

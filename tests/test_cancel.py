@@ -175,3 +175,48 @@ def test_ctrl_c_in_study_run_stops_at_the_next_step_and_the_same_command_resumes
     study_id = json.loads(r.stdout)["study_id"]
     (stored,) = RunStore(home / "runs.sqlite").study_results(study_id)
     assert stored["metrics"]["diagnostics"]["resumed_from_step"] == 5
+
+
+# ------------------------------------------------------------------------------------------------ inside one call
+def _cancel_at_call(obj, name, monkeypatch, token, at):
+    """Wrap ``obj.name`` (one batch's forward pass) to count its calls and cancel ``token`` during call ``at``,
+    as the web app's Cancel button does from another thread while the pass runs."""
+    calls = []
+    real = getattr(obj, name)
+
+    def counting(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == at:
+            token.cancel("cancelled by the test")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(obj, name, counting)
+    return calls
+
+
+def test_a_cancel_during_an_encoding_pass_stops_it_at_the_next_batch(tiny_encoder, monkeypatch):
+    texts = topic_corpus(200, seed=2).texts  # 50 batches of 4
+    token = CancelToken()
+    calls = _cancel_at_call(tiny_encoder, "_forward", monkeypatch, token, at=3)
+    with cancel_scope(token), pytest.raises(Cancelled, match="by the test"):
+        tiny_encoder.encode(texts, batch_size=4)
+    assert len(calls) == 3  # batch 3 finished, batch 4 of 50 never started
+
+
+def test_a_cancel_during_a_fine_tuned_models_forward_pass_stops_it_at_the_next_batch(tiny_encoder, monkeypatch):
+    import copy
+
+    texts = topic_corpus(120, seed=3).texts
+    model = training.TextClassifier(copy.deepcopy(tiny_encoder.model), tiny_encoder.pool, tiny_encoder.dim, 3)
+    ids = training.encode_texts(tiny_encoder.tokenizer, texts, 32)
+    pad = tiny_encoder.tokenizer.pad_token_id or 0
+    token = CancelToken()
+    calls = _cancel_at_call(model, "embed", monkeypatch, token, at=2)
+    with cancel_scope(token), pytest.raises(Cancelled):
+        training.forward_all(model, ids, pad, batch_size=4)  # a test-set prediction or a diagnostic's pass
+    assert len(calls) == 2  # of 30 batches
+    with cancel_scope(token):  # the training loop's own evaluation runs through (its loop checks after it)
+        emb, _logits = training.forward_all(model, ids, pad, batch_size=4, cancellable=False)
+    assert emb.shape == (120, tiny_encoder.dim) and len(calls) == 32
+    with cancel_scope(token), pytest.raises(Cancelled):
+        training.pooled_embeddings(model.backbone, tiny_encoder.pool, ids, pad, batch_size=4)

@@ -188,10 +188,23 @@ def _history(fitted):
     return [{k: v for k, v in h.items() if k != "seconds"} for h in fitted.diagnostics_["history"]]
 
 
-@pytest.mark.parametrize("damage", ["flip weights", "truncate weights", "truncate state", "flip json"])
-def test_a_damaged_training_checkpoint_restarts_the_run_and_names_the_folder(tiny_encoder, ds, tmp_path, damage):
+def _damage_checkpoint(meta_file, damage):
+    folder, tag = meta_file.parent, json.loads(meta_file.read_text())["tag"]
+    what, name = damage.split()
+    target = {"weights": folder / f"weights-{tag}.safetensors", "state": folder / f"state-{tag}.pt",
+              "json": meta_file}[name]
+    if name == "json":  # the step count: still valid JSON, a lie all the same
+        meta = json.loads(meta_file.read_text())
+        meta_file.write_text(json.dumps({**meta, "step": meta["step"] + 1}))
+    else:
+        (flip if what == "flip" else truncate)(target)
+
+
+@pytest.mark.parametrize("damage", ["flip weights", "truncate weights", "truncate state", "flip json", "both"])
+def test_a_damaged_training_checkpoint_resumes_from_the_previous_good_one_and_names_the_folder(tiny_encoder, ds,
+                                                                                               tmp_path, damage):
     from adaptlab.rungs import RungContext, get_rung
-    from adaptlab.rungs.training import TrainingInterrupted
+    from adaptlab.rungs.training import PREVIOUS_CHECKPOINT, TrainingInterrupted
 
     tr, va = ds.subset(range(60)), ds.subset(range(60, 90))
 
@@ -208,18 +221,19 @@ def test_a_damaged_training_checkpoint_restarts_the_run_and_names_the_folder(tin
     with pytest.raises(TrainingInterrupted):
         get_rung("finetune", TRAIN).fit(tr, va, seed=0, context=ctx(home), callback=ctrl_c)
     (meta_file,) = home.glob("checkpoints/finetune/*/checkpoint.json")
-    folder, tag = meta_file.parent, json.loads(meta_file.read_text())["tag"]
-    what, name = damage.split()
-    target = {"weights": folder / f"weights-{tag}.safetensors", "state": folder / f"state-{tag}.pt",
-              "json": meta_file}[name]
-    if name == "json":  # the step count: still valid JSON, a lie all the same
-        meta = json.loads(meta_file.read_text())
-        meta_file.write_text(json.dumps({**meta, "step": meta["step"] + 1}))
+    folder = meta_file.parent
+    # Checkpoints at steps 5, 8 (the epoch's end) and 10: the newest and the one before it are kept.
+    assert [json.loads((folder / n).read_text())["step"] for n in ("checkpoint.json", PREVIOUS_CHECKPOINT)] == [10, 8]
+    if damage == "both":
+        _damage_checkpoint(meta_file, "flip weights")
+        _damage_checkpoint(folder / PREVIOUS_CHECKPOINT, "truncate state")
+        expected, said = None, r".*starts again from step 0"
     else:
-        (flip if what == "flip" else truncate)(target)
-    with pytest.warns(MovedAsideWarning, match=re.escape(str(folder)) + r".*starts again from step 0"):
+        _damage_checkpoint(meta_file, damage)
+        expected, said = 8, r".*resumes from the previous checkpoint \(step 8\)"
+    with pytest.warns(MovedAsideWarning, match=re.escape(str(folder)) + said):
         resumed = get_rung("finetune", TRAIN).fit(tr, va, seed=0, context=ctx(home))
-    assert resumed.diagnostics_["resumed_from_step"] is None
+    assert resumed.diagnostics_["resumed_from_step"] == expected
     assert _history(resumed) == _history(full)  # the same numbers as a run that was never interrupted
     np.testing.assert_array_equal(resumed.predict_proba(va.texts), full.predict_proba(va.texts))
     assert [p.name for p in folder.parent.iterdir() if ".corrupt-" in p.name]  # kept for inspection
@@ -235,7 +249,8 @@ def test_a_truncated_checkpoint_in_a_study_is_no_bug_report(tmp_path, tiny_encod
             "--set", "finetune.keep_checkpoints=true", "--set", "finetune.checkpoint_every=2", "--json"]
     first = runner.invoke(app, args)
     assert first.exit_code == 0, first.output
-    (weights,) = (tmp_path / "home").glob("checkpoints/finetune/*/weights-*.safetensors")
+    (meta_file,) = (tmp_path / "home").glob("checkpoints/finetune/*/checkpoint.json")
+    weights = meta_file.parent / f"weights-{json.loads(meta_file.read_text())['tag']}.safetensors"  # the newest
     truncate(weights, 0.3)
     with pytest.warns(MovedAsideWarning, match=re.escape(str(weights.parent))):
         again = runner.invoke(app, args + ["--recompute", "finetune"])
@@ -354,17 +369,34 @@ def test_a_truncated_run_store_is_refused_and_a_backup_brings_the_same_numbers_b
     assert again.n_from_store == 2 and f1s(again) == f1s(clean)
 
 
-def test_results_stored_before_checksums_are_still_read(tmp_path, ds):
+def test_results_stored_before_checksums_are_marked_unverified_on_first_read(tmp_path, ds):
     home = tmp_path / "home"
     clean = Study(StudyConfig(rungs="tfidf", seeds=1), home=home).run(ds)
-    con = sqlite3.connect(home / "runs.sqlite")
-    con.execute("UPDATE results SET checksum = NULL")
+    db = home / "runs.sqlite"
+    con = sqlite3.connect(db)
+    con.execute("UPDATE results SET checksum = NULL")  # as an adaptlab before result checksums left it
     con.commit()
     con.close()
-    again = Study(StudyConfig(rungs="tfidf", seeds=1), home=home).run(ds)
+    lines = []
+    again = Study(StudyConfig(rungs="tfidf", seeds=1), home=home).run(ds, progress=lines.append)
     assert again.n_from_store == 1 and f1s(again) == f1s(clean)
+    assert again.per_seed[0]["verified"] is False and "verified" not in clean.per_seed[0]
+    (note,) = [w for w in again.warnings if "cannot be verified" in w]
+    assert "tfidf seed 0" in note and "--recompute tfidf" in note and any(note in line for line in lines)
+    con = sqlite3.connect(db)
+    (seal,) = con.execute("SELECT checksum FROM results").fetchone()
+    con.close()
+    assert seal.startswith("unverified:")  # marked in the store by its first read
     r = runner.invoke(app, ["store", "check", "--home", str(home), "--json"])
     assert r.exit_code == 0 and json.loads(r.stdout)["unverified_results"] == 1
+    r = runner.invoke(app, ["store", "check", "--home", str(home)])
+    assert r.exit_code == 0 and "1 stored before results had checksums, marked unverified" in " ".join(r.output.split())
+    # Sealed: bytes that change after the first read are caught, and the run is trained again, verified.
+    _flip_a_stored_f1(db)
+    with pytest.warns(MovedAsideWarning, match="the stored result .* is damaged"):
+        third = Study(StudyConfig(rungs="tfidf", seeds=1), home=home).run(ds)
+    assert third.n_trained == 1 and f1s(third) == f1s(clean) and "verified" not in third.per_seed[0]
+    assert not any("cannot be verified" in w for w in third.warnings)
 
 
 # ------------------------------------------------------------------------------------------------ shipped model
@@ -539,3 +571,26 @@ def test_a_study_prunes_checkpoints_abandoned_a_month_ago(tmp_path, ds):
     Study(StudyConfig(rungs="tfidf", seeds=1), home=home).run(ds, progress=lines.append)
     assert not made["old"].exists() and made["fresh"].exists() and made["damaged"].exists()
     assert any("deleted 1 checkpoint(s) of runs abandoned" in line for line in lines)
+
+
+def test_store_check_calls_a_damaged_newest_checkpoint_resumable_while_the_previous_one_is_whole(tmp_path):
+    from adaptlab.store.housekeeping import check_home
+    from adaptlab.store.integrity import json_checksum, write_bytes_checked
+
+    folder = tmp_path / "checkpoints" / "finetune" / "k"
+    folder.mkdir(parents=True)
+    for name, tag in (("checkpoint.prev.json", "a"), ("checkpoint.json", "b")):
+        weights = f"weights-{tag}.safetensors"
+        meta = {"tag": tag, "files": {weights: write_bytes_checked(folder / weights, b"weights " + tag.encode())}}
+        meta["checksum"] = json_checksum(meta)
+        (folder / name).write_text(json.dumps(meta))
+
+    def status():
+        (item,) = [i for i in check_home(tmp_path)["items"] if i["kind"] == "training checkpoint"]
+        return item["status"], item["detail"]
+
+    assert status()[0] == "resumable"
+    flip(folder / "weights-b.safetensors", 0)
+    assert status()[0] == "resumable" and "a resume goes on from the previous one" in status()[1]
+    flip(folder / "weights-a.safetensors", 0)
+    assert status()[0] == "damaged"

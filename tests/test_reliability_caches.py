@@ -208,8 +208,10 @@ def test_a_full_disk_at_a_training_checkpoint_keeps_the_previous_one(tiny_encode
     (meta,) = list(home.glob("checkpoints/finetune/*/checkpoint.json"))
     saved = json.loads(meta.read_text())
     assert saved["step"] == 8  # the epoch end (8 batches) after the step-5 checkpoint
+    before = json.loads((meta.parent / "checkpoint.prev.json").read_text())["tag"]  # step 5, kept beside it
     assert sorted(p.name for p in meta.parent.iterdir()) == sorted(
-        ["checkpoint.json", f"weights-{saved['tag']}.safetensors", f"state-{saved['tag']}.pt"])
+        ["checkpoint.json", "checkpoint.prev.json", *(name for t in (saved["tag"], before)
+                                                      for name in (f"weights-{t}.safetensors", f"state-{t}.pt"))])
     monkeypatch.setattr(Trainer, "_write_checkpoint", real_write)
     resumed = get_rung("finetune", params).fit(tr, va, seed=0, context=context)
     assert resumed.diagnostics_["resumed_from_step"] == 8

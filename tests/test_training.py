@@ -218,7 +218,7 @@ def test_interrupted_run_resumes_to_the_same_numbers(tiny_encoder, data, tmp_pat
     saved = json.loads(state.read_text())
     assert saved["step"] == 16  # epoch end at step 16 (8 steps per epoch) is the last checkpoint
     files = {p.name.split("-")[0] for p in state.parent.iterdir()}
-    assert files == {"weights", "state", "checkpoint.json"}
+    assert files == {"weights", "state", "checkpoint.json", "checkpoint.prev.json"}  # and the one before it
     resumed = get_rung(name, params).fit(tr, va, seed=0, context=ctx(tiny_encoder, home=home))
     assert resumed.diagnostics_["resumed_from_step"] == 16
     assert history_numbers(resumed) == history_numbers(full)

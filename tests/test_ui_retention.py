@@ -83,7 +83,7 @@ def test_retention_off_keeps_everything_and_bad_values_are_refused(tmp_path):
     uid, _ = upload(s)
     age(s.upload_dir / uid, 1000)
     write_job(s, "e" * 16, "done", 1000)
-    assert purge_expired(s) == {"jobs": [], "uploads": [], "kept_models": []}
+    assert purge_expired(s) == {"jobs": [], "uploads": [], "kept_models": [], "kept_studies": []}
     assert (s.upload_dir / uid).is_dir()
     with pytest.raises(ConfigError, match="retention_days"):
         UISettings(home=tmp_path, retention_days=-1)
@@ -105,3 +105,23 @@ def test_a_job_that_finishes_triggers_the_purge(settings):
     assert not (settings.upload_dir / old_uid).exists()
     assert manager.get(job.id).status == "done"  # the job just finished is recent: kept
     manager.shutdown()
+
+
+def test_an_old_upload_a_stored_study_ran_on_is_kept_as_store_gc_keeps_it(settings):
+    from adaptlab.store import RunStore
+    from adaptlab.store.housekeeping import check_home
+
+    studied_uid, studied_path = upload(settings)
+    unused_uid, _ = upload(settings)
+    for uid in (studied_uid, unused_uid):
+        age(settings.upload_dir / uid, 45)
+    # The web job that ran the study is long gone; only the stored study names the upload.
+    store = RunStore(settings.home / "runs.sqlite")
+    store.put_study("s" * 40, name="web study", config={}, data_hash="h")
+    store.set_summary("s" * 40, {"data": {"inputs": {"data": str(studied_path.resolve())}}})
+    report = purge_expired(settings)
+    assert report["uploads"] == [unused_uid] and report["kept_studies"] == [studied_uid]
+    assert studied_path.is_file() and not (settings.upload_dir / unused_uid).exists()
+    # The same rule as `store gc`: check_home calls it in use, for the same study.
+    (item,) = [i for i in check_home(settings.home, verify=False)["items"] if i["kind"] == "upload"]
+    assert item["status"] == "in use" and "stored study ssssssssssss" in item["detail"]

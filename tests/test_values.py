@@ -29,3 +29,25 @@ def test_the_modules_that_had_their_own_copy_use_the_shared_one():
 
     assert studyfile.is_int is is_int and studyfile.is_number is is_number
     assert evidence.is_number is is_number and build._is_num is is_number and templating.is_num is is_number
+
+
+def test_the_rungs_use_the_shared_checks_and_keep_no_copy():
+    from adaptlab.errors import ConfigError
+    from adaptlab.rungs import lora, lpft, multitask, setfit, training, unfreeze
+    from adaptlab.rungs.finetune import FinetuneConfig
+    from adaptlab.rungs.lora import LoraConfig
+    from adaptlab.rungs.setfit import SetFitConfig
+
+    for mod in (training, setfit, multitask, lora, lpft, unfreeze):
+        assert not hasattr(mod, "_is_num") and not hasattr(mod, "_is_int"), mod.__name__
+        assert mod.is_int is is_int
+    assert training.is_number is is_number and setfit.is_number is is_number and lora.is_number is is_number
+    # A bool is no integer and NaN no number; numpy's integers are integers.
+    assert FinetuneConfig(batch_size=np.int64(8)).batch_size == 8
+    for bad in ({"checkpoint_every": True}, {"head_lr": math.nan}, {"max_epochs": 2.0}):
+        with pytest.raises(ConfigError, match=next(iter(bad))):
+            FinetuneConfig(**bad)
+    with pytest.raises(ConfigError, match="alpha"):
+        LoraConfig(alpha=math.inf)
+    with pytest.raises(ConfigError, match="eval_points"):
+        SetFitConfig(eval_points=False)

@@ -92,7 +92,8 @@ def store_check(home: Optional[Path] = HomeOpt, json_out: bool = JsonOpt) -> Non
 def _print_store(path: Path, report: dict) -> None:
     if report["ok"]:
         unverified = report.get("unverified_results") or 0
-        note = f"; {unverified} stored before results had checksums" if unverified else ""
+        note = (f"; {unverified} stored before results had checksums, marked unverified (`study run --recompute "
+                "RUNG` trains them again)") if unverified else ""
         out.print(f"{escape(str(path))}: ok ({report['studies']} studies, {report['results']} results, "
                   f"{report['bytes'] / 2**20:.1f} MiB{note})", highlight=False)
     else:

@@ -268,8 +268,29 @@ def _per_seed_rows(grid: Any, results: dict[str, Any]) -> tuple[list[dict[str, A
         if y_test is None:
             y_test = np.asarray(stored["predictions"]["y_true"], dtype=object)
         per_seed.append({"rung": rung.name, "seed": seed, "result_key": key, **stored["metrics"],
-                         "y_pred": stored["predictions"]["y_pred"], **({"fidelity": fidelity} if fidelity < 1 else {})})
+                         "y_pred": stored["predictions"]["y_pred"], **({"fidelity": fidelity} if fidelity < 1 else {}),
+                         # Stored before results had checksums (RunStore.get_result): kept, and marked.
+                         **({"verified": False} if stored.get("verified") is False else {})})
     return per_seed, y_test
+
+
+def unverified_note(per_seed: list[dict[str, Any]]) -> Optional[str]:
+    """The warning for runs read from the store that were stored before results had checksums, or None.
+
+    Example:
+        >>> unverified_note([{"rung": "probe", "seed": 0, "verified": False}, {"rung": "tfidf", "seed": 0}])[:46]
+        '1 stored run (probe seed 0) cannot be verified'
+        >>> unverified_note([{"rung": "tfidf", "seed": 0}]) is None
+        True
+    """
+    runs = [p for p in per_seed if p.get("verified") is False]
+    if not runs:
+        return None
+    rungs = sorted({p["rung"] for p in runs})
+    named = ", ".join(f"{p['rung']} seed {p['seed']}" for p in runs[:5]) + (", ..." if len(runs) > 5 else "")
+    return (f"{len(runs)} stored run{'s' if len(runs) > 1 else ''} ({named}) cannot be verified: stored before "
+            f"results had checksums, so flipped bytes in them would go unnoticed; they are used and marked unverified. "
+            f"To train them again: `adaptlab study run ... --recompute {','.join(rungs)}`.")
 
 
 def _overlaps(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -484,6 +505,10 @@ class Study:
         per_seed, y_test = _per_seed_rows(allocation_rows(grid) if allocation else grid, results)
         rows = self._summarise(per_seed, y_test, classes, positive)
         warnings = _small_test_warnings(y_test, classes, positive)
+        unverified = unverified_note(per_seed)
+        if unverified:
+            warnings.append(unverified)
+            say(f"warning: {unverified}")
         if choice is not None and choice.fell_back:
             warnings.append(choice.message)
         overlaps = _overlaps(rows)

@@ -8,6 +8,7 @@ import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 
+from adaptlab.cancel import check_cancelled
 from adaptlab.metrics import score
 
 
@@ -30,6 +31,7 @@ def select_logistic_head(
     """
     best: tuple[float, float, LogisticRegression, dict[str, float]] | None = None
     for C in sorted(C_grid):
+        check_cancelled()  # a cancel stops the search between two fits (one fit is not interruptible)
         head = LogisticRegression(C=C, class_weight="balanced", max_iter=max_iter, random_state=seed)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)

@@ -33,10 +33,9 @@ from adaptlab.rungs.training import (
     Stage,
     TextClassifier,
     TrainingConfig,
-    _is_int,
-    _is_num,
     load_network,
 )
+from adaptlab.values import is_int, is_number
 
 HEAD_WEIGHTS = "head.safetensors"
 HEAD_CONFIG = "head_config.json"
@@ -69,11 +68,11 @@ class LoraConfig(TrainingConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if not _is_int(self.r) or self.r < 1:
+        if not is_int(self.r) or self.r < 1:
             raise ConfigError.invalid("lora.r", self.r, "an integer >= 1, e.g. 8")
-        if not _is_num(self.alpha) or self.alpha <= 0:
+        if not is_number(self.alpha) or self.alpha <= 0:
             raise ConfigError.invalid("lora.alpha", self.alpha, "a positive number, e.g. 16")
-        if not _is_num(self.dropout) or not 0 <= self.dropout < 1:
+        if not is_number(self.dropout) or not 0 <= self.dropout < 1:
             raise ConfigError.invalid("lora.dropout", self.dropout, "a probability in [0, 1)")
         if (isinstance(self.target_modules, str) or not self.target_modules
                 or not all(isinstance(m, str) and m for m in self.target_modules)):

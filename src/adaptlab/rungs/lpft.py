@@ -27,8 +27,9 @@ from adaptlab.data.dataset import TextDataset
 from adaptlab.errors import ConfigError
 from adaptlab.rungs.base import RungContext, register_rung
 from adaptlab.rungs.training import (
-    NetworkRung, Stage, TextClassifier, TrainingConfig, _is_int, encode_texts, forward_all,
+    NetworkRung, Stage, TextClassifier, TrainingConfig, encode_texts, forward_all,
 )
+from adaptlab.values import is_int
 
 LP_METHODS = ("logistic", "head")
 
@@ -63,7 +64,7 @@ class LpftConfig(TrainingConfig):
             raise ConfigError.invalid("lpft.lp_method", self.lp_method, f"one of {', '.join(LP_METHODS)}")
         if not self.C_grid or any(not isinstance(c, (int, float)) or c <= 0 for c in self.C_grid):
             raise ConfigError.invalid("lpft.C_grid", self.C_grid, "a non-empty list of positive numbers")
-        if not _is_int(self.lp_epochs) or self.lp_epochs < 1:
+        if not is_int(self.lp_epochs) or self.lp_epochs < 1:
             raise ConfigError.invalid("lpft.lp_epochs", self.lp_epochs, "an integer >= 1")
         if self.lp_method == "logistic" and self.head != "linear":
             # A logistic regression is a linear head; it has no hidden layer to initialise.

@@ -37,6 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from adaptlab.cancel import check_cancelled
 from adaptlab.data.dataset import TextDataset
 from adaptlab.encoders.encoder import pad_batch
 from adaptlab.errors import ConfigError
@@ -50,6 +51,7 @@ from adaptlab.rungs.training import (
     head_input_scale,
     make_adamw,
 )
+from adaptlab.values import is_int, is_number
 
 FORMAT = "adaptlab-multitask"
 FORMAT_VERSION = 1
@@ -195,21 +197,21 @@ class MultiTaskModel:
             raise ConfigError.invalid("head", self.head, f"one of {', '.join(HEADS)}")
         for name in ("head_lr", "backbone_lr"):
             v = getattr(self, name)
-            if not _is_num(v) or v <= 0:
+            if not is_number(v) or v <= 0:
                 raise ConfigError.invalid(name, v, "a positive number, e.g. 2e-5")
         for name in ("batch_size", "epochs", "head_hidden", "seed"):
             v = getattr(self, name)
-            if not _is_int(v) or v < (0 if name == "seed" else 1):
+            if not is_int(v) or v < (0 if name == "seed" else 1):
                 raise ConfigError.invalid(name, v, "an integer >= 0" if name == "seed" else "an integer >= 1")
-        if not _is_num(self.head_dropout) or not 0 <= self.head_dropout < 1:
+        if not is_number(self.head_dropout) or not 0 <= self.head_dropout < 1:
             raise ConfigError.invalid("head_dropout", self.head_dropout, "a probability in [0, 1)")
-        if not _is_num(self.weight_decay) or self.weight_decay < 0:
+        if not is_number(self.weight_decay) or self.weight_decay < 0:
             raise ConfigError.invalid("weight_decay", self.weight_decay, "a number >= 0")
-        if not _is_num(self.warmup_ratio) or not 0 <= self.warmup_ratio < 1:
+        if not is_number(self.warmup_ratio) or not 0 <= self.warmup_ratio < 1:
             raise ConfigError.invalid("warmup_ratio", self.warmup_ratio, "a fraction in [0, 1)")
-        if not _is_num(self.max_grad_norm) or self.max_grad_norm < 0:
+        if not is_number(self.max_grad_norm) or self.max_grad_norm < 0:
             raise ConfigError.invalid("max_grad_norm", self.max_grad_norm, "a number >= 0 (0 = no clipping)")
-        if self.max_length is not None and (not _is_int(self.max_length) or self.max_length < 2):
+        if self.max_length is not None and (not is_int(self.max_length) or self.max_length < 2):
             raise ConfigError.invalid("max_length", self.max_length, "an integer >= 2 or None")
 
     # ------------------------------------------------------------------ tasks
@@ -267,7 +269,7 @@ class MultiTaskModel:
         if mode not in MODES:
             raise ConfigError.invalid("mode", mode, f"one of {', '.join(MODES)}")
         n_epochs = self.epochs if epochs is None else epochs
-        if not _is_int(n_epochs) or n_epochs < 1:
+        if not is_int(n_epochs) or n_epochs < 1:
             raise ConfigError.invalid("epochs", n_epochs, "an integer >= 1")
         if not data:
             raise ConfigError("fit needs training data for at least one task: {task: (texts, labels)}.")
@@ -390,6 +392,7 @@ class MultiTaskModel:
                                                            stage=phase * 100 + i, epoch=epoch)]
                 order = np.random.default_rng([self.seed, phase, epoch, 0x3A5]).permutation(len(plan))
                 for j in order:
+                    check_cancelled()  # a cancel stops the joint training at its next step
                     t, idx = plan[j]
                     input_ids, mask = pad_batch(ids[t], idx, self._pad_id)
                     logits = self.heads_[t](input_ids.to(device), mask.to(device))
@@ -589,14 +592,6 @@ def _tensor_digest(module: nn.Module) -> str:
 def _report_from_dict(d: dict[str, Any]) -> MultiTaskReport:
     tasks = [TaskOutcome(**{k: v for k, v in t.items() if k != "delta_f1"}) for t in d.get("tasks", [])]
     return MultiTaskReport(**{**{k: v for k, v in d.items() if k != "tasks"}, "tasks": tasks})
-
-
-def _is_num(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-
-
-def _is_int(v: Any) -> bool:
-    return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
 
 
 __all__ = ["MODES", "MultiTaskModel", "MultiTaskReport", "TaskOutcome"]

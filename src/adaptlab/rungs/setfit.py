@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import math
 import random
 import shutil
 import tempfile
@@ -47,18 +46,11 @@ from adaptlab.errors import ConfigError
 from adaptlab.rungs.base import Cost, Rung, RungConfig, RungContext, register_rung
 from adaptlab.rungs.head import head_proba, select_logistic_head
 from adaptlab.rungs.probe import FittedProbe, load_frozen
+from adaptlab.values import is_int, is_number
 
 SAMPLING_STRATEGIES = ("oversampling", "undersampling", "unique")
 # At most this many validation texts go into the CKA diagnostic (as for the other network rungs).
 CKA_MAX_TEXTS = 200
-
-
-def _is_num(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-
-
-def _is_int(v: Any) -> bool:
-    return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
 
 
 @dataclass
@@ -110,35 +102,35 @@ class SetFitConfig(RungConfig):
 
     def __post_init__(self) -> None:
         p = "setfit"
-        if not _is_num(self.body_lr) or self.body_lr <= 0:
+        if not is_number(self.body_lr) or self.body_lr <= 0:
             raise ConfigError.invalid(f"{p}.body_lr", self.body_lr, "a positive number, e.g. 2e-5")
-        if not _is_int(self.eval_points) or self.eval_points < 0:
+        if not is_int(self.eval_points) or self.eval_points < 0:
             raise ConfigError.invalid(f"{p}.eval_points", self.eval_points, "an integer >= 0 (0 = SetFit's own flow)")
         for name in ("batch_size", "num_epochs", "encode_batch_size"):
             v = getattr(self, name)
-            if not _is_int(v) or v < 1:
+            if not is_int(v) or v < 1:
                 raise ConfigError.invalid(f"{p}.{name}", v, "an integer >= 1")
-        if not _is_int(self.eval_max_texts) or self.eval_max_texts < 2:
+        if not is_int(self.eval_max_texts) or self.eval_max_texts < 2:
             raise ConfigError.invalid(f"{p}.eval_max_texts", self.eval_max_texts, "an integer >= 2")
         if self.batch_size < 2:
             raise ConfigError.invalid(f"{p}.batch_size", self.batch_size, "an integer >= 2 (pairs per step)")
-        if self.max_pairs is not None and (not _is_int(self.max_pairs) or self.max_pairs < self.batch_size):
+        if self.max_pairs is not None and (not is_int(self.max_pairs) or self.max_pairs < self.batch_size):
             raise ConfigError.invalid(f"{p}.max_pairs", self.max_pairs,
                                       f"an integer >= batch_size ({self.batch_size}) or null")
-        if self.num_iterations is not None and (not _is_int(self.num_iterations) or self.num_iterations < 1):
+        if self.num_iterations is not None and (not is_int(self.num_iterations) or self.num_iterations < 1):
             raise ConfigError.invalid(f"{p}.num_iterations", self.num_iterations, "an integer >= 1 or null",
                                       "Leave it null to let sampling_strategy size the pairs.")
         if self.sampling_strategy not in SAMPLING_STRATEGIES:
             raise ConfigError.invalid(f"{p}.sampling_strategy", self.sampling_strategy,
                                       f"one of {', '.join(SAMPLING_STRATEGIES)}")
-        if not _is_num(self.warmup_ratio) or not 0 <= self.warmup_ratio < 1:
+        if not is_number(self.warmup_ratio) or not 0 <= self.warmup_ratio < 1:
             raise ConfigError.invalid(f"{p}.warmup_ratio", self.warmup_ratio, "a fraction in [0, 1)")
-        if not _is_num(self.weight_decay) or self.weight_decay < 0:
+        if not is_number(self.weight_decay) or self.weight_decay < 0:
             raise ConfigError.invalid(f"{p}.weight_decay", self.weight_decay, "a number >= 0")
-        if self.max_length is not None and (not _is_int(self.max_length) or self.max_length < 2):
+        if self.max_length is not None and (not is_int(self.max_length) or self.max_length < 2):
             raise ConfigError.invalid(f"{p}.max_length", self.max_length, "an integer >= 2 or null")
         if (not isinstance(self.C_grid, (list, tuple)) or not self.C_grid
-                or any(not _is_num(c) or c <= 0 for c in self.C_grid)):
+                or any(not is_number(c) or c <= 0 for c in self.C_grid)):
             raise ConfigError.invalid(f"{p}.C_grid", self.C_grid, "a non-empty list of positive numbers")
         if self.budget is not None:
             Budget.parse(self.budget)

@@ -49,7 +49,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from adaptlab.encoders.encoder import pad_batch
-from adaptlab.cancel import Cancelled, cancel_requested
+from adaptlab.cancel import Cancelled, cancel_requested, check_cancelled
 from adaptlab.config import Budget
 from adaptlab.data.dataset import TextDataset
 from adaptlab.errors import AdaptlabError, ConfigError
@@ -59,8 +59,12 @@ from adaptlab.rungs.runtime import NonFiniteGuard, TrainingRuntime, check_mixed_
 from adaptlab.store import json_safe
 from adaptlab.store.files import disk_full_error, is_disk_full
 from adaptlab.store.integrity import DamagedError, json_checksum, quarantine, read_bytes_checked, write_bytes_checked
+from adaptlab.values import is_int, is_number
 
 CHECKPOINT_VERSION = 1
+# The checkpoint before the newest one (its json and its two files) is kept beside it: when the newest is
+# damaged, a resume goes on from this one instead of step 0. It costs a second checkpoint's disk space.
+PREVIOUS_CHECKPOINT = "checkpoint.prev.json"
 # Texts are shuffled, then sorted by length inside windows of this many batches: batches hold texts of
 # similar length (little padding) while the order stays random from epoch to epoch.
 _BUCKET_BATCHES = 50
@@ -139,33 +143,33 @@ class TrainingConfig(RungConfig):
         p = _prefix(self)
         for name in ("head_lr", "backbone_lr"):
             v = getattr(self, name)
-            if not _is_num(v) or v <= 0:
+            if not is_number(v) or v <= 0:
                 raise ConfigError.invalid(f"{p}.{name}", v, "a positive number, e.g. 2e-5")
-        if not _is_num(self.layer_decay) or not 0 < self.layer_decay <= 1:
+        if not is_number(self.layer_decay) or not 0 < self.layer_decay <= 1:
             raise ConfigError.invalid(f"{p}.layer_decay", self.layer_decay, "a number in (0, 1], e.g. 0.9")
-        if not _is_num(self.weight_decay) or self.weight_decay < 0:
+        if not is_number(self.weight_decay) or self.weight_decay < 0:
             raise ConfigError.invalid(f"{p}.weight_decay", self.weight_decay, "a number >= 0")
-        if not _is_num(self.warmup_ratio) or not 0 <= self.warmup_ratio < 1:
+        if not is_number(self.warmup_ratio) or not 0 <= self.warmup_ratio < 1:
             raise ConfigError.invalid(f"{p}.warmup_ratio", self.warmup_ratio, "a fraction in [0, 1)")
-        if not _is_num(self.max_grad_norm) or self.max_grad_norm < 0:
+        if not is_number(self.max_grad_norm) or self.max_grad_norm < 0:
             raise ConfigError.invalid(f"{p}.max_grad_norm", self.max_grad_norm, "a number >= 0 (0 = no clipping)")
         for name in ("batch_size", "max_epochs", "patience"):
             v = getattr(self, name)
-            if not _is_int(v) or v < 1:
+            if not is_int(v) or v < 1:
                 raise ConfigError.invalid(f"{p}.{name}", v, "an integer >= 1")
-        if not _is_num(self.min_delta) or self.min_delta < 0:
+        if not is_number(self.min_delta) or self.min_delta < 0:
             raise ConfigError.invalid(f"{p}.min_delta", self.min_delta, "a number >= 0")
-        if not _is_num(self.head_dropout) or not 0 <= self.head_dropout < 1:
+        if not is_number(self.head_dropout) or not 0 <= self.head_dropout < 1:
             raise ConfigError.invalid(f"{p}.head_dropout", self.head_dropout, "a probability in [0, 1)")
         if self.head not in HEADS:
             raise ConfigError.invalid(f"{p}.head", self.head, f"one of {', '.join(HEADS)}",
                                       f"Set {p}.head to 'linear' (default) or 'mlp' (a hidden layer of "
                                       "head_hidden units).")
-        if not _is_int(self.head_hidden) or self.head_hidden < 1:
+        if not is_int(self.head_hidden) or self.head_hidden < 1:
             raise ConfigError.invalid(f"{p}.head_hidden", self.head_hidden, "an integer >= 1, e.g. 256")
-        if self.max_length is not None and (not _is_int(self.max_length) or self.max_length < 2):
+        if self.max_length is not None and (not is_int(self.max_length) or self.max_length < 2):
             raise ConfigError.invalid(f"{p}.max_length", self.max_length, "an integer >= 2 or null")
-        if not _is_int(self.checkpoint_every) or self.checkpoint_every < 0:
+        if not is_int(self.checkpoint_every) or self.checkpoint_every < 0:
             raise ConfigError.invalid(f"{p}.checkpoint_every", self.checkpoint_every, "an integer >= 0")
         if self.budget is not None:
             Budget.parse(self.budget)
@@ -174,14 +178,6 @@ class TrainingConfig(RungConfig):
 
 def _prefix(cfg: Any) -> str:
     return type(cfg).rung_name
-
-
-def _is_num(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-
-
-def _is_int(v: Any) -> bool:
-    return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
 
 
 # ---------------------------------------------------------------------------------------------- model
@@ -337,9 +333,14 @@ def epoch_batches(lengths: np.ndarray, batch_size: int, *, seed: int, stage: int
 
 @torch.inference_mode()
 def forward_all(
-    model: TextClassifier, ids: list[list[int]], pad_id: int, batch_size: int = 64
+    model: TextClassifier, ids: list[list[int]], pad_id: int, batch_size: int = 64, *, cancellable: bool = True
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Pooled embeddings and logits of every text, in input order (eval mode, length-sorted batches)."""
+    """Pooled embeddings and logits of every text, in input order (eval mode, length-sorted batches).
+
+    A cancel request (:mod:`adaptlab.cancel`) stops the pass at its next batch (:class:`Cancelled`), so a long
+    prediction or diagnostic pass inside a cell ends within a batch; ``cancellable=False`` for the training
+    loop's own evaluation, which the loop follows with its checkpoint and its own cancel check.
+    """
     n = len(ids)
     emb = np.empty((n, model.dim), dtype=np.float32)
     logits = np.empty((n, model.n_classes), dtype=np.float32)
@@ -350,6 +351,8 @@ def forward_all(
     try:
         order = np.argsort(-np.fromiter((len(x) for x in ids), dtype=np.int64, count=n), kind="stable")
         for start in range(0, n, batch_size):
+            if cancellable:
+                check_cancelled()
             idx = order[start : start + batch_size]
             input_ids, mask = _collate(ids, idx, pad_id, model.device)
             e = model.embed(input_ids, mask)
@@ -386,7 +389,9 @@ def make_adamw(groups: list[dict[str, Any]], lr: float) -> torch.optim.AdamW:
 @torch.inference_mode()
 def pooled_embeddings(backbone: nn.Module, pool: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
                       ids: list[list[int]], pad_id: int, batch_size: int = 64) -> np.ndarray:
-    """Pooled embeddings of token-id lists by any backbone (e.g. the pretrained one), in input order."""
+    """Pooled embeddings of token-id lists by any backbone (e.g. the pretrained one), in input order.
+
+    A cancel request stops the pass at its next batch (:class:`~adaptlab.cancel.Cancelled`)."""
     out: Optional[np.ndarray] = None
     was_training = backbone.training
     backbone.eval()
@@ -394,6 +399,7 @@ def pooled_embeddings(backbone: nn.Module, pool: Callable[[torch.Tensor, torch.T
     try:
         order = np.argsort(-np.fromiter((len(x) for x in ids), dtype=np.int64, count=len(ids)), kind="stable")
         for start in range(0, len(ids), batch_size):
+            check_cancelled()
             idx = order[start : start + batch_size]
             input_ids, mask = _collate(ids, idx, pad_id, device)
             e = pool(backbone(input_ids=input_ids, attention_mask=mask).last_hidden_state, mask).float().cpu().numpy()
@@ -537,7 +543,10 @@ class Trainer:
     ) -> dict[str, Any]:
         """Validation loss (same weighted loss as training), scores and pooled embeddings, in eval mode."""
         with (self.runtime.autocast() if self.runtime is not None else contextlib.nullcontext()):
-            emb, logits = forward_all(self.model, ids, pad_id, batch_size=max(64, self.cfg.batch_size))
+            # Not cancellable mid-pass: every process waits for this evaluation, and the loop checks for a
+            # cancel right after it, with a checkpoint first (a validation pass is short next to an epoch).
+            emb, logits = forward_all(self.model, ids, pad_id, batch_size=max(64, self.cfg.batch_size),
+                                      cancellable=False)
         t_logits = torch.from_numpy(logits)
         loss = float(F.cross_entropy(t_logits, torch.from_numpy(y), weight=None if weight is None else weight.cpu()))
         proba = _softmax(logits)
@@ -592,7 +601,7 @@ class Trainer:
                 current = json.loads((folder / "checkpoint.json").read_text(encoding="utf-8")).get("tag")
             except (OSError, ValueError):
                 current = None
-            partials = [folder / "checkpoint.json.tmp"]
+            partials = [folder / "checkpoint.json.tmp", folder / (PREVIOUS_CHECKPOINT + ".tmp")]
             if current != tag:
                 partials += [folder / f"weights-{tag}.safetensors", folder / f"state-{tag}.pt"]
             for partial in partials:
@@ -602,8 +611,10 @@ class Trainer:
             raise disk_full_error(folder, f"the training checkpoint at step {st.step}", kept,
                                   "finished runs' checkpoint folders or refits you no longer need under the run "
                                   "home, or the embedding cache under <home>/cache") from exc
+        keep = {f"{kind}-{t}{ext}" for t in (tag, _checkpoint_tag(folder / PREVIOUS_CHECKPOINT)) if t
+                for kind, ext in (("weights", ".safetensors"), ("state", ".pt"))}
         for old in folder.iterdir():
-            if old.name.startswith(("weights-", "state-")) and tag not in old.name:
+            if old.name.startswith(("weights-", "state-")) and old.name not in keep:
                 old.unlink(missing_ok=True)
 
     def _write_checkpoint(self, folder: Path, tag: str, st: "_LoopState", params: dict[str, nn.Parameter],
@@ -635,51 +646,104 @@ class Trainer:
         meta["checksum"] = json_checksum(meta)  # a flipped digit in a step count is caught too
         tmp = folder / "checkpoint.json.tmp"
         tmp.write_text(json.dumps(meta), encoding="utf-8")
-        os.replace(tmp, folder / "checkpoint.json")  # atomic: the json names a complete pair of files
+        newest = folder / "checkpoint.json"
+        if newest.is_file() and _checkpoint_tag(newest) != tag:
+            # The newest becomes the previous one first: at every moment each json names a complete pair.
+            shutil.copyfile(newest, folder / (PREVIOUS_CHECKPOINT + ".tmp"))
+            os.replace(folder / (PREVIOUS_CHECKPOINT + ".tmp"), folder / PREVIOUS_CHECKPOINT)
+        os.replace(tmp, newest)  # atomic: the json names a complete pair of files
 
     def _load_checkpoint(
         self, params: dict[str, nn.Parameter], touched: list[str]
     ) -> Optional[tuple["_LoopState", dict[str, Any]]]:
+        """The newest whole checkpoint of this run, loaded into ``params``: (state, optimizer state), or None.
+
+        A damaged newest checkpoint is moved aside (with a warning naming the folder) and the run resumes from the
+        previous one when that one is whole; when neither is, the folder is moved aside and the run starts at 0.
+        """
         folder = self.checkpoint_dir
         assert folder is not None
-        meta_file = folder / "checkpoint.json"
-        if not meta_file.is_file():
-            return None
+        candidates = [p for p in (folder / "checkpoint.json", folder / PREVIOUS_CHECKPOINT) if p.is_file()]
+        problem = None
+        for meta_file in candidates:
+            try:
+                meta, tensors, state = self._read_checkpoint(meta_file)
+            except DamagedError as exc:
+                problem = problem or str(exc)  # the newest's damage is what is reported
+                continue
+            if meta is None:  # another run's, or an older format
+                return None
+            missing = [n for n in touched if f"model.{n}" not in tensors]
+            if missing:
+                warnings.warn(f"checkpoint lacks {len(missing)} tensors; starting from scratch", UserWarning,
+                              stacklevel=3)
+                return None
+            if problem is not None:
+                _keep_previous(folder, meta, problem)
+            return _restore_checkpoint(meta, tensors, state, params, touched)
+        if problem is not None:
+            quarantine(folder, problem, then=_RESTART)
+        return None
+
+    def _read_checkpoint(self, meta_file: Path) -> tuple[Optional[dict[str, Any]], dict[str, Any], dict[str, Any]]:
+        """(meta, tensors, state) of one checkpoint json, checked; meta None when it belongs to another run.
+
+        Raises :class:`DamagedError` (naming the file and what is wrong) for any damage."""
         try:
             meta = json.loads(meta_file.read_text(encoding="utf-8"))
             if not isinstance(meta, dict):
                 raise ValueError("not a JSON object")
         except (OSError, ValueError) as exc:
-            quarantine(folder, f"{meta_file.name} is unreadable ({exc})", then=_RESTART)
-            return None
+            raise DamagedError(meta_file, f"{meta_file.name} is unreadable ({exc})") from None
         if meta.get("version") != CHECKPOINT_VERSION or meta.get("run_key") != self.run_key:
-            warnings.warn(f"checkpoint in {str(folder)!r} belongs to another run; starting from scratch",
-                          UserWarning, stacklevel=3)
-            return None
+            warnings.warn(f"checkpoint in {str(meta_file.parent)!r} belongs to another run; starting from scratch",
+                          UserWarning, stacklevel=4)
+            return None, {}, {}
         try:
-            tensors, state = _read_checkpoint_files(folder, meta)
-        except MemoryError:
+            tensors, state = _read_checkpoint_files(meta_file.parent, meta)
+        except (MemoryError, DamagedError):
             raise
-        except Exception as exc:  # noqa: BLE001 -- any damage (checksum, truncation, a bad pickle): not used
-            problem = str(exc) if isinstance(exc, DamagedError) else f"{type(exc).__name__}: {exc}"[:300]
-            quarantine(folder, problem, then=_RESTART)
-            return None
-        missing = [n for n in touched if f"model.{n}" not in tensors]
-        if missing:
-            warnings.warn(f"checkpoint lacks {len(missing)} tensors; starting from scratch", UserWarning, stacklevel=3)
-            return None
-        _load_into(params, {n: tensors[f"model.{n}"] for n in touched})
-        st = _LoopState.from_json(meta)
-        best = {n[len("best."):]: t for n, t in tensors.items() if n.startswith("best.")}
-        device = next(iter(params.values())).device
-        st.best_state = {n: t.to(device) for n, t in best.items()} if best else None
-        st.rng = state["rng"]
-        st.elapsed = float(meta.get("elapsed", 0.0))
-        st.stages_log = meta.get("stages_log", [])
-        st.param_groups_log = meta.get("param_groups_log", [])
-        opt_state = {"optimizer": _to_device(state["optimizer"], device), "scheduler": state["scheduler"],
-                     "scaler": state.get("scaler")}
-        return st, opt_state
+        except Exception as exc:  # noqa: BLE001 -- any damage (truncation, a bad pickle): not used
+            raise DamagedError(meta_file, f"{type(exc).__name__}: {exc}"[:300]) from None
+        return meta, tensors, state
+
+
+def _checkpoint_tag(meta_file: Path) -> Optional[str]:
+    """The tag a checkpoint json names (None when it is missing or unreadable)."""
+    try:
+        tag = json.loads(meta_file.read_text(encoding="utf-8")).get("tag")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return tag if isinstance(tag, str) else None
+
+
+def _keep_previous(folder: Path, meta: dict[str, Any], problem: str) -> None:
+    """The newest checkpoint is damaged, the previous one ``meta`` is whole: the folder is moved aside (kept for
+    inspection) and the previous checkpoint's files are moved back into a fresh folder as the newest."""
+    kept = quarantine(folder, problem, then=f"this run resumes from the previous checkpoint (step {meta.get('step')}) "
+                                           f"in {folder}; the damaged one is never resumed")
+    folder.mkdir(parents=True)
+    tag = meta["tag"]
+    for name in (f"weights-{tag}.safetensors", f"state-{tag}.pt"):
+        os.replace(kept / name, folder / name)
+    os.replace(kept / PREVIOUS_CHECKPOINT, folder / "checkpoint.json")
+
+
+def _restore_checkpoint(meta: dict[str, Any], tensors: dict[str, torch.Tensor], state: dict[str, Any],
+                        params: dict[str, nn.Parameter], touched: list[str]) -> tuple["_LoopState", dict[str, Any]]:
+    """Load a checked checkpoint into ``params``; return the loop state and the optimizer state to restore."""
+    _load_into(params, {n: tensors[f"model.{n}"] for n in touched})
+    st = _LoopState.from_json(meta)
+    best = {n[len("best."):]: t for n, t in tensors.items() if n.startswith("best.")}
+    device = next(iter(params.values())).device
+    st.best_state = {n: t.to(device) for n, t in best.items()} if best else None
+    st.rng = state["rng"]
+    st.elapsed = float(meta.get("elapsed", 0.0))
+    st.stages_log = meta.get("stages_log", [])
+    st.param_groups_log = meta.get("param_groups_log", [])
+    opt_state = {"optimizer": _to_device(state["optimizer"], device), "scheduler": state["scheduler"],
+                 "scaler": state.get("scaler")}
+    return st, opt_state
 
 
 _RESTART = "this run starts again from step 0 (a damaged checkpoint is never resumed)"

@@ -25,7 +25,8 @@ from typing import Callable, ClassVar
 
 from adaptlab.errors import ConfigError
 from adaptlab.rungs.base import register_rung
-from adaptlab.rungs.training import NetworkRung, Stage, TextClassifier, TrainingConfig, _is_int
+from adaptlab.rungs.training import NetworkRung, Stage, TextClassifier, TrainingConfig
+from adaptlab.values import is_int
 
 SCHEDULES = ("topk", "gradual")
 
@@ -73,11 +74,11 @@ class UnfreezeConfig(TrainingConfig):
         super().__post_init__()
         if self.schedule not in SCHEDULES:
             raise ConfigError.invalid("unfreeze.schedule", self.schedule, f"one of {', '.join(SCHEDULES)}")
-        if not _is_int(self.top_k) or self.top_k < 0:
+        if not is_int(self.top_k) or self.top_k < 0:
             raise ConfigError.invalid("unfreeze.top_k", self.top_k, "an integer >= 0 (0 = head only)")
         for name in ("blocks_per_stage", "stage_max_epochs", "stage_patience"):
             v = getattr(self, name)
-            if not _is_int(v) or v < 1:
+            if not is_int(v) or v < 1:
                 raise ConfigError.invalid(f"unfreeze.{name}", v, "an integer >= 1")
 
 

@@ -66,6 +66,9 @@ CREATE TABLE IF NOT EXISTS learned_costs (
 # Runs a learned cost correction remembers: older runs fade out, so a faster library or a new machine
 # setting shows within a few studies.
 LEARNED_COST_MEMORY = 10
+# The checksum of a result stored before results had checksums starts with this once it has been read: it is
+# marked unverified for good (a study lists it; ``store check`` counts it) and checked against that seal.
+UNVERIFIED = "unverified:"
 
 
 def json_safe(obj: Any) -> Any:
@@ -181,7 +184,20 @@ class RunStore:
     def get_result(self, key: str) -> Optional[dict]:
         """The stored result ``key``, or None when absent or damaged (its checksum does not match: then a
         :class:`~adaptlab.store.files.MovedAsideWarning` names the store and the result, and the caller trains
-        it again, which replaces it)."""
+        it again, which replaces it).
+
+        ``verified`` says whether the result matched a checksum written with it. A result stored before results
+        had checksums cannot be verified: its first read seals it as unverified (:func:`seal_unverified`), so it
+        stays marked ``verified: False`` (a study lists it, ``store check`` counts it) and bytes that change
+        after that read are caught like any other damage. ``study run --recompute RUNG`` replaces it.
+
+        Example:
+            >>> import tempfile, os
+            >>> store = RunStore(os.path.join(tempfile.mkdtemp(), "runs.sqlite"))
+            >>> store.put_result("k1", rung="probe", seed=0, metrics={}, predictions={}, manifest={})
+            >>> store.get_result("k1")["verified"]
+            True
+        """
         with self._connect() as con:
             row = con.execute(
                 "SELECT rung, seed, metrics, predictions, manifest, created_at, checksum FROM results "
@@ -200,6 +216,8 @@ class RunStore:
                 f"{self.path}: the stored result {key[:12]} ({row[0]} seed {row[1]}) is damaged ({problem}); it is "
                 "not used and is trained again (the new result replaces it)."), stacklevel=2)
             return None
+        if row[6] is None:
+            self._seal_unverified(key, row)
         return {
             "result_key": key,
             "rung": row[0],
@@ -208,7 +226,17 @@ class RunStore:
             "predictions": json.loads(row[3]),
             "manifest": json.loads(row[4]),
             "created_at": row[5],
+            "verified": not is_unverified(row[6]),
         }
+
+    def _seal_unverified(self, key: str, row: tuple) -> None:
+        """Mark a result from before checksums as unverified, with the checksum of what it holds now."""
+        try:
+            with self._connect() as con:
+                con.execute("UPDATE results SET checksum=? WHERE result_key=? AND checksum IS NULL",
+                            (seal_unverified(key, *row[:5]), key))
+        except StoreError:  # a read-only or full store: the row stays NULL, which reads as unverified too
+            pass
 
     def put_result(
         self, key: str, *, rung: str, seed: int, metrics: dict, predictions: dict, manifest: dict
@@ -413,13 +441,37 @@ def result_checksum(key: str, rung: str, seed: int, metrics: str, predictions: s
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
 
+def seal_unverified(key: str, rung: str, seed: int, metrics: str, predictions: str, manifest: str) -> str:
+    """The checksum a result stored before checksums gets on its first read: :data:`UNVERIFIED` and the SHA-256 of
+    what it holds then. It stays marked unverified (nothing proves it was whole when it was sealed); later changes
+    are caught.
+
+    Example:
+        >>> seal_unverified("k", "probe", 0, "{}", "{}", "{}").startswith(UNVERIFIED), is_unverified(None)
+        (True, True)
+    """
+    return UNVERIFIED + result_checksum(key, rung, seed, metrics, predictions, manifest)
+
+
+def is_unverified(checksum: Optional[str]) -> bool:
+    """Whether a results row's ``checksum`` marks a result stored before checksums (NULL, or sealed on first read).
+
+    Example:
+        >>> is_unverified(None), is_unverified(UNVERIFIED + "ab"), is_unverified("ab")
+        (True, True, False)
+    """
+    return checksum is None or str(checksum).startswith(UNVERIFIED)
+
+
 def result_problem(key: str, row: tuple) -> Optional[str]:
     """What is wrong with a results row ``(rung, seed, metrics, predictions, manifest, created_at, checksum)``,
-    or None. A row from before checksums (NULL) is accepted as long as its JSON reads."""
+    or None. A row from before checksums (NULL) is accepted as long as its JSON reads; one sealed on its first
+    read (:func:`seal_unverified`) is checked against that seal."""
     rung, seed, metrics, predictions, manifest, _created, checksum = row
     try:
         if checksum is not None:  # a match means the JSON is what was written: no need to parse it here
-            if checksum != result_checksum(key, rung, seed, metrics, predictions, manifest):
+            sealed = str(checksum)[len(UNVERIFIED):] if is_unverified(checksum) else checksum
+            if sealed != result_checksum(key, rung, seed, metrics, predictions, manifest):
                 return "its checksum does not match: bytes changed on disk"
             return None
         for text in (metrics, predictions, manifest):
@@ -521,7 +573,7 @@ def _check_results(con: sqlite3.Connection, report: dict[str, Any]) -> None:
                       "FROM results")
     unverified = 0
     for key, *row in cur:
-        unverified += row[-1] is None
+        unverified += is_unverified(row[-1])
         problem = result_problem(key, tuple(row))
         if problem is not None:
             report["damaged_results"].append(f"result {key[:12]} ({row[0]} seed {row[1]}): {problem}; the next study "

@@ -27,6 +27,8 @@ GC_DAYS = 7.0
 AUTO_PRUNE_DAYS = 30.0
 # Files that mark a shipped model folder (as adaptlab.ui.retention keeps them): an upload holding one is kept.
 _MODEL_MARKERS = ("registry.json", "adaptlab.json")
+# The checkpoint kept before the newest one (adaptlab.rungs.training.PREVIOUS_CHECKPOINT; store imports no stage).
+_PREVIOUS_CHECKPOINT = "checkpoint.prev.json"
 _LEFTOVERS = ("checkpoint.tmp", "checkpoint.old", "encoder.tmp", "manifest.json.tmp", "checkpoint.json.tmp")
 
 
@@ -78,14 +80,17 @@ def check_cache(path: Path) -> dict[str, Any]:
     return out
 
 
-def check_training_checkpoint(folder: Path) -> Optional[str]:
+def check_training_checkpoint(folder: Path, name: str = "checkpoint.json") -> Optional[str]:
     """What is wrong with a training checkpoint folder (``checkpoint.json`` + the files it names), or None.
+
+    ``name="checkpoint.prev.json"`` checks the previous checkpoint kept beside the newest (the one a resume goes
+    on from when the newest is damaged; ``adaptlab.rungs.training.PREVIOUS_CHECKPOINT``).
 
     Example:
         >>> check_training_checkpoint(Path("/no/such/folder"))
         '/no/such/folder/checkpoint.json is missing (an interrupted first write)'
     """
-    meta_file = folder / "checkpoint.json"
+    meta_file = folder / name
     try:
         meta = json.loads(meta_file.read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -166,9 +171,16 @@ def _refit_items(home: Path, days: float, verify: bool) -> list[dict[str, Any]]:
     return items
 
 
-def _study_inputs(home: Path) -> dict[Path, str]:
-    """The files the stored studies ran on (their summary's ``data.inputs``), each with the study that names it."""
-    path = home / "runs.sqlite"
+def stored_study_inputs(home: PathLike) -> dict[Path, str]:
+    """The files the stored studies of ``home`` ran on (their summary's ``data.inputs``), each with the study
+    that names it. The run store is opened read-only; a home without one names no file.
+
+    Example:
+        >>> import tempfile
+        >>> stored_study_inputs(tempfile.mkdtemp())
+        {}
+    """
+    path = Path(home) / "runs.sqlite"
     if not path.is_file():
         return {}
     named: dict[Path, str] = {}
@@ -191,6 +203,22 @@ def _study_inputs(home: Path) -> dict[Path, str]:
     return named
 
 
+def stored_study_using(folder: PathLike, studies: dict[Path, str]) -> Optional[str]:
+    """Which stored study (of :func:`stored_study_inputs`) ran on a file inside ``folder``, or None.
+
+    The one rule both ``store gc`` and the web app's retention keep an upload by: a stored study can be
+    resumed, extended or shipped only while its data file is there.
+
+    Example:
+        >>> stored_study_using("/up/1", {Path("/up/1/labeled.csv"): "the data of stored study abc"})
+        'the data of stored study abc'
+        >>> stored_study_using("/up/2", {Path("/up/1/labeled.csv"): "the data of stored study abc"}) is None
+        True
+    """
+    real = Path(folder).resolve()
+    return next((who for f, who in studies.items() if real in f.resolve().parents), None)
+
+
 def _upload_items(home: Path, days: float) -> list[dict[str, Any]]:
     """The web app's upload folders: in use (a stored study or a web job names it, or it holds a shipped
     model), recent (newer than ``days``) or unused (removable)."""
@@ -198,14 +226,13 @@ def _upload_items(home: Path, days: float) -> list[dict[str, Any]]:
     folders = sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
     if not folders:
         return []
-    studies = _study_inputs(home)
+    studies = stored_study_inputs(home)
     # A web job names its upload by id (and by path) in its spec: queued, running, resumable or shippable.
     jobs = {p.stem: p.read_text(encoding="utf-8", errors="replace")
             for p in sorted((home / "ui" / "jobs").glob("*.json"))}
     items = []
     for folder in folders:
-        real = folder.resolve()
-        user = next((who for f, who in studies.items() if real in f.resolve().parents), None)
+        user = stored_study_using(folder, studies)
         user = user or next((f"read by web job {jid}" for jid, text in jobs.items() if folder.name in text), None)
         if user is None and any(next(folder.rglob(m), None) is not None for m in _MODEL_MARKERS):
             user = "holds a shipped model"
@@ -241,7 +268,10 @@ def check_home(home: PathLike, days: float = GC_DAYS, *, verify: bool = True, up
     for folder in _training_checkpoints(home):
         problem = check_training_checkpoint(folder) if verify else None
         age = _age_days(folder / "checkpoint.json") if (folder / "checkpoint.json").exists() else _age_days(folder)
-        if problem is not None:
+        if problem is not None and check_training_checkpoint(folder, _PREVIOUS_CHECKPOINT) is None:
+            status = "abandoned" if age >= days else "resumable"
+            detail = f"the newest checkpoint is damaged ({problem}); a resume goes on from the previous one"
+        elif problem is not None:
             status, detail = "damaged", problem
         elif (folder / "finished").exists():
             status, detail = "finished", "checkpoint of a finished run (kept with keep_checkpoints)"
@@ -298,4 +328,4 @@ def collect_garbage(home: PathLike, days: float = GC_DAYS, *, dry_run: bool = Fa
 
 
 __all__ = ["AUTO_PRUNE_DAYS", "GC_DAYS", "check_cache", "check_home", "check_training_checkpoint",
-           "collect_garbage", "size_of"]
+           "collect_garbage", "size_of", "stored_study_inputs", "stored_study_using"]

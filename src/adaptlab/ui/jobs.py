@@ -219,7 +219,7 @@ class JobManager:
             report = purge_expired(self.settings, snapshot, jobs_dir=self.root)
         except OSError as exc:  # housekeeping must never stop the app
             logger.warning("retention: could not delete old files (%s)", exc)
-            return {"jobs": [], "uploads": [], "kept_models": []}
+            return {"jobs": [], "uploads": [], "kept_models": [], "kept_studies": []}
         with self._lock:
             for job_id in report["jobs"]:
                 if self._jobs.get(job_id) is not None and self._jobs[job_id].status in FINISHED:

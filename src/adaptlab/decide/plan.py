@@ -39,7 +39,8 @@ from adaptlab.config import Budget, format_duration
 from adaptlab.decide.calibrate import Calibration, calibrate  # noqa: F401  (re-exported)
 from adaptlab.store.costs import cost_key
 from adaptlab.decide.policy import LADDER, Policy, rung_info
-from adaptlab.rungs.ladder import CHEAP_RUNGS, NETWORK_RUNGS, RELATIVE_STEP_COST, kind as _rung_kind
+from adaptlab.rungs.ladder import CHEAP_RUNGS, NETWORK_RUNGS, RELATIVE_STEP_COST, facts as rung_facts
+from adaptlab.rungs.ladder import kind as _rung_kind
 from adaptlab.errors import ConfigError
 
 _UNIT = {"s": 1, "sec": 1, "secs": 1, "second": 1, "seconds": 1, "m": 60, "min": 60, "mins": 60, "minute": 60,
@@ -274,16 +275,17 @@ def estimate_rung_costs(cal: Calibration, *, n_labeled: int, n_unlabeled: int = 
     setup = cal.build_seconds + cal.eval_seconds(min(200, sz.n_val)) / speedup
     for r in NETWORK_RUNGS:
         mr = m.get(r)
-        step = cal.step_seconds(r, d["batch_size"]) / speedup + (0.0 if r == "setfit" else val_pass / spe + ckpt)
+        pairs = rung_facts(r).cost_shape == "pairs"  # SetFit: sentence-transformers' trainer, its own evaluations
+        step = cal.step_seconds(r, d["batch_size"]) / speedup + (0.0 if pairs else val_pass / spe + ckpt)
         step_seconds = mr.step_seconds if mr and mr.step_seconds else step
         source = mr.source if mr and mr.step_seconds else "calibrated"
-        if r == "setfit" and (budget is None or budget.steps is None):
+        if pairs and (budget is None or budget.steps is None):
             # Its checkpoints embed <= 256 train and validation texts each; the final head embeds them all.
             evals = cal.eval_seconds(4 * (min(256, sz.n_train) + min(256, sz.n_val)) + sz.n_pool) / speedup
             # Its Trainer's set-up (the model loaded by sentence-transformers, the pair datasets) and four
             # checkpoint heads: ~30 s for MiniLM on 2 cores (bench/costs.py); the first run corrects it.
             evals += SETFIT_SETUP_SECONDS / speedup
-            params = dict((rung_params or {}).get("setfit") or {})
+            params = dict((rung_params or {}).get(r) or {})
             own = any(params.get(k) is not None for k in ("max_pairs", "num_iterations", "budget"))
             out[r] = _setfit_cost(step_seconds, fixed=test_pass + evals, n_train=sz.n_train, n_classes=n_classes,
                                   budget=budget, source=source, params=params,
@@ -582,7 +584,7 @@ def _cost_sample(res: dict, summary: dict, *, n_pool: float, device: Optional[st
     if not pool_then:
         return None
     scale = n_pool / pool_then
-    if res["rung"] != "refit":
+    if rung_facts(res["rung"]).cost_shape != "refit":
         return {"per_seed": float(cost.get("total_seconds", fit)) * scale}
     # The first seed paid the shared refit inside its fit time; later seeds reused it.
     wall = 0.0 if diag.get("reused") else float(diag.get("wall_seconds") or 0.0)
@@ -719,7 +721,7 @@ class Plan:
             cmd = (f"adaptlab study run --data {data} --rungs {','.join(i.rung for i in full)} "
                    f"--seeds {min(i.full_seeds or 0 for i in full)}")
             cmd += f" --budget {self.train_budget}" if self.train_budget else ""
-            cmd += f" --unlabeled {unlabeled}" if unlabeled and any(i.rung == "refit" for i in full) else ""
+            cmd += f" --unlabeled {unlabeled}" if unlabeled and any(_needs_unlabeled(i.rung) for i in full) else ""
             out.append(cmd)
         if screen:
             out.append(f"adaptlab study run --data {data} --rungs {','.join(i.rung for i in screen)} --seeds 1 "
@@ -739,7 +741,7 @@ class Plan:
         """
         from adaptlab.rungs.ladder import default_rungs
 
-        rungs = [r for r in self.eligible if r != "refit" or unlabeled]
+        rungs = [r for r in self.eligible if unlabeled or not _needs_unlabeled(r)]
         if not rungs or self.time_command_note is not None:
             return None
         secs = self.budget_seconds
@@ -749,7 +751,7 @@ class Plan:
         cmd = f"adaptlab study run --data {data}{named} --seeds {self.max_seeds} --time {when}"
         cmd += f" --budget {self.train_budget}" if self.train_budget else ""
         cmd += f" --screen-fidelity {self.screen_fidelity:g}" if self.screen_fidelity != DEFAULT_SCREEN_FIDELITY else ""
-        return cmd + (f" --unlabeled {unlabeled}" if unlabeled and "refit" in rungs else "")
+        return cmd + (f" --unlabeled {unlabeled}" if unlabeled and any(map(_needs_unlabeled, rungs)) else "")
 
     @property
     def time_command_note(self) -> Optional[str]:
@@ -789,6 +791,10 @@ class _Purse:
             return False
         self.left -= seconds
         return True
+
+
+def _needs_unlabeled(rung: str) -> bool:
+    return rung_facts(rung).needs_unlabeled
 
 
 def _kind(rung: str) -> str:
@@ -877,11 +883,12 @@ def _empty_item(rung: str, c: RungCost) -> PlanItem:
 
 def _skip_for_regime(it: PlanItem, p: Policy, n_labels: Optional[int], n_unlabeled: Optional[int],
                      forced: Sequence[str]) -> bool:
-    if it.rung == "refit" and not n_unlabeled:
-        it.reason = "no unlabeled in-domain texts: nothing to refit on"
-    elif (it.rung in NETWORK_RUNGS and it.rung != "setfit" and n_labels is not None and n_labels < p.few_labels
+    f = rung_facts(it.rung)
+    if f.needs_unlabeled and not n_unlabeled:
+        it.reason = f"no unlabeled in-domain texts: nothing to {it.rung} on"
+    elif (it.rung in NETWORK_RUNGS and not f.few_labels_ok and n_labels is not None and n_labels < p.few_labels
           and it.rung not in forced):
-        # setfit is the exception the switch rules make for few labels (pairs multiply them).
+        # A rung made for few labels (setfit) is the exception the switch rules make (pairs multiply them).
         it.reason = (f"{n_labels} labels < {p.few_labels:,}: the rule {p.rule('regime.few-labels').quoted} "
                      "(too little signal to adapt it)")
     return bool(it.reason)

@@ -21,6 +21,7 @@ import numpy as np
 from adaptlab.decide.decision import Decision, _band, _f, _hours, _pm, _under_trained
 from adaptlab.decide.evidence import Evidence, ladder_key
 from adaptlab.decide.policy import LABEL_TRAINED_ENCODER, SCRATCH, Policy, rung_info
+from adaptlab.rungs.ladder import CHANGED_ENCODER, FROZEN, facts
 
 
 def _policy(decision: Decision) -> Policy:
@@ -117,7 +118,8 @@ def transfer_note(decision: Decision, evidence: Evidence) -> TransferNote:
     frozen = info["frozen"] + (enc_txt if chosen != SCRATCH else "") + "."
     trainable = info["trainable"]
     n_classes = len(ev.classes) or None
-    if chosen in ("probe", "refit") and enc.get("dim") and n_classes:
+    # A logistic head on the encoder's own embeddings (what a retrain refits: probe, and refit's frozen head).
+    if chosen and facts(chosen).retrain_as == FROZEN and enc.get("dim") and n_classes:
         k = 1 if n_classes == 2 else n_classes
         trainable += f": {enc['dim']} × {k} weights + {k} bias(es) = {enc['dim'] * k + k:,} parameters"
     tp = _diag_mean(R[chosen].diagnostics, "trainable")
@@ -297,7 +299,7 @@ def _q_end_to_end(decision: Decision, ev: Evidence, p: Policy, n_lab: str) -> De
 def _q_inspection(decision: Decision, ev: Evidence, p: Policy, n_lab: str) -> DefenseAnswer:
     """3. The inspection separating a real gain from one run's noise."""
     R, chosen = ev.rungs, decision.chosen
-    cand = next((r for r in ("refit", "lora", "unfreeze", "finetune", "lpft") if r in R and r != chosen), None)
+    cand = next((r for r in CHANGED_ENCODER if r in R and r != chosen), None)  # the first adaptation run
     target = chosen if chosen not in (None, "probe", SCRATCH) else cand
     if target and "probe" in R and target != "probe":
         c = _comparison(decision, "probe", target)

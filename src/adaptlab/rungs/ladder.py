@@ -10,7 +10,7 @@ This module imports nothing of adaptlab, so every stage may use it.
 Example:
     >>> from adaptlab.rungs.ladder import LADDER, facts, kind
     >>> LADDER[:4], facts("lora").kind, facts("lora").step_cost, kind("refit")
-    (('tfidf', 'static', 'probe', 'refit'), 'network', 0.85, 'shared')
+    (('tfidf', 'static', 'probe', 'refit'), 'network', 0.95, 'shared')
     >>> facts("probe").short, facts("probe").position, kind("static")
     ('frozen probe', 2, 'cheap')
 """
@@ -20,7 +20,8 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 __all__ = ["RungFacts", "LADDER_FACTS", "LADDER", "NETWORK_RUNGS", "CHEAP_RUNGS", "LABEL_TRAINED_ENCODER",
-           "RELATIVE_STEP_COST", "FROZEN", "KINDS", "COST_SHAPES", "facts", "catalogued", "kind", "ladder_key", "default_rungs"]
+           "TRANSFER_BASELINES", "CHANGED_ENCODER", "RELATIVE_STEP_COST", "FROZEN", "KINDS", "COST_SHAPES",
+           "FromCatalogue", "facts", "catalogued", "kind", "ladder_key", "default_rungs"]
 
 KINDS = ("cheap", "shared", "network")
 # How a rung's cost grows: ``fit`` (a fit of seconds per seed, no training loop), ``refit`` (a one-time
@@ -53,7 +54,12 @@ class RungFacts:
         label_trained_encoder: Training updates encoder weights from the labels (the overfitting risk of a
             few thousand labels; the model card warns that a retrain runs a deep-learning loop).
         uses_encoder: Uses pretrained weights (False: the scratch baseline; the card says no license applies).
+            The rung class's ``uses_encoder`` attribute reads it (:class:`FromCatalogue`).
+        transfer_baseline: An adaptation scoring below it with bands apart is negative transfer (the
+            report's flags and the diagnostics' signatures compare every adapted rung with these).
         needs_unlabeled: Needs unlabeled in-domain texts (offered by default only when there are some).
+        few_labels_ok: A network rung made for few labels (SetFit's pairs multiply them): the planner keeps
+            it below the policy's ``few_labels``, where it leaves the other network rungs out.
         requires: The optional module it needs, and the extra that installs it (``pip install 'adaptlab[extra]'``).
         default: In which default rung sets it is: ``always`` (a study without ``--rungs``), ``timed`` (a
             study with a time budget and no ``--rungs``) or ``never`` (only when named).
@@ -77,7 +83,9 @@ class RungFacts:
     optimizer_share: float = 1.0
     label_trained_encoder: bool = False
     uses_encoder: bool = True
+    transfer_baseline: bool = False
     needs_unlabeled: bool = False
+    few_labels_ok: bool = False
     requires: Optional[tuple[str, str]] = None
     default: str = "timed"
     retrain_as: Optional[str] = None
@@ -88,6 +96,12 @@ class RungFacts:
     def depth(self) -> int:
         """The ladder position (``rung_info``'s historical name for it)."""
         return self.position
+
+    @property
+    def changes_encoder(self) -> bool:
+        """Its encoder's weights differ from the pretrained ones (trained from the labels, or refit on
+        unlabeled texts): an adaptation, which the frozen probe is the reference of."""
+        return self.label_trained_encoder or self.cost_shape == "refit"
 
 
 _NET = "a deep-learning training loop (GPU recommended)"
@@ -101,7 +115,8 @@ _RECORDS = (
         "tfidf", "cheap", "TF-IDF + logistic regression (scratch baseline)", "scratch TF-IDF",
         "TF-IDF n-grams + logistic regression, no pretrained weights", "nothing pretrained is used",
         "the TF-IDF vocabulary and a logistic-regression head", "one script call on a CPU in minutes",
-        main_parameters=("ngram_max", "min_df", "C_grid"), uses_encoder=False, default="always"),
+        main_parameters=("ngram_max", "min_df", "C_grid"), uses_encoder=False, transfer_baseline=True,
+        default="always"),
     RungFacts(
         # Simpler than probe to serve: no transformer at prediction time, so probe must beat it by the margin.
         "static", "cheap", "static token embeddings distilled from the encoder (model2vec) + linear head",
@@ -118,7 +133,7 @@ _RECORDS = (
         "the whole pretrained encoder (every transformer block and the pooling)",
         "only the logistic-regression head on the frozen embeddings",
         "one script call (embed + fit a linear head), no GPU training loop",
-        main_parameters=("C_grid",), default="always", retrain_as="probe"),
+        main_parameters=("C_grid",), transfer_baseline=True, default="always", retrain_as="probe"),
     RungFacts(
         "refit", "shared", "domain MLM-refit encoder, then frozen + linear head", "MLM refit",
         "encoder refit on in-domain unlabeled text, then frozen, + logistic-regression head",
@@ -137,7 +152,8 @@ _RECORDS = (
         "only the logistic-regression head",
         "a short contrastive training loop (a CPU copes with a few hundred steps), then the head",
         main_parameters=("body_lr", "batch_size", "num_iterations", "max_length", "C_grid"), cost_shape="pairs",
-        step_cost=2.0, optimizer_share=1.0, label_trained_encoder=True, requires=("setfit", "setfit")),
+        step_cost=2.0, optimizer_share=1.0, label_trained_encoder=True, few_labels_ok=True,
+        requires=("setfit", "setfit")),
     RungFacts(
         "lora", "network", "LoRA adapters trained end to end", "LoRA adapters",
         "LoRA adapters on the frozen encoder + trained head", "the pretrained encoder weights (the base)",
@@ -171,10 +187,40 @@ LADDER = tuple(f.name for f in LADDER_FACTS)
 CHEAP_RUNGS = tuple(f.name for f in LADDER_FACTS if f.kind == "cheap")
 NETWORK_RUNGS = tuple(f.name for f in LADDER_FACTS if f.kind == "network")
 LABEL_TRAINED_ENCODER = tuple(f.name for f in LADDER_FACTS if f.label_trained_encoder)
+# The baselines an adaptation must not fall below (negative transfer), in ladder order.
+TRANSFER_BASELINES = tuple(f.name for f in LADDER_FACTS if f.transfer_baseline)
+CHANGED_ENCODER = tuple(f.name for f in LADDER_FACTS if f.changes_encoder)
 RELATIVE_STEP_COST = {f.name: f.step_cost for f in LADDER_FACTS if f.step_cost is not None}
 # Reusing the encoder as it is: the rung every adaptation above it on the ladder is compared with.
 FROZEN = "probe"
 _BY_NAME = {f.name: f for f in LADDER_FACTS}
+
+
+class FromCatalogue:
+    """A rung class attribute read from the rung's record (one source of truth): ``uses_encoder`` on
+    :class:`adaptlab.rungs.Rung` is one. A rung outside the catalogue (a plugin) gets ``default``, unless
+    its class sets the attribute itself.
+
+    Example:
+        >>> class Tfidf:
+        ...     name = "tfidf"
+        ...     uses_encoder = FromCatalogue(default=True)
+        >>> class Plugin(Tfidf):
+        ...     name = "my-rung"
+        >>> Tfidf.uses_encoder, Tfidf().uses_encoder, Plugin.uses_encoder
+        (False, False, True)
+    """
+
+    def __init__(self, *, default: object) -> None:
+        self.default = default
+        self.field = ""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.field = name  # the record's field of the same name
+
+    def __get__(self, obj: object, owner: type) -> object:
+        name = getattr(owner, "name", None)
+        return getattr(_BY_NAME[name], self.field) if isinstance(name, str) and name in _BY_NAME else self.default
 
 
 def catalogued(rung: str) -> bool:

@@ -100,7 +100,6 @@ class ProbeRung(Rung):
 
     name = "probe"
     config_class = ProbeConfig
-    uses_encoder = True
     summary = "frozen pretrained encoder + logistic-regression head"
 
     @classmethod

@@ -105,7 +105,6 @@ class TfidfRung(Rung):
 
     name = "tfidf"
     config_class = TfidfConfig
-    uses_encoder = False
     summary = "TF-IDF n-grams + logistic regression (scratch baseline, no pretraining)"
 
     @classmethod

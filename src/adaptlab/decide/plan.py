@@ -39,7 +39,7 @@ from adaptlab.config import Budget, format_duration
 from adaptlab.decide.calibrate import Calibration, calibrate  # noqa: F401  (re-exported)
 from adaptlab.store.costs import cost_key
 from adaptlab.decide.policy import LADDER, Policy, rung_info
-from adaptlab.rungs.ladder import CHEAP_RUNGS, NETWORK_RUNGS, RELATIVE_STEP_COST, facts as rung_facts
+from adaptlab.rungs.ladder import CHEAP_RUNGS, LADDER_FACTS, NETWORK_RUNGS, RELATIVE_STEP_COST, facts as rung_facts
 from adaptlab.rungs.ladder import kind as _rung_kind
 from adaptlab.errors import ConfigError
 
@@ -58,6 +58,11 @@ DEFAULT_SCREEN_FIDELITY = 0.25
 # the run `patience` epochs later. Used for the expected figure only, never for the upper bound.
 TYPICAL_BEST_EPOCH = 2
 SETFIT_SETUP_SECONDS = 30.0
+# Tokenizer entries a distillation (cost shape ``distil``) encodes when the encoder's are not known: BERT's
+# WordPiece vocabulary, that of MiniLM and most small English encoders. Each is one short sequence
+# ([CLS] token [SEP]) through the encoder.
+DEFAULT_VOCABULARY = 30_522
+DISTIL_TOKENS_PER_ENTRY = 3
 
 
 def parse_budget(text: str) -> tuple[float, str]:
@@ -234,13 +239,14 @@ def estimate_rung_costs(cal: Calibration, *, n_labeled: int, n_unlabeled: int = 
                         speedup: float = 1.0, n_classes: int = 2,
                         measured: Optional[dict[str, MeasuredCost]] = None, timed: bool = False,
                         rung_params: Optional[dict[str, dict[str, Any]]] = None,
-                        encode_gate: bool = False) -> dict[str, RungCost]:
+                        encode_gate: bool = False, vocabulary: Optional[int] = None) -> dict[str, RungCost]:
     """Each rung's :class:`RungCost` for these data sizes; ``measured`` costs replace calibrated ones.
 
     ``n_classes`` sizes SetFit's pairs when no step budget is given (they grow with the square of the
     training texts; classes taken as balanced). ``timed``: costs for a decision-driven study, which caps
     SetFit's own sizing at ``max_epochs`` epochs of steps (as :func:`adaptlab.evaluate.study.fidelity_budget`
-    does for every network rung without a step budget).
+    does for every network rung without a step budget). ``vocabulary``: the encoder's tokenizer entries, which
+    a distilled rung (``static``) encodes once (default :data:`DEFAULT_VOCABULARY`).
 
     Example:
         >>> cal = Calibration("cpu", 0.01, 0.5, 16, 1e-4, 1e-4, 1.0)
@@ -265,6 +271,10 @@ def estimate_rung_costs(cal: Calibration, *, n_labeled: int, n_unlabeled: int = 
         "refit": _refit_cost(cal, sz, n_unlabeled, budget, enc=enc, speedup=speedup, measured=m.get("refit"),
                              batch=refit_batch or d["refit_batch"], cap=refit_max_steps or d["refit_max_steps"]),
     }
+    for f in LADDER_FACTS:
+        if f.cost_shape == "distil":
+            out[f.name] = _distil_cost(cal, sz, encode_speedup=f.encode_speedup or 1.0, speedup=speedup,
+                                       vocabulary=vocabulary or DEFAULT_VOCABULARY, measured=m.get(f.name))
     spe = max(1, math.ceil(sz.n_train / d["batch_size"]))
     # One validation pass per epoch, spread over its steps; the test pass (and SetFit's head fits) once.
     val_pass = cal.eval_seconds(sz.n_val) / speedup
@@ -329,6 +339,21 @@ def _cheap_cost(per_seed: float, one_time: float, measured: Optional[MeasuredCos
         return RungCost("cheap", one_time, measured.per_seed, source=measured.source,
                         basis=f"{what}; seconds a seed from the run store, scaled to this data")
     return RungCost("cheap", one_time, per_seed, basis=what)
+
+
+def _distil_cost(cal: Calibration, sz: _Sizes, *, encode_speedup: float, speedup: float, vocabulary: int,
+                 measured: Optional[MeasuredCost]) -> RungCost:
+    # Once: the encoder runs over its own vocabulary, one short sequence an entry (on the study's device); the
+    # distilled model is kept in the home, so a later study of the same encoder pays nothing. A seed: every
+    # labeled text (train, validation, test) encoded by the static vectors, on the CPU whatever the device,
+    # ``encode_speedup`` times faster than the encoder, then a head as the probe fits it.
+    eval_tokens = cal.lengths.get("eval_text") or 64.0  # a hand-made calibration has no length profile
+    per_token = cal.forward_token_seconds or cal.encode_per_text / eval_tokens
+    distil = vocabulary * DISTIL_TOKENS_PER_ENTRY * per_token / speedup
+    per_seed = cal.encode_per_text * sz.n_labeled / encode_speedup + cal.head_per_train_text * sz.n_train
+    return _cheap_cost(per_seed, distil, measured, f"one distillation of the encoder over its {vocabulary:,}-entry "
+                       f"vocabulary (kept in the home), then texts encoded ~{encode_speedup:g}x faster than by the "
+                       "encoder and a head a seed")
 
 
 def _refit_cost(cal: Calibration, sz: _Sizes, n_unlabeled: int, budget: Optional[Budget], *, enc: float,
@@ -439,7 +464,8 @@ def study_rung_costs(config: Any, texts: Sequence[str], labels: Optional[Sequenc
                                 val_size=config.val_size, train_budget=config.budget, measured=measured,
                                 n_classes=len(set(labels or ())) or 2,
                                 timed=bool(getattr(config, "time_budget", None)), rung_params=params,
-                                encode_gate=str(getattr(config, "encode_precision", "fp32")) == "auto")
+                                encode_gate=str(getattr(config, "encode_precision", "fp32")) == "auto",
+                                vocabulary=_vocabulary(encoder))
     costs = _with_learned(costs, st, cal.machine, cost_key(encoder, mp, cal.device))
     return {r: c for r, c in costs.items() if r in rungs}, cal
 
@@ -1040,12 +1066,12 @@ def plan_study(
         device=device)
     costs = estimate_rung_costs(cal, n_labeled=len(texts), n_unlabeled=n_unlabeled, test_size=test_size,
                                 val_size=val_size, speedup=speed, train_budget=tb, measured=measured,
-                                n_classes=len(set(labels or ())) or 2, timed=True)
+                                n_classes=len(set(labels or ())) or 2, timed=True, vocabulary=_vocabulary(encoder))
     if speed == 1.0:  # a correction learned on this CPU says nothing of an assumed GPU
         costs = _with_learned(costs, st, cal.machine, cost_key(encoder, cal.mixed_precision, cal.device))
     from adaptlab.rungs import RUNGS
 
-    available = [r for r in (rungs or LADDER) if r in RUNGS]
+    available = [r for r in (rungs or planned_by_default()) if r in RUNGS]
     plan = make_plan(costs, seconds, device=device, calibration=cal, rungs=available, n_labels=len(texts),
                      n_unlabeled=n_unlabeled, policy=policy, forced=list(rungs or ()), max_seeds=seeds,
                      screen_fidelity=screen_fidelity, train_budget=_budget_flag(tb))
@@ -1054,6 +1080,27 @@ def plan_study(
         if rung_info(it.rung)["needs_engineer"] and it.included:
             it.reason += "; needs an engineer to rerun"
     return plan
+
+
+def planned_by_default() -> list[str]:
+    """The rungs ``adaptlab plan`` considers without ``--rungs``: the ladder a time budget offers, each with the
+    reason it is left out (no unlabeled texts, too few labels); a rung offered only when named (``static``) is
+    planned only when named.
+
+    Example:
+        >>> "static" in planned_by_default(), planned_by_default()[:2]
+        (False, ['tfidf', 'probe'])
+    """
+    return [f.name for f in LADDER_FACTS if f.default != "never"]
+
+
+def _vocabulary(encoder: Any) -> Optional[int]:
+    # The tokenizer entries a distillation encodes (a bf16 / int8 variant distils from its fp32 base).
+    tokenizer = getattr(getattr(encoder, "base", None) or encoder, "tokenizer", None)
+    try:
+        return len(tokenizer) if tokenizer is not None else None
+    except TypeError:
+        return None
 
 
 def _budget_flag(budget: Optional[Budget]) -> Optional[str]:
@@ -1071,6 +1118,9 @@ def _study_notes(rungs: Optional[Sequence[str]], cal: Calibration, speed: float,
     missing = [r for r in (rungs or LADDER) if r not in RUNGS]
     if missing:
         notes.append(f"not available in this version, so not planned: {', '.join(missing)}.")
+    named_only = [f.name for f in LADDER_FACTS if f.default == "never" and f.name not in available]
+    if rungs is None and named_only:
+        notes.append(f"planned only when named (--rungs ...,{named_only[0]}): {', '.join(named_only)}.")
     notes.append(f"calibrated on {cal.device} in {cal.seconds:.1f} s: encode {cal.encode_per_text * 1000:.1f} ms/text, "
                  f"training step {cal.train_step:.2f} s per {cal.batch_size} texts of this data.")
     if cal.loaded:

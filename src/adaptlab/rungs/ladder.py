@@ -21,13 +21,15 @@ from typing import Optional
 
 __all__ = ["RungFacts", "LADDER_FACTS", "LADDER", "NETWORK_RUNGS", "CHEAP_RUNGS", "LABEL_TRAINED_ENCODER",
            "TRANSFER_BASELINES", "CHANGED_ENCODER", "RELATIVE_STEP_COST", "FROZEN", "KINDS", "COST_SHAPES",
-           "FromCatalogue", "facts", "catalogued", "kind", "ladder_key", "default_rungs"]
+           "FromCatalogue", "facts", "catalogued", "kind", "ladder_key", "default_rungs", "rungs_help"]
 
 KINDS = ("cheap", "shared", "network")
-# How a rung's cost grows: ``fit`` (a fit of seconds per seed, no training loop), ``refit`` (a one-time
-# unsupervised training its seeds share), ``steps`` (optimizer steps over texts), ``pairs`` (optimizer steps
-# over text pairs, through sentence-transformers' trainer).
-COST_SHAPES = ("fit", "refit", "steps", "pairs")
+# How a rung's cost grows: ``fit`` (a fit of seconds per seed, no training loop), ``distil`` (a one-time
+# distillation of the encoder over its own vocabulary, then texts encoded ``encode_speedup`` times faster than
+# the encoder and a fit per seed), ``refit`` (a one-time unsupervised training its seeds share), ``steps``
+# (optimizer steps over texts), ``pairs`` (optimizer steps over text pairs, through sentence-transformers'
+# trainer). The planner (`decide.plan`) costs a rung by its shape.
+COST_SHAPES = ("fit", "distil", "refit", "steps", "pairs")
 
 
 @dataclass(frozen=True)
@@ -51,6 +53,8 @@ class RungFacts:
             partial unfreeze backpropagate through less of the network, LP-FT adds its linear probe, a
             SetFit step is ``batch_size`` text pairs, twice the texts of a fine-tune step).
         optimizer_share: Share of a full fine-tune's optimizer update one step of it costs (the calibration).
+        encode_speedup: How many times faster than the encoder it encodes a text (cost shape ``distil``: the
+            planner divides the encoder's calibrated seconds a text by it; ``bench/static_encode.py`` measures it).
         label_trained_encoder: Training updates encoder weights from the labels (the overfitting risk of a
             few thousand labels; the model card warns that a retrain runs a deep-learning loop).
         uses_encoder: Uses pretrained weights (False: the scratch baseline; the card says no license applies).
@@ -81,6 +85,7 @@ class RungFacts:
     cost_shape: str = "fit"
     step_cost: Optional[float] = None
     optimizer_share: float = 1.0
+    encode_speedup: Optional[float] = None
     label_trained_encoder: bool = False
     uses_encoder: bool = True
     transfer_baseline: bool = False
@@ -126,7 +131,9 @@ _RECORDS = (
         "the distilled token vectors (the encoder runs once over its own vocabulary to make them)",
         "only the logistic-regression head on the averaged token vectors",
         "one script call on a CPU (distil the encoder once, fit a linear head), no GPU training loop",
-        main_parameters=("pca_dims", "max_length", "C_grid"), requires=("model2vec", "static"), default="never"),
+        main_parameters=("pca_dims", "max_length", "C_grid"), requires=("model2vec", "static"), default="never",
+        # model2vec reports ~100-500x the texts a second of the transformer on CPU; the plan takes the low end.
+        cost_shape="distil", encode_speedup=100.0),
     RungFacts(
         "probe", "cheap", "frozen pretrained encoder + linear head", "frozen probe",
         "frozen pretrained encoder + logistic-regression head",
@@ -299,3 +306,29 @@ def _importable(module: str) -> bool:
         return importlib.util.find_spec(module) is not None
     except (ImportError, ValueError):
         return False
+
+
+def rungs_help(*, planner: bool = False) -> str:
+    """The ``--rungs`` help of ``study run`` (``planner=False``) and of ``plan``, from the records: every
+    catalogued rung, and the default set with its conditions, so a new rung appears in both by its record.
+
+    Example:
+        >>> text = rungs_help()
+        >>> "tfidf, static, probe" in text, "Default: tfidf,probe;" in text, "static only when named" in text
+        (True, True, True)
+        >>> rungs_help(planner=True).split("Default: ")[1]
+        'every rung but static (name it to plan it), each with why it is or is not planned.'
+    """
+    names = ", ".join(LADDER)
+    never = ", ".join(f.name for f in LADDER_FACTS if f.default == "never")
+    if planner:
+        but = f" but {never} (name it to plan it)" if never else ""
+        return f"Comma-separated rungs to plan, simplest first: {names}. Default: every rung{but}, each with why " \
+               "it is or is not planned."
+    where = [f"{f.name} where --unlabeled is given" for f in LADDER_FACTS if f.default == "timed" and f.needs_unlabeled]
+    where += [f"{f.name} where it is installed" for f in LADDER_FACTS if f.default == "timed" and f.requires]
+    always = ",".join(f.name for f in LADDER_FACTS if f.default == "always")
+    return (f"Comma-separated rungs, simplest first: {names} (see `adaptlab rungs`). Default: {always}; with --time "
+            f"every rung of the ladder that runs here ({', '.join(where)})" + "".join(
+                f"; {f.name} only when named" + (f" (`pip install 'adaptlab[{f.requires[1]}]'`)" if f.requires else "")
+                for f in LADDER_FACTS if f.default == "never") + ".")

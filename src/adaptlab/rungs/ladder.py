@@ -205,17 +205,20 @@ _BY_NAME = {f.name: f for f in LADDER_FACTS}
 
 class FromCatalogue:
     """A rung class attribute read from the rung's record (one source of truth): ``uses_encoder`` on
-    :class:`adaptlab.rungs.Rung` is one. A rung outside the catalogue (a plugin) gets ``default``, unless
-    its class sets the attribute itself.
+    :class:`adaptlab.rungs.Rung` is one. A rung outside the catalogue (a plugin) gets the record of the
+    catalogued rung it extends, else ``default``, unless its class sets the attribute itself.
 
     Example:
         >>> class Tfidf:
         ...     name = "tfidf"
         ...     uses_encoder = FromCatalogue(default=True)
-        >>> class Plugin(Tfidf):
+        >>> class Plugin:
         ...     name = "my-rung"
-        >>> Tfidf.uses_encoder, Tfidf().uses_encoder, Plugin.uses_encoder
-        (False, False, True)
+        ...     uses_encoder = FromCatalogue(default=True)
+        >>> class TfidfVariant(Tfidf):
+        ...     name = "my-tfidf"
+        >>> Tfidf.uses_encoder, Tfidf().uses_encoder, Plugin.uses_encoder, TfidfVariant.uses_encoder
+        (False, False, True, False)
     """
 
     def __init__(self, *, default: object) -> None:
@@ -226,8 +229,12 @@ class FromCatalogue:
         self.field = name  # the record's field of the same name
 
     def __get__(self, obj: object, owner: type) -> object:
-        name = getattr(owner, "name", None)
-        return getattr(_BY_NAME[name], self.field) if isinstance(name, str) and name in _BY_NAME else self.default
+        # The class's own record, else that of the catalogued rung it extends (a plugin subclassing probe).
+        for klass in owner.__mro__:
+            name = klass.__dict__.get("name")
+            if isinstance(name, str) and name in _BY_NAME:
+                return getattr(_BY_NAME[name], self.field)
+        return self.default
 
 
 def catalogued(rung: str) -> bool:

@@ -50,7 +50,8 @@ def test_static_cost_follows_the_vocabulary_the_token_cost_and_the_gpu():
 
 def test_make_plan_gives_static_its_seeds_like_the_other_cheap_rungs():
     costs = estimate_rung_costs(CAL, n_labeled=5000)
-    plan = make_plan({r: costs[r] for r in ("tfidf", "static", "probe")}, 600, device="cpu", n_labels=5000)
+    assert "static" not in make_plan(costs, 600, device="cpu", n_labels=5000).rungs  # only when named
+    plan = make_plan(costs, 600, device="cpu", n_labels=5000, rungs=["tfidf", "static", "probe"])
     items = {i.rung: i for i in plan.items}
     assert list(items) == ["tfidf", "static", "probe"]
     assert items["static"].included and items["static"].full_seeds == 5

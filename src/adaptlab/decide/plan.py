@@ -879,7 +879,7 @@ def make_plan(
     _check_plan_args(max_seeds, screen_fidelity)
     p = policy or Policy()
     rc = {r: _as_cost(r, c) for r, c in costs.items()}
-    wanted = [r for r in (rungs or LADDER) if r in rc]
+    wanted = [r for r in (rungs or planned_by_default()) if r in rc]  # static only when named
     items = {r: _empty_item(r, rc[r]) for r in wanted}
     regime = p.regime(n_labels, n_unlabeled, True if device == "gpu" else None)
     purse = _Purse(budget_seconds)

@@ -17,6 +17,11 @@ MAX_LINES = 120
 # Functions longer than MAX_LINES when the limit was set, with their length then: each could only shrink, and
 # left this list once it was split. Issue #20 split the last one (the training loop's fit, 281 lines).
 LONG_FUNCTIONS: dict[tuple[str, str], int] = {}
+# The aim is functions of at most AIM_LINES (issue #32 item 5); OVER_AIM is how many are longer today (29 when
+# this ratchet was set; the transfer note and Evidence.from_store split since). Lower it when a change splits
+# one; never raise it: a new long function is split along its stages instead.
+AIM_LINES = 80
+OVER_AIM = 27
 
 
 def test_the_import_contracts_hold(monkeypatch):
@@ -46,6 +51,13 @@ def test_no_function_over_the_limit():
     assert not new, f"functions over {MAX_LINES} lines: {new}; split them along their stages"
     grown = {k: (found[k], n) for k, n in LONG_FUNCTIONS.items() if found.get(k, 0) > n}
     assert not grown, f"these long functions grew (now, then): {grown}"
+
+
+def test_functions_over_80_lines_only_become_fewer():
+    long = sorted(((n, "::".join(k)) for k, n in _functions().items() if n > AIM_LINES), reverse=True)
+    assert len(long) <= OVER_AIM, (
+        f"{len(long)} functions over {AIM_LINES} lines (ratchet {OVER_AIM}); the longest: {long[:6]}. "
+        "Split the new or grown one along its stages.")
 
 
 def test_refactors_keep_the_stored_ids(tmp_path):

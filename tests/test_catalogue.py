@@ -21,7 +21,7 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "adaptlab"
 # Rung-name literals outside adaptlab/rungs/ when the catalogue landed (issue #32: 226 before it). The
 # decision policy names rungs on purpose (its rules say "refit", "lora") and is not counted. Lower this
 # number when a change removes some; never raise it: a new rung fact belongs in the catalogue.
-RUNG_LITERALS_RATCHET = 145
+RUNG_LITERALS_RATCHET = 109  # 145 until TRANSFER_BASELINES, FINE_TUNED_RUNGS and the plan read the records
 INTENDED = {"decide/policy.py"}
 # Words that are a rung's name and something else in these files: the web app's static-files folder.
 HOMONYMS = {("ui/app.py", "static")}
@@ -37,7 +37,7 @@ def test_every_registered_rung_has_a_complete_record(name):
         assert getattr(f, text).strip(), f"{name}: {text} is empty"
     fields = {x.name for x in dataclasses.fields(cls.config_class)}
     assert f.main_parameters and set(f.main_parameters) <= fields, (name, set(f.main_parameters) - fields)
-    assert f.uses_encoder == cls.uses_encoder
+    assert f.uses_encoder == cls.uses_encoder  # read from the record (FromCatalogue), never declared twice
     assert (f.kind == "network") <= bool(cls.trains_network)
     assert (f.kind == "network") == (f.step_cost is not None) == (f.cost_shape in ("steps", "pairs"))
     assert f.retrain_as is None or catalogued(f.retrain_as)
@@ -51,6 +51,35 @@ def test_every_record_is_a_registered_rung_in_ladder_order():
     assert [f.name for f in LADDER_FACTS] == list(LADDER)
     assert set(LADDER) <= set(RUNGS)
     assert [f.position for f in LADDER_FACTS] == list(range(len(LADDER)))
+
+
+def test_rung_classes_read_uses_encoder_from_the_record():
+    # One source of truth: no rung module declares the attribute its record holds.
+    declared = [p.relative_to(SRC).as_posix() for p in (SRC / "rungs").rglob("*.py")
+                if any(line.strip().startswith(("uses_encoder = True", "uses_encoder = False"))
+                       for line in p.read_text(encoding="utf-8").splitlines())]
+    assert not declared, declared
+    assert RUNGS["tfidf"].uses_encoder is False and RUNGS["lora"].uses_encoder is True
+
+    class Plugin(Rung):  # a rung outside the catalogue keeps its class's default, or sets its own
+        name = "my-plugin"
+
+    class EncoderPlugin(Plugin):
+        name = "my-encoder-plugin"
+        uses_encoder = True
+
+    assert Plugin.uses_encoder is False and EncoderPlugin.uses_encoder is True
+
+
+def test_catalogue_tables_are_derived_from_the_records():
+    from adaptlab.diagnostics import FINE_TUNED_RUNGS
+    from adaptlab.rungs.overfit import TRANSFER_BASELINES as nearest_first
+
+    assert ladder.TRANSFER_BASELINES == ("tfidf", "probe") and nearest_first == ("probe", "tfidf")
+    assert set(FINE_TUNED_RUNGS) == {f.name for f in LADDER_FACTS if f.label_trained_encoder}
+    assert {"lora", "unfreeze", "finetune", "lpft"} <= set(FINE_TUNED_RUNGS)
+    assert ladder.CHANGED_ENCODER[0] == "refit" and "probe" not in ladder.CHANGED_ENCODER
+    assert [f.name for f in LADDER_FACTS if f.few_labels_ok] == ["setfit"]
 
 
 def test_unknown_rungs_get_a_neutral_record():

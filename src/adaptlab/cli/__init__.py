@@ -14,6 +14,7 @@ from rich.markup import escape
 
 from adaptlab.cancel import Cancelled, cancel_on_sigint
 from adaptlab.cli import exit_codes
+from adaptlab.cli.catalogue import rung_catalogue
 from adaptlab.cli.console import SafeConsole, plain
 from adaptlab.cli.progress import progress_bars
 from adaptlab.errors import AdaptlabError
@@ -187,9 +188,7 @@ def study_run(
     set_: Optional[list[str]] = SetOpt,
     unlabeled: Optional[Path] = UnlabeledOpt,
     test: Optional[Path] = TestOpt,
-    rungs: Optional[str] = typer.Option(None, "--rungs", help="Comma-separated rungs (see `adaptlab rungs`). Default: "
-                                        "tfidf,probe; with --time every rung of the ladder that runs here (setfit "
-                                        "where it is installed, refit where --unlabeled is given)."),
+    rungs: Optional[str] = typer.Option(None, "--rungs", help=rung_catalogue().rungs_help()),
     seeds: int = typer.Option(5, "--seeds", help="Number of seeds; each re-draws validation and reseeds the model."),
     split: str = SplitOpt,
     text_col: Optional[str] = TextColOpt,

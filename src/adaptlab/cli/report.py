@@ -11,6 +11,7 @@ from typing import Any, Optional
 import typer
 
 from adaptlab.cli import HomeOpt, JsonOpt, app, out, user_errors
+from adaptlab.cli.catalogue import rung_catalogue
 from adaptlab.cli.console import plain
 
 PolicyOpt = typer.Option(None, "--policy", help="JSON or TOML file overriding decision thresholds (margin, ship_threshold, min_seeds, ...).")
@@ -215,7 +216,7 @@ def plan_cmd(
     data: Path = typer.Option(..., "--data", help="Labeled file the study will run on."),
     budget: str = typer.Option(..., "--budget", help="Compute budget, e.g. '2 CPU hours', '4 days on one GPU'."),
     unlabeled: Optional[Path] = typer.Option(None, "--unlabeled", help="Unlabeled in-domain texts (for the refit)."),
-    rungs: Optional[str] = typer.Option(None, "--rungs", help="Rungs to consider (default: every available rung)."),
+    rungs: Optional[str] = typer.Option(None, "--rungs", help=rung_catalogue().rungs_help(planner=True)),
     encoder: Optional[str] = typer.Option(None, "--encoder", help="Encoder folder (default: packaged all-MiniLM-L6-v2)."),
     train_budget: Optional[str] = typer.Option(None, "--train-budget", help="The study's training budget of network rungs "
                                                "(`study run --budget`): 520steps, 30min. Default: max_epochs, the upper bound."),

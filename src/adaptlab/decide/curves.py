@@ -16,8 +16,9 @@ import numpy as np
 
 from adaptlab.config import StudyConfig
 from adaptlab.data import TextDataset, split_dataset
-from adaptlab.decide.policy import Policy
+from adaptlab.decide.policy import SCRATCH, Policy
 from adaptlab.errors import ConfigError
+from adaptlab.rungs.ladder import FROZEN, facts
 
 DEFAULT_FRACTIONS = (0.1, 0.25, 0.5, 1.0)
 
@@ -78,7 +79,7 @@ def learning_curve(
         raise ConfigError.invalid("fractions", list(fractions), "fractions in (0, 1], e.g. 0.1,0.25,0.5,1")
     if data.labels is None:
         raise ConfigError("the learning curve needs labeled data; pass --label-col NAME.")
-    rungs = list(rungs or [r for r in config.rungs if r != "tfidf"] or config.rungs)
+    rungs = list(rungs or [r for r in config.rungs if r != SCRATCH] or config.rungs)
     say = progress or (lambda _m: None)
     # Carve the sealed test set the way the study does, read once to build the fixed test file.
     split = split_dataset(data, strategy=config.split, test_size=config.test_size, val_size=config.val_size,
@@ -134,11 +135,12 @@ def curve_verdict(points: list[dict[str, Any]], policy: Optional[Policy] = None)
     more_labels = any(g >= p.margin for g in label_gain.values())
     full = {r: max(pts, key=lambda x: x["fraction"]) for r, pts in by_rung.items()}
     adapt_gain = None
-    if "probe" in full and len(full) > 1:
-        best = max((r for r in full if r not in ("probe", "tfidf")), key=lambda r: full[r]["mean"], default=None)
+    if FROZEN in full and len(full) > 1:
+        # The best adaptation (a rung whose encoder moved) against reusing the encoder frozen.
+        best = max((r for r in full if facts(r).changes_encoder), key=lambda r: full[r]["mean"], default=None)
         if best is not None:
-            adapt_gain = full[best]["mean"] - full["probe"]["mean"]
-            parts.append(f"at {full[best]['fraction']:.0%} of the labels {best} − probe = {adapt_gain:+.3f}")
+            adapt_gain = full[best]["mean"] - full[FROZEN]["mean"]
+            parts.append(f"at {full[best]['fraction']:.0%} of the labels {best} − {FROZEN} = {adapt_gain:+.3f}")
     more_adapt = adapt_gain is not None and adapt_gain >= p.margin
     verdict = {(True, True): "both", (True, False): "more-labels", (False, True): "more-adaptation",
                (False, False): "neither"}[(more_labels, more_adapt)]
@@ -212,7 +214,7 @@ def extrapolate_curve(points: list[dict[str, Any]], target_f1: Optional[float] =
     p = policy or Policy()
     pts = [pt for pt in points if rung is None or pt.get("rung") == rung]
     if rung is None and pts:
-        rung = "probe" if any(pt["rung"] == "probe" for pt in pts) else pts[0]["rung"]
+        rung = FROZEN if any(pt["rung"] == FROZEN for pt in pts) else pts[0]["rung"]
         pts = [pt for pt in pts if pt["rung"] == rung]
     pts = sorted(pts, key=lambda pt: pt["n_labels"])
     if len(pts) < 2:

@@ -267,36 +267,7 @@ class Evidence:
                                 "again to resume it, then decide.")
         keys = {p["result_key"]: p for p in summary.get("per_seed", [])}
         results = [r for r in store.study_results(rec["study_id"]) if not keys or r["result_key"] in keys]
-        # Align every prediction list to one test order (they share it by construction; check, don't trust).
-        y_true = test_ids = None
-        preds: dict[str, dict[int, np.ndarray]] = {}
-        diags: dict[str, list[dict[str, Any]]] = {}
-        fit_secs: dict[str, list[float]] = {}
-        notes: list[str] = []
-        for r in sorted(results, key=lambda r: (ladder_key(r["rung"]), r["seed"])):
-            pr = r.get("predictions") or {}
-            d = (r.get("metrics") or {}).get("diagnostics")
-            if d:
-                diags.setdefault(r["rung"], []).append({"seed": r["seed"], **d})
-            cost = (r.get("metrics") or {}).get("cost") or {}
-            if "total_seconds" in cost or "fit_seconds" in cost:
-                fit_secs.setdefault(r["rung"], []).append(float(cost.get("total_seconds", cost.get("fit_seconds", 0.0))))
-            if not pr.get("y_pred"):
-                continue
-            ids = list(pr.get("test_ids") or range(len(pr["y_pred"])))
-            if test_ids is None:
-                test_ids, y_true = ids, np.asarray(pr["y_true"], dtype=object)
-                pos = {t: i for i, t in enumerate(test_ids)}
-            if ids != test_ids:
-                if set(ids) != set(test_ids):
-                    notes.append(f"{r['rung']} seed {r['seed']} was scored on other test items; "
-                                 "left out of paired comparisons.")
-                    continue
-                order = np.argsort([pos[t] for t in ids])
-                yp = np.asarray(pr["y_pred"], dtype=object)[order]
-            else:
-                yp = np.asarray(pr["y_pred"], dtype=object)
-            preds.setdefault(r["rung"], {})[int(r["seed"])] = yp
+        y_true, preds, diags, fit_secs, notes = _read_results(results)
 
         rungs: dict[str, RungEvidence] = {}
         seeds_of = {}
@@ -321,19 +292,7 @@ class Evidence:
         study_diag = summary.get("diagnostics") or {}
         if not isinstance(study_diag, dict):
             study_diag = {}
-        # The switch rule's MMD is pretrained-vs-refit embeddings of the same held-out texts (the
-        # diagnostics stage's "refit_movement"), not the corpus-vs-reference domain shift.
-        mmd, mmd_p, mmd_src = refit_movement_mmd(study_diag)
-        if mmd_p is None:
-            mmd, mmd_p, mmd_src = find_mmd({k: v for k, v in study_diag.items() if k != "domain_shift"})
-        if mmd_p is None:
-            for d in diags.get("refit", []):
-                mmd, mmd_p, mmd_src = find_mmd(d)
-                if mmd_p is not None:
-                    mmd_src = f"refit seed {d.get('seed')} diagnostics: {mmd_src}"
-                    break
-        elif mmd_src:
-            mmd_src = f"study diagnostics: {mmd_src}"
+        mmd, mmd_p, mmd_src = _switch_rule_mmd(study_diag, diags.get("refit", []))
         refit_hours = None
         cost = study_diag.get("refit_cost") or {}
         if is_number(cost.get("wall_seconds")):
@@ -367,6 +326,62 @@ class Evidence:
                 ev.overall_f1 = sl.get("overall_f1")
                 ev.slice_rung = sl.get("rung")
         return ev
+
+
+def _switch_rule_mmd(study_diag: dict[str, Any], refit_diags: list[dict[str, Any]]
+                     ) -> tuple[Optional[float], Optional[float], str]:
+    """(MMD, p-value, where it was read) for the switch rule: pretrained-vs-refit embeddings of the same
+    held-out texts (the diagnostics stage's "refit_movement"), not the corpus-vs-reference domain shift; else
+    any MMD of the study's diagnostics, else one of the refit seeds' own."""
+    mmd, mmd_p, mmd_src = refit_movement_mmd(study_diag)
+    if mmd_p is None:
+        mmd, mmd_p, mmd_src = find_mmd({k: v for k, v in study_diag.items() if k != "domain_shift"})
+    if mmd_p is None:
+        for d in refit_diags:
+            mmd, mmd_p, mmd_src = find_mmd(d)
+            if mmd_p is not None:
+                return mmd, mmd_p, f"refit seed {d.get('seed')} diagnostics: {mmd_src}"
+    elif mmd_src:
+        mmd_src = f"study diagnostics: {mmd_src}"
+    return mmd, mmd_p, mmd_src
+
+
+def _read_results(results: list[dict[str, Any]]) -> tuple[Any, dict[str, dict[int, np.ndarray]],
+                                                          dict[str, list[dict[str, Any]]], dict[str, list[float]],
+                                                          list[str]]:
+    """The stored results of a study, per rung: predictions aligned to one test order, diagnostics, seconds a
+    seed, and notes on what could not be aligned. Returns (y_true, predictions, diagnostics, seconds, notes)."""
+    # Align every prediction list to one test order (they share it by construction; check, don't trust).
+    y_true = test_ids = None
+    preds: dict[str, dict[int, np.ndarray]] = {}
+    diags: dict[str, list[dict[str, Any]]] = {}
+    fit_secs: dict[str, list[float]] = {}
+    notes: list[str] = []
+    for r in sorted(results, key=lambda r: (ladder_key(r["rung"]), r["seed"])):
+        pr = r.get("predictions") or {}
+        d = (r.get("metrics") or {}).get("diagnostics")
+        if d:
+            diags.setdefault(r["rung"], []).append({"seed": r["seed"], **d})
+        cost = (r.get("metrics") or {}).get("cost") or {}
+        if "total_seconds" in cost or "fit_seconds" in cost:
+            fit_secs.setdefault(r["rung"], []).append(float(cost.get("total_seconds", cost.get("fit_seconds", 0.0))))
+        if not pr.get("y_pred"):
+            continue
+        ids = list(pr.get("test_ids") or range(len(pr["y_pred"])))
+        if test_ids is None:
+            test_ids, y_true = ids, np.asarray(pr["y_true"], dtype=object)
+            pos = {t: i for i, t in enumerate(test_ids)}
+        if ids != test_ids:
+            if set(ids) != set(test_ids):
+                notes.append(f"{r['rung']} seed {r['seed']} was scored on other test items; "
+                             "left out of paired comparisons.")
+                continue
+            order = np.argsort([pos[t] for t in ids])
+            yp = np.asarray(pr["y_pred"], dtype=object)[order]
+        else:
+            yp = np.asarray(pr["y_pred"], dtype=object)
+        preds.setdefault(r["rung"], {})[int(r["seed"])] = yp
+    return y_true, preds, diags, fit_secs, notes
 
 
 # -- tolerant readers of diagnostics written by other stages ----------------------------------------

@@ -39,7 +39,8 @@ from adaptlab.config import Budget, format_duration
 from adaptlab.decide.calibrate import Calibration, calibrate  # noqa: F401  (re-exported)
 from adaptlab.store.costs import cost_key
 from adaptlab.decide.policy import LADDER, Policy, rung_info
-from adaptlab.rungs.ladder import CHEAP_RUNGS, NETWORK_RUNGS, RELATIVE_STEP_COST, kind as _rung_kind
+from adaptlab.rungs.ladder import CHEAP_RUNGS, LADDER_FACTS, NETWORK_RUNGS, RELATIVE_STEP_COST, facts as rung_facts
+from adaptlab.rungs.ladder import kind as _rung_kind
 from adaptlab.errors import ConfigError
 
 _UNIT = {"s": 1, "sec": 1, "secs": 1, "second": 1, "seconds": 1, "m": 60, "min": 60, "mins": 60, "minute": 60,
@@ -59,6 +60,11 @@ DEFAULT_SCREEN_FIDELITY = 0.25
 # Used for the expected figure only, never for the upper bound; stored runs of the rung replace it.
 TYPICAL_BEST_EPOCH = 3
 SETFIT_SETUP_SECONDS = 30.0
+# Tokenizer entries a distillation (cost shape ``distil``) encodes when the encoder's are not known: BERT's
+# WordPiece vocabulary, that of MiniLM and most small English encoders. Each is one short sequence
+# ([CLS] token [SEP]) through the encoder.
+DEFAULT_VOCABULARY = 30_522
+DISTIL_TOKENS_PER_ENTRY = 3
 
 
 def parse_budget(text: str) -> tuple[float, str]:
@@ -235,13 +241,14 @@ def estimate_rung_costs(cal: Calibration, *, n_labeled: int, n_unlabeled: int = 
                         speedup: float = 1.0, n_classes: int = 2,
                         measured: Optional[dict[str, MeasuredCost]] = None, timed: bool = False,
                         rung_params: Optional[dict[str, dict[str, Any]]] = None,
-                        encode_gate: bool = False) -> dict[str, RungCost]:
+                        encode_gate: bool = False, vocabulary: Optional[int] = None) -> dict[str, RungCost]:
     """Each rung's :class:`RungCost` for these data sizes; ``measured`` costs replace calibrated ones.
 
     ``n_classes`` sizes SetFit's pairs when no step budget is given (they grow with the square of the
     training texts; classes taken as balanced). ``timed``: costs for a decision-driven study, which caps
     SetFit's own sizing at ``max_epochs`` epochs of steps (as :func:`adaptlab.evaluate.study.fidelity_budget`
-    does for every network rung without a step budget).
+    does for every network rung without a step budget). ``vocabulary``: the encoder's tokenizer entries, which
+    a distilled rung (``static``) encodes once (default :data:`DEFAULT_VOCABULARY`).
 
     Example:
         >>> cal = Calibration("cpu", 0.01, 0.5, 16, 1e-4, 1e-4, 1.0)
@@ -266,6 +273,10 @@ def estimate_rung_costs(cal: Calibration, *, n_labeled: int, n_unlabeled: int = 
         "refit": _refit_cost(cal, sz, n_unlabeled, budget, enc=enc, speedup=speedup, measured=m.get("refit"),
                              batch=refit_batch or d["refit_batch"], cap=refit_max_steps or d["refit_max_steps"]),
     }
+    for f in LADDER_FACTS:
+        if f.cost_shape == "distil":
+            out[f.name] = _distil_cost(cal, sz, encode_speedup=f.encode_speedup or 1.0, speedup=speedup,
+                                       vocabulary=vocabulary or DEFAULT_VOCABULARY, measured=m.get(f.name))
     spe = max(1, math.ceil(sz.n_train / d["batch_size"]))
     # One validation pass per epoch, spread over its steps; the test pass (and SetFit's head fits) once.
     val_pass = cal.eval_seconds(sz.n_val) / speedup
@@ -276,16 +287,17 @@ def estimate_rung_costs(cal: Calibration, *, n_labeled: int, n_unlabeled: int = 
     setup = cal.build_seconds + cal.eval_seconds(min(200, sz.n_val)) / speedup
     for r in NETWORK_RUNGS:
         mr = m.get(r)
-        step = cal.step_seconds(r, d["batch_size"]) / speedup + (0.0 if r == "setfit" else val_pass / spe + ckpt)
+        pairs = rung_facts(r).cost_shape == "pairs"  # SetFit: sentence-transformers' trainer, its own evaluations
+        step = cal.step_seconds(r, d["batch_size"]) / speedup + (0.0 if pairs else val_pass / spe + ckpt)
         step_seconds = mr.step_seconds if mr and mr.step_seconds else step
         source = mr.source if mr and mr.step_seconds else "calibrated"
-        if r == "setfit" and (budget is None or budget.steps is None):
+        if pairs and (budget is None or budget.steps is None):
             # Its checkpoints embed <= 256 train and validation texts each; the final head embeds them all.
             evals = cal.eval_seconds(4 * (min(256, sz.n_train) + min(256, sz.n_val)) + sz.n_pool) / speedup
             # Its Trainer's set-up (the model loaded by sentence-transformers, the pair datasets) and four
             # checkpoint heads: ~30 s for MiniLM on 2 cores (bench/costs.py); the first run corrects it.
             evals += SETFIT_SETUP_SECONDS / speedup
-            params = dict((rung_params or {}).get("setfit") or {})
+            params = dict((rung_params or {}).get(r) or {})
             own = any(params.get(k) is not None for k in ("max_pairs", "num_iterations", "budget"))
             out[r] = _setfit_cost(step_seconds, fixed=test_pass + evals, n_train=sz.n_train, n_classes=n_classes,
                                   budget=budget, source=source, params=params,
@@ -329,6 +341,21 @@ def _cheap_cost(per_seed: float, one_time: float, measured: Optional[MeasuredCos
         return RungCost("cheap", one_time, measured.per_seed, source=measured.source,
                         basis=f"{what}; seconds a seed from the run store, scaled to this data")
     return RungCost("cheap", one_time, per_seed, basis=what)
+
+
+def _distil_cost(cal: Calibration, sz: _Sizes, *, encode_speedup: float, speedup: float, vocabulary: int,
+                 measured: Optional[MeasuredCost]) -> RungCost:
+    # Once: the encoder runs over its own vocabulary, one short sequence an entry (on the study's device); the
+    # distilled model is kept in the home, so a later study of the same encoder pays nothing. A seed: every
+    # labeled text (train, validation, test) encoded by the static vectors, on the CPU whatever the device,
+    # ``encode_speedup`` times faster than the encoder, then a head as the probe fits it.
+    eval_tokens = cal.lengths.get("eval_text") or 64.0  # a hand-made calibration has no length profile
+    per_token = cal.forward_token_seconds or cal.encode_per_text / eval_tokens
+    distil = vocabulary * DISTIL_TOKENS_PER_ENTRY * per_token / speedup
+    per_seed = cal.encode_per_text * sz.n_labeled / encode_speedup + cal.head_per_train_text * sz.n_train
+    return _cheap_cost(per_seed, distil, measured, f"one distillation of the encoder over its {vocabulary:,}-entry "
+                       f"vocabulary (kept in the home), then texts encoded ~{encode_speedup:g}x faster than by the "
+                       "encoder and a head a seed")
 
 
 def _refit_cost(cal: Calibration, sz: _Sizes, n_unlabeled: int, budget: Optional[Budget], *, enc: float,
@@ -439,7 +466,8 @@ def study_rung_costs(config: Any, texts: Sequence[str], labels: Optional[Sequenc
                                 val_size=config.val_size, train_budget=config.budget, measured=measured,
                                 n_classes=len(set(labels or ())) or 2,
                                 timed=bool(getattr(config, "time_budget", None)), rung_params=params,
-                                encode_gate=str(getattr(config, "encode_precision", "fp32")) == "auto")
+                                encode_gate=str(getattr(config, "encode_precision", "fp32")) == "auto",
+                                vocabulary=_vocabulary(encoder))
     costs = _with_learned(costs, st, cal.machine, cost_key(encoder, mp, cal.device))
     return {r: c for r, c in costs.items() if r in rungs}, cal
 
@@ -584,7 +612,7 @@ def _cost_sample(res: dict, summary: dict, *, n_pool: float, device: Optional[st
     if not pool_then:
         return None
     scale = n_pool / pool_then
-    if res["rung"] != "refit":
+    if rung_facts(res["rung"]).cost_shape != "refit":
         return {"per_seed": float(cost.get("total_seconds", fit)) * scale}
     # The first seed paid the shared refit inside its fit time; later seeds reused it.
     wall = 0.0 if diag.get("reused") else float(diag.get("wall_seconds") or 0.0)
@@ -721,7 +749,7 @@ class Plan:
             cmd = (f"adaptlab study run --data {data} --rungs {','.join(i.rung for i in full)} "
                    f"--seeds {min(i.full_seeds or 0 for i in full)}")
             cmd += f" --budget {self.train_budget}" if self.train_budget else ""
-            cmd += f" --unlabeled {unlabeled}" if unlabeled and any(i.rung == "refit" for i in full) else ""
+            cmd += f" --unlabeled {unlabeled}" if unlabeled and any(_needs_unlabeled(i.rung) for i in full) else ""
             out.append(cmd)
         if screen:
             out.append(f"adaptlab study run --data {data} --rungs {','.join(i.rung for i in screen)} --seeds 1 "
@@ -741,7 +769,7 @@ class Plan:
         """
         from adaptlab.rungs.ladder import default_rungs
 
-        rungs = [r for r in self.eligible if r != "refit" or unlabeled]
+        rungs = [r for r in self.eligible if unlabeled or not _needs_unlabeled(r)]
         if not rungs or self.time_command_note is not None:
             return None
         secs = self.budget_seconds
@@ -751,7 +779,7 @@ class Plan:
         cmd = f"adaptlab study run --data {data}{named} --seeds {self.max_seeds} --time {when}"
         cmd += f" --budget {self.train_budget}" if self.train_budget else ""
         cmd += f" --screen-fidelity {self.screen_fidelity:g}" if self.screen_fidelity != DEFAULT_SCREEN_FIDELITY else ""
-        return cmd + (f" --unlabeled {unlabeled}" if unlabeled and "refit" in rungs else "")
+        return cmd + (f" --unlabeled {unlabeled}" if unlabeled and any(map(_needs_unlabeled, rungs)) else "")
 
     @property
     def time_command_note(self) -> Optional[str]:
@@ -791,6 +819,10 @@ class _Purse:
             return False
         self.left -= seconds
         return True
+
+
+def _needs_unlabeled(rung: str) -> bool:
+    return rung_facts(rung).needs_unlabeled
 
 
 def _kind(rung: str) -> str:
@@ -849,7 +881,7 @@ def make_plan(
     _check_plan_args(max_seeds, screen_fidelity)
     p = policy or Policy()
     rc = {r: _as_cost(r, c) for r, c in costs.items()}
-    wanted = [r for r in (rungs or LADDER) if r in rc]
+    wanted = [r for r in (rungs or planned_by_default()) if r in rc]  # static only when named
     items = {r: _empty_item(r, rc[r]) for r in wanted}
     regime = p.regime(n_labels, n_unlabeled, True if device == "gpu" else None)
     purse = _Purse(budget_seconds)
@@ -879,11 +911,12 @@ def _empty_item(rung: str, c: RungCost) -> PlanItem:
 
 def _skip_for_regime(it: PlanItem, p: Policy, n_labels: Optional[int], n_unlabeled: Optional[int],
                      forced: Sequence[str]) -> bool:
-    if it.rung == "refit" and not n_unlabeled:
-        it.reason = "no unlabeled in-domain texts: nothing to refit on"
-    elif (it.rung in NETWORK_RUNGS and it.rung != "setfit" and n_labels is not None and n_labels < p.few_labels
+    f = rung_facts(it.rung)
+    if f.needs_unlabeled and not n_unlabeled:
+        it.reason = f"no unlabeled in-domain texts: nothing to {it.rung} on"
+    elif (it.rung in NETWORK_RUNGS and not f.few_labels_ok and n_labels is not None and n_labels < p.few_labels
           and it.rung not in forced):
-        # setfit is the exception the switch rules make for few labels (pairs multiply them).
+        # A rung made for few labels (setfit) is the exception the switch rules make (pairs multiply them).
         it.reason = (f"{n_labels} labels < {p.few_labels:,}: the rule {p.rule('regime.few-labels').quoted} "
                      "(too little signal to adapt it)")
     return bool(it.reason)
@@ -1035,12 +1068,12 @@ def plan_study(
         device=device)
     costs = estimate_rung_costs(cal, n_labeled=len(texts), n_unlabeled=n_unlabeled, test_size=test_size,
                                 val_size=val_size, speedup=speed, train_budget=tb, measured=measured,
-                                n_classes=len(set(labels or ())) or 2, timed=True)
+                                n_classes=len(set(labels or ())) or 2, timed=True, vocabulary=_vocabulary(encoder))
     if speed == 1.0:  # a correction learned on this CPU says nothing of an assumed GPU
         costs = _with_learned(costs, st, cal.machine, cost_key(encoder, cal.mixed_precision, cal.device))
     from adaptlab.rungs import RUNGS
 
-    available = [r for r in (rungs or LADDER) if r in RUNGS]
+    available = [r for r in (rungs or planned_by_default()) if r in RUNGS]
     plan = make_plan(costs, seconds, device=device, calibration=cal, rungs=available, n_labels=len(texts),
                      n_unlabeled=n_unlabeled, policy=policy, forced=list(rungs or ()), max_seeds=seeds,
                      screen_fidelity=screen_fidelity, train_budget=_budget_flag(tb))
@@ -1049,6 +1082,27 @@ def plan_study(
         if rung_info(it.rung)["needs_engineer"] and it.included:
             it.reason += "; needs an engineer to rerun"
     return plan
+
+
+def planned_by_default() -> list[str]:
+    """The rungs ``adaptlab plan`` considers without ``--rungs``: the ladder a time budget offers, each with the
+    reason it is left out (no unlabeled texts, too few labels); a rung offered only when named (``static``) is
+    planned only when named.
+
+    Example:
+        >>> "static" in planned_by_default(), planned_by_default()[:2]
+        (False, ['tfidf', 'probe'])
+    """
+    return [f.name for f in LADDER_FACTS if f.default != "never"]
+
+
+def _vocabulary(encoder: Any) -> Optional[int]:
+    # The tokenizer entries a distillation encodes (a bf16 / int8 variant distils from its fp32 base).
+    tokenizer = getattr(getattr(encoder, "base", None) or encoder, "tokenizer", None)
+    try:
+        return len(tokenizer) if tokenizer is not None else None
+    except TypeError:
+        return None
 
 
 def _budget_flag(budget: Optional[Budget]) -> Optional[str]:
@@ -1066,6 +1120,9 @@ def _study_notes(rungs: Optional[Sequence[str]], cal: Calibration, speed: float,
     missing = [r for r in (rungs or LADDER) if r not in RUNGS]
     if missing:
         notes.append(f"not available in this version, so not planned: {', '.join(missing)}.")
+    named_only = [f.name for f in LADDER_FACTS if f.default == "never" and f.name not in available]
+    if rungs is None and named_only:
+        notes.append(f"planned only when named (--rungs ...,{named_only[0]}): {', '.join(named_only)}.")
     notes.append(f"calibrated on {cal.device} in {cal.seconds:.1f} s: encode {cal.encode_per_text * 1000:.1f} ms/text, "
                  f"training step {cal.train_step:.2f} s per {cal.batch_size} texts of this data.")
     if cal.loaded:

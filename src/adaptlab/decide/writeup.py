@@ -21,6 +21,7 @@ import numpy as np
 from adaptlab.decide.decision import Decision, _band, _f, _hours, _pm, _under_trained
 from adaptlab.decide.evidence import Evidence, ladder_key
 from adaptlab.decide.policy import LABEL_TRAINED_ENCODER, SCRATCH, Policy, rung_info
+from adaptlab.rungs.ladder import CHANGED_ENCODER, FROZEN, facts
 
 
 def _policy(decision: Decision) -> Policy:
@@ -107,8 +108,15 @@ def transfer_note(decision: Decision, evidence: Evidence) -> TransferNote:
         return TransferNote(None, "nothing yet: no rung has enough seeds to be chosen.", "n/a",
                             f"every rung needs ≥ {p.min_seeds} seeds; measured: {missing}.", "n/a",
                             decision.flip_inspection)
-    info = rung_info(chosen)
-    enc = ev.encoder or {}
+    frozen, trainable = _frozen_and_trainable(chosen, ev)
+    more_txt = _what_would_justify_more(decision, ev, p)
+    return TransferNote(chosen, frozen, trainable, _why_this_depth(decision, ev, p), _result_vs_simpler(decision, ev),
+                        more_txt or decision.flip_inspection, _negative_transfer_seen(ev))
+
+
+def _frozen_and_trainable(chosen: str, ev: Evidence) -> tuple[str, str]:
+    """The note's "frozen" and "trainable" fields: the rung's words, with the encoder's and the head's sizes."""
+    info, enc, R = rung_info(chosen), ev.encoder or {}, ev.rungs
     enc_txt = ""
     if enc.get("name"):
         n_par = enc.get("n_parameters")
@@ -117,7 +125,8 @@ def transfer_note(decision: Decision, evidence: Evidence) -> TransferNote:
     frozen = info["frozen"] + (enc_txt if chosen != SCRATCH else "") + "."
     trainable = info["trainable"]
     n_classes = len(ev.classes) or None
-    if chosen in ("probe", "refit") and enc.get("dim") and n_classes:
+    # A logistic head on the encoder's own embeddings (what a retrain refits: probe, and refit's frozen head).
+    if facts(chosen).retrain_as == FROZEN and enc.get("dim") and n_classes:
         k = 1 if n_classes == 2 else n_classes
         trainable += f": {enc['dim']} × {k} weights + {k} bias(es) = {enc['dim'] * k + k:,} parameters"
     tp = _diag_mean(R[chosen].diagnostics, "trainable")
@@ -127,8 +136,12 @@ def transfer_note(decision: Decision, evidence: Evidence) -> TransferNote:
     gate = (ev.training_precision or {}).get(chosen)
     if gate:  # mixed_precision="auto": which precision it trained in, and the gate's numbers
         trainable += f" Trained in {gate.get('precision')}: {gate.get('message')}."
+    return frozen, trainable
 
-    # Why this depth: the decision's own reasons, condensed to the comparison that set the depth.
+
+def _why_this_depth(decision: Decision, ev: Evidence, p: Policy) -> str:
+    """The decision's own reasons, condensed to the comparison that set the depth."""
+    R, chosen = ev.rungs, decision.chosen
     simpler = [s for s in R if ladder_key(s) < ladder_key(chosen) and s != SCRATCH and R[s].n_seeds >= p.min_seeds]
     higher = [r for r in R if ladder_key(r) > ladder_key(chosen)]
     why_parts = []
@@ -150,34 +163,41 @@ def transfer_note(decision: Decision, evidence: Evidence) -> TransferNote:
         why_parts.append(f"the rule \"{rule}\" suggests {decision.regime['recommends']} "
                          f"({decision.regime['condition']})"
                          + ("" if decision.regime.get("agrees") else "; the measurements, not the rule, set the depth"))
-    why = "; ".join(why_parts) + "."
+    return "; ".join(why_parts) + "."
 
-    # Result vs the simpler reuse option: the frozen probe, or the scratch baseline when the probe is chosen.
-    ref = "probe" if chosen not in ("probe", SCRATCH) and "probe" in R else (SCRATCH if SCRATCH in R and chosen != SCRATCH else None)
-    if chosen == SCRATCH and "probe" in R:
-        ref = "probe"
-    if ref is not None:
-        c = _comparison(decision, ref, chosen) or _comparison(decision, chosen, ref)
-        sign = 1 if c.other == chosen else -1
-        res = (f"{chosen} {_pm(R[chosen])} {_band(R[chosen])} vs {ref} {_pm(R[ref])} {_band(R[ref])}: "
-               f"difference {sign * c.diff:+.3f}")
-        if c.ci_low is not None:
-            lo, hi = (c.ci_low, c.ci_high) if sign == 1 else (-c.ci_high, -c.ci_low)
-            res += f" [{_f(lo)}, {_f(hi)}] ({c.method})"
-        res += "."
-        if R[ref].fit_seconds_mean and R[chosen].fit_seconds_mean:
-            res += (f" Cost per seed: {chosen} {_hours(R[chosen].fit_seconds_mean)} vs {ref} "
-                    f"{_hours(R[ref].fit_seconds_mean)}.")
-    else:
-        res = f"{chosen} {_pm(R[chosen])} {_band(R[chosen])}; no simpler reuse option was measured."
 
-    # What would justify unfreezing more.
+def _result_vs_simpler(decision: Decision, ev: Evidence) -> str:
+    """The chosen rung against the simpler reuse option: the frozen probe, or the scratch baseline when the
+    probe is chosen (and the probe when the scratch baseline is)."""
+    R, chosen = ev.rungs, decision.chosen
+    ref = FROZEN if chosen not in (FROZEN, SCRATCH) and FROZEN in R else (
+        SCRATCH if SCRATCH in R and chosen != SCRATCH else None)
+    if chosen == SCRATCH and FROZEN in R:
+        ref = FROZEN
+    if ref is None:
+        return f"{chosen} {_pm(R[chosen])} {_band(R[chosen])}; no simpler reuse option was measured."
+    c = _comparison(decision, ref, chosen) or _comparison(decision, chosen, ref)
+    sign = 1 if c.other == chosen else -1
+    res = (f"{chosen} {_pm(R[chosen])} {_band(R[chosen])} vs {ref} {_pm(R[ref])} {_band(R[ref])}: "
+           f"difference {sign * c.diff:+.3f}")
+    if c.ci_low is not None:
+        lo, hi = (c.ci_low, c.ci_high) if sign == 1 else (-c.ci_high, -c.ci_low)
+        res += f" [{_f(lo)}, {_f(hi)}] ({c.method})"
+    res += "."
+    if R[ref].fit_seconds_mean and R[chosen].fit_seconds_mean:
+        res += (f" Cost per seed: {chosen} {_hours(R[chosen].fit_seconds_mean)} vs {ref} "
+                f"{_hours(R[ref].fit_seconds_mean)}.")
+    return res
+
+
+def _what_would_justify_more(decision: Decision, ev: Evidence, p: Policy) -> str:
+    """What would justify unfreezing more: the flips, the label thresholds, backbone movement, the worst slice."""
+    R = ev.rungs
     more = [f for f in decision.flips if f.startswith("if ") and "flips to" in f][:2]
-    nxt_lbl = p.lora_switch_labels
     more_txt = " ".join(m[0].upper() + m[1:] for m in more)
     if ev.n_labels is not None:
-        more_txt += (f" Labels: {ev.n_labels:,} today; at ≥ {nxt_lbl:,} the switch rule says try LoRA adapters, and "
-                     f"full fine-tuning needs > {p.full_ft_labels:,}.")
+        more_txt += (f" Labels: {ev.n_labels:,} today; at ≥ {p.lora_switch_labels:,} the switch rule says try LoRA "
+                     f"adapters, and full fine-tuning needs > {p.full_ft_labels:,}.")
     mv = None
     for r in R:
         if r in LABEL_TRAINED_ENCODER:
@@ -190,18 +210,22 @@ def transfer_note(decision: Decision, evidence: Evidence) -> TransferNote:
         worst = sorted(ev.slices, key=lambda s: s.get("f1", 1.0))[0]
         more_txt += (f" Domain slice check: worst slice {worst['slice']} F1 {_f(worst.get('f1'))} vs {_f(ev.overall_f1)} "
                      "overall; unfreezing only helps if it lifts that slice, not just the average.")
-    neg = []
+    return more_txt.strip()
+
+
+def _negative_transfer_seen(ev: Evidence) -> str:
+    """Rungs whose mean fell below the frozen probe (or the scratch baseline), and the probe below scratch."""
+    R, neg = ev.rungs, []
     for r in R:
-        if r in (SCRATCH, "probe"):
+        if r in (SCRATCH, FROZEN):
             continue
-        if "probe" in R and R[r].mean < R["probe"].mean:
-            neg.append(f"{r} {_f(R[r].mean)} < frozen probe {_f(R['probe'].mean)}")
+        if FROZEN in R and R[r].mean < R[FROZEN].mean:
+            neg.append(f"{r} {_f(R[r].mean)} < frozen probe {_f(R[FROZEN].mean)}")
         elif SCRATCH in R and R[r].mean < R[SCRATCH].mean:
             neg.append(f"{r} {_f(R[r].mean)} < scratch tfidf {_f(R[SCRATCH].mean)}")
-    if SCRATCH in R and "probe" in R and R["probe"].mean < R[SCRATCH].mean:
-        neg.append(f"frozen probe {_f(R['probe'].mean)} < scratch tfidf {_f(R[SCRATCH].mean)}")
-    negative = ("Seen: " + "; ".join(neg) + " — deeper adaptation (or pretraining) made it worse.") if neg else ""
-    return TransferNote(chosen, frozen, trainable, why, res, more_txt.strip() or decision.flip_inspection, negative)
+    if SCRATCH in R and FROZEN in R and R[FROZEN].mean < R[SCRATCH].mean:
+        neg.append(f"frozen probe {_f(R[FROZEN].mean)} < scratch tfidf {_f(R[SCRATCH].mean)}")
+    return ("Seen: " + "; ".join(neg) + " — deeper adaptation (or pretraining) made it worse.") if neg else ""
 
 
 @dataclass
@@ -297,7 +321,7 @@ def _q_end_to_end(decision: Decision, ev: Evidence, p: Policy, n_lab: str) -> De
 def _q_inspection(decision: Decision, ev: Evidence, p: Policy, n_lab: str) -> DefenseAnswer:
     """3. The inspection separating a real gain from one run's noise."""
     R, chosen = ev.rungs, decision.chosen
-    cand = next((r for r in ("refit", "lora", "unfreeze", "finetune", "lpft") if r in R and r != chosen), None)
+    cand = next((r for r in CHANGED_ENCODER if r in R and r != chosen), None)  # the first adaptation run
     target = chosen if chosen not in (None, "probe", SCRATCH) else cand
     if target and "probe" in R and target != "probe":
         c = _comparison(decision, "probe", target)

@@ -12,12 +12,11 @@ from rich.text import Text
 from adaptlab.config import format_duration
 from adaptlab.evaluate.adaptive import stop_reason
 from adaptlab.metrics import bands_overlap
+from adaptlab.rungs.ladder import TRANSFER_BASELINES  # the baselines an adaptation must not fall below
 from adaptlab.rungs.overfit import budget_bound
 from adaptlab.evaluate.study import StudyResult
 
 NA = "—"  # a cell that does not apply to the rung (tfidf and probe train no network)
-# Baselines a rung that adapts the encoder must not fall below (negative transfer).
-TRANSFER_BASELINES = ("tfidf", "probe")
 
 
 def _count(n: float) -> str:

@@ -15,6 +15,7 @@ from adaptlab.rungs.base import (
     register_rung,
     trains_encoder,
 )
+from adaptlab.rungs import ladder  # noqa: F401  (bound here too when the CLI loaded it first: cli.catalogue)
 from adaptlab.rungs.ladder import LADDER, default_rungs
 from adaptlab.rungs.probe import ProbeConfig, ProbeRung
 from adaptlab.rungs.tfidf import TfidfConfig, TfidfRung

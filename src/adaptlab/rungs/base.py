@@ -12,7 +12,7 @@ import numpy as np
 from adaptlab.config import Budget  # noqa: F401  (re-exported: rungs take budgets)
 from adaptlab.data.dataset import MULTILABEL_WORKS, TextDataset, require_single_label
 from adaptlab.errors import ConfigError, UnknownRungError
-from adaptlab.rungs.ladder import LADDER, catalogued, facts as rung_facts
+from adaptlab.rungs.ladder import LADDER, FromCatalogue, catalogued, facts as rung_facts
 
 
 @dataclass
@@ -183,7 +183,8 @@ class Rung(ABC):
 
     name: ClassVar[str]
     config_class: ClassVar[type[RungConfig]]
-    uses_encoder: ClassVar[bool] = False
+    # From the rung's catalogue record (adaptlab.rungs.ladder); a plugin rung outside it may set its own.
+    uses_encoder: ClassVar[bool] = FromCatalogue(default=False)  # type: ignore[assignment]
     trains_network: ClassVar[bool] = False  # True for rungs bound by the study's training budget
     summary: ClassVar[str] = ""
     #: Whether ``fit`` handles multi-label data; a rung without it refuses such data with a clear error.

@@ -10,7 +10,7 @@ This module imports nothing of adaptlab, so every stage may use it.
 Example:
     >>> from adaptlab.rungs.ladder import LADDER, facts, kind
     >>> LADDER[:4], facts("lora").kind, facts("lora").step_cost, kind("refit")
-    (('tfidf', 'static', 'probe', 'refit'), 'network', 0.85, 'shared')
+    (('tfidf', 'static', 'probe', 'refit'), 'network', 0.95, 'shared')
     >>> facts("probe").short, facts("probe").position, kind("static")
     ('frozen probe', 2, 'cheap')
 """
@@ -20,13 +20,16 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 __all__ = ["RungFacts", "LADDER_FACTS", "LADDER", "NETWORK_RUNGS", "CHEAP_RUNGS", "LABEL_TRAINED_ENCODER",
-           "RELATIVE_STEP_COST", "FROZEN", "KINDS", "COST_SHAPES", "facts", "catalogued", "kind", "ladder_key", "default_rungs"]
+           "TRANSFER_BASELINES", "CHANGED_ENCODER", "RELATIVE_STEP_COST", "FROZEN", "KINDS", "COST_SHAPES",
+           "FromCatalogue", "facts", "catalogued", "kind", "ladder_key", "default_rungs", "rungs_help"]
 
 KINDS = ("cheap", "shared", "network")
-# How a rung's cost grows: ``fit`` (a fit of seconds per seed, no training loop), ``refit`` (a one-time
-# unsupervised training its seeds share), ``steps`` (optimizer steps over texts), ``pairs`` (optimizer steps
-# over text pairs, through sentence-transformers' trainer).
-COST_SHAPES = ("fit", "refit", "steps", "pairs")
+# How a rung's cost grows: ``fit`` (a fit of seconds per seed, no training loop), ``distil`` (a one-time
+# distillation of the encoder over its own vocabulary, then texts encoded ``encode_speedup`` times faster than
+# the encoder and a fit per seed), ``refit`` (a one-time unsupervised training its seeds share), ``steps``
+# (optimizer steps over texts), ``pairs`` (optimizer steps over text pairs, through sentence-transformers'
+# trainer). The planner (`decide.plan`) costs a rung by its shape.
+COST_SHAPES = ("fit", "distil", "refit", "steps", "pairs")
 
 
 @dataclass(frozen=True)
@@ -50,10 +53,17 @@ class RungFacts:
             partial unfreeze backpropagate through less of the network, LP-FT adds its linear probe, a
             SetFit step is ``batch_size`` text pairs, twice the texts of a fine-tune step).
         optimizer_share: Share of a full fine-tune's optimizer update one step of it costs (the calibration).
+        encode_speedup: How many times faster than the encoder it encodes a text (cost shape ``distil``: the
+            planner divides the encoder's calibrated seconds a text by it; ``bench/static_encode.py`` measures it).
         label_trained_encoder: Training updates encoder weights from the labels (the overfitting risk of a
             few thousand labels; the model card warns that a retrain runs a deep-learning loop).
         uses_encoder: Uses pretrained weights (False: the scratch baseline; the card says no license applies).
+            The rung class's ``uses_encoder`` attribute reads it (:class:`FromCatalogue`).
+        transfer_baseline: An adaptation scoring below it with bands apart is negative transfer (the
+            report's flags and the diagnostics' signatures compare every adapted rung with these).
         needs_unlabeled: Needs unlabeled in-domain texts (offered by default only when there are some).
+        few_labels_ok: A network rung made for few labels (SetFit's pairs multiply them): the planner keeps
+            it below the policy's ``few_labels``, where it leaves the other network rungs out.
         requires: The optional module it needs, and the extra that installs it (``pip install 'adaptlab[extra]'``).
         default: In which default rung sets it is: ``always`` (a study without ``--rungs``), ``timed`` (a
             study with a time budget and no ``--rungs``) or ``never`` (only when named).
@@ -75,9 +85,12 @@ class RungFacts:
     cost_shape: str = "fit"
     step_cost: Optional[float] = None
     optimizer_share: float = 1.0
+    encode_speedup: Optional[float] = None
     label_trained_encoder: bool = False
     uses_encoder: bool = True
+    transfer_baseline: bool = False
     needs_unlabeled: bool = False
+    few_labels_ok: bool = False
     requires: Optional[tuple[str, str]] = None
     default: str = "timed"
     retrain_as: Optional[str] = None
@@ -88,6 +101,12 @@ class RungFacts:
     def depth(self) -> int:
         """The ladder position (``rung_info``'s historical name for it)."""
         return self.position
+
+    @property
+    def changes_encoder(self) -> bool:
+        """Its encoder's weights differ from the pretrained ones (trained from the labels, or refit on
+        unlabeled texts): an adaptation, which the frozen probe is the reference of."""
+        return self.label_trained_encoder or self.cost_shape == "refit"
 
 
 _NET = "a deep-learning training loop (GPU recommended)"
@@ -101,7 +120,8 @@ _RECORDS = (
         "tfidf", "cheap", "TF-IDF + logistic regression (scratch baseline)", "scratch TF-IDF",
         "TF-IDF n-grams + logistic regression, no pretrained weights", "nothing pretrained is used",
         "the TF-IDF vocabulary and a logistic-regression head", "one script call on a CPU in minutes",
-        main_parameters=("ngram_max", "min_df", "C_grid"), uses_encoder=False, default="always"),
+        main_parameters=("ngram_max", "min_df", "C_grid"), uses_encoder=False, transfer_baseline=True,
+        default="always"),
     RungFacts(
         # Simpler than probe to serve: no transformer at prediction time, so probe must beat it by the margin.
         "static", "cheap", "static token embeddings distilled from the encoder (model2vec) + linear head",
@@ -111,14 +131,16 @@ _RECORDS = (
         "the distilled token vectors (the encoder runs once over its own vocabulary to make them)",
         "only the logistic-regression head on the averaged token vectors",
         "one script call on a CPU (distil the encoder once, fit a linear head), no GPU training loop",
-        main_parameters=("pca_dims", "max_length", "C_grid"), requires=("model2vec", "static"), default="never"),
+        main_parameters=("pca_dims", "max_length", "C_grid"), requires=("model2vec", "static"), default="never",
+        # model2vec reports ~100-500x the texts a second of the transformer on CPU; the plan takes the low end.
+        cost_shape="distil", encode_speedup=100.0),
     RungFacts(
         "probe", "cheap", "frozen pretrained encoder + linear head", "frozen probe",
         "frozen pretrained encoder + logistic-regression head",
         "the whole pretrained encoder (every transformer block and the pooling)",
         "only the logistic-regression head on the frozen embeddings",
         "one script call (embed + fit a linear head), no GPU training loop",
-        main_parameters=("C_grid",), default="always", retrain_as="probe"),
+        main_parameters=("C_grid",), transfer_baseline=True, default="always", retrain_as="probe"),
     RungFacts(
         "refit", "shared", "domain MLM-refit encoder, then frozen + linear head", "MLM refit",
         "encoder refit on in-domain unlabeled text, then frozen, + logistic-regression head",
@@ -137,7 +159,8 @@ _RECORDS = (
         "only the logistic-regression head",
         "a short contrastive training loop (a CPU copes with a few hundred steps), then the head",
         main_parameters=("body_lr", "batch_size", "num_iterations", "max_length", "C_grid"), cost_shape="pairs",
-        step_cost=2.0, optimizer_share=1.0, label_trained_encoder=True, requires=("setfit", "setfit")),
+        step_cost=2.0, optimizer_share=1.0, label_trained_encoder=True, few_labels_ok=True,
+        requires=("setfit", "setfit")),
     RungFacts(
         "lora", "network", "LoRA adapters trained end to end", "LoRA adapters",
         "LoRA adapters on the frozen encoder + trained head", "the pretrained encoder weights (the base)",
@@ -171,10 +194,47 @@ LADDER = tuple(f.name for f in LADDER_FACTS)
 CHEAP_RUNGS = tuple(f.name for f in LADDER_FACTS if f.kind == "cheap")
 NETWORK_RUNGS = tuple(f.name for f in LADDER_FACTS if f.kind == "network")
 LABEL_TRAINED_ENCODER = tuple(f.name for f in LADDER_FACTS if f.label_trained_encoder)
+# The baselines an adaptation must not fall below (negative transfer), in ladder order.
+TRANSFER_BASELINES = tuple(f.name for f in LADDER_FACTS if f.transfer_baseline)
+CHANGED_ENCODER = tuple(f.name for f in LADDER_FACTS if f.changes_encoder)
 RELATIVE_STEP_COST = {f.name: f.step_cost for f in LADDER_FACTS if f.step_cost is not None}
 # Reusing the encoder as it is: the rung every adaptation above it on the ladder is compared with.
 FROZEN = "probe"
 _BY_NAME = {f.name: f for f in LADDER_FACTS}
+
+
+class FromCatalogue:
+    """A rung class attribute read from the rung's record (one source of truth): ``uses_encoder`` on
+    :class:`adaptlab.rungs.Rung` is one. A rung outside the catalogue (a plugin) gets the record of the
+    catalogued rung it extends, else ``default``, unless its class sets the attribute itself.
+
+    Example:
+        >>> class Tfidf:
+        ...     name = "tfidf"
+        ...     uses_encoder = FromCatalogue(default=True)
+        >>> class Plugin:
+        ...     name = "my-rung"
+        ...     uses_encoder = FromCatalogue(default=True)
+        >>> class TfidfVariant(Tfidf):
+        ...     name = "my-tfidf"
+        >>> Tfidf.uses_encoder, Tfidf().uses_encoder, Plugin.uses_encoder, TfidfVariant.uses_encoder
+        (False, False, True, False)
+    """
+
+    def __init__(self, *, default: object) -> None:
+        self.default = default
+        self.field = ""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.field = name  # the record's field of the same name
+
+    def __get__(self, obj: object, owner: type) -> object:
+        # The class's own record, else that of the catalogued rung it extends (a plugin subclassing probe).
+        for klass in owner.__mro__:
+            name = klass.__dict__.get("name")
+            if isinstance(name, str) and name in _BY_NAME:
+                return getattr(_BY_NAME[name], self.field)
+        return self.default
 
 
 def catalogued(rung: str) -> bool:
@@ -253,3 +313,29 @@ def _importable(module: str) -> bool:
         return importlib.util.find_spec(module) is not None
     except (ImportError, ValueError):
         return False
+
+
+def rungs_help(*, planner: bool = False) -> str:
+    """The ``--rungs`` help of ``study run`` (``planner=False``) and of ``plan``, from the records: every
+    catalogued rung, and the default set with its conditions, so a new rung appears in both by its record.
+
+    Example:
+        >>> text = rungs_help()
+        >>> "tfidf, static, probe" in text, "Default: tfidf,probe;" in text, "static only when named" in text
+        (True, True, True)
+        >>> rungs_help(planner=True).split("Default: ")[1]
+        'every rung but static (name it to plan it), each with why it is or is not planned.'
+    """
+    names = ", ".join(LADDER)
+    never = ", ".join(f.name for f in LADDER_FACTS if f.default == "never")
+    if planner:
+        but = f" but {never} (name it to plan it)" if never else ""
+        return f"Comma-separated rungs to plan, simplest first: {names}. Default: every rung{but}, each with why " \
+               "it is or is not planned."
+    where = [f"{f.name} where --unlabeled is given" for f in LADDER_FACTS if f.default == "timed" and f.needs_unlabeled]
+    where += [f"{f.name} where it is installed" for f in LADDER_FACTS if f.default == "timed" and f.requires]
+    always = ",".join(f.name for f in LADDER_FACTS if f.default == "always")
+    return (f"Comma-separated rungs, simplest first: {names} (see `adaptlab rungs`). Default: {always}; with --time "
+            f"every rung of the ladder that runs here ({', '.join(where)})" + "".join(
+                f"; {f.name} only when named" + (f" (`pip install 'adaptlab[{f.requires[1]}]'`)" if f.requires else "")
+                for f in LADDER_FACTS if f.default == "never") + ".")

@@ -15,10 +15,13 @@ from __future__ import annotations
 
 from typing import Any, Mapping, Optional, Sequence
 
-# Rungs that train the encoder (their results carry histories and backbone movement).
-FINE_TUNED_RUNGS = ("lora", "unfreeze", "finetune", "lpft")
-# The baselines a fine-tuned rung must beat: frozen reuse, then no pretraining at all.
-TRANSFER_BASELINES = ("probe", "tfidf")
+from adaptlab.rungs.ladder import LABEL_TRAINED_ENCODER
+from adaptlab.rungs.ladder import TRANSFER_BASELINES as _LADDER_BASELINES
+
+# Rungs that train the encoder from the labels (their results carry histories and backbone movement).
+FINE_TUNED_RUNGS = LABEL_TRAINED_ENCODER
+# The baselines a fine-tuned rung must beat, nearest first: frozen reuse, then no pretraining at all.
+TRANSFER_BASELINES = tuple(reversed(_LADDER_BASELINES))
 
 
 def budget_bound(diagnostics: Mapping[str, Any]) -> bool:
@@ -157,8 +160,8 @@ def transfer_signatures(
     fine-tuned rung with recorded histories, one dict with ``kind="overfitting"`` counting the seeds
     whose run shows the overfitting signature (``flag`` true when at least half of them do).
 
-    A rung counts as fine-tuned if its name is in ``fine_tuned`` (default: lora, unfreeze, finetune,
-    lpft) or its per-seed diagnostics record backbone movement.
+    A rung counts as fine-tuned if its name is in ``fine_tuned`` (default: the rungs whose catalogue record
+    says they train the encoder from the labels) or its per-seed diagnostics record backbone movement.
 
     Example:
         >>> rows = [{"rung": "probe", "mean": .78, "ci_low": .77, "ci_high": .79},

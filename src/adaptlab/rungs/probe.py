@@ -104,7 +104,6 @@ class ProbeRung(Rung):
 
     name = "probe"
     config_class = ProbeConfig
-    uses_encoder = True
     supports_multilabel = True
     summary = "frozen pretrained encoder + logistic-regression head"
 

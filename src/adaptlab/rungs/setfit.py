@@ -337,7 +337,6 @@ class SetFitRung(Rung):
 
     name = "setfit"
     config_class = SetFitConfig
-    uses_encoder = True
     trains_network = True
     summary = "SetFit: encoder tuned contrastively on label pairs + logistic-regression head"
 

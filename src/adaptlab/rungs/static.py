@@ -179,7 +179,6 @@ class StaticRung(Rung):
 
     name = "static"
     config_class = StaticConfig
-    uses_encoder = True
     summary = "encoder distilled into static token vectors (model2vec) + logistic-regression head; fast to encode"
 
     @classmethod

@@ -109,7 +109,6 @@ class TfidfRung(Rung):
 
     name = "tfidf"
     config_class = TfidfConfig
-    uses_encoder = False
     supports_multilabel = True
     summary = "TF-IDF n-grams + logistic regression (scratch baseline, no pretraining)"
 

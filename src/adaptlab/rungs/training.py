@@ -55,6 +55,7 @@ from adaptlab.data.dataset import TextDataset
 from adaptlab.errors import AdaptlabError, ConfigError
 from adaptlab.metrics import score
 from adaptlab.rungs.base import Cost, FittedRung, Rung, RungConfig, RungContext
+from adaptlab.rungs.ladder import FromCatalogue
 from adaptlab.rungs.runtime import NonFiniteGuard, TrainingRuntime, check_mixed_precision
 from adaptlab.store import json_safe
 from adaptlab.store.files import disk_full_error, is_disk_full
@@ -1292,7 +1293,7 @@ class NetworkRung(Rung):
         (True, False)
     """
 
-    uses_encoder = True
+    uses_encoder = FromCatalogue(default=True)  # the record's; a plugin network rung uses the encoder
     trains_network = True
     evaluate_at_start: bool = False
 

@@ -78,7 +78,6 @@ class RefitRung(Rung):
 
     name = "refit"
     config_class = RefitConfig
-    uses_encoder = True
     trains_network = True
     summary = "domain refit of the encoder (MLM / SimCSE) on unlabeled texts, then frozen + logistic head"
 

@@ -214,3 +214,28 @@ def test_report_renders_in_headless_chromium(built, tmp_path):
     raw = html_path.read_text(encoding="utf-8")
     assert raw.count('<img class="plot"') >= 2
     assert htmllib.escape(rep.decision.headline, quote=False)[:60] in raw
+
+
+def test_report_shows_coverage_vs_accuracy_of_the_rung_from_its_stored_probabilities(built):
+    import numpy as np
+
+    store, rep, html_path, md_path = built
+    cov = rep.context["coverage"]
+    rung = cov["rung"]
+    # Recomputed by hand from the store: pooled over seeds, confidence = the top stored probability.
+    conf, ok = [], []
+    for r in store.study_results(store.get_study("latest")["study_id"]):
+        if r["rung"] == rung:
+            P = np.asarray(r["predictions"]["proba"])
+            conf += P.max(axis=1).tolist()
+            ok += [a == b for a, b in zip(r["predictions"]["y_pred"], r["predictions"]["y_true"])]
+    conf, ok = np.asarray(conf), np.asarray(ok)
+    assert cov["n"] == len(conf) and len(cov["seeds"]) == 3
+    for row in cov["rows"]:
+        m = conf >= row["min_confidence"]
+        assert row["answered"] == m.sum() and row["to_review"] == (~m).sum()
+        if m.any():
+            assert row["accuracy"] == pytest.approx(ok[m].mean())
+    html, md = html_path.read_text(encoding="utf-8"), md_path.read_text(encoding="utf-8")
+    assert 'id="coverage-table"' in html and "<svg" in html and "--min-confidence P" in html
+    assert "## Coverage vs accuracy" in md and "| 0.90 |" in md

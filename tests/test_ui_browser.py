@@ -163,6 +163,8 @@ def test_full_small_study_to_results_in_two_tabs(server, page, tmp_path):
     report = Path(dl.value.path())
     text = report.read_text(encoding="utf-8")
     assert dl.value.suggested_filename.startswith("adaptlab-report-") and "Six-question defense" in text
+    # The coordinator's coverage vs accuracy table and curve for the chosen rung (#34: pick --min-confidence).
+    assert 'id="coverage-table"' in text and 'id="coverage-curve"' in text and "--min-confidence P" in text
 
 
 def test_retrain_flow_promotes_then_refuses_then_rolls_back(server, page, tmp_path):

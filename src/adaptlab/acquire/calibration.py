@@ -26,6 +26,8 @@ from typing import Any, Optional
 
 import numpy as np
 
+from adaptlab.evaluate.calibration import fit_temperature_value, temperature_scale
+
 #: Fewer held-out texts than this: no temperature is fitted (one scalar, but still noisy on a handful).
 MIN_TEXTS = 20
 _EPS = 1e-12
@@ -51,16 +53,14 @@ class Calibration:
 
 
 def scale(proba: np.ndarray, temperature: float) -> np.ndarray:
-    """Probabilities with their logits (``log p``) divided by ``temperature``.
+    """Probabilities with their logits (``log p``) divided by ``temperature`` (shared with shipped models:
+    :func:`adaptlab.evaluate.calibration.temperature_scale`).
 
     Example:
         >>> scale(np.array([[0.9, 0.1]]), 2.0).round(3).tolist()
         [[0.75, 0.25]]
     """
-    z = np.log(np.clip(np.asarray(proba, dtype=np.float64), _EPS, 1.0)) / float(temperature)
-    z -= z.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)
+    return temperature_scale(proba, temperature)
 
 
 def _nll(proba: np.ndarray, y: np.ndarray, temperature: float) -> float:
@@ -73,16 +73,10 @@ def fit_temperature(proba: np.ndarray, y: np.ndarray, *, fitted_on: str = "held-
 
     L-BFGS-B on ``log T`` (T stays positive), bounded to T in [0.05, 20]; starting from T = 1.
     """
-    from scipy.optimize import minimize
-
     P = np.asarray(proba, dtype=np.float64)
     y = np.asarray(y, dtype=int)
-    res = minimize(lambda v: _nll(P, y, float(np.exp(v[0]))), x0=np.zeros(1), method="L-BFGS-B",
-                   bounds=[(np.log(0.05), np.log(20.0))])
-    t = float(np.exp(res.x[0]))
+    t = fit_temperature_value(P, y)  # the fit shipped models use too (never worse than T = 1)
     before, after = _nll(P, y, 1.0), _nll(P, y, t)
-    if after > before:  # never worse than leaving the head alone
-        t, after = 1.0, before
     return Calibration(temperature=t, nll_before=before, nll_after=after, n=len(y), fitted_on=fitted_on)
 
 

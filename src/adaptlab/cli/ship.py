@@ -154,11 +154,17 @@ def predict_cmd(
     rejects: Optional[Path] = typer.Option(None, "--rejects", help="Reject file (default: OUTPUT stem + .rejects.csv)."),
     device: str = typer.Option("cpu", "--device", help="cpu | cuda | auto."),
     precision: str = typer.Option("auto", "--precision", help="auto | fp32 | bf16 | int8: numeric path of a frozen encoder (probe). auto: the one the model was shipped with, where this hardware runs it natively, else fp32; bf16 on an fp32 model encodes about 4x faster on a CPU with AMX (cosine 0.9999 to fp32), but is not what was evaluated."),
+    min_confidence: Optional[float] = typer.Option(None, "--min-confidence", help="Abstain below this (calibrated) confidence, e.g. 0.8: those rows are not labeled but go to the review file with the model's suggestion. The model card's coverage table says what share each P answers, and how accurately."),
+    review: Optional[Path] = typer.Option(None, "--review", help="Review file for --min-confidence (default: OUTPUT stem + .review.csv)."),
     json_out: bool = JsonOpt,
 ) -> None:
     """Label every row of INPUT (streamed in batches); bad rows go to a reject file with their line numbers.
 
-    Exit status 3 when rows were read but none was labeled (every row rejected: see the reject file).
+    Probabilities are calibrated when the model carries a calibration (every model shipped by this version);
+    the output says which. With --min-confidence P, rows below P go to a review file instead of a guess.
+
+    Exit status 3 when rows were read but none was labeled or sent to review (every row rejected: see the
+    reject file).
     """
     from adaptlab.ship import load_model
     from adaptlab.ship.predict import predict_file
@@ -170,8 +176,13 @@ def predict_cmd(
         pipe = load_model(model, version, device=device, use_cache=False, precision=precision)
         report = predict_file(pipe, input, output, text_col=text_col, id_col=id_col, batch_size=batch_size,
                               reject_path=rejects, encoding=encoding, show_progress=progress_bars(json_out),
-                              on_progress=None if lines is None else (lambda n, share: lines(n, fraction=share)))
-    code = exit_codes.NO_ROW_PREDICTED if report.n_read and not report.n_predicted else exit_codes.OK
+                              on_progress=None if lines is None else (lambda n, share: lines(n, fraction=share)),
+                              min_confidence=min_confidence, review_path=review)
+    if review is not None and min_confidence is None and not json_out:
+        err.print("[yellow]note:[/] --review names the review file of --min-confidence; without it every row is "
+                  "labeled and no review file is written.", highlight=False)
+    code = (exit_codes.NO_ROW_PREDICTED if report.n_read and not report.n_predicted and not report.n_review
+            else exit_codes.OK)
     if json_out:
         lines(report.n_read, final=True)
         typer.echo(json.dumps({**report.to_dict(), "exit_code": code}, indent=2, default=str))

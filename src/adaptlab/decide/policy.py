@@ -89,6 +89,12 @@ class Policy:
         "help": "... and at least this share of the new labels (below it, a batch is never held)"})
     label_noise_min_rows: int = field(default=5, metadata={
         "help": "... and at least this many new rows are flagged (fewer cannot be told from chance)"})
+    # the retrain gate's calibration check (adaptlab retrain; expected calibration error on the sealed texts)
+    max_ece_increase: float = field(default=0.05, metadata={
+        "help": "a retrained version is kept out when its expected calibration error on the sealed texts is "
+                "more than this above the version in use's (its confidences got much less trustworthy)"})
+    ece_min_texts: int = field(default=100, metadata={
+        "help": "... judged only on at least this many sealed texts (ECE on fewer is mostly noise)"})
 
     def __post_init__(self) -> None:
         for name in ("margin", "rare_slice_min_gap"):
@@ -126,6 +132,12 @@ class Policy:
         if (not isinstance(self.label_noise_min_rows, int) or isinstance(self.label_noise_min_rows, bool)
                 or self.label_noise_min_rows < 1):
             raise ConfigError.invalid("policy.label_noise_min_rows", self.label_noise_min_rows, "an integer >= 1")
+        if (isinstance(self.max_ece_increase, bool) or not isinstance(self.max_ece_increase, (int, float))
+                or not 0.0 <= self.max_ece_increase <= 1.0):
+            raise ConfigError.invalid("policy.max_ece_increase", self.max_ece_increase, "an ECE difference in [0, 1], "
+                                      "e.g. 0.05")
+        if not isinstance(self.ece_min_texts, int) or isinstance(self.ece_min_texts, bool) or self.ece_min_texts < 0:
+            raise ConfigError.invalid("policy.ece_min_texts", self.ece_min_texts, "a non-negative integer, e.g. 100")
 
     # construction ---------------------------------------------------------------------------------
     @classmethod

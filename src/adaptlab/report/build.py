@@ -21,6 +21,7 @@ from adaptlab.decide.references import references_table
 from adaptlab.report import plots
 from adaptlab.values import is_number as _is_num
 from adaptlab.report.perclass import per_class_view, rung_words, words
+from adaptlab.report.coverage import coverage_view
 
 def evidence_for(store: Any, study: str = "latest", home: Optional[str | Path] = None) -> Evidence:
     """`Evidence.from_store` with the saved analyses of the study (learning curve, slices).
@@ -314,6 +315,7 @@ def build_report(store: Any, study: str = "latest", *, policy: Optional[Policy] 
         "band_method": next(iter(ev.rungs.values())).band_method if ev.rungs else "",
         "allocation": _allocation(summary.get("allocation")),
         "per_class": per_class,
+        "coverage": coverage_view(store, rec["study_id"], decision, ev),
         "chart_notes": chart_notes,
         "show_diagnostics": show_diag,
     }
@@ -368,6 +370,7 @@ def _contents(ctx: dict[str, Any]) -> list[dict[str, str]]:
     """The report's sections that have something to show, in page order: the contents list links to each."""
     sections = [("decision", "Decision", True), ("f1", "F1 per rung", True),
                 ("per-class", "Per class and confusion matrix", True),
+                ("coverage", "Coverage vs accuracy (abstain below a confidence)", True),
                 ("comparisons", "Paired comparisons", True), ("cost", "Cost", True),
                 ("allocation", "Allocation (decision-driven study)", bool(ctx["allocation"])),
                 ("data", "Data, split and leakage", True), ("transfer-note", "Transfer note", True),

@@ -120,6 +120,7 @@ def model_card(manifest: dict[str, Any]) -> str:
         lines.append("No sealed evaluation was recorded for this version (saved from the Python API). Use "
                      "`adaptlab ship` to build a model with a sealed evaluation set.")
 
+    lines += _calibration_lines(manifest, evaluation.get("calibration"))
     lines += _decision_lines(extra.get("decision"), extra.get("forced"))
     g = extra.get("gate")
     if isinstance(g, dict) and g.get("explanation"):
@@ -146,6 +147,46 @@ def model_card(manifest: dict[str, Any]) -> str:
               "```", "", "```python", "from adaptlab.ship import load_pipeline",
               "pipe = load_pipeline('MODEL/versions/<version>')", "pipe.predict(['some text'])", "```", ""]
     return "\n".join(_without_html(lines))
+
+
+def _calibration_lines(manifest: dict[str, Any], sealed: Any) -> list[str]:
+    """How the probabilities are calibrated, and the expected calibration error before/after on the sealed
+    texts with the reliability diagram (as a table) and the coverage a ``--min-confidence`` leaves."""
+    cal = manifest.get("calibration")
+    how = ((manifest.get("fit") or {}).get("calibration")
+           or ("uncalibrated: saved before shipped models carried a calibration" if "calibration" not in manifest
+               else "uncalibrated"))
+    lines = ["", "## Calibration", "", f"- {how}"]
+    if isinstance(cal, dict):
+        lines.append("- fitted on the validation holdout only (never on the sealed texts); the predicted class "
+                     "never changes, only the probabilities `predict` reports")
+    if not isinstance(sealed, dict) or sealed.get("ece_before") is None:
+        return lines
+    lines.append(f"- **expected calibration error on the {sealed.get('n')} sealed texts: "
+                 f"{_fmt(sealed['ece_before'], 3)} before, {_fmt(sealed.get('ece_after'), 3)} after** "
+                 "(0 = a confidence of 0.9 is right 9 times in 10)")
+    before = {(b["low"], b["high"]): b for b in sealed.get("reliability_before") or []}
+    after = {(b["low"], b["high"]): b for b in sealed.get("reliability_after") or []}
+    if before or after:
+        lines += ["", "Reliability diagram (sealed texts by confidence; calibrated when the accuracy matches the "
+                  "confidence):", "",
+                  "| confidence | texts before | accuracy before | texts after | mean confidence after | accuracy after |",
+                  "|---|---:|---:|---:|---:|---:|"]
+        for lo, hi in sorted(set(before) | set(after)):
+            b, a = before.get((lo, hi), {}), after.get((lo, hi), {})
+            lines.append(f"| {lo:.1f}–{hi:.1f} | {b.get('n', 0)} | {_fmt(b.get('accuracy'), 3)} | {a.get('n', 0)} | "
+                         f"{_fmt(a.get('confidence'), 3)} | {_fmt(a.get('accuracy'), 3)} |")
+    cov = sealed.get("coverage") or []
+    if cov:
+        lines += ["", "Coverage vs accuracy (`adaptlab predict --min-confidence P` sends the rest to review):", "",
+                  "| P | answered | accuracy on them | to review |", "|---:|---:|---:|---:|"]
+        lines += [f"| {r['min_confidence']:.2f} | {_pct(r.get('coverage'))} | {_fmt(r.get('accuracy'), 3)} | "
+                  f"{r.get('to_review')} |" for r in cov]
+    return lines
+
+
+def _pct(x: Any) -> str:
+    return "—" if not isinstance(x, float) else f"{x:.0%}"
 
 
 def _cell(value: Any) -> str:

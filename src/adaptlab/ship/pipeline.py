@@ -41,7 +41,8 @@ FORMAT = "adaptlab-pipeline-v1"
 # Files an artifact folder may hold besides blobs/. The card is documentation: never read at load time.
 _ARTIFACT_FILES = (MANIFEST, WEIGHTS, CARD)
 _MANIFEST_KEYS = frozenset({"format", "adaptlab_version", "created", "rung", "params", "classes", "class_dtype",
-                            "positive_label", "rung_config", "state", "tensors", "fit", "extra", "blobs", "files"})
+                            "positive_label", "rung_config", "state", "tensors", "fit", "extra", "blobs", "files",
+                            "calibration"})
 PathLike = Union[str, Path]
 
 
@@ -123,6 +124,11 @@ class Pipeline(ClassifierMixin, BaseEstimator):
         cache: SQLite file of cached embeddings (e.g. a study's ``<home>/cache/embeddings.sqlite``), so
             texts already embedded by the same encoder are not encoded again; ``None`` disables it.
         show_progress: Progress bars while encoding / training.
+        calibration: How the probabilities are calibrated on the validation holdout after training
+            (:mod:`adaptlab.evaluate.calibration`): ``"auto"`` (default: temperature, Platt or isotonic,
+            whichever has the lowest cross-validated log-loss on the validation texts), one of
+            ``"temperature"``, ``"platt"``, ``"isotonic"``, or ``"none"``. It never changes the predicted
+            class, only the probabilities; the sealed test is never read.
 
     Attributes:
         classes_: The class labels, sorted (same dtype as ``y``).
@@ -130,6 +136,9 @@ class Pipeline(ClassifierMixin, BaseEstimator):
         encoder_: The encoder the rung used (``None`` for ``tfidf``).
         val_scores_: Scores on the internal validation holdout.
         fit_info_: Sizes, hashes and cost of the last fit (goes to the model card).
+        calibration_: The :class:`~adaptlab.evaluate.calibration.ProbabilityCalibration` fitted on the
+            validation holdout, or None (too few validation texts, ``calibration="none"``, or a model saved
+            before adaptlab calibrated models); ``calibration_note_`` says which, in words.
 
     Example:
         >>> from adaptlab.ship import Pipeline, load_pipeline
@@ -145,7 +154,7 @@ class Pipeline(ClassifierMixin, BaseEstimator):
     def __init__(self, rung: str = "probe", encoder: Any = None, rung_params: Optional[dict] = None, seed: int = 0,
                  validation_size: float = 0.2, budget: Optional[str] = None, device: str = "auto",
                  home: Optional[PathLike] = None, cache: Optional[PathLike] = None,
-                 show_progress: bool = False, precision: str = "fp32") -> None:
+                 show_progress: bool = False, precision: str = "fp32", calibration: str = "auto") -> None:
         self.rung = rung
         self.encoder = encoder
         self.rung_params = rung_params
@@ -157,6 +166,7 @@ class Pipeline(ClassifierMixin, BaseEstimator):
         self.cache = cache
         self.show_progress = show_progress
         self.precision = precision
+        self.calibration = calibration
 
     # ------------------------------------------------------------------------- fit
     def _validate_params(self) -> None:  # noqa: D401 - sklearn name
@@ -172,6 +182,10 @@ class Pipeline(ClassifierMixin, BaseEstimator):
 
         if self.precision not in REQUESTS:
             raise ConfigError.invalid("precision", self.precision, f"one of {', '.join(REQUESTS)}")
+        from adaptlab.evaluate.calibration import CHOICES
+
+        if self.calibration not in CHOICES:
+            raise ConfigError.invalid("calibration", self.calibration, f"one of {', '.join(CHOICES)}")
 
     def fit(self, X: Any, y: Any, *, unlabeled: Optional[Sequence[str]] = None) -> "Pipeline":
         """Train the rung on texts ``X`` with labels ``y`` (``unlabeled`` in-domain texts for ``refit``)."""
@@ -227,6 +241,8 @@ class Pipeline(ClassifierMixin, BaseEstimator):
         self.rung_config_ = rung.config.to_dict()
         self.positive_label_ = context.positive_label
         self.val_scores_ = dict(getattr(self.fitted_, "val_scores_", {}) or {})
+        # Calibrated on the validation holdout only (never on what the model is later judged on).
+        self.calibration_, self.calibration_note_ = self._calibrate(val if va is not tr else None, names)
         cost = getattr(self.fitted_, "cost_", None)
         self.fit_info_ = json_safe({
             "n_texts": len(texts), "n_train": len(tr), "n_validation": len(va) if va is not tr else 0,
@@ -235,8 +251,26 @@ class Pipeline(ClassifierMixin, BaseEstimator):
             "cost": cost.to_dict() if cost is not None else None,
             "diagnostics": getattr(self.fitted_, "diagnostics_", None),
             "n_unlabeled": len(unlabeled) if unlabeled is not None else 0,
+            "calibration": self.calibration_note_,
         })
         return self
+
+    def _calibrate(self, val: Any, names: list[str]) -> tuple[Any, str]:
+        """The calibration fitted on the validation holdout ``val`` (None without one) and its line."""
+        from adaptlab.evaluate.calibration import MIN_TEXTS, fit_calibration
+
+        if self.calibration == "none":
+            return None, "uncalibrated: calibration='none' was asked for"
+        if val is None or len(val) < MIN_TEXTS:
+            return None, (f"uncalibrated: fewer than {MIN_TEXTS} validation texts to fit a calibration on "
+                          f"({0 if val is None else len(val)} held out)")
+        pos = {n: k for k, n in enumerate(names)}
+        proba = np.asarray(self.fitted_.predict_proba(list(val.texts)), dtype=np.float64)
+        cal = fit_calibration(proba, np.asarray([pos[v] for v in val.labels]), method=self.calibration,
+                              seed=int(self.seed), fitted_on="validation texts")
+        if cal is None:
+            return None, "uncalibrated: the validation texts hold one class only"
+        return cal, "calibrated: " + cal.describe()
 
     def _home(self) -> Path:
         from adaptlab.config import default_home
@@ -253,15 +287,24 @@ class Pipeline(ClassifierMixin, BaseEstimator):
         return Encoder.from_pretrained(self.encoder, device=self.device)
 
     # ------------------------------------------------------------------------- predict
-    def predict_proba(self, X: Any) -> np.ndarray:
-        """Class probabilities, columns in the order of ``classes_``."""
+    def predict_proba(self, X: Any, *, calibrated: bool = True) -> np.ndarray:
+        """Class probabilities, columns in the order of ``classes_``: calibrated on the validation holdout
+        (``calibration_``) unless ``calibrated=False`` or the model has no calibration (``calibrated_``)."""
         check_is_fitted(self, "fitted_")
-        return np.asarray(self.fitted_.predict_proba(_check_texts(X)), dtype=np.float64)
+        proba = np.asarray(self.fitted_.predict_proba(_check_texts(X)), dtype=np.float64)
+        cal = getattr(self, "calibration_", None)
+        return cal.apply(proba) if calibrated and cal is not None else proba
+
+    @property
+    def calibrated_(self) -> bool:
+        """Whether :meth:`predict_proba` returns calibrated probabilities."""
+        check_is_fitted(self, "fitted_")
+        return getattr(self, "calibration_", None) is not None
 
     def predict(self, X: Any) -> np.ndarray:
-        """The most probable class of each text."""
+        """The most probable class of each text (calibration never changes it)."""
         check_is_fitted(self, "fitted_")
-        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
+        return self.classes_[np.argmax(self.predict_proba(X, calibrated=False), axis=1)]
 
     def predict_log_proba(self, X: Any) -> np.ndarray:
         """Log of :meth:`predict_proba` (``-inf`` where a probability is 0)."""
@@ -356,6 +399,7 @@ class Pipeline(ClassifierMixin, BaseEstimator):
                 "extra": json_safe(extra or {}),
                 "blobs": "registry" if blobs is not None else "local",
                 "files": {WEIGHTS: sha256_file(tmp / WEIGHTS)},
+                "calibration": cal.to_dict() if (cal := getattr(self, "calibration_", None)) is not None else None,
             }
             (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
             if card is None:
@@ -526,8 +570,23 @@ def load_pipeline(directory: PathLike, *, device: str = "cpu", blobs: Optional[P
     pipe.fit_info_ = manifest.get("fit", {})
     pipe.val_scores_ = dict(pipe.fit_info_.get("val_scores") or {})
     pipe.manifest_ = manifest
+    pipe.calibration_, pipe.calibration_note_ = _loaded_calibration(manifest)
     pipe.precision_used_, pipe.precision_note_ = _loaded_precision(manifest["state"], rung, precision, device)
     return pipe
+
+
+def _loaded_calibration(manifest: dict[str, Any]) -> tuple[Any, str]:
+    """A loaded model's calibration and its line; a model saved before models carried one says so."""
+    from adaptlab.evaluate.calibration import ProbabilityCalibration
+
+    if "calibration" not in manifest:
+        return None, (f"uncalibrated: saved by adaptlab {manifest.get('adaptlab_version', '?')}, before shipped models "
+                      "carried a calibration (retrain it to get one)")
+    stored = manifest["calibration"]
+    if stored is None:
+        return None, str((manifest.get("fit") or {}).get("calibration") or "uncalibrated")
+    cal = ProbabilityCalibration.from_dict(stored)
+    return cal, "calibrated: " + cal.describe()
 
 
 def _loaded_precision(state: dict[str, Any], rung: str, precision: Optional[str],

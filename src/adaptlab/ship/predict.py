@@ -38,7 +38,7 @@ from adaptlab.data.reader import RecordReader, bad_char, check_input_file, detec
 from adaptlab.data.safe_csv import SafeCsvWriter
 from adaptlab.errors import ConfigError, DataError, excerpt_repr
 
-__all__ = ["predict_file", "PredictReport", "OUTPUT_SUFFIXES", "REJECT_COLUMNS"]
+__all__ = ["predict_file", "PredictReport", "OUTPUT_SUFFIXES", "REJECT_COLUMNS", "REVIEW_COLUMNS"]
 
 PathLike = Union[str, Path]
 
@@ -46,6 +46,9 @@ PathLike = Union[str, Path]
 OUTPUT_SUFFIXES = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet"}
 #: Columns of the reject file.
 REJECT_COLUMNS = ("line", "id", "problem", "reason", "preview")
+#: Columns of the review file (``min_confidence``), before one ``proba_<class>`` column per class; the first
+#: is the output's key column (the input's id column, or ``row``).
+REVIEW_COLUMNS = ("text", "suggested_label", "confidence")
 
 # Plain-word names of the reject codes, for the summary.
 _PROBLEM_NAMES = {
@@ -85,6 +88,11 @@ class PredictReport:
         rejected_lines: Line numbers of the first rejected rows (up to 100), for the summary.
         precision: The numeric path the model's encoder ran (``fp32``, ``bf16``, ``int8``) and why, e.g.
             ``"bf16, as shipped"`` (None for a model without one, such as TF-IDF).
+        calibrated: Whether the probabilities written are calibrated (the model carries a calibration).
+        calibration: The model's calibration in words (method, fitted on which texts), or why there is none.
+        min_confidence: Rows whose confidence is below it went to the review file (None: every row answered).
+        n_review: Rows sent to the review file instead of the output (``min_confidence``).
+        review_path: The review file ("" without ``min_confidence``).
     """
 
     input_path: str
@@ -102,6 +110,11 @@ class PredictReport:
     rejected_by_problem: dict[str, int] = field(default_factory=dict)
     rejected_lines: dict[str, list[int]] = field(default_factory=dict)
     precision: Optional[str] = None
+    calibrated: bool = False
+    calibration: Optional[str] = None
+    min_confidence: Optional[float] = None
+    n_review: int = 0
+    review_path: str = ""
 
     def summary(self) -> str:
         """A few sentences a person can read."""
@@ -110,6 +123,12 @@ class PredictReport:
             f"({self.rows_per_second:,.0f} rows/s) and wrote {self.output_path}."
             + (f" Encoder precision: {self.precision}." if self.precision else "")
         ]
+        if self.calibration:
+            lines.append(("Probabilities are calibrated" if self.calibrated else "Probabilities are the model's own, "
+                          "NOT calibrated") + f" ({self.calibration}).")
+        if self.min_confidence is not None:
+            lines.append(f"{self.n_review:,} row(s) with confidence below {self.min_confidence:g} were NOT labeled and "
+                         f"went to {self.review_path} for a person to label (with the model's suggestion).")
         if self.n_read == 0:
             lines.append("The input has no data rows, so the output has only its header.")
         if not self.n_rejected:
@@ -160,6 +179,11 @@ class PredictReport:
             "rejected_by_problem": dict(self.rejected_by_problem),
             "rejected_lines": {k: list(v) for k, v in self.rejected_lines.items()},
             "precision": self.precision,
+            "calibrated": self.calibrated,
+            "calibration": self.calibration,
+            "min_confidence": self.min_confidence,
+            "n_review": self.n_review,
+            "review_path": self.review_path,
         }
 
 
@@ -469,6 +493,32 @@ class _RejectWriter:
         self.text.close()
 
 
+class _ReviewWriter:
+    """Rows below ``min_confidence``: the key, the text, the model's suggestion and its probabilities (CSV)."""
+
+    def __init__(self, path: Path, key_name: str, classes: list[str]) -> None:
+        self.text = open(path, "x", encoding="utf-8", newline="")
+        self.csv = SafeCsvWriter(self.text, lineterminator="\n")  # texts and labels never start a formula
+        self.csv.writerow([key_name, *REVIEW_COLUMNS, *(f"proba_{c}" for c in classes)])
+
+    def write(self, keys: list[Any], texts: list[str], labels: list[str], confidence: np.ndarray,
+              proba: np.ndarray) -> None:
+        for k, t, lab, c, p in zip(keys, texts, labels, confidence.tolist(), proba.tolist()):
+            self.csv.writerow(["" if k is None else k, t, lab, c, *p])
+
+    def close(self) -> None:
+        self.text.close()
+
+
+def _check_min_confidence(value: Any) -> Optional[float]:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating)) or not 0.0 <= float(value) <= 1.0:
+        raise ConfigError.invalid("min_confidence", value, "a probability in [0, 1], e.g. 0.8",
+                                  "Fix: pick P from the coverage table of the model card, e.g. --min-confidence 0.8.")
+    return float(value)
+
+
 # ----------------------------------------------------------------------------------------- public
 
 
@@ -484,6 +534,8 @@ def predict_file(
     encoding: Optional[str] = None,
     show_progress: bool = False,
     on_progress: Optional[Callable[[int, Optional[float]], None]] = None,
+    min_confidence: Optional[float] = None,
+    review_path: Optional[PathLike] = None,
 ) -> PredictReport:
     """Predict every row of a CSV/TSV, JSON Lines or Parquet file, streaming it in batches.
 
@@ -510,6 +562,11 @@ def predict_file(
         show_progress: Show a progress bar on stderr (bytes read; rows for Parquet).
         on_progress: Called after each batch with the rows read so far and the share of the input read
             (None when unknown): plain progress lines where no bar is drawn (``adaptlab predict --json``).
+        min_confidence: Abstain below this confidence: a row whose highest (calibrated, where the model
+            carries a calibration) probability is below it is not labeled; it goes to the review file with
+            the model's suggestion, for a person to label. None (default): every row is labeled.
+        review_path: The review file (CSV: the key column, ``text``, ``suggested_label``, ``confidence``,
+            ``proba_<class>``...). Default: ``<output name>.review.csv`` beside the output.
 
     Returns:
         A :class:`PredictReport`; ``report.summary()`` says what was predicted and rejected.
@@ -541,21 +598,28 @@ def predict_file(
     if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
         raise ConfigError.invalid("batch_size", batch_size, "an integer >= 1", "Fix: e.g. --batch-size 1024.")
     batch_size = int(batch_size)
+    min_confidence = _check_min_confidence(min_confidence)
     input_path, output_path, rejects = _check_paths(input_path, output_path, reject_path)
+    review = _check_review(review_path, input_path, output_path, rejects) if min_confidence is not None else None
     reader = _open_reader(input_path, encoding, text_col, id_col, batch_size)
     report = PredictReport(
         input_path=str(input_path), output_path=str(output_path), format=reader.fmt, encoding=reader.encoding,
         text_col=reader.text_col, id_col=reader.id_col, reject_path=str(rejects),
         precision=getattr(model, "precision_note_", None),
+        calibrated=getattr(model, "calibration_", None) is not None,
+        calibration=getattr(model, "calibration_note_", None), min_confidence=min_confidence,
+        review_path=str(review) if review is not None else "",
     )
     run = _Prediction(model, classes, reader, report, batch_size)
     run.on_progress = on_progress
     tmp_out, tmp_rej = _temp_beside(output_path), _temp_beside(rejects)
+    tmp_rev = _temp_beside(review) if review is not None else None
     try:
         try:
-            output_path.parent.mkdir(parents=True, exist_ok=True)
-            rejects.parent.mkdir(parents=True, exist_ok=True)
-            run.open(tmp_out, output_path, tmp_rej)
+            for p in (output_path, rejects, review):
+                if p is not None:
+                    p.parent.mkdir(parents=True, exist_ok=True)
+            run.open(tmp_out, output_path, tmp_rej, tmp_rev)
         except OSError as e:
             raise ConfigError(
                 f"cannot write the predictions beside {output_path} ({e.strerror or e}). Fix: choose an output "
@@ -564,14 +628,16 @@ def predict_file(
         if show_progress:
             run.show_progress(input_path.name)
         run.stream()
-        # Rejects first: the output appearing is the signal that the run finished.
+        # Rejects (and the review file) first: the output appearing is the signal that the run finished.
         os.replace(tmp_rej, rejects)
+        if tmp_rev is not None:
+            os.replace(tmp_rev, review)
         os.replace(tmp_out, output_path)
     except BaseException:
         # Interrupted or failed: remove the partial files so nothing half-written is left behind.
         run.abort()
-        for p in (tmp_out, tmp_rej):
-            with contextlib.suppress(OSError):
+        for p in (tmp_out, tmp_rej, tmp_rev):
+            with contextlib.suppress(OSError, AttributeError):
                 p.unlink()
         raise
     finally:
@@ -584,6 +650,22 @@ def predict_file(
     report.rejected_by_problem = dict(run.by_problem)
     report.rejected_lines = run.lines_by_problem
     return report
+
+
+def _check_review(review_path: Optional[PathLike], input_path: Path, output_path: Path, rejects: Path) -> Path:
+    """The review file: a .csv path other than the input, the output and the reject file."""
+    review = (Path(review_path).expanduser() if review_path is not None
+              else output_path.with_name(_split_suffix(output_path)[2] + ".review.csv"))
+    if review.suffix.lower() != ".csv":
+        raise ConfigError.invalid("review_path", str(review), "a file ending in .csv (the review file is CSV)")
+    if review.is_dir():
+        raise ConfigError.invalid("review_path", str(review), "a file path, not a folder",
+                                  "Fix: add a file name, e.g. --review out/review.csv.")
+    for other in (input_path, output_path, rejects):
+        if _same_file(review, other):
+            raise ConfigError.invalid("review_path", str(review), "a file other than the input, the output and the "
+                                      "reject file", "Fix: e.g. --review to-review.csv.")
+    return review
 
 
 def _check_paths(input_path: PathLike, output_path: PathLike,
@@ -620,6 +702,7 @@ class _Prediction:
         self.class_arr = np.asarray(classes, dtype=object)
         self.writer: Optional[_Writer] = None
         self.rej: Optional[_RejectWriter] = None
+        self.review: Optional[_ReviewWriter] = None
         self.bar: Any = None
         self.on_progress: Optional[Callable[[int, Optional[float]], None]] = None
         self.by_problem: Counter[str] = Counter()
@@ -628,7 +711,7 @@ class _Prediction:
         self.keys: list[Any] = []
         self._last_pos = 0
 
-    def open(self, tmp_out: Path, output_path: Path, tmp_rej: Path) -> None:
+    def open(self, tmp_out: Path, output_path: Path, tmp_rej: Path, tmp_rev: Optional[Path] = None) -> None:
         out_fmt, out_gz = _output_format(output_path)
         key_name, key_type = "row", None
         if self.reader.id_col is not None:
@@ -640,6 +723,8 @@ class _Prediction:
             key_type = pa.int64() if self.reader.id_col is None else (self.reader.id_type or pa.string())
         self.writer = _Writer(tmp_out, out_fmt, out_gz, key_name, key_type, self.classes)
         self.rej = _RejectWriter(tmp_rej)
+        if tmp_rev is not None:
+            self.review = _ReviewWriter(tmp_rev, key_name, self.classes)
 
     def show_progress(self, name: str) -> None:
         from tqdm.auto import tqdm
@@ -665,14 +750,17 @@ class _Prediction:
             self._flush()
         self._tick()
         self.rej.close()
+        if self.review is not None:
+            self.review.close()
         self.writer.close()
 
     def abort(self) -> None:
         if self.writer is not None:
             self.writer.abort()
-        if self.rej is not None:
-            with contextlib.suppress(Exception):
-                self.rej.close()
+        for f in (self.rej, self.review):
+            if f is not None:
+                with contextlib.suppress(Exception):
+                    f.close()
 
     def _reject(self, row: _Row, code: str, reason: str) -> None:
         preview = row.preview or ("" if row.problem is not None or row.text is None else row.text)
@@ -692,8 +780,19 @@ class _Prediction:
                 "classes; expected (n_texts, n_classes)."
             )
         best = proba.argmax(axis=1)
-        self.writer.write(self.keys, self.class_arr[best].tolist(), proba[np.arange(len(texts)), best], proba)
-        self.report.n_predicted += len(texts)
+        conf = proba[np.arange(len(texts)), best]
+        labels = self.class_arr[best].tolist()
+        floor = self.report.min_confidence
+        if floor is None or self.review is None:
+            self.writer.write(self.keys, labels, conf, proba)
+            self.report.n_predicted += len(texts)
+        else:
+            ok = conf >= floor  # abstain below the floor: a person labels these rows, not a guess
+            pick = lambda xs, m: [x for x, keep in zip(xs, m) if keep]  # noqa: E731
+            self.writer.write(pick(self.keys, ok), pick(labels, ok), conf[ok], proba[ok])
+            self.review.write(pick(self.keys, ~ok), pick(texts, ~ok), pick(labels, ~ok), conf[~ok], proba[~ok])
+            self.report.n_predicted += int(ok.sum())
+            self.report.n_review += int((~ok).sum())
         self.texts, self.keys = [], []
 
     def _tick(self) -> None:

@@ -342,7 +342,11 @@ class ModelRegistry:
 
 
 def _summary(evaluation: dict[str, Any]) -> dict[str, Any]:
-    return {k: evaluation.get(k) for k in ("metric", "f1", "ci", "accuracy", "n")}
+    out = {k: evaluation.get(k) for k in ("metric", "f1", "ci", "accuracy", "n")}
+    cal = evaluation.get("calibration") or {}
+    if cal.get("ece_after") is not None:  # the confidences the version reports, on the sealed texts
+        out["ece"] = cal["ece_after"]
+    return out
 
 
 def _check_max_drop(v: Any) -> None:

@@ -24,7 +24,7 @@ import numpy as np
 from adaptlab.data.dataset import TextDataset, require_single_label
 from adaptlab.errors import ConfigError, DataError
 from adaptlab.rungs.ladder import facts as rung_facts
-from adaptlab.ship.evaluation import GateResult, evaluate_pipeline, gate, predict_names
+from adaptlab.ship.evaluation import GateResult, calibration_gate, evaluate_pipeline, gate, predict_sealed
 from adaptlab.ship.label_check import LabelCheck, check_new_labels
 from adaptlab.ship.registry import ModelRegistry, ModelVersion, _check_max_drop
 
@@ -287,12 +287,20 @@ def retrain(model: Union[str, Path, ModelRegistry], new_labels: Union[str, Path,
     new_pipe.fit(merged.texts, np.asarray(merged.labels, dtype=object))
     say(f"scoring {current.id} and the retrained model on the {len(eval_set)} sealed evaluation texts ...")
     y = np.asarray(eval_set.labels, dtype=object)
-    pred_old, pred_new = predict_names(old, eval_set.texts), predict_names(new_pipe, eval_set.texts)
+    sealed_old, sealed_new = predict_sealed(old, eval_set.texts), predict_sealed(new_pipe, eval_set.texts)
+    pred_old, pred_new = sealed_old.pred, sealed_new.pred
     classes = sorted(set(map(str, old.classes_)) | set(map(str, new_pipe.classes_)) | set(y.tolist()))
     positive = old.positive_label_ if len(classes) == 2 else None
     result = gate(y, pred_old, pred_new, classes, positive, max_drop=limit, old_name=f"{current.id} (in use)",
                   new_name="the retrained model")
-    evaluation = evaluate_pipeline(new_pipe, eval_set, predictions=pred_new)
+    evaluation = evaluate_pipeline(new_pipe, eval_set, predictions=pred_new, sealed=sealed_new)
+    # The calibration check: the confidences each version reports (calibrated where it carries a calibration).
+    from adaptlab.decide.policy import Policy
+
+    pol = policy or Policy()
+    result = calibration_gate(result, sealed_old.calibration_view(y)["ece_after"],
+                              evaluation["calibration"]["ece_after"], max_increase=pol.max_ece_increase,
+                              min_texts=pol.ece_min_texts, old_name=f"{current.id} (in use)")
     status = "promoted" if result.promoted else "rejected"
     limitations = []
     if rung_facts(old.rung).retrain_note:

@@ -612,6 +612,23 @@ def predict_file(
     )
     run = _Prediction(model, classes, reader, report, batch_size)
     run.on_progress = on_progress
+    try:
+        _stream_to_files(run, output_path, rejects, review, input_path.name if show_progress else None)
+    finally:
+        reader.close()
+        if run.bar is not None:
+            run.bar.close()
+
+    report.seconds = time.perf_counter() - t0
+    report.rows_per_second = report.n_read / report.seconds if report.seconds > 0 else 0.0
+    report.rejected_by_problem = dict(run.by_problem)
+    report.rejected_lines = run.lines_by_problem
+    return report
+
+
+def _stream_to_files(run: "_Prediction", output_path: Path, rejects: Path, review: Optional[Path],
+                     progress_name: Optional[str]) -> None:
+    """Stream the predictions into temporary files beside the outputs, then rename them into place."""
     tmp_out, tmp_rej = _temp_beside(output_path), _temp_beside(rejects)
     tmp_rev = _temp_beside(review) if review is not None else None
     try:
@@ -625,8 +642,8 @@ def predict_file(
                 f"cannot write the predictions beside {output_path} ({e.strerror or e}). Fix: choose an output "
                 "path in a folder you can write to (CLI: -o PATH)."
             ) from None
-        if show_progress:
-            run.show_progress(input_path.name)
+        if progress_name is not None:
+            run.show_progress(progress_name)
         run.stream()
         # Rejects (and the review file) first: the output appearing is the signal that the run finished.
         os.replace(tmp_rej, rejects)
@@ -640,16 +657,6 @@ def predict_file(
             with contextlib.suppress(OSError, AttributeError):
                 p.unlink()
         raise
-    finally:
-        reader.close()
-        if run.bar is not None:
-            run.bar.close()
-
-    report.seconds = time.perf_counter() - t0
-    report.rows_per_second = report.n_read / report.seconds if report.seconds > 0 else 0.0
-    report.rejected_by_problem = dict(run.by_problem)
-    report.rejected_lines = run.lines_by_problem
-    return report
 
 
 def _check_review(review_path: Optional[PathLike], input_path: Path, output_path: Path, rejects: Path) -> Path:

@@ -285,22 +285,7 @@ def retrain(model: Union[str, Path, ModelRegistry], new_labels: Union[str, Path,
     # The registry's own cache: last month's texts are not encoded again.
     new_pipe.set_params(device=device, cache=reg.root / "embeddings.sqlite")
     new_pipe.fit(merged.texts, np.asarray(merged.labels, dtype=object))
-    say(f"scoring {current.id} and the retrained model on the {len(eval_set)} sealed evaluation texts ...")
-    y = np.asarray(eval_set.labels, dtype=object)
-    sealed_old, sealed_new = predict_sealed(old, eval_set.texts), predict_sealed(new_pipe, eval_set.texts)
-    pred_old, pred_new = sealed_old.pred, sealed_new.pred
-    classes = sorted(set(map(str, old.classes_)) | set(map(str, new_pipe.classes_)) | set(y.tolist()))
-    positive = old.positive_label_ if len(classes) == 2 else None
-    result = gate(y, pred_old, pred_new, classes, positive, max_drop=limit, old_name=f"{current.id} (in use)",
-                  new_name="the retrained model")
-    evaluation = evaluate_pipeline(new_pipe, eval_set, predictions=pred_new, sealed=sealed_new)
-    # The calibration check: the confidences each version reports (calibrated where it carries a calibration).
-    from adaptlab.decide.policy import Policy
-
-    pol = policy or Policy()
-    result = calibration_gate(result, sealed_old.calibration_view(y)["ece_after"],
-                              evaluation["calibration"]["ece_after"], max_increase=pol.max_ece_increase,
-                              min_texts=pol.ece_min_texts, old_name=f"{current.id} (in use)")
+    result, evaluation = _score_and_gate(old, new_pipe, eval_set, current.id, limit, policy, say)
     status = "promoted" if result.promoted else "rejected"
     limitations = []
     if rung_facts(old.rung).retrain_note:
@@ -325,6 +310,28 @@ def retrain(model: Union[str, Path, ModelRegistry], new_labels: Union[str, Path,
     override = f" {labels.explanation()}" if labels is not None and labels.accepted else ""
     return RetrainOutcome(merge=report, gate=result, version=entry, in_use=in_use,
                           message=f"{skipped}{result.explanation}{override} {head}", labels=labels)
+
+
+def _score_and_gate(old: Any, new_pipe: Any, eval_set: TextDataset, current_id: str, limit: float,
+                    policy: Any, say: Callable[[str], None]) -> tuple[Any, dict[str, Any]]:
+    """Both versions on the sealed evaluation texts: the no-regression gate, then the calibration check."""
+    say(f"scoring {current_id} and the retrained model on the {len(eval_set)} sealed evaluation texts ...")
+    y = np.asarray(eval_set.labels, dtype=object)
+    sealed_old, sealed_new = predict_sealed(old, eval_set.texts), predict_sealed(new_pipe, eval_set.texts)
+    pred_old, pred_new = sealed_old.pred, sealed_new.pred
+    classes = sorted(set(map(str, old.classes_)) | set(map(str, new_pipe.classes_)) | set(y.tolist()))
+    positive = old.positive_label_ if len(classes) == 2 else None
+    result = gate(y, pred_old, pred_new, classes, positive, max_drop=limit, old_name=f"{current_id} (in use)",
+                  new_name="the retrained model")
+    evaluation = evaluate_pipeline(new_pipe, eval_set, predictions=pred_new, sealed=sealed_new)
+    # The calibration check: the confidences each version reports (calibrated where it carries a calibration).
+    from adaptlab.decide.policy import Policy
+
+    pol = policy or Policy()
+    result = calibration_gate(result, sealed_old.calibration_view(y)["ece_after"],
+                              evaluation["calibration"]["ece_after"], max_increase=pol.max_ece_increase,
+                              min_texts=pol.ece_min_texts, old_name=f"{current_id} (in use)")
+    return result, evaluation
 
 
 def _card_label_check(labels: LabelCheck) -> dict[str, Any]:

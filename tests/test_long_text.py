@@ -232,7 +232,8 @@ def test_study_run_long_text_flag_reaches_the_probe(tmp_path, mlm_dir):
 
 
 def test_data_check_reports_texts_longer_than_the_window_by_class(tmp_path, mlm_dir):
-    texts = [_text(10)] * 20 + [_text(100)] * 5 + [_text(10)] * 15
+    texts = ([_text(10, shift=i) for i in range(20)] + [_text(100, shift=i) for i in range(5)]
+             + [_text(10, shift=20 + i) for i in range(15)])  # every text once: the file's checks pass
     labels = ["a"] * 20 + ["b"] * 20
     path = tmp_path / "d.csv"
     pd.DataFrame({"text": texts, "label": labels}).to_csv(path, index=False)
@@ -250,7 +251,7 @@ def test_data_check_reports_texts_longer_than_the_window_by_class(tmp_path, mlm_
     assert "12.5% of the texts (5 of 40)" in table.output and "25.0%" in table.output
     assert "--long-text" in table.output
     short = tmp_path / "s.csv"
-    pd.DataFrame({"text": texts[:20] * 2, "label": labels}).to_csv(short, index=False)
+    pd.DataFrame({"text": [_text(10, shift=i) for i in range(40)], "label": labels}).to_csv(short, index=False)
     r = runner.invoke(app, ["data", "check", "--data", str(short), "--encoder", str(mlm_dir), "--no-label-issues",
                             "--json"])
     rep = json.loads(r.stdout)

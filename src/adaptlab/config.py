@@ -246,6 +246,8 @@ class StudyConfig:
         for name in list(params):
             if params[name].get("mixed_precision") == "no":
                 del params[name]["mixed_precision"]
+            if params[name].get("long_text") == "truncate":  # the default: ids of studies before long_text hold
+                del params[name]["long_text"]
             if not params[name]:
                 del params[name]
         d["rung_params"] = params

@@ -89,6 +89,8 @@ KEYS: dict[str, Key] = {
     "transductive": Key("bool", "let the refit read the test texts, never labels ([rung.refit] transductive)"),
     "mixed_precision": Key("str", "precision of the rungs that train the encoder: auto | no | bf16 | fp16",
                            "mixed_precision"),
+    "long_text": Key("str", "how the frozen rungs (probe, refit) read texts longer than the encoder's window: "
+                            "truncate | head_tail | chunk_mean | chunk_max ([rung.probe] long_text)"),
     "executor": Key("str", "where the jobs run: inprocess | ray"),
     "address": Key("str", "Ray cluster address: auto | ray://host:10001"),
     "max_retries": Key("int", "Ray: resubmit a failed job this many times"),
@@ -110,7 +112,7 @@ ALIASES = {"time_budget": "time", "encode_precision": "precision", "rung_params"
 REFIT_KEYS = {"refit_budget": "budget", "refit_objective": "objective", "transductive": "transductive"}
 # Rung parameters whose default is dropped after merging, so a study without them keeps its id. (A rung's
 # own mixed_precision="no" is kept: it overrides the study's "auto"; the study id leaves it out.)
-_DROP_DEFAULTS = {"transductive": False}
+_DROP_DEFAULTS = {"transductive": False, "long_text": "truncate"}
 
 Where = Callable[[tuple[str, ...]], str]
 
@@ -470,6 +472,10 @@ def _validate(key: str, spec: Key, value: Any) -> None:
         from adaptlab.rungs.refit import RefitConfig
 
         RefitConfig(**{REFIT_KEYS[key]: value})
+    elif key == "long_text":
+        from adaptlab.encoders.longtext import check_long_text
+
+        check_long_text(value)
     elif key == "mixed_precision":
         from adaptlab.rungs.runtime import check_mixed_precision
 
@@ -690,12 +696,47 @@ def default_study_rungs(values: dict[str, Any]) -> list[str]:
 
 
 def _flag_rung_params(values: dict[str, Any], rungs: list[str]) -> dict[str, dict[str, Any]]:
-    """The rung parameters a layer's top-level keys set (the refit keys)."""
+    """The rung parameters a layer's top-level keys set (the refit keys; ``long_text``, every frozen rung's)."""
     out: dict[str, dict[str, Any]] = {}
     for key, param in REFIT_KEYS.items():
         if values.get(key) is not None and "refit" in rungs:  # without refit: the caller's error (check_refit_keys)
             out.setdefault("refit", {})[param] = values[key]
+    if values.get("long_text") is not None:
+        from adaptlab.encoders.longtext import check_long_text
+
+        for name in long_text_rungs(rungs):
+            out.setdefault(name, {})["long_text"] = check_long_text(values["long_text"])
     return out
+
+
+def long_text_rungs(rungs: "list[str]") -> list[str]:
+    """The rungs among ``rungs`` that read texts with a frozen encoder and take ``long_text``.
+
+    Example:
+        >>> long_text_rungs(["tfidf", "probe", "refit", "lora"])
+        ['probe', 'refit']
+    """
+    from adaptlab.rungs import RUNGS
+
+    return [r for r in rungs if r in RUNGS and "long_text" in {f.name for f in dataclasses.fields(RUNGS[r].config_class)}]
+
+
+def check_long_text_key(values: dict[str, Any]) -> None:
+    """Fail when ``long_text`` asks for a strategy other than truncate and no rung in ``rungs`` takes it.
+
+    Example:
+        >>> check_long_text_key({"rungs": ["tfidf"], "long_text": "chunk_mean"})  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        adaptlab.errors.ConfigError: long_text = "chunk_mean" configures the frozen rungs (probe, refit), ...
+    """
+    value = values.get("long_text")
+    rungs = values.get("rungs") or []
+    rungs = [r.strip() for r in rungs.split(",")] if isinstance(rungs, str) else list(rungs)
+    if value in (None, "truncate") or long_text_rungs(rungs):
+        return
+    raise ConfigError(f'long_text = "{value}" configures the frozen rungs (probe, refit), and none is in rungs '
+                      f"({','.join(rungs)}); add one (e.g. --rungs tfidf,probe) or leave long_text out.")
 
 
 def check_refit_keys(values: dict[str, Any]) -> None:
@@ -731,6 +772,7 @@ def study_config(settings: "StudySettings | ResolvedSettings") -> Any:
     if isinstance(settings, StudySettings):
         settings = resolve_settings([settings])
     check_refit_keys(settings.values)
+    check_long_text_key(settings.values)
     kw = {KEYS[k].field: v for k, v in settings.values.items() if k in KEYS and KEYS[k].field and v is not None}
     kw.update({k: v for k, v in settings.values.items() if k in _unmapped_study_fields()})
     adaptive = dict(settings.adaptive)

@@ -224,6 +224,7 @@ def study_run(
     precision: str = typer.Option("auto", "--precision", help="fp32 | bf16 | int8 | auto: the frozen encoder's numeric path (probe); bf16 and int8 are used only within --precision-tolerance of fp32 on validation; auto (the default) is bf16 where the hardware runs it natively (AVX-512-BF16/AMX CPUs, CUDA GPUs with bf16; ADAPTLAB_NATIVE_BF16=0 says no), else fp32."),
     precision_tolerance: float = typer.Option(0.005, "--precision-tolerance", help="Largest validation-F1 loss bf16 or int8 may show against fp32 (0.005 = half a point)."),
     int8_tolerance: Optional[float] = typer.Option(None, "--int8-tolerance", hidden=True, help="Deprecated name of --precision-tolerance."),
+    long_text: Optional[str] = typer.Option(None, "--long-text", metavar="STRATEGY", help="How the frozen rungs (probe, refit) read texts longer than the encoder's window: truncate (the default: the first window) | head_tail[:K] (the first K tokens and the last ones) | chunk_mean[:O] | chunk_max[:O] (windows overlapping by O tokens, mean- or max-pooled). `adaptlab data check` says how many texts are longer."),
     track: Optional[str] = typer.Option(None, "--track", help="Log the study to an experiment tracker: mlflow (the study as "
                                         "a parent run with its decision and HTML report, each rung × seed as a child run). "
                                         "Default: nothing is logged."),
@@ -471,12 +472,14 @@ def data_check(
     task: Optional[str] = TaskOpt,
     label_sep: str = LabelSepOpt,
     label_cols: Optional[str] = LabelColsOpt,
+    encoder: Optional[str] = typer.Option(None, "--encoder", help="Encoder whose window (and tokenizer) the texts are "
+                                          "measured against (default: packaged all-MiniLM-L6-v2, 256 tokens)."),
     json_out: bool = JsonOpt,
 ) -> None:
-    """Validate a file, find near-duplicates, measure how much they would inflate a naive split, and find
-    likely label errors (ranked rows and the estimated noise rate per class). Multi-label data (detected, or
-    --task multilabel / --label-cols) gets its label summary: cardinality, rows without a label, rare labels,
-    co-occurring pairs."""
+    """Validate a file, find near-duplicates, measure how much they would inflate a naive split, say how many
+    texts are longer than the encoder's window (by class), and find likely label errors (ranked rows and the
+    estimated noise rate per class). Multi-label data (detected, or --task multilabel / --label-cols) gets its
+    label summary: cardinality, rows without a label, rare labels, co-occurring pairs."""
     from adaptlab.data import load_dataset
     from adaptlab.errors import ConfigError
     from adaptlab.evaluate.datacheck import data_check as run_check
@@ -501,7 +504,7 @@ def data_check(
     with json_stdout(json_out):
         # The web app's check page runs the same function: the same warnings, word for word.
         report, issues = run_check(ds, load_warnings=loaded.warnings, threshold=threshold, max_rows=max_rows,
-                                   label_check=not no_label_issues, progress=say)
+                                   label_check=not no_label_issues, progress=say, encoder=encoder)
     if json_out:
         say(f"data check: done in {format_duration(time.monotonic() - t0)}")
     report["source"] = str(data)
@@ -517,6 +520,7 @@ def data_check(
     out.print(f"{report['n']} labeled texts, classes: {_counts_line(report['label_counts'])}", markup=False,
               highlight=False)
     _print_long_texts(report["long_texts"])
+    _print_window(report["window"])
     out.print(f"near-duplicates: {report['near_dup_items']} texts in {report['near_dup_clusters']} clusters")
     if infl["inflation"] is not None:
         out.print(f"a naive stratified split puts {infl['n_test_leaked']} of {infl['n_test']} test items next to a "
@@ -633,6 +637,30 @@ def _print_long_texts(info: Optional[dict[str, Any]]) -> None:
               f"characters); the longest has {info['longest_chars']:,} (row {info['longest_row']}). Rows {rows}. "
               "Only their start is used: if the label depends on the rest, split or summarise them.",
               highlight=False, soft_wrap=True)
+
+
+def _print_window(win: dict[str, Any]) -> None:
+    """How many texts are longer than the encoder's window, overall and by class (a table)."""
+    from rich.table import Table
+
+    if "skipped" in win:
+        out.print(f"[dim]encoder window: not measured ({escape(win['skipped'])})[/]", highlight=False, soft_wrap=True)
+        return
+    sample = f" (a sample of {win['n']:,} rows: --max-rows)" if win["sampled"] else ""
+    out.print(f"encoder window: {win['share_longer']:.1%} of the texts ({win['n_longer']:,} of {win['n']:,}){sample} are "
+              f"longer than the {win['window_tokens']} tokens {plain(win['encoder'])} reads (median "
+              f"{win['median_tokens']:.0f} tokens, 90th percentile {win['p90_tokens']:.0f}, longest {win['max_tokens']:,})",
+              highlight=False, soft_wrap=True)
+    if not win["n_longer"]:
+        return
+    t = Table("class", "texts", "longer than the window", title_justify="left",
+              title=f"longer than {win['window_tokens']} tokens, by class")
+    for c in win["by_class"]:
+        t.add_row(escape(c["label"]), f"{c['n']:,}", f"{c['n_longer']:,} ({c['share_longer']:.1%})")
+    out.print(t)
+    out.print(f"[dim]the frozen rungs read only their first window unless the study says otherwise: --long-text "
+              f"chunk_mean reads every window (about {win['windows_per_text']:.1f} per text here, so that many times "
+              "the encoding time), head_tail the start and the end[/]", highlight=False, soft_wrap=True)
 
 
 @app.command("rungs")

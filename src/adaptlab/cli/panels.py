@@ -32,7 +32,7 @@ OPTION_PANELS: dict[str, str] = {
     ), DATA),
     **dict.fromkeys((
         "--rungs", "--rung", "--seeds", "--seed", "--encoder", "--encoders", "--config", "--set", "--study",
-        "--refit-objective", "--precision", "--precision-tolerance", "--int8-tolerance", "--mixed-precision",
+        "--refit-objective", "--precision", "--precision-tolerance", "--int8-tolerance", "--mixed-precision", "--long-text",
         "--policy", "--margin", "--ship-threshold", "--max-drop", "--accept-labels",
     ), RUNGS),
     **dict.fromkeys((

@@ -339,13 +339,9 @@ class Encoder:
             True
         """
         texts = _check_texts(texts)
-        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-            raise ConfigError.invalid("batch_size", batch_size, "an integer >= 1")
-        batch_size = int(batch_size)
-        n = len(texts)
-        out = np.empty((n, self.dim), dtype=np.float32)
-        if n == 0:
-            return out
+        _check_batch_size(batch_size)
+        if not texts:
+            return np.empty((0, self.dim), dtype=np.float32)
         ids = self.tokenizer(
             texts,
             truncation=True,
@@ -355,6 +351,31 @@ class Encoder:
             return_attention_mask=False,
             return_token_type_ids=False,
         )["input_ids"]
+        return self.encode_ids(ids, batch_size=batch_size, show_progress=show_progress)
+
+    def encode_ids(
+        self,
+        ids: Sequence[Sequence[int]],
+        *,
+        batch_size: int = 32,
+        show_progress: Optional[bool] = None,
+    ) -> np.ndarray:
+        """Embed sequences of token ids (special tokens included, each at most ``max_seq_length`` long).
+
+        What :meth:`encode` runs after tokenizing; the long-text strategies
+        (:mod:`adaptlab.encoders.longtext`) call it with the windows they cut from a text's ids.
+
+        Example:
+            >>> enc = Encoder.from_pretrained()
+            >>> ids = enc.tokenizer(["rates rise again"])["input_ids"]
+            >>> bool(np.allclose(enc.encode_ids(ids), enc.encode(["rates rise again"]), atol=1e-5))
+            True
+        """
+        batch_size = _check_batch_size(batch_size)
+        n = len(ids)
+        out = np.empty((n, self.dim), dtype=np.float32)
+        if n == 0:
+            return out
         lengths = np.fromiter((len(x) for x in ids), dtype=np.int64, count=n)
         # Longest first: the first batch shows the peak memory at once rather than at the end.
         order = np.argsort(-lengths, kind="stable")
@@ -505,6 +526,12 @@ def pad_batch(ids: Sequence[Sequence[int]], idx: Sequence[int], pad_id: int) -> 
         input_ids[row, : len(seq)] = seq
         mask[row, : len(seq)] = 1
     return torch.from_numpy(input_ids), torch.from_numpy(mask)
+
+
+def _check_batch_size(batch_size: Any) -> int:
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise ConfigError.invalid("batch_size", batch_size, "an integer >= 1")
+    return int(batch_size)
 
 
 def _check_texts(texts: Any) -> list[str]:

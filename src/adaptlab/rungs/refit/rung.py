@@ -20,6 +20,7 @@ import numpy as np
 
 from adaptlab.data.dataset import TextDataset
 from adaptlab.encoders import embed
+from adaptlab.encoders.longtext import long_text_encoder
 from adaptlab.errors import ConfigError
 from adaptlab.rungs.base import Cost, Rung, RungContext, register_rung
 from adaptlab.rungs.head import select_logistic_head
@@ -34,8 +35,9 @@ _CURVE_POINTS = 200
 class FittedRefit(FittedProbe):
     """The frozen refit encoder + logistic head; ``refit_`` is the stored refit it uses."""
 
-    def __init__(self, outcome: RefitOutcome, cache: Any, head: Any, classes: Sequence[str], batch_size: int) -> None:
-        super().__init__(outcome.encoder, cache, head, classes, batch_size)
+    def __init__(self, outcome: RefitOutcome, cache: Any, head: Any, classes: Sequence[str], batch_size: int,
+                 long_text: str = "truncate") -> None:
+        super().__init__(outcome.encoder, cache, head, classes, batch_size, long_text=long_text)
         self.rung = "refit"
         self.refit_ = outcome
 
@@ -153,7 +155,7 @@ class RefitRung(Rung):
         t0 = time.perf_counter()
         outcome = self.refit(train, val, seed=seed, context=context)
         t1 = time.perf_counter()
-        enc = outcome.encoder
+        enc = long_text_encoder(outcome.encoder, cfg.long_text)  # the refit encoder itself for truncate
         X_train = embed(enc, train.texts, cache=context.cache, batch_size=cfg.embed_batch_size,
                         show_progress=context.show_progress)
         X_val = embed(enc, val.texts, cache=context.cache, batch_size=cfg.embed_batch_size,
@@ -163,7 +165,8 @@ class RefitRung(Rung):
             X_train, train.labels, X_val, val.labels, C_grid=cfg.C_grid, seed=seed,
             classes=context.classes, positive=context.positive_label,
         )
-        fitted = FittedRefit(outcome, context.cache, head, context.classes, cfg.embed_batch_size)
+        fitted = FittedRefit(outcome, context.cache, head, context.classes, cfg.embed_batch_size,
+                             long_text=cfg.long_text)
         m = outcome.manifest
         fitted.selected_ = {"C": C, "refit_key": outcome.key}
         fitted.val_scores_ = val_scores

@@ -481,15 +481,9 @@ def data_check(
     estimated noise rate per class). Multi-label data (detected, or --task multilabel / --label-cols) gets its
     label summary: cardinality, rows without a label, rare labels, co-occurring pairs."""
     from adaptlab.data import load_dataset
-    from adaptlab.errors import ConfigError
     from adaptlab.evaluate.datacheck import data_check as run_check
 
-    if 0 < max_rows < 100:
-        raise ConfigError.invalid("--max-rows", max_rows, "0 (every row) or an integer >= 100 (default 20,000)")
-    if label_issues is not None and no_label_issues:
-        raise ConfigError("--label-issues FILE writes the label check's rows, --no-label-issues skips the check: "
-                          "give one of them, not both.")
-
+    _check_data_check_options(max_rows, label_issues, no_label_issues)
     import time
 
     from adaptlab.cli.progress import json_stdout
@@ -534,6 +528,16 @@ def data_check(
     if issues is not None:
         _print_label_issues(issues, written)
     _print_check_warnings(report["warnings"])
+
+
+def _check_data_check_options(max_rows: int, label_issues: Optional[Path], no_label_issues: bool) -> None:
+    from adaptlab.errors import ConfigError
+
+    if 0 < max_rows < 100:
+        raise ConfigError.invalid("--max-rows", max_rows, "0 (every row) or an integer >= 100 (default 20,000)")
+    if label_issues is not None and no_label_issues:
+        raise ConfigError("--label-issues FILE writes the label check's rows, --no-label-issues skips the check: "
+                          "give one of them, not both.")
 
 
 @contextlib.contextmanager

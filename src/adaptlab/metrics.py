@@ -7,7 +7,7 @@ a finite test set, by a two-level bootstrap (resample seeds and, jointly, the sh
 from __future__ import annotations
 
 from collections import Counter
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 import numpy as np
 from sklearn.metrics import accuracy_score, average_precision_score, f1_score
@@ -108,6 +108,21 @@ def weighted_f1(
 _CHUNK = 250  # bootstrap replicates per weight matrix: bounds memory at _CHUNK x n_test floats
 
 
+def _resampled(n: int, k: int, n_boot: int, seed: int, score: Callable[[np.ndarray, int], np.ndarray]) -> np.ndarray:
+    """``score(weights, j)`` of prediction set ``j`` under ``n_boot`` seeded resamples of ``n`` test items, as
+    multinomial weights in chunks: shape (n_boot, k). One seed, one set of resamples: the rungs pair."""
+    rng = np.random.default_rng(seed)
+    out = np.empty((n_boot, k))
+    done = 0
+    while done < n_boot:
+        b = min(_CHUNK, n_boot - done)
+        w = rng.multinomial(n, np.full(n, 1.0 / n), size=b).astype(np.float64)
+        for j in range(k):
+            out[done:done + b, j] = score(w, j)
+        done += b
+    return out
+
+
 def f1_replicates(
     y_true: np.ndarray, preds: Sequence[np.ndarray], classes: Sequence[str], positive: Optional[str], *,
     n_boot: int, seed: int,
@@ -116,17 +131,8 @@ def f1_replicates(
 
     The same resamples (same ``seed``) are used for every call, so replicates of different rungs are paired.
     """
-    n = len(y_true)
-    rng = np.random.default_rng(seed)
-    out = np.empty((n_boot, len(preds)))
-    done = 0
-    while done < n_boot:
-        b = min(_CHUNK, n_boot - done)
-        w = rng.multinomial(n, np.full(n, 1.0 / n), size=b).astype(np.float64)
-        for j, p in enumerate(preds):
-            out[done:done + b, j] = weighted_f1(w, y_true, p, classes, positive)
-        done += b
-    return out
+    return _resampled(len(y_true), len(preds), n_boot, seed,
+                      lambda w, j: weighted_f1(w, y_true, preds[j], classes, positive))
 
 
 def seed_and_test_bootstrap(
@@ -257,17 +263,8 @@ def multilabel_replicates(Y_true: np.ndarray, preds: Sequence[np.ndarray], metri
         [1.0, 0.0]
     """
     t = _as_indicator(Y_true, "Y_true")
-    n = len(t)
-    rng = np.random.default_rng(seed)
-    out = np.empty((n_boot, len(preds)))
-    done = 0
-    while done < n_boot:
-        b = min(_CHUNK, n_boot - done)
-        w = rng.multinomial(n, np.full(n, 1.0 / n), size=b).astype(np.float64)
-        for j, p in enumerate(preds):
-            out[done:done + b, j] = weighted_multilabel_f1(w, t, _as_indicator(p, "preds"), metric)
-        done += b
-    return out
+    ps = [_as_indicator(p, "preds") for p in preds]
+    return _resampled(len(t), len(ps), n_boot, seed, lambda w, j: weighted_multilabel_f1(w, t, ps[j], metric))
 
 
 def multilabel_seed_and_test_bootstrap(Y_true: object, preds_by_seed: Sequence[object], metric: str = "micro_f1", *,

@@ -39,3 +39,30 @@ def is_number(value: Any, *, finite: bool = True) -> bool:
 
 
 __all__ = ["is_int", "is_number"]
+
+
+#: Label cells read as "no label". "none" is deliberately absent: it is a common real class name ("no finding").
+MISSING_LABEL_TOKENS = frozenset({"", "nan", "na", "null"})
+
+
+def is_missing(value: object) -> bool:
+    """True for None, NaN, pandas NA/NaT and the strings in :data:`MISSING_LABEL_TOKENS`; a list is a value.
+
+    Example:
+        >>> is_missing(None), is_missing(" NaN "), is_missing(float("nan")), is_missing("none"), is_missing([])
+        (True, True, True, False, False)
+    """
+    if value is None:
+        return True
+    if isinstance(value, str):
+        return value.strip().lower() in MISSING_LABEL_TOKENS
+    if isinstance(value, float):
+        return math.isnan(value)
+    if isinstance(value, (list, tuple, dict, set)) or type(value).__name__ == "ndarray":
+        return False
+    try:
+        import pandas as pd
+
+        return bool(pd.isna(value))
+    except (TypeError, ValueError):
+        return False

@@ -29,6 +29,7 @@ import numpy as np
 
 from adaptlab.data.dataset import TextDataset
 from adaptlab.errors import ConfigError, DataError, Problem, excerpt_repr
+from adaptlab.values import is_missing
 
 __all__ = ["TASKS", "parse_label_sets", "detect_task", "label_sets_from_columns", "multilabel_summary",
            "multilabel_problems", "RARE_LABEL_COUNT"]
@@ -37,25 +38,8 @@ __all__ = ["TASKS", "parse_label_sets", "detect_task", "label_sets_from_columns"
 TASKS = ("single", "multilabel")
 #: A label seen in fewer rows than this is listed as rare (too few to train and evaluate it on each split).
 RARE_LABEL_COUNT = 5
-_MISSING = frozenset({"", "nan", "na", "null"})  # as adaptlab.data.validate.MISSING_LABEL_TOKENS (validate imports us)
 _TRUE = frozenset({"1", "true", "yes", "y", "t"})
 _FALSE = frozenset({"0", "false", "no", "n", "f", ""})
-
-
-def is_missing(value: object) -> bool:
-    """None, NaN, pandas NA and the strings read as missing ("", "nan", "na", "null")."""
-    if value is None:
-        return True
-    if isinstance(value, str):
-        return value.strip().lower() in _MISSING
-    if isinstance(value, (list, tuple, dict, set, np.ndarray)):
-        return False
-    try:
-        import pandas as pd
-
-        return bool(pd.isna(value))
-    except (TypeError, ValueError):
-        return False
 
 
 def check_task(task: Optional[str]) -> Optional[str]:

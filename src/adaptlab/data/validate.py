@@ -29,7 +29,6 @@ With ``require_labels=False`` a dataset without labels is fine; when it has labe
 """
 from __future__ import annotations
 
-import math
 from collections import Counter, defaultdict
 from typing import Mapping, Optional
 
@@ -38,6 +37,7 @@ import numpy as np
 from adaptlab.data.dataset import TextDataset
 from adaptlab.data.multilabel import multilabel_problems
 from adaptlab.errors import ConfigError, Problem, excerpt_repr
+from adaptlab.values import MISSING_LABEL_TOKENS, is_missing  # noqa: F401  (re-exported: load, split)
 
 __all__ = ["validate", "ROW_LEVEL_CODES", "MISSING_LABEL_TOKENS", "MAX_CELL_CHARS", "LONG_TEXT_CHARS", "is_missing",
            "long_texts"]
@@ -56,32 +56,10 @@ MAX_CELL_CHARS = 1_000_000
 #: text is never seen by the model (``adaptlab data check`` reports them and their share of the file).
 LONG_TEXT_CHARS = 5_000
 
-#: Label/group values read as "missing", compared after stripping and lower-casing. "none" is
-#: deliberately absent: it is a common real class name ("no finding").
-MISSING_LABEL_TOKENS = frozenset({"", "nan", "na", "null"})
-
 _DROP_HINT = (
     "or drop these rows with --on-invalid drop (API: load_dataset(..., on_invalid='drop')), "
     "which lists each dropped row"
 )
-
-
-def is_missing(value: object) -> bool:
-    """True for None, NaN, pandas NA/NaT and the strings in :data:`MISSING_LABEL_TOKENS`."""
-    if value is None:
-        return True
-    if isinstance(value, str):
-        return value.strip().lower() in MISSING_LABEL_TOKENS
-    if isinstance(value, float):
-        return math.isnan(value)
-    if isinstance(value, (list, tuple, dict, set, np.ndarray)):
-        return False
-    try:
-        import pandas as pd
-
-        return bool(pd.isna(value))
-    except (TypeError, ValueError):
-        return False
 
 
 def _preview(text: object, width: int = 50) -> str:

@@ -239,3 +239,13 @@ def test_report_shows_coverage_vs_accuracy_of_the_rung_from_its_stored_probabili
     html, md = html_path.read_text(encoding="utf-8"), md_path.read_text(encoding="utf-8")
     assert 'id="coverage-table"' in html and "<svg" in html and "--min-confidence P" in html
     assert "## Coverage vs accuracy" in md and "| 0.90 |" in md
+
+
+def test_the_studys_warnings_head_the_report(built):
+    store, rep, html_path, md_path = built
+    warnings = store.get_study(store.list_studies()[0]["study_id"])["summary"]["warnings"]
+    assert any("sealed test has only" in w for w in warnings)  # 240 texts: a small sealed test
+    html, md = html_path.read_text(), md_path.read_text()
+    block = html.split('id="study-warnings"', 1)[1].split("</div>", 1)[0]
+    assert "sealed test has only" in block and html.index('id="study-warnings"') < html.index('id="f1"')
+    assert "Warnings from the study" in md and "sealed test has only" in md.split("Warnings from the study", 1)[1]

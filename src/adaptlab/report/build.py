@@ -291,6 +291,8 @@ def build_report(store: Any, study: str = "latest", *, policy: Optional[Policy] 
         "store_path": str(store.path),
         "study_id": rec["study_id"],
         "summary": summary,
+        # What the study warned of (a small test set, results stored before checksums, a precision fallback).
+        "study_warnings": [str(w) for w in summary.get("warnings") or []],
         "rows": rows,
         "costs": costs,
         "split": summary.get("split") or {},

@@ -329,7 +329,8 @@ def test_data_check_warns_about_texts_far_longer_than_the_encoder_reads(tmp_path
     r = runner.invoke(app, ["data", "check", "--data", str(path), "--no-label-issues"])
     assert r.exit_code == 0, r.output
     text = flat(r.output)
-    assert "warning: 2 text(s) (5.0% of the rows" in text and "longer than 5,000 characters" in text
+    assert "[long_texts] 2 text(s) (5.0% of the rows" in text and "longer than 5,000 characters" in text
+    assert "(rows 1, 2)" in text and text.count("longer than 5,000 characters") == 1  # said once, in the list
     rep = json.loads(runner.invoke(app, ["data", "check", "--data", str(path), "--no-label-issues", "--json"]).stdout)
     assert rep["long_texts"]["n"] == 2 and rep["long_texts"]["rows"] == [1, 2]
     assert rep["long_texts"]["share_of_chars"] > 0.5

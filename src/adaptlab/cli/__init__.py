@@ -513,7 +513,6 @@ def data_check(
     # markup=False: the class names are the user's own (a label "[/]" is a label, not rich markup).
     out.print(f"{report['n']} labeled texts, classes: {_counts_line(report['label_counts'])}", markup=False,
               highlight=False)
-    _print_long_texts(report["long_texts"])
     _print_window(report["window"])
     out.print(f"near-duplicates: {report['near_dup_items']} texts in {report['near_dup_clusters']} clusters")
     if infl["inflation"] is not None:
@@ -558,9 +557,12 @@ def _print_check_warnings(warnings: list[dict[str, Any]]) -> None:
         return
     out.print(f"warnings ({len(warnings)}):")
     for w in warnings:
-        out.print(f"  [{w['code']}] {w['message']}", markup=False, highlight=False)
+        rows = w.get("rows") or []
+        where = f" (rows {', '.join(map(str, rows[:10]))}{', ...' if len(rows) > 10 else ''})" if rows else ""
+        # soft_wrap: a long message stays one line (the terminal wraps it; a pipe or a file keeps it whole)
+        out.print(f"  [{w['code']}] {w['message']}{where}", markup=False, highlight=False, soft_wrap=True)
         if w.get("fix"):
-            out.print(f"      fix: {w['fix']}", markup=False, highlight=False)
+            out.print(f"      fix: {w['fix']}", markup=False, highlight=False, soft_wrap=True)
 
 
 def _task_kwargs(task: Optional[str], label_sep: str, label_cols: Optional[str]) -> dict[str, Any]:
@@ -590,7 +592,6 @@ def _print_multilabel_check(report: dict[str, Any], loaded: Any, json_out: bool)
     if ml["pairs"]:
         pairs = ", ".join(f"{p['labels'][0]} + {p['labels'][1]}: {p['rows']}" for p in ml["pairs"][:5])
         out.print(f"most frequent label pairs: {pairs}", markup=False, highlight=False)
-    _print_long_texts(report["long_texts"])
     out.print(f"near-duplicates: {report['near_dup_items']} texts in {report['near_dup_clusters']} clusters")
     out.print(f"recommended split: {report['recommended_split']} (multi-label: iterative stratification)")
     _print_check_warnings(report["warnings"])
@@ -628,19 +629,6 @@ def _counts_line(counts: dict[str, int], shown: int = 20) -> str:
 
     line = ", ".join(f"{excerpt_repr(k, 60)}: {v:,}" for k, v in list(counts.items())[:shown])
     return line + (f" and {len(counts) - shown:,} more" if len(counts) > shown else "")
-
-
-def _print_long_texts(info: Optional[dict[str, Any]]) -> None:
-    """The warning for texts far longer than an encoder reads (most of each is never seen by the model)."""
-    if not info:
-        return
-    rows = ", ".join(str(r) for r in info["rows"][:5]) + (", ..." if info["n"] > 5 else "")
-    out.print(f"[yellow]warning:[/] {info['n']:,} text(s) ({info['share_of_rows']:.1%} of the rows, "
-              f"{info['share_of_chars']:.1%} of all characters) are longer than {info['max_chars']:,} characters, "
-              f"far more than an encoder reads (all-MiniLM-L6-v2: the first 256 word pieces, about 1,000 "
-              f"characters); the longest has {info['longest_chars']:,} (row {info['longest_row']}). Rows {rows}. "
-              "Only their start is used: if the label depends on the rest, split or summarise them.",
-              highlight=False, soft_wrap=True)
 
 
 def _print_window(win: dict[str, Any]) -> None:

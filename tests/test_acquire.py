@@ -198,6 +198,14 @@ def test_suggest_cli_table_and_json_write_a_file_to_label(shipped, tmp_path):
     assert "note: calibration: temperature scaling" in table, table
     assert "calibrated probabilities" in table, table  # the reason (folded in its column)
     assert len(pd.read_csv(tmp_path / "s.csv")) == 5
+    # A calibration file written by another version (a field missing) is fitted again, not a traceback.
+    path = model / "acquire" / "calibration.json"
+    stale = json.loads(path.read_text())
+    del stale["calibration"]["temperature"]
+    path.write_text(json.dumps(stale))
+    again = json.loads(invoke("suggest", pool, "--model", model, "-n", "3", "-o", tmp_path / "s2.csv", "--json"))
+    assert again["calibration"]["temperature"] == res["calibration"]["temperature"]
+    assert "temperature" in json.loads(path.read_text())["calibration"]
 
 
 def test_suggest_cli_cold_start_without_a_model(shipped, tmp_path, tiny_encoder_dir):

@@ -155,8 +155,11 @@ def stored_calibration(reg: Any, pipe: Any, sealed: TextDataset, classes: Sequen
         if {k: saved.get(k) for k in key} == key:
             if saved.get("calibration") is None:
                 return None, saved["note"]
-            cal = Calibration(**{k: saved["calibration"][k] for k in Calibration.__dataclass_fields__})
-            return cal, saved["note"]
+            try:
+                cal = Calibration(**{k: saved["calibration"][k] for k in Calibration.__dataclass_fields__})
+                return cal, saved["note"]
+            except (KeyError, TypeError):
+                pass  # written by another adaptlab version: fitted again below and rewritten
     (progress or (lambda _m: None))(f"fitting a temperature on the {len(sealed)} sealed evaluation texts ...")
     proba = np.asarray(pipe.predict_proba(sealed.texts), dtype=np.float64)
     cal, note = calibrate_on(proba, sealed.labels, classes, fitted_on="sealed evaluation texts")

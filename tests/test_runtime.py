@@ -242,8 +242,9 @@ def test_refit_rung_result_key_is_unchanged_for_float32(enc):
     ctx = RungContext(classes=CLASSES, encoder=enc)
     ident = get_rung("refit", {"budget": "4steps"}).identity(ctx)
     # The fields a float32 refit had before mixed precision existed, and no others.
-    old_fields = {f for f in C.__dataclass_fields__ if f not in ("mixed_precision", "max_skipped_steps")}
+    old_fields = {f for f in C.__dataclass_fields__ if f not in ("mixed_precision", "max_skipped_steps", "long_text")}
     assert set(ident["config"]) == old_fields
+    assert get_rung("refit", {"budget": "4steps", "long_text": "chunk_mean"}).identity(ctx) != ident
     assert get_rung("refit", {"budget": "4steps", "max_skipped_steps": 5}).identity(ctx) == ident
     assert get_rung("refit", {"budget": "4steps", "mixed_precision": "bf16"}).identity(ctx)["config"][
         "mixed_precision"] == "bf16"

@@ -33,3 +33,12 @@ def topic_corpus(n: int = 150, seed: int = 0, classes=("sport", "tech", "money")
         texts.append(" ".join(words) + f" item{i}")
         labels.append(c)
     return TextDataset(texts=texts, labels=labels, source="synthetic")
+
+
+def topic_csv(path, n: int = 150, noise: float = 0.3, seed: int = 0):
+    """:func:`topic_corpus` written as a ``text,label`` CSV at ``path`` (what a user passes to ``--data``)."""
+    import pandas as pd
+
+    ds = topic_corpus(n, seed=seed, noise=noise)
+    pd.DataFrame({"text": ds.texts, "label": ds.labels}).to_csv(path, index=False)
+    return path

@@ -17,7 +17,7 @@ from adaptlab.decide.plan import (
     DEFAULT_VOCABULARY, DISTIL_TOKENS_PER_ENTRY, estimate_rung_costs, make_plan, planned_by_default,
 )
 from adaptlab.rungs.ladder import LADDER, facts, rungs_help
-from synthetic import topic_corpus
+from synthetic import topic_csv
 
 # A hand-made calibration: 10 ms to encode a text, no token-level units (64 tokens a text assumed).
 CAL = Calibration("cpu", 0.01, 0.5, 16, 1e-4, 1e-4, 1.0)
@@ -93,12 +93,7 @@ def test_the_cli_reads_the_catalogue_without_importing_the_rungs():
 
 @pytest.fixture
 def labeled_csv(tmp_path):
-    import pandas as pd
-
-    ds = topic_corpus(120, noise=0.6)
-    path = tmp_path / "train.csv"
-    pd.DataFrame({"text": ds.texts, "label": ds.labels}).to_csv(path, index=False)
-    return path
+    return topic_csv(tmp_path / "train.csv", 120, noise=0.6)
 
 
 def test_plan_costs_static_when_named_in_table_and_json(labeled_csv, tiny_encoder_dir, tmp_path):

@@ -18,7 +18,7 @@ from adaptlab.evaluate.tracking import MlflowTracker, make_tracker
 from adaptlab.report.tracking import track_decision
 from adaptlab.rungs.tfidf import TfidfRung
 from launch import free_port
-from synthetic import topic_corpus
+from synthetic import topic_corpus, topic_csv
 
 mlflow = pytest.importorskip("mlflow")  # the [track] extra; part of [test], so CI always has it
 from mlflow.tracking import MlflowClient  # noqa: E402
@@ -156,10 +156,7 @@ def test_a_tracker_object_gets_every_cell_and_bad_values_are_refused(tmp_path):
 
 @pytest.fixture
 def csv_file(tmp_path):
-    ds = topic_corpus(150, noise=0.6)
-    path = tmp_path / "train.csv"
-    pd.DataFrame({"text": ds.texts, "label": ds.labels}).to_csv(path, index=False)
-    return path
+    return topic_csv(tmp_path / "train.csv", 150, noise=0.6)
 
 
 def test_cli_track_mlflow_table_json_default_store_and_env(tmp_path, csv_file, monkeypatch):

@@ -26,11 +26,10 @@ from typing import Any, Optional
 
 import numpy as np
 
-from adaptlab.evaluate.calibration import fit_temperature_value, temperature_scale
+from adaptlab.evaluate.calibration import fit_temperature_value, mean_nll, temperature_scale
 
 #: Fewer held-out texts than this: no temperature is fitted (one scalar, but still noisy on a handful).
 MIN_TEXTS = 20
-_EPS = 1e-12
 
 
 @dataclass(frozen=True)
@@ -63,11 +62,6 @@ def scale(proba: np.ndarray, temperature: float) -> np.ndarray:
     return temperature_scale(proba, temperature)
 
 
-def _nll(proba: np.ndarray, y: np.ndarray, temperature: float) -> float:
-    P = scale(proba, temperature)
-    return float(-np.mean(np.log(np.clip(P[np.arange(len(y)), y], _EPS, 1.0))))
-
-
 def fit_temperature(proba: np.ndarray, y: np.ndarray, *, fitted_on: str = "held-out texts") -> Calibration:
     """The temperature minimising the NLL of ``y`` (column positions) under ``scale(proba, T)``.
 
@@ -76,7 +70,7 @@ def fit_temperature(proba: np.ndarray, y: np.ndarray, *, fitted_on: str = "held-
     P = np.asarray(proba, dtype=np.float64)
     y = np.asarray(y, dtype=int)
     t = fit_temperature_value(P, y)  # the fit shipped models use too (never worse than T = 1)
-    before, after = _nll(P, y, 1.0), _nll(P, y, t)
+    before, after = mean_nll(scale(P, 1.0), y), mean_nll(scale(P, t), y)
     return Calibration(temperature=t, nll_before=before, nll_after=after, n=len(y), fitted_on=fitted_on)
 
 

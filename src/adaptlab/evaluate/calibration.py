@@ -66,7 +66,8 @@ def temperature_scale(proba: np.ndarray, temperature: float) -> np.ndarray:
     return e / e.sum(axis=1, keepdims=True)
 
 
-def _nll(P: np.ndarray, y: np.ndarray) -> float:
+def mean_nll(P: np.ndarray, y: np.ndarray) -> float:
+    """The mean negative log-likelihood of ``y`` (column positions) under the probabilities ``P``."""
     return float(-np.mean(np.log(np.clip(P[np.arange(len(y)), y], _EPS, 1.0))))
 
 
@@ -83,10 +84,10 @@ def fit_temperature_value(proba: np.ndarray, y: np.ndarray) -> float:
     from scipy.optimize import minimize
 
     P, y = np.asarray(proba, dtype=np.float64), np.asarray(y, dtype=int)
-    res = minimize(lambda v: _nll(temperature_scale(P, float(np.exp(v[0]))), y), x0=np.zeros(1),
+    res = minimize(lambda v: mean_nll(temperature_scale(P, float(np.exp(v[0]))), y), x0=np.zeros(1),
                    method="L-BFGS-B", bounds=[(np.log(0.05), np.log(20.0))])
     t = float(np.exp(res.x[0]))
-    return t if _nll(temperature_scale(P, t), y) <= _nll(P, y) else 1.0
+    return t if mean_nll(temperature_scale(P, t), y) <= mean_nll(P, y) else 1.0
 
 
 def _logit(c: np.ndarray) -> np.ndarray:
@@ -312,7 +313,7 @@ def _cv_nll(method: str, P: np.ndarray, y: np.ndarray, seed: int) -> Optional[fl
         if method != "temperature" and (correct.all() or not correct.any()):
             return None  # a top-label map needs right and wrong answers to learn from
         params = _fit_method(method, P[fit_idx], y[fit_idx])
-        losses.append(_nll(apply_method(method, params, P[held]), y[held]) * len(held))
+        losses.append(mean_nll(apply_method(method, params, P[held]), y[held]) * len(held))
     return float(sum(losses) / len(y))
 
 
@@ -350,8 +351,8 @@ def fit_calibration(proba: np.ndarray, y: np.ndarray, *, method: str = "auto", s
     after = apply_method(chosen, params, P)
     return ProbabilityCalibration(method=chosen, params=params, n=int(len(y)), fitted_on=fitted_on,
                                   selection=selection, ece_before=expected_calibration_error(P, y),
-                                  ece_after=expected_calibration_error(after, y), nll_before=_nll(P, y),
-                                  nll_after=_nll(after, y))
+                                  ece_after=expected_calibration_error(after, y), nll_before=mean_nll(P, y),
+                                  nll_after=mean_nll(after, y))
 
 
 def calibration_report(raw: np.ndarray, calibrated: np.ndarray, y: np.ndarray, n_bins: int = 10) -> dict[str, Any]:

@@ -68,6 +68,17 @@ def test_a_loaded_machine_is_said_not_planned_from(tiny_encoder, monkeypatch):
     assert "looks loaded" in cal.load_note and "fastest repeats" in cal.load_note
 
 
+def test_one_stray_repeat_on_a_quiet_machine_is_not_a_loaded_machine():
+    """A quiet tweets calibration read 1.7x from a single slow step and called the machine loaded."""
+    from adaptlab.decide.calibrate import LOADED_SPREAD, repeat_spread
+
+    quiet = np.array([1.0, 0.97, 1.03, 1.01, 0.99, 1.7])
+    assert repeat_spread(quiet) < 1.1 < LOADED_SPREAD
+    busy = np.array([1.0, 2.1, 0.95, 1.9, 2.2, 1.05, 2.0])  # another job on the cores, on and off
+    assert repeat_spread(busy) > LOADED_SPREAD
+    assert repeat_spread(np.array([1.0, 1.8])) == pytest.approx(1.8)  # too few repeats to trim
+
+
 def test_the_learned_correction_is_kept_per_machine_and_scales_the_next_plan(tiny_encoder, tmp_path):
     from adaptlab.config import StudyConfig
     from adaptlab.decide.plan import study_rung_costs

@@ -266,7 +266,7 @@ def _time_training_steps(encoder: Any, ids: list[list[int]], lengths: np.ndarray
     cpu_share = cpu / max(wall * threads, 1e-9) if dev.type == "cpu" else None
     epoch = [(len(b), int(lengths[b].max())) for b in batches]
     token, fit = _epoch_token_seconds(per_token, shapes, epoch)
-    spread = float(fit.max() / max(fit.min(), 1e-12))  # repeats against the fitted cost of their shape
+    spread = repeat_spread(fit)
     forward = _time_forward(model, ids, pad, dev, cast, sync)
     checkpoint = _time_checkpoint(model, opt)
     loaded = bool((cpu_share is not None and cpu_share < LOADED_CPU_SHARE) or spread > LOADED_SPREAD)
@@ -286,6 +286,26 @@ def _time_training_steps(encoder: Any, ids: list[list[int]], lengths: np.ndarray
     del model, opt
     return {"token": token, "optimizer": optimizer, "forward": forward, "loaded": loaded, "note": note,
             "cpu_share": cpu_share, "spread": spread, "build": build, "checkpoint": checkpoint}
+
+
+def repeat_spread(fit: np.ndarray) -> float:
+    """How far apart timed repeats are (each one's seconds ÷ the fitted seconds of its shape): slowest ÷
+    fastest, leaving out the single slowest and fastest once there are five or more.
+
+    One stray step (a page fault, a timer tick on a tweet-sized batch) is not a loaded machine: on a quiet
+    2-core machine a tweets calibration read 1.7x from one outlier and called itself loaded. Another job
+    on the cores slows many steps, which the trimmed spread still sees (and the CPU share sees first).
+
+    Example:
+        >>> round(repeat_spread(np.array([1.0, 1.02, 0.98, 1.01, 1.7])), 2)  # one outlier
+        1.03
+        >>> round(repeat_spread(np.array([1.0, 1.9, 0.9, 1.8, 2.0, 1.0])), 2)  # interference throughout
+        1.9
+    """
+    r = np.sort(np.asarray(fit, dtype=float))
+    if len(r) >= 5:
+        r = r[1:-1]
+    return float(r[-1] / max(r[0], 1e-12))
 
 
 def _quantile_batches(full: list[np.ndarray], lengths: np.ndarray, n: int, seed: int) -> list[np.ndarray]:

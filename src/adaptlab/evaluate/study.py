@@ -25,18 +25,18 @@ from adaptlab.data import TextDataset, find_near_duplicates, split_dataset
 from adaptlab.data.dataset import require_single_label
 from adaptlab.errors import ConfigError, DataError
 from adaptlab.evaluate.adaptive import AdaptiveConfig
-from adaptlab.evaluate.executor import Executor, Job, JobsFailedError, make_executor, shared_artifact_key
+from adaptlab.evaluate.cells import CellBatch, CellRunner
+from adaptlab.evaluate.events import StudyEvent
+from adaptlab.evaluate.executor import Executor, make_executor
 from adaptlab.evaluate.notebook import CellBar, in_notebook, study_frame, study_html, widget_bars
 from adaptlab.evaluate.tracking import StudyTracking, Tracker, make_tracker
 from adaptlab.metrics import bands_overlap, resolve_positive_label, seed_and_test_bootstrap
 from adaptlab.rungs import Budget, RungContext, get_rung
 from adaptlab.store import RunStore, content_key
-from adaptlab.store.leases import CellLeases
 
 if TYPE_CHECKING:
     from adaptlab.rungs.refit.core import RefitOutcome
 
-RESULT_SCHEMA = 1
 Progress = Callable[[str], None]
 
 
@@ -74,36 +74,6 @@ def _gate_sample(ds: TextDataset, seed: int) -> TextDataset:
     if len(ds) <= GATE_MAX_TEXTS:
         return ds
     return ds.subset(stratified_subsample(ds.labels, max(GATE_MAX_TEXTS, len(set(ds.labels))), seed=seed))
-
-
-@dataclass(frozen=True)
-class StudyEvent:
-    """One step of a running study, for live views (the web app) and scripts; ``progress`` has the same as text.
-
-    ``kind``: ``"study"`` (the study id is known and the study is stored; the grid starts), ``"stored"``
-    (a (rung, seed) cell read from the run store), ``"start"`` (a cell starts training; on Ray: handed to
-    the cluster) or ``"done"`` (a cell finished and is stored; ``f1`` on the sealed test, ``seconds``).
-
-    Example:
-        >>> from adaptlab.data import TextDataset
-        >>> texts = ([f"goal match team player {i}" for i in range(30)]
-        ...          + [f"chip software data server {i}" for i in range(30)])
-        >>> data = TextDataset(texts, ["sport"] * 30 + ["tech"] * 30)
-        >>> events = []
-        >>> _ = Study(StudyConfig(rungs=["tfidf"], seeds=2, n_boot=200), home="runs").run(data, on_event=events.append)
-        >>> [(e.kind, e.rung, e.seed) for e in events]
-        [('study', None, None), ('start', 'tfidf', 0), ('done', 'tfidf', 0), ('start', 'tfidf', 1), ('done', 'tfidf', 1)]
-    """
-
-    kind: str
-    study_id: str
-    rung: Optional[str] = None
-    seed: Optional[int] = None
-    n_train: Optional[int] = None
-    f1: Optional[float] = None
-    seconds: Optional[float] = None
-    fidelity: float = 1.0  # share of its training budget the cell runs with (< 1: a decision-driven screen)
-    key: Optional[str] = None  # the cell's result key in the run store
 
 
 @dataclass
@@ -491,16 +461,15 @@ class Study:
 
         # Before the cells: a time budget counts the label check too, as the user's clock does.
         label_quality = self._label_quality(full, first, study_id, say)
-        run_cells = self._cell_runner(full, splits, context, frozen_rungs, frozen_encoder, encoder, positive,
-                                      study_id, primed, say, emit)
+        runner = self._cell_runner(full, splits, context, frozen_rungs, frozen_encoder, encoder, positive,
+                                   study_id, primed, say, emit)
         allocation = None
         if self.time_budget is not None:
-            allocation, grid, results, n_cached, n_trained = self._run_adaptive(
-                run_cells, say, clock=lambda: self.spent_before + time.perf_counter() - t_start)
+            allocation, batch = self._run_adaptive(
+                runner, say, clock=lambda: self.spent_before + time.perf_counter() - t_start)
         else:
-            cells = [(rung, seed, 1.0) for seed in cfg.seed_values for rung in self.rungs]
-            grid, results, cached, n_trained = run_cells(cells)
-            n_cached = len(cached)
+            batch = runner.run([(rung, seed, 1.0) for seed in cfg.seed_values for rung in self.rungs])
+        grid, results, n_cached, n_trained = batch.grid, batch.results, len(batch.cached), batch.n_trained
 
         per_seed, y_test = _per_seed_rows(allocation_rows(grid) if allocation else grid, results)
         rows = self._summarise(per_seed, y_test, classes, positive)
@@ -704,112 +673,28 @@ class Study:
         # Every flagged row's id is kept so a slice analysis can say how many fall in a weak slice.
         return {**issues.to_dict(limit=10), "flagged_ids": [str(pool.ids[i]) for i in issues.flagged_indices]}
 
-    def _cell_runner(self, full, splits, context, frozen_rungs, frozen_encoder, encoder, positive, study_id, primed,
-                     say, emit) -> Callable[[list[tuple[Any, int, float]]], tuple]:
-        """``run_cells([(rung, seed, fidelity), ...])``: read each cell from the run store or train it (the
-        executor runs the missing ones); returns (grid, results, keys read from the store, n_trained). A cell at
-        fidelity < 1 trains under that share of its training budget (its own result key)."""
+    def _cell_runner(self, full: TextDataset, splits: dict[int, Any], context: RungContext, frozen_rungs: list[Any],
+                     frozen_encoder: Any, encoder: Any, positive: Optional[str], study_id: str, primed: dict,
+                     say: Progress, emit: Callable[[StudyEvent], None]) -> CellRunner:
+        """The :class:`~adaptlab.evaluate.cells.CellRunner` of this run: each cell's split and context (the
+        frozen rungs read the bf16 / int8 encoder the gate chose; a screen trains under its share of the
+        budget), the run store, the executor and this study's recompute rule."""
 
-        def run_cells(cells: list[tuple[Any, int, float]]) -> tuple:
-            with CellLeases(self.store, **self.lease_options) as leases:
-                return _run_cells(cells, leases)
+        def context_for(rung: Any, seed: int, fidelity: float) -> tuple[Any, RungContext]:
+            split = splits[seed]
+            job_context = self._seed_context(context, full, split)
+            if rung in frozen_rungs and frozen_encoder is not encoder:
+                job_context = replace(job_context, encoder=frozen_encoder)
+            if fidelity < 1.0 or self._capped_in_time(rung, context):
+                job_context = replace(job_context, budget=fidelity_budget(rung, context.budget, fidelity,
+                                                                         len(split.train)))
+            return split, job_context
 
-        def _run_cells(cells: list[tuple[Any, int, float]], leases: CellLeases) -> tuple:
-            grid: list[tuple[Any, int, str, float]] = []
-            results: dict[str, dict[str, Any]] = {}
-            jobs: list[Job] = []
-            cached: set[str] = set()
-            deferred: dict[str, tuple[Any, int, Any, RungContext]] = {}  # cells another study is training now
-
-            def take_stored(key: str, stored: dict[str, Any], rung: Any, seed: int, fidelity: float) -> None:
-                cached.add(key)
-                emit(StudyEvent("stored", study_id, rung.name, seed, f1=float(stored["metrics"]["test"]["f1"]),
-                                fidelity=fidelity, key=key))
-                at = "" if fidelity >= 1.0 else f" at {fidelity:.0%} of its budget"
-                say(f"{rung.name:>8} seed {seed}{at}: from the run store")
-                self.store.link_result(study_id, key)
-                results[key] = stored
-
-            def make_job(key: str, rung: Any, seed: int, split: Any, job_context: RungContext) -> Job:
-                group = None
-                if self.executor.parallel:
-                    group = shared_artifact_key(rung, full.subset(split.train), full.subset(split.val), seed,
-                                                job_context)
-                return Job(index=len(jobs), key=key, rung=rung, seed=seed, split=split, context=job_context,
-                           group=group, resources=self._executor_config.resources_for(rung.name))
-
-            for rung, seed, fidelity in cells:
-                split = splits[seed]
-                job_context = self._seed_context(context, full, split)
-                if rung in frozen_rungs and frozen_encoder is not encoder:
-                    job_context = replace(job_context, encoder=frozen_encoder)
-                if fidelity < 1.0 or self._capped_in_time(rung, context):
-                    job_context = replace(job_context, budget=fidelity_budget(rung, context.budget, fidelity,
-                                                                             len(split.train)))
-                key = content_key(
-                    "result", RESULT_SCHEMA, full.content_hash, split.fingerprint, rung.identity(job_context), seed,
-                    positive,
-                )
-                grid.append((rung, seed, key, fidelity))
-                redo = self._recomputes(rung, key)
-                stored = None if redo else self.store.get_result(key)
-                if stored is None and not leases.claim(key):
-                    deferred[key] = (rung, seed, split, job_context)  # read (or taken over) once ours are done
-                    continue
-                if stored is None and not redo:
-                    stored = self.store.get_result(key)  # stored by another study since the first read
-                    if stored is not None:
-                        leases.release(key)
-                if stored is not None:
-                    take_stored(key, stored, rung, seed, fidelity)
-                    continue
-                jobs.append(make_job(key, rung, seed, split, job_context))
-            fidelity_of = {key: f for _r, _s, key, f in grid}
-
-            def on_result(job: Job, out: dict[str, Any]) -> None:
-                # Only the driver writes the run store: one writer, whichever executor ran the job.
-                self.store.put_result(job.key, rung=job.rung.name, seed=job.seed, metrics=out["metrics"],
-                                      predictions=out["predictions"], manifest=out["manifest"])
-                self.store.link_result(study_id, job.key)
-                self._recomputed.add(job.key)
-                leases.release(job.key)  # stored: a study waiting for this cell reads it now
-                results[job.key] = {"metrics": out["metrics"], "predictions": out["predictions"]}
-                f = fidelity_of[job.key]
-                # The event first: a progress callback may stop the study (cancel) once the cell is stored.
-                emit(StudyEvent("done", study_id, job.rung.name, job.seed, f1=float(out["metrics"]["test"]["f1"]),
-                                seconds=float(out["metrics"]["cost"]["total_seconds"]), fidelity=f, key=job.key))
-                at = "" if f >= 1.0 else f" at {f:.0%} of its budget"
-                say(f"{job.rung.name:>8} seed {job.seed}{at}: test {('F1' if positive else 'macro-F1')}="
-                    f"{out['metrics']['test']['f1']:.4f} ({out['metrics']['cost']['total_seconds']:.1f}s)")
-
-            def on_start(job: Job) -> None:
-                emit(StudyEvent("start", study_id, job.rung.name, job.seed, n_train=len(job.split.train),
-                                fidelity=fidelity_of[job.key], key=job.key))
-
-            n_trained = 0
-            while True:
-                failures = self.executor.run(jobs, full, on_result=on_result, say=say, primed=primed or None,
-                                             on_start=on_start)
-                if failures:
-                    raise JobsFailedError(failures, n_done=len(results))
-                n_trained += len(jobs)
-                if not deferred:
-                    break
-                # Cells another study was training: read their results, or train those whose owner died.
-                # Without progress lines (--json) the wait is still said, on stderr: say=None (leases.py).
-                found, claimed = leases.await_cells(list(deferred), say if self._says else None)
-                for key, stored in found.items():
-                    rung, seed, _split, _ctx = deferred[key]
-                    take_stored(key, stored, rung, seed, fidelity_of[key])
-                jobs = []
-                for key in claimed:
-                    rung, seed, split, job_context = deferred[key]
-                    say(f"{rung.name:>8} seed {seed}: its other study stopped without a result; training it here")
-                    jobs.append(make_job(key, rung, seed, split, job_context))
-                deferred = {}
-            return grid, results, cached, n_trained
-
-        return run_cells
+        return CellRunner(store=self.store, executor=self.executor, full=full, splits=splits, study_id=study_id,
+                          positive=positive, context_for=context_for, recompute=self._recomputes,
+                          recomputed=self._recomputed, resources_for=self._executor_config.resources_for,
+                          lease_options=self.lease_options, primed=primed, say=say, emit=emit,
+                          says_waits=self._says)
 
     def _recomputes(self, rung: Any, key: str) -> bool:
         """Whether the cell ``key`` of ``rung`` is trained again although stored (``recompute``; once per study)."""
@@ -844,10 +729,11 @@ class Study:
                 self._learn_cost(by_name[rung], ratio * getattr(cost, "correction", 1.0))
         return learn
 
-    def _run_adaptive(self, run_cells: Callable[[list[tuple[Any, int, float]]], tuple], say: Progress,
-                      clock: Optional[Callable[[], float]] = None) -> tuple:
+    def _run_adaptive(self, runner: CellRunner, say: Progress,
+                      clock: Optional[Callable[[], float]] = None) -> tuple[dict[str, Any], CellBatch]:
         """Run the study in rounds chosen by an :class:`~adaptlab.evaluate.adaptive.Allocator` until the
-        decision is settled or the time budget is spent; ``clock`` is the study's wall clock so far."""
+        decision is settled or the time budget is spent; ``clock`` is the study's wall clock so far. Returns
+        the allocation record and every cell run, in order."""
         from adaptlab.evaluate.adaptive import Allocator, Observation, RungSpec, run_allocation
 
         by_name = {r.name: r for r in self.rungs}
@@ -855,28 +741,23 @@ class Study:
         alloc = Allocator(specs, budget_seconds=self.time_budget, seeds=self.config.seed_values,
                           costs=self.cost_estimates, priors=self.priors, config=self.adaptive, clock=clock,
                           on_cost=self._cost_learner(by_name))
-        grid: list[tuple[Any, int, str, float]] = []
-        results: dict[str, dict[str, Any]] = {}
-        counts = [0, 0]
+        run = CellBatch()  # every cell of every round
 
         def execute(cells: list[Any]) -> list[Observation]:
             t0 = time.perf_counter()
-            g, res, cached, n_trained = run_cells([(by_name[c.rung], c.seed, c.fidelity) for c in cells])
-            wall = (time.perf_counter() - t0) / max(1, len(cells) - len(cached))  # shared by the cells it trained
-            grid.extend(g)
-            results.update(res)
-            counts[0] += len(cached)
-            counts[1] += n_trained
+            batch = runner.run([(by_name[c.rung], c.seed, c.fidelity) for c in cells])
+            wall = (time.perf_counter() - t0) / max(1, len(cells) - len(batch.cached))  # shared by those it trained
+            run.extend(batch)
             obs = []
-            for c, (_rung, seed, key, fidelity) in zip(cells, g):
-                stored = res[key]
+            for c, (_rung, seed, key, fidelity) in zip(cells, batch.grid):
+                stored, cached = batch.results[key], key in batch.cached
                 if alloc.y_true is None:
                     alloc.set_test_labels(stored["predictions"]["y_true"], self._classes, self._positive)
                 cost = stored["metrics"]["cost"]
                 obs.append(Observation(c.rung, seed, fidelity, float(stored["metrics"]["test"]["f1"]),
                                        float(cost.get("total_seconds", cost.get("fit_seconds", 0.0))),
                                        np.asarray(stored["predictions"]["y_pred"], dtype=object),
-                                       from_store=key in cached, key=key, wall=None if key in cached else wall))
+                                       from_store=cached, key=key, wall=None if cached else wall))
             return obs
 
         def on_round(cells: list[Any]) -> None:
@@ -888,7 +769,7 @@ class Study:
         record = run_allocation(alloc, execute, parallel=len(self.rungs) if self.executor.parallel else 1,
                                 on_round=on_round)
         say(f"allocation stopped ({record['stop']['kind']}): {record['stop']['reason']}")
-        return record, grid, results, counts[0], counts[1]
+        return record, run
 
     def refit(
         self,

@@ -42,7 +42,8 @@ from adaptlab.cancel import Cancelled
 from adaptlab.errors import ConfigError
 
 if TYPE_CHECKING:
-    from adaptlab.evaluate.study import StudyEvent, StudyResult
+    from adaptlab.evaluate.events import StudyEvent
+    from adaptlab.evaluate.study import StudyResult
 
 TRACKING_ENV = "ADAPTLAB_TRACKING_URI"
 DEFAULT_DIR = "mlruns"

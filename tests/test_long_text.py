@@ -155,7 +155,7 @@ def test_study_file_key_and_set_option_declare_it_for_the_frozen_rungs():
     assert r.rung_params == {"probe": {"long_text": "head_tail:32"}}
     with pytest.raises(ConfigError, match="line 2.*long_text='chunks' is not valid.*chunk_mean"):
         parse_study_file('rungs = ["probe"]\nlong_text = "chunks"\n', source="s.toml")
-    with pytest.raises(ConfigError, match="configures the frozen rungs.*none is in rungs"):
+    with pytest.raises(ConfigError, match=r"configures the rungs that read texts that way \(probe, refit\), and none is in rungs"):
         study_config(parse_study_file('rungs = ["tfidf"]\nlong_text = "chunk_mean"\n'))
 
 
@@ -266,10 +266,71 @@ def test_window_report_samples_above_max_rows(mlm_dir):
     assert part["sampled"] and part["n"] == 100 and 0.1 < part["share_longer"] < 0.4
 
 
-def test_frozen_rungs_take_long_text_and_training_rungs_do_not():
+def test_every_strategy_reaches_the_frozen_rungs_and_one_window_ones_the_training_rungs():
     from adaptlab.studyfile import long_text_rungs
 
-    assert long_text_rungs(list(RUNGS)) == [r for r in RUNGS if r in ("probe", "refit")]
+    trained = ("lora", "unfreeze", "finetune", "lpft")
+    assert long_text_rungs(list(RUNGS), "chunk_mean") == [r for r in RUNGS if r in ("probe", "refit")]
+    assert long_text_rungs(list(RUNGS), "head_tail:32") == [r for r in RUNGS if r in ("probe", "refit") + trained]
+    s = parse_study_file('rungs = ["tfidf", "probe", "finetune"]\nlong_text = "head_tail"\n')
+    assert study_config(s).rung_params == {"probe": {"long_text": "head_tail"}, "finetune": {"long_text": "head_tail"}}
+    s = parse_study_file('rungs = ["tfidf", "probe", "finetune"]\nlong_text = "chunk_max"\n')
+    assert study_config(s).rung_params == {"probe": {"long_text": "chunk_max"}}  # finetune keeps its first window
+    with pytest.raises(ConfigError, match=r"configures the rungs that read texts that way \(probe, refit\), and none is in rungs"):
+        study_config(parse_study_file('rungs = ["finetune"]\nlong_text = "chunk_mean"\n'))
+
+
+@pytest.mark.parametrize("rung", ["lora", "unfreeze", "finetune", "lpft"])
+def test_training_rungs_take_head_tail_in_their_key_and_refuse_chunks(rung):
+    assert "long_text" not in get_rung(rung).config.identity_dict()  # results stored before keep their keys
+    assert get_rung(rung, {"long_text": "head-tail:16"}).config.identity_dict()["long_text"] == "head_tail:16"
+    with pytest.raises(ConfigError, match=f"{rung}.long_text='chunk_mean' is not valid.*probe, refit"):
+        get_rung(rung, {"long_text": "chunk_mean"})
+
+
+def test_head_tail_token_ids_keep_the_start_and_the_end_between_the_special_tokens(enc):
+    from adaptlab.rungs.training import encode_texts
+
+    long, short = _text(120), _text(10)
+    content = enc.tokenizer([long], add_special_tokens=False)["input_ids"][0]
+    cut = encode_texts(enc.tokenizer, [long, short], 64)
+    ht = encode_texts(enc.tokenizer, [long, short], 64, "head_tail:16")
+    cls, sep = cut[0][0], cut[0][-1]
+    assert len(ht[0]) == 64 and ht[0][0] == cls and ht[0][-1] == sep
+    assert ht[0][1:17] == content[:16] and ht[0][17:-1] == content[-46:]  # 16 head + 46 tail = 62 of text
+    assert cut[0][1:-1] == content[:62]
+    assert ht[1] == cut[1]  # a text that fits is read whole either way
+
+
+def test_a_trained_model_reads_long_texts_as_it_was_trained_and_ships_that_way(enc):
+    """The tail decides the class: head_tail sees it, and the shipped state keeps the strategy for predict."""
+    from adaptlab.rungs.base import RungContext
+    from adaptlab.rungs.training import load_network
+
+    data = _long_corpus()
+    tail_first = TextDataset([_text(150, shift=i) + " " + t.split(" " + _text(150, shift=i))[0]
+                              for i, t in enumerate(data.texts)], list(data.labels))
+    from adaptlab.config import Budget
+
+    context = RungContext(classes=sorted(set(data.labels)), encoder=enc, budget=Budget.parse("6steps"))
+    fitted = get_rung("finetune", {"long_text": "head_tail:8", "batch_size": 8}).fit(
+        tail_first, tail_first, seed=0, context=context)
+    assert fitted.long_text == "head_tail:8"
+
+    class Kit:
+        base_encoder, rung_config = enc, {}
+
+        def encoder_reference(self, encoder, store=True):
+            return {"name": encoder.name}
+
+    state, tensors = fitted.export_artifact(Kit())
+    assert state["long_text"] == "head_tail:8"
+    loaded = load_network("finetune", enc, fitted.model.backbone, state, tensors, context.classes)
+    assert loaded.long_text == "head_tail:8"
+    texts = tail_first.texts[:6]
+    np.testing.assert_allclose(loaded.predict_proba(texts), fitted.predict_proba(texts), atol=1e-5)
+    fitted.long_text = "truncate"  # the same weights reading the first window only: other numbers
+    assert not np.allclose(fitted.predict_proba(texts), loaded.predict_proba(texts), atol=1e-4)
 
 
 def test_a_shipped_probe_keeps_its_long_text(enc):

@@ -89,8 +89,8 @@ KEYS: dict[str, Key] = {
     "transductive": Key("bool", "let the refit read the test texts, never labels ([rung.refit] transductive)"),
     "mixed_precision": Key("str", "precision of the rungs that train the encoder: auto | no | bf16 | fp16",
                            "mixed_precision"),
-    "long_text": Key("str", "how the frozen rungs (probe, refit) read texts longer than the encoder's window: "
-                            "truncate | head_tail | chunk_mean | chunk_max ([rung.probe] long_text)"),
+    "long_text": Key("str", "how the rungs read texts longer than the encoder's window: truncate | head_tail | "
+                            "chunk_mean | chunk_max (the chunks: probe and refit only; [rung.probe] long_text)"),
     "executor": Key("str", "where the jobs run: inprocess | ray"),
     "address": Key("str", "Ray cluster address: auto | ray://host:10001"),
     "max_retries": Key("int", "Ray: resubmit a failed job this many times"),
@@ -704,21 +704,31 @@ def _flag_rung_params(values: dict[str, Any], rungs: list[str]) -> dict[str, dic
     if values.get("long_text") is not None:
         from adaptlab.encoders.longtext import check_long_text
 
-        for name in long_text_rungs(rungs):
+        for name in long_text_rungs(rungs, values["long_text"]):
             out.setdefault(name, {})["long_text"] = check_long_text(values["long_text"])
     return out
 
 
-def long_text_rungs(rungs: "list[str]") -> list[str]:
-    """The rungs among ``rungs`` that read texts with a frozen encoder and take ``long_text``.
+def long_text_rungs(rungs: "list[str]", value: Optional[str] = None) -> list[str]:
+    """The rungs among ``rungs`` that take ``long_text`` and can read texts as ``value`` says: the frozen rungs
+    (probe, refit) every strategy, the rungs that train the encoder the one-window ones (truncate, head_tail).
 
     Example:
-        >>> long_text_rungs(["tfidf", "probe", "refit", "lora"])
+        >>> long_text_rungs(["tfidf", "probe", "refit", "lora"], "head_tail")
+        ['probe', 'refit', 'lora']
+        >>> long_text_rungs(["tfidf", "probe", "refit", "lora"], "chunk_mean")
         ['probe', 'refit']
     """
+    from adaptlab.encoders.longtext import ONE_WINDOW_STRATEGIES, LongTextStrategy
     from adaptlab.rungs import RUNGS
 
-    return [r for r in rungs if r in RUNGS and "long_text" in {f.name for f in dataclasses.fields(RUNGS[r].config_class)}]
+    several = value is not None and LongTextStrategy.parse(value).name not in ONE_WINDOW_STRATEGIES
+    out = []
+    for r in [r for r in rungs if r in RUNGS]:
+        field_ = {f.name: f for f in dataclasses.fields(RUNGS[r].config_class)}.get("long_text")
+        if field_ is not None and not (several and field_.metadata.get("one_window")):
+            out.append(r)
+    return out
 
 
 def check_long_text_key(values: dict[str, Any]) -> None:
@@ -728,15 +738,18 @@ def check_long_text_key(values: dict[str, Any]) -> None:
         >>> check_long_text_key({"rungs": ["tfidf"], "long_text": "chunk_mean"})  # doctest: +ELLIPSIS
         Traceback (most recent call last):
         ...
-        adaptlab.errors.ConfigError: long_text = "chunk_mean" configures the frozen rungs (probe, refit), ...
+        adaptlab.errors.ConfigError: long_text = "chunk_mean" configures the rungs that read texts that way (probe, refit), ...
     """
     value = values.get("long_text")
     rungs = values.get("rungs") or []
     rungs = [r.strip() for r in rungs.split(",")] if isinstance(rungs, str) else list(rungs)
-    if value in (None, "truncate") or long_text_rungs(rungs):
+    if value in (None, "truncate") or long_text_rungs(rungs, value):
         return
-    raise ConfigError(f'long_text = "{value}" configures the frozen rungs (probe, refit), and none is in rungs '
-                      f"({','.join(rungs)}); add one (e.g. --rungs tfidf,probe) or leave long_text out.")
+    from adaptlab.rungs import RUNGS
+
+    takers = ", ".join(long_text_rungs(list(RUNGS), value))
+    raise ConfigError(f'long_text = "{value}" configures the rungs that read texts that way ({takers}), and none '
+                      f"is in rungs ({','.join(rungs)}); add one (e.g. --rungs tfidf,probe) or leave long_text out.")
 
 
 def check_refit_keys(values: dict[str, Any]) -> None:

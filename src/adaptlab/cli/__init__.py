@@ -224,7 +224,7 @@ def study_run(
     precision: str = typer.Option("auto", "--precision", help="fp32 | bf16 | int8 | auto: the frozen encoder's numeric path (probe); bf16 and int8 are used only within --precision-tolerance of fp32 on validation; auto (the default) is bf16 where the hardware runs it natively (AVX-512-BF16/AMX CPUs, CUDA GPUs with bf16; ADAPTLAB_NATIVE_BF16=0 says no), else fp32."),
     precision_tolerance: float = typer.Option(0.005, "--precision-tolerance", help="Largest validation-F1 loss bf16 or int8 may show against fp32 (0.005 = half a point)."),
     int8_tolerance: Optional[float] = typer.Option(None, "--int8-tolerance", hidden=True, help="Deprecated name of --precision-tolerance."),
-    long_text: Optional[str] = typer.Option(None, "--long-text", metavar="STRATEGY", help="How the frozen rungs (probe, refit) read texts longer than the encoder's window: truncate (the default: the first window) | head_tail[:K] (the first K tokens and the last ones) | chunk_mean[:O] | chunk_max[:O] (windows overlapping by O tokens, mean- or max-pooled). `adaptlab data check` says how many texts are longer."),
+    long_text: Optional[str] = typer.Option(None, "--long-text", metavar="STRATEGY", help="How the rungs read texts longer than the encoder's window: truncate (the default: the first window) | head_tail[:K] (the first K tokens and the last ones; every rung but tfidf and setfit) | chunk_mean[:O] | chunk_max[:O] (windows overlapping by O tokens, mean- or max-pooled; the frozen rungs probe and refit). `adaptlab data check` says how many texts are longer."),
     track: Optional[str] = typer.Option(None, "--track", help="Log the study to an experiment tracker: mlflow (the study as "
                                         "a parent run with its decision and HTML report, each rung × seed as a child run). "
                                         "Default: nothing is logged."),
@@ -650,9 +650,10 @@ def _print_window(win: dict[str, Any]) -> None:
     for c in win["by_class"]:
         t.add_row(escape(c["label"]), f"{c['n']:,}", f"{c['n_longer']:,} ({c['share_longer']:.1%})")
     out.print(t)
-    out.print(f"[dim]the frozen rungs read only their first window unless the study says otherwise: --long-text "
+    out.print(f"[dim]the rungs read only their first window unless the study says otherwise: --long-text "
               f"chunk_mean reads every window (about {win['windows_per_text']:.1f} per text here, so that many times "
-              "the encoding time), head_tail the start and the end[/]", highlight=False, soft_wrap=True)
+              "the encoding time; probe and refit), head_tail the start and the end (every encoder rung)[/]",
+              highlight=False, soft_wrap=True)
 
 
 @app.command("rungs")

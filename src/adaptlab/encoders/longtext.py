@@ -38,6 +38,8 @@ import numpy as np
 from adaptlab.errors import ConfigError
 
 LONG_TEXT_STRATEGIES = ("truncate", "head_tail", "chunk_mean", "chunk_max")
+# The strategies that give one window per text: the only ones a rung that trains the encoder can use.
+ONE_WINDOW_STRATEGIES = ("truncate", "head_tail")
 DEFAULT_LONG_TEXT = "truncate"
 LONG_TEXT_ALLOWED = "truncate, head_tail[:HEAD_TOKENS], chunk_mean[:OVERLAP_TOKENS] or chunk_max[:OVERLAP_TOKENS]"
 _TAG = b"adaptlab-long-text-v1|"
@@ -249,6 +251,31 @@ def special_tokens_around(tokenizer: Any) -> tuple[list[int], list[int]]:
                       "into windows for it; use long_text='truncate'.")
 
 
+def one_window_ids(tokenizer: Any, texts: Sequence[str], max_length: int,
+                   strategy: "str | LongTextStrategy | None") -> list[list[int]]:
+    """Token ids of one window per text, special tokens included, at most ``max_length``: what a network rung
+    trains on. ``head_tail`` keeps the first tokens and the last ones; a text that fits is whole.
+
+    Only one-window strategies apply (``truncate``, ``head_tail``): a network rung reads one window per text.
+
+    Example:
+        >>> ids = one_window_ids(enc.tokenizer, ["word " * 600], 16, "head_tail:4")   # doctest: +SKIP
+        >>> len(ids[0])                                                                # doctest: +SKIP
+        16
+    """
+    s = LongTextStrategy.parse(strategy)
+    if s.name not in ONE_WINDOW_STRATEGIES:
+        raise ConfigError.invalid("long_text", str(s), "truncate or head_tail[:HEAD_TOKENS] for a rung that "
+                                  "trains the encoder", "chunk_mean and chunk_max pool several windows of a "
+                                  "frozen encoder: they work for probe and refit.")
+    prefix, suffix = special_tokens_around(tokenizer)
+    room = max(1, int(max_length) - len(prefix) - len(suffix))
+    # verbose=False: no "sequence longer than the maximum" warning; cutting it is this function's job.
+    content = tokenizer(list(texts), add_special_tokens=False, truncation=False, padding=False, verbose=False,
+                        return_attention_mask=False, return_token_type_ids=False)["input_ids"]
+    return [prefix + s.windows(ids, room)[0] + suffix for ids in content]
+
+
 def long_text_encoder(encoder: Any, strategy: "str | LongTextStrategy | None") -> Any:
     """``encoder`` reading long texts with ``strategy``: ``truncate`` (or None) returns ``encoder`` itself.
 
@@ -389,5 +416,6 @@ def window_stats(tokenizer: Any, window: int, name: str, texts: Sequence[str],
 
 
 __all__ = ["DEFAULT_LONG_TEXT", "LONG_TEXT_ALLOWED", "LONG_TEXT_STRATEGIES", "LongTextEncoder", "LongTextStrategy",
-           "check_long_text", "encoder_tokenizer", "long_text_encoder", "pool_windows", "special_tokens_around",
+           "ONE_WINDOW_STRATEGIES", "check_long_text", "encoder_tokenizer", "long_text_encoder", "one_window_ids",
+           "pool_windows", "special_tokens_around",
            "token_counts", "window_report", "window_stats"]

@@ -126,19 +126,22 @@ class LpftRung(NetworkRung):
         if cfg.lp_method != "logistic":
             return {}
         from adaptlab.encoders import embed
+        from adaptlab.encoders.longtext import long_text_encoder
         from adaptlab.rungs.head import select_logistic_head
 
         encoder = context.encoder
         t0 = time.perf_counter()
         max_length = min(cfg.max_length or encoder.max_seq_length, encoder.max_seq_length)
         if max_length == encoder.max_seq_length:
-            # Same features the probe rung uses (and the study has cached): the LP step is the probe.
-            X_train = embed(encoder, train.texts, cache=context.cache)
-            X_val = embed(encoder, val.texts, cache=context.cache)
+            # Same features the probe rung uses (and the study has cached): the LP step is the probe, reading
+            # long texts as the FT stage will (head_tail: one window of head and tail tokens).
+            reader = long_text_encoder(encoder, cfg.long_text)
+            X_train = embed(reader, train.texts, cache=context.cache)
+            X_val = embed(reader, val.texts, cache=context.cache)
         else:
             pad = encoder.tokenizer.pad_token_id or 0
-            X_train = forward_all(model, encode_texts(encoder.tokenizer, train.texts, max_length), pad)[0]
-            X_val = forward_all(model, encode_texts(encoder.tokenizer, val.texts, max_length), pad)[0]
+            X_train = forward_all(model, encode_texts(encoder.tokenizer, train.texts, max_length, cfg.long_text), pad)[0]
+            X_val = forward_all(model, encode_texts(encoder.tokenizer, val.texts, max_length, cfg.long_text), pad)[0]
         t1 = time.perf_counter()
         head, C, val_scores = select_logistic_head(
             X_train, train.labels, X_val, val.labels, C_grid=cfg.C_grid, seed=seed,

@@ -116,6 +116,10 @@ class TrainingConfig(RungConfig):
     max_length: Optional[int] = field(
         default=None, metadata={"help": "truncate texts to this many tokens (default: the encoder's max_seq_length)"}
     )
+    long_text: str = field(default="truncate", metadata={
+        "help": "how texts longer than max_length are read: truncate (the first tokens) or head_tail[:K] (the "
+                "first K tokens and the last ones, one window; K: a quarter of it by default)",
+        "identity": "unless_default", "one_window": True})
     budget: Optional[str] = field(
         default=None,
         metadata={"help": "this rung's own budget (e.g. 500steps, 30min); must equal the study's --budget "
@@ -170,6 +174,7 @@ class TrainingConfig(RungConfig):
             raise ConfigError.invalid(f"{p}.head_hidden", self.head_hidden, "an integer >= 1, e.g. 256")
         if self.max_length is not None and (not is_int(self.max_length) or self.max_length < 2):
             raise ConfigError.invalid(f"{p}.max_length", self.max_length, "an integer >= 2 or null")
+        self.long_text = _one_window(self.long_text, f"{p}.long_text")
         if not is_int(self.checkpoint_every) or self.checkpoint_every < 0:
             raise ConfigError.invalid(f"{p}.checkpoint_every", self.checkpoint_every, "an integer >= 0")
         if self.budget is not None:
@@ -296,11 +301,29 @@ class Stage:
     patience: int
 
 
-def encode_texts(tokenizer: Any, texts: Sequence[str], max_length: int) -> list[list[int]]:
-    """Tokenize once (no padding); batches are padded to their own longest text later."""
+def encode_texts(tokenizer: Any, texts: Sequence[str], max_length: int, long_text: str = "truncate") -> list[list[int]]:
+    """Tokenize once (no padding); batches are padded to their own longest text later. A text longer than
+    ``max_length`` keeps its first tokens, or with ``long_text="head_tail[:K]"`` its first and last ones."""
+    if long_text != "truncate":
+        from adaptlab.encoders.longtext import one_window_ids
+
+        return one_window_ids(tokenizer, texts, max_length, long_text)
     return tokenizer(list(texts), truncation=True, max_length=max_length, padding=False,
                      add_special_tokens=True, return_attention_mask=False,
                      return_token_type_ids=False)["input_ids"]
+
+
+def _one_window(value: Any, what: str) -> str:
+    """``value`` as a one-window long-text strategy (truncate, head_tail[:K]); the error names the others'
+    home (probe and refit)."""
+    from adaptlab.encoders.longtext import ONE_WINDOW_STRATEGIES, LongTextStrategy
+
+    s = LongTextStrategy.parse(value, what)
+    if s.name not in ONE_WINDOW_STRATEGIES:
+        raise ConfigError.invalid(what, value, "truncate or head_tail[:HEAD_TOKENS]",
+                                  "A rung that trains the encoder reads one window per text; chunk_mean and "
+                                  "chunk_max pool several windows of a frozen encoder (probe, refit).")
+    return str(s)
 
 
 def _collate(
@@ -1195,12 +1218,13 @@ class FittedNetwork(FittedRung):
     """
 
     def __init__(self, rung: str, model: TextClassifier, tokenizer: Any, classes: Sequence[str], *,
-                 max_length: int, batch_size: int = 64) -> None:
+                 max_length: int, batch_size: int = 64, long_text: str = "truncate") -> None:
         self.rung = rung
         self.model = model
         self.tokenizer = tokenizer
         self.classes_ = np.asarray(classes, dtype=object)
         self.max_length = int(max_length)
+        self.long_text = long_text  # how it reads texts past max_length: as it was trained
         self.batch_size = int(batch_size)
         pad = tokenizer.pad_token_id
         self.pad_id = 0 if pad is None else int(pad)
@@ -1209,7 +1233,7 @@ class FittedNetwork(FittedRung):
         from adaptlab.encoders.encoder import _check_texts
 
         texts = _check_texts(texts)
-        ids = encode_texts(self.tokenizer, texts, self.max_length) if texts else []
+        ids = encode_texts(self.tokenizer, texts, self.max_length, self.long_text) if texts else []
         return forward_all(self.model, ids, self.pad_id, batch_size=self.batch_size)
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
@@ -1234,6 +1258,8 @@ class FittedNetwork(FittedRung):
             "head": cfg.get("head", "linear"), "head_hidden": cfg.get("head_hidden"),
             "head_dropout": float(cfg.get("head_dropout", 0.0)),
         }
+        if self.long_text != "truncate":  # absent: truncate, as every model shipped before it
+            state["long_text"] = self.long_text
         if getattr(model.backbone, "peft_config", None) is not None:
             # Adapters (peft's own files) on the base: the base is referenced, only the adapters are stored.
             state.update(encoder=kit.encoder_reference(base), adapter=kit.put_folder("adapters", model.backbone.save_pretrained))
@@ -1260,7 +1286,8 @@ def load_network(rung: str, encoder: Any, backbone: nn.Module, state: dict[str, 
     model.eval()
     for p in model.parameters():
         p.requires_grad_(False)
-    return FittedNetwork(rung, model, encoder.tokenizer, classes, max_length=int(state["max_length"]))
+    return FittedNetwork(rung, model, encoder.tokenizer, classes, max_length=int(state["max_length"]),
+                         long_text=str(state.get("long_text", "truncate")))
 
 
 def _load_head_tensors(model: TextClassifier, tensors: dict[str, np.ndarray]) -> None:
@@ -1370,8 +1397,8 @@ class NetworkRung(Rung):
         y_val = np.array([index[c] for c in val.labels], dtype=np.int64)
         max_length = min(cfg.max_length or encoder.max_seq_length, encoder.max_seq_length)
         tok = encoder.tokenizer
-        train_ids = encode_texts(tok, train.texts, max_length)
-        val_ids = encode_texts(tok, val.texts, max_length)
+        train_ids = encode_texts(tok, train.texts, max_length, cfg.long_text)
+        val_ids = encode_texts(tok, val.texts, max_length, cfg.long_text)
         pad = tok.pad_token_id
 
         key = run_key(self.identity(context), train.content_hash, val.content_hash, seed, context.positive_label)
@@ -1410,6 +1437,7 @@ class NetworkRung(Rung):
         n_total = sum(p.numel() for p in model.parameters())
         n_trainable = max((s["trainable_parameters"] for s in result.stages), default=0)
         fitted = self.make_fitted(model, context, max_length)
+        fitted.long_text = cfg.long_text
         fitted.selected_ = {"epoch": result.best.get("epoch"), "step": result.best.get("step"),
                             "stage": result.best.get("stage"), "val_f1": result.best.get("val_f1"),
                             "trainable_parameters": int(n_trainable), "steps": result.steps}

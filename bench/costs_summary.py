@@ -50,9 +50,13 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("runs", nargs="+", type=Path, help="bench/costs.py JSON results, oldest first")
     ap.add_argument("--floor", type=float, default=1.0, help="seconds of error that pass whatever the ratio")
+    ap.add_argument("--markdown", action="store_true", help="a Markdown table (for the docs)")
     args = ap.parse_args(argv)
     cells = join(args.runs)
-    print(f"{'corpus':<7} {'encoder':<7} {'rung':<9} {'screen':>15} {'full seed':>17}  run")
+    if args.markdown:
+        print("| corpus | encoder | rung | screen: est/meas, ratio | full seed: est/meas, ratio | run |\n|---|---|---|---|---|---|")
+    else:
+        print(f"{'corpus':<7} {'encoder':<7} {'rung':<9} {'screen':>15} {'full seed':>17}  run")
     n_ok = n = 0
     missing = []
     for corpus in CORPORA:
@@ -72,7 +76,9 @@ def main(argv: list[str] | None = None) -> int:
                     n, n_ok = n + 1, n_ok + ok
                     parts.append(f"{row['est_cell']:.0f}/{row['measured']:.0f}s {row['ratio']:.2f}{'' if ok else ' NO'}")
                     tags.add(row["tag"])
-                if tags:
+                if tags and args.markdown:
+                    print(f"| {corpus} | {enc} | {rung} | {parts[0]} | {parts[1]} | {', '.join(sorted(tags))} |")
+                elif tags:
                     print(f"{corpus:<7} {enc:<7} {rung:<9} {parts[0]:>15} {parts[1]:>17}  {', '.join(sorted(tags))}")
     print(f"\n{n_ok}/{n} cells within [{QUIET_BAND[0]}, {QUIET_BAND[1]}] or {args.floor:g} s; "
           f"{len(missing)} not run" + (": " + "; ".join(missing) if missing else ""))

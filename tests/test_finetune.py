@@ -153,7 +153,8 @@ def test_lora_saves_small_adapters_that_load_back_identically(tiny_encoder, corp
     from adaptlab.rungs.lora import FittedLora
 
     tr, va, te = corpus
-    fitted = get_rung("lora", {**FAST, "r": 2, "backbone_lr": 1e-2}).fit(tr, va, seed=0, context=ctx(tiny_encoder))
+    params = {**FAST, "r": 2, "backbone_lr": 1e-2, "long_text": "head_tail:8"}
+    fitted = get_rung("lora", params).fit(tr, va, seed=0, context=ctx(tiny_encoder))
     folder = fitted.save_pretrained(tmp_path / "adapter")
     names = {p.name for p in folder.iterdir()}
     assert {"adapter_model.safetensors", "adapter_config.json", "head.safetensors", "head_config.json"} <= names
@@ -165,6 +166,7 @@ def test_lora_saves_small_adapters_that_load_back_identically(tiny_encoder, corp
     np.testing.assert_array_equal(loaded.predict_proba(te.texts), fitted.predict_proba(te.texts))
     np.testing.assert_array_equal(loaded.embed(te.texts), fitted.embed(te.texts))
     assert list(loaded.classes_) == CLASSES and loaded.selected_ == json.loads(json.dumps(fitted.selected_))
+    assert loaded.long_text == fitted.long_text == "head_tail:8"  # long texts are read as in training
     assert fresh.refresh_fingerprint() == tiny_encoder.refresh_fingerprint()  # the base stays untouched
     # Loading onto another base encoder is refused with a precise message.
     from tiny_models import build_tiny_encoder

@@ -201,6 +201,7 @@ class FittedLora(FittedNetwork):
         fitted = cls(model, encoder.tokenizer, classes, max_length=int(meta["max_length"]),
                      encoder_fingerprint=meta["encoder_fingerprint"], config=meta["rung_config"],
                      pooling=meta.get("pooling", {}))
+        fitted.long_text = str(meta["rung_config"].get("long_text", "truncate"))  # read as it was trained
         fitted.selected_ = meta.get("selected") or {}
         fitted.val_scores_ = meta.get("val_scores") or {}
         fitted.cost_ = Cost()

@@ -214,10 +214,7 @@ class LongTextEncoder:
         return self._prefix + list(window) + self._suffix
 
     def _encode_group(self, texts: list[str], batch_size: int) -> np.ndarray:
-        tok = self.base.tokenizer
-        # verbose=False: no "sequence longer than the maximum" warning; cutting it is this class's job.
-        content = tok(texts, add_special_tokens=False, truncation=False, padding=False, verbose=False,
-                      return_attention_mask=False, return_token_type_ids=False)["input_ids"]
+        content = content_ids(self.base.tokenizer, texts)
         windows: list[list[int]] = []
         owner: list[int] = []
         for i, ids in enumerate(content):
@@ -270,10 +267,14 @@ def one_window_ids(tokenizer: Any, texts: Sequence[str], max_length: int,
                                   "frozen encoder: they work for probe and refit.")
     prefix, suffix = special_tokens_around(tokenizer)
     room = max(1, int(max_length) - len(prefix) - len(suffix))
-    # verbose=False: no "sequence longer than the maximum" warning; cutting it is this function's job.
-    content = tokenizer(list(texts), add_special_tokens=False, truncation=False, padding=False, verbose=False,
-                        return_attention_mask=False, return_token_type_ids=False)["input_ids"]
-    return [prefix + s.windows(ids, room)[0] + suffix for ids in content]
+    return [prefix + s.windows(ids, room)[0] + suffix for ids in content_ids(tokenizer, texts)]
+
+
+def content_ids(tokenizer: Any, texts: Sequence[str]) -> list[list[int]]:
+    """Each text's token ids, whole: no special tokens, no truncation (the strategies cut them)."""
+    # verbose=False: no "sequence longer than the maximum" warning; cutting them is the caller's job.
+    return tokenizer(list(texts), add_special_tokens=False, truncation=False, padding=False, verbose=False,
+                     return_attention_mask=False, return_token_type_ids=False)["input_ids"]
 
 
 def long_text_encoder(encoder: Any, strategy: "str | LongTextStrategy | None") -> Any:
